@@ -1,0 +1,187 @@
+/*
+ * The seam between the platform backends and the Python module.
+ *
+ * A backend (backend_windows.c, backend_linux.c) implements these functions in plain C: it includes no
+ * Python.h, so it can be built and tested on its own (the Windows one with mingw-w64 under Wine). The module
+ * file (_secsock.c) is the only place that turns these structures into Python objects.
+ *
+ * Ownership rules, on every path:
+ * - secsock_query_begin() allocates a secsock_pending; only secsock_pending_free() releases it. Everything the
+ *   system may still write to (OVERLAPPED, template, buffer, length) lives inside it until the system is done.
+ * - Token handles in a secsock_result belong to whoever holds the result: secsock_pending_result() hands them
+ *   over exactly once; the holder closes each with secsock_token_close(). Handles delivered by the system but
+ *   never handed over are closed by secsock_pending_free().
+ * - Every function that can fail fills the caller's secsock_error and returns -1 (or NULL).
+ */
+#ifndef SECSOCK_BACKEND_H
+#define SECSOCK_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* SOCKET_SECURITY_PROTOCOL values, as in mstcpip.h. */
+enum {
+    SECSOCK_PROTOCOL_DEFAULT = 0,
+    SECSOCK_PROTOCOL_IPSEC = 1,
+    SECSOCK_PROTOCOL_IPSEC2 = 2,
+    SECSOCK_PROTOCOL_INVALID = 3
+};
+
+/* SOCKET_INFO_CONNECTION_* flags, as in mstcpip.h. */
+enum {
+    SECSOCK_FLAG_SECURED = 0x1,
+    SECSOCK_FLAG_ENCRYPTED = 0x2,
+    SECSOCK_FLAG_IMPERSONATED = 0x4
+};
+
+/* A socket descriptor: a SOCKET (UINT_PTR) on Windows, an int file descriptor on POSIX. */
+typedef uint64_t secsock_fd;
+
+/* What kind of failure a secsock_error describes; the module maps each kind to one Python exception type. */
+typedef enum {
+    SECSOCK_ERR_NONE = 0,
+    SECSOCK_ERR_OS,          /* a system call failed: OSError(errnum, message, None, winerror) */
+    SECSOCK_ERR_ARGUMENT,    /* the caller's argument is wrong: ValueError(message) */
+    SECSOCK_ERR_NOMEM,       /* allocation failed: MemoryError */
+    SECSOCK_ERR_UNSUPPORTED  /* the platform cannot do this: secsock.UnsupportedOperation(message) */
+} secsock_error_kind;
+
+typedef struct {
+    secsock_error_kind kind;
+    int errnum;        /* errno value (POSIX), 0 when not applicable */
+    long winerror;     /* Windows/Winsock error code, 0 when not applicable */
+    char call[48];     /* the system call or argument the message is about, e.g. "WSAQuerySocketSecurity" */
+    char message[208]; /* a complete sentence for a person; never empty when kind != NONE */
+} secsock_error;
+
+/* The peer address for datagram sockets (and optionally TCP). Family-neutral: AF_* values differ by platform. */
+typedef struct {
+    int is_ipv6;
+    uint8_t addr[16];  /* network byte order; the first 4 bytes for IPv4 */
+    uint16_t port;     /* host byte order */
+    uint32_t flowinfo; /* IPv6 only */
+    uint32_t scope_id; /* IPv6 only */
+} secsock_peer;
+
+/* The socket's kind, read from the system before any query. */
+typedef enum { SECSOCK_FAMILY_OTHER = 0, SECSOCK_FAMILY_INET, SECSOCK_FAMILY_INET6 } secsock_family;
+typedef enum { SECSOCK_TYPE_OTHER = 0, SECSOCK_TYPE_STREAM, SECSOCK_TYPE_DGRAM } secsock_type;
+
+typedef struct {
+    secsock_family family;
+    secsock_type type;
+    int protocol; /* IPPROTO_* number (6 TCP, 17 UDP); 0 when the system does not say */
+} secsock_socket_kind;
+
+typedef struct {
+    secsock_fd sock;
+    int has_peer;
+    secsock_peer peer;
+    uint32_t token_access; /* PeerTokenAccessMask; 0 asks for no tokens */
+    int ipsec2;            /* ask for the SOCKET_SECURITY_QUERY_INFO_IPSEC2 fields */
+} secsock_query_request;
+
+/* One IPsec security association applied to the flow in one direction (Linux: read from XFRM). */
+#define SECSOCK_ALG_NAME_MAX 64
+#define SECSOCK_MAX_SAS 4
+typedef struct {
+    uint8_t proto;  /* 50 ESP, 51 AH, 108 IPCOMP */
+    uint8_t mode;   /* 0 transport, 1 tunnel, 2 route optimization, 3 in trigger, 4 BEET (XFRM_MODE_*) */
+    uint32_t spi;   /* host byte order */
+    uint32_t reqid;
+    char encryption[SECSOCK_ALG_NAME_MAX]; /* "" when none; "ecb(cipher_null)" for ESP with null encryption */
+    char integrity[SECSOCK_ALG_NAME_MAX];  /* "" when none */
+    char aead[SECSOCK_ALG_NAME_MAX];       /* "" when none */
+} secsock_sa;
+
+typedef struct {
+    size_t count;                   /* 0 when the direction is not protected */
+    secsock_sa sas[SECSOCK_MAX_SAS]; /* outermost first, in the policy's template order */
+} secsock_direction;
+
+typedef struct {
+    uint32_t protocol; /* SECSOCK_PROTOCOL_* as the system returned it */
+    uint32_t flags;    /* SECSOCK_FLAG_* */
+    uint64_t peer_application_token; /* 0 when not returned; owned by the holder of this result */
+    uint64_t peer_machine_token;     /* 0 when not returned; owned by the holder of this result */
+
+    int has_ipsec2; /* the system answered with SOCKET_SECURITY_QUERY_INFO_IPSEC2 */
+    uint64_t mm_sa_id;
+    uint64_t qm_sa_id;
+    uint32_t negotiation_winerr;
+    uint8_t sa_lookup_context[16]; /* the GUID as it lies in memory (Python: uuid.UUID(bytes_le=...)) */
+
+    int has_ipsec_detail; /* the per-direction SAs below are known (Linux) */
+    secsock_direction outbound;
+    secsock_direction inbound;
+} secsock_result;
+
+typedef struct secsock_pending secsock_pending;
+
+/* Name of the compiled backend: "windows" or "linux". */
+const char *secsock_backend_name(void);
+
+/* Process-wide set-up and tear-down (Winsock start-up, netlink state). Balanced calls; 0 or -1. */
+int secsock_backend_init(secsock_error *err);
+void secsock_backend_fini(void);
+
+/* Family, type and protocol of a descriptor: 0, or -1 (not a socket, closed...). */
+int secsock_socket_kind_of(secsock_fd sock, secsock_socket_kind *kind, secsock_error *err);
+
+/*
+ * Start a query. Validates the request (family, type, peer required for non-TCP and in the socket's family)
+ * and issues the system call. Returns a pending query (which may already be complete), or NULL with err set.
+ * Never blocks for long: the two-call negotiation that a completion may need happens in secsock_pending_result.
+ */
+secsock_pending *secsock_query_begin(const secsock_query_request *req, secsock_error *err);
+
+/* 1 when the system is done with the query (success or failure), 0 while it is in flight. */
+int secsock_pending_done(secsock_pending *p);
+
+/* Wait up to timeout_ms (negative: forever). 1 when done, 0 on time-out, -1 on error. Call without the GIL. */
+int secsock_pending_wait(secsock_pending *p, int64_t timeout_ms, secsock_error *err);
+
+/*
+ * Wait for completion, then decode. On WSAEMSGSIZE, re-issues the call with the size the system asked for
+ * (bounded in count and size). Fills out and hands over the token handles: 0, or -1 with err set.
+ * A result can be taken once; a second call fails with SECSOCK_ERR_ARGUMENT.
+ */
+int secsock_pending_result(secsock_pending *p, secsock_result *out, secsock_error *err);
+
+/* Ask the system to cancel (CancelIoEx). 1 if a cancel was requested, 0 if already done, -1 on error. */
+int secsock_pending_cancel(secsock_pending *p, secsock_error *err);
+
+/* The event handle signalled on completion (Windows), or 0 where the backend has none. */
+uint64_t secsock_pending_event(secsock_pending *p);
+
+/* Cancel if still in flight, wait until the system is done, close unclaimed tokens, free. NULL is allowed. */
+void secsock_pending_free(secsock_pending *p);
+
+/* begin + wait + result in one step. Call without the GIL. */
+int secsock_query(const secsock_query_request *req, secsock_result *out, secsock_error *err);
+
+/* Close a token handle from a result (CloseHandle). 0, or -1 with err set. */
+int secsock_token_close(uint64_t handle, secsock_error *err);
+
+/* Close every token handle still in a result and zero them; used on the module's error paths. */
+void secsock_result_release(secsock_result *r);
+
+/* Shared helpers (secsock_common.c), for the backends. */
+void secsock_error_clear(secsock_error *err);
+/* Fill err; fmt is a printf format for the message. Always returns -1, so `return secsock_error_set(...)`. */
+int secsock_error_set(secsock_error *err, secsock_error_kind kind, int errnum, long winerror, const char *call,
+                      const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 6, 7)))
+#endif
+    ;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SECSOCK_BACKEND_H */
