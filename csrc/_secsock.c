@@ -1,0 +1,548 @@
+/*
+ * secsock._secsock: the only file that turns the backend seam (secsock_backend.h) into Python objects.
+ *
+ * It holds no platform code: the compiled backend (backend_windows.c or backend_linux.c) does the system
+ * calls. Everything that may block (the query, waiting on a pending query, freeing one that is still in
+ * flight) runs with the GIL released. Results travel to the facade (src/secsock/) as plain tuples; the
+ * facade builds the typed objects.
+ *
+ * Stable ABI only (Py_LIMITED_API 3.9), so one wheel per platform serves every later CPython.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <string.h>
+
+#include "secsock_backend.h"
+
+/* ---- errors -------------------------------------------------------------------------------------------- */
+
+/* Raise secsock.<name> (defined in the pure-Python facade, secsock._errors) with a message. */
+static void raise_facade_error(const char *name, PyObject *args)
+{
+    PyObject *module = PyImport_ImportModule("secsock._errors");
+    PyObject *type = NULL;
+
+    if (module != NULL) {
+        type = PyObject_GetAttrString(module, name);
+        Py_DECREF(module);
+    }
+    if (type != NULL) {
+        PyObject *exc = PyObject_CallObject(type, args);
+        if (exc != NULL) {
+            PyErr_SetObject(type, exc);
+            Py_DECREF(exc);
+        }
+        Py_DECREF(type);
+    }
+}
+
+/*
+ * Turn a backend error into the matching Python exception. OS errors become OSError(errno, message, None,
+ * winerror): on Windows the winerror picks errno and the subclass (WSAECONNRESET -> ConnectionResetError),
+ * elsewhere errno does (EPERM -> PermissionError), exactly as CPython's own socket errors do.
+ */
+static PyObject *raise_backend_error(const secsock_error *err)
+{
+    char text[sizeof(err->call) + sizeof(err->message) + 4];
+    PyObject *args;
+
+    if (err->call[0] != '\0') {
+        PyOS_snprintf(text, sizeof(text), "%s: %s", err->call, err->message);
+    } else {
+        PyOS_snprintf(text, sizeof(text), "%s", err->message);
+    }
+    switch (err->kind) {
+    case SECSOCK_ERR_ARGUMENT:
+        PyErr_SetString(PyExc_ValueError, text);
+        break;
+    case SECSOCK_ERR_NOMEM:
+        PyErr_NoMemory();
+        break;
+    case SECSOCK_ERR_UNSUPPORTED:
+        args = Py_BuildValue("(s)", text);
+        if (args != NULL) {
+            raise_facade_error("UnsupportedOperation", args);
+            Py_DECREF(args);
+        }
+        break;
+    case SECSOCK_ERR_OS:
+    default:
+        if (err->winerror != 0) {
+            args = Py_BuildValue("(isOl)", err->errnum, text, Py_None, err->winerror);
+        } else {
+            args = Py_BuildValue("(is)", err->errnum, text);
+        }
+        if (args != NULL) {
+            PyObject *exc = PyObject_CallObject(PyExc_OSError, args);
+            Py_DECREF(args);
+            if (exc != NULL) {
+                PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+                Py_DECREF(exc);
+            }
+        }
+        break;
+    }
+    return NULL;
+}
+
+/* ---- arguments ----------------------------------------------------------------------------------------- */
+
+/* Fill a query request from (fd, peer, token_access, ipsec2); the facade has already checked their types. */
+static int parse_request(PyObject *args, secsock_query_request *req)
+{
+    PyObject *fd_obj, *peer_obj, *access_obj;
+    int ipsec2;
+
+    memset(req, 0, sizeof(*req));
+    if (!PyArg_ParseTuple(args, "OOOp", &fd_obj, &peer_obj, &access_obj, &ipsec2)) {
+        return -1;
+    }
+
+    req->sock = PyLong_AsUnsignedLongLong(fd_obj);
+    if (req->sock == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_SetString(PyExc_ValueError, "sock: the socket handle must be a non-negative integer");
+        return -1;
+    }
+
+    req->token_access = 0;
+    {
+        unsigned long long access = PyLong_AsUnsignedLongLong(access_obj);
+        if ((access == (unsigned long long)-1 && PyErr_Occurred()) || access > 0xFFFFFFFFull) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_ValueError, "token_access: must be an access mask from 0 to 0xFFFFFFFF");
+            return -1;
+        }
+        req->token_access = (uint32_t)access;
+    }
+    req->ipsec2 = ipsec2;
+
+    if (peer_obj != Py_None) {
+        /* (is_ipv6, packed address, port, flowinfo, scope_id), built by the facade from (host, port[, ...]). */
+        int is_ipv6;
+        const char *packed;
+        Py_ssize_t packed_len;
+        unsigned int port;
+        unsigned long flowinfo, scope_id;
+        PyObject *packed_obj;
+
+        if (!PyArg_ParseTuple(peer_obj, "pOIkk", &is_ipv6, &packed_obj, &port, &flowinfo, &scope_id)) {
+            return -1;
+        }
+        if (PyBytes_AsStringAndSize(packed_obj, (char **)&packed, &packed_len) < 0) {
+            return -1;
+        }
+        if (packed_len != (is_ipv6 ? 16 : 4) || port > 0xFFFF || flowinfo > 0xFFFFFFFFul ||
+            scope_id > 0xFFFFFFFFul) {
+            PyErr_SetString(PyExc_ValueError, "peer: malformed address");
+            return -1;
+        }
+        req->has_peer = 1;
+        req->peer.is_ipv6 = is_ipv6;
+        memcpy(req->peer.addr, packed, (size_t)packed_len);
+        req->peer.port = (uint16_t)port;
+        req->peer.flowinfo = (uint32_t)flowinfo;
+        req->peer.scope_id = (uint32_t)scope_id;
+    }
+    return 0;
+}
+
+/* ---- results ------------------------------------------------------------------------------------------- */
+
+/* An algorithm name from a fixed-size field; bounded even if the backend forgot the terminator. */
+static PyObject *alg_name(const char *field)
+{
+    const char *end = memchr(field, '\0', SECSOCK_ALG_NAME_MAX);
+    Py_ssize_t len = end != NULL ? (Py_ssize_t)(end - field) : SECSOCK_ALG_NAME_MAX;
+    return PyUnicode_DecodeASCII(field, len, "replace");
+}
+
+/* ((proto, mode, spi, reqid, encryption, integrity, aead), ...) for one direction. */
+static PyObject *direction_to_tuple(const secsock_direction *dir)
+{
+    size_t count = dir->count <= SECSOCK_MAX_SAS ? dir->count : SECSOCK_MAX_SAS;
+    PyObject *tuple = PyTuple_New((Py_ssize_t)count);
+    size_t i;
+
+    if (tuple == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < count; i++) {
+        const secsock_sa *sa = &dir->sas[i];
+        /* "N" steals the new references, and Py_BuildValue releases them if it fails. */
+        PyObject *item = Py_BuildValue("(iikkNNN)", (int)sa->proto, (int)sa->mode, (unsigned long)sa->spi,
+                                       (unsigned long)sa->reqid, alg_name(sa->encryption),
+                                       alg_name(sa->integrity), alg_name(sa->aead));
+        if (item == NULL) {
+            Py_DECREF(tuple);
+            return NULL;
+        }
+        PyTuple_SetItem(tuple, (Py_ssize_t)i, item);
+    }
+    return tuple;
+}
+
+/*
+ * (protocol, flags, application_token, machine_token, ipsec2, ipsec) for the facade. The token handles move
+ * into the tuple as ints; if building it fails they are closed here, so no path leaks them.
+ */
+static PyObject *result_to_tuple(secsock_result *r)
+{
+    PyObject *ipsec2 = NULL, *detail = NULL, *outbound = NULL, *inbound = NULL, *tuple = NULL;
+
+    if (r->has_ipsec2) {
+        ipsec2 = Py_BuildValue("(KKky#)", (unsigned long long)r->mm_sa_id, (unsigned long long)r->qm_sa_id,
+                               (unsigned long)r->negotiation_winerr, (const char *)r->sa_lookup_context,
+                               (Py_ssize_t)sizeof(r->sa_lookup_context));
+    } else {
+        ipsec2 = Py_None;
+        Py_INCREF(ipsec2);
+    }
+    if (ipsec2 == NULL) {
+        goto fail;
+    }
+    if (r->has_ipsec_detail) {
+        outbound = direction_to_tuple(&r->outbound);
+        inbound = outbound != NULL ? direction_to_tuple(&r->inbound) : NULL;
+        detail = inbound != NULL ? PyTuple_Pack(2, outbound, inbound) : NULL;
+        Py_XDECREF(outbound);
+        Py_XDECREF(inbound);
+    } else {
+        detail = Py_None;
+        Py_INCREF(detail);
+    }
+    if (detail == NULL) {
+        goto fail;
+    }
+    tuple = Py_BuildValue("(kkKKOO)", (unsigned long)r->protocol, (unsigned long)r->flags,
+                          (unsigned long long)r->peer_application_token,
+                          (unsigned long long)r->peer_machine_token, ipsec2, detail);
+    Py_DECREF(ipsec2);
+    Py_DECREF(detail);
+    if (tuple == NULL) {
+        secsock_result_release(r);
+    }
+    return tuple;
+
+fail:
+    Py_XDECREF(ipsec2);
+    secsock_result_release(r);
+    return NULL;
+}
+
+/* ---- PendingQuery -------------------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    secsock_pending *pending; /* owned; NULL once closed */
+    int waiters;              /* threads inside wait() with the GIL released */
+    int in_result;            /* a thread is inside result() with the GIL released */
+} PendingObject;
+
+static PyObject *PendingType; /* heap type, created at import */
+
+static PendingObject *pending_checked(PyObject *self)
+{
+    PendingObject *p = (PendingObject *)self;
+    if (p->pending == NULL) {
+        PyErr_SetString(PyExc_ValueError, "operation on a closed pending query");
+        return NULL;
+    }
+    return p;
+}
+
+static void pending_release(PendingObject *p)
+{
+    secsock_pending *pending = p->pending;
+
+    p->pending = NULL;
+    if (pending != NULL) {
+        /* May cancel and wait until the system is done with the OVERLAPPED and buffers: never with the GIL. */
+        Py_BEGIN_ALLOW_THREADS
+        secsock_pending_free(pending);
+        Py_END_ALLOW_THREADS
+    }
+}
+
+static void Pending_dealloc(PyObject *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    freefunc tp_free = (freefunc)PyType_GetSlot(type, Py_tp_free);
+
+    pending_release((PendingObject *)self);
+    tp_free(self);
+    Py_DECREF(type);
+}
+
+static PyObject *Pending_done(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PendingObject *p = pending_checked(self);
+    if (p == NULL) {
+        return NULL;
+    }
+    return PyBool_FromLong(secsock_pending_done(p->pending));
+}
+
+static PyObject *Pending_wait(PyObject *self, PyObject *args)
+{
+    long long timeout_ms;
+    secsock_error err;
+    int rc;
+    PendingObject *p = pending_checked(self);
+
+    if (p == NULL || !PyArg_ParseTuple(args, "L", &timeout_ms)) {
+        return NULL;
+    }
+    secsock_error_clear(&err);
+    /* Several threads may wait at once; close() is refused meanwhile, so the pending outlives every waiter. */
+    p->waiters++;
+    Py_BEGIN_ALLOW_THREADS
+    rc = secsock_pending_wait(p->pending, (int64_t)timeout_ms, &err);
+    Py_END_ALLOW_THREADS
+    p->waiters--;
+    if (rc < 0) {
+        return raise_backend_error(&err);
+    }
+    return PyBool_FromLong(rc);
+}
+
+static PyObject *Pending_result(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    secsock_result result;
+    secsock_error err;
+    int rc;
+    PendingObject *p = pending_checked(self);
+
+    if (p == NULL) {
+        return NULL;
+    }
+    if (p->in_result) {
+        /* The backend may be re-issuing the call with a larger buffer: one taker at a time. */
+        PyErr_SetString(PyExc_RuntimeError, "result() is already running in another thread");
+        return NULL;
+    }
+    memset(&result, 0, sizeof(result));
+    secsock_error_clear(&err);
+    p->in_result = 1;
+    Py_BEGIN_ALLOW_THREADS
+    rc = secsock_pending_result(p->pending, &result, &err);
+    Py_END_ALLOW_THREADS
+    p->in_result = 0;
+    if (rc < 0) {
+        return raise_backend_error(&err);
+    }
+    return result_to_tuple(&result);
+}
+
+static PyObject *Pending_cancel(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    secsock_error err;
+    int rc;
+    PendingObject *p = pending_checked(self);
+
+    if (p == NULL) {
+        return NULL;
+    }
+    secsock_error_clear(&err);
+    rc = secsock_pending_cancel(p->pending, &err);
+    if (rc < 0) {
+        return raise_backend_error(&err);
+    }
+    return PyBool_FromLong(rc);
+}
+
+static PyObject *Pending_event(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    uint64_t event;
+    PendingObject *p = pending_checked(self);
+
+    if (p == NULL) {
+        return NULL;
+    }
+    event = secsock_pending_event(p->pending);
+    if (event == 0) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromUnsignedLongLong((unsigned long long)event);
+}
+
+static PyObject *Pending_close(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PendingObject *p = (PendingObject *)self;
+
+    if (p->waiters || p->in_result) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot close a pending query while another thread waits on it");
+        return NULL;
+    }
+    pending_release(p);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Pending_closed(PyObject *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(((PendingObject *)self)->pending == NULL);
+}
+
+static PyMethodDef Pending_methods[] = {
+    {"done", Pending_done, METH_NOARGS, "True once the system is done with the query."},
+    {"wait", Pending_wait, METH_VARARGS, "wait(timeout_ms) -> bool; a negative timeout waits forever."},
+    {"result", Pending_result, METH_NOARGS, "Wait, negotiate the buffer size if needed, and decode."},
+    {"cancel", Pending_cancel, METH_NOARGS, "Ask the system to cancel; True if a cancel was requested."},
+    {"event", Pending_event, METH_NOARGS, "The completion event handle, or None where there is none."},
+    {"close", Pending_close, METH_NOARGS, "Cancel if in flight, wait for the system, free everything."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Pending_getset[] = {
+    {"closed", Pending_closed, NULL, "True once close() has run.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot Pending_slots[] = {
+    {Py_tp_dealloc, (void *)Pending_dealloc},
+    {Py_tp_methods, Pending_methods},
+    {Py_tp_getset, Pending_getset},
+    {Py_tp_doc, "A query in flight, owned by secsock.PendingQuery."},
+    {0, NULL},
+};
+
+static PyType_Spec Pending_spec = {
+    "secsock._secsock.Pending",
+    sizeof(PendingObject),
+    0,
+    Py_TPFLAGS_DEFAULT,
+    Pending_slots,
+};
+
+/* ---- module functions ---------------------------------------------------------------------------------- */
+
+static PyObject *mod_query(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    secsock_query_request req;
+    secsock_result result;
+    secsock_error err;
+    int rc;
+
+    if (parse_request(args, &req) < 0) {
+        return NULL;
+    }
+    memset(&result, 0, sizeof(result));
+    secsock_error_clear(&err);
+    Py_BEGIN_ALLOW_THREADS
+    rc = secsock_query(&req, &result, &err);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        return raise_backend_error(&err);
+    }
+    return result_to_tuple(&result);
+}
+
+static PyObject *mod_begin_query(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    secsock_query_request req;
+    secsock_error err;
+    secsock_pending *pending;
+    PendingObject *obj;
+
+    if (parse_request(args, &req) < 0) {
+        return NULL;
+    }
+    /* Allocate the Python object first, so nothing can fail once the system owns the OVERLAPPED. */
+    obj = (PendingObject *)PyType_GenericAlloc((PyTypeObject *)PendingType, 0);
+    if (obj == NULL) {
+        return NULL;
+    }
+    obj->pending = NULL;
+    obj->waiters = 0;
+    obj->in_result = 0;
+    secsock_error_clear(&err);
+    Py_BEGIN_ALLOW_THREADS
+    pending = secsock_query_begin(&req, &err);
+    Py_END_ALLOW_THREADS
+    if (pending == NULL) {
+        Py_DECREF(obj);
+        return raise_backend_error(&err);
+    }
+    obj->pending = pending;
+    return (PyObject *)obj;
+}
+
+static PyObject *mod_close_token(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    secsock_error err;
+    unsigned long long handle = PyLong_AsUnsignedLongLong(arg);
+
+    if (handle == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (handle == 0) {
+        PyErr_SetString(PyExc_ValueError, "handle: 0 is not a token handle");
+        return NULL;
+    }
+    secsock_error_clear(&err);
+    if (secsock_token_close((uint64_t)handle, &err) < 0) {
+        return raise_backend_error(&err);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"query", mod_query, METH_VARARGS,
+     "query(fd, peer, token_access, ipsec2) -> raw result tuple; blocks without the GIL."},
+    {"begin_query", mod_begin_query, METH_VARARGS,
+     "begin_query(fd, peer, token_access, ipsec2) -> Pending; issues the overlapped call."},
+    {"close_token", mod_close_token, METH_O, "close_token(handle): CloseHandle on a token handle."},
+    {NULL, NULL, 0, NULL},
+};
+
+static void module_free(void *Py_UNUSED(module))
+{
+    Py_CLEAR(PendingType);
+    secsock_backend_fini();
+}
+
+static struct PyModuleDef secsock_module = {
+    PyModuleDef_HEAD_INIT,
+    "secsock._secsock",
+    "Backend of the secsock package: WSAQuerySocketSecurity on Windows, XFRM on Linux.",
+    -1,
+    module_methods,
+    NULL,
+    NULL,
+    NULL,
+    module_free,
+};
+
+PyMODINIT_FUNC PyInit__secsock(void)
+{
+    secsock_error err;
+    PyObject *module;
+
+    secsock_error_clear(&err);
+    if (secsock_backend_init(&err) < 0) {
+        return raise_backend_error(&err);
+    }
+    module = PyModule_Create(&secsock_module);
+    if (module == NULL) {
+        secsock_backend_fini();
+        return NULL;
+    }
+    PendingType = PyType_FromSpec(&Pending_spec);
+    if (PendingType == NULL) {
+        Py_DECREF(module); /* module_free runs and balances secsock_backend_init */
+        return NULL;
+    }
+    /* One reference stays in PendingType (released by module_free), one goes to the module's dict. */
+    Py_INCREF(PendingType);
+    if (PyModule_AddObject(module, "Pending", PendingType) < 0) {
+        Py_DECREF(PendingType); /* AddObject steals only on success */
+        Py_DECREF(module);
+        return NULL;
+    }
+    if (PyModule_AddStringConstant(module, "BACKEND", secsock_backend_name()) < 0 ||
+        PyModule_AddIntConstant(module, "MAX_SAS_PER_DIRECTION", SECSOCK_MAX_SAS) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

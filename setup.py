@@ -1,0 +1,38 @@
+"""Build the secsock._secsock extension: one module file plus the backend for the platform being built.
+
+The extension uses the stable ABI (Py_LIMITED_API, CPython 3.9 and newer), so one wheel serves every later
+CPython. Platforms without a backend get a pure-Python install whose query raises UnsupportedPlatformError.
+"""
+
+import sys
+
+from setuptools import Extension, setup
+
+LIMITED_API = "0x03090000"
+
+backends = {
+    "win32": ("csrc/backend_windows.c", ["ws2_32", "fwpuclnt", "advapi32"]),
+    "linux": ("csrc/backend_linux.c", []),
+}
+platform = "linux" if sys.platform.startswith("linux") else sys.platform
+
+ext_modules = []
+if platform in backends:
+    backend_source, libraries = backends[platform]
+    warnings = ["/W4"] if platform == "win32" else ["-Wall", "-Wextra"]
+    ext_modules.append(
+        Extension(
+            "secsock._secsock",
+            sources=["csrc/_secsock.c", "csrc/secsock_common.c", backend_source],
+            include_dirs=["csrc"],
+            define_macros=[("Py_LIMITED_API", LIMITED_API)],
+            libraries=libraries,
+            extra_compile_args=warnings,
+            py_limited_api=True,
+        )
+    )
+
+setup(
+    ext_modules=ext_modules,
+    options={"bdist_wheel": {"py_limited_api": "cp39"}} if ext_modules else {},
+)

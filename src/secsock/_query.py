@@ -1,0 +1,295 @@
+"""query(), begin_query() and query_async(): argument checks here, the system call in the C extension."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import ipaddress
+import sys
+import uuid
+from types import TracebackType
+from typing import Any, Union
+
+from ._errors import SUPPORTED_PLATFORMS, UnsupportedPlatformError
+from ._types import (
+    ConnectionFlags,
+    IpsecDetails,
+    IpsecMode,
+    IpsecProtocol,
+    SecurityAssociation,
+    SecurityInfo,
+    SecurityProtocol,
+    Token,
+    _known,
+)
+
+try:
+    from . import _secsock as _backend
+except ImportError:
+    # Only a platform without a backend may lack the extension; elsewhere a broken install must show.
+    if sys.platform.startswith(SUPPORTED_PLATFORMS):
+        raise
+    _backend = None  # type: ignore[assignment]
+
+__all__ = ["BACKEND", "PendingQuery", "begin_query", "query", "query_async"]
+
+#: The compiled backend ("windows" or "linux"), or None where this platform has none.
+BACKEND: str | None = _backend.BACKEND if _backend is not None else None
+
+SocketLike = Any  # socket.socket, anything with fileno(), or a raw socket handle (int)
+Peer = Union[tuple[str, int], tuple[str, int, int, int]]
+_RawPeer = tuple[bool, bytes, int, int, int]
+_MAX_TOKEN_ACCESS = 0xFFFFFFFF
+
+
+def _require_backend(call: str) -> Any:
+    if _backend is None:
+        raise UnsupportedPlatformError(
+            errno.ENOSYS,
+            f"secsock.{call}: no backend for {sys.platform!r}; supported platforms: Windows and Linux",
+        )
+    return _backend
+
+
+def _socket_handle(sock: SocketLike) -> int:
+    """The descriptor or SOCKET handle behind sock, checked before any system call."""
+    if isinstance(sock, bool):
+        raise TypeError("sock: expected a socket, an object with fileno() or a socket handle, not bool")
+    if isinstance(sock, int):
+        if sock < 0:
+            raise ValueError(f"sock: a socket handle cannot be negative ({sock})")
+        return sock
+    fileno = getattr(sock, "fileno", None)
+    if fileno is None or not callable(fileno):
+        raise TypeError(
+            f"sock: expected a socket, an object with fileno() or a socket handle, not {type(sock).__name__}"
+        )
+    handle = fileno()
+    if isinstance(handle, bool) or not isinstance(handle, int):
+        raise TypeError(f"sock: fileno() returned {type(handle).__name__}, not int")
+    if handle < 0:
+        raise OSError(errno.EBADF, "secsock: sock is closed")
+    return handle
+
+
+def _raw_peer(peer: Peer | None) -> _RawPeer | None:
+    """(is_ipv6, packed address, port, flowinfo, scope_id) from (host, port[, flowinfo, scope_id]).
+
+    The host must be a numeric IP address: a security check does not depend on a DNS answer.
+    """
+    if peer is None:
+        return None
+    if not isinstance(peer, tuple) or len(peer) not in (2, 4):
+        raise ValueError("peer: expected (host, port) or (host, port, flowinfo, scope_id)")
+    host, port = peer[0], peer[1]
+    flowinfo, scope_id = (peer[2], peer[3]) if len(peer) == 4 else (0, 0)
+    if not isinstance(host, str):
+        raise ValueError(f"peer: the host must be a str holding an IP address, not {type(host).__name__}")
+    for name, value, limit in (
+        ("port", port, 0xFFFF),
+        ("flowinfo", flowinfo, 0xFFFFF),
+        ("scope_id", scope_id, 0xFFFFFFFF),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+            raise ValueError(f"peer: {name} must be an int from 0 to {limit}, not {value!r}")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"peer: {host!r} is not a numeric IPv4 or IPv6 address") from None
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.scope_id:  # "fe80::1%eth0" or "fe80::1%3"
+            if scope_id:
+                raise ValueError("peer: give the IPv6 scope in the address or as scope_id, not both")
+            scope_id = _scope_index(address.scope_id)
+        return (True, address.packed, port, flowinfo, scope_id)
+    if len(peer) == 4:
+        raise ValueError("peer: flowinfo and scope_id apply to IPv6 addresses only")
+    return (False, address.packed, port, 0, 0)
+
+
+def _scope_index(scope: str) -> int:
+    if scope.isdigit():
+        return int(scope)
+    import socket
+
+    try:
+        return socket.if_nametoindex(scope)
+    except OSError:
+        raise ValueError(f"peer: no network interface named {scope!r}") from None
+
+
+def _token_access(token_access: int) -> int:
+    if isinstance(token_access, bool) or not isinstance(token_access, int):
+        raise TypeError(f"token_access: expected an int access mask, not {type(token_access).__name__}")
+    if not 0 <= token_access <= _MAX_TOKEN_ACCESS:
+        raise ValueError(f"token_access: must be from 0 to 0xFFFFFFFF (32 bits), not {token_access:#x}")
+    return token_access
+
+
+def _request(sock: SocketLike, peer: Peer | None, token_access: int, ipsec2: bool) -> tuple[Any, ...]:
+    if not isinstance(ipsec2, bool):
+        raise TypeError(f"ipsec2: expected a bool, not {type(ipsec2).__name__}")
+    return (_socket_handle(sock), _raw_peer(peer), _token_access(token_access), ipsec2)
+
+
+def close_token_handle(handle: int) -> None:
+    """CloseHandle a token handle (used by Token.close)."""
+    _require_backend("Token.close").close_token(handle)
+
+
+def _info_from_raw(raw: tuple[Any, ...]) -> SecurityInfo:
+    protocol, flags, application_handle, machine_handle, ipsec2, detail = raw
+    # Wrap the handles first: from here on each one has an owner that closes it.
+    application = Token(application_handle) if application_handle else None
+    machine = Token(machine_handle) if machine_handle else None
+    info = SecurityInfo(_known(SecurityProtocol, protocol), ConnectionFlags(flags), application, machine)
+    if ipsec2 is not None:
+        info.mm_sa_id, info.qm_sa_id, info.negotiation_error, context = ipsec2
+        info.sa_lookup_context = uuid.UUID(bytes_le=context)
+    if detail is not None:
+        info.ipsec = IpsecDetails(*(tuple(_sa(item) for item in direction) for direction in detail))
+    return info
+
+
+def _sa(item: tuple[Any, ...]) -> SecurityAssociation:
+    proto, mode, spi, reqid, encryption, integrity, aead = item
+    return SecurityAssociation(
+        _known(IpsecProtocol, proto),
+        _known(IpsecMode, mode),
+        spi,
+        reqid,
+        encryption or None,
+        integrity or None,
+        aead or None,
+    )
+
+
+def query(
+    sock: SocketLike, *, peer: Peer | None = None, token_access: int = 0, ipsec2: bool = False
+) -> SecurityInfo:
+    """Ask the system how the traffic on sock is secured (WSAQuerySocketSecurity on Windows, XFRM on Linux).
+
+    sock: a connected TCP socket, or a UDP socket with ``peer=(host, port)`` naming the peer (a numeric IP
+    address in the socket's family); anything with fileno(), or a raw socket handle.
+    token_access: the access mask for the peer's access tokens (Windows; 0 asks for none).
+    ipsec2: also ask for the IPsec main-mode and quick-mode SA ids (Windows 7 and later).
+
+    Blocks (without the GIL) until the system answers. Raises ValueError or TypeError for a bad argument,
+    an OSError subclass carrying the system's code (``winerror`` on Windows) when the system call fails,
+    PermissionError on Linux without CAP_NET_ADMIN, UnsupportedPlatformError elsewhere.
+    """
+    request = _request(sock, peer, token_access, ipsec2)
+    return _info_from_raw(_require_backend("query").query(*request))
+
+
+class PendingQuery:
+    """A query issued with an OVERLAPPED: poll it, wait on it, or hand its event to another event loop.
+
+    The system's buffers stay alive until it is done with them: close() (or ``with``, or collection) of a
+    query still in flight cancels it and waits for the system, as CPython's _overlapped does. On Linux the
+    query completes when it is issued.
+    """
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def done(self) -> bool:
+        """True once the system is done with the query."""
+        return bool(self._raw.done())
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to timeout seconds (None: forever) without the GIL; True once done."""
+        return bool(self._raw.wait(_timeout_ms(timeout)))
+
+    def result(self, timeout: float | None = None) -> SecurityInfo:
+        """Wait for the answer and decode it; negotiates a larger buffer if the system asks for one.
+
+        Raises TimeoutError if timeout seconds pass first, and the query's OSError if it failed
+        (an OSError with winerror 995, ERROR_OPERATION_ABORTED, after cancel()).
+        """
+        if timeout is not None and not self.wait(timeout):
+            raise TimeoutError(f"secsock: the query did not complete within {timeout} s")
+        return _info_from_raw(self._raw.result())
+
+    def cancel(self) -> bool:
+        """Ask the system to cancel (CancelIoEx); True if a cancel was requested, False if already done."""
+        return bool(self._raw.cancel())
+
+    @property
+    def event(self) -> int | None:
+        """The Windows event handle signalled on completion (for other event loops), or None on Linux."""
+        event: int | None = self._raw.event()
+        return event
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._raw.closed)
+
+    def close(self) -> None:
+        """Cancel if still in flight, wait until the system is done, release everything."""
+        self._raw.close()
+
+    def __enter__(self) -> PendingQuery:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self._raw.closed:
+            state = "closed"
+        else:
+            state = "done" if self._raw.done() else "pending"
+        return f"<secsock.PendingQuery {state}>"
+
+
+def _timeout_ms(timeout: float | None) -> int:
+    if timeout is None:
+        return -1
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout: expected seconds as a number or None, not {type(timeout).__name__}")
+    if not timeout >= 0:  # also rejects NaN
+        raise ValueError(f"timeout: must be non-negative, not {timeout!r}")
+    return min(int(timeout * 1000), 0x7FFFFFFF)
+
+
+def begin_query(
+    sock: SocketLike, *, peer: Peer | None = None, token_access: int = 0, ipsec2: bool = False
+) -> PendingQuery:
+    """Issue the query without waiting; same arguments and errors as query()."""
+    request = _request(sock, peer, token_access, ipsec2)
+    return PendingQuery(_require_backend("begin_query").begin_query(*request))
+
+
+async def query_async(
+    sock: SocketLike, *, peer: Peer | None = None, token_access: int = 0, ipsec2: bool = False
+) -> SecurityInfo:
+    """query() for asyncio. On Windows' proactor loop it waits on the completion event without blocking
+    the loop or a thread; on other loops (and on Linux) it runs the query in the loop's default executor.
+    Cancelling the task cancels the system call.
+    """
+    loop = asyncio.get_running_loop()
+    request = _request(sock, peer, token_access, ipsec2)
+    backend = _require_backend("query_async")
+    proactor = getattr(loop, "_proactor", None)
+    if backend.BACKEND != "windows" or not hasattr(proactor, "wait_for_handle"):
+        raw = await loop.run_in_executor(None, functools.partial(backend.query, *request))
+        return _info_from_raw(raw)
+    with PendingQuery(backend.begin_query(*request)) as pending:
+        try:
+            if not pending.done():
+                event = pending.event
+                assert event is not None
+                await proactor.wait_for_handle(event)  # type: ignore[union-attr]
+            return pending.result()
+        except BaseException:
+            pending.cancel()  # close() on leaving the block then waits until the system is done
+            raise

@@ -1,0 +1,288 @@
+"""The typed results of a query: protocol, flags, owned token handles and the IPsec details."""
+
+from __future__ import annotations
+
+import enum
+import threading
+import uuid
+import warnings
+from types import TracebackType
+from typing import NamedTuple, TypeVar
+
+__all__ = [
+    "ConnectionFlags",
+    "IpsecDetails",
+    "IpsecMode",
+    "IpsecProtocol",
+    "SecurityAssociation",
+    "SecurityInfo",
+    "SecurityProtocol",
+    "Token",
+]
+
+
+class SecurityProtocol(enum.IntEnum):
+    """SOCKET_SECURITY_PROTOCOL (mstcpip.h): the protocol securing the traffic."""
+
+    DEFAULT = 0
+    IPSEC = 1
+    IPSEC2 = 2
+    INVALID = 3
+
+
+class ConnectionFlags(enum.IntFlag):
+    """SOCKET_INFO_CONNECTION_* (mstcpip.h). ENCRYPTED always comes with SECURED."""
+
+    SECURED = 0x1
+    ENCRYPTED = 0x2
+    IMPERSONATED = 0x4
+
+
+class IpsecProtocol(enum.IntEnum):
+    """The IP protocol number of an IPsec transform."""
+
+    ESP = 50
+    AH = 51
+    IPCOMP = 108
+
+
+class IpsecMode(enum.IntEnum):
+    """How an SA is applied (Linux XFRM_MODE_*)."""
+
+    TRANSPORT = 0
+    TUNNEL = 1
+    ROUTE_OPTIMIZATION = 2
+    IN_TRIGGER = 3
+    BEET = 4
+
+
+_E = TypeVar("_E", bound=enum.IntEnum)
+
+
+def _known(enum_type: type[_E], value: int) -> _E | int:
+    """The enum member for value, or the plain int when this version does not know it (never a guess)."""
+    try:
+        return enum_type(value)
+    except ValueError:
+        return value
+
+
+class SecurityAssociation(NamedTuple):
+    """One IPsec SA applied to the connection in one direction."""
+
+    protocol: IpsecProtocol | int
+    mode: IpsecMode | int
+    spi: int
+    reqid: int
+    encryption: str | None
+    integrity: str | None
+    aead: str | None
+
+    @property
+    def encrypts(self) -> bool:
+        """True when this SA encrypts: an AEAD, or ESP with an encryption algorithm other than null."""
+        if self.aead:
+            return True
+        return (
+            self.protocol == IpsecProtocol.ESP
+            and bool(self.encryption)
+            and "cipher_null" not in str(self.encryption)
+        )
+
+
+class IpsecDetails(NamedTuple):
+    """The SAs protecting each direction, outermost first; an empty tuple means that direction is in clear."""
+
+    outbound: tuple[SecurityAssociation, ...]
+    inbound: tuple[SecurityAssociation, ...]
+
+
+class Token:
+    """An access token handle that belongs to you (SOCKET_SECURITY_QUERY_INFO, R4: close it after use).
+
+    It is closed exactly once: by close(), by leaving a ``with`` block, by SecurityInfo.close(), or, with a
+    ResourceWarning as for an unclosed file, when it is collected. detach() hands the raw handle over (to
+    pywin32 or ctypes) and then closing is yours. Using a closed token raises ValueError.
+    """
+
+    __slots__ = ("__weakref__", "_handle", "_lock")
+
+    def __init__(self, handle: int) -> None:
+        if isinstance(handle, bool) or not isinstance(handle, int):
+            raise TypeError(f"handle: expected an int, not {type(handle).__name__}")
+        if handle <= 0:
+            raise ValueError(f"handle: {handle} is not a token handle")
+        self._handle: int | None = handle
+        self._lock = threading.Lock()
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    @property
+    def handle(self) -> int:
+        """The raw HANDLE value; still owned by this object."""
+        handle = self._handle
+        if handle is None:
+            raise ValueError("operation on a closed token")
+        return handle
+
+    def __int__(self) -> int:
+        return self.handle
+
+    def __index__(self) -> int:
+        return self.handle
+
+    def _take(self) -> int | None:
+        # The lock makes "closed exactly once" hold when several threads close or detach at the same time.
+        with self._lock:
+            handle, self._handle = self._handle, None
+        return handle
+
+    def detach(self) -> int:
+        """Give up ownership and return the raw handle; you must CloseHandle it yourself."""
+        handle = self._take()
+        if handle is None:
+            raise ValueError("operation on a closed token")
+        return handle
+
+    def close(self) -> None:
+        """CloseHandle the token. Closing a closed token does nothing."""
+        handle = self._take()
+        if handle is not None:
+            from . import _query
+
+            _query.close_token_handle(handle)
+
+    def __enter__(self) -> Token:
+        self.handle  # noqa: B018 - raises ValueError on a closed token, as files do
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_handle", None) is not None:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2, source=self)
+            try:
+                self.close()
+            except Exception:
+                pass
+
+    def __repr__(self) -> str:
+        handle = self._handle
+        if handle is None:
+            return "<secsock.Token closed>"
+        return f"<secsock.Token handle={handle:#x}>"
+
+
+class SecurityInfo:
+    """What the system says about how a connection is secured (SOCKET_SECURITY_QUERY_INFO[_IPSEC2]).
+
+    It owns the peer token handles it holds: close it (or use ``with``) to close them, or take a Token and
+    close or detach it yourself. The IPsec2 fields are None when not asked for or not returned; ``ipsec`` is
+    None where the platform does not say which SAs apply (Windows).
+    """
+
+    __slots__ = (
+        "flags",
+        "ipsec",
+        "mm_sa_id",
+        "negotiation_error",
+        "peer_application_token",
+        "peer_machine_token",
+        "protocol",
+        "qm_sa_id",
+        "sa_lookup_context",
+    )
+
+    def __init__(
+        self,
+        protocol: SecurityProtocol | int,
+        flags: ConnectionFlags,
+        peer_application_token: Token | None = None,
+        peer_machine_token: Token | None = None,
+        mm_sa_id: int | None = None,
+        qm_sa_id: int | None = None,
+        negotiation_error: int | None = None,
+        sa_lookup_context: uuid.UUID | None = None,
+        ipsec: IpsecDetails | None = None,
+    ) -> None:
+        self.protocol = protocol
+        self.flags = flags
+        self.peer_application_token = peer_application_token
+        self.peer_machine_token = peer_machine_token
+        self.mm_sa_id = mm_sa_id
+        self.qm_sa_id = qm_sa_id
+        self.negotiation_error = negotiation_error
+        self.sa_lookup_context = sa_lookup_context
+        self.ipsec = ipsec
+
+    @property
+    def secured(self) -> bool:
+        """Traffic is secured by a security protocol (SOCKET_INFO_CONNECTION_SECURED)."""
+        return bool(self.flags & ConnectionFlags.SECURED)
+
+    @property
+    def encrypted(self) -> bool:
+        """Traffic is encrypted (SOCKET_INFO_CONNECTION_ENCRYPTED)."""
+        return bool(self.flags & ConnectionFlags.ENCRYPTED)
+
+    def close(self) -> None:
+        """Close the peer token handles still held (each exactly once)."""
+        for token in (self.peer_application_token, self.peer_machine_token):
+            if token is not None:
+                token.close()
+
+    def __enter__(self) -> SecurityInfo:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        protocol = self.protocol.name if isinstance(self.protocol, SecurityProtocol) else str(self.protocol)
+        parts = [f"protocol={protocol}", f"flags={_flags_text(self.flags)}"]
+        for name in ("peer_application_token", "peer_machine_token", "mm_sa_id", "qm_sa_id"):
+            value = getattr(self, name)
+            if value is not None:
+                parts.append(f"{name}={value!r}")
+        if self.negotiation_error is not None:
+            parts.append(f"negotiation_error={self.negotiation_error}")
+        if self.sa_lookup_context is not None:
+            parts.append(f"sa_lookup_context={self.sa_lookup_context}")
+        if self.ipsec is not None:
+            parts.append(
+                f"ipsec=(out: {_sas_text(self.ipsec.outbound)}; in: {_sas_text(self.ipsec.inbound)})"
+            )
+        return f"<secsock.SecurityInfo {' '.join(parts)}>"
+
+
+def _flags_text(flags: int) -> str:
+    names = [member.name for member in ConnectionFlags if member.name and flags & member]
+    rest = int(flags) & ~sum(int(member) for member in ConnectionFlags)
+    if rest:
+        names.append(hex(rest))
+    return "|".join(names) if names else "0 (in the clear)"
+
+
+def _sas_text(sas: tuple[SecurityAssociation, ...]) -> str:
+    if not sas:
+        return "clear"
+    texts = []
+    for sa in sas:
+        protocol = sa.protocol.name if isinstance(sa.protocol, IpsecProtocol) else str(sa.protocol)
+        mode = sa.mode.name.lower() if isinstance(sa.mode, IpsecMode) else str(sa.mode)
+        algorithms = ",".join(name for name in (sa.aead, sa.encryption, sa.integrity) if name)
+        texts.append(f"{protocol} {mode} spi={sa.spi:#010x} {algorithms}".rstrip())
+    return " + ".join(texts)
