@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Runs every test layer (after tools/setup.sh): lint and types; the extension built with -Werror; pytest on
+# this machine; the Windows backend under Wine (x64 and x86) against the fwpuclnt double; the Linux backend
+# over real IPsec in a VM; and the packaging checks. Each suite runs even if an earlier one failed; a suite
+# that ran nothing, skipped a test or could not start counts as failed. The last line sums them all.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export PATH="$ROOT/.venv/bin:$PATH"
+LOGS="$ROOT/build/test-logs"
+mkdir -p "$LOGS"
+
+total_passed=0
+total_failed=0
+summary=()
+
+record() { # name passed failed
+    total_passed=$((total_passed + $2))
+    total_failed=$((total_failed + $3))
+    summary+=("$(printf '%-28s %4d passed, %d failed' "$1" "$2" "$3")")
+}
+
+# A check: one command, one pass or one failure.
+check() { # name command...
+    local name=$1
+    shift
+    echo "== $name"
+    if "$@" >"$LOGS/$name.log" 2>&1; then
+        record "$name" 1 0
+    else
+        echo "FAILED: $name (exit $?); its output:"
+        tail -n 40 "$LOGS/$name.log"
+        record "$name" 0 1
+    fi
+}
+
+# A suite whose last line is `N passed, M failed` (the Wine and VM runners).
+suite() { # name command...
+    local name=$1 status line passed failed
+    shift
+    echo "== $name"
+    "$@" 2>&1 | tee "$LOGS/$name.log"
+    status=${PIPESTATUS[0]}
+    line=$(tail -n 1 "$LOGS/$name.log")
+    if [[ $line =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+        passed=${BASH_REMATCH[1]} failed=${BASH_REMATCH[2]}
+    else
+        passed=0 failed=0
+    fi
+    if ((status != 0 || passed == 0)) && ((failed == 0)); then
+        failed=1 # it could not run, or ran nothing: never a pass
+    fi
+    record "$name" "$passed" "$failed"
+}
+
+# pytest, read from its JUnit report so skips count as failures (no suite passes by skipping).
+pytest_suite() { # name pytest-args...
+    local name=$1 counts
+    shift
+    echo "== $name"
+    python -m pytest -p no:cacheprovider --junitxml="$LOGS/$name.xml" "$@" 2>&1 | tee "$LOGS/$name.log"
+    counts=$(python - "$LOGS/$name.xml" <<'PY'
+import sys, xml.etree.ElementTree as ET
+try:
+    root = ET.parse(sys.argv[1]).getroot()
+except (OSError, ET.ParseError):
+    print(0, 1); raise SystemExit
+suites = [root] if root.tag == "testsuite" else list(root)
+tests = sum(int(s.get("tests", 0)) for s in suites)
+bad = sum(int(s.get(k, 0)) for s in suites for k in ("failures", "errors", "skipped"))
+print(tests - bad, bad if tests else max(bad, 1))
+PY
+)
+    record "$name" ${counts% *} ${counts#* }
+}
+
+check "ruff" ruff check src tests
+check "ruff-format" ruff format --check src tests
+check "mypy" mypy
+check "build-werror" env CFLAGS="-Werror" python -m pip install -q --no-build-isolation --no-deps -e .
+pytest_suite "pytest-host" tests
+suite "wine-windows-backend" bash tests/windows/run.sh
+suite "vm-linux-ipsec" bash tests/vm/run.sh
+check "cibuildwheel-identifiers" bash tools/check_packaging.sh identifiers
+check "actionlint" bash tools/check_packaging.sh actionlint
+check "abi3audit" bash tools/check_packaging.sh abi3audit
+
+echo
+echo "== summary"
+printf '%s\n' "${summary[@]}"
+echo "$total_passed passed, $total_failed failed"
+((total_failed == 0 && total_passed > 0))
