@@ -93,7 +93,9 @@ def test_good_peers_reach_the_backend_packed(fake_backend: object) -> None:
     assert peers[2] == (True, socket.inet_pton(socket.AF_INET6, "fe80::1"), 1, 0, 3)
 
 
-def test_request_passes_handle_access_and_ipsec2(fake_backend: object, tcp_pair: tuple[socket.socket, ...]) -> None:
+def test_request_passes_handle_access_and_ipsec2(
+    fake_backend: object, tcp_pair: tuple[socket.socket, ...]
+) -> None:
     from conftest import FakeBackend
 
     assert isinstance(fake_backend, FakeBackend)

@@ -1,4 +1,4 @@
-"""The package imports everywhere; without a backend, query raises UnsupportedPlatformError (issue 2, item 7)."""
+"""The package imports everywhere; without a backend, query raises UnsupportedPlatformError (issue 2, 7)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ def no_backend(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("call", ["query", "begin_query"])
 def test_unsupported_platform_error_names_the_supported_platforms(no_backend: None, call: str) -> None:
-    with pytest.raises(secsock.UnsupportedPlatformError, match="supported platforms: Windows and Linux") as caught:
+    with pytest.raises(
+        secsock.UnsupportedPlatformError, match="supported platforms: Windows and Linux"
+    ) as caught:
         getattr(secsock, call)(3)
     assert isinstance(caught.value, OSError) and caught.value.errno == errno.ENOSYS
     assert f"secsock.{call}" in str(caught.value)

@@ -8,9 +8,9 @@ import uuid
 import warnings
 
 import pytest
-from conftest import FakeBackend
 
 import secsock
+from conftest import FakeBackend
 from secsock import ConnectionFlags, SecurityProtocol
 
 GUID = uuid.UUID("6ba7b810-9dad-11d1-80b4-00c04fd430c8")
@@ -18,10 +18,19 @@ GUID = uuid.UUID("6ba7b810-9dad-11d1-80b4-00c04fd430c8")
 
 def test_enum_values_match_mstcpip() -> None:
     assert [(m.name, int(m)) for m in SecurityProtocol] == [
-        ("DEFAULT", 0), ("IPSEC", 1), ("IPSEC2", 2), ("INVALID", 3),
+        ("DEFAULT", 0),
+        ("IPSEC", 1),
+        ("IPSEC2", 2),
+        ("INVALID", 3),
     ]
-    assert (int(ConnectionFlags.SECURED), int(ConnectionFlags.ENCRYPTED), int(ConnectionFlags.IMPERSONATED)) == (
-        1, 2, 4,
+    assert (
+        int(ConnectionFlags.SECURED),
+        int(ConnectionFlags.ENCRYPTED),
+        int(ConnectionFlags.IMPERSONATED),
+    ) == (
+        1,
+        2,
+        4,
     )
 
 
@@ -61,7 +70,10 @@ def test_unknown_protocol_stays_an_int_rather_than_a_guess(fake_backend: FakeBac
 
 def test_ipsec_details_decode_per_direction(fake_backend: FakeBackend) -> None:
     out = ((50, 0, 0xC0FFEE, 7, "", "", "rfc4106(gcm(aes))"),)
-    inbound = ((51, 1, 0x100, 0, "", "hmac(sha256)", ""), (50, 1, 0x101, 0, "ecb(cipher_null)", "hmac(sha1)", ""))
+    inbound = (
+        (51, 1, 0x100, 0, "", "hmac(sha256)", ""),
+        (50, 1, 0x101, 0, "ecb(cipher_null)", "hmac(sha1)", ""),
+    )
     fake_backend.result = (1, 1, 0, 0, None, (out, inbound))
     info = secsock.query(5)
     assert info.ipsec is not None
@@ -157,7 +169,9 @@ def test_concurrent_closes_close_once(fake_backend: FakeBackend) -> None:
     assert sorted(fake_backend.closed_tokens) == list(range(1, 201))
 
 
-@pytest.mark.parametrize(("handle", "error"), [(0, ValueError), (-3, ValueError), ("1", TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    ("handle", "error"), [(0, ValueError), (-3, ValueError), ("1", TypeError), (True, TypeError)]
+)
 def test_token_rejects_what_is_not_a_handle(handle: object, error: type[Exception]) -> None:
     with pytest.raises(error, match="handle"):
         secsock.Token(handle)  # type: ignore[arg-type]

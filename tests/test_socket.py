@@ -6,9 +6,9 @@ import asyncio
 import socket
 
 import pytest
-from conftest import FakeBackend
 
 import secsock
+from conftest import FakeBackend
 
 
 def test_accept_returns_a_secure_socket_and_queries_it(fake_backend: FakeBackend) -> None:
@@ -49,7 +49,7 @@ def test_from_socket_adopts_the_descriptor(tcp_pair: tuple[socket.socket, socket
 
 
 def test_from_socket_rejects_what_it_cannot_adopt() -> None:
-    with pytest.raises(TypeError, match="sock: expected a socket.socket"):
+    with pytest.raises(TypeError, match=r"sock: expected a socket\.socket"):
         secsock.SecureSocket.from_socket(3)  # type: ignore[arg-type]
     closed = socket.socket()
     closed.close()
