@@ -1,0 +1,110 @@
+/*
+ * Internals of the Linux backend that tests and fuzzers drive directly: the compact XFRM records and the pure
+ * netlink parsers (a byte buffer and its length in, a record out; no system calls, no global state).
+ * Not part of the seam: only backend_linux.c and tests/linux_c/ include this file.
+ */
+#ifndef SECSOCK_BACKEND_LINUX_XFRM_H
+#define SECSOCK_BACKEND_LINUX_XFRM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SS_XFRM_MAX_TMPL 6 /* XFRM_MAX_DEPTH in the kernel: it refuses policies with more templates */
+#define SS_ALG_NAME 64     /* the size of alg_name in struct xfrm_algo */
+
+/* A selector, as struct xfrm_selector, with addresses in network order and ports/masks in network order. */
+typedef struct {
+    uint8_t daddr[16];
+    uint8_t saddr[16];
+    uint16_t dport, dport_mask, sport, sport_mask;
+    uint16_t family; /* AF_INET, AF_INET6, or 0 (an SA selector that selects everything) */
+    uint8_t prefixlen_d, prefixlen_s;
+    uint8_t proto;
+    int32_t ifindex;
+} ss_sel;
+
+typedef struct {
+    uint8_t daddr[16]; /* id.daddr: the outer destination for tunnel/BEET templates, any for transport */
+    uint8_t saddr[16];
+    uint32_t spi;      /* network order; 0: any */
+    uint32_t reqid;
+    uint16_t family;   /* the encapsulation family (the policy's when the template left it 0) */
+    uint8_t proto;     /* IPPROTO_ESP, IPPROTO_AH, IPPROTO_COMP */
+    uint8_t mode;
+    uint8_t optional;  /* "level use": the kernel lets the flow through without this transform */
+} ss_tmpl;
+
+typedef struct {
+    ss_sel sel;
+    uint32_t priority;
+    uint32_t index;
+    uint8_t dir;    /* XFRM_POLICY_IN/OUT/FWD; 3..5 are per-socket policies */
+    uint8_t action; /* XFRM_POLICY_ALLOW / XFRM_POLICY_BLOCK */
+    uint8_t type;   /* XFRM_POLICY_TYPE_MAIN / SUB */
+    uint8_t ntmpl;
+    uint32_t mark_v, mark_m;
+    uint32_t if_id;
+    uint64_t age; /* creation order given by the snapshot: smaller is older */
+    ss_tmpl tmpl[SS_XFRM_MAX_TMPL];
+} ss_policy;
+
+typedef struct {
+    ss_sel sel;
+    uint8_t daddr[16];
+    uint8_t saddr[16];
+    uint32_t spi; /* network order */
+    uint32_t reqid;
+    uint16_t family;
+    uint8_t proto, mode, flags;
+    uint8_t dir; /* XFRMA_SA_DIR when the kernel sent it (1 in, 2 out), else 0 */
+    uint8_t has_crypt, has_auth, has_aead, has_comp;
+    uint32_t mark_v, mark_m;
+    uint32_t if_id;
+    uint64_t add_time;
+    uint8_t dying;   /* a soft limit was reached: the kernel prefers other SAs */
+    uint8_t expired; /* a hard limit was reached: the kernel will not use it */
+    char encryption[SS_ALG_NAME];
+    char integrity[SS_ALG_NAME];
+    char aead[SS_ALG_NAME];
+} ss_sa;
+
+/* Results of the parsers. */
+enum { SS_PARSE_OK = 0, SS_PARSE_SKIP = 1, SS_PARSE_BAD = -1 };
+
+/*
+ * Parse the payload of an XFRM_MSG_NEWPOLICY/UPDPOLICY message (what follows struct nlmsghdr):
+ * struct xfrm_userpolicy_info then attributes. SS_PARSE_SKIP for policies no flow of a socket can meet
+ * (forward and per-socket policies). On SS_PARSE_BAD, *why names the defect.
+ */
+int ss_parse_policy(const void *payload, size_t len, ss_policy *out, const char **why);
+
+/* Parse the payload of an XFRM_MSG_NEWSA/UPDSA message: struct xfrm_usersa_info then attributes. */
+int ss_parse_sa(const void *payload, size_t len, ss_sa *out, const char **why);
+
+/*
+ * Walk the netlink messages in one datagram. For each message of the expected sequence and port id, calls
+ * fn(ctx, type, flags, payload, payload_len); fn returns 0 to go on or -1 to stop with an error it recorded.
+ * portid 0 accepts every message (notifications); otherwise messages of another sequence or port are skipped.
+ * Returns 1 when NLMSG_DONE or an acknowledgement was seen, 0 when more datagrams follow, -1 on a malformed
+ * datagram (*why set), -2 when fn stopped, -3 when the kernel flagged the dump as interrupted (NLM_F_DUMP_INTR),
+ * or -(1000 + errno) for an NLMSG_ERROR (or NLMSG_DONE) carrying errno.
+ */
+typedef int (*ss_nl_fn)(void *ctx, uint16_t type, uint16_t flags, const void *payload, size_t len);
+int ss_nl_walk(const void *buf, size_t len, uint32_t seq, uint32_t portid, ss_nl_fn fn, void *ctx,
+               const char **why);
+
+/* Does the selector match the flow (addresses in network order, ports in network order)? */
+int ss_sel_match(const ss_sel *s, int family, const uint8_t *saddr, const uint8_t *daddr, uint16_t sport,
+                 uint16_t dport, uint8_t proto, int oif);
+
+/*
+ * Test hooks (tests/linux_c): how many full dumps this process made, how many notification overruns
+ * (ENOBUFS) it saw, a notification buffer size (bytes; takes effect at once, by reopening the socket) small
+ * enough to overrun on purpose, and a way to mark the snapshot stale.
+ */
+uint64_t ss_debug_dump_count(void);
+uint64_t ss_debug_overruns(void);
+void ss_debug_set_notify_rcvbuf(int bytes);
+void ss_debug_force_overrun(void);
+
+#endif /* SECSOCK_BACKEND_LINUX_XFRM_H */

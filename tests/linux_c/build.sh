@@ -1,0 +1,9 @@
+#!/bin/sh
+# Build the C driver for the Linux backend with warnings as errors. Usage: tests/linux_c/build.sh [OUT]
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+out=${1:-$here/out/driver}
+mkdir -p "$(dirname "$out")"
+${CC:-gcc} -std=gnu11 -Wall -Wextra -Werror -O1 -g ${EXTRA_CFLAGS:-} -I"$root/csrc" \
+    "$root/csrc/backend_linux.c" "$root/csrc/secsock_common.c" "$here/driver.c" -o "$out" -lpthread

@@ -1,0 +1,358 @@
+/*
+ * A small driver for the Linux backend without Python: makes a socket, asks secsock_query about it and prints
+ * one JSON line. Used to develop backend_linux.c on the host and in the VM, and by tests/linux_c/test_driver.sh.
+ *
+ *   driver udp-peer  LOCAL_ADDR PEER_ADDR PEER_PORT [MARK]   unconnected UDP bound to LOCAL_ADDR:0, peer given
+ *   driver udp-conn  PEER_ADDR PEER_PORT [MARK]              connected UDP (connect() sends nothing)
+ *   driver tcp-conn  PEER_ADDR PEER_PORT                     TCP client
+ *   driver tcp-serve ADDR PORT                               accept one TCP client, query the accepted socket
+ *   driver udp-serve ADDR PORT                               receive one datagram, query with its sender as peer
+ *   driver send-udp  PEER_ADDR PEER_PORT                     send one datagram (the client for udp-serve)
+ *   driver errors                                            the error paths, one JSON line each
+ *   driver repeat N LOCAL_ADDR PEER_ADDR PEER_PORT           N queries; prints the dumps they made
+ *   driver overrun RCVBUF LOCAL_ADDR PEER_ADDR PEER_PORT     query, wait for "go" on stdin, query again
+ */
+#define _GNU_SOURCE
+#include "backend_linux_xfrm.h"
+#include "secsock_backend.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int parse_addr(const char *text, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
+{
+    memset(ss, 0, sizeof(*ss));
+    if (strchr(text, ':') != NULL) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons(port);
+        *len = sizeof(*a);
+        return inet_pton(AF_INET6, text, &a->sin6_addr) == 1 ? 0 : -1;
+    }
+    struct sockaddr_in *a = (struct sockaddr_in *)ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons(port);
+    *len = sizeof(*a);
+    return inet_pton(AF_INET, text, &a->sin_addr) == 1 ? 0 : -1;
+}
+
+static void peer_of(const struct sockaddr_storage *ss, secsock_peer *p)
+{
+    memset(p, 0, sizeof(*p));
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        p->is_ipv6 = 1;
+        memcpy(p->addr, &a->sin6_addr, 16);
+        p->port = ntohs(a->sin6_port);
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        memcpy(p->addr, &a->sin_addr, 4);
+        p->port = ntohs(a->sin_port);
+    }
+}
+
+static void print_json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') {
+            putchar('\\');
+        }
+        putchar((unsigned char)*s >= 0x20 ? *s : '?');
+    }
+    putchar('"');
+}
+
+static void print_dir(const char *name, const secsock_direction *d)
+{
+    size_t i;
+    printf("\"%s\":[", name);
+    for (i = 0; i < d->count; i++) {
+        const secsock_sa *a = &d->sas[i];
+        printf("%s{\"proto\":%u,\"mode\":%u,\"spi\":%u,\"reqid\":%u,\"enc\":", i ? "," : "", a->proto, a->mode,
+               (unsigned)a->spi, (unsigned)a->reqid);
+        print_json_str(a->encryption);
+        printf(",\"auth\":");
+        print_json_str(a->integrity);
+        printf(",\"aead\":");
+        print_json_str(a->aead);
+        printf("}");
+    }
+    printf("]");
+}
+
+static int report(int rc, const secsock_result *r, const secsock_error *e)
+{
+    if (rc != 0) {
+        printf("{\"error\":{\"kind\":%d,\"errnum\":%d,\"call\":", (int)e->kind, e->errnum);
+        print_json_str(e->call);
+        printf(",\"message\":");
+        print_json_str(e->message);
+        printf("}}\n");
+    } else {
+        printf("{\"flags\":%u,\"protocol\":%u,\"detail\":%d,", r->flags, r->protocol, r->has_ipsec_detail);
+        print_dir("out", &r->outbound);
+        printf(",");
+        print_dir("in", &r->inbound);
+        printf(",\"dumps\":%llu}\n", (unsigned long long)ss_debug_dump_count());
+    }
+    fflush(stdout);
+    return rc == 0 ? 0 : 3;
+}
+
+static int query_fd(int fd, const secsock_peer *peer)
+{
+    secsock_query_request req;
+    secsock_result r;
+    secsock_error e;
+    int rc;
+
+    memset(&req, 0, sizeof(req));
+    req.sock = (secsock_fd)fd;
+    if (peer != NULL) {
+        req.has_peer = 1;
+        req.peer = *peer;
+    }
+    rc = secsock_query(&req, &r, &e);
+    return report(rc, &r, &e);
+}
+
+static int die(const char *what)
+{
+    fprintf(stderr, "driver: %s: %s\n", what, strerror(errno));
+    return 2;
+}
+
+static int make_udp_peer(const char *local, const char *peer, const char *port, const char *mark, int *fd_out,
+                         secsock_peer *p)
+{
+    struct sockaddr_storage ls, ps;
+    socklen_t ll, pl;
+    int fd;
+
+    if (parse_addr(local, 0, &ls, &ll) != 0 || parse_addr(peer, (uint16_t)atoi(port), &ps, &pl) != 0) {
+        fprintf(stderr, "driver: bad address\n");
+        return 2;
+    }
+    fd = socket(ls.ss_family, SOCK_DGRAM, 0);
+    if (fd < 0) {
+        return die("socket");
+    }
+    if (mark != NULL) {
+        int m = atoi(mark);
+        if (setsockopt(fd, SOL_SOCKET, SO_MARK, &m, sizeof(m)) != 0) {
+            return die("SO_MARK");
+        }
+    }
+    if (bind(fd, (struct sockaddr *)&ls, ll) != 0) {
+        return die("bind");
+    }
+    peer_of(&ps, p);
+    *fd_out = fd;
+    return 0;
+}
+
+static int cmd_errors(void)
+{
+    secsock_query_request req;
+    secsock_result r;
+    secsock_error e;
+    int fd, sv[2], devnull;
+    struct sockaddr_storage ss;
+    socklen_t sl;
+
+    memset(&req, 0, sizeof(req));
+    /* A descriptor that is not a socket. */
+    devnull = open("/dev/null", O_RDONLY);
+    req.sock = (secsock_fd)devnull;
+    printf("notsock ");
+    report(secsock_query(&req, &r, &e), &r, &e);
+    close(devnull);
+    /* A closed descriptor. */
+    req.sock = (secsock_fd)devnull;
+    printf("closed ");
+    report(secsock_query(&req, &r, &e), &r, &e);
+    /* A Unix socket. */
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) {
+        return die("socketpair");
+    }
+    req.sock = (secsock_fd)sv[0];
+    printf("unix ");
+    report(secsock_query(&req, &r, &e), &r, &e);
+    close(sv[0]);
+    close(sv[1]);
+    /* Unconnected UDP without a peer, then with a peer of the other family. */
+    fd = socket(AF_INET, SOCK_DGRAM, 0);
+    parse_addr("127.0.0.1", 0, &ss, &sl);
+    if (bind(fd, (struct sockaddr *)&ss, sl) != 0) {
+        return die("bind");
+    }
+    req.sock = (secsock_fd)fd;
+    printf("nopeer ");
+    report(secsock_query(&req, &r, &e), &r, &e);
+    req.has_peer = 1;
+    req.peer.is_ipv6 = 1;
+    req.peer.port = 9;
+    printf("wrongfamily ");
+    report(secsock_query(&req, &r, &e), &r, &e);
+    close(fd);
+    /* An unconnected TCP socket. */
+    memset(&req, 0, sizeof(req));
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    req.sock = (secsock_fd)fd;
+    printf("tcpnotconn ");
+    report(secsock_query(&req, &r, &e), &r, &e);
+    close(fd);
+    /* A descriptor number beyond int. */
+    req.sock = (secsock_fd)1 << 40;
+    printf("huge ");
+    report(secsock_query(&req, &r, &e), &r, &e);
+    /* Tokens do not exist on Linux. */
+    printf("token_close ");
+    report(secsock_token_close(1, &e), &r, &e);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    secsock_error e;
+    int rc = 2;
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc < 2) {
+        fprintf(stderr, "usage: see the comment at the top of driver.c\n");
+        return 2;
+    }
+    if (secsock_backend_init(&e) != 0) {
+        fprintf(stderr, "driver: init: %s\n", e.message);
+        return 2;
+    }
+    if (strcmp(argv[1], "udp-peer") == 0 && argc >= 5) {
+        secsock_peer p;
+        int fd;
+        rc = make_udp_peer(argv[2], argv[3], argv[4], argc > 5 ? argv[5] : NULL, &fd, &p);
+        if (rc == 0) {
+            rc = query_fd(fd, &p);
+            close(fd);
+        }
+    } else if ((strcmp(argv[1], "udp-conn") == 0 || strcmp(argv[1], "tcp-conn") == 0) && argc >= 4) {
+        struct sockaddr_storage ps;
+        socklen_t pl;
+        int fd;
+        if (parse_addr(argv[2], (uint16_t)atoi(argv[3]), &ps, &pl) != 0) {
+            return 2;
+        }
+        fd = socket(ps.ss_family, argv[1][0] == 'u' ? SOCK_DGRAM : SOCK_STREAM, 0);
+        if (fd < 0) {
+            return die("socket");
+        }
+        if (argc > 4) {
+            int m = atoi(argv[4]);
+            if (setsockopt(fd, SOL_SOCKET, SO_MARK, &m, sizeof(m)) != 0) {
+                return die("SO_MARK");
+            }
+        }
+        if (connect(fd, (struct sockaddr *)&ps, pl) != 0) {
+            return die("connect");
+        }
+        rc = query_fd(fd, NULL);
+        close(fd);
+    } else if ((strcmp(argv[1], "tcp-serve") == 0 || strcmp(argv[1], "udp-serve") == 0) && argc >= 4) {
+        struct sockaddr_storage ls, from;
+        socklen_t ll, fl = sizeof(from);
+        int one = 1, fd, c;
+        int tcp = argv[1][0] == 't';
+        if (parse_addr(argv[2], (uint16_t)atoi(argv[3]), &ls, &ll) != 0) {
+            return 2;
+        }
+        fd = socket(ls.ss_family, tcp ? SOCK_STREAM : SOCK_DGRAM, 0);
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, (struct sockaddr *)&ls, ll) != 0 || (tcp && listen(fd, 1) != 0)) {
+            return die("bind/listen");
+        }
+        fprintf(stderr, "ready\n");
+        if (tcp) {
+            c = accept(fd, NULL, NULL);
+            if (c < 0) {
+                return die("accept");
+            }
+            rc = query_fd(c, NULL);
+            close(c);
+        } else {
+            char b[64];
+            secsock_peer p;
+            if (recvfrom(fd, b, sizeof(b), 0, (struct sockaddr *)&from, &fl) < 0) {
+                return die("recvfrom");
+            }
+            peer_of(&from, &p);
+            rc = query_fd(fd, &p);
+        }
+        close(fd);
+    } else if (strcmp(argv[1], "send-udp") == 0 && argc >= 4) {
+        struct sockaddr_storage ps;
+        socklen_t pl;
+        int fd;
+        if (parse_addr(argv[2], (uint16_t)atoi(argv[3]), &ps, &pl) != 0) {
+            return 2;
+        }
+        fd = socket(ps.ss_family, SOCK_DGRAM, 0);
+        if (sendto(fd, "x", 1, 0, (struct sockaddr *)&ps, pl) != 1) {
+            return die("sendto");
+        }
+        close(fd);
+        rc = 0;
+    } else if (strcmp(argv[1], "errors") == 0) {
+        rc = cmd_errors();
+    } else if (strcmp(argv[1], "repeat") == 0 && argc >= 6) {
+        secsock_peer p;
+        int fd, i, n = atoi(argv[2]);
+        uint64_t before;
+        rc = make_udp_peer(argv[3], argv[4], argv[5], NULL, &fd, &p);
+        if (rc == 0) {
+            rc = query_fd(fd, &p);
+            before = ss_debug_dump_count();
+            for (i = 0; i < n && rc == 0; i++) {
+                secsock_query_request req;
+                secsock_result r;
+                memset(&req, 0, sizeof(req));
+                req.sock = (secsock_fd)fd;
+                req.has_peer = 1;
+                req.peer = p;
+                if (secsock_query(&req, &r, &e) != 0) {
+                    rc = report(-1, &r, &e);
+                }
+            }
+            printf("{\"repeat\":%d,\"dumps_during\":%llu}\n", n,
+                   (unsigned long long)(ss_debug_dump_count() - before));
+            close(fd);
+        }
+    } else if (strcmp(argv[1], "overrun") == 0 && argc >= 6) {
+        secsock_peer p;
+        char line[16];
+        int fd;
+        ss_debug_set_notify_rcvbuf(atoi(argv[2]));
+        rc = make_udp_peer(argv[3], argv[4], argv[5], NULL, &fd, &p);
+        if (rc == 0) {
+            rc = query_fd(fd, &p);
+            fprintf(stderr, "ready\n");
+            if (fgets(line, sizeof(line), stdin) == NULL) {
+                return 2;
+            }
+            rc = query_fd(fd, &p);
+            printf("{\"overruns\":%llu}\n", (unsigned long long)ss_debug_overruns());
+            close(fd);
+        }
+    } else {
+        fprintf(stderr, "driver: unknown command or missing arguments\n");
+    }
+    secsock_backend_fini();
+    return rc;
+}
