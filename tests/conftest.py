@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from fakes import FakeBackend
+
 collect_ignore_glob: list[str] = []
 if sys.platform != "win32":
     collect_ignore_glob.append("windows_only/*")
@@ -17,24 +19,6 @@ if not sys.platform.startswith("linux"):
     collect_ignore_glob += ["test_linux_*.py", "vm/*"]
 # The VM suite boots its own kernel: tests/vm/run.sh runs it inside the VM, never on the host.
 collect_ignore_glob.append("vm/*")
-
-
-class FakeBackend:
-    """Stands in for secsock._secsock to test the facade's own logic: it records every call."""
-
-    BACKEND = "fake"
-
-    def __init__(self, result: tuple[Any, ...] | None = None) -> None:
-        self.result = result if result is not None else (1, 0, 0, 0, None, None)
-        self.queries: list[tuple[Any, ...]] = []
-        self.closed_tokens: list[int] = []
-
-    def query(self, *request: Any) -> tuple[Any, ...]:
-        self.queries.append(request)
-        return self.result
-
-    def close_token(self, handle: int) -> None:
-        self.closed_tokens.append(handle)
 
 
 @pytest.fixture
@@ -58,6 +42,29 @@ def no_system_call(monkeypatch: pytest.MonkeyPatch) -> None:
             pytest.fail(f"the backend was reached ({name}) although the arguments were bad")
 
     monkeypatch.setattr(_query, "_backend", Untouchable())
+
+
+@pytest.fixture
+def tcp6_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A connected IPv6 loopback TCP pair: (client, accepted server side)."""
+    with socket.create_server(("::1", 0), family=socket.AF_INET6) as listener:
+        client = socket.create_connection(listener.getsockname()[:2])
+        server, _ = listener.accept()
+    with client, server:
+        yield client, server
+
+
+@pytest.fixture
+def udp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """Two bound loopback UDP sockets that have exchanged a datagram; neither is connected."""
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with a, b:
+        a.bind(("127.0.0.1", 0))
+        b.bind(("127.0.0.1", 0))
+        a.sendto(b"hello", b.getsockname())
+        b.recvfrom(16)
+        yield a, b
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import socket
 import pytest
 
 import secsock
+from fakes import FakeBackend
 
 
 def test_object_without_fileno_is_a_type_error_naming_sock(no_system_call: None) -> None:
@@ -80,10 +81,7 @@ def test_bad_peer_is_a_value_error_naming_peer(no_system_call: None, peer: objec
         secsock.query(3, peer=peer)  # type: ignore[arg-type]
 
 
-def test_good_peers_reach_the_backend_packed(fake_backend: object) -> None:
-    from conftest import FakeBackend
-
-    assert isinstance(fake_backend, FakeBackend)
+def test_good_peers_reach_the_backend_packed(fake_backend: FakeBackend) -> None:
     secsock.query(7, peer=("192.0.2.1", 500))
     secsock.query(7, peer=("2001:db8::1", 4500, 5, 2))
     secsock.query(7, peer=("fe80::1%3", 1))
@@ -94,18 +92,15 @@ def test_good_peers_reach_the_backend_packed(fake_backend: object) -> None:
 
 
 def test_request_passes_handle_access_and_ipsec2(
-    fake_backend: object, tcp_pair: tuple[socket.socket, ...]
+    fake_backend: FakeBackend, tcp_pair: tuple[socket.socket, ...]
 ) -> None:
-    from conftest import FakeBackend
-
-    assert isinstance(fake_backend, FakeBackend)
     client, _ = tcp_pair
     secsock.query(client, token_access=0x8, ipsec2=True)
     assert fake_backend.queries == [(client.fileno(), None, 0x8, True)]
 
 
 @pytest.mark.parametrize("timeout", [-1, float("nan"), "1"])
-def test_bad_wait_timeout(fake_backend: object, timeout: object) -> None:
+def test_bad_wait_timeout(fake_backend: FakeBackend, timeout: object) -> None:
     pending = secsock.PendingQuery(object())
     with pytest.raises((ValueError, TypeError), match="timeout"):
         pending.wait(timeout)  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ import warnings
 import pytest
 
 import secsock
-from conftest import FakeBackend
+from fakes import FakeBackend
 from secsock import ConnectionFlags, SecurityProtocol
 
 GUID = uuid.UUID("6ba7b810-9dad-11d1-80b4-00c04fd430c8")

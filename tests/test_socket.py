@@ -8,7 +8,7 @@ import socket
 import pytest
 
 import secsock
-from conftest import FakeBackend
+from fakes import FakeBackend
 
 
 def test_accept_returns_a_secure_socket_and_queries_it(fake_backend: FakeBackend) -> None:

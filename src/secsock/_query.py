@@ -202,7 +202,8 @@ class PendingQuery:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait up to timeout seconds (None: forever) without the GIL; True once done."""
-        return bool(self._raw.wait(_timeout_ms(timeout)))
+        timeout_ms = _timeout_ms(timeout)  # checked before the backend is touched
+        return bool(self._raw.wait(timeout_ms))
 
     def result(self, timeout: float | None = None) -> SecurityInfo:
         """Wait for the answer and decode it; negotiates a larger buffer if the system asks for one.
