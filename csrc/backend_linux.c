@@ -1222,6 +1222,19 @@ static int refresh_locked(secsock_error *err)
     return 0;
 }
 
+/* The policy the calling thread's last query matched per direction (index + 1, 0 for none): a test hook. */
+static __thread uint32_t t_last_index[2], t_last_priority[2];
+
+int ss_debug_last_match(int dir, uint32_t *index, uint32_t *priority)
+{
+    if (dir != XFRM_POLICY_IN && dir != XFRM_POLICY_OUT) {
+        return 0;
+    }
+    *index = t_last_index[dir] - 1;
+    *priority = t_last_priority[dir];
+    return t_last_index[dir] != 0;
+}
+
 /* ------------------------------------------------------------------------------------------------------ */
 /* The flow and its evaluation                                                                              */
 
@@ -1523,6 +1536,8 @@ static int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *ou
     if (rc != 0) {
         return -1;
     }
+    t_last_index[dir] = pol != NULL ? pol->index + 1 : 0;
+    t_last_priority[dir] = pol != NULL ? pol->priority : 0;
     /* No policy, a bypass (allow without templates) or a block: no SA protects the flow. */
     if (pol == NULL || pol->action == XFRM_POLICY_BLOCK || pol->ntmpl == 0) {
         return 0;

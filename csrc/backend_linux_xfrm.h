@@ -106,5 +106,7 @@ uint64_t ss_debug_dump_count(void);
 uint64_t ss_debug_overruns(void);
 void ss_debug_set_notify_rcvbuf(int bytes);
 void ss_debug_force_overrun(void);
+/* The policy (index, priority) the calling thread's last query matched for dir (XFRM_POLICY_IN/OUT): 1, or 0 for none. */
+int ss_debug_last_match(int dir, uint32_t *index, uint32_t *priority);
 
 #endif /* SECSOCK_BACKEND_LINUX_XFRM_H */

@@ -102,6 +102,16 @@ static int report(int rc, const secsock_result *r, const secsock_error *e)
         print_dir("out", &r->outbound);
         printf(",");
         print_dir("in", &r->inbound);
+        int dir;
+        for (dir = 0; dir < 2; dir++) {
+            uint32_t index, priority;
+            printf(",\"pol_%s\":", dir == 0 ? "in" : "out");
+            if (ss_debug_last_match(dir, &index, &priority)) {
+                printf("{\"index\":%u,\"priority\":%u}", (unsigned)index, (unsigned)priority);
+            } else {
+                printf("null");
+            }
+        }
         printf(",\"dumps\":%llu}\n", (unsigned long long)ss_debug_dump_count());
     }
     fflush(stdout);

@@ -1,0 +1,298 @@
+"""The Linux backend against this machine's kernel, in network namespaces the tests make themselves.
+
+The host kernel has XFRM but no ESP/AH transforms, so no SA can be added here: these tests cover what needs
+no SA (policy lookup, bypass, errors, privileges, freshness of the snapshot). Real ESP/AH runs in the VM suite
+(tests/vm). Which policy a query matched is read through the C driver (tests/linux_c), whose test hook reports
+it; what Python users see is checked through secsock.query in a probe process inside the namespace.
+Needs root; run by tools/test.sh and CI.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import secsock
+from linux_netns import Netns, require_root, run
+
+pytestmark = pytest.mark.netns
+
+ROOT = Path(__file__).resolve().parent.parent
+A, B = "10.77.0.1", "10.77.0.2"
+A6, B6 = "fd77::1", "fd77::2"
+
+
+@pytest.fixture
+def ns() -> Iterator[Netns]:
+    require_root()
+    netns = Netns("host")
+    try:
+        netns.ip("addr", "add", f"{A}/24", "dev", "lo")
+        netns.ip("addr", "add", f"{A6}/64", "dev", "lo", "nodad")
+        yield netns
+    finally:
+        netns.close()
+
+
+@pytest.fixture(scope="session")
+def driver(tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = tmp_path_factory.mktemp("driver") / "driver"
+    run("sh", str(ROOT / "tests" / "linux_c" / "build.sh"), str(out))
+    return str(out)
+
+
+def drive(ns: Netns, driver: str, *args: str) -> dict[str, Any]:
+    done = subprocess.run(ns.exec_argv(driver, *args), capture_output=True, text=True, timeout=60)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"driver printed nothing ({done.returncode}): {done.stderr}"
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def esp_policies(ns: Netns, local: str, peer: str, *extra: str) -> None:
+    ns.ip("xfrm", "policy", "add", "src", local, "dst", peer, "dir", "out", *extra,
+          "tmpl", "proto", "esp", "mode", "transport")  # fmt: skip
+    ns.ip("xfrm", "policy", "add", "src", peer, "dst", local, "dir", "in", *extra,
+          "tmpl", "proto", "esp", "mode", "transport")  # fmt: skip
+
+
+def udp(local: str, peer: str, port: int = 500, **extra: Any) -> dict[str, Any]:
+    return {"op": "udp", "name": "s", "local": local, "peer": peer, "port": port, **extra}
+
+
+# --- what Python callers see ------------------------------------------------------------------------------
+
+
+def test_cleartext_without_policy_reports_no_flags(ns: Netns) -> None:
+    (result,) = ns.probe([udp(A, B)])
+    assert result == {
+        "flags": 0,
+        "secured": False,
+        "encrypted": False,
+        "protocol": int(secsock.SecurityProtocol.IPSEC),
+        "outbound": [],
+        "inbound": [],
+    }
+
+
+def test_connected_udp_and_ipv6_without_policy(ns: Netns) -> None:
+    results = ns.probe([udp(A, B, connect=True), {**udp(A6, B6), "name": "s6"}])
+    assert [r["flags"] for r in results] == [0, 0]
+
+
+def test_esp_policy_without_sa_is_not_secured(ns: Netns, driver: str) -> None:
+    esp_policies(ns, A, B)
+    (result,) = ns.probe([udp(A, B)])
+    assert result["flags"] == 0 and result["outbound"] == [] and result["inbound"] == []
+    # The policy did match: not secured because its template has no SA, not because nothing applied.
+    matched = drive(ns, driver, "udp-peer", A, B, "500")
+    assert matched["pol_out"] is not None and matched["pol_in"] is not None
+
+
+def test_bypass_policy_is_matched_and_not_secured(ns: Netns, driver: str) -> None:
+    esp_policies(ns, A, B, "priority", "100")
+    ns.ip("xfrm", "policy", "add", "src", "10.77.0.0/24", "dst", B, "dir", "out", "priority", "10",
+          "index", "0x119")  # fmt: skip
+    matched = drive(ns, driver, "udp-peer", A, B, "500")
+    assert matched["pol_out"] == {"index": 0x119, "priority": 10}
+    assert matched["flags"] == 0
+
+
+def test_lower_priority_value_wins(ns: Netns, driver: str) -> None:
+    ns.ip("xfrm", "policy", "add", "src", f"{A}/32", "dst", f"{B}/32", "dir", "out",
+          "priority", "50", "index", "0x201", "tmpl", "proto", "esp", "mode", "transport")  # fmt: skip
+    ns.ip("xfrm", "policy", "add", "src", "10.77.0.0/16", "dst", "10.77.0.0/16", "dir", "out",
+          "priority", "40", "index", "0x209")  # fmt: skip
+    assert drive(ns, driver, "udp-peer", A, B, "500")["pol_out"] == {"index": 0x209, "priority": 40}
+    ns.ip("xfrm", "policy", "update", "src", "10.77.0.0/16", "dst", "10.77.0.0/16", "dir", "out",
+          "priority", "60", "index", "0x209")  # fmt: skip
+    assert drive(ns, driver, "udp-peer", A, B, "500")["pol_out"] == {"index": 0x201, "priority": 50}
+
+
+def test_equal_priority_the_older_policy_wins(ns: Netns, driver: str) -> None:
+    ns.ip("xfrm", "policy", "add", "src", "10.77.0.0/24", "dst", f"{B}/32", "dir", "out",
+          "priority", "7", "index", "0x301")  # fmt: skip
+    ns.ip("xfrm", "policy", "add", "src", f"{A}/32", "dst", "10.77.0.0/24", "dir", "out",
+          "priority", "7", "index", "0x309")  # fmt: skip
+    assert drive(ns, driver, "udp-peer", A, B, "500")["pol_out"]["index"] == 0x301
+
+
+def test_port_selector_miss_falls_through(ns: Netns, driver: str) -> None:
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "proto", "udp", "dport", "501", "dir", "out",
+          "priority", "1", "index", "0x401")  # fmt: skip
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "priority", "9", "index", "0x409")
+    assert drive(ns, driver, "udp-peer", A, B, "500")["pol_out"]["index"] == 0x409
+    assert drive(ns, driver, "udp-peer", A, B, "501")["pol_out"]["index"] == 0x401
+    # The inbound flow swaps the ports: dport 501 there is our local port, which is not 501.
+    assert drive(ns, driver, "udp-peer", A, B, "501")["pol_in"] is None
+
+
+def test_protocol_selector_and_ipv6(ns: Netns, driver: str) -> None:
+    ns.ip("xfrm", "policy", "add", "src", A6, "dst", B6, "proto", "tcp", "dir", "out", "index", "0x501")
+    assert drive(ns, driver, "udp-peer", A6, B6, "500")["pol_out"] is None
+    ns.ip("xfrm", "policy", "add", "src", A6, "dst", B6, "proto", "udp", "dir", "out", "index", "0x509")
+    assert drive(ns, driver, "udp-peer", A6, B6, "500")["pol_out"]["index"] == 0x509
+
+
+def test_ipv4_mapped_flow_uses_ipv4_policies(ns: Netns, driver: str) -> None:
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "index", "0x601")
+    matched = drive(ns, driver, "udp-peer", f"::ffff:{A}", f"::ffff:{B}", "500")
+    assert matched["pol_out"]["index"] == 0x601
+
+
+def test_policy_mark_must_match_the_socket_mark(ns: Netns, driver: str) -> None:
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "mark", "5", "mask", "0xff",
+          "index", "0x701")  # fmt: skip
+    assert drive(ns, driver, "udp-peer", A, B, "500")["pol_out"] is None
+    assert drive(ns, driver, "udp-peer", A, B, "500", "5")["pol_out"]["index"] == 0x701
+    assert drive(ns, driver, "udp-peer", A, B, "500", str(0x105))["pol_out"]["index"] == 0x701
+
+
+def test_sub_policies_are_consulted_before_main(ns: Netns, driver: str) -> None:
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "priority", "1", "index", "0x801")
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "ptype", "sub",
+          "priority", "99", "index", "0x809")  # fmt: skip
+    assert drive(ns, driver, "udp-peer", A, B, "500")["pol_out"]["index"] == 0x809
+
+
+def test_forward_and_other_direction_policies_do_not_apply(ns: Netns, driver: str) -> None:
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "fwd", "index", "0x902")
+    ns.ip("xfrm", "policy", "add", "src", B, "dst", A, "dir", "out", "index", "0x909")
+    matched = drive(ns, driver, "udp-peer", A, B, "500")
+    assert matched["pol_out"] is None and matched["pol_in"] is None
+
+
+def test_if_id_policy_is_reported_as_unsupported(ns: Netns) -> None:
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "if_id", "7")
+    (result,) = ns.probe([udp(A, B)])
+    assert result["error"] == "UnsupportedOperation" and "if_id 7" in result["message"]
+
+
+# --- the snapshot: cost and freshness ----------------------------------------------------------------------
+
+
+def test_queries_make_no_dump_while_nothing_changes(ns: Netns, driver: str) -> None:
+    esp_policies(ns, A, B)
+    result = drive(ns, driver, "repeat", "200", A, B, "500")
+    assert result == {"repeat": 200, "dumps_during": 0}
+
+
+def test_a_change_is_seen_by_the_very_next_query(ns: Netns) -> None:
+    add = ["ip", "xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "if_id", "3"]
+    delete = ["ip", "xfrm", "policy", "delete", "src", A, "dst", B, "dir", "out", "if_id", "3"]
+    results = ns.probe(
+        [
+            udp(A, B),
+            {"op": "run", "argv": add},
+            {"op": "query", "name": "s"},
+            {"op": "run", "argv": delete},
+            {"op": "query", "name": "s"},
+            {"op": "run", "argv": ["ip", "xfrm", "policy", "flush"]},
+            {"op": "query", "name": "s"},
+        ]
+    )
+    assert [r.get("flags", r.get("error")) for r in results] == [0, "UnsupportedOperation", 0, 0]
+
+
+def test_notification_overrun_falls_back_to_a_full_dump(ns: Netns, driver: str) -> None:
+    # A 1-byte request gives the kernel's smallest notification buffer: 300 changes overrun it.
+    proc = subprocess.Popen(
+        ns.exec_argv(driver, "overrun", "1", A, B, "500"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None and proc.stdin is not None
+    assert proc.stderr.readline().strip() == "ready"
+    ns.ip_batch(
+        [f"xfrm policy add src 10.78.{i // 250}.{i % 250}/32 dst {B}/32 dir out" for i in range(300)]
+        + [f"xfrm policy add src {A}/32 dst {B}/32 dir out priority 3 index 0xa01"]
+    )
+    out, err = proc.communicate("go\n", timeout=60)
+    assert proc.returncode == 0, err
+    first, second, overruns = (json.loads(line) for line in out.splitlines() if line.startswith("{"))
+    assert first["pol_out"] is None
+    assert overruns["overruns"] >= 1, "the test did not overrun the notification queue"
+    assert second["pol_out"] == {"index": 0xA01, "priority": 3}
+    assert second["dumps"] > first["dumps"]
+
+
+# --- privileges and bad input ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        ("setpriv", "--bounding-set", "-net_admin", "--inh-caps", "-net_admin"),
+        ("setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--inh-caps", "-all"),
+    ],
+    ids=["root-without-cap_net_admin", "nobody"],
+)
+def test_without_cap_net_admin_permission_error(ns: Netns, wrap: tuple[str, ...]) -> None:
+    (result,) = ns.probe([udp(A, B)], wrap=wrap)
+    assert result["error"] == "PermissionError", result
+    assert result["errno"] == errno.EPERM
+    assert "CAP_NET_ADMIN" in result["message"]
+
+
+def test_not_a_socket_is_enotsock() -> None:
+    with open(os.devnull, "rb") as f, pytest.raises(OSError) as caught:
+        secsock.query(f.fileno())
+    assert caught.value.errno == errno.ENOTSOCK
+    assert "SO_DOMAIN" in str(caught.value)
+
+
+def test_closed_descriptor_is_ebadf() -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    fd = s.detach()
+    os.close(fd)
+    with pytest.raises(OSError) as caught:
+        secsock.query(fd)
+    assert caught.value.errno == errno.EBADF
+
+
+def test_unix_socket_is_refused_by_family() -> None:
+    a, b = socket.socketpair()
+    with a, b, pytest.raises(ValueError, match="AF_INET"):
+        secsock.query(a)
+
+
+def test_unconnected_udp_needs_peer() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        with pytest.raises(ValueError, match="peer"):
+            secsock.query(s)
+        with pytest.raises(ValueError, match="peer"):
+            secsock.query(s, peer=("::1", 500))
+
+
+def test_unconnected_tcp_is_enotconn() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s, pytest.raises(OSError) as caught:
+        secsock.query(s)
+    assert caught.value.errno == errno.ENOTCONN
+
+
+def test_raw_socket_is_refused_by_type() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as s:
+        with pytest.raises(ValueError, match="SOCK_STREAM or SOCK_DGRAM"):
+            secsock.query(s, peer=("127.0.0.1", 1))
+
+
+def test_backend_error_paths_leak_no_descriptor(ns: Netns) -> None:
+    before = len(os.listdir("/proc/self/fd"))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        for _ in range(50):
+            with pytest.raises(ValueError):
+                secsock.query(s)
+            secsock.query(s, peer=("127.0.0.2", 500))
+    assert len(os.listdir("/proc/self/fd")) <= before + 2  # the snapshot's notification socket at most

@@ -1,0 +1,134 @@
+"""Runs inside a network namespace (``ip netns exec NS python xfrm_probe.py STEPS_JSON``) for the Linux XFRM
+tests: makes sockets, asks secsock.query about them and prints one ``RESULT {json}`` line per query.
+
+STEPS_JSON is a list of steps, run in order in this one process (so later queries use the snapshot that
+earlier ones built):
+  {"op": "udp", "name": N, "local": ADDR, "peer": ADDR, "port": P, "connect": bool, "sport": P, "mark": M}
+  {"op": "query", "name": N, "peer": [ADDR, P] | null}   query a socket made earlier
+  {"op": "run", "argv": [...]}                          a command (ip xfrm ...) that must succeed
+  {"op": "tcp-serve", "addr": ADDR, "port": P}          accept one client, query the accepted socket,
+                                                        then wait for the client to close
+  {"op": "tcp-connect", "addr": ADDR, "port": P}        connect, query, close
+  {"op": "udp-serve", "addr": ADDR, "port": P}          receive one datagram, query with its sender as peer
+  {"op": "udp-send", "addr": ADDR, "port": P}           connected UDP: query, then send one datagram
+  {"op": "data", "name": N}                             one request/answer over a TCP socket (traffic check)
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from typing import Any
+
+import secsock
+
+
+def describe(info: secsock.SecurityInfo) -> dict[str, Any]:
+    def sas(direction: tuple[secsock.SecurityAssociation, ...]) -> list[dict[str, Any]]:
+        return [
+            {
+                "proto": int(sa.protocol),
+                "mode": int(sa.mode),
+                "spi": sa.spi,
+                "reqid": sa.reqid,
+                "encryption": sa.encryption,
+                "integrity": sa.integrity,
+                "aead": sa.aead,
+            }
+            for sa in direction
+        ]
+
+    assert info.ipsec is not None, "the Linux backend always reports the per-direction SAs"
+    return {
+        "flags": int(info.flags),
+        "secured": info.secured,
+        "encrypted": info.encrypted,
+        "protocol": int(info.protocol),
+        "outbound": sas(info.ipsec.outbound),
+        "inbound": sas(info.ipsec.inbound),
+    }
+
+
+def ask(sock: socket.socket, peer: tuple[str, int] | None = None) -> None:
+    try:
+        result = describe(secsock.query(sock, peer=peer))
+    except Exception as exc:  # reported to the test, which asserts on the type and text
+        result = {
+            "error": type(exc).__name__,
+            "errno": getattr(exc, "errno", None),
+            "message": str(exc),
+            "bases": [cls.__name__ for cls in type(exc).__mro__],
+        }
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def family_of(addr: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def main() -> None:
+    steps = json.loads(sys.argv[1])
+    socks: dict[str, socket.socket] = {}
+    peers: dict[str, tuple[str, int] | None] = {}
+    for step in steps:
+        op = step["op"]
+        if op == "udp":
+            s = socket.socket(family_of(step["peer"]), socket.SOCK_DGRAM)
+            if step.get("mark"):
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, step["mark"])
+            s.bind((step.get("local", "0.0.0.0" if ":" not in step["peer"] else "::"), step.get("sport", 0)))
+            peer = (step["peer"], step["port"])
+            if step.get("connect"):
+                s.connect(peer)
+            socks[step["name"]] = s
+            peers[step["name"]] = None if step.get("connect") else peer
+            ask(s, peers[step["name"]])
+        elif op == "query":
+            peer = tuple(step["peer"]) if step.get("peer") else peers[step["name"]]
+            ask(socks[step["name"]], peer)  # type: ignore[arg-type]
+        elif op == "run":
+            subprocess.run(step["argv"], check=True)
+        elif op == "tcp-serve":
+            with socket.socket(family_of(step["addr"]), socket.SOCK_STREAM) as listener:
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                listener.bind((step["addr"], step["port"]))
+                listener.listen(1)
+                listener.settimeout(60)
+                print("READY", flush=True)
+                conn, _ = listener.accept()
+                with conn:
+                    conn.settimeout(60)
+                    ask(conn)
+                    data = conn.recv(16)  # the client's request, or b"" when it closes
+                    if data:
+                        conn.sendall(data)
+                        conn.recv(16)
+        elif op == "tcp-connect":
+            with socket.create_connection((step["addr"], step["port"]), timeout=30) as s:
+                ask(s)
+                if step.get("data"):
+                    s.sendall(b"ping")
+                    answer = s.recv(16)
+                    print("DATA " + json.dumps(answer.decode()), flush=True)
+        elif op == "udp-serve":
+            with socket.socket(family_of(step["addr"]), socket.SOCK_DGRAM) as s:
+                s.bind((step["addr"], step["port"]))
+                s.settimeout(60)
+                print("READY", flush=True)
+                _, sender = s.recvfrom(64)
+                ask(s, (sender[0], sender[1]))
+        elif op == "udp-send":
+            with socket.socket(family_of(step["addr"]), socket.SOCK_DGRAM) as s:
+                s.connect((step["addr"], step["port"]))
+                ask(s)
+                s.send(b"x")
+        else:
+            raise SystemExit(f"xfrm_probe: unknown step {op!r}")
+    for s in socks.values():
+        s.close()
+
+
+if __name__ == "__main__":
+    main()
