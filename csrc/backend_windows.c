@@ -1,0 +1,649 @@
+/*
+ * Windows backend: WSAQuerySocketSecurity (fwpuclnt.dll), called directly.
+ *
+ * Every Windows #ifdef of the project lives in this file. It builds with mingw-w64 (cross, tested under Wine
+ * against a double of fwpuclnt.dll: tests/windows/) and with MSVC /W4 (the wheels), so: C89-style portable C,
+ * no VLAs, no GCC-only constructs without a guard.
+ *
+ * Life of a query (struct secsock_pending, heap): the template, the output buffer, the in/out length and the
+ * WSAOVERLAPPED all live in it, because the system may write to them until the operation is done. The event in
+ * the OVERLAPPED carries a set low-order bit so that a socket bound to an I/O completion port (asyncio's
+ * proactor) gets no completion packet for our query; we wait on the untagged event ourselves. Whenever a
+ * completion is observed (settle), the outcome is recorded and, on success, decoded at once: from then on the
+ * pending owns the token handles until secsock_pending_result hands them over, or secsock_pending_free closes
+ * them. A WSAEMSGSIZE outcome re-issues the call with the size the system asked for, within bounds.
+ */
+#ifndef _WIN32_WINNT
+#define _WIN32_WINNT 0x0601 /* Windows 7: WSAQuerySocketSecurity and the IPSEC2 structures */
+#endif
+#ifndef NTDDI_VERSION
+#define NTDDI_VERSION 0x06010000 /* NTDDI_WIN7 */
+#endif
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#include <mstcpip.h>
+#include <windows.h>
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "secsock_backend.h"
+
+/* A static assertion both mingw-w64 and MSVC's C mode accept (MSVC may lack _Static_assert in C). */
+#define SECSOCK_STATIC_ASSERT(name, cond) typedef char secsock_static_assert_##name[(cond) ? 1 : -1]
+
+/*
+ * The _IPSEC2 template and info structures are in the Windows SDK's mstcpip.h (NTDDI_VERSION >= NTDDI_WIN7)
+ * but not in mingw-w64's. The SDK defines the field-mask macros alongside the structures, so their absence
+ * says the structures are missing too. Field order as documented for mstcpip.h.
+ */
+#ifndef SOCKET_QUERY_IPSEC2_FIELD_MASK_MM_SA_ID
+#define SOCKET_QUERY_IPSEC2_ABORT_CONNECTION_ON_FIELD_CHANGE 0x1
+#define SOCKET_QUERY_IPSEC2_FIELD_MASK_MM_SA_ID 0x1
+#define SOCKET_QUERY_IPSEC2_FIELD_MASK_QM_SA_ID 0x2
+typedef struct _SOCKET_SECURITY_QUERY_TEMPLATE_IPSEC2 {
+    SOCKET_SECURITY_PROTOCOL SecurityProtocol;
+    SOCKADDR_STORAGE PeerAddress;
+    ULONG PeerTokenAccessMask;
+    ULONG Flags;
+    ULONG FieldMask;
+} SOCKET_SECURITY_QUERY_TEMPLATE_IPSEC2;
+typedef struct _SOCKET_SECURITY_QUERY_INFO_IPSEC2 {
+    SOCKET_SECURITY_PROTOCOL SecurityProtocol;
+    ULONG Flags;
+    UINT64 PeerApplicationAccessTokenHandle;
+    UINT64 PeerMachineAccessTokenHandle;
+    UINT64 MmSaId;
+    UINT64 QmSaId;
+    UINT32 NegotiationWinerr;
+    GUID SaLookupContext;
+} SOCKET_SECURITY_QUERY_INFO_IPSEC2;
+#endif
+
+/*
+ * The layout is the ABI shared with fwpuclnt.dll: the same on x86 and x64 (UINT64 members are 8-aligned in
+ * both, so the x86 IPSEC2 info is 64 bytes, not 56; SOCKADDR_STORAGE is 8-aligned, hence PeerAddress at 8).
+ */
+SECSOCK_STATIC_ASSERT(protocol_size, sizeof(SOCKET_SECURITY_PROTOCOL) == 4);
+SECSOCK_STATIC_ASSERT(template_size, sizeof(SOCKET_SECURITY_QUERY_TEMPLATE) == 144);
+SECSOCK_STATIC_ASSERT(template_peer, offsetof(SOCKET_SECURITY_QUERY_TEMPLATE, PeerAddress) == 8);
+SECSOCK_STATIC_ASSERT(template_mask, offsetof(SOCKET_SECURITY_QUERY_TEMPLATE, PeerTokenAccessMask) == 136);
+SECSOCK_STATIC_ASSERT(template2_size, sizeof(SOCKET_SECURITY_QUERY_TEMPLATE_IPSEC2) == 152);
+SECSOCK_STATIC_ASSERT(template2_peer, offsetof(SOCKET_SECURITY_QUERY_TEMPLATE_IPSEC2, PeerAddress) == 8);
+SECSOCK_STATIC_ASSERT(template2_mask, offsetof(SOCKET_SECURITY_QUERY_TEMPLATE_IPSEC2, PeerTokenAccessMask) == 136);
+SECSOCK_STATIC_ASSERT(template2_flags, offsetof(SOCKET_SECURITY_QUERY_TEMPLATE_IPSEC2, Flags) == 140);
+SECSOCK_STATIC_ASSERT(template2_fields, offsetof(SOCKET_SECURITY_QUERY_TEMPLATE_IPSEC2, FieldMask) == 144);
+SECSOCK_STATIC_ASSERT(info_size, sizeof(SOCKET_SECURITY_QUERY_INFO) == 24);
+SECSOCK_STATIC_ASSERT(info_flags, offsetof(SOCKET_SECURITY_QUERY_INFO, Flags) == 4);
+SECSOCK_STATIC_ASSERT(info_app, offsetof(SOCKET_SECURITY_QUERY_INFO, PeerApplicationAccessTokenHandle) == 8);
+SECSOCK_STATIC_ASSERT(info_machine, offsetof(SOCKET_SECURITY_QUERY_INFO, PeerMachineAccessTokenHandle) == 16);
+SECSOCK_STATIC_ASSERT(info2_size, sizeof(SOCKET_SECURITY_QUERY_INFO_IPSEC2) == 64);
+SECSOCK_STATIC_ASSERT(info2_app, offsetof(SOCKET_SECURITY_QUERY_INFO_IPSEC2, PeerApplicationAccessTokenHandle) == 8);
+SECSOCK_STATIC_ASSERT(info2_machine, offsetof(SOCKET_SECURITY_QUERY_INFO_IPSEC2, PeerMachineAccessTokenHandle) == 16);
+SECSOCK_STATIC_ASSERT(info2_mm, offsetof(SOCKET_SECURITY_QUERY_INFO_IPSEC2, MmSaId) == 24);
+SECSOCK_STATIC_ASSERT(info2_qm, offsetof(SOCKET_SECURITY_QUERY_INFO_IPSEC2, QmSaId) == 32);
+SECSOCK_STATIC_ASSERT(info2_winerr, offsetof(SOCKET_SECURITY_QUERY_INFO_IPSEC2, NegotiationWinerr) == 40);
+SECSOCK_STATIC_ASSERT(info2_context, offsetof(SOCKET_SECURITY_QUERY_INFO_IPSEC2, SaLookupContext) == 44);
+SECSOCK_STATIC_ASSERT(guid_size, sizeof(GUID) == 16);
+SECSOCK_STATIC_ASSERT(sockaddr_in6_fits, sizeof(SOCKADDR_IN6) <= sizeof(SOCKADDR_STORAGE));
+
+/* Protocol + Flags: the part every answer must have. */
+#define SECSOCK_INFO_HEADER 8u
+/* Bounds of the two-call negotiation: calls per query, and the largest buffer the system may ask for. */
+#define SECSOCK_MAX_ISSUES 4
+#define SECSOCK_MAX_INFO 65536u
+
+enum { PENDING_IN_FLIGHT, PENDING_DONE };
+
+struct secsock_pending {
+    WSAOVERLAPPED ov;  /* the system's until the operation completes */
+    HANDLE event;      /* manual-reset, untagged; ov.hEvent is this with the low bit set */
+    SOCKET sock;
+    SRWLOCK lock;      /* serializes settle/re-issue between threads (wait may run in several at once) */
+    int state;         /* PENDING_IN_FLIGHT / PENDING_DONE */
+    int issues;        /* calls made so far (bounded by SECSOCK_MAX_ISSUES) */
+    int taken;         /* the outcome was handed to secsock_pending_result */
+
+    union {
+        SOCKET_SECURITY_QUERY_TEMPLATE plain;
+        SOCKET_SECURITY_QUERY_TEMPLATE_IPSEC2 ipsec2;
+    } tmpl;
+    const void *tmpl_ptr; /* NULL (TCP default query) or &tmpl */
+    ULONG tmpl_len;
+
+    unsigned char *buf; /* the output buffer; calloc'ed, owned here */
+    ULONG buf_size;
+    ULONG len;          /* in/out SecurityQueryInfoLen */
+
+    /* The outcome, valid once state == PENDING_DONE. */
+    secsock_error error; /* kind NONE on success */
+    secsock_result held; /* decoded answer; its token handles are owned here until handed over */
+};
+
+const char *secsock_backend_name(void)
+{
+    return "windows";
+}
+
+int secsock_backend_init(secsock_error *err)
+{
+    WSADATA data;
+    int rc;
+
+    secsock_error_clear(err);
+    rc = WSAStartup(MAKEWORD(2, 2), &data);
+    if (rc != 0) {
+        return secsock_error_set(err, SECSOCK_ERR_OS, 0, rc, "WSAStartup", "WSAStartup(2.2) failed (error %d)", rc);
+    }
+    if (LOBYTE(data.wVersion) != 2 || HIBYTE(data.wVersion) != 2) {
+        WSACleanup();
+        return secsock_error_set(err, SECSOCK_ERR_OS, 0, WSAVERNOTSUPPORTED, "WSAStartup",
+                                 "Winsock 2.2 is not available (got %u.%u)", (unsigned)LOBYTE(data.wVersion),
+                                 (unsigned)HIBYTE(data.wVersion));
+    }
+    return 0;
+}
+
+void secsock_backend_fini(void)
+{
+    WSACleanup();
+}
+
+static SOCKET to_socket(secsock_fd fd)
+{
+    return (SOCKET)(UINT_PTR)fd;
+}
+
+static HANDLE to_handle(uint64_t h)
+{
+    return (HANDLE)(UINT_PTR)h;
+}
+
+int secsock_socket_kind_of(secsock_fd sock, secsock_socket_kind *kind, secsock_error *err)
+{
+    WSAPROTOCOL_INFOW info;
+    int size = (int)sizeof(info);
+
+    secsock_error_clear(err);
+    memset(kind, 0, sizeof(*kind));
+    memset(&info, 0, sizeof(info));
+    /* SO_PROTOCOL_INFOW gives family, type and protocol in one call; a non-socket fails with WSAENOTSOCK. */
+    if (getsockopt(to_socket(sock), SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)&info, &size) != 0) {
+        int e = WSAGetLastError();
+        return secsock_error_set(err, SECSOCK_ERR_OS, 0, e, "getsockopt",
+                                 "getsockopt(SO_PROTOCOL_INFOW) failed on descriptor %llu (error %d)",
+                                 (unsigned long long)sock, e);
+    }
+    kind->family = info.iAddressFamily == AF_INET    ? SECSOCK_FAMILY_INET
+                   : info.iAddressFamily == AF_INET6 ? SECSOCK_FAMILY_INET6
+                                                     : SECSOCK_FAMILY_OTHER;
+    kind->type = info.iSocketType == SOCK_STREAM  ? SECSOCK_TYPE_STREAM
+                 : info.iSocketType == SOCK_DGRAM ? SECSOCK_TYPE_DGRAM
+                                                  : SECSOCK_TYPE_OTHER;
+    kind->protocol = info.iProtocol;
+    return 0;
+}
+
+/* Fill PeerAddress from the request's peer; the family must be the socket's. */
+static int fill_peer(SOCKADDR_STORAGE *dst, const secsock_query_request *req, const secsock_socket_kind *kind,
+                     secsock_error *err)
+{
+    int want_v6 = kind->family == SECSOCK_FAMILY_INET6;
+
+    if (!req->has_peer) {
+        return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "peer",
+                                 "peer is required for a non-TCP socket (protocol %d): WSAQuerySocketSecurity "
+                                 "needs the peer's address and port",
+                                 kind->protocol);
+    }
+    if ((req->peer.is_ipv6 != 0) != want_v6) {
+        return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "peer",
+                                 "peer is an %s address but the socket is %s", req->peer.is_ipv6 ? "IPv6" : "IPv4",
+                                 want_v6 ? "AF_INET6" : "AF_INET");
+    }
+    memset(dst, 0, sizeof(*dst));
+    if (want_v6) {
+        SOCKADDR_IN6 *sin6 = (SOCKADDR_IN6 *)dst;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(req->peer.port);
+        sin6->sin6_flowinfo = htonl(req->peer.flowinfo); /* as CPython's socket module does */
+        memcpy(&sin6->sin6_addr, req->peer.addr, 16);
+        sin6->sin6_scope_id = req->peer.scope_id;
+    } else {
+        SOCKADDR_IN *sin = (SOCKADDR_IN *)dst;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(req->peer.port);
+        memcpy(&sin->sin_addr, req->peer.addr, 4);
+    }
+    return 0;
+}
+
+/* Build the template (or none) for the request. 0 or -1 with err set; nothing allocated. */
+static int build_template(secsock_pending *p, const secsock_query_request *req, const secsock_socket_kind *kind,
+                          secsock_error *err)
+{
+    int is_tcp = kind->protocol == IPPROTO_TCP;
+    SOCKADDR_STORAGE *peer;
+
+    memset(&p->tmpl, 0, sizeof(p->tmpl));
+    /* Q1: for TCP a NULL template asks for the default information; only needed to ask for more. */
+    if (is_tcp && req->token_access == 0 && !req->ipsec2 && !req->has_peer) {
+        p->tmpl_ptr = NULL;
+        p->tmpl_len = 0;
+        return 0;
+    }
+    if (req->ipsec2) {
+        p->tmpl.ipsec2.SecurityProtocol = SOCKET_SECURITY_PROTOCOL_IPSEC2;
+        p->tmpl.ipsec2.PeerTokenAccessMask = req->token_access;
+        p->tmpl.ipsec2.FieldMask = SOCKET_QUERY_IPSEC2_FIELD_MASK_MM_SA_ID | SOCKET_QUERY_IPSEC2_FIELD_MASK_QM_SA_ID;
+        peer = &p->tmpl.ipsec2.PeerAddress;
+        p->tmpl_len = (ULONG)sizeof(p->tmpl.ipsec2);
+    } else {
+        p->tmpl.plain.SecurityProtocol = SOCKET_SECURITY_PROTOCOL_DEFAULT;
+        p->tmpl.plain.PeerTokenAccessMask = req->token_access;
+        peer = &p->tmpl.plain.PeerAddress;
+        p->tmpl_len = (ULONG)sizeof(p->tmpl.plain);
+    }
+    p->tmpl_ptr = &p->tmpl;
+    /* Q4: other protocols need the peer; for TCP it is optional and, when given, sent too. */
+    if (!is_tcp || req->has_peer) {
+        if (fill_peer(peer, req, kind, err) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int error_os(secsock_error *err, long code, const char *call, const char *what)
+{
+    return secsock_error_set(err, SECSOCK_ERR_OS, 0, code, call, "%s failed: %s (error %ld)", call, what, code);
+}
+
+static const char *describe(long code)
+{
+    switch (code) {
+    case WSAEAFNOSUPPORT: return "the address family is not supported";
+    case WSAECONNRESET: return "the connection was reset, or an earlier datagram drew ICMP Port Unreachable";
+    case WSAEFAULT: return "an invalid pointer was passed";
+    case WSAEINVAL: return "the socket must be AF_INET or AF_INET6 with SOCK_STREAM or SOCK_DGRAM";
+    case WSAEMSGSIZE: return "a buffer was too small";
+    case WSAENOTSOCK: return "the descriptor is not a socket";
+    case WSA_OPERATION_ABORTED: return "the query was cancelled";
+    default: return "the system reported an error";
+    }
+}
+
+/* Close the token handles the pending still owns. */
+static void release_held(secsock_pending *p)
+{
+    secsock_result_release(&p->held);
+}
+
+/* Record a failed outcome; the operation is over. */
+static void finish_error(secsock_pending *p, long code, const char *call)
+{
+    error_os(&p->error, code, call, describe(code));
+    p->state = PENDING_DONE;
+    SetEvent(p->event);
+}
+
+/*
+ * Decode a successful answer of n bytes (R5: by the size and protocol actually returned) and take ownership of
+ * the token handles in it.
+ */
+static void finish_success(secsock_pending *p, ULONG n)
+{
+    secsock_result *r = &p->held;
+
+    p->state = PENDING_DONE;
+    SetEvent(p->event);
+    memset(r, 0, sizeof(*r));
+    if (n > p->buf_size) {
+        n = p->buf_size; /* the system cannot have written past the buffer it was given */
+    }
+    if (n < SECSOCK_INFO_HEADER) {
+        secsock_error_set(&p->error, SECSOCK_ERR_OS, 0, WSAEMSGSIZE, "WSAQuerySocketSecurity",
+                          "WSAQuerySocketSecurity succeeded but returned %lu bytes, fewer than the %u-byte header "
+                          "(protocol and flags)",
+                          (unsigned long)n, SECSOCK_INFO_HEADER);
+        return;
+    }
+    /* Read field by field: each only when the returned bytes cover it. */
+    memcpy(&r->protocol, p->buf + offsetof(SOCKET_SECURITY_QUERY_INFO, SecurityProtocol), 4);
+    memcpy(&r->flags, p->buf + offsetof(SOCKET_SECURITY_QUERY_INFO, Flags), 4);
+    if (n >= offsetof(SOCKET_SECURITY_QUERY_INFO, PeerApplicationAccessTokenHandle) + 8) {
+        memcpy(&r->peer_application_token, p->buf + offsetof(SOCKET_SECURITY_QUERY_INFO, PeerApplicationAccessTokenHandle), 8);
+    }
+    if (n >= offsetof(SOCKET_SECURITY_QUERY_INFO, PeerMachineAccessTokenHandle) + 8) {
+        memcpy(&r->peer_machine_token, p->buf + offsetof(SOCKET_SECURITY_QUERY_INFO, PeerMachineAccessTokenHandle), 8);
+    }
+    if (r->protocol == SOCKET_SECURITY_PROTOCOL_IPSEC2 && n >= sizeof(SOCKET_SECURITY_QUERY_INFO_IPSEC2)) {
+        const SOCKET_SECURITY_QUERY_INFO_IPSEC2 *info = (const SOCKET_SECURITY_QUERY_INFO_IPSEC2 *)p->buf;
+        r->has_ipsec2 = 1;
+        r->mm_sa_id = info->MmSaId;
+        r->qm_sa_id = info->QmSaId;
+        r->negotiation_winerr = info->NegotiationWinerr;
+        memcpy(r->sa_lookup_context, &info->SaLookupContext, 16);
+    }
+}
+
+/* The system asked for `needed` bytes: grow the buffer and call again, or end with a clear error. */
+static void renegotiate(secsock_pending *p, ULONG needed);
+
+/* Make one WSAQuerySocketSecurity call with the current buffer; records the outcome unless it pends. */
+static void issue(secsock_pending *p)
+{
+    int rc;
+
+    p->issues++;
+    memset(&p->ov, 0, sizeof(p->ov));
+    /* The low-order bit keeps the completion off any I/O completion port the socket is bound to. */
+    p->ov.hEvent = (HANDLE)((UINT_PTR)p->event | 1);
+    ResetEvent(p->event);
+    memset(p->buf, 0, p->buf_size);
+    p->len = p->buf_size;
+    p->state = PENDING_IN_FLIGHT;
+    rc = WSAQuerySocketSecurity(p->sock, (const SOCKET_SECURITY_QUERY_TEMPLATE *)p->tmpl_ptr, p->tmpl_len,
+                                (SOCKET_SECURITY_QUERY_INFO *)p->buf, &p->len, &p->ov, NULL);
+    if (rc == 0) {
+        /* Done at once (always so for a non-overlapped socket, Q9): the length holds the bytes copied (Q7). */
+        finish_success(p, p->len);
+        return;
+    }
+    rc = WSAGetLastError();
+    if (rc == WSA_IO_PENDING) {
+        return;
+    }
+    if (rc == WSAEMSGSIZE) {
+        renegotiate(p, p->len);
+        return;
+    }
+    finish_error(p, rc, "WSAQuerySocketSecurity");
+}
+
+static void renegotiate(secsock_pending *p, ULONG needed)
+{
+    const char *why = NULL;
+
+    if (needed < SECSOCK_INFO_HEADER) {
+        why = "fewer than the 8-byte header";
+    } else if (needed > SECSOCK_MAX_INFO) {
+        why = "more than the 65536-byte limit";
+    } else if (needed <= p->buf_size) {
+        why = "no more than the buffer it was given";
+    } else if (p->issues >= SECSOCK_MAX_ISSUES) {
+        why = "still more after 4 calls";
+    }
+    if (why == NULL) {
+        unsigned char *bigger = (unsigned char *)calloc(1, needed);
+        if (bigger == NULL) {
+            secsock_error_set(&p->error, SECSOCK_ERR_NOMEM, 0, 0, "WSAQuerySocketSecurity",
+                              "out of memory for a %lu-byte WSAQuerySocketSecurity buffer", (unsigned long)needed);
+            p->state = PENDING_DONE;
+            SetEvent(p->event);
+            return;
+        }
+        free(p->buf);
+        p->buf = bigger;
+        p->buf_size = needed;
+        issue(p);
+        return;
+    }
+    secsock_error_set(&p->error, SECSOCK_ERR_OS, 0, WSAEMSGSIZE, "WSAQuerySocketSecurity",
+                      "WSAQuerySocketSecurity reported WSAEMSGSIZE and asked for a %lu-byte buffer, %s "
+                      "(the buffer had %lu bytes)",
+                      (unsigned long)needed, why, (unsigned long)p->buf_size);
+    p->state = PENDING_DONE;
+    SetEvent(p->event);
+}
+
+/*
+ * Called with the lock held: if the operation in flight has completed, record its outcome (re-issuing on
+ * WSAEMSGSIZE when allowed). Returns the state.
+ */
+static int settle(secsock_pending *p, int may_reissue)
+{
+    DWORD transferred = 0, flags = 0;
+    ULONG n;
+    int e;
+
+    if (p->state != PENDING_IN_FLIGHT || WaitForSingleObject(p->event, 0) != WAIT_OBJECT_0) {
+        return p->state;
+    }
+    if (WSAGetOverlappedResult(p->sock, &p->ov, &transferred, FALSE, &flags)) {
+        /*
+         * Q7 says the length is written back; the Winsock overlapped model reports the bytes through the
+         * OVERLAPPED. Take the latter, the former when it says nothing.
+         */
+        n = transferred != 0 ? (ULONG)transferred : p->len;
+        finish_success(p, n);
+        return p->state;
+    }
+    e = WSAGetLastError();
+    if (e == WSAEMSGSIZE) {
+        ULONG needed = transferred != 0 ? (ULONG)transferred : p->len;
+        if (may_reissue) {
+            renegotiate(p, needed);
+        } else {
+            finish_error(p, WSAEMSGSIZE, "WSAQuerySocketSecurity");
+        }
+        return p->state;
+    }
+    if (e == WSA_IO_INCOMPLETE) {
+        /* The event fired but the OVERLAPPED still says pending: report it rather than spin. */
+        finish_error(p, WSA_IO_INCOMPLETE, "WSAGetOverlappedResult");
+        return p->state;
+    }
+    finish_error(p, e, "WSAQuerySocketSecurity");
+    return p->state;
+}
+
+static int settle_locked(secsock_pending *p, int may_reissue)
+{
+    int state;
+
+    AcquireSRWLockExclusive(&p->lock);
+    state = settle(p, may_reissue);
+    ReleaseSRWLockExclusive(&p->lock);
+    return state;
+}
+
+static void pending_destroy(secsock_pending *p)
+{
+    release_held(p);
+    if (p->event != NULL) {
+        CloseHandle(p->event);
+    }
+    free(p->buf);
+    free(p);
+}
+
+secsock_pending *secsock_query_begin(const secsock_query_request *req, secsock_error *err)
+{
+    secsock_socket_kind kind;
+    secsock_pending *p;
+
+    secsock_error_clear(err);
+    if (req == NULL) {
+        secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "request", "no query request was given");
+        return NULL;
+    }
+    if (secsock_socket_kind_of(req->sock, &kind, err) != 0) {
+        return NULL;
+    }
+    /* Q8/E4: refuse what the system would refuse, with the code it would give. */
+    if (kind.family == SECSOCK_FAMILY_OTHER || kind.type == SECSOCK_TYPE_OTHER) {
+        secsock_error_set(err, SECSOCK_ERR_OS, 0, WSAEINVAL, "WSAQuerySocketSecurity",
+                          "WSAQuerySocketSecurity needs an AF_INET or AF_INET6 socket of type SOCK_STREAM or "
+                          "SOCK_DGRAM");
+        return NULL;
+    }
+    p = (secsock_pending *)calloc(1, sizeof(*p));
+    if (p == NULL) {
+        secsock_error_set(err, SECSOCK_ERR_NOMEM, 0, 0, "WSAQuerySocketSecurity", "out of memory for a query");
+        return NULL;
+    }
+    InitializeSRWLock(&p->lock);
+    p->sock = to_socket(req->sock);
+    if (build_template(p, req, &kind, err) != 0) {
+        pending_destroy(p);
+        return NULL;
+    }
+    /* Start with room for the structure we expect; the system says if it needs more. */
+    p->buf_size = req->ipsec2 ? (ULONG)sizeof(SOCKET_SECURITY_QUERY_INFO_IPSEC2) : (ULONG)sizeof(SOCKET_SECURITY_QUERY_INFO);
+    p->buf = (unsigned char *)calloc(1, p->buf_size);
+    if (p->buf == NULL) {
+        pending_destroy(p);
+        secsock_error_set(err, SECSOCK_ERR_NOMEM, 0, 0, "WSAQuerySocketSecurity", "out of memory for a query");
+        return NULL;
+    }
+    p->event = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (p->event == NULL) {
+        DWORD e = GetLastError();
+        pending_destroy(p);
+        error_os(err, (long)e, "CreateEvent", "no event for the query");
+        return NULL;
+    }
+    /* No other thread can see p yet, but issue() and settle() expect the lock's discipline anyway. */
+    AcquireSRWLockExclusive(&p->lock);
+    issue(p);
+    ReleaseSRWLockExclusive(&p->lock);
+    return p;
+}
+
+int secsock_pending_done(secsock_pending *p)
+{
+    return settle_locked(p, 1) == PENDING_DONE;
+}
+
+int secsock_pending_wait(secsock_pending *p, int64_t timeout_ms, secsock_error *err)
+{
+    ULONGLONG deadline = 0;
+
+    secsock_error_clear(err);
+    if (timeout_ms >= 0) {
+        deadline = GetTickCount64() + (ULONGLONG)timeout_ms;
+    }
+    for (;;) {
+        DWORD wait_ms = INFINITE, rc;
+
+        if (settle_locked(p, 1) == PENDING_DONE) {
+            return 1;
+        }
+        if (timeout_ms >= 0) {
+            ULONGLONG now = GetTickCount64();
+            ULONGLONG left = now >= deadline ? 0 : deadline - now;
+            wait_ms = left >= (ULONGLONG)(INFINITE - 1) ? INFINITE - 1 : (DWORD)left;
+        }
+        /* Wait outside the lock: several threads may wait at once; a re-issue resets the event under it. */
+        rc = WaitForSingleObject(p->event, wait_ms);
+        if (rc == WAIT_TIMEOUT) {
+            if (timeout_ms >= 0 && GetTickCount64() >= deadline) {
+                return settle_locked(p, 1) == PENDING_DONE;
+            }
+        } else if (rc == WAIT_FAILED) {
+            return error_os(err, (long)GetLastError(), "WaitForSingleObject", "cannot wait for the query");
+        }
+    }
+}
+
+int secsock_pending_result(secsock_pending *p, secsock_result *out, secsock_error *err)
+{
+    int rc;
+
+    secsock_error_clear(err);
+    memset(out, 0, sizeof(*out));
+    if (secsock_pending_wait(p, -1, err) != 1) {
+        return -1;
+    }
+    AcquireSRWLockExclusive(&p->lock);
+    if (p->taken) {
+        rc = secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "pending",
+                               "the result of this query was already taken");
+    } else if (p->error.kind != SECSOCK_ERR_NONE) {
+        p->taken = 1;
+        *err = p->error;
+        rc = -1;
+    } else {
+        p->taken = 1;
+        *out = p->held; /* hands the token handles over: they are no longer ours to close */
+        p->held.peer_application_token = 0;
+        p->held.peer_machine_token = 0;
+        rc = 0;
+    }
+    ReleaseSRWLockExclusive(&p->lock);
+    return rc;
+}
+
+int secsock_pending_cancel(secsock_pending *p, secsock_error *err)
+{
+    int rc = 1;
+
+    secsock_error_clear(err);
+    AcquireSRWLockExclusive(&p->lock);
+    if (settle(p, 1) == PENDING_DONE) {
+        rc = 0;
+    } else if (!CancelIoEx((HANDLE)p->sock, &p->ov)) {
+        DWORD e = GetLastError();
+        /* ERROR_NOT_FOUND: the system holds nothing to cancel any more; the completion is on its way. */
+        rc = e == ERROR_NOT_FOUND ? 0 : error_os(err, (long)e, "CancelIoEx", "cannot cancel the query");
+    }
+    ReleaseSRWLockExclusive(&p->lock);
+    return rc;
+}
+
+uint64_t secsock_pending_event(secsock_pending *p)
+{
+    return p == NULL ? 0 : (uint64_t)(UINT_PTR)p->event;
+}
+
+void secsock_pending_free(secsock_pending *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    /*
+     * Like CPython's Overlapped_dealloc: cancel what is in flight, then wait until the system is done with the
+     * OVERLAPPED and the buffer before freeing them (no re-issue on the way out).
+     */
+    if (settle_locked(p, 0) == PENDING_IN_FLIGHT) {
+        (void)CancelIoEx((HANDLE)p->sock, &p->ov);
+        if (WaitForSingleObject(p->event, INFINITE) != WAIT_OBJECT_0) {
+            /* Cannot know when the system is done: leaking beats letting it write into freed memory. */
+            return;
+        }
+        (void)settle_locked(p, 0);
+    }
+    pending_destroy(p); /* closes the token handles never handed over */
+}
+
+int secsock_query(const secsock_query_request *req, secsock_result *out, secsock_error *err)
+{
+    secsock_pending *p = secsock_query_begin(req, err);
+    int rc;
+
+    if (p == NULL) {
+        memset(out, 0, sizeof(*out));
+        return -1;
+    }
+    rc = secsock_pending_result(p, out, err);
+    secsock_pending_free(p);
+    return rc;
+}
+
+int secsock_token_close(uint64_t handle, secsock_error *err)
+{
+    secsock_error_clear(err);
+    if (handle == 0) {
+        return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "handle", "no token handle to close");
+    }
+    if (!CloseHandle(to_handle(handle))) {
+        return error_os(err, (long)GetLastError(), "CloseHandle", "cannot close the token handle");
+    }
+    return 0;
+}

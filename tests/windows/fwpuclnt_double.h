@@ -1,0 +1,78 @@
+/*
+ * Control API of the fwpuclnt.dll test double (fwpuclnt_double.c), shared with the test program, which reaches
+ * it with GetProcAddress on the loaded fwpuclnt.dll (the code under test links the real import library).
+ *
+ * The double answers WSAQuerySocketSecurity as /work/shared/reference (CONTRACT.md) says, from a queue of
+ * scripted steps: one step per call that gets past the documented argument checks. All functions are cdecl so
+ * their exported names carry no decoration on x86.
+ */
+#ifndef FWPUCLNT_DOUBLE_H
+#define FWPUCLNT_DOUBLE_H
+
+#include <winsock2.h>
+#include <windows.h>
+
+/* What a scripted step makes the call do. */
+enum {
+    DBL_ANSWER = 0, /* answer as the system would: size negotiation (Q6/Q7), Flags-only default (Q2), tokens (Q3) */
+    DBL_MSGSIZE,    /* fail with WSAEMSGSIZE writing back `needed`, whatever the buffer (absurd or tiny sizes) */
+    DBL_ERROR       /* fail with the WSA error `error` (E1..E6 on a real socket) */
+};
+
+/* When the outcome is delivered. */
+enum {
+    DBL_NOW = 0,    /* synchronously */
+    DBL_PEND,       /* WSA_IO_PENDING (overlapped socket + OVERLAPPED); completed by dbl_release() or a cancel */
+    DBL_PEND_AUTO   /* WSA_IO_PENDING, completed by a worker thread after delay_ms */
+};
+
+typedef struct {
+    int kind;        /* DBL_ANSWER / DBL_MSGSIZE / DBL_ERROR */
+    int when;        /* DBL_NOW / DBL_PEND / DBL_PEND_AUTO */
+    int delay_ms;    /* DBL_PEND_AUTO */
+    int error;       /* DBL_ERROR: the WSA code */
+    ULONG needed;    /* DBL_MSGSIZE: the size written back */
+    int ipsec2;      /* DBL_ANSWER: answer with the IPSEC2 structure when the template asks for it (else plain, R5) */
+    ULONG short_len; /* DBL_ANSWER: when nonzero, copy and report only this many bytes */
+    ULONG protocol;  /* DBL_ANSWER: SecurityProtocol for a non-default query */
+    ULONG flags;     /* DBL_ANSWER: Flags */
+    UINT64 mm_sa_id, qm_sa_id;
+    UINT32 negotiation_winerr;
+    GUID sa_lookup_context;
+} dbl_step;
+
+/* What one WSAQuerySocketSecurity call was given. */
+typedef struct {
+    SOCKET sock;
+    int template_null;
+    ULONG template_len;
+    ULONG protocol;     /* template's SecurityProtocol (0 when no template) */
+    ULONG token_mask;   /* PeerTokenAccessMask */
+    ULONG ipsec2_flags; /* IPSEC2 template: Flags */
+    ULONG field_mask;   /* IPSEC2 template: FieldMask */
+    int peer_family;    /* PeerAddress.ss_family */
+    USHORT peer_port;   /* host order */
+    BYTE peer_addr[16];
+    ULONG peer_flowinfo; /* IPv6, as stored (network order) */
+    ULONG peer_scope_id;
+    int info_null;
+    int len_null;
+    ULONG len_in;        /* *SecurityQueryInfoLen on entry */
+    int overlapped_null;
+    int event_low_bit;   /* the OVERLAPPED's hEvent had its low-order bit set */
+    int routine_null;
+    int result;          /* 0, or the WSA error the call returned (WSA_IO_PENDING when it pended) */
+    int scripted;        /* a step was consumed (0: the argument checks ended the call first, or unscripted) */
+} dbl_call;
+
+#define DBL_MAX_CALLS 64
+
+typedef void (*dbl_reset_fn)(void);
+typedef void (*dbl_script_fn)(const dbl_step *step);
+typedef int (*dbl_calls_fn)(dbl_call *out, int max);
+typedef int (*dbl_release_fn)(void);
+typedef void (*dbl_set_port_fn)(HANDLE port, ULONG_PTR key);
+typedef int (*dbl_in_flight_fn)(void);
+typedef int (*dbl_tokens_fn)(UINT64 *out, int max);
+
+#endif /* FWPUCLNT_DOUBLE_H */

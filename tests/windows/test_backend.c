@@ -1,0 +1,1236 @@
+/*
+ * Tests of csrc/backend_windows.c through the seam (secsock_backend.h), on real Wine sockets, against the
+ * fwpuclnt.dll double (fwpuclnt_double.c). Each test names the contract statements it checks
+ * (/work/shared/reference/CONTRACT.md) and prints `PASS name` or `FAIL name: why`; the last line is
+ * `N passed, M failed`; the exit code is non-zero when M > 0 or N == 0.
+ */
+#ifndef _WIN32_WINNT
+#define _WIN32_WINNT 0x0601
+#endif
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#include <mstcpip.h>
+#include <windows.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fwpuclnt_double.h"
+#include "secsock_backend.h"
+
+/* ---- a tiny harness ---- */
+
+static int passed, failed;
+static const char *current;
+static int current_failed;
+
+static void begin_test(const char *name)
+{
+    current = name;
+    current_failed = 0;
+}
+
+static void fail(const char *fmt, ...)
+{
+    va_list ap;
+
+    if (current_failed) {
+        return; /* the first reason is the one reported */
+    }
+    current_failed = 1;
+    printf("FAIL %s: ", current);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    fflush(stdout);
+}
+
+static void end_test(void)
+{
+    if (current_failed) {
+        failed++;
+    } else {
+        passed++;
+        printf("PASS %s\n", current);
+    }
+    fflush(stdout);
+}
+
+#define CHECK(cond, ...)                                                                                     \
+    do {                                                                                                     \
+        if (!(cond)) {                                                                                       \
+            fail(__VA_ARGS__);                                                                               \
+        }                                                                                                    \
+    } while (0)
+
+/* ---- the double's control API ---- */
+
+static dbl_reset_fn dbl_reset;
+static dbl_script_fn dbl_script;
+static dbl_calls_fn dbl_calls;
+static dbl_release_fn dbl_release;
+static dbl_set_port_fn dbl_set_port;
+static dbl_in_flight_fn dbl_in_flight;
+static dbl_tokens_fn dbl_tokens;
+
+static int load_double(void)
+{
+    HMODULE m = GetModuleHandleA("fwpuclnt.dll");
+
+    if (m == NULL) {
+        return 0;
+    }
+    dbl_reset = (dbl_reset_fn)(void (*)(void))GetProcAddress(m, "dbl_reset");
+    dbl_script = (dbl_script_fn)(void (*)(void))GetProcAddress(m, "dbl_script");
+    dbl_calls = (dbl_calls_fn)(void (*)(void))GetProcAddress(m, "dbl_calls");
+    dbl_release = (dbl_release_fn)(void (*)(void))GetProcAddress(m, "dbl_release");
+    dbl_set_port = (dbl_set_port_fn)(void (*)(void))GetProcAddress(m, "dbl_set_port");
+    dbl_in_flight = (dbl_in_flight_fn)(void (*)(void))GetProcAddress(m, "dbl_in_flight");
+    dbl_tokens = (dbl_tokens_fn)(void (*)(void))GetProcAddress(m, "dbl_tokens");
+    return dbl_reset && dbl_script && dbl_calls && dbl_release && dbl_set_port && dbl_in_flight && dbl_tokens;
+}
+
+static dbl_step blank_step(int kind)
+{
+    dbl_step s;
+
+    memset(&s, 0, sizeof(s));
+    s.kind = kind;
+    return s;
+}
+
+static dbl_step step_answer(ULONG protocol, ULONG flags)
+{
+    dbl_step s = blank_step(DBL_ANSWER);
+
+    s.protocol = protocol;
+    s.flags = flags;
+    return s;
+}
+
+static dbl_step step_error(int code)
+{
+    dbl_step s = blank_step(DBL_ERROR);
+
+    s.error = code;
+    return s;
+}
+
+static dbl_step step_msgsize(ULONG needed)
+{
+    dbl_step s = blank_step(DBL_MSGSIZE);
+
+    s.needed = needed;
+    return s;
+}
+
+static void script(dbl_step s)
+{
+    dbl_script(&s);
+}
+
+static int calls(dbl_call *out)
+{
+    return dbl_calls(out, DBL_MAX_CALLS);
+}
+
+/* ---- sockets ---- */
+
+static SOCKET new_socket(int family, int type, int protocol, DWORD flags)
+{
+    return WSASocketW(family, type, protocol, NULL, 0, flags);
+}
+
+static int loopback(int family, SOCKADDR_STORAGE *a, int *len)
+{
+    memset(a, 0, sizeof(*a));
+    if (family == AF_INET6) {
+        SOCKADDR_IN6 *s6 = (SOCKADDR_IN6 *)a;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_addr.s6_addr[15] = 1;
+        *len = (int)sizeof(*s6);
+    } else {
+        SOCKADDR_IN *s4 = (SOCKADDR_IN *)a;
+        s4->sin_family = AF_INET;
+        s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        *len = (int)sizeof(*s4);
+    }
+    return 0;
+}
+
+/* A connected loopback TCP pair; *client is created with `flags` (WSA_FLAG_OVERLAPPED or 0). */
+static int tcp_pair(int family, DWORD flags, SOCKET *client, SOCKET *server)
+{
+    SOCKADDR_STORAGE a;
+    int len;
+    SOCKET listener = new_socket(family, SOCK_STREAM, IPPROTO_TCP, WSA_FLAG_OVERLAPPED);
+
+    *client = *server = INVALID_SOCKET;
+    if (listener == INVALID_SOCKET) {
+        return -1;
+    }
+    loopback(family, &a, &len);
+    if (bind(listener, (struct sockaddr *)&a, len) != 0 || listen(listener, 1) != 0 ||
+        getsockname(listener, (struct sockaddr *)&a, &len) != 0) {
+        closesocket(listener);
+        return -1;
+    }
+    *client = new_socket(family, SOCK_STREAM, IPPROTO_TCP, flags);
+    if (*client == INVALID_SOCKET || connect(*client, (struct sockaddr *)&a, len) != 0) {
+        closesocket(listener);
+        return -1;
+    }
+    *server = accept(listener, NULL, NULL);
+    closesocket(listener);
+    return *server == INVALID_SOCKET ? -1 : 0;
+}
+
+static SOCKET udp_socket(int family)
+{
+    SOCKADDR_STORAGE a;
+    int len;
+    SOCKET s = new_socket(family, SOCK_DGRAM, IPPROTO_UDP, WSA_FLAG_OVERLAPPED);
+
+    if (s == INVALID_SOCKET) {
+        return s;
+    }
+    loopback(family, &a, &len);
+    if (bind(s, (struct sockaddr *)&a, len) != 0) {
+        closesocket(s);
+        return INVALID_SOCKET;
+    }
+    return s;
+}
+
+static DWORD handle_count(void)
+{
+    DWORD n = 0;
+
+    GetProcessHandleCount(GetCurrentProcess(), &n);
+    return n;
+}
+
+/* R4: the process holds as many handles as it did before the test: none leaked, none closed twice. */
+static void check_handle_count(DWORD before)
+{
+    DWORD after = handle_count();
+
+    CHECK(after == before, "handle count %lu before, %lu after", (unsigned long)before, (unsigned long)after);
+}
+
+static int handle_open(uint64_t h)
+{
+    DWORD flags;
+
+    return GetHandleInformation((HANDLE)(UINT_PTR)h, &flags) != 0;
+}
+
+static secsock_query_request request(SOCKET s)
+{
+    secsock_query_request r;
+
+    memset(&r, 0, sizeof(r));
+    r.sock = (secsock_fd)s;
+    return r;
+}
+
+static void peer4(secsock_query_request *r, const char *dotted, uint16_t port)
+{
+    unsigned a, b, c, d;
+
+    sscanf(dotted, "%u.%u.%u.%u", &a, &b, &c, &d);
+    r->has_peer = 1;
+    r->peer.is_ipv6 = 0;
+    r->peer.addr[0] = (uint8_t)a;
+    r->peer.addr[1] = (uint8_t)b;
+    r->peer.addr[2] = (uint8_t)c;
+    r->peer.addr[3] = (uint8_t)d;
+    r->peer.port = port;
+}
+
+static void peer6_loopback(secsock_query_request *r, uint16_t port, uint32_t flowinfo, uint32_t scope)
+{
+    r->has_peer = 1;
+    memset(&r->peer, 0, sizeof(r->peer));
+    r->peer.is_ipv6 = 1;
+    r->peer.addr[15] = 1;
+    r->peer.port = port;
+    r->peer.flowinfo = flowinfo;
+    r->peer.scope_id = scope;
+}
+
+/* Run one query through begin/result/free. */
+static int run_query(const secsock_query_request *r, secsock_result *out, secsock_error *err)
+{
+    return secsock_query(r, out, err);
+}
+
+static int is_os_error(const secsock_error *err, long winerror, const char *call)
+{
+    return err->kind == SECSOCK_ERR_OS && err->winerror == winerror && err->errnum == 0 &&
+           strcmp(err->call, call) == 0 && err->message[0] != '\0';
+}
+
+/* Run the query and check it fails with SECSOCK_ERR_OS, the winerror and the call named; err is kept. */
+static void expect_os_failure(secsock_query_request r, long winerror, const char *call, secsock_error *err)
+{
+    secsock_result res;
+
+    if (run_query(&r, &res, err) != -1) {
+        fail("the query succeeded");
+        secsock_result_release(&res);
+        return;
+    }
+    CHECK(is_os_error(err, winerror, call), "kind %d winerror %ld call '%s' (want %ld from %s)", err->kind,
+          err->winerror, err->call, winerror, call);
+}
+
+/* ---- shared fixtures ---- */
+
+static SOCKET tcp4, tcp4_server, tcp6, tcp6_server, tcp_sync, tcp_sync_server, udp4, udp6;
+
+/* ======================================================================== */
+/* The double itself: called directly, it keeps the contract the tests rely on. */
+
+static void test_double_size_query(void)
+{
+    ULONG len = 0;
+    int rc;
+
+    begin_test("double Q6/E5 NULL info buffer is a size query: WSAEMSGSIZE and the size needed");
+    dbl_reset();
+    script(step_answer(1, 1));
+    rc = WSAQuerySocketSecurity(tcp4, NULL, 0, NULL, &len, NULL, NULL);
+    CHECK(rc == SOCKET_ERROR && WSAGetLastError() == WSAEMSGSIZE, "rc %d error %d", rc, WSAGetLastError());
+    CHECK(len == sizeof(SOCKET_SECURITY_QUERY_INFO), "needed %lu, want 24", (unsigned long)len);
+    end_test();
+}
+
+static void test_double_short_buffer(void)
+{
+    SOCKET_SECURITY_QUERY_INFO info;
+    ULONG len = 8;
+    int rc;
+
+    begin_test("double Q7 short buffer: WSAEMSGSIZE and the size needed written back");
+    dbl_reset();
+    script(step_answer(1, 1));
+    rc = WSAQuerySocketSecurity(tcp4, NULL, 0, &info, &len, NULL, NULL);
+    CHECK(rc == SOCKET_ERROR && WSAGetLastError() == WSAEMSGSIZE, "rc %d error %d", rc, WSAGetLastError());
+    CHECK(len == 24, "needed %lu", (unsigned long)len);
+    end_test();
+}
+
+static void test_double_null_len(void)
+{
+    SOCKET_SECURITY_QUERY_INFO info;
+    int rc;
+
+    begin_test("double E3 NULL SecurityQueryInfoLen: WSAEFAULT");
+    dbl_reset();
+    rc = WSAQuerySocketSecurity(tcp4, NULL, 0, &info, NULL, NULL, NULL);
+    CHECK(rc == SOCKET_ERROR && WSAGetLastError() == WSAEFAULT, "rc %d error %d", rc, WSAGetLastError());
+    end_test();
+}
+
+static void test_double_udp_template(void)
+{
+    SOCKET_SECURITY_QUERY_TEMPLATE t;
+    SOCKET_SECURITY_QUERY_INFO info;
+    ULONG len = sizeof(info);
+    int rc, e1, e2;
+
+    begin_test("double E5/Q4 UDP: NULL template or a short template length is WSAEMSGSIZE");
+    dbl_reset();
+    memset(&t, 0, sizeof(t));
+    t.PeerAddress.ss_family = AF_INET;
+    rc = WSAQuerySocketSecurity(udp4, NULL, 0, &info, &len, NULL, NULL);
+    e1 = WSAGetLastError();
+    CHECK(rc == SOCKET_ERROR && e1 == WSAEMSGSIZE, "NULL template: rc %d error %d", rc, e1);
+    rc = WSAQuerySocketSecurity(udp4, &t, sizeof(t) - 4, &info, &len, NULL, NULL);
+    e2 = WSAGetLastError();
+    CHECK(rc == SOCKET_ERROR && e2 == WSAEMSGSIZE, "short template: rc %d error %d", rc, e2);
+    end_test();
+}
+
+static void test_double_not_socket(void)
+{
+    SOCKET_SECURITY_QUERY_INFO info;
+    ULONG len = sizeof(info);
+    HANDLE ev = CreateEventW(NULL, TRUE, FALSE, NULL);
+    int rc;
+
+    begin_test("double E6 a descriptor that is not a socket: WSAENOTSOCK");
+    dbl_reset();
+    rc = WSAQuerySocketSecurity((SOCKET)(UINT_PTR)ev, NULL, 0, &info, &len, NULL, NULL);
+    CHECK(rc == SOCKET_ERROR && WSAGetLastError() == WSAENOTSOCK, "rc %d error %d", rc, WSAGetLastError());
+    CloseHandle(ev);
+    end_test();
+}
+
+static void test_double_zero_template(void)
+{
+    SOCKET_SECURITY_QUERY_TEMPLATE t;
+    SOCKET_SECURITY_QUERY_INFO info;
+    ULONG len = sizeof(info);
+    int rc;
+
+    begin_test("double Q2 all-zero template: only Flags is set");
+    dbl_reset();
+    memset(&t, 0, sizeof(t));
+    memset(&info, 0xAA, sizeof(info));
+    script(step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 3));
+    rc = WSAQuerySocketSecurity(tcp4, &t, sizeof(t), &info, &len, NULL, NULL);
+    CHECK(rc == 0, "rc %d error %d", rc, WSAGetLastError());
+    CHECK(info.Flags == 3 && info.SecurityProtocol == 0 && info.PeerApplicationAccessTokenHandle == 0 &&
+              info.PeerMachineAccessTokenHandle == 0,
+          "protocol %d flags %lu", (int)info.SecurityProtocol, (unsigned long)info.Flags);
+    end_test();
+}
+
+static void test_double_no_mask_no_tokens(void)
+{
+    SOCKET_SECURITY_QUERY_TEMPLATE t;
+    SOCKET_SECURITY_QUERY_INFO info;
+    ULONG len = sizeof(info);
+    int rc;
+
+    begin_test("double Q3 PeerTokenAccessMask 0: no token handles");
+    dbl_reset();
+    memset(&t, 0, sizeof(t));
+    t.SecurityProtocol = SOCKET_SECURITY_PROTOCOL_IPSEC;
+    script(step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1));
+    rc = WSAQuerySocketSecurity(tcp4, &t, sizeof(t), &info, &len, NULL, NULL);
+    CHECK(rc == 0, "rc %d", rc);
+    CHECK(info.PeerApplicationAccessTokenHandle == 0 && info.PeerMachineAccessTokenHandle == 0,
+          "tokens were returned without a mask");
+    CHECK(dbl_tokens(NULL, 0) == 0, "the double made tokens");
+    end_test();
+}
+
+/* A connected TCP pair whose client is bound to a fresh I/O completion port the double is told about. */
+typedef struct {
+    SOCKET client, server;
+    HANDLE port;
+} iocp_fixture;
+
+static int iocp_open(iocp_fixture *f, ULONG_PTR key)
+{
+    f->port = NULL;
+    if (tcp_pair(AF_INET, WSA_FLAG_OVERLAPPED, &f->client, &f->server) != 0) {
+        fail("no socket pair");
+        return -1;
+    }
+    f->port = CreateIoCompletionPort((HANDLE)f->client, NULL, key, 0);
+    dbl_set_port(f->port, key);
+    return 0;
+}
+
+static void iocp_close(iocp_fixture *f)
+{
+    dbl_set_port(NULL, 0);
+    closesocket(f->client);
+    closesocket(f->server);
+    if (f->port != NULL) {
+        CloseHandle(f->port);
+    }
+}
+
+/* The next packet on the port within ms, or NULL. */
+static LPOVERLAPPED next_packet(HANDLE port, DWORD ms, ULONG_PTR *key)
+{
+    DWORD bytes;
+    LPOVERLAPPED got = NULL;
+
+    *key = 0;
+    (void)GetQueuedCompletionStatus(port, &bytes, key, &got, ms); /* got stays NULL on time-out */
+    return got;
+}
+
+static void test_double_posts_when_bit_clear(void)
+{
+    iocp_fixture f;
+    HANDLE ev;
+    WSAOVERLAPPED ov;
+    SOCKET_SECURITY_QUERY_INFO info;
+    ULONG len = sizeof(info);
+    ULONG_PTR key;
+    int rc;
+
+    begin_test("double control for the IOCP test: with the low bit clear a completion packet does arrive");
+    dbl_reset();
+    if (iocp_open(&f, 77) == 0) {
+        ev = CreateEventW(NULL, TRUE, FALSE, NULL);
+        memset(&ov, 0, sizeof(ov));
+        ov.hEvent = ev;
+        script(step_answer(1, 1));
+        rc = WSAQuerySocketSecurity(f.client, NULL, 0, &info, &len, &ov, NULL);
+        CHECK(rc == 0, "rc %d error %d", rc, WSAGetLastError());
+        CHECK(next_packet(f.port, 2000, &key) == &ov && key == 77,
+              "no packet arrived although the event's low bit was clear");
+        CloseHandle(ev);
+    }
+    iocp_close(&f);
+    end_test();
+}
+
+/* ======================================================================== */
+/* The backend. */
+
+static void test_kind_of(void)
+{
+    secsock_socket_kind k;
+    secsock_error err;
+
+    begin_test("socket_kind_of reads family, type and protocol (TCP/IPv4, UDP/IPv6)");
+    CHECK(secsock_socket_kind_of((secsock_fd)tcp4, &k, &err) == 0, "tcp4: %s", err.message);
+    CHECK(k.family == SECSOCK_FAMILY_INET && k.type == SECSOCK_TYPE_STREAM && k.protocol == IPPROTO_TCP,
+          "tcp4 kind %d/%d/%d", k.family, k.type, k.protocol);
+    CHECK(secsock_socket_kind_of((secsock_fd)udp6, &k, &err) == 0, "udp6: %s", err.message);
+    CHECK(k.family == SECSOCK_FAMILY_INET6 && k.type == SECSOCK_TYPE_DGRAM && k.protocol == IPPROTO_UDP,
+          "udp6 kind %d/%d/%d", k.family, k.type, k.protocol);
+    end_test();
+}
+
+static void test_tcp_default_null_template(void)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_result res;
+    secsock_error err;
+    dbl_call c[DBL_MAX_CALLS];
+    int n;
+
+    begin_test("Q1/R1/R3 TCP default query: NULL template of length 0, flags decoded");
+    dbl_reset();
+    script(step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, SECSOCK_FLAG_SECURED | SECSOCK_FLAG_ENCRYPTED));
+    CHECK(run_query(&r, &res, &err) == 0, "query failed: %s", err.message);
+    n = calls(c);
+    CHECK(n == 1, "%d calls", n);
+    CHECK(c[0].template_null && c[0].template_len == 0, "template %s len %lu", c[0].template_null ? "NULL" : "set",
+          (unsigned long)c[0].template_len);
+    CHECK(!c[0].info_null && c[0].len_in == sizeof(SOCKET_SECURITY_QUERY_INFO), "info %d len_in %lu",
+          c[0].info_null, (unsigned long)c[0].len_in);
+    CHECK(!c[0].overlapped_null && c[0].routine_null, "overlapped/routine not as expected");
+    CHECK(res.flags == 3 && res.protocol == 0 && !res.has_ipsec2, "flags %u protocol %u", res.flags, res.protocol);
+    CHECK(res.peer_application_token == 0 && res.peer_machine_token == 0, "tokens without a mask");
+    end_test();
+}
+
+static void test_tcp_tokens_template(void)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_result res;
+    secsock_error err;
+    dbl_call c[DBL_MAX_CALLS];
+    UINT64 t[8];
+    DWORD before;
+    int nt;
+
+    begin_test("Q5/R4 TCP with tokens: full template with the mask; handles handed over once, none leaked");
+    dbl_reset();
+    before = handle_count();
+    r.token_access = TOKEN_QUERY;
+    script(step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1));
+    CHECK(run_query(&r, &res, &err) == 0, "query failed: %s", err.message);
+    calls(c);
+    CHECK(!c[0].template_null && c[0].template_len == sizeof(SOCKET_SECURITY_QUERY_TEMPLATE) &&
+              c[0].token_mask == TOKEN_QUERY && c[0].protocol == SOCKET_SECURITY_PROTOCOL_DEFAULT,
+          "template len %lu mask %lu protocol %lu", (unsigned long)c[0].template_len,
+          (unsigned long)c[0].token_mask, (unsigned long)c[0].protocol);
+    nt = dbl_tokens(t, 8);
+    CHECK(nt == 2 && res.peer_application_token == t[0] && res.peer_machine_token == t[1],
+          "tokens %d: %llx %llx", nt, (unsigned long long)res.peer_application_token,
+          (unsigned long long)res.peer_machine_token);
+    CHECK(res.protocol == SOCKET_SECURITY_PROTOCOL_IPSEC, "protocol %u", res.protocol);
+    CHECK(handle_open(res.peer_application_token) && handle_open(res.peer_machine_token),
+          "handed-over tokens are not open");
+    CHECK(secsock_token_close(res.peer_application_token, &err) == 0, "close: %s", err.message);
+    CHECK(secsock_token_close(res.peer_machine_token, &err) == 0, "close: %s", err.message);
+    CHECK(secsock_token_close(res.peer_machine_token, &err) == -1 && err.kind == SECSOCK_ERR_OS &&
+              strcmp(err.call, "CloseHandle") == 0,
+          "closing twice did not fail: the backend closed a handle it had handed over");
+    check_handle_count(before);
+    end_test();
+}
+
+/* Start a TCP query asking for tokens, answered by `step`; records the handle count first. */
+static secsock_pending *begin_token_query(dbl_step step, DWORD *before)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_error err;
+    secsock_pending *p;
+
+    dbl_reset();
+    *before = handle_count();
+    r.token_access = TOKEN_QUERY;
+    script(step);
+    p = secsock_query_begin(&r, &err);
+    CHECK(p != NULL, "begin: %s", err.message);
+    return p;
+}
+
+static void test_tokens_freed_without_result(void)
+{
+    secsock_error err;
+    secsock_pending *p;
+    UINT64 t[8];
+    DWORD before;
+    int nt;
+
+    begin_test("R4 tokens of a completed query never taken are closed by pending_free");
+    p = begin_token_query(step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1), &before);
+    if (p != NULL) {
+        CHECK(secsock_pending_wait(p, 5000, &err) == 1, "not done");
+        nt = dbl_tokens(t, 8);
+        CHECK(nt == 2 && handle_open(t[0]) && handle_open(t[1]), "the double returned %d tokens", nt);
+        secsock_pending_free(p);
+        CHECK(!handle_open(t[0]) && !handle_open(t[1]), "a token is still open after free");
+    }
+    check_handle_count(before);
+    end_test();
+}
+
+static void test_result_twice(void)
+{
+    secsock_result res, res2;
+    secsock_error err;
+    secsock_pending *p;
+    DWORD before;
+
+    begin_test("R4 result taken twice: the second call fails and hands nothing over again");
+    p = begin_token_query(step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1), &before);
+    if (p != NULL) {
+        CHECK(secsock_pending_result(p, &res, &err) == 0, "first: %s", err.message);
+        CHECK(secsock_pending_result(p, &res2, &err) == -1 && err.kind == SECSOCK_ERR_ARGUMENT,
+              "second result call did not fail with SECSOCK_ERR_ARGUMENT");
+        CHECK(res2.peer_application_token == 0 && res2.peer_machine_token == 0, "second call handed tokens out");
+        secsock_pending_free(p);
+        CHECK(handle_open(res.peer_application_token) && handle_open(res.peer_machine_token),
+              "free closed tokens it had handed over");
+        secsock_result_release(&res);
+    }
+    check_handle_count(before);
+    end_test();
+}
+
+static void test_larger_size_on_retry(void)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_result res;
+    secsock_error err;
+    dbl_call c[DBL_MAX_CALLS];
+    int n;
+
+    begin_test("Q7 WSAEMSGSIZE asking for a larger buffer: retried with the size written back");
+    dbl_reset();
+    script(step_msgsize(100));
+    script(step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1));
+    CHECK(run_query(&r, &res, &err) == 0, "query failed: %s", err.message);
+    n = calls(c);
+    CHECK(n == 2 && c[0].len_in == 24 && c[1].len_in == 100, "%d calls, lengths %lu then %lu", n,
+          (unsigned long)c[0].len_in, (unsigned long)c[1].len_in);
+    CHECK(res.flags == 1, "flags %u", res.flags);
+    end_test();
+}
+
+static void expect_size_error(const char *name, ULONG needed)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_error err;
+    dbl_call c[DBL_MAX_CALLS];
+    char text[32];
+    int n;
+
+    begin_test(name);
+    dbl_reset();
+    script(step_msgsize(needed));
+    script(step_answer(1, 1)); /* must not be reached */
+    expect_os_failure(r, WSAEMSGSIZE, "WSAQuerySocketSecurity", &err);
+    snprintf(text, sizeof(text), "%lu", (unsigned long)needed);
+    CHECK(strstr(err.message, text) != NULL, "message does not say what was asked: %s", err.message);
+    n = calls(c);
+    CHECK(n == 1, "%d calls (no retry expected)", n);
+    end_test();
+}
+
+static void test_retries_bounded(void)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_error err;
+    dbl_call c[DBL_MAX_CALLS];
+    int n, i;
+
+    begin_test("Q7 negotiation is bounded: a system that keeps asking for more ends in WSAEMSGSIZE after 4 calls");
+    dbl_reset();
+    for (i = 0; i < 6; i++) {
+        script(step_msgsize(100 + 100 * (ULONG)i));
+    }
+    expect_os_failure(r, WSAEMSGSIZE, "WSAQuerySocketSecurity", &err);
+    n = calls(c);
+    CHECK(n == 4, "%d calls", n);
+    end_test();
+}
+
+static void test_success_below_header(void)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_error err;
+    dbl_step s = step_answer(1, 1);
+
+    begin_test("Q7 a success whose returned length is below the 8-byte header is an error");
+    dbl_reset();
+    s.short_len = 4;
+    script(s);
+    expect_os_failure(r, WSAEMSGSIZE, "WSAQuerySocketSecurity", &err);
+    end_test();
+}
+
+static void test_success_short_structure(void)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_result res;
+    secsock_error err;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
+
+    begin_test("Q7/R5 a success with fewer bytes than the structure: only the fields returned are read");
+    dbl_reset();
+    r.token_access = TOKEN_QUERY;
+    s.short_len = 8;
+    script(s);
+    CHECK(run_query(&r, &res, &err) == 0, "query failed: %s", err.message);
+    CHECK(res.flags == 1 && res.protocol == SOCKET_SECURITY_PROTOCOL_IPSEC, "flags %u protocol %u", res.flags,
+          res.protocol);
+    CHECK(res.peer_application_token == 0 && res.peer_machine_token == 0, "tokens read past the bytes returned");
+    end_test();
+}
+
+static void test_ipsec2_full(void)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_result res;
+    secsock_error err;
+    dbl_call c[DBL_MAX_CALLS];
+    dbl_step s = step_answer(0, 3);
+    static const GUID g = {0x01020304, 0x0506, 0x0708, {9, 10, 11, 12, 13, 14, 15, 16}};
+
+    begin_test("R5 IPsec2: the _IPSEC2 template (MM|QM) and the full answer decoded");
+    dbl_reset();
+    r.ipsec2 = 1;
+    s.ipsec2 = 1;
+    s.mm_sa_id = 0x1122334455667788ULL;
+    s.qm_sa_id = 0x99AABBCCDDEEFF00ULL;
+    s.negotiation_winerr = 13801;
+    s.sa_lookup_context = g;
+    script(s);
+    CHECK(run_query(&r, &res, &err) == 0, "query failed: %s", err.message);
+    calls(c);
+    CHECK(c[0].template_len == 152 && c[0].protocol == SOCKET_SECURITY_PROTOCOL_IPSEC2 && c[0].field_mask == 3 &&
+              c[0].len_in == 64,
+          "template len %lu protocol %lu fields %lu buffer %lu", (unsigned long)c[0].template_len,
+          (unsigned long)c[0].protocol, (unsigned long)c[0].field_mask, (unsigned long)c[0].len_in);
+    CHECK(res.has_ipsec2 && res.protocol == SOCKET_SECURITY_PROTOCOL_IPSEC2 && res.flags == 3, "has_ipsec2 %d",
+          res.has_ipsec2);
+    CHECK(res.mm_sa_id == s.mm_sa_id && res.qm_sa_id == s.qm_sa_id && res.negotiation_winerr == 13801,
+          "SA ids or error differ");
+    CHECK(memcmp(res.sa_lookup_context, &g, 16) == 0, "SaLookupContext differs");
+    end_test();
+}
+
+static void test_ipsec2_plain_answer(void)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_result res;
+    secsock_error err;
+
+    begin_test("R5 IPsec2 asked, the plain structure answered: has_ipsec2 is 0");
+    dbl_reset();
+    r.ipsec2 = 1;
+    script(step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1));
+    CHECK(run_query(&r, &res, &err) == 0, "query failed: %s", err.message);
+    CHECK(!res.has_ipsec2 && res.protocol == SOCKET_SECURITY_PROTOCOL_IPSEC && res.flags == 1,
+          "has_ipsec2 %d protocol %u", res.has_ipsec2, res.protocol);
+    end_test();
+}
+
+static void test_errors_surface(int pend)
+{
+    static const struct {
+        int code;
+        const char *id;
+    } errors[] = {{WSAEAFNOSUPPORT, "E1"}, {WSAECONNRESET, "E2"}, {WSAEFAULT, "E3"},
+                  {WSAEINVAL, "E4"},       {WSAEMSGSIZE, "E5"},   {WSAENOTSOCK, "E6"}};
+    char name[160];
+    size_t i;
+
+    for (i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
+        secsock_query_request r = request(tcp4);
+        secsock_error err;
+        dbl_step s = step_error(errors[i].code);
+
+        if (pend && errors[i].code == WSAEAFNOSUPPORT) {
+            continue; /* no NTSTATUS maps back to it in Wine's WSAGetOverlappedResult: immediate only */
+        }
+        snprintf(name, sizeof(name), "%s error %d from the system surfaces as SECSOCK_ERR_OS with its winerror (%s)",
+                 errors[i].id, errors[i].code, pend ? "completed later" : "immediate");
+        begin_test(name);
+        dbl_reset();
+        s.when = pend ? DBL_PEND_AUTO : DBL_NOW;
+        s.delay_ms = 20;
+        script(s);
+        expect_os_failure(r, errors[i].code, "WSAQuerySocketSecurity", &err);
+        end_test();
+    }
+}
+
+static void test_not_a_socket(void)
+{
+    HANDLE ev = CreateEventW(NULL, TRUE, FALSE, NULL);
+    secsock_query_request r = request((SOCKET)(UINT_PTR)ev);
+    secsock_error err;
+    dbl_call c[DBL_MAX_CALLS];
+
+    begin_test("E6 a handle that is not a socket: SECSOCK_ERR_OS WSAENOTSOCK from getsockopt, no query");
+    dbl_reset();
+    expect_os_failure(r, WSAENOTSOCK, "getsockopt", &err);
+    CHECK(calls(c) == 0, "the double was called");
+    CloseHandle(ev);
+    end_test();
+}
+
+static void test_wrong_kind_socket(void)
+{
+    SOCKET s = new_socket(AF_INET, SOCK_RAW, IPPROTO_ICMP, WSA_FLAG_OVERLAPPED);
+    secsock_query_request r;
+    secsock_error err;
+    dbl_call c[DBL_MAX_CALLS];
+
+    begin_test("Q8/E4 a SOCK_RAW socket is refused with WSAEINVAL before any query");
+    dbl_reset();
+    if (s == INVALID_SOCKET) {
+        fail("cannot create a SOCK_RAW socket (error %d)", WSAGetLastError());
+        end_test();
+        return;
+    }
+    r = request(s);
+    expect_os_failure(r, WSAEINVAL, "WSAQuerySocketSecurity", &err);
+    CHECK(calls(c) == 0, "the double was called");
+    closesocket(s);
+    end_test();
+}
+
+static void test_udp_without_peer(void)
+{
+    secsock_query_request r = request(udp4);
+    secsock_result res;
+    secsock_error err;
+    dbl_call c[DBL_MAX_CALLS];
+
+    begin_test("Q4 UDP without peer: SECSOCK_ERR_ARGUMENT naming peer, the system not called");
+    dbl_reset();
+    CHECK(run_query(&r, &res, &err) == -1, "the query succeeded");
+    CHECK(err.kind == SECSOCK_ERR_ARGUMENT && strcmp(err.call, "peer") == 0 && strstr(err.message, "peer") != NULL,
+          "kind %d call '%s'", err.kind, err.call);
+    CHECK(calls(c) == 0, "the double was called");
+    end_test();
+}
+
+static void test_udp_wrong_family_peer(void)
+{
+    secsock_query_request r = request(udp4);
+    secsock_result res;
+    secsock_error err;
+    dbl_call c[DBL_MAX_CALLS];
+
+    begin_test("Q4 UDP/IPv4 with an IPv6 peer: SECSOCK_ERR_ARGUMENT naming peer, the system not called");
+    dbl_reset();
+    peer6_loopback(&r, 53, 0, 0);
+    CHECK(run_query(&r, &res, &err) == -1, "the query succeeded");
+    CHECK(err.kind == SECSOCK_ERR_ARGUMENT && strcmp(err.call, "peer") == 0, "kind %d call '%s'", err.kind, err.call);
+    CHECK(calls(c) == 0, "the double was called");
+    end_test();
+}
+
+static void test_udp4_peer(void)
+{
+    secsock_query_request r = request(udp4);
+    secsock_result res;
+    secsock_error err;
+    dbl_call c[DBL_MAX_CALLS];
+    static const BYTE want[4] = {192, 0, 2, 7};
+
+    begin_test("Q4/Q5 UDP/IPv4 with peer: full template, AF_INET PeerAddress with address and port");
+    dbl_reset();
+    peer4(&r, "192.0.2.7", 4500);
+    script(step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1));
+    CHECK(run_query(&r, &res, &err) == 0, "query failed: %s", err.message);
+    calls(c);
+    CHECK(!c[0].template_null && c[0].template_len == sizeof(SOCKET_SECURITY_QUERY_TEMPLATE), "template len %lu",
+          (unsigned long)c[0].template_len);
+    CHECK(c[0].peer_family == AF_INET && c[0].peer_port == 4500 && memcmp(c[0].peer_addr, want, 4) == 0,
+          "peer family %d port %u", c[0].peer_family, c[0].peer_port);
+    CHECK(res.flags == 1, "flags %u", res.flags);
+    end_test();
+}
+
+static void test_udp6_peer(void)
+{
+    secsock_query_request r = request(udp6);
+    secsock_result res;
+    secsock_error err;
+    dbl_call c[DBL_MAX_CALLS];
+
+    begin_test("Q4 UDP/IPv6 with peer: AF_INET6 PeerAddress with port, flowinfo and scope id");
+    dbl_reset();
+    peer6_loopback(&r, 500, 0x12345, 3);
+    r.token_access = TOKEN_QUERY;
+    script(step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1));
+    CHECK(run_query(&r, &res, &err) == 0, "query failed: %s", err.message);
+    calls(c);
+    CHECK(c[0].peer_family == AF_INET6 && c[0].peer_port == 500 && c[0].peer_addr[15] == 1 &&
+              c[0].peer_flowinfo == htonl(0x12345) && c[0].peer_scope_id == 3 && c[0].token_mask == TOKEN_QUERY,
+          "peer family %d port %u flowinfo %lx scope %lu", c[0].peer_family, c[0].peer_port,
+          (unsigned long)c[0].peer_flowinfo, (unsigned long)c[0].peer_scope_id);
+    secsock_result_release(&res);
+    end_test();
+}
+
+static void test_pending_then_complete(void)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_result res;
+    secsock_error err;
+    secsock_pending *p;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 3);
+    dbl_call c[DBL_MAX_CALLS];
+
+    begin_test("Q9 pending (WSA_IO_PENDING) then completed from another thread; event low bit set");
+    dbl_reset();
+    s.when = DBL_PEND;
+    script(s);
+    p = secsock_query_begin(&r, &err);
+    CHECK(p != NULL, "begin: %s", err.message);
+    if (p != NULL) {
+        HANDLE ev = (HANDLE)(UINT_PTR)secsock_pending_event(p);
+        CHECK(!secsock_pending_done(p), "done before the system completed");
+        CHECK(secsock_pending_wait(p, 50, &err) == 0, "wait did not time out");
+        CHECK(WaitForSingleObject(ev, 0) == WAIT_TIMEOUT, "event signalled while pending");
+        CHECK(dbl_release() == 1, "nothing was pending in the double");
+        CHECK(WaitForSingleObject(ev, 5000) == WAIT_OBJECT_0, "event not signalled on completion");
+        CHECK(secsock_pending_wait(p, 5000, &err) == 1, "not done after completion");
+        CHECK(secsock_pending_result(p, &res, &err) == 0, "result: %s", err.message);
+        CHECK(res.flags == 3, "flags %u", res.flags);
+        secsock_pending_free(p);
+    }
+    calls(c);
+    CHECK(c[0].result == WSA_IO_PENDING && c[0].event_low_bit, "call result %d low bit %d", c[0].result,
+          c[0].event_low_bit);
+    end_test();
+}
+
+static void test_pending_msgsize_reissued(void)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_result res;
+    secsock_error err;
+    dbl_step s1 = step_msgsize(200), s2 = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
+    dbl_call c[DBL_MAX_CALLS];
+    int n;
+
+    begin_test("Q7/Q9 WSAEMSGSIZE completed later: re-issued with the size asked, then completed later");
+    dbl_reset();
+    s1.when = s2.when = DBL_PEND_AUTO;
+    s1.delay_ms = s2.delay_ms = 20;
+    script(s1);
+    script(s2);
+    CHECK(run_query(&r, &res, &err) == 0, "query failed: %s", err.message);
+    n = calls(c);
+    CHECK(n == 2 && c[1].len_in == 200 && c[0].result == WSA_IO_PENDING && c[1].result == WSA_IO_PENDING,
+          "%d calls, second length %lu", n, (unsigned long)c[1].len_in);
+    end_test();
+}
+
+static void test_cancel_while_pending(void)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_result res;
+    secsock_error err;
+    secsock_pending *p;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
+
+    begin_test("Q9 cancel while pending: CancelIoEx ends it with WSA_OPERATION_ABORTED");
+    dbl_reset();
+    s.when = DBL_PEND;
+    script(s);
+    p = secsock_query_begin(&r, &err);
+    CHECK(p != NULL, "begin: %s", err.message);
+    if (p != NULL) {
+        CHECK(secsock_pending_cancel(p, &err) == 1, "cancel returned no request: %s", err.message);
+        CHECK(secsock_pending_wait(p, 5000, &err) == 1, "not done after cancel");
+        CHECK(secsock_pending_result(p, &res, &err) == -1 && is_os_error(&err, WSA_OPERATION_ABORTED,
+                                                                         "WSAQuerySocketSecurity"),
+              "kind %d winerror %ld call '%s'", err.kind, err.winerror, err.call);
+        CHECK(secsock_pending_cancel(p, &err) == 0, "cancel of a finished query did not return 0");
+        secsock_pending_free(p);
+    }
+    CHECK(dbl_in_flight() == 0, "the double still holds the query");
+    end_test();
+}
+
+static void test_free_while_pending(void)
+{
+    secsock_pending *p;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
+    DWORD before;
+
+    begin_test("free while pending: cancels, waits for the system, leaks no handle");
+    s.when = DBL_PEND;
+    p = begin_token_query(s, &before);
+    if (p != NULL) {
+        CHECK(dbl_in_flight() == 1, "not pending in the double");
+        secsock_pending_free(p);
+        CHECK(dbl_in_flight() == 0, "free returned while the system still held the OVERLAPPED");
+    }
+    check_handle_count(before);
+    end_test();
+}
+
+static void test_free_pending_completed_with_tokens(void)
+{
+    secsock_pending *p;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
+    DWORD before;
+    UINT64 t[8];
+    int nt;
+
+    begin_test("R4 a pending that completed with tokens and is freed without result: tokens closed");
+    s.when = DBL_PEND_AUTO;
+    s.delay_ms = 10;
+    p = begin_token_query(s, &before);
+    if (p != NULL) {
+        WaitForSingleObject((HANDLE)(UINT_PTR)secsock_pending_event(p), 5000); /* completed, not yet settled */
+        secsock_pending_free(p);
+    }
+    nt = dbl_tokens(t, 8);
+    CHECK(nt == 2 && !handle_open(t[0]) && !handle_open(t[1]), "%d tokens, still open after free", nt);
+    check_handle_count(before);
+    end_test();
+}
+
+static void test_error_paths_leak_nothing(void)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_result res;
+    secsock_error err;
+    DWORD before;
+    int i;
+
+    begin_test("no handle leaks on error paths (errors, size errors, argument errors, cancel)");
+    dbl_reset();
+    r.token_access = TOKEN_QUERY;
+    before = handle_count();
+    for (i = 0; i < 3; i++) {
+        dbl_step s = step_answer(1, 1);
+        script(step_error(WSAECONNRESET));
+        (void)run_query(&r, &res, &err);
+        script(step_msgsize(1u << 30));
+        (void)run_query(&r, &res, &err);
+        s.short_len = 4;
+        script(s);
+        (void)run_query(&r, &res, &err);
+        {
+            secsock_query_request u = request(udp4);
+            (void)run_query(&u, &res, &err);
+        }
+    }
+    check_handle_count(before);
+    end_test();
+}
+
+static void test_iocp_no_stray_packet(void)
+{
+    iocp_fixture f;
+    secsock_query_request r;
+    secsock_result res;
+    secsock_error err;
+    dbl_step st = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1), st2 = step_answer(1, 1);
+    ULONG_PTR key;
+
+    begin_test("socket bound to an I/O completion port: the low bit of hEvent means no stray packet");
+    dbl_reset();
+    if (iocp_open(&f, 99) == 0) {
+        r = request(f.client);
+        st.when = DBL_PEND_AUTO;
+        st.delay_ms = 20;
+        script(st);
+        CHECK(run_query(&r, &res, &err) == 0, "pending query failed: %s", err.message);
+        script(st2);
+        CHECK(run_query(&r, &res, &err) == 0, "immediate query failed: %s", err.message);
+        CHECK(next_packet(f.port, 300, &key) == NULL, "a completion packet arrived (key %lu)", (unsigned long)key);
+    }
+    iocp_close(&f);
+    end_test();
+}
+
+static void test_non_overlapped_socket(void)
+{
+    secsock_query_request r = request(tcp_sync);
+    secsock_result res;
+    secsock_error err;
+    secsock_pending *p;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
+    dbl_call c[DBL_MAX_CALLS];
+
+    begin_test("Q9 non-overlapped socket (no WSA_FLAG_OVERLAPPED): completes synchronously, event set");
+    dbl_reset();
+    s.when = DBL_PEND; /* the double must ignore the OVERLAPPED for this socket */
+    script(s);
+    p = secsock_query_begin(&r, &err);
+    CHECK(p != NULL, "begin: %s", err.message);
+    if (p != NULL) {
+        CHECK(secsock_pending_done(p), "not done at once");
+        CHECK(WaitForSingleObject((HANDLE)(UINT_PTR)secsock_pending_event(p), 0) == WAIT_OBJECT_0,
+              "event not signalled");
+        CHECK(secsock_pending_result(p, &res, &err) == 0 && res.flags == 1, "result: %s", err.message);
+        secsock_pending_free(p);
+    }
+    calls(c);
+    CHECK(c[0].result == 0, "the call returned %d", c[0].result);
+    end_test();
+}
+
+static DWORD WINAPI waiter(LPVOID arg)
+{
+    secsock_error err;
+
+    return (DWORD)secsock_pending_wait((secsock_pending *)arg, 5000, &err);
+}
+
+static void test_wait_in_several_threads(void)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_result res;
+    secsock_error err;
+    secsock_pending *p;
+    dbl_step s1 = step_msgsize(100), s2 = step_answer(1, 1);
+    HANDLE th[3];
+    DWORD code;
+    int i;
+
+    begin_test("wait runs in several threads at once, across a re-issue");
+    dbl_reset();
+    s1.when = DBL_PEND;
+    s2.when = DBL_PEND_AUTO;
+    s2.delay_ms = 30;
+    script(s1);
+    script(s2);
+    p = secsock_query_begin(&r, &err);
+    CHECK(p != NULL, "begin: %s", err.message);
+    if (p != NULL) {
+        for (i = 0; i < 3; i++) {
+            th[i] = CreateThread(NULL, 0, waiter, p, 0, NULL);
+        }
+        Sleep(30);
+        dbl_release();
+        for (i = 0; i < 3; i++) {
+            WaitForSingleObject(th[i], 10000);
+            GetExitCodeThread(th[i], &code);
+            CHECK(code == 1, "waiter %d returned %lu", i, (unsigned long)code);
+            CloseHandle(th[i]);
+        }
+        CHECK(secsock_pending_result(p, &res, &err) == 0, "result: %s", err.message);
+        secsock_pending_free(p);
+    }
+    end_test();
+}
+
+static DWORD WINAPI watchdog(LPVOID arg)
+{
+    (void)arg;
+    Sleep(60000);
+    printf("FAIL watchdog: the tests did not finish within 60 s\n%d passed, %d failed\n", passed, failed + 1);
+    fflush(stdout);
+    ExitProcess(3);
+    return 0;
+}
+
+int main(void)
+{
+    secsock_error err;
+    HANDLE dog;
+
+    setvbuf(stdout, NULL, _IONBF, 0);
+    dog = CreateThread(NULL, 0, watchdog, NULL, 0, NULL);
+    if (dog != NULL) {
+        CloseHandle(dog);
+    }
+    if (secsock_backend_init(&err) != 0) {
+        printf("FAIL setup: secsock_backend_init: %s\n0 passed, 1 failed\n", err.message);
+        return 1;
+    }
+    if (!load_double()) {
+        printf("FAIL setup: fwpuclnt.dll is not the test double (WINEDLLOVERRIDES=fwpuclnt=n?)\n0 passed, 1 failed\n");
+        return 1;
+    }
+    if (strcmp(secsock_backend_name(), "windows") != 0 || tcp_pair(AF_INET, WSA_FLAG_OVERLAPPED, &tcp4, &tcp4_server) != 0 ||
+        tcp_pair(AF_INET6, WSA_FLAG_OVERLAPPED, &tcp6, &tcp6_server) != 0 ||
+        tcp_pair(AF_INET, 0, &tcp_sync, &tcp_sync_server) != 0 || (udp4 = udp_socket(AF_INET)) == INVALID_SOCKET ||
+        (udp6 = udp_socket(AF_INET6)) == INVALID_SOCKET) {
+        printf("FAIL setup: cannot create the loopback sockets (error %d)\n0 passed, 1 failed\n", WSAGetLastError());
+        return 1;
+    }
+
+    test_double_size_query();
+    test_double_short_buffer();
+    test_double_null_len();
+    test_double_udp_template();
+    test_double_not_socket();
+    test_double_zero_template();
+    test_double_no_mask_no_tokens();
+    test_double_posts_when_bit_clear();
+
+    test_kind_of();
+    test_tcp_default_null_template();
+    test_tcp_tokens_template();
+    test_tokens_freed_without_result();
+    test_result_twice();
+    test_larger_size_on_retry();
+    expect_size_error("Q7 WSAEMSGSIZE asking for an absurd size (1 GiB): a clear error, no allocation, no retry",
+                      1u << 30);
+    expect_size_error("Q7 WSAEMSGSIZE asking for less than the 8-byte header: a clear error, no retry", 4);
+    test_retries_bounded();
+    test_success_below_header();
+    test_success_short_structure();
+    test_ipsec2_full();
+    test_ipsec2_plain_answer();
+    test_errors_surface(0);
+    test_errors_surface(1);
+    test_not_a_socket();
+    test_wrong_kind_socket();
+    test_udp_without_peer();
+    test_udp_wrong_family_peer();
+    test_udp4_peer();
+    test_udp6_peer();
+    test_pending_then_complete();
+    test_pending_msgsize_reissued();
+    test_cancel_while_pending();
+    test_free_while_pending();
+    test_free_pending_completed_with_tokens();
+    test_error_paths_leak_nothing();
+    test_iocp_no_stray_packet();
+    test_non_overlapped_socket();
+    test_wait_in_several_threads();
+
+    closesocket(tcp4);
+    closesocket(tcp4_server);
+    closesocket(tcp6);
+    closesocket(tcp6_server);
+    closesocket(tcp_sync);
+    closesocket(tcp_sync_server);
+    closesocket(udp4);
+    closesocket(udp6);
+    secsock_backend_fini();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed > 0 || passed == 0 ? 1 : 0;
+}
