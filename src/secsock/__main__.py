@@ -165,7 +165,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = _parser().parse_args(argv)
     out = out if out is not None else sys.stdout
-    if _query._backend is None:
+    if not _query.has_backend():
         message = UnsupportedPlatformError.__doc__ or "no backend for this platform"
         print(f"secsock: {message} This is {sys.platform!r}.", file=sys.stderr)
         return EXIT_UNSUPPORTED

@@ -43,6 +43,11 @@ _RawPeer = tuple[bool, bytes, int, int, int]
 _MAX_TOKEN_ACCESS = 0xFFFFFFFF
 
 
+def has_backend() -> bool:
+    """True when this platform has a compiled backend."""
+    return _backend is not None
+
+
 def _require_backend(call: str) -> Any:
     if _backend is None:
         raise UnsupportedPlatformError(
