@@ -11,19 +11,19 @@ from setuptools import Extension, setup
 LIMITED_API = "0x03090000"
 
 backends = {
-    "win32": ("csrc/backend_windows.c", ["ws2_32", "fwpuclnt", "advapi32"]),
-    "linux": ("csrc/backend_linux.c", []),
+    "win32": (["csrc/backend_windows.c"], ["ws2_32", "fwpuclnt", "advapi32"]),
+    "linux": (["csrc/backend_linux.c", "csrc/family_posix.c"], []),
 }
 platform = "linux" if sys.platform.startswith("linux") else sys.platform
 
 ext_modules = []
 if platform in backends:
-    backend_source, libraries = backends[platform]
+    backend_sources, libraries = backends[platform]
     warnings = ["/W4"] if platform == "win32" else ["-Wall", "-Wextra"]
     ext_modules.append(
         Extension(
             "secsock._secsock",
-            sources=["csrc/_secsock.c", "csrc/secsock_common.c", backend_source],
+            sources=["csrc/_secsock.c", "csrc/secsock_common.c", *backend_sources],
             include_dirs=["csrc"],
             define_macros=[("Py_LIMITED_API", LIMITED_API)],
             libraries=libraries,

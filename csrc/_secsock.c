@@ -88,6 +88,52 @@ static PyObject *raise_backend_error(const secsock_error *err)
 
 /* ---- arguments ----------------------------------------------------------------------------------------- */
 
+/* (is_ipv6, packed address, port, flowinfo, scope_id) or None, built by the facade from (host, port[, ...]). */
+static int parse_peer(PyObject *peer_obj, secsock_peer *peer, int *has_peer)
+{
+    int is_ipv6;
+    const char *packed;
+    Py_ssize_t packed_len;
+    unsigned int port;
+    unsigned long flowinfo, scope_id;
+    PyObject *packed_obj;
+
+    memset(peer, 0, sizeof(*peer));
+    *has_peer = 0;
+    if (peer_obj == Py_None) {
+        return 0;
+    }
+    if (!PyArg_ParseTuple(peer_obj, "pOIkk", &is_ipv6, &packed_obj, &port, &flowinfo, &scope_id)) {
+        return -1;
+    }
+    if (PyBytes_AsStringAndSize(packed_obj, (char **)&packed, &packed_len) < 0) {
+        return -1;
+    }
+    if (packed_len != (is_ipv6 ? 16 : 4) || port > 0xFFFF || flowinfo > 0xFFFFFFFFul || scope_id > 0xFFFFFFFFul) {
+        PyErr_SetString(PyExc_ValueError, "peer: malformed address");
+        return -1;
+    }
+    *has_peer = 1;
+    peer->is_ipv6 = is_ipv6;
+    memcpy(peer->addr, packed, (size_t)packed_len);
+    peer->port = (uint16_t)port;
+    peer->flowinfo = (uint32_t)flowinfo;
+    peer->scope_id = (uint32_t)scope_id;
+    return 0;
+}
+
+/* A socket handle from a non-negative int (the facade has already turned sockets into handles). */
+static int parse_fd(PyObject *fd_obj, secsock_fd *fd)
+{
+    unsigned long long value = PyLong_AsUnsignedLongLong(fd_obj);
+    if (value == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_SetString(PyExc_ValueError, "sock: the socket handle must be a non-negative integer");
+        return -1;
+    }
+    *fd = (secsock_fd)value;
+    return 0;
+}
+
 /* Fill a query request from (fd, peer, token_access, ipsec2); the facade has already checked their types. */
 static int parse_request(PyObject *args, secsock_query_request *req)
 {
@@ -99,9 +145,7 @@ static int parse_request(PyObject *args, secsock_query_request *req)
         return -1;
     }
 
-    req->sock = PyLong_AsUnsignedLongLong(fd_obj);
-    if (req->sock == (unsigned long long)-1 && PyErr_Occurred()) {
-        PyErr_SetString(PyExc_ValueError, "sock: the socket handle must be a non-negative integer");
+    if (parse_fd(fd_obj, &req->sock) < 0) {
         return -1;
     }
 
@@ -117,32 +161,8 @@ static int parse_request(PyObject *args, secsock_query_request *req)
     }
     req->ipsec2 = ipsec2;
 
-    if (peer_obj != Py_None) {
-        /* (is_ipv6, packed address, port, flowinfo, scope_id), built by the facade from (host, port[, ...]). */
-        int is_ipv6;
-        const char *packed;
-        Py_ssize_t packed_len;
-        unsigned int port;
-        unsigned long flowinfo, scope_id;
-        PyObject *packed_obj;
-
-        if (!PyArg_ParseTuple(peer_obj, "pOIkk", &is_ipv6, &packed_obj, &port, &flowinfo, &scope_id)) {
-            return -1;
-        }
-        if (PyBytes_AsStringAndSize(packed_obj, (char **)&packed, &packed_len) < 0) {
-            return -1;
-        }
-        if (packed_len != (is_ipv6 ? 16 : 4) || port > 0xFFFF || flowinfo > 0xFFFFFFFFul ||
-            scope_id > 0xFFFFFFFFul) {
-            PyErr_SetString(PyExc_ValueError, "peer: malformed address");
-            return -1;
-        }
-        req->has_peer = 1;
-        req->peer.is_ipv6 = is_ipv6;
-        memcpy(req->peer.addr, packed, (size_t)packed_len);
-        req->peer.port = (uint16_t)port;
-        req->peer.flowinfo = (uint32_t)flowinfo;
-        req->peer.scope_id = (uint32_t)scope_id;
+    if (parse_peer(peer_obj, &req->peer, &req->has_peer) < 0) {
+        return -1;
     }
     return 0;
 }
@@ -235,6 +255,7 @@ fail:
 typedef struct {
     PyObject_HEAD
     secsock_pending *pending; /* owned; NULL once closed */
+    int has_result;           /* a query: result() decodes; a set/delete call: result() returns None */
     int waiters;              /* threads inside wait() with the GIL released */
     int in_result;            /* a thread is inside result() with the GIL released */
 } PendingObject;
@@ -325,11 +346,14 @@ static PyObject *Pending_result(PyObject *self, PyObject *Py_UNUSED(ignored))
     secsock_error_clear(&err);
     p->in_result = 1;
     Py_BEGIN_ALLOW_THREADS
-    rc = secsock_pending_result(p->pending, &result, &err);
+    rc = secsock_pending_result(p->pending, p->has_result ? &result : NULL, &err);
     Py_END_ALLOW_THREADS
     p->in_result = 0;
     if (rc < 0) {
         return raise_backend_error(&err);
+    }
+    if (!p->has_result) {
+        Py_RETURN_NONE;
     }
     return result_to_tuple(&result);
 }
@@ -437,6 +461,33 @@ static PyObject *mod_query(PyObject *Py_UNUSED(module), PyObject *args)
     return result_to_tuple(&result);
 }
 
+/*
+ * A Pending object for a call the backend is about to issue. It is allocated before the call, so nothing can
+ * fail once the system owns the OVERLAPPED; pending_attach() then hands it the backend's pending or, if the
+ * call could not be issued, frees it and raises.
+ */
+static PendingObject *pending_alloc(int has_result)
+{
+    PendingObject *obj = (PendingObject *)PyType_GenericAlloc((PyTypeObject *)PendingType, 0);
+    if (obj != NULL) {
+        obj->pending = NULL;
+        obj->has_result = has_result;
+        obj->waiters = 0;
+        obj->in_result = 0;
+    }
+    return obj;
+}
+
+static PyObject *pending_attach(PendingObject *obj, secsock_pending *pending, const secsock_error *err)
+{
+    if (pending == NULL) {
+        Py_DECREF(obj);
+        return raise_backend_error(err);
+    }
+    obj->pending = pending;
+    return (PyObject *)obj;
+}
+
 static PyObject *mod_begin_query(PyObject *Py_UNUSED(module), PyObject *args)
 {
     secsock_query_request req;
@@ -444,27 +495,314 @@ static PyObject *mod_begin_query(PyObject *Py_UNUSED(module), PyObject *args)
     secsock_pending *pending;
     PendingObject *obj;
 
-    if (parse_request(args, &req) < 0) {
+    if (parse_request(args, &req) < 0 || (obj = pending_alloc(1)) == NULL) {
         return NULL;
     }
-    /* Allocate the Python object first, so nothing can fail once the system owns the OVERLAPPED. */
-    obj = (PendingObject *)PyType_GenericAlloc((PyTypeObject *)PendingType, 0);
-    if (obj == NULL) {
-        return NULL;
-    }
-    obj->pending = NULL;
-    obj->waiters = 0;
-    obj->in_result = 0;
     secsock_error_clear(&err);
     Py_BEGIN_ALLOW_THREADS
     pending = secsock_query_begin(&req, &err);
     Py_END_ALLOW_THREADS
-    if (pending == NULL) {
-        Py_DECREF(obj);
+    return pending_attach(obj, pending, &err);
+}
+
+/* ---- the rest of the family --------------------------------------------------------------------------- */
+
+/* UTF-8 of a str (NULL for None) kept alive by *holder; a NUL inside is refused, naming the argument. */
+static int utf8_arg(PyObject *obj, const char *name, PyObject **holder, const char **out)
+{
+    *holder = NULL;
+    *out = NULL;
+    if (obj == Py_None) {
+        return 0;
+    }
+    *holder = PyUnicode_AsUTF8String(obj);
+    if (*holder == NULL) {
+        return -1;
+    }
+    *out = PyBytes_AsString(*holder);
+    if (*out == NULL || (Py_ssize_t)strlen(*out) != PyBytes_Size(*holder)) {
+        Py_CLEAR(*holder);
+        PyErr_Format(PyExc_ValueError, "%s: must not contain a NUL character", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* Overwrite a secret's temporary UTF-8 copy before it is freed. */
+static void wipe_and_release(PyObject **holder)
+{
+    if (*holder != NULL) {
+        char *bytes = PyBytes_AsString(*holder);
+        if (bytes != NULL) {
+            volatile char *p = bytes;
+            Py_ssize_t i, n = PyBytes_Size(*holder);
+            for (i = 0; i < n; i++) {
+                p[i] = 0;
+            }
+        }
+        Py_CLEAR(*holder);
+    }
+}
+
+static int guid_arg(PyObject *obj, uint8_t guid[16])
+{
+    char *bytes;
+    Py_ssize_t len;
+    if (PyBytes_AsStringAndSize(obj, &bytes, &len) < 0) {
+        return -1;
+    }
+    if (len != 16) {
+        PyErr_SetString(PyExc_ValueError, "policy key: a GUID is 16 bytes");
+        return -1;
+    }
+    memcpy(guid, bytes, 16);
+    return 0;
+}
+
+/* set_security_begin(fd, None | (is_ipsec, protocol, security_flags, ipsec_flags, mm_key, qm_key, user,
+   domain, password)) -> Pending */
+static PyObject *mod_set_security_begin(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *fd_obj, *settings_obj, *mm, *qm, *user_obj, *domain_obj, *password_obj;
+    PyObject *user = NULL, *domain = NULL, *password = NULL;
+    secsock_settings settings;
+    secsock_fd fd;
+    secsock_error err;
+    secsock_pending *pending;
+    PendingObject *obj;
+    int is_ipsec;
+    unsigned long protocol, security_flags, ipsec_flags;
+
+    memset(&settings, 0, sizeof(settings));
+    if (!PyArg_ParseTuple(args, "OO", &fd_obj, &settings_obj) || parse_fd(fd_obj, &fd) < 0) {
+        return NULL;
+    }
+    if (settings_obj != Py_None) {
+        if (!PyArg_ParseTuple(settings_obj, "pkkkOOOOO", &is_ipsec, &protocol, &security_flags, &ipsec_flags, &mm,
+                              &qm, &user_obj, &domain_obj, &password_obj) ||
+            guid_arg(mm, settings.mm_policy_key) < 0 || guid_arg(qm, settings.qm_policy_key) < 0 ||
+            utf8_arg(user_obj, "user", &user, &settings.user) < 0 ||
+            utf8_arg(domain_obj, "domain", &domain, &settings.domain) < 0 ||
+            utf8_arg(password_obj, "password", &password, &settings.password) < 0) {
+            goto fail;
+        }
+        settings.is_ipsec = is_ipsec;
+        settings.protocol = (uint32_t)protocol;
+        settings.security_flags = (uint32_t)security_flags;
+        settings.ipsec_flags = (uint32_t)ipsec_flags;
+    }
+    if ((obj = pending_alloc(0)) == NULL) {
+        goto fail;
+    }
+    secsock_error_clear(&err);
+    Py_BEGIN_ALLOW_THREADS
+    pending = secsock_set_security_begin(fd, settings_obj != Py_None ? &settings : NULL, &err);
+    Py_END_ALLOW_THREADS
+    /* The backend packed its own copy: ours is no longer needed by anyone. */
+    wipe_and_release(&password);
+    Py_XDECREF(user);
+    Py_XDECREF(domain);
+    return pending_attach(obj, pending, &err);
+
+fail:
+    wipe_and_release(&password);
+    Py_XDECREF(user);
+    Py_XDECREF(domain);
+    return NULL;
+}
+
+/* set_peer_target_name_begin(fd, protocol, peer | None, name) -> Pending */
+static PyObject *mod_set_peer_target_name_begin(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *fd_obj, *peer_obj, *name_obj, *name_holder = NULL;
+    unsigned long protocol;
+    const char *name;
+    secsock_fd fd;
+    secsock_peer peer;
+    int has_peer;
+    secsock_error err;
+    secsock_pending *pending;
+    PendingObject *obj;
+
+    if (!PyArg_ParseTuple(args, "OkOU", &fd_obj, &protocol, &peer_obj, &name_obj) || parse_fd(fd_obj, &fd) < 0 ||
+        parse_peer(peer_obj, &peer, &has_peer) < 0 || utf8_arg(name_obj, "name", &name_holder, &name) < 0) {
+        return NULL;
+    }
+    if ((obj = pending_alloc(0)) == NULL) {
+        Py_DECREF(name_holder);
+        return NULL;
+    }
+    secsock_error_clear(&err);
+    Py_BEGIN_ALLOW_THREADS
+    pending = secsock_set_peer_target_name_begin(fd, (uint32_t)protocol, has_peer ? &peer : NULL, name, &err);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(name_holder);
+    return pending_attach(obj, pending, &err);
+}
+
+/* delete_peer_target_name_begin(fd, peer) -> Pending */
+static PyObject *mod_delete_peer_target_name_begin(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *fd_obj, *peer_obj;
+    secsock_fd fd;
+    secsock_peer peer;
+    int has_peer;
+    secsock_error err;
+    secsock_pending *pending;
+    PendingObject *obj;
+
+    if (!PyArg_ParseTuple(args, "OO", &fd_obj, &peer_obj) || parse_fd(fd_obj, &fd) < 0 ||
+        parse_peer(peer_obj, &peer, &has_peer) < 0) {
+        return NULL;
+    }
+    if (!has_peer) {
+        PyErr_SetString(PyExc_ValueError, "peer: required, the address whose target name is deleted");
+        return NULL;
+    }
+    if ((obj = pending_alloc(0)) == NULL) {
+        return NULL;
+    }
+    secsock_error_clear(&err);
+    Py_BEGIN_ALLOW_THREADS
+    pending = secsock_delete_peer_target_name_begin(fd, &peer, &err);
+    Py_END_ALLOW_THREADS
+    return pending_attach(obj, pending, &err);
+}
+
+/* impersonate_peer(fd, peer | None): the calling OS thread impersonates the peer until revert. */
+static PyObject *mod_impersonate_peer(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *fd_obj, *peer_obj;
+    secsock_fd fd;
+    secsock_peer peer;
+    int has_peer, rc;
+    secsock_error err;
+
+    if (!PyArg_ParseTuple(args, "OO", &fd_obj, &peer_obj) || parse_fd(fd_obj, &fd) < 0 ||
+        parse_peer(peer_obj, &peer, &has_peer) < 0) {
+        return NULL;
+    }
+    secsock_error_clear(&err);
+    Py_BEGIN_ALLOW_THREADS
+    rc = secsock_impersonate_peer(fd, has_peer ? &peer : NULL, &err);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
         return raise_backend_error(&err);
     }
-    obj->pending = pending;
-    return (PyObject *)obj;
+    Py_RETURN_NONE;
+}
+
+static PyObject *mod_revert_impersonation(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    secsock_error err;
+
+    secsock_error_clear(&err);
+    if (secsock_revert_impersonation(&err) < 0) {
+        return raise_backend_error(&err);
+    }
+    Py_RETURN_NONE;
+}
+
+static int token_arg(PyObject *obj, uint64_t *token)
+{
+    unsigned long long value = PyLong_AsUnsignedLongLong(obj);
+    if (value == (unsigned long long)-1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (value == 0) {
+        PyErr_SetString(PyExc_ValueError, "handle: 0 is not a token handle");
+        return -1;
+    }
+    *token = (uint64_t)value;
+    return 0;
+}
+
+static PyObject *account_to_tuple(const secsock_account *account)
+{
+    /* Bounded reads: the backend fills fixed-size fields. */
+    const char *sid_end = memchr(account->sid, '\0', sizeof(account->sid));
+    const char *name_end = memchr(account->account, '\0', sizeof(account->account));
+    Py_ssize_t sid_len = sid_end ? (Py_ssize_t)(sid_end - account->sid) : (Py_ssize_t)sizeof(account->sid);
+    Py_ssize_t name_len =
+        name_end ? (Py_ssize_t)(name_end - account->account) : (Py_ssize_t)sizeof(account->account);
+    return Py_BuildValue("(s#s#)", account->sid, sid_len, account->account, name_len);
+}
+
+static PyObject *mod_token_user(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    uint64_t token;
+    secsock_account user;
+    secsock_error err;
+    int rc;
+
+    if (token_arg(arg, &token) < 0) {
+        return NULL;
+    }
+    memset(&user, 0, sizeof(user));
+    secsock_error_clear(&err);
+    Py_BEGIN_ALLOW_THREADS /* LookupAccountSid may ask a domain controller */
+    rc = secsock_token_user(token, &user, &err);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        return raise_backend_error(&err);
+    }
+    return account_to_tuple(&user);
+}
+
+static PyObject *mod_token_groups(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    uint64_t token;
+    secsock_account *groups = NULL;
+    size_t count = 0, i;
+    secsock_error err;
+    PyObject *tuple;
+    int rc;
+
+    if (token_arg(arg, &token) < 0) {
+        return NULL;
+    }
+    secsock_error_clear(&err);
+    Py_BEGIN_ALLOW_THREADS
+    rc = secsock_token_groups(token, &groups, &count, &err);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        secsock_free(groups);
+        return raise_backend_error(&err);
+    }
+    tuple = PyTuple_New((Py_ssize_t)count);
+    for (i = 0; tuple != NULL && i < count; i++) {
+        PyObject *item = account_to_tuple(&groups[i]);
+        if (item == NULL) {
+            Py_CLEAR(tuple);
+            break;
+        }
+        PyTuple_SetItem(tuple, (Py_ssize_t)i, item);
+    }
+    secsock_free(groups);
+    return tuple;
+}
+
+static PyObject *mod_token_is_member(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *token_obj, *name_obj, *holder = NULL;
+    const char *name;
+    uint64_t token;
+    int member = 0, rc;
+    secsock_error err;
+
+    if (!PyArg_ParseTuple(args, "OU", &token_obj, &name_obj) || token_arg(token_obj, &token) < 0 ||
+        utf8_arg(name_obj, "sid_or_account", &holder, &name) < 0) {
+        return NULL;
+    }
+    secsock_error_clear(&err);
+    Py_BEGIN_ALLOW_THREADS
+    rc = secsock_token_is_member(token, name, &member, &err);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(holder);
+    if (rc < 0) {
+        return raise_backend_error(&err);
+    }
+    return PyBool_FromLong(member);
 }
 
 static PyObject *mod_close_token(PyObject *Py_UNUSED(module), PyObject *arg)
@@ -492,6 +830,20 @@ static PyMethodDef module_methods[] = {
     {"begin_query", mod_begin_query, METH_VARARGS,
      "begin_query(fd, peer, token_access, ipsec2) -> Pending; issues the overlapped call."},
     {"close_token", mod_close_token, METH_O, "close_token(handle): CloseHandle on a token handle."},
+    {"set_security_begin", mod_set_security_begin, METH_VARARGS,
+     "set_security_begin(fd, settings) -> Pending; WSASetSocketSecurity."},
+    {"set_peer_target_name_begin", mod_set_peer_target_name_begin, METH_VARARGS,
+     "set_peer_target_name_begin(fd, protocol, peer, name) -> Pending; WSASetSocketPeerTargetName."},
+    {"delete_peer_target_name_begin", mod_delete_peer_target_name_begin, METH_VARARGS,
+     "delete_peer_target_name_begin(fd, peer) -> Pending; WSADeleteSocketPeerTargetName."},
+    {"impersonate_peer", mod_impersonate_peer, METH_VARARGS,
+     "impersonate_peer(fd, peer): WSAImpersonateSocketPeer on the calling thread."},
+    {"revert_impersonation", mod_revert_impersonation, METH_NOARGS,
+     "revert_impersonation(): WSARevertImpersonation on the calling thread."},
+    {"token_user", mod_token_user, METH_O, "token_user(handle) -> (sid, account)."},
+    {"token_groups", mod_token_groups, METH_O, "token_groups(handle) -> ((sid, account), ...)."},
+    {"token_is_member", mod_token_is_member, METH_VARARGS,
+     "token_is_member(handle, sid_or_account) -> bool; CheckTokenMembership."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -148,7 +148,8 @@ int secsock_pending_wait(secsock_pending *p, int64_t timeout_ms, secsock_error *
 /*
  * Wait for completion, then decode. On WSAEMSGSIZE, re-issues the call with the size the system asked for
  * (bounded in count and size). Fills out and hands over the token handles: 0, or -1 with err set.
- * A result can be taken once; a second call fails with SECSOCK_ERR_ARGUMENT.
+ * A result can be taken once; a second call fails with SECSOCK_ERR_ARGUMENT. For the set/delete calls of
+ * the family there is no result to decode: out may be NULL, and 0 means the call succeeded.
  */
 int secsock_pending_result(secsock_pending *p, secsock_result *out, secsock_error *err);
 
@@ -169,6 +170,63 @@ int secsock_token_close(uint64_t handle, secsock_error *err);
 
 /* Close every token handle still in a result and zero them; used on the module's error paths. */
 void secsock_result_release(secsock_result *r);
+
+/* ---- The rest of the Secure Socket Extensions family (issue 4) --------------------------------------------
+ * Windows implements these; elsewhere each fails with SECSOCK_ERR_UNSUPPORTED and a reason (family_posix.c).
+ * The calls that take an OVERLAPPED return a secsock_pending like the query: secsock_pending_result() then
+ * reports the outcome and leaves `out` zeroed (out may be NULL for these).
+ */
+
+/* SOCKET_SECURITY_SETTINGS.SecurityFlags and SOCKET_SECURITY_SETTINGS_IPSEC.IpsecFlags (mstcpip.h). */
+enum {
+    SECSOCK_SETTINGS_GUARANTEE_ENCRYPTION = 0x1,
+    SECSOCK_SETTINGS_ALLOW_INSECURE = 0x2
+};
+enum { SECSOCK_SETTINGS_IPSEC_SKIP_FILTER_INSTANTIATION = 0x1 };
+
+typedef struct {
+    int is_ipsec;            /* 0: SOCKET_SECURITY_SETTINGS; 1: SOCKET_SECURITY_SETTINGS_IPSEC (protocol IPSEC) */
+    uint32_t protocol;       /* SECSOCK_PROTOCOL_*, for the plain structure only */
+    uint32_t security_flags; /* SECSOCK_SETTINGS_* */
+    uint32_t ipsec_flags;    /* SECSOCK_SETTINGS_IPSEC_*; is_ipsec only */
+    uint8_t mm_policy_key[16]; /* AuthIP main-mode policy key, GUID in memory order; zero: none */
+    uint8_t qm_policy_key[16]; /* AuthIP quick-mode policy key */
+    /* Explicit credentials, UTF-8 and NUL-terminated, or NULL. Packed as UTF-16 into AllStrings in the order
+       user, domain, password, each without terminator, with their lengths in bytes; the backend wipes its
+       copy of the password once the system is done with it. */
+    const char *user;
+    const char *domain;
+    const char *password;
+} secsock_settings;
+
+/* WSASetSocketSecurity; settings NULL means the system's default settings. */
+secsock_pending *secsock_set_security_begin(secsock_fd sock, const secsock_settings *settings,
+                                            secsock_error *err);
+/* WSASetSocketPeerTargetName: the SPN (UTF-8) for the peer (peer may be NULL for a connection-oriented socket
+   that is not yet connected); protocol is the SOCKET_SECURITY_PROTOCOL the settings used. */
+secsock_pending *secsock_set_peer_target_name_begin(secsock_fd sock, uint32_t protocol, const secsock_peer *peer,
+                                                    const char *name, secsock_error *err);
+/* WSADeleteSocketPeerTargetName for peer. */
+secsock_pending *secsock_delete_peer_target_name_begin(secsock_fd sock, const secsock_peer *peer,
+                                                       secsock_error *err);
+/* WSAImpersonateSocketPeer / WSARevertImpersonation: per thread. peer may be NULL for a connected socket. */
+int secsock_impersonate_peer(secsock_fd sock, const secsock_peer *peer, secsock_error *err);
+int secsock_revert_impersonation(secsock_error *err);
+
+/* Peer identity from a token handle. Strings are UTF-8. */
+typedef struct {
+    char sid[192];      /* "S-1-5-21-..." */
+    char account[520];  /* "DOMAIN\name", or "" when the SID has no name the system can find */
+} secsock_account;
+
+/* The token's user. 0, or -1 with err set. */
+int secsock_token_user(uint64_t token, secsock_account *user, secsock_error *err);
+/* The token's groups: *groups is allocated by the backend (free it with secsock_free), *count entries. */
+int secsock_token_groups(uint64_t token, secsock_account **groups, size_t *count, secsock_error *err);
+/* CheckTokenMembership for a SID string ("S-1-...") or an account name ("DOMAIN\group"). *member is 0 or 1. */
+int secsock_token_is_member(uint64_t token, const char *sid_or_account, int *member, secsock_error *err);
+/* Free what a secsock_* function allocated for the caller. NULL is allowed. */
+void secsock_free(void *memory);
 
 /* Shared helpers (secsock_common.c), for the backends. */
 void secsock_error_clear(secsock_error *err);

@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void secsock_error_clear(secsock_error *err)
@@ -49,4 +50,9 @@ void secsock_result_release(secsock_result *r)
         (void)secsock_token_close(r->peer_machine_token, &ignored);
         r->peer_machine_token = 0;
     }
+}
+
+void secsock_free(void *memory)
+{
+    free(memory);
 }

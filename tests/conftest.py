@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from fakes import FakeBackend
+from fakes import FakeBackend, FakeFamilyBackend
 
 collect_ignore_glob: list[str] = []
 if sys.platform != "win32":
@@ -26,6 +26,15 @@ def fake_backend(monkeypatch: pytest.MonkeyPatch) -> FakeBackend:
     from secsock import _query
 
     backend = FakeBackend()
+    monkeypatch.setattr(_query, "_backend", backend)
+    return backend
+
+
+@pytest.fixture
+def family_backend(monkeypatch: pytest.MonkeyPatch) -> FakeFamilyBackend:
+    from secsock import _query
+
+    backend = FakeFamilyBackend()
     monkeypatch.setattr(_query, "_backend", backend)
     return backend
 

@@ -187,3 +187,32 @@ def test_cli_on_a_platform_without_backend_says_why() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert done.returncode == 3 and "No secsock backend exists" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("call", "reason"),
+    [
+        (lambda s: secsock.set_security(s), "system policy"),
+        (lambda s: secsock.set_security(s, secsock.IpsecSettings(user="u", password="p")), "system policy"),
+        (lambda s: secsock.set_peer_target_name(s, "host/x"), "peer target names"),
+        (lambda s: secsock.delete_peer_target_name(s, ("127.0.0.1", 1)), "peer target names"),
+        (lambda s: secsock.impersonate_peer(s).__enter__(), "no peer access tokens"),
+        (lambda s: secsock.SecureSocket.secure_listener(("127.0.0.1", 0)), "system policy"),
+    ],
+)
+def test_family_calls_say_why_they_are_unsupported_on_linux(
+    tcp_pair: tuple[socket.socket, socket.socket], call: object, reason: str
+) -> None:
+    with pytest.raises(secsock.UnsupportedOperation, match=reason) as caught:
+        call(tcp_pair[0])  # type: ignore[operator]
+    assert isinstance(caught.value, OSError)
+
+
+@pytest.mark.parametrize(
+    "read", [lambda t: t.user, lambda t: t.groups, lambda t: t.is_member("S-1-5-32-544")]
+)
+def test_token_identity_is_unsupported_on_linux(read: object) -> None:
+    token = secsock.Token(5)
+    with pytest.raises(secsock.UnsupportedOperation, match="no peer access tokens"):
+        read(token)  # type: ignore[operator]
+    token.detach()

@@ -12,9 +12,20 @@ the traffic is secured and encrypted and who the peer is.
 """
 
 from ._errors import SUPPORTED_PLATFORMS, UnsupportedOperation, UnsupportedPlatformError
+from ._family import (
+    IpsecFlags,
+    IpsecSettings,
+    SecuritySettings,
+    SecuritySettingsFlags,
+    delete_peer_target_name,
+    impersonate_peer,
+    set_peer_target_name,
+    set_security,
+)
 from ._query import BACKEND, PendingQuery, begin_query, query, query_async
 from ._socket import SecureSocket
 from ._types import (
+    Account,
     ConnectionFlags,
     IpsecDetails,
     IpsecMode,
@@ -30,20 +41,29 @@ __version__ = "0.1.0"
 __all__ = [
     "BACKEND",
     "SUPPORTED_PLATFORMS",
+    "Account",
     "ConnectionFlags",
     "IpsecDetails",
+    "IpsecFlags",
     "IpsecMode",
     "IpsecProtocol",
+    "IpsecSettings",
     "PendingQuery",
     "SecureSocket",
     "SecurityAssociation",
     "SecurityInfo",
     "SecurityProtocol",
+    "SecuritySettings",
+    "SecuritySettingsFlags",
     "Token",
     "UnsupportedOperation",
     "UnsupportedPlatformError",
     "__version__",
     "begin_query",
+    "delete_peer_target_name",
+    "impersonate_peer",
     "query",
     "query_async",
+    "set_peer_target_name",
+    "set_security",
 ]

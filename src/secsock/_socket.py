@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from typing import Any
 
+from ._family import (
+    IpsecSettings,
+    SecuritySettings,
+    delete_peer_target_name,
+    impersonate_peer,
+    set_peer_target_name,
+    set_security,
+)
 from ._query import Peer, PendingQuery, begin_query, query
-from ._types import SecurityInfo
+from ._types import SecurityInfo, SecurityProtocol
 
 __all__ = ["SecureSocket"]
 
@@ -27,6 +36,76 @@ class SecureSocket(socket.socket):
     ) -> PendingQuery:
         """secsock.begin_query() on this socket."""
         return begin_query(self, peer=peer, token_access=token_access, ipsec2=ipsec2)
+
+    def set_security(self, settings: SecuritySettings | IpsecSettings | None = None) -> None:
+        """secsock.set_security() on this socket (Windows)."""
+        set_security(self, settings)
+
+    def set_peer_target_name(
+        self, name: str, peer: Peer | None = None, *, protocol: SecurityProtocol = SecurityProtocol.IPSEC
+    ) -> None:
+        """secsock.set_peer_target_name() on this socket (Windows)."""
+        set_peer_target_name(self, name, peer, protocol=protocol)
+
+    def delete_peer_target_name(self, peer: Peer) -> None:
+        """secsock.delete_peer_target_name() on this socket (Windows)."""
+        delete_peer_target_name(self, peer)
+
+    def impersonate_peer(self, peer: Peer | None = None) -> contextlib.AbstractContextManager[None]:
+        """secsock.impersonate_peer() on this socket (Windows): ``with conn.impersonate_peer(): ...``."""
+        return impersonate_peer(self, peer)
+
+    @classmethod
+    def secure_listener(
+        cls,
+        address: tuple[Any, ...],
+        settings: SecuritySettings | IpsecSettings | None = None,
+        *,
+        family: socket.AddressFamily = socket.AF_INET,
+        backlog: int | None = None,
+    ) -> SecureSocket:
+        """A listening TCP socket that requires security, in the order of Microsoft's sample: set_security
+        before bind, then bind and listen. Windows only (UnsupportedOperation on Linux)."""
+        sock = cls(family, socket.SOCK_STREAM)
+        try:
+            sock.set_security(settings)
+            sock.bind(address)
+            sock.listen() if backlog is None else sock.listen(backlog)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    @classmethod
+    def secure_connect(
+        cls,
+        address: tuple[Any, ...],
+        target_name: str | None,
+        settings: SecuritySettings | IpsecSettings | None = None,
+        *,
+        family: socket.AddressFamily = socket.AF_INET,
+        timeout: float | None = None,
+    ) -> SecureSocket:
+        """A TCP connection that requires security, in the order of Microsoft's sample: set_security and the
+        server's target name (SPN; None to skip) before connect.
+
+        Windows only (UnsupportedOperation on Linux)."""
+        sock = cls(family, socket.SOCK_STREAM)
+        try:
+            sock.set_security(settings)
+            if target_name is not None:
+                protocol = (
+                    SecurityProtocol.IPSEC
+                    if isinstance(settings, IpsecSettings)
+                    else (settings.protocol if settings is not None else SecurityProtocol.DEFAULT)
+                )
+                sock.set_peer_target_name(target_name, protocol=protocol)
+            sock.settimeout(timeout)
+            sock.connect(address)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def accept(self) -> tuple[SecureSocket, Any]:
         """Accept a connection as a SecureSocket (socket.socket.accept() would return a plain socket)."""

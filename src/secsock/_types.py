@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import NamedTuple, TypeVar
 
 __all__ = [
+    "Account",
     "ConnectionFlags",
     "IpsecDetails",
     "IpsecMode",
@@ -97,6 +98,16 @@ class IpsecDetails(NamedTuple):
     inbound: tuple[SecurityAssociation, ...]
 
 
+class Account(NamedTuple):
+    """A security principal: its SID string and, where the system can name it, DOMAIN\\name ("" if not)."""
+
+    sid: str
+    name: str
+
+    def __str__(self) -> str:
+        return self.name or self.sid
+
+
 class Token:
     """An access token handle that belongs to you (SOCKET_SECURITY_QUERY_INFO, R4: close it after use).
 
@@ -153,6 +164,37 @@ class Token:
             from . import _query
 
             _query.close_token_handle(handle)
+
+    @property
+    def user(self) -> Account:
+        """The account the token stands for (GetTokenInformation TokenUser, LookupAccountSid).
+        Raises OSError with the Windows code; UnsupportedOperation on Linux."""
+        from . import _query
+
+        sid, name = _query._require_backend("Token.user").token_user(self.handle)
+        return Account(sid, name)
+
+    @property
+    def groups(self) -> tuple[Account, ...]:
+        """The groups in the token (GetTokenInformation TokenGroups). Windows only."""
+        from . import _query
+
+        return tuple(
+            Account(sid, name)
+            for sid, name in _query._require_backend("Token.groups").token_groups(self.handle)
+        )
+
+    def is_member(self, sid_or_account: str) -> bool:
+        """True when the token is a member of the group, given as "S-1-..." or "DOMAIN\\group"
+        (CheckTokenMembership, which honours deny-only groups). Windows only."""
+        if not isinstance(sid_or_account, str):
+            raise TypeError(f"sid_or_account: expected a str, not {type(sid_or_account).__name__}")
+        if not sid_or_account or "\0" in sid_or_account:
+            raise ValueError("sid_or_account: must be a non-empty SID string or account name")
+        from . import _query
+
+        backend = _query._require_backend("Token.is_member")
+        return bool(backend.token_is_member(self.handle, sid_or_account))
 
     def __enter__(self) -> Token:
         self.handle  # noqa: B018 - raises ValueError on a closed token, as files do
