@@ -175,3 +175,24 @@ def test_concurrent_closes_close_once(fake_backend: FakeBackend) -> None:
 def test_token_rejects_what_is_not_a_handle(handle: object, error: type[Exception]) -> None:
     with pytest.raises(error, match="handle"):
         secsock.Token(handle)  # type: ignore[arg-type]
+
+
+def test_cli_describes_the_peer_identity_from_its_tokens(fake_backend: FakeBackend) -> None:
+    from secsock.__main__ import _identity
+
+    class FakeToken(secsock.Token):
+        @property
+        def user(self) -> secsock.Account:
+            if self.handle == 0x99:
+                raise PermissionError(5, "GetTokenInformation: access denied")
+            return secsock.Account("S-1-5-21-1-2-3-1001", "CORP\\\\alice")
+
+    info = secsock.SecurityInfo(
+        SecurityProtocol.IPSEC, ConnectionFlags.SECURED, FakeToken(0x10), FakeToken(0x99)
+    )
+    with info:
+        assert _identity(info) == {
+            "application": {"sid": "S-1-5-21-1-2-3-1001", "name": "CORP\\\\alice"},
+            "machine": {"error": "[Errno 5] GetTokenInformation: access denied"},
+        }
+    assert _identity(secsock.SecurityInfo(SecurityProtocol.IPSEC, ConnectionFlags(0))) is None

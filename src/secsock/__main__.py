@@ -39,6 +39,9 @@ def describe(info: SecurityInfo, local: Any, peer: Any, transport: str) -> dict[
         "peer_application_token": info.peer_application_token is not None,
         "peer_machine_token": info.peer_machine_token is not None,
     }
+    identity = _identity(info)
+    if identity is not None:
+        data["peer_identity"] = identity
     if info.ipsec is not None:
         data["ipsec"] = {
             direction: [
@@ -56,6 +59,21 @@ def describe(info: SecurityInfo, local: Any, peer: Any, transport: str) -> dict[
             for direction, sas in (("outbound", info.ipsec.outbound), ("inbound", info.ipsec.inbound))
         }
     return data
+
+
+def _identity(info: SecurityInfo) -> dict[str, Any] | None:
+    """Who the peer is, from its tokens (Windows, when IPsec authenticated it); None without tokens."""
+    tokens = {"application": info.peer_application_token, "machine": info.peer_machine_token}
+    identity: dict[str, Any] = {}
+    for kind, token in tokens.items():
+        if token is None:
+            continue
+        try:
+            user = token.user
+            identity[kind] = {"sid": user.sid, "name": user.name}
+        except OSError as exc:  # the token came back but could not be read: say so, never guess
+            identity[kind] = {"error": str(exc)}
+    return identity or None
 
 
 def _address_text(address: Any) -> str:
@@ -77,8 +95,9 @@ def _print_answer(info: SecurityInfo, data: dict[str, Any], as_json: bool, out: 
     if info.ipsec is not None:
         lines.append(f"  outbound   {_sas_text(info.ipsec.outbound)}")
         lines.append(f"  inbound    {_sas_text(info.ipsec.inbound)}")
-    if info.peer_application_token is not None or info.peer_machine_token is not None:
-        lines.append("  peer tokens returned")
+    for kind, who in (data.get("peer_identity") or {}).items():
+        text = who.get("name") or who.get("sid") if "error" not in who else f"unreadable ({who['error']})"
+        lines.append(f"  peer {kind:<11} {text}")
     print("\n".join(lines), file=out, flush=True)
 
 
