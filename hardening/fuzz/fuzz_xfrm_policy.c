@@ -1,0 +1,36 @@
+/* libFuzzer target: ss_parse_policy() on any bytes (the payload of an XFRM_MSG_NEWPOLICY message). */
+#include "backend_linux_xfrm.h"
+#include "fuzz_common.h"
+
+#include <linux/xfrm.h>
+#include <sys/socket.h>
+
+volatile uint32_t fuzz_sink;
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    ss_policy p;
+    const char *why = NULL;
+    int r = ss_parse_policy(data, size, &p, &why);
+    fuzz_check_why(why);
+    if (r != SS_PARSE_OK && r != SS_PARSE_SKIP && r != SS_PARSE_BAD) {
+        abort();
+    }
+    if (r == SS_PARSE_OK) {
+        /* What the snapshot relies on: bounded template count, known families, valid prefix lengths. */
+        unsigned max = p.sel.family == AF_INET ? 32 : 128;
+        int i;
+        if (p.ntmpl > SS_XFRM_MAX_TMPL || (p.sel.family != AF_INET && p.sel.family != AF_INET6) ||
+            p.sel.prefixlen_d > max || p.sel.prefixlen_s > max ||
+            (p.action != XFRM_POLICY_ALLOW && p.action != XFRM_POLICY_BLOCK)) {
+            abort();
+        }
+        for (i = 0; i < p.ntmpl; i++) {
+            if (p.tmpl[i].family != AF_INET && p.tmpl[i].family != AF_INET6) {
+                abort();
+            }
+        }
+        fuzz_sink = fuzz_touch(&p, sizeof(p));
+    }
+    return 0;
+}

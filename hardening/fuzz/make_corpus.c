@@ -1,0 +1,434 @@
+/*
+ * Writes the seed corpus for the fuzz targets (hardening/make_corpus.sh runs it inside a network namespace
+ * holding a variety of policies):
+ *   - real dumps: every datagram of an XFRM_MSG_GETPOLICY dump as the kernel sent it, and each policy message's
+ *     payload on its own;
+ *   - SAs built by hand with the kernel's own structures (this host's kernel has no ESP/AH, so it can hold no
+ *     SA to dump): ESP with cbc(aes)+hmac(sha256), ESP with an AEAD, ESP with cipher_null, AH, IPComp, an
+ *     IPv6 tunnel SA with a mark, an if_id and a direction, and an expired one;
+ *   - netlink control messages: NLMSG_DONE, an acknowledgement, an error, an interrupted dump;
+ *   - for the lookup target: a flow followed by a datagram of policies and SAs that protect it.
+ * Usage: make_corpus OUTDIR
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/netlink.h>
+#include <linux/xfrm.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *outdir;
+
+static void write_file(const char *target, const char *name, const void *data, size_t len)
+{
+    char path[512];
+    FILE *f;
+    snprintf(path, sizeof(path), "%s/%s", outdir, target);
+    mkdir(path, 0755);
+    snprintf(path, sizeof(path), "%s/%s/%s", outdir, target, name);
+    f = fopen(path, "wb");
+    if (f == NULL || fwrite(data, 1, len, f) != len || fclose(f) != 0) {
+        perror(path);
+        exit(1);
+    }
+}
+
+/* A growing byte buffer. */
+typedef struct {
+    uint8_t b[16384];
+    size_t n;
+} buf_t;
+
+static void put(buf_t *b, const void *p, size_t n)
+{
+    if (b->n + n > sizeof(b->b)) {
+        fprintf(stderr, "make_corpus: buffer full\n");
+        exit(1);
+    }
+    memcpy(b->b + b->n, p, n);
+    b->n += n;
+}
+
+static void pad4(buf_t *b)
+{
+    static const uint8_t zero[4];
+    put(b, zero, NLA_ALIGN(b->n) - b->n);
+}
+
+static void attr(buf_t *b, uint16_t type, const void *data, size_t len)
+{
+    struct nlattr a = {(uint16_t)(NLA_HDRLEN + len), type};
+    put(b, &a, sizeof(a));
+    put(b, data, len);
+    pad4(b);
+}
+
+/* Wrap a payload in a netlink message header and append it to a datagram. */
+static void message(buf_t *dgram, uint16_t type, uint16_t flags, uint32_t seq, uint32_t pid, const buf_t *payload)
+{
+    struct nlmsghdr h;
+    memset(&h, 0, sizeof(h));
+    h.nlmsg_len = (uint32_t)(NLMSG_HDRLEN + payload->n);
+    h.nlmsg_type = type;
+    h.nlmsg_flags = flags;
+    h.nlmsg_seq = seq;
+    h.nlmsg_pid = pid;
+    put(dgram, &h, sizeof(h));
+    put(dgram, payload->b, payload->n);
+    pad4(dgram);
+}
+
+static void alg(buf_t *b, uint16_t type, const char *name, unsigned key_bits, unsigned trunc_or_icv)
+{
+    uint8_t raw[512];
+    size_t fixed = type == XFRMA_ALG_AUTH_TRUNC ? sizeof(struct xfrm_algo_auth)
+                   : type == XFRMA_ALG_AEAD     ? sizeof(struct xfrm_algo_aead)
+                                                : sizeof(struct xfrm_algo);
+    size_t key = (key_bits + 7) / 8, i;
+    memset(raw, 0, sizeof(raw));
+    snprintf((char *)raw, 64, "%s", name);
+    memcpy(raw + 64, &key_bits, 4);
+    if (type == XFRMA_ALG_AUTH_TRUNC || type == XFRMA_ALG_AEAD) {
+        memcpy(raw + 68, &trunc_or_icv, 4);
+    }
+    for (i = 0; i < key; i++) {
+        raw[fixed + i] = (uint8_t)(0xA0 + i); /* a made-up key: these files are public */
+    }
+    attr(b, type, raw, fixed + key);
+}
+
+typedef struct {
+    const char *name;
+    int family;
+    const char *src, *dst;
+    uint8_t proto, mode;
+    uint32_t spi, reqid;
+    int kind; /* 0 enc+auth, 1 aead, 2 null enc, 3 auth only, 4 comp */
+    uint32_t mark_v, mark_m, if_id;
+    int dir;
+    int expired;
+} sa_spec;
+
+static void build_sa(buf_t *p, const sa_spec *s)
+{
+    struct xfrm_usersa_info info;
+    memset(&info, 0, sizeof(info));
+    memset(p, 0, sizeof(*p));
+    inet_pton(s->family, s->dst, &info.id.daddr);
+    inet_pton(s->family, s->src, &info.saddr);
+    info.id.spi = htonl(s->spi);
+    info.id.proto = s->proto;
+    info.family = (uint16_t)s->family;
+    info.mode = s->mode;
+    info.reqid = s->reqid;
+    info.replay_window = 32;
+    info.lft.soft_byte_limit = info.lft.hard_byte_limit = XFRM_INF;
+    info.lft.soft_packet_limit = info.lft.hard_packet_limit = XFRM_INF;
+    info.curlft.add_time = 1700000000;
+    if (s->expired) {
+        info.lft.hard_byte_limit = 1000;
+        info.curlft.bytes = 5000;
+    }
+    if (s->mode == XFRM_MODE_TRANSPORT) {
+        info.sel.family = (uint16_t)s->family;
+        inet_pton(s->family, s->dst, &info.sel.daddr);
+        inet_pton(s->family, s->src, &info.sel.saddr);
+        info.sel.prefixlen_d = info.sel.prefixlen_s = s->family == AF_INET ? 32 : 128;
+    }
+    put(p, &info, sizeof(info));
+    pad4(p);
+    switch (s->kind) {
+    case 0:
+        alg(p, XFRMA_ALG_AUTH_TRUNC, "hmac(sha256)", 256, 128);
+        alg(p, XFRMA_ALG_CRYPT, "cbc(aes)", 128, 0);
+        break;
+    case 1:
+        alg(p, XFRMA_ALG_AEAD, "rfc4106(gcm(aes))", 160, 128);
+        break;
+    case 2:
+        alg(p, XFRMA_ALG_AUTH, "digest_null", 0, 0);
+        alg(p, XFRMA_ALG_CRYPT, "ecb(cipher_null)", 0, 0);
+        break;
+    case 3:
+        alg(p, XFRMA_ALG_AUTH_TRUNC, "hmac(sha1)", 160, 96);
+        break;
+    default:
+        alg(p, XFRMA_ALG_COMP, "deflate", 0, 0);
+        break;
+    }
+    if (s->mark_m != 0) {
+        struct xfrm_mark m = {s->mark_v, s->mark_m};
+        attr(p, XFRMA_MARK, &m, sizeof(m));
+    }
+    if (s->if_id != 0) {
+        attr(p, XFRMA_IF_ID, &s->if_id, sizeof(s->if_id));
+    }
+    if (s->dir != 0) {
+        uint8_t d = (uint8_t)s->dir;
+        attr(p, 33 /* XFRMA_SA_DIR */, &d, 1);
+    }
+}
+
+static const sa_spec sas[] = {
+    {"esp-aes-sha256-out", AF_INET, "10.0.0.1", "10.0.0.2", IPPROTO_ESP, XFRM_MODE_TRANSPORT, 0x1001, 1, 0, 0, 0, 0, 0, 0},
+    {"esp-aes-sha256-in", AF_INET, "10.0.0.2", "10.0.0.1", IPPROTO_ESP, XFRM_MODE_TRANSPORT, 0x1002, 1, 0, 0, 0, 0, 0, 0},
+    {"esp-gcm", AF_INET, "10.0.0.1", "10.0.0.2", IPPROTO_ESP, XFRM_MODE_TRANSPORT, 0x2001, 2, 1, 0, 0, 0, 0, 0},
+    {"esp-null", AF_INET, "10.0.0.1", "10.0.0.2", IPPROTO_ESP, XFRM_MODE_TRANSPORT, 0x3001, 3, 2, 0, 0, 0, 0, 0},
+    {"ah-sha1", AF_INET, "10.0.0.1", "10.0.0.2", IPPROTO_AH, XFRM_MODE_TRANSPORT, 0x4001, 4, 3, 0, 0, 0, 0, 0},
+    {"ipcomp", AF_INET, "10.0.0.1", "10.0.0.2", IPPROTO_COMP, XFRM_MODE_TRANSPORT, 0x5001, 5, 4, 0, 0, 0, 0, 0},
+    {"esp6-tunnel-mark-ifid-dir", AF_INET6, "fd00::1", "fd00::2", IPPROTO_ESP, XFRM_MODE_TUNNEL, 0x6001, 6, 1, 7, 0xff, 9, 2, 0},
+    {"esp-expired", AF_INET, "10.0.0.1", "10.0.0.2", IPPROTO_ESP, XFRM_MODE_TRANSPORT, 0x7001, 1, 0, 0, 0, 0, 0, 1},
+};
+
+/* A transport policy for 10.0.0.1 <-> 10.0.0.2 with one ESP template, built by hand for the lookup seed. */
+static void build_policy(buf_t *p, int dir, const char *src, const char *dst, uint32_t reqid, uint32_t index)
+{
+    struct xfrm_userpolicy_info info;
+    struct xfrm_user_tmpl t;
+    memset(&info, 0, sizeof(info));
+    memset(&t, 0, sizeof(t));
+    memset(p, 0, sizeof(*p));
+    info.sel.family = AF_INET;
+    inet_pton(AF_INET, dst, &info.sel.daddr);
+    inet_pton(AF_INET, src, &info.sel.saddr);
+    info.sel.prefixlen_d = info.sel.prefixlen_s = 32;
+    info.dir = (uint8_t)dir;
+    info.action = XFRM_POLICY_ALLOW;
+    info.priority = 100;
+    info.index = index;
+    info.lft.soft_byte_limit = info.lft.hard_byte_limit = XFRM_INF;
+    info.lft.soft_packet_limit = info.lft.hard_packet_limit = XFRM_INF;
+    put(p, &info, sizeof(info));
+    pad4(p);
+    t.id.proto = IPPROTO_ESP;
+    t.family = AF_INET;
+    t.reqid = reqid;
+    t.mode = XFRM_MODE_TRANSPORT;
+    t.aalgos = t.ealgos = t.calgos = ~0u;
+    attr(p, XFRMA_TMPL, &t, sizeof(t));
+}
+
+static void control_messages(void)
+{
+    buf_t d, p;
+    int e;
+    struct nlmsgerr err;
+
+    memset(&d, 0, sizeof(d));
+    memset(&p, 0, sizeof(p));
+    e = 0;
+    put(&p, &e, sizeof(e));
+    message(&d, NLMSG_DONE, NLM_F_MULTI, 7, 4242, &p);
+    {
+        uint8_t with_mode[1 + sizeof(d.b)];
+        with_mode[0] = 1; /* the reply mode of fuzz_nl_dump */
+        memcpy(with_mode + 1, d.b, d.n);
+        write_file("nl_dump", "done", with_mode, 1 + d.n);
+        /* An error reply: EPERM, with the request echoed. */
+        memset(&d, 0, sizeof(d));
+        memset(&p, 0, sizeof(p));
+        memset(&err, 0, sizeof(err));
+        err.error = -EPERM;
+        err.msg.nlmsg_len = NLMSG_HDRLEN;
+        err.msg.nlmsg_type = XFRM_MSG_GETPOLICY;
+        put(&p, &err, sizeof(err));
+        message(&d, NLMSG_ERROR, 0, 7, 4242, &p);
+        memcpy(with_mode + 1, d.b, d.n);
+        write_file("nl_dump", "error-eperm", with_mode, 1 + d.n);
+        /* An acknowledgement. */
+        memset(&d, 0, sizeof(d));
+        memset(&p, 0, sizeof(p));
+        err.error = 0;
+        put(&p, &err, sizeof(err));
+        message(&d, NLMSG_ERROR, 0, 7, 4242, &p);
+        memcpy(with_mode + 1, d.b, d.n);
+        write_file("nl_dump", "ack", with_mode, 1 + d.n);
+    }
+}
+
+static void hand_built(void)
+{
+    buf_t p, d;
+    size_t i;
+    uint8_t out[1 + sizeof(d.b)];
+
+    memset(&d, 0, sizeof(d));
+    for (i = 0; i < sizeof(sas) / sizeof(sas[0]); i++) {
+        build_sa(&p, &sas[i]);
+        write_file("xfrm_sa", sas[i].name, p.b, p.n);
+        message(&d, XFRM_MSG_NEWSA, NLM_F_MULTI, 9, 4343, &p);
+    }
+    /* All the SAs as one dump datagram, ended by NLMSG_DONE (interrupted once, to reach that path). */
+    memset(&p, 0, sizeof(p));
+    {
+        int e = 0;
+        put(&p, &e, sizeof(e));
+    }
+    message(&d, NLMSG_DONE, NLM_F_MULTI, 9, 4343, &p);
+    out[0] = 1;
+    memcpy(out + 1, d.b, d.n);
+    write_file("nl_dump", "sa-dump", out, 1 + d.n);
+    out[0] = 0;
+    write_file("nl_dump", "sa-notifications", out, 1 + d.n);
+    {
+        struct nlmsghdr h;
+        memcpy(&h, d.b, sizeof(h));
+        h.nlmsg_flags |= NLM_F_DUMP_INTR;
+        memcpy(out + 1, &h, sizeof(h));
+        out[0] = 1;
+        write_file("nl_dump", "sa-dump-interrupted", out, 1 + d.n);
+    }
+
+    /* The lookup seed: flow 10.0.0.1:4000 -> 10.0.0.2:500 UDP, then out/in ESP policies and their SAs. */
+    {
+        uint8_t flow[44];
+        uint16_t lport = htons(4000), pport = htons(500);
+        buf_t all;
+        memset(flow, 0, sizeof(flow));
+        memset(&all, 0, sizeof(all));
+        flow[0] = 0;
+        flow[1] = IPPROTO_UDP;
+        inet_pton(AF_INET, "10.0.0.1", flow + 2);
+        inet_pton(AF_INET, "10.0.0.2", flow + 18);
+        memcpy(flow + 34, &lport, 2);
+        memcpy(flow + 36, &pport, 2);
+        flow[42] = 1;
+        put(&all, flow, sizeof(flow));
+        memset(&d, 0, sizeof(d));
+        build_policy(&p, XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1, 0x11);
+        message(&d, XFRM_MSG_NEWPOLICY, NLM_F_MULTI, 0, 0, &p);
+        build_policy(&p, XFRM_POLICY_IN, "10.0.0.2", "10.0.0.1", 1, 0x18);
+        message(&d, XFRM_MSG_NEWPOLICY, NLM_F_MULTI, 0, 0, &p);
+        build_sa(&p, &sas[0]);
+        message(&d, XFRM_MSG_NEWSA, NLM_F_MULTI, 0, 0, &p);
+        build_sa(&p, &sas[1]);
+        message(&d, XFRM_MSG_NEWSA, NLM_F_MULTI, 0, 0, &p);
+        put(&all, d.b, d.n);
+        write_file("xfrm_lookup", "esp-transport-both-ways", all.b, all.n);
+        /* The same with the GCM and the expired SA too, to reach the choice between candidates. */
+        build_sa(&p, &sas[2]);
+        message(&d, XFRM_MSG_NEWSA, NLM_F_MULTI, 0, 0, &p);
+        build_sa(&p, &sas[7]);
+        message(&d, XFRM_MSG_NEWSA, NLM_F_MULTI, 0, 0, &p);
+        all.n = sizeof(flow);
+        put(&all, d.b, d.n);
+        write_file("xfrm_lookup", "esp-several-candidates", all.b, all.n);
+    }
+}
+
+/* A real GETPOLICY dump from the kernel, in the current network namespace. */
+static void real_dump(void)
+{
+    struct sockaddr_nl local, kernel;
+    socklen_t alen = sizeof(local);
+    struct {
+        struct nlmsghdr h;
+    } req;
+    static uint8_t buf[65536];
+    uint8_t *lookup = NULL;
+    size_t lookup_n = 0;
+    int fd, dgrams = 0, pols = 0, done = 0;
+
+    fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_XFRM);
+    if (fd < 0) {
+        perror("socket(NETLINK_XFRM)");
+        exit(1);
+    }
+    memset(&local, 0, sizeof(local));
+    local.nl_family = AF_NETLINK;
+    if (bind(fd, (struct sockaddr *)&local, sizeof(local)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&local, &alen) != 0) {
+        perror("bind");
+        exit(1);
+    }
+    memset(&req, 0, sizeof(req));
+    req.h.nlmsg_len = NLMSG_LENGTH(0);
+    req.h.nlmsg_type = XFRM_MSG_GETPOLICY;
+    req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    req.h.nlmsg_seq = 77;
+    memset(&kernel, 0, sizeof(kernel));
+    kernel.nl_family = AF_NETLINK;
+    if (sendto(fd, &req, req.h.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0) {
+        perror("sendto");
+        exit(1);
+    }
+    while (!done) {
+        ssize_t n = recv(fd, buf + 1, sizeof(buf) - 1, 0);
+        size_t off = 0;
+        char name[64];
+        if (n <= 0) {
+            perror("recv");
+            exit(1);
+        }
+        buf[0] = 1; /* reply mode */
+        snprintf(name, sizeof(name), "policy-dump-%d", dgrams++);
+        write_file("nl_dump", name, buf, 1 + (size_t)n);
+        while (off + NLMSG_HDRLEN <= (size_t)n) {
+            struct nlmsghdr h;
+            memcpy(&h, buf + 1 + off, sizeof(h));
+            if (h.nlmsg_len < NLMSG_HDRLEN || off + h.nlmsg_len > (size_t)n) {
+                break;
+            }
+            if (h.nlmsg_type == NLMSG_DONE || h.nlmsg_type == NLMSG_ERROR) {
+                done = 1;
+            } else if (h.nlmsg_type == XFRM_MSG_NEWPOLICY) {
+                struct xfrm_userpolicy_info info;
+                memcpy(&info, buf + 1 + off + NLMSG_HDRLEN, sizeof(info));
+                pols++;
+                off += NLMSG_ALIGN(h.nlmsg_len);
+                if (info.sel.family == AF_INET && ((const uint8_t *)&info.sel.daddr)[0] == 10 &&
+                    ((const uint8_t *)&info.sel.daddr)[1] == 30) {
+                    continue; /* the bulk policies (10.30.0.0/16) fill the dump datagrams; one seed each is enough */
+                }
+                snprintf(name, sizeof(name), "kernel-%02d", pols);
+                write_file("xfrm_policy", name, buf + 1 + off + NLMSG_HDRLEN, h.nlmsg_len - NLMSG_HDRLEN);
+                /* Real policies for the lookup target too, behind a flow they select. */
+                if (pols <= 40) {
+                    lookup = realloc(lookup, lookup_n + NLMSG_ALIGN(h.nlmsg_len));
+                    memset(lookup + lookup_n, 0, NLMSG_ALIGN(h.nlmsg_len));
+                    memcpy(lookup + lookup_n, buf + 1 + off, h.nlmsg_len);
+                    lookup_n += NLMSG_ALIGN(h.nlmsg_len);
+                }
+                continue;
+            }
+            off += NLMSG_ALIGN(h.nlmsg_len);
+        }
+    }
+    if (lookup != NULL) {
+        uint8_t *all = calloc(1, 44 + lookup_n);
+        uint16_t lport = htons(4000), pport = htons(500);
+        all[1] = IPPROTO_TCP;
+        inet_pton(AF_INET, "10.9.0.1", all + 2);
+        inet_pton(AF_INET, "10.9.0.2", all + 18);
+        memcpy(all + 34, &lport, 2);
+        memcpy(all + 36, &pport, 2);
+        all[42] = 1;
+        memcpy(all + 44, lookup, lookup_n);
+        write_file("xfrm_lookup", "kernel-policies", all, 44 + lookup_n);
+        free(all);
+        free(lookup);
+    }
+    close(fd);
+    printf("make_corpus: %d datagrams, %d policies from the kernel\n", dgrams, pols);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: make_corpus OUTDIR\n");
+        return 2;
+    }
+    outdir = argv[1];
+    mkdir(outdir, 0755);
+    control_messages();
+    hand_built();
+    real_dump();
+    return 0;
+}

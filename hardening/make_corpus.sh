@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Regenerate the fuzz seed corpus under hardening/fuzz/corpus/<target>/ (committed; run by hand, as root).
+# Installs a variety of XFRM policies in a throw-away network namespace, captures the kernel's dump of them
+# with hardening/fuzz/make_corpus.c, and adds hand-built SA and control messages (see that file).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+CC=${CC:-$(command -v clang-14 || command -v clang || command -v gcc || true)}
+[[ -n $CC ]] || { echo "make_corpus: no C compiler (apt-get install clang-14)" >&2; exit 1; }
+[[ $(id -u) -eq 0 ]] || { echo "make_corpus: needs root (ip netns, ip xfrm)" >&2; exit 1; }
+command -v ip >/dev/null || { echo "make_corpus: ip is missing (apt-get install iproute2)" >&2; exit 1; }
+
+work=$(mktemp -d)
+ns=secsock-corpus-$$
+trap 'ip netns del "$ns" 2>/dev/null; rm -rf "$work"' EXIT
+"$CC" -std=gnu11 -Wall -Wextra -Werror -O1 hardening/fuzz/make_corpus.c -o "$work/make_corpus"
+
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+# The bulk first: the kernel dumps the newest first, so the distinct policies lead the first datagram.
+for i in $(seq 1 300); do
+    echo "xfrm policy add src 10.20.$((i / 250)).$((i % 250 + 1)) dst 10.30.0.0/16 dir out priority $i tmpl proto esp mode transport reqid $i"
+done | ip -n "$ns" -batch -
+ip -n "$ns" -batch - <<'POL'
+xfrm policy add src 10.9.0.1 dst 10.9.0.2 dir out priority 100 tmpl proto esp mode transport reqid 1
+xfrm policy add src 10.9.0.2 dst 10.9.0.1 dir in priority 100 tmpl proto esp mode transport reqid 1
+xfrm policy add src 10.9.0.0/24 dst 10.9.1.0/24 proto tcp dport 443 dir out priority 50 tmpl src 192.0.2.1 dst 192.0.2.2 proto esp mode tunnel reqid 2
+xfrm policy add src 10.9.1.0/24 dst 10.9.0.0/24 proto tcp sport 443 dir in priority 50 tmpl src 192.0.2.2 dst 192.0.2.1 proto esp mode tunnel reqid 2 level use
+xfrm policy add src 10.9.0.1 dst 10.9.0.3 dir out action block
+xfrm policy add src 10.9.0.1 dst 10.9.0.4 proto udp dport 500 dir out priority 1
+xfrm policy add src 10.9.0.1 dst 10.9.0.5 dir out mark 0x10 mask 0xff tmpl proto ah mode transport tmpl proto esp mode transport
+xfrm policy add src 10.9.0.1 dst 10.9.0.6 dir out if_id 7 tmpl src 10.9.0.1 dst 10.9.0.6 proto esp mode tunnel
+xfrm policy add src 10.9.0.0/16 dst 0.0.0.0/0 dir fwd tmpl proto esp mode transport
+xfrm policy add src 10.9.0.1 dst 10.9.0.7 dir out ptype sub tmpl proto comp mode transport level use tmpl proto esp mode transport
+xfrm policy add src fd09::1 dst fd09::2 dir out priority 10 tmpl proto esp mode transport
+xfrm policy add src fd09::2 dst fd09::1 dir in priority 10 tmpl proto esp mode transport
+xfrm policy add src fd09::/64 dst fd0a::/48 proto udp sport 4500 dir out tmpl src fd09::1 dst fd0a::1 proto esp mode beet
+xfrm policy add src ::/0 dst ::/0 proto ipv6-icmp type 135 dir out priority 1
+POL
+rm -rf hardening/fuzz/corpus
+ip netns exec "$ns" "$work/make_corpus" "$ROOT/hardening/fuzz/corpus"
+for d in hardening/fuzz/corpus/*/; do echo "$(ls "$d" | wc -l) seeds in $d"; done
