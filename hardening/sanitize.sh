@@ -39,12 +39,15 @@ mkdir -p "$WORK/pkg/secsock" "$REPORTS"
 SAN_FLAGS=(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all -shared-libasan -g -O1)
 
 echo "== build the extension with $CC ${SAN_FLAGS[*]}"
-PY_INCLUDE=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 cp "$ROOT"/src/secsock/*.py "$ROOT"/src/secsock/py.typed "$WORK/pkg/secsock/" || die "cannot copy the package"
-"$CC" -std=gnu11 -Wall -Wextra -fPIC -shared "${SAN_FLAGS[@]}" -DPy_LIMITED_API=0x03090000 \
-    -I"$ROOT/csrc" -I"$PY_INCLUDE" \
-    "$ROOT/csrc/_secsock.c" "$ROOT/csrc/secsock_common.c" "$ROOT/csrc/backend_linux.c" \
-    -Wl,-rpath,"$RT_DIR" -o "$WORK/pkg/secsock/_secsock.abi3.so" || die "the sanitized extension did not build"
+cp "$ROOT"/src/secsock/*.pyi "$WORK/pkg/secsock/" 2>/dev/null
+# setup.py's own source list and macros, built by setuptools into the temporary package (never in place).
+CC=$CC LDSHARED="$CC -shared" CFLAGS="${SAN_FLAGS[*]}" LDFLAGS="${SAN_FLAGS[*]} -Wl,-rpath,$RT_DIR" \
+    "$PY" setup.py -q build_ext --force --build-lib "$WORK/pkg" --build-temp "$WORK/obj" >"$WORK/build.log" 2>&1 ||
+    { cat "$WORK/build.log"; die "the sanitized extension did not build"; }
+grep -E 'warning|error' "$WORK/build.log" | grep -v -E 'setuptools|SetuptoolsDeprecationWarning|easy_install|!!' || true
+[[ -f $WORK/pkg/secsock/_secsock.abi3.so ]] || die "setup.py built no secsock/_secsock.abi3.so under $WORK/pkg"
+[[ $(nm -D "$WORK/pkg/secsock/_secsock.abi3.so") == *__asan_init* ]] || die "the built extension is not instrumented"
 
 echo "== build the C driver (tests/linux_c) with the sanitizers"
 DRIVER_FLAGS="${SAN_FLAGS[*]} -Wl,-rpath,$RT_DIR"
