@@ -204,11 +204,45 @@ static SOCKET udp_socket(int family)
     return s;
 }
 
+/* One row of NtQuerySystemInformation(SystemHandleInformation), as Wine lays it out. */
+typedef struct {
+    ULONG owner_pid;
+    BYTE object_type;
+    BYTE flags;
+    USHORT value;
+    PVOID object;
+    ULONG access;
+} handle_row;
+
+/*
+ * The number of handles this process holds. Wine's GetProcessHandleCount answers 0, so count our rows of the
+ * system handle table instead (real Windows answers GetProcessHandleCount).
+ */
 static DWORD handle_count(void)
 {
+    typedef LONG(WINAPI * query_fn)(ULONG, void *, ULONG, ULONG *);
+    query_fn query = (query_fn)(void (*)(void))GetProcAddress(GetModuleHandleA("ntdll.dll"), "NtQuerySystemInformation");
     DWORD n = 0;
+    ULONG size = 1u << 16, got = 0, i, *table = NULL;
+    LONG status = (LONG)0xC0000004; /* STATUS_INFO_LENGTH_MISMATCH */
 
-    GetProcessHandleCount(GetCurrentProcess(), &n);
+    if (GetProcessHandleCount(GetCurrentProcess(), &n) && n != 0) {
+        return n;
+    }
+    while (query != NULL && status == (LONG)0xC0000004 && size <= (1u << 26)) {
+        HeapFree(GetProcessHeap(), 0, table);
+        size *= 2;
+        table = (ULONG *)HeapAlloc(GetProcessHeap(), 0, size);
+        status = table != NULL ? query(16 /* SystemHandleInformation */, table, size, &got) : -1;
+    }
+    if (status == 0) {
+        /* A ULONG count, then the rows (pointer-aligned). */
+        const handle_row *rows = (const handle_row *)((const BYTE *)table + sizeof(void *));
+        for (i = 0; i < table[0]; i++) {
+            n += rows[i].owner_pid == GetCurrentProcessId();
+        }
+    }
+    HeapFree(GetProcessHeap(), 0, table);
     return n;
 }
 
@@ -478,6 +512,19 @@ static void test_double_posts_when_bit_clear(void)
 
 /* ======================================================================== */
 /* The backend. */
+
+static void test_handle_count_sees_a_leak(void)
+{
+    DWORD before = handle_count();
+    HANDLE ev = CreateEventW(NULL, TRUE, FALSE, NULL);
+
+    begin_test("harness: the process handle count sees one more handle (so the leak checks can fail)");
+    CHECK(before > 0 && handle_count() == before + 1, "count %lu then %lu", (unsigned long)before,
+          (unsigned long)handle_count());
+    CloseHandle(ev);
+    check_handle_count(before);
+    end_test();
+}
 
 static void test_kind_of(void)
 {
@@ -751,6 +798,26 @@ static void test_ipsec2_plain_answer(void)
     CHECK(run_query(&r, &res, &err) == 0, "query failed: %s", err.message);
     CHECK(!res.has_ipsec2 && res.protocol == SOCKET_SECURITY_PROTOCOL_IPSEC && res.flags == 1,
           "has_ipsec2 %d protocol %u", res.has_ipsec2, res.protocol);
+    end_test();
+}
+
+static void test_ipsec2_protocol_short_answer(void)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_result res;
+    secsock_error err;
+    dbl_step s = step_answer(0, 1);
+
+    begin_test("R5 IPsec2 protocol but only the plain structure's 24 bytes returned: has_ipsec2 is 0");
+    dbl_reset();
+    r.ipsec2 = 1;
+    s.ipsec2 = 1;
+    s.short_len = sizeof(SOCKET_SECURITY_QUERY_INFO);
+    s.mm_sa_id = 5;
+    script(s);
+    CHECK(run_query(&r, &res, &err) == 0, "query failed: %s", err.message);
+    CHECK(res.protocol == SOCKET_SECURITY_PROTOCOL_IPSEC2 && !res.has_ipsec2 && res.mm_sa_id == 0,
+          "protocol %u has_ipsec2 %d", res.protocol, res.has_ipsec2);
     end_test();
 }
 
@@ -1190,6 +1257,7 @@ int main(void)
     test_double_no_mask_no_tokens();
     test_double_posts_when_bit_clear();
 
+    test_handle_count_sees_a_leak();
     test_kind_of();
     test_tcp_default_null_template();
     test_tcp_tokens_template();
@@ -1204,6 +1272,7 @@ int main(void)
     test_success_short_structure();
     test_ipsec2_full();
     test_ipsec2_plain_answer();
+    test_ipsec2_protocol_short_answer();
     test_errors_surface(0);
     test_errors_surface(1);
     test_not_a_socket();
