@@ -76,3 +76,21 @@ def test_a_missing_extension_on_a_supported_platform_is_not_hidden() -> None:
 def test_backend_name_matches_the_platform() -> None:
     expected = {"win32": "windows", "linux": "linux"}[sys.platform]
     assert secsock.BACKEND == expected
+
+
+def test_every_public_name_and_method_has_a_docstring() -> None:
+    import inspect
+
+    missing = []
+    for name in secsock.__all__:
+        obj = getattr(secsock, name)
+        if name.startswith("__") or isinstance(obj, (str, tuple, type(None))):
+            continue
+        if not inspect.getdoc(obj):
+            missing.append(name)
+        if inspect.isclass(obj) and not issubclass(obj, (int, tuple)):
+            for attribute, value in vars(obj).items():
+                if not attribute.startswith("_") and (callable(value) or isinstance(value, property)):
+                    if not inspect.getdoc(value):
+                        missing.append(f"{name}.{attribute}")
+    assert missing == []

@@ -232,6 +232,7 @@ class PendingQuery:
 
     @property
     def closed(self) -> bool:
+        """True once close() has run (the system is done and everything is released)."""
         return bool(self._raw.closed)
 
     def close(self) -> None:

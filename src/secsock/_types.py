@@ -128,6 +128,7 @@ class Token:
 
     @property
     def closed(self) -> bool:
+        """True once the handle was closed or detached."""
         return self._handle is None
 
     @property
