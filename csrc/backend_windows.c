@@ -238,13 +238,13 @@ static int build_template(secsock_pending *p, const secsock_query_request *req, 
         return 0;
     }
     if (req->ipsec2) {
-        p->tmpl.ipsec2.SecurityProtocol = SOCKET_SECURITY_PROTOCOL_IPSEC2;
+        p->tmpl.ipsec2.SecurityProtocol = (SOCKET_SECURITY_PROTOCOL)SECSOCK_PROTOCOL_IPSEC2;
         p->tmpl.ipsec2.PeerTokenAccessMask = req->token_access;
         p->tmpl.ipsec2.FieldMask = SOCKET_QUERY_IPSEC2_FIELD_MASK_MM_SA_ID | SOCKET_QUERY_IPSEC2_FIELD_MASK_QM_SA_ID;
         peer = &p->tmpl.ipsec2.PeerAddress;
         p->tmpl_len = (ULONG)sizeof(p->tmpl.ipsec2);
     } else {
-        p->tmpl.plain.SecurityProtocol = SOCKET_SECURITY_PROTOCOL_DEFAULT;
+        p->tmpl.plain.SecurityProtocol = (SOCKET_SECURITY_PROTOCOL)SECSOCK_PROTOCOL_DEFAULT;
         p->tmpl.plain.PeerTokenAccessMask = req->token_access;
         peer = &p->tmpl.plain.PeerAddress;
         p->tmpl_len = (ULONG)sizeof(p->tmpl.plain);
@@ -322,7 +322,7 @@ static void finish_success(secsock_pending *p, ULONG n)
     if (n >= offsetof(SOCKET_SECURITY_QUERY_INFO, PeerMachineAccessTokenHandle) + 8) {
         memcpy(&r->peer_machine_token, p->buf + offsetof(SOCKET_SECURITY_QUERY_INFO, PeerMachineAccessTokenHandle), 8);
     }
-    if (r->protocol == SOCKET_SECURITY_PROTOCOL_IPSEC2 && n >= sizeof(SOCKET_SECURITY_QUERY_INFO_IPSEC2)) {
+    if (r->protocol == (uint32_t)SECSOCK_PROTOCOL_IPSEC2 && n >= sizeof(SOCKET_SECURITY_QUERY_INFO_IPSEC2)) {
         const SOCKET_SECURITY_QUERY_INFO_IPSEC2 *info = (const SOCKET_SECURITY_QUERY_INFO_IPSEC2 *)p->buf;
         r->has_ipsec2 = 1;
         r->mm_sa_id = info->MmSaId;

@@ -2,7 +2,8 @@
 # Build the fwpuclnt.dll double and the backend test program for x64 and x86 with mingw-w64, run each under
 # Wine, and print the summed `N passed, M failed` last. Fails loudly (non-zero exit) when a compiler or Wine is
 # missing, or when an exe cannot run: never a skip that looks like a pass.
-# Needs (Debian 12): gcc-mingw-w64-x86-64 gcc-mingw-w64-i686 wine wine64 wine32:i386 (dpkg --add-architecture i386).
+# Needs (Debian 12): gcc-mingw-w64-x86-64 gcc-mingw-w64-i686 wine wine64, and wine32:i386 (after
+# dpkg --add-architecture i386) for the x86 run.
 set -u
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -43,9 +44,14 @@ export WINEDEBUG=-all
 # Our fwpuclnt.dll (beside the exe) instead of Wine's builtin; no Mono/Gecko install prompts; no display.
 export WINEDLLOVERRIDES="fwpuclnt=n;mscoree=;mshtml="
 unset DISPLAY WAYLAND_DISPLAY
-if [ ! -f "$WINEPREFIX/system.reg" ]; then
+# A prefix made before wine32 was installed (or by another Wine) fails to load kernel32: keep a stamp of the
+# Wine installation the prefix was made with, and make it again when the installation changed.
+stamp="$(ls -l /usr/lib/wine/wine /usr/lib/wine/wine64 2>/dev/null; wine --version 2>/dev/null)"
+if [ ! -f "$WINEPREFIX/system.reg" ] || [ "$(cat "$WINEPREFIX/.secsock-stamp" 2>/dev/null)" != "$stamp" ]; then
+    rm -rf "$WINEPREFIX"
     wineboot -i >"$out/wineboot.log" 2>&1 || die "wineboot failed to create $WINEPREFIX (see $out/wineboot.log)"
     wineserver -w
+    printf '%s' "$stamp" >"$WINEPREFIX/.secsock-stamp"
 fi
 
 total_pass=0
