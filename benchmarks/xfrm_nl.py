@@ -59,8 +59,15 @@ def _addr(text: str) -> tuple[int, bytes]:
     return family, address.packed.ljust(16, b"\0")
 
 
-def selector(src: str, dst: str, plen_s: int | None = None, plen_d: int | None = None, proto: int = 0,
-             sport: int = 0, dport: int = 0) -> bytes:  # fmt: skip
+def selector(
+    src: str,
+    dst: str,
+    plen_s: int | None = None,
+    plen_d: int | None = None,
+    proto: int = 0,
+    sport: int = 0,
+    dport: int = 0,
+) -> bytes:
     family, saddr = _addr(src)
     _, daddr = _addr(dst)
     full = 32 if family == socket.AF_INET else 128
@@ -91,14 +98,43 @@ class Policy:
 
     def payload(self) -> bytes:
         info = _POLICY_INFO.pack(
-            self.sel, XFRM_INF, XFRM_INF, XFRM_INF, XFRM_INF, 0, 0, 0, 0, 0, 0, 0, 0,
-            self.priority, 0, self.direction, self.action, 0, 0,
-        )  # fmt: skip
+            self.sel,
+            XFRM_INF,
+            XFRM_INF,
+            XFRM_INF,
+            XFRM_INF,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            self.priority,
+            0,
+            self.direction,
+            self.action,
+            0,
+            0,
+        )
         attrs = b""
         if self.esp_transport:
             family = struct.unpack_from("=H", self.sel, 40)[0]
-            tmpl = _TMPL.pack(b"\0" * 16, 0, IPPROTO_ESP, family, b"\0" * 16, 0, 0, 0, 0, ~0 & 0xFFFFFFFF,
-                              ~0 & 0xFFFFFFFF, ~0 & 0xFFFFFFFF)  # fmt: skip
+            tmpl = _TMPL.pack(
+                b"\0" * 16,
+                0,
+                IPPROTO_ESP,
+                family,
+                b"\0" * 16,
+                0,
+                0,
+                0,
+                0,
+                ~0 & 0xFFFFFFFF,
+                ~0 & 0xFFFFFFFF,
+                ~0 & 0xFFFFFFFF,
+            )
             attrs += _attr(XFRMA_TMPL, tmpl)
         if self.if_id:
             attrs += _attr(XFRMA_IF_ID, struct.pack("=I", self.if_id))

@@ -1,0 +1,347 @@
+"""secsock benchmark (Linux): the cost of secsock.query() next to sock.getpeername(), with 0 to 100,000 XFRM
+policies installed, steady and right after a change, and against what a Linux user would do instead.
+
+    sudo .venv/bin/python benchmarks/run.py            # prints a table, writes benchmarks/results.json
+    sudo .venv/bin/python benchmarks/run.py --quick    # 0 and 1,000 policies, fewer rounds (a smoke run)
+
+Needs root: each scale point runs in a network namespace made here (``ip netns add``), in a worker process
+(this file with --worker) started inside it with ``ip netns exec``. Policies are written through a netlink
+client (benchmarks/xfrm_nl.py), many per datagram. Timing: batches of calls, the two calls interleaved on
+the same connected TCP socket, medians over the batches. Not a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SCALES = [0, 1_000, 10_000, 100_000]
+TARGET_STEADY_RATIO = 3.0  # at 10,000 policies, no changes
+TARGET_FIRST_AFTER_CHANGE_MS = 50.0  # at 100,000 policies
+
+LOCAL, PEER = "10.55.0.1", "10.55.0.2"  # the measured flow (both on lo in the namespace)
+
+
+# --- the worker, inside a namespace -----------------------------------------------------------------------
+
+
+def policies(n: int) -> list[Any]:
+    """n policies that do not select the measured flow, in both directions, with a realistic spread of
+    prefix lengths (mostly host pairs, some /24 and /16 subnets), plus the flow's own ESP policies."""
+    import xfrm_nl as x
+
+    out = []
+    for i in range(n):
+        a, b, c = 20 + (i >> 16), (i >> 8) & 255, i & 255
+        kind = i % 20
+        if kind == 0:
+            sel = x.selector(f"10.{a}.{b}.0", f"172.{16 + (i >> 16)}.{c}.0", 24, 24)
+        elif kind == 1:
+            sel = x.selector(f"10.{a}.{b}.{c}", f"172.{16 + (i >> 16)}.0.0", 32, 16)
+        else:
+            sel = x.selector(f"10.{a}.{b}.{c}", f"192.{168 - (i >> 16)}.{b}.{c}", proto=6 if kind & 1 else 0)
+        out.append(
+            x.Policy(
+                sel,
+                direction=x.XFRM_POLICY_OUT if i & 2 else x.XFRM_POLICY_IN,
+                priority=1000 + (i % 97),
+                esp_transport=True,
+            )
+        )
+    if n:
+        out.append(
+            x.Policy(x.selector(LOCAL, PEER), direction=x.XFRM_POLICY_OUT, priority=500, esp_transport=True)
+        )
+        out.append(
+            x.Policy(x.selector(PEER, LOCAL), direction=x.XFRM_POLICY_IN, priority=500, esp_transport=True)
+        )
+    return out
+
+
+def batch_median(fn: Any, batches: int, size: int) -> list[float]:
+    """Per-call times (ns) of `size` calls in a row, for each batch."""
+    out = []
+    perf = time.perf_counter_ns
+    for _ in range(batches):
+        t0 = perf()
+        for _ in range(size):
+            fn()
+        out.append((perf() - t0) / size)
+    return out
+
+
+def interleaved(a: Any, b: Any, rounds: int, size: int) -> tuple[list[float], list[float]]:
+    """Per-call ns of a and b, batch by batch, alternating which goes first."""
+    ta: list[float] = []
+    tb: list[float] = []
+    for r in range(rounds):
+        first, second = (a, b) if r % 2 == 0 else (b, a)
+        x = batch_median(first, 1, size)[0]
+        y = batch_median(second, 1, size)[0]
+        ta.append(x if r % 2 == 0 else y)
+        tb.append(y if r % 2 == 0 else x)
+    return ta, tb
+
+
+def parse_ip_xfrm(text: str, local: str, peer: str) -> bool:
+    """The shell user's way: find a 'src LOCAL/32 dst PEER/32 ... dir out' block in `ip xfrm policy`."""
+    want = re.compile(rf"^src {re.escape(local)}/32 dst {re.escape(peer)}/32")
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if want.match(line) and i + 1 < len(lines) and "dir out" in lines[i + 1]:
+            return True
+    return False
+
+
+def worker(n: int, quick: bool) -> dict[str, Any]:
+    sys.path.insert(0, str(HERE))
+    import xfrm_nl as x
+
+    import secsock
+
+    result: dict[str, Any] = {"policies": n}
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    subprocess.run(["ip", "addr", "add", f"{LOCAL}/24", "dev", "lo"], check=True)
+    subprocess.run(["ip", "addr", "add", f"{PEER}/24", "dev", "lo"], check=True)
+    sa = subprocess.run(
+        [
+            "ip",
+            "xfrm",
+            "state",
+            "add",
+            "src",
+            LOCAL,
+            "dst",
+            PEER,
+            "proto",
+            "esp",
+            "spi",
+            "0x100",
+            "mode",
+            "transport",
+            "aead",
+            "rfc4106(gcm(aes))",
+            "0x" + "11" * 20,
+            "128",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    result["sas"] = 1 if sa.returncode == 0 else 0
+    if sa.returncode != 0:
+        result["sa_error"] = sa.stderr.strip()
+
+    xs = x.XfrmSocket()
+    pols = policies(n)
+    t0 = time.perf_counter()
+    xs.add_policies(pols)
+    result["install_s"] = time.perf_counter() - t0
+
+    listener = socket.create_server((LOCAL, 0))
+    client = socket.socket()
+    client.bind((PEER, 0))
+    client.connect(listener.getsockname())
+    server, _ = listener.accept()
+
+    t0 = time.perf_counter()
+    info = secsock.query(server)
+    result["first_query_ms"] = (time.perf_counter() - t0) * 1e3
+    result["answer"] = repr(info)
+
+    size = 50
+    rounds = 60 if quick else 400
+    for _ in range(3):  # warm caches
+        batch_median(lambda: secsock.query(server), 2, size)
+    windows = []
+    all_q: list[float] = []
+    all_g: list[float] = []
+    for _ in range(2 if quick else 5):
+        q, g = interleaved(lambda: secsock.query(server), server.getpeername, rounds // 5 or 1, size)
+        windows.append(statistics.median(q))
+        all_q += q
+        all_g += g
+    result["query_ns"] = statistics.median(all_q)
+    result["getpeername_ns"] = statistics.median(all_g)
+    result["ratio"] = result["query_ns"] / result["getpeername_ns"]
+    result["query_ns_windows"] = windows  # flat while nothing changes
+    result["query_ns_p90"] = sorted(all_q)[int(len(all_q) * 0.9)]
+
+    # The C-level call without the facade: the extension's own function (tuple in, tuple out).
+    from secsock import _secsock
+
+    fd = server.fileno()
+    c_times = batch_median(lambda: _secsock.query(fd, None, 0, False), rounds, size)
+    result["c_query_ns"] = statistics.median(c_times)
+
+    # The first query after a change: add (or delete) one policy, then time one query, at once (what a
+    # server sees: the kernel may still be rehashing its policy table on the other core) and after 200 ms.
+    changes = []
+    settled = []
+    extra = [
+        x.Policy(x.selector(f"10.250.{i >> 8}.{i & 255}", "10.251.0.1"), priority=7, esp_transport=True)
+        for i in range(1, (6 if quick else 21) + 1)
+    ]
+    for i, policy in enumerate(extra + extra):
+        if i % 2 == 0:
+            xs.add_policies([policy])
+        else:
+            xs.delete_policies([(extra + extra)[i - 1]])
+        if i >= len(extra):
+            time.sleep(0.2)
+        t0 = time.perf_counter()
+        secsock.query(server)
+        (changes if i < len(extra) else settled).append((time.perf_counter() - t0) * 1e3)
+    result["after_change_ms"] = statistics.median(changes)
+    result["after_change_ms_max"] = max(changes)
+    result["after_change_ms_all"] = changes
+    result["after_change_settled_ms"] = statistics.median(settled)
+    result["after_change_settled_ms_max"] = max(settled)
+    t0 = time.perf_counter_ns()
+    for _ in range(size):
+        secsock.query(server)
+    result["steady_after_change_ns"] = (time.perf_counter_ns() - t0) / size
+
+    # What a Linux user would do instead, per query.
+    reps = 3 if n >= 10_000 or quick else 20
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        pol = subprocess.run(["ip", "xfrm", "policy"], capture_output=True, text=True, check=True).stdout
+        subprocess.run(["ip", "xfrm", "state"], capture_output=True, text=True, check=True)
+        parse_ip_xfrm(pol, LOCAL, PEER)
+        times.append(time.perf_counter() - t0)
+    result["ip_subprocess_ms"] = statistics.median(times) * 1e3
+    times = []
+    lport, pport = server.getsockname()[1], server.getpeername()[1]
+    for _ in range(reps * 3):
+        t0 = time.perf_counter()
+        x.query_by_dump(xs, LOCAL, PEER, lport, pport, socket.IPPROTO_TCP)
+        times.append(time.perf_counter() - t0)
+    result["netlink_dump_ms"] = statistics.median(times) * 1e3
+    steady_ms = result["query_ns"] / 1e6
+    result["ip_subprocess_ratio"] = result["ip_subprocess_ms"] / steady_ms
+    result["netlink_dump_ratio"] = result["netlink_dump_ms"] / steady_ms
+
+    for sock in (client, server, listener):
+        sock.close()
+    xs.close()
+    return result
+
+
+# --- the driver -------------------------------------------------------------------------------------------
+
+
+def run_scale(n: int, quick: bool) -> dict[str, Any]:
+    ns = f"secsock-bench-{os.getpid()}-{n}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+        argv = ["ip", "netns", "exec", ns, sys.executable, __file__, "--worker", str(n)]
+        if quick:
+            argv.append("--quick")
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"benchmark worker for {n} policies failed ({done.returncode}):\n{done.stderr}")
+        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    head = (
+        f"{'policies':>9} {'SAs':>3} {'query ns':>9} {'getpeername ns':>14} {'ratio':>6} {'C call ns':>9} "
+        f"{'1st query ms':>12} {'after change ms (med/max)':>25} {'settled':>8} {'ip xfrm ms':>10} {'x':>7} "
+        f"{'nl dump ms':>10} {'x':>6}"
+    )
+    rows = [head, "-" * len(head)]
+    for r in results:
+        rows.append(
+            f"{r['policies']:>9,} {r['sas']:>3} {r['query_ns']:>9.0f} {r['getpeername_ns']:>14.0f} "
+            f"{r['ratio']:>6.1f} {r['c_query_ns']:>9.0f} {r['first_query_ms']:>12.2f} "
+            f"{r['after_change_ms']:>12.2f} / {r['after_change_ms_max']:>9.2f} "
+            f"{r['after_change_settled_ms']:>8.2f} "
+            f"{r['ip_subprocess_ms']:>10.1f} {r['ip_subprocess_ratio']:>7.0f} "
+            f"{r['netlink_dump_ms']:>10.2f} {r['netlink_dump_ratio']:>6.0f}"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="0 and 1,000 policies, fewer rounds")
+    parser.add_argument("--scales", type=lambda s: [int(v) for v in s.split(",")], help="e.g. 0,1000")
+    parser.add_argument("--out", type=Path, default=HERE / "results.json")
+    args = parser.parse_args()
+    if args.worker is not None:
+        print(json.dumps(worker(args.worker, args.quick)))
+        return
+    if os.geteuid() != 0:
+        raise SystemExit("benchmarks/run.py needs root: it makes network namespaces and XFRM policies")
+    for tool in ("ip",):
+        if subprocess.run(["which", tool], capture_output=True, check=False).returncode != 0:
+            raise SystemExit(f"benchmarks/run.py needs {tool} (apt-get install iproute2)")
+    scales = args.scales or ([0, 1_000] if args.quick else SCALES)
+    results = []
+    for n in scales:
+        print(f"... {n:,} policies", file=sys.stderr, flush=True)
+        results.append(run_scale(n, args.quick))
+    print(table(results))
+    by_n = {r["policies"]: r for r in results}
+    targets: dict[str, Any] = {}
+    if 10_000 in by_n:
+        ratio = by_n[10_000]["ratio"]
+        targets["steady_ratio_at_10k"] = {
+            "measured": ratio,
+            "target": TARGET_STEADY_RATIO,
+            "met": ratio <= TARGET_STEADY_RATIO,
+        }
+    if 100_000 in by_n:
+        ms = by_n[100_000]["after_change_ms"]
+        worst = by_n[100_000]["after_change_ms_max"]
+        settled = by_n[100_000]["after_change_settled_ms"]
+        targets["first_after_change_ms_at_100k"] = {
+            "median": ms,
+            "max": worst,
+            "settled_median": settled,
+            "target": TARGET_FIRST_AFTER_CHANGE_MS,
+            "met": worst < TARGET_FIRST_AFTER_CHANGE_MS,
+        }
+    for name, t in targets.items():
+        print(f"target {name}: {json.dumps(t)}")
+    import secsock
+
+    report = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": {
+            "kernel": platform.release(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "machine": platform.machine(),
+        },
+        "secsock_module": str(Path(secsock.__file__).parent),
+        "results": results,
+        "targets": targets,
+    }
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
