@@ -963,6 +963,41 @@ static void test_udp6_peer(void)
     end_test();
 }
 
+static void test_tcp6_optional_peer(void)
+{
+    secsock_query_request r = request(tcp6);
+    secsock_result res;
+    secsock_error err;
+    dbl_call c[DBL_MAX_CALLS];
+
+    begin_test("Q1/Q4 TCP/IPv6 with the optional peer: a template is sent and carries it");
+    dbl_reset();
+    peer6_loopback(&r, 443, 0, 0);
+    script(step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1));
+    CHECK(run_query(&r, &res, &err) == 0, "query failed: %s", err.message);
+    calls(c);
+    CHECK(!c[0].template_null && c[0].template_len == sizeof(SOCKET_SECURITY_QUERY_TEMPLATE) &&
+              c[0].peer_family == AF_INET6 && c[0].peer_port == 443 && c[0].token_mask == 0,
+          "template len %lu peer family %d port %u", (unsigned long)c[0].template_len, c[0].peer_family,
+          c[0].peer_port);
+    end_test();
+}
+
+static void test_init_balanced(void)
+{
+    secsock_error err;
+    secsock_result res;
+    secsock_query_request r = request(tcp4);
+
+    begin_test("backend_init/fini are balanced: a second init and its fini leave Winsock usable");
+    dbl_reset();
+    CHECK(secsock_backend_init(&err) == 0, "second init: %s", err.message);
+    secsock_backend_fini();
+    script(step_answer(1, 1));
+    CHECK(run_query(&r, &res, &err) == 0, "query after init/fini failed: %s", err.message);
+    end_test();
+}
+
 static void test_pending_then_complete(void)
 {
     secsock_query_request r = request(tcp4);
@@ -1124,7 +1159,7 @@ static void test_iocp_no_stray_packet(void)
     dbl_step st = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1), st2 = step_answer(1, 1);
     ULONG_PTR key;
 
-    begin_test("socket bound to an I/O completion port: the low bit of hEvent means no stray packet");
+    begin_test("socket bound to an I/O completion port: the low bit of hEvent means no stray packet (Q10: two queries)");
     dbl_reset();
     if (iocp_open(&f, 99) == 0) {
         r = request(f.client);
@@ -1281,6 +1316,8 @@ int main(void)
     test_udp_wrong_family_peer();
     test_udp4_peer();
     test_udp6_peer();
+    test_tcp6_optional_peer();
+    test_init_balanced();
     test_pending_then_complete();
     test_pending_msgsize_reissued();
     test_cancel_while_pending();
