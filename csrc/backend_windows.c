@@ -2,8 +2,8 @@
  * Windows backend: WSAQuerySocketSecurity (fwpuclnt.dll), called directly.
  *
  * Every Windows #ifdef of the project lives in this file. It builds with mingw-w64 (cross, tested under Wine
- * against a double of fwpuclnt.dll: tests/windows/) and with MSVC /W4 (the wheels), so: C89-style portable C,
- * no VLAs, no GCC-only constructs without a guard.
+ * against a double of fwpuclnt.dll: tests/windows/) and with MSVC /W4 (the wheels), so: portable C (declarations
+ * first, no VLAs, no GCC-only constructs, static assertions by negative-size arrays).
  *
  * Life of a query (struct secsock_pending, heap): the template, the output buffer, the in/out length and the
  * WSAOVERLAPPED all live in it, because the system may write to them until the operation is done. The event in
@@ -284,12 +284,18 @@ static void release_held(secsock_pending *p)
     secsock_result_release(&p->held);
 }
 
+/* The operation is over: waiters (and whoever waits on secsock_pending_event) may go on. */
+static void mark_done(secsock_pending *p)
+{
+    p->state = PENDING_DONE;
+    SetEvent(p->event);
+}
+
 /* Record a failed outcome; the operation is over. */
 static void finish_error(secsock_pending *p, long code, const char *call)
 {
     error_os(&p->error, code, call, describe(code));
-    p->state = PENDING_DONE;
-    SetEvent(p->event);
+    mark_done(p);
 }
 
 /*
@@ -300,8 +306,7 @@ static void finish_success(secsock_pending *p, ULONG n)
 {
     secsock_result *r = &p->held;
 
-    p->state = PENDING_DONE;
-    SetEvent(p->event);
+    mark_done(p);
     memset(r, 0, sizeof(*r));
     if (n > p->buf_size) {
         n = p->buf_size; /* the system cannot have written past the buffer it was given */
@@ -384,8 +389,7 @@ static void renegotiate(secsock_pending *p, ULONG needed)
         if (bigger == NULL) {
             secsock_error_set(&p->error, SECSOCK_ERR_NOMEM, 0, 0, "WSAQuerySocketSecurity",
                               "out of memory for a %lu-byte WSAQuerySocketSecurity buffer", (unsigned long)needed);
-            p->state = PENDING_DONE;
-            SetEvent(p->event);
+            mark_done(p);
             return;
         }
         free(p->buf);
@@ -398,8 +402,7 @@ static void renegotiate(secsock_pending *p, ULONG needed)
                       "WSAQuerySocketSecurity reported WSAEMSGSIZE and asked for a %lu-byte buffer, %s "
                       "(the buffer had %lu bytes)",
                       (unsigned long)needed, why, (unsigned long)p->buf_size);
-    p->state = PENDING_DONE;
-    SetEvent(p->event);
+    mark_done(p);
 }
 
 /*
