@@ -1,0 +1,69 @@
+"""Reproducers for the facade (src/secsock/) found while cataloguing bad input. Each prints what happens and
+what the README promises; exit 1 while any still reproduces. No privilege needed.
+
+    .venv/bin/python hardening/repro/facade.py
+"""
+
+import socket
+import sys
+
+import secsock
+from secsock import _query
+
+
+class Untouchable:
+    """Stands in for the C extension: any use means a system call was about to be made."""
+
+    BACKEND = "untouchable"
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the backend was reached ({name})")
+
+
+def outcome(call):
+    try:
+        call()
+        return "no error"
+    except BaseException as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def main() -> int:
+    real = _query._backend
+    bugs = 0
+    checks = [
+        (
+            "1 PendingQuery.wait(float('inf')): expected a ValueError naming timeout (or wait forever)",
+            lambda: secsock.PendingQuery(object()).wait(float("inf")),
+            lambda r: r.startswith(("ValueError: timeout", "AssertionError")),
+            False,
+        ),
+        (
+            "2 query(peer=('fe80::1%4294967296', 80)): scope index beyond 32 bits must be a ValueError naming peer "
+            "before any system call",
+            lambda: secsock.query(3, peer=("fe80::1%4294967296", 80)),
+            lambda r: r.startswith("ValueError: peer"),
+            True,
+        ),
+        (
+            "3 SecureSocket.secure_connect(addr, target_name=5): the bad name must fail before WSASetSocketSecurity",
+            lambda: secsock.SecureSocket.secure_connect(("127.0.0.1", 9), 5),
+            lambda r: r.startswith("TypeError: name"),
+            True,
+        ),
+    ]
+    for title, call, ok, untouchable in checks:
+        _query._backend = Untouchable() if untouchable else real
+        try:
+            result = outcome(call)
+        finally:
+            _query._backend = real
+        good = ok(result)
+        bugs += not good
+        print(f"{'ok ' if good else 'BUG'} {title}\n      got: {result}")
+    return 1 if bugs else 0
+
+
+if __name__ == "__main__":
+    socket.setdefaulttimeout(2)
+    sys.exit(main())
