@@ -27,6 +27,7 @@
 #include <ws2tcpip.h>
 #include <mstcpip.h>
 #include <windows.h>
+#include <sddl.h>
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -65,6 +66,13 @@ typedef struct _SOCKET_SECURITY_QUERY_INFO_IPSEC2 {
 } SOCKET_SECURITY_QUERY_INFO_IPSEC2;
 #endif
 
+/* In fwpuclnt.dll (and mingw-w64's import library) but not declared by mingw-w64's ws2tcpip.h. */
+#ifdef __MINGW32__
+WINSOCK_API_LINKAGE INT WSAAPI WSADeleteSocketPeerTargetName(SOCKET Socket, const struct sockaddr *PeerAddr,
+                                                            ULONG PeerAddrLen, LPWSAOVERLAPPED Overlapped,
+                                                            LPWSAOVERLAPPED_COMPLETION_ROUTINE CompletionRoutine);
+#endif
+
 /*
  * The layout is the ABI shared with fwpuclnt.dll: the same on x86 and x64 (UINT64 members are 8-aligned in
  * both, so the x86 IPSEC2 info is 64 bytes, not 56; SOCKADDR_STORAGE is 8-aligned, hence PeerAddress at 8).
@@ -91,6 +99,9 @@ SECSOCK_STATIC_ASSERT(info2_winerr, offsetof(SOCKET_SECURITY_QUERY_INFO_IPSEC2, 
 SECSOCK_STATIC_ASSERT(info2_context, offsetof(SOCKET_SECURITY_QUERY_INFO_IPSEC2, SaLookupContext) == 44);
 SECSOCK_STATIC_ASSERT(guid_size, sizeof(GUID) == 16);
 SECSOCK_STATIC_ASSERT(sockaddr_in6_fits, sizeof(SOCKADDR_IN6) <= sizeof(SOCKADDR_STORAGE));
+SECSOCK_STATIC_ASSERT(settings_size, sizeof(SOCKET_SECURITY_SETTINGS) == 8);
+SECSOCK_STATIC_ASSERT(settings_ipsec_strings, offsetof(SOCKET_SECURITY_SETTINGS_IPSEC, AllStrings) == 84);
+SECSOCK_STATIC_ASSERT(target_name_strings, offsetof(SOCKET_PEER_TARGET_NAME, AllStrings) == 140);
 
 /* Protocol + Flags: the part every answer must have. */
 #define SECSOCK_INFO_HEADER 8u
@@ -100,8 +111,14 @@ SECSOCK_STATIC_ASSERT(sockaddr_in6_fits, sizeof(SOCKADDR_IN6) <= sizeof(SOCKADDR
 
 enum { PENDING_IN_FLIGHT, PENDING_DONE };
 
+/* The overlapped calls a pending can carry. */
+enum { OP_QUERY, OP_SET_SECURITY, OP_SET_TARGET_NAME, OP_DELETE_TARGET_NAME };
+static const char *const op_names[] = {"WSAQuerySocketSecurity", "WSASetSocketSecurity",
+                                       "WSASetSocketPeerTargetName", "WSADeleteSocketPeerTargetName"};
+
 struct secsock_pending {
     WSAOVERLAPPED ov;  /* the system's until the operation completes */
+    int op;            /* OP_* */
     HANDLE event;      /* manual-reset, untagged; ov.hEvent is this with the low bit set */
     SOCKET sock;
     SRWLOCK lock;      /* serializes settle/re-issue between threads (wait may run in several at once) */
@@ -116,7 +133,14 @@ struct secsock_pending {
     const void *tmpl_ptr; /* NULL (TCP default query) or &tmpl */
     ULONG tmpl_len;
 
-    unsigned char *buf; /* the output buffer; calloc'ed, owned here */
+    /* Inputs of the set/delete calls, read by the system until it is done. */
+    void *in;           /* SOCKET_SECURITY_SETTINGS(_IPSEC) or SOCKET_PEER_TARGET_NAME; calloc'ed, owned here */
+    ULONG in_len;
+    int wipe_in;        /* holds a password: zeroed before it is freed */
+    SOCKADDR_STORAGE addr;
+    ULONG addr_len;
+
+    unsigned char *buf; /* the query's output buffer; calloc'ed, owned here */
     ULONG buf_size;
     ULONG len;          /* in/out SecurityQueryInfoLen */
 
@@ -189,6 +213,27 @@ int secsock_socket_kind_of(secsock_fd sock, secsock_socket_kind *kind, secsock_e
     return 0;
 }
 
+/* A secsock_peer as a SOCKADDR_IN or SOCKADDR_IN6 in dst; returns its length. */
+static ULONG peer_to_sockaddr(const secsock_peer *peer, SOCKADDR_STORAGE *dst)
+{
+    memset(dst, 0, sizeof(*dst));
+    if (peer->is_ipv6) {
+        SOCKADDR_IN6 *sin6 = (SOCKADDR_IN6 *)dst;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(peer->port);
+        sin6->sin6_flowinfo = htonl(peer->flowinfo); /* as CPython's socket module does */
+        memcpy(&sin6->sin6_addr, peer->addr, 16);
+        sin6->sin6_scope_id = peer->scope_id;
+        return (ULONG)sizeof(*sin6);
+    } else {
+        SOCKADDR_IN *sin = (SOCKADDR_IN *)dst;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(peer->port);
+        memcpy(&sin->sin_addr, peer->addr, 4);
+        return (ULONG)sizeof(*sin);
+    }
+}
+
 /* Fill PeerAddress from the request's peer; the family must be the socket's. */
 static int fill_peer(SOCKADDR_STORAGE *dst, const secsock_query_request *req, const secsock_socket_kind *kind,
                      secsock_error *err)
@@ -206,20 +251,7 @@ static int fill_peer(SOCKADDR_STORAGE *dst, const secsock_query_request *req, co
                                  "peer is an %s address but the socket is %s", req->peer.is_ipv6 ? "IPv6" : "IPv4",
                                  want_v6 ? "AF_INET6" : "AF_INET");
     }
-    memset(dst, 0, sizeof(*dst));
-    if (want_v6) {
-        SOCKADDR_IN6 *sin6 = (SOCKADDR_IN6 *)dst;
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons(req->peer.port);
-        sin6->sin6_flowinfo = htonl(req->peer.flowinfo); /* as CPython's socket module does */
-        memcpy(&sin6->sin6_addr, req->peer.addr, 16);
-        sin6->sin6_scope_id = req->peer.scope_id;
-    } else {
-        SOCKADDR_IN *sin = (SOCKADDR_IN *)dst;
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons(req->peer.port);
-        memcpy(&sin->sin_addr, req->peer.addr, 4);
-    }
+    (void)peer_to_sockaddr(&req->peer, dst);
     return 0;
 }
 
@@ -340,7 +372,14 @@ static void finish_success(secsock_pending *p, ULONG n)
 /* The system asked for `needed` bytes: grow the buffer and call again, or end with a clear error. */
 static void renegotiate(secsock_pending *p, ULONG needed);
 
-/* Make one WSAQuerySocketSecurity call with the current buffer; records the outcome unless it pends. */
+/* A set/delete call succeeded: nothing to decode. */
+static void finish_call(secsock_pending *p)
+{
+    memset(&p->held, 0, sizeof(p->held));
+    mark_done(p);
+}
+
+/* Make the pending's call (the query with its current buffer); records the outcome unless it pends. */
 static void issue(secsock_pending *p)
 {
     int rc;
@@ -350,25 +389,42 @@ static void issue(secsock_pending *p)
     /* The low-order bit keeps the completion off any I/O completion port the socket is bound to. */
     p->ov.hEvent = (HANDLE)((UINT_PTR)p->event | 1);
     ResetEvent(p->event);
-    memset(p->buf, 0, p->buf_size);
-    p->len = p->buf_size;
     p->state = PENDING_IN_FLIGHT;
-    rc = WSAQuerySocketSecurity(p->sock, (const SOCKET_SECURITY_QUERY_TEMPLATE *)p->tmpl_ptr, p->tmpl_len,
-                                (SOCKET_SECURITY_QUERY_INFO *)p->buf, &p->len, &p->ov, NULL);
+    switch (p->op) {
+    case OP_QUERY:
+        memset(p->buf, 0, p->buf_size);
+        p->len = p->buf_size;
+        rc = WSAQuerySocketSecurity(p->sock, (const SOCKET_SECURITY_QUERY_TEMPLATE *)p->tmpl_ptr, p->tmpl_len,
+                                    (SOCKET_SECURITY_QUERY_INFO *)p->buf, &p->len, &p->ov, NULL);
+        break;
+    case OP_SET_SECURITY:
+        rc = WSASetSocketSecurity(p->sock, (const SOCKET_SECURITY_SETTINGS *)p->in, p->in_len, &p->ov, NULL);
+        break;
+    case OP_SET_TARGET_NAME:
+        rc = WSASetSocketPeerTargetName(p->sock, (const SOCKET_PEER_TARGET_NAME *)p->in, p->in_len, &p->ov, NULL);
+        break;
+    default:
+        rc = WSADeleteSocketPeerTargetName(p->sock, (const struct sockaddr *)&p->addr, p->addr_len, &p->ov, NULL);
+        break;
+    }
     if (rc == 0) {
         /* Done at once (always so for a non-overlapped socket, Q9): the length holds the bytes copied (Q7). */
-        finish_success(p, p->len);
+        if (p->op == OP_QUERY) {
+            finish_success(p, p->len);
+        } else {
+            finish_call(p);
+        }
         return;
     }
     rc = WSAGetLastError();
     if (rc == WSA_IO_PENDING) {
         return;
     }
-    if (rc == WSAEMSGSIZE) {
+    if (rc == WSAEMSGSIZE && p->op == OP_QUERY) {
         renegotiate(p, p->len);
         return;
     }
-    finish_error(p, rc, "WSAQuerySocketSecurity");
+    finish_error(p, rc, op_names[p->op]);
 }
 
 static void renegotiate(secsock_pending *p, ULONG needed)
@@ -412,37 +468,37 @@ static void renegotiate(secsock_pending *p, ULONG needed)
 static int settle(secsock_pending *p, int may_reissue)
 {
     DWORD transferred = 0, flags = 0;
-    ULONG n;
     int e;
 
     if (p->state != PENDING_IN_FLIGHT || WaitForSingleObject(p->event, 0) != WAIT_OBJECT_0) {
         return p->state;
     }
     if (WSAGetOverlappedResult(p->sock, &p->ov, &transferred, FALSE, &flags)) {
-        /*
-         * Q7 says the length is written back; the Winsock overlapped model reports the bytes through the
-         * OVERLAPPED. Take the latter, the former when it says nothing.
-         */
-        n = transferred != 0 ? (ULONG)transferred : p->len;
-        finish_success(p, n);
+        if (p->op != OP_QUERY) {
+            finish_call(p);
+        } else {
+            /*
+             * Q7 says the length is written back; the Winsock overlapped model reports the bytes through the
+             * OVERLAPPED. Take the latter, the former when it says nothing.
+             */
+            finish_success(p, transferred != 0 ? (ULONG)transferred : p->len);
+        }
         return p->state;
     }
     e = WSAGetLastError();
-    if (e == WSAEMSGSIZE) {
+    if (e == WSAEMSGSIZE && p->op == OP_QUERY) {
         ULONG needed = transferred != 0 ? (ULONG)transferred : p->len;
         if (may_reissue) {
             renegotiate(p, needed);
         } else {
-            finish_error(p, WSAEMSGSIZE, "WSAQuerySocketSecurity");
+            finish_error(p, WSAEMSGSIZE, op_names[p->op]);
         }
-        return p->state;
-    }
-    if (e == WSA_IO_INCOMPLETE) {
+    } else if (e == WSA_IO_INCOMPLETE) {
         /* The event fired but the OVERLAPPED still says pending: report it rather than spin. */
         finish_error(p, WSA_IO_INCOMPLETE, "WSAGetOverlappedResult");
-        return p->state;
+    } else {
+        finish_error(p, e, op_names[p->op]);
     }
-    finish_error(p, e, "WSAQuerySocketSecurity");
     return p->state;
 }
 
@@ -462,8 +518,44 @@ static void pending_destroy(secsock_pending *p)
     if (p->event != NULL) {
         CloseHandle(p->event);
     }
+    if (p->in != NULL && p->wipe_in) {
+        SecureZeroMemory(p->in, p->in_len); /* the password the system no longer reads */
+    }
+    free(p->in);
     free(p->buf);
     free(p);
+}
+
+/* A new pending for op on sock, with its event: NULL with err set. */
+static secsock_pending *pending_new(int op, secsock_fd sock, secsock_error *err)
+{
+    secsock_pending *p = (secsock_pending *)calloc(1, sizeof(*p));
+
+    if (p == NULL) {
+        secsock_error_set(err, SECSOCK_ERR_NOMEM, 0, 0, op_names[op], "out of memory for a %s call", op_names[op]);
+        return NULL;
+    }
+    InitializeSRWLock(&p->lock);
+    p->op = op;
+    p->sock = to_socket(sock);
+    p->event = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (p->event == NULL) {
+        DWORD e = GetLastError();
+        pending_destroy(p);
+        error_os(err, (long)e, "CreateEvent", "no event for the call");
+        return NULL;
+    }
+    return p;
+}
+
+/* Issue the pending's first call; it may complete at once. */
+static secsock_pending *pending_start(secsock_pending *p)
+{
+    /* No other thread can see p yet, but issue() and settle() expect the lock's discipline anyway. */
+    AcquireSRWLockExclusive(&p->lock);
+    issue(p);
+    ReleaseSRWLockExclusive(&p->lock);
+    return p;
 }
 
 secsock_pending *secsock_query_begin(const secsock_query_request *req, secsock_error *err)
@@ -486,13 +578,10 @@ secsock_pending *secsock_query_begin(const secsock_query_request *req, secsock_e
                           "SOCK_DGRAM");
         return NULL;
     }
-    p = (secsock_pending *)calloc(1, sizeof(*p));
+    p = pending_new(OP_QUERY, req->sock, err);
     if (p == NULL) {
-        secsock_error_set(err, SECSOCK_ERR_NOMEM, 0, 0, "WSAQuerySocketSecurity", "out of memory for a query");
         return NULL;
     }
-    InitializeSRWLock(&p->lock);
-    p->sock = to_socket(req->sock);
     if (build_template(p, req, &kind, err) != 0) {
         pending_destroy(p);
         return NULL;
@@ -505,18 +594,336 @@ secsock_pending *secsock_query_begin(const secsock_query_request *req, secsock_e
         secsock_error_set(err, SECSOCK_ERR_NOMEM, 0, 0, "WSAQuerySocketSecurity", "out of memory for a query");
         return NULL;
     }
-    p->event = CreateEventW(NULL, TRUE, FALSE, NULL);
-    if (p->event == NULL) {
-        DWORD e = GetLastError();
-        pending_destroy(p);
-        error_os(err, (long)e, "CreateEvent", "no event for the query");
+    return pending_start(p);
+}
+
+/*
+ * UTF-8 text as UTF-16 without terminator into dst (NULL: only measure). Returns the length in bytes, or -1
+ * with an argument error naming `what` when the text is not valid UTF-8.
+ */
+static int utf16_of(const char *text, WCHAR *dst, int room, const char *what, secsock_error *err)
+{
+    int n;
+
+    if (text == NULL || text[0] == '\0') {
+        return 0;
+    }
+    n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, text, -1, dst, dst != NULL ? room + 1 : 0);
+    if (n <= 0) {
+        return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, what, "%s is not valid UTF-8", what);
+    }
+    return (n - 1) * (int)sizeof(WCHAR); /* without the terminator */
+}
+
+/*
+ * Pack the strings (user, domain, password, or a name) as UTF-16 after `header` bytes: allocates *out, and
+ * the lengths in bytes go to lens[]. 0 or -1 with err set.
+ */
+static int pack_strings(size_t header, const char *const *texts, const char *const *names, int count, void **out,
+                        ULONG *out_len, ULONG *lens, secsock_error *err)
+{
+    size_t total = header;
+    unsigned char *block;
+    int i, n;
+
+    for (i = 0; i < count; i++) {
+        n = utf16_of(texts[i], NULL, 0, names[i], err);
+        if (n < 0) {
+            return -1;
+        }
+        lens[i] = (ULONG)n;
+        total += (size_t)n;
+    }
+    /* Room for one terminator more than needed: MultiByteToWideChar writes it. */
+    block = (unsigned char *)calloc(1, total + sizeof(WCHAR));
+    if (block == NULL) {
+        return secsock_error_set(err, SECSOCK_ERR_NOMEM, 0, 0, names[0], "out of memory for the %s", names[0]);
+    }
+    total = header;
+    for (i = 0; i < count; i++) {
+        if (lens[i] != 0) {
+            (void)utf16_of(texts[i], (WCHAR *)(block + total), (int)(lens[i] / sizeof(WCHAR)), names[i], err);
+            total += lens[i];
+        }
+    }
+    *out = block;
+    *out_len = (ULONG)total;
+    return 0;
+}
+
+secsock_pending *secsock_set_security_begin(secsock_fd sock, const secsock_settings *settings, secsock_error *err)
+{
+    secsock_pending *p;
+
+    secsock_error_clear(err);
+    p = pending_new(OP_SET_SECURITY, sock, err);
+    if (p == NULL) {
         return NULL;
     }
-    /* No other thread can see p yet, but issue() and settle() expect the lock's discipline anyway. */
-    AcquireSRWLockExclusive(&p->lock);
-    issue(p);
-    ReleaseSRWLockExclusive(&p->lock);
-    return p;
+    if (settings == NULL) {
+        /* NULL settings: the system's defaults. */
+    } else if (!settings->is_ipsec) {
+        SOCKET_SECURITY_SETTINGS *plain = (SOCKET_SECURITY_SETTINGS *)calloc(1, sizeof(*plain));
+        if (plain == NULL) {
+            pending_destroy(p);
+            secsock_error_set(err, SECSOCK_ERR_NOMEM, 0, 0, "settings", "out of memory for the settings");
+            return NULL;
+        }
+        plain->SecurityProtocol = (SOCKET_SECURITY_PROTOCOL)settings->protocol;
+        plain->SecurityFlags = settings->security_flags;
+        p->in = plain;
+        p->in_len = (ULONG)sizeof(*plain);
+    } else {
+        const char *texts[3], *names[3] = {"user", "domain", "password"};
+        ULONG lens[3];
+        SOCKET_SECURITY_SETTINGS_IPSEC *ipsec;
+
+        texts[0] = settings->user;
+        texts[1] = settings->domain;
+        texts[2] = settings->password;
+        if (pack_strings(offsetof(SOCKET_SECURITY_SETTINGS_IPSEC, AllStrings), texts, names, 3, &p->in, &p->in_len,
+                         lens, err) != 0) {
+            pending_destroy(p);
+            return NULL;
+        }
+        p->wipe_in = settings->password != NULL;
+        ipsec = (SOCKET_SECURITY_SETTINGS_IPSEC *)p->in;
+        ipsec->SecurityProtocol = SOCKET_SECURITY_PROTOCOL_IPSEC;
+        ipsec->SecurityFlags = settings->security_flags;
+        ipsec->IpsecFlags = settings->ipsec_flags;
+        memcpy(&ipsec->AuthipMMPolicyKey, settings->mm_policy_key, 16);
+        memcpy(&ipsec->AuthipQMPolicyKey, settings->qm_policy_key, 16);
+        ipsec->UserNameStringLen = lens[0];
+        ipsec->DomainNameStringLen = lens[1];
+        ipsec->PasswordStringLen = lens[2];
+    }
+    return pending_start(p);
+}
+
+secsock_pending *secsock_set_peer_target_name_begin(secsock_fd sock, uint32_t protocol, const secsock_peer *peer,
+                                                    const char *name, secsock_error *err)
+{
+    const char *names[1] = {"name"};
+    ULONG len;
+    secsock_pending *p;
+    SOCKET_PEER_TARGET_NAME *target;
+
+    secsock_error_clear(err);
+    if (name == NULL || name[0] == '\0') {
+        secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "name", "name (the peer's SPN) must not be empty");
+        return NULL;
+    }
+    p = pending_new(OP_SET_TARGET_NAME, sock, err);
+    if (p == NULL) {
+        return NULL;
+    }
+    if (pack_strings(offsetof(SOCKET_PEER_TARGET_NAME, AllStrings), &name, names, 1, &p->in, &p->in_len, &len,
+                     err) != 0) {
+        pending_destroy(p);
+        return NULL;
+    }
+    target = (SOCKET_PEER_TARGET_NAME *)p->in;
+    target->SecurityProtocol = (SOCKET_SECURITY_PROTOCOL)protocol;
+    if (peer != NULL) {
+        (void)peer_to_sockaddr(peer, &target->PeerAddress);
+    }
+    target->PeerTargetNameStringLen = len;
+    return pending_start(p);
+}
+
+secsock_pending *secsock_delete_peer_target_name_begin(secsock_fd sock, const secsock_peer *peer, secsock_error *err)
+{
+    secsock_pending *p;
+
+    secsock_error_clear(err);
+    if (peer == NULL) {
+        secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "peer", "peer is required to delete its target name");
+        return NULL;
+    }
+    p = pending_new(OP_DELETE_TARGET_NAME, sock, err);
+    if (p == NULL) {
+        return NULL;
+    }
+    p->addr_len = peer_to_sockaddr(peer, &p->addr);
+    return pending_start(p);
+}
+
+int secsock_impersonate_peer(secsock_fd sock, const secsock_peer *peer, secsock_error *err)
+{
+    SOCKADDR_STORAGE addr;
+    ULONG len = 0;
+
+    secsock_error_clear(err);
+    if (peer != NULL) {
+        len = peer_to_sockaddr(peer, &addr);
+    }
+    if (WSAImpersonateSocketPeer(to_socket(sock), peer != NULL ? (const struct sockaddr *)&addr : NULL, len) != 0) {
+        long e = WSAGetLastError();
+        return error_os(err, e, "WSAImpersonateSocketPeer", describe(e));
+    }
+    return 0;
+}
+
+int secsock_revert_impersonation(secsock_error *err)
+{
+    secsock_error_clear(err);
+    if (WSARevertImpersonation() != 0) {
+        long e = WSAGetLastError();
+        return error_os(err, e, "WSARevertImpersonation", describe(e));
+    }
+    return 0;
+}
+
+/* Text of a wide string as UTF-8 into dst (always terminated). */
+static void utf8_of(const WCHAR *text, char *dst, int room)
+{
+    if (WideCharToMultiByte(CP_UTF8, 0, text, -1, dst, room, NULL, NULL) <= 0) {
+        dst[0] = '\0';
+    }
+    dst[room - 1] = '\0';
+}
+
+/* "S-1-..." and "DOMAIN\\name" (or "" when the SID maps to no name) of a SID. 0 or -1 with err set. */
+static int describe_sid(PSID sid, secsock_account *out, secsock_error *err)
+{
+    WCHAR *text = NULL, name[256], domain[256], both[514];
+    DWORD name_len = 256, domain_len = 256, at = 0;
+    SID_NAME_USE use;
+
+    memset(out, 0, sizeof(*out));
+    if (!ConvertSidToStringSidW(sid, &text)) {
+        return error_os(err, (long)GetLastError(), "ConvertSidToStringSid", "cannot print the SID");
+    }
+    utf8_of(text, out->sid, (int)sizeof(out->sid));
+    LocalFree(text);
+    if (LookupAccountSidW(NULL, sid, name, &name_len, domain, &domain_len, &use)) {
+        if (domain[0] != 0) {
+            memcpy(both, domain, domain_len * sizeof(WCHAR)); /* the lengths come back without terminator */
+            at = domain_len;
+            both[at++] = L'\\';
+        }
+        memcpy(both + at, name, (name_len + 1) * sizeof(WCHAR));
+        utf8_of(both, out->account, (int)sizeof(out->account));
+    } else if (GetLastError() != ERROR_NONE_MAPPED) {
+        return error_os(err, (long)GetLastError(), "LookupAccountSid", "cannot name the SID");
+    }
+    return 0;
+}
+
+/* GetTokenInformation into a malloc'ed buffer (*out, freed by the caller). 0 or -1 with err set. */
+static int token_info(uint64_t token, TOKEN_INFORMATION_CLASS what, void **out, secsock_error *err)
+{
+    DWORD size = 0;
+    void *buf;
+
+    *out = NULL;
+    if (!GetTokenInformation(to_handle(token), what, NULL, 0, &size) && GetLastError() != ERROR_INSUFFICIENT_BUFFER) {
+        return error_os(err, (long)GetLastError(), "GetTokenInformation", "cannot read the token");
+    }
+    buf = malloc(size != 0 ? size : 1);
+    if (buf == NULL) {
+        return secsock_error_set(err, SECSOCK_ERR_NOMEM, 0, 0, "GetTokenInformation", "out of memory for a token");
+    }
+    if (!GetTokenInformation(to_handle(token), what, buf, size, &size)) {
+        free(buf);
+        return error_os(err, (long)GetLastError(), "GetTokenInformation", "cannot read the token");
+    }
+    *out = buf;
+    return 0;
+}
+
+int secsock_token_user(uint64_t token, secsock_account *user, secsock_error *err)
+{
+    void *info;
+    int rc;
+
+    secsock_error_clear(err);
+    if (token_info(token, TokenUser, &info, err) != 0) {
+        return -1;
+    }
+    rc = describe_sid(((TOKEN_USER *)info)->User.Sid, user, err);
+    free(info);
+    return rc;
+}
+
+int secsock_token_groups(uint64_t token, secsock_account **groups, size_t *count, secsock_error *err)
+{
+    void *info;
+    TOKEN_GROUPS *tg;
+    secsock_account *list;
+    DWORD i;
+
+    secsock_error_clear(err);
+    *groups = NULL;
+    *count = 0;
+    if (token_info(token, TokenGroups, &info, err) != 0) {
+        return -1;
+    }
+    tg = (TOKEN_GROUPS *)info;
+    list = (secsock_account *)calloc(tg->GroupCount != 0 ? tg->GroupCount : 1, sizeof(*list));
+    if (list == NULL) {
+        free(info);
+        return secsock_error_set(err, SECSOCK_ERR_NOMEM, 0, 0, "GetTokenInformation", "out of memory for groups");
+    }
+    for (i = 0; i < tg->GroupCount; i++) {
+        if (describe_sid(tg->Groups[i].Sid, &list[i], err) != 0) {
+            free(list);
+            free(info);
+            return -1;
+        }
+    }
+    *groups = list;
+    *count = tg->GroupCount;
+    free(info);
+    return 0;
+}
+
+int secsock_token_is_member(uint64_t token, const char *sid_or_account, int *member, secsock_error *err)
+{
+    WCHAR wide[520];
+    PSID sid = NULL;
+    BYTE account_sid[SECURITY_MAX_SID_SIZE];
+    WCHAR domain[256];
+    DWORD sid_size = sizeof(account_sid), domain_len = 256;
+    SID_NAME_USE use;
+    HANDLE imp = NULL;
+    BOOL is = FALSE, ok;
+    int rc = 0;
+
+    secsock_error_clear(err);
+    *member = 0;
+    if (sid_or_account == NULL ||
+        MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, sid_or_account, -1, wide, 520) <= 1) {
+        return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "group",
+                                 "group must be a SID (S-1-...) or an account name in valid UTF-8");
+    }
+    if ((wide[0] == L'S' || wide[0] == L's') && wide[1] == L'-') {
+        if (!ConvertStringSidToSidW(wide, &sid)) {
+            return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "group", "%s is not a valid SID",
+                                     sid_or_account);
+        }
+    } else if (LookupAccountNameW(NULL, wide, account_sid, &sid_size, domain, &domain_len, &use)) {
+        sid = (PSID)account_sid;
+    } else {
+        return error_os(err, (long)GetLastError(), "LookupAccountName", "no such account");
+    }
+    ok = CheckTokenMembership(to_handle(token), sid, &is);
+    if (!ok && GetLastError() == ERROR_NO_IMPERSONATION_TOKEN) {
+        /* CheckTokenMembership wants an impersonation token: check a duplicate at identification level. */
+        if (DuplicateToken(to_handle(token), SecurityIdentification, &imp)) {
+            ok = CheckTokenMembership(imp, sid, &is);
+            CloseHandle(imp);
+        }
+    }
+    if (!ok) {
+        rc = error_os(err, (long)GetLastError(), "CheckTokenMembership", "cannot check the membership");
+    } else {
+        *member = is ? 1 : 0;
+    }
+    if (sid != (PSID)account_sid) {
+        LocalFree(sid);
+    }
+    return rc;
 }
 
 int secsock_pending_done(secsock_pending *p)
@@ -560,7 +967,9 @@ int secsock_pending_result(secsock_pending *p, secsock_result *out, secsock_erro
     int rc;
 
     secsock_error_clear(err);
-    memset(out, 0, sizeof(*out));
+    if (out != NULL) {
+        memset(out, 0, sizeof(*out));
+    }
     if (secsock_pending_wait(p, -1, err) != 1) {
         return -1;
     }
@@ -574,9 +983,11 @@ int secsock_pending_result(secsock_pending *p, secsock_result *out, secsock_erro
         rc = -1;
     } else {
         p->taken = 1;
-        *out = p->held; /* hands the token handles over: they are no longer ours to close */
-        p->held.peer_application_token = 0;
-        p->held.peer_machine_token = 0;
+        if (out != NULL) {
+            *out = p->held; /* hands the token handles over: they are no longer ours to close */
+            p->held.peer_application_token = 0;
+            p->held.peer_machine_token = 0;
+        } /* else any token handles stay ours and secsock_pending_free closes them */
         rc = 0;
     }
     ReleaseSRWLockExclusive(&p->lock);

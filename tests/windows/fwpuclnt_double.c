@@ -23,6 +23,7 @@
 #include <ws2ipdef.h>
 #include <mstcpip.h>
 #include <windows.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "fwpuclnt_double.h"
@@ -78,6 +79,7 @@ typedef struct {
     HANDLE caller_event; /* untagged */
     int post_packet;
     dbl_step step;
+    int is_query;
     ask question;
     void *info;
     ULONG *len;
@@ -232,6 +234,9 @@ static int produce(const dbl_step *step, const ask *q, void *info, ULONG *len)
     if (step->kind == DBL_ERROR) {
         return step->error;
     }
+    if (q == NULL) {
+        return 0; /* a set/delete call: success, nothing to write */
+    }
     if (step->kind == DBL_MSGSIZE) {
         *len = step->needed;
         return WSAEMSGSIZE;
@@ -339,8 +344,8 @@ static DWORD WINAPI worker(LPVOID arg)
         deliver(copy.ov, copy.caller_event, copy.post_packet, STATUS_CANCELLED_, 0);
         return 0;
     }
-    error = produce(&copy.step, &copy.question, copy.info, copy.len);
-    bytes = (error == 0 || error == WSAEMSGSIZE) ? *copy.len : 0;
+    error = produce(&copy.step, copy.is_query ? &copy.question : NULL, copy.info, copy.len);
+    bytes = copy.is_query && (error == 0 || error == WSAEMSGSIZE) ? *copy.len : 0;
     deliver(copy.ov, copy.caller_event, copy.post_packet, status_of(error), bytes);
     return 0;
 }
@@ -402,7 +407,10 @@ static int start_pending(SOCKET sock, WSAOVERLAPPED *ov, const dbl_step *step, c
     s->caller_event = (HANDLE)((UINT_PTR)ov->hEvent & ~(UINT_PTR)1);
     s->post_packet = ((UINT_PTR)ov->hEvent & 1) == 0;
     s->step = *step;
-    s->question = *q;
+    s->is_query = q != NULL;
+    if (q != NULL) {
+        s->question = *q;
+    }
     s->info = info;
     s->len = len;
     s->release_event = CreateEventW(NULL, TRUE, FALSE, NULL);
@@ -429,6 +437,125 @@ static int start_pending(SOCKET sock, WSAOVERLAPPED *ov, const dbl_step *step, c
     return 1;
 }
 
+/* A place in the call log, taken when the call starts so that calls are logged in the order they came. */
+static int reserve_record(void)
+{
+    int index;
+
+    EnterCriticalSection(&lock);
+    index = call_count < DBL_MAX_CALLS ? call_count++ : -1;
+    LeaveCriticalSection(&lock);
+    return index;
+}
+
+/* Log the call with its result and return as Winsock does. */
+static int finish(dbl_call *rec, int index, int error)
+{
+    rec->result = error;
+    if (index >= 0) {
+        EnterCriticalSection(&lock);
+        calls[index] = *rec;
+        LeaveCriticalSection(&lock);
+    }
+    if (error != 0) {
+        WSASetLastError(error);
+        return SOCKET_ERROR;
+    }
+    return 0;
+}
+
+/*
+ * Take the next step and deliver its outcome: pending (overlapped socket and OVERLAPPED, Q9) or at once. q is
+ * NULL for the set/delete calls. Returns 0, WSA_IO_PENDING or the error.
+ */
+static int respond(SOCKET sock, LPWSAOVERLAPPED ov, const ask *q, void *info, ULONG *len, dbl_call *rec)
+{
+    dbl_step step;
+    int error;
+
+    memset(&step, 0, sizeof(step));
+    EnterCriticalSection(&lock);
+    if (step_count > 0) {
+        step = steps[step_head];
+        step_head = (step_head + 1) % MAX_STEPS;
+        step_count--;
+        rec->scripted = 1;
+    }
+    LeaveCriticalSection(&lock);
+    /* Unscripted (step all zero): an immediate success (for the query: a connection in the clear). */
+    if (step.when != DBL_NOW && ov != NULL && ov->hEvent != NULL && socket_is_overlapped(sock) &&
+        (step.kind != DBL_ERROR || status_of(step.error) != 0) && start_pending(sock, ov, &step, q, info, len)) {
+        return WSA_IO_PENDING;
+    }
+    error = produce(&step, q, info, len);
+    if (error == 0 && ov != NULL && socket_is_overlapped(sock)) {
+        /* Immediate success of an overlapped operation still completes the OVERLAPPED. */
+        deliver(ov, (HANDLE)((UINT_PTR)ov->hEvent & ~(UINT_PTR)1), ((UINT_PTR)ov->hEvent & 1) == 0, STATUS_OK,
+                q != NULL ? *len : 0);
+    }
+    return error;
+}
+
+/* Winsock's own check for the other calls: the descriptor must be a socket. */
+static int not_a_socket(SOCKET sock)
+{
+    WSAPROTOCOL_INFOW pi;
+    int pi_len = (int)sizeof(pi);
+
+    return getsockopt(sock, SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)&pi, &pi_len) != 0;
+}
+
+static void record_peer(dbl_call *rec, const SOCKADDR_STORAGE *a)
+{
+    rec->peer_family = a->ss_family;
+    if (a->ss_family == AF_INET) {
+        const SOCKADDR_IN *sin = (const SOCKADDR_IN *)a;
+        rec->peer_port = ntohs(sin->sin_port);
+        memcpy(rec->peer_addr, &sin->sin_addr, 4);
+    } else if (a->ss_family == AF_INET6) {
+        const SOCKADDR_IN6 *sin6 = (const SOCKADDR_IN6 *)a;
+        rec->peer_port = ntohs(sin6->sin6_port);
+        memcpy(rec->peer_addr, &sin6->sin6_addr, 16);
+        rec->peer_flowinfo = sin6->sin6_flowinfo;
+        rec->peer_scope_id = sin6->sin6_scope_id;
+    }
+}
+
+/* A sockaddr argument and its length. */
+static void record_sockaddr(dbl_call *rec, const struct sockaddr *addr, ULONG len)
+{
+    SOCKADDR_STORAGE a;
+
+    rec->input_null = addr == NULL;
+    rec->input_len = len;
+    if (addr != NULL && len <= sizeof(a)) {
+        memset(&a, 0, sizeof(a));
+        memcpy(&a, addr, len);
+        record_peer(rec, &a);
+    }
+}
+
+static void record_strings(dbl_call *rec, const WCHAR *strings, ULONG bytes)
+{
+    ULONG chars = bytes / sizeof(WCHAR);
+
+    if (chars > 95) {
+        chars = 95;
+    }
+    memcpy(rec->strings, strings, chars * sizeof(WCHAR));
+}
+
+static void begin_record(dbl_call *rec, int function, SOCKET sock, LPWSAOVERLAPPED ov,
+                         LPWSAOVERLAPPED_COMPLETION_ROUTINE routine)
+{
+    memset(rec, 0, sizeof(*rec));
+    rec->function = function;
+    rec->sock = sock;
+    rec->overlapped_null = ov == NULL;
+    rec->event_low_bit = ov != NULL && ((UINT_PTR)ov->hEvent & 1) != 0;
+    rec->routine_null = routine == NULL;
+}
+
 int WSAAPI WSAQuerySocketSecurity(SOCKET Socket, const SOCKET_SECURITY_QUERY_TEMPLATE *SecurityQueryTemplate,
                                                         ULONG SecurityQueryTemplateLen, SOCKET_SECURITY_QUERY_INFO *SecurityQueryInfo,
                                                         ULONG *SecurityQueryInfoLen, LPWSAOVERLAPPED Overlapped,
@@ -438,32 +565,18 @@ int WSAAPI WSAQuerySocketSecurity(SOCKET Socket, const SOCKET_SECURITY_QUERY_TEM
     WSAPROTOCOL_INFOW pi;
     int pi_len = (int)sizeof(pi);
     dbl_call rec;
-    dbl_step step;
     ask q;
-    int error = 0, scripted = 0, is_tcp, have_template;
+    int error = 0, is_tcp, have_template;
     int index;
 
-    memset(&rec, 0, sizeof(rec));
-    rec.sock = Socket;
+    begin_record(&rec, DBL_FN_QUERY, Socket, Overlapped, CompletionRoutine);
     rec.template_null = SecurityQueryTemplate == NULL;
     rec.template_len = SecurityQueryTemplateLen;
     have_template = SecurityQueryTemplate != NULL && SecurityQueryTemplateLen != 0;
     if (SecurityQueryTemplate != NULL && SecurityQueryTemplateLen >= sizeof(SOCKET_SECURITY_QUERY_TEMPLATE)) {
-        const SOCKADDR_STORAGE *a = &SecurityQueryTemplate->PeerAddress;
         rec.protocol = (ULONG)SecurityQueryTemplate->SecurityProtocol;
         rec.token_mask = SecurityQueryTemplate->PeerTokenAccessMask;
-        rec.peer_family = a->ss_family;
-        if (a->ss_family == AF_INET) {
-            const SOCKADDR_IN *sin = (const SOCKADDR_IN *)a;
-            rec.peer_port = ntohs(sin->sin_port);
-            memcpy(rec.peer_addr, &sin->sin_addr, 4);
-        } else if (a->ss_family == AF_INET6) {
-            const SOCKADDR_IN6 *sin6 = (const SOCKADDR_IN6 *)a;
-            rec.peer_port = ntohs(sin6->sin6_port);
-            memcpy(rec.peer_addr, &sin6->sin6_addr, 16);
-            rec.peer_flowinfo = sin6->sin6_flowinfo;
-            rec.peer_scope_id = sin6->sin6_scope_id;
-        }
+        record_peer(&rec, &SecurityQueryTemplate->PeerAddress);
         if (SecurityQueryTemplate->SecurityProtocol == SOCKET_SECURITY_PROTOCOL_IPSEC2 &&
             SecurityQueryTemplateLen >= sizeof(SOCKET_SECURITY_QUERY_TEMPLATE_IPSEC2)) {
             rec.ipsec2_flags = t2->Flags;
@@ -473,14 +586,8 @@ int WSAAPI WSAQuerySocketSecurity(SOCKET Socket, const SOCKET_SECURITY_QUERY_TEM
     rec.info_null = SecurityQueryInfo == NULL;
     rec.len_null = SecurityQueryInfoLen == NULL;
     rec.len_in = SecurityQueryInfoLen != NULL ? *SecurityQueryInfoLen : 0;
-    rec.overlapped_null = Overlapped == NULL;
-    rec.event_low_bit = Overlapped != NULL && ((UINT_PTR)Overlapped->hEvent & 1) != 0;
-    rec.routine_null = CompletionRoutine == NULL;
 
-    EnterCriticalSection(&lock);
-    index = call_count < DBL_MAX_CALLS ? call_count++ : -1;
-    LeaveCriticalSection(&lock);
-
+    index = reserve_record();
     memset(&q, 0, sizeof(q));
     memset(&pi, 0, sizeof(pi));
     if (getsockopt(Socket, SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)&pi, &pi_len) != 0) {
@@ -512,40 +619,87 @@ int WSAAPI WSAQuerySocketSecurity(SOCKET Socket, const SOCKET_SECURITY_QUERY_TEM
             q.token_mask = SecurityQueryTemplate->PeerTokenAccessMask;
             q.field_mask = q.ipsec2 ? t2->FieldMask : 0;
         }
-        memset(&step, 0, sizeof(step));
-        EnterCriticalSection(&lock);
-        if (step_count > 0) {
-            step = steps[step_head];
-            step_head = (step_head + 1) % MAX_STEPS;
-            step_count--;
-            scripted = 1;
-        }
-        LeaveCriticalSection(&lock);
-        /* Unscripted (step all zero): an immediate answer for a connection in the clear. */
-        if (step.when != DBL_NOW && Overlapped != NULL && Overlapped->hEvent != NULL && socket_is_overlapped(Socket) &&
-            (step.kind != DBL_ERROR || status_of(step.error) != 0) &&
-            start_pending(Socket, Overlapped, &step, &q, SecurityQueryInfo, SecurityQueryInfoLen)) {
-            error = WSA_IO_PENDING;
-        } else {
-            error = produce(&step, &q, SecurityQueryInfo, SecurityQueryInfoLen);
-            if (error == 0 && Overlapped != NULL && socket_is_overlapped(Socket)) {
-                /* Immediate success of an overlapped operation still completes the OVERLAPPED. */
-                deliver(Overlapped, (HANDLE)((UINT_PTR)Overlapped->hEvent & ~(UINT_PTR)1),
-                        ((UINT_PTR)Overlapped->hEvent & 1) == 0, STATUS_OK, *SecurityQueryInfoLen);
-            }
-        }
+        error = respond(Socket, Overlapped, &q, SecurityQueryInfo, SecurityQueryInfoLen, &rec);
     }
+    return finish(&rec, index, error);
+}
 
-    rec.result = error;
-    rec.scripted = scripted;
-    if (index >= 0) {
-        EnterCriticalSection(&lock);
-        calls[index] = rec;
-        LeaveCriticalSection(&lock);
+
+/* ---- the rest of the family: recorded, answered from the script ---- */
+
+int WSAAPI WSASetSocketSecurity(SOCKET Socket, const SOCKET_SECURITY_SETTINGS *SecuritySettings,
+                                ULONG SecuritySettingsLen, LPWSAOVERLAPPED Overlapped,
+                                LPWSAOVERLAPPED_COMPLETION_ROUTINE CompletionRoutine)
+{
+    dbl_call rec;
+    int index = reserve_record();
+
+    begin_record(&rec, DBL_FN_SET_SECURITY, Socket, Overlapped, CompletionRoutine);
+    rec.input_null = SecuritySettings == NULL;
+    rec.input_len = SecuritySettingsLen;
+    if (SecuritySettings != NULL && SecuritySettingsLen >= sizeof(SOCKET_SECURITY_SETTINGS)) {
+        rec.protocol = (ULONG)SecuritySettings->SecurityProtocol;
+        rec.security_flags = SecuritySettings->SecurityFlags;
     }
-    if (error != 0) {
-        WSASetLastError(error);
-        return SOCKET_ERROR;
+    if (SecuritySettings != NULL && SecuritySettings->SecurityProtocol == SOCKET_SECURITY_PROTOCOL_IPSEC &&
+        SecuritySettingsLen >= offsetof(SOCKET_SECURITY_SETTINGS_IPSEC, AllStrings)) {
+        const SOCKET_SECURITY_SETTINGS_IPSEC *ipsec = (const SOCKET_SECURITY_SETTINGS_IPSEC *)SecuritySettings;
+        rec.ipsec_flags = ipsec->IpsecFlags;
+        rec.string_lens[0] = ipsec->UserNameStringLen;
+        rec.string_lens[1] = ipsec->DomainNameStringLen;
+        rec.string_lens[2] = ipsec->PasswordStringLen;
+        record_strings(&rec, ipsec->AllStrings,
+                       SecuritySettingsLen - (ULONG)offsetof(SOCKET_SECURITY_SETTINGS_IPSEC, AllStrings));
     }
-    return 0;
+    return finish(&rec, index, not_a_socket(Socket) ? WSAENOTSOCK : respond(Socket, Overlapped, NULL, NULL, NULL, &rec));
+}
+
+int WSAAPI WSASetSocketPeerTargetName(SOCKET Socket, const SOCKET_PEER_TARGET_NAME *PeerTargetName,
+                                      ULONG PeerTargetNameLen, LPWSAOVERLAPPED Overlapped,
+                                      LPWSAOVERLAPPED_COMPLETION_ROUTINE CompletionRoutine)
+{
+    dbl_call rec;
+    int index = reserve_record();
+
+    begin_record(&rec, DBL_FN_SET_TARGET_NAME, Socket, Overlapped, CompletionRoutine);
+    rec.input_null = PeerTargetName == NULL;
+    rec.input_len = PeerTargetNameLen;
+    if (PeerTargetName != NULL && PeerTargetNameLen >= offsetof(SOCKET_PEER_TARGET_NAME, AllStrings)) {
+        rec.protocol = (ULONG)PeerTargetName->SecurityProtocol;
+        record_peer(&rec, &PeerTargetName->PeerAddress);
+        rec.string_lens[0] = PeerTargetName->PeerTargetNameStringLen;
+        record_strings(&rec, PeerTargetName->AllStrings,
+                       PeerTargetNameLen - (ULONG)offsetof(SOCKET_PEER_TARGET_NAME, AllStrings));
+    }
+    return finish(&rec, index, not_a_socket(Socket) ? WSAENOTSOCK : respond(Socket, Overlapped, NULL, NULL, NULL, &rec));
+}
+
+int WSAAPI WSADeleteSocketPeerTargetName(SOCKET Socket, const struct sockaddr *PeerAddr, ULONG PeerAddrLen,
+                                         LPWSAOVERLAPPED Overlapped, LPWSAOVERLAPPED_COMPLETION_ROUTINE CompletionRoutine)
+{
+    dbl_call rec;
+    int index = reserve_record();
+
+    begin_record(&rec, DBL_FN_DELETE_TARGET_NAME, Socket, Overlapped, CompletionRoutine);
+    record_sockaddr(&rec, PeerAddr, PeerAddrLen);
+    return finish(&rec, index, not_a_socket(Socket) ? WSAENOTSOCK : respond(Socket, Overlapped, NULL, NULL, NULL, &rec));
+}
+
+int WSAAPI WSAImpersonateSocketPeer(SOCKET Socket, const struct sockaddr *PeerAddress, ULONG peerAddressLen)
+{
+    dbl_call rec;
+    int index = reserve_record();
+
+    begin_record(&rec, DBL_FN_IMPERSONATE, Socket, NULL, NULL);
+    record_sockaddr(&rec, PeerAddress, peerAddressLen);
+    return finish(&rec, index, not_a_socket(Socket) ? WSAENOTSOCK : respond(Socket, NULL, NULL, NULL, NULL, &rec));
+}
+
+int WSAAPI WSARevertImpersonation(void)
+{
+    dbl_call rec;
+    int index = reserve_record();
+
+    begin_record(&rec, DBL_FN_REVERT, INVALID_SOCKET, NULL, NULL);
+    return finish(&rec, index, respond(INVALID_SOCKET, NULL, NULL, NULL, NULL, &rec));
 }

@@ -41,8 +41,20 @@ typedef struct {
     GUID sa_lookup_context;
 } dbl_step;
 
-/* What one WSAQuerySocketSecurity call was given. */
+/* Which export was called. The other functions of the family have no reference page here: the double records
+   their arguments and answers with the next step's outcome (DBL_ERROR: that error; otherwise success). */
+enum {
+    DBL_FN_QUERY = 0,
+    DBL_FN_SET_SECURITY,
+    DBL_FN_SET_TARGET_NAME,
+    DBL_FN_DELETE_TARGET_NAME,
+    DBL_FN_IMPERSONATE,
+    DBL_FN_REVERT
+};
+
+/* What one call was given. */
 typedef struct {
+    int function;       /* DBL_FN_* */
     SOCKET sock;
     int template_null;
     ULONG template_len;
@@ -61,6 +73,12 @@ typedef struct {
     int overlapped_null;
     int event_low_bit;   /* the OVERLAPPED's hEvent had its low-order bit set */
     int routine_null;
+    /* Set/delete/impersonate calls. */
+    int input_null;      /* settings or target name pointer was NULL */
+    ULONG input_len;     /* SecuritySettingsLen, PeerTargetNameLen or PeerAddrLen */
+    ULONG security_flags, ipsec_flags;
+    ULONG string_lens[3]; /* user, domain, password (settings) or the name (target name), in bytes */
+    WCHAR strings[96];   /* AllStrings as passed (first 95 characters), for the test to compare */
     int result;          /* 0, or the WSA error the call returned (WSA_IO_PENDING when it pended) */
     int scripted;        /* a step was consumed (0: the argument checks ended the call first, or unscripted) */
 } dbl_call;

@@ -13,6 +13,7 @@
 #include <windows.h>
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -1247,6 +1248,286 @@ static void test_wait_in_several_threads(void)
     end_test();
 }
 
+/* ======================================================================== */
+/* The rest of the family: no reference page here, so the tests check the arguments passed and the outcome. */
+
+/* Take the outcome of a set/delete call (no result to decode) and free it: 0 or -1 with err. */
+static int finish_call(secsock_pending *p, secsock_error *err)
+{
+    int rc;
+
+    if (p == NULL) {
+        return -1;
+    }
+    rc = secsock_pending_result(p, NULL, err);
+    secsock_pending_free(p);
+    return rc;
+}
+
+static void test_set_security_default(void)
+{
+    secsock_error err;
+    dbl_call c[DBL_MAX_CALLS];
+    int n;
+
+    begin_test("WSASetSocketSecurity with the system's defaults: NULL settings of length 0, success");
+    dbl_reset();
+    script(step_answer(0, 0));
+    CHECK(finish_call(secsock_set_security_begin((secsock_fd)tcp4, NULL, &err), &err) == 0, "failed: %s",
+          err.message);
+    n = calls(c);
+    CHECK(n == 1 && c[0].function == DBL_FN_SET_SECURITY && c[0].input_null && c[0].input_len == 0 &&
+              !c[0].overlapped_null && c[0].event_low_bit,
+          "%d calls, function %d null %d len %lu", n, c[0].function, c[0].input_null, (unsigned long)c[0].input_len);
+    end_test();
+}
+
+static void test_set_security_plain(void)
+{
+    secsock_settings st;
+    secsock_error err;
+    dbl_call c[DBL_MAX_CALLS];
+
+    begin_test("WSASetSocketSecurity plain settings: SOCKET_SECURITY_SETTINGS with protocol and flags");
+    dbl_reset();
+    memset(&st, 0, sizeof(st));
+    st.protocol = SECSOCK_PROTOCOL_IPSEC;
+    st.security_flags = SECSOCK_SETTINGS_GUARANTEE_ENCRYPTION;
+    script(step_answer(0, 0));
+    CHECK(finish_call(secsock_set_security_begin((secsock_fd)tcp4, &st, &err), &err) == 0, "failed: %s",
+          err.message);
+    calls(c);
+    CHECK(c[0].input_len == sizeof(SOCKET_SECURITY_SETTINGS) && c[0].protocol == SECSOCK_PROTOCOL_IPSEC &&
+              c[0].security_flags == SECSOCK_SETTINGS_GUARANTEE_ENCRYPTION,
+          "len %lu protocol %lu flags %lu", (unsigned long)c[0].input_len, (unsigned long)c[0].protocol,
+          (unsigned long)c[0].security_flags);
+    end_test();
+}
+
+static void test_set_security_ipsec_strings(void)
+{
+    secsock_settings st;
+    secsock_error err;
+    dbl_call c[DBL_MAX_CALLS];
+    static const WCHAR want[] = L"aliceCORPp\u00e4ss";
+    ULONG header = (ULONG)offsetof(SOCKET_SECURITY_SETTINGS_IPSEC, AllStrings);
+
+    begin_test("WSASetSocketSecurity IPsec settings: user, domain, password packed as UTF-16 with byte lengths");
+    dbl_reset();
+    memset(&st, 0, sizeof(st));
+    st.is_ipsec = 1;
+    st.security_flags = SECSOCK_SETTINGS_ALLOW_INSECURE;
+    st.ipsec_flags = SECSOCK_SETTINGS_IPSEC_SKIP_FILTER_INSTANTIATION;
+    st.user = "alice";
+    st.domain = "CORP";
+    st.password = "p\xc3\xa4ss"; /* UTF-8 for p-a-umlaut-s-s */
+    script(step_answer(0, 0));
+    CHECK(finish_call(secsock_set_security_begin((secsock_fd)tcp4, &st, &err), &err) == 0, "failed: %s",
+          err.message);
+    calls(c);
+    CHECK(c[0].protocol == SECSOCK_PROTOCOL_IPSEC && c[0].ipsec_flags == 1 && c[0].security_flags == 2,
+          "protocol %lu flags %lu/%lu", (unsigned long)c[0].protocol, (unsigned long)c[0].security_flags,
+          (unsigned long)c[0].ipsec_flags);
+    CHECK(c[0].string_lens[0] == 10 && c[0].string_lens[1] == 8 && c[0].string_lens[2] == 8 &&
+              c[0].input_len == header + 26,
+          "lengths %lu %lu %lu total %lu", (unsigned long)c[0].string_lens[0], (unsigned long)c[0].string_lens[1],
+          (unsigned long)c[0].string_lens[2], (unsigned long)c[0].input_len);
+    CHECK(memcmp(c[0].strings, want, 26) == 0, "AllStrings differ");
+    end_test();
+}
+
+static void test_set_security_bad_utf8(void)
+{
+    secsock_settings st;
+    secsock_error err;
+    dbl_call c[DBL_MAX_CALLS];
+
+    begin_test("WSASetSocketSecurity with a password that is not UTF-8: SECSOCK_ERR_ARGUMENT naming it, no call");
+    dbl_reset();
+    memset(&st, 0, sizeof(st));
+    st.is_ipsec = 1;
+    st.password = "\xff\xfe";
+    CHECK(secsock_set_security_begin((secsock_fd)tcp4, &st, &err) == NULL && err.kind == SECSOCK_ERR_ARGUMENT &&
+              strcmp(err.call, "password") == 0,
+          "kind %d call '%s'", err.kind, err.call);
+    CHECK(calls(c) == 0, "the double was called");
+    end_test();
+}
+
+static void test_set_security_errors(void)
+{
+    secsock_error err;
+    dbl_step later = step_error(WSAECONNRESET);
+
+    begin_test("WSASetSocketSecurity errors surface with their winerror and call, at once and completed later");
+    dbl_reset();
+    script(step_error(WSAEINVAL));
+    CHECK(finish_call(secsock_set_security_begin((secsock_fd)tcp4, NULL, &err), &err) == -1 &&
+              is_os_error(&err, WSAEINVAL, "WSASetSocketSecurity"),
+          "immediate: kind %d winerror %ld call '%s'", err.kind, err.winerror, err.call);
+    later.when = DBL_PEND_AUTO;
+    later.delay_ms = 20;
+    script(later);
+    CHECK(finish_call(secsock_set_security_begin((secsock_fd)tcp4, NULL, &err), &err) == -1 &&
+              is_os_error(&err, WSAECONNRESET, "WSASetSocketSecurity"),
+          "later: kind %d winerror %ld call '%s'", err.kind, err.winerror, err.call);
+    end_test();
+}
+
+static void test_set_security_cancel(void)
+{
+    secsock_error err;
+    secsock_pending *p;
+    dbl_step s = step_answer(0, 0);
+
+    begin_test("WSASetSocketSecurity pending, then cancelled: WSA_OPERATION_ABORTED");
+    dbl_reset();
+    s.when = DBL_PEND;
+    script(s);
+    p = secsock_set_security_begin((secsock_fd)tcp4, NULL, &err);
+    CHECK(p != NULL && !secsock_pending_done(p), "not pending: %s", err.message);
+    if (p != NULL) {
+        CHECK(secsock_pending_cancel(p, &err) == 1, "cancel: %s", err.message);
+        CHECK(finish_call(p, &err) == -1 && is_os_error(&err, WSA_OPERATION_ABORTED, "WSASetSocketSecurity"),
+              "kind %d winerror %ld", err.kind, err.winerror);
+    }
+    end_test();
+}
+
+static void test_set_peer_target_name(void)
+{
+    secsock_query_request r = request(udp4);
+    secsock_error err;
+    dbl_call c[DBL_MAX_CALLS];
+    static const WCHAR want[] = L"host/server.example";
+    static const BYTE addr[4] = {192, 0, 2, 9};
+
+    begin_test("WSASetSocketPeerTargetName: protocol, peer address and the UTF-16 name with its byte length");
+    dbl_reset();
+    peer4(&r, "192.0.2.9", 500);
+    script(step_answer(0, 0));
+    CHECK(finish_call(secsock_set_peer_target_name_begin((secsock_fd)udp4, SECSOCK_PROTOCOL_IPSEC, &r.peer,
+                                                         "host/server.example", &err),
+                      &err) == 0,
+          "failed: %s", err.message);
+    calls(c);
+    CHECK(c[0].function == DBL_FN_SET_TARGET_NAME && c[0].protocol == SECSOCK_PROTOCOL_IPSEC &&
+              c[0].peer_family == AF_INET && c[0].peer_port == 500 && memcmp(c[0].peer_addr, addr, 4) == 0,
+          "function %d protocol %lu peer %d:%u", c[0].function, (unsigned long)c[0].protocol, c[0].peer_family,
+          c[0].peer_port);
+    CHECK(c[0].string_lens[0] == 38 && c[0].input_len == offsetof(SOCKET_PEER_TARGET_NAME, AllStrings) + 38 &&
+              memcmp(c[0].strings, want, 38) == 0,
+          "name length %lu total %lu", (unsigned long)c[0].string_lens[0], (unsigned long)c[0].input_len);
+    end_test();
+}
+
+static void test_delete_peer_target_name(void)
+{
+    secsock_query_request r = request(udp6);
+    secsock_error err;
+    dbl_call c[DBL_MAX_CALLS];
+
+    begin_test("WSADeleteSocketPeerTargetName: the peer as a SOCKADDR_IN6 of its length; no peer is an argument error");
+    dbl_reset();
+    peer6_loopback(&r, 4500, 0, 0);
+    script(step_answer(0, 0));
+    CHECK(finish_call(secsock_delete_peer_target_name_begin((secsock_fd)udp6, &r.peer, &err), &err) == 0,
+          "failed: %s", err.message);
+    calls(c);
+    CHECK(c[0].function == DBL_FN_DELETE_TARGET_NAME && c[0].input_len == sizeof(SOCKADDR_IN6) &&
+              c[0].peer_family == AF_INET6 && c[0].peer_port == 4500,
+          "function %d len %lu family %d", c[0].function, (unsigned long)c[0].input_len, c[0].peer_family);
+    CHECK(secsock_delete_peer_target_name_begin((secsock_fd)udp6, NULL, &err) == NULL &&
+              err.kind == SECSOCK_ERR_ARGUMENT && strcmp(err.call, "peer") == 0,
+          "no peer: kind %d", err.kind);
+    end_test();
+}
+
+static void test_impersonation(void)
+{
+    secsock_query_request r = request(udp4);
+    secsock_error err;
+    dbl_call c[DBL_MAX_CALLS];
+    int n;
+
+    begin_test("WSAImpersonateSocketPeer with the peer, WSARevertImpersonation; errors surface with their call");
+    dbl_reset();
+    peer4(&r, "192.0.2.1", 53);
+    CHECK(secsock_impersonate_peer((secsock_fd)udp4, &r.peer, &err) == 0, "impersonate: %s", err.message);
+    CHECK(secsock_revert_impersonation(&err) == 0, "revert: %s", err.message);
+    CHECK(secsock_impersonate_peer((secsock_fd)tcp4, NULL, &err) == 0, "impersonate without peer: %s", err.message);
+    script(step_error(WSAEINVAL));
+    CHECK(secsock_revert_impersonation(&err) == -1 && is_os_error(&err, WSAEINVAL, "WSARevertImpersonation"),
+          "revert error: winerror %ld call '%s'", err.winerror, err.call);
+    script(step_error(WSAENOTCONN));
+    CHECK(secsock_impersonate_peer((secsock_fd)tcp4, NULL, &err) == -1 &&
+              is_os_error(&err, WSAENOTCONN, "WSAImpersonateSocketPeer"),
+          "impersonate error: winerror %ld call '%s'", err.winerror, err.call);
+    n = calls(c);
+    CHECK(n == 5 && c[0].function == DBL_FN_IMPERSONATE && c[0].input_len == sizeof(SOCKADDR_IN) &&
+              c[0].peer_port == 53 && c[1].function == DBL_FN_REVERT && c[2].input_null && c[2].input_len == 0,
+          "%d calls", n);
+    end_test();
+}
+
+static HANDLE own_token(void)
+{
+    HANDLE t = NULL;
+
+    OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY | TOKEN_DUPLICATE, &t);
+    return t;
+}
+
+static void test_token_user_and_groups(void)
+{
+    HANDLE t = own_token();
+    secsock_account user;
+    secsock_account *groups = NULL;
+    size_t count = 0, i;
+    secsock_error err;
+
+    begin_test("token_user and token_groups read a real token: SID strings and account names");
+    CHECK(t != NULL, "no process token");
+    CHECK(secsock_token_user((uint64_t)(UINT_PTR)t, &user, &err) == 0, "token_user: %s", err.message);
+    CHECK(strncmp(user.sid, "S-1-", 4) == 0 && user.account[0] != '\0', "user sid '%s' account '%s'", user.sid,
+          user.account);
+    CHECK(secsock_token_groups((uint64_t)(UINT_PTR)t, &groups, &count, &err) == 0, "token_groups: %s", err.message);
+    CHECK(count > 0 && groups != NULL, "no groups");
+    for (i = 0; i < count; i++) {
+        CHECK(strncmp(groups[i].sid, "S-1-", 4) == 0, "group %u sid '%s'", (unsigned)i, groups[i].sid);
+    }
+    secsock_free(groups);
+    CHECK(secsock_token_user(0, &user, &err) == -1 && err.kind == SECSOCK_ERR_OS &&
+              strcmp(err.call, "GetTokenInformation") == 0,
+          "a null token did not fail");
+    CloseHandle(t);
+    end_test();
+}
+
+static void test_token_is_member(void)
+{
+    HANDLE t = own_token();
+    secsock_account *groups = NULL;
+    size_t count = 0;
+    secsock_error err;
+    int member = -1;
+
+    begin_test("token_is_member: a group of the token by SID is 1, an unknown SID 0, a bad SID an argument error");
+    CHECK(secsock_token_groups((uint64_t)(UINT_PTR)t, &groups, &count, &err) == 0 && count > 0, "no groups");
+    if (count > 0) {
+        CHECK(secsock_token_is_member((uint64_t)(UINT_PTR)t, groups[0].sid, &member, &err) == 0 && member == 1,
+              "member of %s: %d (%s)", groups[0].sid, member, err.message);
+    }
+    secsock_free(groups);
+    CHECK(secsock_token_is_member((uint64_t)(UINT_PTR)t, "S-1-5-21-1-2-3-4242", &member, &err) == 0 && member == 0,
+          "member of an unknown SID: %d (%s)", member, err.message);
+    CHECK(secsock_token_is_member((uint64_t)(UINT_PTR)t, "S-x", &member, &err) == -1 &&
+              err.kind == SECSOCK_ERR_ARGUMENT,
+          "a bad SID did not fail as an argument error");
+    CloseHandle(t);
+    end_test();
+}
+
 static DWORD WINAPI watchdog(LPVOID arg)
 {
     (void)arg;
@@ -1327,6 +1608,18 @@ int main(void)
     test_iocp_no_stray_packet();
     test_non_overlapped_socket();
     test_wait_in_several_threads();
+
+    test_set_security_default();
+    test_set_security_plain();
+    test_set_security_ipsec_strings();
+    test_set_security_bad_utf8();
+    test_set_security_errors();
+    test_set_security_cancel();
+    test_set_peer_target_name();
+    test_delete_peer_target_name();
+    test_impersonation();
+    test_token_user_and_groups();
+    test_token_is_member();
 
     closesocket(tcp4);
     closesocket(tcp4_server);
