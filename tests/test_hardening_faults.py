@@ -298,7 +298,8 @@ def test_notification_overrun_during_an_xfrm_storm_keeps_the_answer_right(storm_
         results
     )
     assert results["after_add"] == results["fresh_after_add"], results
-    assert results["drops_2"] > results["drops_1"], results
+    # The second storm overran too (the counter is per socket: a backend that reopens it starts again at 0).
+    assert results["drops_2"] > 0 and results["drops_2"] != results["drops_1"], results
     assert results["after_delete"] == "ok flags=0", results
     assert results["after_delete"] == results["fresh_after_delete"], results
 
