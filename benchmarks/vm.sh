@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The benchmark with real ESP SAs: boots one virtme-ng VM (software emulation: absolute times are slower than
+# on hardware, the ratios to getpeername measured in the same VM are what to read), loads the IPsec modules and
+# runs benchmarks/run.py inside with SAs installed. Usage (root):
+#   bash benchmarks/vm.sh [run.py arguments]      default: --scales 0,1000,10000 --sas 1000 --quick
+# Writes build/bench-vm/results-vm.json and prints the table. Needs vng (pip virtme-ng), qemu-system-x86 and a
+# Debian kernel in /boot (linux-image-amd64).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=$ROOT/build/bench-vm
+VNG=$(command -v vng || echo "$ROOT/.venv/bin/vng")
+[[ -x $VNG ]] || { echo "bench vm: vng is missing (pip install virtme-ng)" >&2; exit 1; }
+command -v qemu-system-x86_64 >/dev/null || { echo "bench vm: qemu-system-x86_64 is missing" >&2; exit 1; }
+KERNEL=${SECSOCK_VM_KERNEL:-$(ls /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -n 1)}
+[[ -r $KERNEL ]] || { echo "bench vm: no Debian kernel in /boot (apt-get install linux-image-amd64)" >&2; exit 1; }
+args=("$@")
+((${#args[@]})) || args=(--scales 0,1000,10000 --sas 1000 --quick)
+rm -rf "$OUT"
+mkdir -p "$OUT"
+inner="modprobe -a xfrm_user esp4 esp6 && cd $ROOT && PYTHONDONTWRITEBYTECODE=1 $ROOT/.venv/bin/python \
+benchmarks/run.py ${args[*]} --out $OUT/results-vm.json >$OUT/table.txt 2>$OUT/stderr.txt; echo \$? >$OUT/status"
+timeout "${SECSOCK_VM_TIMEOUT:-1800}" "$VNG" --disable-kvm -r "$KERNEL" --memory 2G --rwdir="$OUT" -- "$inner" \
+    >"$OUT/vm.log" 2>&1 || true
+cat "$OUT/table.txt" 2>/dev/null || true
+if [[ $(cat "$OUT/status" 2>/dev/null) != 0 ]]; then
+    tail -n 20 "$OUT/stderr.txt" "$OUT/vm.log" >&2 2>/dev/null || true
+    echo "bench vm: the benchmark did not finish in the VM" >&2
+    exit 1
+fi
