@@ -18,6 +18,7 @@
 #include <linux/if_link.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <linux/sockios.h>
 #include <linux/xfrm.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -25,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -454,6 +457,9 @@ int ss_parse_sa(const void *payload, size_t len, ss_sa *out, const char **why)
     return SS_PARSE_OK;
 }
 
+/* The kernel's error numbers are below 4096 (MAX_ERRNO); anything larger is not an error number. */
+#define SS_MAX_ERRNO 4095
+
 int ss_nl_walk(const void *buf, size_t len, uint32_t seq, uint32_t portid, ss_nl_fn fn, void *ctx,
                const char **why)
 {
@@ -502,10 +508,11 @@ int ss_nl_walk(const void *buf, size_t len, uint32_t seq, uint32_t portid, ss_nl
             if (plen >= sizeof(int)) {
                 memcpy(&e, payload, sizeof(e));
             }
-            if (e < 0) {
-                return -(1000 + (e == INT_MIN ? EIO : -e));
+            if (e < -SS_MAX_ERRNO) {
+                *why = "netlink done message with an impossible error number";
+                return -1;
             }
-            return 1;
+            return e < 0 ? -(1000 - e) : 1;
         }
         case NLMSG_ERROR: {
             struct nlmsgerr e;
@@ -517,11 +524,11 @@ int ss_nl_walk(const void *buf, size_t len, uint32_t seq, uint32_t portid, ss_nl
             if (e.error == 0) {
                 return 1; /* the acknowledgement that ends a non-dump request */
             }
-            if (e.error > 0 || e.error == INT_MIN) {
+            if (e.error > 0 || e.error < -SS_MAX_ERRNO) {
                 *why = "netlink error message with an impossible error number";
                 return -1;
             }
-            return -(1000 + -e.error);
+            return -(1000 - e.error);
         }
         default:
             if (fn(ctx, h.nlmsg_type, h.nlmsg_flags, payload, plen) != 0) {
@@ -1176,14 +1183,22 @@ static void drain_notify_locked(void)
     free(buf);
 }
 
-/* Bring the snapshot up to date for the calling thread. Called with g_lock held. */
-static int refresh_locked(secsock_error *err)
+/* A network namespace's identity: the device and inode of its nsfs file. */
+typedef struct {
+    int known;
+    dev_t dev;
+    ino_t ino;
+} ss_netns;
+
+/*
+ * Bring the snapshot up to date for the network namespace ns, which the calling thread is in (query_now sees
+ * to it). Called with g_lock held.
+ */
+static int refresh_locked(const ss_netns *ns, secsock_error *err)
 {
-    struct stat st;
-    int ns_ok = stat("/proc/thread-self/ns/net", &st) == 0;
     pid_t pid = getpid();
 
-    if (!ns_ok || g.pid != pid || st.st_dev != g.ns_dev || st.st_ino != g.ns_ino) {
+    if (!ns->known || g.pid != pid || ns->dev != g.ns_dev || ns->ino != g.ns_ino) {
         if (g.pid != pid && g.notify_fd >= 0) {
             /* Inherited across fork: the parent still reads this socket; close only our descriptor. */
             close(g.notify_fd);
@@ -1191,16 +1206,16 @@ static int refresh_locked(secsock_error *err)
         }
         state_drop_locked();
         g.pid = pid;
-        g.ns_dev = ns_ok ? st.st_dev : 0;
-        g.ns_ino = ns_ok ? st.st_ino : 0;
+        g.ns_dev = ns->known ? ns->dev : 0;
+        g.ns_ino = ns->known ? ns->ino : 0;
     }
-    if (ns_ok && g.notify_fd < 0) {
+    if (ns->known && g.notify_fd < 0) {
         g.pol_stale = g.sa_stale = 1;
         if (open_notify(err) != 0) {
             return -1;
         }
     }
-    if (!ns_ok) {
+    if (!ns->known) {
         g.pol_stale = g.sa_stale = 1; /* no way to tell namespaces apart: never trust a cached answer */
     }
     drain_notify_locked();
@@ -1216,7 +1231,7 @@ static int refresh_locked(secsock_error *err)
         }
         g.sa_stale = 0;
     }
-    if (!ns_ok) {
+    if (!ns->known) {
         g.pol_stale = g.sa_stale = 1;
     }
     return 0;
@@ -1246,6 +1261,7 @@ typedef struct {
     uint16_t lport, pport; /* network order */
     uint32_t mark;
     int bound_ifindex;     /* SO_BINDTOIFINDEX, 0 when not bound */
+    int has_peer_arg;      /* the caller gave peer (error messages name it) */
     int oif;               /* the interface toward the peer; -1 until needed and resolved */
 } ss_flow;
 
@@ -1578,6 +1594,12 @@ static int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *ou
     if (!v->protected_) {
         memset(out, 0, sizeof(*out));
     }
+    /* The kernel applies template 0 first, so it is the innermost transform; the seam lists outermost first. */
+    for (i = 0; (size_t)i < out->count / 2; i++) {
+        secsock_sa tmp = out->sas[i];
+        out->sas[i] = out->sas[out->count - 1 - (size_t)i];
+        out->sas[out->count - 1 - (size_t)i] = tmp;
+    }
     return 0;
 }
 
@@ -1813,29 +1835,39 @@ static int build_flow(const secsock_query_request *req, ss_flow *f, secsock_erro
         f->bound_ifindex = 0; /* older kernels: treat as not bound to a device */
     }
 
+    memcpy(f->local, local16, 16);
     memcpy(f->peer, peer16, 16);
-    if (addr_any(local16, family)) {
-        if (source_toward_peer(f, family, peer16, err) != 0) {
-            return -1;
-        }
-        memcpy(local16, f->local, 16);
+    f->family = family;
+    f->has_peer_arg = req->has_peer;
+    return 0;
+}
+
+/*
+ * The rest of the flow, in the socket's network namespace (it may open a socket to ask the routing table):
+ * the source address of a socket bound to the wildcard address, then IPv4-mapped addresses made IPv4.
+ */
+static int finish_flow(ss_flow *f, secsock_error *err)
+{
+    int family = f->family;
+
+    if (addr_any(f->local, family) && source_toward_peer(f, family, f->peer, err) != 0) {
+        return -1;
     }
     /* IPv4-mapped addresses on an AF_INET6 socket: the packets are IPv4, and so are the kernel's flows. */
-    if (family == AF_INET6 && (is_v4mapped(local16) || is_v4mapped(peer16))) {
-        if (!is_v4mapped(local16) || !is_v4mapped(peer16)) {
-            return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, req->has_peer ? "peer" : "sock",
+    if (family == AF_INET6 && (is_v4mapped(f->local) || is_v4mapped(f->peer))) {
+        uint8_t l4[4], p4[4];
+        if (!is_v4mapped(f->local) || !is_v4mapped(f->peer)) {
+            return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, f->has_peer_arg ? "peer" : "sock",
                                      "the flow mixes an IPv4-mapped and a native IPv6 address");
         }
+        memcpy(l4, f->local + 12, 4);
+        memcpy(p4, f->peer + 12, 4);
         memset(f->local, 0, 16);
         memset(f->peer, 0, 16);
-        memcpy(f->local, local16 + 12, 4);
-        memcpy(f->peer, peer16 + 12, 4);
-        family = AF_INET;
-    } else {
-        memcpy(f->local, local16, 16);
-        memcpy(f->peer, peer16, 16);
+        memcpy(f->local, l4, 4);
+        memcpy(f->peer, p4, 4);
+        f->family = AF_INET;
     }
-    f->family = family;
     return 0;
 }
 
@@ -1874,27 +1906,78 @@ void secsock_backend_fini(void)
     pthread_mutex_unlock(&g_lock);
 }
 
-static int query_now(const secsock_query_request *req, secsock_result *out, secsock_error *err)
+/*
+ * Network namespaces. The XFRM state that applies to a socket is its own namespace's, whatever namespace the
+ * calling thread is in: SIOCGSKNS names the socket's namespace. When the calling thread is elsewhere, it
+ * enters the socket's namespace (setns, this thread only; CAP_SYS_ADMIN) for the query and returns after.
+ * A kernel without SIOCGSKNS (before 4.9) gets the calling thread's namespace, as documented.
+ */
+static int netns_of_fd(int nsfd, ss_netns *ns)
 {
-    ss_flow f;
+    struct stat st;
+
+    if (fstat(nsfd, &st) != 0) {
+        return -1;
+    }
+    ns->known = 1;
+    ns->dev = st.st_dev;
+    ns->ino = st.st_ino;
+    return 0;
+}
+
+/* The calling thread's namespace; with nsfd non-NULL also a descriptor of it (to come back to). */
+static int thread_netns(ss_netns *ns, int *nsfd)
+{
+    struct stat st;
+    int s, fd;
+
+    memset(ns, 0, sizeof(*ns));
+    if (nsfd == NULL && stat("/proc/thread-self/ns/net", &st) == 0) {
+        ns->known = 1;
+        ns->dev = st.st_dev;
+        ns->ino = st.st_ino;
+        return 0;
+    }
+    /* Without /proc (or to keep a descriptor): a new socket is born in the thread's namespace. */
+    s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) {
+        return -1;
+    }
+    fd = ioctl(s, SIOCGSKNS);
+    close(s);
+    if (fd < 0 || netns_of_fd(fd, ns) != 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        memset(ns, 0, sizeof(*ns));
+        return -1;
+    }
+    if (nsfd != NULL) {
+        *nsfd = fd;
+    } else {
+        close(fd);
+    }
+    return 0;
+}
+
+static int query_in_netns(ss_flow *f, const ss_netns *ns, secsock_result *out, secsock_error *err)
+{
     dir_verdict vo, vi;
     int rc;
 
-    memset(out, 0, sizeof(*out));
-    if (build_flow(req, &f, err) != 0) {
+    if (finish_flow(f, err) != 0) {
         return -1;
     }
     pthread_mutex_lock(&g_lock);
-    rc = refresh_locked(err);
+    rc = refresh_locked(ns, err);
     if (rc == 0) {
-        rc = eval_dir(&g.snap, &f, XFRM_POLICY_OUT, &out->outbound, &vo, err);
+        rc = eval_dir(&g.snap, f, XFRM_POLICY_OUT, &out->outbound, &vo, err);
     }
     if (rc == 0) {
-        rc = eval_dir(&g.snap, &f, XFRM_POLICY_IN, &out->inbound, &vi, err);
+        rc = eval_dir(&g.snap, f, XFRM_POLICY_IN, &out->inbound, &vi, err);
     }
     pthread_mutex_unlock(&g_lock);
     if (rc != 0) {
-        memset(out, 0, sizeof(*out));
         return -1;
     }
     out->protocol = SECSOCK_PROTOCOL_IPSEC;
@@ -1904,6 +1987,61 @@ static int query_now(const secsock_query_request *req, secsock_result *out, secs
         if (vo.encrypted && vi.encrypted) {
             out->flags |= SECSOCK_FLAG_ENCRYPTED;
         }
+    }
+    return 0;
+}
+
+static int query_now(const secsock_query_request *req, secsock_result *out, secsock_error *err)
+{
+    ss_flow f;
+    ss_netns sock_ns, here;
+    int sock_nsfd, home_fd = -1, rc;
+
+    memset(out, 0, sizeof(*out));
+    if (build_flow(req, &f, err) != 0) {
+        return -1;
+    }
+    memset(&sock_ns, 0, sizeof(sock_ns));
+    sock_nsfd = ioctl(f.sock, SIOCGSKNS);
+    if (sock_nsfd < 0) {
+        if (errno == EPERM) {
+            return xfrm_os_error(err, EPERM, "ioctl(SIOCGSKNS)");
+        }
+        if (errno != ENOTTY && errno != EINVAL) {
+            return os_error(err, errno, "ioctl(SIOCGSKNS)", "finding the socket's network namespace");
+        }
+    } else if (netns_of_fd(sock_nsfd, &sock_ns) != 0) {
+        rc = errno;
+        close(sock_nsfd);
+        return os_error(err, rc, "fstat", "reading the socket's network namespace");
+    }
+    (void)thread_netns(&here, NULL);
+    if (!sock_ns.known) {
+        rc = query_in_netns(&f, &here, out, err); /* old kernel: the thread's namespace */
+    } else if (here.known && here.dev == sock_ns.dev && here.ino == sock_ns.ino) {
+        rc = query_in_netns(&f, &sock_ns, out, err);
+    } else if (thread_netns(&here, &home_fd) != 0) {
+        rc = os_error(err, errno, "ioctl(SIOCGSKNS)", "finding the calling thread's network namespace");
+    } else if (setns(sock_nsfd, CLONE_NEWNET) != 0) {
+        rc = os_error(err, errno, "setns",
+                      "the socket belongs to another network namespace than the calling thread; entering it "
+                      "(setns, which needs CAP_SYS_ADMIN)");
+    } else {
+        rc = query_in_netns(&f, &sock_ns, out, err);
+        if (setns(home_fd, CLONE_NEWNET) != 0) {
+            /* The thread could not go home: say so rather than leave it silently in the socket's namespace. */
+            rc = os_error(err, errno, "setns", "returning the calling thread to its network namespace (setns)");
+        }
+    }
+    if (home_fd >= 0) {
+        close(home_fd);
+    }
+    if (sock_nsfd >= 0) {
+        close(sock_nsfd);
+    }
+    if (rc != 0) {
+        memset(out, 0, sizeof(*out));
+        return -1;
     }
     return 0;
 }

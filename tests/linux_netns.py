@@ -6,20 +6,25 @@ a clear message rather than skip.
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import secsock
 
 HERE = Path(__file__).resolve().parent
 PROBE = HERE / "xfrm_probe.py"
 _counter = itertools.count()
+_T = TypeVar("_T")
+CLONE_NEWNET = 0x40000000
 
 
 def child_env() -> dict[str, str]:
@@ -70,7 +75,7 @@ class Netns:
     def probe(self, steps: list[dict[str, Any]], wrap: tuple[str, ...] = ()) -> list[dict[str, Any]]:
         """Run the steps in one Python process inside the namespace; the results of its queries, in order."""
         argv = self.exec_argv(*wrap, sys.executable, str(PROBE), json.dumps(steps))
-        done = subprocess.run(argv, capture_output=True, text=True, env=child_env(), timeout=120)
+        done = subprocess.run(argv, capture_output=True, text=True, env=child_env(), timeout=60)
         if done.returncode != 0:
             raise AssertionError(f"probe failed ({done.returncode}): {done.stderr.strip()}")
         return results_of(done.stdout)
@@ -90,8 +95,54 @@ class Netns:
             raise AssertionError(f"the serving probe did not start: {line!r} {err.strip()}")
         return proc
 
+    def start_thread(self, fn: Callable[[], _T]) -> NetnsThread[_T]:
+        """Run fn in a new thread of this process that first enters this namespace (setns)."""
+        return NetnsThread(self, fn)
+
+    def call(self, fn: Callable[[], _T], timeout: float = 60) -> _T:
+        """fn() in this namespace, from a thread of this process (no new interpreter to start)."""
+        return self.start_thread(fn).result(timeout)
+
     def close(self) -> None:
         run("ip", "netns", "del", self.name, check=False)
+
+
+def _enter_netns(name: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns({name}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+class NetnsThread(threading.Thread, Generic[_T]):
+    """A thread that lives in one network namespace: only this thread moves (setns), not the process."""
+
+    def __init__(self, ns: Netns, fn: Callable[[], Any]) -> None:
+        super().__init__(daemon=True, name=f"in-{ns.name}")
+        self._ns, self._fn = ns, fn
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            _enter_netns(self._ns.name)
+            self._value = self._fn()
+        except BaseException as exc:  # handed to result()
+            self._error = exc
+
+    def result(self, timeout: float = 60) -> _T:
+        self.join(timeout)
+        if self.is_alive():
+            raise AssertionError(f"{self.name} did not finish within {timeout} s")
+        if self._error is not None:
+            raise self._error
+        value: _T = self._value
+        return value
 
 
 def results_of(stdout: str) -> list[dict[str, Any]]:
@@ -100,7 +151,7 @@ def results_of(stdout: str) -> list[dict[str, Any]]:
 
 def finish_probe(proc: subprocess.Popen[str]) -> list[dict[str, Any]]:
     try:
-        out, err = proc.communicate(timeout=90)
+        out, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()

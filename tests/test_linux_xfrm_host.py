@@ -176,6 +176,57 @@ def test_if_id_policy_is_reported_as_unsupported(ns: Netns) -> None:
     assert result["error"] == "UnsupportedOperation" and "if_id 7" in result["message"]
 
 
+def test_block_policy_is_matched_and_not_secured(ns: Netns, driver: str) -> None:
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "action", "block", "index", "0xb01")
+    matched = drive(ns, driver, "udp-peer", A, B, "500")
+    assert matched["pol_out"]["index"] == 0xB01
+    assert matched["flags"] == 0 and matched["out"] == []
+
+
+# --- namespaces: the socket's own XFRM state, whatever thread asks ----------------------------------------
+
+
+def bound_udp() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((A, 0))
+    return s
+
+
+def outcome(sock: socket.socket) -> str:
+    try:
+        return f"flags={int(secsock.query(sock, peer=(B, 500)).flags)}"
+    except secsock.UnsupportedOperation as exc:
+        return f"unsupported: {exc}"
+
+
+def test_a_socket_is_answered_from_its_own_namespace(ns: Netns) -> None:
+    # The if_id policy makes the answer of ns recognisable: the root namespace has no such policy.
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "if_id", "9")
+    home = os.stat("/proc/thread-self/ns/net")
+    sock = ns.call(bound_udp)
+    with sock:
+        inside = ns.call(lambda: outcome(sock))
+        outside = outcome(sock)  # this thread is in the root namespace
+    assert inside.startswith("unsupported") and "if_id 9" in inside
+    assert outside == inside
+    after = os.stat("/proc/thread-self/ns/net")
+    assert (after.st_dev, after.st_ino) == (home.st_dev, home.st_ino), (
+        "the thread was left in another namespace"
+    )
+
+
+def test_threads_in_two_namespaces_get_their_own_answers(ns: Netns) -> None:
+    other = Netns("other")
+    try:
+        other.ip("addr", "add", f"{A}/24", "dev", "lo")
+        ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "if_id", "4")
+        for _ in range(3):  # alternate, so the one snapshot must follow each switch
+            assert ns.call(lambda: outcome(bound_udp())).startswith("unsupported")
+            assert other.call(lambda: outcome(bound_udp())) == "flags=0"
+    finally:
+        other.close()
+
+
 # --- the snapshot: cost and freshness ----------------------------------------------------------------------
 
 

@@ -8,10 +8,11 @@ earlier ones built):
   {"op": "run", "argv": [...]}                          a command (ip xfrm ...) that must succeed
   {"op": "tcp-serve", "addr": ADDR, "port": P}          accept one client, query the accepted socket,
                                                         then wait for the client to close
-  {"op": "tcp-connect", "addr": ADDR, "port": P}        connect, query, close
+  {"op": "tcp-connect", "addr": ADDR, "port": P, "name": N}   connect and query; kept open as N if named
   {"op": "udp-serve", "addr": ADDR, "port": P}          receive one datagram, query with its sender as peer
   {"op": "udp-send", "addr": ADDR, "port": P}           connected UDP: query, then send one datagram
-  {"op": "data", "name": N}                             one request/answer over a TCP socket (traffic check)
+  {"op": "send", "name": N}                             one datagram on connected UDP socket N
+  {"op": "data", "name": N}                             one ping/echo over TCP socket N (prints DATA)
 """
 
 from __future__ import annotations
@@ -95,27 +96,37 @@ def main() -> None:
                 listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 listener.bind((step["addr"], step["port"]))
                 listener.listen(1)
-                listener.settimeout(60)
+                listener.settimeout(30)
                 print("READY", flush=True)
                 conn, _ = listener.accept()
                 with conn:
-                    conn.settimeout(60)
+                    conn.settimeout(30)
                     ask(conn)
                     data = conn.recv(16)  # the client's request, or b"" when it closes
                     if data:
                         conn.sendall(data)
                         conn.recv(16)
         elif op == "tcp-connect":
-            with socket.create_connection((step["addr"], step["port"]), timeout=30) as s:
-                ask(s)
-                if step.get("data"):
-                    s.sendall(b"ping")
-                    answer = s.recv(16)
-                    print("DATA " + json.dumps(answer.decode()), flush=True)
+            s = socket.create_connection((step["addr"], step["port"]), timeout=15)
+            ask(s)
+            if step.get("name"):  # kept open for later steps; closed at the end
+                socks[step["name"]] = s
+                peers[step["name"]] = None
+            else:
+                s.close()
+        elif op == "send":
+            try:
+                socks[step["name"]].send(b"x")
+            except OSError:
+                pass  # the kernel may refuse the packet (an SA that just expired): only its effect matters
+        elif op == "data":
+            s = socks[step["name"]]
+            s.sendall(b"ping")
+            print("DATA " + json.dumps(s.recv(16).decode()), flush=True)
         elif op == "udp-serve":
             with socket.socket(family_of(step["addr"]), socket.SOCK_DGRAM) as s:
                 s.bind((step["addr"], step["port"]))
-                s.settimeout(60)
+                s.settimeout(30)
                 print("READY", flush=True)
                 _, sender = s.recvfrom(64)
                 ask(s, (sender[0], sender[1]))

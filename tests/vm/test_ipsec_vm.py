@@ -1,0 +1,402 @@
+"""Real IPsec: run inside the VM by tests/vm/run.sh (a Debian kernel with esp4/esp6/ah4 and xfrm_user).
+
+Each test joins two fresh network namespaces ("a" the client, "b" the server) by a veth pair, installs SAs
+and policies with ``ip xfrm``, sends real traffic between a server and a client, and asserts what
+secsock.query says on BOTH ends. Both ends are threads of this one process, each entered into its
+namespace with setns: starting a Python interpreter costs tens of seconds under emulation, and it also tests
+that one process's snapshot answers each thread for its own namespace.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+import secsock
+from linux_netns import Netns, require_root, run
+from xfrm_probe import describe, family_of
+
+AEAD = ["aead", "rfc4106(gcm(aes))", "0x" + "11" * 20, "128"]
+CBC_HMAC = ["enc", "cbc(aes)", "0x" + "22" * 16, "auth-trunc", "hmac(sha256)", "0x" + "33" * 32, "128"]
+NULL_ENC = ["enc", "cipher_null", ""]
+AH_AUTH = ["auth-trunc", "hmac(sha256)", "0x" + "44" * 32, "96"]
+ESP, AH = 50, 51
+TRANSPORT, TUNNEL = 0, 1
+PORT = 5000
+
+
+@dataclass
+class Pair:
+    a: Netns
+    b: Netns
+    addr_a: str
+    addr_b: str
+
+
+def make_pair(v6: bool) -> Iterator[Pair]:
+    require_root()
+    a, b = Netns("a"), Netns("b")
+    try:
+        run("ip", "link", "add", "va", "netns", a.name, "type", "veth", "peer", "name", "vb", "netns", b.name)
+        ends = ((a, "va", "10.1.0.1/24", "fd01::1/64"), (b, "vb", "10.1.0.2/24", "fd01::2/64"))
+        for ns, dev, v4, v6addr in ends:
+            ns.ip("addr", "add", v4, "dev", dev)
+            ns.ip("addr", "add", v6addr, "dev", dev, "nodad")
+            ns.ip("link", "set", dev, "up")
+        yield Pair(a, b, "fd01::1" if v6 else "10.1.0.1", "fd01::2" if v6 else "10.1.0.2")
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.fixture
+def pair() -> Iterator[Pair]:
+    yield from make_pair(v6=False)
+
+
+@pytest.fixture
+def pair6() -> Iterator[Pair]:
+    yield from make_pair(v6=True)
+
+
+def add_sa(
+    pair: Pair, src: str, dst: str, spi: int, proto: str, algs: list[str], mode: str, reqid: int
+) -> None:
+    """The same SA in both namespaces: the sender uses it outbound, the receiver inbound."""
+    for ns in (pair.a, pair.b):
+        ns.ip("xfrm", "state", "add", "src", src, "dst", dst, "proto", proto, "spi", hex(spi),
+              "reqid", str(reqid), "mode", mode, *algs)  # fmt: skip
+
+
+def add_policies(
+    pair: Pair,
+    src: str,
+    dst: str,
+    proto: str,
+    mode: str,
+    reqid: int,
+    extra: tuple[str, ...] = (),
+    selector: tuple[str, ...] = (),
+) -> None:
+    """The flow src -> dst must go through proto: out on the sender, in on the receiver.
+
+    selector: more selector fields (proto, ports), which ip wants before "dir"; extra: options after it.
+    """
+    tmpl = ["tmpl", "src", src, "dst", dst, "proto", proto, "mode", mode, "reqid", str(reqid)]
+    sender, receiver = (pair.a, pair.b) if src == pair.addr_a else (pair.b, pair.a)
+    sel = ["src", src, "dst", dst, *selector]
+    sender.ip("xfrm", "policy", "add", *sel, "dir", "out", *extra, *tmpl)
+    receiver.ip("xfrm", "policy", "add", *sel, "dir", "in", *extra, *tmpl)
+
+
+def secure(
+    pair: Pair,
+    proto: str = "esp",
+    algs: list[str] = AEAD,
+    mode: str = "transport",
+    directions: str = "ab,ba",
+    extra: tuple[str, ...] = (),
+    selector: tuple[str, ...] = (),
+) -> None:
+    flows = {"ab": (pair.addr_a, pair.addr_b, 0x1001), "ba": (pair.addr_b, pair.addr_a, 0x2002)}
+    for name in directions.split(","):
+        src, dst, spi = flows[name]
+        add_sa(pair, src, dst, spi, proto, algs, mode, reqid=7)
+        add_policies(pair, src, dst, proto, mode, reqid=7, extra=extra, selector=selector)
+
+
+def tcp(pair: Pair, after_echo: Callable[[], None] | None = None) -> tuple[dict[str, Any], list[Any]]:
+    """A TCP connection a -> b with one echo, both ends in threads of this process (one per namespace).
+
+    The client queries after the echo, and again after after_echo() when given. Returns (server result,
+    client results).
+    """
+    ready, done = threading.Event(), threading.Event()
+
+    def serve() -> dict[str, Any]:
+        with socket.socket(family_of(pair.addr_b), socket.SOCK_STREAM) as listener:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((pair.addr_b, PORT))
+            listener.listen(1)
+            listener.settimeout(30)
+            ready.set()
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(30)
+                conn.sendall(conn.recv(16))
+                result = answer(conn)
+                # Open until the client is done: its FIN may never come (an SA deleted under it).
+                done.wait(30)
+                return result
+
+    def connect() -> list[dict[str, Any]]:
+        with socket.create_connection((pair.addr_b, PORT), timeout=15) as s:
+            s.sendall(b"ping")
+            assert s.recv(16) == b"ping", "no echo: the traffic did not flow"
+            results = [answer(s)]
+            if after_echo is not None:
+                after_echo()
+                results.append(answer(s))
+            return results
+
+    server = pair.b.start_thread(serve)
+    assert ready.wait(30), "the server did not start"
+    try:
+        client = pair.a.call(connect)
+    finally:
+        done.set()
+    return server.result(30), client
+
+
+def answer(sock: socket.socket, peer: tuple[str, int] | None = None) -> dict[str, Any]:
+    try:
+        return describe(secsock.query(sock, peer=peer))
+    except Exception as exc:  # the assertions print what went wrong
+        return {"error": repr(exc)}
+
+
+def sa(proto: int, mode: int, spi: int, reqid: int = 7, **algs: str | None) -> dict[str, Any]:
+    names = {"encryption": None, "integrity": None, "aead": None}
+    names.update(algs)
+    return {"proto": proto, "mode": mode, "spi": spi, "reqid": reqid, **names}
+
+
+def assert_flags(result: dict[str, Any], flags: int) -> None:
+    assert "error" not in result, result
+    assert result["flags"] == flags, result
+    assert result["secured"] == bool(flags & 1) and result["encrypted"] == bool(flags & 2)
+    assert result["protocol"] == 1
+
+
+# --- the cases ------------------------------------------------------------------------------------------
+
+
+def test_cleartext(pair: Pair) -> None:
+    server, (client,) = tcp(pair)
+    for result in (server, client):
+        assert_flags(result, 0)
+        assert result["outbound"] == [] and result["inbound"] == []
+
+
+def test_esp_aead_transport_is_secured_and_encrypted(pair: Pair) -> None:
+    secure(pair)
+    server, (client,) = tcp(pair)
+    aead = {"aead": "rfc4106(gcm(aes))"}
+    assert_flags(client, 3)
+    assert client["outbound"] == [sa(ESP, TRANSPORT, 0x1001, **aead)]
+    assert client["inbound"] == [sa(ESP, TRANSPORT, 0x2002, **aead)]
+    assert_flags(server, 3)
+    assert server["outbound"] == [sa(ESP, TRANSPORT, 0x2002, **aead)]
+    assert server["inbound"] == [sa(ESP, TRANSPORT, 0x1001, **aead)]
+
+
+def test_esp_cbc_with_hmac_is_encrypted(pair: Pair) -> None:
+    secure(pair, algs=CBC_HMAC)
+    server, (client,) = tcp(pair)
+    algs = {"encryption": "cbc(aes)", "integrity": "hmac(sha256)"}
+    assert_flags(client, 3)
+    assert_flags(server, 3)
+    assert client["outbound"] == [sa(ESP, TRANSPORT, 0x1001, **algs)]
+    assert server["inbound"] == [sa(ESP, TRANSPORT, 0x1001, **algs)]
+
+
+def test_esp_null_encryption_is_secured_not_encrypted(pair: Pair) -> None:
+    secure(pair, algs=NULL_ENC)
+    server, (client,) = tcp(pair)
+    for result in (server, client):
+        assert_flags(result, 1)
+    assert client["outbound"] == [sa(ESP, TRANSPORT, 0x1001, encryption="ecb(cipher_null)")]
+    assert server["outbound"] == [sa(ESP, TRANSPORT, 0x2002, encryption="ecb(cipher_null)")]
+
+
+def test_ah_is_secured_not_encrypted(pair: Pair) -> None:
+    secure(pair, proto="ah", algs=AH_AUTH)
+    server, (client,) = tcp(pair)
+    for result in (server, client):
+        assert_flags(result, 1)
+    assert client["outbound"] == [sa(AH, TRANSPORT, 0x1001, integrity="hmac(sha256)")]
+    assert client["inbound"] == [sa(AH, TRANSPORT, 0x2002, integrity="hmac(sha256)")]
+    assert server["inbound"] == [sa(AH, TRANSPORT, 0x1001, integrity="hmac(sha256)")]
+
+
+def test_tunnel_mode(pair: Pair) -> None:
+    secure(pair, mode="tunnel")
+    server, (client,) = tcp(pair)
+    for result in (server, client):
+        assert_flags(result, 3)
+    assert client["outbound"] == [sa(ESP, TUNNEL, 0x1001, aead="rfc4106(gcm(aes))")]
+    assert server["outbound"] == [sa(ESP, TUNNEL, 0x2002, aead="rfc4106(gcm(aes))")]
+
+
+def test_ipv6_esp(pair6: Pair) -> None:
+    secure(pair6)
+    server, (client,) = tcp(pair6)
+    for result in (server, client):
+        assert_flags(result, 3)
+    assert client["outbound"] == [sa(ESP, TRANSPORT, 0x1001, aead="rfc4106(gcm(aes))")]
+    assert server["inbound"] == [sa(ESP, TRANSPORT, 0x1001, aead="rfc4106(gcm(aes))")]
+
+
+def test_udp_connected_client_and_unconnected_server_with_peer(pair: Pair) -> None:
+    secure(pair)
+    ready = threading.Event()
+
+    def serve() -> dict[str, Any]:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((pair.addr_b, PORT))
+            s.settimeout(30)
+            ready.set()
+            _, sender = s.recvfrom(64)
+            return answer(s, peer=sender)
+
+    def send() -> dict[str, Any]:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((pair.addr_b, PORT))
+            result = answer(s)
+            s.send(b"x")
+            return result
+
+    server = pair.b.start_thread(serve)
+    assert ready.wait(30)
+    client = pair.a.call(send)
+    served = server.result(30)
+    assert_flags(client, 3)
+    assert client["outbound"] == [sa(ESP, TRANSPORT, 0x1001, aead="rfc4106(gcm(aes))")]
+    assert_flags(served, 3)
+    assert served["inbound"] == [sa(ESP, TRANSPORT, 0x1001, aead="rfc4106(gcm(aes))")]
+    assert served["outbound"] == [sa(ESP, TRANSPORT, 0x2002, aead="rfc4106(gcm(aes))")]
+
+
+def test_policy_whose_port_selector_misses_the_flow(pair: Pair) -> None:
+    secure(pair, selector=("proto", "tcp", "dport", "6000"))  # only TCP to port 6000, in either direction
+    server, (client,) = tcp(pair)
+    for result in (server, client):
+        assert_flags(result, 0)
+        assert result["outbound"] == [] and result["inbound"] == []
+
+
+def test_better_priority_bypass_policy(pair: Pair) -> None:
+    secure(pair, extra=("priority", "100"))
+    for ns in (pair.a, pair.b):
+        for direction in ("in", "out"):
+            ns.ip("xfrm", "policy", "add", "src", "10.1.0.0/24", "dst", "10.1.0.0/24", "dir", direction,
+                  "priority", "10")  # fmt: skip
+    server, (client,) = tcp(pair)
+    for result in (server, client):
+        assert_flags(result, 0)
+        assert result["outbound"] == [] and result["inbound"] == []
+
+
+def test_one_direction_protected_only(pair: Pair) -> None:
+    secure(pair, directions="ab")
+    server, (client,) = tcp(pair)
+    assert_flags(client, 0)
+    assert client["outbound"] == [sa(ESP, TRANSPORT, 0x1001, aead="rfc4106(gcm(aes))")]
+    assert client["inbound"] == []
+    assert_flags(server, 0)
+    assert server["inbound"] == [sa(ESP, TRANSPORT, 0x1001, aead="rfc4106(gcm(aes))")]
+    assert server["outbound"] == []
+
+
+def test_optional_template_without_sa_is_not_protected(pair: Pair) -> None:
+    for ns, (src, dst, direction) in (
+        (pair.a, (pair.addr_a, pair.addr_b, "out")),
+        (pair.a, (pair.addr_b, pair.addr_a, "in")),
+        (pair.b, (pair.addr_b, pair.addr_a, "out")),
+        (pair.b, (pair.addr_a, pair.addr_b, "in")),
+    ):
+        ns.ip("xfrm", "policy", "add", "src", src, "dst", dst, "dir", direction,
+              "tmpl", "proto", "esp", "mode", "transport", "level", "use")  # fmt: skip
+    server, (client,) = tcp(pair)
+    for result in (server, client):
+        assert_flags(result, 0)
+
+
+def test_esp_inside_ah_bundle(pair: Pair) -> None:
+    flows = ((pair.addr_a, pair.addr_b, 0x1001), (pair.addr_b, pair.addr_a, 0x2002))
+    for src, dst, spi in flows:
+        add_sa(pair, src, dst, spi, "esp", NULL_ENC, "transport", reqid=7)
+        add_sa(pair, src, dst, spi + 0x100, "ah", AH_AUTH, "transport", reqid=7)
+        sender, receiver = (pair.a, pair.b) if src == pair.addr_a else (pair.b, pair.a)
+        for ns, direction in ((sender, "out"), (receiver, "in")):
+            ns.ip("xfrm", "policy", "add", "src", src, "dst", dst, "dir", direction,
+                  "tmpl", "proto", "esp", "mode", "transport", "reqid", "7",
+                  "tmpl", "proto", "ah", "mode", "transport", "reqid", "7")  # fmt: skip
+    server, (client,) = tcp(pair)
+    for result in (server, client):
+        assert_flags(result, 1)
+    # Template 0 (ESP) is applied first, so AH is outermost; the SAs are listed outermost first.
+    outbound = [sa(AH, TRANSPORT, 0x1101, integrity="hmac(sha256)"),
+                sa(ESP, TRANSPORT, 0x1001, encryption="ecb(cipher_null)")]  # fmt: skip
+    assert client["outbound"] == outbound
+    assert server["inbound"] == outbound
+
+
+def test_sa_deleted_after_connect_is_seen_by_the_next_query(pair: Pair) -> None:
+    secure(pair)
+
+    def delete() -> None:
+        pair.a.ip("xfrm", "state", "delete", "src", pair.addr_a, "dst", pair.addr_b, "proto", "esp",
+                  "spi", hex(0x1001))  # fmt: skip
+
+    server, (before, after) = tcp(pair, after_echo=delete)
+    assert_flags(server, 3)
+    assert_flags(before, 3)
+    assert_flags(after, 0)
+    assert after["outbound"] == []
+    assert after["inbound"] == [sa(ESP, TRANSPORT, 0x2002, aead="rfc4106(gcm(aes))")]
+
+
+def test_sa_expired_by_its_byte_limit_is_not_reported(pair: Pair) -> None:
+    secure(pair)
+    # A hard limit of 1 byte: the packet after the first one expires the SA. The kernel then deletes it
+    # from a timer and says so (XFRM_MSG_EXPIRE), so the answer changes within moments, not at once.
+    for ns in (pair.a, pair.b):
+        ns.ip("xfrm", "state", "update", "src", pair.addr_a, "dst", pair.addr_b, "proto", "esp",
+              "spi", hex(0x1001), "reqid", "7", "mode", "transport", *AEAD,
+              "limit", "byte-hard", "1")  # fmt: skip
+
+    def send_until_expired() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((pair.addr_b, PORT))
+            before = answer(s)
+            for _ in range(2):
+                try:
+                    s.send(b"x")
+                except OSError:
+                    pass  # the kernel refuses the packet that finds the SA expired
+            after = [answer(s)]
+            deadline = time.monotonic() + 10
+            while after[-1].get("flags") != 0 and time.monotonic() < deadline:
+                time.sleep(0.2)
+                after.append(answer(s))
+            return before, after
+
+    before, after = pair.a.call(send_until_expired)
+    assert_flags(before, 3)
+    assert_flags(after[-1], 0)
+    assert after[-1]["outbound"] == []
+
+
+def test_threads_in_two_namespaces_get_their_own_answers(pair: Pair) -> None:
+    # One process, one snapshot: each thread must get the answer of its own namespace, in any order.
+    secure(pair, directions="ab")
+    peer_of = {pair.a.name: (pair.addr_b, PORT), pair.b.name: (pair.addr_a, PORT)}
+
+    def ask_unconnected(ns: Netns) -> dict[str, Any]:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("0.0.0.0", 0))
+            return answer(s, peer=peer_of[ns.name])
+
+    for _ in range(3):
+        on_a = pair.a.call(lambda: ask_unconnected(pair.a))
+        on_b = pair.b.call(lambda: ask_unconnected(pair.b))
+        expected = [sa(ESP, TRANSPORT, 0x1001, aead="rfc4106(gcm(aes))")]
+        assert (on_a["outbound"], on_a["inbound"]) == (expected, [])
+        assert (on_b["inbound"], on_b["outbound"]) == (expected, [])
