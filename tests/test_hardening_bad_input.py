@@ -800,3 +800,58 @@ def test_backend_rejects(
 def test_catalogue_ids_are_unique() -> None:
     ids = [param.id for param in FACADE + BACKEND]
     assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+
+
+# --- anything at all: never a crash, never an exception type outside the documented ones -------------------
+
+
+def random_value(rng: Any, depth: int = 0) -> Any:
+    choices: list[Callable[[], Any]] = [
+        lambda: rng.choice([0, 1, 2, -1, 3, 65535, 65536, 2**31 - 1, 2**31, 2**32, 2**63, 2**64, -(2**63)]),
+        lambda: rng.randrange(-(2**70), 2**70),
+        lambda: rng.choice(
+            ["", "127.0.0.1", "::1", "fe80::1%1", "fe80::1%4294967295", "x" * 300, "1.2.3.4\0"]
+        ),
+        lambda: rng.choice([b"", b"\x7f\0\0\1", b"\0" * 16]),
+        lambda: rng.choice([0.0, -1.5, float("nan"), float("inf"), 1e300]),
+        lambda: rng.choice([None, True, False, object(), [], {}, FilenoStr(), FilenoBool(), FilenoClosed()]),
+    ]
+    if depth < 2:
+        choices.append(lambda: tuple(random_value(rng, depth + 1) for _ in range(rng.randrange(0, 6))))
+    return rng.choice(choices)()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux backend answers for real")
+def test_random_arguments_never_crash(env: Env) -> None:
+    """3,000 calls with random arguments (seeded): each ends in an answer or a documented exception type."""
+    import random
+
+    rng = random.Random(20261124)
+    seen: dict[str, int] = {}
+    sockets = [env.tcp, env.tcp6, env.udp, env.closed]
+    for _ in range(3000):
+        sock = rng.choice(sockets) if rng.random() < 0.5 else random_value(rng)
+        kwargs = {}
+        if rng.random() < 0.7:
+            kwargs["peer"] = (
+                random_value(rng)
+                if rng.random() < 0.5
+                else (rng.choice(["127.0.0.1", "::1", "10.0.0.1"]), random_value(rng))
+            )
+        if rng.random() < 0.3:
+            kwargs["token_access"] = random_value(rng)
+        if rng.random() < 0.3:
+            kwargs["ipsec2"] = rng.choice([True, False, random_value(rng)])
+        call = rng.choice([secsock.query, secsock.begin_query])
+        try:
+            result = call(sock, **kwargs)
+            result.close()
+            outcome = "answer"
+        except (TypeError, ValueError, OSError) as exc:
+            outcome = type(exc).__name__
+            # Every TypeError/ValueError names the argument it is about.
+            if not isinstance(exc, OSError):
+                assert str(exc).split(":")[0] in {"sock", "peer", "token_access", "ipsec2"}, exc
+        seen[outcome] = seen.get(outcome, 0) + 1
+    print(seen)  # the spread, for -s
+    assert seen.get("answer", 0) > 0 and seen.get("ValueError", 0) > 0 and seen.get("TypeError", 0) > 0, seen
