@@ -345,6 +345,7 @@ def main() -> None:
             "machine": platform.machine(),
         },
         "secsock_module": str(Path(secsock.__file__).parent),
+        "secsock_commit": os.environ.get("SECSOCK_BENCH_COMMIT", "the working tree"),
         "results": results,
         "targets": targets,
     }
