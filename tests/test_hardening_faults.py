@@ -181,6 +181,20 @@ def test_udp_peer_that_never_existed(udp_pair: tuple[socket.socket, socket.socke
     assert outcome(lambda: secsock.query(a, peer=("127.0.0.1", 9))) == "ok flags=0"
 
 
+def test_socket_from_another_namespace_gets_its_own_namespaces_answer(xfrm_ns: Any) -> None:
+    """The XFRM state that applies is the socket's namespace's, whichever thread asks (was
+    hardening/repro/cross_netns.py). An if_id policy there makes the right answer visible on this host."""
+    xfrm_ns.ip("xfrm", "policy", "add", "src", LOCAL, "dst", PEER, "dir", "out", "if_id", "7")
+    sock = xfrm_ns.call(udp_flow)
+    with sock:
+        inside = xfrm_ns.call(lambda: ask_udp(sock))
+        outside = ask_udp(sock)
+        from_threads = {ask_udp(sock) for _ in range(3)} | {xfrm_ns.call(lambda: ask_udp(sock))}
+    assert inside.startswith("UnsupportedOperation") and "if_id" in inside, inside
+    assert outside == inside
+    assert from_threads == {inside}
+
+
 # --- the notification socket overrun by a storm of XFRM changes ----------------------------------------
 
 
@@ -270,11 +284,11 @@ def child_fresh() -> None:
 
 
 @pytest.fixture
-def storm_ns() -> Iterator[Any]:
+def xfrm_ns() -> Iterator[Any]:
     from linux_netns import Netns, require_root
 
     require_root()
-    ns = Netns("storm")
+    ns = Netns("faults")
     try:
         ns.ip("addr", "add", f"{LOCAL}/24", "dev", "lo")
         yield ns
@@ -282,10 +296,10 @@ def storm_ns() -> Iterator[Any]:
         ns.close()
 
 
-def test_notification_overrun_during_an_xfrm_storm_keeps_the_answer_right(storm_ns: Any) -> None:
+def test_notification_overrun_during_an_xfrm_storm_keeps_the_answer_right(xfrm_ns: Any) -> None:
     from linux_netns import child_env
 
-    argv = storm_ns.exec_argv(sys.executable, __file__, "storm")
+    argv = xfrm_ns.exec_argv(sys.executable, __file__, "storm")
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=child_env(), check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and lines, f"the storm child failed ({done.returncode}): {done.stderr}"
