@@ -74,6 +74,7 @@ def test_ipsec2_must_be_a_bool(no_system_call: None) -> None:
         (("::1", 80, 1 << 20, 0), "peer: flowinfo must be"),
         (("fe80::1%1", 80, 0, 2), "not both"),
         (("fe80::1%no-such-interface0", 80), "no network interface named"),
+        (("fe80::1%4294967296", 80), "peer: the scope id 4294967296 does not fit in 32 bits"),
     ],
 )
 def test_bad_peer_is_a_value_error_naming_peer(no_system_call: None, peer: object, message: str) -> None:
@@ -104,3 +105,20 @@ def test_bad_wait_timeout(fake_backend: FakeBackend, timeout: object) -> None:
     pending = secsock.PendingQuery(object())
     with pytest.raises((ValueError, TypeError), match="timeout"):
         pending.wait(timeout)  # type: ignore[arg-type]
+
+
+def test_an_infinite_wait_timeout_means_forever(fake_backend: FakeBackend) -> None:
+    waited: list[int] = []
+
+    class Raw:
+        def wait(self, timeout_ms: int) -> bool:
+            waited.append(timeout_ms)
+            return True
+
+    assert secsock.PendingQuery(Raw()).wait(float("inf"))
+    assert waited == [-1]
+
+
+def test_secure_connect_refuses_a_bad_target_name_before_any_call(no_system_call: None) -> None:
+    with pytest.raises(TypeError, match="target_name: expected a str or None"):
+        secsock.SecureSocket.secure_connect(("127.0.0.1", 9), 5)  # type: ignore[arg-type]

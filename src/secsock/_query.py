@@ -115,7 +115,10 @@ def _raw_peer(peer: Peer | None) -> _RawPeer | None:
 
 def _scope_index(scope: str) -> int:
     if scope.isdigit():
-        return int(scope)
+        index = int(scope)
+        if index > 0xFFFFFFFF:
+            raise ValueError(f"peer: the scope id {index} does not fit in 32 bits")
+        return index
     import socket
 
     try:
@@ -265,6 +268,8 @@ def _timeout_ms(timeout: float | None) -> int:
         raise TypeError(f"timeout: expected seconds as a number or None, not {type(timeout).__name__}")
     if not timeout >= 0:  # also rejects NaN
         raise ValueError(f"timeout: must be non-negative, not {timeout!r}")
+    if timeout == float("inf"):
+        return -1  # as None: wait forever
     return min(int(timeout * 1000), 0x7FFFFFFF)
 
 

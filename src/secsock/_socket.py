@@ -90,6 +90,9 @@ class SecureSocket(socket.socket):
         server's target name (SPN; None to skip) before connect.
 
         Windows only (UnsupportedOperation on Linux)."""
+        if target_name is not None and not isinstance(target_name, str):
+            # Refused before any system call, like every other bad argument.
+            raise TypeError(f"target_name: expected a str or None, not {type(target_name).__name__}")
         sock = cls(family, socket.SOCK_STREAM)
         try:
             sock.set_security(settings)
