@@ -12,9 +12,9 @@ APT_PACKAGES=(
     iproute2 kmod util-linux                 # ip xfrm / ip netns, modprobe, setpriv, unshare
     clang gcc python3-dev
 )
-# Runs the x86 test program under Wine. It needs i386 libraries at the same versions as the amd64 ones, so a
-# mirror whose i386 security index is stale can make it uninstallable: then tests/windows/run.sh says so
-# loudly (the x86 build and its layout asserts still run), and the rest of the set-up goes on.
+# Runs the x86 test program under Wine. It needs i386 libraries at the same versions as the amd64 ones; a
+# mirror whose i386 security index is stale needs the pins of tools/apt_multiarch_pins.py. If even that fails,
+# the rest of the set-up goes on and tests/windows/run.sh fails loudly for x86 (it never skips it).
 I386_PACKAGES=(wine32:i386)
 
 missing() {
@@ -51,8 +51,15 @@ mapfile -t needed < <(missing "${I386_PACKAGES[@]}")
 if ((${#needed[@]})); then
     dpkg --print-foreign-architectures | grep -qx i386 || dpkg --add-architecture i386
     echo "setup: installing ${needed[*]}"
-    apt_install 1 "${needed[@]}" ||
-        echo "setup: WARNING: could not install ${needed[*]}; the x86 Wine run will report itself NOT RUN" >&2
+    if ! apt_install 1 "${needed[@]}"; then
+        # The usual cause: amd64 libraries from a security index whose i386 twin is stale on the mirror. Pin
+        # those libraries to the newest version the mirror has for both architectures, and try once more.
+        pins=$(python3 tools/apt_multiarch_pins.py "${needed[@]}") &&
+            echo "setup: retrying with matching amd64/i386 versions: $pins" &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends --allow-downgrades \
+                "${needed[@]}" $pins ||
+            echo "setup: WARNING: could not install ${needed[*]}; tests/windows/run.sh will fail for x86" >&2
+    fi
 fi
 
 if [[ ! -x .venv/bin/python ]]; then
