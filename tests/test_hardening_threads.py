@@ -303,3 +303,76 @@ def test_many_threads_same_socket_same_answer() -> None:
                     thread.join(60)
     assert len(answers) == THREADS * 300
     assert set(answers) == {(int(expected.flags), expected.ipsec)}
+
+
+def thread_netns_inode() -> int:
+    return os.stat("/proc/thread-self/ns/net").st_ino
+
+
+def test_threads_in_three_namespaces_query_sockets_of_two() -> None:
+    """Threads in the root namespace and in two others query sockets of both others at once: each answer is
+    the socket's namespace's (an if_id policy in one makes it visible here), no thread is left in another
+    namespace, and no descriptor stays open."""
+    from linux_netns import Netns
+
+    require_root()
+    spiky, plain = Netns("threads-if-id"), Netns("threads-plain")
+    try:
+        for ns in (spiky, plain):
+            ns.ip("addr", "add", "10.88.0.1/24", "dev", "lo")
+        spiky.ip("xfrm", "policy", "add", "src", "10.88.0.1", "dst", "10.88.0.2", "dir", "out", "if_id", "9")
+
+        def udp() -> socket.socket:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind(("10.88.0.1", 0))
+            return sock
+
+        socks = [(spiky.call(udp), "if_id"), (plain.call(udp), "clear")]
+        for sock, _ in socks:  # warm: the backend's sockets exist before counting
+            try:
+                secsock.query(sock, peer=("10.88.0.2", 500))
+            except secsock.UnsupportedOperation:
+                pass
+        fds_before = open_fds()
+        stop = time.monotonic() + 3.0
+        problems: list[str] = []
+        counts: Counter[str] = Counter()
+        lock = threading.Lock()
+
+        def hammer() -> int:
+            home = thread_netns_inode()
+            while time.monotonic() < stop and not problems:
+                sock, expected = random.choice(socks)
+                try:
+                    secsock.query(sock, peer=("10.88.0.2", 500)).close()
+                    got = "clear"
+                except secsock.UnsupportedOperation as exc:
+                    got = "if_id" if "if_id 9" in str(exc) else str(exc)
+                with lock:
+                    counts[got] += 1
+                    if got != expected:
+                        problems.append(f"expected {expected}, got {got}")
+                    if thread_netns_inode() != home:
+                        problems.append("a query left its thread in another network namespace")
+            return home
+
+        threads = [spiky.start_thread(hammer), plain.start_thread(hammer)]
+        runners = [threading.Thread(target=hammer) for _ in range(3)]
+        for runner in runners:
+            runner.start()
+        for runner in runners:
+            runner.join(60)
+        for thread in threads:
+            thread.result(60)
+        for sock, _ in socks:
+            sock.close()
+        gc.collect()
+        fds_after = open_fds()
+    finally:
+        spiky.close()
+        plain.close()
+    print(dict(counts))  # with -s: how many queries 3 s allowed
+    assert not problems, f"{len(problems)} problems, first: {problems[0]}; {dict(counts)}"
+    assert counts["if_id"] > 50 and counts["clear"] > 50, dict(counts)
+    # Closing the two sockets frees two descriptors; nothing else may differ.
+    assert fds_after <= fds_before and len(fds_before - fds_after) == 2, (fds_before, fds_after)
