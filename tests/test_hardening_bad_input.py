@@ -269,6 +269,12 @@ PEER = [
         r"^peer: no network interface named 'no-such-interface0'",
         "scope-unknown-name",
     ),
+    case(
+        lambda e: secsock.query(e.udp, peer=("fe80::1%4294967296", 80)),
+        ValueError,
+        r"^peer: the scope id 4294967296 does not fit in 32 bits",
+        "scope-in-address-33-bits",
+    ),
     case(lambda e: secsock.begin_query(e.udp, peer=("x", 1)), ValueError, r"^peer: 'x' is not", "begin"),
     case(
         lambda e: asyncio.run(secsock.query_async(e.udp, peer=("x", 1))),
@@ -575,6 +581,12 @@ FAMILY = [
         "from_socket-closed",
     ),
     case(
+        lambda e: secsock.SecureSocket.secure_connect(("127.0.0.1", 9), 5),
+        TypeError,
+        r"^target_name: expected a str or None, not int",
+        "secure_connect-target-name",
+    ),
+    case(
         lambda e: secsock.SecureSocket.secure_listener(("127.0.0.1", 0), "ipsec"),
         TypeError,
         r"^settings: expected",
@@ -583,6 +595,29 @@ FAMILY = [
 ]
 
 FACADE = SOCK + PEER + OPTIONS + PENDING + TOKEN + SETTINGS + FAMILY
+
+
+class RecordingRaw:
+    """Stands in for the C pending query: records the timeouts wait() is asked for."""
+
+    def __init__(self) -> None:
+        self.timeouts: list[int] = []
+
+    def wait(self, timeout_ms: int) -> bool:
+        self.timeouts.append(timeout_ms)
+        return True
+
+
+@pytest.mark.parametrize(
+    ("timeout", "expected"), [(float("inf"), -1), (None, -1), (1e300, 0x7FFFFFFF), (0, 0)]
+)
+def test_extreme_timeouts_are_not_bad_input(
+    no_system_call: None, timeout: float | None, expected: int
+) -> None:
+    """An infinite or huge timeout waits forever or as long as the system can; it is not an error."""
+    raw = RecordingRaw()
+    assert secsock.PendingQuery(raw).wait(timeout) is True
+    assert raw.timeouts == [expected]
 
 
 def open_fds() -> set[int]:
