@@ -375,10 +375,10 @@ static int parse_sa_alg(ss_sa *out, uint16_t type, const uint8_t *data, size_t d
     return SS_PARSE_OK;
 }
 
-int ss_parse_sa(const void *payload, size_t len, ss_sa *out, const char **why)
+/* struct xfrm_usersa_info at the start of payload, its attributes from offset fixed on. */
+static int parse_sa_at(const void *payload, size_t len, size_t fixed, ss_sa *out, const char **why)
 {
     struct xfrm_usersa_info info;
-    size_t fixed = NLMSG_ALIGN(sizeof(info));
     attr_iter it;
     uint16_t type;
     const uint8_t *data;
@@ -455,6 +455,80 @@ int ss_parse_sa(const void *payload, size_t len, ss_sa *out, const char **why)
         return SS_PARSE_BAD;
     }
     return SS_PARSE_OK;
+}
+
+int ss_parse_sa(const void *payload, size_t len, ss_sa *out, const char **why)
+{
+    return parse_sa_at(payload, len, NLMSG_ALIGN(sizeof(struct xfrm_usersa_info)), out, why);
+}
+
+int ss_parse_sa_notify(uint16_t type, const void *payload, size_t len, ss_sa *out, int *action, const char **why)
+{
+    *why = "";
+    *action = SS_SA_RESYNC;
+    memset(out, 0, sizeof(*out));
+    switch (type) {
+    case XFRM_MSG_NEWSA:
+    case XFRM_MSG_UPDSA:
+        if (ss_parse_sa(payload, len, out, why) != SS_PARSE_OK) {
+            return SS_PARSE_BAD;
+        }
+        *action = type == XFRM_MSG_NEWSA ? SS_SA_UPSERT : SS_SA_UPDATE;
+        return SS_PARSE_OK;
+    case XFRM_MSG_EXPIRE: {
+        uint8_t hard;
+        if (payload == NULL || len < sizeof(struct xfrm_user_expire)) {
+            *why = "expire message shorter than struct xfrm_user_expire";
+            return SS_PARSE_BAD;
+        }
+        if (parse_sa_at(payload, len, NLMSG_ALIGN(sizeof(struct xfrm_user_expire)), out, why) != SS_PARSE_OK) {
+            return SS_PARSE_BAD;
+        }
+        memcpy(&hard, (const uint8_t *)payload + offsetof(struct xfrm_user_expire, hard), 1);
+        /* A hard expiry deletes the SA (the kernel sends no DELSA for it); a soft one makes it dying. */
+        *action = hard ? SS_SA_DELETE : SS_SA_DYING;
+        return SS_PARSE_OK;
+    }
+    case XFRM_MSG_DELSA: {
+        struct xfrm_usersa_id id;
+        size_t fixed = NLMSG_ALIGN(sizeof(id));
+        attr_iter it;
+        uint16_t at;
+        const uint8_t *data;
+        size_t dlen;
+        int r;
+
+        if (payload == NULL || len < sizeof(id)) {
+            *why = "SA delete message shorter than struct xfrm_usersa_id";
+            return SS_PARSE_BAD;
+        }
+        memcpy(&id, payload, sizeof(id));
+        if (id.family != AF_INET && id.family != AF_INET6) {
+            *why = "SA delete message has a bad family";
+            return SS_PARSE_BAD;
+        }
+        memcpy(out->daddr, &id.daddr, 16);
+        out->spi = id.spi;
+        out->family = id.family;
+        out->proto = id.proto;
+        it.p = (const uint8_t *)payload + (fixed < len ? fixed : len);
+        it.left = fixed < len ? len - fixed : 0;
+        while ((r = attr_next(&it, &at, &data, &dlen)) > 0) {
+            if ((at == XFRMA_MARK || at == XFRMA_IF_ID) &&
+                parse_mark_or_if_id(at, data, dlen, &out->mark_v, &out->mark_m, &out->if_id, why) != 0) {
+                return SS_PARSE_BAD;
+            }
+        }
+        if (r < 0) {
+            *why = "SA delete attribute length out of bounds";
+            return SS_PARSE_BAD;
+        }
+        *action = SS_SA_DELETE;
+        return SS_PARSE_OK;
+    }
+    default:
+        return SS_PARSE_OK; /* a flush or anything else: only a new dump is sure */
+    }
 }
 
 /* The kernel's error numbers are below 4096 (MAX_ERRNO); anything larger is not an error number. */
@@ -845,7 +919,8 @@ static int snap_index_sas(ss_snap *s)
 
     s->sahmask = table_size(s->nsas) - 1;
     s->saheads = malloc(((size_t)s->sahmask + 1) * sizeof(*s->saheads));
-    s->sanext = malloc((s->nsas > 0 ? s->nsas : 1) * sizeof(*s->sanext));
+    /* As long as the SA array's capacity, so notifications can append without reallocating it. */
+    s->sanext = malloc((s->sacap > 0 ? s->sacap : 1) * sizeof(*s->sanext));
     if (s->saheads == NULL || s->sanext == NULL) {
         return -1;
     }
@@ -857,13 +932,6 @@ static int snap_index_sas(ss_snap *s)
     }
     return 0;
 }
-
-/* Collecting a dump. */
-typedef struct {
-    ss_snap *s;
-    secsock_error *err;
-    uint64_t next_age;
-} dump_ctx;
 
 static int grow(void **arr, size_t *cap, size_t need, size_t elem)
 {
@@ -885,6 +953,127 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem)
     *cap = ncap;
     return 0;
 }
+
+/* ---- Incremental SA updates from notifications ---- */
+
+static int sa_valid(const ss_sa *a);
+
+static int sa_same_id(const ss_sa *a, const ss_sa *b)
+{
+    return a->family == b->family && a->proto == b->proto && a->spi == b->spi && a->mark_v == b->mark_v &&
+           a->mark_m == b->mark_m && a->if_id == b->if_id && addr_eq(a->daddr, b->daddr, a->family);
+}
+
+/* The slot of the live SA with key's identity, or -1; *prev gets its predecessor in the chain (-1: head). */
+static int32_t sa_find(const ss_snap *s, const ss_sa *key, int32_t *prev)
+{
+    int32_t j, p = -1;
+
+    if (s->saheads == NULL) {
+        return -1;
+    }
+    for (j = s->saheads[sa_key_hash(key->family, key->proto, key->daddr) & s->sahmask]; j >= 0; j = s->sanext[j]) {
+        if (sa_same_id(&s->sas[j], key)) {
+            *prev = p;
+            return j;
+        }
+        p = j;
+    }
+    return -1;
+}
+
+/* Drop the holes left by deletions and rebuild the hash: 0, or -1 (out of memory). */
+static int sa_compact(ss_snap *s)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < s->nsas; i++) {
+        if (!s->sas[i].dead) {
+            s->sas[n++] = s->sas[i];
+        }
+    }
+    if (n < s->nsas) {
+        explicit_bzero(s->sas + n, (s->nsas - n) * sizeof(*s->sas));
+    }
+    s->nsas = n;
+    free(s->saheads);
+    free(s->sanext);
+    s->saheads = s->sanext = NULL;
+    return snap_index_sas(s);
+}
+
+/* Apply one SA notification to the snapshot's SA table: 0, or -1 when only a new dump can be trusted. */
+static int sa_apply(ss_snap *s, int action, const ss_sa *a)
+{
+    int32_t j, prev = -1;
+
+    if (action == SS_SA_RESYNC || s->saheads == NULL) {
+        return -1;
+    }
+    j = sa_find(s, a, &prev);
+    if (action == SS_SA_UPDATE && j >= 0 && sa_valid(&s->sas[j])) {
+        /* The kernel updates a valid SA only in part (lifetimes, selector, encapsulation) yet announces the
+         * request as sent: only a dump tells what the SA is now. A larval SA is replaced whole: apply it. */
+        return -1;
+    }
+    if (action == SS_SA_DYING) {
+        if (j >= 0) {
+            s->sas[j].dying = 1;
+        }
+        return 0;
+    }
+    if (action == SS_SA_DELETE || j >= 0) {
+        if (j >= 0) { /* unlink and leave a hole */
+            if (prev < 0) {
+                s->saheads[sa_key_hash(a->family, a->proto, a->daddr) & s->sahmask] = s->sanext[j];
+            } else {
+                s->sanext[prev] = s->sanext[j];
+            }
+            explicit_bzero(&s->sas[j], sizeof(s->sas[j]));
+            s->sas[j].dead = 1;
+            s->sanext[j] = -1;
+        }
+        if (action == SS_SA_DELETE) {
+            return 0;
+        }
+    }
+    /* Insert (an update was unlinked above): append, then link at the head of its chain. */
+    {
+        size_t cap = s->sacap;
+        int32_t *next;
+        uint32_t h;
+
+        if (grow((void **)&s->sas, &s->sacap, s->nsas + 1, sizeof(*s->sas)) != 0) {
+            return -1;
+        }
+        if (s->sacap != cap || s->sanext == NULL) {
+            next = realloc(s->sanext, s->sacap * sizeof(*next));
+            if (next == NULL) {
+                return -1;
+            }
+            s->sanext = next;
+        }
+        s->sas[s->nsas] = *a;
+        s->sas[s->nsas].dead = 0;
+        h = sa_key_hash(a->family, a->proto, a->daddr) & s->sahmask;
+        s->sanext[s->nsas] = s->saheads[h];
+        s->saheads[h] = (int32_t)s->nsas;
+        s->nsas++;
+        /* Keep chains short and holes few: rebuild when the table has outgrown its hash. */
+        if (s->nsas > 2 * ((size_t)s->sahmask + 1)) {
+            return sa_compact(s);
+        }
+    }
+    return 0;
+}
+
+/* Collecting a dump. */
+typedef struct {
+    ss_snap *s;
+    secsock_error *err;
+    uint64_t next_age;
+} dump_ctx;
+
 
 static int on_policy(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
 {
@@ -1026,14 +1215,24 @@ static struct {
     int pol_stale, sa_stale;
     ss_snap snap;
     int rcvbuf;        /* notification socket buffer; 0: the default below */
-    uint64_t overruns; /* ENOBUFS seen on the notification socket */
-} g = {0, -1, 0, 0, 0, 1, 1, {0}, 0, 0};
+    uint64_t overruns;    /* ENOBUFS seen on the notification socket */
+    uint64_t sa_updates;  /* SA notifications applied in place */
+} g = {0, -1, 0, 0, 0, 1, 1, {0}, 0, 0, 0};
 
 #define SS_NOTIFY_RCVBUF (4 * 1024 * 1024)
 
 uint64_t ss_debug_dump_count(void)
 {
     return __atomic_load_n(&g_dump_count, __ATOMIC_RELAXED);
+}
+
+uint64_t ss_debug_sa_updates(void)
+{
+    uint64_t n;
+    pthread_mutex_lock(&g_lock);
+    n = g.sa_updates;
+    pthread_mutex_unlock(&g_lock);
+    return n;
 }
 
 uint64_t ss_debug_overruns(void)
@@ -1106,22 +1305,34 @@ static int on_notify(void *vctx, uint16_t type, uint16_t flags, const void *payl
 {
     (void)vctx;
     (void)flags;
-    (void)payload;
-    (void)len;
     switch (type) {
     case XFRM_MSG_NEWPOLICY:
     case XFRM_MSG_DELPOLICY:
     case XFRM_MSG_UPDPOLICY:
     case XFRM_MSG_POLEXPIRE:
     case XFRM_MSG_FLUSHPOLICY:
-        g.pol_stale = 1;
+        g.pol_stale = 1; /* policies change seldom: dump them again */
         break;
     case XFRM_MSG_NEWSA:
     case XFRM_MSG_DELSA:
     case XFRM_MSG_UPDSA:
     case XFRM_MSG_EXPIRE:
     case XFRM_MSG_FLUSHSA:
-        g.sa_stale = 1;
+        /* SAs come and go with every rekey: apply the change in place. Each message carries the SA's whole
+         * new state (or its removal), so replaying what was queued since the subscription on top of a dump
+         * converges to the kernel's table whatever the dump already held. Any doubt means a new dump. */
+        if (!g.sa_stale) {
+            ss_sa a;
+            const char *why;
+            int action;
+            if (ss_parse_sa_notify(type, payload, len, &a, &action, &why) != SS_PARSE_OK ||
+                sa_apply(&g.snap, action, &a) != 0) {
+                g.sa_stale = 1;
+            } else {
+                g.sa_updates++;
+            }
+            explicit_bzero(&a, sizeof(a));
+        }
         break;
     default:
         g.pol_stale = g.sa_stale = 1;

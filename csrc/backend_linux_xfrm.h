@@ -63,6 +63,7 @@ typedef struct {
     uint64_t add_time;
     uint8_t dying;   /* a soft limit was reached: the kernel prefers other SAs */
     uint8_t expired; /* a hard limit was reached: the kernel will not use it */
+    uint8_t dead;    /* removed from the snapshot by a notification (a hole until the next compaction) */
     char encryption[SS_ALG_NAME];
     char integrity[SS_ALG_NAME];
     char aead[SS_ALG_NAME];
@@ -80,6 +81,15 @@ int ss_parse_policy(const void *payload, size_t len, ss_policy *out, const char 
 
 /* Parse the payload of an XFRM_MSG_NEWSA/UPDSA message: struct xfrm_usersa_info then attributes. */
 int ss_parse_sa(const void *payload, size_t len, ss_sa *out, const char **why);
+
+/*
+ * What an SA notification (XFRMNLGRP_SA / XFRMNLGRP_EXPIRE) asks of a snapshot: put the SA (NEWSA), update it
+ * (UPDSA: exact only when it replaces a larval SA), remove it (DELSA, hard EXPIRE), mark it dying (soft
+ * EXPIRE), or dump again (a flush, anything else). For DELETE and DYING only the identity fields of *out are
+ * meaningful (family, proto, daddr, spi, mark, if_id).
+ */
+enum { SS_SA_UPSERT = 1, SS_SA_UPDATE, SS_SA_DELETE, SS_SA_DYING, SS_SA_RESYNC };
+int ss_parse_sa_notify(uint16_t type, const void *payload, size_t len, ss_sa *out, int *action, const char **why);
 
 /*
  * Walk the netlink messages in one datagram. For each message of the expected sequence and port id, calls
@@ -104,6 +114,7 @@ int ss_sel_match(const ss_sel *s, int family, const uint8_t *saddr, const uint8_
  */
 uint64_t ss_debug_dump_count(void);
 uint64_t ss_debug_overruns(void);
+uint64_t ss_debug_sa_updates(void); /* SA notifications applied in place, without a dump */
 void ss_debug_set_notify_rcvbuf(int bytes);
 void ss_debug_force_overrun(void);
 /* The policy (index, priority) the calling thread's last query matched for dir (XFRM_POLICY_IN/OUT): 1, or 0 for none. */

@@ -11,6 +11,7 @@
  *   driver errors                                            the error paths, one JSON line each
  *   driver repeat N LOCAL_ADDR PEER_ADDR PEER_PORT           N queries; prints the dumps they made
  *   driver overrun RCVBUF LOCAL_ADDR PEER_ADDR PEER_PORT     query, wait for "go" on stdin, query again
+ *   driver steps LOCAL_ADDR PEER_ADDR PEER_PORT CMD...       query, then after each shell CMD query again
  */
 #define _GNU_SOURCE
 #include "backend_linux_xfrm.h"
@@ -112,7 +113,8 @@ static int report(int rc, const secsock_result *r, const secsock_error *e)
                 printf("null");
             }
         }
-        printf(",\"dumps\":%llu}\n", (unsigned long long)ss_debug_dump_count());
+        printf(",\"dumps\":%llu,\"sa_updates\":%llu}\n", (unsigned long long)ss_debug_dump_count(),
+               (unsigned long long)ss_debug_sa_updates());
     }
     fflush(stdout);
     return rc == 0 ? 0 : 3;
@@ -342,6 +344,22 @@ int main(int argc, char **argv)
             }
             printf("{\"repeat\":%d,\"dumps_during\":%llu}\n", n,
                    (unsigned long long)(ss_debug_dump_count() - before));
+            close(fd);
+        }
+    } else if (strcmp(argv[1], "steps") == 0 && argc >= 5) {
+        secsock_peer p;
+        int fd, i;
+        rc = make_udp_peer(argv[2], argv[3], argv[4], NULL, &fd, &p);
+        if (rc == 0) {
+            rc = query_fd(fd, &p);
+            for (i = 5; i < argc && rc == 0; i++) {
+                if (system(argv[i]) != 0) {
+                    fprintf(stderr, "driver: command failed: %s\n", argv[i]);
+                    rc = 2;
+                    break;
+                }
+                rc = query_fd(fd, &p);
+            }
             close(fd);
         }
     } else if (strcmp(argv[1], "overrun") == 0 && argc >= 6) {

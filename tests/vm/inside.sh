@@ -8,6 +8,7 @@ OUT=$2
 HERE=$(cd "$(dirname "$0")" && pwd)
 export PYTHONPATH="$HERE/..${3:+:$3}"
 export PYTHONDONTWRITEBYTECODE=1
+export SECSOCK_VM_DRIVER="$OUT/driver" # built by run.sh
 # Under emulation every file read over the shared file system is slow: load no plugin the suite does not use.
 export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1
 summary() { echo "$1" >"$OUT/summary.txt"; }
@@ -18,7 +19,9 @@ if ! modprobe -a xfrm_user esp4 esp6 ah4 ah6 veth >"$OUT/modprobe.log" 2>&1; the
     exit 1
 fi
 cd /tmp || exit 1
-read -r -a extra <"$OUT/pytest-args" || extra=()
+# Extra pytest arguments from run.sh, with shell quoting (e.g. -k "deleted or expired").
+extra=()
+eval "extra=($(cat "$OUT/pytest-args"))"
 "$PY" -m pytest -c "$HERE/pytest.ini" --rootdir "$HERE" -p no:cacheprovider --junitxml=/tmp/vm-junit.xml \
     -v --durations=5 "${extra[@]}" "$HERE" >"$OUT/pytest.log" 2>&1
 status=$?

@@ -4,10 +4,10 @@
 # prints as its LAST line "N passed, M failed". Exits non-zero on any failure, on zero tests, or when the VM
 # does not boot or finish: a missing tool fails loudly, never skips.
 #
-# Needs: vng (pip: virtme-ng), qemu-system-x86 and linux-image-amd64 (Debian), iproute2, and a Python with
+# Needs: vng (pip: virtme-ng), qemu-system-x86 and linux-image-amd64 (Debian), iproute2, gcc, and a Python with
 # secsock (linux backend) and pytest: $SECSOCK_VM_PYTHON, default .venv/bin/python. $PYTHONPATH is passed in.
 # Environment: SECSOCK_VM_KERNEL (default: the newest /boot/vmlinuz-*-amd64), SECSOCK_VM_TIMEOUT (s, 420),
-# SECSOCK_VM_PYTEST_ARGS (extra pytest arguments, split on spaces).
+# SECSOCK_VM_PYTEST_ARGS (extra pytest arguments, shell-quoted: -k "esp and not ipv6").
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -35,6 +35,8 @@ KERNEL=${SECSOCK_VM_KERNEL:-$(ls /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | t
 rm -rf "$OUT"
 mkdir -p "$OUT"
 printf '%s\n' "${SECSOCK_VM_PYTEST_ARGS:-}" >"$OUT/pytest-args" # extra pytest arguments, e.g. "-x -k esp"
+# The C driver reports the backend's dump and update counters, which Python does not show.
+sh "$ROOT/tests/linux_c/build.sh" "$OUT/driver" || fail "the C driver (tests/linux_c) did not build"
 echo "vm: booting $KERNEL (software emulation, one boot for the whole suite)"
 start=$(date +%s)
 timeout "$TIMEOUT" "$VNG" --disable-kvm -r "$KERNEL" --memory 1G --rwdir="$OUT" \

@@ -9,7 +9,11 @@ that one process's snapshot answers each thread for its own namespace.
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -378,7 +382,14 @@ def test_sa_expired_by_its_byte_limit_is_not_reported(pair: Pair) -> None:
                 after.append(answer(s))
             return before, after
 
-    before, after = pair.a.call(send_until_expired)
+    def listen() -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((pair.addr_b, PORT))
+        return s
+
+    # A listener on b: else its ICMP port unreachable fails a's second send() before it reaches XFRM.
+    with pair.b.call(listen):
+        before, after = pair.a.call(send_until_expired)
     assert_flags(before, 3)
     assert_flags(after[-1], 0)
     assert after[-1]["outbound"] == []
@@ -400,3 +411,43 @@ def test_threads_in_two_namespaces_get_their_own_answers(pair: Pair) -> None:
         expected = [sa(ESP, TRANSPORT, 0x1001, aead="rfc4106(gcm(aes))")]
         assert (on_a["outbound"], on_a["inbound"]) == (expected, [])
         assert (on_b["inbound"], on_b["outbound"]) == (expected, [])
+
+
+def test_sa_changes_are_applied_without_a_dump(pair: Pair) -> None:
+    """SA notifications update the snapshot in place; policy changes and flushes make it dump again."""
+    secure(pair)
+    driver = os.environ.get("SECSOCK_VM_DRIVER")
+    assert driver and os.access(driver, os.X_OK), "run.sh builds the C driver, named by SECSOCK_VM_DRIVER"
+    out_sa = f"src {pair.addr_a} dst {pair.addr_b} proto esp spi {0x1001:#x}"
+    cbc = shlex.join(CBC_HMAC)
+    steps = [
+        f"ip xfrm state delete {out_sa}",
+        f"ip xfrm state add {out_sa} reqid 7 mode transport {cbc}",
+        f"ip xfrm state update {out_sa} reqid 7 mode transport aead 'rfc4106(gcm(aes))' 0x{'55' * 20} 128",
+        f"ip xfrm state add {out_sa.replace('0x1001', '0x1002')} reqid 8 mode transport {cbc}",
+        f"ip xfrm policy delete src {pair.addr_a} dst {pair.addr_b} dir out",
+        "ip xfrm state flush",
+    ]
+    done = subprocess.run(
+        pair.a.exec_argv(driver, "steps", pair.addr_a, pair.addr_b, str(PORT), *steps),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    first, deleted, added, updated, unrelated, unprotected, flushed = results
+    assert (first["flags"], first["dumps"], first["sa_updates"]) == (3, 2, 0)
+    # Deleting and adding the outbound SA: the answer follows, with no dump.
+    assert (deleted["flags"], deleted["out"], deleted["dumps"]) == (0, [], 2)
+    assert added["flags"] == 3 and added["out"][0]["enc"] == "cbc(aes)" and added["dumps"] == 2
+    assert added["sa_updates"] == 2
+    # Updating a valid SA: the kernel keeps its algorithms but announces the request, so only a dump is right.
+    assert updated["out"][0]["enc"] == "cbc(aes)" and updated["dumps"] == 3
+    # Another SA (reqid 8, not this policy's) is applied in place and changes nothing for this flow.
+    assert unrelated["out"][0]["spi"] == 0x1001 and unrelated["dumps"] == 3
+    assert unrelated["sa_updates"] == 3
+    # The outbound policy deleted: the policy table is dumped again (the SA table is not).
+    assert (unprotected["flags"], unprotected["out"], unprotected["dumps"]) == (0, [], 4)
+    # A flush says nothing about which SAs went: the SA table is dumped again.
+    assert flushed["flags"] == 0 and flushed["dumps"] == 5
