@@ -148,6 +148,15 @@ def test_ipv4_mapped_flow_uses_ipv4_policies(ns: Netns, driver: str) -> None:
     assert matched["pol_out"]["index"] == 0x601
 
 
+def test_interface_selector_uses_the_route_toward_the_peer(ns: Netns, driver: str) -> None:
+    # The route to B leaves by lo; a policy for another device does not apply, one for lo does.
+    ns.ip("link", "add", "other0", "type", "veth", "peer", "name", "other1")
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dev", "other0", "dir", "out", "index", "0xc01")
+    assert drive(ns, driver, "udp-peer", A, B, "500")["pol_out"] is None
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dev", "lo", "dir", "out", "index", "0xc09")
+    assert drive(ns, driver, "udp-peer", A, B, "500")["pol_out"]["index"] == 0xC09
+
+
 def test_policy_mark_must_match_the_socket_mark(ns: Netns, driver: str) -> None:
     ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "mark", "5", "mask", "0xff",
           "index", "0x701")  # fmt: skip
