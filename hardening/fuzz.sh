@@ -14,7 +14,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-TARGETS=(xfrm_policy xfrm_sa nl_dump xfrm_lookup)
+TARGETS=(xfrm_policy xfrm_sa xfrm_sa_notify nl_dump xfrm_lookup)
 
 fail_all() {
     echo "fuzz: $*" >&2

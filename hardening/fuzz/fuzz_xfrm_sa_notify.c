@@ -1,0 +1,52 @@
+/*
+ * libFuzzer target: ss_parse_sa_notify() on any bytes, for every SA notification type (the first byte picks
+ * NEWSA, UPDSA, DELSA, EXPIRE, FLUSHSA or any other type): the parser behind in-place SA updates.
+ */
+#include "backend_linux_xfrm.h"
+#include "fuzz_common.h"
+
+#include <linux/xfrm.h>
+#include <sys/socket.h>
+
+volatile uint32_t fuzz_sink;
+
+static const uint16_t types[] = {XFRM_MSG_NEWSA, XFRM_MSG_UPDSA, XFRM_MSG_DELSA, XFRM_MSG_EXPIRE,
+                                 XFRM_MSG_FLUSHSA, XFRM_MSG_NEWPOLICY};
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    ss_sa a;
+    const char *why = NULL;
+    int action = 0, r;
+    uint16_t type;
+    uint8_t *copy;
+
+    if (size < 1) {
+        return 0;
+    }
+    type = data[0] < 250 ? types[data[0] % (sizeof(types) / sizeof(types[0]))] : (uint16_t)(data[0] << 4);
+    /* The payload in a buffer of exactly its size, so ASan sees any read past it. */
+    copy = malloc(size - 1 ? size - 1 : 1);
+    memcpy(copy, data + 1, size - 1);
+    r = ss_parse_sa_notify(type, copy, size - 1, &a, &action, &why);
+    fuzz_check_why(why);
+    if (r != SS_PARSE_OK && r != SS_PARSE_BAD) {
+        abort();
+    }
+    if (action < SS_SA_UPSERT || action > SS_SA_RESYNC) {
+        abort();
+    }
+    if (r == SS_PARSE_OK && (action == SS_SA_UPSERT || action == SS_SA_UPDATE)) {
+        if (a.family != AF_INET && a.family != AF_INET6) {
+            abort();
+        }
+        fuzz_check_name(a.encryption, sizeof(a.encryption));
+        fuzz_check_name(a.integrity, sizeof(a.integrity));
+        fuzz_check_name(a.aead, sizeof(a.aead));
+    }
+    if (r == SS_PARSE_OK) {
+        fuzz_sink = fuzz_touch(&a, sizeof(a));
+    }
+    free(copy);
+    return 0;
+}
