@@ -5,16 +5,17 @@
 #   bash hardening/fuzz.sh SECONDS      by hand: each target for SECONDS; new inputs are kept in
 #                                       build/fuzz/corpus/<target> (copy the interesting ones into the repo)
 #
-# Targets (hardening/fuzz/): xfrm_policy and xfrm_sa (the XFRM message parsers), nl_dump (a netlink datagram
-# split into messages and parsed, as the dump and notification paths do), xfrm_lookup (the snapshot indexes
-# built from fuzzed dumps and a fuzzed flow looked up in them). Seeds: hardening/fuzz/corpus/<target>/, read
+# Targets (hardening/fuzz/): xfrm_policy, xfrm_sa and xfrm_sa_notify (the XFRM message parsers), nl_dump (a
+# netlink datagram split into messages and parsed, as the dump and notification paths do), xfrm_lookup (the
+# snapshot indexes built from fuzzed dumps and a fuzzed flow looked up in them), xfrm_sa_apply (differential:
+# the SA table updated in place from notifications against a fresh one built from the same SAs). Seeds: hardening/fuzz/corpus/<target>/, read
 # only (make_corpus.sh regenerates them); files named regress-* reproduce bugs found before and run first.
 # A crash leaves its input in build/fuzz/artifacts/. There is no Windows target: see hardening/README.md.
 # Needs: clang-14 and libclang-rt-14-dev. Last line: "N passed, M failed" (one per target).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-TARGETS=(xfrm_policy xfrm_sa xfrm_sa_notify nl_dump xfrm_lookup)
+TARGETS=(xfrm_policy xfrm_sa xfrm_sa_notify nl_dump xfrm_lookup xfrm_sa_apply)
 
 fail_all() {
     echo "fuzz: $*" >&2
@@ -45,8 +46,8 @@ for target in "${TARGETS[@]}"; do
     echo "== $target"
     src=$ROOT/hardening/fuzz/fuzz_$target.c
     bin=$OUT/bin/fuzz_$target
-    if [[ $target == xfrm_lookup ]]; then
-        sources=("$src" "$ROOT/csrc/secsock_common.c") # it includes backend_linux.c itself
+    if [[ $target == xfrm_lookup || $target == xfrm_sa_apply ]]; then
+        sources=("$src" "$ROOT/csrc/secsock_common.c") # they include backend_linux.c themselves
     else
         sources=("$src" "$ROOT/csrc/backend_linux.c" "$ROOT/csrc/secsock_common.c")
     fi
