@@ -220,6 +220,55 @@ def worker(n: int, quick: bool, sas: int = 0) -> dict[str, Any]:
         secsock.query(server)
     result["steady_after_change_ns"] = (time.perf_counter_ns() - t0) / size
 
+    # The first query after an SA change (a rekey adds and deletes SAs), where the kernel has ESP.
+    if result["sas"]:
+        key = "0x" + "22" * 20
+        sa_changes = []
+        for i in range(6 if quick else 20):
+            spi = 0x9000 + i // 2
+            if i % 2 == 0:
+                cmd = [
+                    "ip",
+                    "xfrm",
+                    "state",
+                    "add",
+                    "src",
+                    "10.99.0.1",
+                    "dst",
+                    "10.99.0.2",
+                    "proto",
+                    "esp",
+                    "spi",
+                    str(spi),
+                    "mode",
+                    "transport",
+                    "aead",
+                    "rfc4106(gcm(aes))",
+                    key,
+                    "128",
+                ]
+            else:
+                cmd = [
+                    "ip",
+                    "xfrm",
+                    "state",
+                    "del",
+                    "src",
+                    "10.99.0.1",
+                    "dst",
+                    "10.99.0.2",
+                    "proto",
+                    "esp",
+                    "spi",
+                    str(spi),
+                ]
+            subprocess.run(cmd, check=True)
+            t0 = time.perf_counter()
+            secsock.query(server)
+            sa_changes.append((time.perf_counter() - t0) * 1e3)
+        result["after_sa_change_ms"] = statistics.median(sa_changes)
+        result["after_sa_change_ms_max"] = max(sa_changes)
+
     # What a Linux user would do instead, per query.
     reps = 3 if n >= 10_000 or quick else 20
     times = []

@@ -2,7 +2,7 @@
 # The benchmark with real ESP SAs: boots one virtme-ng VM (software emulation: absolute times are slower than
 # on hardware, the ratios to getpeername measured in the same VM are what to read), loads the IPsec modules and
 # runs benchmarks/run.py inside with SAs installed. Usage (root):
-#   bash benchmarks/vm.sh [run.py arguments]      default: --scales 0,1000,10000 --sas 1000 --quick
+#   [BENCH_REV=HEAD] bash benchmarks/vm.sh [run.py arguments]   default: --scales 0,1000,10000 --sas 1000 --quick
 # Writes build/bench-vm/results-vm.json and prints the table. Needs vng (pip virtme-ng), qemu-system-x86 and a
 # Debian kernel in /boot (linux-image-amd64).
 set -euo pipefail
@@ -14,11 +14,24 @@ VNG=$(command -v vng || echo "$ROOT/.venv/bin/vng")
 command -v qemu-system-x86_64 >/dev/null || { echo "bench vm: qemu-system-x86_64 is missing" >&2; exit 1; }
 KERNEL=${SECSOCK_VM_KERNEL:-$(ls /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -n 1)}
 [[ -r $KERNEL ]] || { echo "bench vm: no Debian kernel in /boot (apt-get install linux-image-amd64)" >&2; exit 1; }
+# BENCH_REV=REV: measure the extension as built from that commit (on the host, outside the working tree).
+build_path=
+if [[ -n ${BENCH_REV:-} ]]; then
+    sha=$(git rev-parse --verify "$BENCH_REV^{commit}")
+    build=$(mktemp -d /tmp/secsock-bench-vm.XXXXXX)
+    trap 'rm -rf "$build"' EXIT
+    git archive "$sha" csrc src setup.py pyproject.toml README.md | tar -x -C "$build/"
+    (cd "$build" && "$ROOT/.venv/bin/python" setup.py -q build_ext --build-lib "$build/pkg" \
+        --build-temp "$build/obj" >"$build/build.log" 2>&1) || { cat "$build/build.log"; exit 1; }
+    cp "$build"/src/secsock/*.py "$build/src/secsock/py.typed" "$build/pkg/secsock/"
+    build_path="PYTHONPATH=$build/pkg SECSOCK_BENCH_COMMIT=$sha"
+    echo "bench vm: measuring ${sha:0:12}" >&2
+fi
 args=("$@")
 ((${#args[@]})) || args=(--scales 0,1000,10000 --sas 1000 --quick)
 rm -rf "$OUT"
 mkdir -p "$OUT"
-inner="modprobe -a xfrm_user esp4 esp6 && cd $ROOT && PYTHONDONTWRITEBYTECODE=1 $ROOT/.venv/bin/python \
+inner="modprobe -a xfrm_user esp4 esp6 && cd $ROOT && PYTHONDONTWRITEBYTECODE=1 $build_path $ROOT/.venv/bin/python \
 benchmarks/run.py ${args[*]} --out $OUT/results-vm.json >$OUT/table.txt 2>$OUT/stderr.txt; echo \$? >$OUT/status"
 timeout "${SECSOCK_VM_TIMEOUT:-1800}" "$VNG" --disable-kvm -r "$KERNEL" --memory 2G --rwdir="$OUT" -- "$inner" \
     >"$OUT/vm.log" 2>&1 || true
