@@ -1473,6 +1473,8 @@ typedef struct {
     uint32_t mark;
     int bound_ifindex;     /* SO_BINDTOIFINDEX, 0 when not bound */
     int has_peer_arg;      /* the caller gave peer (error messages name it) */
+    int if_id_known;       /* if_id below was resolved */
+    uint32_t if_id;        /* the if_id of the XFRM interface the flow is routed through, 0 for none */
     int oif;               /* the interface toward the peer; -1 until needed and resolved */
 } ss_flow;
 
@@ -1550,6 +1552,86 @@ static int resolve_oif(ss_flow *f, secsock_error *err)
     return 0;
 }
 
+typedef struct {
+    int is_xfrm;
+    uint32_t if_id;
+    int other_netns; /* IFLA_LINK_NETNSID: the interface's policies live in another namespace */
+} link_info;
+
+static int on_link(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
+{
+    link_info *li = vctx;
+    attr_iter it, inner, data_it;
+    uint16_t at, it_type, dt;
+    const uint8_t *data, *idata, *ddata;
+    size_t dlen, ilen, ddlen;
+
+    (void)flags;
+    if (type != RTM_NEWLINK || len < sizeof(struct ifinfomsg)) {
+        return 0;
+    }
+    it.p = (const uint8_t *)payload + NLMSG_ALIGN(sizeof(struct ifinfomsg));
+    it.left = len > NLMSG_ALIGN(sizeof(struct ifinfomsg)) ? len - NLMSG_ALIGN(sizeof(struct ifinfomsg)) : 0;
+    while (attr_next(&it, &at, &data, &dlen) > 0) {
+        if (at == IFLA_LINK_NETNSID) {
+            li->other_netns = 1;
+        }
+        if (at != IFLA_LINKINFO) {
+            continue;
+        }
+        inner.p = data;
+        inner.left = dlen;
+        while (attr_next(&inner, &it_type, &idata, &ilen) > 0) {
+            if (it_type == IFLA_INFO_KIND) {
+                li->is_xfrm = ilen >= 5 && memcmp(idata, "xfrm", 5) == 0;
+            } else if (it_type == IFLA_INFO_DATA) {
+                data_it.p = idata;
+                data_it.left = ilen;
+                while (attr_next(&data_it, &dt, &ddata, &ddlen) > 0) {
+                    if (dt == IFLA_XFRM_IF_ID && ddlen >= sizeof(uint32_t)) {
+                        memcpy(&li->if_id, ddata, sizeof(uint32_t));
+                    }
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/*
+ * The if_id of the XFRM interface the flow is routed through (0 when the route leaves by another kind of
+ * device): the kernel looks up policies with that if_id for such a flow, and only for it. Asked only when
+ * some policy has an if_id. The answer for both directions: the peer's packets are taken to come back
+ * through the same interface (its SAs carry its if_id).
+ */
+static int resolve_if_id(ss_flow *f, secsock_error *err)
+{
+    struct ifinfomsg ifi;
+    link_info li;
+
+    if (f->if_id_known) {
+        return 0;
+    }
+    if (resolve_oif(f, err) != 0) {
+        return -1;
+    }
+    memset(&ifi, 0, sizeof(ifi));
+    memset(&li, 0, sizeof(li));
+    ifi.ifi_family = AF_UNSPEC;
+    ifi.ifi_index = f->oif;
+    if (nl_request(NETLINK_ROUTE, RTM_GETLINK, NLM_F_ACK, &ifi, sizeof(ifi), on_link, &li, "RTM_GETLINK", err) != 0) {
+        return -1;
+    }
+    if (li.is_xfrm && li.other_netns) {
+        return secsock_error_set(err, SECSOCK_ERR_UNSUPPORTED, 0, 0, "if_id",
+                                 "the flow is routed through an XFRM interface whose policies live in another "
+                                 "network namespace, which secsock does not read");
+    }
+    f->if_id = li.is_xfrm ? li.if_id : 0;
+    f->if_id_known = 1;
+    return 0;
+}
+
 /* Selector match, resolving the flow's interface only when a selector names one. -1 on error. */
 static int flow_sel_match(const ss_sel *s, ss_flow *f, int dir, secsock_error *err)
 {
@@ -1573,7 +1655,8 @@ static int flow_sel_match(const ss_sel *s, ss_flow *f, int dir, secsock_error *e
 }
 
 /* The policy the kernel applies to the flow in one direction, or NULL; -1 in *rc on error. */
-static const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, int *rc, secsock_error *err)
+static const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t if_id, int *rc,
+                                      secsock_error *err)
 {
     int type;
     const uint8_t *da = dir == XFRM_POLICY_OUT ? f->peer : f->local;
@@ -1617,15 +1700,8 @@ static const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, int
                 if (!m) {
                     continue;
                 }
-                if (p->if_id != 0) {
-                    /* The kernel looks such a policy up only for flows routed through the XFRM interface
-                     * with that if_id; which interface this flow takes is not resolved here. */
-                    *rc = -1;
-                    secsock_error_set(err, SECSOCK_ERR_UNSUPPORTED, 0, 0, "if_id",
-                                      "an XFRM policy with if_id %u selects this flow; flows through XFRM "
-                                      "interfaces are not supported yet",
-                                      (unsigned)p->if_id);
-                    return NULL;
+                if (p->if_id != if_id) {
+                    continue; /* the kernel looks a policy up only for flows with its if_id */
                 }
                 best = p;
                 break;
@@ -1756,10 +1832,18 @@ static int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *ou
     const uint8_t *daddr = dir == XFRM_POLICY_OUT ? f->peer : f->local;
     const uint8_t *saddr = dir == XFRM_POLICY_OUT ? f->local : f->peer;
     int rc, i, counted = 0, encrypted = 0;
+    uint32_t if_id = 0;
 
     memset(out, 0, sizeof(*out));
     v->protected_ = v->encrypted = 0;
-    pol = lookup_policy(s, f, dir, &rc, err);
+    if (s->b[bucket_of(dir, f->family, XFRM_POLICY_TYPE_MAIN)].has_if_id ||
+        s->b[bucket_of(dir, f->family, XFRM_POLICY_TYPE_SUB)].has_if_id) {
+        if (resolve_if_id(f, err) != 0) {
+            return -1;
+        }
+        if_id = f->if_id;
+    }
+    pol = lookup_policy(s, f, dir, if_id, &rc, err);
     if (rc != 0) {
         return -1;
     }

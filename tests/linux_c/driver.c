@@ -12,12 +12,18 @@
  *   driver repeat N LOCAL_ADDR PEER_ADDR PEER_PORT           N queries; prints the dumps they made
  *   driver overrun RCVBUF LOCAL_ADDR PEER_ADDR PEER_PORT     query, wait for "go" on stdin, query again
  *   driver steps LOCAL_ADDR PEER_ADDR PEER_PORT CMD...       query, then after each shell CMD query again
+ *   driver netns LOCAL_ADDR PEER_ADDR PEER_PORT NS...        for each named namespace (ip netns), a thread
+ *                                                            enters it, makes the socket and queries; then
+ *                                                            the main thread (still in its own namespace)
+ *                                                            queries that socket too; prints both
  */
 #define _GNU_SOURCE
 #include "backend_linux_xfrm.h"
 #include "secsock_backend.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
+#include <sched.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -170,6 +176,55 @@ static int make_udp_peer(const char *local, const char *peer, const char *port, 
     peer_of(&ps, p);
     *fd_out = fd;
     return 0;
+}
+
+typedef struct {
+    const char *ns, *local, *peer, *port;
+    int fd, rc;
+    secsock_peer p;
+} ns_job;
+
+static void *in_netns(void *arg)
+{
+    ns_job *job = arg;
+    char path[256];
+    int nsfd;
+
+    snprintf(path, sizeof(path), "/run/netns/%s", job->ns);
+    nsfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) != 0) {
+        job->rc = die("setns");
+        return NULL;
+    }
+    close(nsfd);
+    job->rc = make_udp_peer(job->local, job->peer, job->port, NULL, &job->fd, &job->p);
+    if (job->rc == 0) {
+        printf("thread ");
+        job->rc = query_fd(job->fd, &job->p);
+    }
+    return NULL;
+}
+
+static int cmd_netns(int argc, char **argv)
+{
+    int i, rc = 0;
+
+    for (i = 5; i < argc && rc == 0; i++) {
+        ns_job job = {argv[i], argv[2], argv[3], argv[4], -1, 2, {0}};
+        pthread_t t;
+        if (pthread_create(&t, NULL, in_netns, &job) != 0 || pthread_join(t, NULL) != 0) {
+            return die("pthread");
+        }
+        rc = job.rc;
+        if (rc == 0) {
+            printf("main ");
+            rc = query_fd(job.fd, &job.p);
+        }
+        if (job.fd >= 0) {
+            close(job.fd);
+        }
+    }
+    return rc;
 }
 
 static int cmd_errors(void)
@@ -346,6 +401,8 @@ int main(int argc, char **argv)
                    (unsigned long long)(ss_debug_dump_count() - before));
             close(fd);
         }
+    } else if (strcmp(argv[1], "netns") == 0 && argc >= 6) {
+        rc = cmd_netns(argc, argv);
     } else if (strcmp(argv[1], "steps") == 0 && argc >= 5) {
         secsock_peer p;
         int fd, i;

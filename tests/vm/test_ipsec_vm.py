@@ -451,3 +451,34 @@ def test_sa_changes_are_applied_without_a_dump(pair: Pair) -> None:
     assert (unprotected["flags"], unprotected["out"], unprotected["dumps"]) == (0, [], 4)
     # A flush says nothing about which SAs went: the SA table is dumped again.
     assert flushed["flags"] == 0 and flushed["dumps"] == 5
+
+
+def test_flow_through_an_xfrm_interface_uses_its_if_id_policies(pair: Pair) -> None:
+    """Route-based IPsec: 0.0.0.0/0 policies and SAs with if_id 42 apply only to what is routed through
+    the XFRM interface with that if_id; the veth addresses themselves stay in the clear."""
+    inner = {pair.a: ("192.168.77.1", "192.168.77.2"), pair.b: ("192.168.77.2", "192.168.77.1")}
+    for ns, dev, under in ((pair.a, "xfa", "va"), (pair.b, "xfb", "vb")):
+        ns.ip("link", "add", dev, "type", "xfrm", "dev", under, "if_id", "42")
+        ns.ip("link", "set", dev, "up")
+        ns.ip("addr", "add", f"{inner[ns][0]}/32", "dev", dev)
+        ns.ip("route", "add", f"{inner[ns][1]}/32", "dev", dev)
+    for src, dst, spi in ((pair.addr_a, pair.addr_b, 0x4001), (pair.addr_b, pair.addr_a, 0x4002)):
+        for ns in (pair.a, pair.b):
+            ns.ip("xfrm", "state", "add", "src", src, "dst", dst, "proto", "esp", "spi", hex(spi),
+                  "reqid", "9", "mode", "tunnel", "if_id", "42", *AEAD)  # fmt: skip
+        sender, receiver = (pair.a, pair.b) if src == pair.addr_a else (pair.b, pair.a)
+        tmpl = ["tmpl", "src", src, "dst", dst, "proto", "esp", "mode", "tunnel", "reqid", "9"]
+        for ns, direction in ((sender, "out"), (receiver, "in")):
+            ns.ip("xfrm", "policy", "add", "src", "0.0.0.0/0", "dst", "0.0.0.0/0", "dir", direction,
+                  "if_id", "42", *tmpl)  # fmt: skip
+    tunnelled = Pair(pair.a, pair.b, "192.168.77.1", "192.168.77.2")
+    server, (client,) = tcp(tunnelled)
+    for result in (server, client):
+        assert_flags(result, 3)
+    assert client["outbound"] == [sa(ESP, TUNNEL, 0x4001, reqid=9, aead="rfc4106(gcm(aes))")]
+    assert client["inbound"] == [sa(ESP, TUNNEL, 0x4002, reqid=9, aead="rfc4106(gcm(aes))")]
+    assert server["inbound"] == [sa(ESP, TUNNEL, 0x4001, reqid=9, aead="rfc4106(gcm(aes))")]
+    # The same hosts over the veth, not through the interface: no if_id policy applies.
+    server, (client,) = tcp(pair)
+    for result in (server, client):
+        assert_flags(result, 0)
