@@ -247,6 +247,17 @@ def test_ipv6_esp(pair6: Pair) -> None:
     assert server["inbound"] == [sa(ESP, TRANSPORT, 0x1001, aead="rfc4106(gcm(aes))")]
 
 
+def test_ipv4_mapped_addresses_on_ipv6_sockets_use_the_ipv4_state(pair: Pair) -> None:
+    # AF_INET6 sockets on both ends talking to ::ffff:10.1.0.x: the packets, and so the XFRM flows, are IPv4.
+    secure(pair)
+    mapped = Pair(pair.a, pair.b, "::ffff:" + pair.addr_a, "::ffff:" + pair.addr_b)
+    server, (client,) = tcp(mapped)
+    for result in (server, client):
+        assert_flags(result, 3)
+    assert client["outbound"] == [sa(ESP, TRANSPORT, 0x1001, aead="rfc4106(gcm(aes))")]
+    assert server["outbound"] == [sa(ESP, TRANSPORT, 0x2002, aead="rfc4106(gcm(aes))")]
+
+
 def test_udp_connected_client_and_unconnected_server_with_peer(pair: Pair) -> None:
     secure(pair)
     ready = threading.Event()
