@@ -331,6 +331,11 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{r['ip_subprocess_ms']:>10.1f} {r['ip_subprocess_ratio']:>7.0f} "
             f"{r['netlink_dump_ms']:>10.2f} {r['netlink_dump_ratio']:>6.0f}"
         )
+        if "after_sa_change_ms" in r:
+            rows.append(
+                f"{'':>9} after an SA change: {r['after_sa_change_ms']:.2f} ms median, "
+                f"{r['after_sa_change_ms_max']:.2f} ms max"
+            )
     return "\n".join(rows)
 
 
