@@ -36,10 +36,15 @@ int main(int argc, char **argv)
     int rounds = argc > 1 ? atoi(argv[1]) : 10, r;
     double dump_raw[MAXR], dump_parse[MAXR], index_ms[MAXR], whole[MAXR];
     secsock_error err;
+    ss_netns here;
     size_t msgs = 0;
 
     if (rounds < 1 || rounds > MAXR) {
         rounds = 10;
+    }
+    if (thread_netns(&here, NULL) != 0) {
+        fprintf(stderr, "refresh: cannot tell this thread's network namespace\n");
+        return 1;
     }
     for (r = 0; r < rounds; r++) {
         ss_snap s;
@@ -76,13 +81,13 @@ int main(int argc, char **argv)
         index_ms[r] = t3 - t2;
         /* The backend's own refresh after a change: drain, dump, index (the SA table is not stale). */
         pthread_mutex_lock(&g_lock);
-        if (r == 0 && refresh_locked(&err) != 0) {
+        if (r == 0 && refresh_locked(&here, &err) != 0) {
             fprintf(stderr, "refresh: %s\n", err.message);
             return 1;
         }
         g.pol_stale = 1;
         t0 = now_ms();
-        if (refresh_locked(&err) != 0) {
+        if (refresh_locked(&here, &err) != 0) {
             fprintf(stderr, "refresh: %s\n", err.message);
             return 1;
         }
