@@ -21,7 +21,6 @@ from ._types import (
     SecurityInfo,
     SecurityProtocol,
     Token,
-    _known,
 )
 
 try:
@@ -146,25 +145,42 @@ def close_token_handle(handle: int) -> None:
     _require_backend("Token.close").close_token(handle)
 
 
+# The decoder runs once per accepted connection: enum members come from tables built once, not from calls.
+_PROTOCOLS: dict[int, SecurityProtocol] = {int(member): member for member in SecurityProtocol}
+_FLAGS: dict[int, ConnectionFlags] = {value: ConnectionFlags(value) for value in range(8)}
+_IPSEC_PROTOCOLS: dict[int, IpsecProtocol] = {int(member): member for member in IpsecProtocol}
+_IPSEC_MODES: dict[int, IpsecMode] = {int(member): member for member in IpsecMode}
+_IN_THE_CLEAR = IpsecDetails((), ())
+
+
 def _info_from_raw(raw: tuple[Any, ...]) -> SecurityInfo:
     protocol, flags, application_handle, machine_handle, ipsec2, detail = raw
     # Wrap the handles first: from here on each one has an owner that closes it.
     application = Token(application_handle) if application_handle else None
     machine = Token(machine_handle) if machine_handle else None
-    info = SecurityInfo(_known(SecurityProtocol, protocol), ConnectionFlags(flags), application, machine)
+    info = SecurityInfo(
+        _PROTOCOLS.get(protocol, protocol),  # a value this version does not know stays an int: never a guess
+        _FLAGS[flags] if flags in _FLAGS else ConnectionFlags(flags),
+        application,
+        machine,
+    )
     if ipsec2 is not None:
         info.mm_sa_id, info.qm_sa_id, info.negotiation_error, context = ipsec2
         info.sa_lookup_context = uuid.UUID(bytes_le=context)
     if detail is not None:
-        info.ipsec = IpsecDetails(*(tuple(_sa(item) for item in direction) for direction in detail))
+        outbound, inbound = detail
+        if outbound or inbound:
+            info.ipsec = IpsecDetails(tuple(map(_sa, outbound)), tuple(map(_sa, inbound)))
+        else:
+            info.ipsec = _IN_THE_CLEAR
     return info
 
 
 def _sa(item: tuple[Any, ...]) -> SecurityAssociation:
     proto, mode, spi, reqid, encryption, integrity, aead = item
     return SecurityAssociation(
-        _known(IpsecProtocol, proto),
-        _known(IpsecMode, mode),
+        _IPSEC_PROTOCOLS.get(proto, proto),
+        _IPSEC_MODES.get(mode, mode),
         spi,
         reqid,
         encryption or None,

@@ -7,7 +7,7 @@ import threading
 import uuid
 import warnings
 from types import TracebackType
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
 __all__ = [
     "Account",
@@ -55,17 +55,6 @@ class IpsecMode(enum.IntEnum):
     ROUTE_OPTIMIZATION = 2
     IN_TRIGGER = 3
     BEET = 4
-
-
-_E = TypeVar("_E", bound=enum.IntEnum)
-
-
-def _known(enum_type: type[_E], value: int) -> _E | int:
-    """The enum member for value, or the plain int when this version does not know it (never a guess)."""
-    try:
-        return enum_type(value)
-    except ValueError:
-        return value
 
 
 class SecurityAssociation(NamedTuple):
