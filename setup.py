@@ -11,7 +11,7 @@ from setuptools import Extension, setup
 LIMITED_API = "0x03090000"
 
 backends = {
-    "win32": (["csrc/backend_windows.c"], ["ws2_32", "fwpuclnt", "advapi32"]),
+    "win32": (["csrc/backend_windows.c", "csrc/secsock_decode.c"], ["ws2_32", "fwpuclnt", "advapi32"]),
     "linux": (["csrc/backend_linux.c", "csrc/family_posix.c"], []),
 }
 platform = "linux" if sys.platform.startswith("linux") else sys.platform

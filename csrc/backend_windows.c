@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "secsock_backend.h"
+#include "secsock_decode.h"
 
 /* A static assertion both mingw-w64 and MSVC's C mode accept (MSVC may lack _Static_assert in C). */
 #define SECSOCK_STATIC_ASSERT(name, cond) typedef char secsock_static_assert_##name[(cond) ? 1 : -1]
@@ -98,13 +99,25 @@ SECSOCK_STATIC_ASSERT(info2_qm, offsetof(SOCKET_SECURITY_QUERY_INFO_IPSEC2, QmSa
 SECSOCK_STATIC_ASSERT(info2_winerr, offsetof(SOCKET_SECURITY_QUERY_INFO_IPSEC2, NegotiationWinerr) == 40);
 SECSOCK_STATIC_ASSERT(info2_context, offsetof(SOCKET_SECURITY_QUERY_INFO_IPSEC2, SaLookupContext) == 44);
 SECSOCK_STATIC_ASSERT(guid_size, sizeof(GUID) == 16);
+/* secsock_decode.c reads through these names: they must be the real structures' offsets. */
+SECSOCK_STATIC_ASSERT(decode_flags, offsetof(SOCKET_SECURITY_QUERY_INFO, Flags) == SECSOCK_INFO_OFF_FLAGS);
+SECSOCK_STATIC_ASSERT(decode_app, offsetof(SOCKET_SECURITY_QUERY_INFO, PeerApplicationAccessTokenHandle) ==
+                                      SECSOCK_INFO_OFF_APP_TOKEN);
+SECSOCK_STATIC_ASSERT(decode_machine, offsetof(SOCKET_SECURITY_QUERY_INFO, PeerMachineAccessTokenHandle) ==
+                                          SECSOCK_INFO_OFF_MACHINE_TOKEN);
+SECSOCK_STATIC_ASSERT(decode_size, sizeof(SOCKET_SECURITY_QUERY_INFO) == SECSOCK_INFO_SIZE);
+SECSOCK_STATIC_ASSERT(decode2_mm, offsetof(SOCKET_SECURITY_QUERY_INFO_IPSEC2, MmSaId) == SECSOCK_INFO2_OFF_MM_SA_ID);
+SECSOCK_STATIC_ASSERT(decode2_qm, offsetof(SOCKET_SECURITY_QUERY_INFO_IPSEC2, QmSaId) == SECSOCK_INFO2_OFF_QM_SA_ID);
+SECSOCK_STATIC_ASSERT(decode2_winerr,
+                      offsetof(SOCKET_SECURITY_QUERY_INFO_IPSEC2, NegotiationWinerr) == SECSOCK_INFO2_OFF_WINERR);
+SECSOCK_STATIC_ASSERT(decode2_context,
+                      offsetof(SOCKET_SECURITY_QUERY_INFO_IPSEC2, SaLookupContext) == SECSOCK_INFO2_OFF_CONTEXT);
+SECSOCK_STATIC_ASSERT(decode2_size, sizeof(SOCKET_SECURITY_QUERY_INFO_IPSEC2) == SECSOCK_INFO2_SIZE);
 SECSOCK_STATIC_ASSERT(sockaddr_in6_fits, sizeof(SOCKADDR_IN6) <= sizeof(SOCKADDR_STORAGE));
 SECSOCK_STATIC_ASSERT(settings_size, sizeof(SOCKET_SECURITY_SETTINGS) == 8);
 SECSOCK_STATIC_ASSERT(settings_ipsec_strings, offsetof(SOCKET_SECURITY_SETTINGS_IPSEC, AllStrings) == 84);
 SECSOCK_STATIC_ASSERT(target_name_strings, offsetof(SOCKET_PEER_TARGET_NAME, AllStrings) == 140);
 
-/* Protocol + Flags: the part every answer must have. */
-#define SECSOCK_INFO_HEADER 8u
 /* Bounds of the two-call negotiation: calls per query, and the largest buffer the system may ask for. */
 #define SECSOCK_MAX_ISSUES 4
 #define SECSOCK_MAX_INFO 65536u
@@ -331,42 +344,13 @@ static void finish_error(secsock_pending *p, long code, const char *call)
 }
 
 /*
- * Decode a successful answer of n bytes (R5: by the size and protocol actually returned) and take ownership of
- * the token handles in it.
+ * Decode a successful answer of n bytes (R5: by the size and protocol actually returned; secsock_decode.c) and
+ * take ownership of the token handles in it.
  */
 static void finish_success(secsock_pending *p, ULONG n)
 {
-    secsock_result *r = &p->held;
-
     mark_done(p);
-    memset(r, 0, sizeof(*r));
-    if (n > p->buf_size) {
-        n = p->buf_size; /* the system cannot have written past the buffer it was given */
-    }
-    if (n < SECSOCK_INFO_HEADER) {
-        secsock_error_set(&p->error, SECSOCK_ERR_OS, 0, WSAEMSGSIZE, "WSAQuerySocketSecurity",
-                          "WSAQuerySocketSecurity succeeded but returned %lu bytes, fewer than the %u-byte header "
-                          "(protocol and flags)",
-                          (unsigned long)n, SECSOCK_INFO_HEADER);
-        return;
-    }
-    /* Read field by field: each only when the returned bytes cover it. */
-    memcpy(&r->protocol, p->buf + offsetof(SOCKET_SECURITY_QUERY_INFO, SecurityProtocol), 4);
-    memcpy(&r->flags, p->buf + offsetof(SOCKET_SECURITY_QUERY_INFO, Flags), 4);
-    if (n >= offsetof(SOCKET_SECURITY_QUERY_INFO, PeerApplicationAccessTokenHandle) + 8) {
-        memcpy(&r->peer_application_token, p->buf + offsetof(SOCKET_SECURITY_QUERY_INFO, PeerApplicationAccessTokenHandle), 8);
-    }
-    if (n >= offsetof(SOCKET_SECURITY_QUERY_INFO, PeerMachineAccessTokenHandle) + 8) {
-        memcpy(&r->peer_machine_token, p->buf + offsetof(SOCKET_SECURITY_QUERY_INFO, PeerMachineAccessTokenHandle), 8);
-    }
-    if (r->protocol == (uint32_t)SECSOCK_PROTOCOL_IPSEC2 && n >= sizeof(SOCKET_SECURITY_QUERY_INFO_IPSEC2)) {
-        const SOCKET_SECURITY_QUERY_INFO_IPSEC2 *info = (const SOCKET_SECURITY_QUERY_INFO_IPSEC2 *)p->buf;
-        r->has_ipsec2 = 1;
-        r->mm_sa_id = info->MmSaId;
-        r->qm_sa_id = info->QmSaId;
-        r->negotiation_winerr = info->NegotiationWinerr;
-        memcpy(r->sa_lookup_context, &info->SaLookupContext, 16);
-    }
+    (void)secsock_decode_info(p->buf, p->buf_size, n, &p->held, &p->error);
 }
 
 /* The system asked for `needed` bytes: grow the buffer and call again, or end with a clear error. */

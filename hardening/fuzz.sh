@@ -15,7 +15,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-TARGETS=(xfrm_policy xfrm_sa xfrm_sa_notify nl_dump xfrm_lookup xfrm_sa_apply)
+TARGETS=(xfrm_policy xfrm_sa xfrm_sa_notify nl_dump xfrm_lookup xfrm_sa_apply win_decode)
 
 fail_all() {
     echo "fuzz: $*" >&2
@@ -46,7 +46,9 @@ for target in "${TARGETS[@]}"; do
     echo "== $target"
     src=$ROOT/hardening/fuzz/fuzz_$target.c
     bin=$OUT/bin/fuzz_$target
-    if [[ $target == xfrm_lookup || $target == xfrm_sa_apply ]]; then
+    if [[ $target == win_decode ]]; then
+        sources=("$src" "$ROOT/csrc/secsock_decode.c" "$ROOT/csrc/secsock_common.c") # the Windows decoder
+    elif [[ $target == xfrm_lookup || $target == xfrm_sa_apply ]]; then
         sources=("$src" "$ROOT/csrc/secsock_common.c") # they include backend_linux.c themselves
     else
         sources=("$src" "$ROOT/csrc/backend_linux.c" "$ROOT/csrc/secsock_common.c")
