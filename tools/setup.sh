@@ -10,7 +10,7 @@ APT_PACKAGES=(
     wine64 wine                              # run the Windows test programs
     qemu-system-x86 linux-image-amd64 busybox-static  # the VM with real ESP/AH (virtme-ng boots it)
     iproute2 kmod util-linux                 # ip xfrm / ip netns, modprobe, setpriv, unshare
-    clang gcc                                # the sanitizer and fuzz builds; the extension (the venv has headers)
+    clang libclang-rt-14-dev gcc             # ASan/UBSan/libFuzzer builds (hardening/); the extension
 )
 # Runs the x86 test program under Wine. It needs i386 libraries at the same versions as the amd64 ones; a
 # mirror whose i386 security index is stale needs the pins of tools/apt_multiarch_pins.py. If even that fails,

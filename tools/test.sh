@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test layer (after tools/setup.sh): lint and types; the extension built with -Werror; pytest on
 # this machine; the Windows backend under Wine (x64 and x86) against the fwpuclnt double; the Linux backend
-# over real IPsec in a VM; and the packaging checks. Each suite runs even if an earlier one failed; a suite
-# that ran nothing, skipped a test or could not start counts as failed. The last line sums them all.
+# over real IPsec in a VM; the host suite under ASan+UBSan and a short fuzz run; and the packaging checks.
+# Each suite runs even if an earlier one failed; a suite that ran nothing, skipped a test or could not start
+# counts as failed. The last line sums them all.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -74,13 +75,15 @@ PY
     record "$name" ${counts% *} ${counts#* }
 }
 
-check "ruff" ruff check src tests
-check "ruff-format" ruff format --check src tests
+check "ruff" ruff check src tests tools benchmarks hardening
+check "ruff-format" ruff format --check src tests tools
 check "mypy" mypy
 check "build-werror" env CFLAGS="-Werror" python -m pip install -q --no-build-isolation --no-deps -e .
 pytest_suite "pytest-host" tests
 suite "wine-windows-backend" bash tests/windows/run.sh
 suite "vm-linux-ipsec" bash tests/vm/run.sh
+suite "sanitizers-asan-ubsan" bash hardening/sanitize.sh
+suite "fuzz-short" bash hardening/fuzz.sh
 check "cibuildwheel-identifiers" bash tools/check_packaging.sh identifiers
 check "actionlint" bash tools/check_packaging.sh actionlint
 check "abi3audit" bash tools/check_packaging.sh abi3audit
