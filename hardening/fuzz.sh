@@ -10,7 +10,8 @@
 # snapshot indexes built from fuzzed dumps and a fuzzed flow looked up in them), xfrm_sa_apply (differential:
 # the SA table updated in place from notifications against a fresh one built from the same SAs). Seeds: hardening/fuzz/corpus/<target>/, read
 # only (make_corpus.sh regenerates them); files named regress-* reproduce bugs found before and run first.
-# A crash leaves its input in build/fuzz/artifacts/. There is no Windows target: see hardening/README.md.
+# win_decode: the Windows result decoder (csrc/secsock_decode.c), built natively.
+# A crash leaves its input in build/fuzz/artifacts/.
 # Needs: clang-14 and libclang-rt-14-dev. Last line: "N passed, M failed" (one per target).
 set -uo pipefail
 cd "$(dirname "$0")/.."
