@@ -24,8 +24,11 @@ CLONE_NEWNET = 0x40000000
 def main() -> int:
     subprocess.run(["ip", "netns", "add", NS], check=True)
     try:
-        for cmd in (["link", "set", "lo", "up"], ["addr", "add", "10.77.1.1/24", "dev", "lo"],
-                    ["xfrm", "policy", "add", "src", "10.77.1.1", "dst", "10.77.1.2", "dir", "out", "if_id", "7"]):
+        for cmd in (
+            ["link", "set", "lo", "up"],
+            ["addr", "add", "10.77.1.1/24", "dev", "lo"],
+            ["xfrm", "policy", "add", "src", "10.77.1.1", "dst", "10.77.1.2", "dir", "out", "if_id", "7"],
+        ):
             subprocess.run(["ip", "-n", NS, *cmd], check=True)
         libc = ctypes.CDLL(None, use_errno=True)
         box = {}
@@ -47,7 +50,9 @@ def main() -> int:
         print("from a thread in the socket's namespace:", box["inside"])
         print("from the main thread (another namespace):", outside)
         if box["inside"] != outside:
-            print("BUG: the same socket gets two answers; the second comes from the wrong namespace's XFRM state")
+            print(
+                "BUG: the same socket gets two answers; the second comes from another namespace's XFRM state"
+            )
             return 1
         return 0
     finally:

@@ -6,6 +6,7 @@ what the README promises; exit 1 while any still reproduces. No privilege needed
 
 import socket
 import sys
+from typing import ClassVar
 
 import secsock
 from secsock import _query
@@ -23,7 +24,7 @@ class Untouchable:
 class RecordingRaw:
     """A pending query's C object that records the timeouts it is asked to wait for."""
 
-    timeouts: list = []
+    timeouts: ClassVar[list[int]] = []
 
     def wait(self, timeout_ms):
         RecordingRaw.timeouts.append(timeout_ms)
@@ -43,20 +44,24 @@ def main() -> int:
     bugs = 0
     checks = [
         (
-            "1 PendingQuery.wait(float('inf')): expected a ValueError naming timeout, or waiting forever (-1)",
+            "1 PendingQuery.wait(float('inf')): a ValueError naming timeout, or waiting forever (-1)",
             lambda: secsock.PendingQuery(RecordingRaw()).wait(float("inf")),
-            lambda r: r.startswith("ValueError: timeout") or r == "no error" and RecordingRaw.timeouts[-1:] == [-1],
+            lambda r: (
+                r.startswith("ValueError: timeout")
+                or (r == "no error" and RecordingRaw.timeouts[-1:] == [-1])
+            ),
             False,
         ),
         (
-            "2 query(peer=('fe80::1%4294967296', 80)): scope index beyond 32 bits must be a ValueError naming peer "
-            "before any system call",
+            "2 query(peer=('fe80::1%4294967296', 80)): a scope index beyond 32 bits must be a ValueError "
+            "naming peer before any system call",
             lambda: secsock.query(3, peer=("fe80::1%4294967296", 80)),
             lambda r: r.startswith("ValueError: peer"),
             True,
         ),
         (
-            "3 SecureSocket.secure_connect(addr, target_name=5): the bad name must fail before WSASetSocketSecurity",
+            "3 SecureSocket.secure_connect(addr, target_name=5): the bad name must fail before "
+            "WSASetSocketSecurity",
             lambda: secsock.SecureSocket.secure_connect(("127.0.0.1", 9), 5),
             lambda r: r.startswith(("TypeError: name", "TypeError: target_name")),
             True,
