@@ -95,7 +95,7 @@ static int parse_peer(PyObject *peer_obj, secsock_peer *peer, int *has_peer)
     const char *packed;
     Py_ssize_t packed_len;
     unsigned int port;
-    unsigned long flowinfo, scope_id;
+    unsigned long long flowinfo, scope_id; /* K: a C long is 32 bits on Windows, too narrow to range-check */
     PyObject *packed_obj;
 
     memset(peer, 0, sizeof(*peer));
@@ -103,13 +103,13 @@ static int parse_peer(PyObject *peer_obj, secsock_peer *peer, int *has_peer)
     if (peer_obj == Py_None) {
         return 0;
     }
-    if (!PyArg_ParseTuple(peer_obj, "pOIkk", &is_ipv6, &packed_obj, &port, &flowinfo, &scope_id)) {
+    if (!PyArg_ParseTuple(peer_obj, "pOIKK", &is_ipv6, &packed_obj, &port, &flowinfo, &scope_id)) {
         return -1;
     }
     if (PyBytes_AsStringAndSize(packed_obj, (char **)&packed, &packed_len) < 0) {
         return -1;
     }
-    if (packed_len != (is_ipv6 ? 16 : 4) || port > 0xFFFF || flowinfo > 0xFFFFFFFFul || scope_id > 0xFFFFFFFFul) {
+    if (packed_len != (is_ipv6 ? 16 : 4) || port > 0xFFFF || flowinfo > 0xFFFFFFFFull || scope_id > 0xFFFFFFFFull) {
         PyErr_SetString(PyExc_ValueError, "peer: malformed address");
         return -1;
     }

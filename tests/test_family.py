@@ -183,3 +183,30 @@ def test_is_member_refuses_bad_names_before_the_call(no_system_call: None, arg: 
     with pytest.raises(error, match="sid_or_account"):
         token.is_member(arg)  # type: ignore[arg-type]
     token.detach()  # a made-up handle: nothing to close
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: secsock.set_peer_target_name(7, "spn", protocol=9),  # type: ignore[arg-type]
+        lambda: secsock.set_peer_target_name(7, "spn", peer=("host", 1)),
+        lambda: secsock.delete_peer_target_name(7, ("::1", 70000)),
+    ],
+)
+def test_bad_arguments_win_over_a_missing_backend(monkeypatch: pytest.MonkeyPatch, call: object) -> None:
+    from secsock import _query
+
+    monkeypatch.setattr(_query, "_backend", None)
+    with pytest.raises(ValueError):
+        call()  # type: ignore[operator]
+
+
+def test_a_closed_token_is_a_value_error_even_without_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    from secsock import _query
+
+    token = secsock.Token(9)
+    token.detach()
+    monkeypatch.setattr(_query, "_backend", None)
+    for read in (lambda: token.user, lambda: token.groups, lambda: token.is_member("S-1-1-0")):
+        with pytest.raises(ValueError, match="closed token"):
+            read()

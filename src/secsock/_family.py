@@ -190,19 +190,19 @@ def set_peer_target_name(
         raise TypeError(f"name: expected a str, not {type(name).__name__}")
     if not name or "\0" in name:
         raise ValueError("name: the target name must be non-empty and hold no NUL character")
-    fd = _socket_handle(sock)
-    raw = _require_backend("set_peer_target_name").set_peer_target_name_begin(
-        fd, int(_protocol(protocol)), _raw_peer(peer), name
-    )
-    _complete(raw)
+    # Every argument is checked before the backend is looked up, so bad input is a TypeError/ValueError on
+    # every platform, never UnsupportedPlatformError.
+    fd, protocol_value, raw_peer = _socket_handle(sock), int(_protocol(protocol)), _raw_peer(peer)
+    backend = _require_backend("set_peer_target_name")
+    _complete(backend.set_peer_target_name_begin(fd, protocol_value, raw_peer, name))
 
 
 def delete_peer_target_name(sock: SocketLike, peer: Peer) -> None:
     """WSADeleteSocketPeerTargetName for peer. Windows only; UnsupportedOperation on Linux."""
     if peer is None:
         raise ValueError("peer: required, the address whose target name is deleted")
-    fd = _socket_handle(sock)
-    _complete(_require_backend("delete_peer_target_name").delete_peer_target_name_begin(fd, _raw_peer(peer)))
+    fd, raw_peer = _socket_handle(sock), _raw_peer(peer)
+    _complete(_require_backend("delete_peer_target_name").delete_peer_target_name_begin(fd, raw_peer))
 
 
 @contextlib.contextmanager

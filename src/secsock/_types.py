@@ -161,7 +161,8 @@ class Token:
         Raises OSError with the Windows code; UnsupportedOperation on Linux."""
         from . import _query
 
-        sid, name = _query._require_backend("Token.user").token_user(self.handle)
+        handle = self.handle  # a closed token is a ValueError on every platform
+        sid, name = _query._require_backend("Token.user").token_user(handle)
         return Account(sid, name)
 
     @property
@@ -169,10 +170,9 @@ class Token:
         """The groups in the token (GetTokenInformation TokenGroups). Windows only."""
         from . import _query
 
-        return tuple(
-            Account(sid, name)
-            for sid, name in _query._require_backend("Token.groups").token_groups(self.handle)
-        )
+        handle = self.handle
+        groups = _query._require_backend("Token.groups").token_groups(handle)
+        return tuple(Account(sid, name) for sid, name in groups)
 
     def is_member(self, sid_or_account: str) -> bool:
         """True when the token is a member of the group, given as "S-1-..." or "DOMAIN\\group"
@@ -183,8 +183,9 @@ class Token:
             raise ValueError("sid_or_account: must be a non-empty SID string or account name")
         from . import _query
 
+        handle = self.handle
         backend = _query._require_backend("Token.is_member")
-        return bool(backend.token_is_member(self.handle, sid_or_account))
+        return bool(backend.token_is_member(handle, sid_or_account))
 
     def __enter__(self) -> Token:
         self.handle  # noqa: B018 - raises ValueError on a closed token, as files do
