@@ -34,6 +34,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71 /* Linux 5.14 */
+#endif
 #ifndef SO_BINDTOIFINDEX
 #define SO_BINDTOIFINDEX 62
 #endif
@@ -626,6 +629,8 @@ int ss_sel_match(const ss_sel *s, int family, const uint8_t *saddr, const uint8_
 /* Netlink requests                                                                                         */
 
 #define SS_NL_BUF 65536
+
+static int thread_ns_ok(const char *call, secsock_error *err);
 #define SS_DUMP_RETRIES 4
 
 /*
@@ -646,6 +651,9 @@ static int nl_request(int proto, uint16_t type, uint16_t flags, const void *body
     int fd, rc = -1, walk;
     const char *why;
 
+    if (thread_ns_ok(call, err) != 0) {
+        return -1;
+    }
     buf = malloc(SS_NL_BUF);
     if (buf == NULL) {
         return secsock_error_set(err, SECSOCK_ERR_NOMEM, ENOMEM, 0, call, "out of memory for a netlink buffer");
@@ -1211,13 +1219,83 @@ static struct {
     int notify_fd;
     dev_t ns_dev;
     ino_t ns_ino;
-    pid_t pid;
+    uint64_t ns_cookie; /* SO_NETNS_COOKIE of notify_fd's namespace (the snapshot's); 0 when unknown */
+    uint64_t gen;       /* the fork generation the snapshot was built in (g_fork_gen) */
     int pol_stale, sa_stale;
     ss_snap snap;
     int rcvbuf;        /* notification socket buffer; 0: the default below */
     uint64_t overruns;    /* ENOBUFS seen on the notification socket */
     uint64_t sa_updates;  /* SA notifications applied in place */
-} g = {0, -1, 0, 0, 0, 1, 1, {0}, 0, 0, 0};
+} g = {0, -1, 0, 0, 0, 0, 1, 1, {0}, 0, 0, 0};
+
+/*
+ * Fork generation: bumped in the child of every fork() (pthread_atfork), so the child reopens its own
+ * notification socket and dumps again, without a getpid() per query. The handlers also hold g_lock across
+ * the fork, so the child never inherits it locked by a thread that does not exist there.
+ */
+static uint64_t g_fork_gen = 1;
+static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
+
+static void atfork_prepare(void)
+{
+    pthread_mutex_lock(&g_lock);
+}
+
+static void atfork_parent(void)
+{
+    pthread_mutex_unlock(&g_lock);
+}
+
+static void atfork_child(void)
+{
+    g_fork_gen++;
+    pthread_mutex_unlock(&g_lock);
+}
+
+static void atfork_register(void)
+{
+    (void)pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+/*
+ * The fast path of a query (the socket is in the snapshot's namespace, by SO_NETNS_COOKIE) does not look at
+ * the calling thread's namespace. Whatever opens a socket on the way (a dump, a route lookup, the source
+ * address toward the peer) first checks here that the thread is in the snapshot's namespace; if not, it fails
+ * with t_ns_wrong set, before changing anything, and the query starts again on the path that enters the
+ * socket's namespace.
+ */
+static __thread int t_ns_check, t_ns_wrong;
+static __thread dev_t t_ns_dev;
+static __thread ino_t t_ns_ino;
+
+static int thread_ns_ok(const char *call, secsock_error *err)
+{
+    struct stat st;
+
+    if (!t_ns_check) {
+        return 0;
+    }
+    if (stat("/proc/thread-self/ns/net", &st) == 0 && st.st_dev == t_ns_dev && st.st_ino == t_ns_ino) {
+        t_ns_check = 0; /* checked once per query: the thread does not move during it */
+        return 0;
+    }
+    t_ns_wrong = 1;
+    return secsock_error_set(err, SECSOCK_ERR_OS, EAGAIN, 0, call,
+                             "the calling thread is not in the socket's network namespace");
+}
+
+static uint64_t netns_cookie_of(int fd, int *errnum)
+{
+    uint64_t c = 0;
+    socklen_t len = sizeof(c);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &c, &len) != 0 || len != sizeof(c)) {
+        *errnum = errno;
+        return 0;
+    }
+    *errnum = 0;
+    return c;
+}
 
 #define SS_NOTIFY_RCVBUF (4 * 1024 * 1024)
 
@@ -1253,6 +1331,7 @@ void ss_debug_set_notify_rcvbuf(int bytes)
         close(g.notify_fd);
         g.notify_fd = -1;
     }
+    g.ns_cookie = 0;
     g.pol_stale = g.sa_stale = 1;
     pthread_mutex_unlock(&g_lock);
 }
@@ -1270,6 +1349,7 @@ static void state_drop_locked(void)
         close(g.notify_fd);
         g.notify_fd = -1;
     }
+    g.ns_cookie = 0;
     snap_free_policies(&g.snap);
     snap_free_sas(&g.snap);
     g.pol_stale = g.sa_stale = 1;
@@ -1278,8 +1358,11 @@ static void state_drop_locked(void)
 static int open_notify(secsock_error *err)
 {
     struct sockaddr_nl a;
-    int fd, size = g.rcvbuf > 0 ? g.rcvbuf : SS_NOTIFY_RCVBUF;
+    int fd, e, size = g.rcvbuf > 0 ? g.rcvbuf : SS_NOTIFY_RCVBUF;
 
+    if (thread_ns_ok("socket(AF_NETLINK, NETLINK_XFRM)", err) != 0) {
+        return -1;
+    }
     fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_XFRM);
     if (fd < 0) {
         return xfrm_os_error(err, errno, "socket(AF_NETLINK, NETLINK_XFRM)");
@@ -1298,6 +1381,7 @@ static int open_notify(secsock_error *err)
         return xfrm_os_error(err, e, "bind(NETLINK_XFRM groups)");
     }
     g.notify_fd = fd;
+    g.ns_cookie = netns_cookie_of(fd, &e); /* 0 (never equal to a socket's) before Linux 5.14 */
     return 0;
 }
 
@@ -1380,6 +1464,7 @@ static void drain_notify_locked(void)
             }
             close(g.notify_fd); /* an unexpected error: reopen on the next query */
             g.notify_fd = -1;
+            g.ns_cookie = 0;
             break;
         }
         if ((msg.msg_flags & MSG_TRUNC) || n == 0) {
@@ -1407,16 +1492,16 @@ typedef struct {
  */
 static int refresh_locked(const ss_netns *ns, secsock_error *err)
 {
-    pid_t pid = getpid();
+    uint64_t gen = g_fork_gen;
 
-    if (!ns->known || g.pid != pid || ns->dev != g.ns_dev || ns->ino != g.ns_ino) {
-        if (g.pid != pid && g.notify_fd >= 0) {
+    if (!ns->known || g.gen != gen || ns->dev != g.ns_dev || ns->ino != g.ns_ino) {
+        if (g.gen != gen && g.notify_fd >= 0) {
             /* Inherited across fork: the parent still reads this socket; close only our descriptor. */
             close(g.notify_fd);
             g.notify_fd = -1;
         }
         state_drop_locked();
-        g.pid = pid;
+        g.gen = gen;
         g.ns_dev = ns->known ? ns->dev : 0;
         g.ns_ino = ns->known ? ns->ino : 0;
     }
@@ -1470,8 +1555,10 @@ typedef struct {
     uint8_t proto;
     uint8_t local[16], peer[16];
     uint16_t lport, pport; /* network order */
-    uint32_t mark;
-    int bound_ifindex;     /* SO_BINDTOIFINDEX, 0 when not bound */
+    uint32_t mark;         /* SO_MARK: read by flow_mark() on first need */
+    int mark_read, mark_errno;
+    int bound_ifindex;     /* SO_BINDTOIFINDEX, 0 when not bound: read by flow_bound_ifindex() on first need */
+    int bif_read;
     int has_peer_arg;      /* the caller gave peer (error messages name it) */
     int if_id_known;       /* if_id below was resolved */
     uint32_t if_id;        /* the if_id of the XFRM interface the flow is routed through, 0 for none */
@@ -1482,6 +1569,38 @@ typedef struct {
     int protected_;
     int encrypted;
 } dir_verdict;
+
+/*
+ * SO_MARK matters only to a policy or SA with a mark mask and to route lookups; SO_BINDTOIFINDEX only to route
+ * lookups. Both are read when first needed, and again by every query (either can change on a live socket).
+ * A failure to read the mark is kept in mark_errno and fails the query once the evaluation is over.
+ */
+static uint32_t flow_mark(ss_flow *f)
+{
+    if (!f->mark_read) {
+        int mark = 0;
+        socklen_t len = sizeof(mark);
+        f->mark_read = 1;
+        if (getsockopt(f->sock, SOL_SOCKET, SO_MARK, &mark, &len) != 0) {
+            f->mark_errno = errno != 0 ? errno : EIO;
+            mark = 0;
+        }
+        f->mark = (uint32_t)mark;
+    }
+    return f->mark;
+}
+
+static int flow_bound_ifindex(ss_flow *f)
+{
+    if (!f->bif_read) {
+        socklen_t len = sizeof(f->bound_ifindex);
+        f->bif_read = 1;
+        if (getsockopt(f->sock, SOL_SOCKET, SO_BINDTOIFINDEX, &f->bound_ifindex, &len) != 0) {
+            f->bound_ifindex = 0; /* older kernels: treat as not bound to a device */
+        }
+    }
+    return f->bound_ifindex;
+}
 
 static int on_route(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
 {
@@ -1527,7 +1646,7 @@ static int resolve_oif(ss_flow *f, secsock_error *err)
     if (f->oif >= 0) {
         return 0;
     }
-    if (f->bound_ifindex > 0) {
+    if (flow_bound_ifindex(f) > 0) {
         f->oif = f->bound_ifindex;
         return 0;
     }
@@ -1538,7 +1657,7 @@ static int resolve_oif(ss_flow *f, secsock_error *err)
     memcpy(body, &rtm, sizeof(rtm));
     add_rta(body, &off, RTA_DST, f->peer, addr_len(f->family));
     add_rta(body, &off, RTA_SRC, f->local, addr_len(f->family));
-    if (f->mark != 0) {
+    if (flow_mark(f) != 0) {
         add_rta(body, &off, RTA_MARK, &f->mark, sizeof(f->mark));
     }
     if (nl_request(NETLINK_ROUTE, RTM_GETROUTE, NLM_F_ACK, body, off, on_route, &oif, "RTM_GETROUTE", err) != 0) {
@@ -1689,7 +1808,7 @@ static const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uin
                     continue;
                 }
                 mask_addr(pm, p->sel.daddr, p->sel.prefixlen_d, f->family);
-                if (memcmp(pm, masked, 16) != 0 || (f->mark & p->mark_m) != p->mark_v) {
+                if (memcmp(pm, masked, 16) != 0 || (p->mark_m != 0 ? flow_mark(f) & p->mark_m : 0) != p->mark_v) {
                     continue;
                 }
                 m = flow_sel_match(&p->sel, f, dir, err);
@@ -1789,7 +1908,7 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
                 continue;
             }
         } else {
-            if ((t->reqid != 0 && a->reqid != t->reqid) || (f->mark & a->mark_m) != a->mark_v ||
+            if ((t->reqid != 0 && a->reqid != t->reqid) || (a->mark_m != 0 ? flow_mark(f) & a->mark_m : 0) != a->mark_v ||
                 (pol->if_id != 0 && a->if_id != pol->if_id) || (a->dir != 0 && a->dir != SS_SA_DIR_IN)) {
                 continue;
             }
@@ -1986,15 +2105,18 @@ static int source_toward_peer(ss_flow *f, int sock_family, const uint8_t *peer16
     socklen_t len;
     int fd, rc = -1;
 
+    if (thread_ns_ok("socket", err) != 0) {
+        return -1;
+    }
     fd = socket(sock_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         return os_error(err, errno, "socket", "finding the source address toward the peer: socket()");
     }
     /* The same mark and device as the socket, so policy routing picks the same route. */
-    if (f->mark != 0) {
+    if (flow_mark(f) != 0) {
         (void)setsockopt(fd, SOL_SOCKET, SO_MARK, &f->mark, sizeof(f->mark));
     }
-    if (f->bound_ifindex > 0) {
+    if (flow_bound_ifindex(f) > 0) {
         (void)setsockopt(fd, SOL_SOCKET, SO_BINDTOIFINDEX, &f->bound_ifindex, sizeof(f->bound_ifindex));
     }
     memset(&ss, 0, sizeof(ss));
@@ -2042,17 +2164,44 @@ static int build_flow(const secsock_query_request *req, ss_flow *f, secsock_erro
     secsock_socket_kind kind;
     struct sockaddr_storage ss;
     socklen_t len;
-    int fd = -1, family, connected;
+    int fd = -1, family, connected, named, named_errno = 0;
     uint8_t local16[16], peer16[16];
-    int mark = 0;
 
     memset(f, 0, sizeof(*f));
     f->oif = -1;
     if (req == NULL) {
         return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "request", "no query request was given");
     }
-    if (sock_of(req->sock, &fd, err) != 0 || secsock_socket_kind_of(req->sock, &kind, err) != 0) {
+    if (sock_of(req->sock, &fd, err) != 0) {
         return -1;
+    }
+    /* getsockname gives the family (no SO_DOMAIN); when it fails, SO_DOMAIN says why as it always did. */
+    len = sizeof(ss);
+    named = getsockname(fd, (struct sockaddr *)&ss, &len) == 0;
+    if (!named) {
+        named_errno = errno;
+        if (secsock_socket_kind_of(req->sock, &kind, err) != 0) {
+            return -1;
+        }
+    } else {
+        int type = 0, protocol = 0;
+        socklen_t olen;
+        memset(&kind, 0, sizeof(kind));
+        kind.family = ss.ss_family == AF_INET ? SECSOCK_FAMILY_INET
+                      : ss.ss_family == AF_INET6 ? SECSOCK_FAMILY_INET6 : SECSOCK_FAMILY_OTHER;
+        if (kind.family != SECSOCK_FAMILY_OTHER) {
+            olen = sizeof(type);
+            if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &olen) != 0) {
+                return os_error(err, errno, "getsockopt(SO_TYPE)", NULL);
+            }
+            olen = sizeof(protocol);
+            if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &olen) != 0) {
+                return os_error(err, errno, "getsockopt(SO_PROTOCOL)", NULL);
+            }
+            kind.type = type == SOCK_STREAM ? SECSOCK_TYPE_STREAM : type == SOCK_DGRAM ? SECSOCK_TYPE_DGRAM
+                                                                                        : SECSOCK_TYPE_OTHER;
+            kind.protocol = protocol;
+        }
     }
     f->sock = fd;
     if (kind.family == SECSOCK_FAMILY_OTHER) {
@@ -2082,9 +2231,8 @@ static int build_flow(const secsock_query_request *req, ss_flow *f, secsock_erro
                                  kind.protocol);
     }
 
-    len = sizeof(ss);
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
-        return os_error(err, errno, "getsockname", NULL);
+    if (!named) {
+        return os_error(err, named_errno, "getsockname", NULL);
     }
     if (from_sockaddr(&ss, len, family, local16, &f->lport) != 0) {
         return secsock_error_set(err, SECSOCK_ERR_OS, EAFNOSUPPORT, 0, "getsockname",
@@ -2132,15 +2280,6 @@ static int build_flow(const secsock_query_request *req, ss_flow *f, secsock_erro
                                  "the socket has no local port yet: bind it (or send once) before asking");
     }
 
-    len = sizeof(mark);
-    if (getsockopt(fd, SOL_SOCKET, SO_MARK, &mark, &len) != 0) {
-        return os_error(err, errno, "getsockopt(SO_MARK)", NULL);
-    }
-    f->mark = (uint32_t)mark;
-    len = sizeof(f->bound_ifindex);
-    if (getsockopt(fd, SOL_SOCKET, SO_BINDTOIFINDEX, &f->bound_ifindex, &len) != 0) {
-        f->bound_ifindex = 0; /* older kernels: treat as not bound to a device */
-    }
 
     memcpy(f->local, local16, 16);
     memcpy(f->peer, peer16, 16);
@@ -2194,6 +2333,7 @@ const char *secsock_backend_name(void)
 int secsock_backend_init(secsock_error *err)
 {
     secsock_error_clear(err);
+    (void)pthread_once(&g_atfork_once, atfork_register);
     pthread_mutex_lock(&g_lock);
     g.init_count++;
     pthread_mutex_unlock(&g_lock);
@@ -2206,7 +2346,7 @@ void secsock_backend_fini(void)
     pthread_mutex_lock(&g_lock);
     if (g.init_count > 0 && --g.init_count == 0) {
         state_drop_locked();
-        g.pid = 0;
+        g.gen = 0;
         g.ns_dev = 0;
         g.ns_ino = 0;
     }
@@ -2284,6 +2424,9 @@ static int query_in_netns(ss_flow *f, const ss_netns *ns, secsock_result *out, s
         rc = eval_dir(&g.snap, f, XFRM_POLICY_IN, &out->inbound, &vi, err);
     }
     pthread_mutex_unlock(&g_lock);
+    if (rc == 0 && f->mark_errno != 0) {
+        rc = os_error(err, f->mark_errno, "getsockopt(SO_MARK)", NULL);
+    }
     if (rc != 0) {
         return -1;
     }
@@ -2303,11 +2446,45 @@ static int query_now(const secsock_query_request *req, secsock_result *out, secs
     ss_flow f;
     ss_netns sock_ns, here;
     int sock_nsfd, home_fd = -1, rc;
+    uint64_t cookie;
 
     memset(out, 0, sizeof(*out));
     if (build_flow(req, &f, err) != 0) {
         return -1;
     }
+    /* The socket in the snapshot's namespace (equal netns cookies): answer from it, whichever namespace the
+     * calling thread is in; only what must open a socket looks at the thread (thread_ns_ok). */
+    cookie = netns_cookie_of(f.sock, &rc);
+    if (cookie != 0) {
+        ss_flow f0 = f;
+        int fast;
+        pthread_mutex_lock(&g_lock);
+        fast = g.notify_fd >= 0 && g.ns_cookie == cookie && g.gen == g_fork_gen;
+        sock_ns.known = 1;
+        sock_ns.dev = g.ns_dev;
+        sock_ns.ino = g.ns_ino;
+        pthread_mutex_unlock(&g_lock);
+        if (fast) {
+            t_ns_check = 1;
+            t_ns_wrong = 0;
+            t_ns_dev = sock_ns.dev;
+            t_ns_ino = sock_ns.ino;
+            rc = query_in_netns(&f, &sock_ns, out, err);
+            t_ns_check = 0;
+            if (rc == 0) {
+                return 0;
+            }
+            memset(out, 0, sizeof(*out));
+            if (!t_ns_wrong) {
+                return -1;
+            }
+            /* The thread is elsewhere and something had to be asked in the socket's namespace: enter it. */
+            t_ns_wrong = 0;
+            secsock_error_clear(err);
+            f = f0;
+        }
+    }
+    /* ENOPROTOOPT (before Linux 5.14), a different namespace, no snapshot yet: SIOCGSKNS as before. */
     memset(&sock_ns, 0, sizeof(sock_ns));
     sock_nsfd = ioctl(f.sock, SIOCGSKNS);
     if (sock_nsfd < 0) {

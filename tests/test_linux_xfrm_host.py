@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 import secsock
-from linux_netns import Netns, require_root, run
+from linux_netns import Netns, child_env, require_root, run
 
 pytestmark = pytest.mark.netns
 
@@ -363,3 +364,77 @@ def test_backend_error_paths_leak_no_descriptor(ns: Netns) -> None:
                 secsock.query(s)
             secsock.query(s, peer=("127.0.0.2", 500))
     assert len(os.listdir("/proc/self/fd")) <= before + 2  # the snapshot's notification socket at most
+
+
+# --- the fast path: netns cookie, fork generation, marks read per query -----------------------------------
+
+
+def test_foreign_thread_route_lookup_happens_in_the_sockets_namespace(ns: Netns, driver: str) -> None:
+    # The thread inside builds the snapshot; the main thread (root namespace) then asks about the same socket:
+    # equal netns cookies let it use that snapshot, but the interface selector needs a route lookup, which
+    # must be asked in the socket's namespace (the root namespace has no route from A to B by lo).
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dev", "lo", "dir", "out", "index", "0xe21")
+    (who1, inside), (who2, outside) = netns_queries(driver, ns.name)
+    assert (who1, who2) == ("thread", "main")
+    assert inside["pol_out"]["index"] == 0xE21
+    assert outside["pol_out"] == inside["pol_out"]
+
+
+PROBE_HEAD = f"""
+import os, socket, subprocess, sys
+import secsock
+
+def ask(s):
+    try:
+        secsock.query(s, peer=({B!r}, 500))
+        return "clear"
+    except secsock.UnsupportedOperation:
+        return "if_id"
+
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(({A!r}, 0))
+"""
+
+
+def run_probe(ns: Netns, body: str) -> list[str]:
+    done = subprocess.run(
+        ns.exec_argv(sys.executable, "-c", PROBE_HEAD + body),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_a_fork_child_reads_its_own_notifications(ns: Netns) -> None:
+    # The child must not read the parent's notification socket: if it did, it would take the notification
+    # of its own change away from the parent, whose next query would then miss the change.
+    body = f"""
+print(ask(s)); sys.stdout.flush()
+pid = os.fork()
+if pid == 0:
+    subprocess.run(["ip", "xfrm", "policy", "add", "src", {A!r}, "dst", {B!r}, "dir", "out", "if_id", "7"],
+                   check=True)
+    os.write(1, (ask(s) + "\\n").encode())
+    os._exit(0)
+os.waitpid(pid, 0)
+print(ask(s))
+"""
+    assert run_probe(ns, body) == ["clear", "if_id", "if_id"]
+
+
+def test_a_mark_set_between_queries_is_seen(ns: Netns) -> None:
+    # SO_MARK is read per query (only when a policy has a mark mask): a live socket may change it any time.
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "mark", "5", "mask", "0xff",
+          "if_id", "7")  # fmt: skip
+    body = """
+answers = [ask(s)]
+s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 5)
+answers.append(ask(s))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 6)
+answers.append(ask(s))
+print(*answers)
+"""
+    assert run_probe(ns, body) == ["clear", "if_id", "clear"]
