@@ -37,6 +37,9 @@
 #ifndef SO_NETNS_COOKIE
 #define SO_NETNS_COOKIE 71 /* Linux 5.14 */
 #endif
+#ifndef SO_COOKIE
+#define SO_COOKIE 57 /* Linux 4.13 */
+#endif
 #ifndef SO_BINDTOIFINDEX
 #define SO_BINDTOIFINDEX 62
 #endif
@@ -1424,17 +1427,15 @@ static int on_notify(void *vctx, uint16_t type, uint16_t flags, const void *payl
     return 0;
 }
 
-/* Read every queued notification; never blocks. Any doubt marks both tables stale. */
+/* Read every queued notification; never blocks. Any doubt marks both tables stale. The buffer is static
+ * (g_lock guards it): most queries find nothing queued, and should not pay for a 64 KiB malloc to learn it. */
+static uint8_t g_notify_buf[SS_NL_BUF];
+
 static void drain_notify_locked(void)
 {
-    uint8_t *buf;
+    uint8_t *buf = g_notify_buf;
 
     if (g.notify_fd < 0) {
-        return;
-    }
-    buf = malloc(SS_NL_BUF);
-    if (buf == NULL) {
-        g.pol_stale = g.sa_stale = 1;
         return;
     }
     for (;;) {
@@ -1476,7 +1477,6 @@ static void drain_notify_locked(void)
         }
         explicit_bzero(buf, (size_t)n);
     }
-    free(buf);
 }
 
 /* A network namespace's identity: the device and inode of its nsfs file. */
@@ -1559,6 +1559,7 @@ typedef struct {
     int mark_read, mark_errno;
     int bound_ifindex;     /* SO_BINDTOIFINDEX, 0 when not bound: read by flow_bound_ifindex() on first need */
     int bif_read;
+    uint64_t ns_cookie;    /* SO_NETNS_COOKIE of the socket; 0 when the kernel cannot say */
     int has_peer_arg;      /* the caller gave peer (error messages name it) */
     int if_id_known;       /* if_id below was resolved */
     uint32_t if_id;        /* the if_id of the XFRM interface the flow is routed through, 0 for none */
@@ -2159,6 +2160,60 @@ out:
     return rc;
 }
 
+/*
+ * Facts a socket keeps for life, per socket cookie (SO_COOKIE: unique per socket for the boot, so a reused
+ * descriptor number never finds another socket's entry): its type, protocol and network namespace. The
+ * addresses are not kept: a datagram socket can connect, reconnect or disconnect, any socket can be bound
+ * later, and even a TCP socket can be disconnected (connect with AF_UNSPEC) and connected again elsewhere,
+ * so getsockname and getpeername are asked every time. Direct-mapped and bounded: a collision replaces the
+ * older entry. Fork children share the parent's sockets, and so the same facts.
+ */
+#define SS_KIND_CACHE 4096 /* a power of two */
+typedef struct {
+    uint64_t cookie; /* 0: empty */
+    uint64_t ns_cookie;
+    int family, type, protocol;
+} ss_kind_entry;
+
+static pthread_mutex_t g_kind_lock = PTHREAD_MUTEX_INITIALIZER;
+static ss_kind_entry g_kind_cache[SS_KIND_CACHE];
+static uint64_t g_kind_hits;
+
+static size_t kind_slot(uint64_t cookie)
+{
+    cookie *= 0x9e3779b97f4a7c15ull;
+    return (size_t)(cookie >> 32) & (SS_KIND_CACHE - 1);
+}
+
+static int kind_cache_get(uint64_t cookie, ss_kind_entry *e)
+{
+    int hit;
+    pthread_mutex_lock(&g_kind_lock);
+    *e = g_kind_cache[kind_slot(cookie)];
+    hit = e->cookie == cookie;
+    if (hit) {
+        g_kind_hits++;
+    }
+    pthread_mutex_unlock(&g_kind_lock);
+    return hit;
+}
+
+static void kind_cache_put(const ss_kind_entry *e)
+{
+    pthread_mutex_lock(&g_kind_lock);
+    g_kind_cache[kind_slot(e->cookie)] = *e;
+    pthread_mutex_unlock(&g_kind_lock);
+}
+
+uint64_t ss_debug_kind_cache_hits(void)
+{
+    uint64_t n;
+    pthread_mutex_lock(&g_kind_lock);
+    n = g_kind_hits;
+    pthread_mutex_unlock(&g_kind_lock);
+    return n;
+}
+
 static int build_flow(const secsock_query_request *req, ss_flow *f, secsock_error *err)
 {
     secsock_socket_kind kind;
@@ -2166,6 +2221,9 @@ static int build_flow(const secsock_query_request *req, ss_flow *f, secsock_erro
     socklen_t len;
     int fd = -1, family, connected, named, named_errno = 0;
     uint8_t local16[16], peer16[16];
+    uint64_t sock_cookie = 0;
+    socklen_t olen;
+    ss_kind_entry entry;
 
     memset(f, 0, sizeof(*f));
     f->oif = -1;
@@ -2177,15 +2235,29 @@ static int build_flow(const secsock_query_request *req, ss_flow *f, secsock_erro
     }
     /* getsockname gives the family (no SO_DOMAIN); when it fails, SO_DOMAIN says why as it always did. */
     len = sizeof(ss);
+    olen = sizeof(sock_cookie);
+    if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &sock_cookie, &olen) != 0 || olen != sizeof(sock_cookie)) {
+        sock_cookie = 0; /* not a socket (the calls below say so), or before Linux 4.13 */
+    }
     named = getsockname(fd, (struct sockaddr *)&ss, &len) == 0;
     if (!named) {
+        named_errno = errno;
+    }
+    if (sock_cookie != 0 && kind_cache_get(sock_cookie, &entry)) {
+        memset(&kind, 0, sizeof(kind));
+        kind.family = entry.family == AF_INET ? SECSOCK_FAMILY_INET
+                      : entry.family == AF_INET6 ? SECSOCK_FAMILY_INET6 : SECSOCK_FAMILY_OTHER;
+        kind.type = entry.type == SOCK_STREAM ? SECSOCK_TYPE_STREAM : entry.type == SOCK_DGRAM ? SECSOCK_TYPE_DGRAM
+                                                                                              : SECSOCK_TYPE_OTHER;
+        kind.protocol = entry.protocol;
+        f->ns_cookie = entry.ns_cookie;
+    } else if (!named) {
         named_errno = errno;
         if (secsock_socket_kind_of(req->sock, &kind, err) != 0) {
             return -1;
         }
     } else {
-        int type = 0, protocol = 0;
-        socklen_t olen;
+        int type = 0, protocol = 0, e;
         memset(&kind, 0, sizeof(kind));
         kind.family = ss.ss_family == AF_INET ? SECSOCK_FAMILY_INET
                       : ss.ss_family == AF_INET6 ? SECSOCK_FAMILY_INET6 : SECSOCK_FAMILY_OTHER;
@@ -2201,6 +2273,16 @@ static int build_flow(const secsock_query_request *req, ss_flow *f, secsock_erro
             kind.type = type == SOCK_STREAM ? SECSOCK_TYPE_STREAM : type == SOCK_DGRAM ? SECSOCK_TYPE_DGRAM
                                                                                         : SECSOCK_TYPE_OTHER;
             kind.protocol = protocol;
+            f->ns_cookie = netns_cookie_of(fd, &e);
+            if (sock_cookie != 0) {
+                memset(&entry, 0, sizeof(entry));
+                entry.cookie = sock_cookie;
+                entry.ns_cookie = f->ns_cookie;
+                entry.family = ss.ss_family;
+                entry.type = type;
+                entry.protocol = protocol;
+                kind_cache_put(&entry);
+            }
         }
     }
     f->sock = fd;
@@ -2454,7 +2536,7 @@ static int query_now(const secsock_query_request *req, secsock_result *out, secs
     }
     /* The socket in the snapshot's namespace (equal netns cookies): answer from it, whichever namespace the
      * calling thread is in; only what must open a socket looks at the thread (thread_ns_ok). */
-    cookie = netns_cookie_of(f.sock, &rc);
+    cookie = f.ns_cookie;
     if (cookie != 0) {
         ss_flow f0 = f;
         int fast;

@@ -115,6 +115,7 @@ int ss_sel_match(const ss_sel *s, int family, const uint8_t *saddr, const uint8_
 uint64_t ss_debug_dump_count(void);
 uint64_t ss_debug_overruns(void);
 uint64_t ss_debug_sa_updates(void); /* SA notifications applied in place, without a dump */
+uint64_t ss_debug_kind_cache_hits(void); /* queries that found the socket's type, protocol and netns cached */
 void ss_debug_set_notify_rcvbuf(int bytes);
 void ss_debug_force_overrun(void);
 /* The policy (index, priority) the calling thread's last query matched for dir (XFRM_POLICY_IN/OUT): 1, or 0 for none. */

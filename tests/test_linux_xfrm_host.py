@@ -438,3 +438,36 @@ answers.append(ask(s))
 print(*answers)
 """
     assert run_probe(ns, body) == ["clear", "if_id", "clear"]
+
+
+def test_a_datagram_socket_that_reconnects_is_answered_for_its_new_peer(ns: Netns) -> None:
+    # Type, protocol and namespace are cached per socket cookie; the addresses never are.
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "proto", "udp", "dport", "500", "dir", "out",
+          "if_id", "7")  # fmt: skip
+    body = f"""
+answers = []
+for port in (500, 501, 500):
+    s.connect(({B!r}, port))
+    try:
+        secsock.query(s)
+        answers.append("clear")
+    except secsock.UnsupportedOperation:
+        answers.append("if_id")
+print(*answers)
+"""
+    assert run_probe(ns, body) == ["if_id", "clear", "if_id"]
+
+
+def test_a_reused_descriptor_number_is_not_taken_for_the_old_socket() -> None:
+    require_root()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        tcp = socket.create_connection(listener.getsockname())
+        with tcp, listener.accept()[0]:
+            fd = tcp.fileno()
+            assert secsock.query(tcp).flags == 0
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                os.dup2(udp.fileno(), fd)  # the same number, now a datagram socket that is not connected
+                with pytest.raises(ValueError, match="peer is required"):
+                    secsock.query(fd)
