@@ -1,6 +1,9 @@
 /*
  * A test double of fwpuclnt.dll: WSAQuerySocketSecurity as /work/shared/reference/CONTRACT.md states it, and
- * no more, answering from a script (fwpuclnt_double.h), plus a control API for the test program.
+ * no more, answering from a script (fwpuclnt_double.h), plus a control API for the test program. The rest of
+ * the family (WSASetSocketSecurity, WSASetSocketPeerTargetName, WSADeleteSocketPeerTargetName,
+ * WSAImpersonateSocketPeer, WSARevertImpersonation) checks its arguments as the SDK pages state (S/T/D/I/R in
+ * test_backend.c) before it takes a step; see the end of this file.
  *
  * Argument checks (in this order; the pages give no order): not a socket -> WSAENOTSOCK (E6); not
  * AF_INET/AF_INET6 with SOCK_STREAM/SOCK_DGRAM -> WSAEINVAL (E4/Q8); NULL SecurityQueryInfoLen -> WSAEFAULT
@@ -496,15 +499,6 @@ static int respond(SOCKET sock, LPWSAOVERLAPPED ov, const ask *q, void *info, UL
     return error;
 }
 
-/* Winsock's own check for the other calls: the descriptor must be a socket. */
-static int not_a_socket(SOCKET sock)
-{
-    WSAPROTOCOL_INFOW pi;
-    int pi_len = (int)sizeof(pi);
-
-    return getsockopt(sock, SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)&pi, &pi_len) != 0;
-}
-
 static void record_peer(dbl_call *rec, const SOCKADDR_STORAGE *a)
 {
     rec->peer_family = a->ss_family;
@@ -625,14 +619,82 @@ int WSAAPI WSAQuerySocketSecurity(SOCKET Socket, const SOCKET_SECURITY_QUERY_TEM
 }
 
 
-/* ---- the rest of the family: recorded, answered from the script ---- */
+/* ---- the rest of the family: the checks their pages state, then the script ---- */
+
+/*
+ * What every page of the family states about the socket (S5/T6/D5/I4: WSAENOTSOCK; S2/T3/D3: WSAEINVAL for
+ * a socket not AF_INET/AF_INET6 with SOCK_STREAM/SOCK_DGRAM; I5: the impersonation page says only "an error",
+ * WSAEINVAL as its siblings say). 0 or the error; *pi describes the socket.
+ */
+static int check_socket(SOCKET sock, WSAPROTOCOL_INFOW *pi)
+{
+    int pi_len = (int)sizeof(*pi);
+
+    memset(pi, 0, sizeof(*pi));
+    if (getsockopt(sock, SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)pi, &pi_len) != 0) {
+        return WSAENOTSOCK;
+    }
+    if ((pi->iAddressFamily != AF_INET && pi->iAddressFamily != AF_INET6) ||
+        (pi->iSocketType != SOCK_STREAM && pi->iSocketType != SOCK_DGRAM)) {
+        return WSAEINVAL;
+    }
+    return 0;
+}
+
+/* S3/T4: "not permitted with a connected socket, whether connection oriented or connectionless". */
+static int is_connected(SOCKET sock)
+{
+    SOCKADDR_STORAGE a;
+    int len = (int)sizeof(a);
+
+    return getpeername(sock, (struct sockaddr *)&a, &len) == 0;
+}
+
+/*
+ * A peer address argument (D2/D4/D1, I2/I3/I1): NULL -> WSAEFAULT; shorter than its family's sockaddr ->
+ * WSAEMSGSIZE; a family other than AF_INET/AF_INET6 -> WSAEAFNOSUPPORT.
+ */
+static int check_peer_addr(const struct sockaddr *addr, ULONG len)
+{
+    if (addr == NULL) {
+        return WSAEFAULT;
+    }
+    if (len < sizeof(ADDRESS_FAMILY)) {
+        return WSAEMSGSIZE;
+    }
+    if (addr->sa_family == AF_INET) {
+        return len < sizeof(SOCKADDR_IN) ? WSAEMSGSIZE : 0;
+    }
+    if (addr->sa_family == AF_INET6) {
+        return len < sizeof(SOCKADDR_IN6) ? WSAEMSGSIZE : 0;
+    }
+    return WSAEAFNOSUPPORT;
+}
+
+/* T3: "the IP address and port in the PeerAddress member ... are zero". */
+static int peer_is_zero(const SOCKADDR_STORAGE *a)
+{
+    if (a->ss_family == AF_INET) {
+        const SOCKADDR_IN *sin = (const SOCKADDR_IN *)a;
+        return sin->sin_port == 0 && sin->sin_addr.s_addr == 0;
+    }
+    if (a->ss_family == AF_INET6) {
+        const SOCKADDR_IN6 *sin6 = (const SOCKADDR_IN6 *)a;
+        return sin6->sin6_port == 0 && all_zero(&sin6->sin6_addr, sizeof(sin6->sin6_addr));
+    }
+    return all_zero(a, sizeof(*a));
+}
 
 int WSAAPI WSASetSocketSecurity(SOCKET Socket, const SOCKET_SECURITY_SETTINGS *SecuritySettings,
                                 ULONG SecuritySettingsLen, LPWSAOVERLAPPED Overlapped,
                                 LPWSAOVERLAPPED_COMPLETION_ROUTINE CompletionRoutine)
 {
+    const SOCKET_SECURITY_SETTINGS_IPSEC *ipsec = (const SOCKET_SECURITY_SETTINGS_IPSEC *)SecuritySettings;
+    const ULONG header = (ULONG)offsetof(SOCKET_SECURITY_SETTINGS_IPSEC, AllStrings);
+    WSAPROTOCOL_INFOW pi;
     dbl_call rec;
     int index = reserve_record();
+    int error;
 
     begin_record(&rec, DBL_FN_SET_SECURITY, Socket, Overlapped, CompletionRoutine);
     rec.input_null = SecuritySettings == NULL;
@@ -641,60 +703,108 @@ int WSAAPI WSASetSocketSecurity(SOCKET Socket, const SOCKET_SECURITY_SETTINGS *S
         rec.protocol = (ULONG)SecuritySettings->SecurityProtocol;
         rec.security_flags = SecuritySettings->SecurityFlags;
     }
-    if (SecuritySettings != NULL && SecuritySettings->SecurityProtocol == SOCKET_SECURITY_PROTOCOL_IPSEC &&
-        SecuritySettingsLen >= offsetof(SOCKET_SECURITY_SETTINGS_IPSEC, AllStrings)) {
-        const SOCKET_SECURITY_SETTINGS_IPSEC *ipsec = (const SOCKET_SECURITY_SETTINGS_IPSEC *)SecuritySettings;
+    if (SecuritySettings != NULL && SecuritySettingsLen >= sizeof(SOCKET_SECURITY_SETTINGS) &&
+        SecuritySettings->SecurityProtocol == SOCKET_SECURITY_PROTOCOL_IPSEC && SecuritySettingsLen >= header) {
         rec.ipsec_flags = ipsec->IpsecFlags;
         rec.string_lens[0] = ipsec->UserNameStringLen;
         rec.string_lens[1] = ipsec->DomainNameStringLen;
         rec.string_lens[2] = ipsec->PasswordStringLen;
-        record_strings(&rec, ipsec->AllStrings,
-                       SecuritySettingsLen - (ULONG)offsetof(SOCKET_SECURITY_SETTINGS_IPSEC, AllStrings));
+        record_strings(&rec, ipsec->AllStrings, SecuritySettingsLen - header);
     }
-    return finish(&rec, index, not_a_socket(Socket) ? WSAENOTSOCK : respond(Socket, Overlapped, NULL, NULL, NULL, &rec));
+    error = check_socket(Socket, &pi); /* S5, S2 */
+    if (error == 0 && is_connected(Socket)) {
+        error = WSAEISCONN; /* S3 */
+    } else if (error == 0 && SecuritySettings != NULL) {
+        if (SecuritySettingsLen < sizeof(SOCKET_SECURITY_SETTINGS)) {
+            error = WSAEMSGSIZE; /* S4 */
+        } else if ((ULONG)SecuritySettings->SecurityProtocol >= (ULONG)SOCKET_SECURITY_PROTOCOL_INVALID) {
+            /* S2: "an incorrect value" (the SOCKET_SECURITY_PROTOCOL page: INVALID and above are not legal) */
+            error = WSAEINVAL;
+        } else if (SecuritySettings->SecurityProtocol == SOCKET_SECURITY_PROTOCOL_IPSEC &&
+                   SecuritySettingsLen >= header &&
+                   (ULONGLONG)ipsec->UserNameStringLen + ipsec->DomainNameStringLen + ipsec->PasswordStringLen >
+                       SecuritySettingsLen - header) {
+            /* S4: a SOCKET_SECURITY_SETTINGS_IPSEC whose strings do not fit the length given. (A plain
+               SOCKET_SECURITY_SETTINGS saying IPSEC is not refused: no page says it must be the IPSEC one.) */
+            error = WSAEMSGSIZE;
+        }
+    }
+    return finish(&rec, index, error != 0 ? error : respond(Socket, Overlapped, NULL, NULL, NULL, &rec));
 }
 
 int WSAAPI WSASetSocketPeerTargetName(SOCKET Socket, const SOCKET_PEER_TARGET_NAME *PeerTargetName,
                                       ULONG PeerTargetNameLen, LPWSAOVERLAPPED Overlapped,
                                       LPWSAOVERLAPPED_COMPLETION_ROUTINE CompletionRoutine)
 {
+    const ULONG header = (ULONG)offsetof(SOCKET_PEER_TARGET_NAME, AllStrings);
+    WSAPROTOCOL_INFOW pi;
     dbl_call rec;
     int index = reserve_record();
+    int error;
 
     begin_record(&rec, DBL_FN_SET_TARGET_NAME, Socket, Overlapped, CompletionRoutine);
     rec.input_null = PeerTargetName == NULL;
     rec.input_len = PeerTargetNameLen;
-    if (PeerTargetName != NULL && PeerTargetNameLen >= offsetof(SOCKET_PEER_TARGET_NAME, AllStrings)) {
+    if (PeerTargetName != NULL && PeerTargetNameLen >= header) {
         rec.protocol = (ULONG)PeerTargetName->SecurityProtocol;
         record_peer(&rec, &PeerTargetName->PeerAddress);
         rec.string_lens[0] = PeerTargetName->PeerTargetNameStringLen;
-        record_strings(&rec, PeerTargetName->AllStrings,
-                       PeerTargetNameLen - (ULONG)offsetof(SOCKET_PEER_TARGET_NAME, AllStrings));
+        record_strings(&rec, PeerTargetName->AllStrings, PeerTargetNameLen - header);
     }
-    return finish(&rec, index, not_a_socket(Socket) ? WSAENOTSOCK : respond(Socket, Overlapped, NULL, NULL, NULL, &rec));
+    error = check_socket(Socket, &pi); /* T6, T3 */
+    if (error == 0 && PeerTargetName == NULL) {
+        error = WSAEFAULT; /* T2 */
+    } else if (error == 0 && (PeerTargetNameLen < header ||
+                              PeerTargetName->PeerTargetNameStringLen > PeerTargetNameLen - header)) {
+        error = WSAEMSGSIZE; /* T5: shorter than the structure, or than the name it says it holds */
+    } else if (error == 0 && is_connected(Socket)) {
+        error = WSAEISCONN; /* T4 */
+    } else if (error == 0 && pi.iSocketType == SOCK_DGRAM) {
+        if (peer_is_zero(&PeerTargetName->PeerAddress)) {
+            error = WSAEINVAL; /* T3: connectionless, zero IP address and port */
+        } else if (PeerTargetName->PeerAddress.ss_family != AF_INET &&
+                   PeerTargetName->PeerAddress.ss_family != AF_INET6) {
+            error = WSAEAFNOSUPPORT; /* T1 (inferred: the page does not say for which address) */
+        }
+    }
+    return finish(&rec, index, error != 0 ? error : respond(Socket, Overlapped, NULL, NULL, NULL, &rec));
 }
 
 int WSAAPI WSADeleteSocketPeerTargetName(SOCKET Socket, const struct sockaddr *PeerAddr, ULONG PeerAddrLen,
                                          LPWSAOVERLAPPED Overlapped, LPWSAOVERLAPPED_COMPLETION_ROUTINE CompletionRoutine)
 {
+    WSAPROTOCOL_INFOW pi;
     dbl_call rec;
     int index = reserve_record();
+    int error;
 
     begin_record(&rec, DBL_FN_DELETE_TARGET_NAME, Socket, Overlapped, CompletionRoutine);
     record_sockaddr(&rec, PeerAddr, PeerAddrLen);
-    return finish(&rec, index, not_a_socket(Socket) ? WSAENOTSOCK : respond(Socket, Overlapped, NULL, NULL, NULL, &rec));
+    error = check_socket(Socket, &pi); /* D5, D3 */
+    if (error == 0) {
+        error = check_peer_addr(PeerAddr, PeerAddrLen); /* D2, D4, D1 */
+    }
+    return finish(&rec, index, error != 0 ? error : respond(Socket, Overlapped, NULL, NULL, NULL, &rec));
 }
 
 int WSAAPI WSAImpersonateSocketPeer(SOCKET Socket, const struct sockaddr *PeerAddress, ULONG peerAddressLen)
 {
+    WSAPROTOCOL_INFOW pi;
     dbl_call rec;
     int index = reserve_record();
+    int error;
 
     begin_record(&rec, DBL_FN_IMPERSONATE, Socket, NULL, NULL);
     record_sockaddr(&rec, PeerAddress, peerAddressLen);
-    return finish(&rec, index, not_a_socket(Socket) ? WSAENOTSOCK : respond(Socket, NULL, NULL, NULL, NULL, &rec));
+    error = check_socket(Socket, &pi); /* I4, I5 */
+    if (error == 0 && pi.iSocketType != SOCK_STREAM) {
+        /* I6: for connection-oriented sockets the address is ignored; for the others it is checked. */
+        error = check_peer_addr(PeerAddress, peerAddressLen); /* I1, I2, I3 */
+    }
+    return finish(&rec, index, error != 0 ? error : respond(Socket, NULL, NULL, NULL, NULL, &rec));
 }
 
+/* R1 (WSASYSCALLFAILURE) is the only documented error and nothing here decides it: scripted. */
 int WSAAPI WSARevertImpersonation(void)
 {
     dbl_call rec;

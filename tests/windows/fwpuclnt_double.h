@@ -41,8 +41,9 @@ typedef struct {
     GUID sa_lookup_context;
 } dbl_step;
 
-/* Which export was called. The other functions of the family have no reference page here: the double records
-   their arguments and answers with the next step's outcome (DBL_ERROR: that error; otherwise success). */
+/* Which export was called. The other functions of the family follow their SDK pages (statements S/T/D/I/R in
+   test_backend.c): the double records their arguments, returns the errors those arguments decide (taking no
+   step), and otherwise answers with the next step's outcome (DBL_ERROR: that error; otherwise success). */
 enum {
     DBL_FN_QUERY = 0,
     DBL_FN_SET_SECURITY,

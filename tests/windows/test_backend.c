@@ -1249,7 +1249,55 @@ static void test_wait_in_several_threads(void)
 }
 
 /* ======================================================================== */
-/* The rest of the family: no reference page here, so the tests check the arguments passed and the outcome. */
+/*
+ * The rest of the family, as the Windows SDK pages state it (MicrosoftDocs/sdk-api,
+ * sdk-api-src/content/ws2tcpip/nf-ws2tcpip-<name>.md = learn.microsoft.com/windows/win32/api/ws2tcpip/nf-ws2tcpip-<name>).
+ * Each page returns 0 on success, else SOCKET_ERROR with the code from WSAGetLastError; "some possible error
+ * codes" are:
+ *
+ * WSASetSocketSecurity (nf-ws2tcpip-wsasetsocketsecurity):
+ *   S0  success: 0. SecuritySettings NULL means default settings; Overlapped/CompletionRoutine are ignored for
+ *       non-overlapped sockets (an overlapped call may pend and complete later).
+ *   S1  WSAEAFNOSUPPORT: the specified address family is not supported.
+ *   S2  WSAEINVAL: the socket is not AF_INET/AF_INET6 with SOCK_DGRAM/SOCK_STREAM, or SOCKET_SECURITY_SETTINGS
+ *       "has an incorrect value".
+ *   S3  WSAEISCONN: the socket is connected (connection-oriented or connectionless).
+ *   S4  WSAEMSGSIZE: a buffer passed was too small.
+ *   S5  WSAENOTSOCK: the descriptor is not a valid socket.
+ * WSASetSocketPeerTargetName (nf-ws2tcpip-wsasetsocketpeertargetname):
+ *   T0  success: 0; overlapped as S0.
+ *   T1  WSAEAFNOSUPPORT: the specified address family is not supported.
+ *   T2  WSAEFAULT: PeerTargetName is NULL.
+ *   T3  WSAEINVAL: the socket is not AF_INET/AF_INET6 with SOCK_DGRAM/SOCK_STREAM; or, for a connectionless
+ *       socket, the IP address and port in PeerAddress are zero.
+ *   T4  WSAEISCONN: the socket is connected (connection-oriented or connectionless).
+ *   T5  WSAEMSGSIZE: a buffer passed was too small.
+ *   T6  WSAENOTSOCK: the descriptor is not a valid socket.
+ * WSADeleteSocketPeerTargetName (nf-ws2tcpip-wsadeletesocketpeertargetname):
+ *   D0  success: 0; overlapped as S0.
+ *   D1  WSAEAFNOSUPPORT: the specified address family is not supported.
+ *   D2  WSAEFAULT: PeerAddr is NULL.
+ *   D3  WSAEINVAL: the socket is not AF_INET/AF_INET6 with SOCK_DGRAM/SOCK_STREAM.
+ *   D4  WSAEMSGSIZE: a buffer passed was too small.
+ *   D5  WSAENOTSOCK: the descriptor is not a valid socket.
+ * WSAImpersonateSocketPeer (nf-ws2tcpip-wsaimpersonatesocketpeer; no OVERLAPPED):
+ *   I0  success: 0.
+ *   I1  WSAEAFNOSUPPORT: the specified address family is not supported.
+ *   I2  WSAEFAULT: PeerAddr is NULL.
+ *   I3  WSAEMSGSIZE: a buffer passed was too small.
+ *   I4  WSAENOTSOCK: the descriptor is not a valid socket.
+ *   I5  the remarks: "an error will be returned" unless AF_INET/AF_INET6 with SOCK_STREAM/SOCK_DGRAM; the page
+ *       names no code (the double answers WSAEINVAL, as the sibling pages do).
+ *   I6  PeerAddress: "For connection-oriented sockets ... this parameter is ignored" (so the double returns I2
+ *       only for a connectionless socket; the page does not reconcile this with I2).
+ * WSARevertImpersonation (nf-ws2tcpip-wsarevertimpersonation; no arguments, no OVERLAPPED):
+ *   R0  success: 0 (also when the thread is not impersonating: "no action is taken").
+ *   R1  WSASYSCALLFAILURE: a system call that should never fail has failed.
+ *
+ * The double decides what its arguments decide (S2-S5, T1-T6, D1-D5, I1-I5; fwpuclnt_double.c) and takes the
+ * rest from the script. Either way the backend must surface SECSOCK_ERR_OS with that winerror and `call`
+ * naming the function, and leak no handle.
+ */
 
 /* Take the outcome of a set/delete call (no result to decode) and free it: 0 or -1 with err. */
 static int finish_call(secsock_pending *p, secsock_error *err)
@@ -1270,10 +1318,10 @@ static void test_set_security_default(void)
     dbl_call c[DBL_MAX_CALLS];
     int n;
 
-    begin_test("WSASetSocketSecurity with the system's defaults: NULL settings of length 0, success");
+    begin_test("S0 WSASetSocketSecurity with the system's defaults: NULL settings of length 0, success");
     dbl_reset();
     script(step_answer(0, 0));
-    CHECK(finish_call(secsock_set_security_begin((secsock_fd)tcp4, NULL, &err), &err) == 0, "failed: %s",
+    CHECK(finish_call(secsock_set_security_begin((secsock_fd)udp4, NULL, &err), &err) == 0, "failed: %s",
           err.message);
     n = calls(c);
     CHECK(n == 1 && c[0].function == DBL_FN_SET_SECURITY && c[0].input_null && c[0].input_len == 0 &&
@@ -1288,13 +1336,13 @@ static void test_set_security_plain(void)
     secsock_error err;
     dbl_call c[DBL_MAX_CALLS];
 
-    begin_test("WSASetSocketSecurity plain settings: SOCKET_SECURITY_SETTINGS with protocol and flags");
+    begin_test("S0 WSASetSocketSecurity plain settings: SOCKET_SECURITY_SETTINGS with protocol and flags");
     dbl_reset();
     memset(&st, 0, sizeof(st));
     st.protocol = SECSOCK_PROTOCOL_IPSEC;
     st.security_flags = SECSOCK_SETTINGS_GUARANTEE_ENCRYPTION;
     script(step_answer(0, 0));
-    CHECK(finish_call(secsock_set_security_begin((secsock_fd)tcp4, &st, &err), &err) == 0, "failed: %s",
+    CHECK(finish_call(secsock_set_security_begin((secsock_fd)udp4, &st, &err), &err) == 0, "failed: %s",
           err.message);
     calls(c);
     CHECK(c[0].input_len == sizeof(SOCKET_SECURITY_SETTINGS) && c[0].protocol == SECSOCK_PROTOCOL_IPSEC &&
@@ -1312,7 +1360,7 @@ static void test_set_security_ipsec_strings(void)
     static const WCHAR want[] = L"aliceCORPp\u00e4ss";
     ULONG header = (ULONG)offsetof(SOCKET_SECURITY_SETTINGS_IPSEC, AllStrings);
 
-    begin_test("WSASetSocketSecurity IPsec settings: user, domain, password packed as UTF-16 with byte lengths");
+    begin_test("S0 WSASetSocketSecurity IPsec settings: user, domain, password packed as UTF-16 with byte lengths");
     dbl_reset();
     memset(&st, 0, sizeof(st));
     st.is_ipsec = 1;
@@ -1322,7 +1370,7 @@ static void test_set_security_ipsec_strings(void)
     st.domain = "CORP";
     st.password = "p\xc3\xa4ss"; /* UTF-8 for p-a-umlaut-s-s */
     script(step_answer(0, 0));
-    CHECK(finish_call(secsock_set_security_begin((secsock_fd)tcp4, &st, &err), &err) == 0, "failed: %s",
+    CHECK(finish_call(secsock_set_security_begin((secsock_fd)udp4, &st, &err), &err) == 0, "failed: %s",
           err.message);
     calls(c);
     CHECK(c[0].protocol == SECSOCK_PROTOCOL_IPSEC && c[0].ipsec_flags == 1 && c[0].security_flags == 2,
@@ -1347,7 +1395,7 @@ static void test_set_security_bad_utf8(void)
     memset(&st, 0, sizeof(st));
     st.is_ipsec = 1;
     st.password = "\xff\xfe";
-    CHECK(secsock_set_security_begin((secsock_fd)tcp4, &st, &err) == NULL && err.kind == SECSOCK_ERR_ARGUMENT &&
+    CHECK(secsock_set_security_begin((secsock_fd)udp4, &st, &err) == NULL && err.kind == SECSOCK_ERR_ARGUMENT &&
               strcmp(err.call, "password") == 0,
           "kind %d call '%s'", err.kind, err.call);
     CHECK(calls(c) == 0, "the double was called");
@@ -1359,16 +1407,16 @@ static void test_set_security_errors(void)
     secsock_error err;
     dbl_step later = step_error(WSAECONNRESET);
 
-    begin_test("WSASetSocketSecurity errors surface with their winerror and call, at once and completed later");
+    begin_test("S2 WSASetSocketSecurity errors surface with their winerror and call, at once and completed later");
     dbl_reset();
     script(step_error(WSAEINVAL));
-    CHECK(finish_call(secsock_set_security_begin((secsock_fd)tcp4, NULL, &err), &err) == -1 &&
+    CHECK(finish_call(secsock_set_security_begin((secsock_fd)udp4, NULL, &err), &err) == -1 &&
               is_os_error(&err, WSAEINVAL, "WSASetSocketSecurity"),
           "immediate: kind %d winerror %ld call '%s'", err.kind, err.winerror, err.call);
     later.when = DBL_PEND_AUTO;
     later.delay_ms = 20;
     script(later);
-    CHECK(finish_call(secsock_set_security_begin((secsock_fd)tcp4, NULL, &err), &err) == -1 &&
+    CHECK(finish_call(secsock_set_security_begin((secsock_fd)udp4, NULL, &err), &err) == -1 &&
               is_os_error(&err, WSAECONNRESET, "WSASetSocketSecurity"),
           "later: kind %d winerror %ld call '%s'", err.kind, err.winerror, err.call);
     end_test();
@@ -1380,11 +1428,11 @@ static void test_set_security_cancel(void)
     secsock_pending *p;
     dbl_step s = step_answer(0, 0);
 
-    begin_test("WSASetSocketSecurity pending, then cancelled: WSA_OPERATION_ABORTED");
+    begin_test("S0 WSASetSocketSecurity pending, then cancelled: WSA_OPERATION_ABORTED");
     dbl_reset();
     s.when = DBL_PEND;
     script(s);
-    p = secsock_set_security_begin((secsock_fd)tcp4, NULL, &err);
+    p = secsock_set_security_begin((secsock_fd)udp4, NULL, &err);
     CHECK(p != NULL && !secsock_pending_done(p), "not pending: %s", err.message);
     if (p != NULL) {
         CHECK(secsock_pending_cancel(p, &err) == 1, "cancel: %s", err.message);
@@ -1402,7 +1450,7 @@ static void test_set_peer_target_name(void)
     static const WCHAR want[] = L"host/server.example";
     static const BYTE addr[4] = {192, 0, 2, 9};
 
-    begin_test("WSASetSocketPeerTargetName: protocol, peer address and the UTF-16 name with its byte length");
+    begin_test("T0 WSASetSocketPeerTargetName: protocol, peer address and the UTF-16 name with its byte length");
     dbl_reset();
     peer4(&r, "192.0.2.9", 500);
     script(step_answer(0, 0));
@@ -1427,7 +1475,7 @@ static void test_delete_peer_target_name(void)
     secsock_error err;
     dbl_call c[DBL_MAX_CALLS];
 
-    begin_test("WSADeleteSocketPeerTargetName: the peer as a SOCKADDR_IN6 of its length; no peer is an argument error");
+    begin_test("D0 WSADeleteSocketPeerTargetName: the peer as a SOCKADDR_IN6 of its length; no peer is an argument error");
     dbl_reset();
     peer6_loopback(&r, 4500, 0, 0);
     script(step_answer(0, 0));
@@ -1450,7 +1498,7 @@ static void test_impersonation(void)
     dbl_call c[DBL_MAX_CALLS];
     int n;
 
-    begin_test("WSAImpersonateSocketPeer with the peer, WSARevertImpersonation; errors surface with their call");
+    begin_test("I0/I6/R0 WSAImpersonateSocketPeer with the peer, WSARevertImpersonation; errors surface with their call");
     dbl_reset();
     peer4(&r, "192.0.2.1", 53);
     CHECK(secsock_impersonate_peer((secsock_fd)udp4, &r.peer, &err) == 0, "impersonate: %s", err.message);
@@ -1467,6 +1515,304 @@ static void test_impersonation(void)
     CHECK(n == 5 && c[0].function == DBL_FN_IMPERSONATE && c[0].input_len == sizeof(SOCKADDR_IN) &&
               c[0].peer_port == 53 && c[1].function == DBL_FN_REVERT && c[2].input_null && c[2].input_len == 0,
           "%d calls", n);
+    end_test();
+}
+
+/* mingw-w64's ws2tcpip.h lacks this one (the SDK's declares it); the test calls the double's export directly. */
+WINSOCK_API_LINKAGE INT WSAAPI WSADeleteSocketPeerTargetName(SOCKET Socket, const struct sockaddr *PeerAddr,
+                                                             ULONG PeerAddrLen, LPWSAOVERLAPPED Overlapped,
+                                                             LPWSAOVERLAPPED_COMPLETION_ROUTINE CompletionRoutine);
+
+/* The backend function that makes the call fn (DBL_FN_*). */
+static const char *family_name(int fn)
+{
+    switch (fn) {
+    case DBL_FN_SET_SECURITY: return "WSASetSocketSecurity";
+    case DBL_FN_SET_TARGET_NAME: return "WSASetSocketPeerTargetName";
+    case DBL_FN_DELETE_TARGET_NAME: return "WSADeleteSocketPeerTargetName";
+    case DBL_FN_IMPERSONATE: return "WSAImpersonateSocketPeer";
+    default: return "WSARevertImpersonation";
+    }
+}
+
+/* Make the call fn through the backend and take its outcome: 0 or -1 with err. peer and st may be NULL. */
+static int family_call(int fn, SOCKET sock, const secsock_peer *peer, const secsock_settings *st, secsock_error *err)
+{
+    switch (fn) {
+    case DBL_FN_SET_SECURITY:
+        return finish_call(secsock_set_security_begin((secsock_fd)sock, st, err), err);
+    case DBL_FN_SET_TARGET_NAME:
+        return finish_call(secsock_set_peer_target_name_begin((secsock_fd)sock, SECSOCK_PROTOCOL_IPSEC, peer,
+                                                              "host/server.example", err),
+                           err);
+    case DBL_FN_DELETE_TARGET_NAME:
+        return finish_call(secsock_delete_peer_target_name_begin((secsock_fd)sock, peer, err), err);
+    case DBL_FN_IMPERSONATE:
+        return secsock_impersonate_peer((secsock_fd)sock, peer, err);
+    default:
+        return secsock_revert_impersonation(err);
+    }
+}
+
+/*
+ * One documented error of one call: the backend fails with SECSOCK_ERR_OS, that winerror and the function
+ * named; the double returned it, deciding it from the arguments (scripted 0: a success step stays queued and
+ * must not be taken) or from the script (scripted 1); no handle is leaked.
+ */
+static void expect_family_error(const char *name, int fn, SOCKET sock, const secsock_peer *peer,
+                                const secsock_settings *st, long winerror, int scripted)
+{
+    secsock_error err;
+    dbl_call c[DBL_MAX_CALLS];
+    DWORD before;
+    int n;
+
+    begin_test(name);
+    dbl_reset();
+    script(scripted ? step_error((int)winerror) : step_answer(0, 0));
+    before = handle_count();
+    CHECK(family_call(fn, sock, peer, st, &err) == -1, "the call succeeded");
+    CHECK(is_os_error(&err, winerror, family_name(fn)), "kind %d winerror %ld call '%s' (want %ld from %s)",
+          err.kind, err.winerror, err.call, winerror, family_name(fn));
+    n = calls(c);
+    CHECK(n == 1 && c[0].function == fn && c[0].result == winerror && c[0].scripted == scripted,
+          "%d calls, function %d result %d scripted %d", n, c[0].function, c[0].result, c[0].scripted);
+    check_handle_count(before);
+    end_test();
+}
+
+static secsock_peer v4_peer(void)
+{
+    secsock_query_request r = request(udp4);
+
+    peer4(&r, "192.0.2.9", 500);
+    return r.peer;
+}
+
+static secsock_peer v6_peer(void)
+{
+    secsock_query_request r = request(udp6);
+
+    peer6_loopback(&r, 4500, 0, 0);
+    return r.peer;
+}
+
+/* Every documented error of every call, through the backend. */
+static void test_family_documented_errors(void)
+{
+    HANDLE ev = CreateEventW(NULL, TRUE, FALSE, NULL);
+    SOCKET raw = new_socket(AF_INET, SOCK_RAW, IPPROTO_ICMP, WSA_FLAG_OVERLAPPED);
+    SOCKET not_sock = (SOCKET)(UINT_PTR)ev;
+    secsock_peer p4 = v4_peer(), p6 = v6_peer();
+    secsock_settings bad;
+
+    if (raw == INVALID_SOCKET) {
+        begin_test("family errors: a SOCK_RAW socket");
+        fail("cannot create a SOCK_RAW socket (error %d)", WSAGetLastError());
+        end_test();
+    }
+    memset(&bad, 0, sizeof(bad));
+    bad.protocol = 99;
+
+    expect_family_error("S5 WSASetSocketSecurity on a handle that is not a socket: WSAENOTSOCK (decided)",
+                        DBL_FN_SET_SECURITY, not_sock, NULL, NULL, WSAENOTSOCK, 0);
+    expect_family_error("S2 WSASetSocketSecurity on a SOCK_RAW socket: WSAEINVAL (decided)", DBL_FN_SET_SECURITY,
+                        raw, NULL, NULL, WSAEINVAL, 0);
+    expect_family_error("S2 WSASetSocketSecurity with protocol 99, an incorrect value: WSAEINVAL (decided)",
+                        DBL_FN_SET_SECURITY, udp4, NULL, &bad, WSAEINVAL, 0);
+    expect_family_error("S3 WSASetSocketSecurity on a connected TCP socket: WSAEISCONN (decided)",
+                        DBL_FN_SET_SECURITY, tcp4, NULL, NULL, WSAEISCONN, 0);
+    expect_family_error("S4 WSASetSocketSecurity WSAEMSGSIZE (scripted)", DBL_FN_SET_SECURITY, udp4, NULL, NULL,
+                        WSAEMSGSIZE, 1);
+    expect_family_error("S1 WSASetSocketSecurity WSAEAFNOSUPPORT (scripted)", DBL_FN_SET_SECURITY, udp4, NULL, NULL,
+                        WSAEAFNOSUPPORT, 1);
+
+    expect_family_error("T6 WSASetSocketPeerTargetName on a handle that is not a socket: WSAENOTSOCK (decided)",
+                        DBL_FN_SET_TARGET_NAME, not_sock, &p4, NULL, WSAENOTSOCK, 0);
+    expect_family_error("T3 WSASetSocketPeerTargetName on a SOCK_RAW socket: WSAEINVAL (decided)",
+                        DBL_FN_SET_TARGET_NAME, raw, &p4, NULL, WSAEINVAL, 0);
+    expect_family_error("T3 WSASetSocketPeerTargetName on UDP without a peer (zero address and port): WSAEINVAL "
+                        "(decided)",
+                        DBL_FN_SET_TARGET_NAME, udp4, NULL, NULL, WSAEINVAL, 0);
+    expect_family_error("T4 WSASetSocketPeerTargetName on a connected TCP socket: WSAEISCONN (decided)",
+                        DBL_FN_SET_TARGET_NAME, tcp4, NULL, NULL, WSAEISCONN, 0);
+    expect_family_error("T2 WSASetSocketPeerTargetName WSAEFAULT (scripted)", DBL_FN_SET_TARGET_NAME, udp4, &p4,
+                        NULL, WSAEFAULT, 1);
+    expect_family_error("T5 WSASetSocketPeerTargetName WSAEMSGSIZE (scripted)", DBL_FN_SET_TARGET_NAME, udp4, &p4,
+                        NULL, WSAEMSGSIZE, 1);
+    expect_family_error("T1 WSASetSocketPeerTargetName WSAEAFNOSUPPORT (scripted)", DBL_FN_SET_TARGET_NAME, udp4,
+                        &p4, NULL, WSAEAFNOSUPPORT, 1);
+
+    expect_family_error("D5 WSADeleteSocketPeerTargetName on a handle that is not a socket: WSAENOTSOCK (decided)",
+                        DBL_FN_DELETE_TARGET_NAME, not_sock, &p6, NULL, WSAENOTSOCK, 0);
+    expect_family_error("D3 WSADeleteSocketPeerTargetName on a SOCK_RAW socket: WSAEINVAL (decided)",
+                        DBL_FN_DELETE_TARGET_NAME, raw, &p4, NULL, WSAEINVAL, 0);
+    expect_family_error("D2 WSADeleteSocketPeerTargetName WSAEFAULT (scripted)", DBL_FN_DELETE_TARGET_NAME, udp6,
+                        &p6, NULL, WSAEFAULT, 1);
+    expect_family_error("D4 WSADeleteSocketPeerTargetName WSAEMSGSIZE (scripted)", DBL_FN_DELETE_TARGET_NAME, udp6,
+                        &p6, NULL, WSAEMSGSIZE, 1);
+    expect_family_error("D1 WSADeleteSocketPeerTargetName WSAEAFNOSUPPORT (scripted)", DBL_FN_DELETE_TARGET_NAME,
+                        udp6, &p6, NULL, WSAEAFNOSUPPORT, 1);
+
+    expect_family_error("I4 WSAImpersonateSocketPeer on a handle that is not a socket: WSAENOTSOCK (decided)",
+                        DBL_FN_IMPERSONATE, not_sock, &p4, NULL, WSAENOTSOCK, 0);
+    expect_family_error("I5 WSAImpersonateSocketPeer on a SOCK_RAW socket: WSAEINVAL (decided)", DBL_FN_IMPERSONATE,
+                        raw, &p4, NULL, WSAEINVAL, 0);
+    expect_family_error("I2/I6 WSAImpersonateSocketPeer on UDP without a peer (NULL PeerAddr): WSAEFAULT (decided)",
+                        DBL_FN_IMPERSONATE, udp4, NULL, NULL, WSAEFAULT, 0);
+    expect_family_error("I3 WSAImpersonateSocketPeer WSAEMSGSIZE (scripted)", DBL_FN_IMPERSONATE, udp4, &p4, NULL,
+                        WSAEMSGSIZE, 1);
+    expect_family_error("I1 WSAImpersonateSocketPeer WSAEAFNOSUPPORT (scripted)", DBL_FN_IMPERSONATE, udp4, &p4, NULL,
+                        WSAEAFNOSUPPORT, 1);
+
+    expect_family_error("R1 WSARevertImpersonation WSASYSCALLFAILURE (scripted)", DBL_FN_REVERT, INVALID_SOCKET, NULL,
+                        NULL, WSASYSCALLFAILURE, 1);
+
+    if (raw != INVALID_SOCKET) {
+        closesocket(raw);
+    }
+    CloseHandle(ev);
+}
+
+/* Expect `rc` from one direct call of the double, and WSAGetLastError() == want when it failed. */
+static void expect_wsa(const char *what, int rc, int want)
+{
+    int e = rc == 0 ? 0 : WSAGetLastError();
+
+    CHECK((want == 0 ? rc == 0 : rc == SOCKET_ERROR) && e == want, "%s: rc %d error %d (want %d)", what, rc, e, want);
+}
+
+/* The double itself, called directly with what the backend never sends: it keeps the pages' argument checks. */
+static void test_double_family_checks(void)
+{
+    union {
+        SOCKET_PEER_TARGET_NAME t;
+        SOCKET_SECURITY_SETTINGS_IPSEC si;
+        BYTE room[512];
+    } u;
+    const ULONG name_header = (ULONG)offsetof(SOCKET_PEER_TARGET_NAME, AllStrings);
+    const ULONG ipsec_header = (ULONG)offsetof(SOCKET_SECURITY_SETTINGS_IPSEC, AllStrings);
+    SOCKET_SECURITY_SETTINGS ss;
+    SOCKADDR_IN sin;
+    SOCKADDR_STORAGE other;
+    dbl_call c[DBL_MAX_CALLS];
+    int n, i, taken = 0;
+
+    begin_test("the double decides S2 S4 T1 T2 T3 T5 D1 D2 D4 I1 I2 I3 from the arguments, taking no step; I6");
+    dbl_reset();
+    script(step_error(WSAECONNRESET)); /* no call below may take it */
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(500);
+    sin.sin_addr.s_addr = htonl(0xC0000209);
+    memset(&other, 0, sizeof(other));
+    other.ss_family = AF_UNIX;
+    other.__ss_pad1[0] = 'x';
+
+    memset(&u, 0, sizeof(u));
+    expect_wsa("T2 NULL", WSASetSocketPeerTargetName(udp4, NULL, name_header, NULL, NULL), WSAEFAULT);
+    u.t.SecurityProtocol = SOCKET_SECURITY_PROTOCOL_IPSEC;
+    memcpy(&u.t.PeerAddress, &sin, sizeof(sin));
+    expect_wsa("T5 shorter than the structure", WSASetSocketPeerTargetName(udp4, &u.t, name_header - 1, NULL, NULL),
+               WSAEMSGSIZE);
+    u.t.PeerTargetNameStringLen = 4;
+    expect_wsa("T5 shorter than the name", WSASetSocketPeerTargetName(udp4, &u.t, name_header + 2, NULL, NULL),
+               WSAEMSGSIZE);
+    u.t.PeerTargetNameStringLen = 0;
+    memset(&u.t.PeerAddress, 0, sizeof(u.t.PeerAddress));
+    expect_wsa("T3 zero peer", WSASetSocketPeerTargetName(udp4, &u.t, name_header, NULL, NULL), WSAEINVAL);
+    ((SOCKADDR_IN *)&u.t.PeerAddress)->sin_family = AF_INET;
+    expect_wsa("T3 AF_INET 0.0.0.0:0", WSASetSocketPeerTargetName(udp4, &u.t, name_header, NULL, NULL), WSAEINVAL);
+    memcpy(&u.t.PeerAddress, &other, sizeof(other));
+    expect_wsa("T1 AF_UNIX peer", WSASetSocketPeerTargetName(udp4, &u.t, name_header, NULL, NULL), WSAEAFNOSUPPORT);
+
+    expect_wsa("D2 NULL", WSADeleteSocketPeerTargetName(udp4, NULL, 0, NULL, NULL), WSAEFAULT);
+    expect_wsa("D4 short", WSADeleteSocketPeerTargetName(udp4, (struct sockaddr *)&sin, 8, NULL, NULL), WSAEMSGSIZE);
+    expect_wsa("D1 AF_UNIX",
+               WSADeleteSocketPeerTargetName(udp4, (struct sockaddr *)&other, sizeof(other), NULL, NULL),
+               WSAEAFNOSUPPORT);
+
+    expect_wsa("I2 NULL on UDP", WSAImpersonateSocketPeer(udp4, NULL, 0), WSAEFAULT);
+    expect_wsa("I3 short", WSAImpersonateSocketPeer(udp4, (struct sockaddr *)&sin, 8), WSAEMSGSIZE);
+    expect_wsa("I1 AF_UNIX", WSAImpersonateSocketPeer(udp4, (struct sockaddr *)&other, sizeof(other)),
+               WSAEAFNOSUPPORT);
+
+    memset(&ss, 0, sizeof(ss));
+    expect_wsa("S4 shorter than SOCKET_SECURITY_SETTINGS", WSASetSocketSecurity(udp4, &ss, 4, NULL, NULL),
+               WSAEMSGSIZE);
+    memset(&u, 0, sizeof(u));
+    u.si.SecurityProtocol = SOCKET_SECURITY_PROTOCOL_IPSEC;
+    u.si.UserNameStringLen = 10;
+    expect_wsa("S4 strings longer than the buffer", WSASetSocketSecurity(udp4, (SOCKET_SECURITY_SETTINGS *)&u.si,
+                                                                         ipsec_header + 2, NULL, NULL),
+               WSAEMSGSIZE);
+    ss.SecurityProtocol = (SOCKET_SECURITY_PROTOCOL)99;
+    expect_wsa("S2 protocol 99", WSASetSocketSecurity(udp4, &ss, sizeof(ss), NULL, NULL), WSAEINVAL);
+
+    n = calls(c);
+    for (i = 0; i < n && i < DBL_MAX_CALLS; i++) {
+        taken += c[i].scripted;
+    }
+    CHECK(n == 15 && taken == 0, "%d calls, %d took a step", n, taken);
+    dbl_reset();
+    expect_wsa("I6 NULL on a connected TCP socket is ignored", WSAImpersonateSocketPeer(tcp4, NULL, 0), 0);
+    end_test();
+}
+
+/*
+ * S0/T0/D0 with an OVERLAPPED: the call pends (WSA_IO_PENDING, event low bit set), the backend's pending is not
+ * done until the double completes it, then reports the outcome (success, or the error with its call named);
+ * no handle is leaked.
+ */
+static void test_family_pending(const char *name, int fn, int error)
+{
+    secsock_peer peer = fn == DBL_FN_DELETE_TARGET_NAME ? v6_peer() : v4_peer();
+    SOCKET sock = fn == DBL_FN_DELETE_TARGET_NAME ? udp6 : udp4;
+    secsock_error err;
+    secsock_pending *p = NULL;
+    dbl_step s = error != 0 ? step_error(error) : step_answer(0, 0);
+    dbl_call c[DBL_MAX_CALLS];
+    DWORD before;
+    int n, rc;
+
+    begin_test(name);
+    dbl_reset();
+    s.when = DBL_PEND;
+    script(s);
+    before = handle_count();
+    switch (fn) {
+    case DBL_FN_SET_SECURITY:
+        p = secsock_set_security_begin((secsock_fd)sock, NULL, &err);
+        break;
+    case DBL_FN_SET_TARGET_NAME:
+        p = secsock_set_peer_target_name_begin((secsock_fd)sock, SECSOCK_PROTOCOL_IPSEC, &peer, "host/server.example",
+                                               &err);
+        break;
+    default:
+        p = secsock_delete_peer_target_name_begin((secsock_fd)sock, &peer, &err);
+        break;
+    }
+    CHECK(p != NULL, "begin: %s", err.message);
+    if (p != NULL) {
+        HANDLE ev = (HANDLE)(UINT_PTR)secsock_pending_event(p);
+        CHECK(!secsock_pending_done(p), "done before the system completed");
+        CHECK(secsock_pending_wait(p, 50, &err) == 0, "wait did not time out");
+        CHECK(WaitForSingleObject(ev, 0) == WAIT_TIMEOUT, "event signalled while pending");
+        CHECK(dbl_release() == 1, "nothing was pending in the double");
+        CHECK(secsock_pending_wait(p, 5000, &err) == 1, "not done after completion");
+        rc = secsock_pending_result(p, NULL, &err);
+        if (error != 0) {
+            CHECK(rc == -1 && is_os_error(&err, error, family_name(fn)), "rc %d kind %d winerror %ld call '%s'", rc,
+                  err.kind, err.winerror, err.call);
+        } else {
+            CHECK(rc == 0, "result: %s", err.message);
+        }
+        secsock_pending_free(p);
+    }
+    n = calls(c);
+    CHECK(n == 1 && c[0].function == fn && c[0].result == WSA_IO_PENDING && c[0].event_low_bit && c[0].scripted,
+          "%d calls, function %d result %d low bit %d", n, c[0].function, c[0].result, c[0].event_low_bit);
+    check_handle_count(before);
     end_test();
 }
 
@@ -1618,6 +1964,18 @@ int main(void)
     test_set_peer_target_name();
     test_delete_peer_target_name();
     test_impersonation();
+    test_double_family_checks();
+    test_family_documented_errors();
+    test_family_pending("S0 WSASetSocketSecurity pending, then completed: success", DBL_FN_SET_SECURITY, 0);
+    test_family_pending("S2 WSASetSocketSecurity pending, then completed with WSAEINVAL", DBL_FN_SET_SECURITY,
+                        WSAEINVAL);
+    test_family_pending("T0 WSASetSocketPeerTargetName pending, then completed: success", DBL_FN_SET_TARGET_NAME, 0);
+    test_family_pending("T3 WSASetSocketPeerTargetName pending, then completed with WSAEINVAL",
+                        DBL_FN_SET_TARGET_NAME, WSAEINVAL);
+    test_family_pending("D0 WSADeleteSocketPeerTargetName pending, then completed: success", DBL_FN_DELETE_TARGET_NAME,
+                        0);
+    test_family_pending("D5 WSADeleteSocketPeerTargetName pending, then completed with WSAENOTSOCK",
+                        DBL_FN_DELETE_TARGET_NAME, WSAENOTSOCK);
     test_token_user_and_groups();
     test_token_is_member();
 
