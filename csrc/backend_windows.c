@@ -740,6 +740,17 @@ int secsock_impersonate_peer(secsock_fd sock, const secsock_peer *peer, secsock_
     secsock_error_clear(err);
     if (peer != NULL) {
         len = peer_to_sockaddr(peer, &addr);
+    } else {
+        /* The page ignores PeerAddr only for connection-oriented sockets: refuse the datagram case before the
+           call, naming the argument, as the query does (the system would answer WSAEFAULT). */
+        secsock_socket_kind kind;
+        if (secsock_socket_kind_of(sock, &kind, err) != 0) {
+            return -1;
+        }
+        if (kind.type == SECSOCK_TYPE_DGRAM) {
+            return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "peer",
+                                     "peer is required to impersonate the peer of a datagram socket");
+        }
     }
     if (WSAImpersonateSocketPeer(to_socket(sock), peer != NULL ? (const struct sockaddr *)&addr : NULL, len) != 0) {
         long e = WSAGetLastError();
