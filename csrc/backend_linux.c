@@ -1218,6 +1218,7 @@ static int dump_sas(ss_snap *s, secsock_error *err)
  */
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t g_kind_lock = PTHREAD_MUTEX_INITIALIZER; /* the socket facts cache (build_flow) */
 static struct {
     int init_count;
     int notify_fd;
@@ -1235,7 +1236,8 @@ static struct {
 /*
  * Fork generation: bumped in the child of every fork() (pthread_atfork), so the child reopens its own
  * notification socket and dumps again, without a getpid() per query. The handlers also hold g_lock across
- * the fork, so the child never inherits it locked by a thread that does not exist there.
+ * the fork, and the socket facts cache's lock after it (nothing takes g_lock while holding that one), so the
+ * child never inherits either locked by a thread that does not exist there.
  */
 static uint64_t g_fork_gen = 1;
 static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
@@ -1243,16 +1245,19 @@ static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
 static void atfork_prepare(void)
 {
     pthread_mutex_lock(&g_lock);
+    pthread_mutex_lock(&g_kind_lock);
 }
 
 static void atfork_parent(void)
 {
+    pthread_mutex_unlock(&g_kind_lock);
     pthread_mutex_unlock(&g_lock);
 }
 
 static void atfork_child(void)
 {
     g_fork_gen++;
+    pthread_mutex_unlock(&g_kind_lock);
     pthread_mutex_unlock(&g_lock);
 }
 
@@ -2188,7 +2193,6 @@ typedef struct {
     int family, type, protocol;
 } ss_kind_entry;
 
-static pthread_mutex_t g_kind_lock = PTHREAD_MUTEX_INITIALIZER;
 static ss_kind_entry g_kind_cache[SS_KIND_CACHE];
 static uint64_t g_kind_hits;
 
