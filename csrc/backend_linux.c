@@ -539,6 +539,81 @@ int ss_parse_sa_notify(uint16_t type, const void *payload, size_t len, ss_sa *ou
 }
 
 /* The kernel's error numbers are below 4096 (MAX_ERRNO); anything larger is not an error number. */
+int ss_parse_policy_notify(uint16_t type, const void *payload, size_t len, ss_policy *out, int *action,
+                           const char **why)
+{
+    size_t fixed = NLMSG_ALIGN(sizeof(struct xfrm_userpolicy_id));
+    const uint8_t *info = NULL;
+    uint8_t *buf;
+    size_t off, blen, ilen = 0;
+    attr_iter it;
+    uint16_t at;
+    const uint8_t *data;
+    size_t dlen;
+    int r;
+
+    *why = "";
+    *action = SS_POL_RESYNC;
+    memset(out, 0, sizeof(*out));
+    if (type == XFRM_MSG_NEWPOLICY || type == XFRM_MSG_UPDPOLICY) {
+        r = ss_parse_policy(payload, len, out, why);
+        *action = r == SS_PARSE_OK ? SS_POL_UPSERT : r == SS_PARSE_SKIP ? SS_POL_NONE : SS_POL_RESYNC;
+        return r == SS_PARSE_BAD ? SS_PARSE_BAD : SS_PARSE_OK;
+    }
+    if (type != XFRM_MSG_DELPOLICY) {
+        return SS_PARSE_OK; /* a flush, an expiry: dump again */
+    }
+    /* XFRM_MSG_DELPOLICY: struct xfrm_userpolicy_id, then the whole policy in XFRMA_POLICY and the usual
+     * attributes. Put them back together as a NEWPOLICY payload for ss_parse_policy. */
+    if (payload == NULL || len < sizeof(struct xfrm_userpolicy_id)) {
+        *why = "policy deletion shorter than struct xfrm_userpolicy_id";
+        return SS_PARSE_BAD;
+    }
+    it.p = (const uint8_t *)payload + (fixed < len ? fixed : len);
+    it.left = fixed < len ? len - fixed : 0;
+    while ((r = attr_next(&it, &at, &data, &dlen)) > 0) {
+        if (at == XFRMA_POLICY && info == NULL) {
+            info = data;
+            ilen = dlen;
+        }
+    }
+    if (r < 0) {
+        *why = "policy deletion attribute length out of bounds";
+        return SS_PARSE_BAD;
+    }
+    if (info == NULL || ilen < sizeof(struct xfrm_userpolicy_info)) {
+        return SS_PARSE_OK; /* no whole policy to identify: dump again */
+    }
+    blen = NLMSG_ALIGN(sizeof(struct xfrm_userpolicy_info)) + (len - (fixed < len ? fixed : len));
+    buf = calloc(1, blen);
+    if (buf == NULL) {
+        return SS_PARSE_OK;
+    }
+    memcpy(buf, info, sizeof(struct xfrm_userpolicy_info));
+    off = NLMSG_ALIGN(sizeof(struct xfrm_userpolicy_info));
+    it.p = (const uint8_t *)payload + (fixed < len ? fixed : len);
+    it.left = fixed < len ? len - fixed : 0;
+    for (;;) {
+        const uint8_t *start = it.p;
+        size_t before = it.left;
+        if (attr_next(&it, &at, &data, &dlen) <= 0) {
+            break;
+        }
+        if (at != XFRMA_POLICY) {
+            size_t used = before - it.left; /* the attribute with its padding */
+            memcpy(buf + off, start, used);
+            off += used;
+        }
+    }
+    r = ss_parse_policy(buf, off, out, why);
+    free(buf);
+    if (r == SS_PARSE_BAD) {
+        return SS_PARSE_BAD;
+    }
+    *action = r == SS_PARSE_SKIP ? SS_POL_NONE : SS_POL_DELETE;
+    return SS_PARSE_OK;
+}
+
 #define SS_MAX_ERRNO 4095
 
 int ss_nl_walk(const void *buf, size_t len, uint32_t seq, uint32_t portid, ss_nl_fn fn, void *ctx,
@@ -780,6 +855,7 @@ typedef struct {
 typedef struct {
     ss_policy *pols;
     size_t npols, cap;
+    uint64_t pol_next_age; /* the age of the next policy a notification adds: newer than every other */
     int32_t *pnext;
     ss_bucket b[SS_NBUCKETS];
 
@@ -866,14 +942,18 @@ static int pol_order(const void *a, const void *b)
     return x->age < y->age ? -1 : (x->age > y->age);
 }
 
-/* Sort the policies and build the per-bucket indexes. 0, or -1 (out of memory). */
-static int snap_index_policies(ss_snap *s)
+/* Sort the policies (unless they already are) and build the per-bucket indexes. 0, or -1 (out of memory). */
+static int snap_index_policies_sorted(ss_snap *s, int sorted)
 {
     size_t i;
     int b;
 
-    if (s->npols > 1) {
+    if (s->npols > 1 && !sorted) {
         qsort(s->pols, s->npols, sizeof(*s->pols), pol_order);
+    }
+    free(s->pnext);
+    for (b = 0; b < SS_NBUCKETS; b++) {
+        free(s->b[b].heads);
     }
     s->pnext = malloc((s->npols > 0 ? s->npols : 1) * sizeof(*s->pnext));
     if (s->pnext == NULL) {
@@ -923,6 +1003,11 @@ static int snap_index_policies(ss_snap *s)
         }
     }
     return 0;
+}
+
+static int snap_index_policies(ss_snap *s)
+{
+    return snap_index_policies_sorted(s, 0);
 }
 
 static int snap_index_sas(ss_snap *s)
@@ -1087,6 +1172,54 @@ typedef struct {
 } dump_ctx;
 
 
+/*
+ * Apply one policy notification to the sorted policy array in place: remove the policy with the same index
+ * (the kernel numbers each namespace's policies uniquely, and an update keeps the replaced one's number),
+ * then for NEW/UPD insert the new one where a fresh dump would put it: newest of all (the kernel links new
+ * and updated policies at the head of the list its dump walks). The index is rebuilt once per drain by the
+ * caller (the array stays sorted, so without a sort). 0, or -1: dump again.
+ */
+static int pol_apply(ss_snap *s, int action, const ss_policy *p)
+{
+    size_t i, lo, hi;
+    ss_policy np;
+
+    if (action == SS_POL_NONE) {
+        return 0;
+    }
+    if (action != SS_POL_UPSERT && action != SS_POL_DELETE) {
+        return -1;
+    }
+    for (i = 0; i < s->npols; i++) {
+        if (s->pols[i].index == p->index && s->pols[i].dir == p->dir) {
+            memmove(&s->pols[i], &s->pols[i + 1], (s->npols - i - 1) * sizeof(*s->pols));
+            s->npols--;
+            break;
+        }
+    }
+    if (action == SS_POL_UPSERT) {
+        if (grow((void **)&s->pols, &s->cap, s->npols + 1, sizeof(*s->pols)) != 0) {
+            return -1;
+        }
+        np = *p;
+        np.age = s->pol_next_age++;
+        lo = 0;
+        hi = s->npols;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (pol_order(&s->pols[mid], &np) < 0) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        memmove(&s->pols[lo + 1], &s->pols[lo], (s->npols - lo) * sizeof(*s->pols));
+        s->pols[lo] = np;
+        s->npols++;
+    }
+    return 0;
+}
+
 static int on_policy(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
 {
     dump_ctx *c = vctx;
@@ -1164,6 +1297,7 @@ static int dump_policies(ss_snap *s, secsock_error *err)
         for (i = 0; i < s->npols; i++) {
             s->pols[i].age = (uint64_t)(s->npols - 1 - s->pols[i].age);
         }
+        s->pol_next_age = s->npols;
         if (snap_index_policies(s) != 0) {
             secsock_error_set(err, SECSOCK_ERR_NOMEM, ENOMEM, 0, "XFRM_MSG_GETPOLICY", "out of memory for the index");
             r = -1;
@@ -1231,7 +1365,9 @@ static struct {
     int rcvbuf;        /* notification socket buffer; 0: the default below */
     uint64_t overruns;    /* ENOBUFS seen on the notification socket */
     uint64_t sa_updates;  /* SA notifications applied in place */
-} g = {0, -1, 0, 0, 0, 0, 1, 1, {0}, 0, 0, 0};
+    uint64_t pol_updates; /* policy notifications applied in place */
+    int pol_applied;      /* policy notifications applied during this drain (the index waits for the end) */
+} g = {0, -1, 0, 0, 0, 0, 1, 1, {0}, 0, 0, 0, 0, 0};
 
 /*
  * Fork generation: bumped in the child of every fork() (pthread_atfork), so the child reopens its own
@@ -1307,6 +1443,7 @@ static uint64_t netns_cookie_of(int fd, int *errnum)
 }
 
 #define SS_NOTIFY_RCVBUF (4 * 1024 * 1024)
+#define SS_POL_APPLY_MAX 32 /* policy notifications applied in place per drain; past that, one dump */
 
 uint64_t ss_debug_dump_count(void)
 {
@@ -1318,6 +1455,15 @@ uint64_t ss_debug_sa_updates(void)
     uint64_t n;
     pthread_mutex_lock(&g_lock);
     n = g.sa_updates;
+    pthread_mutex_unlock(&g_lock);
+    return n;
+}
+
+uint64_t ss_debug_pol_updates(void)
+{
+    uint64_t n;
+    pthread_mutex_lock(&g_lock);
+    n = g.pol_updates;
     pthread_mutex_unlock(&g_lock);
     return n;
 }
@@ -1402,9 +1548,26 @@ static int on_notify(void *vctx, uint16_t type, uint16_t flags, const void *payl
     case XFRM_MSG_NEWPOLICY:
     case XFRM_MSG_DELPOLICY:
     case XFRM_MSG_UPDPOLICY:
-    case XFRM_MSG_POLEXPIRE:
+        /* Applied in place as SAs are (the same replay argument holds: each message carries the policy's
+         * whole new state or its removal, in order). Each costs a move of the array: past a few in one
+         * drain, one dump is cheaper. */
+        if (!g.pol_stale) {
+            ss_policy p;
+            const char *why;
+            int action;
+            if (g.pol_applied >= SS_POL_APPLY_MAX ||
+                ss_parse_policy_notify(type, payload, len, &p, &action, &why) != SS_PARSE_OK ||
+                pol_apply(&g.snap, action, &p) != 0) {
+                g.pol_stale = 1;
+            } else if (action != SS_POL_NONE) {
+                g.pol_applied++;
+                g.pol_updates++;
+            }
+        }
+        break;
+    case XFRM_MSG_POLEXPIRE: /* a hard expiry deletes the policy without a DELPOLICY */
     case XFRM_MSG_FLUSHPOLICY:
-        g.pol_stale = 1; /* policies change seldom: dump them again */
+        g.pol_stale = 1;
         break;
     case XFRM_MSG_NEWSA:
     case XFRM_MSG_DELSA:
@@ -1456,6 +1619,7 @@ static void drain_notify_locked(void)
             return;
         }
     }
+    g.pol_applied = 0;
     for (;;) {
         struct sockaddr_nl from;
         struct iovec iov = {buf, SS_NL_BUF};
@@ -1495,6 +1659,10 @@ static void drain_notify_locked(void)
         }
         explicit_bzero(buf, (size_t)n);
     }
+    if (g.pol_applied > 0 && !g.pol_stale && snap_index_policies_sorted(&g.snap, 1) != 0) {
+        g.pol_stale = 1;
+    }
+    g.pol_applied = 0;
 }
 
 /* A network namespace's identity: the device and inode of its nsfs file. */

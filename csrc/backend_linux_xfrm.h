@@ -92,6 +92,16 @@ enum { SS_SA_UPSERT = 1, SS_SA_UPDATE, SS_SA_DELETE, SS_SA_DYING, SS_SA_RESYNC }
 int ss_parse_sa_notify(uint16_t type, const void *payload, size_t len, ss_sa *out, int *action, const char **why);
 
 /*
+ * What a policy notification (XFRMNLGRP_POLICY) asks of a snapshot: put the policy (NEWPOLICY, UPDPOLICY),
+ * remove it (DELPOLICY, identified by its index and direction; *out holds the whole policy), nothing (a
+ * policy no socket's flow meets), or dump again (a flush, an expiry, a deletion without the policy in it).
+ * SS_PARSE_OK with *action set, or SS_PARSE_BAD with *why set.
+ */
+enum { SS_POL_UPSERT = 1, SS_POL_DELETE, SS_POL_NONE, SS_POL_RESYNC };
+int ss_parse_policy_notify(uint16_t type, const void *payload, size_t len, ss_policy *out, int *action,
+                           const char **why);
+
+/*
  * Walk the netlink messages in one datagram. For each message of the expected sequence and port id, calls
  * fn(ctx, type, flags, payload, payload_len); fn returns 0 to go on or -1 to stop with an error it recorded.
  * portid 0 accepts every message (notifications); otherwise messages of another sequence or port are skipped.
@@ -115,6 +125,7 @@ int ss_sel_match(const ss_sel *s, int family, const uint8_t *saddr, const uint8_
 uint64_t ss_debug_dump_count(void);
 uint64_t ss_debug_overruns(void);
 uint64_t ss_debug_sa_updates(void); /* SA notifications applied in place, without a dump */
+uint64_t ss_debug_pol_updates(void); /* policy notifications applied in place, without a dump */
 uint64_t ss_debug_kind_cache_hits(void); /* queries that found the socket's type, protocol and netns cached */
 void ss_debug_set_notify_rcvbuf(int bytes);
 void ss_debug_force_overrun(void);

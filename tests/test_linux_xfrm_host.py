@@ -471,3 +471,40 @@ def test_a_reused_descriptor_number_is_not_taken_for_the_old_socket() -> None:
                 os.dup2(udp.fileno(), fd)  # the same number, now a datagram socket that is not connected
                 with pytest.raises(ValueError, match="peer is required"):
                     secsock.query(fd)
+
+
+def test_policy_changes_are_applied_in_place_without_a_dump(ns: Netns, driver: str) -> None:
+    steps = [
+        f"ip xfrm policy add src {A} dst {B} dir out priority 5 index 0xf21",
+        f"ip xfrm policy add src {A} dst {B} proto udp dir out priority 1 index 0xf29",
+        f"ip xfrm policy add src {A} dst {B} dir fwd priority 1",
+        f"ip xfrm policy delete src {A} dst {B} proto udp dir out",
+        f"ip xfrm policy update src {A} dst {B} dir out priority 7",
+        # A tie on priority goes to the older policy; an update makes a policy the newest, as in a dump.
+        f"ip xfrm policy add src {A} dst {B} proto udp dir out priority 7 index 0xf31",
+        f"ip xfrm policy update src {A} dst {B} dir out priority 7",
+    ]
+    done = subprocess.run(
+        ns.exec_argv(driver, "steps", A, B, "500", *steps), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    matched = [(r["pol_out"]["index"], r["pol_out"]["priority"]) if r["pol_out"] else None for r in results]
+    assert matched[:6] == [None, (0xF21, 5), (0xF29, 1), (0xF29, 1), (0xF21, 5), (0xF21, 7)]
+    assert matched[6] == (0xF21, 7)  # the older of two at priority 7
+    assert {r["dumps"] for r in results} == {results[0]["dumps"]}, "a policy change made a dump"
+    assert [r["pol_updates"] for r in results] == [0, 1, 2, 2, 3, 4, 5, 6]
+    # The last answer is what a fresh dump of the same table gives.
+    fresh = drive(ns, driver, "udp-peer", A, B, "500")
+    assert (fresh["pol_out"]["index"], fresh["pol_out"]["priority"]) == matched[7]
+
+
+def test_a_policy_flush_still_dumps(ns: Netns, driver: str) -> None:
+    steps = [f"ip xfrm policy add src {A} dst {B} dir out index 0xf41", "ip xfrm policy flush"]
+    done = subprocess.run(
+        ns.exec_argv(driver, "steps", A, B, "500", *steps), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    first, added, flushed = (json.loads(line) for line in done.stdout.splitlines())
+    assert added["pol_out"]["index"] == 0xF41 and added["dumps"] == first["dumps"]
+    assert flushed["pol_out"] is None and flushed["dumps"] > added["dumps"]

@@ -119,8 +119,9 @@ static int report(int rc, const secsock_result *r, const secsock_error *e)
                 printf("null");
             }
         }
-        printf(",\"dumps\":%llu,\"sa_updates\":%llu}\n", (unsigned long long)ss_debug_dump_count(),
-               (unsigned long long)ss_debug_sa_updates());
+        printf(",\"dumps\":%llu,\"sa_updates\":%llu,\"pol_updates\":%llu}\n",
+               (unsigned long long)ss_debug_dump_count(), (unsigned long long)ss_debug_sa_updates(),
+               (unsigned long long)ss_debug_pol_updates());
     }
     fflush(stdout);
     return rc == 0 ? 0 : 3;
