@@ -74,18 +74,7 @@ failed=0
 echo "== pytest under ASan+UBSan"
 "$PY" -m pytest -p no:cacheprovider -q --junitxml="$WORK/junit.xml" "$ROOT/tests" "$@"
 status=$?
-counts=$("$PY" - "$WORK/junit.xml" <<'EOF'
-import sys, xml.etree.ElementTree as ET
-try:
-    root = ET.parse(sys.argv[1]).getroot()
-except (OSError, ET.ParseError):
-    print(0, 1); raise SystemExit
-suites = [root] if root.tag == "testsuite" else list(root)
-tests = sum(int(s.get("tests", 0)) for s in suites)
-bad = sum(int(s.get(k, 0)) for s in suites for k in ("failures", "errors", "skipped"))
-print(tests - bad, bad if tests else max(bad, 1))
-EOF
-)
+counts=$("$PY" "$ROOT/tools/junit_counts.py" "$WORK/junit.xml")
 passed=$((passed + ${counts% *}))
 failed=$((failed + ${counts#* }))
 if ((status != 0 && ${counts#* } == 0)); then

@@ -60,18 +60,7 @@ pytest_suite() { # name pytest-args...
     shift
     echo "== $name"
     python -m pytest -p no:cacheprovider --junitxml="$LOGS/$name.xml" "$@" 2>&1 | tee "$LOGS/$name.log"
-    counts=$(python - "$LOGS/$name.xml" <<'PY'
-import sys, xml.etree.ElementTree as ET
-try:
-    root = ET.parse(sys.argv[1]).getroot()
-except (OSError, ET.ParseError):
-    print(0, 1); raise SystemExit
-suites = [root] if root.tag == "testsuite" else list(root)
-tests = sum(int(s.get("tests", 0)) for s in suites)
-bad = sum(int(s.get(k, 0)) for s in suites for k in ("failures", "errors", "skipped"))
-print(tests - bad, bad if tests else max(bad, 1))
-PY
-)
+    counts=$(python "$ROOT/tools/junit_counts.py" "$LOGS/$name.xml")
     record "$name" ${counts% *} ${counts#* }
 }
 
