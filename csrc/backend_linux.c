@@ -1450,31 +1450,29 @@ uint64_t ss_debug_dump_count(void)
     return __atomic_load_n(&g_dump_count, __ATOMIC_RELAXED);
 }
 
-uint64_t ss_debug_sa_updates(void)
+/* A snapshot counter read under the lock (the test hooks below). */
+static uint64_t locked_counter(const uint64_t *counter)
 {
     uint64_t n;
     pthread_mutex_lock(&g_lock);
-    n = g.sa_updates;
+    n = *counter;
     pthread_mutex_unlock(&g_lock);
     return n;
+}
+
+uint64_t ss_debug_sa_updates(void)
+{
+    return locked_counter(&g.sa_updates);
 }
 
 uint64_t ss_debug_pol_updates(void)
 {
-    uint64_t n;
-    pthread_mutex_lock(&g_lock);
-    n = g.pol_updates;
-    pthread_mutex_unlock(&g_lock);
-    return n;
+    return locked_counter(&g.pol_updates);
 }
 
 uint64_t ss_debug_overruns(void)
 {
-    uint64_t n;
-    pthread_mutex_lock(&g_lock);
-    n = g.overruns;
-    pthread_mutex_unlock(&g_lock);
-    return n;
+    return locked_counter(&g.overruns);
 }
 
 /* Test hook: a tiny notification buffer makes an overrun easy to provoke. Takes effect on the next reopen. */
