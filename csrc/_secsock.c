@@ -4,14 +4,17 @@
  * It holds no platform code: the compiled backend (backend_windows.c or backend_linux.c) does the system
  * calls. Everything that may block (the query, waiting on a pending query, freeing one that is still in
  * flight) runs with the GIL released. Results travel to the facade (src/secsock/) as plain tuples; the
- * facade builds the typed objects.
+ * facade builds the typed objects. One exception, for the call a server makes on every accepted connection:
+ * query_info() builds the facade's SecurityInfo itself, from tables the facade binds at import.
  *
  * Stable ABI only (Py_LIMITED_API 3.9), so one wheel per platform serves every later CPython.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <stddef.h>
 #include <string.h>
+#include <structmember.h>
 
 #include "secsock_backend.h"
 
@@ -248,6 +251,306 @@ fail:
     Py_XDECREF(ipsec2);
     secsock_result_release(r);
     return NULL;
+}
+
+/* ---- SecurityInfoBase: the fields of secsock.SecurityInfo ---------------------------------------------- */
+
+/*
+ * The facade's SecurityInfo subclasses this type (adding behaviour, no fields: __slots__ = ()), so that
+ * query_info() can fill a result in C without running Python code. A field never set reads as None.
+ */
+typedef struct {
+    PyObject_HEAD
+    PyObject *protocol;
+    PyObject *flags;
+    PyObject *peer_application_token;
+    PyObject *peer_machine_token;
+    PyObject *mm_sa_id;
+    PyObject *qm_sa_id;
+    PyObject *negotiation_error;
+    PyObject *sa_lookup_context;
+    PyObject *ipsec;
+} InfoObject;
+
+static PyObject *InfoBaseType; /* heap type, created at import */
+
+#define INFO_FIELD(name) {#name, T_OBJECT, offsetof(InfoObject, name), 0, NULL}
+static PyMemberDef Info_members[] = {
+    INFO_FIELD(protocol),
+    INFO_FIELD(flags),
+    INFO_FIELD(peer_application_token),
+    INFO_FIELD(peer_machine_token),
+    INFO_FIELD(mm_sa_id),
+    INFO_FIELD(qm_sa_id),
+    INFO_FIELD(negotiation_error),
+    INFO_FIELD(sa_lookup_context),
+    INFO_FIELD(ipsec),
+    {NULL, 0, 0, 0, NULL},
+};
+#undef INFO_FIELD
+
+static int Info_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    InfoObject *o = (InfoObject *)self;
+    Py_VISIT(Py_TYPE(self)); /* a heap type's instances keep it alive */
+    Py_VISIT(o->protocol);
+    Py_VISIT(o->flags);
+    Py_VISIT(o->peer_application_token);
+    Py_VISIT(o->peer_machine_token);
+    Py_VISIT(o->mm_sa_id);
+    Py_VISIT(o->qm_sa_id);
+    Py_VISIT(o->negotiation_error);
+    Py_VISIT(o->sa_lookup_context);
+    Py_VISIT(o->ipsec);
+    return 0;
+}
+
+static int Info_clear(PyObject *self)
+{
+    InfoObject *o = (InfoObject *)self;
+    Py_CLEAR(o->protocol);
+    Py_CLEAR(o->flags);
+    Py_CLEAR(o->peer_application_token);
+    Py_CLEAR(o->peer_machine_token);
+    Py_CLEAR(o->mm_sa_id);
+    Py_CLEAR(o->qm_sa_id);
+    Py_CLEAR(o->negotiation_error);
+    Py_CLEAR(o->sa_lookup_context);
+    Py_CLEAR(o->ipsec);
+    return 0;
+}
+
+static void Info_dealloc(PyObject *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    freefunc tp_free = (freefunc)PyType_GetSlot(type, Py_tp_free);
+
+    PyObject_GC_UnTrack(self);
+    Info_clear(self);
+    tp_free(self);
+    Py_DECREF(type); /* the base of a heap subclass releases the type (subtype_dealloc leaves it to us) */
+}
+
+static PyType_Slot Info_slots[] = {
+    {Py_tp_dealloc, (void *)Info_dealloc},
+    {Py_tp_traverse, (void *)Info_traverse},
+    {Py_tp_clear, (void *)Info_clear},
+    {Py_tp_members, Info_members},
+    {Py_tp_new, (void *)PyType_GenericNew},
+    {Py_tp_doc, "The fields of secsock.SecurityInfo, kept in C so a query can fill them without Python code."},
+    {0, NULL},
+};
+
+static PyType_Spec Info_spec = {
+    "secsock._secsock.SecurityInfoBase",
+    sizeof(InfoObject),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    Info_slots,
+};
+
+/*
+ * What bind_results() gave: the SecurityInfo class, its enum members by value, the "in the clear" IPsec
+ * details, and the facade's decoder for every other answer (tokens, IPsec2 fields, SAs). Until they are
+ * bound, query_info() answers None and the facade takes its general path.
+ */
+#define INFO_PROTOCOLS 4 /* SECSOCK_PROTOCOL_DEFAULT .. SECSOCK_PROTOCOL_INVALID */
+#define INFO_FLAGS 8     /* every combination of SECURED, ENCRYPTED, IMPERSONATED */
+static PyObject *InfoClass;
+static PyObject *InfoProtocols[INFO_PROTOCOLS];
+static PyObject *InfoFlags[INFO_FLAGS];
+static PyObject *InfoInTheClear;
+static PyObject *InfoDecode;
+static PyObject *FilenoName; /* "fileno", interned once: looking it up is on the per-connection path */
+
+static void unbind_results(void)
+{
+    size_t i;
+    Py_CLEAR(InfoClass);
+    for (i = 0; i < INFO_PROTOCOLS; i++) {
+        Py_CLEAR(InfoProtocols[i]);
+    }
+    for (i = 0; i < INFO_FLAGS; i++) {
+        Py_CLEAR(InfoFlags[i]);
+    }
+    Py_CLEAR(InfoInTheClear);
+    Py_CLEAR(InfoDecode);
+}
+
+/* The value of a type attribute that is a Py_ssize_t (__basicsize__, __dictoffset__...), or -1. */
+static Py_ssize_t type_size_attr(PyObject *type, const char *name)
+{
+    PyObject *value = PyObject_GetAttrString(type, name);
+    Py_ssize_t n;
+    if (value == NULL) {
+        return -1;
+    }
+    n = PyLong_AsSsize_t(value);
+    Py_DECREF(value);
+    return n;
+}
+
+static PyObject *mod_bind_results(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *cls, *protocols, *flags, *in_the_clear, *decode;
+    Py_ssize_t i;
+
+    if (!PyArg_ParseTuple(args, "OO!O!OO:bind_results", &cls, &PyTuple_Type, &protocols, &PyTuple_Type, &flags,
+                          &in_the_clear, &decode)) {
+        return NULL;
+    }
+    /* query_info() allocates cls and fills the base's fields: cls must add none of its own, nor a __dict__. */
+    if (!PyType_Check(cls) || PyObject_IsSubclass(cls, InfoBaseType) != 1 ||
+        type_size_attr(cls, "__basicsize__") != (Py_ssize_t)sizeof(InfoObject) ||
+        type_size_attr(cls, "__dictoffset__") != 0) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError,
+                        "bind_results: cls must subclass SecurityInfoBase with __slots__ = () and nothing more");
+        return NULL;
+    }
+    if (PyTuple_Size(protocols) != INFO_PROTOCOLS || PyTuple_Size(flags) != INFO_FLAGS ||
+        !PyCallable_Check(decode)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "bind_results: expected 4 protocols, 8 flag values and a callable decoder");
+        return NULL;
+    }
+    unbind_results();
+    Py_INCREF(cls);
+    InfoClass = cls;
+    for (i = 0; i < INFO_PROTOCOLS; i++) {
+        InfoProtocols[i] = PyTuple_GetItem(protocols, i);
+        Py_INCREF(InfoProtocols[i]);
+    }
+    for (i = 0; i < INFO_FLAGS; i++) {
+        InfoFlags[i] = PyTuple_GetItem(flags, i);
+        Py_INCREF(InfoFlags[i]);
+    }
+    Py_INCREF(in_the_clear);
+    InfoInTheClear = in_the_clear;
+    Py_INCREF(decode);
+    InfoDecode = decode;
+    Py_RETURN_NONE;
+}
+
+/* The value of an exact int (not bool, not a subclass) that fits a long long: 1, or 0 for anything else. */
+static int exact_int(PyObject *obj, long long *value)
+{
+    if (!PyLong_CheckExact(obj)) {
+        return 0;
+    }
+    *value = PyLong_AsLongLong(obj);
+    if (*value == -1 && PyErr_Occurred()) {
+        PyErr_Clear(); /* too large: the general path says so in its own words */
+        return 0;
+    }
+    return 1;
+}
+
+/*
+ * The socket handle behind sock when it is plainly given: a non-negative int, or an object whose fileno()
+ * returns one. 1 with *fd set; 0 for anything else, including no fileno or one that is not callable (the
+ * facade's general path then names the problem, calling fileno() again if it must); -1 when fileno()
+ * raised something else, which the general path would let through too.
+ */
+static int plain_socket_handle(PyObject *sock, secsock_fd *fd)
+{
+    long long value;
+    PyObject *handle;
+    int plain;
+
+    if (!exact_int(sock, &value)) {
+        /* Called as a method (no bound method object is made): this is on every accepted connection. */
+        handle = PyObject_CallMethodObjArgs(sock, FilenoName, NULL);
+        if (handle == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_AttributeError) || PyErr_ExceptionMatches(PyExc_TypeError)) {
+                PyErr_Clear();
+                return 0;
+            }
+            return -1;
+        }
+        plain = exact_int(handle, &value);
+        Py_DECREF(handle);
+        if (!plain) {
+            return 0;
+        }
+    }
+    if (value < 0) {
+        return 0; /* a closed socket (fileno() is -1) or a negative handle */
+    }
+    *fd = (secsock_fd)value;
+    return 1;
+}
+
+/* The bound SecurityInfo for a plain answer; the facade's decoder for the rest. Consumes r's tokens. */
+static PyObject *info_from_result(secsock_result *r)
+{
+    InfoObject *info;
+    PyObject *raw, *decoded;
+    int plain = r->peer_application_token == 0 && r->peer_machine_token == 0 && !r->has_ipsec2 &&
+                r->protocol < INFO_PROTOCOLS && r->flags < INFO_FLAGS &&
+                (!r->has_ipsec_detail || (r->outbound.count == 0 && r->inbound.count == 0));
+
+    if (!plain) {
+        raw = result_to_tuple(r); /* closes the tokens if it fails; the decoder owns them once it runs */
+        if (raw == NULL) {
+            return NULL;
+        }
+        decoded = PyObject_CallFunctionObjArgs(InfoDecode, raw, NULL);
+        Py_DECREF(raw);
+        return decoded;
+    }
+    info = (InfoObject *)PyType_GenericAlloc((PyTypeObject *)InfoClass, 0);
+    if (info == NULL) {
+        return NULL;
+    }
+    info->protocol = InfoProtocols[r->protocol];
+    Py_INCREF(info->protocol);
+    info->flags = InfoFlags[r->flags];
+    Py_INCREF(info->flags);
+    if (r->has_ipsec_detail) {
+        info->ipsec = InfoInTheClear;
+        Py_INCREF(info->ipsec);
+    }
+    return (PyObject *)info;
+}
+
+/*
+ * query_info(sock, peer, token_access, ipsec2): the facade's query() in one call, for the case a server meets
+ * on every accepted connection: sock alone (peer None, token_access 0, ipsec2 False). Answers the finished
+ * SecurityInfo, or None, without any system call, for every other argument: the facade's general path then
+ * checks them and names what is wrong.
+ */
+static PyObject *mod_query_info(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *sock, *peer, *access_obj, *ipsec2;
+    long long access;
+    secsock_query_request req;
+    secsock_result result;
+    secsock_error err;
+    int rc;
+
+    if (!PyArg_UnpackTuple(args, "query_info", 4, 4, &sock, &peer, &access_obj, &ipsec2)) {
+        return NULL;
+    }
+    if (InfoClass == NULL || peer != Py_None || ipsec2 != Py_False || !exact_int(access_obj, &access) ||
+        access != 0) {
+        Py_RETURN_NONE;
+    }
+    memset(&req, 0, sizeof(req));
+    rc = plain_socket_handle(sock, &req.sock);
+    if (rc <= 0) {
+        if (rc < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    rc = secsock_query(&req, &result, &err); /* zeroes result and clears err first, on every path */
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        return raise_backend_error(&err);
+    }
+    return info_from_result(&result);
 }
 
 /* ---- PendingQuery -------------------------------------------------------------------------------------- */
@@ -825,6 +1128,10 @@ static PyObject *mod_close_token(PyObject *Py_UNUSED(module), PyObject *arg)
 }
 
 static PyMethodDef module_methods[] = {
+    {"query_info", mod_query_info, METH_VARARGS,
+     "query_info(sock, peer, token_access, ipsec2) -> SecurityInfo, or None unless sock alone was given."},
+    {"bind_results", mod_bind_results, METH_VARARGS,
+     "bind_results(cls, protocols, flags, in_the_clear, decode): what query_info() builds its answer from."},
     {"query", mod_query, METH_VARARGS,
      "query(fd, peer, token_access, ipsec2) -> raw result tuple; blocks without the GIL."},
     {"begin_query", mod_begin_query, METH_VARARGS,
@@ -850,6 +1157,9 @@ static PyMethodDef module_methods[] = {
 static void module_free(void *Py_UNUSED(module))
 {
     Py_CLEAR(PendingType);
+    unbind_results();
+    Py_CLEAR(InfoBaseType);
+    Py_CLEAR(FilenoName);
     secsock_backend_fini();
 }
 
@@ -888,6 +1198,18 @@ PyMODINIT_FUNC PyInit__secsock(void)
     Py_INCREF(PendingType);
     if (PyModule_AddObject(module, "Pending", PendingType) < 0) {
         Py_DECREF(PendingType); /* AddObject steals only on success */
+        Py_DECREF(module);
+        return NULL;
+    }
+    FilenoName = PyUnicode_InternFromString("fileno");
+    InfoBaseType = FilenoName != NULL ? PyType_FromSpec(&Info_spec) : NULL;
+    if (InfoBaseType == NULL) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(InfoBaseType);
+    if (PyModule_AddObject(module, "SecurityInfoBase", InfoBaseType) < 0) {
+        Py_DECREF(InfoBaseType);
         Py_DECREF(module);
         return NULL;
     }

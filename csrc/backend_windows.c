@@ -1033,11 +1033,16 @@ void secsock_pending_free(secsock_pending *p)
 
 int secsock_query(const secsock_query_request *req, secsock_result *out, secsock_error *err)
 {
-    secsock_pending *p = secsock_query_begin(req, err);
+    secsock_pending *p;
     int rc;
 
+    secsock_error_clear(err);
+    if (out == NULL) {
+        return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "out", "no result buffer was given");
+    }
+    memset(out, 0, sizeof(*out)); /* as the seam promises, before anything else */
+    p = secsock_query_begin(req, err);
     if (p == NULL) {
-        memset(out, 0, sizeof(*out));
         return -1;
     }
     rc = secsock_pending_result(p, out, err);

@@ -162,7 +162,8 @@ uint64_t secsock_pending_event(secsock_pending *p);
 /* Cancel if still in flight, wait until the system is done, close unclaimed tokens, free. NULL is allowed. */
 void secsock_pending_free(secsock_pending *p);
 
-/* begin + wait + result in one step. Call without the GIL. */
+/* begin + wait + result in one step. Call without the GIL. Zeroes out and clears err before anything else, so
+   the caller need not (the module's per-connection call relies on it). */
 int secsock_query(const secsock_query_request *req, secsock_result *out, secsock_error *err);
 
 /* Close a token handle from a result (CloseHandle). 0, or -1 with err set. */

@@ -8,8 +8,13 @@
 
 void secsock_error_clear(secsock_error *err)
 {
+    /* Not a memset of the whole structure: this runs several times in every query (issue 5). */
     if (err != NULL) {
-        memset(err, 0, sizeof(*err));
+        err->kind = SECSOCK_ERR_NONE;
+        err->errnum = 0;
+        err->winerror = 0;
+        err->call[0] = '\0';
+        err->message[0] = '\0';
     }
 }
 

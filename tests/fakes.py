@@ -77,3 +77,29 @@ class FakeFamilyBackend(FakeBackend):
 
     def revert_impersonation(self) -> None:
         self.calls.append(("revert",))
+
+
+# --- socket-likes that are not sockets: what query() must refuse, naming sock -------------------------------
+
+
+class NoFileno:
+    pass
+
+
+class FilenoNotCallable:
+    fileno = 3
+
+
+class FilenoStr:
+    def fileno(self) -> str:
+        return "3"
+
+
+class FilenoBool:
+    def fileno(self) -> bool:
+        return True
+
+
+class FilenoClosed:
+    def fileno(self) -> int:
+        return -1

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 import secsock
+from fakes import FilenoBool, FilenoClosed, FilenoNotCallable, FilenoStr, NoFileno
 from secsock import SecurityProtocol
 
 
@@ -45,29 +46,6 @@ def env(
     closed = socket.socket()
     closed.close()
     yield Env(tcp=tcp_pair[0], tcp6=tcp6_pair[0], udp=udp_pair[0], closed=closed)
-
-
-class NoFileno:
-    pass
-
-
-class FilenoNotCallable:
-    fileno = 3
-
-
-class FilenoStr:
-    def fileno(self) -> str:
-        return "3"
-
-
-class FilenoBool:
-    def fileno(self) -> bool:
-        return True
-
-
-class FilenoClosed:
-    def fileno(self) -> int:
-        return -1
 
 
 def closed_token() -> secsock.Token:

@@ -51,10 +51,17 @@ def test_package_imports_without_the_extension_on_an_unsupported_platform() -> N
             secsock.query(3)
         except secsock.UnsupportedPlatformError as exc:
             print("raised:", exc)
+        # SecurityInfo keeps its fields in Python here (no SecurityInfoBase from the extension).
+        info = secsock.SecurityInfo(secsock.SecurityProtocol.IPSEC, secsock.ConnectionFlags.SECURED)
+        info.mm_sa_id = 7
+        print("bases:", [cls.__module__ for cls in type(info).__mro__])
+        print("info:", info, info.secured, info.ipsec)
         """
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "raised: [Errno" in done.stdout and "'darwin'" in done.stdout
+    assert "bases: ['secsock._types', 'secsock._types', 'builtins']" in done.stdout
+    assert "info: <secsock.SecurityInfo protocol=IPSEC flags=SECURED mm_sa_id=7> True None" in done.stdout
 
 
 def test_a_missing_extension_on_a_supported_platform_is_not_hidden() -> None:

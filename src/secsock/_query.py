@@ -176,6 +176,19 @@ def _info_from_raw(raw: tuple[Any, ...]) -> SecurityInfo:
     return info
 
 
+# query() hands the common case to the extension whole (see query()); it builds its answers from these.
+# _COMPILED is the extension as imported: the tests put fakes in _backend, and fakes take the general path.
+_COMPILED = _backend
+if _backend is not None:
+    _backend.bind_results(
+        SecurityInfo,
+        tuple(SecurityProtocol(value) for value in range(4)),
+        tuple(_FLAGS[value] for value in range(8)),
+        _IN_THE_CLEAR,
+        _info_from_raw,
+    )
+
+
 def _sa(item: tuple[Any, ...]) -> SecurityAssociation:
     proto, mode, spi, reqid, encryption, integrity, aead = item
     return SecurityAssociation(
@@ -203,6 +216,13 @@ def query(
     an OSError subclass carrying the system's code (``winerror`` on Windows) when the system call fails,
     PermissionError on Linux without CAP_NET_ADMIN, UnsupportedPlatformError elsewhere.
     """
+    backend = _backend
+    if backend is _COMPILED and backend is not None:
+        # The per-connection case, sock alone, in one call to the extension (issue 5). It answers None,
+        # having made no system call, for any other argument: those take the checks below.
+        info = backend.query_info(sock, peer, token_access, ipsec2)
+        if info is not None:
+            return info
     request = _request(sock, peer, token_access, ipsec2)
     return _info_from_raw(_require_backend("query").query(*request))
 

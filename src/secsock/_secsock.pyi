@@ -1,5 +1,10 @@
 # Stubs for the C extension secsock._secsock (csrc/_secsock.c). Private: use the secsock facade.
 
+import uuid
+from collections.abc import Callable
+
+from secsock._types import ConnectionFlags, IpsecDetails, SecurityInfo, SecurityProtocol, Token
+
 _RawPeer = tuple[bool, bytes, int, int, int]
 _RawSA = tuple[int, int, int, int, str, str, str]
 _RawIpsec2 = tuple[int, int, int, bytes]
@@ -9,6 +14,17 @@ _RawResult = tuple[
 
 BACKEND: str
 MAX_SAS_PER_DIRECTION: int
+
+class SecurityInfoBase:
+    protocol: SecurityProtocol | int
+    flags: ConnectionFlags
+    peer_application_token: Token | None
+    peer_machine_token: Token | None
+    mm_sa_id: int | None
+    qm_sa_id: int | None
+    negotiation_error: int | None
+    sa_lookup_context: uuid.UUID | None
+    ipsec: IpsecDetails | None
 
 class Pending:
     @property
@@ -20,6 +36,17 @@ class Pending:
     def event(self) -> int | None: ...
     def close(self) -> None: ...
 
+def bind_results(
+    cls: type[SecurityInfo],
+    protocols: tuple[SecurityProtocol, ...],
+    flags: tuple[ConnectionFlags, ...],
+    in_the_clear: IpsecDetails,
+    decode: Callable[[_RawResult], SecurityInfo],
+    /,
+) -> None: ...
+def query_info(
+    sock: object, peer: object, token_access: object, ipsec2: object, /
+) -> SecurityInfo | None: ...
 def query(fd: int, peer: _RawPeer | None, token_access: int, ipsec2: bool, /) -> _RawResult: ...
 def begin_query(fd: int, peer: _RawPeer | None, token_access: int, ipsec2: bool, /) -> Pending: ...
 def close_token(handle: int, /) -> None: ...

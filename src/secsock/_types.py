@@ -7,7 +7,7 @@ import threading
 import uuid
 import warnings
 from types import TracebackType
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 __all__ = [
     "Account",
@@ -214,7 +214,30 @@ class Token:
         return f"<secsock.Token handle={handle:#x}>"
 
 
-class SecurityInfo:
+# SecurityInfo's fields live in the compiled backend where there is one, so that a query fills its answer
+# without running Python code (issue 5: the query runs on every accepted connection); elsewhere in Python.
+if TYPE_CHECKING:
+    from ._secsock import SecurityInfoBase as _SecurityInfoBase
+else:
+    try:
+        from ._secsock import SecurityInfoBase as _SecurityInfoBase
+    except ImportError:  # a platform without a backend (secsock._query decides whether that is an error)
+
+        class _SecurityInfoBase:
+            __slots__ = (
+                "flags",
+                "ipsec",
+                "mm_sa_id",
+                "negotiation_error",
+                "peer_application_token",
+                "peer_machine_token",
+                "protocol",
+                "qm_sa_id",
+                "sa_lookup_context",
+            )
+
+
+class SecurityInfo(_SecurityInfoBase):
     """What the system says about how a connection is secured (SOCKET_SECURITY_QUERY_INFO[_IPSEC2]).
 
     It owns the peer token handles it holds: close it (or use ``with``) to close them, or take a Token and
@@ -222,17 +245,7 @@ class SecurityInfo:
     None where the platform does not say which SAs apply (Windows).
     """
 
-    __slots__ = (
-        "flags",
-        "ipsec",
-        "mm_sa_id",
-        "negotiation_error",
-        "peer_application_token",
-        "peer_machine_token",
-        "protocol",
-        "qm_sa_id",
-        "sa_lookup_context",
-    )
+    __slots__ = ()
 
     def __init__(
         self,
