@@ -4,9 +4,12 @@ meets the facade's checks exactly as before. Also SecurityInfoBase, the C home o
 
 from __future__ import annotations
 
+import copy
 import errno
 import gc
+import pickle
 import socket
+import uuid
 from typing import Any
 
 import pytest
@@ -166,6 +169,25 @@ def test_unset_fields_read_as_none_and_every_field_can_be_set_and_deleted() -> N
     assert info.mm_sa_id is None
     with pytest.raises(AttributeError):
         info.not_a_field = 1  # type: ignore[attr-defined]
+
+
+def test_a_result_without_tokens_pickles_and_copies_field_for_field() -> None:
+    sa = secsock.SecurityAssociation(
+        secsock.IpsecProtocol.ESP, secsock.IpsecMode.TUNNEL, 0x1234, 1, None, None, "gcm"
+    )
+    info = SecurityInfo(
+        secsock.SecurityProtocol.IPSEC2,
+        secsock.ConnectionFlags.SECURED | secsock.ConnectionFlags.ENCRYPTED,
+        mm_sa_id=1,
+        qm_sa_id=2,
+        negotiation_error=0,
+        sa_lookup_context=uuid.UUID(int=5),
+        ipsec=secsock.IpsecDetails((sa,), (sa,)),
+    )
+    for twin in (pickle.loads(pickle.dumps(info)), copy.copy(info)):
+        assert type(twin) is SecurityInfo and twin is not info
+        assert [getattr(twin, field) for field in FIELDS] == [getattr(info, field) for field in FIELDS]
+        assert repr(twin) == repr(info)
 
 
 def test_a_result_in_a_reference_cycle_is_collected() -> None:

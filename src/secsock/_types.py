@@ -269,6 +269,23 @@ class SecurityInfo(_SecurityInfoBase):
         self.sa_lookup_context = sa_lookup_context
         self.ipsec = ipsec
 
+    def __reduce__(self) -> tuple[type[SecurityInfo], tuple[object, ...]]:
+        # Picklable as before its fields moved to C (a worker process may send an answer on); a Token is not.
+        return (
+            SecurityInfo,
+            (
+                self.protocol,
+                self.flags,
+                self.peer_application_token,
+                self.peer_machine_token,
+                self.mm_sa_id,
+                self.qm_sa_id,
+                self.negotiation_error,
+                self.sa_lookup_context,
+                self.ipsec,
+            ),
+        )
+
     @property
     def secured(self) -> bool:
         """Traffic is secured by a security protocol (SOCKET_INFO_CONNECTION_SECURED)."""
