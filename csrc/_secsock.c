@@ -351,16 +351,23 @@ static PyType_Spec Info_spec = {
 
 /*
  * What bind_results() gave: the SecurityInfo class, its enum members by value, the "in the clear" IPsec
- * details, and the facade's decoder for every other answer (tokens, IPsec2 fields, SAs). Until they are
- * bound, query_info() answers None and the facade takes its general path.
+ * details (whose class, IpsecDetails, holds the SAs otherwise), the SecurityAssociation class with the
+ * IpsecProtocol and IpsecMode members by value, and the facade's decoder for every other answer (tokens,
+ * IPsec2 fields, values no table holds). Until they are bound, query_info() answers None and the facade
+ * takes its general path.
  */
 #define INFO_PROTOCOLS 4 /* SECSOCK_PROTOCOL_DEFAULT .. SECSOCK_PROTOCOL_INVALID */
 #define INFO_FLAGS 8     /* every combination of SECURED, ENCRYPTED, IMPERSONATED */
+#define INFO_BYTE 256    /* an SA's protocol and mode are bytes: one slot per value, NULL when unnamed */
 static PyObject *InfoClass;
 static PyObject *InfoProtocols[INFO_PROTOCOLS];
 static PyObject *InfoFlags[INFO_FLAGS];
 static PyObject *InfoInTheClear;
 static PyObject *InfoDecode;
+static PyObject *InfoSaClass;
+static PyObject *InfoIpsecProtocols[INFO_BYTE];
+static PyObject *InfoIpsecModes[INFO_BYTE];
+static PyObject *TupleNew; /* tuple.__new__: makes a NamedTuple from a tuple in C, without its Python __new__ */
 static PyObject *FilenoName; /* "fileno", interned once: looking it up is on the per-connection path */
 
 static void unbind_results(void)
@@ -375,6 +382,11 @@ static void unbind_results(void)
     }
     Py_CLEAR(InfoInTheClear);
     Py_CLEAR(InfoDecode);
+    Py_CLEAR(InfoSaClass);
+    for (i = 0; i < INFO_BYTE; i++) {
+        Py_CLEAR(InfoIpsecProtocols[i]);
+        Py_CLEAR(InfoIpsecModes[i]);
+    }
 }
 
 /* The value of a type attribute that is a Py_ssize_t (__basicsize__, __dictoffset__...), or -1. */
@@ -390,13 +402,52 @@ static Py_ssize_t type_size_attr(PyObject *type, const char *name)
     return n;
 }
 
+/* {int value: member} with every value from 0 to 255: 0, or -1 with an exception set. */
+static int check_byte_table(PyObject *members, const char *what)
+{
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+
+    while (PyDict_Next(members, &pos, &key, &value)) {
+        long n = PyLong_Check(key) ? PyLong_AsLong(key) : -1;
+        if (n < 0 || n >= INFO_BYTE) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "bind_results: %s must map values 0 to 255 to members", what);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* table[value] = member for each pair of a checked {int value: member}. */
+static void fill_byte_table(PyObject *members, PyObject **table)
+{
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+
+    while (PyDict_Next(members, &pos, &key, &value)) {
+        long n = PyLong_AsLong(key);
+        Py_INCREF(value);
+        Py_XDECREF(table[n]);
+        table[n] = value;
+    }
+}
+
 static PyObject *mod_bind_results(PyObject *Py_UNUSED(module), PyObject *args)
 {
-    PyObject *cls, *protocols, *flags, *in_the_clear, *decode;
+    PyObject *cls, *protocols, *flags, *in_the_clear, *decode, *sa_cls, *ipsec_protocols, *ipsec_modes;
     Py_ssize_t i;
 
-    if (!PyArg_ParseTuple(args, "OO!O!OO:bind_results", &cls, &PyTuple_Type, &protocols, &PyTuple_Type, &flags,
-                          &in_the_clear, &decode)) {
+    if (!PyArg_ParseTuple(args, "OO!O!OOOO!O!:bind_results", &cls, &PyTuple_Type, &protocols, &PyTuple_Type,
+                          &flags, &in_the_clear, &decode, &sa_cls, &PyDict_Type, &ipsec_protocols, &PyDict_Type,
+                          &ipsec_modes)) {
+        return NULL;
+    }
+    /* SAs and the details are made as tuple.__new__(cls, items) makes them: both must be tuple classes. */
+    if (!PyObject_TypeCheck(in_the_clear, &PyTuple_Type) || PyTuple_Size(in_the_clear) != 2 ||
+        !PyType_Check(sa_cls) || !PyType_IsSubtype((PyTypeObject *)sa_cls, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "bind_results: in_the_clear must be an IpsecDetails and sa_cls a tuple class");
         return NULL;
     }
     /* query_info() allocates cls and fills the base's fields: cls must add none of its own, nor a __dict__. */
@@ -414,6 +465,11 @@ static PyObject *mod_bind_results(PyObject *Py_UNUSED(module), PyObject *args)
                         "bind_results: expected 4 protocols, 8 flag values and a callable decoder");
         return NULL;
     }
+    /* Everything is checked before the binding in place is dropped: a refused call leaves it working. */
+    if (check_byte_table(ipsec_protocols, "ipsec_protocols") < 0 ||
+        check_byte_table(ipsec_modes, "ipsec_modes") < 0) {
+        return NULL;
+    }
     unbind_results();
     Py_INCREF(cls);
     InfoClass = cls;
@@ -429,6 +485,10 @@ static PyObject *mod_bind_results(PyObject *Py_UNUSED(module), PyObject *args)
     InfoInTheClear = in_the_clear;
     Py_INCREF(decode);
     InfoDecode = decode;
+    Py_INCREF(sa_cls);
+    InfoSaClass = sa_cls;
+    fill_byte_table(ipsec_protocols, InfoIpsecProtocols);
+    fill_byte_table(ipsec_modes, InfoIpsecModes);
     Py_RETURN_NONE;
 }
 
@@ -481,14 +541,88 @@ static int plain_socket_handle(PyObject *sock, secsock_fd *fd)
     return 1;
 }
 
-/* The bound SecurityInfo for a plain answer; the facade's decoder for the rest. Consumes r's tokens. */
+/* A member from a byte table, or the plain int where the table names no member (never a guess). */
+static PyObject *byte_member(PyObject **table, uint8_t value)
+{
+    if (table[value] != NULL) {
+        Py_INCREF(table[value]);
+        return table[value];
+    }
+    return PyLong_FromLong((long)value);
+}
+
+/* An algorithm name, or None for "" (as the facade's decoder says `name or None`). */
+static PyObject *alg_or_none(const char *field)
+{
+    if (field[0] == '\0') {
+        Py_INCREF(Py_None);
+        return Py_None;
+    }
+    return alg_name(field);
+}
+
+/* tuple.__new__(cls, items): a NamedTuple of the bound classes. Steals items. */
+static PyObject *named_tuple(PyObject *cls, PyObject *items)
+{
+    PyObject *obj = items != NULL ? PyObject_CallFunctionObjArgs(TupleNew, cls, items, NULL) : NULL;
+    Py_XDECREF(items);
+    return obj;
+}
+
+/* SecurityAssociation(protocol, mode, spi, reqid, encryption, integrity, aead), as the facade's _sa(). */
+static PyObject *sa_object(const secsock_sa *sa)
+{
+    PyObject *items = Py_BuildValue("(NNkkNNN)", byte_member(InfoIpsecProtocols, sa->proto),
+                                    byte_member(InfoIpsecModes, sa->mode), (unsigned long)sa->spi,
+                                    (unsigned long)sa->reqid, alg_or_none(sa->encryption),
+                                    alg_or_none(sa->integrity), alg_or_none(sa->aead));
+    return named_tuple(InfoSaClass, items);
+}
+
+/* One direction's SAs as a tuple of SecurityAssociation, outermost first. */
+static PyObject *direction_object(const secsock_direction *dir)
+{
+    PyObject *tuple = PyTuple_New((Py_ssize_t)dir->count);
+    size_t i;
+
+    for (i = 0; tuple != NULL && i < dir->count; i++) {
+        PyObject *sa = sa_object(&dir->sas[i]);
+        if (sa == NULL || PyTuple_SetItem(tuple, (Py_ssize_t)i, sa) < 0) {
+            Py_CLEAR(tuple);
+        }
+    }
+    return tuple;
+}
+
+/* IpsecDetails(outbound, inbound); the shared "in the clear" one when neither direction has an SA. */
+static PyObject *details_object(const secsock_result *r)
+{
+    PyObject *outbound, *inbound;
+
+    if (r->outbound.count == 0 && r->inbound.count == 0) {
+        Py_INCREF(InfoInTheClear);
+        return InfoInTheClear;
+    }
+    outbound = direction_object(&r->outbound);
+    inbound = outbound != NULL ? direction_object(&r->inbound) : NULL;
+    if (inbound == NULL) {
+        Py_XDECREF(outbound);
+        return NULL;
+    }
+    return named_tuple((PyObject *)Py_TYPE(InfoInTheClear), Py_BuildValue("(NN)", outbound, inbound));
+}
+
+/*
+ * The bound SecurityInfo, built here for the answers the tables cover (the per-connection case: no tokens,
+ * no IPsec2 fields); the facade's decoder for the rest. Consumes r's tokens.
+ */
 static PyObject *info_from_result(secsock_result *r)
 {
     InfoObject *info;
     PyObject *raw, *decoded;
     int plain = r->peer_application_token == 0 && r->peer_machine_token == 0 && !r->has_ipsec2 &&
-                r->protocol < INFO_PROTOCOLS && r->flags < INFO_FLAGS &&
-                (!r->has_ipsec_detail || (r->outbound.count == 0 && r->inbound.count == 0));
+                r->protocol < INFO_PROTOCOLS && r->flags < INFO_FLAGS && r->outbound.count <= SECSOCK_MAX_SAS &&
+                r->inbound.count <= SECSOCK_MAX_SAS;
 
     if (!plain) {
         raw = result_to_tuple(r); /* closes the tokens if it fails; the decoder owns them once it runs */
@@ -508,8 +642,11 @@ static PyObject *info_from_result(secsock_result *r)
     info->flags = InfoFlags[r->flags];
     Py_INCREF(info->flags);
     if (r->has_ipsec_detail) {
-        info->ipsec = InfoInTheClear;
-        Py_INCREF(info->ipsec);
+        info->ipsec = details_object(r);
+        if (info->ipsec == NULL) {
+            Py_DECREF(info);
+            return NULL;
+        }
     }
     return (PyObject *)info;
 }
@@ -1160,6 +1297,7 @@ static void module_free(void *Py_UNUSED(module))
     unbind_results();
     Py_CLEAR(InfoBaseType);
     Py_CLEAR(FilenoName);
+    Py_CLEAR(TupleNew);
     secsock_backend_fini();
 }
 
@@ -1202,7 +1340,8 @@ PyMODINIT_FUNC PyInit__secsock(void)
         return NULL;
     }
     FilenoName = PyUnicode_InternFromString("fileno");
-    InfoBaseType = FilenoName != NULL ? PyType_FromSpec(&Info_spec) : NULL;
+    TupleNew = FilenoName != NULL ? PyObject_GetAttrString((PyObject *)&PyTuple_Type, "__new__") : NULL;
+    InfoBaseType = TupleNew != NULL ? PyType_FromSpec(&Info_spec) : NULL;
     if (InfoBaseType == NULL) {
         Py_DECREF(module);
         return NULL;

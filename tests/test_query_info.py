@@ -212,6 +212,9 @@ def _bind_args(cls: Any = SecurityInfo, protocols: Any = None, flags: Any = None
         tuple(_query._FLAGS[v] for v in range(8)) if flags is None else flags,
         _query._IN_THE_CLEAR,
         _query._info_from_raw,
+        secsock.SecurityAssociation,
+        _query._IPSEC_PROTOCOLS,
+        _query._IPSEC_MODES,
     )
 
 
@@ -237,6 +240,10 @@ class Unrelated:
         (_bind_args(protocols=(1, 2, 3)), ValueError),
         (_bind_args(flags=tuple(range(9))), ValueError),
         (_bind_args(protocols=[0, 1, 2, 3]), TypeError),
+        ((*_bind_args()[:3], (), *_bind_args()[4:]), TypeError),  # in_the_clear: not a pair
+        ((*_bind_args()[:5], dict, *_bind_args()[6:]), TypeError),  # sa_cls: not a tuple class
+        ((*_bind_args()[:6], {300: 1}, _query._IPSEC_MODES), ValueError),
+        ((*_bind_args()[:7], {-1: 1}), ValueError),
     ],
 )
 def test_bind_results_refuses_what_query_info_could_not_fill(

@@ -186,6 +186,9 @@ if _backend is not None:
         tuple(_FLAGS[value] for value in range(8)),
         _IN_THE_CLEAR,
         _info_from_raw,
+        SecurityAssociation,
+        _IPSEC_PROTOCOLS,
+        _IPSEC_MODES,
     )
 
 

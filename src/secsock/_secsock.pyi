@@ -3,7 +3,16 @@
 import uuid
 from collections.abc import Callable
 
-from secsock._types import ConnectionFlags, IpsecDetails, SecurityInfo, SecurityProtocol, Token
+from secsock._types import (
+    ConnectionFlags,
+    IpsecDetails,
+    IpsecMode,
+    IpsecProtocol,
+    SecurityAssociation,
+    SecurityInfo,
+    SecurityProtocol,
+    Token,
+)
 
 _RawPeer = tuple[bool, bytes, int, int, int]
 _RawSA = tuple[int, int, int, int, str, str, str]
@@ -42,6 +51,9 @@ def bind_results(
     flags: tuple[ConnectionFlags, ...],
     in_the_clear: IpsecDetails,
     decode: Callable[[_RawResult], SecurityInfo],
+    sa_cls: type[SecurityAssociation],
+    ipsec_protocols: dict[int, IpsecProtocol],
+    ipsec_modes: dict[int, IpsecMode],
     /,
 ) -> None: ...
 def query_info(

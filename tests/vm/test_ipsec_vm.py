@@ -24,6 +24,7 @@ import pytest
 
 import secsock
 from linux_netns import Netns, require_root, run
+from secsock import _query, _secsock
 from xfrm_probe import describe, family_of
 
 AEAD = ["aead", "rfc4106(gcm(aes))", "0x" + "11" * 20, "128"]
@@ -160,9 +161,26 @@ def tcp(pair: Pair, after_echo: Callable[[], None] | None = None) -> tuple[dict[
 
 def answer(sock: socket.socket, peer: tuple[str, int] | None = None) -> dict[str, Any]:
     try:
-        return describe(secsock.query(sock, peer=peer))
+        info = secsock.query(sock, peer=peer)
+        if peer is None:
+            same_as_the_general_path(sock, info)
+        return describe(info)
     except Exception as exc:  # the assertions print what went wrong
         return {"error": repr(exc)}
+
+
+def same_as_the_general_path(sock: socket.socket, info: secsock.SecurityInfo) -> None:
+    """query(sock) is built in C (query_info): it must equal the facade's own decoding of the raw answer,
+    down to the classes (SecurityAssociation, the IpsecProtocol and IpsecMode members)."""
+    general = _query._info_from_raw(_secsock.query(sock.fileno(), None, 0, False))
+    assert repr(info) == repr(general), (info, general)
+    assert info.ipsec is not None and general.ipsec is not None
+    assert type(info.ipsec) is secsock.IpsecDetails and info.ipsec == general.ipsec
+    for mine, theirs in zip(
+        info.ipsec.outbound + info.ipsec.inbound, general.ipsec.outbound + general.ipsec.inbound
+    ):
+        assert type(mine) is secsock.SecurityAssociation
+        assert [type(field) for field in mine] == [type(field) for field in theirs], (mine, theirs)
 
 
 def sa(proto: int, mode: int, spi: int, reqid: int = 7, **algs: str | None) -> dict[str, Any]:
