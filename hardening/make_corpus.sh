@@ -2,6 +2,12 @@
 # Regenerate the fuzz seed corpus under hardening/fuzz/corpus/<target>/ (committed; run by hand, as root).
 # Installs a variety of XFRM policies in a throw-away network namespace, captures the kernel's dump of them
 # with hardening/fuzz/make_corpus.c, and adds hand-built SA and control messages (see that file).
+#
+#   bash hardening/make_corpus.sh                 every target's seeds
+#   bash hardening/make_corpus.sh TARGET...       only these targets' (e.g. xfrm_lookup nl_dump)
+#
+# The files it writes are overwritten; the others in a target's folder (regress-*, inputs merged from fuzzing
+# runs, seeds made by hand) are left alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -37,6 +43,12 @@ xfrm policy add src fd09::2 dst fd09::1 dir in priority 10 tmpl proto esp mode t
 xfrm policy add src fd09::/64 dst fd0a::/48 proto udp sport 4500 dir out tmpl src fd09::1 dst fd0a::1 proto esp mode beet
 xfrm policy add src ::/0 dst ::/0 proto ipv6-icmp type 135 dir out priority 1
 POL
-rm -rf hardening/fuzz/corpus
-ip netns exec "$ns" "$work/make_corpus" "$ROOT/hardening/fuzz/corpus"
-for d in hardening/fuzz/corpus/*/; do echo "$(ls "$d" | wc -l) seeds in $d"; done
+ip netns exec "$ns" "$work/make_corpus" "$work/corpus"
+targets=("$@")
+[[ ${#targets[@]} -gt 0 ]] || targets=($(ls "$work/corpus"))
+for t in "${targets[@]}"; do
+    [[ -d $work/corpus/$t ]] || { echo "make_corpus: no seeds made for $t" >&2; exit 1; }
+    mkdir -p "hardening/fuzz/corpus/$t"
+    cp "$work/corpus/$t"/* "hardening/fuzz/corpus/$t/"
+    echo "$(ls "$work/corpus/$t" | wc -l) seeds written to hardening/fuzz/corpus/$t ($(ls "hardening/fuzz/corpus/$t" | wc -l) there)"
+done
