@@ -5,10 +5,11 @@
 #   bash hardening/fuzz.sh SECONDS      by hand: each target for SECONDS; new inputs are kept in
 #                                       build/fuzz/corpus/<target> (copy the interesting ones into the repo)
 #
-# Targets (hardening/fuzz/): xfrm_policy, xfrm_sa and xfrm_sa_notify (the XFRM message parsers), nl_dump (a
-# netlink datagram split into messages and parsed, as the dump and notification paths do), xfrm_lookup (the
-# snapshot indexes built from fuzzed dumps and a fuzzed flow looked up in them), xfrm_sa_apply (differential:
-# the SA table updated in place from notifications against a fresh one built from the same SAs). Seeds: hardening/fuzz/corpus/<target>/, read
+# Targets (hardening/fuzz/): xfrm_policy, xfrm_sa, xfrm_sa_notify and xfrm_policy_notify (the XFRM message
+# parsers), nl_dump (a netlink datagram split into messages and parsed, as the dump and notification paths do),
+# xfrm_lookup (the snapshot indexes built from fuzzed dumps and a fuzzed flow looked up in them), xfrm_sa_apply
+# (differential: the SA table updated in place from notifications against a fresh one built from the same
+# SAs). Seeds: hardening/fuzz/corpus/<target>/, read
 # only (make_corpus.sh regenerates them); files named regress-* reproduce bugs found before and run first.
 # win_decode: the Windows result decoder (csrc/secsock_decode.c), built natively.
 # A crash leaves its input in build/fuzz/artifacts/.
@@ -16,7 +17,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-TARGETS=(xfrm_policy xfrm_sa xfrm_sa_notify nl_dump xfrm_lookup xfrm_sa_apply win_decode)
+TARGETS=(xfrm_policy xfrm_sa xfrm_sa_notify xfrm_policy_notify nl_dump xfrm_lookup xfrm_sa_apply win_decode)
 
 fail_all() {
     echo "fuzz: $*" >&2

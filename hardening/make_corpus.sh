@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Regenerate the fuzz seed corpus under hardening/fuzz/corpus/<target>/ (committed; run by hand, as root).
 # Installs a variety of XFRM policies in a throw-away network namespace, captures the kernel's dump of them
-# with hardening/fuzz/make_corpus.c, and adds hand-built SA and control messages (see that file).
+# and the notifications of further policy changes with hardening/fuzz/make_corpus.c, and adds hand-built SA
+# and control messages (see that file).
 #
 #   bash hardening/make_corpus.sh                 every target's seeds
-#   bash hardening/make_corpus.sh TARGET...       only these targets' (e.g. xfrm_lookup nl_dump)
+#   bash hardening/make_corpus.sh TARGET...       only these targets' (e.g. xfrm_policy_notify)
 #
 # The files it writes are overwritten; the others in a target's folder (regress-*, inputs merged from fuzzing
 # runs, seeds made by hand) are left alone.

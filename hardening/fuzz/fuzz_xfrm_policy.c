@@ -17,19 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
     if (r == SS_PARSE_OK) {
-        /* What the snapshot relies on: bounded template count, known families, valid prefix lengths. */
-        unsigned max = p.sel.family == AF_INET ? 32 : 128;
-        int i;
-        if (p.ntmpl > SS_XFRM_MAX_TMPL || (p.sel.family != AF_INET && p.sel.family != AF_INET6) ||
-            p.sel.prefixlen_d > max || p.sel.prefixlen_s > max ||
-            (p.action != XFRM_POLICY_ALLOW && p.action != XFRM_POLICY_BLOCK)) {
-            abort();
-        }
-        for (i = 0; i < p.ntmpl; i++) {
-            if (p.tmpl[i].family != AF_INET && p.tmpl[i].family != AF_INET6) {
-                abort();
-            }
-        }
+        fuzz_check_policy(&p);
         fuzz_sink = fuzz_touch(&p, sizeof(p));
     }
     return 0;

@@ -19,20 +19,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *why = NULL;
     int action = 0, r;
     uint16_t type;
-    uint8_t *copy;
+    uint8_t *copy = fuzz_notify_input(data, size, types, sizeof(types) / sizeof(types[0]), &type);
 
-    if (size < 1) {
+    if (copy == NULL) {
         return 0;
     }
-    type = data[0] < 250 ? types[data[0] % (sizeof(types) / sizeof(types[0]))] : (uint16_t)(data[0] << 4);
-    /* The payload in a buffer of exactly its size, so ASan sees any read past it. */
-    copy = malloc(size - 1 ? size - 1 : 1);
-    memcpy(copy, data + 1, size - 1);
     r = ss_parse_sa_notify(type, copy, size - 1, &a, &action, &why);
-    fuzz_check_why(why);
-    if (r != SS_PARSE_OK && r != SS_PARSE_BAD) {
-        abort();
-    }
+    fuzz_check_notify_result(r, why);
     if (action < SS_SA_UPSERT || action > SS_SA_RESYNC) {
         abort();
     }

@@ -7,7 +7,11 @@
  *     SA to dump): ESP with cbc(aes)+hmac(sha256), ESP with an AEAD, ESP with cipher_null, AH, IPComp, an
  *     IPv6 tunnel SA with a mark, an if_id and a direction, and an expired one;
  *   - netlink control messages: NLMSG_DONE, an acknowledgement, an error, an interrupted dump;
- *   - for the lookup target: a flow followed by a datagram of policies and SAs that protect it.
+ *   - for the lookup target: a flow followed by a datagram of policies and SAs that protect it;
+ *   - real policy notifications: the kernel's XFRMNLGRP_POLICY/EXPIRE messages for policies added, updated,
+ *     deleted (by index, by selector), expired and flushed with `ip xfrm`, each on its own for
+ *     xfrm_policy_notify. What varies from run to run is zeroed (the lifetime counters' times, the sender's sequence and port id), so a second run
+ *     writes the same bytes.
  * Usage: make_corpus OUTDIR
  */
 #define _GNU_SOURCE
@@ -15,6 +19,8 @@
 #include <errno.h>
 #include <linux/netlink.h>
 #include <linux/xfrm.h>
+#include <poll.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -419,6 +425,221 @@ static void real_dump(void)
     printf("make_corpus: %d datagrams, %d policies from the kernel\n", dgrams, pols);
 }
 
+/* ---- Policy notifications, as the kernel sends them ---- */
+
+typedef struct {
+    char name[32];
+    uint8_t b[2048]; /* one whole netlink message: header and payload */
+    size_t n;
+} note_t;
+
+static note_t notes[64];
+static size_t nnotes;
+
+/* Zero what differs between two runs: the policy's lifetime counters (add_time, use_time). */
+static void zero_curlft(uint8_t *info, size_t avail)
+{
+    if (avail >= sizeof(struct xfrm_userpolicy_info)) {
+        memset(info + offsetof(struct xfrm_userpolicy_info, curlft), 0, sizeof(struct xfrm_lifetime_cur));
+    }
+}
+
+static void normalise(uint8_t *msg, size_t n)
+{
+    struct nlmsghdr h;
+    uint8_t *payload = msg + NLMSG_HDRLEN;
+    size_t plen = n - NLMSG_HDRLEN;
+
+    memcpy(&h, msg, sizeof(h));
+    h.nlmsg_seq = 0; /* the ip command's request */
+    h.nlmsg_pid = 0;
+    memcpy(msg, &h, sizeof(h));
+    if (h.nlmsg_type == XFRM_MSG_DELPOLICY) {
+        /* The policy is in XFRMA_POLICY, after struct xfrm_userpolicy_id. */
+        size_t off = NLMSG_ALIGN(sizeof(struct xfrm_userpolicy_id));
+        while (off + NLA_HDRLEN <= plen) {
+            struct nlattr a;
+            memcpy(&a, payload + off, sizeof(a));
+            if (a.nla_len < NLA_HDRLEN || off + a.nla_len > plen) {
+                break;
+            }
+            if ((a.nla_type & NLA_TYPE_MASK) == XFRMA_POLICY) {
+                zero_curlft(payload + off + NLA_HDRLEN, a.nla_len - NLA_HDRLEN);
+            }
+            off += NLA_ALIGN(a.nla_len);
+        }
+    } else if (h.nlmsg_type != XFRM_MSG_FLUSHPOLICY) {
+        zero_curlft(payload, plen); /* NEWPOLICY, UPDPOLICY, POLEXPIRE: the policy comes first */
+    }
+}
+
+/* Read what the kernel queued, waiting up to wait_ms for the first message and until want messages came. */
+static void take_notes(int fd, const char *name, int want, int wait_ms)
+{
+    static uint8_t buf[65536];
+    int got = 0;
+
+    for (;;) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        ssize_t n;
+        size_t off = 0;
+        if (poll(&pfd, 1, got >= want ? 100 : wait_ms) <= 0) {
+            break;
+        }
+        n = recv(fd, buf, sizeof(buf), 0);
+        if (n <= 0) {
+            perror("recv(notification)");
+            exit(1);
+        }
+        while (off + NLMSG_HDRLEN <= (size_t)n) {
+            struct nlmsghdr h;
+            note_t *t;
+            memcpy(&h, buf + off, sizeof(h));
+            if (h.nlmsg_len < NLMSG_HDRLEN || off + h.nlmsg_len > (size_t)n) {
+                break;
+            }
+            if (nnotes == sizeof(notes) / sizeof(notes[0]) || h.nlmsg_len > sizeof(notes[0].b)) {
+                fprintf(stderr, "make_corpus: too many or too large notifications\n");
+                exit(1);
+            }
+            t = &notes[nnotes++];
+            snprintf(t->name, sizeof(t->name), got == 0 ? "%s" : "%s-%d", name, got);
+            memcpy(t->b, buf + off, h.nlmsg_len);
+            t->n = h.nlmsg_len;
+            normalise(t->b, t->n);
+            got++;
+            off += NLMSG_ALIGN(h.nlmsg_len);
+        }
+    }
+    if (got < want) {
+        fprintf(stderr, "make_corpus: %s: %d of %d notifications\n", name, got, want);
+        exit(1);
+    }
+}
+
+static void run(int fd, const char *name, const char *cmd)
+{
+    if (system(cmd) != 0) {
+        fprintf(stderr, "make_corpus: failed: %s\n", cmd);
+        exit(1);
+    }
+    take_notes(fd, name, 1, 2000);
+}
+
+static const note_t *note(const char *name)
+{
+    size_t i;
+    for (i = 0; i < nnotes; i++) {
+        if (strcmp(notes[i].name, name) == 0) {
+            return &notes[i];
+        }
+    }
+    fprintf(stderr, "make_corpus: no notification %s\n", name);
+    exit(1);
+}
+
+/* The first byte of an xfrm_policy_notify input picks the type from this list (fuzz_xfrm_policy_notify.c). */
+static uint8_t notify_type_byte(uint16_t type)
+{
+    static const uint16_t types[] = {XFRM_MSG_NEWPOLICY, XFRM_MSG_UPDPOLICY, XFRM_MSG_DELPOLICY,
+                                     XFRM_MSG_POLEXPIRE, XFRM_MSG_FLUSHPOLICY};
+    uint8_t i;
+    for (i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        if (types[i] == type) {
+            return i;
+        }
+    }
+    return 5; /* another type */
+}
+
+static void notify_seed(const char *file, const note_t *t, size_t payload_len)
+{
+    uint8_t out[sizeof(t->b)];
+    struct nlmsghdr h;
+    memcpy(&h, t->b, sizeof(h));
+    out[0] = notify_type_byte(h.nlmsg_type);
+    memcpy(out + 1, t->b + NLMSG_HDRLEN, payload_len);
+    write_file("xfrm_policy_notify", file, out, 1 + payload_len);
+}
+
+static void real_notifications(void)
+{
+    struct sockaddr_nl a;
+    int fd, i;
+    char cmd[4096];
+    size_t off;
+    const note_t *t;
+
+    fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_XFRM);
+    memset(&a, 0, sizeof(a));
+    a.nl_family = AF_NETLINK;
+    a.nl_groups = (1u << (XFRMNLGRP_POLICY - 1)) | (1u << (XFRMNLGRP_EXPIRE - 1));
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        perror("notification socket");
+        exit(1);
+    }
+    /* Indexes given, with the direction in the low bits as the kernel's own: the same bytes every run. */
+    run(fd, "new-esp-transport-out", "ip xfrm policy add src 10.50.0.1 dst 10.50.0.2 dir out priority 10 "
+                                     "index 0x5001 tmpl proto esp mode transport reqid 50");
+    run(fd, "new-esp-transport-in", "ip xfrm policy add src 10.50.0.2 dst 10.50.0.1 dir in priority 10 "
+                                    "index 0x5000 tmpl proto esp mode transport reqid 50");
+    run(fd, "new-esp-tunnel", "ip xfrm policy add src 10.50.1.0/24 dst 10.50.2.0/24 proto tcp dport 443 dir out "
+                              "priority 20 index 0x5009 tmpl src 192.0.2.1 dst 192.0.2.2 proto esp mode tunnel "
+                              "reqid 51");
+    run(fd, "new-mark", "ip xfrm policy add src 10.50.0.1 dst 10.50.0.3 dir out priority 10 index 0x5011 "
+                        "mark 0x10 mask 0xff tmpl proto esp mode transport");
+    run(fd, "new-if-id", "ip xfrm policy add src 10.50.0.1 dst 10.50.0.4 dir out priority 10 index 0x5019 if_id 7 "
+                         "tmpl src 10.50.0.1 dst 10.50.0.4 proto esp mode tunnel");
+    run(fd, "new-ipv6-sub", "ip xfrm policy add src fd50::1 dst fd50::2 dir out ptype sub priority 5 "
+                            "index 0x5021 tmpl proto esp mode transport");
+    run(fd, "new-fwd", "ip xfrm policy add src 10.50.3.0/24 dst 10.50.0.0/16 dir fwd index 0x5022 "
+                       "tmpl proto esp mode transport");
+    /* A tie at priority 10 with new-esp-transport-out for UDP flows, which the older policy wins... */
+    run(fd, "new-tie", "ip xfrm policy add src 10.50.0.1 dst 10.50.0.2 proto udp dir out priority 10 "
+                       "index 0x5029 tmpl proto esp mode transport reqid 53");
+    /* ...until an update makes the other one the newest (it keeps its index). */
+    run(fd, "upd-esp-transport-out", "ip xfrm policy update src 10.50.0.1 dst 10.50.0.2 dir out priority 10 "
+                                     "tmpl proto esp mode transport reqid 52");
+    run(fd, "del-by-index", "ip xfrm policy delete dir out index 0x5011 mark 0x10 mask 0xff");
+    run(fd, "del-by-selector", "ip xfrm policy delete src 10.50.1.0/24 dst 10.50.2.0/24 proto tcp dport 443 "
+                               "dir out");
+    /* A soft then a hard expiry; the hard one removes the policy without a DELPOLICY. */
+    run(fd, "new-expiring", "ip xfrm policy add src 10.50.0.1 dst 10.50.0.5 dir out priority 10 index 0x5031 "
+                            "limit time-soft 1 limit time-hard 2 tmpl proto esp mode transport");
+    take_notes(fd, "polexpire", 2, 5000);
+    snprintf(notes[nnotes - 2].name, sizeof(notes[0].name), "polexpire-soft");
+    snprintf(notes[nnotes - 1].name, sizeof(notes[0].name), "polexpire-hard");
+    /* 34 in one go: more than one drain applies in place (SS_POL_APPLY_MAX, 32). */
+    off = (size_t)snprintf(cmd, sizeof(cmd), "ip -batch - <<'EOF'\n");
+    for (i = 0; i < 34; i++) {
+        off += (size_t)snprintf(cmd + off, sizeof(cmd) - off,
+                                "xfrm policy add src 10.50.4.%d dst 10.50.5.0/24 dir out priority %d index 0x%x "
+                                "tmpl proto esp mode transport\n",
+                                i + 1, 100 + i % 3, 0x6001 + 8 * i);
+    }
+    snprintf(cmd + off, sizeof(cmd) - off, "EOF\n");
+    if (system(cmd) != 0) {
+        fprintf(stderr, "make_corpus: the batch failed\n");
+        exit(1);
+    }
+    take_notes(fd, "bulk", 34, 2000); /* bulk, bulk-1 ... bulk-33 */
+    run(fd, "flush", "ip xfrm policy flush");
+    close(fd);
+
+    /* Each on its own for the parser, and a truncated one (inside its template). */
+    for (i = 0; i < (int)nnotes; i++) {
+        if (strncmp(notes[i].name, "bulk", 4) != 0 || strcmp(notes[i].name, "bulk") == 0) {
+            notify_seed(notes[i].name, &notes[i], notes[i].n - NLMSG_HDRLEN);
+        }
+    }
+    t = note("new-esp-tunnel");
+    notify_seed("truncated-new-esp-tunnel", t, t->n - NLMSG_HDRLEN - 20);
+    t = note("del-by-selector");
+    notify_seed("truncated-del-by-selector", t, NLMSG_ALIGN(sizeof(struct xfrm_userpolicy_id)) + 40);
+
+    printf("make_corpus: %zu policy notifications from the kernel\n", nnotes);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -430,5 +651,6 @@ int main(int argc, char **argv)
     control_messages();
     hand_built();
     real_dump();
+    real_notifications(); /* last: it flushes the namespace's policies */
     return 0;
 }
