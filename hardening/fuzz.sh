@@ -8,8 +8,8 @@
 # Targets (hardening/fuzz/): xfrm_policy, xfrm_sa, xfrm_sa_notify and xfrm_policy_notify (the XFRM message
 # parsers), nl_dump (a netlink datagram split into messages and parsed, as the dump and notification paths do),
 # xfrm_lookup (the snapshot indexes built from fuzzed dumps and a fuzzed flow looked up in them), xfrm_sa_apply
-# (differential: the SA table updated in place from notifications against a fresh one built from the same
-# SAs). Seeds: hardening/fuzz/corpus/<target>/, read
+# and xfrm_policy_apply (differential: the SA or policy table updated in place from notifications against a
+# fresh one built from the same SAs or policies). Seeds: hardening/fuzz/corpus/<target>/, read
 # only (make_corpus.sh regenerates them); files named regress-* reproduce bugs found before and run first.
 # win_decode: the Windows result decoder (csrc/secsock_decode.c), built natively.
 # A crash leaves its input in build/fuzz/artifacts/.
@@ -17,7 +17,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-TARGETS=(xfrm_policy xfrm_sa xfrm_sa_notify xfrm_policy_notify nl_dump xfrm_lookup xfrm_sa_apply win_decode)
+TARGETS=(xfrm_policy xfrm_sa xfrm_sa_notify xfrm_policy_notify nl_dump xfrm_lookup xfrm_sa_apply xfrm_policy_apply
+    win_decode)
 
 fail_all() {
     echo "fuzz: $*" >&2
@@ -50,7 +51,7 @@ for target in "${TARGETS[@]}"; do
     bin=$OUT/bin/fuzz_$target
     if [[ $target == win_decode ]]; then
         sources=("$src" "$ROOT/csrc/secsock_decode.c" "$ROOT/csrc/secsock_common.c") # the Windows decoder
-    elif [[ $target == xfrm_lookup || $target == xfrm_sa_apply ]]; then
+    elif [[ $target == xfrm_lookup || $target == xfrm_sa_apply || $target == xfrm_policy_apply ]]; then
         sources=("$src" "$ROOT/csrc/secsock_common.c") # they include backend_linux.c themselves
     else
         sources=("$src" "$ROOT/csrc/backend_linux.c" "$ROOT/csrc/secsock_common.c")

@@ -5,7 +5,7 @@
 # and control messages (see that file).
 #
 #   bash hardening/make_corpus.sh                 every target's seeds
-#   bash hardening/make_corpus.sh TARGET...       only these targets' (e.g. xfrm_policy_notify)
+#   bash hardening/make_corpus.sh TARGET...       only these targets' (e.g. xfrm_policy_notify xfrm_policy_apply)
 #
 # The files it writes are overwritten; the others in a target's folder (regress-*, inputs merged from fuzzing
 # runs, seeds made by hand) are left alone.

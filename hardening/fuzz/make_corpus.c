@@ -10,7 +10,8 @@
  *   - for the lookup target: a flow followed by a datagram of policies and SAs that protect it;
  *   - real policy notifications: the kernel's XFRMNLGRP_POLICY/EXPIRE messages for policies added, updated,
  *     deleted (by index, by selector), expired and flushed with `ip xfrm`, each on its own for
- *     xfrm_policy_notify. What varies from run to run is zeroed (the lifetime counters' times, the sender's sequence and port id), so a second run
+ *     xfrm_policy_notify, and in sequences of drains over a small dump for xfrm_policy_apply. What varies from
+ *     run to run is zeroed (the lifetime counters' times, the sender's sequence and port id), so a second run
  *     writes the same bytes.
  * Usage: make_corpus OUTDIR
  */
@@ -562,9 +563,48 @@ static void notify_seed(const char *file, const note_t *t, size_t payload_len)
     write_file("xfrm_policy_notify", file, out, 1 + payload_len);
 }
 
+/* An xfrm_policy_apply input: datagrams behind a byte of flags (bit 0: the drain goes on) and a length. */
+static void frame(buf_t *in, int more, const buf_t *d)
+{
+    uint8_t hdr[3] = {(uint8_t)more, (uint8_t)(d->n & 0xff), (uint8_t)(d->n >> 8)};
+    put(in, hdr, sizeof(hdr));
+    put(in, d->b, d->n);
+}
+
+static void datagram(buf_t *in, int more, const char *const *names)
+{
+    buf_t d;
+    memset(&d, 0, sizeof(d));
+    for (; *names != NULL; names++) {
+        const note_t *t = note(*names);
+        put(&d, t->b, t->n);
+        pad4(&d);
+    }
+    frame(in, more, &d);
+}
+
+/* The first count of the 34 policies added in one batch, in one datagram. */
+static void bulk_datagram(buf_t *in, int count)
+{
+    buf_t d;
+    char name[16];
+    int i;
+    memset(&d, 0, sizeof(d));
+    for (i = 0; i < count; i++) {
+        const note_t *t;
+        snprintf(name, sizeof(name), i == 0 ? "bulk" : "bulk-%d", i);
+        t = note(name);
+        put(&d, t->b, t->n);
+    }
+    frame(in, 0, &d);
+}
+
+#define DGRAM(in, more, ...) datagram(in, more, (const char *const[]){__VA_ARGS__, NULL})
+
 static void real_notifications(void)
 {
     struct sockaddr_nl a;
+    buf_t in;
     int fd, i;
     char cmd[4096];
     size_t off;
@@ -637,6 +677,61 @@ static void real_notifications(void)
     t = note("del-by-selector");
     notify_seed("truncated-del-by-selector", t, NLMSG_ALIGN(sizeof(struct xfrm_userpolicy_id)) + 40);
 
+    /* Sequences: a dump (the newest first), then drains. */
+    memset(&in, 0, sizeof(in));
+    DGRAM(&in, 0, "new-esp-transport-in", "new-esp-transport-out");
+    DGRAM(&in, 0, "new-esp-tunnel");
+    DGRAM(&in, 0, "new-mark");
+    DGRAM(&in, 0, "del-by-selector");
+    DGRAM(&in, 0, "del-by-index");
+    write_file("xfrm_policy_apply", "add-then-delete-by-selector-and-index", in.b, in.n);
+
+    memset(&in, 0, sizeof(in));
+    DGRAM(&in, 0, "new-esp-transport-out");
+    DGRAM(&in, 0, "new-tie");
+    DGRAM(&in, 0, "upd-esp-transport-out");
+    write_file("xfrm_policy_apply", "tie-flipped-by-update", in.b, in.n);
+
+    memset(&in, 0, sizeof(in));
+    DGRAM(&in, 0, "new-esp-transport-out");
+    DGRAM(&in, 1, "new-if-id");
+    DGRAM(&in, 1, "new-ipv6-sub", "new-fwd");
+    DGRAM(&in, 0, "new-mark");
+    write_file("xfrm_policy_apply", "one-drain-several-datagrams", in.b, in.n);
+
+    memset(&in, 0, sizeof(in));
+    DGRAM(&in, 0, "new-esp-transport-out", "new-esp-transport-in");
+    DGRAM(&in, 0, "new-expiring", "polexpire-soft");
+    DGRAM(&in, 0, "polexpire-hard");
+    DGRAM(&in, 0, "new-mark", "flush", "new-if-id");
+    write_file("xfrm_policy_apply", "expiry-and-flush", in.b, in.n);
+
+    /* 32 changes in one drain are applied in place; the 33rd makes it a dump. */
+    memset(&in, 0, sizeof(in));
+    DGRAM(&in, 0, "new-esp-transport-out");
+    bulk_datagram(&in, 32);
+    write_file("xfrm_policy_apply", "bulk-32-in-one-drain", in.b, in.n);
+    memset(&in, 0, sizeof(in));
+    DGRAM(&in, 0, "new-esp-transport-out");
+    bulk_datagram(&in, 34);
+    write_file("xfrm_policy_apply", "bulk-34-in-one-drain", in.b, in.n);
+
+    /* A notification the parser refuses (cut inside its template): the table is dumped again. */
+    memset(&in, 0, sizeof(in));
+    DGRAM(&in, 0, "new-esp-transport-out");
+    {
+        buf_t d;
+        struct nlmsghdr h;
+        t = note("new-esp-tunnel");
+        memset(&d, 0, sizeof(d));
+        put(&d, t->b, t->n - 20);
+        memcpy(&h, d.b, sizeof(h));
+        h.nlmsg_len = (uint32_t)d.n;
+        memcpy(d.b, &h, sizeof(h));
+        frame(&in, 0, &d);
+    }
+    DGRAM(&in, 0, "new-mark");
+    write_file("xfrm_policy_apply", "truncated-then-add", in.b, in.n);
     printf("make_corpus: %zu policy notifications from the kernel\n", nnotes);
 }
 
