@@ -180,27 +180,27 @@ static PyObject *alg_name(const char *field)
     return PyUnicode_DecodeASCII(field, len, "replace");
 }
 
-/* ((proto, mode, spi, reqid, encryption, integrity, aead), ...) for one direction. */
-static PyObject *direction_to_tuple(const secsock_direction *dir)
+/* (proto, mode, spi, reqid, encryption, integrity, aead) with "" for an absent algorithm. */
+static PyObject *sa_raw(const secsock_sa *sa)
+{
+    /* "N" steals the new references, and Py_BuildValue releases them if it fails. */
+    return Py_BuildValue("(iikkNNN)", (int)sa->proto, (int)sa->mode, (unsigned long)sa->spi,
+                         (unsigned long)sa->reqid, alg_name(sa->encryption), alg_name(sa->integrity),
+                         alg_name(sa->aead));
+}
+
+/* One direction's SAs, outermost first, each made by make_sa (sa_raw, or sa_object for query_info). */
+static PyObject *direction_tuple(const secsock_direction *dir, PyObject *(*make_sa)(const secsock_sa *))
 {
     size_t count = dir->count <= SECSOCK_MAX_SAS ? dir->count : SECSOCK_MAX_SAS;
     PyObject *tuple = PyTuple_New((Py_ssize_t)count);
     size_t i;
 
-    if (tuple == NULL) {
-        return NULL;
-    }
-    for (i = 0; i < count; i++) {
-        const secsock_sa *sa = &dir->sas[i];
-        /* "N" steals the new references, and Py_BuildValue releases them if it fails. */
-        PyObject *item = Py_BuildValue("(iikkNNN)", (int)sa->proto, (int)sa->mode, (unsigned long)sa->spi,
-                                       (unsigned long)sa->reqid, alg_name(sa->encryption),
-                                       alg_name(sa->integrity), alg_name(sa->aead));
-        if (item == NULL) {
-            Py_DECREF(tuple);
-            return NULL;
+    for (i = 0; tuple != NULL && i < count; i++) {
+        PyObject *item = make_sa(&dir->sas[i]);
+        if (item == NULL || PyTuple_SetItem(tuple, (Py_ssize_t)i, item) < 0) { /* SetItem steals item */
+            Py_CLEAR(tuple);
         }
-        PyTuple_SetItem(tuple, (Py_ssize_t)i, item);
     }
     return tuple;
 }
@@ -225,8 +225,8 @@ static PyObject *result_to_tuple(secsock_result *r)
         goto fail;
     }
     if (r->has_ipsec_detail) {
-        outbound = direction_to_tuple(&r->outbound);
-        inbound = outbound != NULL ? direction_to_tuple(&r->inbound) : NULL;
+        outbound = direction_tuple(&r->outbound, sa_raw);
+        inbound = outbound != NULL ? direction_tuple(&r->inbound, sa_raw) : NULL;
         detail = inbound != NULL ? PyTuple_Pack(2, outbound, inbound) : NULL;
         Py_XDECREF(outbound);
         Py_XDECREF(inbound);
@@ -579,21 +579,6 @@ static PyObject *sa_object(const secsock_sa *sa)
     return named_tuple(InfoSaClass, items);
 }
 
-/* One direction's SAs as a tuple of SecurityAssociation, outermost first. */
-static PyObject *direction_object(const secsock_direction *dir)
-{
-    PyObject *tuple = PyTuple_New((Py_ssize_t)dir->count);
-    size_t i;
-
-    for (i = 0; tuple != NULL && i < dir->count; i++) {
-        PyObject *sa = sa_object(&dir->sas[i]);
-        if (sa == NULL || PyTuple_SetItem(tuple, (Py_ssize_t)i, sa) < 0) {
-            Py_CLEAR(tuple);
-        }
-    }
-    return tuple;
-}
-
 /* IpsecDetails(outbound, inbound); the shared "in the clear" one when neither direction has an SA. */
 static PyObject *details_object(const secsock_result *r)
 {
@@ -603,8 +588,8 @@ static PyObject *details_object(const secsock_result *r)
         Py_INCREF(InfoInTheClear);
         return InfoInTheClear;
     }
-    outbound = direction_object(&r->outbound);
-    inbound = outbound != NULL ? direction_object(&r->inbound) : NULL;
+    outbound = direction_tuple(&r->outbound, sa_object);
+    inbound = outbound != NULL ? direction_tuple(&r->inbound, sa_object) : NULL;
     if (inbound == NULL) {
         Py_XDECREF(outbound);
         return NULL;
@@ -621,8 +606,7 @@ static PyObject *info_from_result(secsock_result *r)
     InfoObject *info;
     PyObject *raw, *decoded;
     int plain = r->peer_application_token == 0 && r->peer_machine_token == 0 && !r->has_ipsec2 &&
-                r->protocol < INFO_PROTOCOLS && r->flags < INFO_FLAGS && r->outbound.count <= SECSOCK_MAX_SAS &&
-                r->inbound.count <= SECSOCK_MAX_SAS;
+                r->protocol < INFO_PROTOCOLS && r->flags < INFO_FLAGS;
 
     if (!plain) {
         raw = result_to_tuple(r); /* closes the tokens if it fails; the decoder owns them once it runs */
@@ -1268,7 +1252,8 @@ static PyMethodDef module_methods[] = {
     {"query_info", mod_query_info, METH_VARARGS,
      "query_info(sock, peer, token_access, ipsec2) -> SecurityInfo, or None unless sock alone was given."},
     {"bind_results", mod_bind_results, METH_VARARGS,
-     "bind_results(cls, protocols, flags, in_the_clear, decode): what query_info() builds its answer from."},
+     "bind_results(cls, protocols, flags, in_the_clear, decode, sa_cls, ipsec_protocols, ipsec_modes): what "
+     "query_info() builds its answer from."},
     {"query", mod_query, METH_VARARGS,
      "query(fd, peer, token_access, ipsec2) -> raw result tuple; blocks without the GIL."},
     {"begin_query", mod_begin_query, METH_VARARGS,

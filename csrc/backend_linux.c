@@ -1478,7 +1478,6 @@ uint64_t ss_debug_overruns(void)
     return locked_counter(&g.overruns);
 }
 
-/* Test hook: a tiny notification buffer makes an overrun easy to provoke. Takes effect on the next reopen. */
 /* Close the notification socket and its epoll instance; the next query opens them again. In a fork child
  * these are the child's own descriptors: the parent's stay open and keep working. */
 static void notify_close_locked(void)
@@ -1494,6 +1493,7 @@ static void notify_close_locked(void)
     g.ns_cookie = 0;
 }
 
+/* Test hook: a tiny notification buffer makes an overrun easy to provoke. Takes effect on the next reopen. */
 void ss_debug_set_notify_rcvbuf(int bytes)
 {
     pthread_mutex_lock(&g_lock);
@@ -2158,11 +2158,6 @@ static void fill_sa(secsock_sa *o, const ss_sa *a)
     }
 }
 
-/*
- * One direction. Protected when the policy has templates, every non-optional template has a valid SA, and at
- * least one ESP/AH SA applies for sure (outbound: any found SA is used; inbound: the kernel also accepts
- * packets without an optional template's transform, so optional SAs are listed but do not count).
- */
 /* No SA protects this direction: forget the ones filled so far. */
 static void dir_clear(secsock_direction *out)
 {
@@ -2170,6 +2165,11 @@ static void dir_clear(secsock_direction *out)
     out->count = 0;
 }
 
+/*
+ * One direction. Protected when the policy has templates, every non-optional template has a valid SA, and at
+ * least one ESP/AH SA applies for sure (outbound: any found SA is used; inbound: the kernel also accepts
+ * packets without an optional template's transform, so optional SAs are listed but do not count).
+ */
 static int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_verdict *v,
                     secsock_error *err)
 {

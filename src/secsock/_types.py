@@ -214,6 +214,19 @@ class Token:
         return f"<secsock.Token handle={handle:#x}>"
 
 
+# SecurityInfo's fields, in the order its constructor takes them.
+_FIELDS = (
+    "protocol",
+    "flags",
+    "peer_application_token",
+    "peer_machine_token",
+    "mm_sa_id",
+    "qm_sa_id",
+    "negotiation_error",
+    "sa_lookup_context",
+    "ipsec",
+)
+
 # SecurityInfo's fields live in the compiled backend where there is one, so that a query fills its answer
 # without running Python code (issue 5: the query runs on every accepted connection); elsewhere in Python.
 if TYPE_CHECKING:
@@ -224,17 +237,7 @@ else:
     except ImportError:  # a platform without a backend (secsock._query decides whether that is an error)
 
         class _SecurityInfoBase:
-            __slots__ = (
-                "flags",
-                "ipsec",
-                "mm_sa_id",
-                "negotiation_error",
-                "peer_application_token",
-                "peer_machine_token",
-                "protocol",
-                "qm_sa_id",
-                "sa_lookup_context",
-            )
+            __slots__ = _FIELDS
 
 
 class SecurityInfo(_SecurityInfoBase):
@@ -271,20 +274,7 @@ class SecurityInfo(_SecurityInfoBase):
 
     def __reduce__(self) -> tuple[type[SecurityInfo], tuple[object, ...]]:
         # Picklable as before its fields moved to C (a worker process may send an answer on); a Token is not.
-        return (
-            SecurityInfo,
-            (
-                self.protocol,
-                self.flags,
-                self.peer_application_token,
-                self.peer_machine_token,
-                self.mm_sa_id,
-                self.qm_sa_id,
-                self.negotiation_error,
-                self.sa_lookup_context,
-                self.ipsec,
-            ),
-        )
+        return (SecurityInfo, tuple(getattr(self, name) for name in _FIELDS))
 
     @property
     def secured(self) -> bool:
