@@ -12,7 +12,19 @@ LIMITED_API = "0x03090000"
 
 backends = {
     "win32": (["csrc/backend_windows.c", "csrc/secsock_decode.c"], ["ws2_32", "fwpuclnt", "advapi32"]),
-    "linux": (["csrc/backend_linux.c", "csrc/family_posix.c"], []),
+    "linux": (
+        [
+            "csrc/linux/parse.c",
+            "csrc/linux/netlink.c",
+            "csrc/linux/snapshot_index.c",
+            "csrc/linux/snapshot.c",
+            "csrc/linux/flow.c",
+            "csrc/linux/match.c",
+            "csrc/linux/seam.c",
+            "csrc/family_posix.c",
+        ],
+        [],
+    ),
 }
 platform = "linux" if sys.platform.startswith("linux") else sys.platform
 

@@ -1,10 +1,11 @@
 /*
  * Where the time of "the first query after a change" goes: times each step of a policy-table refresh of
- * csrc/backend_linux.c in the current network namespace (include the backend to reach its static steps).
+ * the Linux backend (csrc/linux/) in the current network namespace (linked with its units, whose internal
+ * header declares the steps).
  * Built and run by benchmarks/profile/refresh.sh, inside a namespace holding N policies.
  *   refresh [ROUNDS]
  */
-#include "../../csrc/backend_linux.c"
+#include "linux/backend_linux.h"
 
 static double now_ms(void)
 {

@@ -13,7 +13,8 @@ CC=${CC:-$(command -v clang-14 || command -v gcc || true)}
 work=$(mktemp -d)
 ns=secsock-profile-$$
 trap 'ip netns del "$ns" 2>/dev/null; rm -rf "$work"' EXIT
-"$CC" -std=gnu11 -O2 -g -Icsrc benchmarks/profile/refresh.c csrc/secsock_common.c -o "$work/refresh" -lpthread
+"$CC" -std=gnu11 -O2 -g -Icsrc benchmarks/profile/refresh.c csrc/linux/*.c csrc/secsock_common.c -o "$work/refresh" \
+    -lpthread
 ip netns add "$ns"
 ip netns exec "$ns" .venv/bin/python -c "
 import sys

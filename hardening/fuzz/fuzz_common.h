@@ -61,7 +61,7 @@ static inline uint8_t *fuzz_notify_input(const uint8_t *data, size_t size, const
     return copy;
 }
 
-#ifdef SECSOCK_BACKEND_LINUX_XFRM_H /* the Linux targets, which include csrc/backend_linux_xfrm.h first */
+#ifdef SECSOCK_BACKEND_LINUX_XFRM_H /* the Linux targets, which include csrc/linux/xfrm_records.h first */
 #include <linux/xfrm.h>
 #include <sys/socket.h>
 

@@ -4,7 +4,7 @@
  * The first byte picks the mode: a reply to a request (sequence and port id taken from the first message, so
  * the matching path is reached) or a notification (port id 0: every message accepted).
  */
-#include "backend_linux_xfrm.h"
+#include "linux/xfrm_records.h"
 #include "fuzz_common.h"
 
 #include <linux/netlink.h>

@@ -1,12 +1,12 @@
 /*
  * libFuzzer target: the snapshot built from fuzzed dumps, then a policy and SA lookup for a fuzzed flow.
- * Drives the static internals of csrc/backend_linux.c (indexing by bucket and prefix length, the hash chains,
- * eval_dir) by including that file, so it follows the backend's current code without changing it.
+ * Drives the internals of the Linux backend (indexing by bucket and prefix length, the hash chains, eval_dir)
+ * through its internal header, linked with its units (csrc/linux/), so it follows the backend's current code.
  *
  * Input: 44 bytes of flow (family bit, proto, local[16], peer[16], lport, pport, mark, oif), then one netlink
  * datagram of policy messages and SA messages (notification style: every message accepted).
  */
-#include "../../csrc/backend_linux.c"
+#include "linux/backend_linux.h"
 
 #include "fuzz_common.h"
 

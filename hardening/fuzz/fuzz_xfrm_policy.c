@@ -1,5 +1,5 @@
 /* libFuzzer target: ss_parse_policy() on any bytes (the payload of an XFRM_MSG_NEWPOLICY message). */
-#include "backend_linux_xfrm.h"
+#include "linux/xfrm_records.h"
 #include "fuzz_common.h"
 
 #include <linux/xfrm.h>

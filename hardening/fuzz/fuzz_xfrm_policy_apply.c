@@ -1,7 +1,7 @@
 /*
  * libFuzzer target, differential: the policy table updated in place from notifications (pol_apply, 9227d04)
- * must answer every lookup as a table indexed afresh from the same policies would. Includes
- * csrc/backend_linux.c to reach its statics, and runs the backend's own drain (drain_notify_locked, hence
+ * must answer every lookup as a table indexed afresh from the same policies would. Linked with the Linux
+ * backend's units (csrc/linux/), it runs the backend's own drain (drain_notify_locked, hence
  * on_notify, pol_apply, its limit of SS_POL_APPLY_MAX changes per drain and the index rebuilt without a sort)
  * on its process state g, reading from one end of a socket pair instead of the XFRM notification socket.
  *
@@ -26,7 +26,7 @@
  * can send, that is also the kernel's (selector, direction, type, mark, if_id) identity. What the dump itself
  * does (nl_request) is mirrored, not run: dump_model follows dump_policies line for line.
  */
-#include "../../csrc/backend_linux.c"
+#include "linux/backend_linux.h"
 
 #include "fuzz_common.h"
 

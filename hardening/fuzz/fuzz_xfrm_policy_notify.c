@@ -4,7 +4,7 @@
  * policy updates (9227d04). DELPOLICY is the one that puts a message back together (the policy inside
  * XFRMA_POLICY, then the other attributes) before parsing it.
  */
-#include "backend_linux_xfrm.h"
+#include "linux/xfrm_records.h"
 #include "fuzz_common.h"
 
 #include <linux/xfrm.h>

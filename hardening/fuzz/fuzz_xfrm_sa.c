@@ -1,5 +1,5 @@
 /* libFuzzer target: ss_parse_sa() on any bytes (the payload of an XFRM_MSG_NEWSA message). */
-#include "backend_linux_xfrm.h"
+#include "linux/xfrm_records.h"
 #include "fuzz_common.h"
 
 #include <sys/socket.h>

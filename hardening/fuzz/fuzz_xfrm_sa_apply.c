@@ -1,6 +1,6 @@
 /*
  * libFuzzer target, differential: the SA table updated in place from notifications (sa_apply, 6d74db2) must
- * hold exactly what a fresh dump of the same SAs would. Includes csrc/backend_linux.c to reach its statics.
+ * hold exactly what a fresh dump of the same SAs would. Linked with the Linux backend's units (csrc/linux/).
  *
  * Input: one netlink datagram (every message accepted, as on the notification socket). XFRM_MSG_NEWSA messages
  * before the first XFRM_MSG_FLUSHPOLICY message are the dump (an SA whose identity is already there is left
@@ -9,7 +9,7 @@
  * way; when sa_apply asks for a new dump (-1), the snapshot is rebuilt from the model, as the backend would.
  * At the end every model SA must be found with the same content and nothing else may be reachable.
  */
-#include "../../csrc/backend_linux.c"
+#include "linux/backend_linux.h"
 
 #include "fuzz_common.h"
 

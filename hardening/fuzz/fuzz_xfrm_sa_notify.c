@@ -2,7 +2,7 @@
  * libFuzzer target: ss_parse_sa_notify() on any bytes, for every SA notification type (the first byte picks
  * NEWSA, UPDSA, DELSA, EXPIRE, FLUSHSA or any other type): the parser behind in-place SA updates.
  */
-#include "backend_linux_xfrm.h"
+#include "linux/xfrm_records.h"
 #include "fuzz_common.h"
 
 #include <linux/xfrm.h>

@@ -1,6 +1,6 @@
 /*
  * A small driver for the Linux backend without Python: makes a socket, asks secsock_query about it and prints
- * one JSON line. Used to develop backend_linux.c on the host and in the VM, and by tests/linux_c/test_driver.sh.
+ * one JSON line. Used to develop the Linux backend (csrc/linux/) on the host and in the VM, and by tests/linux_c/test_driver.sh.
  *
  *   driver udp-peer  LOCAL_ADDR PEER_ADDR PEER_PORT [MARK]   unconnected UDP bound to LOCAL_ADDR:0, peer given
  *   driver udp-conn  PEER_ADDR PEER_PORT [MARK]              connected UDP (connect() sends nothing)
@@ -18,7 +18,8 @@
  *                                                            queries that socket too; prints both
  */
 #define _GNU_SOURCE
-#include "backend_linux_xfrm.h"
+#include "linux/test_hooks.h"
+#include "linux/xfrm_records.h"
 #include "secsock_backend.h"
 
 #include <arpa/inet.h>

@@ -1,7 +1,7 @@
 /*
- * Internals of the Linux backend that tests and fuzzers drive directly: the compact XFRM records and the pure
- * netlink parsers (a byte buffer and its length in, a record out; no system calls, no global state).
- * Not part of the seam: only backend_linux.c and tests/linux_c/ include this file.
+ * The compact XFRM records and the pure netlink parsers of csrc/linux/parse.c (a byte buffer and its length in, a
+ * record out; no system calls, no global state), which tests and fuzzers drive directly.
+ * Not part of the seam: only csrc/linux/, tests/linux_c/ and the fuzz targets include this file.
  */
 #ifndef SECSOCK_BACKEND_LINUX_XFRM_H
 #define SECSOCK_BACKEND_LINUX_XFRM_H
@@ -116,20 +116,5 @@ int ss_nl_walk(const void *buf, size_t len, uint32_t seq, uint32_t portid, ss_nl
 /* Does the selector match the flow (addresses in network order, ports in network order)? */
 int ss_sel_match(const ss_sel *s, int family, const uint8_t *saddr, const uint8_t *daddr, uint16_t sport,
                  uint16_t dport, uint8_t proto, int oif);
-
-/*
- * Test hooks (tests/linux_c): how many full dumps this process made, how many notification overruns
- * (ENOBUFS) it saw, a notification buffer size (bytes; takes effect at once, by reopening the socket) small
- * enough to overrun on purpose, and a way to mark the snapshot stale.
- */
-uint64_t ss_debug_dump_count(void);
-uint64_t ss_debug_overruns(void);
-uint64_t ss_debug_sa_updates(void); /* SA notifications applied in place, without a dump */
-uint64_t ss_debug_pol_updates(void); /* policy notifications applied in place, without a dump */
-uint64_t ss_debug_kind_cache_hits(void); /* queries that found the socket's type, protocol and netns cached */
-void ss_debug_set_notify_rcvbuf(int bytes);
-void ss_debug_force_overrun(void);
-/* The policy (index, priority) the calling thread's last query matched for dir (XFRM_POLICY_IN/OUT): 1, or 0 for none. */
-int ss_debug_last_match(int dir, uint32_t *index, uint32_t *priority);
 
 #endif /* SECSOCK_BACKEND_LINUX_XFRM_H */

@@ -1,0 +1,323 @@
+/*
+ * The Linux backend's internal header: what its units in csrc/linux/ share, and which unit owns each piece.
+ * Not part of the seam: only csrc/linux/, tests/linux_c/, the fuzz targets and benchmarks/profile include it.
+ *
+ * Linux backend: answers "how is this socket's traffic secured?" from the kernel's IPsec state (XFRM), read
+ * over netlink. Plain C: libc and the kernel's uapi headers only.
+ *
+ * For each direction of the socket's flow it finds the policy the kernel would apply (as xfrm_policy_lookup
+ * does: sub policies before main ones, selector/mark/if_id match, lowest priority value wins, the older policy
+ * on a tie), then the SA for each of the policy's templates (as xfrm_state_find does outbound and
+ * xfrm_state_ok inbound). The policies and SAs are kept in a per-process snapshot that XFRM notifications keep
+ * fresh, so a query makes no dump while nothing changed (see snapshot.c).
+ *
+ * Units, each owning what it defines (every resource it allocates is freed by the same unit):
+ *   parse.c           the pure record parsers and the netlink datagram walk (xfrm_records.h; the fuzzed surface)
+ *   netlink.c         nl_request: one request/reply exchange over a short-lived netlink socket; errno wording
+ *   snapshot_index.c  ss_snap's arrays and hashes: indexing, freeing, SA and policy changes applied in place
+ *   snapshot.c        the process state g (under g_lock): dumps, the notification socket, fork and namespace
+ *   flow.c            ss_flow: socket facts (the cookie cache, under g_kind_lock), addresses, routes, interfaces
+ *   match.c           lookup_policy / lookup_sa / eval_dir: the kernel's decision for one direction of a flow
+ *   seam.c            the functions of secsock_backend.h: init/fini, query_now in the socket's namespace
+ *   test_hooks.c      ss_debug_* (test_hooks.h), linked by tests/linux_c only: not in the extension
+ */
+#ifndef SECSOCK_LINUX_BACKEND_LINUX_H
+#define SECSOCK_LINUX_BACKEND_LINUX_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "secsock_backend.h"
+#include "xfrm_records.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sockios.h>
+#include <linux/xfrm.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sched.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71 /* Linux 5.14 */
+#endif
+#ifndef SO_COOKIE
+#define SO_COOKIE 57 /* Linux 4.13 */
+#endif
+#ifndef SO_BINDTOIFINDEX
+#define SO_BINDTOIFINDEX 62
+#endif
+#ifndef IPPROTO_MPTCP
+#define IPPROTO_MPTCP 262
+#endif
+/* Newer than some uapi headers: the SA's direction (kernel 6.10). */
+#ifndef XFRMA_SA_DIR
+#define XFRMA_SA_DIR 33
+#endif
+#define SS_SA_DIR_IN 1
+#define SS_SA_DIR_OUT 2
+
+/* Internal to the backend: hidden from the extension's dynamic symbol table, so no other library's
+ * functions of the same names can interpose. */
+#pragma GCC visibility push(hidden)
+
+#define SS_NL_BUF 65536
+
+#define SS_DUMP_RETRIES 4
+#define SS_NOTIFY_RCVBUF (4 * 1024 * 1024)
+#define SS_POL_APPLY_MAX 32 /* policy notifications applied in place per drain; past that, one dump */
+
+/* ---- Shared helpers: addresses and the index's hashes (static inline: the lookup's hot path) ----------- */
+
+static const uint8_t zero16[16];
+
+static inline size_t addr_len(int family)
+{
+    return family == AF_INET6 ? 16 : 4;
+}
+
+static inline int addr_eq(const uint8_t *a, const uint8_t *b, int family)
+{
+    return memcmp(a, b, addr_len(family)) == 0;
+}
+
+static inline int addr_any(const uint8_t *a, int family)
+{
+    return memcmp(a, zero16, addr_len(family)) == 0;
+}
+
+/* The first plen bits of a and b are equal. */
+static inline int prefix_match(const uint8_t *a, const uint8_t *b, unsigned plen)
+{
+    unsigned full = plen / 8, rest = plen % 8;
+
+    if (full > 0 && memcmp(a, b, full) != 0) {
+        return 0;
+    }
+    if (rest != 0) {
+        uint8_t mask = (uint8_t)(0xff00u >> rest);
+        if ((a[full] & mask) != (b[full] & mask)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static inline void mask_addr(uint8_t *dst, const uint8_t *src, unsigned plen, int family)
+{
+    size_t n = addr_len(family), i;
+
+    memset(dst, 0, 16);
+    for (i = 0; i < n; i++) {
+        if (plen >= 8) {
+            dst[i] = src[i];
+            plen -= 8;
+        } else {
+            dst[i] = (uint8_t)(src[i] & (0xff00u >> plen));
+            plen = 0;
+        }
+    }
+}
+
+static inline int bucket_of(int dir, int family, int type)
+{
+    return (dir == XFRM_POLICY_OUT ? 4 : 0) + (family == AF_INET6 ? 2 : 0) + (type == XFRM_POLICY_TYPE_SUB);
+}
+
+static inline uint32_t hash_bytes(uint32_t h, const uint8_t *p, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        h = (h ^ p[i]) * 16777619u;
+    }
+    return h;
+}
+
+static inline uint32_t pol_key_hash(unsigned plen, const uint8_t *masked, int family)
+{
+    uint8_t pl = (uint8_t)plen;
+    return hash_bytes(hash_bytes(2166136261u, &pl, 1), masked, addr_len(family));
+}
+
+static inline uint32_t sa_key_hash(int family, uint8_t proto, const uint8_t *daddr)
+{
+    uint8_t k[2] = {(uint8_t)family, proto};
+    return hash_bytes(hash_bytes(2166136261u, k, 2), daddr, addr_len(family));
+}
+
+/* Iterate attributes (struct nlattr / struct rtattr share a layout). */
+typedef struct {
+    const uint8_t *p;
+    size_t left;
+} attr_iter;
+
+/* ---- The snapshot's records (snapshot_index.c builds and changes them; snapshot.c owns the one in g) ---- */
+/*
+ * Policies live in one array sorted by (bucket, priority, age); a bucket is (direction, family, type). Within
+ * a bucket a hash keyed by (destination prefix length, masked destination) chains the policies in that
+ * order, and the bucket remembers which destination prefix lengths occur: a lookup probes one chain per
+ * prefix length present instead of scanning the bucket. SAs are hashed by (family, proto, daddr).
+ */
+
+#define SS_NBUCKETS 8 /* 2 directions x 2 families x 2 types */
+
+typedef struct {
+    size_t start, end;    /* range in snap.pols */
+    uint32_t hmask;       /* heads has hmask + 1 entries */
+    int32_t *heads;       /* chain heads, indices into pols, -1 for none */
+    uint8_t plens[129];   /* distinct destination prefix lengths, longest first */
+    unsigned nplens;
+    int has_if_id;        /* some policy here has an if_id */
+} ss_bucket;
+
+typedef struct {
+    ss_policy *pols;
+    size_t npols, cap;
+    uint64_t pol_next_age; /* the age of the next policy a notification adds: newer than every other */
+    int32_t *pnext;
+    ss_bucket b[SS_NBUCKETS];
+
+    ss_sa *sas;
+    size_t nsas, sacap;
+    int32_t *sanext;
+    int32_t *saheads;
+    uint32_t sahmask;
+} ss_snap;
+
+/* Collecting a dump. */
+typedef struct {
+    ss_snap *s;
+    secsock_error *err;
+    uint64_t next_age;
+} dump_ctx;
+
+/* A network namespace's identity: the device and inode of its nsfs file. */
+typedef struct {
+    int known;
+    dev_t dev;
+    ino_t ino;
+} ss_netns;
+
+typedef struct {
+    int sock;
+    int family;     /* of the flow: AF_INET for IPv4-mapped traffic on an AF_INET6 socket */
+    uint8_t proto;
+    uint8_t local[16], peer[16];
+    uint16_t lport, pport; /* network order */
+    uint32_t mark;         /* SO_MARK: read by flow_mark() on first need */
+    int mark_read, mark_errno;
+    int bound_ifindex;     /* SO_BINDTOIFINDEX, 0 when not bound: read by flow_bound_ifindex() on first need */
+    int bif_read;
+    uint64_t ns_cookie;    /* SO_NETNS_COOKIE of the socket; 0 when the kernel cannot say */
+    int has_peer_arg;      /* the caller gave peer (error messages name it) */
+    int if_id_known;       /* if_id below was resolved */
+    uint32_t if_id;        /* the if_id of the XFRM interface the flow is routed through, 0 for none */
+    int oif;               /* the interface toward the peer; -1 until needed and resolved */
+} ss_flow;
+
+typedef struct {
+    int protected_;
+    int encrypted;
+} dir_verdict;
+
+/* ---- parse.c ------------------------------------------------------------------------------------------- */
+int attr_next(attr_iter *it, uint16_t *type, const uint8_t **data, size_t *dlen);
+
+/* ---- netlink.c ----------------------------------------------------------------------------------------- */
+int os_error(secsock_error *err, int errnum, const char *call, const char *what);
+int xfrm_os_error(secsock_error *err, int errnum, const char *call);
+int nl_request(int proto, uint16_t type, uint16_t flags, const void *body, size_t blen, ss_nl_fn fn,
+               void *ctx, const char *call, secsock_error *err);
+
+/* ---- snapshot_index.c ---------------------------------------------------------------------------------- */
+void snap_free_policies(ss_snap *s);
+void snap_free_sas(ss_snap *s);
+int pol_order(const void *a, const void *b);
+int snap_index_policies_sorted(ss_snap *s, int sorted);
+int snap_index_policies(ss_snap *s);
+int snap_index_sas(ss_snap *s);
+int grow(void **arr, size_t *cap, size_t need, size_t elem);
+int sa_same_id(const ss_sa *a, const ss_sa *b);
+int32_t sa_find(const ss_snap *s, const ss_sa *key, int32_t *prev);
+int sa_apply(ss_snap *s, int action, const ss_sa *a);
+int pol_apply(ss_snap *s, int action, const ss_policy *p);
+
+/* ---- snapshot.c: the process state and what guards it --------------------------------------------------- */
+typedef struct {
+    int init_count;
+    int notify_fd;
+    int notify_ep;      /* epoll instance watching notify_fd (its own, closed with it); -1: poll instead */
+    dev_t ns_dev;
+    ino_t ns_ino;
+    uint64_t ns_cookie; /* SO_NETNS_COOKIE of notify_fd's namespace (the snapshot's); 0 when unknown */
+    uint64_t gen;       /* the fork generation the snapshot was built in (g_fork_gen) */
+    int pol_stale, sa_stale;
+    ss_snap snap;
+    int rcvbuf;        /* notification socket buffer; 0: the default below */
+    uint64_t overruns;    /* ENOBUFS seen on the notification socket */
+    uint64_t sa_updates;  /* SA notifications applied in place */
+    uint64_t pol_updates; /* policy notifications applied in place */
+    int pol_applied;      /* policy notifications applied during this drain (the index waits for the end) */
+} ss_state;
+
+extern ss_state g;                  /* the snapshot and its notification socket; g_lock guards it */
+extern pthread_mutex_t g_lock;
+extern pthread_mutex_t g_kind_lock; /* the socket facts cache (flow.c); taken after g_lock across fork */
+extern uint64_t g_dump_count;       /* full dumps made (atomic) */
+extern uint64_t g_fork_gen;         /* bumped in every fork child */
+extern pthread_once_t g_atfork_once;
+/* The namespace check of a query's fast path (thread_ns_ok; set by query_now in seam.c). */
+extern __thread int t_ns_check, t_ns_wrong;
+extern __thread dev_t t_ns_dev;
+extern __thread ino_t t_ns_ino;
+int on_policy(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len);
+int on_sa(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len);
+int dump_policies(ss_snap *s, secsock_error *err);
+int dump_sas(ss_snap *s, secsock_error *err);
+void atfork_register(void);
+int thread_ns_ok(const char *call, secsock_error *err);
+uint64_t netns_cookie_of(int fd, int *errnum);
+void notify_close_locked(void);
+void state_drop_locked(void);
+int on_notify(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len);
+void drain_notify_locked(void);
+int refresh_locked(const ss_netns *ns, secsock_error *err);
+
+/* ---- flow.c -------------------------------------------------------------------------------------------- */
+extern uint64_t g_kind_hits; /* socket facts cache hits, under g_kind_lock */
+uint32_t flow_mark(ss_flow *f);
+int resolve_oif(ss_flow *f, secsock_error *err);
+int resolve_if_id(ss_flow *f, secsock_error *err);
+int build_flow(const secsock_query_request *req, ss_flow *f, secsock_error *err);
+int finish_flow(ss_flow *f, secsock_error *err);
+
+/* ---- match.c ------------------------------------------------------------------------------------------- */
+extern __thread uint32_t t_last_index[2], t_last_priority[2]; /* the last match per direction (test_hooks.c) */
+const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t if_id, int *rc,
+                               secsock_error *err);
+int sa_valid(const ss_sa *a);
+int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_verdict *v,
+             secsock_error *err);
+
+/* ---- seam.c -------------------------------------------------------------------------------------------- */
+int thread_netns(ss_netns *ns, int *nsfd);
+
+#pragma GCC visibility pop
+
+#endif /* SECSOCK_LINUX_BACKEND_LINUX_H */

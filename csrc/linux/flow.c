@@ -1,0 +1,542 @@
+/* The flow of a socket: its facts (cached per socket cookie), addresses, route interface and XFRM interface. */
+#include "backend_linux.h"
+
+/*
+ * SO_MARK matters only to a policy or SA with a mark mask and to route lookups; SO_BINDTOIFINDEX only to route
+ * lookups. Both are read when first needed, and again by every query (either can change on a live socket).
+ * A failure to read the mark is kept in mark_errno and fails the query once the evaluation is over.
+ */
+uint32_t flow_mark(ss_flow *f)
+{
+    if (!f->mark_read) {
+        int mark = 0;
+        socklen_t len = sizeof(mark);
+        f->mark_read = 1;
+        if (getsockopt(f->sock, SOL_SOCKET, SO_MARK, &mark, &len) != 0) {
+            f->mark_errno = errno != 0 ? errno : EIO;
+            mark = 0;
+        }
+        f->mark = (uint32_t)mark;
+    }
+    return f->mark;
+}
+
+static int flow_bound_ifindex(ss_flow *f)
+{
+    if (!f->bif_read) {
+        socklen_t len = sizeof(f->bound_ifindex);
+        f->bif_read = 1;
+        if (getsockopt(f->sock, SOL_SOCKET, SO_BINDTOIFINDEX, &f->bound_ifindex, &len) != 0) {
+            f->bound_ifindex = 0; /* older kernels: treat as not bound to a device */
+        }
+    }
+    return f->bound_ifindex;
+}
+
+static int on_route(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
+{
+    int *oif = vctx;
+    attr_iter it;
+    uint16_t at;
+    const uint8_t *data;
+    size_t dlen;
+    int r;
+
+    (void)flags;
+    if (type != RTM_NEWROUTE || len < sizeof(struct rtmsg)) {
+        return 0;
+    }
+    it.p = (const uint8_t *)payload + NLMSG_ALIGN(sizeof(struct rtmsg));
+    it.left = len > NLMSG_ALIGN(sizeof(struct rtmsg)) ? len - NLMSG_ALIGN(sizeof(struct rtmsg)) : 0;
+    while ((r = attr_next(&it, &at, &data, &dlen)) > 0) {
+        if (at == RTA_OIF && dlen >= sizeof(int)) {
+            memcpy(oif, data, sizeof(int));
+        }
+    }
+    return 0;
+}
+
+static void add_rta(uint8_t *buf, size_t *off, uint16_t type, const void *data, size_t dlen)
+{
+    struct rtattr a;
+    a.rta_len = (unsigned short)RTA_LENGTH(dlen);
+    a.rta_type = type;
+    memcpy(buf + *off, &a, sizeof(a));
+    memcpy(buf + *off + RTA_LENGTH(0), data, dlen);
+    *off += RTA_SPACE(dlen);
+}
+
+/* The interface the flow leaves by, as the routing table says (RTM_GETROUTE, no dump, no privilege). */
+int resolve_oif(ss_flow *f, secsock_error *err)
+{
+    uint8_t body[256];
+    struct rtmsg rtm;
+    size_t off = NLMSG_ALIGN(sizeof(rtm));
+    int oif = 0;
+
+    if (f->oif >= 0) {
+        return 0;
+    }
+    if (flow_bound_ifindex(f) > 0) {
+        f->oif = f->bound_ifindex;
+        return 0;
+    }
+    memset(body, 0, sizeof(body));
+    memset(&rtm, 0, sizeof(rtm));
+    rtm.rtm_family = (unsigned char)f->family;
+    rtm.rtm_dst_len = (unsigned char)(addr_len(f->family) * 8);
+    memcpy(body, &rtm, sizeof(rtm));
+    add_rta(body, &off, RTA_DST, f->peer, addr_len(f->family));
+    add_rta(body, &off, RTA_SRC, f->local, addr_len(f->family));
+    if (flow_mark(f) != 0) {
+        add_rta(body, &off, RTA_MARK, &f->mark, sizeof(f->mark));
+    }
+    if (nl_request(NETLINK_ROUTE, RTM_GETROUTE, NLM_F_ACK, body, off, on_route, &oif, "RTM_GETROUTE", err) != 0) {
+        return -1;
+    }
+    if (oif <= 0) {
+        return secsock_error_set(err, SECSOCK_ERR_OS, ENETUNREACH, 0, "RTM_GETROUTE",
+                                 "the routing table names no interface toward the peer");
+    }
+    f->oif = oif;
+    return 0;
+}
+
+typedef struct {
+    int is_xfrm;
+    uint32_t if_id;
+    int other_netns; /* IFLA_LINK_NETNSID: the interface's policies live in another namespace */
+} link_info;
+
+static int on_link(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
+{
+    link_info *li = vctx;
+    attr_iter it, inner, data_it;
+    uint16_t at, it_type, dt;
+    const uint8_t *data, *idata, *ddata;
+    size_t dlen, ilen, ddlen;
+
+    (void)flags;
+    if (type != RTM_NEWLINK || len < sizeof(struct ifinfomsg)) {
+        return 0;
+    }
+    it.p = (const uint8_t *)payload + NLMSG_ALIGN(sizeof(struct ifinfomsg));
+    it.left = len > NLMSG_ALIGN(sizeof(struct ifinfomsg)) ? len - NLMSG_ALIGN(sizeof(struct ifinfomsg)) : 0;
+    while (attr_next(&it, &at, &data, &dlen) > 0) {
+        if (at == IFLA_LINK_NETNSID) {
+            li->other_netns = 1;
+        }
+        if (at != IFLA_LINKINFO) {
+            continue;
+        }
+        inner.p = data;
+        inner.left = dlen;
+        while (attr_next(&inner, &it_type, &idata, &ilen) > 0) {
+            if (it_type == IFLA_INFO_KIND) {
+                li->is_xfrm = ilen >= 5 && memcmp(idata, "xfrm", 5) == 0;
+            } else if (it_type == IFLA_INFO_DATA) {
+                data_it.p = idata;
+                data_it.left = ilen;
+                while (attr_next(&data_it, &dt, &ddata, &ddlen) > 0) {
+                    if (dt == IFLA_XFRM_IF_ID && ddlen >= sizeof(uint32_t)) {
+                        memcpy(&li->if_id, ddata, sizeof(uint32_t));
+                    }
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/*
+ * The if_id of the XFRM interface the flow is routed through (0 when the route leaves by another kind of
+ * device): the kernel looks up policies with that if_id for such a flow, and only for it. Asked only when
+ * some policy has an if_id. The answer for both directions: the peer's packets are taken to come back
+ * through the same interface (its SAs carry its if_id).
+ */
+int resolve_if_id(ss_flow *f, secsock_error *err)
+{
+    struct ifinfomsg ifi;
+    link_info li;
+
+    if (f->if_id_known) {
+        return 0;
+    }
+    if (resolve_oif(f, err) != 0) {
+        return -1;
+    }
+    memset(&ifi, 0, sizeof(ifi));
+    memset(&li, 0, sizeof(li));
+    ifi.ifi_family = AF_UNSPEC;
+    ifi.ifi_index = f->oif;
+    if (nl_request(NETLINK_ROUTE, RTM_GETLINK, NLM_F_ACK, &ifi, sizeof(ifi), on_link, &li, "RTM_GETLINK", err) != 0) {
+        return -1;
+    }
+    if (li.is_xfrm && li.other_netns) {
+        return secsock_error_set(err, SECSOCK_ERR_UNSUPPORTED, 0, 0, "if_id",
+                                 "the flow is routed through an XFRM interface whose policies live in another "
+                                 "network namespace, which secsock does not read");
+    }
+    f->if_id = li.is_xfrm ? li.if_id : 0;
+    f->if_id_known = 1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Building the flow from the socket                                                                        */
+
+static int sock_of(secsock_fd s, int *fd, secsock_error *err)
+{
+    if (s > (secsock_fd)INT_MAX) {
+        return secsock_error_set(err, SECSOCK_ERR_OS, EBADF, 0, "sock", "the socket descriptor %llu is not valid",
+                                 (unsigned long long)s);
+    }
+    *fd = (int)s;
+    return 0;
+}
+
+int secsock_socket_kind_of(secsock_fd sock, secsock_socket_kind *kind, secsock_error *err)
+{
+    int fd = -1, domain = 0, type = 0, protocol = 0;
+    socklen_t len;
+
+    memset(kind, 0, sizeof(*kind));
+    if (sock_of(sock, &fd, err) != 0) {
+        return -1;
+    }
+    len = sizeof(domain);
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) {
+        return os_error(err, errno, "getsockopt(SO_DOMAIN)", NULL);
+    }
+    len = sizeof(type);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
+        return os_error(err, errno, "getsockopt(SO_TYPE)", NULL);
+    }
+    len = sizeof(protocol);
+    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) != 0) {
+        return os_error(err, errno, "getsockopt(SO_PROTOCOL)", NULL);
+    }
+    kind->family = domain == AF_INET ? SECSOCK_FAMILY_INET : domain == AF_INET6 ? SECSOCK_FAMILY_INET6
+                                                                                  : SECSOCK_FAMILY_OTHER;
+    kind->type = type == SOCK_STREAM ? SECSOCK_TYPE_STREAM : type == SOCK_DGRAM ? SECSOCK_TYPE_DGRAM
+                                                                                : SECSOCK_TYPE_OTHER;
+    kind->protocol = protocol;
+    return 0;
+}
+
+static const uint8_t v4mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+static int is_v4mapped(const uint8_t *a)
+{
+    return memcmp(a, v4mapped_prefix, 12) == 0;
+}
+
+/* Address and port from a sockaddr of the socket's family. */
+static int from_sockaddr(const struct sockaddr_storage *ss, socklen_t len, int family, uint8_t *addr,
+                         uint16_t *port)
+{
+    memset(addr, 0, 16);
+    if (family == AF_INET && ss->ss_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+        memcpy(addr, &sin->sin_addr, 4);
+        *port = sin->sin_port;
+        return 0;
+    }
+    if (family == AF_INET6 && ss->ss_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+        memcpy(addr, &sin6->sin6_addr, 16);
+        *port = sin6->sin6_port;
+        return 0;
+    }
+    return -1;
+}
+
+/* The source address the kernel picks toward the peer, for a socket bound to the wildcard address. */
+static int source_toward_peer(ss_flow *f, int sock_family, const uint8_t *peer16, secsock_error *err)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int fd, rc = -1;
+
+    if (thread_ns_ok("socket", err) != 0) {
+        return -1;
+    }
+    fd = socket(sock_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return os_error(err, errno, "socket", "finding the source address toward the peer: socket()");
+    }
+    /* The same mark and device as the socket, so policy routing picks the same route. */
+    if (flow_mark(f) != 0) {
+        (void)setsockopt(fd, SOL_SOCKET, SO_MARK, &f->mark, sizeof(f->mark));
+    }
+    if (flow_bound_ifindex(f) > 0) {
+        (void)setsockopt(fd, SOL_SOCKET, SO_BINDTOIFINDEX, &f->bound_ifindex, sizeof(f->bound_ifindex));
+    }
+    memset(&ss, 0, sizeof(ss));
+    if (sock_family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        sin->sin_family = AF_INET;
+        memcpy(&sin->sin_addr, peer16, 4);
+        sin->sin_port = f->pport;
+        len = sizeof(*sin);
+    } else {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+        sin6->sin6_family = AF_INET6;
+        memcpy(&sin6->sin6_addr, peer16, 16);
+        sin6->sin6_port = f->pport;
+        len = sizeof(*sin6);
+    }
+    /* connect() on a datagram socket only routes: nothing is sent. */
+    if (connect(fd, (struct sockaddr *)&ss, len) != 0) {
+        os_error(err, errno, "connect", "finding the source address toward the peer: connect()");
+        goto out;
+    }
+    len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
+        os_error(err, errno, "getsockname", NULL);
+        goto out;
+    }
+    {
+        uint8_t a[16];
+        uint16_t ignored;
+        if (from_sockaddr(&ss, len, sock_family, a, &ignored) != 0) {
+            secsock_error_set(err, SECSOCK_ERR_OS, EAFNOSUPPORT, 0, "getsockname",
+                              "the source address toward the peer has an unexpected family");
+            goto out;
+        }
+        memcpy(f->local, a, 16);
+    }
+    rc = 0;
+out:
+    close(fd);
+    return rc;
+}
+
+/*
+ * Facts a socket keeps for life, per socket cookie (SO_COOKIE: unique per socket for the boot, so a reused
+ * descriptor number never finds another socket's entry): its type, protocol and network namespace. The
+ * addresses are not kept: a datagram socket can connect, reconnect or disconnect, any socket can be bound
+ * later, and even a TCP socket can be disconnected (connect with AF_UNSPEC) and connected again elsewhere,
+ * so getsockname and getpeername are asked every time. Direct-mapped and bounded: a collision replaces the
+ * older entry. Fork children share the parent's sockets, and so the same facts.
+ */
+#define SS_KIND_CACHE 4096 /* a power of two */
+typedef struct {
+    uint64_t cookie; /* 0: empty */
+    uint64_t ns_cookie;
+    int family, type, protocol;
+} ss_kind_entry;
+
+static ss_kind_entry g_kind_cache[SS_KIND_CACHE];
+uint64_t g_kind_hits;
+
+static size_t kind_slot(uint64_t cookie)
+{
+    cookie *= 0x9e3779b97f4a7c15ull;
+    return (size_t)(cookie >> 32) & (SS_KIND_CACHE - 1);
+}
+
+static int kind_cache_get(uint64_t cookie, ss_kind_entry *e)
+{
+    int hit;
+    pthread_mutex_lock(&g_kind_lock);
+    *e = g_kind_cache[kind_slot(cookie)];
+    hit = e->cookie == cookie;
+    if (hit) {
+        g_kind_hits++;
+    }
+    pthread_mutex_unlock(&g_kind_lock);
+    return hit;
+}
+
+static void kind_cache_put(const ss_kind_entry *e)
+{
+    pthread_mutex_lock(&g_kind_lock);
+    g_kind_cache[kind_slot(e->cookie)] = *e;
+    pthread_mutex_unlock(&g_kind_lock);
+}
+
+int build_flow(const secsock_query_request *req, ss_flow *f, secsock_error *err)
+{
+    secsock_socket_kind kind;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int fd = -1, family, connected, named, named_errno = 0;
+    uint8_t local16[16], peer16[16];
+    uint64_t sock_cookie = 0;
+    socklen_t olen;
+    ss_kind_entry entry;
+
+    memset(f, 0, sizeof(*f));
+    f->oif = -1;
+    if (req == NULL) {
+        return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "request", "no query request was given");
+    }
+    if (sock_of(req->sock, &fd, err) != 0) {
+        return -1;
+    }
+    /* getsockname gives the family (no SO_DOMAIN); when it fails, SO_DOMAIN says why as it always did. */
+    len = sizeof(ss);
+    olen = sizeof(sock_cookie);
+    if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &sock_cookie, &olen) != 0 || olen != sizeof(sock_cookie)) {
+        sock_cookie = 0; /* not a socket (the calls below say so), or before Linux 4.13 */
+    }
+    named = getsockname(fd, (struct sockaddr *)&ss, &len) == 0;
+    if (!named) {
+        named_errno = errno;
+    }
+    if (sock_cookie != 0 && kind_cache_get(sock_cookie, &entry)) {
+        memset(&kind, 0, sizeof(kind));
+        kind.family = entry.family == AF_INET ? SECSOCK_FAMILY_INET
+                      : entry.family == AF_INET6 ? SECSOCK_FAMILY_INET6 : SECSOCK_FAMILY_OTHER;
+        kind.type = entry.type == SOCK_STREAM ? SECSOCK_TYPE_STREAM : entry.type == SOCK_DGRAM ? SECSOCK_TYPE_DGRAM
+                                                                                              : SECSOCK_TYPE_OTHER;
+        kind.protocol = entry.protocol;
+        f->ns_cookie = entry.ns_cookie;
+    } else if (!named) {
+        named_errno = errno;
+        if (secsock_socket_kind_of(req->sock, &kind, err) != 0) {
+            return -1;
+        }
+    } else {
+        int type = 0, protocol = 0, e;
+        memset(&kind, 0, sizeof(kind));
+        kind.family = ss.ss_family == AF_INET ? SECSOCK_FAMILY_INET
+                      : ss.ss_family == AF_INET6 ? SECSOCK_FAMILY_INET6 : SECSOCK_FAMILY_OTHER;
+        if (kind.family != SECSOCK_FAMILY_OTHER) {
+            olen = sizeof(type);
+            if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &olen) != 0) {
+                return os_error(err, errno, "getsockopt(SO_TYPE)", NULL);
+            }
+            olen = sizeof(protocol);
+            if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &olen) != 0) {
+                return os_error(err, errno, "getsockopt(SO_PROTOCOL)", NULL);
+            }
+            kind.type = type == SOCK_STREAM ? SECSOCK_TYPE_STREAM : type == SOCK_DGRAM ? SECSOCK_TYPE_DGRAM
+                                                                                        : SECSOCK_TYPE_OTHER;
+            kind.protocol = protocol;
+            f->ns_cookie = netns_cookie_of(fd, &e);
+            if (sock_cookie != 0) {
+                memset(&entry, 0, sizeof(entry));
+                entry.cookie = sock_cookie;
+                entry.ns_cookie = f->ns_cookie;
+                entry.family = ss.ss_family;
+                entry.type = type;
+                entry.protocol = protocol;
+                kind_cache_put(&entry);
+            }
+        }
+    }
+    f->sock = fd;
+    if (kind.family == SECSOCK_FAMILY_OTHER) {
+        return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "sock",
+                                 "the socket's family is not AF_INET or AF_INET6: IPsec secures IP traffic only");
+    }
+    if (kind.type == SECSOCK_TYPE_OTHER) {
+        return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "sock",
+                                 "the socket's type is not SOCK_STREAM or SOCK_DGRAM");
+    }
+    family = kind.family == SECSOCK_FAMILY_INET ? AF_INET : AF_INET6;
+    switch (kind.protocol) {
+    case IPPROTO_TCP:
+    case IPPROTO_UDP:
+    case IPPROTO_UDPLITE:
+    case IPPROTO_SCTP:
+    case IPPROTO_DCCP:
+        f->proto = (uint8_t)kind.protocol;
+        break;
+    case IPPROTO_MPTCP:
+        f->proto = IPPROTO_TCP; /* MPTCP subflows are TCP on the wire */
+        break;
+    default:
+        return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "sock",
+                                 "the socket's protocol (%d) has no ports; only TCP, UDP, UDP-Lite, SCTP, DCCP and "
+                                 "MPTCP sockets are supported",
+                                 kind.protocol);
+    }
+
+    if (!named) {
+        return os_error(err, named_errno, "getsockname", NULL);
+    }
+    if (from_sockaddr(&ss, len, family, local16, &f->lport) != 0) {
+        return secsock_error_set(err, SECSOCK_ERR_OS, EAFNOSUPPORT, 0, "getsockname",
+                                 "getsockname returned an address of another family");
+    }
+
+    len = sizeof(ss);
+    connected = getpeername(fd, (struct sockaddr *)&ss, &len) == 0;
+    if (!connected && errno != ENOTCONN) {
+        return os_error(err, errno, "getpeername", NULL);
+    }
+    if (req->has_peer) {
+        const secsock_peer *p = &req->peer;
+        if (p->is_ipv6 != (family == AF_INET6)) {
+            return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "peer",
+                                     "peer is an %s address but the socket is %s", p->is_ipv6 ? "IPv6" : "IPv4",
+                                     family == AF_INET6 ? "AF_INET6" : "AF_INET");
+        }
+        if (p->port == 0) {
+            return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "peer", "peer has port 0");
+        }
+    }
+    if (connected) {
+        if (from_sockaddr(&ss, len, family, peer16, &f->pport) != 0) {
+            return secsock_error_set(err, SECSOCK_ERR_OS, EAFNOSUPPORT, 0, "getpeername",
+                                     "getpeername returned an address of another family");
+        }
+        if (req->has_peer && (memcmp(req->peer.addr, peer16, addr_len(family)) != 0 ||
+                              htons(req->peer.port) != f->pport)) {
+            return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "peer",
+                                     "peer differs from the address the socket is connected to");
+        }
+    } else if (req->has_peer) {
+        memset(peer16, 0, sizeof(peer16));
+        memcpy(peer16, req->peer.addr, addr_len(family));
+        f->pport = htons(req->peer.port);
+    } else if (kind.type == SECSOCK_TYPE_DGRAM) {
+        return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "peer",
+                                 "peer is required for a datagram socket that is not connected");
+    } else {
+        return os_error(err, ENOTCONN, "getpeername", "getpeername (the socket is not connected)");
+    }
+    if (f->lport == 0) {
+        return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "sock",
+                                 "the socket has no local port yet: bind it (or send once) before asking");
+    }
+
+
+    memcpy(f->local, local16, 16);
+    memcpy(f->peer, peer16, 16);
+    f->family = family;
+    f->has_peer_arg = req->has_peer;
+    return 0;
+}
+
+/*
+ * The rest of the flow, in the socket's network namespace (it may open a socket to ask the routing table):
+ * the source address of a socket bound to the wildcard address, then IPv4-mapped addresses made IPv4.
+ */
+int finish_flow(ss_flow *f, secsock_error *err)
+{
+    int family = f->family;
+
+    if (addr_any(f->local, family) && source_toward_peer(f, family, f->peer, err) != 0) {
+        return -1;
+    }
+    /* IPv4-mapped addresses on an AF_INET6 socket: the packets are IPv4, and so are the kernel's flows. */
+    if (family == AF_INET6 && (is_v4mapped(f->local) || is_v4mapped(f->peer))) {
+        uint8_t l4[4], p4[4];
+        if (!is_v4mapped(f->local) || !is_v4mapped(f->peer)) {
+            return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, f->has_peer_arg ? "peer" : "sock",
+                                     "the flow mixes an IPv4-mapped and a native IPv6 address");
+        }
+        memcpy(l4, f->local + 12, 4);
+        memcpy(p4, f->peer + 12, 4);
+        memset(f->local, 0, 16);
+        memset(f->peer, 0, 16);
+        memcpy(f->local, l4, 4);
+        memcpy(f->peer, p4, 4);
+        f->family = AF_INET;
+    }
+    return 0;
+}

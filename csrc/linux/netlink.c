@@ -1,0 +1,144 @@
+/* The netlink transport: one request to the kernel, each reply message fed to a callback; errno wording. */
+#include "backend_linux.h"
+
+int os_error(secsock_error *err, int errnum, const char *call, const char *what)
+{
+    char buf[96];
+    const char *text = strerror_r(errnum, buf, sizeof(buf));
+
+    return secsock_error_set(err, SECSOCK_ERR_OS, errnum, 0, call, "%s failed: %s", what != NULL ? what : call,
+                             text);
+}
+
+/* EPERM from XFRM means the caller lacks CAP_NET_ADMIN in its network namespace: say so. */
+int xfrm_os_error(secsock_error *err, int errnum, const char *call)
+{
+    if (errnum == EPERM || errnum == EACCES) {
+        return secsock_error_set(err, SECSOCK_ERR_OS, errnum, 0, call,
+                                 "reading the kernel's IPsec state (XFRM) needs CAP_NET_ADMIN in the socket's "
+                                 "network namespace (%s was refused)",
+                                 call);
+    }
+    return os_error(err, errnum, call, NULL);
+}
+
+
+/*
+ * Send one request (a dump when flags has NLM_F_DUMP) and feed every reply message to fn. 0, or -1 with err
+ * set. The socket lives only for the request, in the calling thread's network namespace.
+ */
+int nl_request(int proto, uint16_t type, uint16_t flags, const void *body, size_t blen, ss_nl_fn fn,
+               void *ctx, const char *call, secsock_error *err)
+{
+    static uint32_t seq_counter;
+    struct sockaddr_nl local, kernel;
+    socklen_t alen = sizeof(local);
+    struct timeval tv = {5, 0};
+    uint8_t *buf = NULL;
+    struct nlmsghdr *h;
+    size_t reqlen = NLMSG_SPACE(blen);
+    uint32_t seq;
+    int fd, rc = -1, walk;
+    const char *why;
+
+    if (thread_ns_ok(call, err) != 0) {
+        return -1;
+    }
+    buf = malloc(SS_NL_BUF);
+    if (buf == NULL) {
+        return secsock_error_set(err, SECSOCK_ERR_NOMEM, ENOMEM, 0, call, "out of memory for a netlink buffer");
+    }
+    fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, proto);
+    if (fd < 0) {
+        int e = errno;
+        free(buf);
+        return proto == NETLINK_XFRM ? xfrm_os_error(err, e, "socket(AF_NETLINK, NETLINK_XFRM)")
+                                     : os_error(err, e, "socket(AF_NETLINK)", NULL);
+    }
+    memset(&local, 0, sizeof(local));
+    local.nl_family = AF_NETLINK;
+    /* A reply that never comes must not hang the caller's thread. */
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (bind(fd, (struct sockaddr *)&local, sizeof(local)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&local, &alen) != 0 || alen != sizeof(local)) {
+        os_error(err, errno, "bind(AF_NETLINK)", NULL);
+        goto out;
+    }
+    seq = __atomic_add_fetch(&seq_counter, 1, __ATOMIC_RELAXED) ^ (uint32_t)time(NULL);
+    if (seq == 0) {
+        seq = 1;
+    }
+
+    memset(buf, 0, reqlen);
+    h = (struct nlmsghdr *)buf;
+    h->nlmsg_len = (uint32_t)NLMSG_LENGTH(blen);
+    h->nlmsg_type = type;
+    h->nlmsg_flags = (uint16_t)(NLM_F_REQUEST | flags);
+    h->nlmsg_seq = seq;
+    if (blen > 0) {
+        memcpy(NLMSG_DATA(h), body, blen);
+    }
+    memset(&kernel, 0, sizeof(kernel));
+    kernel.nl_family = AF_NETLINK;
+    if (sendto(fd, buf, h->nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0) {
+        proto == NETLINK_XFRM ? xfrm_os_error(err, errno, call) : os_error(err, errno, call, NULL);
+        goto out;
+    }
+
+    for (;;) {
+        struct sockaddr_nl from;
+        struct iovec iov = {buf, SS_NL_BUF};
+        struct msghdr msg;
+        ssize_t n;
+
+        memset(&msg, 0, sizeof(msg));
+        msg.msg_name = &from;
+        msg.msg_namelen = sizeof(from);
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        n = recvmsg(fd, &msg, 0);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                secsock_error_set(err, SECSOCK_ERR_OS, ETIMEDOUT, 0, call, "the kernel did not answer %s", call);
+            } else {
+                os_error(err, errno, call, NULL);
+            }
+            goto out;
+        }
+        if (msg.msg_flags & MSG_TRUNC) {
+            secsock_error_set(err, SECSOCK_ERR_OS, EMSGSIZE, 0, call, "a netlink reply to %s was truncated", call);
+            goto out;
+        }
+        if (msg.msg_namelen != sizeof(from) || from.nl_pid != 0) {
+            continue; /* only the kernel answers requests */
+        }
+        walk = ss_nl_walk(buf, (size_t)n, seq, local.nl_pid, fn, ctx, &why);
+        /* Dumps carry key material: do not leave it in freed memory. */
+        explicit_bzero(buf, (size_t)n);
+        if (walk == 1) {
+            rc = 0;
+            goto out;
+        }
+        if (walk == 0) {
+            continue;
+        }
+        if (walk == -1) {
+            secsock_error_set(err, SECSOCK_ERR_OS, EBADMSG, 0, call, "malformed netlink reply to %s: %s", call,
+                              why);
+        } else if (walk == -3) {
+            secsock_error_set(err, SECSOCK_ERR_OS, EAGAIN, 0, call, "the kernel's table changed during %s", call);
+            rc = -3;
+        } else if (walk <= -1000) {
+            proto == NETLINK_XFRM ? xfrm_os_error(err, -walk - 1000, call)
+                                  : os_error(err, -walk - 1000, call, NULL);
+        } /* walk == -2: fn recorded its error */
+        goto out;
+    }
+out:
+    close(fd);
+    free(buf);
+    return rc == -3 ? -3 : rc;
+}

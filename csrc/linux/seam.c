@@ -1,0 +1,294 @@
+/* The Linux backend's seam functions (secsock_backend.h): init, the query in the socket's namespace, pendings. */
+#include "backend_linux.h"
+
+struct secsock_pending {
+    int taken;
+    secsock_result result;
+};
+
+const char *secsock_backend_name(void)
+{
+    return "linux";
+}
+
+int secsock_backend_init(secsock_error *err)
+{
+    secsock_error_clear(err);
+    (void)pthread_once(&g_atfork_once, atfork_register);
+    pthread_mutex_lock(&g_lock);
+    g.init_count++;
+    pthread_mutex_unlock(&g_lock);
+    /* Sockets are opened on the first query, so importing the module needs no privilege. */
+    return 0;
+}
+
+void secsock_backend_fini(void)
+{
+    pthread_mutex_lock(&g_lock);
+    if (g.init_count > 0 && --g.init_count == 0) {
+        state_drop_locked();
+        g.gen = 0;
+        g.ns_dev = 0;
+        g.ns_ino = 0;
+    }
+    pthread_mutex_unlock(&g_lock);
+}
+
+/*
+ * Network namespaces. The XFRM state that applies to a socket is its own namespace's, whatever namespace the
+ * calling thread is in: SIOCGSKNS names the socket's namespace. When the calling thread is elsewhere, it
+ * enters the socket's namespace (setns, this thread only; CAP_SYS_ADMIN) for the query and returns after.
+ * A kernel without SIOCGSKNS (before 4.9) gets the calling thread's namespace, as documented.
+ */
+static int netns_of_fd(int nsfd, ss_netns *ns)
+{
+    struct stat st;
+
+    if (fstat(nsfd, &st) != 0) {
+        return -1;
+    }
+    ns->known = 1;
+    ns->dev = st.st_dev;
+    ns->ino = st.st_ino;
+    return 0;
+}
+
+/* The calling thread's namespace; with nsfd non-NULL also a descriptor of it (to come back to). */
+int thread_netns(ss_netns *ns, int *nsfd)
+{
+    struct stat st;
+    int s, fd;
+
+    memset(ns, 0, sizeof(*ns));
+    if (nsfd == NULL && stat("/proc/thread-self/ns/net", &st) == 0) {
+        ns->known = 1;
+        ns->dev = st.st_dev;
+        ns->ino = st.st_ino;
+        return 0;
+    }
+    /* Without /proc (or to keep a descriptor): a new socket is born in the thread's namespace. */
+    s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) {
+        return -1;
+    }
+    fd = ioctl(s, SIOCGSKNS);
+    close(s);
+    if (fd < 0 || netns_of_fd(fd, ns) != 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        memset(ns, 0, sizeof(*ns));
+        return -1;
+    }
+    if (nsfd != NULL) {
+        *nsfd = fd;
+    } else {
+        close(fd);
+    }
+    return 0;
+}
+
+static int query_in_netns(ss_flow *f, const ss_netns *ns, secsock_result *out, secsock_error *err)
+{
+    dir_verdict vo, vi;
+    int rc;
+
+    if (finish_flow(f, err) != 0) {
+        return -1;
+    }
+    pthread_mutex_lock(&g_lock);
+    rc = refresh_locked(ns, err);
+    if (rc == 0) {
+        rc = eval_dir(&g.snap, f, XFRM_POLICY_OUT, &out->outbound, &vo, err);
+    }
+    if (rc == 0) {
+        rc = eval_dir(&g.snap, f, XFRM_POLICY_IN, &out->inbound, &vi, err);
+    }
+    pthread_mutex_unlock(&g_lock);
+    if (rc == 0 && f->mark_errno != 0) {
+        rc = os_error(err, f->mark_errno, "getsockopt(SO_MARK)", NULL);
+    }
+    if (rc != 0) {
+        return -1;
+    }
+    out->protocol = SECSOCK_PROTOCOL_IPSEC;
+    out->has_ipsec_detail = 1;
+    if (vo.protected_ && vi.protected_) {
+        out->flags |= SECSOCK_FLAG_SECURED;
+        if (vo.encrypted && vi.encrypted) {
+            out->flags |= SECSOCK_FLAG_ENCRYPTED;
+        }
+    }
+    return 0;
+}
+
+static int query_now(const secsock_query_request *req, secsock_result *out, secsock_error *err)
+{
+    ss_flow f;
+    ss_netns sock_ns, here;
+    int sock_nsfd, home_fd = -1, rc;
+    uint64_t cookie;
+
+    memset(out, 0, sizeof(*out));
+    if (build_flow(req, &f, err) != 0) {
+        return -1;
+    }
+    /* The socket in the snapshot's namespace (equal netns cookies): answer from it, whichever namespace the
+     * calling thread is in; only what must open a socket looks at the thread (thread_ns_ok). */
+    cookie = f.ns_cookie;
+    if (cookie != 0) {
+        ss_flow f0 = f;
+        int fast;
+        pthread_mutex_lock(&g_lock);
+        fast = g.notify_fd >= 0 && g.ns_cookie == cookie && g.gen == g_fork_gen;
+        sock_ns.known = 1;
+        sock_ns.dev = g.ns_dev;
+        sock_ns.ino = g.ns_ino;
+        pthread_mutex_unlock(&g_lock);
+        if (fast) {
+            t_ns_check = 1;
+            t_ns_wrong = 0;
+            t_ns_dev = sock_ns.dev;
+            t_ns_ino = sock_ns.ino;
+            rc = query_in_netns(&f, &sock_ns, out, err);
+            t_ns_check = 0;
+            if (rc == 0) {
+                return 0;
+            }
+            memset(out, 0, sizeof(*out));
+            if (!t_ns_wrong) {
+                return -1;
+            }
+            /* The thread is elsewhere and something had to be asked in the socket's namespace: enter it. */
+            t_ns_wrong = 0;
+            secsock_error_clear(err);
+            f = f0;
+        }
+    }
+    /* ENOPROTOOPT (before Linux 5.14), a different namespace, no snapshot yet: SIOCGSKNS as before. */
+    memset(&sock_ns, 0, sizeof(sock_ns));
+    sock_nsfd = ioctl(f.sock, SIOCGSKNS);
+    if (sock_nsfd < 0) {
+        if (errno == EPERM) {
+            return xfrm_os_error(err, EPERM, "ioctl(SIOCGSKNS)");
+        }
+        if (errno != ENOTTY && errno != EINVAL) {
+            return os_error(err, errno, "ioctl(SIOCGSKNS)", "finding the socket's network namespace");
+        }
+    } else if (netns_of_fd(sock_nsfd, &sock_ns) != 0) {
+        rc = errno;
+        close(sock_nsfd);
+        return os_error(err, rc, "fstat", "reading the socket's network namespace");
+    }
+    (void)thread_netns(&here, NULL);
+    if (!sock_ns.known) {
+        rc = query_in_netns(&f, &here, out, err); /* old kernel: the thread's namespace */
+    } else if (here.known && here.dev == sock_ns.dev && here.ino == sock_ns.ino) {
+        rc = query_in_netns(&f, &sock_ns, out, err);
+    } else if (thread_netns(&here, &home_fd) != 0) {
+        rc = os_error(err, errno, "ioctl(SIOCGSKNS)", "finding the calling thread's network namespace");
+    } else if (setns(sock_nsfd, CLONE_NEWNET) != 0) {
+        rc = os_error(err, errno, "setns",
+                      "the socket belongs to another network namespace than the calling thread; entering it "
+                      "(setns, which needs CAP_SYS_ADMIN)");
+    } else {
+        rc = query_in_netns(&f, &sock_ns, out, err);
+        if (setns(home_fd, CLONE_NEWNET) != 0) {
+            /* The thread could not go home: say so rather than leave it silently in the socket's namespace. */
+            rc = os_error(err, errno, "setns", "returning the calling thread to its network namespace (setns)");
+        }
+    }
+    if (home_fd >= 0) {
+        close(home_fd);
+    }
+    if (sock_nsfd >= 0) {
+        close(sock_nsfd);
+    }
+    if (rc != 0) {
+        memset(out, 0, sizeof(*out));
+        return -1;
+    }
+    return 0;
+}
+
+secsock_pending *secsock_query_begin(const secsock_query_request *req, secsock_error *err)
+{
+    secsock_pending *p;
+
+    secsock_error_clear(err);
+    p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        secsock_error_set(err, SECSOCK_ERR_NOMEM, ENOMEM, 0, "secsock_query_begin", "out of memory");
+        return NULL;
+    }
+    /* Linux answers synchronously: the result is ready when begin returns. */
+    if (query_now(req, &p->result, err) != 0) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+int secsock_pending_done(secsock_pending *p)
+{
+    (void)p;
+    return 1;
+}
+
+int secsock_pending_wait(secsock_pending *p, int64_t timeout_ms, secsock_error *err)
+{
+    (void)timeout_ms;
+    secsock_error_clear(err);
+    if (p == NULL) {
+        return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "pending", "no pending query was given");
+    }
+    return 1;
+}
+
+int secsock_pending_result(secsock_pending *p, secsock_result *out, secsock_error *err)
+{
+    secsock_error_clear(err);
+    if (p == NULL || out == NULL) {
+        return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "pending", "no pending query was given");
+    }
+    if (p->taken) {
+        return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "pending", "the result was already taken");
+    }
+    *out = p->result;
+    p->taken = 1;
+    return 0;
+}
+
+int secsock_pending_cancel(secsock_pending *p, secsock_error *err)
+{
+    (void)p;
+    secsock_error_clear(err);
+    return 0;
+}
+
+uint64_t secsock_pending_event(secsock_pending *p)
+{
+    (void)p;
+    return 0;
+}
+
+void secsock_pending_free(secsock_pending *p)
+{
+    free(p); /* Linux results hold no handles */
+}
+
+int secsock_query(const secsock_query_request *req, secsock_result *out, secsock_error *err)
+{
+    secsock_error_clear(err);
+    if (out == NULL) {
+        return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "out", "no result buffer was given");
+    }
+    return query_now(req, out, err);
+}
+
+int secsock_token_close(uint64_t handle, secsock_error *err)
+{
+    (void)handle;
+    return secsock_error_set(err, SECSOCK_ERR_UNSUPPORTED, 0, 0, "secsock_token_close",
+                             "Linux returns no peer tokens, so there is nothing to close");
+}

@@ -1,0 +1,320 @@
+/* The snapshot's index: sorted policies with per-bucket hashes, the SA hash, and changes applied in place. */
+#include "backend_linux.h"
+
+void snap_free_policies(ss_snap *s)
+{
+    int i;
+    for (i = 0; i < SS_NBUCKETS; i++) {
+        free(s->b[i].heads);
+    }
+    memset(s->b, 0, sizeof(s->b));
+    free(s->pols);
+    free(s->pnext);
+    s->pols = NULL;
+    s->pnext = NULL;
+    s->npols = s->cap = 0;
+}
+
+void snap_free_sas(ss_snap *s)
+{
+    if (s->sas != NULL) {
+        explicit_bzero(s->sas, s->sacap * sizeof(*s->sas));
+    }
+    free(s->sas);
+    free(s->sanext);
+    free(s->saheads);
+    s->sas = NULL;
+    s->sanext = s->saheads = NULL;
+    s->nsas = s->sacap = 0;
+    s->sahmask = 0;
+}
+
+static uint32_t table_size(size_t n)
+{
+    uint32_t size = 16;
+    while (size < n * 2 && size < (1u << 24)) {
+        size <<= 1;
+    }
+    return size;
+}
+
+int pol_order(const void *a, const void *b)
+{
+    const ss_policy *x = a, *y = b;
+    int bx = bucket_of(x->dir, x->sel.family, x->type), by = bucket_of(y->dir, y->sel.family, y->type);
+    if (bx != by) {
+        return bx < by ? -1 : 1;
+    }
+    if (x->priority != y->priority) {
+        return x->priority < y->priority ? -1 : 1;
+    }
+    return x->age < y->age ? -1 : (x->age > y->age);
+}
+
+/* Sort the policies (unless they already are) and build the per-bucket indexes. 0, or -1 (out of memory). */
+int snap_index_policies_sorted(ss_snap *s, int sorted)
+{
+    size_t i;
+    int b;
+
+    if (s->npols > 1 && !sorted) {
+        qsort(s->pols, s->npols, sizeof(*s->pols), pol_order);
+    }
+    free(s->pnext);
+    for (b = 0; b < SS_NBUCKETS; b++) {
+        free(s->b[b].heads);
+    }
+    s->pnext = malloc((s->npols > 0 ? s->npols : 1) * sizeof(*s->pnext));
+    if (s->pnext == NULL) {
+        return -1;
+    }
+    memset(s->b, 0, sizeof(s->b));
+    i = 0;
+    for (b = 0; b < SS_NBUCKETS; b++) {
+        ss_bucket *bk = &s->b[b];
+        uint8_t seen[129];
+        size_t j, count;
+        int pl;
+
+        bk->start = i;
+        while (i < s->npols && bucket_of(s->pols[i].dir, s->pols[i].sel.family, s->pols[i].type) == b) {
+            i++;
+        }
+        bk->end = i;
+        count = bk->end - bk->start;
+        bk->hmask = table_size(count) - 1;
+        bk->heads = malloc(((size_t)bk->hmask + 1) * sizeof(*bk->heads));
+        if (bk->heads == NULL) {
+            return -1;
+        }
+        memset(bk->heads, 0xff, ((size_t)bk->hmask + 1) * sizeof(*bk->heads));
+        memset(seen, 0, sizeof(seen));
+        /* Insert from the worst to the best so each chain runs best first. */
+        for (j = bk->end; j > bk->start; j--) {
+            ss_policy *p = &s->pols[j - 1];
+            uint8_t masked[16];
+            uint32_t h;
+
+            mask_addr(masked, p->sel.daddr, p->sel.prefixlen_d, p->sel.family);
+            h = pol_key_hash(p->sel.prefixlen_d, masked, p->sel.family) & bk->hmask;
+            s->pnext[j - 1] = bk->heads[h];
+            bk->heads[h] = (int32_t)(j - 1);
+            seen[p->sel.prefixlen_d] = 1;
+            if (p->if_id != 0) {
+                bk->has_if_id = 1;
+            }
+        }
+        bk->nplens = 0;
+        for (pl = 128; pl >= 0; pl--) {
+            if (seen[pl]) {
+                bk->plens[bk->nplens++] = (uint8_t)pl;
+            }
+        }
+    }
+    return 0;
+}
+
+int snap_index_policies(ss_snap *s)
+{
+    return snap_index_policies_sorted(s, 0);
+}
+
+int snap_index_sas(ss_snap *s)
+{
+    size_t i;
+
+    s->sahmask = table_size(s->nsas) - 1;
+    s->saheads = malloc(((size_t)s->sahmask + 1) * sizeof(*s->saheads));
+    /* As long as the SA array's capacity, so notifications can append without reallocating it. */
+    s->sanext = malloc((s->sacap > 0 ? s->sacap : 1) * sizeof(*s->sanext));
+    if (s->saheads == NULL || s->sanext == NULL) {
+        return -1;
+    }
+    memset(s->saheads, 0xff, ((size_t)s->sahmask + 1) * sizeof(*s->saheads));
+    for (i = 0; i < s->nsas; i++) {
+        uint32_t h = sa_key_hash(s->sas[i].family, s->sas[i].proto, s->sas[i].daddr) & s->sahmask;
+        s->sanext[i] = s->saheads[h];
+        s->saheads[h] = (int32_t)i;
+    }
+    return 0;
+}
+
+int grow(void **arr, size_t *cap, size_t need, size_t elem)
+{
+    size_t ncap;
+    void *p;
+
+    if (need <= *cap) {
+        return 0;
+    }
+    ncap = *cap ? *cap * 2 : 64;
+    while (ncap < need) {
+        ncap *= 2;
+    }
+    p = realloc(*arr, ncap * elem);
+    if (p == NULL) {
+        return -1;
+    }
+    *arr = p;
+    *cap = ncap;
+    return 0;
+}
+
+/* ---- Incremental SA updates from notifications ---- */
+
+int sa_same_id(const ss_sa *a, const ss_sa *b)
+{
+    return a->family == b->family && a->proto == b->proto && a->spi == b->spi && a->mark_v == b->mark_v &&
+           a->mark_m == b->mark_m && a->if_id == b->if_id && addr_eq(a->daddr, b->daddr, a->family);
+}
+
+/* The slot of the live SA with key's identity, or -1; *prev gets its predecessor in the chain (-1: head). */
+int32_t sa_find(const ss_snap *s, const ss_sa *key, int32_t *prev)
+{
+    int32_t j, p = -1;
+
+    if (s->saheads == NULL) {
+        return -1;
+    }
+    for (j = s->saheads[sa_key_hash(key->family, key->proto, key->daddr) & s->sahmask]; j >= 0; j = s->sanext[j]) {
+        if (sa_same_id(&s->sas[j], key)) {
+            *prev = p;
+            return j;
+        }
+        p = j;
+    }
+    return -1;
+}
+
+/* Drop the holes left by deletions and rebuild the hash: 0, or -1 (out of memory). */
+static int sa_compact(ss_snap *s)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < s->nsas; i++) {
+        if (!s->sas[i].dead) {
+            s->sas[n++] = s->sas[i];
+        }
+    }
+    if (n < s->nsas) {
+        explicit_bzero(s->sas + n, (s->nsas - n) * sizeof(*s->sas));
+    }
+    s->nsas = n;
+    free(s->saheads);
+    free(s->sanext);
+    s->saheads = s->sanext = NULL;
+    return snap_index_sas(s);
+}
+
+/* Apply one SA notification to the snapshot's SA table: 0, or -1 when only a new dump can be trusted. */
+int sa_apply(ss_snap *s, int action, const ss_sa *a)
+{
+    int32_t j, prev = -1;
+
+    if (action == SS_SA_RESYNC || s->saheads == NULL) {
+        return -1;
+    }
+    j = sa_find(s, a, &prev);
+    if (action == SS_SA_UPDATE && j >= 0 && sa_valid(&s->sas[j])) {
+        /* The kernel updates a valid SA only in part (lifetimes, selector, encapsulation) yet announces the
+         * request as sent: only a dump tells what the SA is now. A larval SA is replaced whole: apply it. */
+        return -1;
+    }
+    if (action == SS_SA_DYING) {
+        if (j >= 0) {
+            s->sas[j].dying = 1;
+        }
+        return 0;
+    }
+    if (action == SS_SA_DELETE || j >= 0) {
+        if (j >= 0) { /* unlink and leave a hole */
+            if (prev < 0) {
+                s->saheads[sa_key_hash(a->family, a->proto, a->daddr) & s->sahmask] = s->sanext[j];
+            } else {
+                s->sanext[prev] = s->sanext[j];
+            }
+            explicit_bzero(&s->sas[j], sizeof(s->sas[j]));
+            s->sas[j].dead = 1;
+            s->sanext[j] = -1;
+        }
+        if (action == SS_SA_DELETE) {
+            return 0;
+        }
+    }
+    /* Insert (an update was unlinked above): append, then link at the head of its chain. */
+    {
+        size_t cap = s->sacap;
+        int32_t *next;
+        uint32_t h;
+
+        if (grow((void **)&s->sas, &s->sacap, s->nsas + 1, sizeof(*s->sas)) != 0) {
+            return -1;
+        }
+        if (s->sacap != cap || s->sanext == NULL) {
+            next = realloc(s->sanext, s->sacap * sizeof(*next));
+            if (next == NULL) {
+                return -1;
+            }
+            s->sanext = next;
+        }
+        s->sas[s->nsas] = *a;
+        s->sas[s->nsas].dead = 0;
+        h = sa_key_hash(a->family, a->proto, a->daddr) & s->sahmask;
+        s->sanext[s->nsas] = s->saheads[h];
+        s->saheads[h] = (int32_t)s->nsas;
+        s->nsas++;
+        /* Keep chains short and holes few: rebuild when the table has outgrown its hash. */
+        if (s->nsas > 2 * ((size_t)s->sahmask + 1)) {
+            return sa_compact(s);
+        }
+    }
+    return 0;
+}
+
+/*
+ * Apply one policy notification to the sorted policy array in place: remove the policy with the same index
+ * (the kernel numbers each namespace's policies uniquely, and an update keeps the replaced one's number),
+ * then for NEW/UPD insert the new one where a fresh dump would put it: newest of all (the kernel links new
+ * and updated policies at the head of the list its dump walks). The index is rebuilt once per drain by the
+ * caller (the array stays sorted, so without a sort). 0, or -1: dump again.
+ */
+int pol_apply(ss_snap *s, int action, const ss_policy *p)
+{
+    size_t i, lo, hi;
+    ss_policy np;
+
+    if (action == SS_POL_NONE) {
+        return 0;
+    }
+    if (action != SS_POL_UPSERT && action != SS_POL_DELETE) {
+        return -1;
+    }
+    for (i = 0; i < s->npols; i++) {
+        if (s->pols[i].index == p->index && s->pols[i].dir == p->dir) {
+            memmove(&s->pols[i], &s->pols[i + 1], (s->npols - i - 1) * sizeof(*s->pols));
+            s->npols--;
+            break;
+        }
+    }
+    if (action == SS_POL_UPSERT) {
+        if (grow((void **)&s->pols, &s->cap, s->npols + 1, sizeof(*s->pols)) != 0) {
+            return -1;
+        }
+        np = *p;
+        np.age = s->pol_next_age++;
+        lo = 0;
+        hi = s->npols;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (pol_order(&s->pols[mid], &np) < 0) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        memmove(&s->pols[lo + 1], &s->pols[lo], (s->npols - lo) * sizeof(*s->pols));
+        s->pols[lo] = np;
+        s->npols++;
+    }
+    return 0;
+}

@@ -1,0 +1,69 @@
+/* Test hooks of the Linux backend (test_hooks.h): linked into tests/linux_c's driver only, never the extension. */
+#include "backend_linux.h"
+#include "test_hooks.h"
+
+uint64_t ss_debug_dump_count(void)
+{
+    return __atomic_load_n(&g_dump_count, __ATOMIC_RELAXED);
+}
+
+/* A snapshot counter read under the lock (the test hooks below). */
+static uint64_t locked_counter(const uint64_t *counter)
+{
+    uint64_t n;
+    pthread_mutex_lock(&g_lock);
+    n = *counter;
+    pthread_mutex_unlock(&g_lock);
+    return n;
+}
+
+uint64_t ss_debug_sa_updates(void)
+{
+    return locked_counter(&g.sa_updates);
+}
+
+uint64_t ss_debug_pol_updates(void)
+{
+    return locked_counter(&g.pol_updates);
+}
+
+uint64_t ss_debug_overruns(void)
+{
+    return locked_counter(&g.overruns);
+}
+
+/* Test hook: a tiny notification buffer makes an overrun easy to provoke. Takes effect on the next reopen. */
+void ss_debug_set_notify_rcvbuf(int bytes)
+{
+    pthread_mutex_lock(&g_lock);
+    g.rcvbuf = bytes;
+    notify_close_locked();
+    g.pol_stale = g.sa_stale = 1;
+    pthread_mutex_unlock(&g_lock);
+}
+
+void ss_debug_force_overrun(void)
+{
+    pthread_mutex_lock(&g_lock);
+    g.pol_stale = g.sa_stale = 1;
+    pthread_mutex_unlock(&g_lock);
+}
+
+int ss_debug_last_match(int dir, uint32_t *index, uint32_t *priority)
+{
+    if (dir != XFRM_POLICY_IN && dir != XFRM_POLICY_OUT) {
+        return 0;
+    }
+    *index = t_last_index[dir] - 1;
+    *priority = t_last_priority[dir];
+    return t_last_index[dir] != 0;
+}
+
+uint64_t ss_debug_kind_cache_hits(void)
+{
+    uint64_t n;
+    pthread_mutex_lock(&g_kind_lock);
+    n = g_kind_hits;
+    pthread_mutex_unlock(&g_kind_lock);
+    return n;
+}

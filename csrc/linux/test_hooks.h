@@ -1,0 +1,22 @@
+/* Test hooks of the Linux backend (test_hooks.c): linked into tests/linux_c's driver only, never the extension. */
+#ifndef SECSOCK_LINUX_TEST_HOOKS_H
+#define SECSOCK_LINUX_TEST_HOOKS_H
+
+#include <stdint.h>
+
+/*
+ * Test hooks (tests/linux_c): how many full dumps this process made, how many notification overruns
+ * (ENOBUFS) it saw, a notification buffer size (bytes; takes effect at once, by reopening the socket) small
+ * enough to overrun on purpose, and a way to mark the snapshot stale.
+ */
+uint64_t ss_debug_dump_count(void);
+uint64_t ss_debug_overruns(void);
+uint64_t ss_debug_sa_updates(void); /* SA notifications applied in place, without a dump */
+uint64_t ss_debug_pol_updates(void); /* policy notifications applied in place, without a dump */
+uint64_t ss_debug_kind_cache_hits(void); /* queries that found the socket's type, protocol and netns cached */
+void ss_debug_set_notify_rcvbuf(int bytes);
+void ss_debug_force_overrun(void);
+/* The policy (index, priority) the calling thread's last query matched for dir (XFRM_POLICY_IN/OUT): 1, or 0 for none. */
+int ss_debug_last_match(int dir, uint32_t *index, uint32_t *priority);
+
+#endif /* SECSOCK_LINUX_TEST_HOOKS_H */
