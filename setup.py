@@ -11,7 +11,16 @@ from setuptools import Extension, setup
 LIMITED_API = "0x03090000"
 
 backends = {
-    "win32": (["csrc/backend_windows.c", "csrc/secsock_decode.c"], ["ws2_32", "fwpuclnt", "advapi32"]),
+    "win32": (
+        [
+            "csrc/windows/query.c",
+            "csrc/windows/overlapped.c",
+            "csrc/windows/family.c",
+            "csrc/windows/tokens.c",
+            "csrc/windows/secsock_decode.c",
+        ],
+        ["ws2_32", "fwpuclnt", "advapi32"],
+    ),
     "linux": (
         [
             "csrc/linux/parse.c",

@@ -11,7 +11,7 @@
 # and xfrm_policy_apply (differential: the SA or policy table updated in place from notifications against a
 # fresh one built from the same SAs or policies). Seeds: hardening/fuzz/corpus/<target>/, read
 # only (make_corpus.sh regenerates them); files named regress-* reproduce bugs found before and run first.
-# win_decode: the Windows result decoder (csrc/secsock_decode.c), built natively. The parser targets
+# win_decode: the Windows result decoder (csrc/windows/secsock_decode.c), built natively. The parser targets
 # link csrc/linux/parse.c alone; xfrm_lookup and the differential ones link every unit of csrc/linux/.
 # A crash leaves its input in build/fuzz/artifacts/.
 # Needs: clang-14 and libclang-rt-14-dev. Last line: "N passed, M failed" (one per target).
@@ -51,7 +51,7 @@ for target in "${TARGETS[@]}"; do
     src=$ROOT/hardening/fuzz/fuzz_$target.c
     bin=$OUT/bin/fuzz_$target
     if [[ $target == win_decode ]]; then
-        sources=("$src" "$ROOT/csrc/secsock_decode.c" "$ROOT/csrc/secsock_common.c") # the Windows decoder
+        sources=("$src" "$ROOT/csrc/windows/secsock_decode.c" "$ROOT/csrc/secsock_common.c") # the Windows decoder
     elif [[ $target == xfrm_lookup || $target == xfrm_sa_apply || $target == xfrm_policy_apply ]]; then
         sources=("$src" "$ROOT"/csrc/linux/*.c "$ROOT/csrc/secsock_common.c") # the snapshot, index and lookup
     else

@@ -15,7 +15,7 @@ mkdir -p "$OUT"
 flags=(-std=c11 -Wall -Wextra -O2 -static -static-libgcc)
 "$CC" "${flags[@]}" -shared -o "$OUT/fwpuclnt.dll" tests/windows/fwpuclnt_double.c tests/windows/fwpuclnt.def \
     -Wl,--kill-at -lws2_32 -ladvapi32
-"$CC" "${flags[@]}" -Icsrc -Itests/windows -o "$OUT/bench.exe" benchmarks/windows/bench.c csrc/backend_windows.c csrc/secsock_decode.c \
+"$CC" "${flags[@]}" -Icsrc -Itests/windows -o "$OUT/bench.exe" benchmarks/windows/bench.c csrc/windows/*.c \
     csrc/secsock_common.c -lws2_32 -lfwpuclnt -ladvapi32
 export WINEPREFIX=$OUT/wineprefix WINEDEBUG=-all WINEDLLOVERRIDES="fwpuclnt=n;mscoree=;mshtml="
 unset DISPLAY WAYLAND_DISPLAY

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "fuzz_common.h"
-#include "secsock_decode.h"
+#include "windows/secsock_decode.h"
 
 /* secsock_common.c links against it; the decoder must never close a handle, so reaching it is a bug. */
 int secsock_token_close(uint64_t handle, secsock_error *err)

@@ -32,7 +32,7 @@
 #include "fwpuclnt_double.h"
 
 /*
- * Defined here again rather than shared with csrc/backend_windows.c on purpose: the double stands for the system,
+ * Defined here again rather than shared with csrc/windows/ on purpose: the double stands for the system,
  * so a layout mistake in the code under test must not be copied into the double.
  */
 #ifndef SOCKET_QUERY_IPSEC2_FIELD_MASK_MM_SA_ID

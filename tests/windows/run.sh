@@ -31,7 +31,7 @@ build() { # arch cc [extra dll flags...]
         -Wl,--kill-at "$@" -lws2_32 -ladvapi32 || die "building the fwpuclnt double for $arch failed"
     # The code under test links mingw's real import library for fwpuclnt.dll; the double answers at run time.
     "$cc" "${cflags[@]}" -I"$root/csrc" -I"$here" -o "$dir/test_backend.exe" "$here/test_backend.c" \
-        "$root/csrc/backend_windows.c" "$root/csrc/secsock_decode.c" "$root/csrc/secsock_common.c" -lws2_32 -lfwpuclnt -ladvapi32 \
+        "$root"/csrc/windows/*.c "$root/csrc/secsock_common.c" -lws2_32 -lfwpuclnt -ladvapi32 \
         || die "building test_backend.exe for $arch failed"
 }
 

@@ -1,5 +1,5 @@
 /*
- * Tests of csrc/backend_windows.c through the seam (secsock_backend.h), on real Wine sockets, against the
+ * Tests of the Windows backend (csrc/windows/) through the seam (secsock_backend.h), on real Wine sockets, against the
  * fwpuclnt.dll double (fwpuclnt_double.c). Each test names the contract statements it checks
  * (/work/shared/reference/CONTRACT.md) and prints `PASS name` or `FAIL name: why`; the last line is
  * `N passed, M failed`; the exit code is non-zero when M > 0 or N == 0.

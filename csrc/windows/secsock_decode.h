@@ -1,7 +1,7 @@
 /*
  * Decoding of a WSAQuerySocketSecurity answer, apart from the Windows backend so that it builds anywhere (no
  * windows.h): the fuzz target in hardening/fuzz/ drives it natively on Linux. The offsets are the ABI shared
- * with fwpuclnt.dll, the same on x86 and x64; backend_windows.c asserts each against the real structures.
+ * with fwpuclnt.dll, the same on x86 and x64; csrc/windows/query.c asserts each against the real structures.
  */
 #ifndef SECSOCK_DECODE_H
 #define SECSOCK_DECODE_H

@@ -1,0 +1,306 @@
+/* The overlapped lifecycle of a pending call (struct secsock_pending): issue, settle, wait, cancel, free. */
+#include "backend_windows.h"
+
+const char *const op_names[] = {"WSAQuerySocketSecurity", "WSASetSocketSecurity",
+                                "WSASetSocketPeerTargetName", "WSADeleteSocketPeerTargetName"};
+
+int error_os(secsock_error *err, long code, const char *call, const char *what)
+{
+    return secsock_error_set(err, SECSOCK_ERR_OS, 0, code, call, "%s failed: %s (error %ld)", call, what, code);
+}
+
+const char *describe(long code)
+{
+    switch (code) {
+    case WSAEAFNOSUPPORT: return "the address family is not supported";
+    case WSAECONNRESET: return "the connection was reset, or an earlier datagram drew ICMP Port Unreachable";
+    case WSAEFAULT: return "an invalid pointer was passed";
+    case WSAEINVAL: return "the socket must be AF_INET or AF_INET6 with SOCK_STREAM or SOCK_DGRAM";
+    case WSAEMSGSIZE: return "a buffer was too small";
+    case WSAENOTSOCK: return "the descriptor is not a socket";
+    case WSA_OPERATION_ABORTED: return "the query was cancelled";
+    default: return "the system reported an error";
+    }
+}
+
+/* Close the token handles the pending still owns. */
+static void release_held(secsock_pending *p)
+{
+    secsock_result_release(&p->held);
+}
+
+/* The operation is over: waiters (and whoever waits on secsock_pending_event) may go on. */
+void mark_done(secsock_pending *p)
+{
+    p->state = PENDING_DONE;
+    SetEvent(p->event);
+}
+
+/* Record a failed outcome; the operation is over. */
+static void finish_error(secsock_pending *p, long code, const char *call)
+{
+    error_os(&p->error, code, call, describe(code));
+    mark_done(p);
+}
+
+/* A set/delete call succeeded: nothing to decode. */
+static void finish_call(secsock_pending *p)
+{
+    memset(&p->held, 0, sizeof(p->held));
+    mark_done(p);
+}
+
+/* Make the pending's call (the query with its current buffer); records the outcome unless it pends. */
+void issue(secsock_pending *p)
+{
+    int rc;
+
+    p->issues++;
+    memset(&p->ov, 0, sizeof(p->ov));
+    /* The low-order bit keeps the completion off any I/O completion port the socket is bound to. */
+    p->ov.hEvent = (HANDLE)((UINT_PTR)p->event | 1);
+    ResetEvent(p->event);
+    p->state = PENDING_IN_FLIGHT;
+    switch (p->op) {
+    case OP_QUERY:
+        memset(p->buf, 0, p->buf_size);
+        p->len = p->buf_size;
+        rc = WSAQuerySocketSecurity(p->sock, (const SOCKET_SECURITY_QUERY_TEMPLATE *)p->tmpl_ptr, p->tmpl_len,
+                                    (SOCKET_SECURITY_QUERY_INFO *)p->buf, &p->len, &p->ov, NULL);
+        break;
+    case OP_SET_SECURITY:
+        rc = WSASetSocketSecurity(p->sock, (const SOCKET_SECURITY_SETTINGS *)p->in, p->in_len, &p->ov, NULL);
+        break;
+    case OP_SET_TARGET_NAME:
+        rc = WSASetSocketPeerTargetName(p->sock, (const SOCKET_PEER_TARGET_NAME *)p->in, p->in_len, &p->ov, NULL);
+        break;
+    default:
+        rc = WSADeleteSocketPeerTargetName(p->sock, (const struct sockaddr *)&p->addr, p->addr_len, &p->ov, NULL);
+        break;
+    }
+    if (rc == 0) {
+        /* Done at once (always so for a non-overlapped socket, Q9): the length holds the bytes copied (Q7). */
+        if (p->op == OP_QUERY) {
+            finish_success(p, p->len);
+        } else {
+            finish_call(p);
+        }
+        return;
+    }
+    rc = WSAGetLastError();
+    if (rc == WSA_IO_PENDING) {
+        return;
+    }
+    if (rc == WSAEMSGSIZE && p->op == OP_QUERY) {
+        renegotiate(p, p->len);
+        return;
+    }
+    finish_error(p, rc, op_names[p->op]);
+}
+
+/*
+ * Called with the lock held: if the operation in flight has completed, record its outcome (re-issuing on
+ * WSAEMSGSIZE when allowed). Returns the state.
+ */
+static int settle(secsock_pending *p, int may_reissue)
+{
+    DWORD transferred = 0, flags = 0;
+    int e;
+
+    if (p->state != PENDING_IN_FLIGHT || WaitForSingleObject(p->event, 0) != WAIT_OBJECT_0) {
+        return p->state;
+    }
+    if (WSAGetOverlappedResult(p->sock, &p->ov, &transferred, FALSE, &flags)) {
+        if (p->op != OP_QUERY) {
+            finish_call(p);
+        } else {
+            /*
+             * Q7 says the length is written back; the Winsock overlapped model reports the bytes through the
+             * OVERLAPPED. Take the latter, the former when it says nothing.
+             */
+            finish_success(p, transferred != 0 ? (ULONG)transferred : p->len);
+        }
+        return p->state;
+    }
+    e = WSAGetLastError();
+    if (e == WSAEMSGSIZE && p->op == OP_QUERY) {
+        ULONG needed = transferred != 0 ? (ULONG)transferred : p->len;
+        if (may_reissue) {
+            renegotiate(p, needed);
+        } else {
+            finish_error(p, WSAEMSGSIZE, op_names[p->op]);
+        }
+    } else if (e == WSA_IO_INCOMPLETE) {
+        /* The event fired but the OVERLAPPED still says pending: report it rather than spin. */
+        finish_error(p, WSA_IO_INCOMPLETE, "WSAGetOverlappedResult");
+    } else {
+        finish_error(p, e, op_names[p->op]);
+    }
+    return p->state;
+}
+
+static int settle_locked(secsock_pending *p, int may_reissue)
+{
+    int state;
+
+    AcquireSRWLockExclusive(&p->lock);
+    state = settle(p, may_reissue);
+    ReleaseSRWLockExclusive(&p->lock);
+    return state;
+}
+
+void pending_destroy(secsock_pending *p)
+{
+    release_held(p);
+    if (p->event != NULL) {
+        CloseHandle(p->event);
+    }
+    if (p->in != NULL && p->wipe_in) {
+        SecureZeroMemory(p->in, p->in_len); /* the password the system no longer reads */
+    }
+    free(p->in);
+    free(p->buf);
+    free(p);
+}
+
+/* A new pending for op on sock, with its event: NULL with err set. */
+secsock_pending *pending_new(int op, secsock_fd sock, secsock_error *err)
+{
+    secsock_pending *p = (secsock_pending *)calloc(1, sizeof(*p));
+
+    if (p == NULL) {
+        secsock_error_set(err, SECSOCK_ERR_NOMEM, 0, 0, op_names[op], "out of memory for a %s call", op_names[op]);
+        return NULL;
+    }
+    InitializeSRWLock(&p->lock);
+    p->op = op;
+    p->sock = to_socket(sock);
+    p->event = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (p->event == NULL) {
+        DWORD e = GetLastError();
+        pending_destroy(p);
+        error_os(err, (long)e, "CreateEvent", "no event for the call");
+        return NULL;
+    }
+    return p;
+}
+
+/* Issue the pending's first call; it may complete at once. */
+secsock_pending *pending_start(secsock_pending *p)
+{
+    /* No other thread can see p yet, but issue() and settle() expect the lock's discipline anyway. */
+    AcquireSRWLockExclusive(&p->lock);
+    issue(p);
+    ReleaseSRWLockExclusive(&p->lock);
+    return p;
+}
+
+int secsock_pending_done(secsock_pending *p)
+{
+    return settle_locked(p, 1) == PENDING_DONE;
+}
+
+int secsock_pending_wait(secsock_pending *p, int64_t timeout_ms, secsock_error *err)
+{
+    ULONGLONG deadline = 0;
+
+    secsock_error_clear(err);
+    if (timeout_ms >= 0) {
+        deadline = GetTickCount64() + (ULONGLONG)timeout_ms;
+    }
+    for (;;) {
+        DWORD wait_ms = INFINITE, rc;
+
+        if (settle_locked(p, 1) == PENDING_DONE) {
+            return 1;
+        }
+        if (timeout_ms >= 0) {
+            ULONGLONG now = GetTickCount64();
+            ULONGLONG left = now >= deadline ? 0 : deadline - now;
+            wait_ms = left >= (ULONGLONG)(INFINITE - 1) ? INFINITE - 1 : (DWORD)left;
+        }
+        /* Wait outside the lock: several threads may wait at once; a re-issue resets the event under it. */
+        rc = WaitForSingleObject(p->event, wait_ms);
+        if (rc == WAIT_TIMEOUT) {
+            if (timeout_ms >= 0 && GetTickCount64() >= deadline) {
+                return settle_locked(p, 1) == PENDING_DONE;
+            }
+        } else if (rc == WAIT_FAILED) {
+            return error_os(err, (long)GetLastError(), "WaitForSingleObject", "cannot wait for the query");
+        }
+    }
+}
+
+int secsock_pending_result(secsock_pending *p, secsock_result *out, secsock_error *err)
+{
+    int rc;
+
+    secsock_error_clear(err);
+    if (out != NULL) {
+        memset(out, 0, sizeof(*out));
+    }
+    if (secsock_pending_wait(p, -1, err) != 1) {
+        return -1;
+    }
+    AcquireSRWLockExclusive(&p->lock);
+    if (p->taken) {
+        rc = secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "pending",
+                               "the result of this query was already taken");
+    } else if (p->error.kind != SECSOCK_ERR_NONE) {
+        p->taken = 1;
+        *err = p->error;
+        rc = -1;
+    } else {
+        p->taken = 1;
+        if (out != NULL) {
+            *out = p->held; /* hands the token handles over: they are no longer ours to close */
+            p->held.peer_application_token = 0;
+            p->held.peer_machine_token = 0;
+        } /* else any token handles stay ours and secsock_pending_free closes them */
+        rc = 0;
+    }
+    ReleaseSRWLockExclusive(&p->lock);
+    return rc;
+}
+
+int secsock_pending_cancel(secsock_pending *p, secsock_error *err)
+{
+    int rc = 1;
+
+    secsock_error_clear(err);
+    AcquireSRWLockExclusive(&p->lock);
+    if (settle(p, 1) == PENDING_DONE) {
+        rc = 0;
+    } else if (!CancelIoEx((HANDLE)p->sock, &p->ov)) {
+        DWORD e = GetLastError();
+        /* ERROR_NOT_FOUND: the system holds nothing to cancel any more; the completion is on its way. */
+        rc = e == ERROR_NOT_FOUND ? 0 : error_os(err, (long)e, "CancelIoEx", "cannot cancel the query");
+    }
+    ReleaseSRWLockExclusive(&p->lock);
+    return rc;
+}
+
+uint64_t secsock_pending_event(secsock_pending *p)
+{
+    return p == NULL ? 0 : (uint64_t)(UINT_PTR)p->event;
+}
+
+void secsock_pending_free(secsock_pending *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    /*
+     * Like CPython's Overlapped_dealloc: cancel what is in flight, then wait until the system is done with the
+     * OVERLAPPED and the buffer before freeing them (no re-issue on the way out).
+     */
+    if (settle_locked(p, 0) == PENDING_IN_FLIGHT) {
+        (void)CancelIoEx((HANDLE)p->sock, &p->ov);
+        if (WaitForSingleObject(p->event, INFINITE) != WAIT_OBJECT_0) {
+            /* Cannot know when the system is done: leaking beats letting it write into freed memory. */
+            return;
+        }
+        (void)settle_locked(p, 0);
+    }
+    pending_destroy(p); /* closes the token handles never handed over */
+}
