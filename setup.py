@@ -1,4 +1,4 @@
-"""Build the secsock._secsock extension: one module file plus the backend for the platform being built.
+"""Build the secsock._secsock extension: the module's files plus the backend for the platform being built.
 
 The extension uses the stable ABI (Py_LIMITED_API, CPython 3.9 and newer), so one wheel serves every later
 CPython. Platforms without a backend get a pure-Python install whose query raises UnsupportedPlatformError.
@@ -44,7 +44,15 @@ if platform in backends:
     ext_modules.append(
         Extension(
             "secsock._secsock",
-            sources=["csrc/_secsock.c", "csrc/secsock_common.c", *backend_sources],
+            sources=[
+                "csrc/_secsock.c",
+                "csrc/module/errors_args.c",
+                "csrc/module/results.c",
+                "csrc/module/pending.c",
+                "csrc/module/family.c",
+                "csrc/secsock_common.c",
+                *backend_sources,
+            ],
             include_dirs=["csrc"],
             define_macros=[("Py_LIMITED_API", LIMITED_API)],
             libraries=libraries,

@@ -1,0 +1,228 @@
+/* The PendingQuery type (secsock._secsock.Pending): one backend pending call owned by one object; begin_query. */
+#include "module.h"
+
+/* ---- PendingQuery -------------------------------------------------------------------------------------- */
+
+
+PyObject *PendingType; /* heap type, created at import */
+
+static PendingObject *pending_checked(PyObject *self)
+{
+    PendingObject *p = (PendingObject *)self;
+    if (p->pending == NULL) {
+        PyErr_SetString(PyExc_ValueError, "operation on a closed pending query");
+        return NULL;
+    }
+    return p;
+}
+
+static void pending_release(PendingObject *p)
+{
+    secsock_pending *pending = p->pending;
+
+    p->pending = NULL;
+    if (pending != NULL) {
+        /* May cancel and wait until the system is done with the OVERLAPPED and buffers: never with the GIL. */
+        Py_BEGIN_ALLOW_THREADS
+        secsock_pending_free(pending);
+        Py_END_ALLOW_THREADS
+    }
+}
+
+static void Pending_dealloc(PyObject *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    freefunc tp_free = (freefunc)PyType_GetSlot(type, Py_tp_free);
+
+    pending_release((PendingObject *)self);
+    tp_free(self);
+    Py_DECREF(type);
+}
+
+static PyObject *Pending_done(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PendingObject *p = pending_checked(self);
+    if (p == NULL) {
+        return NULL;
+    }
+    return PyBool_FromLong(secsock_pending_done(p->pending));
+}
+
+static PyObject *Pending_wait(PyObject *self, PyObject *args)
+{
+    long long timeout_ms;
+    secsock_error err;
+    int rc;
+    PendingObject *p = pending_checked(self);
+
+    if (p == NULL || !PyArg_ParseTuple(args, "L", &timeout_ms)) {
+        return NULL;
+    }
+    secsock_error_clear(&err);
+    /* Several threads may wait at once; close() is refused meanwhile, so the pending outlives every waiter. */
+    p->waiters++;
+    Py_BEGIN_ALLOW_THREADS
+    rc = secsock_pending_wait(p->pending, (int64_t)timeout_ms, &err);
+    Py_END_ALLOW_THREADS
+    p->waiters--;
+    if (rc < 0) {
+        return raise_backend_error(&err);
+    }
+    return PyBool_FromLong(rc);
+}
+
+static PyObject *Pending_result(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    secsock_result result;
+    secsock_error err;
+    int rc;
+    PendingObject *p = pending_checked(self);
+
+    if (p == NULL) {
+        return NULL;
+    }
+    if (p->in_result) {
+        /* The backend may be re-issuing the call with a larger buffer: one taker at a time. */
+        PyErr_SetString(PyExc_RuntimeError, "result() is already running in another thread");
+        return NULL;
+    }
+    memset(&result, 0, sizeof(result));
+    secsock_error_clear(&err);
+    p->in_result = 1;
+    Py_BEGIN_ALLOW_THREADS
+    rc = secsock_pending_result(p->pending, p->has_result ? &result : NULL, &err);
+    Py_END_ALLOW_THREADS
+    p->in_result = 0;
+    if (rc < 0) {
+        return raise_backend_error(&err);
+    }
+    if (!p->has_result) {
+        Py_RETURN_NONE;
+    }
+    return result_to_tuple(&result);
+}
+
+static PyObject *Pending_cancel(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    secsock_error err;
+    int rc;
+    PendingObject *p = pending_checked(self);
+
+    if (p == NULL) {
+        return NULL;
+    }
+    secsock_error_clear(&err);
+    rc = secsock_pending_cancel(p->pending, &err);
+    if (rc < 0) {
+        return raise_backend_error(&err);
+    }
+    return PyBool_FromLong(rc);
+}
+
+static PyObject *Pending_event(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    uint64_t event;
+    PendingObject *p = pending_checked(self);
+
+    if (p == NULL) {
+        return NULL;
+    }
+    event = secsock_pending_event(p->pending);
+    if (event == 0) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromUnsignedLongLong((unsigned long long)event);
+}
+
+static PyObject *Pending_close(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PendingObject *p = (PendingObject *)self;
+
+    if (p->waiters || p->in_result) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot close a pending query while another thread waits on it");
+        return NULL;
+    }
+    pending_release(p);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Pending_closed(PyObject *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(((PendingObject *)self)->pending == NULL);
+}
+
+static PyMethodDef Pending_methods[] = {
+    {"done", Pending_done, METH_NOARGS, "True once the system is done with the query."},
+    {"wait", Pending_wait, METH_VARARGS, "wait(timeout_ms) -> bool; a negative timeout waits forever."},
+    {"result", Pending_result, METH_NOARGS, "Wait, negotiate the buffer size if needed, and decode."},
+    {"cancel", Pending_cancel, METH_NOARGS, "Ask the system to cancel; True if a cancel was requested."},
+    {"event", Pending_event, METH_NOARGS, "The completion event handle, or None where there is none."},
+    {"close", Pending_close, METH_NOARGS, "Cancel if in flight, wait for the system, free everything."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Pending_getset[] = {
+    {"closed", Pending_closed, NULL, "True once close() has run.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot Pending_slots[] = {
+    {Py_tp_dealloc, (void *)Pending_dealloc},
+    {Py_tp_methods, Pending_methods},
+    {Py_tp_getset, Pending_getset},
+    {Py_tp_doc, "A query in flight, owned by secsock.PendingQuery."},
+    {0, NULL},
+};
+
+PyType_Spec Pending_spec = {
+    "secsock._secsock.Pending",
+    sizeof(PendingObject),
+    0,
+    Py_TPFLAGS_DEFAULT,
+    Pending_slots,
+};
+
+
+/*
+ * A Pending object for a call the backend is about to issue. It is allocated before the call, so nothing can
+ * fail once the system owns the OVERLAPPED; pending_attach() then hands it the backend's pending or, if the
+ * call could not be issued, frees it and raises.
+ */
+PendingObject *pending_alloc(int has_result)
+{
+    PendingObject *obj = (PendingObject *)PyType_GenericAlloc((PyTypeObject *)PendingType, 0);
+    if (obj != NULL) {
+        obj->pending = NULL;
+        obj->has_result = has_result;
+        obj->waiters = 0;
+        obj->in_result = 0;
+    }
+    return obj;
+}
+
+PyObject *pending_attach(PendingObject *obj, secsock_pending *pending, const secsock_error *err)
+{
+    if (pending == NULL) {
+        Py_DECREF(obj);
+        return raise_backend_error(err);
+    }
+    obj->pending = pending;
+    return (PyObject *)obj;
+}
+
+PyObject *mod_begin_query(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    secsock_query_request req;
+    secsock_error err;
+    secsock_pending *pending;
+    PendingObject *obj;
+
+    if (parse_request(args, &req) < 0 || (obj = pending_alloc(1)) == NULL) {
+        return NULL;
+    }
+    secsock_error_clear(&err);
+    Py_BEGIN_ALLOW_THREADS
+    pending = secsock_query_begin(&req, &err);
+    Py_END_ALLOW_THREADS
+    return pending_attach(obj, pending, &err);
+}

@@ -1,0 +1,527 @@
+/* The result types: raw result tuples, SecurityInfoBase, the tables bind_results binds, query and query_info. */
+#include "module.h"
+
+/* ---- results ------------------------------------------------------------------------------------------- */
+
+/* An algorithm name from a fixed-size field; bounded even if the backend forgot the terminator. */
+static PyObject *alg_name(const char *field)
+{
+    const char *end = memchr(field, '\0', SECSOCK_ALG_NAME_MAX);
+    Py_ssize_t len = end != NULL ? (Py_ssize_t)(end - field) : SECSOCK_ALG_NAME_MAX;
+    return PyUnicode_DecodeASCII(field, len, "replace");
+}
+
+/* (proto, mode, spi, reqid, encryption, integrity, aead) with "" for an absent algorithm. */
+static PyObject *sa_raw(const secsock_sa *sa)
+{
+    /* "N" steals the new references, and Py_BuildValue releases them if it fails. */
+    return Py_BuildValue("(iikkNNN)", (int)sa->proto, (int)sa->mode, (unsigned long)sa->spi,
+                         (unsigned long)sa->reqid, alg_name(sa->encryption), alg_name(sa->integrity),
+                         alg_name(sa->aead));
+}
+
+/* One direction's SAs, outermost first, each made by make_sa (sa_raw, or sa_object for query_info). */
+static PyObject *direction_tuple(const secsock_direction *dir, PyObject *(*make_sa)(const secsock_sa *))
+{
+    size_t count = dir->count <= SECSOCK_MAX_SAS ? dir->count : SECSOCK_MAX_SAS;
+    PyObject *tuple = PyTuple_New((Py_ssize_t)count);
+    size_t i;
+
+    for (i = 0; tuple != NULL && i < count; i++) {
+        PyObject *item = make_sa(&dir->sas[i]);
+        if (item == NULL || PyTuple_SetItem(tuple, (Py_ssize_t)i, item) < 0) { /* SetItem steals item */
+            Py_CLEAR(tuple);
+        }
+    }
+    return tuple;
+}
+
+/*
+ * (protocol, flags, application_token, machine_token, ipsec2, ipsec) for the facade. The token handles move
+ * into the tuple as ints; if building it fails they are closed here, so no path leaks them.
+ */
+PyObject *result_to_tuple(secsock_result *r)
+{
+    PyObject *ipsec2 = NULL, *detail = NULL, *outbound = NULL, *inbound = NULL, *tuple = NULL;
+
+    if (r->has_ipsec2) {
+        ipsec2 = Py_BuildValue("(KKky#)", (unsigned long long)r->mm_sa_id, (unsigned long long)r->qm_sa_id,
+                               (unsigned long)r->negotiation_winerr, (const char *)r->sa_lookup_context,
+                               (Py_ssize_t)sizeof(r->sa_lookup_context));
+    } else {
+        ipsec2 = Py_None;
+        Py_INCREF(ipsec2);
+    }
+    if (ipsec2 == NULL) {
+        goto fail;
+    }
+    if (r->has_ipsec_detail) {
+        outbound = direction_tuple(&r->outbound, sa_raw);
+        inbound = outbound != NULL ? direction_tuple(&r->inbound, sa_raw) : NULL;
+        detail = inbound != NULL ? PyTuple_Pack(2, outbound, inbound) : NULL;
+        Py_XDECREF(outbound);
+        Py_XDECREF(inbound);
+    } else {
+        detail = Py_None;
+        Py_INCREF(detail);
+    }
+    if (detail == NULL) {
+        goto fail;
+    }
+    tuple = Py_BuildValue("(kkKKOO)", (unsigned long)r->protocol, (unsigned long)r->flags,
+                          (unsigned long long)r->peer_application_token,
+                          (unsigned long long)r->peer_machine_token, ipsec2, detail);
+    Py_DECREF(ipsec2);
+    Py_DECREF(detail);
+    if (tuple == NULL) {
+        secsock_result_release(r);
+    }
+    return tuple;
+
+fail:
+    Py_XDECREF(ipsec2);
+    secsock_result_release(r);
+    return NULL;
+}
+
+/* ---- SecurityInfoBase: the fields of secsock.SecurityInfo ---------------------------------------------- */
+
+/*
+ * The facade's SecurityInfo subclasses this type (adding behaviour, no fields: __slots__ = ()), so that
+ * query_info() can fill a result in C without running Python code. A field never set reads as None.
+ */
+typedef struct {
+    PyObject_HEAD
+    PyObject *protocol;
+    PyObject *flags;
+    PyObject *peer_application_token;
+    PyObject *peer_machine_token;
+    PyObject *mm_sa_id;
+    PyObject *qm_sa_id;
+    PyObject *negotiation_error;
+    PyObject *sa_lookup_context;
+    PyObject *ipsec;
+} InfoObject;
+
+PyObject *InfoBaseType; /* heap type, created at import */
+
+#define INFO_FIELD(name) {#name, T_OBJECT, offsetof(InfoObject, name), 0, NULL}
+static PyMemberDef Info_members[] = {
+    INFO_FIELD(protocol),
+    INFO_FIELD(flags),
+    INFO_FIELD(peer_application_token),
+    INFO_FIELD(peer_machine_token),
+    INFO_FIELD(mm_sa_id),
+    INFO_FIELD(qm_sa_id),
+    INFO_FIELD(negotiation_error),
+    INFO_FIELD(sa_lookup_context),
+    INFO_FIELD(ipsec),
+    {NULL, 0, 0, 0, NULL},
+};
+#undef INFO_FIELD
+
+static int Info_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    InfoObject *o = (InfoObject *)self;
+    Py_VISIT(Py_TYPE(self)); /* a heap type's instances keep it alive */
+    Py_VISIT(o->protocol);
+    Py_VISIT(o->flags);
+    Py_VISIT(o->peer_application_token);
+    Py_VISIT(o->peer_machine_token);
+    Py_VISIT(o->mm_sa_id);
+    Py_VISIT(o->qm_sa_id);
+    Py_VISIT(o->negotiation_error);
+    Py_VISIT(o->sa_lookup_context);
+    Py_VISIT(o->ipsec);
+    return 0;
+}
+
+static int Info_clear(PyObject *self)
+{
+    InfoObject *o = (InfoObject *)self;
+    Py_CLEAR(o->protocol);
+    Py_CLEAR(o->flags);
+    Py_CLEAR(o->peer_application_token);
+    Py_CLEAR(o->peer_machine_token);
+    Py_CLEAR(o->mm_sa_id);
+    Py_CLEAR(o->qm_sa_id);
+    Py_CLEAR(o->negotiation_error);
+    Py_CLEAR(o->sa_lookup_context);
+    Py_CLEAR(o->ipsec);
+    return 0;
+}
+
+static void Info_dealloc(PyObject *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    freefunc tp_free = (freefunc)PyType_GetSlot(type, Py_tp_free);
+
+    PyObject_GC_UnTrack(self);
+    Info_clear(self);
+    tp_free(self);
+    Py_DECREF(type); /* the base of a heap subclass releases the type (subtype_dealloc leaves it to us) */
+}
+
+static PyType_Slot Info_slots[] = {
+    {Py_tp_dealloc, (void *)Info_dealloc},
+    {Py_tp_traverse, (void *)Info_traverse},
+    {Py_tp_clear, (void *)Info_clear},
+    {Py_tp_members, Info_members},
+    {Py_tp_new, (void *)PyType_GenericNew},
+    {Py_tp_doc, "The fields of secsock.SecurityInfo, kept in C so a query can fill them without Python code."},
+    {0, NULL},
+};
+
+PyType_Spec Info_spec = {
+    "secsock._secsock.SecurityInfoBase",
+    sizeof(InfoObject),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    Info_slots,
+};
+
+/*
+ * What bind_results() gave: the SecurityInfo class, its enum members by value, the "in the clear" IPsec
+ * details (whose class, IpsecDetails, holds the SAs otherwise), the SecurityAssociation class with the
+ * IpsecProtocol and IpsecMode members by value, and the facade's decoder for every other answer (tokens,
+ * IPsec2 fields, values no table holds). Until they are bound, query_info() answers None and the facade
+ * takes its general path.
+ */
+#define INFO_PROTOCOLS 4 /* SECSOCK_PROTOCOL_DEFAULT .. SECSOCK_PROTOCOL_INVALID */
+#define INFO_FLAGS 8     /* every combination of SECURED, ENCRYPTED, IMPERSONATED */
+#define INFO_BYTE 256    /* an SA's protocol and mode are bytes: one slot per value, NULL when unnamed */
+static PyObject *InfoClass;
+static PyObject *InfoProtocols[INFO_PROTOCOLS];
+static PyObject *InfoFlags[INFO_FLAGS];
+static PyObject *InfoInTheClear;
+static PyObject *InfoDecode;
+static PyObject *InfoSaClass;
+static PyObject *InfoIpsecProtocols[INFO_BYTE];
+static PyObject *InfoIpsecModes[INFO_BYTE];
+PyObject *TupleNew; /* tuple.__new__: makes a NamedTuple from a tuple in C, without its Python __new__ */
+PyObject *FilenoName; /* "fileno", interned once: looking it up is on the per-connection path */
+
+void unbind_results(void)
+{
+    size_t i;
+    Py_CLEAR(InfoClass);
+    for (i = 0; i < INFO_PROTOCOLS; i++) {
+        Py_CLEAR(InfoProtocols[i]);
+    }
+    for (i = 0; i < INFO_FLAGS; i++) {
+        Py_CLEAR(InfoFlags[i]);
+    }
+    Py_CLEAR(InfoInTheClear);
+    Py_CLEAR(InfoDecode);
+    Py_CLEAR(InfoSaClass);
+    for (i = 0; i < INFO_BYTE; i++) {
+        Py_CLEAR(InfoIpsecProtocols[i]);
+        Py_CLEAR(InfoIpsecModes[i]);
+    }
+}
+
+/* The value of a type attribute that is a Py_ssize_t (__basicsize__, __dictoffset__...), or -1. */
+static Py_ssize_t type_size_attr(PyObject *type, const char *name)
+{
+    PyObject *value = PyObject_GetAttrString(type, name);
+    Py_ssize_t n;
+    if (value == NULL) {
+        return -1;
+    }
+    n = PyLong_AsSsize_t(value);
+    Py_DECREF(value);
+    return n;
+}
+
+/* {int value: member} with every value from 0 to 255: 0, or -1 with an exception set. */
+static int check_byte_table(PyObject *members, const char *what)
+{
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+
+    while (PyDict_Next(members, &pos, &key, &value)) {
+        long n = PyLong_Check(key) ? PyLong_AsLong(key) : -1;
+        if (n < 0 || n >= INFO_BYTE) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "bind_results: %s must map values 0 to 255 to members", what);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* table[value] = member for each pair of a checked {int value: member}. */
+static void fill_byte_table(PyObject *members, PyObject **table)
+{
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+
+    while (PyDict_Next(members, &pos, &key, &value)) {
+        long n = PyLong_AsLong(key);
+        Py_INCREF(value);
+        Py_XDECREF(table[n]);
+        table[n] = value;
+    }
+}
+
+PyObject *mod_bind_results(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *cls, *protocols, *flags, *in_the_clear, *decode, *sa_cls, *ipsec_protocols, *ipsec_modes;
+    Py_ssize_t i;
+
+    if (!PyArg_ParseTuple(args, "OO!O!OOOO!O!:bind_results", &cls, &PyTuple_Type, &protocols, &PyTuple_Type,
+                          &flags, &in_the_clear, &decode, &sa_cls, &PyDict_Type, &ipsec_protocols, &PyDict_Type,
+                          &ipsec_modes)) {
+        return NULL;
+    }
+    /* SAs and the details are made as tuple.__new__(cls, items) makes them: both must be tuple classes. */
+    if (!PyObject_TypeCheck(in_the_clear, &PyTuple_Type) || PyTuple_Size(in_the_clear) != 2 ||
+        !PyType_Check(sa_cls) || !PyType_IsSubtype((PyTypeObject *)sa_cls, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "bind_results: in_the_clear must be an IpsecDetails and sa_cls a tuple class");
+        return NULL;
+    }
+    /* query_info() allocates cls and fills the base's fields: cls must add none of its own, nor a __dict__. */
+    if (!PyType_Check(cls) || PyObject_IsSubclass(cls, InfoBaseType) != 1 ||
+        type_size_attr(cls, "__basicsize__") != (Py_ssize_t)sizeof(InfoObject) ||
+        type_size_attr(cls, "__dictoffset__") != 0) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError,
+                        "bind_results: cls must subclass SecurityInfoBase with __slots__ = () and nothing more");
+        return NULL;
+    }
+    if (PyTuple_Size(protocols) != INFO_PROTOCOLS || PyTuple_Size(flags) != INFO_FLAGS ||
+        !PyCallable_Check(decode)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "bind_results: expected 4 protocols, 8 flag values and a callable decoder");
+        return NULL;
+    }
+    /* Everything is checked before the binding in place is dropped: a refused call leaves it working. */
+    if (check_byte_table(ipsec_protocols, "ipsec_protocols") < 0 ||
+        check_byte_table(ipsec_modes, "ipsec_modes") < 0) {
+        return NULL;
+    }
+    unbind_results();
+    Py_INCREF(cls);
+    InfoClass = cls;
+    for (i = 0; i < INFO_PROTOCOLS; i++) {
+        InfoProtocols[i] = PyTuple_GetItem(protocols, i);
+        Py_INCREF(InfoProtocols[i]);
+    }
+    for (i = 0; i < INFO_FLAGS; i++) {
+        InfoFlags[i] = PyTuple_GetItem(flags, i);
+        Py_INCREF(InfoFlags[i]);
+    }
+    Py_INCREF(in_the_clear);
+    InfoInTheClear = in_the_clear;
+    Py_INCREF(decode);
+    InfoDecode = decode;
+    Py_INCREF(sa_cls);
+    InfoSaClass = sa_cls;
+    fill_byte_table(ipsec_protocols, InfoIpsecProtocols);
+    fill_byte_table(ipsec_modes, InfoIpsecModes);
+    Py_RETURN_NONE;
+}
+
+/* The value of an exact int (not bool, not a subclass) that fits a long long: 1, or 0 for anything else. */
+static int exact_int(PyObject *obj, long long *value)
+{
+    if (!PyLong_CheckExact(obj)) {
+        return 0;
+    }
+    *value = PyLong_AsLongLong(obj);
+    if (*value == -1 && PyErr_Occurred()) {
+        PyErr_Clear(); /* too large: the general path says so in its own words */
+        return 0;
+    }
+    return 1;
+}
+
+/*
+ * The socket handle behind sock when it is plainly given: a non-negative int, or an object whose fileno()
+ * returns one. 1 with *fd set; 0 for anything else, including no fileno or one that is not callable (the
+ * facade's general path then names the problem, calling fileno() again if it must); -1 when fileno()
+ * raised something else, which the general path would let through too.
+ */
+static int plain_socket_handle(PyObject *sock, secsock_fd *fd)
+{
+    long long value;
+    PyObject *handle;
+    int plain;
+
+    if (!exact_int(sock, &value)) {
+        /* Called as a method (no bound method object is made): this is on every accepted connection. */
+        handle = PyObject_CallMethodObjArgs(sock, FilenoName, NULL);
+        if (handle == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_AttributeError) || PyErr_ExceptionMatches(PyExc_TypeError)) {
+                PyErr_Clear();
+                return 0;
+            }
+            return -1;
+        }
+        plain = exact_int(handle, &value);
+        Py_DECREF(handle);
+        if (!plain) {
+            return 0;
+        }
+    }
+    if (value < 0) {
+        return 0; /* a closed socket (fileno() is -1) or a negative handle */
+    }
+    *fd = (secsock_fd)value;
+    return 1;
+}
+
+/* A member from a byte table, or the plain int where the table names no member (never a guess). */
+static PyObject *byte_member(PyObject **table, uint8_t value)
+{
+    if (table[value] != NULL) {
+        Py_INCREF(table[value]);
+        return table[value];
+    }
+    return PyLong_FromLong((long)value);
+}
+
+/* An algorithm name, or None for "" (as the facade's decoder says `name or None`). */
+static PyObject *alg_or_none(const char *field)
+{
+    if (field[0] == '\0') {
+        Py_INCREF(Py_None);
+        return Py_None;
+    }
+    return alg_name(field);
+}
+
+/* tuple.__new__(cls, items): a NamedTuple of the bound classes. Steals items. */
+static PyObject *named_tuple(PyObject *cls, PyObject *items)
+{
+    PyObject *obj = items != NULL ? PyObject_CallFunctionObjArgs(TupleNew, cls, items, NULL) : NULL;
+    Py_XDECREF(items);
+    return obj;
+}
+
+/* SecurityAssociation(protocol, mode, spi, reqid, encryption, integrity, aead), as the facade's _sa(). */
+static PyObject *sa_object(const secsock_sa *sa)
+{
+    PyObject *items = Py_BuildValue("(NNkkNNN)", byte_member(InfoIpsecProtocols, sa->proto),
+                                    byte_member(InfoIpsecModes, sa->mode), (unsigned long)sa->spi,
+                                    (unsigned long)sa->reqid, alg_or_none(sa->encryption),
+                                    alg_or_none(sa->integrity), alg_or_none(sa->aead));
+    return named_tuple(InfoSaClass, items);
+}
+
+/* IpsecDetails(outbound, inbound); the shared "in the clear" one when neither direction has an SA. */
+static PyObject *details_object(const secsock_result *r)
+{
+    PyObject *outbound, *inbound;
+
+    if (r->outbound.count == 0 && r->inbound.count == 0) {
+        Py_INCREF(InfoInTheClear);
+        return InfoInTheClear;
+    }
+    outbound = direction_tuple(&r->outbound, sa_object);
+    inbound = outbound != NULL ? direction_tuple(&r->inbound, sa_object) : NULL;
+    if (inbound == NULL) {
+        Py_XDECREF(outbound);
+        return NULL;
+    }
+    return named_tuple((PyObject *)Py_TYPE(InfoInTheClear), Py_BuildValue("(NN)", outbound, inbound));
+}
+
+/*
+ * The bound SecurityInfo, built here for the answers the tables cover (the per-connection case: no tokens,
+ * no IPsec2 fields); the facade's decoder for the rest. Consumes r's tokens.
+ */
+static PyObject *info_from_result(secsock_result *r)
+{
+    InfoObject *info;
+    PyObject *raw, *decoded;
+    int plain = r->peer_application_token == 0 && r->peer_machine_token == 0 && !r->has_ipsec2 &&
+                r->protocol < INFO_PROTOCOLS && r->flags < INFO_FLAGS;
+
+    if (!plain) {
+        raw = result_to_tuple(r); /* closes the tokens if it fails; the decoder owns them once it runs */
+        if (raw == NULL) {
+            return NULL;
+        }
+        decoded = PyObject_CallFunctionObjArgs(InfoDecode, raw, NULL);
+        Py_DECREF(raw);
+        return decoded;
+    }
+    info = (InfoObject *)PyType_GenericAlloc((PyTypeObject *)InfoClass, 0);
+    if (info == NULL) {
+        return NULL;
+    }
+    info->protocol = InfoProtocols[r->protocol];
+    Py_INCREF(info->protocol);
+    info->flags = InfoFlags[r->flags];
+    Py_INCREF(info->flags);
+    if (r->has_ipsec_detail) {
+        info->ipsec = details_object(r);
+        if (info->ipsec == NULL) {
+            Py_DECREF(info);
+            return NULL;
+        }
+    }
+    return (PyObject *)info;
+}
+
+/*
+ * query_info(sock, peer, token_access, ipsec2): the facade's query() in one call, for the case a server meets
+ * on every accepted connection: sock alone (peer None, token_access 0, ipsec2 False). Answers the finished
+ * SecurityInfo, or None, without any system call, for every other argument: the facade's general path then
+ * checks them and names what is wrong.
+ */
+PyObject *mod_query_info(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *sock, *peer, *access_obj, *ipsec2;
+    long long access;
+    secsock_query_request req;
+    secsock_result result;
+    secsock_error err;
+    int rc;
+
+    if (!PyArg_UnpackTuple(args, "query_info", 4, 4, &sock, &peer, &access_obj, &ipsec2)) {
+        return NULL;
+    }
+    if (InfoClass == NULL || peer != Py_None || ipsec2 != Py_False || !exact_int(access_obj, &access) ||
+        access != 0) {
+        Py_RETURN_NONE;
+    }
+    memset(&req, 0, sizeof(req));
+    rc = plain_socket_handle(sock, &req.sock);
+    if (rc <= 0) {
+        if (rc < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    rc = secsock_query(&req, &result, &err); /* zeroes result and clears err first, on every path */
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        return raise_backend_error(&err);
+    }
+    return info_from_result(&result);
+}
+
+PyObject *mod_query(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    secsock_query_request req;
+    secsock_result result;
+    secsock_error err;
+    int rc;
+
+    if (parse_request(args, &req) < 0) {
+        return NULL;
+    }
+    memset(&result, 0, sizeof(result));
+    secsock_error_clear(&err);
+    Py_BEGIN_ALLOW_THREADS
+    rc = secsock_query(&req, &result, &err);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        return raise_backend_error(&err);
+    }
+    return result_to_tuple(&result);
+}
