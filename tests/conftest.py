@@ -23,26 +23,26 @@ collect_ignore_glob.append("vm/*")
 
 @pytest.fixture
 def fake_backend(monkeypatch: pytest.MonkeyPatch) -> FakeBackend:
-    from secsock import _query
+    from secsock import _extension
 
     backend = FakeBackend()
-    monkeypatch.setattr(_query, "_backend", backend)
+    monkeypatch.setattr(_extension, "backend", backend)
     return backend
 
 
 @pytest.fixture
 def family_backend(monkeypatch: pytest.MonkeyPatch) -> FakeFamilyBackend:
-    from secsock import _query
+    from secsock import _extension
 
     backend = FakeFamilyBackend()
-    monkeypatch.setattr(_query, "_backend", backend)
+    monkeypatch.setattr(_extension, "backend", backend)
     return backend
 
 
 @pytest.fixture
 def no_system_call(monkeypatch: pytest.MonkeyPatch) -> None:
     """Argument checks must fire before any system call: the backend fails the test if reached."""
-    from secsock import _query
+    from secsock import _extension
 
     class Untouchable:
         BACKEND = "untouchable"
@@ -50,7 +50,7 @@ def no_system_call(monkeypatch: pytest.MonkeyPatch) -> None:
         def __getattr__(self, name: str) -> Any:
             pytest.fail(f"the backend was reached ({name}) although the arguments were bad")
 
-    monkeypatch.setattr(_query, "_backend", Untouchable())
+    monkeypatch.setattr(_extension, "backend", Untouchable())
 
 
 @pytest.fixture

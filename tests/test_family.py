@@ -194,19 +194,19 @@ def test_is_member_refuses_bad_names_before_the_call(no_system_call: None, arg: 
     ],
 )
 def test_bad_arguments_win_over_a_missing_backend(monkeypatch: pytest.MonkeyPatch, call: object) -> None:
-    from secsock import _query
+    from secsock import _extension
 
-    monkeypatch.setattr(_query, "_backend", None)
+    monkeypatch.setattr(_extension, "backend", None)
     with pytest.raises(ValueError):
         call()  # type: ignore[operator]
 
 
 def test_a_closed_token_is_a_value_error_even_without_backend(monkeypatch: pytest.MonkeyPatch) -> None:
-    from secsock import _query
+    from secsock import _extension
 
     token = secsock.Token(9)
     token.detach()
-    monkeypatch.setattr(_query, "_backend", None)
+    monkeypatch.setattr(_extension, "backend", None)
     for read in (lambda: token.user, lambda: token.groups, lambda: token.is_member("S-1-1-0")):
         with pytest.raises(ValueError, match="closed token"):
             read()

@@ -196,7 +196,7 @@ def run_workers(pool: Pool, seconds: float, closes: Counter[int]) -> Counter[str
 @pytest.fixture
 def counted_token_close(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[int]]:
     """Token.close() on fake handles: count each CloseHandle instead of calling the backend."""
-    from secsock import _query
+    from secsock import _extension
 
     closed: Counter[int] = Counter()
 
@@ -204,7 +204,7 @@ def counted_token_close(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[int
         with CLOSES_LOCK:
             closed[handle] += 1
 
-    monkeypatch.setattr(_query, "close_token_handle", close_token_handle)
+    monkeypatch.setattr(_extension, "close_token_handle", close_token_handle)
     yield closed
 
 
@@ -257,14 +257,14 @@ def test_threads_query_close_sockets_and_tokens_without_leaks(counted_token_clos
 
 def test_real_token_close_from_threads_is_a_clean_unsupported_operation() -> None:
     """The Linux backend has no tokens: closing one from many threads raises, never crashes."""
-    from secsock import _query
+    from secsock import _extension
 
     errors: list[BaseException] = []
 
     def close_many() -> None:
         for handle in range(1, 2000):
             try:
-                _query.close_token_handle(handle)
+                _extension.close_token_handle(handle)
             except secsock.UnsupportedOperation:
                 pass
             except BaseException as exc:

@@ -182,7 +182,7 @@ def test_cli_reports_a_failed_connect_without_a_traceback() -> None:
 
 def test_cli_on_a_platform_without_backend_says_why() -> None:
     code = (
-        "import sys, secsock._query as q; q._backend = None; from secsock.__main__ import main; "
+        "import sys, secsock._extension as x; x.backend = None; from secsock.__main__ import main; "
         "sys.exit(main(['probe', '127.0.0.1', '1']))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)

@@ -11,12 +11,12 @@ import textwrap
 import pytest
 
 import secsock
-from secsock import _query
+from secsock import _extension
 
 
 @pytest.fixture
 def no_backend(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_query, "_backend", None)
+    monkeypatch.setattr(_extension, "backend", None)
 
 
 @pytest.mark.parametrize("call", ["query", "begin_query"])

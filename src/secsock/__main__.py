@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from . import SecurityInfo, SecurityProtocol, UnsupportedPlatformError, _query, query
+from . import SecurityInfo, SecurityProtocol, UnsupportedPlatformError, _extension, query
 from ._types import _flags_text, _sas_text
 
 EXIT_FAILED = 1
@@ -184,7 +184,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = _parser().parse_args(argv)
     out = out if out is not None else sys.stdout
-    if not _query.has_backend():
+    if not _extension.has_backend():
         message = UnsupportedPlatformError.__doc__ or "no backend for this platform"
         print(f"secsock: {message} This is {sys.platform!r}.", file=sys.stderr)
         return EXIT_UNSUPPORTED

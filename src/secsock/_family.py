@@ -13,7 +13,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from ._query import Peer, SocketLike, _raw_peer, _require_backend, _socket_handle
+from ._extension import require_backend as _require_backend
+from ._query import Peer, SocketLike, _raw_peer, _socket_handle
 from ._types import SecurityProtocol
 
 __all__ = [

@@ -6,12 +6,12 @@ import asyncio
 import errno
 import functools
 import ipaddress
-import sys
 import uuid
 from types import TracebackType
 from typing import Any, Union
 
-from ._errors import SUPPORTED_PLATFORMS, UnsupportedPlatformError
+from . import _extension
+from ._extension import require_backend as _require_backend
 from ._types import (
     ConnectionFlags,
     IpsecDetails,
@@ -23,37 +23,15 @@ from ._types import (
     Token,
 )
 
-try:
-    from . import _secsock as _backend
-except ImportError:
-    # Only a platform without a backend may lack the extension; elsewhere a broken install must show.
-    if sys.platform.startswith(SUPPORTED_PLATFORMS):
-        raise
-    _backend = None  # type: ignore[assignment]
-
 __all__ = ["BACKEND", "PendingQuery", "begin_query", "query", "query_async"]
 
 #: The compiled backend ("windows" or "linux"), or None where this platform has none.
-BACKEND: str | None = _backend.BACKEND if _backend is not None else None
+BACKEND: str | None = _extension.backend.BACKEND if _extension.backend is not None else None
 
 SocketLike = Any  # socket.socket, anything with fileno(), or a raw socket handle (int)
 Peer = Union[tuple[str, int], tuple[str, int, int, int]]
 _RawPeer = tuple[bool, bytes, int, int, int]
 _MAX_TOKEN_ACCESS = 0xFFFFFFFF
-
-
-def has_backend() -> bool:
-    """True when this platform has a compiled backend."""
-    return _backend is not None
-
-
-def _require_backend(call: str) -> Any:
-    if _backend is None:
-        raise UnsupportedPlatformError(
-            errno.ENOSYS,
-            f"secsock.{call}: no backend for {sys.platform!r}; supported platforms: Windows and Linux",
-        )
-    return _backend
 
 
 def _socket_handle(sock: SocketLike) -> int:
@@ -140,11 +118,6 @@ def _request(sock: SocketLike, peer: Peer | None, token_access: int, ipsec2: boo
     return (_socket_handle(sock), _raw_peer(peer), _token_access(token_access), ipsec2)
 
 
-def close_token_handle(handle: int) -> None:
-    """CloseHandle a token handle (used by Token.close)."""
-    _require_backend("Token.close").close_token(handle)
-
-
 # The decoder runs once per accepted connection: enum members come from tables built once, not from calls.
 _PROTOCOLS: dict[int, SecurityProtocol] = {int(member): member for member in SecurityProtocol}
 _FLAGS: dict[int, ConnectionFlags] = {value: ConnectionFlags(value) for value in range(8)}
@@ -177,10 +150,10 @@ def _info_from_raw(raw: tuple[Any, ...]) -> SecurityInfo:
 
 
 # query() hands the common case to the extension whole (see query()); it builds its answers from these.
-# _COMPILED is the extension as imported: the tests put fakes in _backend, and fakes take the general path.
-_COMPILED = _backend
-if _backend is not None:
-    _backend.bind_results(
+# _COMPILED is the extension as imported: tests put fakes in _extension.backend; fakes take the general path.
+_COMPILED = _extension.backend
+if _COMPILED is not None:
+    _COMPILED.bind_results(
         SecurityInfo,
         tuple(SecurityProtocol(value) for value in range(4)),
         tuple(_FLAGS[value] for value in range(8)),
@@ -219,7 +192,7 @@ def query(
     an OSError subclass carrying the system's code (``winerror`` on Windows) when the system call fails,
     PermissionError on Linux without CAP_NET_ADMIN, UnsupportedPlatformError elsewhere.
     """
-    backend = _backend
+    backend = _extension.backend
     if backend is _COMPILED and backend is not None:
         # The per-connection case, sock alone, in one call to the extension (issue 5). It answers None,
         # having made no system call, for any other argument: those take the checks below.

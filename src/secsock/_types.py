@@ -9,6 +9,8 @@ import warnings
 from types import TracebackType
 from typing import TYPE_CHECKING, NamedTuple
 
+from . import _extension
+
 __all__ = [
     "Account",
     "ConnectionFlags",
@@ -151,27 +153,21 @@ class Token:
         """CloseHandle the token. Closing a closed token does nothing."""
         handle = self._take()
         if handle is not None:
-            from . import _query
-
-            _query.close_token_handle(handle)
+            _extension.close_token_handle(handle)
 
     @property
     def user(self) -> Account:
         """The account the token stands for (GetTokenInformation TokenUser, LookupAccountSid).
         Raises OSError with the Windows code; UnsupportedOperation on Linux."""
-        from . import _query
-
         handle = self.handle  # a closed token is a ValueError on every platform
-        sid, name = _query._require_backend("Token.user").token_user(handle)
+        sid, name = _extension.require_backend("Token.user").token_user(handle)
         return Account(sid, name)
 
     @property
     def groups(self) -> tuple[Account, ...]:
         """The groups in the token (GetTokenInformation TokenGroups). Windows only."""
-        from . import _query
-
         handle = self.handle
-        groups = _query._require_backend("Token.groups").token_groups(handle)
+        groups = _extension.require_backend("Token.groups").token_groups(handle)
         return tuple(Account(sid, name) for sid, name in groups)
 
     def is_member(self, sid_or_account: str) -> bool:
@@ -181,10 +177,8 @@ class Token:
             raise TypeError(f"sid_or_account: expected a str, not {type(sid_or_account).__name__}")
         if not sid_or_account or "\0" in sid_or_account:
             raise ValueError("sid_or_account: must be a non-empty SID string or account name")
-        from . import _query
-
         handle = self.handle
-        backend = _query._require_backend("Token.is_member")
+        backend = _extension.require_backend("Token.is_member")
         return bool(backend.token_is_member(handle, sid_or_account))
 
     def __enter__(self) -> Token:
@@ -234,7 +228,7 @@ if TYPE_CHECKING:
 else:
     try:
         from ._secsock import SecurityInfoBase as _SecurityInfoBase
-    except ImportError:  # a platform without a backend (secsock._query decides whether that is an error)
+    except ImportError:  # a platform without a backend (secsock._extension decides whether that is an error)
 
         class _SecurityInfoBase:
             __slots__ = _FIELDS
