@@ -68,6 +68,7 @@ check "ruff" ruff check src tests tools benchmarks hardening
 check "ruff-format" ruff format --check src tests tools
 check "mypy" mypy
 check "build-werror" env CFLAGS="-Werror" python -m pip install -q --no-build-isolation --no-deps -e .
+check "layout" bash tools/check_layout.sh # no .c file #included; no test hook in the extension
 pytest_suite "pytest-host" tests
 suite "wine-windows-backend" bash tests/windows/run.sh
 suite "vm-linux-ipsec" bash tests/vm/run.sh

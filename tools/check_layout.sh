@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The csrc/ layout's two rules (issue 10), checked cheaply:
+# 1. A .c file is compiled once, as a unit: no file #includes one (fuzz targets, drivers and benchmarks link the
+#    units they exercise, through the internal headers csrc/linux/backend_linux.h and csrc/windows/backend_windows.h).
+# 2. The test hooks (csrc/linux/test_hooks.c, ss_debug_*) are not in the extension's symbol table.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+status=0
+if grep -rnIE --include='*.c' --include='*.h' '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"][^">]*\.c[">]' \
+    csrc tests hardening benchmarks; then
+    echo "check_layout: the lines above #include a .c file; link the unit instead" >&2
+    status=1
+fi
+shopt -s nullglob
+modules=(src/secsock/_secsock*.so)
+if ((${#modules[@]} == 0)); then
+    echo "check_layout: no built extension under src/secsock/ (build it first)" >&2
+    status=1
+elif nm -D --defined-only "${modules[@]}" | grep -w 'ss_debug_[a-z_]*'; then
+    echo "check_layout: the extension exports the test hooks above; they belong to tests/linux_c only" >&2
+    status=1
+fi
+exit $status
