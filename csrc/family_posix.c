@@ -1,7 +1,7 @@
 /*
  * The Secure Socket Extensions calls that have no counterpart on Linux: each fails with
  * SECSOCK_ERR_UNSUPPORTED and says why, so Python raises secsock.UnsupportedOperation instead of pretending.
- * (The query itself has a real answer on Linux: backend_linux.c.)
+ * (The query itself has a real answer on Linux: csrc/linux/.)
  */
 #include "secsock_backend.h"
 

@@ -1,9 +1,9 @@
 /*
  * The seam between the platform backends and the Python module.
  *
- * A backend (backend_windows.c, backend_linux.c) implements these functions in plain C: it includes no
+ * A backend (csrc/windows/, csrc/linux/) implements these functions in plain C: it includes no
  * Python.h, so it can be built and tested on its own (the Windows one with mingw-w64 under Wine). The module
- * file (_secsock.c) is the only place that turns these structures into Python objects.
+ * file (_secsock.c, with csrc/module/) is the only place that turns these structures into Python objects.
  *
  * Ownership rules, on every path:
  * - secsock_query_begin() allocates a secsock_pending; only secsock_pending_free() releases it. Everything the
