@@ -269,7 +269,7 @@ typedef struct {
     uint64_t gen;       /* the fork generation the snapshot was built in (g_fork_gen) */
     int pol_stale, sa_stale;
     ss_snap snap;
-    int rcvbuf;        /* notification socket buffer; 0: the default below */
+    int rcvbuf;        /* notification socket buffer; 0: SS_NOTIFY_RCVBUF */
     uint64_t overruns;    /* ENOBUFS seen on the notification socket */
     uint64_t sa_updates;  /* SA notifications applied in place */
     uint64_t pol_updates; /* policy notifications applied in place */

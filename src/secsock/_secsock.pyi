@@ -1,4 +1,4 @@
-# Stubs for the C extension secsock._secsock (csrc/_secsock.c and csrc/module/). Private: use the secsock facade.
+# Stubs for the C extension secsock._secsock (csrc/_secsock.c, csrc/module/). Private: use the secsock facade.
 
 import uuid
 from collections.abc import Callable
