@@ -176,11 +176,9 @@ def _info_from_raw(raw: tuple[Any, ...]) -> SecurityInfo:
     return info
 
 
-# query() hands the common case to the extension whole (see query()); it builds its answers from these.
-# _COMPILED is the extension as imported: the tests put fakes in _backend, and fakes take the general path.
-_COMPILED = _backend
-if _backend is not None:
-    _backend.bind_results(
+def _bind_results(backend: Any) -> None:
+    """Hand the extension what it builds query()'s answers from (done at import; the thread tests redo it)."""
+    backend.bind_results(
         SecurityInfo,
         tuple(SecurityProtocol(value) for value in range(4)),
         tuple(_FLAGS[value] for value in range(8)),
@@ -190,6 +188,13 @@ if _backend is not None:
         _IPSEC_PROTOCOLS,
         _IPSEC_MODES,
     )
+
+
+# query() hands the common case to the extension whole (see query()); it builds its answers from these.
+# _COMPILED is the extension as imported: the tests put fakes in _backend, and fakes take the general path.
+_COMPILED = _backend
+if _backend is not None:
+    _bind_results(_backend)
 
 
 def _sa(item: tuple[Any, ...]) -> SecurityAssociation:
