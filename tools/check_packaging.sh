@@ -39,8 +39,14 @@ abi3audit)
     [[ ${wheel[0]} == *-cp39-abi3-* ]] || { echo "not an abi3 wheel: ${wheel[0]}"; exit 1; }
     abi3audit --strict --report "${wheel[0]}"
     ;;
+metadata)
+    # What the index shows: sdist, then the wheel built from it (as the workflow does), and their metadata.
+    rm -rf build/metadata
+    python -m build --outdir build/metadata . >build/metadata.log 2>&1 || { cat build/metadata.log; exit 1; }
+    python tools/check_metadata.py build/metadata/*.whl build/metadata/*.tar.gz
+    ;;
 *)
-    echo "usage: $0 identifiers|actionlint|abi3audit" >&2
+    echo "usage: $0 identifiers|actionlint|abi3audit|metadata" >&2
     exit 2
     ;;
 esac
