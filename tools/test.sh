@@ -89,6 +89,7 @@ suite "fuzz-short" bash hardening/fuzz.sh
 check "cibuildwheel-identifiers" bash tools/check_packaging.sh identifiers
 check "actionlint" bash tools/check_packaging.sh actionlint
 check "abi3audit" bash tools/check_packaging.sh abi3audit
+check "package-metadata" bash tools/check_packaging.sh metadata
 # What GitHub's manylinux containers run: no CAP_NET_ADMIN, the tests that need it deselected (not skipped).
 pytest_suite_via "pytest-without-net-admin" bash tools/without_net_admin.sh python -m pytest tests -m "not netns"
 # The sdist installed from the tarball alone into a fresh venv, its own tests run against that install.
