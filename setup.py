@@ -1,14 +1,17 @@
 """Build the secsock._secsock extension: the module's files plus the backend for the platform being built.
 
 The extension uses the stable ABI (Py_LIMITED_API, CPython 3.9 and newer), so one wheel serves every later
-CPython. Platforms without a backend get a pure-Python install whose query raises UnsupportedPlatformError.
+CPython. A free-threaded CPython (3.14t) has no limited API: there it is built for that version alone.
+Platforms without a backend get a pure-Python install whose query raises UnsupportedPlatformError.
 """
 
 import sys
+import sysconfig
 
 from setuptools import Extension, setup
 
 LIMITED_API = "0x03090000"
+FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 backends = {
     "win32": (
@@ -54,14 +57,14 @@ if platform in backends:
                 *backend_sources,
             ],
             include_dirs=["csrc"],
-            define_macros=[("Py_LIMITED_API", LIMITED_API)],
+            define_macros=[] if FREE_THREADED else [("Py_LIMITED_API", LIMITED_API)],
             libraries=libraries,
             extra_compile_args=warnings,
-            py_limited_api=True,
+            py_limited_api=not FREE_THREADED,
         )
     )
 
 setup(
     ext_modules=ext_modules,
-    options={"bdist_wheel": {"py_limited_api": "cp39"}} if ext_modules else {},
+    options={"bdist_wheel": {"py_limited_api": "cp39"}} if ext_modules and not FREE_THREADED else {},
 )

@@ -5,9 +5,27 @@ cd "$(dirname "$0")/.."
 
 case "$1" in
 identifiers)
-    # Exactly the intended builds: one abi3 wheel per architecture.
-    diff <(cibuildwheel --print-build-identifiers --platform windows) - <<<$'cp39-win32\ncp39-win_amd64\ncp39-win_arm64'
-    diff <(cibuildwheel --print-build-identifiers --platform linux) - <<<$'cp39-manylinux_x86_64\ncp39-manylinux_aarch64'
+    # Exactly the intended builds, per architecture: the abi3 wheel built on cp39 and tested there and on
+    # cp315 (the newest; cibuildwheel reuses the abi3 wheel), and the free-threaded cp314t wheel.
+    diff <(cibuildwheel --print-build-identifiers --platform windows) - <<EOF
+cp39-win32
+cp39-win_amd64
+cp314t-win32
+cp314t-win_amd64
+cp315-win32
+cp315-win_amd64
+cp39-win_arm64
+cp314t-win_arm64
+cp315-win_arm64
+EOF
+    diff <(cibuildwheel --print-build-identifiers --platform linux) - <<EOF
+cp39-manylinux_x86_64
+cp314t-manylinux_x86_64
+cp315-manylinux_x86_64
+cp39-manylinux_aarch64
+cp314t-manylinux_aarch64
+cp315-manylinux_aarch64
+EOF
     ;;
 actionlint)
     actionlint -color=false .github/workflows/*.yml
@@ -21,8 +39,14 @@ abi3audit)
     [[ ${wheel[0]} == *-cp39-abi3-* ]] || { echo "not an abi3 wheel: ${wheel[0]}"; exit 1; }
     abi3audit --strict --report "${wheel[0]}"
     ;;
+metadata)
+    # What the index shows: sdist, then the wheel built from it (as the workflow does), and their metadata.
+    rm -rf build/metadata
+    python -m build --outdir build/metadata . >build/metadata.log 2>&1 || { cat build/metadata.log; exit 1; }
+    python tools/check_metadata.py build/metadata/*.whl build/metadata/*.tar.gz
+    ;;
 *)
-    echo "usage: $0 identifiers|actionlint|abi3audit" >&2
+    echo "usage: $0 identifiers|actionlint|abi3audit|metadata" >&2
     exit 2
     ;;
 esac

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on a Debian 12 machine (run as root): the cross compilers and Wine for
 # the Windows backend, qemu + a Debian kernel + busybox for the IPsec VM, clang, and a virtualenv (.venv)
-# holding secsock (editable) with the test and lint tools. Safe to run again; installs only what is missing.
+# holding secsock (editable) with the test and lint tools (the PEP 735 group dev). Safe to run again; installs
+# only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,6 +66,7 @@ fi
 if [[ ! -x .venv/bin/python ]]; then
     python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip "setuptools>=70" wheel
-.venv/bin/python -m pip install -q -e ".[dev]"
+# pip 25.1 installs PEP 735 dependency groups (--group); setuptools 77 reads PEP 639 licence metadata.
+.venv/bin/python -m pip install -q --upgrade "pip>=25.1" "setuptools>=77" wheel
+.venv/bin/python -m pip install -q -e . --group dev
 echo "setup: done ($(.venv/bin/python -c 'import secsock; print("secsock", secsock.__version__, "backend", secsock.BACKEND)'))"

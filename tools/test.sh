@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test layer (after tools/setup.sh): lint and types; the extension built with -Werror; pytest on
 # this machine; the Windows backend under Wine (x64 and x86) against the fwpuclnt double; the Linux backend
-# over real IPsec in a VM; the host suite under ASan+UBSan and a short fuzz run; and the packaging checks.
+# over real IPsec in a VM; the host suite under ASan+UBSan and a short fuzz run; the packaging checks; pytest
+# without CAP_NET_ADMIN as in a manylinux container; and the sdist installed into a fresh venv and tested.
 # Each suite runs even if an earlier one failed; a suite that ran nothing, skipped a test or could not start
 # counts as failed. The last line sums them all.
 set -uo pipefail
@@ -64,6 +65,18 @@ pytest_suite() { # name pytest-args...
     record "$name" ${counts% *} ${counts#* }
 }
 
+# The same for pytest run by a wrapper command, which gets pytest's options appended: run in another venv, or
+# with a capability dropped.
+pytest_suite_via() { # name command... (its last words are pytest's arguments)
+    local name=$1 counts
+    shift
+    echo "== $name"
+    rm -f "$LOGS/$name.xml"
+    "$@" -p no:cacheprovider --junitxml="$LOGS/$name.xml" 2>&1 | tee "$LOGS/$name.log"
+    counts=$(python "$ROOT/tools/junit_counts.py" "$LOGS/$name.xml")
+    record "$name" ${counts% *} ${counts#* }
+}
+
 check "ruff" ruff check src tests tools benchmarks hardening
 check "ruff-format" ruff format --check src tests tools
 check "mypy" mypy
@@ -77,6 +90,11 @@ suite "fuzz-short" bash hardening/fuzz.sh
 check "cibuildwheel-identifiers" bash tools/check_packaging.sh identifiers
 check "actionlint" bash tools/check_packaging.sh actionlint
 check "abi3audit" bash tools/check_packaging.sh abi3audit
+check "package-metadata" bash tools/check_packaging.sh metadata
+# What GitHub's manylinux containers run: no CAP_NET_ADMIN, the tests that need it deselected (not skipped).
+pytest_suite_via "pytest-without-net-admin" bash tools/without_net_admin.sh python -m pytest tests -m "not netns"
+# The sdist installed from the tarball alone into a fresh venv, its own tests run against that install.
+pytest_suite_via "sdist-install-test" bash tools/sdist_check.sh
 
 echo
 echo "== summary"

@@ -35,8 +35,7 @@ from ._types import (
     SecurityProtocol,
     Token,
 )
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "BACKEND",

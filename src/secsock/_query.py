@@ -149,11 +149,9 @@ def _info_from_raw(raw: tuple[Any, ...]) -> SecurityInfo:
     return info
 
 
-# query() hands the common case to the extension whole (see query()); it builds its answers from these.
-# _COMPILED is the extension as imported: tests put fakes in _extension.backend; fakes take the general path.
-_COMPILED = _extension.backend
-if _COMPILED is not None:
-    _COMPILED.bind_results(
+def _bind_results(backend: Any) -> None:
+    """Hand the extension what it builds query()'s answers from (done at import; the thread tests redo it)."""
+    backend.bind_results(
         SecurityInfo,
         tuple(SecurityProtocol(value) for value in range(4)),
         tuple(_FLAGS[value] for value in range(8)),
@@ -163,6 +161,13 @@ if _COMPILED is not None:
         _IPSEC_PROTOCOLS,
         _IPSEC_MODES,
     )
+
+
+# query() hands the common case to the extension whole (see query()); it builds its answers from these.
+# _COMPILED is the extension as imported: tests put fakes in _extension.backend; fakes take the general path.
+_COMPILED = _extension.backend
+if _COMPILED is not None:
+    _bind_results(_COMPILED)
 
 
 def _sa(item: tuple[Any, ...]) -> SecurityAssociation:
