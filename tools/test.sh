@@ -64,8 +64,8 @@ pytest_suite() { # name pytest-args...
     record "$name" ${counts% *} ${counts#* }
 }
 
-check "ruff" ruff check src tests tools benchmarks hardening
-check "ruff-format" ruff format --check src tests tools
+check "ruff" ruff check src tests tools benchmarks hardening examples
+check "ruff-format" ruff format --check src tests tools examples
 check "mypy" mypy
 check "build-werror" env CFLAGS="-Werror" python -m pip install -q --no-build-isolation --no-deps -e .
 pytest_suite "pytest-host" tests
