@@ -8,12 +8,14 @@ import asyncio
 import errno
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -170,6 +172,13 @@ def test_cli_serve_and_probe_in_a_fresh_namespace() -> None:
     assert answer["ok"] is True and answer["error"] is None
     assert answer["secured"] is False and answer["transport"] == "tcp" and answer["flags"] == 0
     assert answer["ipsec"] == {"outbound": [], "inbound": []}
+
+
+def test_the_installed_secsock_script_runs() -> None:
+    script = shutil.which("secsock", path=str(Path(sys.executable).parent))
+    assert script is not None, "no secsock console script beside this python (pip install -e .)"
+    done = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0 and done.stdout == f"secsock {secsock.__version__} (backend linux)\n"
 
 
 def test_cli_reports_a_failed_connect_without_a_traceback() -> None:
