@@ -25,23 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from run import timed_loop  # benchmarks/run.py, beside this file
+
 HERE = Path(__file__).resolve().parent
 TARGET_RATIO = 1.5
-
-
-def async_loop(statement: str, namespace: dict[str, Any]) -> Any:
-    """loop(size) -> ns for `size` runs of `statement` inside a coroutine, on the running event loop."""
-    source = (
-        "async def _loop(_size, _clock):\n"
-        "    _t0 = _clock()\n"
-        "    for _ in range(_size):\n"
-        f"        {statement}\n"
-        "    return _clock() - _t0\n"
-    )
-    scope = dict(namespace)
-    exec(compile(source, f"<timed {statement}>", "exec"), scope)
-    inner = scope["_loop"]
-    return lambda size: inner(size, time.perf_counter_ns)
 
 
 async def interleaved(loops: dict[str, Any], rounds: int, size: int) -> dict[str, float]:
@@ -70,9 +57,9 @@ async def measure(quick: bool) -> dict[str, Any]:
     sock = writer.get_extra_info("socket")
     namespace = {"secsock": secsock, "sock": sock, "writer": writer, "loop": asyncio.get_running_loop()}
     loops = {
-        "query": async_loop("secsock.query(sock)", namespace),
-        "query_async": async_loop("await secsock.query_async(sock)", namespace),
-        "query_async_writer": async_loop("await secsock.query_async(writer)", namespace),
+        "query": timed_loop("secsock.query(sock)", namespace, coroutine=True),
+        "query_async": timed_loop("await secsock.query_async(sock)", namespace, coroutine=True),
+        "query_async_writer": timed_loop("await secsock.query_async(writer)", namespace, coroutine=True),
     }
     size, rounds = 50, (80 if quick else 1000)
     await interleaved(loops, 10, size)  # warm up
@@ -85,7 +72,7 @@ async def measure(quick: bool) -> dict[str, Any]:
         result[label]["ratio_writer"] = result[label]["query_async_writer"] / result[label]["query"]
     logger.setLevel(logging.NOTSET)
     # What query_async did before (a thread per query), for the record: fewer rounds, it is slow.
-    executor = async_loop("await loop.run_in_executor(None, secsock.query, sock)", namespace)
+    executor = timed_loop("await loop.run_in_executor(None, secsock.query, sock)", namespace, coroutine=True)
     result["executor_ns"] = statistics.median([await executor(size) / size for _ in range(20)])
     client.close()
     writer.close()
