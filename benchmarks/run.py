@@ -70,12 +70,13 @@ def policies(n: int) -> list[Any]:
     return out
 
 
-def timed_loop(statement: str, namespace: dict[str, Any]) -> Any:
+def timed_loop(statement: str, namespace: dict[str, Any], coroutine: bool = False) -> Any:
     """loop(size) -> ns for `size` runs of `statement`, compiled into the loop as a user writes it (as timeit
     does): no lambda or call around it, so both sides of a ratio pay the same loop and nothing more. The
-    garbage collector stays on (timeit turns it off), since a server runs with it."""
+    garbage collector stays on (timeit turns it off), since a server runs with it. coroutine: the loop is an
+    async def (loop(size) is then awaited), timed from inside it, so the event loop's scheduling is not."""
     source = (
-        "def _loop(_size, _clock):\n"
+        f"{'async ' if coroutine else ''}def _loop(_size, _clock):\n"
         "    _t0 = _clock()\n"
         "    for _ in range(_size):\n"
         f"        {statement}\n"

@@ -8,12 +8,14 @@ import asyncio
 import errno
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -154,8 +156,8 @@ def test_cli_serve_and_probe_in_a_fresh_namespace() -> None:
                                   "--count", "1", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True)
         port = int(serve.stderr.readline().split()[2].rsplit(":", 1)[1])
-        probe = subprocess.run([sys.executable, "-m", "secsock", "probe", "127.0.0.1", str(port)],
-                               capture_output=True, text=True, timeout=30)
+        probe = subprocess.run([sys.executable, "-m", "secsock", "probe", "127.0.0.1", str(port),
+                                "--require", "none"], capture_output=True, text=True, timeout=30)
         out, _ = serve.communicate(timeout=30)
         print(json.dumps({"probe": probe.stdout, "probe_rc": probe.returncode, "serve": out,
                           "serve_rc": serve.returncode}))
@@ -164,10 +166,19 @@ def test_cli_serve_and_probe_in_a_fresh_namespace() -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["probe_rc"] == 0 and result["serve_rc"] == 0
-    assert "secured    no" in result["probe"] and "protocol   IPSEC" in result["probe"]
+    # Nothing secures the traffic, so no protocol is named beside "secured no".
+    assert "secured    no" in result["probe"] and "protocol" not in result["probe"]
     answer = json.loads(result["serve"])
+    assert answer["ok"] is True and answer["error"] is None
     assert answer["secured"] is False and answer["transport"] == "tcp" and answer["flags"] == 0
     assert answer["ipsec"] == {"outbound": [], "inbound": []}
+
+
+def test_the_installed_secsock_script_runs() -> None:
+    script = shutil.which("secsock", path=str(Path(sys.executable).parent))
+    assert script is not None, "no secsock console script beside this python (pip install -e .)"
+    done = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0 and done.stdout == f"secsock {secsock.__version__} (backend linux)\n"
 
 
 def test_cli_reports_a_failed_connect_without_a_traceback() -> None:

@@ -77,8 +77,8 @@ pytest_suite_via() { # name command... (its last words are pytest's arguments)
     record "$name" ${counts% *} ${counts#* }
 }
 
-check "ruff" ruff check src tests tools benchmarks hardening
-check "ruff-format" ruff format --check src tests tools
+check "ruff" ruff check src tests tools benchmarks hardening examples
+check "ruff-format" ruff format --check src tests tools examples
 check "mypy" mypy
 check "build-werror" env CFLAGS="-Werror" python -m pip install -q --no-build-isolation --no-deps -e .
 check "layout" bash tools/check_layout.sh # no .c file #included; no test hook in the extension

@@ -6,12 +6,20 @@ the traffic is secured and encrypted and who the peer is.
 
     import secsock
     conn, _ = listener.accept()
-    with secsock.query(conn) as info:
-        if not info.encrypted:
-            conn.close()
+    try:
+        secsock.require(conn, encrypted=True).close()   # or: with secsock.query(conn) as info: ...
+    except secsock.NotSecuredError:
+        conn.close()
 """
 
-from ._errors import SUPPORTED_PLATFORMS, UnsupportedOperation, UnsupportedPlatformError
+from ._asyncio import query_async, require_async
+from ._errors import (
+    SUPPORTED_PLATFORMS,
+    Error,
+    NotSecuredError,
+    UnsupportedOperation,
+    UnsupportedPlatformError,
+)
 from ._family import (
     IpsecFlags,
     IpsecSettings,
@@ -22,7 +30,9 @@ from ._family import (
     set_peer_target_name,
     set_security,
 )
-from ._query import BACKEND, PendingQuery, begin_query, query, query_async
+from ._query import BACKEND, PendingQuery, begin_query, query
+from ._require import Requirement, require
+from ._server import RequireSecurityMixIn
 from ._socket import SecureSocket
 from ._types import (
     Account,
@@ -42,12 +52,16 @@ __all__ = [
     "SUPPORTED_PLATFORMS",
     "Account",
     "ConnectionFlags",
+    "Error",
     "IpsecDetails",
     "IpsecFlags",
     "IpsecMode",
     "IpsecProtocol",
     "IpsecSettings",
+    "NotSecuredError",
     "PendingQuery",
+    "RequireSecurityMixIn",
+    "Requirement",
     "SecureSocket",
     "SecurityAssociation",
     "SecurityInfo",
@@ -63,6 +77,8 @@ __all__ = [
     "impersonate_peer",
     "query",
     "query_async",
+    "require",
+    "require_async",
     "set_peer_target_name",
     "set_security",
 ]

@@ -15,6 +15,8 @@ from ._family import (
     set_security,
 )
 from ._query import Peer, PendingQuery, begin_query, query
+from ._require import Requirement, require
+from ._server import admit
 from ._types import SecurityInfo, SecurityProtocol
 
 __all__ = ["SecureSocket"]
@@ -23,13 +25,25 @@ __all__ = ["SecureSocket"]
 class SecureSocket(socket.socket):
     """socket.socket with query_security() and begin_query(); accept() returns SecureSocket too."""
 
-    __slots__ = ()
+    __slots__ = ("_requirement",)
+    _requirement: Requirement | None  # create_server's: what accept() demands of each connection
 
     def query_security(
         self, *, peer: Peer | None = None, token_access: int = 0, ipsec2: bool = False
     ) -> SecurityInfo:
         """secsock.query() on this socket."""
         return query(self, peer=peer, token_access=token_access, ipsec2=ipsec2)
+
+    def require_security(
+        self,
+        *,
+        secured: bool = True,
+        encrypted: bool = False,
+        member_of: str | None = None,
+        peer: Peer | None = None,
+    ) -> SecurityInfo:
+        """secsock.require() on this socket: the answer, or NotSecuredError naming the failed demand."""
+        return require(self, secured=secured, encrypted=encrypted, member_of=member_of, peer=peer)
 
     def begin_query(
         self, *, peer: Peer | None = None, token_access: int = 0, ipsec2: bool = False
@@ -110,14 +124,51 @@ class SecureSocket(socket.socket):
             raise
         return sock
 
+    @classmethod
+    def create_server(
+        cls,
+        address: tuple[Any, ...],
+        *,
+        require: Requirement | None,
+        family: socket.AddressFamily = socket.AF_INET,
+        backlog: int | None = None,
+        reuse_port: bool = False,
+        dualstack_ipv6: bool = False,
+    ) -> SecureSocket:
+        """socket.create_server() as a SecureSocket whose accept() refuses connections that do not meet
+        ``require`` (a secsock.Requirement; None: accept all): each is closed, logged at INFO on the
+        ``secsock`` logger, and accept() waits for the next, so the caller only ever gets connections that
+        passed. A query that fails is raised from accept() (the connection closed). asyncio's selector loops
+        call accept() too; the proactor loop (Windows) does not: use Requirement.guard there."""
+        if require is not None and not isinstance(require, Requirement):
+            raise TypeError(f"require: expected a secsock.Requirement or None, not {type(require).__name__}")
+        listener = cls.from_socket(
+            socket.create_server(
+                address, family=family, backlog=backlog, reuse_port=reuse_port, dualstack_ipv6=dualstack_ipv6
+            )
+        )
+        listener._requirement = require
+        return listener
+
     def accept(self) -> tuple[SecureSocket, Any]:
-        """Accept a connection as a SecureSocket (socket.socket.accept() would return a plain socket)."""
-        fd, address = self._accept()  # type: ignore[attr-defined]
-        conn = SecureSocket(self.family, self.type, self.proto, fileno=fd)
-        # As socket.socket.accept: a listener with a timeout must not leave the new socket non-blocking.
-        if socket.getdefaulttimeout() is None and self.gettimeout():
-            conn.setblocking(True)
-        return conn, address
+        """Accept a connection as a SecureSocket (socket.socket.accept() would return a plain socket).
+        On a create_server() listener, only a connection that meets its requirement."""
+        requirement = getattr(self, "_requirement", None)
+        while True:
+            fd, address = self._accept()  # type: ignore[attr-defined]
+            conn = SecureSocket(self.family, self.type, self.proto, fileno=fd)
+            # As socket.socket.accept: a listener with a timeout must not leave the new socket non-blocking.
+            if socket.getdefaulttimeout() is None and self.gettimeout():
+                conn.setblocking(True)
+            if requirement is None:
+                return conn, address
+            try:
+                if admit(conn, address, requirement):
+                    return conn, address
+            except BaseException:
+                conn.close()
+                raise
+            conn.close()
 
     @classmethod
     def from_socket(cls, sock: socket.socket) -> SecureSocket:

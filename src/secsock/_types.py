@@ -7,7 +7,7 @@ import threading
 import uuid
 import warnings
 from types import TracebackType
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _extension
 
@@ -81,12 +81,24 @@ class SecurityAssociation(NamedTuple):
             and "cipher_null" not in str(self.encryption)
         )
 
+    def as_dict(self) -> dict[str, Any]:
+        """The SA as JSON-ready data: protocol and mode by name (a value this version does not know stays
+        an int), the rest as is."""
+        return {name: _plain(getattr(self, name)) for name in self._fields}
+
 
 class IpsecDetails(NamedTuple):
     """The SAs protecting each direction, outermost first; an empty tuple means that direction is in clear."""
 
     outbound: tuple[SecurityAssociation, ...]
     inbound: tuple[SecurityAssociation, ...]
+
+    def as_dict(self) -> dict[str, list[dict[str, Any]]]:
+        """Each direction's SAs as a list of SecurityAssociation.as_dict(), outermost first."""
+        return {
+            "outbound": [sa.as_dict() for sa in self.outbound],
+            "inbound": [sa.as_dict() for sa in self.inbound],
+        }
 
 
 class Account(NamedTuple):
@@ -221,6 +233,8 @@ _FIELDS = (
     "ipsec",
 )
 
+_TOKEN_FIELDS = frozenset({"peer_application_token", "peer_machine_token"})
+
 # SecurityInfo's fields live in the compiled backend where there is one, so that a query fills its answer
 # without running Python code (issue 5: the query runs on every accepted connection); elsewhere in Python.
 if TYPE_CHECKING:
@@ -269,6 +283,27 @@ class SecurityInfo(_SecurityInfoBase):
     def __reduce__(self) -> tuple[type[SecurityInfo], tuple[object, ...]]:
         # Picklable as before its fields moved to C (a worker process may send an answer on); a Token is not.
         return (SecurityInfo, tuple(getattr(self, name) for name in _FIELDS))
+
+    # Compared by value, field for field; a Token is a handle you own and compares by identity, so two
+    # answers that carry tokens are equal only when they share them. Mutable (the fields can be set), so
+    # not hashable, as a list is not.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SecurityInfo):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in _FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The answer as JSON-ready data (``json.dumps(info.as_dict())``): every field by its name, with
+        ``secured`` and ``encrypted``; enums by name (an unknown value stays an int), flags as an int, the
+        SA lookup context as a string, ``ipsec`` as IpsecDetails.as_dict(), and each token only as present
+        (True) or absent (False), never as a handle."""
+        data: dict[str, Any] = {"secured": self.secured, "encrypted": self.encrypted}
+        for name in _FIELDS:
+            value = getattr(self, name)
+            data[name] = (value is not None) if name in _TOKEN_FIELDS else _plain(value)
+        return data
 
     @property
     def secured(self) -> bool:
@@ -333,3 +368,17 @@ def _sas_text(sas: tuple[SecurityAssociation, ...]) -> str:
         algorithms = ",".join(name for name in (sa.aead, sa.encryption, sa.integrity) if name)
         texts.append(f"{protocol} {mode} spi={sa.spi:#010x} {algorithms}".rstrip())
     return " + ".join(texts)
+
+
+def _plain(value: Any) -> Any:
+    """value as JSON-ready data: an enum member by name, a flag set or int as an int, a UUID as a string,
+    IpsecDetails through its as_dict(); str, bool and None as they are."""
+    if isinstance(value, enum.IntFlag):
+        return int(value)
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, IpsecDetails):
+        return value.as_dict()
+    return value

@@ -512,3 +512,47 @@ def test_flow_through_an_xfrm_interface_uses_its_if_id_policies(pair: Pair) -> N
     server, (client,) = tcp(pair)
     for result in (server, client):
         assert "UnsupportedOperation" in result.get("error", ""), result
+
+
+def test_require_and_a_refusing_listener_over_real_esp(pair: Pair) -> None:
+    """Issue 13: the demands checked against real SAs. ESP with null encryption is secured, not encrypted:
+    require(secured) passes and its answer serializes with the SAs; require(encrypted) and a listener
+    demanding encryption refuse, naming the demand."""
+    secure(pair, algs=NULL_ENC)
+    ready = threading.Event()
+
+    def serve() -> str:
+        requirement = secsock.Requirement(encrypted=True)
+        with secsock.SecureSocket.create_server((pair.addr_b, PORT), require=requirement) as listener:
+            listener.settimeout(20)
+            ready.set()
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                return "refused"  # the one connection was closed inside accept()
+            conn.close()
+            return "accepted"
+
+    def connect() -> dict[str, Any]:
+        with socket.create_connection((pair.addr_b, PORT), timeout=15) as s:
+            with secsock.require(s) as info:
+                data = info.as_dict()
+            with pytest.raises(secsock.NotSecuredError) as caught:
+                secsock.require(s, encrypted=True)
+            data["refused_demand"] = caught.value.demand
+            try:
+                data["server_sent"] = s.recv(16).decode()
+            except ConnectionResetError:
+                data["server_sent"] = "reset"
+            return data
+
+    server = pair.b.start_thread(serve)
+    assert ready.wait(30), "the server did not start"
+    client = pair.a.call(connect)
+    assert server.result(30) == "refused"
+    assert client["refused_demand"] == "encrypted" and client["server_sent"] in ("", "reset")
+    assert client["secured"] is True and client["encrypted"] is False and client["flags"] == 1
+    assert json.loads(json.dumps(client)) == client
+    (outbound,) = client["ipsec"]["outbound"]
+    assert outbound["protocol"] == "ESP" and outbound["mode"] == "TRANSPORT" and outbound["spi"] == 0x1001
+    assert client["peer_application_token"] is False

@@ -1,0 +1,84 @@
+"""asyncio: query_async() and require_async() on a socket, a transport or a StreamWriter, and the guard
+for asyncio.start_server callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from . import _query
+from ._errors import NotSecuredError
+from ._log import logger
+from ._query import Peer
+from ._require import Requirement
+from ._types import SecurityInfo
+
+__all__ = ["guard", "query_async", "require_async"]
+
+StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def _socket_of(sock: Any) -> Any:
+    """The socket behind a transport or a StreamWriter (get_extra_info("socket")); anything else as is."""
+    get_extra_info = getattr(sock, "get_extra_info", None)
+    if get_extra_info is None:
+        return sock
+    inner = get_extra_info("socket")
+    if inner is None:
+        raise ValueError(f"sock: this {type(sock).__name__} has no socket (get_extra_info('socket') is None)")
+    return inner
+
+
+async def query_async(
+    sock: Any, *, peer: Peer | None = None, token_access: int = 0, ipsec2: bool = False
+) -> SecurityInfo:
+    """query() for asyncio. sock: a socket (as for query()), an asyncio transport or a StreamWriter.
+
+    On Linux the query never waits on anything outside the process (it reads an in-process snapshot of the
+    kernel's IPsec state), so it is answered inline, without a thread. On Windows' proactor loop it waits on
+    the completion event without blocking the loop or a thread; on other loops it runs the blocking call in
+    the loop's default executor. Cancelling the task cancels the system call.
+    """
+    sock = _socket_of(sock)
+    backend = _query._backend  # type: ignore[attr-defined]  # the tests swap it
+    if backend is not None and backend.BACKEND == "linux":
+        return _query.query(sock, peer=peer, token_access=token_access, ipsec2=ipsec2)
+    return await _query.query_async(sock, peer=peer, token_access=token_access, ipsec2=ipsec2)
+
+
+async def require_async(
+    sock: Any,
+    *,
+    secured: bool = True,
+    encrypted: bool = False,
+    member_of: str | None = None,
+    peer: Peer | None = None,
+) -> SecurityInfo:
+    """require() for asyncio; sock may also be a transport or a StreamWriter (see query_async)."""
+    return await Requirement(secured, encrypted, member_of).check_async(sock, peer=peer)
+
+
+def guard(requirement: Requirement, handler: StreamHandler) -> StreamHandler:
+    """Requirement.guard: a start_server callback that refuses before handler runs."""
+    if not isinstance(requirement, Requirement):
+        raise TypeError(f"requirement: expected a secsock.Requirement, not {type(requirement).__name__}")
+    if not callable(handler):
+        raise TypeError(f"handler: expected a coroutine function, not {type(handler).__name__}")
+
+    @functools.wraps(handler)
+    async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            info = await requirement.check_async(writer)
+        except NotSecuredError as exc:
+            logger.info("refused %s: %s", writer.get_extra_info("peername"), exc)
+            writer.close()
+            return
+        except BaseException:
+            writer.close()  # the truth could not be read: nothing is served
+            raise
+        info.close()
+        await handler(reader, writer)
+
+    return guarded

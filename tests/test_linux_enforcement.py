@@ -1,0 +1,124 @@
+"""Enforcement and asyncio over the real Linux backend (issue 13, items 1 and 3): loopback in this
+namespace is in the clear, so every demand for security is refused and the refusal names it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+import pytest
+
+import secsock
+from secsock import _query
+
+pytestmark = pytest.mark.netns
+
+
+def test_require_refuses_cleartext_loopback(tcp_pair: tuple[socket.socket, socket.socket]) -> None:
+    with pytest.raises(secsock.NotSecuredError) as caught:
+        secsock.require(tcp_pair[1], encrypted=True)
+    assert caught.value.demand == "secured" and caught.value.info is not None
+    assert not caught.value.info.secured
+    with secsock.require(tcp_pair[1], secured=False) as info:
+        assert info.protocol is secsock.SecurityProtocol.IPSEC and not info.secured
+
+
+def test_member_of_is_unsupported_on_linux() -> None:
+    with pytest.raises(secsock.UnsupportedOperation, match="member_of"):
+        secsock.Requirement(member_of="S-1-5-32-544")
+
+
+def test_create_server_refuses_cleartext_and_logs_it(caplog: pytest.LogCaptureFixture) -> None:
+    with secsock.SecureSocket.create_server(("127.0.0.1", 0), require=secsock.Requirement()) as listener:
+        listener.settimeout(0.5)
+        with socket.create_connection(listener.getsockname()) as client:
+            with caplog.at_level(logging.INFO, logger="secsock"):
+                with pytest.raises(socket.timeout):
+                    listener.accept()  # the one connection was refused; nothing else came
+            client.settimeout(10)
+            assert client.recv(1) == b""
+    assert any("refused" in r.message and "not secured" in r.message for r in caplog.records)
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(await reader.read(16))
+    await writer.drain()
+    writer.close()
+
+
+async def _exchange(port: int) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"ping")
+    await writer.drain()
+    try:
+        data = await reader.read(16)
+    except ConnectionResetError:  # a refusal closes with "ping" unread: the kernel answers with a reset
+        data = b""
+    writer.close()
+    return data
+
+
+def test_guard_refuses_before_the_handler_and_admits_what_passes() -> None:
+    calls: list[str] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        calls.append("handled")
+        await _echo(reader, writer)
+
+    async def main() -> tuple[bytes, bytes]:
+        strict = await asyncio.start_server(secsock.Requirement().guard(handler), "127.0.0.1", 0)
+        lax = await asyncio.start_server(secsock.Requirement(secured=False).guard(handler), "127.0.0.1", 0)
+        async with strict, lax:
+            refused = await _exchange(strict.sockets[0].getsockname()[1])
+            admitted = await _exchange(lax.sockets[0].getsockname()[1])
+        return refused, admitted
+
+    assert asyncio.run(main()) == (b"", b"ping")
+    assert calls == ["handled"]
+
+
+def test_query_async_takes_a_socket_a_transport_or_a_stream_writer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Inline on Linux: no thread, not even the executor's.
+    def no_executor(*args: object) -> None:
+        pytest.fail("query_async used the executor on Linux")
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "run_in_executor", no_executor)
+    answers: list[secsock.SecurityInfo] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        answers.append(await secsock.query_async(writer))
+        answers.append(await secsock.query_async(writer.transport))
+        answers.append(await secsock.query_async(writer.get_extra_info("socket")))
+        with pytest.raises(secsock.NotSecuredError):
+            await secsock.require_async(writer)
+        answers.append(await secsock.require_async(writer, secured=False))
+        await _echo(reader, writer)
+
+    async def main() -> bytes:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        async with server:
+            return await _exchange(server.sockets[0].getsockname()[1])
+
+    assert asyncio.run(main()) == b"ping"
+    assert len(answers) == 4 and all(not info.secured for info in answers)
+
+
+def test_query_async_refuses_a_transport_without_a_socket() -> None:
+    class NoSocket:
+        def get_extra_info(self, name: str) -> None:
+            return None
+
+    with pytest.raises(ValueError, match="has no socket"):
+        asyncio.run(secsock.query_async(NoSocket()))
+
+
+def test_query_async_outside_asyncio_needs_no_loop(tcp_pair: tuple[socket.socket, socket.socket]) -> None:
+    # What trio and anyio see on Linux: a coroutine that never suspends, driven by hand here.
+    coroutine = secsock.query_async(tcp_pair[1])
+    with pytest.raises(StopIteration) as done:
+        coroutine.send(None)
+    assert isinstance(done.value.value, secsock.SecurityInfo)
+    assert _query.BACKEND == "linux"

@@ -1,0 +1,53 @@
+"""The secsock logger (issue 13, item 5): refusals are logged, queries never are."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import pytest
+
+import secsock
+from fakes import FakeBackend
+
+
+def test_a_query_logs_nothing_even_at_debug(
+    fake_backend: FakeBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="secsock"):
+        secsock.query(5)
+        secsock.require(5, secured=False)
+        with secsock.SecureSocket.create_server(("127.0.0.1", 0), require=None) as listener:
+            with socket.create_connection(listener.getsockname()):
+                listener.accept()[0].close()
+    assert caplog.records == []
+
+
+def test_the_logger_is_the_package_logger_and_unconfigured() -> None:
+    from secsock._log import logger
+
+    assert logger is logging.getLogger("secsock") and logger.handlers == [] and logger.level == logging.NOTSET
+
+
+def test_require_logs_its_refusal_at_debug(
+    fake_backend: FakeBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="secsock"), pytest.raises(secsock.NotSecuredError):
+        secsock.require(5, encrypted=True)
+    assert [(r.levelno, r.name) for r in caplog.records] == [(logging.DEBUG, "secsock")]
+    assert "secured" in caplog.records[0].getMessage()
+
+
+def test_a_server_refusal_is_logged_at_info_with_the_address(
+    fake_backend: FakeBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_backend.result = (1, 0, 0, 0, None, None)
+    with secsock.SecureSocket.create_server(("127.0.0.1", 0), require=secsock.Requirement()) as listener:
+        listener.settimeout(0.5)
+        with socket.create_connection(listener.getsockname()) as client:
+            with caplog.at_level(logging.INFO, logger="secsock"), pytest.raises(socket.timeout):
+                listener.accept()
+            address = client.getsockname()
+    infos = [r for r in caplog.records if r.levelno == logging.INFO]
+    assert len(infos) == 1 and str(address) in infos[0].getMessage()
+    assert "not secured" in infos[0].getMessage()
