@@ -41,10 +41,10 @@ class MemberBackend(FakeBackend):
 
 @pytest.fixture
 def member_backend(monkeypatch: pytest.MonkeyPatch) -> MemberBackend:
-    from secsock import _query
+    from secsock import _extension
 
     backend = MemberBackend()
-    monkeypatch.setattr(_query, "_backend", backend)
+    monkeypatch.setattr(_extension, "backend", backend)
     return backend
 
 
@@ -134,7 +134,7 @@ def test_member_of_without_a_peer_token_is_refused(member_backend: MemberBackend
 
 
 def test_member_of_on_linux_is_unsupported_before_any_system_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    from secsock import _query
+    from secsock import _extension
 
     class LinuxUntouchable:
         BACKEND = "linux"
@@ -142,7 +142,7 @@ def test_member_of_on_linux_is_unsupported_before_any_system_call(monkeypatch: p
         def __getattr__(self, name: str) -> Any:
             pytest.fail(f"the backend was reached ({name})")
 
-    monkeypatch.setattr(_query, "_backend", LinuxUntouchable())
+    monkeypatch.setattr(_extension, "backend", LinuxUntouchable())
     with pytest.raises(secsock.UnsupportedOperation, match="member_of cannot be checked on Linux"):
         secsock.require(7, member_of="wheel")
     with pytest.raises(secsock.UnsupportedOperation):
@@ -206,10 +206,10 @@ class ScriptedBackend(FakeBackend):
 
 @pytest.fixture
 def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedBackend]:
-    from secsock import _query
+    from secsock import _extension
 
     backend = ScriptedBackend([CLEAR, ENCRYPTED])
-    monkeypatch.setattr(_query, "_backend", backend)
+    monkeypatch.setattr(_extension, "backend", backend)
     yield backend
 
 

@@ -8,7 +8,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import _query
+from . import _extension, _query
 from ._errors import NotSecuredError
 from ._log import logger
 from ._query import Peer
@@ -42,7 +42,7 @@ async def query_async(
     the loop's default executor. Cancelling the task cancels the system call.
     """
     sock = _socket_of(sock)
-    backend = _query._backend  # type: ignore[attr-defined]  # the tests swap it
+    backend = _extension.backend  # the tests swap it
     if backend is not None and backend.BACKEND == "linux":
         return _query.query(sock, peer=peer, token_access=token_access, ipsec2=ipsec2)
     return await _query.query_async(sock, peer=peer, token_access=token_access, ipsec2=ipsec2)

@@ -6,7 +6,7 @@ import dataclasses
 import errno
 from typing import TYPE_CHECKING, Any
 
-from . import _query
+from . import _extension
 from ._errors import NotSecuredError, UnsupportedOperation
 from ._log import logger
 from ._query import Peer, SocketLike, query
@@ -50,7 +50,7 @@ class Requirement:
                 raise TypeError(f"member_of: expected a str or None, not {type(member_of).__name__}")
             if not member_of or "\0" in member_of:
                 raise ValueError("member_of: must be a non-empty SID string or account name")
-            backend = _query._backend  # type: ignore[attr-defined]  # the tests swap it
+            backend = _extension.backend  # the tests swap it
             if getattr(backend, "BACKEND", None) == "linux":
                 raise UnsupportedOperation(
                     errno.EOPNOTSUPP,
