@@ -16,7 +16,6 @@ import asyncio
 import errno
 import os
 import socket
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import pytest
 
 import secsock
 from fakes import FilenoBool, FilenoClosed, FilenoNotCallable, FilenoStr, NoFileno
+from handles import open_handles
 from secsock import SecurityProtocol
 
 
@@ -598,22 +598,18 @@ def test_extreme_timeouts_are_not_bad_input(
     assert raw.timeouts == [expected]
 
 
-def open_fds() -> set[int]:
-    return {int(name) for name in os.listdir("/proc/self/fd")} if os.path.isdir("/proc/self/fd") else set()
-
-
 @pytest.mark.parametrize(("call", "exc", "match"), FACADE)
 def test_facade_rejects_before_any_system_call(
     no_system_call: None, env: Env, call: Callable[[Env], Any], exc: type[BaseException], match: str
 ) -> None:
-    before = open_fds()
+    before = open_handles()
     with pytest.raises(exc, match=match) as caught:
         call(env)
     # Exactly that type, not a subclass standing in for it (an OSError subclass is fine for OSError).
     assert type(caught.value) is exc or (exc is OSError and isinstance(caught.value, OSError)), caught.value
     if exc is OSError:
         assert caught.value.errno == errno.EBADF
-    assert open_fds() == before, "a rejected call left a descriptor open"
+    assert open_handles() == before, "a rejected call left a descriptor or handle open"
 
 
 # --- checked by the C module or against the socket itself (Linux backend) --------------------------------
@@ -794,12 +790,12 @@ BACKEND_ERRNO = {
 }
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux backend's own checks")
+@pytest.mark.linux  # the Linux backend's own checks and errnos; Windows': tests/windows_double
 @pytest.mark.parametrize(("call", "exc", "match"), BACKEND)
 def test_backend_rejects(
     request: pytest.FixtureRequest, env: Env, call: Callable[[Env], Any], exc: type[BaseException], match: str
 ) -> None:
-    before = open_fds()
+    before = open_handles()
     with pytest.raises(exc, match=match) as caught:
         call(env)
     name = request.node.callspec.id
@@ -807,7 +803,7 @@ def test_backend_rejects(
         assert caught.value.errno == BACKEND_ERRNO[name], caught.value
     else:
         assert type(caught.value) is exc, caught.value
-    assert open_fds() == before, "a rejected call left a descriptor open"
+    assert open_handles() == before, "a rejected call left a descriptor or handle open"
 
 
 def test_catalogue_ids_are_unique() -> None:
@@ -834,7 +830,6 @@ def random_value(rng: Any, depth: int = 0) -> Any:
     return rng.choice(choices)()
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux backend answers for real")
 def test_random_arguments_never_crash(env: Env) -> None:
     """3,000 calls with random arguments (seeded): each ends in an answer or a documented exception type."""
     import random
