@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test layer (after tools/setup.sh): lint and types; the extension built with -Werror; pytest on
-# this machine; the Windows backend under Wine (x64 and x86) against the fwpuclnt double; the Linux backend
+# this machine; the Windows backend under Wine (x64 and x86) against the fwpuclnt double; the whole pytest
+# suite on the official Windows CPythons 3.9 and 3.13 under Wine with the wheel built from the sdist; the Linux backend
 # over real IPsec in a VM; the host suite under ASan+UBSan and a short fuzz run; and the packaging checks.
 # Each suite runs even if an earlier one failed; a suite that ran nothing, skipped a test or could not start
 # counts as failed. The last line sums them all.
@@ -64,12 +65,27 @@ pytest_suite() { # name pytest-args...
     record "$name" ${counts% *} ${counts#* }
 }
 
+# The whole pytest suite on an official Windows CPython under Wine, on the wheel built from the sdist
+# (tools/windows_python.py prepare), with the fwpuclnt double beside the module; read like pytest_suite.
+windows_pytest_suite() { # name version
+    local name=$1 version=$2 counts
+    echo "== $name"
+    rm -f "$LOGS/$name.xml"
+    python tools/windows_python.py run "$version" -m pytest -p no:cacheprovider \
+        --junitxml="build/test-logs/$name.xml" tests 2>&1 | tee "$LOGS/$name.log"
+    counts=$(python "$ROOT/tools/junit_counts.py" "$LOGS/$name.xml")
+    record "$name" ${counts% *} ${counts#* }
+}
+
 check "ruff" ruff check src tests tools benchmarks hardening
 check "ruff-format" ruff format --check src tests tools
 check "mypy" mypy
 check "build-werror" env CFLAGS="-Werror" python -m pip install -q --no-build-isolation --no-deps -e .
 pytest_suite "pytest-host" tests
 suite "wine-windows-backend" bash tests/windows/run.sh
+check "windows-python-wheel" python tools/windows_python.py prepare
+windows_pytest_suite "windows-python-3.9" 3.9
+windows_pytest_suite "windows-python-3.13" 3.13
 suite "vm-linux-ipsec" bash tests/vm/run.sh
 suite "sanitizers-asan-ubsan" bash hardening/sanitize.sh
 suite "fuzz-short" bash hardening/fuzz.sh
