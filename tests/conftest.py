@@ -1,8 +1,11 @@
 """Shared fixtures. Platform suites are left out of collection elsewhere (never skipped into a pass):
-tests/windows_only runs on real Windows (the GitHub Actions job), the Linux kernel suites on Linux."""
+tests/windows_only runs on Windows (the GitHub Actions job, and under Wine against the double),
+tests/windows_double only under Wine with the fwpuclnt double (SECSOCK_DOUBLE=1, tools/windows_python.py), the
+Linux kernel suites and tests marked `linux` or `netns` on Linux."""
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from collections.abc import Iterator
@@ -19,6 +22,28 @@ if not sys.platform.startswith("linux"):
     collect_ignore_glob += ["test_linux_*.py", "vm/*"]
 # The VM suite boots its own kernel: tests/vm/run.sh runs it inside the VM, never on the host.
 collect_ignore_glob.append("vm/*")
+# Scripts the fwpuclnt double: only where the Windows-Python layer installed it beside the module.
+if os.environ.get("SECSOCK_DOUBLE") != "1":
+    collect_ignore_glob.append("windows_double/*")
+
+LINUX_ONLY = ("linux", "netns")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "linux: a test of the Linux backend itself (its checks, its errnos); not collected elsewhere",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Elsewhere than on Linux, tests of the Linux backend are deselected: not run, and not a skip either."""
+    if sys.platform.startswith("linux"):
+        return
+    linux_only = [item for item in items if any(item.get_closest_marker(m) for m in LINUX_ONLY)]
+    if linux_only:
+        config.hook.pytest_deselected(items=linux_only)
+        items[:] = [item for item in items if item not in linux_only]
 
 
 @pytest.fixture

@@ -10,8 +10,10 @@ import ctypes
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -72,10 +74,27 @@ class Netns:
     def exec_argv(self, *argv: str) -> list[str]:
         return ["ip", "netns", "exec", self.name, *argv]
 
-    def probe(self, steps: list[dict[str, Any]], wrap: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-        """Run the steps in one Python process inside the namespace; the results of its queries, in order."""
-        argv = self.exec_argv(*wrap, sys.executable, str(PROBE), json.dumps(steps))
-        done = subprocess.run(argv, capture_output=True, text=True, env=child_env(), timeout=60)
+    def probe(
+        self, steps: list[dict[str, Any]], wrap: tuple[str, ...] = (), other_user: bool = False
+    ) -> list[dict[str, Any]]:
+        """Run the steps in one Python process inside the namespace; the results of its queries, in order.
+
+        other_user: the probe runs as another user (wrap drops to it), who may not be able to enter the
+        checkout (a clone in a folder only its owner reads): it runs the base interpreter on a copy of secsock
+        and the probe in a folder anyone can read."""
+        if other_user:
+            with tempfile.TemporaryDirectory(prefix="secsock-probe-") as tmp:
+                os.chmod(tmp, 0o755)
+                shutil.copytree(Path(secsock.__file__).resolve().parent, Path(tmp, "secsock"))
+                shutil.copy(PROBE, tmp)
+                env = child_env()
+                env["PYTHONPATH"] = tmp
+                python = os.path.realpath(sys.executable)
+                argv = self.exec_argv(*wrap, python, str(Path(tmp, PROBE.name)), json.dumps(steps))
+                done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp, timeout=60)
+        else:
+            argv = self.exec_argv(*wrap, sys.executable, str(PROBE), json.dumps(steps))
+            done = subprocess.run(argv, capture_output=True, text=True, env=child_env(), timeout=60)
         if done.returncode != 0:
             raise AssertionError(f"probe failed ({done.returncode}): {done.stderr.strip()}")
         return results_of(done.stdout)

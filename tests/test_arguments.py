@@ -108,15 +108,18 @@ def test_bad_wait_timeout(fake_backend: FakeBackend, timeout: object) -> None:
 
 
 def test_an_infinite_wait_timeout_means_forever(fake_backend: FakeBackend) -> None:
+    """It waits in slices (so that Ctrl+C is handled between them) until the query is done."""
+    from secsock._query import _WAIT_SLICE_MS
+
     waited: list[int] = []
 
     class Raw:
         def wait(self, timeout_ms: int) -> bool:
             waited.append(timeout_ms)
-            return True
+            return len(waited) == 5
 
     assert secsock.PendingQuery(Raw()).wait(float("inf"))
-    assert waited == [-1]
+    assert waited == [_WAIT_SLICE_MS] * 5
 
 
 def test_secure_connect_refuses_a_bad_target_name_before_any_call(no_system_call: None) -> None:

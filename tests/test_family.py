@@ -130,13 +130,28 @@ def test_no_revert_when_impersonation_failed(family_backend: FakeFamilyBackend) 
     assert [call[0] for call in family_backend.calls] == ["impersonate"]
 
 
+WSAEINVAL = 10022
+
+
+def bound_port(sock: socket.socket) -> int:
+    """The socket's local port, 0 while it is not bound (Windows has no name for it yet: WSAEINVAL)."""
+    try:
+        return int(sock.getsockname()[1])
+    except OSError as exc:
+        if getattr(exc, "winerror", None) != WSAEINVAL:
+            raise
+        return 0
+
+
 def test_secure_listener_sets_security_before_bind(family_backend: FakeFamilyBackend) -> None:
     seen: list[tuple[str, int]] = []
 
     def observe(name: str, fd: int) -> None:
-        with socket.socket(fileno=fd) as view:
-            seen.append((name, view.getsockname()[1]))
-            view.detach()
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, fileno=fd) as view:
+            try:
+                seen.append((name, bound_port(view)))
+            finally:
+                view.detach()
 
     family_backend.observe = observe
     with secsock.SecureSocket.secure_listener(("127.0.0.1", 0)) as listener:
@@ -148,7 +163,7 @@ def test_secure_connect_names_the_peer_before_connect(family_backend: FakeFamily
     connected: list[tuple[str, bool]] = []
 
     def observe(name: str, fd: int) -> None:
-        with socket.socket(fileno=fd) as view:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, fileno=fd) as view:
             try:
                 view.getpeername()
                 connected.append((name, True))

@@ -27,10 +27,7 @@ import secsock
 ROOT = Path(__file__).resolve().parent.parent
 LINGER_RST = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 
-pytestmark = [
-    pytest.mark.netns,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux backend"),
-]
+pytestmark = pytest.mark.netns  # the Linux backend: collected on Linux only (conftest.py)
 
 
 def outcome(call: Any) -> str:

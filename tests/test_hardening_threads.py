@@ -11,7 +11,6 @@ import gc
 import os
 import random
 import socket
-import sys
 import threading
 import time
 import tracemalloc
@@ -24,10 +23,7 @@ import pytest
 import secsock
 from linux_netns import require_root
 
-pytestmark = [
-    pytest.mark.netns,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux backend"),
-]
+pytestmark = pytest.mark.netns  # the Linux backend: collected on Linux only (conftest.py)
 
 THREADS = 8
 PAIRS = 24

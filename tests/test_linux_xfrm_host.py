@@ -306,7 +306,7 @@ def test_notification_overrun_falls_back_to_a_full_dump(ns: Netns, driver: str) 
     ids=["root-without-cap_net_admin", "nobody"],
 )
 def test_without_cap_net_admin_permission_error(ns: Netns, wrap: tuple[str, ...]) -> None:
-    (result,) = ns.probe([udp(A, B)], wrap=wrap)
+    (result,) = ns.probe([udp(A, B)], wrap=wrap, other_user=True)
     assert result["error"] == "PermissionError", result
     assert result["errno"] == errno.EPERM
     assert "CAP_NET_ADMIN" in result["message"]

@@ -8,15 +8,12 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
     gcc-mingw-w64-x86-64 gcc-mingw-w64-i686  # cross-compile the Windows backend, x64 and x86
-    wine64 wine                              # run the Windows test programs
+    wine64 wine                              # run the Windows test programs (x64; x86 in tools/x86_root.sh)
+    debootstrap                              # the i386 Debian root the x86 Wine suite runs in
     qemu-system-x86 linux-image-amd64 busybox-static  # the VM with real ESP/AH (virtme-ng boots it)
     iproute2 kmod util-linux                 # ip xfrm / ip netns, modprobe, setpriv, unshare
     clang libclang-rt-14-dev gcc             # ASan/UBSan/libFuzzer builds (hardening/); the extension
 )
-# Runs the x86 test program under Wine. It needs i386 libraries at the same versions as the amd64 ones; a
-# mirror whose i386 security index is stale needs the pins of tools/apt_multiarch_pins.py. If even that fails,
-# the rest of the set-up goes on and tests/windows/run.sh fails loudly for x86 (it never skips it).
-I386_PACKAGES=(wine32:i386)
 
 missing() {
     local package
@@ -48,20 +45,8 @@ if ((${#needed[@]})); then
     apt_install 3 "${needed[@]}" || { echo "setup: apt-get could not install ${needed[*]}" >&2; exit 1; }
 fi
 
-mapfile -t needed < <(missing "${I386_PACKAGES[@]}")
-if ((${#needed[@]})); then
-    dpkg --print-foreign-architectures | grep -qx i386 || dpkg --add-architecture i386
-    echo "setup: installing ${needed[*]}"
-    if ! apt_install 1 "${needed[@]}"; then
-        # The usual cause: amd64 libraries from a security index whose i386 twin is stale on the mirror. Pin
-        # those libraries to the newest version the mirror has for both architectures, and try once more.
-        pins=$(python3 tools/apt_multiarch_pins.py "${needed[@]}") &&
-            echo "setup: retrying with matching amd64/i386 versions: $pins" &&
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends --allow-downgrades \
-                "${needed[@]}" $pins ||
-            echo "setup: WARNING: could not install ${needed[*]}; tests/windows/run.sh will fail for x86" >&2
-    fi
-fi
+# The x86 Wine suite runs in an i386 Debian root of its own (the host's wine32:i386 needs the host's i386 index).
+bash tools/x86_root.sh make
 
 if [[ ! -x .venv/bin/python ]]; then
     python3 -m venv .venv

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test layer (after tools/setup.sh): lint and types; the extension built with -Werror; pytest on
-# this machine; the Windows backend under Wine (x64 and x86) against the fwpuclnt double; the Linux backend
-# over real IPsec in a VM; the host suite under ASan+UBSan and a short fuzz run; the packaging checks; pytest
-# without CAP_NET_ADMIN as in a manylinux container; and the sdist installed into a fresh venv and tested.
+# this machine; the Windows backend under Wine (x64 and x86) against the fwpuclnt double; the whole pytest
+# suite on the official Windows CPythons 3.9 and 3.13 under Wine with the wheel built from the sdist; the Linux
+# backend over real IPsec in a VM; the host suite under ASan+UBSan and a short fuzz run; the packaging checks;
+# pytest without CAP_NET_ADMIN as in a manylinux container; and the sdist installed into a fresh venv and tested.
 # Each suite runs even if an earlier one failed; a suite that ran nothing, skipped a test or could not start
 # counts as failed. The last line sums them all.
 set -uo pipefail
@@ -77,6 +78,19 @@ pytest_suite_via() { # name command... (its last words are pytest's arguments)
     record "$name" ${counts% *} ${counts#* }
 }
 
+# The whole pytest suite on an official Windows CPython under Wine, on the wheel built from the sdist
+# (tools/windows_python.py prepare), with the fwpuclnt double beside the module; read like pytest_suite. The
+# report's path is relative: Windows' Python reads the checkout through Wine's drive, not as a POSIX path.
+windows_pytest_suite() { # name version
+    local name=$1 version=$2 counts
+    echo "== $name"
+    rm -f "$LOGS/$name.xml"
+    python tools/windows_python.py run "$version" -m pytest -p no:cacheprovider \
+        --junitxml="build/test-logs/$name.xml" tests 2>&1 | tee "$LOGS/$name.log"
+    counts=$(python "$ROOT/tools/junit_counts.py" "$LOGS/$name.xml")
+    record "$name" ${counts% *} ${counts#* }
+}
+
 check "ruff" ruff check src tests tools benchmarks hardening examples
 check "ruff-format" ruff format --check src tests tools examples
 check "mypy" mypy
@@ -84,6 +98,9 @@ check "build-werror" env CFLAGS="-Werror" python -m pip install -q --no-build-is
 check "layout" bash tools/check_layout.sh # no .c file #included; no test hook in the extension
 pytest_suite "pytest-host" tests
 suite "wine-windows-backend" bash tests/windows/run.sh
+check "windows-python-wheel" python tools/windows_python.py prepare
+windows_pytest_suite "windows-python-3.9" 3.9
+windows_pytest_suite "windows-python-3.13" 3.13
 suite "vm-linux-ipsec" bash tests/vm/run.sh
 suite "sanitizers-asan-ubsan" bash hardening/sanitize.sh
 suite "fuzz-short" bash hardening/fuzz.sh
@@ -92,7 +109,7 @@ check "actionlint" bash tools/check_packaging.sh actionlint
 check "abi3audit" bash tools/check_packaging.sh abi3audit
 check "package-metadata" bash tools/check_packaging.sh metadata
 # What GitHub's manylinux containers run: no CAP_NET_ADMIN, the tests that need it deselected (not skipped).
-pytest_suite_via "pytest-without-net-admin" bash tools/without_net_admin.sh python -m pytest tests -m "not netns"
+pytest_suite_via "pytest-without-net-admin" bash tools/without_net_admin.sh python -m pytest tests -m "not netns and not net_admin"
 # The sdist installed from the tarball alone into a fresh venv, its own tests run against that install.
 pytest_suite_via "sdist-install-test" bash tools/sdist_check.sh
 

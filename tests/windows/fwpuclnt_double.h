@@ -93,5 +93,8 @@ typedef int (*dbl_release_fn)(void);
 typedef void (*dbl_set_port_fn)(HANDLE port, ULONG_PTR key);
 typedef int (*dbl_in_flight_fn)(void);
 typedef int (*dbl_tokens_fn)(UINT64 *out, int max);
+/* An ASSUMED VARIANT of real Windows (no page states it): on (1), an unscripted query about a loopback peer
+   answers in the clear with no tokens, as tests/windows_only expects of a real machine. Off after load. */
+typedef void (*dbl_set_loopback_clear_fn)(int on);
 
 #endif /* FWPUCLNT_DOUBLE_H */
