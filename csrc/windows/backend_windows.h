@@ -36,9 +36,12 @@
 #define WIN32_LEAN_AND_MEAN
 #endif
 
+/* mstcpip.h before ws2tcpip.h, as in Microsoft's sample: the SDK's ws2tcpip.h declares WSAQuerySocketSecurity
+   and its siblings only once mstcpip.h has defined _SECURE_SOCKET_TYPES_DEFINED_ (issue 11, defect 2;
+   tools/sdk_include_order/ makes mingw-w64 enforce the same). */
 #include <winsock2.h>
-#include <ws2tcpip.h>
 #include <mstcpip.h>
+#include <ws2tcpip.h>
 #include <windows.h>
 #include <sddl.h>
 
