@@ -110,6 +110,17 @@ static int settle(secsock_pending *p, int may_reissue)
     if (p->state != PENDING_IN_FLIGHT || WaitForSingleObject(p->event, 0) != WAIT_OBJECT_0) {
         return p->state;
     }
+    if (!HasOverlappedIoCompleted(&p->ov)) {
+        /*
+         * Signalled, but the OVERLAPPED says the system still owns it: someone set the public event (issue 11,
+         * defect 3). Still in flight. Re-arm the event so waiters do not spin; the system writes the status
+         * before it signals, so a completion that raced the reset shows in the second look.
+         */
+        ResetEvent(p->event);
+        if (!HasOverlappedIoCompleted(&p->ov)) {
+            return p->state;
+        }
+    }
     if (WSAGetOverlappedResult(p->sock, &p->ov, &transferred, FALSE, &flags)) {
         if (p->op != OP_QUERY) {
             finish_call(p);
@@ -131,8 +142,8 @@ static int settle(secsock_pending *p, int may_reissue)
             finish_error(p, WSAEMSGSIZE, op_names[p->op]);
         }
     } else if (e == WSA_IO_INCOMPLETE) {
-        /* The event fired but the OVERLAPPED still says pending: report it rather than spin. */
-        finish_error(p, WSA_IO_INCOMPLETE, "WSAGetOverlappedResult");
+        /* Cannot be after HasOverlappedIoCompleted; if it is, the system still owns the OVERLAPPED. */
+        ResetEvent(p->event);
     } else {
         finish_error(p, e, op_names[p->op]);
     }
@@ -296,11 +307,13 @@ void secsock_pending_free(secsock_pending *p)
      */
     if (settle_locked(p, 0) == PENDING_IN_FLIGHT) {
         (void)CancelIoEx((HANDLE)p->sock, &p->ov);
-        if (WaitForSingleObject(p->event, INFINITE) != WAIT_OBJECT_0) {
-            /* Cannot know when the system is done: leaking beats letting it write into freed memory. */
-            return;
+        /* Until the OVERLAPPED itself says complete: a signalled event alone proves nothing (defect 3). */
+        while (settle_locked(p, 0) == PENDING_IN_FLIGHT) {
+            if (WaitForSingleObject(p->event, INFINITE) != WAIT_OBJECT_0) {
+                /* Cannot know when the system is done: leaking beats letting it write into freed memory. */
+                return;
+            }
         }
-        (void)settle_locked(p, 0);
     }
     pending_destroy(p); /* closes the token handles never handed over */
 }

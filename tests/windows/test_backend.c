@@ -1903,6 +1903,65 @@ static DWORD WINAPI watchdog(LPVOID arg)
     return 0;
 }
 
+/* ======================================================================== */
+/* Issue 11: defects the double once shared with the code. */
+
+/* Take the result, check it carries both tokens, and close them. */
+static void take_tokens(secsock_pending *p)
+{
+    secsock_result res;
+    secsock_error err;
+
+    CHECK(secsock_pending_result(p, &res, &err) == 0, "result: kind %d winerror %ld %s", err.kind, err.winerror,
+          err.message);
+    CHECK(res.peer_application_token != 0 && res.peer_machine_token != 0, "tokens not handed over");
+    secsock_result_release(&res);
+}
+
+static void test_spurious_event_keeps_pending(void)
+{
+    secsock_pending *p;
+    secsock_error err;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
+    DWORD before;
+
+    begin_test("defect 3: a SetEvent on the public event while the OVERLAPPED says pending is not a completion");
+    s.when = DBL_PEND;
+    p = begin_token_query(s, &before);
+    if (p != NULL) {
+        SetEvent((HANDLE)(UINT_PTR)secsock_pending_event(p));
+        CHECK(!secsock_pending_done(p), "done() while the system still holds the OVERLAPPED");
+        CHECK(secsock_pending_wait(p, 50, &err) == 0, "wait() did not time out while in flight");
+        CHECK(dbl_in_flight() == 1, "the double no longer holds the query");
+        CHECK(dbl_release() == 1, "nothing was pending in the double");
+        CHECK(secsock_pending_wait(p, 5000, &err) == 1, "not done after the completion");
+        take_tokens(p);
+        secsock_pending_free(p);
+    }
+    check_handle_count(before);
+    end_test();
+}
+
+static void test_spurious_event_then_free(void)
+{
+    secsock_pending *p;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
+    DWORD before;
+
+    begin_test("defect 3: free after a spurious SetEvent still cancels and waits for the system");
+    s.when = DBL_PEND;
+    p = begin_token_query(s, &before);
+    if (p != NULL) {
+        SetEvent((HANDLE)(UINT_PTR)secsock_pending_event(p));
+        secsock_pending_free(p);
+        CHECK(dbl_in_flight() == 0, "free returned while the system still held the OVERLAPPED");
+    }
+    check_handle_count(before);
+    end_test();
+}
+
+/* ISSUE11_TESTS_END */
+
 int main(void)
 {
     secsock_error err;
@@ -1998,6 +2057,8 @@ int main(void)
                         DBL_FN_DELETE_TARGET_NAME, WSAENOTSOCK);
     test_token_user_and_groups();
     test_token_is_member();
+    test_spurious_event_keeps_pending();
+    test_spurious_event_then_free();
 
     closesocket(tcp4);
     closesocket(tcp4_server);
