@@ -121,7 +121,12 @@ static int settle(secsock_pending *p, int may_reissue)
             return p->state;
         }
     }
-    if (WSAGetOverlappedResult(p->sock, &p->ov, &transferred, FALSE, &flags)) {
+    /*
+     * The outcome is in the OVERLAPPED itself (its Internal member is the request's final status): a success
+     * stands even if the caller closed the socket since, and its token handles are ours to hand over or
+     * close (issue 11, defect 4). Only a failure asks WSAGetOverlappedResult, for its Winsock code.
+     */
+    if ((LONG)p->ov.Internal >= 0) {
         if (p->op != OP_QUERY) {
             finish_call(p);
         } else {
@@ -129,8 +134,14 @@ static int settle(secsock_pending *p, int may_reissue)
              * Q7 says the length is written back; the Winsock overlapped model reports the bytes through the
              * OVERLAPPED. Take the latter, the former when it says nothing.
              */
+            transferred = (DWORD)p->ov.InternalHigh;
             finish_success(p, transferred != 0 ? (ULONG)transferred : p->len);
         }
+        return p->state;
+    }
+    if (WSAGetOverlappedResult(p->sock, &p->ov, &transferred, FALSE, &flags)) {
+        /* Internal said failure: a status WSAGetOverlappedResult does not map is still a failure. */
+        finish_error(p, WSASYSCALLFAILURE, op_names[p->op]);
         return p->state;
     }
     e = WSAGetLastError();

@@ -1960,6 +1960,87 @@ static void test_spurious_event_then_free(void)
     end_test();
 }
 
+/* A query asking for tokens on sock, answered by step; NULL with the test failed. */
+static secsock_pending *begin_token_query_on(SOCKET sock, dbl_step step)
+{
+    secsock_query_request r = request(sock);
+    secsock_error err;
+    secsock_pending *p;
+
+    r.token_access = TOKEN_QUERY;
+    script(step);
+    p = secsock_query_begin(&r, &err);
+    CHECK(p != NULL, "begin: %s", err.message);
+    return p;
+}
+
+static void test_socket_closed_after_completion(void)
+{
+    SOCKET client, server;
+    secsock_pending *p;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
+    DWORD before;
+    UINT64 t[8];
+    int nt;
+
+    begin_test("defect 4: socket closed between completion and result: the answer and its tokens stand");
+    dbl_reset();
+    before = handle_count();
+    if (tcp_pair(AF_INET, WSA_FLAG_OVERLAPPED, &client, &server) != 0) {
+        fail("no socket pair");
+    } else {
+        s.when = DBL_PEND;
+        p = begin_token_query_on(client, s);
+        if (p != NULL) {
+            CHECK(dbl_release() == 1, "nothing was pending in the double");
+            CHECK(WaitForSingleObject((HANDLE)(UINT_PTR)secsock_pending_event(p), 5000) == WAIT_OBJECT_0,
+                  "no completion");
+            closesocket(client);
+            take_tokens(p);
+            secsock_pending_free(p);
+        } else {
+            closesocket(client);
+        }
+        closesocket(server);
+    }
+    nt = dbl_tokens(t, 8);
+    CHECK(nt == 2 && !handle_open(t[0]) && !handle_open(t[1]), "%d tokens, a token still open", nt);
+    check_handle_count(before);
+    end_test();
+}
+
+static void test_socket_closed_tokens_freed(void)
+{
+    SOCKET client, server;
+    secsock_pending *p;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
+    DWORD before;
+    UINT64 t[8];
+    int nt;
+
+    begin_test("defect 4: socket closed after completion, freed without result: the tokens are closed");
+    dbl_reset();
+    before = handle_count();
+    if (tcp_pair(AF_INET, WSA_FLAG_OVERLAPPED, &client, &server) != 0) {
+        fail("no socket pair");
+    } else {
+        s.when = DBL_PEND;
+        p = begin_token_query_on(client, s);
+        if (p != NULL) {
+            CHECK(dbl_release() == 1, "nothing was pending in the double");
+            CHECK(WaitForSingleObject((HANDLE)(UINT_PTR)secsock_pending_event(p), 5000) == WAIT_OBJECT_0,
+                  "no completion");
+        }
+        closesocket(client);
+        secsock_pending_free(p);
+        closesocket(server);
+    }
+    nt = dbl_tokens(t, 8);
+    CHECK(nt == 2 && !handle_open(t[0]) && !handle_open(t[1]), "%d tokens, a token still open", nt);
+    check_handle_count(before);
+    end_test();
+}
+
 /* ISSUE11_TESTS_END */
 
 int main(void)
@@ -2059,6 +2140,8 @@ int main(void)
     test_token_is_member();
     test_spurious_event_keeps_pending();
     test_spurious_event_then_free();
+    test_socket_closed_after_completion();
+    test_socket_closed_tokens_freed();
 
     closesocket(tcp4);
     closesocket(tcp4_server);
