@@ -112,6 +112,7 @@ struct secsock_pending {
     } tmpl;
     const void *tmpl_ptr; /* NULL (TCP default query) or &tmpl */
     ULONG tmpl_len;
+    int tokens_asked;     /* a nonzero PeerTokenAccessMask: only then are the token fields handles (Q2/Q3) */
 
     /* Inputs of the set/delete calls, read by the system until it is done. */
     void *in;           /* SOCKET_SECURITY_SETTINGS(_IPSEC) or SOCKET_PEER_TARGET_NAME; calloc'ed, owned here */

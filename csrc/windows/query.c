@@ -162,6 +162,7 @@ static int build_template(secsock_pending *p, const secsock_query_request *req, 
     SOCKADDR_STORAGE *peer;
 
     memset(&p->tmpl, 0, sizeof(p->tmpl));
+    p->tokens_asked = req->token_access != 0;
     /* Q1: for TCP a NULL template asks for the default information; only needed to ask for more. */
     if (is_tcp && req->token_access == 0 && !req->ipsec2 && !req->has_peer) {
         p->tmpl_ptr = NULL;
@@ -196,7 +197,7 @@ static int build_template(secsock_pending *p, const secsock_query_request *req, 
 void finish_success(secsock_pending *p, ULONG n)
 {
     mark_done(p);
-    (void)secsock_decode_info(p->buf, p->buf_size, n, &p->held, &p->error);
+    (void)secsock_decode_info_asked(p->buf, p->buf_size, n, p->tokens_asked, &p->held, &p->error);
 }
 
 void renegotiate(secsock_pending *p, ULONG needed)

@@ -102,6 +102,8 @@ static ULONG_PTR port_key;
 static slot slots[MAX_SLOTS];
 static UINT64 tokens[MAX_TOKENS];
 static int token_count;
+static unsigned int variants; /* DBL_VAR_*, until dbl_reset */
+static UINT64 variant_value;
 
 BOOL WINAPI DllMain(HINSTANCE instance, DWORD reason, LPVOID reserved)
 {
@@ -123,7 +125,28 @@ void dbl_reset(void)
     token_count = 0;
     port = NULL;
     port_key = 0;
+    variants = 0;
+    variant_value = 0;
     LeaveCriticalSection(&lock);
+}
+
+/* The variants in force (DBL_VAR_*), replacing the previous set; value is what a variant writes. */
+void dbl_variants(unsigned int flags, UINT64 value)
+{
+    EnterCriticalSection(&lock);
+    variants = flags;
+    variant_value = value;
+    LeaveCriticalSection(&lock);
+}
+
+static int variant(unsigned int flag)
+{
+    int on;
+
+    EnterCriticalSection(&lock);
+    on = (variants & flag) != 0;
+    LeaveCriticalSection(&lock);
+    return on;
 }
 
 void dbl_script(const dbl_step *step)
@@ -253,6 +276,11 @@ static int produce(const dbl_step *step, const ask *q, void *info, ULONG *len)
     copy = step->short_len != 0 && step->short_len < size ? step->short_len : size;
     memset(&answer, 0, sizeof(answer));
     answer.Flags = step->flags;
+    if ((q->default_query || q->token_mask == 0) && variant(DBL_VAR_UNASKED_HANDLES)) {
+        /* Assumed variant: bytes in the token fields that are not handles of the caller's (Q2/Q3). */
+        answer.PeerApplicationAccessTokenHandle = variant_value;
+        answer.PeerMachineAccessTokenHandle = variant_value;
+    }
     if (!q->default_query) {
         answer.SecurityProtocol = ipsec2 ? SOCKET_SECURITY_PROTOCOL_IPSEC2 : (SOCKET_SECURITY_PROTOCOL)step->protocol;
         /* Handles only where the bytes copied carry them, so that none is made and lost. */

@@ -86,6 +86,17 @@ typedef struct {
 
 #define DBL_MAX_CALLS 64
 
+/*
+ * Variants (issue 11): behaviours no page states, each a plausible answer of the real system, chosen for the
+ * whole process until dbl_reset() (which restores the default: none). tests/windows/DOUBLE.md lists them; the
+ * code under test must be right with every one. dbl_variants(flags, value) replaces the set in force.
+ */
+enum {
+    /* Q2/Q3 say the token handles are "not returned" when not asked for, not that their bytes stay zero: fill
+       both token fields with `value` for a default query or a zero PeerTokenAccessMask. */
+    DBL_VAR_UNASKED_HANDLES = 0x1
+};
+
 typedef void (*dbl_reset_fn)(void);
 typedef void (*dbl_script_fn)(const dbl_step *step);
 typedef int (*dbl_calls_fn)(dbl_call *out, int max);
@@ -93,5 +104,6 @@ typedef int (*dbl_release_fn)(void);
 typedef void (*dbl_set_port_fn)(HANDLE port, ULONG_PTR key);
 typedef int (*dbl_in_flight_fn)(void);
 typedef int (*dbl_tokens_fn)(UINT64 *out, int max);
+typedef void (*dbl_variants_fn)(unsigned int flags, UINT64 value);
 
 #endif /* FWPUCLNT_DOUBLE_H */

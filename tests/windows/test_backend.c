@@ -75,6 +75,7 @@ static dbl_release_fn dbl_release;
 static dbl_set_port_fn dbl_set_port;
 static dbl_in_flight_fn dbl_in_flight;
 static dbl_tokens_fn dbl_tokens;
+static dbl_variants_fn dbl_variants;
 
 static int load_double(void)
 {
@@ -90,7 +91,9 @@ static int load_double(void)
     dbl_set_port = (dbl_set_port_fn)(void (*)(void))GetProcAddress(m, "dbl_set_port");
     dbl_in_flight = (dbl_in_flight_fn)(void (*)(void))GetProcAddress(m, "dbl_in_flight");
     dbl_tokens = (dbl_tokens_fn)(void (*)(void))GetProcAddress(m, "dbl_tokens");
-    return dbl_reset && dbl_script && dbl_calls && dbl_release && dbl_set_port && dbl_in_flight && dbl_tokens;
+    dbl_variants = (dbl_variants_fn)(void (*)(void))GetProcAddress(m, "dbl_variants");
+    return dbl_reset && dbl_script && dbl_calls && dbl_release && dbl_set_port && dbl_in_flight && dbl_tokens &&
+           dbl_variants;
 }
 
 static dbl_step blank_step(int kind)
@@ -2041,6 +2044,56 @@ static void test_socket_closed_tokens_freed(void)
     end_test();
 }
 
+static void unasked_handles_case(const char *what, secsock_query_request r, int pend)
+{
+    HANDLE bystander = CreateEventW(NULL, TRUE, FALSE, NULL);
+    secsock_result res;
+    secsock_error err;
+    secsock_pending *p;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
+
+    dbl_reset();
+    dbl_variants(DBL_VAR_UNASKED_HANDLES, (UINT64)(UINT_PTR)bystander);
+    s.when = pend ? DBL_PEND_AUTO : DBL_NOW;
+    s.delay_ms = 10;
+    script(s);
+    if (run_query(&r, &res, &err) != 0) {
+        fail("%s: query failed: %s", what, err.message);
+    } else {
+        CHECK(res.peer_application_token == 0 && res.peer_machine_token == 0, "%s: tokens %llx %llx handed over",
+              what, (unsigned long long)res.peer_application_token, (unsigned long long)res.peer_machine_token);
+        secsock_result_release(&res);
+    }
+    CHECK(handle_open((uint64_t)(UINT_PTR)bystander), "%s: a handle of the process was closed", what);
+    /* The same answer left to pending_free, which closes the tokens it owns. */
+    s.when = DBL_NOW;
+    script(s);
+    p = secsock_query_begin(&r, &err);
+    if (p != NULL) {
+        CHECK(secsock_pending_wait(p, 5000, &err) == 1, "%s: not done", what);
+        secsock_pending_free(p);
+    }
+    CHECK(handle_open((uint64_t)(UINT_PTR)bystander), "%s: pending_free closed a handle of the process", what);
+    CloseHandle(bystander);
+    dbl_reset();
+}
+
+static void test_unasked_handles_ignored(void)
+{
+    secsock_query_request r = request(tcp4);
+
+    begin_test("defect 6 Q2/Q3: token fields are read only when tokens were asked for (variant: bytes there)");
+    unasked_handles_case("TCP default query", r, 0);
+    unasked_handles_case("TCP default query, pending", r, 1);
+    r = request(tcp6);
+    peer6_loopback(&r, 7, 0, 0); /* a template, but a zero access mask */
+    unasked_handles_case("TCP template with a zero mask", r, 0);
+    r = request(udp4);
+    peer4(&r, "127.0.0.1", 9);
+    unasked_handles_case("UDP template with a zero mask", r, 0);
+    end_test();
+}
+
 /* ISSUE11_TESTS_END */
 
 int main(void)
@@ -2142,6 +2195,7 @@ int main(void)
     test_spurious_event_then_free();
     test_socket_closed_after_completion();
     test_socket_closed_tokens_freed();
+    test_unasked_handles_ignored();
 
     closesocket(tcp4);
     closesocket(tcp4_server);
