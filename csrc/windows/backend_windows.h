@@ -13,7 +13,8 @@
  * proactor) gets no completion packet for our query; we wait on the untagged event ourselves. Whenever a
  * completion is observed (settle), the outcome is recorded and, on success, decoded at once: from then on the
  * pending owns the token handles until secsock_pending_result hands them over, or secsock_pending_free closes
- * them. A WSAEMSGSIZE outcome re-issues the call with the size the system asked for, within bounds.
+ * them. A WSAEMSGSIZE outcome re-issues the call with the size the system asked for, within bounds: the length
+ * written back by a call that failed at once (Q7), or a size query (Q6) after one that failed later.
  *
  * Units:
  *   query.c       init/fini, the socket's kind, the template, secsock_query(_begin), the size negotiation
@@ -136,11 +137,13 @@ HANDLE to_handle(uint64_t h);
 ULONG peer_to_sockaddr(const secsock_peer *peer, SOCKADDR_STORAGE *dst);
 void finish_success(secsock_pending *p, ULONG n);
 void renegotiate(secsock_pending *p, ULONG needed);
+void size_query(secsock_pending *p);
 
 /* ---- overlapped.c -------------------------------------------------------------------------------------- */
 int error_os(secsock_error *err, long code, const char *call, const char *what);
 const char *describe(long code);
 void mark_done(secsock_pending *p);
+void finish_error(secsock_pending *p, long code, const char *call);
 void issue(secsock_pending *p);
 void pending_destroy(secsock_pending *p);
 secsock_pending *pending_new(int op, secsock_fd sock, secsock_error *err);

@@ -37,7 +37,7 @@ void mark_done(secsock_pending *p)
 }
 
 /* Record a failed outcome; the operation is over. */
-static void finish_error(secsock_pending *p, long code, const char *call)
+void finish_error(secsock_pending *p, long code, const char *call)
 {
     error_os(&p->error, code, call, describe(code));
     mark_done(p);
@@ -146,9 +146,8 @@ static int settle(secsock_pending *p, int may_reissue)
     }
     e = WSAGetLastError();
     if (e == WSAEMSGSIZE && p->op == OP_QUERY) {
-        ULONG needed = transferred != 0 ? (ULONG)transferred : p->len;
         if (may_reissue) {
-            renegotiate(p, needed);
+            size_query(p);
         } else {
             finish_error(p, WSAEMSGSIZE, op_names[p->op]);
         }

@@ -234,6 +234,31 @@ void renegotiate(secsock_pending *p, ULONG needed)
     mark_done(p);
 }
 
+/*
+ * A WSAEMSGSIZE that completed later: no page says where the size needed is then (neither InternalHigh nor a
+ * length written after WSA_IO_PENDING is documented; issue 11, defect 5). Ask the documented way: a size
+ * query with a NULL buffer (Q6; E5: it answers WSAEMSGSIZE and the size), without an OVERLAPPED, so it is
+ * synchronous, then re-issue with that size.
+ */
+void size_query(secsock_pending *p)
+{
+    ULONG needed = 0;
+    int e;
+
+    if (WSAQuerySocketSecurity(p->sock, (const SOCKET_SECURITY_QUERY_TEMPLATE *)p->tmpl_ptr, p->tmpl_len, NULL,
+                               &needed, NULL, NULL) == 0) {
+        /* A size query that succeeds gives no size: report the first call's outcome. */
+        finish_error(p, WSAEMSGSIZE, op_names[p->op]);
+        return;
+    }
+    e = WSAGetLastError();
+    if (e != WSAEMSGSIZE) {
+        finish_error(p, e, op_names[p->op]);
+        return;
+    }
+    renegotiate(p, needed);
+}
+
 secsock_pending *secsock_query_begin(const secsock_query_request *req, secsock_error *err)
 {
     secsock_socket_kind kind;

@@ -17,9 +17,10 @@
  * caller's OVERLAPPED as the status block but its own event (no data ever arrives in the tests). CancelIoEx with
  * that OVERLAPPED (or NULL) then cancels it, and the double completes the query as cancelled; when the script
  * says "complete now", the double cancels its own recv first and then completes with the scripted outcome.
- * Completion writes the buffer and the length, then InternalHigh and Internal (the NTSTATUS that Wine's
- * WSAGetOverlappedResult reads and maps), then signals the event with the low bit masked off, and posts a
- * packet to the completion port the test named only when the event's low bit is clear.
+ * Completion writes the buffer and, for a success, the length, then InternalHigh and Internal (the NTSTATUS
+ * that Wine's WSAGetOverlappedResult reads and maps), then signals the event with the low bit masked off, and
+ * posts a packet to the completion port the test named only when the event's low bit is clear. A WSAEMSGSIZE
+ * completed later writes no length and InternalHigh 0 unless DBL_VAR_LATE_LENGTH says so (DOUBLE.md).
  */
 /* Not ws2tcpip.h: it declares WSAQuerySocketSecurity as imported, and this DLL is where it is defined. */
 #include <winsock2.h>
@@ -341,7 +342,7 @@ static DWORD WINAPI worker(LPVOID arg)
     HANDLE waits[2];
     DWORD count = 1, rc, timeout;
     int cancelled = 0, error;
-    ULONG bytes;
+    ULONG bytes, len;
     slot copy;
 
     waits[0] = s->release_event;
@@ -375,8 +376,19 @@ static DWORD WINAPI worker(LPVOID arg)
         deliver(copy.ov, copy.caller_event, copy.post_packet, STATUS_CANCELLED_, 0);
         return 0;
     }
-    error = produce(&copy.step, copy.is_query ? &copy.question : NULL, copy.info, copy.len);
-    bytes = copy.is_query && (error == 0 || error == WSAEMSGSIZE) ? *copy.len : 0;
+    /* Produced into a local length: which of the caller's length and InternalHigh learn it is a variant. */
+    len = copy.is_query ? *copy.len : 0;
+    error = produce(&copy.step, copy.is_query ? &copy.question : NULL, copy.info, &len);
+    bytes = 0;
+    if (copy.is_query && error == 0) {
+        if (!variant(DBL_VAR_BYTES_OVERLAPPED_ONLY)) {
+            *copy.len = len; /* Q7: on success the bytes copied */
+        }
+        bytes = variant(DBL_VAR_BYTES_LEN_ONLY) ? 0 : len;
+    } else if (copy.is_query && error == WSAEMSGSIZE && variant(DBL_VAR_LATE_LENGTH)) {
+        *copy.len = len; /* assumed variant: no page says a size is written after WSA_IO_PENDING */
+        bytes = len;
+    }
     deliver(copy.ov, copy.caller_event, copy.post_packet, status_of(error), bytes);
     return 0;
 }

@@ -94,7 +94,14 @@ typedef struct {
 enum {
     /* Q2/Q3 say the token handles are "not returned" when not asked for, not that their bytes stay zero: fill
        both token fields with `value` for a default query or a zero PeerTokenAccessMask. */
-    DBL_VAR_UNASKED_HANDLES = 0x1
+    DBL_VAR_UNASKED_HANDLES = 0x1,
+    /* A WSAEMSGSIZE completed later writes the size needed into *SecurityQueryInfoLen and InternalHigh at
+       completion (no page says so; by default neither is written: Q7 speaks of the call's return). */
+    DBL_VAR_LATE_LENGTH = 0x2,
+    /* A success completed later reports the bytes copied only through *SecurityQueryInfoLen (InternalHigh 0)... */
+    DBL_VAR_BYTES_LEN_ONLY = 0x4,
+    /* ...or only through InternalHigh (the length left as the caller gave it). By default: both. */
+    DBL_VAR_BYTES_OVERLAPPED_ONLY = 0x8
 };
 
 typedef void (*dbl_reset_fn)(void);

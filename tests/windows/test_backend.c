@@ -1065,16 +1065,19 @@ static void test_pending_msgsize_reissued(void)
     dbl_call c[DBL_MAX_CALLS];
     int n;
 
-    begin_test("Q7/Q9 WSAEMSGSIZE completed later: re-issued with the size asked, then completed later");
+    begin_test("Q6/Q7/Q9 WSAEMSGSIZE completed later: the size query learns the size, re-issued, completed later");
     dbl_reset();
     s1.when = s2.when = DBL_PEND_AUTO;
     s1.delay_ms = s2.delay_ms = 20;
     script(s1);
+    script(step_msgsize(200)); /* the size query (Q6): synchronous, no OVERLAPPED */
     script(s2);
     CHECK(run_query(&r, &res, &err) == 0, "query failed: %s", err.message);
     n = calls(c);
-    CHECK(n == 2 && c[1].len_in == 200 && c[0].result == WSA_IO_PENDING && c[1].result == WSA_IO_PENDING,
-          "%d calls, second length %lu", n, (unsigned long)c[1].len_in);
+    CHECK(n == 3 && c[0].result == WSA_IO_PENDING && c[1].info_null && c[1].overlapped_null &&
+              c[1].result == WSAEMSGSIZE && c[2].len_in == 200 && c[2].result == WSA_IO_PENDING,
+          "%d calls, size query info_null %d overlapped_null %d, third length %lu", n, c[1].info_null,
+          c[1].overlapped_null, (unsigned long)c[2].len_in);
     end_test();
 }
 
@@ -1251,6 +1254,7 @@ static void test_wait_in_several_threads(void)
     s2.when = DBL_PEND_AUTO;
     s2.delay_ms = 30;
     script(s1);
+    script(step_msgsize(100)); /* the size query (Q6) */
     script(s2);
     p = secsock_query_begin(&r, &err);
     CHECK(p != NULL, "begin: %s", err.message);
@@ -2094,6 +2098,52 @@ static void test_unasked_handles_ignored(void)
     end_test();
 }
 
+/* An async WSAEMSGSIZE, then the answer, with the double's variants `flags`; the size query is scripted. */
+static void async_msgsize_case(const char *what, unsigned int flags, int ipsec2)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_result res;
+    secsock_error err;
+    dbl_step s1 = step_msgsize(100), s2 = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 3);
+    DWORD before;
+
+    dbl_reset();
+    dbl_variants(flags, 0);
+    before = handle_count();
+    r.token_access = TOKEN_QUERY;
+    r.ipsec2 = ipsec2;
+    s1.when = s2.when = DBL_PEND_AUTO;
+    s1.delay_ms = s2.delay_ms = 10;
+    s2.ipsec2 = ipsec2;
+    s2.mm_sa_id = 77;
+    script(s1);
+    script(step_msgsize(100));
+    script(s2);
+    if (run_query(&r, &res, &err) != 0) {
+        fail("%s: query failed: %s", what, err.message);
+    } else {
+        CHECK(res.flags == 3 && res.peer_application_token != 0 && res.peer_machine_token != 0,
+              "%s: flags %u, tokens %llx %llx", what, res.flags, (unsigned long long)res.peer_application_token,
+              (unsigned long long)res.peer_machine_token);
+        CHECK(!ipsec2 || (res.has_ipsec2 && res.mm_sa_id == 77), "%s: IPsec2 fields lost", what);
+        secsock_result_release(&res);
+    }
+    check_handle_count(before);
+    dbl_reset();
+}
+
+static void test_async_msgsize_variants(void)
+{
+    begin_test("defect 5 Q6/Q7/Q9 async WSAEMSGSIZE: right with and without a late length, bytes by either way");
+    async_msgsize_case("default: no late length", 0, 0);
+    async_msgsize_case("late length and InternalHigh", DBL_VAR_LATE_LENGTH, 0);
+    async_msgsize_case("bytes copied by the length only", DBL_VAR_BYTES_LEN_ONLY, 0);
+    async_msgsize_case("bytes copied by InternalHigh only", DBL_VAR_BYTES_OVERLAPPED_ONLY, 0);
+    async_msgsize_case("IPsec2, bytes by InternalHigh only", DBL_VAR_BYTES_OVERLAPPED_ONLY, 1);
+    async_msgsize_case("IPsec2, bytes by the length only", DBL_VAR_BYTES_LEN_ONLY | DBL_VAR_LATE_LENGTH, 1);
+    end_test();
+}
+
 /* ISSUE11_TESTS_END */
 
 int main(void)
@@ -2196,6 +2246,7 @@ int main(void)
     test_socket_closed_after_completion();
     test_socket_closed_tokens_freed();
     test_unasked_handles_ignored();
+    test_async_msgsize_variants();
 
     closesocket(tcp4);
     closesocket(tcp4_server);
