@@ -162,6 +162,10 @@ uint64_t secsock_pending_event(secsock_pending *p);
 /* Cancel if still in flight, wait until the system is done, close unclaimed tokens, free. NULL is allowed. */
 void secsock_pending_free(secsock_pending *p);
 
+/* The same, telling: 0 when freed; -1 with err set when the cancel failed and the system may still own the
+   OVERLAPPED, so p was leaked on purpose rather than waited on forever (the caller warns). Call without the GIL. */
+int secsock_pending_free_or_leak(secsock_pending *p, secsock_error *err);
+
 /* begin + wait + result in one step. Call without the GIL. Zeroes out and clears err before anything else, so
    the caller need not (the module's per-connection call relies on it). */
 int secsock_query(const secsock_query_request *req, secsock_result *out, secsock_error *err);

@@ -16,25 +16,41 @@ static PendingObject *pending_checked(PyObject *self)
     return p;
 }
 
-static void pending_release(PendingObject *p)
+/*
+ * Free the backend's pending: 0, or -1 with a RuntimeWarning raised (by the warnings filter) when the
+ * backend had to leak it because the system could not cancel it (issue 11, defect 8; CPython's _overlapped
+ * warns the same way instead of hanging).
+ */
+static int pending_release(PendingObject *p)
 {
     secsock_pending *pending = p->pending;
+    secsock_error err;
+    int rc = 0;
 
     p->pending = NULL;
     if (pending != NULL) {
         /* May cancel and wait until the system is done with the OVERLAPPED and buffers: never with the GIL. */
         Py_BEGIN_ALLOW_THREADS
-        secsock_pending_free(pending);
+        rc = secsock_pending_free_or_leak(pending, &err);
         Py_END_ALLOW_THREADS
+        if (rc < 0) {
+            return PyErr_WarnFormat(PyExc_RuntimeWarning, 1, "secsock: %s: %s", err.call, err.message);
+        }
     }
+    return 0;
 }
 
 static void Pending_dealloc(PyObject *self)
 {
     PyTypeObject *type = Py_TYPE(self);
     freefunc tp_free = (freefunc)PyType_GetSlot(type, Py_tp_free);
+    PyObject *type_err, *value, *tb;
 
-    pending_release((PendingObject *)self);
+    PyErr_Fetch(&type_err, &value, &tb);
+    if (pending_release((PendingObject *)self) < 0) {
+        PyErr_WriteUnraisable(NULL);
+    }
+    PyErr_Restore(type_err, value, tb);
     tp_free(self);
     Py_DECREF(type);
 }
@@ -142,7 +158,9 @@ static PyObject *Pending_close(PyObject *self, PyObject *Py_UNUSED(ignored))
         PyErr_SetString(PyExc_RuntimeError, "cannot close a pending query while another thread waits on it");
         return NULL;
     }
-    pending_release(p);
+    if (pending_release(p) < 0) {
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 

@@ -306,24 +306,46 @@ uint64_t secsock_pending_event(secsock_pending *p)
     return p == NULL ? 0 : (uint64_t)(UINT_PTR)p->event;
 }
 
-void secsock_pending_free(secsock_pending *p)
+int secsock_pending_free_or_leak(secsock_pending *p, secsock_error *err)
 {
+    secsock_error_clear(err);
     if (p == NULL) {
-        return;
+        return 0;
     }
     /*
      * Like CPython's Overlapped_dealloc: cancel what is in flight, then wait until the system is done with the
-     * OVERLAPPED and the buffer before freeing them (no re-issue on the way out).
+     * OVERLAPPED and the buffer before freeing them (no re-issue on the way out). If the cancel fails (also
+     * ERROR_NOT_FOUND while the OVERLAPPED still says pending), nothing says when the system will be done:
+     * leak the pending and say so, as _overlapped warns, rather than wait forever (issue 11, defect 8).
      */
     if (settle_locked(p, 0) == PENDING_IN_FLIGHT) {
-        (void)CancelIoEx((HANDLE)p->sock, &p->ov);
+        if (!CancelIoEx((HANDLE)p->sock, &p->ov)) {
+            DWORD e = GetLastError();
+            /* A completion racing the cancel has written its status and is about to signal: a short grace. */
+            (void)WaitForSingleObject(p->event, 100);
+            if (settle_locked(p, 0) == PENDING_IN_FLIGHT) {
+                return secsock_error_set(err, SECSOCK_ERR_OS, 0, (long)e, "CancelIoEx",
+                                         "%s could not be cancelled (error %lu) and is still in flight: its "
+                                         "memory is leaked rather than freed under the system",
+                                         op_names[p->op], (unsigned long)e);
+            }
+        }
         /* Until the OVERLAPPED itself says complete: a signalled event alone proves nothing (defect 3). */
         while (settle_locked(p, 0) == PENDING_IN_FLIGHT) {
             if (WaitForSingleObject(p->event, INFINITE) != WAIT_OBJECT_0) {
                 /* Cannot know when the system is done: leaking beats letting it write into freed memory. */
-                return;
+                return error_os(err, (long)GetLastError(), "WaitForSingleObject",
+                                "cannot wait for the cancelled call: its memory is leaked");
             }
         }
     }
     pending_destroy(p); /* closes the token handles never handed over */
+    return 0;
+}
+
+void secsock_pending_free(secsock_pending *p)
+{
+    secsock_error ignored;
+
+    (void)secsock_pending_free_or_leak(p, &ignored);
 }

@@ -465,7 +465,8 @@ static int start_pending(SOCKET sock, WSAOVERLAPPED *ov, const dbl_step *step, c
     ov->hEvent = (HANDLE)((UINT_PTR)s->recv_event | 1);
     buf.buf = &s->recv_byte;
     buf.len = 1;
-    if (WSARecv(sock, &buf, 1, &got, &flags, ov, NULL) == 0 || WSAGetLastError() != WSA_IO_PENDING) {
+    if (variant(DBL_VAR_UNCANCELLABLE) || WSARecv(sock, &buf, 1, &got, &flags, ov, NULL) == 0 ||
+        WSAGetLastError() != WSA_IO_PENDING) {
         CloseHandle(s->recv_event);
         s->recv_event = NULL;
     }

@@ -101,7 +101,10 @@ enum {
     /* A success completed later reports the bytes copied only through *SecurityQueryInfoLen (InternalHigh 0)... */
     DBL_VAR_BYTES_LEN_ONLY = 0x4,
     /* ...or only through InternalHigh (the length left as the caller gave it). By default: both. */
-    DBL_VAR_BYTES_OVERLAPPED_ONLY = 0x8
+    DBL_VAR_BYTES_OVERLAPPED_ONLY = 0x8,
+    /* Fault injection: a pending call that CancelIoEx on the socket cannot find (ERROR_NOT_FOUND) while the
+       OVERLAPPED stays pending; it completes only by dbl_release() or its delay. */
+    DBL_VAR_UNCANCELLABLE = 0x10
 };
 
 typedef void (*dbl_reset_fn)(void);

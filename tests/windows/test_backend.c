@@ -2144,6 +2144,72 @@ static void test_async_msgsize_variants(void)
     end_test();
 }
 
+static DWORD WINAPI free_in_thread(LPVOID arg)
+{
+    secsock_pending_free((secsock_pending *)arg);
+    return 0;
+}
+
+static void test_uncancellable_free_does_not_hang(void)
+{
+    secsock_pending *p;
+    secsock_error err;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
+    HANDLE th;
+    DWORD rc;
+
+    begin_test("defect 8: free of a query CancelIoEx cannot cancel leaks it instead of waiting forever");
+    dbl_reset();
+    dbl_variants(DBL_VAR_UNCANCELLABLE, 0);
+    s.when = DBL_PEND;
+    script(s);
+    {
+        secsock_query_request r = request(tcp4);
+        p = secsock_query_begin(&r, &err);
+    }
+    if (p == NULL) {
+        fail("begin: %s", err.message);
+    } else {
+        th = CreateThread(NULL, 0, free_in_thread, p, 0, NULL);
+        rc = WaitForSingleObject(th, 3000);
+        CHECK(rc == WAIT_OBJECT_0, "free still waiting 3 s after a cancel that found nothing");
+        dbl_release(); /* the system completes into memory that was leaked, never freed */
+        WaitForSingleObject(th, 10000);
+        CloseHandle(th);
+    }
+    dbl_reset();
+    end_test();
+}
+
+static void test_uncancellable_free_reports(void)
+{
+    secsock_pending *p;
+    secsock_error err;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
+    secsock_query_request r = request(tcp4);
+
+    begin_test("defect 8: secsock_pending_free_or_leak says when it leaks, and frees what completed");
+    dbl_reset();
+    dbl_variants(DBL_VAR_UNCANCELLABLE, 0);
+    s.when = DBL_PEND;
+    script(s);
+    p = secsock_query_begin(&r, &err);
+    if (p == NULL) {
+        fail("begin: %s", err.message);
+    } else {
+        CHECK(secsock_pending_free_or_leak(p, &err) == -1 && err.kind == SECSOCK_ERR_OS &&
+                  strcmp(err.call, "CancelIoEx") == 0,
+              "not reported as leaked: kind %d call '%s'", err.kind, err.call);
+        dbl_release();
+        Sleep(50);
+    }
+    script(step_answer(1, 1));
+    p = secsock_query_begin(&r, &err);
+    CHECK(p != NULL && secsock_pending_free_or_leak(p, &err) == 0, "a completed query was not freed");
+    dbl_reset();
+    end_test();
+}
+
 /* ISSUE11_TESTS_END */
 
 int main(void)
@@ -2247,6 +2313,8 @@ int main(void)
     test_socket_closed_tokens_freed();
     test_unasked_handles_ignored();
     test_async_msgsize_variants();
+    test_uncancellable_free_does_not_hang();
+    test_uncancellable_free_reports();
 
     closesocket(tcp4);
     closesocket(tcp4_server);
