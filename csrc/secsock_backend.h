@@ -166,8 +166,9 @@ void secsock_pending_free(secsock_pending *p);
    OVERLAPPED, so p was leaked on purpose rather than waited on forever (the caller warns). Call without the GIL. */
 int secsock_pending_free_or_leak(secsock_pending *p, secsock_error *err);
 
-/* begin + wait + result in one step. Call without the GIL. Zeroes out and clears err before anything else, so
-   the caller need not (the module's per-connection call relies on it). */
+/* The query in one step, made synchronously (Windows: no OVERLAPPED, no event, no wait; the size negotiation
+   included). Call without the GIL. Zeroes out and clears err before anything else, so the caller need not
+   (the module's per-connection call relies on it). */
 int secsock_query(const secsock_query_request *req, secsock_result *out, secsock_error *err);
 
 /* Close a token handle from a result (CloseHandle). 0, or -1 with err set. */

@@ -106,6 +106,7 @@ struct secsock_pending {
     int state;         /* PENDING_IN_FLIGHT / PENDING_DONE */
     int issues;        /* calls made so far (bounded by SECSOCK_MAX_ISSUES) */
     int taken;         /* the outcome was handed to secsock_pending_result */
+    int sync;          /* no OVERLAPPED and no event: every call completes before it returns (secsock_query) */
 
     union {
         SOCKET_SECURITY_QUERY_TEMPLATE plain;
@@ -147,6 +148,7 @@ void finish_error(secsock_pending *p, long code, const char *call);
 void issue(secsock_pending *p);
 void pending_destroy(secsock_pending *p);
 secsock_pending *pending_new(int op, secsock_fd sock, secsock_error *err);
+secsock_pending *pending_new_for(int op, secsock_fd sock, int sync, secsock_error *err);
 secsock_pending *pending_start(secsock_pending *p);
 
 #endif /* SECSOCK_WINDOWS_BACKEND_WINDOWS_H */

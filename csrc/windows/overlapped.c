@@ -33,7 +33,9 @@ static void release_held(secsock_pending *p)
 void mark_done(secsock_pending *p)
 {
     p->state = PENDING_DONE;
-    SetEvent(p->event);
+    if (p->event != NULL) {
+        SetEvent(p->event);
+    }
 }
 
 /* Record a failed outcome; the operation is over. */
@@ -57,16 +59,21 @@ void issue(secsock_pending *p)
 
     p->issues++;
     memset(&p->ov, 0, sizeof(p->ov));
-    /* The low-order bit keeps the completion off any I/O completion port the socket is bound to. */
-    p->ov.hEvent = (HANDLE)((UINT_PTR)p->event | 1);
-    ResetEvent(p->event);
     p->state = PENDING_IN_FLIGHT;
+    if (!p->sync) {
+        /* The low-order bit keeps the completion off any I/O completion port the socket is bound to. */
+        p->ov.hEvent = (HANDLE)((UINT_PTR)p->event | 1);
+        ResetEvent(p->event);
+    }
     switch (p->op) {
     case OP_QUERY:
         memset(p->buf, 0, p->buf_size);
         p->len = p->buf_size;
+        /* sync: no OVERLAPPED, so the call completes before it returns, as for a non-overlapped socket (the
+           WSAIoctl page, whose SIO_QUERY_SECURITY this call wraps: both NULL, the socket is treated as
+           non-overlapped; Q9). */
         rc = WSAQuerySocketSecurity(p->sock, (const SOCKET_SECURITY_QUERY_TEMPLATE *)p->tmpl_ptr, p->tmpl_len,
-                                    (SOCKET_SECURITY_QUERY_INFO *)p->buf, &p->len, &p->ov, NULL);
+                                    (SOCKET_SECURITY_QUERY_INFO *)p->buf, &p->len, p->sync ? NULL : &p->ov, NULL);
         break;
     case OP_SET_SECURITY:
         rc = WSASetSocketSecurity(p->sock, (const SOCKET_SECURITY_SETTINGS *)p->in, p->in_len, &p->ov, NULL);
@@ -88,7 +95,7 @@ void issue(secsock_pending *p)
         return;
     }
     rc = WSAGetLastError();
-    if (rc == WSA_IO_PENDING) {
+    if (rc == WSA_IO_PENDING && !p->sync) {
         return;
     }
     if (rc == WSAEMSGSIZE && p->op == OP_QUERY) {
@@ -187,6 +194,12 @@ void pending_destroy(secsock_pending *p)
 /* A new pending for op on sock, with its event: NULL with err set. */
 secsock_pending *pending_new(int op, secsock_fd sock, secsock_error *err)
 {
+    return pending_new_for(op, sock, 0, err);
+}
+
+/* A new pending; sync: for calls made without an OVERLAPPED, so without an event. NULL with err set. */
+secsock_pending *pending_new_for(int op, secsock_fd sock, int sync, secsock_error *err)
+{
     secsock_pending *p = (secsock_pending *)calloc(1, sizeof(*p));
 
     if (p == NULL) {
@@ -196,6 +209,10 @@ secsock_pending *pending_new(int op, secsock_fd sock, secsock_error *err)
     InitializeSRWLock(&p->lock);
     p->op = op;
     p->sock = to_socket(sock);
+    p->sync = sync;
+    if (sync) {
+        return p;
+    }
     p->event = CreateEventW(NULL, TRUE, FALSE, NULL);
     if (p->event == NULL) {
         DWORD e = GetLastError();

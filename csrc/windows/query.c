@@ -259,12 +259,12 @@ void size_query(secsock_pending *p)
     renegotiate(p, needed);
 }
 
-secsock_pending *secsock_query_begin(const secsock_query_request *req, secsock_error *err)
+/* A query's pending, checked and built but not issued; sync: made without an OVERLAPPED. NULL with err set. */
+static secsock_pending *query_prepare(const secsock_query_request *req, int sync, secsock_error *err)
 {
     secsock_socket_kind kind;
     secsock_pending *p;
 
-    secsock_error_clear(err);
     if (req == NULL) {
         secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "request", "no query request was given");
         return NULL;
@@ -279,7 +279,7 @@ secsock_pending *secsock_query_begin(const secsock_query_request *req, secsock_e
                           "SOCK_DGRAM");
         return NULL;
     }
-    p = pending_new(OP_QUERY, req->sock, err);
+    p = pending_new_for(OP_QUERY, req->sock, sync, err);
     if (p == NULL) {
         return NULL;
     }
@@ -295,24 +295,46 @@ secsock_pending *secsock_query_begin(const secsock_query_request *req, secsock_e
         secsock_error_set(err, SECSOCK_ERR_NOMEM, 0, 0, "WSAQuerySocketSecurity", "out of memory for a query");
         return NULL;
     }
-    return pending_start(p);
+    return p;
 }
 
+secsock_pending *secsock_query_begin(const secsock_query_request *req, secsock_error *err)
+{
+    secsock_pending *p;
+
+    secsock_error_clear(err);
+    p = query_prepare(req, 0, err);
+    return p != NULL ? pending_start(p) : NULL;
+}
+
+/*
+ * The blocking query, made synchronously: no OVERLAPPED, no event, no wait (issue 9: Microsoft's sample calls
+ * it so). Every call completes before it returns, the size negotiation included, so the pending is done once
+ * pending_start returns; its outcome and tokens move to out.
+ */
 int secsock_query(const secsock_query_request *req, secsock_result *out, secsock_error *err)
 {
     secsock_pending *p;
-    int rc;
+    int rc = 0;
 
     secsock_error_clear(err);
     if (out == NULL) {
         return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "out", "no result buffer was given");
     }
     memset(out, 0, sizeof(*out)); /* as the seam promises, before anything else */
-    p = secsock_query_begin(req, err);
+    p = query_prepare(req, 1, err);
     if (p == NULL) {
         return -1;
     }
-    rc = secsock_pending_result(p, out, err);
-    secsock_pending_free(p);
+    (void)pending_start(p);
+    if (p->error.kind != SECSOCK_ERR_NONE) {
+        *err = p->error;
+        rc = -1;
+    } else {
+        *out = p->held; /* hands the token handles over */
+        p->held.peer_application_token = 0;
+        p->held.peer_machine_token = 0;
+    }
+    pending_destroy(p);
     return rc;
 }

@@ -299,10 +299,20 @@ static void peer6_loopback(secsock_query_request *r, uint16_t port, uint32_t flo
     r->peer.scope_id = scope;
 }
 
-/* Run one query through begin/result/free. */
+/* Run one query through begin/result/free: the overlapped path (secsock_query is the synchronous one). */
 static int run_query(const secsock_query_request *r, secsock_result *out, secsock_error *err)
 {
-    return secsock_query(r, out, err);
+    secsock_pending *p;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    p = secsock_query_begin(r, err);
+    if (p == NULL) {
+        return -1;
+    }
+    rc = secsock_pending_result(p, out, err);
+    secsock_pending_free(p);
+    return rc;
 }
 
 static int is_os_error(const secsock_error *err, long winerror, const char *call)
@@ -2210,6 +2220,64 @@ static void test_uncancellable_free_reports(void)
     end_test();
 }
 
+/* ---- issue 9: secsock_query calls synchronously ---- */
+
+/* Every query call logged since dbl_reset was made without an OVERLAPPED or completion routine. */
+static void check_all_sync(const char *what, int want_calls)
+{
+    dbl_call c[DBL_MAX_CALLS];
+    int n = calls(c), i;
+
+    CHECK(n == want_calls, "%s: %d calls, want %d", what, n, want_calls);
+    for (i = 0; i < n; i++) {
+        CHECK(c[i].overlapped_null && c[i].routine_null, "%s: call %d had an OVERLAPPED", what, i);
+    }
+}
+
+static void test_sync_query(void)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_result res;
+    secsock_error err;
+    DWORD before;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 3);
+
+    begin_test("issue 9 Q9: secsock_query calls with a NULL OVERLAPPED (synchronous), even on an overlapped socket");
+    dbl_reset();
+    before = handle_count();
+    s.when = DBL_PEND; /* a pend the double can only honour with an OVERLAPPED */
+    script(s);
+    CHECK(secsock_query(&r, &res, &err) == 0 && res.flags == 3, "query: %s", err.message);
+    check_all_sync("default", 1);
+    r.token_access = TOKEN_QUERY;
+    dbl_reset();
+    script(step_msgsize(100));
+    script(step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1));
+    if (secsock_query(&r, &res, &err) != 0) {
+        fail("tokens: %s", err.message);
+    } else {
+        CHECK(res.peer_application_token != 0 && res.peer_machine_token != 0, "tokens not handed over");
+        secsock_result_release(&res);
+    }
+    check_all_sync("Q7 negotiation", 2);
+    dbl_reset();
+    script(step_error(WSAECONNRESET));
+    CHECK(secsock_query(&r, &res, &err) == -1 && is_os_error(&err, WSAECONNRESET, "WSAQuerySocketSecurity"),
+          "error: kind %d winerror %ld", err.kind, err.winerror);
+    dbl_reset();
+    {
+        int i;
+        for (i = 0; i < 6; i++) {
+            script(step_msgsize(100 + 100 * (ULONG)i));
+        }
+    }
+    CHECK(secsock_query(&r, &res, &err) == -1 && is_os_error(&err, WSAEMSGSIZE, "WSAQuerySocketSecurity"),
+          "bounded: kind %d winerror %ld", err.kind, err.winerror);
+    check_all_sync("bounded", 4);
+    check_handle_count(before);
+    end_test();
+}
+
 /* ISSUE11_TESTS_END */
 
 int main(void)
@@ -2315,6 +2383,7 @@ int main(void)
     test_async_msgsize_variants();
     test_uncancellable_free_does_not_hang();
     test_uncancellable_free_reports();
+    test_sync_query();
 
     closesocket(tcp4);
     closesocket(tcp4_server);
