@@ -64,25 +64,60 @@ static PyObject *Pending_done(PyObject *self, PyObject *Py_UNUSED(ignored))
     return PyBool_FromLong(secsock_pending_done(p->pending));
 }
 
+/* A long wait is cut into slices of this many ms, with the GIL taken back between them to run signal handlers. */
+#define WAIT_SLICE_MS 50
+
+/*
+ * Wait up to timeout_ms (negative: forever) without the GIL, in slices, letting signals through between them
+ * as time.sleep does, so Ctrl+C interrupts a wait for a query that never completes (issue 11, defect 8).
+ * 1 when done, 0 on time-out, -1 with an exception set (the backend's error or KeyboardInterrupt). The query
+ * stays in flight after an interruption; close() (or leaving the with block) cancels it.
+ */
+static int wait_interruptibly(PendingObject *p, long long timeout_ms)
+{
+    secsock_error err;
+    long long left = timeout_ms, slice;
+    int rc;
+
+    for (;;) {
+        slice = left < 0 || left > WAIT_SLICE_MS ? WAIT_SLICE_MS : left;
+        secsock_error_clear(&err);
+        Py_BEGIN_ALLOW_THREADS
+        rc = secsock_pending_wait(p->pending, (int64_t)slice, &err);
+        Py_END_ALLOW_THREADS
+        if (rc != 0) {
+            if (rc < 0) {
+                raise_backend_error(&err);
+            }
+            return rc;
+        }
+        if (left >= 0) {
+            left -= slice;
+            if (left <= 0) {
+                return 0;
+            }
+        }
+        if (PyErr_CheckSignals() < 0) {
+            return -1;
+        }
+    }
+}
+
 static PyObject *Pending_wait(PyObject *self, PyObject *args)
 {
     long long timeout_ms;
-    secsock_error err;
     int rc;
     PendingObject *p = pending_checked(self);
 
     if (p == NULL || !PyArg_ParseTuple(args, "L", &timeout_ms)) {
         return NULL;
     }
-    secsock_error_clear(&err);
     /* Several threads may wait at once; close() is refused meanwhile, so the pending outlives every waiter. */
     p->waiters++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = secsock_pending_wait(p->pending, (int64_t)timeout_ms, &err);
-    Py_END_ALLOW_THREADS
+    rc = wait_interruptibly(p, timeout_ms);
     p->waiters--;
     if (rc < 0) {
-        return raise_backend_error(&err);
+        return NULL;
     }
     return PyBool_FromLong(rc);
 }
@@ -105,6 +140,11 @@ static PyObject *Pending_result(PyObject *self, PyObject *Py_UNUSED(ignored))
     memset(&result, 0, sizeof(result));
     secsock_error_clear(&err);
     p->in_result = 1;
+    /* Done (re-issues included) before the result is taken, so that the taking does not block. */
+    if (wait_interruptibly(p, -1) < 0) {
+        p->in_result = 0;
+        return NULL;
+    }
     Py_BEGIN_ALLOW_THREADS
     rc = secsock_pending_result(p->pending, p->has_result ? &result : NULL, &err);
     Py_END_ALLOW_THREADS
