@@ -58,10 +58,19 @@ static void Pending_dealloc(PyObject *self)
 static PyObject *Pending_done(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     PendingObject *p = pending_checked(self);
+    int done;
+
     if (p == NULL) {
         return NULL;
     }
-    return PyBool_FromLong(secsock_pending_done(p->pending));
+    /* Settling a completion may re-issue the call (a size query, then the call again): not under the GIL,
+       and counted as a waiter so that close() from another thread meanwhile is refused. */
+    p->waiters++;
+    Py_BEGIN_ALLOW_THREADS
+    done = secsock_pending_done(p->pending);
+    Py_END_ALLOW_THREADS
+    p->waiters--;
+    return PyBool_FromLong(done);
 }
 
 /* A long wait is cut into slices of this many ms, with the GIL taken back between them to run signal handlers. */
@@ -168,7 +177,11 @@ static PyObject *Pending_cancel(PyObject *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     secsock_error_clear(&err);
+    p->waiters++; /* it settles first, which may re-issue the call: without the GIL, close() refused */
+    Py_BEGIN_ALLOW_THREADS
     rc = secsock_pending_cancel(p->pending, &err);
+    Py_END_ALLOW_THREADS
+    p->waiters--;
     if (rc < 0) {
         return raise_backend_error(&err);
     }
