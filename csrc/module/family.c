@@ -68,6 +68,26 @@ static void wipe_and_release(char **owned)
     }
 }
 
+/* A 32-bit unsigned value (a flag set or an enumeration), range-checked and named: never truncated the way
+   the `k` format masks to an unsigned long, 32 bits on Windows (issue 11, defect 9). 0, or -1 with ValueError. */
+static int u32_arg(PyObject *obj, const char *name, uint32_t *out)
+{
+    unsigned long long value;
+
+    if (!PyLong_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s: expected an int", name);
+        return -1;
+    }
+    value = PyLong_AsUnsignedLongLong(obj);
+    if ((value == (unsigned long long)-1 && PyErr_Occurred()) || value > 0xFFFFFFFFull) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s: must be an int from 0 to 0xFFFFFFFF", name);
+        return -1;
+    }
+    *out = (uint32_t)value;
+    return 0;
+}
+
 static int guid_arg(PyObject *obj, uint8_t guid[16])
 {
     char *bytes;
@@ -88,6 +108,7 @@ static int guid_arg(PyObject *obj, uint8_t guid[16])
 PyObject *mod_set_security_begin(PyObject *Py_UNUSED(module), PyObject *args)
 {
     PyObject *fd_obj, *settings_obj, *mm, *qm, *user_obj, *domain_obj, *password_obj;
+    PyObject *protocol_obj, *security_flags_obj, *ipsec_flags_obj;
     char *user = NULL, *domain = NULL, *password = NULL;
     secsock_settings settings;
     secsock_fd fd;
@@ -95,15 +116,17 @@ PyObject *mod_set_security_begin(PyObject *Py_UNUSED(module), PyObject *args)
     secsock_pending *pending;
     PendingObject *obj;
     int is_ipsec;
-    unsigned long protocol, security_flags, ipsec_flags;
 
     memset(&settings, 0, sizeof(settings));
     if (!PyArg_ParseTuple(args, "OO", &fd_obj, &settings_obj) || parse_fd(fd_obj, &fd) < 0) {
         return NULL;
     }
     if (settings_obj != Py_None) {
-        if (!PyArg_ParseTuple(settings_obj, "pkkkOOOOO", &is_ipsec, &protocol, &security_flags, &ipsec_flags, &mm,
-                              &qm, &user_obj, &domain_obj, &password_obj) ||
+        if (!PyArg_ParseTuple(settings_obj, "pOOOOOOOO", &is_ipsec, &protocol_obj, &security_flags_obj,
+                              &ipsec_flags_obj, &mm, &qm, &user_obj, &domain_obj, &password_obj) ||
+            u32_arg(protocol_obj, "protocol", &settings.protocol) < 0 ||
+            u32_arg(security_flags_obj, "security_flags", &settings.security_flags) < 0 ||
+            u32_arg(ipsec_flags_obj, "ipsec_flags", &settings.ipsec_flags) < 0 ||
             guid_arg(mm, settings.mm_policy_key) < 0 || guid_arg(qm, settings.qm_policy_key) < 0 ||
             utf8_arg(user_obj, "user", &user, &settings.user) < 0 ||
             utf8_arg(domain_obj, "domain", &domain, &settings.domain) < 0 ||
@@ -111,9 +134,6 @@ PyObject *mod_set_security_begin(PyObject *Py_UNUSED(module), PyObject *args)
             goto fail;
         }
         settings.is_ipsec = is_ipsec;
-        settings.protocol = (uint32_t)protocol;
-        settings.security_flags = (uint32_t)security_flags;
-        settings.ipsec_flags = (uint32_t)ipsec_flags;
     }
     if ((obj = pending_alloc(0)) == NULL) {
         goto fail;
@@ -138,9 +158,9 @@ fail:
 /* set_peer_target_name_begin(fd, protocol, peer | None, name) -> Pending */
 PyObject *mod_set_peer_target_name_begin(PyObject *Py_UNUSED(module), PyObject *args)
 {
-    PyObject *fd_obj, *peer_obj, *name_obj;
+    PyObject *fd_obj, *peer_obj, *name_obj, *protocol_obj;
     char *name_holder = NULL;
-    unsigned long protocol;
+    uint32_t protocol;
     const char *name;
     secsock_fd fd;
     secsock_peer peer;
@@ -149,7 +169,8 @@ PyObject *mod_set_peer_target_name_begin(PyObject *Py_UNUSED(module), PyObject *
     secsock_pending *pending;
     PendingObject *obj;
 
-    if (!PyArg_ParseTuple(args, "OkOU", &fd_obj, &protocol, &peer_obj, &name_obj) || parse_fd(fd_obj, &fd) < 0 ||
+    if (!PyArg_ParseTuple(args, "OOOU", &fd_obj, &protocol_obj, &peer_obj, &name_obj) || parse_fd(fd_obj, &fd) < 0 ||
+        u32_arg(protocol_obj, "protocol", &protocol) < 0 ||
         parse_peer(peer_obj, &peer, &has_peer) < 0 || utf8_arg(name_obj, "name", &name_holder, &name) < 0) {
         return NULL;
     }
@@ -159,7 +180,7 @@ PyObject *mod_set_peer_target_name_begin(PyObject *Py_UNUSED(module), PyObject *
     }
     secsock_error_clear(&err);
     Py_BEGIN_ALLOW_THREADS
-    pending = secsock_set_peer_target_name_begin(fd, (uint32_t)protocol, has_peer ? &peer : NULL, name, &err);
+    pending = secsock_set_peer_target_name_begin(fd, protocol, has_peer ? &peer : NULL, name, &err);
     Py_END_ALLOW_THREADS
     wipe_and_release(&name_holder);
     return pending_attach(obj, pending, &err);
