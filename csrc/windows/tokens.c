@@ -115,6 +115,7 @@ int secsock_token_is_member(uint64_t token, const char *sid_or_account, int *mem
     SID_NAME_USE use;
     HANDLE imp = NULL;
     BOOL is = FALSE, ok;
+    DWORD e;
     int rc = 0;
 
     secsock_error_clear(err);
@@ -135,15 +136,19 @@ int secsock_token_is_member(uint64_t token, const char *sid_or_account, int *mem
         return error_os(err, (long)GetLastError(), "LookupAccountName", "no such account");
     }
     ok = CheckTokenMembership(to_handle(token), sid, &is);
-    if (!ok && GetLastError() == ERROR_NO_IMPERSONATION_TOKEN) {
+    e = ok ? 0 : GetLastError();
+    if (!ok && e == ERROR_NO_IMPERSONATION_TOKEN) {
         /* CheckTokenMembership wants an impersonation token: check a duplicate at identification level. */
         if (DuplicateToken(to_handle(token), SecurityIdentification, &imp)) {
             ok = CheckTokenMembership(imp, sid, &is);
+            e = ok ? 0 : GetLastError(); /* read before CloseHandle, which may set its own (issue 11, 9) */
             CloseHandle(imp);
+        } else {
+            e = GetLastError();
         }
     }
     if (!ok) {
-        rc = error_os(err, (long)GetLastError(), "CheckTokenMembership", "cannot check the membership");
+        rc = error_os(err, (long)e, "CheckTokenMembership", "cannot check the membership");
     } else {
         *member = is ? 1 : 0;
     }
