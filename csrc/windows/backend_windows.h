@@ -135,6 +135,7 @@ struct secsock_pending {
 /* ---- query.c ------------------------------------------------------------------------------------------- */
 SOCKET to_socket(secsock_fd fd);
 HANDLE to_handle(uint64_t h);
+int check_fits(uint64_t value, const char *what, secsock_error *err);
 ULONG peer_to_sockaddr(const secsock_peer *peer, SOCKADDR_STORAGE *dst);
 void finish_success(secsock_pending *p, ULONG n);
 void renegotiate(secsock_pending *p, ULONG needed);

@@ -158,6 +158,9 @@ int secsock_impersonate_peer(secsock_fd sock, const secsock_peer *peer, secsock_
     ULONG len = 0;
 
     secsock_error_clear(err);
+    if (check_fits(sock, "sock", err) != 0) {
+        return -1;
+    }
     if (peer != NULL) {
         len = peer_to_sockaddr(peer, &addr);
     } else {

@@ -200,8 +200,12 @@ secsock_pending *pending_new(int op, secsock_fd sock, secsock_error *err)
 /* A new pending; sync: for calls made without an OVERLAPPED, so without an event. NULL with err set. */
 secsock_pending *pending_new_for(int op, secsock_fd sock, int sync, secsock_error *err)
 {
-    secsock_pending *p = (secsock_pending *)calloc(1, sizeof(*p));
+    secsock_pending *p;
 
+    if (check_fits(sock, "sock", err) != 0) {
+        return NULL;
+    }
+    p = (secsock_pending *)calloc(1, sizeof(*p));
     if (p == NULL) {
         secsock_error_set(err, SECSOCK_ERR_NOMEM, 0, 0, op_names[op], "out of memory for a %s call", op_names[op]);
         return NULL;

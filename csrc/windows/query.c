@@ -87,6 +87,22 @@ HANDLE to_handle(uint64_t h)
     return (HANDLE)(UINT_PTR)h;
 }
 
+/*
+ * A socket or handle value as the seam carries it (64 bits) must be one: x86 would truncate a larger value,
+ * and even x64 Windows reads only the low 32 bits of a handle ("only the lower 32 bits are significant",
+ * Interprocess Communication Between 32-bit and 64-bit Applications; Wine does the same). A larger one is
+ * refused, naming the argument, never taken for another socket or handle (issue 11, defect 9). 0, or -1.
+ */
+int check_fits(uint64_t value, const char *what, secsock_error *err)
+{
+    if (value > 0xFFFFFFFFull) {
+        return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, what,
+                                 "%s: %llu is not a Windows handle value (only 32 bits are significant)", what,
+                                 (unsigned long long)value);
+    }
+    return 0;
+}
+
 int secsock_socket_kind_of(secsock_fd sock, secsock_socket_kind *kind, secsock_error *err)
 {
     WSAPROTOCOL_INFOW info;
@@ -95,6 +111,9 @@ int secsock_socket_kind_of(secsock_fd sock, secsock_socket_kind *kind, secsock_e
     secsock_error_clear(err);
     memset(kind, 0, sizeof(*kind));
     memset(&info, 0, sizeof(info));
+    if (check_fits(sock, "sock", err) != 0) {
+        return -1;
+    }
     /* SO_PROTOCOL_INFOW gives family, type and protocol in one call; a non-socket fails with WSAENOTSOCK. */
     if (getsockopt(to_socket(sock), SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)&info, &size) != 0) {
         int e = WSAGetLastError();

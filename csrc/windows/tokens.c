@@ -44,6 +44,9 @@ static int token_info(uint64_t token, TOKEN_INFORMATION_CLASS what, void **out, 
     void *buf;
 
     *out = NULL;
+    if (check_fits(token, "handle", err) != 0) {
+        return -1;
+    }
     if (!GetTokenInformation(to_handle(token), what, NULL, 0, &size) && GetLastError() != ERROR_INSUFFICIENT_BUFFER) {
         return error_os(err, (long)GetLastError(), "GetTokenInformation", "cannot read the token");
     }
@@ -120,6 +123,9 @@ int secsock_token_is_member(uint64_t token, const char *sid_or_account, int *mem
 
     secsock_error_clear(err);
     *member = 0;
+    if (check_fits(token, "handle", err) != 0) {
+        return -1;
+    }
     if (sid_or_account == NULL ||
         MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, sid_or_account, -1, wide, 520) <= 1) {
         return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "group",
@@ -163,6 +169,9 @@ int secsock_token_close(uint64_t handle, secsock_error *err)
     secsock_error_clear(err);
     if (handle == 0) {
         return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "handle", "no token handle to close");
+    }
+    if (check_fits(handle, "handle", err) != 0) {
+        return -1;
     }
     if (!CloseHandle(to_handle(handle))) {
         return error_os(err, (long)GetLastError(), "CloseHandle", "cannot close the token handle");

@@ -2278,6 +2278,37 @@ static void test_sync_query(void)
     end_test();
 }
 
+static void test_wide_values_not_truncated(void)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_result res;
+    secsock_error err;
+    HANDLE h = CreateEventW(NULL, TRUE, FALSE, NULL);
+    uint64_t wide_sock = ((uint64_t)1 << 32) | (uint64_t)tcp4, wide_handle = ((uint64_t)1 << 32) | (UINT_PTR)h;
+    int narrow = 1, member = 0; /* x86 truncates; x64 Windows (and Wine) read only the low 32 bits */
+    secsock_account user;
+
+    begin_test("defect 9: a socket or handle value above the platform's width is refused, never truncated");
+    dbl_reset();
+    script(step_answer(1, 1));
+    r.sock = wide_sock;
+    CHECK(secsock_query(&r, &res, &err) == -1, "the query ran on a truncated socket");
+    CHECK(!narrow || (err.kind == SECSOCK_ERR_ARGUMENT && strcmp(err.call, "sock") == 0), "query: kind %d '%s'",
+          err.kind, err.call);
+    CHECK(secsock_query_begin(&r, &err) == NULL, "begin ran on a truncated socket");
+    CHECK(secsock_set_security_begin(wide_sock, NULL, &err) == NULL, "set_security ran on a truncated socket");
+    CHECK(secsock_impersonate_peer(wide_sock, NULL, &err) == -1, "impersonation ran on a truncated socket");
+    CHECK(secsock_token_user(wide_handle, &user, &err) == -1, "token_user read a truncated handle");
+    CHECK(secsock_token_is_member(wide_handle, "S-1-1-0", &member, &err) == -1, "is_member read a truncated handle");
+    CHECK(secsock_token_close(wide_handle, &err) == -1, "close took a truncated handle");
+    CHECK(!narrow || (err.kind == SECSOCK_ERR_ARGUMENT && strcmp(err.call, "handle") == 0), "close: kind %d '%s'",
+          err.kind, err.call);
+    CHECK(handle_open((uint64_t)(UINT_PTR)h), "a handle of the process was closed through a truncated value");
+    CloseHandle(h);
+    dbl_reset();
+    end_test();
+}
+
 /* ISSUE11_TESTS_END */
 
 int main(void)
@@ -2384,6 +2415,7 @@ int main(void)
     test_uncancellable_free_does_not_hang();
     test_uncancellable_free_reports();
     test_sync_query();
+    test_wide_values_not_truncated();
 
     closesocket(tcp4);
     closesocket(tcp4_server);
