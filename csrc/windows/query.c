@@ -44,6 +44,11 @@ SECSOCK_STATIC_ASSERT(sockaddr_in6_fits, sizeof(SOCKADDR_IN6) <= sizeof(SOCKADDR
 SECSOCK_STATIC_ASSERT(settings_size, sizeof(SOCKET_SECURITY_SETTINGS) == 8);
 SECSOCK_STATIC_ASSERT(settings_ipsec_strings, offsetof(SOCKET_SECURITY_SETTINGS_IPSEC, AllStrings) == 84);
 SECSOCK_STATIC_ASSERT(target_name_strings, offsetof(SOCKET_PEER_TARGET_NAME, AllStrings) == 140);
+/* pack_strings measures sizeof + strings and relies on room for a terminator after the strings. */
+SECSOCK_STATIC_ASSERT(settings_ipsec_whole, sizeof(SOCKET_SECURITY_SETTINGS_IPSEC) >=
+                                                offsetof(SOCKET_SECURITY_SETTINGS_IPSEC, AllStrings) + sizeof(WCHAR));
+SECSOCK_STATIC_ASSERT(target_name_whole,
+                      sizeof(SOCKET_PEER_TARGET_NAME) >= offsetof(SOCKET_PEER_TARGET_NAME, AllStrings) + sizeof(WCHAR));
 
 /* Bounds of the two-call negotiation: calls per query, and the largest buffer the system may ask for. */
 #define SECSOCK_MAX_ISSUES 4

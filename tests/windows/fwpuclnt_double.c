@@ -768,6 +768,12 @@ int WSAAPI WSASetSocketSecurity(SOCKET Socket, const SOCKET_SECURITY_SETTINGS *S
             /* S4: a SOCKET_SECURITY_SETTINGS_IPSEC whose strings do not fit the length given. (A plain
                SOCKET_SECURITY_SETTINGS saying IPSEC is not refused: no page says it must be the IPSEC one.) */
             error = WSAEMSGSIZE;
+        } else if (SecuritySettings->SecurityProtocol == SOCKET_SECURITY_PROTOCOL_IPSEC &&
+                   SecuritySettingsLen >= header && variant(DBL_VAR_WHOLE_STRUCT) &&
+                   (ULONGLONG)ipsec->UserNameStringLen + ipsec->DomainNameStringLen + ipsec->PasswordStringLen +
+                           sizeof(SOCKET_SECURITY_SETTINGS_IPSEC) >
+                       SecuritySettingsLen) {
+            error = WSAEMSGSIZE; /* S4, assumed variant: measured as sizeof + strings */
         }
     }
     return finish(&rec, index, error != 0 ? error : respond(Socket, Overlapped, NULL, NULL, NULL, &rec));
@@ -798,6 +804,10 @@ int WSAAPI WSASetSocketPeerTargetName(SOCKET Socket, const SOCKET_PEER_TARGET_NA
     } else if (error == 0 && (PeerTargetNameLen < header ||
                               PeerTargetName->PeerTargetNameStringLen > PeerTargetNameLen - header)) {
         error = WSAEMSGSIZE; /* T5: shorter than the structure, or than the name it says it holds */
+    } else if (error == 0 && variant(DBL_VAR_WHOLE_STRUCT) &&
+               (ULONGLONG)PeerTargetName->PeerTargetNameStringLen + sizeof(SOCKET_PEER_TARGET_NAME) >
+                   PeerTargetNameLen) {
+        error = WSAEMSGSIZE; /* T5, assumed variant: measured as sizeof + the name */
     } else if (error == 0 && is_connected(Socket)) {
         error = WSAEISCONN; /* T4 */
     } else if (error == 0 && pi.iSocketType == SOCK_DGRAM) {

@@ -104,7 +104,11 @@ enum {
     DBL_VAR_BYTES_OVERLAPPED_ONLY = 0x8,
     /* Fault injection: a pending call that CancelIoEx on the socket cannot find (ERROR_NOT_FOUND) while the
        OVERLAPPED stays pending; it completes only by dbl_release() or its delay. */
-    DBL_VAR_UNCANCELLABLE = 0x10
+    DBL_VAR_UNCANCELLABLE = 0x10,
+    /* WSASetSocketSecurity (IPSEC settings) and WSASetSocketPeerTargetName refuse with WSAEMSGSIZE a length
+       below sizeof(the structure) + its strings, as a system measuring like Microsoft's sample would (the
+       pages say only "the size of the parameter"; by default only the header before AllStrings is needed). */
+    DBL_VAR_WHOLE_STRUCT = 0x20
 };
 
 typedef void (*dbl_reset_fn)(void);

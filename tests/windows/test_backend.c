@@ -1396,7 +1396,6 @@ static void test_set_security_ipsec_strings(void)
     secsock_error err;
     dbl_call c[DBL_MAX_CALLS];
     static const WCHAR want[] = L"aliceCORPp\u00e4ss";
-    ULONG header = (ULONG)offsetof(SOCKET_SECURITY_SETTINGS_IPSEC, AllStrings);
 
     begin_test("S0 WSASetSocketSecurity IPsec settings: user, domain, password packed as UTF-16 with byte lengths");
     dbl_reset();
@@ -1415,7 +1414,7 @@ static void test_set_security_ipsec_strings(void)
           "protocol %lu flags %lu/%lu", (unsigned long)c[0].protocol, (unsigned long)c[0].security_flags,
           (unsigned long)c[0].ipsec_flags);
     CHECK(c[0].string_lens[0] == 10 && c[0].string_lens[1] == 8 && c[0].string_lens[2] == 8 &&
-              c[0].input_len == header + 26,
+              c[0].input_len == sizeof(SOCKET_SECURITY_SETTINGS_IPSEC) + 26,
           "lengths %lu %lu %lu total %lu", (unsigned long)c[0].string_lens[0], (unsigned long)c[0].string_lens[1],
           (unsigned long)c[0].string_lens[2], (unsigned long)c[0].input_len);
     CHECK(memcmp(c[0].strings, want, 26) == 0, "AllStrings differ");
@@ -1501,7 +1500,7 @@ static void test_set_peer_target_name(void)
               c[0].peer_family == AF_INET && c[0].peer_port == 500 && memcmp(c[0].peer_addr, addr, 4) == 0,
           "function %d protocol %lu peer %d:%u", c[0].function, (unsigned long)c[0].protocol, c[0].peer_family,
           c[0].peer_port);
-    CHECK(c[0].string_lens[0] == 38 && c[0].input_len == offsetof(SOCKET_PEER_TARGET_NAME, AllStrings) + 38 &&
+    CHECK(c[0].string_lens[0] == 38 && c[0].input_len == sizeof(SOCKET_PEER_TARGET_NAME) + 38 &&
               memcmp(c[0].strings, want, 38) == 0,
           "name length %lu total %lu", (unsigned long)c[0].string_lens[0], (unsigned long)c[0].input_len);
     end_test();
@@ -2309,6 +2308,42 @@ static void test_wide_values_not_truncated(void)
     end_test();
 }
 
+static void test_lengths_as_the_sample(void)
+{
+    secsock_settings settings;
+    secsock_peer peer;
+    secsock_error err;
+    secsock_pending *p;
+    dbl_call c[DBL_MAX_CALLS];
+    SOCKET udp = udp_socket(AF_INET);
+    int n;
+
+    begin_test("defect 9 S4/T5: lengths are sizeof(structure) + strings, as Microsoft's sample passes them");
+    dbl_reset();
+    dbl_variants(DBL_VAR_WHOLE_STRUCT, 0);
+    memset(&settings, 0, sizeof(settings));
+    settings.is_ipsec = 1;
+    settings.user = "u";
+    settings.password = "p";
+    p = secsock_set_security_begin(udp, &settings, &err);
+    CHECK(p != NULL && secsock_pending_result(p, NULL, &err) == 0, "set_security: %s", err.message);
+    secsock_pending_free(p);
+    memset(&peer, 0, sizeof(peer));
+    peer.addr[0] = 127;
+    peer.addr[3] = 1;
+    peer.port = 80;
+    p = secsock_set_peer_target_name_begin(udp, SECSOCK_PROTOCOL_IPSEC, &peer, "h", &err);
+    CHECK(p != NULL && secsock_pending_result(p, NULL, &err) == 0, "set_peer_target_name: %s", err.message);
+    secsock_pending_free(p);
+    n = calls(c);
+    CHECK(n == 2 && c[0].input_len == sizeof(SOCKET_SECURITY_SETTINGS_IPSEC) + 4 &&
+              c[1].input_len == sizeof(SOCKET_PEER_TARGET_NAME) + 2,
+          "%d calls, lengths %lu and %lu", n, (unsigned long)c[0].input_len, (unsigned long)c[1].input_len);
+    closesocket(udp);
+    dbl_reset();
+    end_test();
+}
+
 /* ISSUE11_TESTS_END */
 
 int main(void)
@@ -2416,6 +2451,7 @@ int main(void)
     test_uncancellable_free_reports();
     test_sync_query();
     test_wide_values_not_truncated();
+    test_lengths_as_the_sample();
 
     closesocket(tcp4);
     closesocket(tcp4_server);
