@@ -1,13 +1,16 @@
 /* Peer tokens: the account and groups of a token, membership, and closing a token handed over. */
 #include "backend_windows.h"
 
-/* Text of a wide string as UTF-8 into dst (always terminated). */
-static void utf8_of(const WCHAR *text, char *dst, int room)
+/* Text of a wide string as UTF-8 into dst (always terminated): 0, or -1 with err set when it does not fit or
+   does not convert; never an empty or cut name in its place (issue 11, defect 9). */
+static int utf8_of(const WCHAR *text, char *dst, int room, secsock_error *err)
 {
     if (WideCharToMultiByte(CP_UTF8, 0, text, -1, dst, room, NULL, NULL) <= 0) {
         dst[0] = '\0';
+        return error_os(err, (long)GetLastError(), "WideCharToMultiByte", "cannot convert a name to UTF-8");
     }
     dst[room - 1] = '\0';
+    return 0;
 }
 
 /* "S-1-..." and "DOMAIN\\name" (or "" when the SID maps to no name) of a SID. 0 or -1 with err set. */
@@ -16,13 +19,17 @@ static int describe_sid(PSID sid, secsock_account *out, secsock_error *err)
     WCHAR *text = NULL, name[256], domain[256], both[514];
     DWORD name_len = 256, domain_len = 256, at = 0;
     SID_NAME_USE use;
+    int rc;
 
     memset(out, 0, sizeof(*out));
     if (!ConvertSidToStringSidW(sid, &text)) {
         return error_os(err, (long)GetLastError(), "ConvertSidToStringSid", "cannot print the SID");
     }
-    utf8_of(text, out->sid, (int)sizeof(out->sid));
+    rc = utf8_of(text, out->sid, (int)sizeof(out->sid), err);
     LocalFree(text);
+    if (rc != 0) {
+        return -1;
+    }
     if (LookupAccountSidW(NULL, sid, name, &name_len, domain, &domain_len, &use)) {
         if (domain[0] != 0) {
             memcpy(both, domain, domain_len * sizeof(WCHAR)); /* the lengths come back without terminator */
@@ -30,7 +37,9 @@ static int describe_sid(PSID sid, secsock_account *out, secsock_error *err)
             both[at++] = L'\\';
         }
         memcpy(both + at, name, (name_len + 1) * sizeof(WCHAR));
-        utf8_of(both, out->account, (int)sizeof(out->account));
+        if (utf8_of(both, out->account, (int)sizeof(out->account), err) != 0) {
+            return -1;
+        }
     } else if (GetLastError() != ERROR_NONE_MAPPED) {
         return error_os(err, (long)GetLastError(), "LookupAccountSid", "cannot name the SID");
     }
