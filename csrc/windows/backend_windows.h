@@ -107,6 +107,7 @@ struct secsock_pending {
     int issues;        /* calls made so far (bounded by SECSOCK_MAX_ISSUES) */
     int taken;         /* the outcome was handed to secsock_pending_result */
     int sync;          /* no OVERLAPPED and no event: every call completes before it returns (secsock_query) */
+    int winsock_ref;   /* holds a WSAStartup of its own, released by pending_destroy */
 
     union {
         SOCKET_SECURITY_QUERY_TEMPLATE plain;

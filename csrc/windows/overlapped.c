@@ -180,6 +180,9 @@ static int settle_locked(secsock_pending *p, int may_reissue)
 void pending_destroy(secsock_pending *p)
 {
     release_held(p);
+    if (p->winsock_ref) {
+        WSACleanup(); /* last: the socket calls above are done */
+    }
     if (p->event != NULL) {
         CloseHandle(p->event);
     }
@@ -215,7 +218,18 @@ secsock_pending *pending_new_for(int op, secsock_fd sock, int sync, secsock_erro
     p->sock = to_socket(sock);
     p->sync = sync;
     if (sync) {
-        return p;
+        return p; /* runs within one call of the caller's, which holds Winsock up */
+    }
+    /*
+     * A pending may outlive the module that made it (a PendingQuery freed after module_free's
+     * secsock_backend_fini at shutdown, or one leaked because it could not be cancelled): it holds a Winsock
+     * start-up of its own, so WSACleanup never runs under it (issue 11, defect 9).
+     */
+    {
+        WSADATA data;
+        if (WSAStartup(MAKEWORD(2, 2), &data) == 0) {
+            p->winsock_ref = 1;
+        }
     }
     p->event = CreateEventW(NULL, TRUE, FALSE, NULL);
     if (p->event == NULL) {

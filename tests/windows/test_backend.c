@@ -2344,6 +2344,34 @@ static void test_lengths_as_the_sample(void)
     end_test();
 }
 
+static void test_pending_outlives_backend_fini(void)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_socket_kind kind;
+    secsock_result res;
+    secsock_error err;
+    secsock_pending *p;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 3);
+
+    begin_test("defect 9d: Winsock stays started while a pending query exists, even after backend_fini");
+    dbl_reset();
+    s.when = DBL_PEND;
+    script(s);
+    p = secsock_query_begin(&r, &err);
+    if (p == NULL) {
+        fail("begin: %s", err.message);
+    } else {
+        secsock_backend_fini(); /* the module is freed (interpreter shutdown) before the last pending */
+        CHECK(secsock_socket_kind_of(tcp4, &kind, &err) == 0, "Winsock was cleaned up under the pending: %s",
+              err.message);
+        dbl_release();
+        CHECK(secsock_pending_result(p, &res, &err) == 0 && res.flags == 3, "result: %s", err.message);
+        secsock_pending_free(p);
+        CHECK(secsock_backend_init(&err) == 0, "init again: %s", err.message); /* for the tests after this */
+    }
+    end_test();
+}
+
 /* ISSUE11_TESTS_END */
 
 int main(void)
@@ -2452,6 +2480,7 @@ int main(void)
     test_sync_query();
     test_wide_values_not_truncated();
     test_lengths_as_the_sample();
+    test_pending_outlives_backend_fini();
 
     closesocket(tcp4);
     closesocket(tcp4_server);
