@@ -188,7 +188,8 @@ def query(
     token_access: the access mask for the peer's access tokens (Windows; 0 asks for none).
     ipsec2: also ask for the IPsec main-mode and quick-mode SA ids (Windows 7 and later).
 
-    Blocks (without the GIL) until the system answers. Raises ValueError or TypeError for a bad argument,
+    Blocks (without the GIL) until the system answers; on Windows the call is synchronous (no OVERLAPPED),
+    and Ctrl+C during it is raised when it returns. Raises ValueError or TypeError for a bad argument,
     an OSError subclass carrying the system's code (``winerror`` on Windows) when the system call fails,
     PermissionError on Linux without CAP_NET_ADMIN, UnsupportedPlatformError elsewhere.
     """
