@@ -105,6 +105,18 @@ void issue(secsock_pending *p)
     finish_error(p, rc, op_names[p->op]);
 }
 
+/* A completion succeeded, with `transferred` bytes as the OVERLAPPED reports them (0: it says nothing). */
+static void succeed(secsock_pending *p, DWORD transferred)
+{
+    if (p->op != OP_QUERY) {
+        finish_call(p);
+    } else {
+        /* Q7 says the length is written back; the Winsock overlapped model reports the bytes through the
+           OVERLAPPED. Take the latter, the former when it says nothing. */
+        finish_success(p, transferred != 0 ? (ULONG)transferred : p->len);
+    }
+}
+
 /*
  * Called with the lock held: if the operation in flight has completed, record its outcome (re-issuing on
  * WSAEMSGSIZE when allowed). Returns the state.
@@ -117,50 +129,42 @@ static int settle(secsock_pending *p, int may_reissue)
     if (p->state != PENDING_IN_FLIGHT || WaitForSingleObject(p->event, 0) != WAIT_OBJECT_0) {
         return p->state;
     }
-    if (!HasOverlappedIoCompleted(&p->ov)) {
-        /*
-         * Signalled, but the OVERLAPPED says the system still owns it: someone set the public event (issue 11,
-         * defect 3). Still in flight. Re-arm the event so waiters do not spin; the system writes the status
-         * before it signals, so a completion that raced the reset shows in the second look.
-         */
-        ResetEvent(p->event);
-        if (!HasOverlappedIoCompleted(&p->ov)) {
-            return p->state;
-        }
-    }
     /*
-     * The outcome is in the OVERLAPPED itself (its Internal member is the request's final status): a success
-     * stands even if the caller closed the socket since, and its token handles are ours to hand over or
-     * close (issue 11, defect 4). Only a failure asks WSAGetOverlappedResult, for its Winsock code.
+     * WSAGetOverlappedResult decides while the socket lives: the WSAOVERLAPPED page leaves Internal and
+     * InternalHigh to the provider ("non-IFS providers are free to use this parameter as necessary").
      */
-    if ((LONG)p->ov.Internal >= 0) {
-        if (p->op != OP_QUERY) {
-            finish_call(p);
-        } else {
-            /*
-             * Q7 says the length is written back; the Winsock overlapped model reports the bytes through the
-             * OVERLAPPED. Take the latter, the former when it says nothing.
-             */
-            transferred = (DWORD)p->ov.InternalHigh;
-            finish_success(p, transferred != 0 ? (ULONG)transferred : p->len);
-        }
-        return p->state;
-    }
     if (WSAGetOverlappedResult(p->sock, &p->ov, &transferred, FALSE, &flags)) {
-        /* Internal said failure: a status WSAGetOverlappedResult does not map is still a failure. */
-        finish_error(p, WSASYSCALLFAILURE, op_names[p->op]);
+        succeed(p, transferred);
         return p->state;
     }
     e = WSAGetLastError();
+    if (e == WSA_IO_INCOMPLETE || (e == WSAENOTSOCK && !HasOverlappedIoCompleted(&p->ov))) {
+        /*
+         * Signalled, but the OVERLAPPED says the system still owns it: someone set the public event (issue 11,
+         * defect 3). Still in flight. Re-arm the event so waiters do not spin; the system writes the status
+         * before it signals, so a completion that raced the reset shows in the next look.
+         */
+        ResetEvent(p->event);
+        if (HasOverlappedIoCompleted(&p->ov)) {
+            SetEvent(p->event); /* it did complete meanwhile: the next settle takes it */
+        }
+        return p->state;
+    }
+    if (e == WSAENOTSOCK && (LONG)p->ov.Internal >= 0) {
+        /*
+         * The caller closed the socket after the completion (issue 11, defect 4): the outcome is then only in
+         * the OVERLAPPED (Internal: the request's final status). A success stands, and its token handles are
+         * ours to hand over or close.
+         */
+        succeed(p, (DWORD)p->ov.InternalHigh);
+        return p->state;
+    }
     if (e == WSAEMSGSIZE && p->op == OP_QUERY) {
         if (may_reissue) {
             size_query(p);
         } else {
             finish_error(p, WSAEMSGSIZE, op_names[p->op]);
         }
-    } else if (e == WSA_IO_INCOMPLETE) {
-        /* Cannot be after HasOverlappedIoCompleted; if it is, the system still owns the OVERLAPPED. */
-        ResetEvent(p->event);
     } else {
         finish_error(p, e, op_names[p->op]);
     }
