@@ -43,7 +43,12 @@ platform = "linux" if sys.platform.startswith("linux") else sys.platform
 ext_modules = []
 if platform in backends:
     backend_sources, libraries = backends[platform]
-    warnings = ["/W4"] if platform == "win32" else ["-Wall", "-Wextra"]
+    # An undeclared function is an error on every compiler: MSVC would assume cdecl (C4013), and on x86 the
+    # stdcall import of fwpuclnt.lib would then not link.
+    if platform == "win32":
+        warnings = ["/W4", "/we4013"]
+    else:
+        warnings = ["-Wall", "-Wextra", "-Werror=implicit-function-declaration"]
     ext_modules.append(
         Extension(
             "secsock._secsock",

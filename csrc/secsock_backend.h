@@ -162,8 +162,13 @@ uint64_t secsock_pending_event(secsock_pending *p);
 /* Cancel if still in flight, wait until the system is done, close unclaimed tokens, free. NULL is allowed. */
 void secsock_pending_free(secsock_pending *p);
 
-/* begin + wait + result in one step. Call without the GIL. Zeroes out and clears err before anything else, so
-   the caller need not (the module's per-connection call relies on it). */
+/* The same, telling: 0 when freed; -1 with err set when the cancel failed and the system may still own the
+   OVERLAPPED, so p was leaked on purpose rather than waited on forever (the caller warns). Call without the GIL. */
+int secsock_pending_free_or_leak(secsock_pending *p, secsock_error *err);
+
+/* The query in one step, made synchronously (Windows: no OVERLAPPED, no event, no wait; the size negotiation
+   included). Call without the GIL. Zeroes out and clears err before anything else, so the caller need not
+   (the module's per-connection call relies on it). */
 int secsock_query(const secsock_query_request *req, secsock_result *out, secsock_error *err);
 
 /* Close a token handle from a result (CloseHandle). 0, or -1 with err set. */
@@ -217,7 +222,8 @@ int secsock_revert_impersonation(secsock_error *err);
 /* Peer identity from a token handle. Strings are UTF-8. */
 typedef struct {
     char sid[192];      /* "S-1-5-21-..." */
-    char account[520];  /* "DOMAIN\name", or "" when the SID has no name the system can find */
+    char account[1540]; /* "DOMAIN\name" (256 + 1 + 255 UTF-16 units, up to 3 bytes each in UTF-8), or "" when
+                           the SID has no name the system can find */
 } secsock_account;
 
 /* The token's user. 0, or -1 with err set. */

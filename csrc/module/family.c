@@ -3,41 +3,89 @@
 
 /* ---- the rest of the family --------------------------------------------------------------------------- */
 
-/* UTF-8 of a str (NULL for None) kept alive by *holder; a NUL inside is refused, naming the argument. */
-static int utf8_arg(PyObject *obj, const char *name, PyObject **holder, const char **out)
+/* Zero n bytes in a way the compiler may not drop as a dead store. */
+static void wipe_bytes(char *bytes, Py_ssize_t n)
 {
-    *holder = NULL;
+    volatile char *p = bytes;
+    Py_ssize_t i;
+    for (i = 0; i < n; i++) {
+        p[i] = 0;
+    }
+}
+
+/*
+ * UTF-8 of a str (NULL for None) copied into memory this module owns (*owned, PyMem; release it with
+ * wipe_and_release); a NUL inside is refused, naming the argument. Never the bytes object CPython made: for
+ * "" and one-character ASCII strings that is a shared, process-wide object (issue 11, defect 1), which must
+ * not be wiped. The temporary object is wiped only when this function holds its only reference.
+ */
+static int utf8_arg(PyObject *obj, const char *name, char **owned, const char **out)
+{
+    PyObject *bytes;
+    char *text;
+    Py_ssize_t n;
+
+    *owned = NULL;
     *out = NULL;
     if (obj == Py_None) {
         return 0;
     }
-    *holder = PyUnicode_AsUTF8String(obj);
-    if (*holder == NULL) {
+    bytes = PyUnicode_AsUTF8String(obj);
+    if (bytes == NULL) {
         return -1;
     }
-    *out = PyBytes_AsString(*holder);
-    if (*out == NULL || (Py_ssize_t)strlen(*out) != PyBytes_Size(*holder)) {
-        Py_CLEAR(*holder);
-        PyErr_Format(PyExc_ValueError, "%s: must not contain a NUL character", name);
+    text = PyBytes_AsString(bytes);
+    n = PyBytes_Size(bytes);
+    if (text == NULL || n < 0 || (Py_ssize_t)strlen(text) != n) {
+        Py_DECREF(bytes);
+        if (!PyErr_Occurred()) {
+            PyErr_Format(PyExc_ValueError, "%s: must not contain a NUL character", name);
+        }
         return -1;
     }
+    *owned = (char *)PyMem_Malloc((size_t)n + 1);
+    if (*owned == NULL) {
+        Py_DECREF(bytes);
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(*owned, text, (size_t)n + 1);
+    if (Py_REFCNT(bytes) == 1) {
+        wipe_bytes(text, n); /* ours alone: no copy of the text outlives this call in it */
+    }
+    Py_DECREF(bytes);
+    *out = *owned;
     return 0;
 }
 
-/* Overwrite a secret's temporary UTF-8 copy before it is freed. */
-static void wipe_and_release(PyObject **holder)
+/* Overwrite a text copied by utf8_arg (it may be a secret), then free it. NULL is allowed. */
+static void wipe_and_release(char **owned)
 {
-    if (*holder != NULL) {
-        char *bytes = PyBytes_AsString(*holder);
-        if (bytes != NULL) {
-            volatile char *p = bytes;
-            Py_ssize_t i, n = PyBytes_Size(*holder);
-            for (i = 0; i < n; i++) {
-                p[i] = 0;
-            }
-        }
-        Py_CLEAR(*holder);
+    if (*owned != NULL) {
+        wipe_bytes(*owned, (Py_ssize_t)strlen(*owned));
+        PyMem_Free(*owned);
+        *owned = NULL;
     }
+}
+
+/* A 32-bit unsigned value (a flag set or an enumeration), range-checked and named: never truncated the way
+   the `k` format masks to an unsigned long, 32 bits on Windows (issue 11, defect 9). 0, or -1 with ValueError. */
+static int u32_arg(PyObject *obj, const char *name, uint32_t *out)
+{
+    unsigned long long value;
+
+    if (!PyLong_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s: expected an int", name);
+        return -1;
+    }
+    value = PyLong_AsUnsignedLongLong(obj);
+    if ((value == (unsigned long long)-1 && PyErr_Occurred()) || value > 0xFFFFFFFFull) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s: must be an int from 0 to 0xFFFFFFFF", name);
+        return -1;
+    }
+    *out = (uint32_t)value;
+    return 0;
 }
 
 static int guid_arg(PyObject *obj, uint8_t guid[16])
@@ -60,22 +108,25 @@ static int guid_arg(PyObject *obj, uint8_t guid[16])
 PyObject *mod_set_security_begin(PyObject *Py_UNUSED(module), PyObject *args)
 {
     PyObject *fd_obj, *settings_obj, *mm, *qm, *user_obj, *domain_obj, *password_obj;
-    PyObject *user = NULL, *domain = NULL, *password = NULL;
+    PyObject *protocol_obj, *security_flags_obj, *ipsec_flags_obj;
+    char *user = NULL, *domain = NULL, *password = NULL;
     secsock_settings settings;
     secsock_fd fd;
     secsock_error err;
     secsock_pending *pending;
     PendingObject *obj;
     int is_ipsec;
-    unsigned long protocol, security_flags, ipsec_flags;
 
     memset(&settings, 0, sizeof(settings));
     if (!PyArg_ParseTuple(args, "OO", &fd_obj, &settings_obj) || parse_fd(fd_obj, &fd) < 0) {
         return NULL;
     }
     if (settings_obj != Py_None) {
-        if (!PyArg_ParseTuple(settings_obj, "pkkkOOOOO", &is_ipsec, &protocol, &security_flags, &ipsec_flags, &mm,
-                              &qm, &user_obj, &domain_obj, &password_obj) ||
+        if (!PyArg_ParseTuple(settings_obj, "pOOOOOOOO", &is_ipsec, &protocol_obj, &security_flags_obj,
+                              &ipsec_flags_obj, &mm, &qm, &user_obj, &domain_obj, &password_obj) ||
+            u32_arg(protocol_obj, "protocol", &settings.protocol) < 0 ||
+            u32_arg(security_flags_obj, "security_flags", &settings.security_flags) < 0 ||
+            u32_arg(ipsec_flags_obj, "ipsec_flags", &settings.ipsec_flags) < 0 ||
             guid_arg(mm, settings.mm_policy_key) < 0 || guid_arg(qm, settings.qm_policy_key) < 0 ||
             utf8_arg(user_obj, "user", &user, &settings.user) < 0 ||
             utf8_arg(domain_obj, "domain", &domain, &settings.domain) < 0 ||
@@ -83,9 +134,6 @@ PyObject *mod_set_security_begin(PyObject *Py_UNUSED(module), PyObject *args)
             goto fail;
         }
         settings.is_ipsec = is_ipsec;
-        settings.protocol = (uint32_t)protocol;
-        settings.security_flags = (uint32_t)security_flags;
-        settings.ipsec_flags = (uint32_t)ipsec_flags;
     }
     if ((obj = pending_alloc(0)) == NULL) {
         goto fail;
@@ -96,22 +144,23 @@ PyObject *mod_set_security_begin(PyObject *Py_UNUSED(module), PyObject *args)
     Py_END_ALLOW_THREADS
     /* The backend packed its own copy: ours is no longer needed by anyone. */
     wipe_and_release(&password);
-    Py_XDECREF(user);
-    Py_XDECREF(domain);
+    wipe_and_release(&user);
+    wipe_and_release(&domain);
     return pending_attach(obj, pending, &err);
 
 fail:
     wipe_and_release(&password);
-    Py_XDECREF(user);
-    Py_XDECREF(domain);
+    wipe_and_release(&user);
+    wipe_and_release(&domain);
     return NULL;
 }
 
 /* set_peer_target_name_begin(fd, protocol, peer | None, name) -> Pending */
 PyObject *mod_set_peer_target_name_begin(PyObject *Py_UNUSED(module), PyObject *args)
 {
-    PyObject *fd_obj, *peer_obj, *name_obj, *name_holder = NULL;
-    unsigned long protocol;
+    PyObject *fd_obj, *peer_obj, *name_obj, *protocol_obj;
+    char *name_holder = NULL;
+    uint32_t protocol;
     const char *name;
     secsock_fd fd;
     secsock_peer peer;
@@ -120,19 +169,20 @@ PyObject *mod_set_peer_target_name_begin(PyObject *Py_UNUSED(module), PyObject *
     secsock_pending *pending;
     PendingObject *obj;
 
-    if (!PyArg_ParseTuple(args, "OkOU", &fd_obj, &protocol, &peer_obj, &name_obj) || parse_fd(fd_obj, &fd) < 0 ||
+    if (!PyArg_ParseTuple(args, "OOOU", &fd_obj, &protocol_obj, &peer_obj, &name_obj) || parse_fd(fd_obj, &fd) < 0 ||
+        u32_arg(protocol_obj, "protocol", &protocol) < 0 ||
         parse_peer(peer_obj, &peer, &has_peer) < 0 || utf8_arg(name_obj, "name", &name_holder, &name) < 0) {
         return NULL;
     }
     if ((obj = pending_alloc(0)) == NULL) {
-        Py_DECREF(name_holder);
+        wipe_and_release(&name_holder);
         return NULL;
     }
     secsock_error_clear(&err);
     Py_BEGIN_ALLOW_THREADS
-    pending = secsock_set_peer_target_name_begin(fd, (uint32_t)protocol, has_peer ? &peer : NULL, name, &err);
+    pending = secsock_set_peer_target_name_begin(fd, protocol, has_peer ? &peer : NULL, name, &err);
     Py_END_ALLOW_THREADS
-    Py_DECREF(name_holder);
+    wipe_and_release(&name_holder);
     return pending_attach(obj, pending, &err);
 }
 
@@ -280,7 +330,8 @@ PyObject *mod_token_groups(PyObject *Py_UNUSED(module), PyObject *arg)
 
 PyObject *mod_token_is_member(PyObject *Py_UNUSED(module), PyObject *args)
 {
-    PyObject *token_obj, *name_obj, *holder = NULL;
+    PyObject *token_obj, *name_obj;
+    char *holder = NULL;
     const char *name;
     uint64_t token;
     int member = 0, rc;
@@ -294,7 +345,7 @@ PyObject *mod_token_is_member(PyObject *Py_UNUSED(module), PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     rc = secsock_token_is_member(token, name, &member, &err);
     Py_END_ALLOW_THREADS
-    Py_DECREF(holder);
+    wipe_and_release(&holder);
     if (rc < 0) {
         return raise_backend_error(&err);
     }

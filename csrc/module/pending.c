@@ -16,25 +16,41 @@ static PendingObject *pending_checked(PyObject *self)
     return p;
 }
 
-static void pending_release(PendingObject *p)
+/*
+ * Free the backend's pending: 0, or -1 with a RuntimeWarning raised (by the warnings filter) when the
+ * backend had to leak it because the system could not cancel it (issue 11, defect 8; CPython's _overlapped
+ * warns the same way instead of hanging).
+ */
+static int pending_release(PendingObject *p)
 {
     secsock_pending *pending = p->pending;
+    secsock_error err;
+    int rc = 0;
 
     p->pending = NULL;
     if (pending != NULL) {
         /* May cancel and wait until the system is done with the OVERLAPPED and buffers: never with the GIL. */
         Py_BEGIN_ALLOW_THREADS
-        secsock_pending_free(pending);
+        rc = secsock_pending_free_or_leak(pending, &err);
         Py_END_ALLOW_THREADS
+        if (rc < 0) {
+            return PyErr_WarnFormat(PyExc_RuntimeWarning, 1, "secsock: %s: %s", err.call, err.message);
+        }
     }
+    return 0;
 }
 
 static void Pending_dealloc(PyObject *self)
 {
     PyTypeObject *type = Py_TYPE(self);
     freefunc tp_free = (freefunc)PyType_GetSlot(type, Py_tp_free);
+    PyObject *type_err, *value, *tb;
 
-    pending_release((PendingObject *)self);
+    PyErr_Fetch(&type_err, &value, &tb);
+    if (pending_release((PendingObject *)self) < 0) {
+        PyErr_WriteUnraisable(NULL);
+    }
+    PyErr_Restore(type_err, value, tb);
     tp_free(self);
     Py_DECREF(type);
 }
@@ -42,31 +58,75 @@ static void Pending_dealloc(PyObject *self)
 static PyObject *Pending_done(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     PendingObject *p = pending_checked(self);
+    int done;
+
     if (p == NULL) {
         return NULL;
     }
-    return PyBool_FromLong(secsock_pending_done(p->pending));
+    /* Settling a completion may re-issue the call (a size query, then the call again): not under the GIL,
+       and counted as a waiter so that close() from another thread meanwhile is refused. */
+    p->waiters++;
+    Py_BEGIN_ALLOW_THREADS
+    done = secsock_pending_done(p->pending);
+    Py_END_ALLOW_THREADS
+    p->waiters--;
+    return PyBool_FromLong(done);
+}
+
+/* A long wait is cut into slices of this many ms, with the GIL taken back between them to run signal handlers. */
+#define WAIT_SLICE_MS 50
+
+/*
+ * Wait up to timeout_ms (negative: forever) without the GIL, in slices, letting signals through between them
+ * as time.sleep does, so Ctrl+C interrupts a wait for a query that never completes (issue 11, defect 8).
+ * 1 when done, 0 on time-out, -1 with an exception set (the backend's error or KeyboardInterrupt). The query
+ * stays in flight after an interruption; close() (or leaving the with block) cancels it.
+ */
+static int wait_interruptibly(PendingObject *p, long long timeout_ms)
+{
+    secsock_error err;
+    long long left = timeout_ms, slice;
+    int rc;
+
+    for (;;) {
+        slice = left < 0 || left > WAIT_SLICE_MS ? WAIT_SLICE_MS : left;
+        secsock_error_clear(&err);
+        Py_BEGIN_ALLOW_THREADS
+        rc = secsock_pending_wait(p->pending, (int64_t)slice, &err);
+        Py_END_ALLOW_THREADS
+        if (rc != 0) {
+            if (rc < 0) {
+                raise_backend_error(&err);
+            }
+            return rc;
+        }
+        if (left >= 0) {
+            left -= slice;
+            if (left <= 0) {
+                return 0;
+            }
+        }
+        if (PyErr_CheckSignals() < 0) {
+            return -1;
+        }
+    }
 }
 
 static PyObject *Pending_wait(PyObject *self, PyObject *args)
 {
     long long timeout_ms;
-    secsock_error err;
     int rc;
     PendingObject *p = pending_checked(self);
 
     if (p == NULL || !PyArg_ParseTuple(args, "L", &timeout_ms)) {
         return NULL;
     }
-    secsock_error_clear(&err);
     /* Several threads may wait at once; close() is refused meanwhile, so the pending outlives every waiter. */
     p->waiters++;
-    Py_BEGIN_ALLOW_THREADS
-    rc = secsock_pending_wait(p->pending, (int64_t)timeout_ms, &err);
-    Py_END_ALLOW_THREADS
+    rc = wait_interruptibly(p, timeout_ms);
     p->waiters--;
     if (rc < 0) {
-        return raise_backend_error(&err);
+        return NULL;
     }
     return PyBool_FromLong(rc);
 }
@@ -89,6 +149,11 @@ static PyObject *Pending_result(PyObject *self, PyObject *Py_UNUSED(ignored))
     memset(&result, 0, sizeof(result));
     secsock_error_clear(&err);
     p->in_result = 1;
+    /* Done (re-issues included) before the result is taken, so that the taking does not block. */
+    if (wait_interruptibly(p, -1) < 0) {
+        p->in_result = 0;
+        return NULL;
+    }
     Py_BEGIN_ALLOW_THREADS
     rc = secsock_pending_result(p->pending, p->has_result ? &result : NULL, &err);
     Py_END_ALLOW_THREADS
@@ -112,7 +177,11 @@ static PyObject *Pending_cancel(PyObject *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     secsock_error_clear(&err);
+    p->waiters++; /* it settles first, which may re-issue the call: without the GIL, close() refused */
+    Py_BEGIN_ALLOW_THREADS
     rc = secsock_pending_cancel(p->pending, &err);
+    Py_END_ALLOW_THREADS
+    p->waiters--;
     if (rc < 0) {
         return raise_backend_error(&err);
     }
@@ -142,7 +211,9 @@ static PyObject *Pending_close(PyObject *self, PyObject *Py_UNUSED(ignored))
         PyErr_SetString(PyExc_RuntimeError, "cannot close a pending query while another thread waits on it");
         return NULL;
     }
-    pending_release(p);
+    if (pending_release(p) < 0) {
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 

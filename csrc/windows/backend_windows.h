@@ -13,7 +13,8 @@
  * proactor) gets no completion packet for our query; we wait on the untagged event ourselves. Whenever a
  * completion is observed (settle), the outcome is recorded and, on success, decoded at once: from then on the
  * pending owns the token handles until secsock_pending_result hands them over, or secsock_pending_free closes
- * them. A WSAEMSGSIZE outcome re-issues the call with the size the system asked for, within bounds.
+ * them. A WSAEMSGSIZE outcome re-issues the call with the size the system asked for, within bounds: the length
+ * written back by a call that failed at once (Q7), or a size query (Q6) after one that failed later.
  *
  * Units:
  *   query.c       init/fini, the socket's kind, the template, secsock_query(_begin), the size negotiation
@@ -36,9 +37,12 @@
 #define WIN32_LEAN_AND_MEAN
 #endif
 
+/* mstcpip.h before ws2tcpip.h, as in Microsoft's sample: the SDK's ws2tcpip.h declares WSAQuerySocketSecurity
+   and its siblings only once mstcpip.h has defined _SECURE_SOCKET_TYPES_DEFINED_ (issue 11, defect 2;
+   tools/sdk_include_order/ makes mingw-w64 enforce the same). */
 #include <winsock2.h>
-#include <ws2tcpip.h>
 #include <mstcpip.h>
+#include <ws2tcpip.h>
 #include <windows.h>
 #include <sddl.h>
 
@@ -102,6 +106,8 @@ struct secsock_pending {
     int state;         /* PENDING_IN_FLIGHT / PENDING_DONE */
     int issues;        /* calls made so far (bounded by SECSOCK_MAX_ISSUES) */
     int taken;         /* the outcome was handed to secsock_pending_result */
+    int sync;          /* no OVERLAPPED and no event: every call completes before it returns (secsock_query) */
+    int winsock_ref;   /* holds a WSAStartup of its own, released by pending_destroy */
 
     union {
         SOCKET_SECURITY_QUERY_TEMPLATE plain;
@@ -109,6 +115,7 @@ struct secsock_pending {
     } tmpl;
     const void *tmpl_ptr; /* NULL (TCP default query) or &tmpl */
     ULONG tmpl_len;
+    int tokens_asked;     /* a nonzero PeerTokenAccessMask: only then are the token fields handles (Q2/Q3) */
 
     /* Inputs of the set/delete calls, read by the system until it is done. */
     void *in;           /* SOCKET_SECURITY_SETTINGS(_IPSEC) or SOCKET_PEER_TARGET_NAME; calloc'ed, owned here */
@@ -129,17 +136,21 @@ struct secsock_pending {
 /* ---- query.c ------------------------------------------------------------------------------------------- */
 SOCKET to_socket(secsock_fd fd);
 HANDLE to_handle(uint64_t h);
+int check_fits(uint64_t value, const char *what, secsock_error *err);
 ULONG peer_to_sockaddr(const secsock_peer *peer, SOCKADDR_STORAGE *dst);
 void finish_success(secsock_pending *p, ULONG n);
 void renegotiate(secsock_pending *p, ULONG needed);
+void size_query(secsock_pending *p);
 
 /* ---- overlapped.c -------------------------------------------------------------------------------------- */
 int error_os(secsock_error *err, long code, const char *call, const char *what);
 const char *describe(long code);
 void mark_done(secsock_pending *p);
+void finish_error(secsock_pending *p, long code, const char *call);
 void issue(secsock_pending *p);
 void pending_destroy(secsock_pending *p);
 secsock_pending *pending_new(int op, secsock_fd sock, secsock_error *err);
+secsock_pending *pending_new_for(int op, secsock_fd sock, int sync, secsock_error *err);
 secsock_pending *pending_start(secsock_pending *p);
 
 #endif /* SECSOCK_WINDOWS_BACKEND_WINDOWS_H */

@@ -20,13 +20,16 @@ static int utf16_of(const char *text, WCHAR *dst, int room, const char *what, se
 }
 
 /*
- * Pack the strings (user, domain, password, or a name) as UTF-16 after `header` bytes: allocates *out, and
- * the lengths in bytes go to lens[]. 0 or -1 with err set.
+ * Pack the strings (user, domain, password, or a name) as UTF-16 at offset `header` (AllStrings) of a
+ * structure of `whole` bytes: allocates *out; *out_len is whole + the strings' bytes, as Microsoft's sample
+ * measures it (sizeof(SOCKET_PEER_TARGET_NAME) + the name; the pages say "the size of the parameter", and a
+ * system checking for at least the whole structure must not refuse a short name: issue 11, defect 9). The
+ * lengths in bytes go to lens[]. 0 or -1 with err set.
  */
-static int pack_strings(size_t header, const char *const *texts, const char *const *names, int count, void **out,
-                        ULONG *out_len, ULONG *lens, secsock_error *err)
+static int pack_strings(size_t header, size_t whole, const char *const *texts, const char *const *names,
+                        int count, void **out, ULONG *out_len, ULONG *lens, secsock_error *err)
 {
-    size_t total = header;
+    size_t total, strings = 0;
     unsigned char *block;
     int i, n;
 
@@ -36,10 +39,10 @@ static int pack_strings(size_t header, const char *const *texts, const char *con
             return -1;
         }
         lens[i] = (ULONG)n;
-        total += (size_t)n;
+        strings += (size_t)n;
     }
-    /* Room for one terminator more than needed: MultiByteToWideChar writes it. */
-    block = (unsigned char *)calloc(1, total + sizeof(WCHAR));
+    /* whole >= header + sizeof(WCHAR) (AllStrings[1]): room for the terminator MultiByteToWideChar writes. */
+    block = (unsigned char *)calloc(1, whole + strings);
     if (block == NULL) {
         return secsock_error_set(err, SECSOCK_ERR_NOMEM, 0, 0, names[0], "out of memory for the %s", names[0]);
     }
@@ -51,7 +54,7 @@ static int pack_strings(size_t header, const char *const *texts, const char *con
         }
     }
     *out = block;
-    *out_len = (ULONG)total;
+    *out_len = (ULONG)(whole + strings);
     return 0;
 }
 
@@ -85,8 +88,8 @@ secsock_pending *secsock_set_security_begin(secsock_fd sock, const secsock_setti
         texts[0] = settings->user;
         texts[1] = settings->domain;
         texts[2] = settings->password;
-        if (pack_strings(offsetof(SOCKET_SECURITY_SETTINGS_IPSEC, AllStrings), texts, names, 3, &p->in, &p->in_len,
-                         lens, err) != 0) {
+        if (pack_strings(offsetof(SOCKET_SECURITY_SETTINGS_IPSEC, AllStrings), sizeof(SOCKET_SECURITY_SETTINGS_IPSEC),
+                         texts, names, 3, &p->in, &p->in_len, lens, err) != 0) {
             pending_destroy(p);
             return NULL;
         }
@@ -121,8 +124,8 @@ secsock_pending *secsock_set_peer_target_name_begin(secsock_fd sock, uint32_t pr
     if (p == NULL) {
         return NULL;
     }
-    if (pack_strings(offsetof(SOCKET_PEER_TARGET_NAME, AllStrings), &name, names, 1, &p->in, &p->in_len, &len,
-                     err) != 0) {
+    if (pack_strings(offsetof(SOCKET_PEER_TARGET_NAME, AllStrings), sizeof(SOCKET_PEER_TARGET_NAME), &name, names,
+                     1, &p->in, &p->in_len, &len, err) != 0) {
         pending_destroy(p);
         return NULL;
     }
@@ -158,6 +161,9 @@ int secsock_impersonate_peer(secsock_fd sock, const secsock_peer *peer, secsock_
     ULONG len = 0;
 
     secsock_error_clear(err);
+    if (check_fits(sock, "sock", err) != 0) {
+        return -1;
+    }
     if (peer != NULL) {
         len = peer_to_sockaddr(peer, &addr);
     } else {

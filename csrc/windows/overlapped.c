@@ -33,11 +33,13 @@ static void release_held(secsock_pending *p)
 void mark_done(secsock_pending *p)
 {
     p->state = PENDING_DONE;
-    SetEvent(p->event);
+    if (p->event != NULL) {
+        SetEvent(p->event);
+    }
 }
 
 /* Record a failed outcome; the operation is over. */
-static void finish_error(secsock_pending *p, long code, const char *call)
+void finish_error(secsock_pending *p, long code, const char *call)
 {
     error_os(&p->error, code, call, describe(code));
     mark_done(p);
@@ -57,16 +59,21 @@ void issue(secsock_pending *p)
 
     p->issues++;
     memset(&p->ov, 0, sizeof(p->ov));
-    /* The low-order bit keeps the completion off any I/O completion port the socket is bound to. */
-    p->ov.hEvent = (HANDLE)((UINT_PTR)p->event | 1);
-    ResetEvent(p->event);
     p->state = PENDING_IN_FLIGHT;
+    if (!p->sync) {
+        /* The low-order bit keeps the completion off any I/O completion port the socket is bound to. */
+        p->ov.hEvent = (HANDLE)((UINT_PTR)p->event | 1);
+        ResetEvent(p->event);
+    }
     switch (p->op) {
     case OP_QUERY:
         memset(p->buf, 0, p->buf_size);
         p->len = p->buf_size;
+        /* sync: no OVERLAPPED, so the call completes before it returns, as for a non-overlapped socket (the
+           WSAIoctl page, whose SIO_QUERY_SECURITY this call wraps: both NULL, the socket is treated as
+           non-overlapped; Q9). */
         rc = WSAQuerySocketSecurity(p->sock, (const SOCKET_SECURITY_QUERY_TEMPLATE *)p->tmpl_ptr, p->tmpl_len,
-                                    (SOCKET_SECURITY_QUERY_INFO *)p->buf, &p->len, &p->ov, NULL);
+                                    (SOCKET_SECURITY_QUERY_INFO *)p->buf, &p->len, p->sync ? NULL : &p->ov, NULL);
         break;
     case OP_SET_SECURITY:
         rc = WSASetSocketSecurity(p->sock, (const SOCKET_SECURITY_SETTINGS *)p->in, p->in_len, &p->ov, NULL);
@@ -88,7 +95,7 @@ void issue(secsock_pending *p)
         return;
     }
     rc = WSAGetLastError();
-    if (rc == WSA_IO_PENDING) {
+    if (rc == WSA_IO_PENDING && !p->sync) {
         return;
     }
     if (rc == WSAEMSGSIZE && p->op == OP_QUERY) {
@@ -96,6 +103,18 @@ void issue(secsock_pending *p)
         return;
     }
     finish_error(p, rc, op_names[p->op]);
+}
+
+/* A completion succeeded, with `transferred` bytes as the OVERLAPPED reports them (0: it says nothing). */
+static void succeed(secsock_pending *p, DWORD transferred)
+{
+    if (p->op != OP_QUERY) {
+        finish_call(p);
+    } else {
+        /* Q7 says the length is written back; the Winsock overlapped model reports the bytes through the
+           OVERLAPPED. Take the latter, the former when it says nothing. */
+        finish_success(p, transferred != 0 ? (ULONG)transferred : p->len);
+    }
 }
 
 /*
@@ -110,29 +129,42 @@ static int settle(secsock_pending *p, int may_reissue)
     if (p->state != PENDING_IN_FLIGHT || WaitForSingleObject(p->event, 0) != WAIT_OBJECT_0) {
         return p->state;
     }
+    /*
+     * WSAGetOverlappedResult decides while the socket lives: the WSAOVERLAPPED page leaves Internal and
+     * InternalHigh to the provider ("non-IFS providers are free to use this parameter as necessary").
+     */
     if (WSAGetOverlappedResult(p->sock, &p->ov, &transferred, FALSE, &flags)) {
-        if (p->op != OP_QUERY) {
-            finish_call(p);
-        } else {
-            /*
-             * Q7 says the length is written back; the Winsock overlapped model reports the bytes through the
-             * OVERLAPPED. Take the latter, the former when it says nothing.
-             */
-            finish_success(p, transferred != 0 ? (ULONG)transferred : p->len);
-        }
+        succeed(p, transferred);
         return p->state;
     }
     e = WSAGetLastError();
+    if (e == WSA_IO_INCOMPLETE || (e == WSAENOTSOCK && !HasOverlappedIoCompleted(&p->ov))) {
+        /*
+         * Signalled, but the OVERLAPPED says the system still owns it: someone set the public event (issue 11,
+         * defect 3). Still in flight. Re-arm the event so waiters do not spin; the system writes the status
+         * before it signals, so a completion that raced the reset shows in the next look.
+         */
+        ResetEvent(p->event);
+        if (HasOverlappedIoCompleted(&p->ov)) {
+            SetEvent(p->event); /* it did complete meanwhile: the next settle takes it */
+        }
+        return p->state;
+    }
+    if (e == WSAENOTSOCK && (LONG)p->ov.Internal >= 0) {
+        /*
+         * The caller closed the socket after the completion (issue 11, defect 4): the outcome is then only in
+         * the OVERLAPPED (Internal: the request's final status). A success stands, and its token handles are
+         * ours to hand over or close.
+         */
+        succeed(p, (DWORD)p->ov.InternalHigh);
+        return p->state;
+    }
     if (e == WSAEMSGSIZE && p->op == OP_QUERY) {
-        ULONG needed = transferred != 0 ? (ULONG)transferred : p->len;
         if (may_reissue) {
-            renegotiate(p, needed);
+            size_query(p);
         } else {
             finish_error(p, WSAEMSGSIZE, op_names[p->op]);
         }
-    } else if (e == WSA_IO_INCOMPLETE) {
-        /* The event fired but the OVERLAPPED still says pending: report it rather than spin. */
-        finish_error(p, WSA_IO_INCOMPLETE, "WSAGetOverlappedResult");
     } else {
         finish_error(p, e, op_names[p->op]);
     }
@@ -152,6 +184,9 @@ static int settle_locked(secsock_pending *p, int may_reissue)
 void pending_destroy(secsock_pending *p)
 {
     release_held(p);
+    if (p->winsock_ref) {
+        WSACleanup(); /* last: the socket calls above are done */
+    }
     if (p->event != NULL) {
         CloseHandle(p->event);
     }
@@ -166,8 +201,18 @@ void pending_destroy(secsock_pending *p)
 /* A new pending for op on sock, with its event: NULL with err set. */
 secsock_pending *pending_new(int op, secsock_fd sock, secsock_error *err)
 {
-    secsock_pending *p = (secsock_pending *)calloc(1, sizeof(*p));
+    return pending_new_for(op, sock, 0, err);
+}
 
+/* A new pending; sync: for calls made without an OVERLAPPED, so without an event. NULL with err set. */
+secsock_pending *pending_new_for(int op, secsock_fd sock, int sync, secsock_error *err)
+{
+    secsock_pending *p;
+
+    if (check_fits(sock, "sock", err) != 0) {
+        return NULL;
+    }
+    p = (secsock_pending *)calloc(1, sizeof(*p));
     if (p == NULL) {
         secsock_error_set(err, SECSOCK_ERR_NOMEM, 0, 0, op_names[op], "out of memory for a %s call", op_names[op]);
         return NULL;
@@ -175,6 +220,21 @@ secsock_pending *pending_new(int op, secsock_fd sock, secsock_error *err)
     InitializeSRWLock(&p->lock);
     p->op = op;
     p->sock = to_socket(sock);
+    p->sync = sync;
+    if (sync) {
+        return p; /* runs within one call of the caller's, which holds Winsock up */
+    }
+    /*
+     * A pending may outlive the module that made it (a PendingQuery freed after module_free's
+     * secsock_backend_fini at shutdown, or one leaked because it could not be cancelled): it holds a Winsock
+     * start-up of its own, so WSACleanup never runs under it (issue 11, defect 9).
+     */
+    {
+        WSADATA data;
+        if (WSAStartup(MAKEWORD(2, 2), &data) == 0) {
+            p->winsock_ref = 1;
+        }
+    }
     p->event = CreateEventW(NULL, TRUE, FALSE, NULL);
     if (p->event == NULL) {
         DWORD e = GetLastError();
@@ -285,22 +345,46 @@ uint64_t secsock_pending_event(secsock_pending *p)
     return p == NULL ? 0 : (uint64_t)(UINT_PTR)p->event;
 }
 
-void secsock_pending_free(secsock_pending *p)
+int secsock_pending_free_or_leak(secsock_pending *p, secsock_error *err)
 {
+    secsock_error_clear(err);
     if (p == NULL) {
-        return;
+        return 0;
     }
     /*
      * Like CPython's Overlapped_dealloc: cancel what is in flight, then wait until the system is done with the
-     * OVERLAPPED and the buffer before freeing them (no re-issue on the way out).
+     * OVERLAPPED and the buffer before freeing them (no re-issue on the way out). If the cancel fails (also
+     * ERROR_NOT_FOUND while the OVERLAPPED still says pending), nothing says when the system will be done:
+     * leak the pending and say so, as _overlapped warns, rather than wait forever (issue 11, defect 8).
      */
     if (settle_locked(p, 0) == PENDING_IN_FLIGHT) {
-        (void)CancelIoEx((HANDLE)p->sock, &p->ov);
-        if (WaitForSingleObject(p->event, INFINITE) != WAIT_OBJECT_0) {
-            /* Cannot know when the system is done: leaking beats letting it write into freed memory. */
-            return;
+        if (!CancelIoEx((HANDLE)p->sock, &p->ov)) {
+            DWORD e = GetLastError();
+            /* A completion racing the cancel has written its status and is about to signal: a short grace. */
+            (void)WaitForSingleObject(p->event, 100);
+            if (settle_locked(p, 0) == PENDING_IN_FLIGHT) {
+                return secsock_error_set(err, SECSOCK_ERR_OS, 0, (long)e, "CancelIoEx",
+                                         "%s could not be cancelled (error %lu) and is still in flight: its "
+                                         "memory is leaked rather than freed under the system",
+                                         op_names[p->op], (unsigned long)e);
+            }
         }
-        (void)settle_locked(p, 0);
+        /* Until the OVERLAPPED itself says complete: a signalled event alone proves nothing (defect 3). */
+        while (settle_locked(p, 0) == PENDING_IN_FLIGHT) {
+            if (WaitForSingleObject(p->event, INFINITE) != WAIT_OBJECT_0) {
+                /* Cannot know when the system is done: leaking beats letting it write into freed memory. */
+                return error_os(err, (long)GetLastError(), "WaitForSingleObject",
+                                "cannot wait for the cancelled call: its memory is leaked");
+            }
+        }
     }
     pending_destroy(p); /* closes the token handles never handed over */
+    return 0;
+}
+
+void secsock_pending_free(secsock_pending *p)
+{
+    secsock_error ignored;
+
+    (void)secsock_pending_free_or_leak(p, &ignored);
 }

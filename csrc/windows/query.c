@@ -26,6 +26,8 @@ SECSOCK_STATIC_ASSERT(info2_qm, offsetof(SOCKET_SECURITY_QUERY_INFO_IPSEC2, QmSa
 SECSOCK_STATIC_ASSERT(info2_winerr, offsetof(SOCKET_SECURITY_QUERY_INFO_IPSEC2, NegotiationWinerr) == 40);
 SECSOCK_STATIC_ASSERT(info2_context, offsetof(SOCKET_SECURITY_QUERY_INFO_IPSEC2, SaLookupContext) == 44);
 SECSOCK_STATIC_ASSERT(guid_size, sizeof(GUID) == 16);
+/* describe_sid: "DOMAIN\\name" from two 256-WCHAR buffers is at most 513 UTF-16 units, 3 UTF-8 bytes each. */
+SECSOCK_STATIC_ASSERT(account_fits, sizeof(((secsock_account *)0)->account) >= 513 * 3 + 1);
 /* secsock_decode.c reads through these names: they must be the real structures' offsets. */
 SECSOCK_STATIC_ASSERT(decode_flags, offsetof(SOCKET_SECURITY_QUERY_INFO, Flags) == SECSOCK_INFO_OFF_FLAGS);
 SECSOCK_STATIC_ASSERT(decode_app, offsetof(SOCKET_SECURITY_QUERY_INFO, PeerApplicationAccessTokenHandle) ==
@@ -44,6 +46,11 @@ SECSOCK_STATIC_ASSERT(sockaddr_in6_fits, sizeof(SOCKADDR_IN6) <= sizeof(SOCKADDR
 SECSOCK_STATIC_ASSERT(settings_size, sizeof(SOCKET_SECURITY_SETTINGS) == 8);
 SECSOCK_STATIC_ASSERT(settings_ipsec_strings, offsetof(SOCKET_SECURITY_SETTINGS_IPSEC, AllStrings) == 84);
 SECSOCK_STATIC_ASSERT(target_name_strings, offsetof(SOCKET_PEER_TARGET_NAME, AllStrings) == 140);
+/* pack_strings measures sizeof + strings and relies on room for a terminator after the strings. */
+SECSOCK_STATIC_ASSERT(settings_ipsec_whole, sizeof(SOCKET_SECURITY_SETTINGS_IPSEC) >=
+                                                offsetof(SOCKET_SECURITY_SETTINGS_IPSEC, AllStrings) + sizeof(WCHAR));
+SECSOCK_STATIC_ASSERT(target_name_whole,
+                      sizeof(SOCKET_PEER_TARGET_NAME) >= offsetof(SOCKET_PEER_TARGET_NAME, AllStrings) + sizeof(WCHAR));
 
 /* Bounds of the two-call negotiation: calls per query, and the largest buffer the system may ask for. */
 #define SECSOCK_MAX_ISSUES 4
@@ -87,6 +94,22 @@ HANDLE to_handle(uint64_t h)
     return (HANDLE)(UINT_PTR)h;
 }
 
+/*
+ * A socket or handle value as the seam carries it (64 bits) must be one: x86 would truncate a larger value,
+ * and even x64 Windows reads only the low 32 bits of a handle ("only the lower 32 bits are significant",
+ * Interprocess Communication Between 32-bit and 64-bit Applications; Wine does the same). A larger one is
+ * refused, naming the argument, never taken for another socket or handle (issue 11, defect 9). 0, or -1.
+ */
+int check_fits(uint64_t value, const char *what, secsock_error *err)
+{
+    if (value > 0xFFFFFFFFull) {
+        return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, what,
+                                 "%s: %llu is not a Windows handle value (only 32 bits are significant)", what,
+                                 (unsigned long long)value);
+    }
+    return 0;
+}
+
 int secsock_socket_kind_of(secsock_fd sock, secsock_socket_kind *kind, secsock_error *err)
 {
     WSAPROTOCOL_INFOW info;
@@ -95,6 +118,9 @@ int secsock_socket_kind_of(secsock_fd sock, secsock_socket_kind *kind, secsock_e
     secsock_error_clear(err);
     memset(kind, 0, sizeof(*kind));
     memset(&info, 0, sizeof(info));
+    if (check_fits(sock, "sock", err) != 0) {
+        return -1;
+    }
     /* SO_PROTOCOL_INFOW gives family, type and protocol in one call; a non-socket fails with WSAENOTSOCK. */
     if (getsockopt(to_socket(sock), SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)&info, &size) != 0) {
         int e = WSAGetLastError();
@@ -162,6 +188,7 @@ static int build_template(secsock_pending *p, const secsock_query_request *req, 
     SOCKADDR_STORAGE *peer;
 
     memset(&p->tmpl, 0, sizeof(p->tmpl));
+    p->tokens_asked = req->token_access != 0;
     /* Q1: for TCP a NULL template asks for the default information; only needed to ask for more. */
     if (is_tcp && req->token_access == 0 && !req->ipsec2 && !req->has_peer) {
         p->tmpl_ptr = NULL;
@@ -196,7 +223,7 @@ static int build_template(secsock_pending *p, const secsock_query_request *req, 
 void finish_success(secsock_pending *p, ULONG n)
 {
     mark_done(p);
-    (void)secsock_decode_info(p->buf, p->buf_size, n, &p->held, &p->error);
+    (void)secsock_decode_info_asked(p->buf, p->buf_size, n, p->tokens_asked, &p->held, &p->error);
 }
 
 void renegotiate(secsock_pending *p, ULONG needed)
@@ -233,12 +260,37 @@ void renegotiate(secsock_pending *p, ULONG needed)
     mark_done(p);
 }
 
-secsock_pending *secsock_query_begin(const secsock_query_request *req, secsock_error *err)
+/*
+ * A WSAEMSGSIZE that completed later: no page says where the size needed is then (neither InternalHigh nor a
+ * length written after WSA_IO_PENDING is documented; issue 11, defect 5). Ask the documented way: a size
+ * query with a NULL buffer (Q6; E5: it answers WSAEMSGSIZE and the size), without an OVERLAPPED, so it is
+ * synchronous, then re-issue with that size.
+ */
+void size_query(secsock_pending *p)
+{
+    ULONG needed = 0;
+    int e;
+
+    if (WSAQuerySocketSecurity(p->sock, (const SOCKET_SECURITY_QUERY_TEMPLATE *)p->tmpl_ptr, p->tmpl_len, NULL,
+                               &needed, NULL, NULL) == 0) {
+        /* A size query that succeeds gives no size: report the first call's outcome. */
+        finish_error(p, WSAEMSGSIZE, op_names[p->op]);
+        return;
+    }
+    e = WSAGetLastError();
+    if (e != WSAEMSGSIZE) {
+        finish_error(p, e, op_names[p->op]);
+        return;
+    }
+    renegotiate(p, needed);
+}
+
+/* A query's pending, checked and built but not issued; sync: made without an OVERLAPPED. NULL with err set. */
+static secsock_pending *query_prepare(const secsock_query_request *req, int sync, secsock_error *err)
 {
     secsock_socket_kind kind;
     secsock_pending *p;
 
-    secsock_error_clear(err);
     if (req == NULL) {
         secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "request", "no query request was given");
         return NULL;
@@ -253,7 +305,7 @@ secsock_pending *secsock_query_begin(const secsock_query_request *req, secsock_e
                           "SOCK_DGRAM");
         return NULL;
     }
-    p = pending_new(OP_QUERY, req->sock, err);
+    p = pending_new_for(OP_QUERY, req->sock, sync, err);
     if (p == NULL) {
         return NULL;
     }
@@ -269,24 +321,46 @@ secsock_pending *secsock_query_begin(const secsock_query_request *req, secsock_e
         secsock_error_set(err, SECSOCK_ERR_NOMEM, 0, 0, "WSAQuerySocketSecurity", "out of memory for a query");
         return NULL;
     }
-    return pending_start(p);
+    return p;
 }
 
+secsock_pending *secsock_query_begin(const secsock_query_request *req, secsock_error *err)
+{
+    secsock_pending *p;
+
+    secsock_error_clear(err);
+    p = query_prepare(req, 0, err);
+    return p != NULL ? pending_start(p) : NULL;
+}
+
+/*
+ * The blocking query, made synchronously: no OVERLAPPED, no event, no wait (issue 9: Microsoft's sample calls
+ * it so). Every call completes before it returns, the size negotiation included, so the pending is done once
+ * pending_start returns; its outcome and tokens move to out.
+ */
 int secsock_query(const secsock_query_request *req, secsock_result *out, secsock_error *err)
 {
     secsock_pending *p;
-    int rc;
+    int rc = 0;
 
     secsock_error_clear(err);
     if (out == NULL) {
         return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "out", "no result buffer was given");
     }
     memset(out, 0, sizeof(*out)); /* as the seam promises, before anything else */
-    p = secsock_query_begin(req, err);
+    p = query_prepare(req, 1, err);
     if (p == NULL) {
         return -1;
     }
-    rc = secsock_pending_result(p, out, err);
-    secsock_pending_free(p);
+    (void)pending_start(p);
+    if (p->error.kind != SECSOCK_ERR_NONE) {
+        *err = p->error;
+        rc = -1;
+    } else {
+        *out = p->held; /* hands the token handles over */
+        p->held.peer_application_token = 0;
+        p->held.peer_machine_token = 0;
+    }
+    pending_destroy(p);
     return rc;
 }

@@ -32,4 +32,13 @@
 int secsock_decode_info(const unsigned char *buf, size_t buf_size, size_t n, secsock_result *out,
                         secsock_error *err);
 
+/*
+ * The same, for a query that may not have asked for tokens: with tokens_asked 0 (a default query, Q2, or a
+ * zero PeerTokenAccessMask, Q3) the token fields are never read, whatever bytes stand there, so nothing the
+ * caller did not ask for becomes a handle it owns and closes (issue 11, defect 6). secsock_decode_info is
+ * this with tokens_asked 1.
+ */
+int secsock_decode_info_asked(const unsigned char *buf, size_t buf_size, size_t n, int tokens_asked,
+                              secsock_result *out, secsock_error *err);
+
 #endif /* SECSOCK_DECODE_H */

@@ -1,13 +1,16 @@
 /* Peer tokens: the account and groups of a token, membership, and closing a token handed over. */
 #include "backend_windows.h"
 
-/* Text of a wide string as UTF-8 into dst (always terminated). */
-static void utf8_of(const WCHAR *text, char *dst, int room)
+/* Text of a wide string as UTF-8 into dst (always terminated): 0, or -1 with err set when it does not fit or
+   does not convert; never an empty or cut name in its place (issue 11, defect 9). */
+static int utf8_of(const WCHAR *text, char *dst, int room, secsock_error *err)
 {
     if (WideCharToMultiByte(CP_UTF8, 0, text, -1, dst, room, NULL, NULL) <= 0) {
         dst[0] = '\0';
+        return error_os(err, (long)GetLastError(), "WideCharToMultiByte", "cannot convert a name to UTF-8");
     }
     dst[room - 1] = '\0';
+    return 0;
 }
 
 /* "S-1-..." and "DOMAIN\\name" (or "" when the SID maps to no name) of a SID. 0 or -1 with err set. */
@@ -16,13 +19,17 @@ static int describe_sid(PSID sid, secsock_account *out, secsock_error *err)
     WCHAR *text = NULL, name[256], domain[256], both[514];
     DWORD name_len = 256, domain_len = 256, at = 0;
     SID_NAME_USE use;
+    int rc;
 
     memset(out, 0, sizeof(*out));
     if (!ConvertSidToStringSidW(sid, &text)) {
         return error_os(err, (long)GetLastError(), "ConvertSidToStringSid", "cannot print the SID");
     }
-    utf8_of(text, out->sid, (int)sizeof(out->sid));
+    rc = utf8_of(text, out->sid, (int)sizeof(out->sid), err);
     LocalFree(text);
+    if (rc != 0) {
+        return -1;
+    }
     if (LookupAccountSidW(NULL, sid, name, &name_len, domain, &domain_len, &use)) {
         if (domain[0] != 0) {
             memcpy(both, domain, domain_len * sizeof(WCHAR)); /* the lengths come back without terminator */
@@ -30,7 +37,9 @@ static int describe_sid(PSID sid, secsock_account *out, secsock_error *err)
             both[at++] = L'\\';
         }
         memcpy(both + at, name, (name_len + 1) * sizeof(WCHAR));
-        utf8_of(both, out->account, (int)sizeof(out->account));
+        if (utf8_of(both, out->account, (int)sizeof(out->account), err) != 0) {
+            return -1;
+        }
     } else if (GetLastError() != ERROR_NONE_MAPPED) {
         return error_os(err, (long)GetLastError(), "LookupAccountSid", "cannot name the SID");
     }
@@ -44,6 +53,9 @@ static int token_info(uint64_t token, TOKEN_INFORMATION_CLASS what, void **out, 
     void *buf;
 
     *out = NULL;
+    if (check_fits(token, "handle", err) != 0) {
+        return -1;
+    }
     if (!GetTokenInformation(to_handle(token), what, NULL, 0, &size) && GetLastError() != ERROR_INSUFFICIENT_BUFFER) {
         return error_os(err, (long)GetLastError(), "GetTokenInformation", "cannot read the token");
     }
@@ -115,10 +127,14 @@ int secsock_token_is_member(uint64_t token, const char *sid_or_account, int *mem
     SID_NAME_USE use;
     HANDLE imp = NULL;
     BOOL is = FALSE, ok;
+    DWORD e;
     int rc = 0;
 
     secsock_error_clear(err);
     *member = 0;
+    if (check_fits(token, "handle", err) != 0) {
+        return -1;
+    }
     if (sid_or_account == NULL ||
         MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, sid_or_account, -1, wide, 520) <= 1) {
         return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "group",
@@ -135,15 +151,19 @@ int secsock_token_is_member(uint64_t token, const char *sid_or_account, int *mem
         return error_os(err, (long)GetLastError(), "LookupAccountName", "no such account");
     }
     ok = CheckTokenMembership(to_handle(token), sid, &is);
-    if (!ok && GetLastError() == ERROR_NO_IMPERSONATION_TOKEN) {
+    e = ok ? 0 : GetLastError();
+    if (!ok && e == ERROR_NO_IMPERSONATION_TOKEN) {
         /* CheckTokenMembership wants an impersonation token: check a duplicate at identification level. */
         if (DuplicateToken(to_handle(token), SecurityIdentification, &imp)) {
             ok = CheckTokenMembership(imp, sid, &is);
+            e = ok ? 0 : GetLastError(); /* read before CloseHandle, which may set its own (issue 11, 9) */
             CloseHandle(imp);
+        } else {
+            e = GetLastError();
         }
     }
     if (!ok) {
-        rc = error_os(err, (long)GetLastError(), "CheckTokenMembership", "cannot check the membership");
+        rc = error_os(err, (long)e, "CheckTokenMembership", "cannot check the membership");
     } else {
         *member = is ? 1 : 0;
     }
@@ -158,6 +178,9 @@ int secsock_token_close(uint64_t handle, secsock_error *err)
     secsock_error_clear(err);
     if (handle == 0) {
         return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "handle", "no token handle to close");
+    }
+    if (check_fits(handle, "handle", err) != 0) {
+        return -1;
     }
     if (!CloseHandle(to_handle(handle))) {
         return error_os(err, (long)GetLastError(), "CloseHandle", "cannot close the token handle");

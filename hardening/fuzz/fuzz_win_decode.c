@@ -62,6 +62,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
         (void)fuzz_touch(&out, sizeof(out));
+        /* Tokens not asked for (Q2/Q3): the same bytes never yield a handle (issue 11, defect 6). */
+        if (secsock_decode_info_asked(buf_size ? buf : NULL, buf_size, claimed, 0, &out, &err) != 0 ||
+            out.peer_application_token != 0 || out.peer_machine_token != 0) {
+            abort();
+        }
     }
     free(buf);
     return 0;

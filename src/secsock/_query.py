@@ -197,7 +197,8 @@ def query(
     token_access: the access mask for the peer's access tokens (Windows; 0 asks for none).
     ipsec2: also ask for the IPsec main-mode and quick-mode SA ids (Windows 7 and later).
 
-    Blocks (without the GIL) until the system answers. Raises ValueError or TypeError for a bad argument,
+    Blocks (without the GIL) until the system answers; on Windows the call is synchronous (no OVERLAPPED),
+    and Ctrl+C during it is raised when it returns. Raises ValueError or TypeError for a bad argument,
     an OSError subclass carrying the system's code (``winerror`` on Windows) when the system call fails,
     PermissionError on Linux without CAP_NET_ADMIN, UnsupportedPlatformError elsewhere.
     """
@@ -331,13 +332,37 @@ async def query_async(
     if backend.BACKEND != "windows" or not hasattr(proactor, "wait_for_handle"):
         raw = await loop.run_in_executor(None, functools.partial(backend.query, *request))
         return _info_from_raw(raw)
-    with PendingQuery(backend.begin_query(*request)) as pending:
-        try:
-            if not pending.done():
-                event = pending.event
-                assert event is not None
-                await proactor.wait_for_handle(event)  # type: ignore[union-attr]
-            return pending.result()
-        except BaseException:
-            pending.cancel()  # close() on leaving the block then waits until the system is done
-            raise
+    pending = PendingQuery(backend.begin_query(*request))
+    event = pending.event
+    assert event is not None
+    try:
+        # done() settles a completion without blocking (a WSAEMSGSIZE one is re-issued there, with a larger
+        # buffer): wait on the event again until the query is done, so result() never waits on the loop.
+        while not pending.done():
+            await proactor.wait_for_handle(event)  # type: ignore[union-attr]
+        info = pending.result()
+    except BaseException:
+        pending.cancel()
+        # Closing now would block the loop until the system is done, and would close the event under the wait
+        # the loop may still have registered on it: close once the event has fired again.
+        closing = asyncio.ensure_future(_close_when_done(pending, proactor))
+        _CLOSING.add(closing)
+        closing.add_done_callback(_CLOSING.discard)
+        raise
+    pending.close()  # done: frees without waiting
+    return info
+
+
+#: Cancelled proactor queries waiting for the system before they are closed (a strong reference to each task).
+_CLOSING: set[asyncio.Future[None]] = set()
+
+
+async def _close_when_done(pending: PendingQuery, proactor: Any) -> None:
+    """Close a cancelled query once the system has completed it. The event fires when it does, which also ends
+    every wait the loop registered on it, so closing it after that closes no handle a wait still uses."""
+    try:
+        while not pending.done():
+            await proactor.wait_for_handle(pending.event)
+            pending.cancel()  # a WSAEMSGSIZE completion racing the cancel was re-issued: cancel that too
+    finally:
+        pending.close()

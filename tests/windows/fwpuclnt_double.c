@@ -17,9 +17,10 @@
  * caller's OVERLAPPED as the status block but its own event (no data ever arrives in the tests). CancelIoEx with
  * that OVERLAPPED (or NULL) then cancels it, and the double completes the query as cancelled; when the script
  * says "complete now", the double cancels its own recv first and then completes with the scripted outcome.
- * Completion writes the buffer and the length, then InternalHigh and Internal (the NTSTATUS that Wine's
- * WSAGetOverlappedResult reads and maps), then signals the event with the low bit masked off, and posts a
- * packet to the completion port the test named only when the event's low bit is clear.
+ * Completion writes the buffer and, for a success, the length, then InternalHigh and Internal (the NTSTATUS
+ * that Wine's WSAGetOverlappedResult reads and maps), then signals the event with the low bit masked off, and
+ * posts a packet to the completion port the test named only when the event's low bit is clear. A WSAEMSGSIZE
+ * completed later writes no length and InternalHigh 0 unless DBL_VAR_LATE_LENGTH says so (DOUBLE.md).
  */
 /* Not ws2tcpip.h: it declares WSAQuerySocketSecurity as imported, and this DLL is where it is defined. */
 #include <winsock2.h>
@@ -103,6 +104,8 @@ static slot slots[MAX_SLOTS];
 static UINT64 tokens[MAX_TOKENS];
 static int token_count;
 static int loopback_in_the_clear; /* dbl_set_loopback_clear */
+static unsigned int variants; /* DBL_VAR_*, until dbl_reset */
+static UINT64 variant_value;
 
 BOOL WINAPI DllMain(HINSTANCE instance, DWORD reason, LPVOID reserved)
 {
@@ -124,7 +127,28 @@ void dbl_reset(void)
     token_count = 0;
     port = NULL;
     port_key = 0;
+    variants = 0;
+    variant_value = 0;
     LeaveCriticalSection(&lock);
+}
+
+/* The variants in force (DBL_VAR_*), replacing the previous set; value is what a variant writes. */
+void dbl_variants(unsigned int flags, UINT64 value)
+{
+    EnterCriticalSection(&lock);
+    variants = flags;
+    variant_value = value;
+    LeaveCriticalSection(&lock);
+}
+
+static int variant(unsigned int flag)
+{
+    int on;
+
+    EnterCriticalSection(&lock);
+    on = (variants & flag) != 0;
+    LeaveCriticalSection(&lock);
+    return on;
 }
 
 void dbl_script(const dbl_step *step)
@@ -266,6 +290,11 @@ static int produce(const dbl_step *step, const ask *q, void *info, ULONG *len)
     copy = step->short_len != 0 && step->short_len < size ? step->short_len : size;
     memset(&answer, 0, sizeof(answer));
     answer.Flags = step->flags;
+    if ((q->default_query || q->token_mask == 0) && variant(DBL_VAR_UNASKED_HANDLES)) {
+        /* Assumed variant: bytes in the token fields that are not handles of the caller's (Q2/Q3). */
+        answer.PeerApplicationAccessTokenHandle = variant_value;
+        answer.PeerMachineAccessTokenHandle = variant_value;
+    }
     if (!q->default_query) {
         answer.SecurityProtocol = ipsec2 ? SOCKET_SECURITY_PROTOCOL_IPSEC2 : (SOCKET_SECURITY_PROTOCOL)step->protocol;
         /* Handles only where the bytes copied carry them, so that none is made and lost. */
@@ -326,7 +355,7 @@ static DWORD WINAPI worker(LPVOID arg)
     HANDLE waits[2];
     DWORD count = 1, rc, timeout;
     int cancelled = 0, error;
-    ULONG bytes;
+    ULONG bytes, len;
     slot copy;
 
     waits[0] = s->release_event;
@@ -360,8 +389,19 @@ static DWORD WINAPI worker(LPVOID arg)
         deliver(copy.ov, copy.caller_event, copy.post_packet, STATUS_CANCELLED_, 0);
         return 0;
     }
-    error = produce(&copy.step, copy.is_query ? &copy.question : NULL, copy.info, copy.len);
-    bytes = copy.is_query && (error == 0 || error == WSAEMSGSIZE) ? *copy.len : 0;
+    /* Produced into a local length: which of the caller's length and InternalHigh learn it is a variant. */
+    len = copy.is_query ? *copy.len : 0;
+    error = produce(&copy.step, copy.is_query ? &copy.question : NULL, copy.info, &len);
+    bytes = 0;
+    if (copy.is_query && error == 0) {
+        if (!variant(DBL_VAR_BYTES_OVERLAPPED_ONLY)) {
+            *copy.len = len; /* Q7: on success the bytes copied */
+        }
+        bytes = variant(DBL_VAR_BYTES_LEN_ONLY) ? 0 : len;
+    } else if (copy.is_query && error == WSAEMSGSIZE && variant(DBL_VAR_LATE_LENGTH)) {
+        *copy.len = len; /* assumed variant: no page says a size is written after WSA_IO_PENDING */
+        bytes = len;
+    }
     deliver(copy.ov, copy.caller_event, copy.post_packet, status_of(error), bytes);
     return 0;
 }
@@ -438,7 +478,8 @@ static int start_pending(SOCKET sock, WSAOVERLAPPED *ov, const dbl_step *step, c
     ov->hEvent = (HANDLE)((UINT_PTR)s->recv_event | 1);
     buf.buf = &s->recv_byte;
     buf.len = 1;
-    if (WSARecv(sock, &buf, 1, &got, &flags, ov, NULL) == 0 || WSAGetLastError() != WSA_IO_PENDING) {
+    if (variant(DBL_VAR_UNCANCELLABLE) || WSARecv(sock, &buf, 1, &got, &flags, ov, NULL) == 0 ||
+        WSAGetLastError() != WSA_IO_PENDING) {
         CloseHandle(s->recv_event);
         s->recv_event = NULL;
     }
@@ -780,6 +821,12 @@ int WSAAPI WSASetSocketSecurity(SOCKET Socket, const SOCKET_SECURITY_SETTINGS *S
             /* S4: a SOCKET_SECURITY_SETTINGS_IPSEC whose strings do not fit the length given. (A plain
                SOCKET_SECURITY_SETTINGS saying IPSEC is not refused: no page says it must be the IPSEC one.) */
             error = WSAEMSGSIZE;
+        } else if (SecuritySettings->SecurityProtocol == SOCKET_SECURITY_PROTOCOL_IPSEC &&
+                   SecuritySettingsLen >= header && variant(DBL_VAR_WHOLE_STRUCT) &&
+                   (ULONGLONG)ipsec->UserNameStringLen + ipsec->DomainNameStringLen + ipsec->PasswordStringLen +
+                           sizeof(SOCKET_SECURITY_SETTINGS_IPSEC) >
+                       SecuritySettingsLen) {
+            error = WSAEMSGSIZE; /* S4, assumed variant: measured as sizeof + strings */
         }
     }
     return finish(&rec, index, error != 0 ? error : respond(Socket, Overlapped, NULL, NULL, NULL, &rec));
@@ -810,6 +857,10 @@ int WSAAPI WSASetSocketPeerTargetName(SOCKET Socket, const SOCKET_PEER_TARGET_NA
     } else if (error == 0 && (PeerTargetNameLen < header ||
                               PeerTargetName->PeerTargetNameStringLen > PeerTargetNameLen - header)) {
         error = WSAEMSGSIZE; /* T5: shorter than the structure, or than the name it says it holds */
+    } else if (error == 0 && variant(DBL_VAR_WHOLE_STRUCT) &&
+               (ULONGLONG)PeerTargetName->PeerTargetNameStringLen + sizeof(SOCKET_PEER_TARGET_NAME) >
+                   PeerTargetNameLen) {
+        error = WSAEMSGSIZE; /* T5, assumed variant: measured as sizeof + the name */
     } else if (error == 0 && is_connected(Socket)) {
         error = WSAEISCONN; /* T4 */
     } else if (error == 0 && pi.iSocketType == SOCK_DGRAM) {

@@ -86,6 +86,31 @@ typedef struct {
 
 #define DBL_MAX_CALLS 64
 
+/*
+ * Variants (issue 11): behaviours no page states, each a plausible answer of the real system, chosen for the
+ * whole process until dbl_reset() (which restores the default: none). tests/windows/DOUBLE.md lists them; the
+ * code under test must be right with every one. dbl_variants(flags, value) replaces the set in force.
+ */
+enum {
+    /* Q2/Q3 say the token handles are "not returned" when not asked for, not that their bytes stay zero: fill
+       both token fields with `value` for a default query or a zero PeerTokenAccessMask. */
+    DBL_VAR_UNASKED_HANDLES = 0x1,
+    /* A WSAEMSGSIZE completed later writes the size needed into *SecurityQueryInfoLen and InternalHigh at
+       completion (no page says so; by default neither is written: Q7 speaks of the call's return). */
+    DBL_VAR_LATE_LENGTH = 0x2,
+    /* A success completed later reports the bytes copied only through *SecurityQueryInfoLen (InternalHigh 0)... */
+    DBL_VAR_BYTES_LEN_ONLY = 0x4,
+    /* ...or only through InternalHigh (the length left as the caller gave it). By default: both. */
+    DBL_VAR_BYTES_OVERLAPPED_ONLY = 0x8,
+    /* Fault injection: a pending call that CancelIoEx on the socket cannot find (ERROR_NOT_FOUND) while the
+       OVERLAPPED stays pending; it completes only by dbl_release() or its delay. */
+    DBL_VAR_UNCANCELLABLE = 0x10,
+    /* WSASetSocketSecurity (IPSEC settings) and WSASetSocketPeerTargetName refuse with WSAEMSGSIZE a length
+       below sizeof(the structure) + its strings, as a system measuring like Microsoft's sample would (the
+       pages say only "the size of the parameter"; by default only the header before AllStrings is needed). */
+    DBL_VAR_WHOLE_STRUCT = 0x20
+};
+
 typedef void (*dbl_reset_fn)(void);
 typedef void (*dbl_script_fn)(const dbl_step *step);
 typedef int (*dbl_calls_fn)(dbl_call *out, int max);
@@ -96,5 +121,6 @@ typedef int (*dbl_tokens_fn)(UINT64 *out, int max);
 /* An ASSUMED VARIANT of real Windows (no page states it): on (1), an unscripted query about a loopback peer
    answers in the clear with no tokens, as tests/windows_only expects of a real machine. Off after load. */
 typedef void (*dbl_set_loopback_clear_fn)(int on);
+typedef void (*dbl_variants_fn)(unsigned int flags, UINT64 value);
 
 #endif /* FWPUCLNT_DOUBLE_H */

@@ -20,7 +20,7 @@ for tool in x86_64-w64-mingw32-gcc i686-w64-mingw32-gcc wine; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is missing (run tools/setup.sh)"
 done
 
-cflags=(-std=c11 -Wall -Wextra -Werror -O1 -g -static -static-libgcc)
+cflags=(-std=c11 -Wall -Wextra -Werror -Werror=implicit-function-declaration -O1 -g -static -static-libgcc)
 
 build() { # arch cc [extra dll flags...]
     local arch=$1 cc=$2

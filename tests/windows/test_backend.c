@@ -75,6 +75,7 @@ static dbl_release_fn dbl_release;
 static dbl_set_port_fn dbl_set_port;
 static dbl_in_flight_fn dbl_in_flight;
 static dbl_tokens_fn dbl_tokens;
+static dbl_variants_fn dbl_variants;
 
 static int load_double(void)
 {
@@ -90,7 +91,9 @@ static int load_double(void)
     dbl_set_port = (dbl_set_port_fn)(void (*)(void))GetProcAddress(m, "dbl_set_port");
     dbl_in_flight = (dbl_in_flight_fn)(void (*)(void))GetProcAddress(m, "dbl_in_flight");
     dbl_tokens = (dbl_tokens_fn)(void (*)(void))GetProcAddress(m, "dbl_tokens");
-    return dbl_reset && dbl_script && dbl_calls && dbl_release && dbl_set_port && dbl_in_flight && dbl_tokens;
+    dbl_variants = (dbl_variants_fn)(void (*)(void))GetProcAddress(m, "dbl_variants");
+    return dbl_reset && dbl_script && dbl_calls && dbl_release && dbl_set_port && dbl_in_flight && dbl_tokens &&
+           dbl_variants;
 }
 
 static dbl_step blank_step(int kind)
@@ -296,10 +299,20 @@ static void peer6_loopback(secsock_query_request *r, uint16_t port, uint32_t flo
     r->peer.scope_id = scope;
 }
 
-/* Run one query through begin/result/free. */
+/* Run one query through begin/result/free: the overlapped path (secsock_query is the synchronous one). */
 static int run_query(const secsock_query_request *r, secsock_result *out, secsock_error *err)
 {
-    return secsock_query(r, out, err);
+    secsock_pending *p;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    p = secsock_query_begin(r, err);
+    if (p == NULL) {
+        return -1;
+    }
+    rc = secsock_pending_result(p, out, err);
+    secsock_pending_free(p);
+    return rc;
 }
 
 static int is_os_error(const secsock_error *err, long winerror, const char *call)
@@ -1062,16 +1075,19 @@ static void test_pending_msgsize_reissued(void)
     dbl_call c[DBL_MAX_CALLS];
     int n;
 
-    begin_test("Q7/Q9 WSAEMSGSIZE completed later: re-issued with the size asked, then completed later");
+    begin_test("Q6/Q7/Q9 WSAEMSGSIZE completed later: the size query learns the size, re-issued, completed later");
     dbl_reset();
     s1.when = s2.when = DBL_PEND_AUTO;
     s1.delay_ms = s2.delay_ms = 20;
     script(s1);
+    script(step_msgsize(200)); /* the size query (Q6): synchronous, no OVERLAPPED */
     script(s2);
     CHECK(run_query(&r, &res, &err) == 0, "query failed: %s", err.message);
     n = calls(c);
-    CHECK(n == 2 && c[1].len_in == 200 && c[0].result == WSA_IO_PENDING && c[1].result == WSA_IO_PENDING,
-          "%d calls, second length %lu", n, (unsigned long)c[1].len_in);
+    CHECK(n == 3 && c[0].result == WSA_IO_PENDING && c[1].info_null && c[1].overlapped_null &&
+              c[1].result == WSAEMSGSIZE && c[2].len_in == 200 && c[2].result == WSA_IO_PENDING,
+          "%d calls, size query info_null %d overlapped_null %d, third length %lu", n, c[1].info_null,
+          c[1].overlapped_null, (unsigned long)c[2].len_in);
     end_test();
 }
 
@@ -1248,6 +1264,7 @@ static void test_wait_in_several_threads(void)
     s2.when = DBL_PEND_AUTO;
     s2.delay_ms = 30;
     script(s1);
+    script(step_msgsize(100)); /* the size query (Q6) */
     script(s2);
     p = secsock_query_begin(&r, &err);
     CHECK(p != NULL, "begin: %s", err.message);
@@ -1379,7 +1396,6 @@ static void test_set_security_ipsec_strings(void)
     secsock_error err;
     dbl_call c[DBL_MAX_CALLS];
     static const WCHAR want[] = L"aliceCORPp\u00e4ss";
-    ULONG header = (ULONG)offsetof(SOCKET_SECURITY_SETTINGS_IPSEC, AllStrings);
 
     begin_test("S0 WSASetSocketSecurity IPsec settings: user, domain, password packed as UTF-16 with byte lengths");
     dbl_reset();
@@ -1398,7 +1414,7 @@ static void test_set_security_ipsec_strings(void)
           "protocol %lu flags %lu/%lu", (unsigned long)c[0].protocol, (unsigned long)c[0].security_flags,
           (unsigned long)c[0].ipsec_flags);
     CHECK(c[0].string_lens[0] == 10 && c[0].string_lens[1] == 8 && c[0].string_lens[2] == 8 &&
-              c[0].input_len == header + 26,
+              c[0].input_len == sizeof(SOCKET_SECURITY_SETTINGS_IPSEC) + 26,
           "lengths %lu %lu %lu total %lu", (unsigned long)c[0].string_lens[0], (unsigned long)c[0].string_lens[1],
           (unsigned long)c[0].string_lens[2], (unsigned long)c[0].input_len);
     CHECK(memcmp(c[0].strings, want, 26) == 0, "AllStrings differ");
@@ -1484,7 +1500,7 @@ static void test_set_peer_target_name(void)
               c[0].peer_family == AF_INET && c[0].peer_port == 500 && memcmp(c[0].peer_addr, addr, 4) == 0,
           "function %d protocol %lu peer %d:%u", c[0].function, (unsigned long)c[0].protocol, c[0].peer_family,
           c[0].peer_port);
-    CHECK(c[0].string_lens[0] == 38 && c[0].input_len == offsetof(SOCKET_PEER_TARGET_NAME, AllStrings) + 38 &&
+    CHECK(c[0].string_lens[0] == 38 && c[0].input_len == sizeof(SOCKET_PEER_TARGET_NAME) + 38 &&
               memcmp(c[0].strings, want, 38) == 0,
           "name length %lu total %lu", (unsigned long)c[0].string_lens[0], (unsigned long)c[0].input_len);
     end_test();
@@ -1903,6 +1919,461 @@ static DWORD WINAPI watchdog(LPVOID arg)
     return 0;
 }
 
+/* ======================================================================== */
+/* Issue 11: defects the double once shared with the code. */
+
+/* Take the result, check it carries both tokens, and close them. */
+static void take_tokens(secsock_pending *p)
+{
+    secsock_result res;
+    secsock_error err;
+
+    CHECK(secsock_pending_result(p, &res, &err) == 0, "result: kind %d winerror %ld %s", err.kind, err.winerror,
+          err.message);
+    CHECK(res.peer_application_token != 0 && res.peer_machine_token != 0, "tokens not handed over");
+    secsock_result_release(&res);
+}
+
+static void test_spurious_event_keeps_pending(void)
+{
+    secsock_pending *p;
+    secsock_error err;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
+    DWORD before;
+
+    begin_test("defect 3: a SetEvent on the public event while the OVERLAPPED says pending is not a completion");
+    s.when = DBL_PEND;
+    p = begin_token_query(s, &before);
+    if (p != NULL) {
+        SetEvent((HANDLE)(UINT_PTR)secsock_pending_event(p));
+        CHECK(!secsock_pending_done(p), "done() while the system still holds the OVERLAPPED");
+        CHECK(secsock_pending_wait(p, 50, &err) == 0, "wait() did not time out while in flight");
+        CHECK(dbl_in_flight() == 1, "the double no longer holds the query");
+        CHECK(dbl_release() == 1, "nothing was pending in the double");
+        CHECK(secsock_pending_wait(p, 5000, &err) == 1, "not done after the completion");
+        take_tokens(p);
+        secsock_pending_free(p);
+    }
+    check_handle_count(before);
+    end_test();
+}
+
+static void test_spurious_event_then_free(void)
+{
+    secsock_pending *p;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
+    DWORD before;
+
+    begin_test("defect 3: free after a spurious SetEvent still cancels and waits for the system");
+    s.when = DBL_PEND;
+    p = begin_token_query(s, &before);
+    if (p != NULL) {
+        SetEvent((HANDLE)(UINT_PTR)secsock_pending_event(p));
+        secsock_pending_free(p);
+        CHECK(dbl_in_flight() == 0, "free returned while the system still held the OVERLAPPED");
+    }
+    check_handle_count(before);
+    end_test();
+}
+
+/* A query asking for tokens on sock, answered by step; NULL with the test failed. */
+static secsock_pending *begin_token_query_on(SOCKET sock, dbl_step step)
+{
+    secsock_query_request r = request(sock);
+    secsock_error err;
+    secsock_pending *p;
+
+    r.token_access = TOKEN_QUERY;
+    script(step);
+    p = secsock_query_begin(&r, &err);
+    CHECK(p != NULL, "begin: %s", err.message);
+    return p;
+}
+
+static void test_socket_closed_after_completion(void)
+{
+    SOCKET client, server;
+    secsock_pending *p;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
+    DWORD before;
+    UINT64 t[8];
+    int nt;
+
+    begin_test("defect 4: socket closed between completion and result: the answer and its tokens stand");
+    dbl_reset();
+    before = handle_count();
+    if (tcp_pair(AF_INET, WSA_FLAG_OVERLAPPED, &client, &server) != 0) {
+        fail("no socket pair");
+    } else {
+        s.when = DBL_PEND;
+        p = begin_token_query_on(client, s);
+        if (p != NULL) {
+            CHECK(dbl_release() == 1, "nothing was pending in the double");
+            CHECK(WaitForSingleObject((HANDLE)(UINT_PTR)secsock_pending_event(p), 5000) == WAIT_OBJECT_0,
+                  "no completion");
+            closesocket(client);
+            take_tokens(p);
+            secsock_pending_free(p);
+        } else {
+            closesocket(client);
+        }
+        closesocket(server);
+    }
+    nt = dbl_tokens(t, 8);
+    CHECK(nt == 2 && !handle_open(t[0]) && !handle_open(t[1]), "%d tokens, a token still open", nt);
+    check_handle_count(before);
+    end_test();
+}
+
+static void test_socket_closed_tokens_freed(void)
+{
+    SOCKET client, server;
+    secsock_pending *p;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
+    DWORD before;
+    UINT64 t[8];
+    int nt;
+
+    begin_test("defect 4: socket closed after completion, freed without result: the tokens are closed");
+    dbl_reset();
+    before = handle_count();
+    if (tcp_pair(AF_INET, WSA_FLAG_OVERLAPPED, &client, &server) != 0) {
+        fail("no socket pair");
+    } else {
+        s.when = DBL_PEND;
+        p = begin_token_query_on(client, s);
+        if (p != NULL) {
+            CHECK(dbl_release() == 1, "nothing was pending in the double");
+            CHECK(WaitForSingleObject((HANDLE)(UINT_PTR)secsock_pending_event(p), 5000) == WAIT_OBJECT_0,
+                  "no completion");
+        }
+        closesocket(client);
+        secsock_pending_free(p);
+        closesocket(server);
+    }
+    nt = dbl_tokens(t, 8);
+    CHECK(nt == 2 && !handle_open(t[0]) && !handle_open(t[1]), "%d tokens, a token still open", nt);
+    check_handle_count(before);
+    end_test();
+}
+
+static void unasked_handles_case(const char *what, secsock_query_request r, int pend)
+{
+    HANDLE bystander = CreateEventW(NULL, TRUE, FALSE, NULL);
+    secsock_result res;
+    secsock_error err;
+    secsock_pending *p;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
+
+    dbl_reset();
+    dbl_variants(DBL_VAR_UNASKED_HANDLES, (UINT64)(UINT_PTR)bystander);
+    s.when = pend ? DBL_PEND_AUTO : DBL_NOW;
+    s.delay_ms = 10;
+    script(s);
+    if (run_query(&r, &res, &err) != 0) {
+        fail("%s: query failed: %s", what, err.message);
+    } else {
+        CHECK(res.peer_application_token == 0 && res.peer_machine_token == 0, "%s: tokens %llx %llx handed over",
+              what, (unsigned long long)res.peer_application_token, (unsigned long long)res.peer_machine_token);
+        secsock_result_release(&res);
+    }
+    CHECK(handle_open((uint64_t)(UINT_PTR)bystander), "%s: a handle of the process was closed", what);
+    /* The same answer left to pending_free, which closes the tokens it owns. */
+    s.when = DBL_NOW;
+    script(s);
+    p = secsock_query_begin(&r, &err);
+    if (p != NULL) {
+        CHECK(secsock_pending_wait(p, 5000, &err) == 1, "%s: not done", what);
+        secsock_pending_free(p);
+    }
+    CHECK(handle_open((uint64_t)(UINT_PTR)bystander), "%s: pending_free closed a handle of the process", what);
+    CloseHandle(bystander);
+    dbl_reset();
+}
+
+static void test_unasked_handles_ignored(void)
+{
+    secsock_query_request r = request(tcp4);
+
+    begin_test("defect 6 Q2/Q3: token fields are read only when tokens were asked for (variant: bytes there)");
+    unasked_handles_case("TCP default query", r, 0);
+    unasked_handles_case("TCP default query, pending", r, 1);
+    r = request(tcp6);
+    peer6_loopback(&r, 7, 0, 0); /* a template, but a zero access mask */
+    unasked_handles_case("TCP template with a zero mask", r, 0);
+    r = request(udp4);
+    peer4(&r, "127.0.0.1", 9);
+    unasked_handles_case("UDP template with a zero mask", r, 0);
+    end_test();
+}
+
+/* An async WSAEMSGSIZE, then the answer, with the double's variants `flags`; the size query is scripted. */
+static void async_msgsize_case(const char *what, unsigned int flags, int ipsec2)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_result res;
+    secsock_error err;
+    dbl_step s1 = step_msgsize(100), s2 = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 3);
+    DWORD before;
+
+    dbl_reset();
+    dbl_variants(flags, 0);
+    before = handle_count();
+    r.token_access = TOKEN_QUERY;
+    r.ipsec2 = ipsec2;
+    s1.when = s2.when = DBL_PEND_AUTO;
+    s1.delay_ms = s2.delay_ms = 10;
+    s2.ipsec2 = ipsec2;
+    s2.mm_sa_id = 77;
+    script(s1);
+    script(step_msgsize(100));
+    script(s2);
+    if (run_query(&r, &res, &err) != 0) {
+        fail("%s: query failed: %s", what, err.message);
+    } else {
+        CHECK(res.flags == 3 && res.peer_application_token != 0 && res.peer_machine_token != 0,
+              "%s: flags %u, tokens %llx %llx", what, res.flags, (unsigned long long)res.peer_application_token,
+              (unsigned long long)res.peer_machine_token);
+        CHECK(!ipsec2 || (res.has_ipsec2 && res.mm_sa_id == 77), "%s: IPsec2 fields lost", what);
+        secsock_result_release(&res);
+    }
+    check_handle_count(before);
+    dbl_reset();
+}
+
+static void test_async_msgsize_variants(void)
+{
+    begin_test("defect 5 Q6/Q7/Q9 async WSAEMSGSIZE: right with and without a late length, bytes by either way");
+    async_msgsize_case("default: no late length", 0, 0);
+    async_msgsize_case("late length and InternalHigh", DBL_VAR_LATE_LENGTH, 0);
+    async_msgsize_case("bytes copied by the length only", DBL_VAR_BYTES_LEN_ONLY, 0);
+    async_msgsize_case("bytes copied by InternalHigh only", DBL_VAR_BYTES_OVERLAPPED_ONLY, 0);
+    async_msgsize_case("IPsec2, bytes by InternalHigh only", DBL_VAR_BYTES_OVERLAPPED_ONLY, 1);
+    async_msgsize_case("IPsec2, bytes by the length only", DBL_VAR_BYTES_LEN_ONLY | DBL_VAR_LATE_LENGTH, 1);
+    end_test();
+}
+
+static DWORD WINAPI free_in_thread(LPVOID arg)
+{
+    secsock_pending_free((secsock_pending *)arg);
+    return 0;
+}
+
+static void test_uncancellable_free_does_not_hang(void)
+{
+    secsock_pending *p;
+    secsock_error err;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
+    HANDLE th;
+    DWORD rc;
+
+    begin_test("defect 8: free of a query CancelIoEx cannot cancel leaks it instead of waiting forever");
+    dbl_reset();
+    dbl_variants(DBL_VAR_UNCANCELLABLE, 0);
+    s.when = DBL_PEND;
+    script(s);
+    {
+        secsock_query_request r = request(tcp4);
+        p = secsock_query_begin(&r, &err);
+    }
+    if (p == NULL) {
+        fail("begin: %s", err.message);
+    } else {
+        th = CreateThread(NULL, 0, free_in_thread, p, 0, NULL);
+        rc = WaitForSingleObject(th, 3000);
+        CHECK(rc == WAIT_OBJECT_0, "free still waiting 3 s after a cancel that found nothing");
+        dbl_release(); /* the system completes into memory that was leaked, never freed */
+        WaitForSingleObject(th, 10000);
+        CloseHandle(th);
+    }
+    dbl_reset();
+    end_test();
+}
+
+static void test_uncancellable_free_reports(void)
+{
+    secsock_pending *p;
+    secsock_error err;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
+    secsock_query_request r = request(tcp4);
+
+    begin_test("defect 8: secsock_pending_free_or_leak says when it leaks, and frees what completed");
+    dbl_reset();
+    dbl_variants(DBL_VAR_UNCANCELLABLE, 0);
+    s.when = DBL_PEND;
+    script(s);
+    p = secsock_query_begin(&r, &err);
+    if (p == NULL) {
+        fail("begin: %s", err.message);
+    } else {
+        CHECK(secsock_pending_free_or_leak(p, &err) == -1 && err.kind == SECSOCK_ERR_OS &&
+                  strcmp(err.call, "CancelIoEx") == 0,
+              "not reported as leaked: kind %d call '%s'", err.kind, err.call);
+        dbl_release();
+        Sleep(50);
+    }
+    script(step_answer(1, 1));
+    p = secsock_query_begin(&r, &err);
+    CHECK(p != NULL && secsock_pending_free_or_leak(p, &err) == 0, "a completed query was not freed");
+    dbl_reset();
+    end_test();
+}
+
+/* ---- issue 9: secsock_query calls synchronously ---- */
+
+/* Every query call logged since dbl_reset was made without an OVERLAPPED or completion routine. */
+static void check_all_sync(const char *what, int want_calls)
+{
+    dbl_call c[DBL_MAX_CALLS];
+    int n = calls(c), i;
+
+    CHECK(n == want_calls, "%s: %d calls, want %d", what, n, want_calls);
+    for (i = 0; i < n; i++) {
+        CHECK(c[i].overlapped_null && c[i].routine_null, "%s: call %d had an OVERLAPPED", what, i);
+    }
+}
+
+static void test_sync_query(void)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_result res;
+    secsock_error err;
+    DWORD before;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 3);
+
+    begin_test("issue 9 Q9: secsock_query calls with a NULL OVERLAPPED (synchronous), even on an overlapped socket");
+    dbl_reset();
+    before = handle_count();
+    s.when = DBL_PEND; /* a pend the double can only honour with an OVERLAPPED */
+    script(s);
+    CHECK(secsock_query(&r, &res, &err) == 0 && res.flags == 3, "query: %s", err.message);
+    check_all_sync("default", 1);
+    r.token_access = TOKEN_QUERY;
+    dbl_reset();
+    script(step_msgsize(100));
+    script(step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1));
+    if (secsock_query(&r, &res, &err) != 0) {
+        fail("tokens: %s", err.message);
+    } else {
+        CHECK(res.peer_application_token != 0 && res.peer_machine_token != 0, "tokens not handed over");
+        secsock_result_release(&res);
+    }
+    check_all_sync("Q7 negotiation", 2);
+    dbl_reset();
+    script(step_error(WSAECONNRESET));
+    CHECK(secsock_query(&r, &res, &err) == -1 && is_os_error(&err, WSAECONNRESET, "WSAQuerySocketSecurity"),
+          "error: kind %d winerror %ld", err.kind, err.winerror);
+    dbl_reset();
+    {
+        int i;
+        for (i = 0; i < 6; i++) {
+            script(step_msgsize(100 + 100 * (ULONG)i));
+        }
+    }
+    CHECK(secsock_query(&r, &res, &err) == -1 && is_os_error(&err, WSAEMSGSIZE, "WSAQuerySocketSecurity"),
+          "bounded: kind %d winerror %ld", err.kind, err.winerror);
+    check_all_sync("bounded", 4);
+    check_handle_count(before);
+    end_test();
+}
+
+static void test_wide_values_not_truncated(void)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_result res;
+    secsock_error err;
+    HANDLE h = CreateEventW(NULL, TRUE, FALSE, NULL);
+    uint64_t wide_sock = ((uint64_t)1 << 32) | (uint64_t)tcp4, wide_handle = ((uint64_t)1 << 32) | (UINT_PTR)h;
+    int narrow = 1, member = 0; /* x86 truncates; x64 Windows (and Wine) read only the low 32 bits */
+    secsock_account user;
+
+    begin_test("defect 9: a socket or handle value above the platform's width is refused, never truncated");
+    dbl_reset();
+    script(step_answer(1, 1));
+    r.sock = wide_sock;
+    CHECK(secsock_query(&r, &res, &err) == -1, "the query ran on a truncated socket");
+    CHECK(!narrow || (err.kind == SECSOCK_ERR_ARGUMENT && strcmp(err.call, "sock") == 0), "query: kind %d '%s'",
+          err.kind, err.call);
+    CHECK(secsock_query_begin(&r, &err) == NULL, "begin ran on a truncated socket");
+    CHECK(secsock_set_security_begin(wide_sock, NULL, &err) == NULL, "set_security ran on a truncated socket");
+    CHECK(secsock_impersonate_peer(wide_sock, NULL, &err) == -1, "impersonation ran on a truncated socket");
+    CHECK(secsock_token_user(wide_handle, &user, &err) == -1, "token_user read a truncated handle");
+    CHECK(secsock_token_is_member(wide_handle, "S-1-1-0", &member, &err) == -1, "is_member read a truncated handle");
+    CHECK(secsock_token_close(wide_handle, &err) == -1, "close took a truncated handle");
+    CHECK(!narrow || (err.kind == SECSOCK_ERR_ARGUMENT && strcmp(err.call, "handle") == 0), "close: kind %d '%s'",
+          err.kind, err.call);
+    CHECK(handle_open((uint64_t)(UINT_PTR)h), "a handle of the process was closed through a truncated value");
+    CloseHandle(h);
+    dbl_reset();
+    end_test();
+}
+
+static void test_lengths_as_the_sample(void)
+{
+    secsock_settings settings;
+    secsock_peer peer;
+    secsock_error err;
+    secsock_pending *p;
+    dbl_call c[DBL_MAX_CALLS];
+    SOCKET udp = udp_socket(AF_INET);
+    int n;
+
+    begin_test("defect 9 S4/T5: lengths are sizeof(structure) + strings, as Microsoft's sample passes them");
+    dbl_reset();
+    dbl_variants(DBL_VAR_WHOLE_STRUCT, 0);
+    memset(&settings, 0, sizeof(settings));
+    settings.is_ipsec = 1;
+    settings.user = "u";
+    settings.password = "p";
+    p = secsock_set_security_begin(udp, &settings, &err);
+    CHECK(p != NULL && secsock_pending_result(p, NULL, &err) == 0, "set_security: %s", err.message);
+    secsock_pending_free(p);
+    memset(&peer, 0, sizeof(peer));
+    peer.addr[0] = 127;
+    peer.addr[3] = 1;
+    peer.port = 80;
+    p = secsock_set_peer_target_name_begin(udp, SECSOCK_PROTOCOL_IPSEC, &peer, "h", &err);
+    CHECK(p != NULL && secsock_pending_result(p, NULL, &err) == 0, "set_peer_target_name: %s", err.message);
+    secsock_pending_free(p);
+    n = calls(c);
+    CHECK(n == 2 && c[0].input_len == sizeof(SOCKET_SECURITY_SETTINGS_IPSEC) + 4 &&
+              c[1].input_len == sizeof(SOCKET_PEER_TARGET_NAME) + 2,
+          "%d calls, lengths %lu and %lu", n, (unsigned long)c[0].input_len, (unsigned long)c[1].input_len);
+    closesocket(udp);
+    dbl_reset();
+    end_test();
+}
+
+static void test_pending_outlives_backend_fini(void)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_socket_kind kind;
+    secsock_result res;
+    secsock_error err;
+    secsock_pending *p;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 3);
+
+    begin_test("defect 9d: Winsock stays started while a pending query exists, even after backend_fini");
+    dbl_reset();
+    s.when = DBL_PEND;
+    script(s);
+    p = secsock_query_begin(&r, &err);
+    if (p == NULL) {
+        fail("begin: %s", err.message);
+    } else {
+        secsock_backend_fini(); /* the module is freed (interpreter shutdown) before the last pending */
+        CHECK(secsock_socket_kind_of(tcp4, &kind, &err) == 0, "Winsock was cleaned up under the pending: %s",
+              err.message);
+        dbl_release();
+        CHECK(secsock_pending_result(p, &res, &err) == 0 && res.flags == 3, "result: %s", err.message);
+        secsock_pending_free(p);
+        CHECK(secsock_backend_init(&err) == 0, "init again: %s", err.message); /* for the tests after this */
+    }
+    end_test();
+}
+
+/* ISSUE11_TESTS_END */
+
 int main(void)
 {
     secsock_error err;
@@ -1998,6 +2469,18 @@ int main(void)
                         DBL_FN_DELETE_TARGET_NAME, WSAENOTSOCK);
     test_token_user_and_groups();
     test_token_is_member();
+    test_spurious_event_keeps_pending();
+    test_spurious_event_then_free();
+    test_socket_closed_after_completion();
+    test_socket_closed_tokens_freed();
+    test_unasked_handles_ignored();
+    test_async_msgsize_variants();
+    test_uncancellable_free_does_not_hang();
+    test_uncancellable_free_reports();
+    test_sync_query();
+    test_wide_values_not_truncated();
+    test_lengths_as_the_sample();
+    test_pending_outlives_backend_fini();
 
     closesocket(tcp4);
     closesocket(tcp4_server);
