@@ -6,8 +6,6 @@ import asyncio
 import errno
 import functools
 import ipaddress
-import sys
-import time
 import uuid
 from types import TracebackType
 from typing import Any, Union
@@ -34,8 +32,6 @@ SocketLike = Any  # socket.socket, anything with fileno(), or a raw socket handl
 Peer = Union[tuple[str, int], tuple[str, int, int, int]]
 _RawPeer = tuple[bool, bytes, int, int, int]
 _MAX_TOKEN_ACCESS = 0xFFFFFFFF
-# PendingQuery.wait waits in the C module in slices this long, so that Ctrl+C is handled between them.
-_WAIT_SLICE_MS = 100
 
 
 def _socket_handle(sock: SocketLike) -> int:
@@ -231,32 +227,17 @@ class PendingQuery:
         return bool(self._raw.done())
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait up to timeout seconds (None: forever) without the GIL; True once done.
-
-        Ctrl+C (KeyboardInterrupt, or any signal handler that raises) interrupts the wait; the query stays
-        in flight.
-        """
+        """Wait up to timeout seconds (None: forever) without the GIL; True once done."""
         timeout_ms = _timeout_ms(timeout)  # checked before the backend is touched
-        if timeout_ms < 0:
-            while not self._raw.wait(_WAIT_SLICE_MS):
-                pass
-            return True
-        deadline = time.monotonic() + timeout_ms / 1000
-        # In slices: a signal is handled only when the interpreter runs, between them.
-        while True:
-            left_ms = max(0, int((deadline - time.monotonic()) * 1000))
-            if self._raw.wait(min(left_ms, _WAIT_SLICE_MS)):
-                return True
-            if left_ms <= _WAIT_SLICE_MS:
-                return bool(self._raw.wait(0))
+        return bool(self._raw.wait(timeout_ms))
 
     def result(self, timeout: float | None = None) -> SecurityInfo:
         """Wait for the answer and decode it; negotiates a larger buffer if the system asks for one.
 
         Raises TimeoutError if timeout seconds pass first, and the query's OSError if it failed
-        (an OSError with winerror 995, ERROR_OPERATION_ABORTED, after cancel()). Ctrl+C interrupts the wait.
+        (an OSError with winerror 995, ERROR_OPERATION_ABORTED, after cancel()).
         """
-        if not self.wait(timeout):
+        if timeout is not None and not self.wait(timeout):
             raise TimeoutError(f"secsock: the query did not complete within {timeout} s")
         return _info_from_raw(self._raw.result())
 
