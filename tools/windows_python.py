@@ -140,11 +140,17 @@ def install_wheel(wheel: Path, target: Path) -> None:
 def extension_from_setup(sdist_dir: Path) -> Any:
     """The Extension setup.py builds on Windows, read from setup.py itself (run with setuptools.setup
     replaced, as if on win32), so this build follows setup.py's sources, macros and libraries."""
+    import sysconfig
+
     import setuptools
 
     captured: dict[str, Any] = {}
     real_setup, real_platform, real_cwd = setuptools.setup, sys.platform, os.getcwd()
+    real_config_var = sysconfig.get_config_var
     setuptools.setup = lambda **kw: captured.update(kw)  # type: ignore[assignment]
+    # The target is the official (GIL) Windows CPython: its configuration, not this host's, which sysconfig
+    # cannot read while sys.platform says win32.
+    sysconfig.get_config_var = lambda name: None  # type: ignore[assignment]
     sys.platform = "win32"
     try:
         os.chdir(sdist_dir)
@@ -152,6 +158,7 @@ def extension_from_setup(sdist_dir: Path) -> Any:
         exec(code, {"__name__": "__main__", "__file__": str(sdist_dir / "setup.py")})
     finally:
         setuptools.setup, sys.platform = real_setup, real_platform
+        sysconfig.get_config_var = real_config_var
         os.chdir(real_cwd)
     modules = [m for m in captured.get("ext_modules") or [] if m.name == "secsock._secsock"]
     if len(modules) != 1:
