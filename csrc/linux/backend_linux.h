@@ -291,7 +291,12 @@ int on_sa(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t
 int dump_policies(ss_snap *s, secsock_error *err);
 int dump_sas(ss_snap *s, secsock_error *err);
 void atfork_register(void);
-int thread_ns_ok(const char *call, secsock_error *err);
+int thread_ns_verify(const char *call, secsock_error *err); /* the stat behind thread_ns_ok's t_ns_check */
+/* 0 when the thread is known to be in the snapshot's namespace (inline: nothing to check on most calls). */
+static inline int thread_ns_ok(const char *call, secsock_error *err)
+{
+    return t_ns_check ? thread_ns_verify(call, err) : 0;
+}
 uint64_t netns_cookie_of(int fd, int *errnum);
 void notify_close_locked(void);
 void state_drop_locked(void);
@@ -301,7 +306,21 @@ int refresh_locked(const ss_netns *ns, secsock_error *err);
 
 /* ---- flow.c -------------------------------------------------------------------------------------------- */
 extern uint64_t g_kind_hits; /* socket facts cache hits, under g_kind_lock */
-uint32_t flow_mark(ss_flow *f);
+/* SO_MARK, read on first need (flow.c says when); static inline: the policy lookup calls it per candidate. */
+static inline uint32_t flow_mark(ss_flow *f)
+{
+    if (!f->mark_read) {
+        int mark = 0;
+        socklen_t len = sizeof(mark);
+        f->mark_read = 1;
+        if (getsockopt(f->sock, SOL_SOCKET, SO_MARK, &mark, &len) != 0) {
+            f->mark_errno = errno != 0 ? errno : EIO;
+            mark = 0;
+        }
+        f->mark = (uint32_t)mark;
+    }
+    return f->mark;
+}
 int resolve_oif(ss_flow *f, secsock_error *err);
 int resolve_if_id(ss_flow *f, secsock_error *err);
 int build_flow(const secsock_query_request *req, ss_flow *f, secsock_error *err);
@@ -311,7 +330,24 @@ int finish_flow(ss_flow *f, secsock_error *err);
 extern __thread uint32_t t_last_index[2], t_last_priority[2]; /* the last match per direction (test_hooks.c) */
 const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t if_id, int *rc,
                                secsock_error *err);
-int sa_valid(const ss_sa *a);
+/* An SA the kernel would use: xfrm_state_look_at takes only XFRM_STATE_VALID states (keyed, not expired).
+ * Static inline: the SA lookup tests every candidate with it. */
+static inline int sa_valid(const ss_sa *a)
+{
+    if (a->expired) {
+        return 0;
+    }
+    switch (a->proto) {
+    case IPPROTO_ESP:
+        return a->spi != 0 && (a->has_crypt || a->has_aead);
+    case IPPROTO_AH:
+        return a->spi != 0 && a->has_auth;
+    case IPPROTO_COMP:
+        return a->has_comp;
+    default:
+        return 0; /* larval (acquire) states and other protocols protect nothing */
+    }
+}
 int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_verdict *v,
              secsock_error *err);
 

@@ -101,24 +101,6 @@ const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t i
     return NULL;
 }
 
-/* An SA the kernel would use: xfrm_state_look_at takes only XFRM_STATE_VALID states (keyed, not expired). */
-int sa_valid(const ss_sa *a)
-{
-    if (a->expired) {
-        return 0;
-    }
-    switch (a->proto) {
-    case IPPROTO_ESP:
-        return a->spi != 0 && (a->has_crypt || a->has_aead);
-    case IPPROTO_AH:
-        return a->spi != 0 && a->has_auth;
-    case IPPROTO_COMP:
-        return a->has_comp;
-    default:
-        return 0; /* larval (acquire) states and other protocols protect nothing */
-    }
-}
-
 static int sa_encrypts(const ss_sa *a)
 {
     if (a->proto != IPPROTO_ESP) {
