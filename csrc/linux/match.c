@@ -4,6 +4,18 @@
 /* The policy the calling thread's last query matched per direction (index + 1, 0 for none): a test hook. */
 __thread uint32_t t_last_index[2], t_last_priority[2];
 
+/*
+ * The kernel's xfrm_selector_match (include/net/xfrm.h): __xfrm4_selector_match or __xfrm6_selector_match by
+ * family, the family itself checked by the caller's policy lookup. Declared in xfrm_records.h.
+ */
+int ss_sel_match(const ss_sel *s, int family, const uint8_t *saddr, const uint8_t *daddr, uint16_t sport,
+                 uint16_t dport, uint8_t proto, int oif)
+{
+    return prefix_match(daddr, s->daddr, s->prefixlen_d) && prefix_match(saddr, s->saddr, s->prefixlen_s) &&
+           ((dport ^ s->dport) & s->dport_mask) == 0 && ((sport ^ s->sport) & s->sport_mask) == 0 &&
+           (s->proto == 0 || s->proto == proto) && (s->ifindex == 0 || s->ifindex == oif) && family != 0;
+}
+
 /* Selector match (xfrm_selector_match), resolving the flow's interface only when a selector names one. -1 on error. */
 static int flow_sel_match(const ss_sel *s, ss_flow *f, int dir, secsock_error *err)
 {

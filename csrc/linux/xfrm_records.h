@@ -113,7 +113,8 @@ typedef int (*ss_nl_fn)(void *ctx, uint16_t type, uint16_t flags, const void *pa
 int ss_nl_walk(const void *buf, size_t len, uint32_t seq, uint32_t portid, ss_nl_fn fn, void *ctx,
                const char **why);
 
-/* Does the selector match the flow (addresses in network order, ports in network order)? */
+/* Does the selector match the flow (addresses in network order, ports in network order)? Defined in match.c
+ * (it mirrors the kernel's xfrm_selector_match), not parse.c: a matcher, not a parser. */
 int ss_sel_match(const ss_sel *s, int family, const uint8_t *saddr, const uint8_t *daddr, uint16_t sport,
                  uint16_t dport, uint8_t proto, int oif);
 
