@@ -242,20 +242,34 @@ int attr_next(attr_iter *it, uint16_t *type, const uint8_t **data, size_t *dlen)
 /* ---- netlink.c ----------------------------------------------------------------------------------------- */
 int os_error(secsock_error *err, int errnum, const char *call, const char *what);
 int xfrm_os_error(secsock_error *err, int errnum, const char *call);
+/* Opens, and on every path closes, its own netlink socket and reply buffer; fn sees each payload only during
+ * its call and copies what it keeps. */
 int nl_request(int proto, uint16_t type, uint16_t flags, const void *body, size_t blen, ss_nl_fn fn,
                void *ctx, const char *call, secsock_error *err);
 
 /* ---- snapshot_index.c ---------------------------------------------------------------------------------- */
+/* Free pols, pnext and every bucket's heads; s is left empty and reusable. Safe on an empty s. */
 void snap_free_policies(ss_snap *s);
+/* Wipe and free sas, then free sanext and saheads; s is left empty and reusable. Safe on an empty s. */
 void snap_free_sas(ss_snap *s);
 int pol_order(const void *a, const void *b);
+/* Free s's policy index (pnext, heads) and allocate a new one, owned by s; on -1 (out of memory) s keeps pols
+ * and what was allocated, with no usable index: the caller frees it all with snap_free_policies. */
 int snap_index_policies_sorted(ss_snap *s, int sorted);
-int snap_index_policies(ss_snap *s);
+int snap_index_policies(ss_snap *s); /* as snap_index_policies_sorted, sorting pols first */
+/* Allocate saheads and sanext (which must be NULL: freed before), owned by s; on -1 what was allocated stays
+ * in s for snap_free_sas. */
 int snap_index_sas(ss_snap *s);
+/* A realloc of *arr to at least need elements (the capacity doubles): on 0 pointers into the old *arr are
+ * invalid; on -1 *arr and *cap are unchanged and still the caller's. */
 int grow(void **arr, size_t *cap, size_t need, size_t elem);
 int sa_same_id(const ss_sa *a, const ss_sa *b);
 int32_t sa_find(const ss_snap *s, const ss_sa *key, int32_t *prev);
+/* Copy *a into s (the caller keeps a); may reallocate sas and sanext, so pointers into them are invalid after.
+ * On -1 s still owns all it holds (snap_free_sas frees it) but only a new dump can be trusted. */
 int sa_apply(ss_snap *s, int action, const ss_sa *a);
+/* Copy *p into s (the caller keeps p); may reallocate pols and leaves the policy index stale until the caller
+ * reindexes (snap_index_policies_sorted). On -1 s still owns all it holds, but only a new dump can be trusted. */
 int pol_apply(ss_snap *s, int action, const ss_policy *p);
 
 /* ---- snapshot.c: the process state and what guards it --------------------------------------------------- */
@@ -286,8 +300,10 @@ extern pthread_once_t g_atfork_once;
 extern __thread int t_ns_check, t_ns_wrong;
 extern __thread dev_t t_ns_dev;
 extern __thread ino_t t_ns_ino;
+/* nl_request callbacks of a dump: append a parsed copy of the record to the dump_ctx's snapshot (grow). */
 int on_policy(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len);
 int on_sa(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len);
+/* Free s's policies (SAs), then fill and index them from a fresh dump, owned by s; on -1 s is left empty. */
 int dump_policies(ss_snap *s, secsock_error *err);
 int dump_sas(ss_snap *s, secsock_error *err);
 void atfork_register(void);
@@ -298,10 +314,13 @@ static inline int thread_ns_ok(const char *call, secsock_error *err)
     return t_ns_check ? thread_ns_verify(call, err) : 0;
 }
 uint64_t netns_cookie_of(int fd, int *errnum);
-void notify_close_locked(void);
-void state_drop_locked(void);
+void notify_close_locked(void); /* close g.notify_ep and g.notify_fd (set to -1) */
+void state_drop_locked(void);   /* notify_close_locked, then free both of g.snap's tables */
+/* Apply one notification to g.snap (sa_apply/pol_apply: may reallocate its arrays) or mark a table stale. */
 int on_notify(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len);
-void drain_notify_locked(void);
+void drain_notify_locked(void); /* on_notify for each queued notification; reindexes g.snap's policies */
+/* May free and rebuild g.snap's tables and open g.notify_fd (g owns both): pointers into g.snap are valid only
+ * until g_lock is released or the next refresh. */
 int refresh_locked(const ss_netns *ns, secsock_error *err);
 
 /* ---- flow.c -------------------------------------------------------------------------------------------- */
@@ -323,11 +342,13 @@ static inline uint32_t flow_mark(ss_flow *f)
 }
 int resolve_oif(ss_flow *f, secsock_error *err);
 int resolve_if_id(ss_flow *f, secsock_error *err);
+/* f borrows req's socket (f->sock): never closed here. */
 int build_flow(const secsock_query_request *req, ss_flow *f, secsock_error *err);
 int finish_flow(ss_flow *f, secsock_error *err);
 
 /* ---- match.c ------------------------------------------------------------------------------------------- */
 extern __thread uint32_t t_last_index[2], t_last_priority[2]; /* the last match per direction (test_hooks.c) */
+/* A pointer into s->pols (borrowed: valid while s is unchanged, i.e. under g_lock for g.snap), or NULL. */
 const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t if_id, int *rc,
                                secsock_error *err);
 /* An SA the kernel would use: xfrm_state_look_at takes only XFRM_STATE_VALID states (keyed, not expired).
@@ -352,6 +373,7 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
              secsock_error *err);
 
 /* ---- seam.c -------------------------------------------------------------------------------------------- */
+/* With nsfd non-NULL, *nsfd is a new descriptor of the namespace that the caller closes (set only on 0). */
 int thread_netns(ss_netns *ns, int *nsfd);
 
 #pragma GCC visibility pop
