@@ -19,7 +19,7 @@
  *   flow.c            ss_flow: socket facts (the cookie cache, under g_kind_lock), addresses, routes, interfaces
  *   match.c           lookup_policy / lookup_sa / eval_dir: the kernel's decision for one direction of a flow
  *   seam.c            the functions of secsock_backend.h: init/fini, query_now in the socket's namespace
- *   test_hooks.c      ss_debug_* (test_hooks.h), linked by tests/linux_c only: not in the extension
+ *   test_hooks.c      ss_debug_* (test_hooks.h) for the C driver, fuzzers, profiler: never linked into the extension
  */
 #ifndef SECSOCK_LINUX_BACKEND_LINUX_H
 #define SECSOCK_LINUX_BACKEND_LINUX_H

@@ -1,4 +1,4 @@
-/* Matching: the policy and SAs the kernel would apply to a flow; each function names the kernel code it mirrors. */
+/* Matching: the policy and SAs the kernel would apply to a flow; each rule names the kernel code it mirrors, if any. */
 #include "backend_linux.h"
 
 /* The policy the calling thread's last query matched per direction (index + 1, 0 for none): a test hook. */
@@ -113,6 +113,7 @@ const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t i
     return NULL;
 }
 
+/* Ours, no kernel counterpart: does the SA hide the payload (an AEAD, or ESP with a cipher but cipher_null)? */
 static int sa_encrypts(const ss_sa *a)
 {
     if (a->proto != IPPROTO_ESP) {
@@ -184,6 +185,7 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
     return best;
 }
 
+/* Ours, no kernel counterpart: the seam's record of an SA (secsock_backend.h). */
 static void fill_sa(secsock_sa *o, const ss_sa *a)
 {
     memset(o, 0, sizeof(*o));
@@ -202,7 +204,7 @@ static void fill_sa(secsock_sa *o, const ss_sa *a)
     }
 }
 
-/* No SA protects this direction: forget the ones filled so far. */
+/* Ours, no kernel counterpart: no SA protects this direction, so forget the ones filled so far. */
 static void dir_clear(secsock_direction *out)
 {
     memset(out->sas, 0, out->count * sizeof(out->sas[0]));
