@@ -3,6 +3,7 @@
  * record out; no system calls, no global state), which tests and fuzzers drive directly.
  * Not part of the seam: only csrc/linux/, tests/linux_c/ and the fuzz targets include this file.
  */
+/* The guard keeps the name before issue 10 (backend_linux_xfrm.h): hardening/fuzz/fuzz_common.h tests it. */
 #ifndef SECSOCK_BACKEND_LINUX_XFRM_H
 #define SECSOCK_BACKEND_LINUX_XFRM_H
 
