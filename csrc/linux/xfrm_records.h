@@ -10,6 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Internal to the backend, as backend_linux.h's declarations are: out of the extension's dynamic symbol table,
+ * so no library can interpose them and calls stay direct (ss_sel_match is inlined into the policy lookup). */
+#pragma GCC visibility push(hidden)
+
 #define SS_XFRM_MAX_TMPL 6 /* XFRM_MAX_DEPTH in the kernel: it refuses policies with more templates */
 #define SS_ALG_NAME 64     /* the size of alg_name in struct xfrm_algo */
 
@@ -118,5 +122,7 @@ int ss_nl_walk(const void *buf, size_t len, uint32_t seq, uint32_t portid, ss_nl
  * (it mirrors the kernel's xfrm_selector_match), not parse.c: a matcher, not a parser. */
 int ss_sel_match(const ss_sel *s, int family, const uint8_t *saddr, const uint8_t *daddr, uint16_t sport,
                  uint16_t dport, uint8_t proto, int oif);
+
+#pragma GCC visibility pop
 
 #endif /* SECSOCK_BACKEND_LINUX_XFRM_H */
