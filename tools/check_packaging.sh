@@ -42,6 +42,7 @@ abi3audit)
 metadata)
     # What the index shows: sdist, then the wheel built from it (as the workflow does), and their metadata.
     rm -rf build/metadata
+    mkdir -p build
     python -m build --outdir build/metadata . >build/metadata.log 2>&1 || { cat build/metadata.log; exit 1; }
     python tools/check_metadata.py build/metadata/*.whl build/metadata/*.tar.gz
     ;;
