@@ -4,12 +4,14 @@ Usage: check_metadata.py WHEEL SDIST. Prints the wheel's file list and the metad
 naming each problem: the PEP 639 licence (License-Expression MIT, LICENSE inside both), every C source and
 header of csrc/, every test file outside the Wine and VM suites and every file of examples/ in the sdist, the
 one version (src/secsock/_version.py), the project URLs, the classifiers, and no dependency published (the
-PEP 735 groups stay out of the metadata).
+PEP 735 groups stay out of the metadata), and no link in the README (the long description) that the index
+cannot resolve: only http(s):// and #fragment targets.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 import tarfile
@@ -20,6 +22,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 URLS = {"Homepage", "Source", "Issues", "Changelog"}
+# Markdown link targets: inline links and images `[text](target)`, reference definitions `[label]: target`.
+LINK = re.compile(r"\]\(\s*<?([^)\s>]*)|^ {0,3}\[[^\]]+\]:\s*<?(\S*?)>?(?:\s|$)", re.MULTILINE)
+CODE = re.compile(r"^ {0,3}(```|~~~).*?^ {0,3}\1|`[^`\n]*`", re.MULTILINE | re.DOTALL)
+
+
+def relative_links(markdown: str) -> list[str]:
+    """Link targets the index cannot resolve: anything but http(s):// and #fragments (code left out)."""
+    text = CODE.sub("", markdown)
+    targets = [inline or reference for inline, reference in LINK.findall(text)]
+    return [t for t in targets if not t.startswith(("https://", "http://", "#"))]
 
 
 def source_version() -> str:
@@ -56,6 +68,14 @@ def problems(meta: Message, version: str, where: str) -> list[str]:
     for key in ("Requires-Dist", "Provides-Extra"):
         if meta.get_all(key):
             found.append(f"{where}: {key} {meta.get_all(key)} published (development tools are groups)")
+    description = meta.get_payload()
+    if not isinstance(description, str) or not description.strip():
+        found.append(f"{where}: no long description (the README)")
+    else:
+        for target in relative_links(description):
+            found.append(
+                f"{where}: README links to {target!r}, which the index cannot resolve (make it absolute)"
+            )
     return found
 
 
