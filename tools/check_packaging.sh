@@ -29,6 +29,17 @@ EOF
     ;;
 actionlint)
     actionlint -color=false .github/workflows/*.yml
+    # actionlint knows the publish action's inputs by its branch (release/v1), not by the commit it is pinned
+    # to: a copy naming the branch has them checked too.
+    mkdir -p build
+    sed -E 's|pypa/gh-action-pypi-publish@[0-9a-f]{40} # v[0-9.]+$|pypa/gh-action-pypi-publish@release/v1|' \
+        .github/workflows/wheels.yml >build/wheels-by-branch.yml
+    if grep -n 'pypa/gh-action-pypi-publish@[0-9a-f]' build/wheels-by-branch.yml; then
+        echo "actionlint: pin the publish action as @<40-hex commit> # vX.Y.Z" >&2
+        exit 1
+    fi
+    grep -q 'pypa/gh-action-pypi-publish@release/v1' build/wheels-by-branch.yml
+    actionlint -color=false build/wheels-by-branch.yml
     ;;
 abi3audit)
     # The module built here with the same Py_LIMITED_API setting must stay inside the stable ABI, so the
