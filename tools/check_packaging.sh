@@ -6,25 +6,30 @@ cd "$(dirname "$0")/.."
 case "$1" in
 identifiers)
     # Exactly the intended builds, per architecture: the abi3 wheel built on cp39 and tested there and on
-    # cp315 (the newest; cibuildwheel reuses the abi3 wheel), and the free-threaded cp314t wheel.
+    # cp315 (the newest; cibuildwheel reuses the abi3 wheel), and the free-threaded cp314t and cp315t wheels.
     diff <(cibuildwheel --print-build-identifiers --platform windows) - <<EOF
 cp39-win32
 cp39-win_amd64
 cp314t-win32
 cp314t-win_amd64
 cp315-win32
+cp315t-win32
 cp315-win_amd64
+cp315t-win_amd64
 cp39-win_arm64
 cp314t-win_arm64
 cp315-win_arm64
+cp315t-win_arm64
 EOF
     diff <(cibuildwheel --print-build-identifiers --platform linux) - <<EOF
 cp39-manylinux_x86_64
 cp314t-manylinux_x86_64
 cp315-manylinux_x86_64
+cp315t-manylinux_x86_64
 cp39-manylinux_aarch64
 cp314t-manylinux_aarch64
 cp315-manylinux_aarch64
+cp315t-manylinux_aarch64
 EOF
     ;;
 actionlint)
