@@ -681,7 +681,13 @@ def target_name_protocol(protocol: Any) -> Callable[[Env], Any]:
 
 BACKEND = [
     case(unix_socket, ValueError, r"^sock: the socket's family is not AF_INET or AF_INET6", "family-unix"),
-    case(raw_socket, ValueError, r"^sock: the socket's type is not SOCK_STREAM or SOCK_DGRAM", "type-raw"),
+    case(
+        raw_socket,
+        ValueError,
+        r"^sock: the socket's type is not SOCK_STREAM or SOCK_DGRAM",
+        "type-raw",
+        pytest.mark.net_raw,  # opening a SOCK_RAW socket needs CAP_NET_RAW
+    ),
     case(pipe_end, OSError, r"Socket operation on non-socket", "not-a-socket"),
     case(not_open, OSError, r"Bad file descriptor", "not-open"),
     case(

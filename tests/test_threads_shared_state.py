@@ -152,8 +152,9 @@ def test_threads_sharing_the_module_state_get_the_answer_one_thread_gets(
 def test_the_extension_does_not_claim_to_run_without_the_gil() -> None:
     """_secsock declares no Py_MOD_GIL_NOT_USED: the tables bind_results() replaces and a pending query's
     count of waiting threads rely on the GIL, so a free-threaded CPython turns the GIL back on when it is
-    imported, and says so. (On a build with a GIL this holds trivially.) Declaring it means showing that
-    state safe first, then changing this test."""
+    imported, and says so; told to keep it off (PYTHON_GIL=0), it does, and the module still answers. (On a
+    build with a GIL this holds trivially.) Declaring it means showing that state safe first, then changing
+    this test."""
     env = {key: value for key, value in os.environ.items() if key != "PYTHON_GIL"}
     code = "import sys, secsock; print(getattr(sys, '_is_gil_enabled', lambda: True)())"
     done = subprocess.run(
@@ -162,3 +163,33 @@ def test_the_extension_does_not_claim_to_run_without_the_gil() -> None:
     assert done.stdout.strip() == "True", done
     if sysconfig.get_config_var("Py_GIL_DISABLED") and _query._COMPILED is not None:
         assert "secsock._secsock" in done.stderr, done.stderr  # the interpreter's RuntimeWarning
+        # Told to keep the GIL off (PYTHON_GIL=0), the interpreter does, and a query answers as with the GIL.
+        with_gil, without = query_once(env), query_once({**env, "PYTHON_GIL": "0"})
+        assert with_gil[0] == "gil True", with_gil
+        assert without[0] == "gil False", without
+        assert without[1:] == with_gil[1:], (with_gil, without)
+
+
+# One query of an accepted loopback connection, after import: whether the GIL is on, then the answer's flags
+# or the error's type and errno (PermissionError without CAP_NET_ADMIN on Linux).
+QUERY_ONCE = """
+import socket, sys
+import secsock
+print("gil", sys._is_gil_enabled())
+with socket.create_server(("127.0.0.1", 0)) as listener:
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+with client, server:
+    try:
+        with secsock.query(server) as info:
+            print("answer", int(info.flags))
+    except OSError as exc:
+        print(type(exc).__name__, exc.errno)
+"""
+
+
+def query_once(env: dict[str, str]) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", QUERY_ONCE], capture_output=True, text=True, env=env, timeout=60, check=True
+    )
+    return done.stdout.splitlines()

@@ -2,14 +2,16 @@
 
 Usage: check_metadata.py WHEEL SDIST. Prints the wheel's file list and the metadata it checked; exits non-zero
 naming each problem: the PEP 639 licence (License-Expression MIT, LICENSE inside both), every C source and
-header of csrc/ and every test file outside the Wine and VM suites in the sdist, the one version
-(src/secsock/_version.py), the project URLs, the classifiers, and no dependency published (the PEP 735
-groups stay out of the metadata).
+header of csrc/, every test file outside the Wine and VM suites and every file of examples/ in the sdist, the
+one version (src/secsock/_version.py), the project URLs, the classifiers, and no dependency published (the
+PEP 735 groups stay out of the metadata), and no link in the README (the long description) that the index
+cannot resolve: only http(s):// and #fragment targets.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 import tarfile
@@ -20,6 +22,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 URLS = {"Homepage", "Source", "Issues", "Changelog"}
+# Markdown link targets: inline links and images `[text](target)`, reference definitions `[label]: target`.
+LINK = re.compile(r"\]\(\s*<?([^)\s>]*)|^ {0,3}\[[^\]]+\]:\s*<?(\S*?)>?(?:\s|$)", re.MULTILINE)
+CODE = re.compile(r"^ {0,3}(```|~~~).*?^ {0,3}\1|`[^`\n]*`", re.MULTILINE | re.DOTALL)
+
+
+def relative_links(markdown: str) -> list[str]:
+    """Link targets the index cannot resolve: anything but http(s):// and #fragments (code left out)."""
+    text = CODE.sub("", markdown)
+    targets = [inline or reference for inline, reference in LINK.findall(text)]
+    return [t for t in targets if not t.startswith(("https://", "http://", "#"))]
 
 
 def source_version() -> str:
@@ -56,6 +68,14 @@ def problems(meta: Message, version: str, where: str) -> list[str]:
     for key in ("Requires-Dist", "Provides-Extra"):
         if meta.get_all(key):
             found.append(f"{where}: {key} {meta.get_all(key)} published (development tools are groups)")
+    description = meta.get_payload()
+    if not isinstance(description, str) or not description.strip():
+        found.append(f"{where}: no long description (the README)")
+    else:
+        for target in relative_links(description):
+            found.append(
+                f"{where}: README links to {target!r}, which the index cannot resolve (make it absolute)"
+            )
     return found
 
 
@@ -79,15 +99,20 @@ def main(wheel_path: str, sdist_path: str) -> int:
         pkg_info = sdist.extractfile(f"{top}/PKG-INFO")
         assert pkg_info is not None
         found += problems(Parser().parsestr(pkg_info.read().decode()), version, "sdist PKG-INFO")
-        # Every platform's C sources and headers, wherever in csrc/ they are, and every test file but the
-        # Wine and VM suites' (MANIFEST.in names the test directories one by one).
+        # Every platform's C sources and headers, wherever in csrc/ they are, every test file but the Wine
+        # and VM suites' (MANIFEST.in names the test directories one by one), and the examples the tests run.
         sources = [str(path.relative_to(ROOT)) for path in (ROOT / "csrc").rglob("*.[ch]")]
-        tests = subprocess.run(
-            ["git", "-C", str(ROOT), "ls-files", "tests"], capture_output=True, text=True, check=True
+        tracked = subprocess.run(
+            ["git", "-C", str(ROOT), "ls-files", "tests", "examples"],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.split()
-        tests = [name for name in tests if not name.startswith(("tests/windows/", "tests/vm/"))]
-        tests = [name for name in tests if not name.endswith(".gitignore")]
-        for required in ("LICENSE", "CHANGELOG.md", "README.md", *sorted(sources), *tests):
+        tracked = [name for name in tracked if not name.startswith(("tests/windows/", "tests/vm/"))]
+        tracked = [name for name in tracked if not name.endswith(".gitignore")]
+        if not any(name.startswith("examples/") for name in tracked):
+            found.append("git ls-files examples lists nothing: run from a checkout")
+        for required in ("LICENSE", "CHANGELOG.md", "README.md", *sorted(sources), *tracked):
             if f"{top}/{required}" not in members:
                 found.append(f"sdist: {required} missing")
     for problem in found:

@@ -3,7 +3,8 @@
 # this machine; the Windows backend under Wine (x64 and x86) against the fwpuclnt double; the whole pytest
 # suite on the official Windows CPythons 3.9 and 3.13 under Wine with the wheel built from the sdist; the Linux
 # backend over real IPsec in a VM; the host suite under ASan+UBSan and a short fuzz run; the packaging checks;
-# pytest without CAP_NET_ADMIN as in a manylinux container; and the sdist installed into a fresh venv and tested.
+# pytest without CAP_NET_ADMIN as in a manylinux container; and the sdist installed into a fresh venv and tested,
+# as root and as an unprivileged user (the workflow's sdist job).
 # Each suite runs even if an earlier one failed; a suite that ran nothing, skipped a test or could not start
 # counts as failed. The last line sums them all.
 set -uo pipefail
@@ -20,7 +21,7 @@ summary=()
 record() { # name passed failed
     total_passed=$((total_passed + $2))
     total_failed=$((total_failed + $3))
-    summary+=("$(printf '%-28s %4d passed, %d failed' "$1" "$2" "$3")")
+    summary+=("$(printf '%-32s %4d passed, %d failed' "$1" "$2" "$3")")
 }
 
 # A check: one command, one pass or one failure.
@@ -115,6 +116,10 @@ check "package-metadata" bash tools/check_packaging.sh metadata
 pytest_suite_via "pytest-without-net-admin" bash tools/without_net_admin.sh python -m pytest tests -m "not netns and not net_admin"
 # The sdist installed from the tarball alone into a fresh venv, its own tests run against that install.
 pytest_suite_via "sdist-install-test" bash tools/sdist_check.sh
+# The same as the workflow's sdist job runs it: an unprivileged user, no capabilities, the tests that need
+# CAP_NET_ADMIN or CAP_NET_RAW deselected.
+pytest_suite_via "sdist-install-test-unprivileged" bash tools/sdist_check.sh --unprivileged \
+    -m "not netns and not net_admin and not net_raw"
 
 echo
 echo "== summary"
