@@ -17,7 +17,7 @@ import secsock
 ANSWER, MSGSIZE, ERROR = 0, 1, 2
 NOW, PEND, PEND_AUTO, BLOCK = 0, 1, 2, 3
 # dbl_variants flags (fwpuclnt_double.h)
-VAR_INTERNAL_UNTOUCHED = 0x40
+VAR_UNCANCELLABLE, VAR_INTERNAL_UNTOUCHED = 0x10, 0x40
 MAX_CALLS = 64
 
 

@@ -121,6 +121,21 @@ def _install(monkeypatch: pytest.MonkeyPatch, completions: int) -> tuple[Scripte
     return pending, proactor
 
 
+def _run(main: Any) -> Any:
+    """asyncio.run on a selector loop given the fake proactor (on Windows asyncio.run's loop is a real
+    proactor, which the fake cannot stand in for): the leftover tasks are cancelled at the end, as there."""
+    loop = asyncio.SelectorEventLoop()
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        leftover = asyncio.all_tasks(loop)
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+        loop.close()
+
+
 async def _until(predicate: Any) -> None:
     for _ in range(5000):  # the re-issue runs in the loop's executor: give its thread time
         if predicate():
@@ -141,7 +156,7 @@ def test_result_is_taken_only_when_done(monkeypatch: pytest.MonkeyPatch, complet
             proactor.signal()
         return await task
 
-    info = asyncio.run(main())
+    info = _run(main())
     assert info.secured and info.encrypted
     assert pending.closed and not pending.cancelled
 
@@ -175,7 +190,7 @@ def test_cancelled_query_is_closed_after_the_system_and_the_wait(
         proactor.signal()
         await _until(lambda: pending.closed)
 
-    asyncio.run(main())
+    _run(main())
 
 
 def test_loop_shutdown_hands_the_close_to_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -185,7 +200,7 @@ def test_loop_shutdown_hands_the_close_to_a_thread(monkeypatch: pytest.MonkeyPat
     pending, proactor = _install(monkeypatch, 1)
 
     # Returns with the query still in flight: asyncio.run cancels the closing task.
-    asyncio.run(_start_and_cancel(pending, proactor))
+    _run(_start_and_cancel(pending, proactor))
     for _ in range(500):
         if pending.closed:
             break
