@@ -99,6 +99,10 @@ HANDLE to_handle(uint64_t h)
  * and even x64 Windows reads only the low 32 bits of a handle ("only the lower 32 bits are significant",
  * Interprocess Communication Between 32-bit and 64-bit Applications; Wine does the same). A larger one is
  * refused, naming the argument, never taken for another socket or handle (issue 11, defect 9). 0, or -1.
+ * Known refusal: the same page lets a 64-bit process sign-extend a 32-bit handle, so the token pseudo-handles
+ * -4, -5 and -6 (GetCurrentProcessToken, GetCurrentThreadToken, GetCurrentThreadEffectiveToken) are valid
+ * handles that this refuses. The module only ever passes handles the system returned (tokens from the query),
+ * never pseudo-handles, so none is lost; a caller who needs one must duplicate it first (review finding 15).
  */
 int check_fits(uint64_t value, const char *what, secsock_error *err)
 {
