@@ -224,7 +224,8 @@ class PendingQuery:
         self._raw = raw
 
     def done(self) -> bool:
-        """True once the system is done with the query."""
+        """True once the system is done with the query. After a "buffer too small" that completed later it
+        re-issues the call (a synchronous size query, without the GIL): not for an event loop's thread."""
         return bool(self._raw.done())
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -243,7 +244,10 @@ class PendingQuery:
         return _info_from_raw(self._raw.result())
 
     def cancel(self) -> bool:
-        """Ask the system to cancel (CancelIoEx); True if a cancel was requested, False if already done."""
+        """Ask the system to cancel (CancelIoEx); True if a cancel was requested, False if already done.
+
+        Never re-issues the call. Raises OSError if the system cannot cancel the call still in flight.
+        """
         return bool(self._raw.cancel())
 
     @property
