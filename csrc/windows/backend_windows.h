@@ -14,7 +14,10 @@
  * completion is observed (settle), the outcome is recorded and, on success, decoded at once: from then on the
  * pending owns the token handles until secsock_pending_result hands them over, or secsock_pending_free closes
  * them. A WSAEMSGSIZE outcome re-issues the call with the size the system asked for, within bounds: the length
- * written back by a call that failed at once (Q7), or a size query (Q6) after one that failed later.
+ * written back by a call that failed at once (Q7), or a size query (Q6) after one that failed later. That size
+ * query is synchronous, so only threads that may block make it (wait, result, done); poll, cancel and free never
+ * do (SETTLE_*). Internal is set to STATUS_PENDING before each overlapped call, so an OVERLAPPED the provider
+ * leaves untouched reads as in flight.
  *
  * Units:
  *   query.c       init/fini, the socket's kind, the template, secsock_query(_begin), the size negotiation
