@@ -41,13 +41,23 @@ static PyMethodDef module_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/*
+ * m_size is -1 (single-phase): the types and tables above are one set for the process. A legacy subinterpreter
+ * may run PyInit again and free its module before or after the others, so the set is counted: made by the first
+ * PyInit, shared by the later ones, cleared when the last module that ran PyInit is freed, never under a module
+ * still using it (review of issue 11, finding 11). Each free balances its own secsock_backend_init (it counts).
+ */
+static int StateUsers;
+
 static void module_free(void *Py_UNUSED(module))
 {
-    Py_CLEAR(PendingType);
-    unbind_results();
-    Py_CLEAR(InfoBaseType);
-    Py_CLEAR(FilenoName);
-    Py_CLEAR(TupleNew);
+    if (StateUsers > 0 && --StateUsers == 0) {
+        Py_CLEAR(PendingType);
+        unbind_results();
+        Py_CLEAR(InfoBaseType);
+        Py_CLEAR(FilenoName);
+        Py_CLEAR(TupleNew);
+    }
     secsock_backend_fini();
 }
 
@@ -77,7 +87,10 @@ PyMODINIT_FUNC PyInit__secsock(void)
         secsock_backend_fini();
         return NULL;
     }
-    PendingType = PyType_FromSpec(&Pending_spec);
+    StateUsers++; /* from here module_free balances it */
+    if (StateUsers == 1) {
+        PendingType = PyType_FromSpec(&Pending_spec);
+    }
     if (PendingType == NULL) {
         Py_DECREF(module); /* module_free runs and balances secsock_backend_init */
         return NULL;
@@ -89,9 +102,11 @@ PyMODINIT_FUNC PyInit__secsock(void)
         Py_DECREF(module);
         return NULL;
     }
-    FilenoName = PyUnicode_InternFromString("fileno");
-    TupleNew = FilenoName != NULL ? PyObject_GetAttrString((PyObject *)&PyTuple_Type, "__new__") : NULL;
-    InfoBaseType = TupleNew != NULL ? PyType_FromSpec(&Info_spec) : NULL;
+    if (StateUsers == 1) {
+        FilenoName = PyUnicode_InternFromString("fileno");
+        TupleNew = FilenoName != NULL ? PyObject_GetAttrString((PyObject *)&PyTuple_Type, "__new__") : NULL;
+        InfoBaseType = TupleNew != NULL ? PyType_FromSpec(&Info_spec) : NULL;
+    }
     if (InfoBaseType == NULL) {
         Py_DECREF(module);
         return NULL;

@@ -139,8 +139,16 @@ int secsock_socket_kind_of(secsock_fd sock, secsock_socket_kind *kind, secsock_e
  */
 secsock_pending *secsock_query_begin(const secsock_query_request *req, secsock_error *err);
 
-/* 1 when the system is done with the query (success or failure), 0 while it is in flight. */
+/* 1 when the system is done with the query (success or failure), 0 while it is in flight. May re-issue the
+   call (a WSAEMSGSIZE that completed later: a synchronous size query, then the call again): call without the GIL,
+   never on an event loop's thread. */
 int secsock_pending_done(secsock_pending *p);
+
+/* secsock_pending_done for an event loop: never blocks and never makes a call that may (no re-issue, no wait
+   for a lock). SECSOCK_POLL_NEEDS_REISSUE: a WSAEMSGSIZE completed; secsock_pending_wait (in a worker thread)
+   re-issues the call. */
+enum { SECSOCK_POLL_IN_FLIGHT = 0, SECSOCK_POLL_DONE = 1, SECSOCK_POLL_NEEDS_REISSUE = 2 };
+int secsock_pending_poll(secsock_pending *p);
 
 /* Wait up to timeout_ms (negative: forever). 1 when done, 0 on time-out, -1 on error. Call without the GIL. */
 int secsock_pending_wait(secsock_pending *p, int64_t timeout_ms, secsock_error *err);
@@ -153,7 +161,8 @@ int secsock_pending_wait(secsock_pending *p, int64_t timeout_ms, secsock_error *
  */
 int secsock_pending_result(secsock_pending *p, secsock_result *out, secsock_error *err);
 
-/* Ask the system to cancel (CancelIoEx). 1 if a cancel was requested, 0 if already done, -1 on error. */
+/* Ask the system to cancel (CancelIoEx). 1 if a cancel was requested, 0 if already done, -1 on error. Never
+   re-issues: a WSAEMSGSIZE that completed meanwhile ends the query. */
 int secsock_pending_cancel(secsock_pending *p, secsock_error *err);
 
 /* The event handle signalled on completion (Windows), or 0 where the backend has none. */

@@ -15,7 +15,9 @@ import secsock
 
 # dbl_step.kind / .when
 ANSWER, MSGSIZE, ERROR = 0, 1, 2
-NOW, PEND, PEND_AUTO = 0, 1, 2
+NOW, PEND, PEND_AUTO, BLOCK = 0, 1, 2, 3
+# dbl_variants flags (fwpuclnt_double.h)
+VAR_UNCANCELLABLE, VAR_INTERNAL_UNTOUCHED = 0x10, 0x40
 MAX_CALLS = 64
 
 
@@ -100,6 +102,13 @@ class Double:
     def release(self) -> int:
         """Complete the pending steps (DBL_PEND) now; how many."""
         return int(self.dll.dbl_release())
+
+    def blocked(self) -> int:
+        """How many calls are blocked inside the double now (BLOCK steps); release() lets them go."""
+        return int(self.dll.dbl_blocked())
+
+    def variants(self, flags: int, value: int = 0) -> None:
+        self.dll.dbl_variants(ctypes.c_uint(flags), ctypes.c_uint64(value))
 
     def in_flight(self) -> int:
         return int(self.dll.dbl_in_flight())

@@ -74,28 +74,54 @@ PyObject *raise_backend_error(const secsock_error *err)
 
 /* ---- arguments ----------------------------------------------------------------------------------------- */
 
+/* A 32-bit unsigned value (a flag set, an enumeration, a field of an address), range-checked and named:
+   never truncated the way the `k`, `I` and `K` formats mask (issue 11, defect 9; its review, finding 10).
+   0, or -1 with TypeError or ValueError. */
+int u32_arg(PyObject *obj, const char *name, uint32_t *out)
+{
+    unsigned long long value;
+
+    if (!PyLong_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s: expected an int", name);
+        return -1;
+    }
+    value = PyLong_AsUnsignedLongLong(obj);
+    if ((value == (unsigned long long)-1 && PyErr_Occurred()) || value > 0xFFFFFFFFull) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s: must be an int from 0 to 0xFFFFFFFF", name);
+        return -1;
+    }
+    *out = (uint32_t)value;
+    return 0;
+}
+
 /* (is_ipv6, packed address, port, flowinfo, scope_id) or None, built by the facade from (host, port[, ...]). */
 int parse_peer(PyObject *peer_obj, secsock_peer *peer, int *has_peer)
 {
     int is_ipv6;
     const char *packed;
     Py_ssize_t packed_len;
-    unsigned int port;
-    unsigned long long flowinfo, scope_id; /* K: a C long is 32 bits on Windows, too narrow to range-check */
-    PyObject *packed_obj;
+    uint32_t port, flowinfo, scope_id;
+    PyObject *packed_obj, *port_obj, *flowinfo_obj, *scope_obj;
 
     memset(peer, 0, sizeof(*peer));
     *has_peer = 0;
     if (peer_obj == Py_None) {
         return 0;
     }
-    if (!PyArg_ParseTuple(peer_obj, "pOIKK", &is_ipv6, &packed_obj, &port, &flowinfo, &scope_id)) {
+    if (!PyArg_ParseTuple(peer_obj, "pOOOO", &is_ipv6, &packed_obj, &port_obj, &flowinfo_obj, &scope_obj) ||
+        u32_arg(port_obj, "peer: port", &port) < 0 || u32_arg(flowinfo_obj, "peer: flowinfo", &flowinfo) < 0 ||
+        u32_arg(scope_obj, "peer: scope_id", &scope_id) < 0) {
+        return -1;
+    }
+    if (port > 0xFFFF) {
+        PyErr_Format(PyExc_ValueError, "peer: port must be an int from 0 to 65535, not %lu", (unsigned long)port);
         return -1;
     }
     if (PyBytes_AsStringAndSize(packed_obj, (char **)&packed, &packed_len) < 0) {
         return -1;
     }
-    if (packed_len != (is_ipv6 ? 16 : 4) || port > 0xFFFF || flowinfo > 0xFFFFFFFFull || scope_id > 0xFFFFFFFFull) {
+    if (packed_len != (is_ipv6 ? 16 : 4)) {
         PyErr_SetString(PyExc_ValueError, "peer: malformed address");
         return -1;
     }
@@ -103,8 +129,8 @@ int parse_peer(PyObject *peer_obj, secsock_peer *peer, int *has_peer)
     peer->is_ipv6 = is_ipv6;
     memcpy(peer->addr, packed, (size_t)packed_len);
     peer->port = (uint16_t)port;
-    peer->flowinfo = (uint32_t)flowinfo;
-    peer->scope_id = (uint32_t)scope_id;
+    peer->flowinfo = flowinfo;
+    peer->scope_id = scope_id;
     return 0;
 }
 

@@ -68,26 +68,6 @@ static void wipe_and_release(char **owned)
     }
 }
 
-/* A 32-bit unsigned value (a flag set or an enumeration), range-checked and named: never truncated the way
-   the `k` format masks to an unsigned long, 32 bits on Windows (issue 11, defect 9). 0, or -1 with ValueError. */
-static int u32_arg(PyObject *obj, const char *name, uint32_t *out)
-{
-    unsigned long long value;
-
-    if (!PyLong_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s: expected an int", name);
-        return -1;
-    }
-    value = PyLong_AsUnsignedLongLong(obj);
-    if ((value == (unsigned long long)-1 && PyErr_Occurred()) || value > 0xFFFFFFFFull) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_ValueError, "%s: must be an int from 0 to 0xFFFFFFFF", name);
-        return -1;
-    }
-    *out = (uint32_t)value;
-    return 0;
-}
-
 static int guid_arg(PyObject *obj, uint8_t guid[16])
 {
     char *bytes;

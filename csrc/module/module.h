@@ -1,6 +1,6 @@
 /*
  * The extension module's internal header: what the units of csrc/module/ and csrc/_secsock.c share, and who owns what.
- *   errors_args.c  raise_backend_error / raise_facade_error; parse_fd, parse_peer, parse_request
+ *   errors_args.c  raise_backend_error / raise_facade_error; u32_arg, parse_fd, parse_peer, parse_request
  *   results.c      result tuples; SecurityInfoBase (Info_spec); the bound tables (bind_results) and query_info
  *   pending.c      PendingObject (Pending_spec): owns one secsock_pending, freed exactly once; begin_query
  *   family.c       the rest of the family's calls, and the token calls
@@ -26,6 +26,7 @@
 
 /* ---- errors_args.c ------------------------------------------------------------------------------------- */
 PyObject *raise_backend_error(const secsock_error *err);
+int u32_arg(PyObject *obj, const char *name, uint32_t *out);
 int parse_peer(PyObject *peer_obj, secsock_peer *peer, int *has_peer);
 int parse_fd(PyObject *fd_obj, secsock_fd *fd);
 int parse_request(PyObject *args, secsock_query_request *req);

@@ -73,6 +73,18 @@ static PyObject *Pending_done(PyObject *self, PyObject *Py_UNUSED(ignored))
     return PyBool_FromLong(done);
 }
 
+/* 0 in flight, 1 done, 2 a WSAEMSGSIZE completed and wait() must re-issue the call: never blocks, for event
+   loops (review of issue 11, finding 1) and __repr__ (finding 14). */
+static PyObject *Pending_poll(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PendingObject *p = pending_checked(self);
+
+    if (p == NULL) {
+        return NULL;
+    }
+    return PyLong_FromLong(secsock_pending_poll(p->pending));
+}
+
 /* A long wait is cut into slices of this many ms, with the GIL taken back between them to run signal handlers. */
 #define WAIT_SLICE_MS 50
 
@@ -177,7 +189,7 @@ static PyObject *Pending_cancel(PyObject *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     secsock_error_clear(&err);
-    p->waiters++; /* it settles first, which may re-issue the call: without the GIL, close() refused */
+    p->waiters++; /* CancelIoEx (it never re-issues): without the GIL, close() refused meanwhile */
     Py_BEGIN_ALLOW_THREADS
     rc = secsock_pending_cancel(p->pending, &err);
     Py_END_ALLOW_THREADS
@@ -224,6 +236,7 @@ static PyObject *Pending_closed(PyObject *self, void *Py_UNUSED(closure))
 
 static PyMethodDef Pending_methods[] = {
     {"done", Pending_done, METH_NOARGS, "True once the system is done with the query."},
+    {"poll", Pending_poll, METH_NOARGS, "0 in flight, 1 done, 2 wait() must re-issue the call; never blocks."},
     {"wait", Pending_wait, METH_VARARGS, "wait(timeout_ms) -> bool; a negative timeout waits forever."},
     {"result", Pending_result, METH_NOARGS, "Wait, negotiate the buffer size if needed, and decode."},
     {"cancel", Pending_cancel, METH_NOARGS, "Ask the system to cancel; True if a cancel was requested."},

@@ -14,7 +14,10 @@
  * completion is observed (settle), the outcome is recorded and, on success, decoded at once: from then on the
  * pending owns the token handles until secsock_pending_result hands them over, or secsock_pending_free closes
  * them. A WSAEMSGSIZE outcome re-issues the call with the size the system asked for, within bounds: the length
- * written back by a call that failed at once (Q7), or a size query (Q6) after one that failed later.
+ * written back by a call that failed at once (Q7), or a size query (Q6) after one that failed later. That size
+ * query is synchronous, so only threads that may block make it (wait, result, done); poll, cancel and free never
+ * do (SETTLE_*). Internal is set to STATUS_PENDING before each overlapped call, so an OVERLAPPED the provider
+ * leaves untouched reads as in flight.
  *
  * Units:
  *   query.c       init/fini, the socket's kind, the template, secsock_query(_begin), the size negotiation
@@ -91,7 +94,15 @@ WINSOCK_API_LINKAGE INT WSAAPI WSADeleteSocketPeerTargetName(SOCKET Socket, cons
                                                             LPWSAOVERLAPPED_COMPLETION_ROUTINE CompletionRoutine);
 #endif
 
-enum { PENDING_IN_FLIGHT, PENDING_DONE };
+/* PENDING_NEEDS_REISSUE: a WSAEMSGSIZE completed and the system holds nothing; the size query and the call
+   again wait for a thread that may block (wait, result, done), never an event loop's poll. */
+enum { PENDING_IN_FLIGHT, PENDING_DONE, PENDING_NEEDS_REISSUE };
+
+/* How settle() takes a completed WSAEMSGSIZE: re-issue it, park it (PENDING_NEEDS_REISSUE), or end the query. */
+enum { SETTLE_REISSUE, SETTLE_PARK, SETTLE_END };
+
+/* The NTSTATUS an OVERLAPPED's Internal holds while the request is in flight (HasOverlappedIoCompleted). */
+#define SECSOCK_STATUS_PENDING 0x00000103L
 
 /* The overlapped calls a pending can carry. */
 enum { OP_QUERY, OP_SET_SECURITY, OP_SET_TARGET_NAME, OP_DELETE_TARGET_NAME };
@@ -103,11 +114,12 @@ struct secsock_pending {
     HANDLE event;      /* manual-reset, untagged; ov.hEvent is this with the low bit set */
     SOCKET sock;
     SRWLOCK lock;      /* serializes settle/re-issue between threads (wait may run in several at once) */
-    int state;         /* PENDING_IN_FLIGHT / PENDING_DONE */
+    int state;         /* PENDING_IN_FLIGHT / PENDING_DONE / PENDING_NEEDS_REISSUE */
     int issues;        /* calls made so far (bounded by SECSOCK_MAX_ISSUES) */
     int taken;         /* the outcome was handed to secsock_pending_result */
     int sync;          /* no OVERLAPPED and no event: every call completes before it returns (secsock_query) */
     int winsock_ref;   /* holds a WSAStartup of its own, released by pending_destroy */
+    int abandoned;     /* a call without an OVERLAPPED said WSA_IO_PENDING: never freed (abandon) */
 
     union {
         SOCKET_SECURITY_QUERY_TEMPLATE plain;
@@ -139,7 +151,7 @@ HANDLE to_handle(uint64_t h);
 int check_fits(uint64_t value, const char *what, secsock_error *err);
 ULONG peer_to_sockaddr(const secsock_peer *peer, SOCKADDR_STORAGE *dst);
 void finish_success(secsock_pending *p, ULONG n);
-void renegotiate(secsock_pending *p, ULONG needed);
+void renegotiate(secsock_pending *p, ULONG needed, int after_size_query);
 void size_query(secsock_pending *p);
 
 /* ---- overlapped.c -------------------------------------------------------------------------------------- */
@@ -148,6 +160,7 @@ const char *describe(long code);
 void mark_done(secsock_pending *p);
 void finish_error(secsock_pending *p, long code, const char *call);
 void issue(secsock_pending *p);
+void abandon(secsock_pending *p, const char *call);
 void pending_destroy(secsock_pending *p);
 secsock_pending *pending_new(int op, secsock_fd sock, secsock_error *err);
 secsock_pending *pending_new_for(int op, secsock_fd sock, int sync, secsock_error *err);

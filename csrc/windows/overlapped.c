@@ -59,6 +59,10 @@ void issue(secsock_pending *p)
 
     p->issues++;
     memset(&p->ov, 0, sizeof(p->ov));
+    /* "Untouched" must read as in flight, not as STATUS_SUCCESS (0): the WSAOVERLAPPED page lets a non-IFS
+       provider leave Internal alone, and settle() falls back on it (HasOverlappedIoCompleted). kernel32's
+       DeviceIoControl does the same (review of issue 11, finding 5). */
+    p->ov.Internal = (ULONG_PTR)SECSOCK_STATUS_PENDING;
     p->state = PENDING_IN_FLIGHT;
     if (!p->sync) {
         /* The low-order bit keeps the completion off any I/O completion port the socket is bound to. */
@@ -95,14 +99,32 @@ void issue(secsock_pending *p)
         return;
     }
     rc = WSAGetLastError();
-    if (rc == WSA_IO_PENDING && !p->sync) {
+    if (rc == WSA_IO_PENDING) {
+        if (!p->sync) {
+            return;
+        }
+        /* No OVERLAPPED, yet pending: the WSAIoctl page says it cannot happen. If it did, the system could still
+           write the buffer and the length: never free them (review of issue 11, finding 13). */
+        abandon(p, op_names[p->op]);
         return;
     }
     if (rc == WSAEMSGSIZE && p->op == OP_QUERY) {
-        renegotiate(p, p->len);
+        renegotiate(p, p->len, 0);
         return;
     }
     finish_error(p, rc, op_names[p->op]);
+}
+
+/* A call made without an OVERLAPPED said WSA_IO_PENDING: the outcome is an error, and the pending's memory is
+   leaked (pending_destroy is never run on it) since nothing says when the system is done with it. */
+void abandon(secsock_pending *p, const char *call)
+{
+    p->abandoned = 1;
+    secsock_error_set(&p->error, SECSOCK_ERR_OS, 0, WSA_IO_PENDING, call,
+                      "%s returned WSA_IO_PENDING without an OVERLAPPED (error %ld): its buffers are leaked rather "
+                      "than freed while the system may still write them",
+                      call, (long)WSA_IO_PENDING);
+    mark_done(p);
 }
 
 /* A completion succeeded, with `transferred` bytes as the OVERLAPPED reports them (0: it says nothing). */
@@ -118,14 +140,41 @@ static void succeed(secsock_pending *p, DWORD transferred)
 }
 
 /*
- * Called with the lock held: if the operation in flight has completed, record its outcome (re-issuing on
- * WSAEMSGSIZE when allowed). Returns the state.
+ * The error of a WSAGetOverlappedResult call that may be about that call itself (the socket or the OVERLAPPED
+ * argument) rather than the operation's outcome: the OVERLAPPED's own status then decides (findings 4 and 6).
  */
-static int settle(secsock_pending *p, int may_reissue)
+static int about_the_lookup(int e)
+{
+    return e == WSAENOTSOCK || e == WSA_INVALID_HANDLE || e == WSA_INVALID_PARAMETER || e == WSAEFAULT;
+}
+
+/* A completed WSAEMSGSIZE (the system holds nothing any more) as `how` says: re-issue, park, or end. */
+static void settle_msgsize(secsock_pending *p, int how)
+{
+    if (how == SETTLE_REISSUE) {
+        size_query(p); /* synchronous system calls: never on an event loop's thread (finding 1) */
+    } else if (how == SETTLE_PARK) {
+        p->state = PENDING_NEEDS_REISSUE;
+    } else {
+        finish_error(p, WSAEMSGSIZE, op_names[p->op]); /* cancel and close start no new I/O (finding 2) */
+    }
+}
+
+/*
+ * Called with the lock held: if the operation in flight has completed, record its outcome; a WSAEMSGSIZE one
+ * as `how` says (SETTLE_*). Returns the state.
+ */
+static int settle(secsock_pending *p, int how)
 {
     DWORD transferred = 0, flags = 0;
     int e;
 
+    if (p->state == PENDING_NEEDS_REISSUE) {
+        if (how != SETTLE_PARK) {
+            settle_msgsize(p, how);
+        }
+        return p->state;
+    }
     if (p->state != PENDING_IN_FLIGHT || WaitForSingleObject(p->event, 0) != WAIT_OBJECT_0) {
         return p->state;
     }
@@ -138,11 +187,12 @@ static int settle(secsock_pending *p, int may_reissue)
         return p->state;
     }
     e = WSAGetLastError();
-    if (e == WSA_IO_INCOMPLETE || (e == WSAENOTSOCK && !HasOverlappedIoCompleted(&p->ov))) {
+    if (e == WSA_IO_INCOMPLETE || (about_the_lookup(e) && !HasOverlappedIoCompleted(&p->ov))) {
         /*
-         * Signalled, but the OVERLAPPED says the system still owns it: someone set the public event (issue 11,
-         * defect 3). Still in flight. Re-arm the event so waiters do not spin; the system writes the status
-         * before it signals, so a completion that raced the reset shows in the next look.
+         * Signalled, but the OVERLAPPED says the system still owns it (issue() set Internal to STATUS_PENDING,
+         * so an untouched one says so too): someone set the public event (issue 11, defect 3). Still in
+         * flight. Re-arm the event so waiters do not spin; the system writes the status before it signals, so
+         * a completion that raced the reset shows in the next look.
          */
         ResetEvent(p->event);
         if (HasOverlappedIoCompleted(&p->ov)) {
@@ -150,33 +200,30 @@ static int settle(secsock_pending *p, int may_reissue)
         }
         return p->state;
     }
-    if (e == WSAENOTSOCK && (LONG)p->ov.Internal >= 0) {
+    if (about_the_lookup(e) && (LONG)p->ov.Internal >= 0) {
         /*
-         * The caller closed the socket after the completion (issue 11, defect 4): the outcome is then only in
-         * the OVERLAPPED (Internal: the request's final status). A success stands, and its token handles are
-         * ours to hand over or close.
+         * The lookup failed, not the call: the caller closed the socket after the completion (issue 11, defect
+         * 4), or WSAGetOverlappedResult refused its own arguments (finding 6). The outcome is then only in the
+         * OVERLAPPED (Internal: the request's final status). A success stands, and its token handles are ours
+         * to hand over or close.
          */
         succeed(p, (DWORD)p->ov.InternalHigh);
         return p->state;
     }
     if (e == WSAEMSGSIZE && p->op == OP_QUERY) {
-        if (may_reissue) {
-            size_query(p);
-        } else {
-            finish_error(p, WSAEMSGSIZE, op_names[p->op]);
-        }
+        settle_msgsize(p, how);
     } else {
         finish_error(p, e, op_names[p->op]);
     }
     return p->state;
 }
 
-static int settle_locked(secsock_pending *p, int may_reissue)
+static int settle_locked(secsock_pending *p, int how)
 {
     int state;
 
     AcquireSRWLockExclusive(&p->lock);
-    state = settle(p, may_reissue);
+    state = settle(p, how);
     ReleaseSRWLockExclusive(&p->lock);
     return state;
 }
@@ -257,7 +304,22 @@ secsock_pending *pending_start(secsock_pending *p)
 
 int secsock_pending_done(secsock_pending *p)
 {
-    return settle_locked(p, 1) == PENDING_DONE;
+    return settle_locked(p, SETTLE_REISSUE) == PENDING_DONE;
+}
+
+int secsock_pending_poll(secsock_pending *p)
+{
+    int state;
+
+    /* Never blocks: a thread holding the lock may be re-issuing (a synchronous size query); that is in flight. */
+    if (!TryAcquireSRWLockExclusive(&p->lock)) {
+        return SECSOCK_POLL_IN_FLIGHT;
+    }
+    state = settle(p, SETTLE_PARK);
+    ReleaseSRWLockExclusive(&p->lock);
+    return state == PENDING_DONE ? SECSOCK_POLL_DONE
+           : state == PENDING_NEEDS_REISSUE ? SECSOCK_POLL_NEEDS_REISSUE
+                                            : SECSOCK_POLL_IN_FLIGHT;
 }
 
 int secsock_pending_wait(secsock_pending *p, int64_t timeout_ms, secsock_error *err)
@@ -271,7 +333,7 @@ int secsock_pending_wait(secsock_pending *p, int64_t timeout_ms, secsock_error *
     for (;;) {
         DWORD wait_ms = INFINITE, rc;
 
-        if (settle_locked(p, 1) == PENDING_DONE) {
+        if (settle_locked(p, SETTLE_REISSUE) == PENDING_DONE) {
             return 1;
         }
         if (timeout_ms >= 0) {
@@ -283,7 +345,7 @@ int secsock_pending_wait(secsock_pending *p, int64_t timeout_ms, secsock_error *
         rc = WaitForSingleObject(p->event, wait_ms);
         if (rc == WAIT_TIMEOUT) {
             if (timeout_ms >= 0 && GetTickCount64() >= deadline) {
-                return settle_locked(p, 1) == PENDING_DONE;
+                return settle_locked(p, SETTLE_REISSUE) == PENDING_DONE;
             }
         } else if (rc == WAIT_FAILED) {
             return error_os(err, (long)GetLastError(), "WaitForSingleObject", "cannot wait for the query");
@@ -329,12 +391,20 @@ int secsock_pending_cancel(secsock_pending *p, secsock_error *err)
 
     secsock_error_clear(err);
     AcquireSRWLockExclusive(&p->lock);
-    if (settle(p, 1) == PENDING_DONE) {
+    /* A WSAEMSGSIZE completion racing the cancel ends the query: a cancel starts no new I/O (finding 2). */
+    if (settle(p, SETTLE_END) == PENDING_DONE) {
         rc = 0;
     } else if (!CancelIoEx((HANDLE)p->sock, &p->ov)) {
         DWORD e = GetLastError();
-        /* ERROR_NOT_FOUND: the system holds nothing to cancel any more; the completion is on its way. */
-        rc = e == ERROR_NOT_FOUND ? 0 : error_os(err, (long)e, "CancelIoEx", "cannot cancel the query");
+        /* ERROR_NOT_FOUND with the OVERLAPPED complete: nothing left to cancel, the completion is on its way.
+           With it still pending, the cancel found the call and failed to end it: say so (finding 14). */
+        if (e != ERROR_NOT_FOUND || !HasOverlappedIoCompleted(&p->ov)) {
+            rc = error_os(err, (long)e, "CancelIoEx",
+                          e == ERROR_NOT_FOUND ? "the call in flight could not be found to cancel"
+                                               : "cannot cancel the query");
+        } else {
+            rc = 0;
+        }
     }
     ReleaseSRWLockExclusive(&p->lock);
     return rc;
@@ -357,20 +427,27 @@ int secsock_pending_free_or_leak(secsock_pending *p, secsock_error *err)
      * ERROR_NOT_FOUND while the OVERLAPPED still says pending), nothing says when the system will be done:
      * leak the pending and say so, as _overlapped warns, rather than wait forever (issue 11, defect 8).
      */
-    if (settle_locked(p, 0) == PENDING_IN_FLIGHT) {
+    if (p->abandoned) {
+        return secsock_error_set(err, SECSOCK_ERR_OS, 0, WSA_IO_PENDING, op_names[p->op],
+                                 "%s pended without an OVERLAPPED: its memory is leaked", op_names[p->op]);
+    }
+    if (settle_locked(p, SETTLE_END) == PENDING_IN_FLIGHT) {
         if (!CancelIoEx((HANDLE)p->sock, &p->ov)) {
             DWORD e = GetLastError();
             /* A completion racing the cancel has written its status and is about to signal: a short grace. */
             (void)WaitForSingleObject(p->event, 100);
-            if (settle_locked(p, 0) == PENDING_IN_FLIGHT) {
+            if (settle_locked(p, SETTLE_END) == PENDING_IN_FLIGHT) {
                 return secsock_error_set(err, SECSOCK_ERR_OS, 0, (long)e, "CancelIoEx",
                                          "%s could not be cancelled (error %lu) and is still in flight: its "
                                          "memory is leaked rather than freed under the system",
                                          op_names[p->op], (unsigned long)e);
             }
         }
-        /* Until the OVERLAPPED itself says complete: a signalled event alone proves nothing (defect 3). */
-        while (settle_locked(p, 0) == PENDING_IN_FLIGHT) {
+        /* Until the OVERLAPPED itself says complete: a signalled event alone proves nothing (defect 3). A
+           successful CancelIoEx is only a request: the wait has no time limit, as in CPython's _overlapped
+           (Overlapped_dealloc waits INFINITE after CancelIoEx too), since freeing earlier would let the system
+           write into freed memory (finding 16). */
+        while (settle_locked(p, SETTLE_END) == PENDING_IN_FLIGHT) {
             if (WaitForSingleObject(p->event, INFINITE) != WAIT_OBJECT_0) {
                 /* Cannot know when the system is done: leaking beats letting it write into freed memory. */
                 return error_os(err, (long)GetLastError(), "WaitForSingleObject",

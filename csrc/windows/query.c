@@ -99,6 +99,10 @@ HANDLE to_handle(uint64_t h)
  * and even x64 Windows reads only the low 32 bits of a handle ("only the lower 32 bits are significant",
  * Interprocess Communication Between 32-bit and 64-bit Applications; Wine does the same). A larger one is
  * refused, naming the argument, never taken for another socket or handle (issue 11, defect 9). 0, or -1.
+ * Known refusal: the same page lets a 64-bit process sign-extend a 32-bit handle, so the token pseudo-handles
+ * -4, -5 and -6 (GetCurrentProcessToken, GetCurrentThreadToken, GetCurrentThreadEffectiveToken) are valid
+ * handles that this refuses. The module only ever passes handles the system returned (tokens from the query),
+ * never pseudo-handles, so none is lost; a caller who needs one must duplicate it first (review finding 15).
  */
 int check_fits(uint64_t value, const char *what, secsock_error *err)
 {
@@ -226,7 +230,12 @@ void finish_success(secsock_pending *p, ULONG n)
     (void)secsock_decode_info_asked(p->buf, p->buf_size, n, p->tokens_asked, &p->held, &p->error);
 }
 
-void renegotiate(secsock_pending *p, ULONG needed)
+/*
+ * WSAEMSGSIZE asked for `needed` bytes: re-issue with a buffer that large, within bounds. after_size_query: the
+ * size came from a size query after a WSAEMSGSIZE that completed later; the answer may have shrunk meanwhile
+ * (R5: IPSEC2 -> plain), so a size no larger than the buffer is re-issued as is (finding 12).
+ */
+void renegotiate(secsock_pending *p, ULONG needed, int after_size_query)
 {
     const char *why = NULL;
 
@@ -234,10 +243,14 @@ void renegotiate(secsock_pending *p, ULONG needed)
         why = "fewer than the 8-byte header";
     } else if (needed > SECSOCK_MAX_INFO) {
         why = "more than the 65536-byte limit";
-    } else if (needed <= p->buf_size) {
+    } else if (needed <= p->buf_size && !after_size_query) {
         why = "no more than the buffer it was given";
     } else if (p->issues >= SECSOCK_MAX_ISSUES) {
         why = "still more after 4 calls";
+    }
+    if (why == NULL && needed <= p->buf_size) {
+        issue(p); /* the buffer already fits */
+        return;
     }
     if (why == NULL) {
         unsigned char *bigger = (unsigned char *)calloc(1, needed);
@@ -264,25 +277,30 @@ void renegotiate(secsock_pending *p, ULONG needed)
  * A WSAEMSGSIZE that completed later: no page says where the size needed is then (neither InternalHigh nor a
  * length written after WSA_IO_PENDING is documented; issue 11, defect 5). Ask the documented way: a size
  * query with a NULL buffer (Q6; E5: it answers WSAEMSGSIZE and the size), without an OVERLAPPED, so it is
- * synchronous, then re-issue with that size.
+ * synchronous, then re-issue with that size. The length is the pending's own (p->len), not the stack's: should
+ * the call ever pend anyway, the system writes into memory that is leaked, never reused (finding 13).
  */
 void size_query(secsock_pending *p)
 {
-    ULONG needed = 0;
     int e;
 
+    p->len = 0;
     if (WSAQuerySocketSecurity(p->sock, (const SOCKET_SECURITY_QUERY_TEMPLATE *)p->tmpl_ptr, p->tmpl_len, NULL,
-                               &needed, NULL, NULL) == 0) {
+                               &p->len, NULL, NULL) == 0) {
         /* A size query that succeeds gives no size: report the first call's outcome. */
         finish_error(p, WSAEMSGSIZE, op_names[p->op]);
         return;
     }
     e = WSAGetLastError();
+    if (e == WSA_IO_PENDING) {
+        abandon(p, op_names[p->op]); /* the WSAIoctl page says a call without an OVERLAPPED cannot pend */
+        return;
+    }
     if (e != WSAEMSGSIZE) {
         finish_error(p, e, op_names[p->op]);
         return;
     }
-    renegotiate(p, needed);
+    renegotiate(p, p->len, 1);
 }
 
 /* A query's pending, checked and built but not issued; sync: made without an OVERLAPPED. NULL with err set. */
@@ -353,6 +371,10 @@ int secsock_query(const secsock_query_request *req, secsock_result *out, secsock
         return -1;
     }
     (void)pending_start(p);
+    if (p->abandoned) {
+        *err = p->error;
+        return -1; /* leaked on purpose: the system may still write the buffer and the length */
+    }
     if (p->error.kind != SECSOCK_ERR_NONE) {
         *err = p->error;
         rc = -1;

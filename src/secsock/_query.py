@@ -6,6 +6,7 @@ import asyncio
 import errno
 import functools
 import ipaddress
+import threading
 import uuid
 from types import TracebackType
 from typing import Any, Union
@@ -223,7 +224,8 @@ class PendingQuery:
         self._raw = raw
 
     def done(self) -> bool:
-        """True once the system is done with the query."""
+        """True once the system is done with the query. After a "buffer too small" that completed later it
+        re-issues the call (a synchronous size query, without the GIL): not for an event loop's thread."""
         return bool(self._raw.done())
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -242,7 +244,10 @@ class PendingQuery:
         return _info_from_raw(self._raw.result())
 
     def cancel(self) -> bool:
-        """Ask the system to cancel (CancelIoEx); True if a cancel was requested, False if already done."""
+        """Ask the system to cancel (CancelIoEx); True if a cancel was requested, False if already done.
+
+        Never re-issues the call. Raises OSError if the system cannot cancel the call still in flight.
+        """
         return bool(self._raw.cancel())
 
     @property
@@ -274,8 +279,8 @@ class PendingQuery:
     def __repr__(self) -> str:
         if self._raw.closed:
             state = "closed"
-        else:
-            state = "done" if self._raw.done() else "pending"
+        else:  # poll(): a repr makes no call that may block or re-issue the query
+            state = "done" if self._raw.poll() == _POLL_DONE else "pending"
         return f"<secsock.PendingQuery {state}>"
 
 
@@ -314,16 +319,23 @@ async def query_async(
         raw = await loop.run_in_executor(None, functools.partial(backend.query, *request))
         return _info_from_raw(raw)
     pending = PendingQuery(backend.begin_query(*request))
+    raw = pending._raw
     event = pending.event
     assert event is not None
     try:
-        # done() settles a completion without blocking (a WSAEMSGSIZE one is re-issued there, with a larger
-        # buffer): wait on the event again until the query is done, so result() never waits on the loop.
-        while not pending.done():
-            await proactor.wait_for_handle(event)  # type: ignore[union-attr]
-        info = pending.result()
+        # poll() never blocks the loop. A WSAEMSGSIZE that completed later needs a synchronous size query
+        # and the call again: a worker thread makes them (wait(0) re-issues), then the loop waits again.
+        while (state := raw.poll()) != _POLL_DONE:
+            if state == _POLL_NEEDS_REISSUE:
+                await loop.run_in_executor(None, raw.wait, 0)
+            else:
+                await proactor.wait_for_handle(event)  # type: ignore[union-attr]
+        info = pending.result()  # done: takes the outcome without waiting
     except BaseException:
-        pending.cancel()
+        try:
+            pending.cancel()  # never re-issues; a completion racing it ends the query
+        except OSError:
+            pass  # the close below still runs, and warns if the system cannot be made to let go
         # Closing now would block the loop until the system is done, and would close the event under the wait
         # the loop may still have registered on it: close once the event has fired again.
         closing = asyncio.ensure_future(_close_when_done(pending, proactor))
@@ -334,16 +346,24 @@ async def query_async(
     return info
 
 
+#: PendingQuery's raw poll(): in flight, done, or a WSAEMSGSIZE completed and wait() must re-issue the call.
+_POLL_IN_FLIGHT, _POLL_DONE, _POLL_NEEDS_REISSUE = 0, 1, 2
+
 #: Cancelled proactor queries waiting for the system before they are closed (a strong reference to each task).
 _CLOSING: set[asyncio.Future[None]] = set()
 
 
 async def _close_when_done(pending: PendingQuery, proactor: Any) -> None:
     """Close a cancelled query once the system has completed it. The event fires when it does, which also ends
-    every wait the loop registered on it, so closing it after that closes no handle a wait still uses."""
+    every wait the loop registered on it, so closing it after that closes no handle a wait still uses. Nothing
+    here re-issues: a WSAEMSGSIZE completion (poll() says so) is ended by close() without new I/O."""
     try:
-        while not pending.done():
+        while pending._raw.poll() == _POLL_IN_FLIGHT:
             await proactor.wait_for_handle(pending.event)
-            pending.cancel()  # a WSAEMSGSIZE completion racing the cancel was re-issued: cancel that too
-    finally:
-        pending.close()
+    except asyncio.CancelledError:
+        # The loop is shutting down (asyncio.run cancels what is left): closing here would wait for the system
+        # on the loop's thread, and close the event while the just-cancelled wait may still be unregistering
+        # (asyncio's UnregisterWaitEx is asynchronous). A thread of its own closes it instead.
+        threading.Thread(target=pending.close, name="secsock-close", daemon=True).start()
+        raise
+    pending.close()

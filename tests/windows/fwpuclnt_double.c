@@ -105,6 +105,8 @@ static UINT64 tokens[MAX_TOKENS];
 static int token_count;
 static int loopback_in_the_clear; /* dbl_set_loopback_clear */
 static unsigned int variants; /* DBL_VAR_*, until dbl_reset */
+static HANDLE unblock;         /* manual-reset: set by dbl_release for the DBL_BLOCK calls, reset by dbl_reset */
+static LONG blocked;           /* DBL_BLOCK calls inside the double now */
 static UINT64 variant_value;
 
 BOOL WINAPI DllMain(HINSTANCE instance, DWORD reason, LPVOID reserved)
@@ -113,6 +115,7 @@ BOOL WINAPI DllMain(HINSTANCE instance, DWORD reason, LPVOID reserved)
     (void)reserved;
     if (reason == DLL_PROCESS_ATTACH) {
         InitializeCriticalSection(&lock);
+        unblock = CreateEventW(NULL, TRUE, FALSE, NULL);
     }
     return TRUE;
 }
@@ -129,7 +132,13 @@ void dbl_reset(void)
     port_key = 0;
     variants = 0;
     variant_value = 0;
+    ResetEvent(unblock);
     LeaveCriticalSection(&lock);
+}
+
+int dbl_blocked(void)
+{
+    return (int)InterlockedCompareExchange(&blocked, 0, 0);
 }
 
 /* The variants in force (DBL_VAR_*), replacing the previous set; value is what a variant writes. */
@@ -191,6 +200,10 @@ int dbl_release(void)
             SetEvent(slots[i].release_event);
             n++;
         }
+    }
+    if (dbl_blocked() > 0) {
+        n += dbl_blocked();
+        SetEvent(unblock); /* DBL_BLOCK calls, now and later, until dbl_reset */
     }
     LeaveCriticalSection(&lock);
     return n;
@@ -470,6 +483,14 @@ static int start_pending(SOCKET sock, WSAOVERLAPPED *ov, const dbl_step *step, c
     s->info = info;
     s->len = len;
     s->release_event = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (variant(DBL_VAR_INTERNAL_UNTOUCHED)) {
+        s->recv_event = NULL; /* the caller's Internal and InternalHigh stay as they were until completion */
+        thread = CreateThread(NULL, 0, worker, s, 0, NULL);
+        if (thread != NULL) {
+            CloseHandle(thread);
+        }
+        return 1;
+    }
     s->recv_event = CreateEventW(NULL, TRUE, FALSE, NULL);
     ov->Internal = (ULONG_PTR)STATUS_PENDING_;
     ov->InternalHigh = 0;
@@ -576,6 +597,13 @@ static int respond(SOCKET sock, LPWSAOVERLAPPED ov, const ask *q, void *info, UL
         rec->scripted = 1;
     }
     LeaveCriticalSection(&lock);
+    if (step.when == DBL_BLOCK) {
+        /* Fault injection: slow inside the system, whatever the OVERLAPPED says; then as DBL_NOW. */
+        InterlockedIncrement(&blocked);
+        WaitForSingleObject(unblock, step.delay_ms > 0 ? (DWORD)step.delay_ms : INFINITE);
+        InterlockedDecrement(&blocked);
+        step.when = DBL_NOW;
+    }
     /* Unscripted (step all zero): an immediate success (for the query: a connection in the clear). */
     if (step.when != DBL_NOW && ov != NULL && ov->hEvent != NULL && socket_is_overlapped(sock) &&
         (step.kind != DBL_ERROR || status_of(step.error) != 0) && start_pending(sock, ov, &step, q, info, len)) {
@@ -861,6 +889,9 @@ int WSAAPI WSASetSocketPeerTargetName(SOCKET Socket, const SOCKET_PEER_TARGET_NA
                (ULONGLONG)PeerTargetName->PeerTargetNameStringLen + sizeof(SOCKET_PEER_TARGET_NAME) >
                    PeerTargetNameLen) {
         error = WSAEMSGSIZE; /* T5, assumed variant: measured as sizeof + the name */
+    } else if (error == 0 && variant(DBL_VAR_TARGET_NAME_CHARS) &&
+               (ULONGLONG)PeerTargetName->PeerTargetNameStringLen * sizeof(WCHAR) > PeerTargetNameLen - header) {
+        error = WSAEMSGSIZE; /* T5, assumed variant: the length read as characters (the sample's wcslen) */
     } else if (error == 0 && is_connected(Socket)) {
         error = WSAEISCONN; /* T4 */
     } else if (error == 0 && pi.iSocketType == SOCK_DGRAM) {

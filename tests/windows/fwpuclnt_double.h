@@ -23,7 +23,9 @@ enum {
 enum {
     DBL_NOW = 0,    /* synchronously */
     DBL_PEND,       /* WSA_IO_PENDING (overlapped socket + OVERLAPPED); completed by dbl_release() or a cancel */
-    DBL_PEND_AUTO   /* WSA_IO_PENDING, completed by a worker thread after delay_ms */
+    DBL_PEND_AUTO,  /* WSA_IO_PENDING, completed by a worker thread after delay_ms */
+    DBL_BLOCK       /* fault injection: the call blocks inside the system until dbl_release() (or delay_ms, when
+                       nonzero), then answers as DBL_NOW: a slow system call, to show who waits for it */
 };
 
 typedef struct {
@@ -108,8 +110,16 @@ enum {
     /* WSASetSocketSecurity (IPSEC settings) and WSASetSocketPeerTargetName refuse with WSAEMSGSIZE a length
        below sizeof(the structure) + its strings, as a system measuring like Microsoft's sample would (the
        pages say only "the size of the parameter"; by default only the header before AllStrings is needed). */
-    DBL_VAR_WHOLE_STRUCT = 0x20
+    DBL_VAR_WHOLE_STRUCT = 0x20,
+    /* A pending call leaves the caller's Internal and InternalHigh as they were (the WSAOVERLAPPED page: "non-IFS
+       providers are free to use this parameter as necessary"); by default they hold STATUS_PENDING and 0. The
+       double then issues no recv of its own either, so CancelIoEx finds nothing (as DBL_VAR_UNCANCELLABLE). */
+    DBL_VAR_INTERNAL_UNTOUCHED = 0x40,
+    /* WSASetSocketPeerTargetName reads PeerTargetNameStringLen as characters, as Microsoft's sample sets it
+       (wcslen), not bytes as the SOCKET_PEER_TARGET_NAME page says: the name then needs twice the bytes. */
+    DBL_VAR_TARGET_NAME_CHARS = 0x80
 };
+/* DBL_VAR_BYTES_LEN_ONLY | DBL_VAR_BYTES_OVERLAPPED_ONLY: a later success reports its length through neither. */
 
 typedef void (*dbl_reset_fn)(void);
 typedef void (*dbl_script_fn)(const dbl_step *step);
@@ -122,5 +132,7 @@ typedef int (*dbl_tokens_fn)(UINT64 *out, int max);
    answers in the clear with no tokens, as tests/windows_only expects of a real machine. Off after load. */
 typedef void (*dbl_set_loopback_clear_fn)(int on);
 typedef void (*dbl_variants_fn)(unsigned int flags, UINT64 value);
+/* How many calls are blocked inside the double now (DBL_BLOCK). */
+typedef int (*dbl_blocked_fn)(void);
 
 #endif /* FWPUCLNT_DOUBLE_H */

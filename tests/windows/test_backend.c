@@ -860,6 +860,10 @@ static void test_errors_surface(int pend)
         s.when = pend ? DBL_PEND_AUTO : DBL_NOW;
         s.delay_ms = 20;
         script(s);
+        if (pend && errors[i].code == WSAEMSGSIZE) {
+            /* The size query that follows (Q6) fails too: had it named a size, the call would be re-issued. */
+            script(step_error(WSAEMSGSIZE));
+        }
         expect_os_failure(r, errors[i].code, "WSAQuerySocketSecurity", &err);
         end_test();
     }
@@ -2150,6 +2154,10 @@ static void test_async_msgsize_variants(void)
     async_msgsize_case("bytes copied by InternalHigh only", DBL_VAR_BYTES_OVERLAPPED_ONLY, 0);
     async_msgsize_case("IPsec2, bytes by InternalHigh only", DBL_VAR_BYTES_OVERLAPPED_ONLY, 1);
     async_msgsize_case("IPsec2, bytes by the length only", DBL_VAR_BYTES_LEN_ONLY | DBL_VAR_LATE_LENGTH, 1);
+    /* Finding 17: the bytes copied through neither the length nor InternalHigh. */
+    async_msgsize_case("bytes copied reported by neither way", DBL_VAR_BYTES_LEN_ONLY | DBL_VAR_BYTES_OVERLAPPED_ONLY, 0);
+    async_msgsize_case("IPsec2, bytes reported by neither way",
+                       DBL_VAR_BYTES_LEN_ONLY | DBL_VAR_BYTES_OVERLAPPED_ONLY, 1);
     end_test();
 }
 
@@ -2190,14 +2198,14 @@ static void test_uncancellable_free_does_not_hang(void)
     end_test();
 }
 
-static void test_uncancellable_free_reports(void)
+/* A TCP query pending in the double, which CancelIoEx cannot find (DBL_VAR_UNCANCELLABLE); NULL: failed. */
+static secsock_pending *begin_uncancellable(void)
 {
-    secsock_pending *p;
-    secsock_error err;
-    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
     secsock_query_request r = request(tcp4);
+    secsock_error err;
+    secsock_pending *p;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
 
-    begin_test("defect 8: secsock_pending_free_or_leak says when it leaks, and frees what completed");
     dbl_reset();
     dbl_variants(DBL_VAR_UNCANCELLABLE, 0);
     s.when = DBL_PEND;
@@ -2205,7 +2213,19 @@ static void test_uncancellable_free_reports(void)
     p = secsock_query_begin(&r, &err);
     if (p == NULL) {
         fail("begin: %s", err.message);
-    } else {
+    }
+    return p;
+}
+
+static void test_uncancellable_free_reports(void)
+{
+    secsock_pending *p;
+    secsock_error err;
+    secsock_query_request r = request(tcp4);
+
+    begin_test("defect 8: secsock_pending_free_or_leak says when it leaks, and frees what completed");
+    p = begin_uncancellable();
+    if (p != NULL) {
         CHECK(secsock_pending_free_or_leak(p, &err) == -1 && err.kind == SECSOCK_ERR_OS &&
                   strcmp(err.call, "CancelIoEx") == 0,
               "not reported as leaked: kind %d call '%s'", err.kind, err.call);
@@ -2308,6 +2328,18 @@ static void test_wide_values_not_truncated(void)
     end_test();
 }
 
+/* 127.0.0.1:80 as the seam carries a peer. */
+static secsock_peer loopback_peer80(void)
+{
+    secsock_peer peer;
+
+    memset(&peer, 0, sizeof(peer));
+    peer.addr[0] = 127;
+    peer.addr[3] = 1;
+    peer.port = 80;
+    return peer;
+}
+
 static void test_lengths_as_the_sample(void)
 {
     secsock_settings settings;
@@ -2328,10 +2360,7 @@ static void test_lengths_as_the_sample(void)
     p = secsock_set_security_begin(udp, &settings, &err);
     CHECK(p != NULL && secsock_pending_result(p, NULL, &err) == 0, "set_security: %s", err.message);
     secsock_pending_free(p);
-    memset(&peer, 0, sizeof(peer));
-    peer.addr[0] = 127;
-    peer.addr[3] = 1;
-    peer.port = 80;
+    peer = loopback_peer80();
     p = secsock_set_peer_target_name_begin(udp, SECSOCK_PROTOCOL_IPSEC, &peer, "h", &err);
     CHECK(p != NULL && secsock_pending_result(p, NULL, &err) == 0, "set_peer_target_name: %s", err.message);
     secsock_pending_free(p);
@@ -2339,6 +2368,190 @@ static void test_lengths_as_the_sample(void)
     CHECK(n == 2 && c[0].input_len == sizeof(SOCKET_SECURITY_SETTINGS_IPSEC) + 4 &&
               c[1].input_len == sizeof(SOCKET_PEER_TARGET_NAME) + 2,
           "%d calls, lengths %lu and %lu", n, (unsigned long)c[0].input_len, (unsigned long)c[1].input_len);
+    closesocket(udp);
+    dbl_reset();
+    end_test();
+}
+
+/* ---- review of issue 11 (findings 2, 5, 7, 12, 14, 17) ---- */
+
+static void test_untouched_internal_is_in_flight(void)
+{
+    secsock_pending *p;
+    secsock_result res;
+    secsock_error err;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 3);
+    DWORD before;
+
+    begin_test("finding 5: a provider that leaves Internal untouched while pending: a stray SetEvent is no completion");
+    s.when = DBL_PEND;
+    dbl_reset();
+    dbl_variants(DBL_VAR_INTERNAL_UNTOUCHED, 0);
+    before = handle_count();
+    script(s);
+    {
+        secsock_query_request r = request(tcp4);
+        r.token_access = TOKEN_QUERY;
+        p = secsock_query_begin(&r, &err);
+    }
+    if (p == NULL) {
+        fail("begin: %s", err.message);
+    } else {
+        SetEvent((HANDLE)(UINT_PTR)secsock_pending_event(p));
+        CHECK(!secsock_pending_done(p), "an untouched Internal (0) was read as a completed success");
+        CHECK(secsock_pending_poll(p) == SECSOCK_POLL_IN_FLIGHT, "poll() says it is not in flight");
+        CHECK(dbl_in_flight() == 1, "the double no longer holds the query");
+        CHECK(dbl_release() == 1, "nothing was pending in the double");
+        CHECK(secsock_pending_result(p, &res, &err) == 0, "result: %s", err.message);
+        CHECK(res.flags == 3 && res.peer_application_token != 0, "flags %u, token %llx: not the system's answer",
+              res.flags, (unsigned long long)res.peer_application_token);
+        secsock_result_release(&res);
+        secsock_pending_free(p);
+    }
+    check_handle_count(before);
+    dbl_reset();
+    end_test();
+}
+
+/* An overlapped query whose first call completes later with WSAEMSGSIZE; returns once the event fired. */
+static secsock_pending *begin_async_msgsize(void)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_error err;
+    secsock_pending *p;
+    dbl_step s = step_msgsize(100);
+
+    s.when = DBL_PEND;
+    script(s);
+    p = secsock_query_begin(&r, &err);
+    if (p == NULL) {
+        fail("begin: %s", err.message);
+        return NULL;
+    }
+    CHECK(dbl_release() == 1, "nothing was pending in the double");
+    CHECK(WaitForSingleObject((HANDLE)(UINT_PTR)secsock_pending_event(p), 5000) == WAIT_OBJECT_0, "no completion");
+    return p;
+}
+
+static void test_poll_parks_a_msgsize_completion(void)
+{
+    secsock_pending *p;
+    secsock_result res;
+    secsock_error err;
+    int n;
+
+    begin_test("finding 1: poll() makes no call for a WSAEMSGSIZE completion; wait() then re-issues it");
+    dbl_reset();
+    p = begin_async_msgsize();
+    if (p != NULL) {
+        CHECK(secsock_pending_poll(p) == SECSOCK_POLL_NEEDS_REISSUE, "poll() did not report the re-issue");
+        CHECK(secsock_pending_poll(p) == SECSOCK_POLL_NEEDS_REISSUE, "a second poll() changed the state");
+        n = dbl_calls(NULL, 0);
+        CHECK(n == 1, "poll() made %d more calls", n - 1);
+        script(step_msgsize(200)); /* the size query */
+        script(step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1));
+        CHECK(secsock_pending_wait(p, 5000, &err) == 1, "wait() did not finish the query");
+        CHECK(secsock_pending_result(p, &res, &err) == 0 && res.flags == 1, "result: %s", err.message);
+        n = dbl_calls(NULL, 0);
+        CHECK(n == 3, "%d calls, want the first, the size query and the call again", n);
+        secsock_pending_free(p);
+    }
+    dbl_reset();
+    end_test();
+}
+
+static void test_cancel_never_reissues(void)
+{
+    secsock_pending *p;
+    secsock_error err;
+    secsock_result res;
+
+    begin_test("finding 2: cancel() after a WSAEMSGSIZE completion ends the query, no size query, no new call");
+    dbl_reset();
+    p = begin_async_msgsize();
+    if (p != NULL) {
+        script(step_msgsize(200)); /* would be the size query */
+        script(step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1));
+        CHECK(secsock_pending_cancel(p, &err) == 0, "cancel: not reported as already done");
+        CHECK(dbl_calls(NULL, 0) == 1, "cancel made %d more calls", dbl_calls(NULL, 0) - 1);
+        CHECK(dbl_in_flight() == 0, "a new call is in flight after the cancel");
+        CHECK(secsock_pending_result(p, &res, &err) == -1 && is_os_error(&err, WSAEMSGSIZE, "WSAQuerySocketSecurity"),
+              "result: kind %d winerror %ld", err.kind, err.winerror);
+        secsock_pending_free(p);
+        CHECK(dbl_calls(NULL, 0) == 1, "free made more calls");
+    }
+    dbl_reset();
+    p = begin_async_msgsize();
+    if (p != NULL) {
+        secsock_pending_free(p);
+        CHECK(dbl_calls(NULL, 0) == 1, "free of a WSAEMSGSIZE completion made %d more calls", dbl_calls(NULL, 0) - 1);
+    }
+    dbl_reset();
+    end_test();
+}
+
+static void test_size_query_answer_shrank(void)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_result res;
+    secsock_error err;
+    dbl_step s1 = step_msgsize(100);
+
+    begin_test("finding 12 R5: after an async WSAEMSGSIZE the size query may ask for no more: re-issued, answered");
+    dbl_reset();
+    s1.when = DBL_PEND_AUTO;
+    s1.delay_ms = 10;
+    script(s1);
+    script(step_answer(0, 0)); /* the size query: the plain structure's size, which the buffer already has */
+    script(step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1));
+    CHECK(run_query(&r, &res, &err) == 0, "query failed: %s", err.message);
+    CHECK(res.flags == 1, "flags %u", res.flags);
+    CHECK(dbl_calls(NULL, 0) == 3, "%d calls", dbl_calls(NULL, 0));
+    dbl_reset();
+    end_test();
+}
+
+static void test_cancel_that_finds_nothing_in_flight(void)
+{
+    secsock_pending *p;
+    secsock_error err;
+
+    begin_test("finding 14: cancel() that CancelIoEx cannot find while the OVERLAPPED is pending is an error");
+    p = begin_uncancellable();
+    if (p != NULL) {
+        CHECK(secsock_pending_cancel(p, &err) == -1 && err.winerror == ERROR_NOT_FOUND &&
+                  strcmp(err.call, "CancelIoEx") == 0,
+              "cancel said 'already done' (kind %d winerror %ld) while the call is in flight", err.kind,
+              err.winerror);
+        dbl_release();
+        CHECK(secsock_pending_wait(p, 5000, &err) == 1, "not done after the completion");
+        secsock_pending_free(p);
+    }
+    dbl_reset();
+    end_test();
+}
+
+static void test_target_name_read_as_characters(void)
+{
+    secsock_peer peer;
+    secsock_error err;
+    secsock_pending *p;
+    SOCKET udp = udp_socket(AF_INET);
+
+    begin_test("finding 7 T5: a system reading PeerTargetNameStringLen as characters refuses loudly (WSAEMSGSIZE)");
+    dbl_reset();
+    dbl_variants(DBL_VAR_TARGET_NAME_CHARS, 0);
+    peer = loopback_peer80();
+    p = secsock_set_peer_target_name_begin(udp, SECSOCK_PROTOCOL_IPSEC, &peer, "host/server.example", &err);
+    if (p == NULL) {
+        CHECK(is_os_error(&err, WSAEMSGSIZE, "WSASetSocketPeerTargetName"), "kind %d winerror %ld", err.kind,
+              err.winerror);
+    } else {
+        CHECK(secsock_pending_result(p, NULL, &err) == -1 &&
+                  is_os_error(&err, WSAEMSGSIZE, "WSASetSocketPeerTargetName"),
+              "the name was taken, or another error (winerror %ld)", err.winerror);
+        secsock_pending_free(p);
+    }
     closesocket(udp);
     dbl_reset();
     end_test();
@@ -2481,6 +2694,12 @@ int main(void)
     test_wide_values_not_truncated();
     test_lengths_as_the_sample();
     test_pending_outlives_backend_fini();
+    test_untouched_internal_is_in_flight();
+    test_poll_parks_a_msgsize_completion();
+    test_cancel_never_reissues();
+    test_size_query_answer_shrank();
+    test_cancel_that_finds_nothing_in_flight();
+    test_target_name_read_as_characters();
 
     closesocket(tcp4);
     closesocket(tcp4_server);

@@ -17,11 +17,12 @@ import sys
 import threading
 import time
 import warnings
+from typing import Any
 
 import pytest
 
 import secsock
-from double import ANSWER, ERROR, MSGSIZE, PEND, PEND_AUTO, Double
+from double import ANSWER, BLOCK, ERROR, MSGSIZE, PEND, PEND_AUTO, VAR_UNCANCELLABLE, Double
 from handles import handle_count as _handle_count
 from secsock import ConnectionFlags, SecurityProtocol
 
@@ -238,6 +239,119 @@ def test_cancelling_the_task_cancels_the_system_call(
     finally:
         loop.close()
     assert double.in_flight() == 0
+
+
+def wait_for_event(event: int | None) -> None:
+    """Until the system signalled the query's event (WaitForSingleObject; the query is not settled)."""
+    import ctypes
+
+    assert event is not None
+    assert ctypes.WinDLL("kernel32").WaitForSingleObject(ctypes.c_void_p(event), 5000) == 0, "no completion"
+
+
+def script_async_msgsize_then_blocking_size_query(double: Double, when: int) -> None:
+    """A WSAEMSGSIZE completed later; the size query (Q6) then blocks inside the system until release()
+    (or 10 s); the call again answers."""
+    double.script(MSGSIZE, when=when, delay_ms=30, needed=100)
+    double.script(MSGSIZE, when=BLOCK, delay_ms=10000, needed=200)
+    double.script(ANSWER, flags=1, protocol=1)
+
+
+def test_query_async_reissues_off_the_loop_on_the_proactor(
+    double: Double, tcp_pair: tuple[socket.socket, ...]
+) -> None:
+    """Review of issue 11, finding 1: the size query and the call again run in a worker thread. The loop
+    itself releases the size query blocked in the system: it can do so only if that query does not block it
+    (otherwise the double gives up after 10 s and nothing is released by the loop)."""
+    script_async_msgsize_then_blocking_size_query(double, PEND_AUTO)
+
+    async def main() -> tuple[bool, int]:
+        task = asyncio.ensure_future(secsock.query_async(tcp_pair[1]))
+        released_by_loop = 0
+        while not task.done():
+            await asyncio.sleep(0.01)
+            if double.blocked():
+                released_by_loop += double.release()
+        return (await task).secured, released_by_loop
+
+    loop = asyncio.ProactorEventLoop()
+    try:
+        secured, released_by_loop = loop.run_until_complete(main())
+    finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+    assert released_by_loop >= 1, "the loop was blocked while the size query was in the system"
+    assert secured is True and len(queries(double)) == 3
+
+
+def test_done_releases_the_gil_while_a_reissue_blocks_in_the_system(
+    double: Double, tcp_pair: tuple[socket.socket, ...]
+) -> None:
+    """Issue 11, defect 9b: done() may re-issue (a synchronous size query, then the call again) and does so
+    without the GIL: a Python thread releases the size query blocked in the system meanwhile."""
+    script_async_msgsize_then_blocking_size_query(double, PEND)
+    released: list[int] = []
+    stop = threading.Event()
+
+    def release_when_blocked() -> None:
+        while not stop.is_set():
+            if double.blocked():
+                released.append(double.release())
+                return
+            time.sleep(0.005)
+
+    with secsock.begin_query(tcp_pair[1]) as pending:
+        assert double.release() == 1  # the first call completes with WSAEMSGSIZE
+        wait_for_event(pending.event)
+        helper = threading.Thread(target=release_when_blocked)
+        helper.start()
+        try:
+            assert pending.done()  # the size query blocks in the system until the helper releases it
+        finally:
+            stop.set()
+            helper.join(10)
+        assert released, "no Python thread ran while done() waited in the system: the GIL was held"
+        assert pending.result().secured is True
+
+
+def test_loop_shutdown_closes_a_cancelled_query_off_the_loop(
+    double: Double, tcp_pair: tuple[socket.socket, ...]
+) -> None:
+    """Review of issue 11, findings 3 and 4, on a real ProactorEventLoop: a query CancelIoEx cannot find
+    (cancel() raises, which must not replace the task's CancelledError) is still in flight when asyncio.run
+    ends; the close (which then leaks it with a RuntimeWarning) runs in a thread of its own, not the
+    loop's."""
+    double.variants(VAR_UNCANCELLABLE)
+    double.script(ANSWER, when=PEND)
+    warned_on: list[str] = []
+
+    def record(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, RuntimeWarning):
+            warned_on.append(threading.current_thread().name)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(secsock.query_async(tcp_pair[1]))
+        while double.in_flight() == 0:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", RuntimeWarning)
+            warnings.showwarning = record
+            asyncio.run(main())
+            for thread in threading.enumerate():
+                if thread.name == "secsock-close":
+                    thread.join(10)
+    finally:
+        double.release()  # the system completes into the memory that was leaked
+        for _ in range(500):
+            if double.in_flight() == 0:
+                break
+            time.sleep(0.01)
+    assert warned_on == ["secsock-close"], warned_on
 
 
 # --- tokens (Q3, R4) ----------------------------------------------------------------------------------------

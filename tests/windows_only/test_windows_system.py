@@ -133,3 +133,16 @@ def test_query_async_on_a_selector_loop(tcp_pair: tuple[socket.socket, ...]) -> 
         assert_in_the_clear(loop.run_until_complete(secsock.query_async(tcp_pair[1])))
     finally:
         loop.close()
+
+
+def test_a_long_peer_target_name_is_accepted() -> None:
+    """Review of issue 11, finding 7: the SOCKET_PEER_TARGET_NAME page says PeerTargetNameStringLen is in
+    bytes, Microsoft's sample sets it to wcslen (characters). secsock sends bytes. A system reading characters
+    would need twice the bytes for this 40-character name and refuse it (WSAEMSGSIZE, as the double's
+    DBL_VAR_TARGET_NAME_CHARS shows): this call on real Windows settles which reading holds. The socket is
+    set up as the sample's client does it, security first, before connect."""
+    name = "host/" + "a" * 23 + ".example.org"
+    assert len(name) == 40
+    with socket.socket() as sock:
+        secsock.set_security(sock)
+        secsock.set_peer_target_name(sock, name)
