@@ -4,6 +4,7 @@ through the facade over recording backends."""
 from __future__ import annotations
 
 import errno
+import logging
 import pickle
 import socket
 import socketserver
@@ -238,14 +239,79 @@ def test_create_server_without_a_requirement_accepts_everything(no_system_call: 
         secsock.SecureSocket.create_server(("127.0.0.1", 0), require="encrypted")  # type: ignore[arg-type]
 
 
-def test_create_server_raises_a_failed_query_and_closes_the_connection(fake_backend: FakeBackend) -> None:
-    fail_queries(fake_backend, ConnectionResetError(errno.ECONNRESET, "reset"))
+@pytest.mark.parametrize(
+    "error",
+    [
+        PermissionError(errno.EPERM, "no CAP_NET_ADMIN"),
+        OSError(errno.ENOMEM, "no memory"),
+        OSError(errno.EBADMSG, "a netlink message the backend cannot read"),
+    ],
+)
+def test_create_server_raises_a_failed_query_and_closes_the_connection(
+    fake_backend: FakeBackend, error: OSError
+) -> None:
+    fail_queries(fake_backend, error)
     with secsock.SecureSocket.create_server(("127.0.0.1", 0), require=secsock.Requirement()) as listener:
         with socket.create_connection(listener.getsockname()) as client:
-            with pytest.raises(ConnectionResetError):
+            with pytest.raises(OSError) as caught:
                 listener.accept()
+            assert caught.value is error
             client.settimeout(10)
             assert client.recv(1) == b""
+
+
+def winsock_error(code: int, errno_value: int) -> OSError:
+    """An OSError as Windows raises it, with winerror (which only Windows' constructor sets)."""
+    error = OSError(errno_value, f"winsock error {code}")
+    error.winerror = code  # type: ignore[attr-defined]
+    return error
+
+
+PEER_GONE = [
+    OSError(errno.ENOTCONN, "getpeername failed"),
+    ConnectionResetError(errno.ECONNRESET, "reset"),
+    ConnectionAbortedError(errno.ECONNABORTED, "aborted"),
+    BrokenPipeError(errno.EPIPE, "broken pipe"),
+    winsock_error(10057, errno.ENOTCONN),  # WSAENOTCONN
+    winsock_error(10054, errno.ECONNRESET),  # WSAECONNRESET
+    winsock_error(10053, errno.ECONNABORTED),  # WSAECONNABORTED
+]
+
+
+@pytest.mark.parametrize("error", PEER_GONE)
+def test_peer_gone_names_only_a_peer_that_disconnected(error: OSError) -> None:
+    from secsock._server import peer_gone
+
+    assert peer_gone(error)
+    assert not peer_gone(OSError(errno.EPERM, "denied"))
+    assert not peer_gone(winsock_error(5, errno.ECONNRESET))  # ERROR_ACCESS_DENIED: the winerror decides
+    assert not peer_gone(ValueError("not an OSError"))
+
+
+@pytest.mark.parametrize("error", PEER_GONE[:2])
+def test_create_server_drops_a_peer_that_left_and_accepts_the_next(
+    scripted: ScriptedBackend, error: OSError, caplog: pytest.LogCaptureFixture
+) -> None:
+    answers = [error, ENCRYPTED]
+
+    def query(*request: Any) -> tuple[Any, ...]:
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    scripted.query = query  # type: ignore[method-assign]
+    with secsock.SecureSocket.create_server(("127.0.0.1", 0), require=secsock.Requirement()) as listener:
+        listener.settimeout(10)
+        with socket.create_connection(listener.getsockname()) as gone:
+            with socket.create_connection(listener.getsockname()) as admitted:
+                with caplog.at_level(logging.INFO, logger="secsock"):
+                    conn, address = listener.accept()
+                conn.close()
+                assert address == admitted.getsockname()
+                gone.settimeout(10)
+                assert gone.recv(1) == b""  # closed
+    assert any("dropped" in r.message for r in caplog.records)
 
 
 class Echo(socketserver.BaseRequestHandler):

@@ -13,6 +13,7 @@ from ._errors import NotSecuredError
 from ._log import logger
 from ._query import Peer
 from ._require import Requirement
+from ._server import peer_gone
 from ._types import SecurityInfo
 
 __all__ = ["guard", "query_async", "require_async"]
@@ -71,13 +72,16 @@ def guard(requirement: Requirement, handler: StreamHandler) -> StreamHandler:
     async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             info = await requirement.check_async(writer)
-        except NotSecuredError as exc:
-            logger.info("refused %s: %s", writer.get_extra_info("peername"), exc)
-            writer.close()
+        except BaseException as exc:
+            writer.close()  # refused, or the truth could not be read: nothing is served
+            peername = writer.get_extra_info("peername")
+            if isinstance(exc, NotSecuredError):
+                logger.info("refused %s: %s", peername, exc)
+            elif peer_gone(exc):
+                logger.info("dropped %s: the peer disconnected before the query (%s)", peername, exc)
+            else:
+                raise
             return
-        except BaseException:
-            writer.close()  # the truth could not be read: nothing is served
-            raise
         info.close()
         await handler(reader, writer)
 

@@ -138,7 +138,8 @@ class SecureSocket(socket.socket):
         """socket.create_server() as a SecureSocket whose accept() refuses connections that do not meet
         ``require`` (a secsock.Requirement; None: accept all): each is closed, logged at INFO on the
         ``secsock`` logger, and accept() waits for the next, so the caller only ever gets connections that
-        passed. A query that fails is raised from accept() (the connection closed). asyncio's selector loops
+        passed. A peer that disconnected before its query is dropped the same way (logged at INFO); any other
+        query that fails is raised from accept() (the connection closed). asyncio's selector loops
         call accept() too; the proactor loop (Windows) does not: use Requirement.guard there."""
         if require is not None and not isinstance(require, Requirement):
             raise TypeError(f"require: expected a secsock.Requirement or None, not {type(require).__name__}")
