@@ -399,3 +399,29 @@ def test_socketserver_mixin_refuses_when_the_query_fails(fake_backend: FakeBacke
     with Server(("127.0.0.1", 0), Echo) as server:
         assert_refused(server)
     assert errors == [PermissionError]
+
+
+class AdoptingListener(secsock.SecureSocket):
+    pass
+
+
+COPIES = {
+    "dup": lambda listener: listener.dup(),
+    "from_socket": lambda listener: AdoptingListener.from_socket(listener.dup()),
+}
+
+
+@pytest.mark.parametrize("copy_of", COPIES.values(), ids=COPIES.keys())
+def test_a_copy_of_a_refusing_listener_refuses_too(scripted: ScriptedBackend, copy_of: Any) -> None:
+    requirement = secsock.Requirement(encrypted=True)
+    with secsock.SecureSocket.create_server(("127.0.0.1", 0), require=requirement) as original:
+        with copy_of(original) as copy:
+            assert isinstance(copy, secsock.SecureSocket) and copy._requirement == requirement
+            copy.settimeout(10)
+            with socket.create_connection(original.getsockname()) as refused:
+                with socket.create_connection(original.getsockname()) as admitted:
+                    conn, address = copy.accept()  # CLEAR is refused through the copy too
+                    conn.close()
+                    assert address == admitted.getsockname()
+                    refused.settimeout(10)
+                    assert refused.recv(1) == b""

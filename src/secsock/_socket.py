@@ -171,9 +171,16 @@ class SecureSocket(socket.socket):
                 raise
             conn.close()
 
+    def dup(self) -> SecureSocket:
+        """socket.dup() as a SecureSocket; a create_server() listener's copy keeps its requirement."""
+        copy: SecureSocket = super().dup()
+        copy._requirement = getattr(self, "_requirement", None)
+        return copy
+
     @classmethod
     def from_socket(cls, sock: socket.socket) -> SecureSocket:
-        """Adopt a socket made elsewhere: sock is detached (left closed) and its descriptor moves over."""
+        """Adopt a socket made elsewhere: sock is detached (left closed) and its descriptor moves over, with
+        its timeout and, from a create_server() listener, its requirement."""
         if not isinstance(sock, socket.socket):
             raise TypeError(f"sock: expected a socket.socket, not {type(sock).__name__}")
         if isinstance(sock, cls):
@@ -181,7 +188,9 @@ class SecureSocket(socket.socket):
         if sock.fileno() < 0:
             raise OSError(9, "SecureSocket.from_socket: sock is closed")
         timeout = sock.gettimeout()
+        requirement = getattr(sock, "_requirement", None)
         family, type_, proto = sock.family, sock.type, sock.proto
         adopted = cls(family, type_, proto, fileno=sock.detach())
         adopted.settimeout(timeout)
+        adopted._requirement = requirement
         return adopted
