@@ -49,19 +49,49 @@ def member_backend(monkeypatch: pytest.MonkeyPatch) -> MemberBackend:
     return backend
 
 
-def test_every_exception_of_the_package_is_a_secsock_error_and_keeps_its_builtin_base() -> None:
-    assert issubclass(secsock.UnsupportedPlatformError, secsock.Error)
-    assert issubclass(secsock.UnsupportedPlatformError, OSError)
-    assert issubclass(secsock.UnsupportedOperation, secsock.Error)
-    assert issubclass(secsock.UnsupportedOperation, OSError)
-    assert issubclass(secsock.NotSecuredError, secsock.Error)
-    assert issubclass(secsock.NotSecuredError, PermissionError)
+def test_the_exceptions_secsock_decides_itself_are_secsock_errors_and_keep_their_builtin_base() -> None:
+    for error, builtin in (
+        (secsock.UnsupportedPlatformError, OSError),
+        (secsock.UnsupportedOperation, OSError),
+        (secsock.NotSecuredError, PermissionError),
+        (secsock.SocketClosedError, OSError),
+        (secsock.QueryTimeoutError, TimeoutError),
+    ):
+        assert issubclass(error, secsock.Error) and issubclass(error, builtin)
     exported = [getattr(secsock, name) for name in secsock.__all__]
     errors = [obj for obj in exported if isinstance(obj, type) and issubclass(obj, BaseException)]
     assert errors and all(issubclass(error, secsock.Error) for error in errors)
     # An OSError subclass still takes (errno, message) as before.
     exc = secsock.UnsupportedOperation(errno.EOPNOTSUPP, "no")
     assert exc.errno == errno.EOPNOTSUPP and str(exc) == "[Errno 95] no"
+
+
+def test_a_closed_socket_is_a_secsock_error_with_ebadf(no_system_call: None) -> None:
+    closed = socket.socket()
+    closed.close()
+    for call in (secsock.query, secsock.begin_query, secsock.SecureSocket.from_socket):
+        with pytest.raises(secsock.SocketClosedError) as caught:
+            call(closed)
+        assert isinstance(caught.value, OSError) and caught.value.errno == errno.EBADF
+
+
+def test_a_result_that_times_out_is_a_secsock_error_and_a_timeout_error() -> None:
+    class InFlight:
+        def wait(self, timeout_ms: int) -> bool:
+            return False
+
+    with pytest.raises(secsock.QueryTimeoutError) as caught:
+        secsock.PendingQuery(InFlight()).result(timeout=0.01)
+    assert isinstance(caught.value, TimeoutError) and isinstance(caught.value, secsock.Error)
+
+
+def test_a_failed_system_call_stays_the_builtin_os_error_it_is(fake_backend: FakeBackend) -> None:
+    # As the socket module: the builtin OSError subclass with the system's errno (winerror on Windows);
+    # secsock does not re-wrap what the system said.
+    fail_queries(fake_backend, ConnectionResetError(errno.ECONNRESET, "reset"))
+    with pytest.raises(ConnectionResetError) as caught:
+        secsock.query(7)
+    assert type(caught.value) is ConnectionResetError and not isinstance(caught.value, secsock.Error)
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,9 @@ Demand = Literal["secured", "encrypted", "member_of"]
 class Error(Exception):
     """The base of every exception secsock raises itself (``except secsock.Error`` catches them all).
 
-    Bad arguments are still ValueError/TypeError, and a failed system call an OSError carrying the
-    system's code, as the standard library does; those are not secsock.Error.
+    Bad arguments are still ValueError/TypeError, and a failed system call the builtin OSError subclass
+    carrying the system's code (errno; winerror on Windows), as the socket module raises them; those are
+    not secsock.Error.
     """
 
 
@@ -29,6 +30,14 @@ class UnsupportedPlatformError(Error, OSError):
 
 class UnsupportedOperation(Error, OSError):
     """The backend exists, but this call has no meaning on this platform; it never pretends to succeed."""
+
+
+class SocketClosedError(Error, OSError):
+    """The socket given was already closed (errno EBADF), found by secsock before any system call."""
+
+
+class QueryTimeoutError(Error, TimeoutError):
+    """PendingQuery.result(timeout) gave up waiting; the query is still in flight until closed."""
 
 
 class NotSecuredError(Error, PermissionError):

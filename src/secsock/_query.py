@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any, Union
 
 from . import _extension
+from ._errors import QueryTimeoutError, SocketClosedError
 from ._extension import require_backend as _require_backend
 from ._types import (
     ConnectionFlags,
@@ -51,7 +52,7 @@ def _socket_handle(sock: SocketLike) -> int:
     if isinstance(handle, bool) or not isinstance(handle, int):
         raise TypeError(f"sock: fileno() returned {type(handle).__name__}, not int")
     if handle < 0:
-        raise OSError(errno.EBADF, "secsock: sock is closed")
+        raise SocketClosedError(errno.EBADF, "secsock: sock is closed")
     return handle
 
 
@@ -234,11 +235,11 @@ class PendingQuery:
     def result(self, timeout: float | None = None) -> SecurityInfo:
         """Wait for the answer and decode it; negotiates a larger buffer if the system asks for one.
 
-        Raises TimeoutError if timeout seconds pass first, and the query's OSError if it failed
-        (an OSError with winerror 995, ERROR_OPERATION_ABORTED, after cancel()).
+        Raises QueryTimeoutError (a TimeoutError) if timeout seconds pass first, and the query's OSError if
+        it failed (an OSError with winerror 995, ERROR_OPERATION_ABORTED, after cancel()).
         """
         if timeout is not None and not self.wait(timeout):
-            raise TimeoutError(f"secsock: the query did not complete within {timeout} s")
+            raise QueryTimeoutError(f"secsock: the query did not complete within {timeout} s")
         return _info_from_raw(self._raw.result())
 
     def cancel(self) -> bool:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 from typing import Any
 
+from ._errors import SocketClosedError
 from ._family import (
     IpsecSettings,
     SecuritySettings,
@@ -186,7 +188,7 @@ class SecureSocket(socket.socket):
         if isinstance(sock, cls):
             return sock
         if sock.fileno() < 0:
-            raise OSError(9, "SecureSocket.from_socket: sock is closed")
+            raise SocketClosedError(errno.EBADF, "SecureSocket.from_socket: sock is closed")
         timeout = sock.gettimeout()
         requirement = getattr(sock, "_requirement", None)
         family, type_, proto = sock.family, sock.type, sock.proto
