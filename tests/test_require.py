@@ -455,3 +455,39 @@ def test_a_copy_of_a_refusing_listener_refuses_too(scripted: ScriptedBackend, co
                     assert address == admitted.getsockname()
                     refused.settimeout(10)
                     assert refused.recv(1) == b""
+
+
+class RecordingWriter:
+    """A StreamWriter's surface as guard uses it, recording close() and wait_closed()."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.calls: list[str] = []
+
+    def get_extra_info(self, name: str) -> Any:
+        return {"socket": self.sock, "peername": ("192.0.2.1", 1)}.get(name)
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+    async def wait_closed(self) -> None:
+        self.calls.append("wait_closed")
+
+
+def test_guard_takes_a_plain_callback_and_waits_for_a_refused_connection_to_close(
+    scripted: ScriptedBackend,
+) -> None:
+    import asyncio
+
+    handled: list[Any] = []
+
+    def plain(reader: Any, writer: Any) -> None:  # start_server accepts a plain function too
+        handled.append(writer)
+
+    guarded = secsock.Requirement(encrypted=True).guard(plain)
+    with socket.socket() as sock:
+        refused, admitted = RecordingWriter(sock), RecordingWriter(sock)
+        asyncio.run(guarded(None, refused))  # type: ignore[arg-type]  # CLEAR
+        asyncio.run(guarded(None, admitted))  # type: ignore[arg-type]  # ENCRYPTED
+    assert refused.calls == ["close", "wait_closed"]
+    assert handled == [admitted] and admitted.calls == []

@@ -4,9 +4,11 @@ for asyncio.start_server callbacks."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Union
 
 from . import _extension, _query
 from ._errors import NotSecuredError
@@ -18,7 +20,7 @@ from ._types import SecurityInfo
 
 __all__ = ["guard", "query_async", "require_async"]
 
-StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Union[Awaitable[None], None]]
 
 
 def _socket_of(sock: Any) -> Any:
@@ -66,7 +68,7 @@ def guard(requirement: Requirement, handler: StreamHandler) -> StreamHandler:
     if not isinstance(requirement, Requirement):
         raise TypeError(f"requirement: expected a secsock.Requirement, not {type(requirement).__name__}")
     if not callable(handler):
-        raise TypeError(f"handler: expected a coroutine function, not {type(handler).__name__}")
+        raise TypeError(f"handler: expected a function or coroutine function, not {type(handler).__name__}")
 
     @functools.wraps(handler)
     async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -81,8 +83,13 @@ def guard(requirement: Requirement, handler: StreamHandler) -> StreamHandler:
                 logger.info("dropped %s: the peer disconnected before the query (%s)", peername, exc)
             else:
                 raise
+            with contextlib.suppress(OSError):  # the peer may reset the closing connection
+                await writer.wait_closed()
             return
         info.close()
-        await handler(reader, writer)
+        # As asyncio.start_server, the callback may be a plain function or a coroutine function.
+        result = handler(reader, writer)
+        if inspect.isawaitable(result):
+            await result
 
     return guarded

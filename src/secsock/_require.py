@@ -13,8 +13,7 @@ from ._query import Peer, SocketLike, query
 from ._types import SecurityInfo
 
 if TYPE_CHECKING:
-    import asyncio
-    from collections.abc import Awaitable, Callable
+    from ._asyncio import StreamHandler
 
 __all__ = ["Requirement", "require"]
 
@@ -107,11 +106,10 @@ class Requirement:
             raise
         return info
 
-    def guard(
-        self, handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    def guard(self, handler: StreamHandler) -> StreamHandler:
         """An asyncio.start_server callback that checks each connection first and closes, without calling
-        handler, those that fail: ``await asyncio.start_server(requirement.guard(handle), host, port)``."""
+        handler, those that fail: ``await asyncio.start_server(requirement.guard(handle), host, port)``.
+        handler may be a coroutine function or a plain function, as start_server's callback."""
         from ._asyncio import guard
 
         return guard(self, handler)
