@@ -491,3 +491,27 @@ def test_guard_takes_a_plain_callback_and_waits_for_a_refused_connection_to_clos
         asyncio.run(guarded(None, admitted))  # type: ignore[arg-type]  # ENCRYPTED
     assert refused.calls == ["close", "wait_closed"]
     assert handled == [admitted] and admitted.calls == []
+
+
+def test_not_secured_error_with_tokens_pickles_without_them(member_backend: MemberBackend) -> None:
+    with pytest.raises(secsock.NotSecuredError) as caught:
+        secsock.require(7, member_of="CORP\\Sales")
+    info = caught.value.info
+    assert info is not None and info.peer_application_token is not None  # closed, but still there
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert copy.demand == "member_of" and copy.info is not None
+    assert copy.info.peer_application_token is None and copy.info.peer_machine_token is None
+    assert copy.info.flags == info.flags
+    assert info.peer_application_token is not None  # the original keeps its (closed) tokens
+
+
+def test_a_token_refuses_pickling_and_copying_with_a_clear_type_error(fake_backend: FakeBackend) -> None:
+    import copy
+
+    token = secsock.Token(0x10)
+    try:
+        for attempt in (pickle.dumps, copy.copy, copy.deepcopy):
+            with pytest.raises(TypeError, match=r"cannot pickle or copy a secsock\.Token"):
+                attempt(token)
+    finally:
+        token.close()

@@ -3,6 +3,7 @@ catch without knowing secsock (an OSError, a PermissionError), so existing handl
 
 from __future__ import annotations
 
+import copy
 import errno
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -55,8 +56,13 @@ class NotSecuredError(Error, PermissionError):
         return str(self.strerror)
 
     def __reduce__(self) -> Any:
-        # OSError pickles as cls(*args); this constructor takes the message and keywords instead.
-        return (_not_secured, (self.strerror, self.demand, self.info))
+        # OSError pickles as cls(*args); this constructor takes the message and keywords instead. The
+        # answer goes without its tokens: they are closed already, and a Token does not pickle.
+        info = self.info
+        if info is not None and (info.peer_application_token, info.peer_machine_token) != (None, None):
+            info = copy.copy(info)
+            info.peer_application_token = info.peer_machine_token = None
+        return (_not_secured, (self.strerror, self.demand, info))
 
 
 def _not_secured(message: str, demand: Demand, info: SecurityInfo | None) -> NotSecuredError:

@@ -7,7 +7,7 @@ import threading
 import uuid
 import warnings
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from . import _extension
 
@@ -192,6 +192,13 @@ class Token:
         handle = self.handle
         backend = _extension.require_backend("Token.is_member")
         return bool(backend.token_is_member(handle, sid_or_account))
+
+    def __reduce__(self) -> NoReturn:
+        # A handle is owned by this process, once: a copy or another process could not use or close it.
+        raise TypeError(
+            "cannot pickle or copy a secsock.Token: it is a handle this process owns (detach() it, or read "
+            "what you need, such as .user, first)"
+        )
 
     def __enter__(self) -> Token:
         self.handle  # noqa: B018 - raises ValueError on a closed token, as files do
