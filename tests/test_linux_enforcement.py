@@ -191,3 +191,15 @@ def test_socketserver_mixin_drops_a_peer_that_reset_before_the_query() -> None:
         time.sleep(0.2)
         server.handle_request()
     assert errors == []  # neither handled nor a traceback through handle_error
+
+
+def test_cli_json_names_no_protocol_for_cleartext_loopback(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from secsock.__main__ import main
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        assert main(["probe", "127.0.0.1", str(port), "--require", "none", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["secured"] is False and record["protocol"] is None and "protocol" in record
