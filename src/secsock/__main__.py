@@ -92,6 +92,7 @@ def _record(local: Any, peer: Any, transport: str, required: str | None) -> dict
         "met": None,
         "failed": None,
         "peer_identity": None,
+        "reason": None,  # the Linux backend's reason (issue 14), once SecurityInfo has one
     }
     record.update(dict.fromkeys(_ANSWER_KEYS))
     return record
@@ -118,8 +119,7 @@ def _print_answer(
         text = who.get("name") or who.get("sid") if "error" not in who else f"unreadable ({who['error']})"
         lines.append(f"  peer {kind:<11} {text}")
     if explain:
-        reason = getattr(info, "reason", None)  # the Linux backend's reason (issue 14), where it exists
-        lines.append(f"  reason     {reason or 'this backend gives no reason for its answer'}")
+        lines.append(f"  reason     {data['reason'] or 'this backend gives no reason for its answer'}")
     if data["required"] not in (None, "none"):
         verdict = "met" if data["met"] else f"NOT MET (not {data['failed']})"
         lines.append(f"  required   {data['required']}: {verdict}")
@@ -148,6 +148,7 @@ def _query_and_print(
     try:
         with query(sock, peer=peer[:2] if transport == "udp" else None, token_access=TOKEN_QUERY) as info:
             data.update(info.as_dict(), ok=True, peer_identity=_identity(info))
+            data["reason"] = getattr(info, "reason", None)
             status = 0
             if required is not None:
                 try:
