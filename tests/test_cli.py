@@ -159,10 +159,12 @@ def test_every_exit_status_is_documented() -> None:
     import secsock.__main__ as cli
 
     doc = cli.__doc__ or ""
-    for status in (0, cli.EXIT_FAILED, cli.EXIT_USAGE, cli.EXIT_UNSUPPORTED, cli.EXIT_NOT_MET, 130):
+    statuses = (0, cli.EXIT_FAILED, cli.EXIT_USAGE, cli.EXIT_UNSUPPORTED, cli.EXIT_NOT_MET)
+    statuses += (cli.EXIT_NO_CONNECTION, cli.EXIT_INTERRUPTED)
+    for status in statuses:
         assert f"\n  {status:<4} " in doc
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    for status in (0, 1, 2, 3, 4, 130):
+    for status in statuses:
         assert f"| {status} |" in readme
 
 
