@@ -20,7 +20,10 @@ from ._types import SecurityInfo
 
 __all__ = ["guard", "query_async", "require_async"]
 
+#: What asyncio.start_server calls back: a coroutine function or a plain function.
 StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Union[Awaitable[None], None]]
+#: What guard returns: always a coroutine function.
+GuardedHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 def _socket_of(sock: Any) -> Any:
@@ -63,7 +66,7 @@ async def require_async(
     return await Requirement(secured, encrypted, member_of).check_async(sock, peer=peer)
 
 
-def guard(requirement: Requirement, handler: StreamHandler) -> StreamHandler:
+def guard(requirement: Requirement, handler: StreamHandler) -> GuardedHandler:
     """Requirement.guard: a start_server callback that refuses before handler runs."""
     if not isinstance(requirement, Requirement):
         raise TypeError(f"requirement: expected a secsock.Requirement, not {type(requirement).__name__}")

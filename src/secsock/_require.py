@@ -13,7 +13,7 @@ from ._query import Peer, SocketLike, query
 from ._types import SecurityInfo
 
 if TYPE_CHECKING:
-    from ._asyncio import StreamHandler
+    from ._asyncio import GuardedHandler, StreamHandler
 
 __all__ = ["Requirement", "require"]
 
@@ -106,7 +106,7 @@ class Requirement:
             raise
         return info
 
-    def guard(self, handler: StreamHandler) -> StreamHandler:
+    def guard(self, handler: StreamHandler) -> GuardedHandler:
         """An asyncio.start_server callback that checks each connection first and closes, without calling
         handler, those that fail: ``await asyncio.start_server(requirement.guard(handle), host, port)``.
         handler may be a coroutine function or a plain function, as start_server's callback."""
