@@ -14,6 +14,7 @@ names are an AuthIP notion): the program says so in one line and exits 3.
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 
 import secsock
@@ -30,9 +31,10 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=10.0)
     args = parser.parse_args()
     settings = secsock.SecuritySettings(flags=secsock.SecuritySettingsFlags.GUARANTEE_ENCRYPTION)
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET  # a numeric host: its family is plain
     try:
         conn = secsock.SecureSocket.secure_connect(
-            (args.host, args.port), args.target_name, settings, timeout=args.timeout
+            (args.host, args.port), args.target_name, settings, family=family, timeout=args.timeout
         )
     except secsock.UnsupportedOperation as exc:
         print(f"secure_client: {exc}", file=sys.stderr)
