@@ -529,3 +529,18 @@ def test_encrypted_without_secured_is_refused_as_not_secured(fake_backend: FakeB
         assert info.flags == secsock.ConnectionFlags.ENCRYPTED
     with pytest.raises(secsock.NotSecuredError, match="not secured"):
         secsock.require(7)
+
+
+def test_a_non_blocking_refusing_listener_raises_blocking_io_error_after_a_refusal(
+    scripted: ScriptedBackend,
+) -> None:
+    import select
+
+    with secsock.SecureSocket.create_server(("127.0.0.1", 0), require=secsock.Requirement()) as listener:
+        listener.setblocking(False)
+        with socket.create_connection(listener.getsockname()) as refused:
+            assert select.select([listener], [], [], 10)[0] == [listener]
+            with pytest.raises(BlockingIOError):
+                listener.accept()  # woken for a connection it refused (CLEAR): nothing left to accept
+            refused.settimeout(10)
+            assert refused.recv(1) == b""

@@ -141,8 +141,11 @@ class SecureSocket(socket.socket):
         ``require`` (a secsock.Requirement; None: accept all): each is closed, logged at INFO on the
         ``secsock`` logger, and accept() waits for the next, so the caller only ever gets connections that
         passed. A peer that disconnected before its query is dropped the same way (logged at INFO); any other
-        query that fails is raised from accept() (the connection closed). asyncio's selector loops
-        call accept() too; the proactor loop (Windows) does not: use Requirement.guard there."""
+        query that fails is raised from accept() (the connection closed). A timeout restarts after each
+        refused connection; a non-blocking listener raises BlockingIOError when nothing else is queued.
+        asyncio's selector loops call accept() too (the query runs on the loop's thread; on Windows it
+        blocks it); the proactor loop (Windows) does not, so it would let everyone in: use
+        Requirement.guard there."""
         if require is not None and not isinstance(require, Requirement):
             raise TypeError(f"require: expected a secsock.Requirement or None, not {type(require).__name__}")
         listener = cls.from_socket(
