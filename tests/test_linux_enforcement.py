@@ -203,3 +203,39 @@ def test_cli_json_names_no_protocol_for_cleartext_loopback(capsys: pytest.Captur
         assert main(["probe", "127.0.0.1", str(port), "--require", "none", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["secured"] is False and record["protocol"] is None and "protocol" in record
+
+
+def _query_loopback() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        with socket.create_connection(listener.getsockname()) as client, listener.accept()[0] as conn:
+            secsock.query(conn).close()
+            assert client.fileno() >= 0
+
+
+def test_debug_log_shows_snapshot_reloads_and_namespace_switches(caplog: pytest.LogCaptureFixture) -> None:
+    from linux_netns import Netns
+
+    ns = Netns("upkeep")
+    try:
+        with caplog.at_level(logging.DEBUG, logger="secsock"):
+            _query_loopback()  # the snapshot is this namespace's now (loaded, or already)
+            ns.call(_query_loopback)  # a socket in another namespace: the snapshot moves there, and back
+            _query_loopback()
+    finally:
+        ns.close()
+    messages = [r.getMessage() for r in caplog.records if r.name == "secsock"]
+    assert any(m.startswith("namespace switch:") for m in messages), messages
+    assert any(m.startswith("snapshot reload:") for m in messages), messages
+
+
+def test_the_upkeep_counters_are_read_only_while_debug_is_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[object] = []
+    monkeypatch.setattr(_query, "_log_backend_upkeep", reads.append)
+    logger = logging.getLogger("secsock")
+    for level, expected in ((logging.INFO, []), (logging.DEBUG, [_query._COMPILED])):
+        logger.setLevel(level)
+        try:
+            _query_loopback()  # the extension's direct path
+        finally:
+            logger.setLevel(logging.NOTSET)
+        assert reads == expected

@@ -13,6 +13,9 @@ from typing import Any, Union
 from . import _extension
 from ._errors import QueryTimeoutError, SocketClosedError
 from ._extension import require_backend as _require_backend
+from ._log import DEBUG as _DEBUG
+from ._log import debug_enabled as _debug_enabled
+from ._log import log_backend_upkeep as _log_backend_upkeep
 from ._types import (
     ConnectionFlags,
     IpsecDetails,
@@ -205,9 +208,14 @@ def query(
         # having made no system call, for any other argument: those take the checks below.
         info = backend.query_info(sock, peer, token_access, ipsec2)
         if info is not None:
+            if _debug_enabled(_DEBUG):
+                _log_backend_upkeep(backend)
             return info
     request = _request(sock, peer, token_access, ipsec2)
-    return _info_from_raw(_require_backend("query").query(*request))
+    info = _info_from_raw(_require_backend("query").query(*request))
+    if _debug_enabled(_DEBUG):
+        _log_backend_upkeep(_extension.backend)
+    return info
 
 
 class PendingQuery:
