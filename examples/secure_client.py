@@ -22,14 +22,14 @@ import secsock
 EXIT_UNSUPPORTED = 3
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
     parser.add_argument("host", help="the server's numeric IP address")
     parser.add_argument("port", type=int)
     parser.add_argument("target_name", help="the server's SPN, e.g. host/server.corp.example")
     parser.add_argument("--timeout", type=float, default=10.0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     settings = secsock.SecuritySettings(flags=secsock.SecuritySettingsFlags.GUARANTEE_ENCRYPTION)
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET  # a numeric host: its family is plain
     try:
