@@ -17,9 +17,12 @@ import errno
 import gc
 import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -872,3 +875,13 @@ def test_random_arguments_never_crash(env: Env) -> None:
         seen[outcome] = seen.get(outcome, 0) + 1
     print(seen)  # the spread, for -s
     assert seen.get("answer", 0) > 0 and seen.get("ValueError", 0) > 0 and seen.get("TypeError", 0) > 0, seen
+
+
+def test_facade_reproducers_still_run_and_pass() -> None:
+    """hardening/repro/facade.py (the bugs this catalogue came from) must keep running: it swaps the backend
+    for stand-ins through secsock._extension, so a move of that seam breaks it here, not silently."""
+    script = Path(__file__).resolve().parent.parent / "hardening" / "repro" / "facade.py"
+    argv = [sys.executable, str(script)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("ok ") == 3, done.stdout

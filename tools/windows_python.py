@@ -205,6 +205,8 @@ def build_wheel() -> Path:
         f"Root-Is-Purelib: false\nTag: {WHEEL_TAG}\n"
     )
     (dist_info / "top_level.txt").write_text("secsock\n")
+    # The console script's entry point, as setuptools wrote it into the sdist (pip installs no .exe here).
+    shutil.copy(src / "src" / "secsock.egg-info" / "entry_points.txt", dist_info / "entry_points.txt")
     wheel = out / f"secsock-{version}-{WHEEL_TAG}.whl"
     write_wheel(staging, dist_info, wheel)
     return wheel

@@ -20,7 +20,7 @@
  *   match.c           lookup_policy / lookup_sa / eval_dir: the kernel's decision for one direction of a flow
  *   seam.c            the functions of secsock_backend.h: init/fini, query_now in the socket's namespace
  *   stats.c           secsock_backend_stats_read: the upkeep counters (dumps, overruns, namespace switches)
- *   test_hooks.c      ss_debug_* (test_hooks.h), linked by tests/linux_c only: not in the extension
+ *   test_hooks.c      ss_debug_* (test_hooks.h) for the C driver, fuzzers, profiler: never linked into the extension
  */
 #ifndef SECSOCK_LINUX_BACKEND_LINUX_H
 #define SECSOCK_LINUX_BACKEND_LINUX_H
@@ -243,20 +243,34 @@ int attr_next(attr_iter *it, uint16_t *type, const uint8_t **data, size_t *dlen)
 /* ---- netlink.c ----------------------------------------------------------------------------------------- */
 int os_error(secsock_error *err, int errnum, const char *call, const char *what);
 int xfrm_os_error(secsock_error *err, int errnum, const char *call);
+/* Opens, and on every path closes, its own netlink socket and reply buffer; fn sees each payload only during
+ * its call and copies what it keeps. */
 int nl_request(int proto, uint16_t type, uint16_t flags, const void *body, size_t blen, ss_nl_fn fn,
                void *ctx, const char *call, secsock_error *err);
 
 /* ---- snapshot_index.c ---------------------------------------------------------------------------------- */
+/* Free pols, pnext and every bucket's heads; s is left empty and reusable. Safe on an empty s. */
 void snap_free_policies(ss_snap *s);
+/* Wipe and free sas, then free sanext and saheads; s is left empty and reusable. Safe on an empty s. */
 void snap_free_sas(ss_snap *s);
 int pol_order(const void *a, const void *b);
+/* Free s's policy index (pnext, heads) and allocate a new one, owned by s; on -1 (out of memory) s keeps pols
+ * and what was allocated, with no usable index: the caller frees it all with snap_free_policies. */
 int snap_index_policies_sorted(ss_snap *s, int sorted);
-int snap_index_policies(ss_snap *s);
+int snap_index_policies(ss_snap *s); /* as snap_index_policies_sorted, sorting pols first */
+/* Allocate saheads and sanext (which must be NULL: freed before), owned by s; on -1 what was allocated stays
+ * in s for snap_free_sas. */
 int snap_index_sas(ss_snap *s);
+/* A realloc of *arr to at least need elements (the capacity doubles): on 0 pointers into the old *arr are
+ * invalid; on -1 *arr and *cap are unchanged and still the caller's. */
 int grow(void **arr, size_t *cap, size_t need, size_t elem);
 int sa_same_id(const ss_sa *a, const ss_sa *b);
 int32_t sa_find(const ss_snap *s, const ss_sa *key, int32_t *prev);
+/* Copy *a into s (the caller keeps a); may reallocate sas and sanext, so pointers into them are invalid after.
+ * On -1 s still owns all it holds (snap_free_sas frees it) but only a new dump can be trusted. */
 int sa_apply(ss_snap *s, int action, const ss_sa *a);
+/* Copy *p into s (the caller keeps p); may reallocate pols and leaves the policy index stale until the caller
+ * reindexes (snap_index_policies_sorted). On -1 s still owns all it holds, but only a new dump can be trusted. */
 int pol_apply(ss_snap *s, int action, const ss_policy *p);
 
 /* ---- snapshot.c: the process state and what guards it --------------------------------------------------- */
@@ -288,36 +302,80 @@ extern pthread_once_t g_atfork_once;
 extern __thread int t_ns_check, t_ns_wrong;
 extern __thread dev_t t_ns_dev;
 extern __thread ino_t t_ns_ino;
+/* nl_request callbacks of a dump: append a parsed copy of the record to the dump_ctx's snapshot (grow). */
 int on_policy(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len);
 int on_sa(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len);
+/* Free s's policies (SAs), then fill and index them from a fresh dump, owned by s; on -1 s is left empty. */
 int dump_policies(ss_snap *s, secsock_error *err);
 int dump_sas(ss_snap *s, secsock_error *err);
 void atfork_register(void);
-int thread_ns_ok(const char *call, secsock_error *err);
+int thread_ns_verify(const char *call, secsock_error *err); /* the stat behind thread_ns_ok's t_ns_check */
+/* 0 when the thread is known to be in the snapshot's namespace (inline: nothing to check on most calls). */
+static inline int thread_ns_ok(const char *call, secsock_error *err)
+{
+    return t_ns_check ? thread_ns_verify(call, err) : 0;
+}
 uint64_t netns_cookie_of(int fd, int *errnum);
-void notify_close_locked(void);
-void state_drop_locked(void);
+void notify_close_locked(void); /* close g.notify_ep and g.notify_fd (set to -1) */
+void state_drop_locked(void);   /* notify_close_locked, then free both of g.snap's tables */
+/* Apply one notification to g.snap (sa_apply/pol_apply: may reallocate its arrays) or mark a table stale. */
 int on_notify(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len);
-void drain_notify_locked(void);
+void drain_notify_locked(void); /* on_notify for each queued notification; reindexes g.snap's policies */
+/* May free and rebuild g.snap's tables and open g.notify_fd (g owns both): pointers into g.snap are valid only
+ * until g_lock is released or the next refresh. */
 int refresh_locked(const ss_netns *ns, secsock_error *err);
 
 /* ---- flow.c -------------------------------------------------------------------------------------------- */
 extern uint64_t g_kind_hits; /* socket facts cache hits, under g_kind_lock */
-uint32_t flow_mark(ss_flow *f);
+/* SO_MARK, read on first need (flow.c says when); static inline: the policy lookup calls it per candidate. */
+static inline uint32_t flow_mark(ss_flow *f)
+{
+    if (!f->mark_read) {
+        int mark = 0;
+        socklen_t len = sizeof(mark);
+        f->mark_read = 1;
+        if (getsockopt(f->sock, SOL_SOCKET, SO_MARK, &mark, &len) != 0) {
+            f->mark_errno = errno != 0 ? errno : EIO;
+            mark = 0;
+        }
+        f->mark = (uint32_t)mark;
+    }
+    return f->mark;
+}
 int resolve_oif(ss_flow *f, secsock_error *err);
 int resolve_if_id(ss_flow *f, secsock_error *err);
+/* f borrows req's socket (f->sock): never closed here. */
 int build_flow(const secsock_query_request *req, ss_flow *f, secsock_error *err);
 int finish_flow(ss_flow *f, secsock_error *err);
 
 /* ---- match.c ------------------------------------------------------------------------------------------- */
 extern __thread uint32_t t_last_index[2], t_last_priority[2]; /* the last match per direction (test_hooks.c) */
+/* A pointer into s->pols (borrowed: valid while s is unchanged, i.e. under g_lock for g.snap), or NULL. */
 const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t if_id, int *rc,
                                secsock_error *err);
-int sa_valid(const ss_sa *a);
+/* An SA the kernel would use: xfrm_state_look_at takes only XFRM_STATE_VALID states (keyed, not expired).
+ * Static inline: the SA lookup tests every candidate with it. */
+static inline int sa_valid(const ss_sa *a)
+{
+    if (a->expired) {
+        return 0;
+    }
+    switch (a->proto) {
+    case IPPROTO_ESP:
+        return a->spi != 0 && (a->has_crypt || a->has_aead);
+    case IPPROTO_AH:
+        return a->spi != 0 && a->has_auth;
+    case IPPROTO_COMP:
+        return a->has_comp;
+    default:
+        return 0; /* larval (acquire) states and other protocols protect nothing */
+    }
+}
 int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_verdict *v,
              secsock_error *err);
 
 /* ---- seam.c -------------------------------------------------------------------------------------------- */
+/* With nsfd non-NULL, *nsfd is a new descriptor of the namespace that the caller closes (set only on 0). */
 int thread_netns(ss_netns *ns, int *nsfd);
 
 #pragma GCC visibility pop

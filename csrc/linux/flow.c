@@ -5,21 +5,8 @@
  * SO_MARK matters only to a policy or SA with a mark mask and to route lookups; SO_BINDTOIFINDEX only to route
  * lookups. Both are read when first needed, and again by every query (either can change on a live socket).
  * A failure to read the mark is kept in mark_errno and fails the query once the evaluation is over.
+ * (flow_mark is static inline in backend_linux.h: the policy lookup calls it for every candidate.)
  */
-uint32_t flow_mark(ss_flow *f)
-{
-    if (!f->mark_read) {
-        int mark = 0;
-        socklen_t len = sizeof(mark);
-        f->mark_read = 1;
-        if (getsockopt(f->sock, SOL_SOCKET, SO_MARK, &mark, &len) != 0) {
-            f->mark_errno = errno != 0 ? errno : EIO;
-            mark = 0;
-        }
-        f->mark = (uint32_t)mark;
-    }
-    return f->mark;
-}
 
 static int flow_bound_ifindex(ss_flow *f)
 {

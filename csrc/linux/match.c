@@ -1,8 +1,20 @@
-/* Matching: the policy and SAs the kernel would apply to a flow; each function names the kernel code it mirrors. */
+/* Matching: the policy and SAs the kernel would apply to a flow; each rule names the kernel code it mirrors, if any. */
 #include "backend_linux.h"
 
 /* The policy the calling thread's last query matched per direction (index + 1, 0 for none): a test hook. */
 __thread uint32_t t_last_index[2], t_last_priority[2];
+
+/*
+ * The kernel's xfrm_selector_match (include/net/xfrm.h): __xfrm4_selector_match or __xfrm6_selector_match by
+ * family, the family itself checked by the caller's policy lookup. Declared in xfrm_records.h.
+ */
+int ss_sel_match(const ss_sel *s, int family, const uint8_t *saddr, const uint8_t *daddr, uint16_t sport,
+                 uint16_t dport, uint8_t proto, int oif)
+{
+    return prefix_match(daddr, s->daddr, s->prefixlen_d) && prefix_match(saddr, s->saddr, s->prefixlen_s) &&
+           ((dport ^ s->dport) & s->dport_mask) == 0 && ((sport ^ s->sport) & s->sport_mask) == 0 &&
+           (s->proto == 0 || s->proto == proto) && (s->ifindex == 0 || s->ifindex == oif) && family != 0;
+}
 
 /* Selector match (xfrm_selector_match), resolving the flow's interface only when a selector names one. -1 on error. */
 static int flow_sel_match(const ss_sel *s, ss_flow *f, int dir, secsock_error *err)
@@ -101,24 +113,7 @@ const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t i
     return NULL;
 }
 
-/* An SA the kernel would use: xfrm_state_look_at takes only XFRM_STATE_VALID states (keyed, not expired). */
-int sa_valid(const ss_sa *a)
-{
-    if (a->expired) {
-        return 0;
-    }
-    switch (a->proto) {
-    case IPPROTO_ESP:
-        return a->spi != 0 && (a->has_crypt || a->has_aead);
-    case IPPROTO_AH:
-        return a->spi != 0 && a->has_auth;
-    case IPPROTO_COMP:
-        return a->has_comp;
-    default:
-        return 0; /* larval (acquire) states and other protocols protect nothing */
-    }
-}
-
+/* Ours, no kernel counterpart: does the SA hide the payload (an AEAD, or ESP with a cipher but cipher_null)? */
 static int sa_encrypts(const ss_sa *a)
 {
     if (a->proto != IPPROTO_ESP) {
@@ -190,6 +185,7 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
     return best;
 }
 
+/* Ours, no kernel counterpart: the seam's record of an SA (secsock_backend.h). */
 static void fill_sa(secsock_sa *o, const ss_sa *a)
 {
     memset(o, 0, sizeof(*o));
@@ -208,7 +204,7 @@ static void fill_sa(secsock_sa *o, const ss_sa *a)
     }
 }
 
-/* No SA protects this direction: forget the ones filled so far. */
+/* Ours, no kernel counterpart: no SA protects this direction, so forget the ones filled so far. */
 static void dir_clear(secsock_direction *out)
 {
     memset(out->sas, 0, out->count * sizeof(out->sas[0]));

@@ -561,12 +561,3 @@ int ss_nl_walk(const void *buf, size_t len, uint32_t seq, uint32_t portid, ss_nl
     }
     return 0;
 }
-
-int ss_sel_match(const ss_sel *s, int family, const uint8_t *saddr, const uint8_t *daddr, uint16_t sport,
-                 uint16_t dport, uint8_t proto, int oif)
-{
-    /* As the kernel's __xfrm4/6_selector_match, with the family checked by the caller's policy lookup. */
-    return prefix_match(daddr, s->daddr, s->prefixlen_d) && prefix_match(saddr, s->saddr, s->prefixlen_s) &&
-           ((dport ^ s->dport) & s->dport_mask) == 0 && ((sport ^ s->sport) & s->sport_mask) == 0 &&
-           (s->proto == 0 || s->proto == proto) && (s->ifindex == 0 || s->ifindex == oif) && family != 0;
-}

@@ -1,4 +1,4 @@
-/* The Linux backend's seam functions (secsock_backend.h): init, the query in the socket's namespace, pendings. */
+/* The Linux backend's seam functions (secsock_backend.h) but secsock_socket_kind_of (flow.c): init, query, pending. */
 #include "backend_linux.h"
 
 struct secsock_pending {

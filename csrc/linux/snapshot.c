@@ -182,13 +182,10 @@ __thread int t_ns_check, t_ns_wrong;
 __thread dev_t t_ns_dev;
 __thread ino_t t_ns_ino;
 
-int thread_ns_ok(const char *call, secsock_error *err)
+int thread_ns_verify(const char *call, secsock_error *err)
 {
     struct stat st;
 
-    if (!t_ns_check) {
-        return 0;
-    }
     if (stat("/proc/thread-self/ns/net", &st) == 0 && st.st_dev == t_ns_dev && st.st_ino == t_ns_ino) {
         t_ns_check = 0; /* checked once per query: the thread does not move during it */
         return 0;

@@ -64,11 +64,11 @@ int snap_index_policies_sorted(ss_snap *s, int sorted)
     for (b = 0; b < SS_NBUCKETS; b++) {
         free(s->b[b].heads);
     }
+    memset(s->b, 0, sizeof(s->b)); /* before any return: snap_free_policies must not free these heads again */
     s->pnext = malloc((s->npols > 0 ? s->npols : 1) * sizeof(*s->pnext));
     if (s->pnext == NULL) {
         return -1;
     }
-    memset(s->b, 0, sizeof(s->b));
     i = 0;
     for (b = 0; b < SS_NBUCKETS; b++) {
         ss_bucket *bk = &s->b[b];

@@ -1,4 +1,4 @@
-/* Test hooks of the Linux backend (test_hooks.h): linked into tests/linux_c's driver only, never the extension. */
+/* The Linux backend's test hooks (test_hooks.h) for C driver, fuzzers, profiler: never linked into the extension. */
 #include "backend_linux.h"
 #include "test_hooks.h"
 

@@ -1,4 +1,4 @@
-/* Test hooks of the Linux backend (test_hooks.c): linked into tests/linux_c's driver only, never the extension. */
+/* The Linux backend's test hooks (test_hooks.c) for C driver, fuzzers, profiler: never linked into the extension. */
 #ifndef SECSOCK_LINUX_TEST_HOOKS_H
 #define SECSOCK_LINUX_TEST_HOOKS_H
 

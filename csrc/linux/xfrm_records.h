@@ -3,11 +3,16 @@
  * record out; no system calls, no global state), which tests and fuzzers drive directly.
  * Not part of the seam: only csrc/linux/, tests/linux_c/ and the fuzz targets include this file.
  */
+/* The guard keeps the name before issue 10 (backend_linux_xfrm.h): hardening/fuzz/fuzz_common.h tests it. */
 #ifndef SECSOCK_BACKEND_LINUX_XFRM_H
 #define SECSOCK_BACKEND_LINUX_XFRM_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* Internal to the backend, as backend_linux.h's declarations are: out of the extension's dynamic symbol table,
+ * so no library can interpose them and calls stay direct (ss_sel_match is inlined into the policy lookup). */
+#pragma GCC visibility push(hidden)
 
 #define SS_XFRM_MAX_TMPL 6 /* XFRM_MAX_DEPTH in the kernel: it refuses policies with more templates */
 #define SS_ALG_NAME 64     /* the size of alg_name in struct xfrm_algo */
@@ -113,8 +118,11 @@ typedef int (*ss_nl_fn)(void *ctx, uint16_t type, uint16_t flags, const void *pa
 int ss_nl_walk(const void *buf, size_t len, uint32_t seq, uint32_t portid, ss_nl_fn fn, void *ctx,
                const char **why);
 
-/* Does the selector match the flow (addresses in network order, ports in network order)? */
+/* Does the selector match the flow (addresses in network order, ports in network order)? Defined in match.c
+ * (it mirrors the kernel's xfrm_selector_match), not parse.c: a matcher, not a parser. */
 int ss_sel_match(const ss_sel *s, int family, const uint8_t *saddr, const uint8_t *daddr, uint16_t sport,
                  uint16_t dport, uint8_t proto, int oif);
+
+#pragma GCC visibility pop
 
 #endif /* SECSOCK_BACKEND_LINUX_XFRM_H */

@@ -1,5 +1,5 @@
 /*
- * Shared by the libFuzzer targets over the Linux backend's pure netlink/XFRM parsers (csrc/backend_linux_xfrm.h).
+ * Shared by the libFuzzer targets over the Linux backend's pure netlink/XFRM parsers (csrc/linux/xfrm_records.h).
  * Every target gets exactly the fuzzer's bytes in a buffer of exactly that size, so ASan sees any read past
  * the claimed length.
  */

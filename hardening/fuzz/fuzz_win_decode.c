@@ -1,5 +1,5 @@
 /*
- * libFuzzer target: the Windows result decoder (csrc/secsock_decode.c) on any bytes and any claimed size.
+ * libFuzzer target: the Windows result decoder (csrc/windows/secsock_decode.c) on any bytes and any claimed size.
  * Input: 2 bytes of claimed returned length (little-endian), 2 bytes of buffer size, then the buffer's
  * bytes. The buffer is exactly as large as the fuzzer's remaining bytes, so ASan sees a read past it; the
  * decoder must read only min(claimed, size) bytes, never fail for 8 bytes or more, and decode the IPsec2

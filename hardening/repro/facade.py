@@ -9,7 +9,7 @@ import sys
 from typing import ClassVar
 
 import secsock
-from secsock import _query
+from secsock import _extension
 
 
 class Untouchable:
@@ -40,7 +40,7 @@ def outcome(call):
 
 
 def main() -> int:
-    real = _query._backend
+    real = _extension.backend
     bugs = 0
     checks = [
         (
@@ -68,11 +68,11 @@ def main() -> int:
         ),
     ]
     for title, call, ok, untouchable in checks:
-        _query._backend = Untouchable() if untouchable else real
+        _extension.backend = Untouchable() if untouchable else real
         try:
             result = outcome(call)
         finally:
-            _query._backend = real
+            _extension.backend = real
         good = ok(result)
         bugs += not good
         print(f"{'ok ' if good else 'BUG'} {title}\n      got: {result}")

@@ -432,7 +432,7 @@ def test_every_documented_error_is_its_exception_with_winerror(
 
 def test_probe_json_answers_for_a_loopback_connection() -> None:
     """The command in a new Windows process (its own, unscripted double): in the clear, with the peer's
-    identity read from the tokens the double hands out."""
+    identity read from the tokens the double hands out; exit 4, since probe demands "secured" by default."""
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
         accepter = threading.Thread(target=lambda: listener.accept()[0].close())
@@ -445,8 +445,9 @@ def test_probe_json_answers_for_a_loopback_connection() -> None:
             timeout=60,
         )
         accepter.join(10)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 4, done.stderr
     report = json.loads(done.stdout)
+    assert report["ok"] is True and report["met"] is False and report["failed"] == "secured", report
     assert report["transport"] == "tcp" and report["peer"] == f"127.0.0.1:{port}"
     assert report["secured"] is False and report["encrypted"] is False and report["flags"] == 0
     assert report["peer_application_token"] is True, report
