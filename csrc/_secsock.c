@@ -13,6 +13,14 @@
  */
 #include "module/module.h"
 
+static PyObject *mod_backend_stats(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(args))
+{
+    secsock_backend_stats stats;
+    secsock_backend_stats_read(&stats);
+    return Py_BuildValue("(KKK)", (unsigned long long)stats.reloads, (unsigned long long)stats.overruns,
+                         (unsigned long long)stats.netns_switches);
+}
+
 static PyMethodDef module_methods[] = {
     {"query_info", mod_query_info, METH_VARARGS,
      "query_info(sock, peer, token_access, ipsec2) -> SecurityInfo, or None unless sock alone was given."},
@@ -38,6 +46,8 @@ static PyMethodDef module_methods[] = {
     {"token_groups", mod_token_groups, METH_O, "token_groups(handle) -> ((sid, account), ...)."},
     {"token_is_member", mod_token_is_member, METH_VARARGS,
      "token_is_member(handle, sid_or_account) -> bool; CheckTokenMembership."},
+    {"backend_stats", mod_backend_stats, METH_NOARGS,
+     "backend_stats() -> (reloads, overruns, netns_switches): the backend's upkeep counters (zeros on Windows)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -129,6 +129,19 @@ const char *secsock_backend_name(void);
 int secsock_backend_init(secsock_error *err);
 void secsock_backend_fini(void);
 
+/*
+ * Counters of the backend's own upkeep since the module was loaded, for the facade's DEBUG log (it reads them
+ * only when that level is on): full re-reads of the system's state, notification overruns, and switches of
+ * the network namespace the state is kept for. A backend that keeps no state (Windows asks the system on
+ * every query) reports zeros. Never fails; does not block beyond a short lock.
+ */
+typedef struct {
+    uint64_t reloads;
+    uint64_t overruns;
+    uint64_t netns_switches;
+} secsock_backend_stats;
+void secsock_backend_stats_read(secsock_backend_stats *out);
+
 /* Family, type and protocol of a descriptor: 0, or -1 (not a socket, closed...). */
 int secsock_socket_kind_of(secsock_fd sock, secsock_socket_kind *kind, secsock_error *err);
 

@@ -29,12 +29,16 @@ async def serve(args: argparse.Namespace) -> None:
     connections = 0
 
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with await secsock.query_async(writer) as info:  # a StreamWriter is enough
-            writer.write((json.dumps(info.as_dict(), sort_keys=True) + "\n").encode())
-        while line := await reader.readline():
-            writer.write(line)
-            await writer.drain()
-        writer.close()
+        try:
+            with await secsock.query_async(writer) as info:  # a StreamWriter is enough
+                writer.write((json.dumps(info.as_dict(), sort_keys=True) + "\n").encode())
+            while line := await reader.readline():
+                writer.write(line)
+                await writer.drain()
+        except ConnectionError as exc:  # the client reset or went away: nothing left to serve
+            print(f"client left: {exc}", file=sys.stderr, flush=True)
+        finally:
+            writer.close()
 
     guarded = REQUIREMENTS[args.require].guard(echo)
 

@@ -14,6 +14,7 @@ names are an AuthIP notion): the program says so in one line and exits 3.
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 
 import secsock
@@ -21,18 +22,19 @@ import secsock
 EXIT_UNSUPPORTED = 3
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
     parser.add_argument("host", help="the server's numeric IP address")
     parser.add_argument("port", type=int)
     parser.add_argument("target_name", help="the server's SPN, e.g. host/server.corp.example")
     parser.add_argument("--timeout", type=float, default=10.0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     settings = secsock.SecuritySettings(flags=secsock.SecuritySettingsFlags.GUARANTEE_ENCRYPTION)
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET  # a numeric host: its family is plain
     try:
         conn = secsock.SecureSocket.secure_connect(
-            (args.host, args.port), args.target_name, settings, timeout=args.timeout
+            (args.host, args.port), args.target_name, settings, family=family, timeout=args.timeout
         )
     except secsock.UnsupportedOperation as exc:
         print(f"secure_client: {exc}", file=sys.stderr)

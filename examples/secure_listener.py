@@ -15,6 +15,7 @@ tokens exist): the program says so in one line and exits 3.
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 
 import secsock
@@ -38,17 +39,19 @@ def serve_one(conn: secsock.SecureSocket, address: object, requirement: secsock.
         print(f"served {who} at {address}", file=sys.stderr, flush=True)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=27015)
     parser.add_argument("--member-of", default=None, help='a SID or "DOMAIN\\group" the peer must belong to')
     parser.add_argument("--count", type=int, default=None, help="stop after N connections")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     try:
         requirement = secsock.Requirement(encrypted=True, member_of=args.member_of)
-        listener = secsock.SecureSocket.secure_listener((args.host, args.port))  # set_security before bind
+        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET  # a numeric host
+        # set_security before bind, as the sample does
+        listener = secsock.SecureSocket.secure_listener((args.host, args.port), family=family)
     except secsock.UnsupportedOperation as exc:
         print(f"secure_listener: {exc}", file=sys.stderr)
         return EXIT_UNSUPPORTED

@@ -45,7 +45,7 @@ def main() -> None:
         allow_reuse_address = True
 
     with Server((args.host, args.port), EchoHandler) as server:
-        host, port = server.server_address[:2]
+        host, port = server.socket.getsockname()[:2]  # server_address may be bytes, as typeshed says
         print(f"listening on {host}:{port}, requiring {args.require}", file=sys.stderr, flush=True)
         if args.count is None:
             server.serve_forever()

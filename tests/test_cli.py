@@ -91,7 +91,7 @@ def test_json_error_line_for_a_failed_connect(no_system_call: None, port: int) -
         closed_port = unused.getsockname()[1]  # bound, never listening: the connect is refused
         code, text = run(["probe", "127.0.0.1", str(closed_port), "--json"])
     error = json.loads(text)
-    assert code == 1 and error["ok"] is False and error["peer"] == f"127.0.0.1:{closed_port}"
+    assert code == 5 and error["ok"] is False and error["peer"] == f"127.0.0.1:{closed_port}"
     assert error["local"] is None and error["errno"] is not None
 
 
@@ -124,6 +124,11 @@ def test_explain_prints_the_backend_reason_where_there_is_one(
         (["probe", "127.0.0.1", "99999"], "argument port: '99999' is not a port number (1 to 65535)"),
         (["probe", "127.0.0.1", "0"], "argument port: '0' is not a port number (1 to 65535)"),
         (["probe", "127.0.0.1", "http"], "argument port: 'http' is not a port number"),
+        (["probe", "127.0.0.1", "\u0668\u0660"], "argument port: '\u0668\u0660' is not a port number"),
+        (["probe", "127.0.0.1", " 80"], "argument port: ' 80' is not a port number"),
+        (["probe", "127.0.0.1", "+80"], "argument port: '+80' is not a port number"),
+        (["probe", "127.0.0.1", "8_0"], "argument port: '8_0' is not a port number"),
+        (["serve", "0", "--count", "\u00b2"], "argument --count: '\u00b2' is not a positive count"),
         (["probe", "localhost", "80"], "argument host: 'localhost' is not a numeric IP address"),
         (["explain", "example.com", "80"], "argument host: 'example.com' is not a numeric IP address"),
         (["serve", "65536"], "argument port: '65536' is not a port number (0 to 65535)"),
@@ -154,10 +159,12 @@ def test_every_exit_status_is_documented() -> None:
     import secsock.__main__ as cli
 
     doc = cli.__doc__ or ""
-    for status in (0, cli.EXIT_FAILED, cli.EXIT_USAGE, cli.EXIT_UNSUPPORTED, cli.EXIT_NOT_MET, 130):
+    statuses = (0, cli.EXIT_FAILED, cli.EXIT_USAGE, cli.EXIT_UNSUPPORTED, cli.EXIT_NOT_MET)
+    statuses += (cli.EXIT_NO_CONNECTION, cli.EXIT_INTERRUPTED)
+    for status in statuses:
         assert f"\n  {status:<4} " in doc
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    for status in (0, 1, 2, 3, 4, 130):
+    for status in statuses:
         assert f"| {status} |" in readme
 
 
@@ -177,3 +184,25 @@ def test_console_script_entry_point_is_the_command_line(capsys: pytest.CaptureFi
     with pytest.raises(SystemExit) as caught:
         script.load()(["--version"])
     assert caught.value.code == 0 and capsys.readouterr().out.startswith("secsock ")
+
+
+def test_json_lines_always_carry_the_reason(
+    fake_backend: FakeBackend, port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_backend.result = CLEAR
+    for command in ("probe", "explain"):
+        _, text = run([command, "127.0.0.1", str(port), "--json"])
+        assert json.loads(text)["reason"] is None  # the key is there before SecurityInfo has a reason
+    monkeypatch.setattr(secsock.SecurityInfo, "reason", "no policy selects the flow", raising=False)
+    _, text = run(["explain", "127.0.0.1", str(port), "--json"])
+    assert json.loads(text)["reason"] == "no policy selects the flow"
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        _, text = run(["probe", "127.0.0.1", str(unused.getsockname()[1]), "--json"])
+    assert "reason" in json.loads(text) and json.loads(text)["reason"] is None  # an error line too
+
+
+def test_a_listener_that_cannot_bind_has_its_own_exit_status(no_system_call: None) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        code, _ = run(["serve", str(taken.getsockname()[1]), "--host", "127.0.0.1", "--count", "1"])
+    assert code == 5  # not 1, which says a query failed

@@ -6,6 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import socketserver
+import struct
+import sys
+import time
+from typing import Any
 
 import pytest
 
@@ -122,3 +127,115 @@ def test_query_async_outside_asyncio_needs_no_loop(tcp_pair: tuple[socket.socket
         coroutine.send(None)
     assert isinstance(done.value.value, secsock.SecurityInfo)
     assert _query.BACKEND == "linux"
+
+
+def _reset_connection(address: tuple[str, int]) -> None:
+    """Connect to address and leave at once with a reset (SO_LINGER 0): the server's query finds no peer."""
+    client = socket.create_connection(address)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()
+
+
+def test_create_server_drops_a_peer_that_reset_before_the_query(caplog: pytest.LogCaptureFixture) -> None:
+    # The query's getpeername fails with ENOTCONN: accept() drops that connection and returns the next.
+    with secsock.SecureSocket.create_server(
+        ("127.0.0.1", 0), require=secsock.Requirement(secured=False)
+    ) as listener:
+        listener.settimeout(10)
+        _reset_connection(listener.getsockname())
+        time.sleep(0.2)  # the reset has reached the accept queue before the next connection comes
+        with socket.create_connection(listener.getsockname()) as admitted:
+            with caplog.at_level(logging.INFO, logger="secsock"):
+                conn, address = listener.accept()
+            conn.close()
+            assert address == admitted.getsockname()
+    assert any("dropped" in r.message and "disconnected" in r.message for r in caplog.records)
+
+
+def test_guard_drops_a_peer_that_reset_before_the_query(caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[str] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        calls.append("handled")
+        await _echo(reader, writer)
+
+    async def main() -> bytes:
+        server = await asyncio.start_server(secsock.Requirement(secured=False).guard(handler), "127.0.0.1", 0)
+        async with server:
+            _reset_connection(server.sockets[0].getsockname())
+            await asyncio.sleep(0.2)
+            return await _exchange(server.sockets[0].getsockname()[1])
+
+    with caplog.at_level(logging.INFO):
+        assert asyncio.run(main()) == b"ping"
+    assert calls == ["handled"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # no "Unhandled exception in ..."
+    assert any(r.name == "secsock" and "dropped" in r.message for r in caplog.records)
+
+
+def test_socketserver_mixin_drops_a_peer_that_reset_before_the_query() -> None:
+    errors: list[Any] = []
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            errors.append("handled")
+
+    class Server(secsock.RequireSecurityMixIn, socketserver.TCPServer):
+        requirement = secsock.Requirement(secured=False)
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            errors.append(sys.exc_info()[1])
+
+    with Server(("127.0.0.1", 0), Handler) as server:
+        _reset_connection(server.server_address)
+        time.sleep(0.2)
+        server.handle_request()
+    assert errors == []  # neither handled nor a traceback through handle_error
+
+
+def test_cli_json_names_no_protocol_for_cleartext_loopback(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from secsock.__main__ import main
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        assert main(["probe", "127.0.0.1", str(port), "--require", "none", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["secured"] is False and record["protocol"] is None and "protocol" in record
+
+
+def _query_loopback() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        with socket.create_connection(listener.getsockname()) as client, listener.accept()[0] as conn:
+            secsock.query(conn).close()
+            assert client.fileno() >= 0
+
+
+def test_debug_log_shows_snapshot_reloads_and_namespace_switches(caplog: pytest.LogCaptureFixture) -> None:
+    from linux_netns import Netns
+
+    ns = Netns("upkeep")
+    try:
+        with caplog.at_level(logging.DEBUG, logger="secsock"):
+            _query_loopback()  # the snapshot is this namespace's now (loaded, or already)
+            ns.call(_query_loopback)  # a socket in another namespace: the snapshot moves there, and back
+            _query_loopback()
+    finally:
+        ns.close()
+    messages = [r.getMessage() for r in caplog.records if r.name == "secsock"]
+    assert any(m.startswith("namespace switch:") for m in messages), messages
+    assert any(m.startswith("snapshot reload:") for m in messages), messages
+
+
+def test_the_upkeep_counters_are_read_only_while_debug_is_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[object] = []
+    monkeypatch.setattr(_query, "_log_backend_upkeep", reads.append)
+    logger = logging.getLogger("secsock")
+    for level, expected in ((logging.INFO, []), (logging.DEBUG, [_query._COMPILED])):
+        logger.setLevel(level)
+        try:
+            _query_loopback()  # the extension's direct path
+        finally:
+            logger.setLevel(logging.NOTSET)
+        assert reads == expected

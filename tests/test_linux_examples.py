@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -99,3 +100,16 @@ def test_the_secure_listener_example_refuses_member_of_on_linux_first() -> None:
         timeout=60,
     )
     assert done.returncode == 3 and "member_of cannot be checked on Linux" in done.stderr
+
+
+def test_asyncio_example_survives_a_client_that_resets() -> None:
+    with example_server("asyncio_server.py", "--require", "none", "--count", "1") as (process, port):
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+            client.sendall(b"ping\n")
+            with client.makefile("rb") as reader:  # closed first: it holds the socket open
+                assert json.loads(reader.readline())["secured"] is False and reader.readline() == b"ping\n"
+            client.sendall(b"unread\n")  # data the server has not read yet turns the close into a reset
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "Unhandled exception" not in err

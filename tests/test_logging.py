@@ -1,4 +1,5 @@
-"""The secsock logger (issue 13, item 5): refusals are logged, queries never are."""
+"""The secsock logger (issue 13, item 5): refusals are logged; a query logs only the backend's upkeep, at
+DEBUG, when its counters moved."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import secsock
 from fakes import FakeBackend
 
 
-def test_a_query_logs_nothing_even_at_debug(
+def test_a_query_without_upkeep_logs_nothing_even_at_debug(
     fake_backend: FakeBackend, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.DEBUG, logger="secsock"):
@@ -51,3 +52,38 @@ def test_a_server_refusal_is_logged_at_info_with_the_address(
     infos = [r for r in caplog.records if r.levelno == logging.INFO]
     assert len(infos) == 1 and str(address) in infos[0].getMessage()
     assert "not secured" in infos[0].getMessage()
+
+
+class UpkeepBackend(FakeBackend):
+    """Counts like the Linux backend: (reloads, overruns, netns_switches), as scripted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counters = (0, 0, 0)
+
+    def backend_stats(self) -> tuple[int, int, int]:
+        return self.counters
+
+
+def test_a_query_logs_the_backend_upkeep_that_happened_at_debug(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from secsock import _extension, _log
+
+    backend = UpkeepBackend()
+    monkeypatch.setattr(_extension, "backend", backend)
+    monkeypatch.setattr(_log, "_last_upkeep", (0, 0, 0))
+    with caplog.at_level(logging.DEBUG, logger="secsock"):
+        backend.counters = (2, 0, 0)
+        secsock.query(5)
+        secsock.query(5)  # nothing moved: nothing logged
+        backend.counters = (4, 1, 1)
+        secsock.query(5)
+    assert [r.getMessage() for r in caplog.records] == [
+        "snapshot reload: the backend re-read the XFRM tables (2 full dumps since last logged, 2 in all)",
+        "snapshot reload: the backend re-read the XFRM tables (2 full dumps since last logged, 4 in all)",
+        "notification overrun: XFRM notifications were lost, so the tables are re-read"
+        " (1 since last logged, 1 in all)",
+        "namespace switch: the snapshot moved to another network namespace (1 since last logged, 1 in all)",
+    ]
+    assert {r.levelno for r in caplog.records} == {logging.DEBUG}

@@ -4,6 +4,7 @@ through the facade over recording backends."""
 from __future__ import annotations
 
 import errno
+import logging
 import pickle
 import socket
 import socketserver
@@ -48,19 +49,49 @@ def member_backend(monkeypatch: pytest.MonkeyPatch) -> MemberBackend:
     return backend
 
 
-def test_every_exception_of_the_package_is_a_secsock_error_and_keeps_its_builtin_base() -> None:
-    assert issubclass(secsock.UnsupportedPlatformError, secsock.Error)
-    assert issubclass(secsock.UnsupportedPlatformError, OSError)
-    assert issubclass(secsock.UnsupportedOperation, secsock.Error)
-    assert issubclass(secsock.UnsupportedOperation, OSError)
-    assert issubclass(secsock.NotSecuredError, secsock.Error)
-    assert issubclass(secsock.NotSecuredError, PermissionError)
+def test_the_exceptions_secsock_decides_itself_are_secsock_errors_and_keep_their_builtin_base() -> None:
+    for error, builtin in (
+        (secsock.UnsupportedPlatformError, OSError),
+        (secsock.UnsupportedOperation, OSError),
+        (secsock.NotSecuredError, PermissionError),
+        (secsock.SocketClosedError, OSError),
+        (secsock.QueryTimeoutError, TimeoutError),
+    ):
+        assert issubclass(error, secsock.Error) and issubclass(error, builtin)
     exported = [getattr(secsock, name) for name in secsock.__all__]
     errors = [obj for obj in exported if isinstance(obj, type) and issubclass(obj, BaseException)]
     assert errors and all(issubclass(error, secsock.Error) for error in errors)
     # An OSError subclass still takes (errno, message) as before.
     exc = secsock.UnsupportedOperation(errno.EOPNOTSUPP, "no")
-    assert exc.errno == errno.EOPNOTSUPP and str(exc) == "[Errno 95] no"
+    assert exc.errno == errno.EOPNOTSUPP and str(exc) == f"[Errno {errno.EOPNOTSUPP}] no"  # 10045 on Windows
+
+
+def test_a_closed_socket_is_a_secsock_error_with_ebadf(no_system_call: None) -> None:
+    closed = socket.socket()
+    closed.close()
+    for call in (secsock.query, secsock.begin_query, secsock.SecureSocket.from_socket):
+        with pytest.raises(secsock.SocketClosedError) as caught:
+            call(closed)
+        assert isinstance(caught.value, OSError) and caught.value.errno == errno.EBADF
+
+
+def test_a_result_that_times_out_is_a_secsock_error_and_a_timeout_error() -> None:
+    class InFlight:
+        def wait(self, timeout_ms: int) -> bool:
+            return False
+
+    with pytest.raises(secsock.QueryTimeoutError) as caught:
+        secsock.PendingQuery(InFlight()).result(timeout=0.01)
+    assert isinstance(caught.value, TimeoutError) and isinstance(caught.value, secsock.Error)
+
+
+def test_a_failed_system_call_stays_the_builtin_os_error_it_is(fake_backend: FakeBackend) -> None:
+    # As the socket module: the builtin OSError subclass with the system's errno (winerror on Windows);
+    # secsock does not re-wrap what the system said.
+    fail_queries(fake_backend, ConnectionResetError(errno.ECONNRESET, "reset"))
+    with pytest.raises(ConnectionResetError) as caught:
+        secsock.query(7)
+    assert type(caught.value) is ConnectionResetError and not isinstance(caught.value, secsock.Error)
 
 
 @pytest.mark.parametrize(
@@ -238,14 +269,79 @@ def test_create_server_without_a_requirement_accepts_everything(no_system_call: 
         secsock.SecureSocket.create_server(("127.0.0.1", 0), require="encrypted")  # type: ignore[arg-type]
 
 
-def test_create_server_raises_a_failed_query_and_closes_the_connection(fake_backend: FakeBackend) -> None:
-    fail_queries(fake_backend, ConnectionResetError(errno.ECONNRESET, "reset"))
+@pytest.mark.parametrize(
+    "error",
+    [
+        PermissionError(errno.EPERM, "no CAP_NET_ADMIN"),
+        OSError(errno.ENOMEM, "no memory"),
+        OSError(errno.EBADMSG, "a netlink message the backend cannot read"),
+    ],
+)
+def test_create_server_raises_a_failed_query_and_closes_the_connection(
+    fake_backend: FakeBackend, error: OSError
+) -> None:
+    fail_queries(fake_backend, error)
     with secsock.SecureSocket.create_server(("127.0.0.1", 0), require=secsock.Requirement()) as listener:
         with socket.create_connection(listener.getsockname()) as client:
-            with pytest.raises(ConnectionResetError):
+            with pytest.raises(OSError) as caught:
                 listener.accept()
+            assert caught.value is error
             client.settimeout(10)
             assert client.recv(1) == b""
+
+
+def winsock_error(code: int, errno_value: int) -> OSError:
+    """An OSError as Windows raises it, with winerror (which only Windows' constructor sets)."""
+    error = OSError(errno_value, f"winsock error {code}")
+    error.winerror = code  # type: ignore[attr-defined]
+    return error
+
+
+PEER_GONE = [
+    OSError(errno.ENOTCONN, "getpeername failed"),
+    ConnectionResetError(errno.ECONNRESET, "reset"),
+    ConnectionAbortedError(errno.ECONNABORTED, "aborted"),
+    BrokenPipeError(errno.EPIPE, "broken pipe"),
+    winsock_error(10057, errno.ENOTCONN),  # WSAENOTCONN
+    winsock_error(10054, errno.ECONNRESET),  # WSAECONNRESET
+    winsock_error(10053, errno.ECONNABORTED),  # WSAECONNABORTED
+]
+
+
+@pytest.mark.parametrize("error", PEER_GONE)
+def test_peer_gone_names_only_a_peer_that_disconnected(error: OSError) -> None:
+    from secsock._server import peer_gone
+
+    assert peer_gone(error)
+    assert not peer_gone(OSError(errno.EPERM, "denied"))
+    assert not peer_gone(winsock_error(5, errno.ECONNRESET))  # ERROR_ACCESS_DENIED: the winerror decides
+    assert not peer_gone(ValueError("not an OSError"))
+
+
+@pytest.mark.parametrize("error", PEER_GONE[:2])
+def test_create_server_drops_a_peer_that_left_and_accepts_the_next(
+    scripted: ScriptedBackend, error: OSError, caplog: pytest.LogCaptureFixture
+) -> None:
+    answers = [error, ENCRYPTED]
+
+    def query(*request: Any) -> tuple[Any, ...]:
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    scripted.query = query  # type: ignore[method-assign]
+    with secsock.SecureSocket.create_server(("127.0.0.1", 0), require=secsock.Requirement()) as listener:
+        listener.settimeout(10)
+        with socket.create_connection(listener.getsockname()) as gone:
+            with socket.create_connection(listener.getsockname()) as admitted:
+                with caplog.at_level(logging.INFO, logger="secsock"):
+                    conn, address = listener.accept()
+                conn.close()
+                assert address == admitted.getsockname()
+                gone.settimeout(10)
+                assert gone.recv(1) == b""  # closed
+    assert any("dropped" in r.message for r in caplog.records)
 
 
 class Echo(socketserver.BaseRequestHandler):
@@ -333,3 +429,118 @@ def test_socketserver_mixin_refuses_when_the_query_fails(fake_backend: FakeBacke
     with Server(("127.0.0.1", 0), Echo) as server:
         assert_refused(server)
     assert errors == [PermissionError]
+
+
+class AdoptingListener(secsock.SecureSocket):
+    pass
+
+
+COPIES = {
+    "dup": lambda listener: listener.dup(),
+    "from_socket": lambda listener: AdoptingListener.from_socket(listener.dup()),
+}
+
+
+@pytest.mark.parametrize("copy_of", COPIES.values(), ids=COPIES.keys())
+def test_a_copy_of_a_refusing_listener_refuses_too(scripted: ScriptedBackend, copy_of: Any) -> None:
+    requirement = secsock.Requirement(encrypted=True)
+    with secsock.SecureSocket.create_server(("127.0.0.1", 0), require=requirement) as original:
+        with copy_of(original) as copy:
+            assert isinstance(copy, secsock.SecureSocket) and copy._requirement == requirement
+            copy.settimeout(10)
+            with socket.create_connection(original.getsockname()) as refused:
+                with socket.create_connection(original.getsockname()) as admitted:
+                    conn, address = copy.accept()  # CLEAR is refused through the copy too
+                    conn.close()
+                    assert address == admitted.getsockname()
+                    refused.settimeout(10)
+                    assert refused.recv(1) == b""
+
+
+class RecordingWriter:
+    """A StreamWriter's surface as guard uses it, recording close() and wait_closed()."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.calls: list[str] = []
+
+    def get_extra_info(self, name: str) -> Any:
+        return {"socket": self.sock, "peername": ("192.0.2.1", 1)}.get(name)
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+    async def wait_closed(self) -> None:
+        self.calls.append("wait_closed")
+
+
+def test_guard_takes_a_plain_callback_and_waits_for_a_refused_connection_to_close(
+    scripted: ScriptedBackend,
+) -> None:
+    import asyncio
+
+    handled: list[Any] = []
+
+    def plain(reader: Any, writer: Any) -> None:  # start_server accepts a plain function too
+        handled.append(writer)
+
+    guarded = secsock.Requirement(encrypted=True).guard(plain)
+    with socket.socket() as sock:
+        refused, admitted = RecordingWriter(sock), RecordingWriter(sock)
+        asyncio.run(guarded(None, refused))  # type: ignore[arg-type]  # CLEAR
+        asyncio.run(guarded(None, admitted))  # type: ignore[arg-type]  # ENCRYPTED
+    assert refused.calls == ["close", "wait_closed"]
+    assert handled == [admitted] and admitted.calls == []
+
+
+def test_not_secured_error_with_tokens_pickles_without_them(member_backend: MemberBackend) -> None:
+    with pytest.raises(secsock.NotSecuredError) as caught:
+        secsock.require(7, member_of="CORP\\Sales")
+    info = caught.value.info
+    assert info is not None and info.peer_application_token is not None  # closed, but still there
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert copy.demand == "member_of" and copy.info is not None
+    assert copy.info.peer_application_token is None and copy.info.peer_machine_token is None
+    assert copy.info.flags == info.flags
+    assert info.peer_application_token is not None  # the original keeps its (closed) tokens
+
+
+def test_a_token_refuses_pickling_and_copying_with_a_clear_type_error(fake_backend: FakeBackend) -> None:
+    import copy
+
+    token = secsock.Token(0x10)
+    try:
+        for attempt in (pickle.dumps, copy.copy, copy.deepcopy):
+            with pytest.raises(TypeError, match=r"cannot pickle or copy a secsock\.Token"):
+                attempt(token)
+    finally:
+        token.close()
+
+
+def test_encrypted_without_secured_is_refused_as_not_secured(fake_backend: FakeBackend) -> None:
+    # ConnectionFlags.ENCRYPTED alone (no SECURED bit): encrypted=True demands secured first, so it names
+    # "secured"; secured=False demands nothing and passes it.
+    fake_backend.result = (1, 2, 0, 0, None, None)
+    with pytest.raises(secsock.NotSecuredError) as caught:
+        secsock.require(7, encrypted=True)
+    assert caught.value.demand == "secured" and caught.value.info is not None
+    assert caught.value.info.flags == secsock.ConnectionFlags.ENCRYPTED and not caught.value.info.secured
+    with secsock.require(7, secured=False) as info:
+        assert info.flags == secsock.ConnectionFlags.ENCRYPTED
+    with pytest.raises(secsock.NotSecuredError, match="not secured"):
+        secsock.require(7)
+
+
+def test_a_non_blocking_refusing_listener_raises_blocking_io_error_after_a_refusal(
+    scripted: ScriptedBackend,
+) -> None:
+    import select
+
+    with secsock.SecureSocket.create_server(("127.0.0.1", 0), require=secsock.Requirement()) as listener:
+        listener.setblocking(False)
+        with socket.create_connection(listener.getsockname()) as refused:
+            assert select.select([listener], [], [], 10)[0] == [listener]
+            with pytest.raises(BlockingIOError):
+                listener.accept()  # woken for a connection it refused (CLEAR): nothing left to accept
+            refused.settimeout(10)
+            assert refused.recv(1) == b""

@@ -19,6 +19,7 @@
  *   flow.c            ss_flow: socket facts (the cookie cache, under g_kind_lock), addresses, routes, interfaces
  *   match.c           lookup_policy / lookup_sa / eval_dir: the kernel's decision for one direction of a flow
  *   seam.c            the functions of secsock_backend.h: init/fini, query_now in the socket's namespace
+ *   stats.c           secsock_backend_stats_read: the upkeep counters (dumps, overruns, namespace switches)
  *   test_hooks.c      ss_debug_* (test_hooks.h) for the C driver, fuzzers, profiler: never linked into the extension
  */
 #ifndef SECSOCK_LINUX_BACKEND_LINUX_H
@@ -294,6 +295,7 @@ extern ss_state g;                  /* the snapshot and its notification socket;
 extern pthread_mutex_t g_lock;
 extern pthread_mutex_t g_kind_lock; /* the socket facts cache (flow.c); taken after g_lock across fork */
 extern uint64_t g_dump_count;       /* full dumps made (atomic) */
+extern uint64_t g_netns_switches;   /* the snapshot moved to another network namespace (atomic) */
 extern uint64_t g_fork_gen;         /* bumped in every fork child */
 extern pthread_once_t g_atfork_once;
 /* The namespace check of a query's fast path (thread_ns_ok; set by query_now in seam.c). */

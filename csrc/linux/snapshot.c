@@ -56,6 +56,7 @@ int on_sa(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t
 }
 
 uint64_t g_dump_count;
+uint64_t g_netns_switches;
 
 /* Dump every policy into a fresh snapshot part; on failure s is left empty and err is set. */
 int dump_policies(ss_snap *s, secsock_error *err)
@@ -410,6 +411,9 @@ int refresh_locked(const ss_netns *ns, secsock_error *err)
     uint64_t gen = g_fork_gen;
 
     if (!ns->known || g.gen != gen || ns->dev != g.ns_dev || ns->ino != g.ns_ino) {
+        if (ns->known && g.ns_ino != 0 && (ns->dev != g.ns_dev || ns->ino != g.ns_ino)) {
+            __atomic_add_fetch(&g_netns_switches, 1, __ATOMIC_RELAXED); /* not a first open, nor a fork */
+        }
         /* After a fork the descriptors are the child's copies: the parent still reads its own. */
         state_drop_locked();
         g.gen = gen;

@@ -25,6 +25,7 @@
  *   family.c      set_security, set/delete peer target name (overlapped, via overlapped.c), impersonation
  *   tokens.c      token user/groups/membership, token close
  *   secsock_decode.c  the answer's decoder (no windows.h, so it is fuzzed natively on Linux)
+ *   stats.c       secsock_backend_stats_read: zeros (no state is kept between queries)
  * The pending owns its buffers, event and token handles; overlapped.c frees them (pending_destroy).
  */
 #ifndef SECSOCK_WINDOWS_BACKEND_WINDOWS_H

@@ -12,10 +12,11 @@ HOST is a numeric IP address: a security check never depends on a DNS answer.
 
 Exit status:
   0    every query succeeded (and, for probe, the answer met --require)
-  1    a query failed, or the connection or the listener could not be set up
+  1    a query failed
   2    bad usage (an unknown option, a port out of range, a host that is not a numeric IP address)
   3    no backend on this platform (it says why)
   4    probe: the answer did not meet --require (default: secured; --require none never exits 4)
+  5    the connection or the listener could not be set up (connect, bind, accept failed)
   130  interrupted (Ctrl-C)
 """
 
@@ -47,6 +48,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNSUPPORTED = 3
 EXIT_NOT_MET = 4
+EXIT_NO_CONNECTION = 5
 EXIT_INTERRUPTED = 130
 TOKEN_QUERY = 0x0008  # enough to read the peer's identity from its tokens (Windows)
 REQUIREMENTS = {
@@ -92,6 +94,7 @@ def _record(local: Any, peer: Any, transport: str, required: str | None) -> dict
         "met": None,
         "failed": None,
         "peer_identity": None,
+        "reason": None,  # the Linux backend's reason (issue 14), once SecurityInfo has one
     }
     record.update(dict.fromkeys(_ANSWER_KEYS))
     return record
@@ -118,8 +121,7 @@ def _print_answer(
         text = who.get("name") or who.get("sid") if "error" not in who else f"unreadable ({who['error']})"
         lines.append(f"  peer {kind:<11} {text}")
     if explain:
-        reason = getattr(info, "reason", None)  # the Linux backend's reason (issue 14), where it exists
-        lines.append(f"  reason     {reason or 'this backend gives no reason for its answer'}")
+        lines.append(f"  reason     {data['reason'] or 'this backend gives no reason for its answer'}")
     if data["required"] not in (None, "none"):
         verdict = "met" if data["met"] else f"NOT MET (not {data['failed']})"
         lines.append(f"  required   {data['required']}: {verdict}")
@@ -148,6 +150,7 @@ def _query_and_print(
     try:
         with query(sock, peer=peer[:2] if transport == "udp" else None, token_access=TOKEN_QUERY) as info:
             data.update(info.as_dict(), ok=True, peer_identity=_identity(info))
+            data["reason"] = getattr(info, "reason", None)
             status = 0
             if required is not None:
                 try:
@@ -224,10 +227,8 @@ def _host(text: str) -> str:
 
 def _port(lowest: int) -> Any:
     def port(text: str) -> int:
-        try:
-            value = int(text, 10)
-        except ValueError:
-            value = -1
+        # ASCII digits only: int() would also take " 80", "+80", "8_0" and other scripts' digits.
+        value = int(text) if text.isascii() and text.isdigit() else -1
         if not lowest <= value <= 0xFFFF:
             raise argparse.ArgumentTypeError(f"{text!r} is not a port number ({lowest} to 65535)")
         return value
@@ -236,7 +237,7 @@ def _port(lowest: int) -> Any:
 
 
 def _count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive count")
     return int(text)
 
@@ -261,8 +262,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="secsock",
         description="Is this connection really protected?",
-        epilog="exit status: 0 ok; 1 a query or the connection failed; 2 bad usage; 3 no backend on this "
-        "platform; 4 probe: --require not met; 130 interrupted",
+        epilog="exit status: 0 ok; 1 a query failed; 2 bad usage; 3 no backend on this platform; 4 probe: "
+        "--require not met; 5 could not connect, bind or accept; 130 interrupted",
     )
     parser.add_argument(
         "--version", action="version", version=f"secsock {__version__} (backend {BACKEND or 'none'})"
@@ -317,7 +318,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             transport = "udp" if args.udp else "tcp"
             peer = (args.host, args.port) if args.command != "serve" else None
             _print_error(exc, _record(None, peer, transport, getattr(args, "require", None)), True, out)
-        return EXIT_FAILED
+        return EXIT_NO_CONNECTION
 
 
 if __name__ == "__main__":

@@ -4,20 +4,26 @@ for asyncio.start_server callbacks."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Union
 
 from . import _extension, _query
 from ._errors import NotSecuredError
 from ._log import logger
 from ._query import Peer
 from ._require import Requirement
+from ._server import peer_gone
 from ._types import SecurityInfo
 
 __all__ = ["guard", "query_async", "require_async"]
 
-StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+#: What asyncio.start_server calls back: a coroutine function or a plain function.
+StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Union[Awaitable[None], None]]
+#: What guard returns: always a coroutine function.
+GuardedHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 def _socket_of(sock: Any) -> Any:
@@ -60,25 +66,33 @@ async def require_async(
     return await Requirement(secured, encrypted, member_of).check_async(sock, peer=peer)
 
 
-def guard(requirement: Requirement, handler: StreamHandler) -> StreamHandler:
+def guard(requirement: Requirement, handler: StreamHandler) -> GuardedHandler:
     """Requirement.guard: a start_server callback that refuses before handler runs."""
     if not isinstance(requirement, Requirement):
         raise TypeError(f"requirement: expected a secsock.Requirement, not {type(requirement).__name__}")
     if not callable(handler):
-        raise TypeError(f"handler: expected a coroutine function, not {type(handler).__name__}")
+        raise TypeError(f"handler: expected a function or coroutine function, not {type(handler).__name__}")
 
     @functools.wraps(handler)
     async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             info = await requirement.check_async(writer)
-        except NotSecuredError as exc:
-            logger.info("refused %s: %s", writer.get_extra_info("peername"), exc)
-            writer.close()
+        except BaseException as exc:
+            writer.close()  # refused, or the truth could not be read: nothing is served
+            peername = writer.get_extra_info("peername")
+            if isinstance(exc, NotSecuredError):
+                logger.info("refused %s: %s", peername, exc)
+            elif peer_gone(exc):
+                logger.info("dropped %s: the peer disconnected before the query (%s)", peername, exc)
+            else:
+                raise
+            with contextlib.suppress(OSError):  # the peer may reset the closing connection
+                await writer.wait_closed()
             return
-        except BaseException:
-            writer.close()  # the truth could not be read: nothing is served
-            raise
         info.close()
-        await handler(reader, writer)
+        # As asyncio.start_server, the callback may be a plain function or a coroutine function.
+        result = handler(reader, writer)
+        if inspect.isawaitable(result):
+            await result
 
     return guarded

@@ -3,6 +3,7 @@ catch without knowing secsock (an OSError, a PermissionError), so existing handl
 
 from __future__ import annotations
 
+import copy
 import errno
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,8 +19,9 @@ Demand = Literal["secured", "encrypted", "member_of"]
 class Error(Exception):
     """The base of every exception secsock raises itself (``except secsock.Error`` catches them all).
 
-    Bad arguments are still ValueError/TypeError, and a failed system call an OSError carrying the
-    system's code, as the standard library does; those are not secsock.Error.
+    Bad arguments are still ValueError/TypeError, and a failed system call the builtin OSError subclass
+    carrying the system's code (errno; winerror on Windows), as the socket module raises them; those are
+    not secsock.Error.
     """
 
 
@@ -29,6 +31,14 @@ class UnsupportedPlatformError(Error, OSError):
 
 class UnsupportedOperation(Error, OSError):
     """The backend exists, but this call has no meaning on this platform; it never pretends to succeed."""
+
+
+class SocketClosedError(Error, OSError):
+    """The socket given was already closed (errno EBADF), found by secsock before any system call."""
+
+
+class QueryTimeoutError(Error, TimeoutError):
+    """PendingQuery.result(timeout) gave up waiting; the query is still in flight until closed."""
 
 
 class NotSecuredError(Error, PermissionError):
@@ -46,8 +56,13 @@ class NotSecuredError(Error, PermissionError):
         return str(self.strerror)
 
     def __reduce__(self) -> Any:
-        # OSError pickles as cls(*args); this constructor takes the message and keywords instead.
-        return (_not_secured, (self.strerror, self.demand, self.info))
+        # OSError pickles as cls(*args); this constructor takes the message and keywords instead. The
+        # answer goes without its tokens: they are closed already, and a Token does not pickle.
+        info = self.info
+        if info is not None and (info.peer_application_token, info.peer_machine_token) != (None, None):
+            info = copy.copy(info)
+            info.peer_application_token = info.peer_machine_token = None
+        return (_not_secured, (self.strerror, self.demand, info))
 
 
 def _not_secured(message: str, demand: Demand, info: SecurityInfo | None) -> NotSecuredError:

@@ -12,7 +12,11 @@ from types import TracebackType
 from typing import Any, Union
 
 from . import _extension
+from ._errors import QueryTimeoutError, SocketClosedError
 from ._extension import require_backend as _require_backend
+from ._log import DEBUG as _DEBUG
+from ._log import debug_enabled as _debug_enabled
+from ._log import log_backend_upkeep as _log_backend_upkeep
 from ._types import (
     ConnectionFlags,
     IpsecDetails,
@@ -52,7 +56,7 @@ def _socket_handle(sock: SocketLike) -> int:
     if isinstance(handle, bool) or not isinstance(handle, int):
         raise TypeError(f"sock: fileno() returned {type(handle).__name__}, not int")
     if handle < 0:
-        raise OSError(errno.EBADF, "secsock: sock is closed")
+        raise SocketClosedError(errno.EBADF, "secsock: sock is closed")
     return handle
 
 
@@ -205,9 +209,14 @@ def query(
         # having made no system call, for any other argument: those take the checks below.
         info = backend.query_info(sock, peer, token_access, ipsec2)
         if info is not None:
+            if _debug_enabled(_DEBUG):
+                _log_backend_upkeep(backend)
             return info
     request = _request(sock, peer, token_access, ipsec2)
-    return _info_from_raw(_require_backend("query").query(*request))
+    info = _info_from_raw(_require_backend("query").query(*request))
+    if _debug_enabled(_DEBUG):
+        _log_backend_upkeep(_extension.backend)
+    return info
 
 
 class PendingQuery:
@@ -236,11 +245,11 @@ class PendingQuery:
     def result(self, timeout: float | None = None) -> SecurityInfo:
         """Wait for the answer and decode it; negotiates a larger buffer if the system asks for one.
 
-        Raises TimeoutError if timeout seconds pass first, and the query's OSError if it failed
-        (an OSError with winerror 995, ERROR_OPERATION_ABORTED, after cancel()).
+        Raises QueryTimeoutError (a TimeoutError) if timeout seconds pass first, and the query's OSError if
+        it failed (an OSError with winerror 995, ERROR_OPERATION_ABORTED, after cancel()).
         """
         if timeout is not None and not self.wait(timeout):
-            raise TimeoutError(f"secsock: the query did not complete within {timeout} s")
+            raise QueryTimeoutError(f"secsock: the query did not complete within {timeout} s")
         return _info_from_raw(self._raw.result())
 
     def cancel(self) -> bool:

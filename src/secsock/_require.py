@@ -6,15 +6,14 @@ import dataclasses
 import errno
 from typing import TYPE_CHECKING, Any
 
-from . import _extension
+from . import _accounts, _extension
 from ._errors import NotSecuredError, UnsupportedOperation
 from ._log import logger
 from ._query import Peer, SocketLike, query
 from ._types import SecurityInfo
 
 if TYPE_CHECKING:
-    import asyncio
-    from collections.abc import Awaitable, Callable
+    from ._asyncio import GuardedHandler, StreamHandler
 
 __all__ = ["Requirement", "require"]
 
@@ -30,7 +29,8 @@ class Requirement:
     Immutable and compared by value. ``check(sock)`` queries and returns the answer or raises
     NotSecuredError; ``verify(info)`` checks an answer you already have. ``encrypted=True`` implies
     secured (the system never reports encryption without it). ``member_of`` ("S-1-..." or "DOMAIN\\group")
-    is checked against the peer's application token (CheckTokenMembership); on Linux it raises
+    is checked against the peer's application token (CheckTokenMembership); on Windows an account name is
+    turned into its SID once, here (ValueError if no such account exists); on Linux it raises
     UnsupportedOperation here, at construction: XFRM authenticates no user, so no peer could ever pass,
     and a NotSecuredError would blame the peer for what the platform cannot tell.
     """
@@ -38,6 +38,8 @@ class Requirement:
     secured: bool = True
     encrypted: bool = False
     member_of: str | None = None
+    # member_of as the SID each check passes to CheckTokenMembership: on Windows looked up once, here.
+    _member_sid: str | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("secured", "encrypted"):
@@ -51,12 +53,16 @@ class Requirement:
             if not member_of or "\0" in member_of:
                 raise ValueError("member_of: must be a non-empty SID string or account name")
             backend = _extension.backend  # the tests swap it
-            if getattr(backend, "BACKEND", None) == "linux":
+            kind = getattr(backend, "BACKEND", None)
+            if kind == "linux":
                 raise UnsupportedOperation(
                     errno.EOPNOTSUPP,
                     "secsock: member_of cannot be checked on Linux: IPsec (XFRM) there authenticates no "
                     "peer user, so no peer token exists to check",
                 )
+            # An account name is looked up now (ValueError if there is none), not on every connection.
+            sid = _accounts.sid_of("member_of", member_of) if kind == "windows" else member_of
+            object.__setattr__(self, "_member_sid", sid)
 
     @property
     def token_access(self) -> int:
@@ -84,7 +90,7 @@ class Requirement:
                     f"no peer application token came back, so membership of '{self.member_of}' cannot "
                     "be checked (IPsec did not authenticate the peer's user)"
                 )
-            if not token.is_member(self.member_of):
+            if not token.is_member(self._member_sid or self.member_of):
                 return "member_of", f"the peer ({_who(token)}) is not a member of '{self.member_of}'"
         return None
 
@@ -107,11 +113,10 @@ class Requirement:
             raise
         return info
 
-    def guard(
-        self, handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    def guard(self, handler: StreamHandler) -> GuardedHandler:
         """An asyncio.start_server callback that checks each connection first and closes, without calling
-        handler, those that fail: ``await asyncio.start_server(requirement.guard(handle), host, port)``."""
+        handler, those that fail: ``await asyncio.start_server(requirement.guard(handle), host, port)``.
+        handler may be a coroutine function or a plain function, as start_server's callback."""
         from ._asyncio import guard
 
         return guard(self, handler)

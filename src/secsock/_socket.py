@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 from typing import Any
 
+from ._errors import SocketClosedError
 from ._family import (
     IpsecSettings,
     SecuritySettings,
@@ -138,8 +140,12 @@ class SecureSocket(socket.socket):
         """socket.create_server() as a SecureSocket whose accept() refuses connections that do not meet
         ``require`` (a secsock.Requirement; None: accept all): each is closed, logged at INFO on the
         ``secsock`` logger, and accept() waits for the next, so the caller only ever gets connections that
-        passed. A query that fails is raised from accept() (the connection closed). asyncio's selector loops
-        call accept() too; the proactor loop (Windows) does not: use Requirement.guard there."""
+        passed. A peer that disconnected before its query is dropped the same way (logged at INFO); any other
+        query that fails is raised from accept() (the connection closed). A timeout restarts after each
+        refused connection; a non-blocking listener raises BlockingIOError when nothing else is queued.
+        asyncio's selector loops call accept() too (the query runs on the loop's thread; on Windows it
+        blocks it); the proactor loop (Windows) does not, so it would let everyone in: use
+        Requirement.guard there."""
         if require is not None and not isinstance(require, Requirement):
             raise TypeError(f"require: expected a secsock.Requirement or None, not {type(require).__name__}")
         listener = cls.from_socket(
@@ -170,17 +176,26 @@ class SecureSocket(socket.socket):
                 raise
             conn.close()
 
+    def dup(self) -> SecureSocket:
+        """socket.dup() as a SecureSocket; a create_server() listener's copy keeps its requirement."""
+        copy: SecureSocket = super().dup()
+        copy._requirement = getattr(self, "_requirement", None)
+        return copy
+
     @classmethod
     def from_socket(cls, sock: socket.socket) -> SecureSocket:
-        """Adopt a socket made elsewhere: sock is detached (left closed) and its descriptor moves over."""
+        """Adopt a socket made elsewhere: sock is detached (left closed) and its descriptor moves over, with
+        its timeout and, from a create_server() listener, its requirement."""
         if not isinstance(sock, socket.socket):
             raise TypeError(f"sock: expected a socket.socket, not {type(sock).__name__}")
         if isinstance(sock, cls):
             return sock
         if sock.fileno() < 0:
-            raise OSError(9, "SecureSocket.from_socket: sock is closed")
+            raise SocketClosedError(errno.EBADF, "SecureSocket.from_socket: sock is closed")
         timeout = sock.gettimeout()
+        requirement = getattr(sock, "_requirement", None)
         family, type_, proto = sock.family, sock.type, sock.proto
         adopted = cls(family, type_, proto, fileno=sock.detach())
         adopted.settimeout(timeout)
+        adopted._requirement = requirement
         return adopted

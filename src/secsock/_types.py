@@ -7,7 +7,7 @@ import threading
 import uuid
 import warnings
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from . import _extension
 
@@ -193,6 +193,13 @@ class Token:
         backend = _extension.require_backend("Token.is_member")
         return bool(backend.token_is_member(handle, sid_or_account))
 
+    def __reduce__(self) -> NoReturn:
+        # A handle is owned by this process, once: a copy or another process could not use or close it.
+        raise TypeError(
+            "cannot pickle or copy a secsock.Token: it is a handle this process owns (detach() it, or read "
+            "what you need, such as .user, first)"
+        )
+
     def __enter__(self) -> Token:
         self.handle  # noqa: B018 - raises ValueError on a closed token, as files do
         return self
@@ -298,11 +305,15 @@ class SecurityInfo(_SecurityInfoBase):
         """The answer as JSON-ready data (``json.dumps(info.as_dict())``): every field by its name, with
         ``secured`` and ``encrypted``; enums by name (an unknown value stays an int), flags as an int, the
         SA lookup context as a string, ``ipsec`` as IpsecDetails.as_dict(), and each token only as present
-        (True) or absent (False), never as a handle."""
+        (True) or absent (False), never as a handle. On Linux ``protocol`` is None when the traffic is not
+        secured: the backend always says IPSEC there (the question is answered from XFRM), which names
+        nothing when nothing secures the traffic; the attribute keeps what the backend said."""
         data: dict[str, Any] = {"secured": self.secured, "encrypted": self.encrypted}
         for name in _FIELDS:
             value = getattr(self, name)
             data[name] = (value is not None) if name in _TOKEN_FIELDS else _plain(value)
+        if not data["secured"] and getattr(_extension.backend, "BACKEND", None) == "linux":
+            data["protocol"] = None
         return data
 
     @property
