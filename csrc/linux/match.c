@@ -113,17 +113,46 @@ const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t i
     return NULL;
 }
 
-/* Ours, no kernel counterpart: does the SA hide the payload (an AEAD, or ESP with a cipher but cipher_null)? */
+/*
+ * The ciphers of the kernel's algorithm table (net/xfrm/xfrm_algo.c: aead_list, ealg_list) that encrypt.
+ * XFRM accepts no other name (xfrm_aead_get_byname / xfrm_ealg_get_byname fail with ENOSYS) and stores the
+ * table's own name (attach_aead, attach_one_algo: strcpy(p->alg_name, algo->name)), so a dump names one of
+ * these or of the non-encrypting entries: "rfc4543(gcm(aes))" (AES-GMAC, RFC 4543: authenticates, sends
+ * the payload in the clear) and "ecb(cipher_null)". A name this list does not know (a newer kernel's) is
+ * taken as not encrypting: ENCRYPTED is never guessed.
+ */
+static const char *const encrypting_aead[] = {
+    "rfc4106(gcm(aes))",
+    "rfc4309(ccm(aes))",
+    "rfc7539esp(chacha20,poly1305)",
+};
+static const char *const encrypting_ealg[] = {
+    "cbc(des)",     "cbc(des3_ede)", "cbc(cast5)", "cbc(blowfish)",     "cbc(aes)",
+    "cbc(serpent)", "cbc(camellia)", "cbc(twofish)", "rfc3686(ctr(aes))", "cbc(sm4)",
+};
+
+static int name_in(const char *name, const char *const *names, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        if (strcmp(name, names[i]) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Does the SA hide the payload? By the cipher's entry in the kernel's table (xfrm_algo.c, above). */
 static int sa_encrypts(const ss_sa *a)
 {
     if (a->proto != IPPROTO_ESP) {
         return 0;
     }
     if (a->has_aead) {
-        return 1;
+        return name_in(a->aead, encrypting_aead, sizeof(encrypting_aead) / sizeof(encrypting_aead[0]));
     }
-    return a->has_crypt && strcmp(a->encryption, "ecb(cipher_null)") != 0 &&
-           strcmp(a->encryption, "cipher_null") != 0;
+    return a->has_crypt &&
+           name_in(a->encryption, encrypting_ealg, sizeof(encrypting_ealg) / sizeof(encrypting_ealg[0]));
 }
 
 /*

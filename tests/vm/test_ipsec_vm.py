@@ -237,6 +237,34 @@ def test_esp_null_encryption_is_secured_not_encrypted(pair: Pair) -> None:
     assert server["outbound"] == [sa(ESP, TRANSPORT, 0x2002, encryption="ecb(cipher_null)")]
 
 
+# Issue 14 item 1: every class of the kernel's algorithm table (net/xfrm/xfrm_algo.c: aead_list, ealg_list)
+# over real SAs. AES-GMAC (RFC 4543) is an AEAD that authenticates only: the payload travels in the clear.
+AUTH = ["auth-trunc", "hmac(sha256)", "0x" + "66" * 32, "128"]
+ALGORITHM_CLASSES = [
+    (["aead", "rfc4106(gcm(aes))", "0x" + "11" * 20, "128"], "aead", "rfc4106(gcm(aes))", 3),
+    (["aead", "rfc4309(ccm(aes))", "0x" + "12" * 19, "128"], "aead", "rfc4309(ccm(aes))", 3),
+    (["aead", "rfc7539esp(chacha20,poly1305)", "0x" + "13" * 36, "128"], "aead",
+     "rfc7539esp(chacha20,poly1305)", 3),
+    (["aead", "rfc4543(gcm(aes))", "0x" + "14" * 20, "128"], "aead", "rfc4543(gcm(aes))", 1),
+    (["enc", "rfc3686(ctr(aes))", "0x" + "15" * 20, *AUTH], "encryption", "rfc3686(ctr(aes))", 3),
+    (["enc", "cbc(des3_ede)", "0x" + "16" * 24, *AUTH], "encryption", "cbc(des3_ede)", 3),
+    (["enc", "cipher_null", "", *AUTH], "encryption", "ecb(cipher_null)", 1),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "algs,field,name,flags", ALGORITHM_CLASSES, ids=[c[2] for c in ALGORITHM_CLASSES]
+)
+def test_each_algorithm_class_is_encrypting_or_not(
+    pair: Pair, algs: list[str], field: str, name: str, flags: int
+) -> None:
+    secure(pair, algs=algs)
+    server, (client,) = tcp(pair)
+    for result in (server, client):
+        assert_flags(result, flags)
+    assert client["outbound"][0][field] == name and server["inbound"][0][field] == name
+
+
 def test_ah_is_secured_not_encrypted(pair: Pair) -> None:
     secure(pair, proto="ah", algs=AH_AUTH)
     server, (client,) = tcp(pair)
