@@ -159,9 +159,17 @@ static int sa_encrypts(const ss_sa *a)
  * The SA the kernel would use for template t: outbound as xfrm_state_find (exact reqid, the policy's mark,
  * same if_id, SA selector matches the flow), inbound as xfrm_state_ok (reqid/spi wildcards when 0).
  * Among candidates: not dying before dying, then the newest.
+ *
+ * Inbound, with all_encrypt non-NULL: the kernel takes a packet by whichever SA its SPI names
+ * (xfrm_input: xfrm_state_lookup by daddr, SPI, proto) and the policy check accepts it when that SA passes
+ * xfrm_state_ok for the template (__xfrm_policy_check -> xfrm_policy_ok): proto, mode, reqid (any when the
+ * template's is 0), SPI (any when 0), the tunnel's addresses; the SA's source address is not compared in
+ * transport mode, and the packet's mark is skb->mark, not the socket's. *all_encrypt becomes 0 when any SA
+ * the peer could send by that way does not encrypt: the peer could use that one.
  */
 static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_policy *pol, const ss_tmpl *t,
-                              const uint8_t *remote, const uint8_t *local, int *rc, secsock_error *err)
+                              const uint8_t *remote, const uint8_t *local, int *all_encrypt, int *rc,
+                              secsock_error *err)
 {
     const ss_sa *best = NULL;
     int32_t j;
@@ -173,26 +181,26 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
     j = s->saheads[sa_key_hash(t->family, t->proto, remote) & s->sahmask];
     for (; j >= 0; j = s->sanext[j]) {
         const ss_sa *a = &s->sas[j];
-        int m;
+        int m, addr_ok, mark_ok = 1;
 
         if (a->family != t->family || a->proto != t->proto || !addr_eq(a->daddr, remote, t->family) ||
             a->mode != t->mode || (t->spi != 0 && a->spi != t->spi) || !sa_valid(a)) {
             continue;
         }
-        if (!addr_any(local, t->family) && !addr_any(a->saddr, t->family) && !addr_eq(a->saddr, local, t->family)) {
-            continue;
-        }
+        addr_ok = addr_any(local, t->family) || addr_any(a->saddr, t->family) ||
+                  addr_eq(a->saddr, local, t->family);
         if (dir == XFRM_POLICY_OUT) {
-            if (a->reqid != t->reqid || (pol->mark_v & pol->mark_m & a->mark_m) != a->mark_v ||
+            if (!addr_ok || a->reqid != t->reqid || (pol->mark_v & pol->mark_m & a->mark_m) != a->mark_v ||
                 a->if_id != pol->if_id || (a->flags & XFRM_STATE_WILDRECV) ||
                 (a->dir != 0 && a->dir != SS_SA_DIR_OUT)) {
                 continue;
             }
         } else {
-            if ((t->reqid != 0 && a->reqid != t->reqid) || (a->mark_m != 0 ? flow_mark(f) & a->mark_m : 0) != a->mark_v ||
-                (pol->if_id != 0 && a->if_id != pol->if_id) || (a->dir != 0 && a->dir != SS_SA_DIR_IN)) {
+            if ((t->reqid != 0 && a->reqid != t->reqid) || (pol->if_id != 0 && a->if_id != pol->if_id) ||
+                (a->dir != 0 && a->dir != SS_SA_DIR_IN)) {
                 continue;
             }
+            mark_ok = (a->mark_m != 0 ? flow_mark(f) & a->mark_m : 0) == a->mark_v;
         }
         if (a->sel.family != AF_UNSPEC) {
             if (a->sel.family != f->family) {
@@ -206,6 +214,13 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
             if (!m) {
                 continue;
             }
+        }
+        if (dir == XFRM_POLICY_IN && all_encrypt != NULL && (addr_ok || t->mode == XFRM_MODE_TRANSPORT) &&
+            !sa_encrypts(a)) {
+            *all_encrypt = 0;
+        }
+        if (!addr_ok || !mark_ok) {
+            continue;
         }
         if (best == NULL || best->dying > a->dying || (best->dying == a->dying && best->add_time < a->add_time)) {
             best = a;
@@ -280,12 +295,13 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
         const ss_tmpl *t = &pol->tmpl[i];
         const uint8_t *remote = daddr, *local = saddr;
         const ss_sa *a;
+        int all_encrypt = 1; /* inbound: every SA this template accepts encrypts */
 
         if (t->mode == XFRM_MODE_TUNNEL || t->mode == XFRM_MODE_BEET) {
             remote = t->daddr;
             local = t->saddr;
         }
-        a = lookup_sa(s, f, dir, pol, t, remote, local, &rc, err);
+        a = lookup_sa(s, f, dir, pol, t, remote, local, &all_encrypt, &rc, err);
         if (rc != 0) {
             return -1;
         }
@@ -302,7 +318,7 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
         }
         if ((a->proto == IPPROTO_ESP || a->proto == IPPROTO_AH) && (dir == XFRM_POLICY_OUT || !t->optional)) {
             counted++;
-            encrypted |= sa_encrypts(a);
+            encrypted |= sa_encrypts(a) && all_encrypt;
         }
         daddr = remote;
         saddr = local;

@@ -379,6 +379,25 @@ def test_optional_template_without_sa_is_not_protected(pair: Pair) -> None:
         assert_flags(result, 0)
 
 
+@pytest.mark.parametrize("template_reqid", [7, 0], ids=["same-reqid", "template-reqid-0"])
+def test_inbound_is_encrypted_only_if_every_acceptable_sa_encrypts(pair: Pair, template_reqid: int) -> None:
+    """Issue 14 item 5: the receiver accepts ESP by ANY SA that passes xfrm_state_ok for the inbound
+    template (proto, mode; reqid a wildcard when the template's is 0), not only by the newest. An older
+    null-encryption SA toward the receiver lets the peer send in the clear: inbound is not ENCRYPTED."""
+    null_reqid = 7 if template_reqid else 8
+    pair.b.ip("xfrm", "state", "add", "src", pair.addr_a, "dst", pair.addr_b, "proto", "esp", "spi", "0x1003",
+              "reqid", str(null_reqid), "mode", "transport", *NULL_ENC, *AH_AUTH)  # fmt: skip
+    time.sleep(1.1)  # add_time has a resolution of one second: make the encrypting SA the newest
+    secure(pair)
+    if template_reqid == 0:
+        pair.b.ip("xfrm", "policy", "update", "src", pair.addr_a, "dst", pair.addr_b, "dir", "in",
+                  "tmpl", "src", pair.addr_a, "dst", pair.addr_b, "proto", "esp", "mode", "transport",
+                  "reqid", "0")  # fmt: skip
+    server, (client,) = tcp(pair)
+    assert_flags(client, 3)  # the client's inbound SAs all encrypt
+    assert_flags(server, 1)
+
+
 def test_esp_inside_ah_bundle(pair: Pair) -> None:
     flows = ((pair.addr_a, pair.addr_b, 0x1001), (pair.addr_b, pair.addr_a, 0x2002))
     for src, dst, spi in flows:
