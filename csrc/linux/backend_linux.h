@@ -238,6 +238,8 @@ typedef struct {
 
 /* ---- parse.c ------------------------------------------------------------------------------------------- */
 int attr_next(attr_iter *it, uint16_t *type, const uint8_t **data, size_t *dlen);
+/* Also read by the dump's callbacks (snapshot.c): is an unreadable policy's selector still usable? */
+int sel_valid(const ss_sel *s, int allow_unspec);
 
 /* ---- netlink.c ----------------------------------------------------------------------------------------- */
 int os_error(secsock_error *err, int errnum, const char *call, const char *what);

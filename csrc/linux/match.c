@@ -76,7 +76,8 @@ const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t i
                     continue;
                 }
                 mask_addr(pm, p->sel.daddr, p->sel.prefixlen_d, f->family);
-                if (memcmp(pm, masked, 16) != 0 || (p->mark_m != 0 ? flow_mark(f) & p->mark_m : 0) != p->mark_v) {
+                if (memcmp(pm, masked, 16) != 0 ||
+                    (!p->unreadable && (p->mark_m != 0 ? flow_mark(f) & p->mark_m : 0) != p->mark_v)) {
                     continue;
                 }
                 m = flow_sel_match(&p->sel, f, dir, err);
@@ -86,6 +87,14 @@ const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t i
                 }
                 if (!m) {
                     continue;
+                }
+                if (p->unreadable) {
+                    /* It may be the policy the kernel applies: say so rather than guess (issue 14 item 2). */
+                    *rc = -1;
+                    secsock_error_set(err, SECSOCK_ERR_OS, EBADMSG, 0, "XFRM_MSG_GETPOLICY",
+                                      "an XFRM policy (index %u) that secsock cannot read selects this flow",
+                                      (unsigned)p->index);
+                    return NULL;
                 }
                 if (p->if_id != if_id) {
                     if (if_id == 0) {
@@ -183,6 +192,14 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
         const ss_sa *a = &s->sas[j];
         int m, addr_ok, mark_ok = 1;
 
+        if (a->unreadable) {
+            /* Maybe the SA the kernel uses or accepts here: never call this template's SAs encrypting. */
+            if (all_encrypt != NULL && a->family == t->family && a->proto == t->proto &&
+                addr_eq(a->daddr, remote, t->family)) {
+                *all_encrypt = 0;
+            }
+            continue;
+        }
         if (a->family != t->family || a->proto != t->proto || !addr_eq(a->daddr, remote, t->family) ||
             a->mode != t->mode || (t->spi != 0 && a->spi != t->spi) || !sa_valid(a)) {
             continue;

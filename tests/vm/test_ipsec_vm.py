@@ -13,6 +13,7 @@ import json
 import os
 import shlex
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -416,6 +417,32 @@ def test_esp_inside_ah_bundle(pair: Pair) -> None:
                 sa(ESP, TRANSPORT, 0x1001, encryption="ecb(cipher_null)")]  # fmt: skip
     assert client["outbound"] == outbound
     assert server["inbound"] == outbound
+
+
+def pfkey_socket_policy(policy_type: int, with_request: bool) -> socket.socket:
+    """A UDP socket with a PF_KEY per-socket policy (IP_IPSEC_POLICY, as racoon/ipsec-tools set): the kernel's
+    pfkey_compile_policy leaves its selector all zero, and XFRM dumps it among the namespace's policies."""
+    request = struct.pack("=HHBBHII", 16, ESP, 1, 3, 0, 0, 0) if with_request else b""  # transport, require
+    body = struct.pack("=HHHBBII", (16 + len(request)) // 8, 18, policy_type, 2, 0, 0, 0) + request
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IP, 16, body)  # IP_IPSEC_POLICY; SADB_X_EXT_POLICY, IPSEC_DIR_OUTBOUND
+    return s
+
+
+def test_per_socket_pfkey_policies_do_not_fail_other_queries(pair: Pair) -> None:
+    """Issue 14 item 2: one unusual record (here PF_KEY per-socket policies, selector family 0) must not
+    fail every query in the namespace."""
+    run("modprobe", "af_key")
+    secure(pair)
+    before = pair.a.ip("xfrm", "policy", "list")
+    bypass = pair.a.call(lambda: pfkey_socket_policy(4, False))  # IPSEC_POLICY_BYPASS
+    ipsec = pair.a.call(lambda: pfkey_socket_policy(2, True))  # IPSEC_POLICY_IPSEC, one ESP request
+    with bypass, ipsec:
+        after = pair.a.ip("xfrm", "policy", "list")
+        assert len(after.splitlines()) > len(before.splitlines()), ("not in the dump", after)
+        server, (client,) = tcp(pair)
+    assert_flags(client, 3)
+    assert_flags(server, 3)
 
 
 def test_sa_deleted_after_connect_is_seen_by_the_next_query(pair: Pair) -> None:
