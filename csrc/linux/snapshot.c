@@ -407,6 +407,7 @@ void drain_notify_locked(void)
         }
         if ((msg.msg_flags & MSG_TRUNC) || n == 0) {
             g.pol_stale = g.sa_stale = 1;
+            explicit_bzero(buf, (size_t)n); /* a truncated SA notification still holds its key (item 10) */
             continue;
         }
         if (ss_nl_walk(buf, (size_t)n, 0, 0, on_notify, NULL, &why) != 0) {
