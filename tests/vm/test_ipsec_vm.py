@@ -253,9 +253,7 @@ ALGORITHM_CLASSES = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    "algs,field,name,flags", ALGORITHM_CLASSES, ids=[c[2] for c in ALGORITHM_CLASSES]
-)
+@pytest.mark.parametrize("algs,field,name,flags", ALGORITHM_CLASSES, ids=[c[2] for c in ALGORITHM_CLASSES])
 def test_each_algorithm_class_is_encrypting_or_not(
     pair: Pair, algs: list[str], field: str, name: str, flags: int
 ) -> None:
