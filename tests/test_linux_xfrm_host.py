@@ -81,7 +81,34 @@ def test_cleartext_without_policy_reports_no_flags(ns: Netns) -> None:
         "protocol": int(secsock.SecurityProtocol.IPSEC),
         "outbound": [],
         "inbound": [],
+        "reason": "outbound: no XFRM policy selects the flow; inbound: no XFRM policy selects the flow",
     }
+
+
+def reason_of(result: dict[str, Any]) -> tuple[str, str]:
+    assert "error" not in result, result
+    outbound, inbound = result["reason"].split("; ")
+    return outbound.removeprefix("outbound: "), inbound.removeprefix("inbound: ")
+
+
+def test_every_answer_says_why(ns: Netns) -> None:
+    """Issue 14 item 8: a reason per direction, for what the backend saw (no SA can exist on this host)."""
+    esp_policies(ns, A, B, "priority", "10")  # out and in: a required ESP template without an SA
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "proto", "udp", "dport", "501", "dir", "out",
+          "action", "block")  # fmt: skip
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "proto", "udp", "dport", "502", "dir", "out")
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "proto", "udp", "dport", "503", "dir", "out",
+          "tmpl", "proto", "esp", "mode", "transport", "level", "use")  # fmt: skip
+    results = ns.probe([udp(A, B, port) for port in (500, 501, 502, 503)] + [udp(A, "10.77.0.9")])
+    no_sa = "the policy requires an SA that does not exist yet"
+    assert [reason_of(r) for r in results] == [
+        (no_sa, no_sa),
+        ("the policy blocks the flow", no_sa),
+        ("the policy allows the flow without IPsec", no_sa),
+        ("the policy requires no SA (optional templates or IPComp only)", no_sa),
+        ("no XFRM policy selects the flow", "no XFRM policy selects the flow"),
+    ]
+    assert {r["flags"] for r in results} == {0}
 
 
 def test_connected_udp_and_ipv6_without_policy(ns: Netns) -> None:

@@ -234,6 +234,7 @@ typedef struct {
 typedef struct {
     int protected_;
     int encrypted;
+    uint8_t reason; /* SECSOCK_REASON_*: why (issue 14 item 8) */
 } dir_verdict;
 
 /* ---- parse.c ------------------------------------------------------------------------------------------- */

@@ -291,6 +291,7 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
      * query was a measurable part of the steady query (issue 5). */
     out->count = 0;
     v->protected_ = v->encrypted = 0;
+    v->reason = SECSOCK_REASON_NONE;
     if (s->b[bucket_of(dir, f->family, XFRM_POLICY_TYPE_MAIN)].has_if_id ||
         s->b[bucket_of(dir, f->family, XFRM_POLICY_TYPE_SUB)].has_if_id) {
         if (resolve_if_id(f, err) != 0) {
@@ -306,6 +307,9 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
     t_last_priority[dir] = pol != NULL ? pol->priority : 0;
     /* No policy, a bypass (allow without templates) or a block: no SA protects the flow. */
     if (pol == NULL || pol->action == XFRM_POLICY_BLOCK || pol->ntmpl == 0) {
+        v->reason = pol == NULL                           ? SECSOCK_REASON_NO_POLICY
+                    : pol->action == XFRM_POLICY_BLOCK ? SECSOCK_REASON_BLOCK
+                                                       : SECSOCK_REASON_BYPASS;
         return 0;
     }
     for (i = 0; i < pol->ntmpl; i++) {
@@ -326,6 +330,7 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
             if (!t->optional) {
                 /* The kernel holds or drops the flow until a key manager adds the SA: not protected. */
                 dir_clear(out);
+                v->reason = SECSOCK_REASON_NO_SA;
                 return 0;
             }
             continue;
@@ -342,6 +347,9 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
     }
     v->protected_ = counted > 0;
     v->encrypted = v->protected_ && encrypted;
+    v->reason = !v->protected_ ? SECSOCK_REASON_OPTIONAL_ONLY
+                : v->encrypted ? SECSOCK_REASON_ENCRYPTED
+                               : SECSOCK_REASON_NOT_ENCRYPTING;
     if (!v->protected_) {
         dir_clear(out);
     }

@@ -118,8 +118,7 @@ def _print_answer(
         text = who.get("name") or who.get("sid") if "error" not in who else f"unreadable ({who['error']})"
         lines.append(f"  peer {kind:<11} {text}")
     if explain:
-        reason = getattr(info, "reason", None)  # the Linux backend's reason (issue 14), where it exists
-        lines.append(f"  reason     {reason or 'this backend gives no reason for its answer'}")
+        lines.append(f"  reason     {info.reason or 'this backend gives no reason for its answer'}")
     if data["required"] not in (None, "none"):
         verdict = "met" if data["met"] else f"NOT MET (not {data['failed']})"
         lines.append(f"  required   {data['required']}: {verdict}")

@@ -175,6 +175,7 @@ def same_as_the_general_path(sock: socket.socket, info: secsock.SecurityInfo) ->
     down to the classes (SecurityAssociation, the IpsecProtocol and IpsecMode members)."""
     general = _query._info_from_raw(_secsock.query(sock.fileno(), None, 0, False))
     assert repr(info) == repr(general), (info, general)
+    assert info.reason == general.reason and info.reason is not None, (info.reason, general.reason)
     assert info.ipsec is not None and general.ipsec is not None
     assert type(info.ipsec) is secsock.IpsecDetails and info.ipsec == general.ipsec
     for mine, theirs in zip(
@@ -212,11 +213,23 @@ def test_esp_aead_transport_is_secured_and_encrypted(pair: Pair) -> None:
     server, (client,) = tcp(pair)
     aead = {"aead": "rfc4106(gcm(aes))"}
     assert_flags(client, 3)
+    both = "protected by SAs that encrypt"
+    assert client["reason"] == server["reason"] == f"outbound: {both}; inbound: {both}"
     assert client["outbound"] == [sa(ESP, TRANSPORT, 0x1001, **aead)]
     assert client["inbound"] == [sa(ESP, TRANSPORT, 0x2002, **aead)]
     assert_flags(server, 3)
     assert server["outbound"] == [sa(ESP, TRANSPORT, 0x2002, **aead)]
     assert server["inbound"] == [sa(ESP, TRANSPORT, 0x1001, **aead)]
+
+
+def test_reasons_over_real_sas(pair: Pair) -> None:
+    """Issue 14 item 8: the reason names what was seen, per direction."""
+    secure(pair, algs=NULL_ENC, directions="ab")
+    server, (client,) = tcp(pair)
+    no_policy = "no XFRM policy selects the flow"
+    weak = "protected, but an SA it uses or accepts does not encrypt (AH, a null cipher or AES-GMAC)"
+    assert client["reason"] == f"outbound: {weak}; inbound: {no_policy}"
+    assert server["reason"] == f"outbound: {no_policy}; inbound: {weak}"
 
 
 def test_esp_cbc_with_hmac_is_encrypted(pair: Pair) -> None:
