@@ -193,6 +193,22 @@ def test_policy_mark_must_match_the_socket_mark(ns: Netns, driver: str) -> None:
     assert drive(ns, driver, "udp-peer", A, B, "500", str(0x105))["pol_out"]["index"] == 0x701
 
 
+def test_a_policy_with_a_mark_makes_the_answer_undecidable(ns: Netns) -> None:
+    """Issue 14 item 4: the kernel compares the packet's mark, which inbound is skb->mark (not SO_MARK) and
+    outbound may come from a VTI key or netfilter. A policy with a mark that selects the flow makes that
+    direction undecidable (not protected, and the reason says why), unless outbound SO_MARK matches it."""
+    ns.ip("xfrm", "policy", "add", "src", B, "dst", A, "dir", "in", "mark", "5", "mask", "0xff",
+          "tmpl", "proto", "esp", "mode", "transport")  # fmt: skip
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "mark", "5", "mask", "0xff",
+          "action", "block")  # fmt: skip
+    unmarked, marked = ns.probe([udp(A, B), {**udp(A, B, mark=5), "name": "m"}])
+    undecidable = "not decidable here: a policy with a mark selects the flow"
+    assert reason_of(unmarked)[0].startswith(undecidable) and reason_of(unmarked)[1].startswith(undecidable)
+    assert reason_of(marked)[0] == "the policy blocks the flow"  # outbound: the socket's own mark matches
+    assert reason_of(marked)[1].startswith(undecidable)  # inbound: SO_MARK says nothing about the packets
+    assert unmarked["flags"] == marked["flags"] == 0
+
+
 def test_sub_policies_are_consulted_before_main(ns: Netns, driver: str) -> None:
     ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "priority", "1", "index", "0x801")
     ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "ptype", "sub",

@@ -49,10 +49,11 @@ const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t i
     const uint8_t *da = dir == XFRM_POLICY_OUT ? f->peer : f->local;
 
     *rc = 0;
+    f->mark_doubt = 0;
     /* Sub policies are consulted first: any match there wins over main (xfrm_policy_lookup). */
     for (type = XFRM_POLICY_TYPE_SUB; type >= XFRM_POLICY_TYPE_MAIN; type--) {
         const ss_bucket *bk = &s->b[bucket_of(dir, f->family, type)];
-        const ss_policy *best = NULL;
+        const ss_policy *best = NULL, *doubt = NULL;
         unsigned i;
 
         if (bk->heads == NULL || bk->end == bk->start) {
@@ -76,9 +77,8 @@ const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t i
                     continue;
                 }
                 mask_addr(pm, p->sel.daddr, p->sel.prefixlen_d, f->family);
-                if (memcmp(pm, masked, 16) != 0 ||
-                    (!p->unreadable && (p->mark_m != 0 ? flow_mark(f) & p->mark_m : 0) != p->mark_v)) {
-                    continue;
+                if (memcmp(pm, masked, 16) != 0 || (p->mark_m == 0 && p->mark_v != 0)) {
+                    continue; /* (a mark value without a mask matches no packet) */
                 }
                 m = flow_sel_match(&p->sel, f, dir, err);
                 if (m < 0) {
@@ -86,6 +86,20 @@ const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t i
                     return NULL;
                 }
                 if (!m) {
+                    continue;
+                }
+                /*
+                 * Marks (issue 14 item 4): the kernel compares the packet's mark (xfrm_policy_match:
+                 * fl->flowi_mark & pol->mark.m). Inbound that is skb->mark, which has nothing to do with
+                 * the socket's SO_MARK; outbound a VTI device (o_key) or netfilter may set it. A policy with
+                 * a mask that selects the flow therefore makes the answer undecidable here (when it could
+                 * win), unless outbound the socket's own mark already matches it.
+                 */
+                if (!p->unreadable && p->mark_m != 0 && p->if_id == if_id &&
+                    (dir == XFRM_POLICY_IN || (flow_mark(f) & p->mark_m) != p->mark_v)) {
+                    if (doubt == NULL) {
+                        doubt = p;
+                    }
                     continue;
                 }
                 if (p->unreadable) {
@@ -105,6 +119,11 @@ const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t i
                 best = p;
                 break;
             }
+        }
+        if (doubt != NULL && (best == NULL || doubt->priority < best->priority ||
+                              (doubt->priority == best->priority && doubt->age < best->age))) {
+            f->mark_doubt = 1;
+            return NULL;
         }
         if (best != NULL) {
             return best;
@@ -296,6 +315,11 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
     }
     t_last_index[dir] = pol != NULL ? pol->index + 1 : 0;
     t_last_priority[dir] = pol != NULL ? pol->priority : 0;
+    if (f->mark_doubt) {
+        /* Never a guess: not protected, and the reason says the packet's mark decides (issue 14 item 4). */
+        v->reason = SECSOCK_REASON_MARK_UNDECIDABLE;
+        return 0;
+    }
     /* No policy, a bypass (allow without templates) or a block: no SA protects the flow. */
     if (pol == NULL || pol->action == XFRM_POLICY_BLOCK || pol->ntmpl == 0) {
         v->reason = pol == NULL                           ? SECSOCK_REASON_NO_POLICY

@@ -50,6 +50,8 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "the policy requires no SA (optional templates or IPComp only)",
     "protected by SAs that encrypt",
     "protected, but an SA it uses or accepts does not encrypt (AH, a null cipher or AES-GMAC)",
+    "not decidable here: a policy with a mark selects the flow, and the kernel compares the packet's mark "
+    "(inbound skb->mark, outbound maybe set by a VTI key or netfilter), not the socket's",
 };
 static PyObject *ReasonCache[SECSOCK_REASON_COUNT][SECSOCK_REASON_COUNT];
 
