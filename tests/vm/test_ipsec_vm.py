@@ -410,6 +410,41 @@ def test_inbound_is_encrypted_only_if_every_acceptable_sa_encrypts(pair: Pair, t
     assert_flags(server, 1)
 
 
+def test_inbound_policy_with_a_mark_is_not_decidable_from_so_mark(pair: Pair) -> None:
+    """Issue 14 item 4: inbound, the kernel compares the arriving packet's mark (skb->mark), not the socket's
+    SO_MARK. The server's inbound ESP policy carries mark 5; the server's sockets have SO_MARK 5, but the
+    peer's packets arrive unmarked, so that policy never applies to them and plaintext would be accepted.
+    The answer must not be SECURED."""
+    secure(pair, directions="ba")  # b -> a as usual
+    add_sa(pair, pair.addr_a, pair.addr_b, 0x1001, "esp", AEAD, "transport", reqid=7)
+    pair.a.ip("xfrm", "policy", "add", "src", pair.addr_a, "dst", pair.addr_b, "dir", "out",
+              "tmpl", "proto", "esp", "mode", "transport", "reqid", "7")  # fmt: skip
+    pair.b.ip("xfrm", "policy", "add", "src", pair.addr_a, "dst", pair.addr_b, "dir", "in", "mark", "5",
+              "mask", "0xff", "tmpl", "proto", "esp", "mode", "transport", "reqid", "7")  # fmt: skip
+    ready = threading.Event()
+
+    def serve() -> dict[str, Any]:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 5)
+            s.bind((pair.addr_b, PORT))
+            s.settimeout(30)
+            ready.set()
+            _, sender = s.recvfrom(64)
+            return answer(s, peer=sender)
+
+    def send() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((pair.addr_b, PORT))
+            s.send(b"x")
+
+    server = pair.b.start_thread(serve)
+    assert ready.wait(30)
+    pair.a.call(send)
+    served = server.result(30)
+    assert_flags(served, 0)
+    assert "; inbound: not decidable here: a policy with a mark selects the flow" in served["reason"], served
+
+
 def test_esp_inside_ah_bundle(pair: Pair) -> None:
     flows = ((pair.addr_a, pair.addr_b, 0x1001), (pair.addr_b, pair.addr_a, 0x2002))
     for src, dst, spi in flows:
