@@ -13,6 +13,7 @@ APT_PACKAGES=(
     qemu-system-x86 linux-image-amd64 busybox-static  # the VM with real ESP/AH (virtme-ng boots it)
     iproute2 kmod util-linux                 # ip xfrm / ip netns, modprobe, setpriv, unshare
     clang libclang-rt-14-dev gcc             # ASan/UBSan/libFuzzer builds (hardening/); the extension
+    strongswan-charon strongswan-swanctl     # the VM suite's IKEv2 pair (charon + swanctl, issue 14)
 )
 
 missing() {

@@ -678,3 +678,95 @@ def test_require_and_a_refusing_listener_over_real_esp(pair: Pair) -> None:
     (outbound,) = client["ipsec"]["outbound"]
     assert outbound["protocol"] == "ESP" and outbound["mode"] == "TRANSPORT" and outbound["spi"] == 0x1001
     assert client["peer_application_token"] is False
+
+
+# --- strongSwan: SAs and policies as an IKE daemon installs them ----------------------------------------
+
+CHARON_SCRIPT = """
+set -e
+mount -t tmpfs tmpfs /run  # this namespace's own /run: charon's pid file and vici socket
+export STRONGSWAN_CONF="$1/strongswan.conf"
+/usr/lib/ipsec/charon >"$1/charon.log" 2>&1 &
+for _ in $(seq 150); do [ -S /run/charon.vici ] && break; sleep 0.2; done
+swanctl --load-all --file "$1/swanctl.conf" >"$1/swanctl.log" 2>&1
+if [ "$2" = initiate ]; then swanctl --initiate --child t --timeout 90 >>"$1/swanctl.log" 2>&1; fi
+touch "$1/ready"
+wait
+"""
+
+STRONGSWAN_CONF = """
+charon {
+  load_modular = yes
+  install_routes = no
+  plugins {
+    include /etc/strongswan.d/charon/*.conf
+    bypass-lan { load = no }
+  }
+}
+"""
+
+SWANCTL_CONF = """
+connections {{
+  c {{
+    version = 2
+    local_addrs = {local}
+    remote_addrs = {remote}
+    proposals = aes128-sha256-modp2048
+    local {{ auth = psk
+      id = {local} }}
+    remote {{ auth = psk
+      id = {remote} }}
+    children {{ t {{ mode = transport
+      esp_proposals = {esp} }} }}
+  }}
+}}
+secrets {{ ike-1 {{ id-1 = {local}
+  id-2 = {remote}
+  secret = "secsock-vm-test-psk-not-a-secret" }} }}
+"""
+
+STRONGSWAN_PROPOSALS = [
+    ("aes128gcm16", {"aead": "rfc4106(gcm(aes))"}, 3),
+    ("aes128-sha256", {"encryption": "cbc(aes)", "integrity": "hmac(sha256)"}, 3),
+    ("aes128gmac", {"aead": "rfc4543(gcm(aes))"}, 1),
+]
+
+
+@pytest.mark.parametrize("esp,algs,flags", STRONGSWAN_PROPOSALS, ids=[p[0] for p in STRONGSWAN_PROPOSALS])
+def test_strongswan_ikev2_psk_pair(
+    pair: Pair, tmp_path: Any, esp: str, algs: dict[str, str], flags: int
+) -> None:
+    """Issue 14: charon (IKEv2, PSK) in each namespace negotiates transport-mode ESP; the answer on both ends
+    follows the negotiated proposal (GMAC authenticates only: SECURED, not ENCRYPTED)."""
+    daemons = []
+    try:
+        for ns, local, remote, role in ((pair.b, pair.addr_b, pair.addr_a, "respond"),
+                                        (pair.a, pair.addr_a, pair.addr_b, "initiate")):  # fmt: skip
+            work = tmp_path / ns.name
+            work.mkdir()
+            (work / "strongswan.conf").write_text(STRONGSWAN_CONF)
+            (work / "swanctl.conf").write_text(SWANCTL_CONF.format(local=local, remote=remote, esp=esp))
+            argv = ns.exec_argv("sh", "-c", CHARON_SCRIPT, "charon", str(work), role)
+            daemons.append((work, subprocess.Popen(argv, start_new_session=True)))
+            deadline = time.monotonic() + 120
+            while not (work / "ready").exists():
+                logs = [
+                    (work / name).read_text()
+                    for name in ("charon.log", "swanctl.log")
+                    if (work / name).exists()
+                ]
+                assert time.monotonic() < deadline and daemons[-1][1].poll() is None, logs
+                time.sleep(0.5)
+        server, (client,) = tcp(pair)
+        for result in (server, client):
+            assert_flags(result, flags)
+            assert result["outbound"] and result["inbound"], result
+            for sa_seen in result["outbound"] + result["inbound"]:
+                assert {name: sa_seen[name] for name in algs} == algs, result
+    finally:
+        for _, daemon in daemons:
+            try:
+                os.killpg(daemon.pid, 15)
+            except ProcessLookupError:
+                pass
+            daemon.wait(30)
