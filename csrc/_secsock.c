@@ -45,6 +45,7 @@ static void module_free(void *Py_UNUSED(module))
 {
     Py_CLEAR(PendingType);
     unbind_results();
+    release_reasons();
     Py_CLEAR(InfoBaseType);
     Py_CLEAR(FilenoName);
     Py_CLEAR(TupleNew);

@@ -75,6 +75,17 @@ static PyObject *reason_object(const secsock_result *r)
     return *slot;
 }
 
+void release_reasons(void)
+{
+    size_t i, j;
+
+    for (i = 0; i < SECSOCK_REASON_COUNT; i++) {
+        for (j = 0; j < SECSOCK_REASON_COUNT; j++) {
+            Py_CLEAR(ReasonCache[i][j]);
+        }
+    }
+}
+
 /*
  * (protocol, flags, application_token, machine_token, ipsec2, ipsec, reason) for the facade. The token handles
  * move into the tuple as ints; if building it fails they are closed here, so no path leaks them.
