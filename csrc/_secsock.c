@@ -64,6 +64,7 @@ static void module_free(void *Py_UNUSED(module))
     if (StateUsers > 0 && --StateUsers == 0) {
         Py_CLEAR(PendingType);
         unbind_results();
+        release_reasons();
         Py_CLEAR(InfoBaseType);
         Py_CLEAR(FilenoName);
         Py_CLEAR(TupleNew);

@@ -118,7 +118,23 @@ typedef struct {
     int has_ipsec_detail; /* the per-direction SAs below are known (Linux) */
     secsock_direction outbound;
     secsock_direction inbound;
+    /* Why each direction is (not) protected, SECSOCK_REASON_*; 0 where the backend does not say (Windows). */
+    uint8_t reason_out, reason_in;
 } secsock_result;
+
+/* Why a direction is or is not protected (Linux). The module turns each into a text (csrc/module/results.c). */
+enum {
+    SECSOCK_REASON_NONE = 0,
+    SECSOCK_REASON_NO_POLICY,       /* no policy selects the flow */
+    SECSOCK_REASON_BYPASS,          /* the policy allows the flow without IPsec */
+    SECSOCK_REASON_BLOCK,           /* the policy blocks the flow */
+    SECSOCK_REASON_NO_SA,           /* a required template has no SA yet */
+    SECSOCK_REASON_OPTIONAL_ONLY,   /* only optional templates (or IPComp): nothing is required */
+    SECSOCK_REASON_ENCRYPTED,       /* protected by SAs that encrypt */
+    SECSOCK_REASON_NOT_ENCRYPTING,  /* protected, but an SA it uses or accepts does not encrypt */
+    SECSOCK_REASON_MARK_UNDECIDABLE, /* a policy with a mark selects the flow: the packet's mark decides */
+    SECSOCK_REASON_COUNT
+};
 
 typedef struct secsock_pending secsock_pending;
 

@@ -9,17 +9,20 @@
 # parsers), nl_dump (a netlink datagram split into messages and parsed, as the dump and notification paths do),
 # xfrm_lookup (the snapshot indexes built from fuzzed dumps and a fuzzed flow looked up in them), xfrm_sa_apply
 # and xfrm_policy_apply (differential: the SA or policy table updated in place from notifications against a
-# fresh one built from the same SAs or policies). Seeds: hardening/fuzz/corpus/<target>/, read
-# only (make_corpus.sh regenerates them); files named regress-* reproduce bugs found before and run first.
+# fresh one built from the same SAs or policies), xfrm_alloc_fail (the Nth allocation of the snapshot's build,
+# re-index, SA updates and frees fails: allocation-failure injection under ASan, issue 14 item 9).
+# Seeds: hardening/fuzz/corpus/<target>/, read only (make_corpus.sh regenerates them); files named regress-*
+# reproduce bugs found before and run first.
 # win_decode: the Windows result decoder (csrc/windows/secsock_decode.c), built natively. The parser targets
-# link csrc/linux/parse.c alone; xfrm_lookup and the differential ones link every unit of csrc/linux/.
+# link csrc/linux/parse.c alone; xfrm_lookup and the differential ones link every unit of csrc/linux/;
+# xfrm_alloc_fail builds the two that allocate the snapshot with their allocations counted, links the others.
 # A crash leaves its input in build/fuzz/artifacts/.
 # Needs: clang-14 and libclang-rt-14-dev. Last line: "N passed, M failed" (one per target).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 TARGETS=(xfrm_policy xfrm_sa xfrm_sa_notify xfrm_policy_notify nl_dump xfrm_lookup xfrm_sa_apply xfrm_policy_apply
-    win_decode)
+    xfrm_alloc_fail win_decode)
 
 fail_all() {
     echo "fuzz: $*" >&2
@@ -54,6 +57,22 @@ for target in "${TARGETS[@]}"; do
         sources=("$src" "$ROOT/csrc/windows/secsock_decode.c" "$ROOT/csrc/secsock_common.c") # the Windows decoder
     elif [[ $target == xfrm_lookup || $target == xfrm_sa_apply || $target == xfrm_policy_apply ]]; then
         sources=("$src" "$ROOT"/csrc/linux/*.c "$ROOT/csrc/secsock_common.c") # the snapshot, index and lookup
+    elif [[ $target == xfrm_alloc_fail ]]; then
+        # The units that allocate the snapshot with their allocations counted (alloc_counter.h, force-included);
+        # the others as they are.
+        sources=("$src" "$ROOT/csrc/secsock_common.c")
+        : >"$OUT/logs/$target.units.log"
+        for unit in "$ROOT"/csrc/linux/*.c; do
+            case $unit in
+            */snapshot_index.c | */snapshot.c)
+                obj=$OUT/bin/alloc_fail_$(basename "$unit" .c).o
+                "$CC" "${FLAGS[@]}" -include "$ROOT/hardening/fuzz/alloc_counter.h" -c "$unit" -o "$obj" \
+                    >>"$OUT/logs/$target.units.log" 2>&1 || cat "$OUT/logs/$target.units.log"
+                sources+=("$obj")
+                ;;
+            *) sources+=("$unit") ;;
+            esac
+        done
     else
         sources=("$src" "$ROOT/csrc/linux/parse.c") # the record parsers: one unit, nothing else
     fi

@@ -11,7 +11,7 @@ class FakeBackend:
     BACKEND = "fake"
 
     def __init__(self, result: tuple[Any, ...] | None = None) -> None:
-        self.result = result if result is not None else (1, 0, 0, 0, None, None)
+        self.result = result if result is not None else (1, 0, 0, 0, None, None, None)
         self.queries: list[tuple[Any, ...]] = []
         self.closed_tokens: list[int] = []
 

@@ -18,9 +18,9 @@ import secsock
 from fakes import FakeBackend
 from secsock.__main__ import main
 
-CLEAR = (1, 0, 0, 0, None, None)
-SECURED = (1, 1, 0, 0, None, None)
-ENCRYPTED = (1, 3, 0, 0, None, ((), ()))
+CLEAR = (1, 0, 0, 0, None, None, None)
+SECURED = (1, 1, 0, 0, None, None, None)
+ENCRYPTED = (1, 3, 0, 0, None, ((), ()), None)
 
 
 @pytest.fixture
@@ -106,16 +106,16 @@ def test_text_names_no_protocol_when_nothing_secures_the_traffic(
     assert "protocol   IPSEC" in text and "required   secured: met" in text
 
 
-def test_explain_prints_the_backend_reason_where_there_is_one(
-    fake_backend: FakeBackend, port: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_explain_prints_the_backend_reason_where_there_is_one(fake_backend: FakeBackend, port: int) -> None:
     fake_backend.result = CLEAR
     code, text = run(["explain", "127.0.0.1", str(port)])
     assert code == 0 and "reason     this backend gives no reason" in text
-    # Issue 14 adds SecurityInfo.reason on Linux; explain prints it as soon as it exists.
-    monkeypatch.setattr(secsock.SecurityInfo, "reason", "no policy selects the flow", raising=False)
+    # Issue 14 item 8: the Linux backend's reason (the raw answer's last item) is SecurityInfo.reason.
+    fake_backend.result = (*CLEAR[:-1], "outbound: no XFRM policy selects the flow; inbound: the same")
     _, text = run(["explain", "127.0.0.1", str(port)])
-    assert "reason     no policy selects the flow" in text
+    assert "reason     outbound: no XFRM policy selects the flow; inbound: the same" in text
+    _, text = run(["explain", "127.0.0.1", str(port), "--json"])
+    assert json.loads(text)["reason"] == "outbound: no XFRM policy selects the flow; inbound: the same"
 
 
 @pytest.mark.parametrize(

@@ -172,6 +172,8 @@ def test_cli_serve_and_probe_in_a_fresh_namespace() -> None:
     assert answer["ok"] is True and answer["error"] is None
     assert answer["secured"] is False and answer["transport"] == "tcp" and answer["flags"] == 0
     assert answer["ipsec"] == {"outbound": [], "inbound": []}
+    no_policy = "no XFRM policy selects the flow"
+    assert answer["reason"] == f"outbound: {no_policy}; inbound: {no_policy}"  # issue 14 item 8
 
 
 def test_the_installed_secsock_script_runs() -> None:

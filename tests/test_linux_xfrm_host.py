@@ -81,7 +81,34 @@ def test_cleartext_without_policy_reports_no_flags(ns: Netns) -> None:
         "protocol": int(secsock.SecurityProtocol.IPSEC),
         "outbound": [],
         "inbound": [],
+        "reason": "outbound: no XFRM policy selects the flow; inbound: no XFRM policy selects the flow",
     }
+
+
+def reason_of(result: dict[str, Any]) -> tuple[str, str]:
+    assert "error" not in result, result
+    outbound, inbound = result["reason"].split("; ")
+    return outbound.removeprefix("outbound: "), inbound.removeprefix("inbound: ")
+
+
+def test_every_answer_says_why(ns: Netns) -> None:
+    """Issue 14 item 8: a reason per direction, for what the backend saw (no SA can exist on this host)."""
+    esp_policies(ns, A, B, "priority", "10")  # out and in: a required ESP template without an SA
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "proto", "udp", "dport", "501", "dir", "out",
+          "action", "block")  # fmt: skip
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "proto", "udp", "dport", "502", "dir", "out")
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "proto", "udp", "dport", "503", "dir", "out",
+          "tmpl", "proto", "esp", "mode", "transport", "level", "use")  # fmt: skip
+    results = ns.probe([udp(A, B, port) for port in (500, 501, 502, 503)] + [udp(A, "10.77.0.9")])
+    no_sa = "the policy requires an SA that does not exist yet"
+    assert [reason_of(r) for r in results] == [
+        (no_sa, no_sa),
+        ("the policy blocks the flow", no_sa),
+        ("the policy allows the flow without IPsec", no_sa),
+        ("the policy requires no SA (optional templates or IPComp only)", no_sa),
+        ("no XFRM policy selects the flow", "no XFRM policy selects the flow"),
+    ]
+    assert {r["flags"] for r in results} == {0}
 
 
 def test_connected_udp_and_ipv6_without_policy(ns: Netns) -> None:
@@ -166,6 +193,22 @@ def test_policy_mark_must_match_the_socket_mark(ns: Netns, driver: str) -> None:
     assert drive(ns, driver, "udp-peer", A, B, "500", str(0x105))["pol_out"]["index"] == 0x701
 
 
+def test_a_policy_with_a_mark_makes_the_answer_undecidable(ns: Netns) -> None:
+    """Issue 14 item 4: the kernel compares the packet's mark, which inbound is skb->mark (not SO_MARK) and
+    outbound may come from a VTI key or netfilter. A policy with a mark that selects the flow makes that
+    direction undecidable (not protected, and the reason says why), unless outbound SO_MARK matches it."""
+    ns.ip("xfrm", "policy", "add", "src", B, "dst", A, "dir", "in", "mark", "5", "mask", "0xff",
+          "tmpl", "proto", "esp", "mode", "transport")  # fmt: skip
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "mark", "5", "mask", "0xff",
+          "action", "block")  # fmt: skip
+    unmarked, marked = ns.probe([udp(A, B), {**udp(A, B, mark=5), "name": "m"}])
+    undecidable = "not decidable here: a policy with a mark selects the flow"
+    assert reason_of(unmarked)[0].startswith(undecidable) and reason_of(unmarked)[1].startswith(undecidable)
+    assert reason_of(marked)[0] == "the policy blocks the flow"  # outbound: the socket's own mark matches
+    assert reason_of(marked)[1].startswith(undecidable)  # inbound: SO_MARK says nothing about the packets
+    assert unmarked["flags"] == marked["flags"] == 0
+
+
 def test_sub_policies_are_consulted_before_main(ns: Netns, driver: str) -> None:
     ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "priority", "1", "index", "0x801")
     ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "ptype", "sub",
@@ -180,12 +223,17 @@ def test_forward_and_other_direction_policies_do_not_apply(ns: Netns, driver: st
     assert matched["pol_out"] is None and matched["pol_in"] is None
 
 
-def test_if_id_policy_outside_an_xfrm_interface_is_refused(ns: Netns) -> None:
-    # The route to B leaves by lo, not by an XFRM interface: the kernel would skip the policy, and secsock
-    # still refuses to answer (tests elsewhere rely on it). Flows through an XFRM interface: tests/vm.
-    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "if_id", "7")
+def test_if_id_policy_outside_an_xfrm_interface_is_skipped(ns: Netns, driver: str) -> None:
+    # Issue 14 item 3. The route to B leaves by lo, not by an XFRM interface: the kernel skips a policy with
+    # an if_id for this flow (xfrm_policy_match), so the next one applies. Flows through an XFRM interface:
+    # tests/vm.
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "priority", "1", "if_id", "7",
+          "action", "block", "index", "0x1001")  # fmt: skip
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "priority", "9", "index", "0x1009")
     (result,) = ns.probe([udp(A, B)])
-    assert result["error"] == "UnsupportedOperation" and "if_id 7" in result["message"]
+    assert result["flags"] == 0
+    assert reason_of(result)[0] == "the policy allows the flow without IPsec", result
+    assert drive(ns, driver, "udp-peer", A, B, "500")["pol_out"]["index"] == 0x1009
 
 
 def test_block_policy_is_matched_and_not_secured(ns: Netns, driver: str) -> None:
@@ -385,11 +433,9 @@ import os, socket, subprocess, sys
 import secsock
 
 def ask(s):
-    try:
-        secsock.query(s, peer=({B!r}, 500))
-        return "clear"
-    except secsock.UnsupportedOperation:
-        return "if_id"
+    # A block policy for the flow is what these tests look for (its reason says so).
+    reason = secsock.query(s, peer=({B!r}, 500)).reason
+    return "blocked" if reason.startswith("outbound: the policy blocks") else "clear"
 
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(({A!r}, 0))
@@ -415,20 +461,20 @@ def test_a_fork_child_reads_its_own_notifications(ns: Netns) -> None:
 print(ask(s)); sys.stdout.flush()
 pid = os.fork()
 if pid == 0:
-    subprocess.run(["ip", "xfrm", "policy", "add", "src", {A!r}, "dst", {B!r}, "dir", "out", "if_id", "7"],
-                   check=True)
+    subprocess.run(["ip", "xfrm", "policy", "add", "src", {A!r}, "dst", {B!r}, "dir", "out",
+                    "action", "block"], check=True)
     os.write(1, (ask(s) + "\\n").encode())
     os._exit(0)
 os.waitpid(pid, 0)
 print(ask(s))
 """
-    assert run_probe(ns, body) == ["clear", "if_id", "if_id"]
+    assert run_probe(ns, body) == ["clear", "blocked", "blocked"]
 
 
 def test_a_mark_set_between_queries_is_seen(ns: Netns) -> None:
     # SO_MARK is read per query (only when a policy has a mark mask): a live socket may change it any time.
     ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "mark", "5", "mask", "0xff",
-          "if_id", "7")  # fmt: skip
+          "action", "block")  # fmt: skip
     body = """
 answers = [ask(s)]
 s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 5)
@@ -437,25 +483,22 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 6)
 answers.append(ask(s))
 print(*answers)
 """
-    assert run_probe(ns, body) == ["clear", "if_id", "clear"]
+    assert run_probe(ns, body) == ["clear", "blocked", "clear"]
 
 
 def test_a_datagram_socket_that_reconnects_is_answered_for_its_new_peer(ns: Netns) -> None:
     # Type, protocol and namespace are cached per socket cookie; the addresses never are.
     ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "proto", "udp", "dport", "500", "dir", "out",
-          "if_id", "7")  # fmt: skip
+          "action", "block")  # fmt: skip
     body = f"""
 answers = []
 for port in (500, 501, 500):
     s.connect(({B!r}, port))
-    try:
-        secsock.query(s)
-        answers.append("clear")
-    except secsock.UnsupportedOperation:
-        answers.append("if_id")
+    blocked = secsock.query(s).reason.startswith("outbound: the policy blocks")
+    answers.append("blocked" if blocked else "clear")
 print(*answers)
 """
-    assert run_probe(ns, body) == ["if_id", "clear", "if_id"]
+    assert run_probe(ns, body) == ["blocked", "clear", "blocked"]
 
 
 def test_a_reused_descriptor_number_is_not_taken_for_the_old_socket() -> None:

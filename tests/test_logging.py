@@ -42,7 +42,7 @@ def test_require_logs_its_refusal_at_debug(
 def test_a_server_refusal_is_logged_at_info_with_the_address(
     fake_backend: FakeBackend, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake_backend.result = (1, 0, 0, 0, None, None)
+    fake_backend.result = (1, 0, 0, 0, None, None, None)
     with secsock.SecureSocket.create_server(("127.0.0.1", 0), require=secsock.Requirement()) as listener:
         listener.settimeout(0.5)
         with socket.create_connection(listener.getsockname()) as client:

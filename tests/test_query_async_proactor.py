@@ -17,7 +17,7 @@ import pytest
 import secsock
 from secsock import _extension
 
-ANSWER = (1, 3, 0, 0, None, None)
+ANSWER = (1, 3, 0, 0, None, None, None)
 
 
 class ScriptedPending:

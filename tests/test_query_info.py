@@ -29,6 +29,7 @@ FIELDS = (
     "negotiation_error",
     "sa_lookup_context",
     "ipsec",
+    "reason",
 )
 
 

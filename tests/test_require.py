@@ -17,9 +17,9 @@ import pytest
 import secsock
 from fakes import FakeBackend
 
-CLEAR = (1, 0, 0, 0, None, None)
-SECURED = (1, 1, 0, 0, None, None)
-ENCRYPTED = (1, 3, 0, 0, None, None)
+CLEAR = (1, 0, 0, 0, None, None, None)
+SECURED = (1, 1, 0, 0, None, None, None)
+ENCRYPTED = (1, 3, 0, 0, None, None, None)
 
 
 class MemberBackend(FakeBackend):
@@ -28,7 +28,7 @@ class MemberBackend(FakeBackend):
     BACKEND = "windows-double"
 
     def __init__(self) -> None:
-        super().__init__((1, 3, 0x10, 0x20, None, None))
+        super().__init__((1, 3, 0x10, 0x20, None, None, None))
         self.members: dict[int, set[str]] = {0x10: {"CORP\\Payroll"}}
         self.membership_checks: list[tuple[int, str]] = []
 
@@ -158,7 +158,7 @@ def test_member_of_refuses_a_peer_outside_the_group_and_closes_its_tokens(
 
 
 def test_member_of_without_a_peer_token_is_refused(member_backend: MemberBackend) -> None:
-    member_backend.result = (1, 3, 0, 0, None, None)
+    member_backend.result = (1, 3, 0, 0, None, None, None)
     with pytest.raises(secsock.NotSecuredError, match="no peer application token") as caught:
         secsock.require(7, member_of="S-1-5-32-544")
     assert caught.value.demand == "member_of" and member_backend.membership_checks == []

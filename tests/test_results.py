@@ -35,7 +35,7 @@ def test_enum_values_match_mstcpip() -> None:
 
 
 def test_plain_answer_decodes_to_protocol_and_flags(fake_backend: FakeBackend) -> None:
-    fake_backend.result = (1, 3, 0, 0, None, None)
+    fake_backend.result = (1, 3, 0, 0, None, None, None)
     info = secsock.query(5)
     assert info.protocol is SecurityProtocol.IPSEC
     assert info.flags == ConnectionFlags.SECURED | ConnectionFlags.ENCRYPTED
@@ -47,14 +47,14 @@ def test_plain_answer_decodes_to_protocol_and_flags(fake_backend: FakeBackend) -
 
 
 def test_in_the_clear(fake_backend: FakeBackend) -> None:
-    fake_backend.result = (0, 0, 0, 0, None, None)
+    fake_backend.result = (0, 0, 0, 0, None, None, None)
     info = secsock.query(5)
     assert not info.secured and not info.encrypted
     assert repr(info) == "<secsock.SecurityInfo protocol=DEFAULT flags=0 (in the clear)>"
 
 
 def test_ipsec2_fields_decode_with_the_guid_in_memory_order(fake_backend: FakeBackend) -> None:
-    fake_backend.result = (2, 1, 0, 0, (0x1122334455667788, 42, 13801, GUID.bytes_le), None)
+    fake_backend.result = (2, 1, 0, 0, (0x1122334455667788, 42, 13801, GUID.bytes_le), None, None)
     info = secsock.query(5, ipsec2=True)
     assert info.protocol is SecurityProtocol.IPSEC2
     assert (info.mm_sa_id, info.qm_sa_id, info.negotiation_error) == (0x1122334455667788, 42, 13801)
@@ -63,7 +63,7 @@ def test_ipsec2_fields_decode_with_the_guid_in_memory_order(fake_backend: FakeBa
 
 
 def test_unknown_protocol_stays_an_int_rather_than_a_guess(fake_backend: FakeBackend) -> None:
-    fake_backend.result = (9, 0, 0, 0, None, None)
+    fake_backend.result = (9, 0, 0, 0, None, None, None)
     info = secsock.query(5)
     assert info.protocol == 9 and not isinstance(info.protocol, SecurityProtocol)
 
@@ -74,7 +74,7 @@ def test_ipsec_details_decode_per_direction(fake_backend: FakeBackend) -> None:
         (51, 1, 0x100, 0, "", "hmac(sha256)", ""),
         (50, 1, 0x101, 0, "ecb(cipher_null)", "hmac(sha1)", ""),
     )
-    fake_backend.result = (1, 1, 0, 0, None, (out, inbound))
+    fake_backend.result = (1, 1, 0, 0, None, (out, inbound), None)
     info = secsock.query(5)
     assert info.ipsec is not None
     (sa,) = info.ipsec.outbound
@@ -90,7 +90,7 @@ def test_ipsec_details_decode_per_direction(fake_backend: FakeBackend) -> None:
 
 
 def test_tokens_are_owned_and_closed_exactly_once_by_info_close(fake_backend: FakeBackend) -> None:
-    fake_backend.result = (1, 1, 0x1A4, 0x1A8, None, None)
+    fake_backend.result = (1, 1, 0x1A4, 0x1A8, None, None, None)
     info = secsock.query(5, token_access=8)
     app, machine = info.peer_application_token, info.peer_machine_token
     assert app is not None and machine is not None
@@ -110,14 +110,14 @@ def test_tokens_are_owned_and_closed_exactly_once_by_info_close(fake_backend: Fa
 
 
 def test_with_info_closes_its_tokens(fake_backend: FakeBackend) -> None:
-    fake_backend.result = (1, 1, 0x10, 0, None, None)
+    fake_backend.result = (1, 1, 0x10, 0, None, None, None)
     with secsock.query(5, token_access=8) as info:
         assert info.peer_application_token is not None
     assert fake_backend.closed_tokens == [0x10]
 
 
 def test_with_token_closes_it(fake_backend: FakeBackend) -> None:
-    fake_backend.result = (1, 1, 0x10, 0x14, None, None)
+    fake_backend.result = (1, 1, 0x10, 0x14, None, None, None)
     info = secsock.query(5, token_access=8)
     assert info.peer_machine_token is not None
     with info.peer_machine_token as token:
@@ -130,7 +130,7 @@ def test_with_token_closes_it(fake_backend: FakeBackend) -> None:
 
 
 def test_detach_hands_the_handle_over_and_nothing_closes_it(fake_backend: FakeBackend) -> None:
-    fake_backend.result = (1, 1, 0x20, 0, None, None)
+    fake_backend.result = (1, 1, 0x20, 0, None, None, None)
     info = secsock.query(5, token_access=8)
     assert info.peer_application_token is not None
     assert info.peer_application_token.detach() == 0x20
@@ -141,7 +141,7 @@ def test_detach_hands_the_handle_over_and_nothing_closes_it(fake_backend: FakeBa
 
 
 def test_collected_open_token_warns_and_closes(fake_backend: FakeBackend) -> None:
-    fake_backend.result = (1, 1, 0x30, 0, None, None)
+    fake_backend.result = (1, 1, 0x30, 0, None, None, None)
     info = secsock.query(5, token_access=8)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

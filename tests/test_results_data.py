@@ -20,7 +20,7 @@ SA_IN = (51, 1, 0x2000, 7, "", "hmac(sha1)", "")
 
 
 def secured_answer(fake_backend: FakeBackend) -> secsock.SecurityInfo:
-    fake_backend.result = (1, 3, 0, 0, None, ((SA_OUT,), (SA_IN,)))
+    fake_backend.result = (1, 3, 0, 0, None, ((SA_OUT,), (SA_IN,)), None)
     return secsock.query(5)
 
 
@@ -55,7 +55,8 @@ def test_ipsec_details_and_sas_are_immutable_values(fake_backend: FakeBackend) -
 
 
 def test_as_dict_is_json_ready_with_names_and_every_field(fake_backend: FakeBackend) -> None:
-    fake_backend.result = (2, 3, 0, 0, (11, 22, 0, GUID.bytes_le), ((SA_OUT,), (SA_IN,)))
+    why = "outbound: protected by SAs that encrypt; inbound: protected by SAs that encrypt"
+    fake_backend.result = (2, 3, 0, 0, (11, 22, 0, GUID.bytes_le), ((SA_OUT,), (SA_IN,)), why)
     data = secsock.query(5, ipsec2=True).as_dict()
     assert json.loads(json.dumps(data)) == data
     assert data == {
@@ -93,6 +94,7 @@ def test_as_dict_is_json_ready_with_names_and_every_field(fake_backend: FakeBack
                 }
             ],
         },
+        "reason": why,  # issue 14 item 8
     }
 
 

@@ -58,7 +58,7 @@ def test_from_socket_rejects_what_it_cannot_adopt() -> None:
 
 
 def test_query_async_runs_in_a_worker_on_a_selector_loop(fake_backend: FakeBackend) -> None:
-    fake_backend.result = (1, 3, 0, 0, None, None)
+    fake_backend.result = (1, 3, 0, 0, None, None, None)
 
     async def main() -> secsock.SecurityInfo:
         return await secsock.query_async(11, token_access=2)

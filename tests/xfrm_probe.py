@@ -49,6 +49,7 @@ def describe(info: secsock.SecurityInfo) -> dict[str, Any]:
         "protocol": int(info.protocol),
         "outbound": sas(info.ipsec.outbound),
         "inbound": sas(info.ipsec.inbound),
+        "reason": info.reason,
     }
 
 

@@ -14,6 +14,7 @@ APT_PACKAGES=(
     iproute2 kmod util-linux                 # ip xfrm / ip netns, modprobe, setpriv, unshare
     clang libclang-rt-14-dev gcc             # ASan/UBSan/libFuzzer builds (hardening/); the extension
     python3-dev python3-venv                 # the system's Python, which an unprivileged user can run (sdist_check.sh)
+    strongswan-charon strongswan-swanctl     # the VM suite's IKEv2 pair (charon + swanctl, issue 14)
 )
 
 missing() {

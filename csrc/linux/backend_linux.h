@@ -230,15 +230,19 @@ typedef struct {
     int if_id_known;       /* if_id below was resolved */
     uint32_t if_id;        /* the if_id of the XFRM interface the flow is routed through, 0 for none */
     int oif;               /* the interface toward the peer; -1 until needed and resolved */
+    int mark_doubt;        /* lookup_policy: the policy depends on a packet mark the backend cannot see */
 } ss_flow;
 
 typedef struct {
     int protected_;
     int encrypted;
+    uint8_t reason; /* SECSOCK_REASON_*: why (issue 14 item 8) */
 } dir_verdict;
 
 /* ---- parse.c ------------------------------------------------------------------------------------------- */
 int attr_next(attr_iter *it, uint16_t *type, const uint8_t **data, size_t *dlen);
+/* Also read by the dump's callbacks (snapshot.c): is an unreadable policy's selector still usable? */
+int sel_valid(const ss_sel *s, int allow_unspec);
 
 /* ---- netlink.c ----------------------------------------------------------------------------------------- */
 int os_error(secsock_error *err, int errnum, const char *call, const char *what);

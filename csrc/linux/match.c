@@ -49,10 +49,11 @@ const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t i
     const uint8_t *da = dir == XFRM_POLICY_OUT ? f->peer : f->local;
 
     *rc = 0;
+    f->mark_doubt = 0;
     /* Sub policies are consulted first: any match there wins over main (xfrm_policy_lookup). */
     for (type = XFRM_POLICY_TYPE_SUB; type >= XFRM_POLICY_TYPE_MAIN; type--) {
         const ss_bucket *bk = &s->b[bucket_of(dir, f->family, type)];
-        const ss_policy *best = NULL;
+        const ss_policy *best = NULL, *doubt = NULL;
         unsigned i;
 
         if (bk->heads == NULL || bk->end == bk->start) {
@@ -76,8 +77,8 @@ const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t i
                     continue;
                 }
                 mask_addr(pm, p->sel.daddr, p->sel.prefixlen_d, f->family);
-                if (memcmp(pm, masked, 16) != 0 || (p->mark_m != 0 ? flow_mark(f) & p->mark_m : 0) != p->mark_v) {
-                    continue;
+                if (memcmp(pm, masked, 16) != 0 || (p->mark_m == 0 && p->mark_v != 0)) {
+                    continue; /* (a mark value without a mask matches no packet) */
                 }
                 m = flow_sel_match(&p->sel, f, dir, err);
                 if (m < 0) {
@@ -87,24 +88,42 @@ const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t i
                 if (!m) {
                     continue;
                 }
-                if (p->if_id != if_id) {
-                    if (if_id == 0) {
-                        /* The kernel would skip it (the flow is not routed through an XFRM interface), but
-                         * tests/test_hardening_*.py read this refusal as their sign of which namespace
-                         * answered: it stays until they read another sign. Then: just `continue`. */
-                        *rc = -1;
-                        secsock_error_set(err, SECSOCK_ERR_UNSUPPORTED, 0, 0, "if_id",
-                                          "an XFRM policy with if_id %u selects this flow, which is not routed "
-                                          "through an XFRM interface; secsock does not answer for such flows "
-                                          "yet",
-                                          (unsigned)p->if_id);
-                        return NULL;
+                /*
+                 * Marks (issue 14 item 4): the kernel compares the packet's mark (xfrm_policy_match:
+                 * fl->flowi_mark & pol->mark.m). Inbound that is skb->mark, which has nothing to do with
+                 * the socket's SO_MARK; outbound a VTI device (o_key) or netfilter may set it. A policy with
+                 * a mask that selects the flow therefore makes the answer undecidable here (when it could
+                 * win), unless outbound the socket's own mark already matches it.
+                 */
+                if (!p->unreadable && p->mark_m != 0 && p->if_id == if_id &&
+                    (dir == XFRM_POLICY_IN || (flow_mark(f) & p->mark_m) != p->mark_v)) {
+                    if (doubt == NULL) {
+                        doubt = p;
                     }
-                    continue; /* another interface's policy */
+                    continue;
+                }
+                if (p->unreadable) {
+                    /* It may be the policy the kernel applies: say so rather than guess (issue 14 item 2). */
+                    *rc = -1;
+                    secsock_error_set(err, SECSOCK_ERR_OS, EBADMSG, 0, "XFRM_MSG_GETPOLICY",
+                                      "an XFRM policy (index %u) that secsock cannot read selects this flow",
+                                      (unsigned)p->index);
+                    return NULL;
+                }
+                if (p->if_id != if_id) {
+                    /* Another interface's policy, or an XFRM interface's policy for a flow not routed through
+                     * one: the kernel skips it (xfrm_policy_match: pol->if_id != if_id -> -ESRCH), and so do
+                     * we (issue 14 item 3). */
+                    continue;
                 }
                 best = p;
                 break;
             }
+        }
+        if (doubt != NULL && (best == NULL || doubt->priority < best->priority ||
+                              (doubt->priority == best->priority && doubt->age < best->age))) {
+            f->mark_doubt = 1;
+            return NULL;
         }
         if (best != NULL) {
             return best;
@@ -113,26 +132,63 @@ const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t i
     return NULL;
 }
 
-/* Ours, no kernel counterpart: does the SA hide the payload (an AEAD, or ESP with a cipher but cipher_null)? */
+/*
+ * The ciphers of the kernel's algorithm table (net/xfrm/xfrm_algo.c: aead_list, ealg_list) that encrypt.
+ * XFRM accepts no other name (xfrm_aead_get_byname / xfrm_ealg_get_byname fail with ENOSYS) and stores the
+ * table's own name (attach_aead, attach_one_algo: strcpy(p->alg_name, algo->name)), so a dump names one of
+ * these or of the non-encrypting entries: "rfc4543(gcm(aes))" (AES-GMAC, RFC 4543: authenticates, sends
+ * the payload in the clear) and "ecb(cipher_null)". A name this list does not know (a newer kernel's) is
+ * taken as not encrypting: ENCRYPTED is never guessed.
+ */
+static const char *const encrypting_aead[] = {
+    "rfc4106(gcm(aes))",
+    "rfc4309(ccm(aes))",
+    "rfc7539esp(chacha20,poly1305)",
+};
+static const char *const encrypting_ealg[] = {
+    "cbc(des)",     "cbc(des3_ede)", "cbc(cast5)", "cbc(blowfish)",     "cbc(aes)",
+    "cbc(serpent)", "cbc(camellia)", "cbc(twofish)", "rfc3686(ctr(aes))", "cbc(sm4)",
+};
+
+static int name_in(const char *name, const char *const *names, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        if (strcmp(name, names[i]) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Does the SA hide the payload? By the cipher's entry in the kernel's table (xfrm_algo.c, above). */
 static int sa_encrypts(const ss_sa *a)
 {
     if (a->proto != IPPROTO_ESP) {
         return 0;
     }
     if (a->has_aead) {
-        return 1;
+        return name_in(a->aead, encrypting_aead, sizeof(encrypting_aead) / sizeof(encrypting_aead[0]));
     }
-    return a->has_crypt && strcmp(a->encryption, "ecb(cipher_null)") != 0 &&
-           strcmp(a->encryption, "cipher_null") != 0;
+    return a->has_crypt &&
+           name_in(a->encryption, encrypting_ealg, sizeof(encrypting_ealg) / sizeof(encrypting_ealg[0]));
 }
 
 /*
  * The SA the kernel would use for template t: outbound as xfrm_state_find (exact reqid, the policy's mark,
  * same if_id, SA selector matches the flow), inbound as xfrm_state_ok (reqid/spi wildcards when 0).
  * Among candidates: not dying before dying, then the newest.
+ *
+ * Inbound, with all_encrypt non-NULL: the kernel takes a packet by whichever SA its SPI names
+ * (xfrm_input: xfrm_state_lookup by daddr, SPI, proto) and the policy check accepts it when that SA passes
+ * xfrm_state_ok for the template (__xfrm_policy_check -> xfrm_policy_ok): proto, mode, reqid (any when the
+ * template's is 0), SPI (any when 0), the tunnel's addresses; the SA's source address is not compared in
+ * transport mode, and the packet's mark is skb->mark, not the socket's. *all_encrypt becomes 0 when any SA
+ * the peer could send by that way does not encrypt: the peer could use that one.
  */
 static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_policy *pol, const ss_tmpl *t,
-                              const uint8_t *remote, const uint8_t *local, int *rc, secsock_error *err)
+                              const uint8_t *remote, const uint8_t *local, int *all_encrypt, int *rc,
+                              secsock_error *err)
 {
     const ss_sa *best = NULL;
     int32_t j;
@@ -144,26 +200,34 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
     j = s->saheads[sa_key_hash(t->family, t->proto, remote) & s->sahmask];
     for (; j >= 0; j = s->sanext[j]) {
         const ss_sa *a = &s->sas[j];
-        int m;
+        int m, addr_ok, mark_ok = 1;
 
+        if (a->unreadable) {
+            /* Maybe the SA the kernel uses or accepts here: never call this template's SAs encrypting. */
+            if (all_encrypt != NULL && a->family == t->family && a->proto == t->proto &&
+                addr_eq(a->daddr, remote, t->family)) {
+                *all_encrypt = 0;
+            }
+            continue;
+        }
         if (a->family != t->family || a->proto != t->proto || !addr_eq(a->daddr, remote, t->family) ||
             a->mode != t->mode || (t->spi != 0 && a->spi != t->spi) || !sa_valid(a)) {
             continue;
         }
-        if (!addr_any(local, t->family) && !addr_any(a->saddr, t->family) && !addr_eq(a->saddr, local, t->family)) {
-            continue;
-        }
+        addr_ok = addr_any(local, t->family) || addr_any(a->saddr, t->family) ||
+                  addr_eq(a->saddr, local, t->family);
         if (dir == XFRM_POLICY_OUT) {
-            if (a->reqid != t->reqid || (pol->mark_v & pol->mark_m & a->mark_m) != a->mark_v ||
+            if (!addr_ok || a->reqid != t->reqid || (pol->mark_v & pol->mark_m & a->mark_m) != a->mark_v ||
                 a->if_id != pol->if_id || (a->flags & XFRM_STATE_WILDRECV) ||
                 (a->dir != 0 && a->dir != SS_SA_DIR_OUT)) {
                 continue;
             }
         } else {
-            if ((t->reqid != 0 && a->reqid != t->reqid) || (a->mark_m != 0 ? flow_mark(f) & a->mark_m : 0) != a->mark_v ||
-                (pol->if_id != 0 && a->if_id != pol->if_id) || (a->dir != 0 && a->dir != SS_SA_DIR_IN)) {
+            if ((t->reqid != 0 && a->reqid != t->reqid) || (pol->if_id != 0 && a->if_id != pol->if_id) ||
+                (a->dir != 0 && a->dir != SS_SA_DIR_IN)) {
                 continue;
             }
+            mark_ok = (a->mark_m != 0 ? flow_mark(f) & a->mark_m : 0) == a->mark_v;
         }
         if (a->sel.family != AF_UNSPEC) {
             if (a->sel.family != f->family) {
@@ -177,6 +241,13 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
             if (!m) {
                 continue;
             }
+        }
+        if (dir == XFRM_POLICY_IN && all_encrypt != NULL && (addr_ok || t->mode == XFRM_MODE_TRANSPORT) &&
+            !sa_encrypts(a)) {
+            *all_encrypt = 0;
+        }
+        if (!addr_ok || !mark_ok) {
+            continue;
         }
         if (best == NULL || best->dying > a->dying || (best->dying == a->dying && best->add_time < a->add_time)) {
             best = a;
@@ -230,6 +301,7 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
      * query was a measurable part of the steady query (issue 5). */
     out->count = 0;
     v->protected_ = v->encrypted = 0;
+    v->reason = SECSOCK_REASON_NONE;
     if (s->b[bucket_of(dir, f->family, XFRM_POLICY_TYPE_MAIN)].has_if_id ||
         s->b[bucket_of(dir, f->family, XFRM_POLICY_TYPE_SUB)].has_if_id) {
         if (resolve_if_id(f, err) != 0) {
@@ -243,20 +315,29 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
     }
     t_last_index[dir] = pol != NULL ? pol->index + 1 : 0;
     t_last_priority[dir] = pol != NULL ? pol->priority : 0;
+    if (f->mark_doubt) {
+        /* Never a guess: not protected, and the reason says the packet's mark decides (issue 14 item 4). */
+        v->reason = SECSOCK_REASON_MARK_UNDECIDABLE;
+        return 0;
+    }
     /* No policy, a bypass (allow without templates) or a block: no SA protects the flow. */
     if (pol == NULL || pol->action == XFRM_POLICY_BLOCK || pol->ntmpl == 0) {
+        v->reason = pol == NULL                           ? SECSOCK_REASON_NO_POLICY
+                    : pol->action == XFRM_POLICY_BLOCK ? SECSOCK_REASON_BLOCK
+                                                       : SECSOCK_REASON_BYPASS;
         return 0;
     }
     for (i = 0; i < pol->ntmpl; i++) {
         const ss_tmpl *t = &pol->tmpl[i];
         const uint8_t *remote = daddr, *local = saddr;
         const ss_sa *a;
+        int all_encrypt = 1; /* inbound: every SA this template accepts encrypts */
 
         if (t->mode == XFRM_MODE_TUNNEL || t->mode == XFRM_MODE_BEET) {
             remote = t->daddr;
             local = t->saddr;
         }
-        a = lookup_sa(s, f, dir, pol, t, remote, local, &rc, err);
+        a = lookup_sa(s, f, dir, pol, t, remote, local, &all_encrypt, &rc, err);
         if (rc != 0) {
             return -1;
         }
@@ -264,6 +345,7 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
             if (!t->optional) {
                 /* The kernel holds or drops the flow until a key manager adds the SA: not protected. */
                 dir_clear(out);
+                v->reason = SECSOCK_REASON_NO_SA;
                 return 0;
             }
             continue;
@@ -273,13 +355,16 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
         }
         if ((a->proto == IPPROTO_ESP || a->proto == IPPROTO_AH) && (dir == XFRM_POLICY_OUT || !t->optional)) {
             counted++;
-            encrypted |= sa_encrypts(a);
+            encrypted |= sa_encrypts(a) && all_encrypt;
         }
         daddr = remote;
         saddr = local;
     }
     v->protected_ = counted > 0;
     v->encrypted = v->protected_ && encrypted;
+    v->reason = !v->protected_ ? SECSOCK_REASON_OPTIONAL_ONLY
+                : v->encrypted ? SECSOCK_REASON_ENCRYPTED
+                               : SECSOCK_REASON_NOT_ENCRYPTING;
     if (!v->protected_) {
         dir_clear(out);
     }

@@ -36,7 +36,7 @@ int nl_request(int proto, uint16_t type, uint16_t flags, const void *body, size_
     struct timeval tv = {5, 0};
     uint8_t *buf = NULL;
     struct nlmsghdr *h;
-    size_t reqlen = NLMSG_SPACE(blen);
+    size_t reqlen = NLMSG_SPACE(blen), dirty = 0; /* bytes of buf a reply has written */
     uint32_t seq;
     int fd, rc = -1, walk;
     const char *why;
@@ -108,6 +108,9 @@ int nl_request(int proto, uint16_t type, uint16_t flags, const void *body, size_
             }
             goto out;
         }
+        if ((size_t)n > dirty) {
+            dirty = (size_t)n;
+        }
         if (msg.msg_flags & MSG_TRUNC) {
             secsock_error_set(err, SECSOCK_ERR_OS, EMSGSIZE, 0, call, "a netlink reply to %s was truncated", call);
             goto out;
@@ -139,6 +142,8 @@ int nl_request(int proto, uint16_t type, uint16_t flags, const void *body, size_
     }
 out:
     close(fd);
+    /* Every exit, the truncated reply's and the skipped sender's included: dumps carry SA keys (item 10). */
+    explicit_bzero(buf, dirty);
     free(buf);
     return rc == -3 ? -3 : rc;
 }

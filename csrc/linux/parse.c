@@ -45,7 +45,8 @@ static void copy_sel(ss_sel *dst, const struct xfrm_selector *s)
     dst->ifindex = s->ifindex;
 }
 
-static int sel_valid(const ss_sel *s, int allow_unspec)
+/* A selector of AF_INET or AF_INET6 (or, when allowed, AF_UNSPEC) with prefix lengths its family allows. */
+int sel_valid(const ss_sel *s, int allow_unspec)
 {
     unsigned max;
 
@@ -118,18 +119,28 @@ int ss_parse_policy(const void *payload, size_t len, ss_policy *out, const char 
     int r;
 
     *why = "";
+    memset(out, 0, sizeof(*out));
     if (payload == NULL || len < sizeof(info)) {
         *why = "policy message shorter than struct xfrm_userpolicy_info";
         return SS_PARSE_BAD;
     }
     memcpy(&info, payload, sizeof(info));
-    memset(out, 0, sizeof(*out));
     copy_sel(&out->sel, &info.sel);
     out->priority = info.priority;
     out->index = info.index;
     out->dir = info.dir;
     out->action = info.action;
     out->type = XFRM_POLICY_TYPE_MAIN;
+    /* Forward policies never see a local socket's flow; per-socket policies (dir 3..5: IP_XFRM_POLICY, and
+     * PF_KEY's IP_IPSEC_POLICY, whose pfkey_compile_policy leaves the selector zero) name no socket here.
+     * A selector of another family never matches an IP flow (xfrm_policy_match: pol->family != family).
+     * Skipped before any other check: one such record must not fail every query (issue 14 item 2). */
+    if (out->dir != XFRM_POLICY_IN && out->dir != XFRM_POLICY_OUT) {
+        return SS_PARSE_SKIP;
+    }
+    if (out->sel.family != AF_INET && out->sel.family != AF_INET6) {
+        return SS_PARSE_SKIP;
+    }
     if (!sel_valid(&out->sel, 0)) {
         *why = "policy selector has a bad family or prefix length";
         return SS_PARSE_BAD;
@@ -182,8 +193,7 @@ int ss_parse_policy(const void *payload, size_t len, ss_policy *out, const char 
             }
             memcpy(&pt, data, sizeof(pt));
             if (pt.type >= XFRM_POLICY_TYPE_MAX) {
-                *why = "policy type unknown";
-                return SS_PARSE_BAD;
+                return SS_PARSE_SKIP; /* a type this backend does not model is never looked up for a socket */
             }
             out->type = pt.type;
             break;
@@ -201,10 +211,6 @@ int ss_parse_policy(const void *payload, size_t len, ss_policy *out, const char 
     if (r < 0) {
         *why = "policy attribute length out of bounds";
         return SS_PARSE_BAD;
-    }
-    /* Forward policies never see a local socket's flow; per-socket policies (dir 3..5) name no socket. */
-    if (out->dir != XFRM_POLICY_IN && out->dir != XFRM_POLICY_OUT) {
-        return SS_PARSE_SKIP;
     }
     return SS_PARSE_OK;
 }
@@ -240,7 +246,14 @@ static int parse_sa_alg(ss_sa *out, uint16_t type, const uint8_t *data, size_t d
         flag = &out->has_aead;
         break;
     default: /* XFRMA_ALG_COMP: only its presence matters */
-        break;
+        /* The kernel dumps it as a bare struct xfrm_algo, without the key its alg_key_len counts
+         * (copy_to_user_state_extra: nla_put(skb, XFRMA_ALG_COMP, sizeof(*(x->calg)), x->calg)). */
+        if (dlen < fixed) {
+            *why = "compression attribute shorter than struct xfrm_algo";
+            return SS_PARSE_BAD;
+        }
+        *flag = 1;
+        return SS_PARSE_OK;
     }
     if (parse_alg(data, dlen, fixed, name, why) != SS_PARSE_OK) {
         return SS_PARSE_BAD;
@@ -261,12 +274,12 @@ static int parse_sa_at(const void *payload, size_t len, size_t fixed, ss_sa *out
     uint64_t now = (uint64_t)time(NULL);
 
     *why = "";
+    memset(out, 0, sizeof(*out));
     if (payload == NULL || len < sizeof(info)) {
         *why = "SA message shorter than struct xfrm_usersa_info";
         return SS_PARSE_BAD;
     }
     memcpy(&info, payload, sizeof(info));
-    memset(out, 0, sizeof(*out));
     copy_sel(&out->sel, &info.sel);
     memcpy(out->daddr, &info.id.daddr, 16);
     memcpy(out->saddr, &info.saddr, 16);

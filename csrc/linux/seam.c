@@ -113,6 +113,8 @@ static int query_in_netns(ss_flow *f, const ss_netns *ns, secsock_result *out, s
     }
     out->protocol = SECSOCK_PROTOCOL_IPSEC;
     out->has_ipsec_detail = 1;
+    out->reason_out = vo.reason;
+    out->reason_in = vi.reason;
     if (vo.protected_ && vi.protected_) {
         out->flags |= SECSOCK_FLAG_SECURED;
         if (vo.encrypted && vi.encrypted) {

@@ -17,9 +17,17 @@ int on_policy(void *vctx, uint16_t type, uint16_t flags, const void *payload, si
         return 0;
     }
     if (r != SS_PARSE_OK) {
-        secsock_error_set(c->err, SECSOCK_ERR_OS, EBADMSG, 0, "XFRM_MSG_GETPOLICY",
-                          "malformed XFRM policy from the kernel: %s", why);
-        return -1;
+        /* One record this backend cannot read must not fail every query (issue 14 item 2): with a readable
+         * in/out selector it is kept, so only a flow it selects gets an error (lookup_policy); without one
+         * no socket's flow can meet it. */
+        if (len < sizeof(struct xfrm_userpolicy_info) || (p.dir != XFRM_POLICY_IN && p.dir != XFRM_POLICY_OUT) ||
+            !sel_valid(&p.sel, 0)) {
+            return 0;
+        }
+        memset(p.tmpl, 0, sizeof(p.tmpl));
+        p.ntmpl = 0;
+        p.type = XFRM_POLICY_TYPE_MAIN;
+        p.unreadable = 1;
     }
     if (grow((void **)&c->s->pols, &c->s->cap, c->s->npols + 1, sizeof(p)) != 0) {
         secsock_error_set(c->err, SECSOCK_ERR_NOMEM, ENOMEM, 0, "XFRM_MSG_GETPOLICY", "out of memory for policies");
@@ -42,10 +50,21 @@ int on_sa(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t
         return 0;
     }
     if (ss_parse_sa(payload, len, &a, &why) != SS_PARSE_OK) {
+        /* Not a failure of every query (issue 14 item 2): an SA of another family serves no socket; one whose
+         * identity was read is kept as unreadable, so a flow it could serve is never called encrypted. */
+        ss_sa id;
+        if (len < sizeof(struct xfrm_usersa_info) || (a.family != AF_INET && a.family != AF_INET6)) {
+            explicit_bzero(&a, sizeof(a));
+            return 0;
+        }
+        memset(&id, 0, sizeof(id));
+        id.family = a.family;
+        id.proto = a.proto;
+        id.spi = a.spi;
+        memcpy(id.daddr, a.daddr, sizeof(id.daddr));
+        id.unreadable = 1;
         explicit_bzero(&a, sizeof(a));
-        secsock_error_set(c->err, SECSOCK_ERR_OS, EBADMSG, 0, "XFRM_MSG_GETSA", "malformed XFRM SA from the kernel: %s",
-                          why);
-        return -1;
+        a = id;
     }
     if (grow((void **)&c->s->sas, &c->s->sacap, c->s->nsas + 1, sizeof(a)) != 0) {
         secsock_error_set(c->err, SECSOCK_ERR_NOMEM, ENOMEM, 0, "XFRM_MSG_GETSA", "out of memory for SAs");
@@ -389,6 +408,7 @@ void drain_notify_locked(void)
         }
         if ((msg.msg_flags & MSG_TRUNC) || n == 0) {
             g.pol_stale = g.sa_stale = 1;
+            explicit_bzero(buf, (size_t)n); /* a truncated SA notification still holds its key (item 10) */
             continue;
         }
         if (ss_nl_walk(buf, (size_t)n, 0, 0, on_notify, NULL, &why) != 0) {

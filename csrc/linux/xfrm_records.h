@@ -50,6 +50,7 @@ typedef struct {
     uint32_t mark_v, mark_m;
     uint32_t if_id;
     uint64_t age; /* creation order given by the snapshot: smaller is older */
+    uint8_t unreadable; /* its selector was read, the rest not: a flow it selects gets an error, not a guess */
     ss_tmpl tmpl[SS_XFRM_MAX_TMPL];
 } ss_policy;
 
@@ -69,6 +70,7 @@ typedef struct {
     uint8_t dying;   /* a soft limit was reached: the kernel prefers other SAs */
     uint8_t expired; /* a hard limit was reached: the kernel will not use it */
     uint8_t dead;    /* removed from the snapshot by a notification (a hole until the next compaction) */
+    uint8_t unreadable; /* only its identity (family, proto, daddr) was read: never used, never trusted */
     char encryption[SS_ALG_NAME];
     char integrity[SS_ALG_NAME];
     char aead[SS_ALG_NAME];

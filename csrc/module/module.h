@@ -38,6 +38,7 @@ extern PyType_Spec Info_spec;
 extern PyObject *TupleNew;
 extern PyObject *FilenoName;
 void unbind_results(void);
+void release_reasons(void); /* the cached SecurityInfo.reason strings (module_free) */
 PyObject *mod_bind_results(PyObject *Py_UNUSED(module), PyObject *args);
 PyObject *mod_query_info(PyObject *Py_UNUSED(module), PyObject *args);
 PyObject *mod_query(PyObject *Py_UNUSED(module), PyObject *args);

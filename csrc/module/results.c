@@ -37,12 +37,62 @@ static PyObject *direction_tuple(const secsock_direction *dir, PyObject *(*make_
 }
 
 /*
- * (protocol, flags, application_token, machine_token, ipsec2, ipsec) for the facade. The token handles move
- * into the tuple as ints; if building it fails they are closed here, so no path leaks them.
+ * SecurityInfo.reason (issue 14 item 8): "outbound: ...; inbound: ..." from the backend's reason codes, or
+ * None where it gives none (Windows). Each of the few combinations is made once and kept: the answer is built
+ * on every accepted connection. A new reference, or NULL with an exception set.
+ */
+static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
+    "",
+    "no XFRM policy selects the flow",
+    "the policy allows the flow without IPsec",
+    "the policy blocks the flow",
+    "the policy requires an SA that does not exist yet",
+    "the policy requires no SA (optional templates or IPComp only)",
+    "protected by SAs that encrypt",
+    "protected, but an SA it uses or accepts does not encrypt (AH, a null cipher or AES-GMAC)",
+    "not decidable here: a policy with a mark selects the flow, and the kernel compares the packet's mark "
+    "(inbound skb->mark, outbound maybe set by a VTI key or netfilter), not the socket's",
+};
+static PyObject *ReasonCache[SECSOCK_REASON_COUNT][SECSOCK_REASON_COUNT];
+
+static PyObject *reason_object(const secsock_result *r)
+{
+    PyObject **slot;
+
+    if (r->reason_out == SECSOCK_REASON_NONE || r->reason_in == SECSOCK_REASON_NONE ||
+        r->reason_out >= SECSOCK_REASON_COUNT || r->reason_in >= SECSOCK_REASON_COUNT) {
+        Py_RETURN_NONE;
+    }
+    slot = &ReasonCache[r->reason_out][r->reason_in];
+    if (*slot == NULL) {
+        *slot = PyUnicode_FromFormat("outbound: %s; inbound: %s", reason_texts[r->reason_out],
+                                     reason_texts[r->reason_in]);
+        if (*slot == NULL) {
+            return NULL;
+        }
+    }
+    Py_INCREF(*slot);
+    return *slot;
+}
+
+void release_reasons(void)
+{
+    size_t i, j;
+
+    for (i = 0; i < SECSOCK_REASON_COUNT; i++) {
+        for (j = 0; j < SECSOCK_REASON_COUNT; j++) {
+            Py_CLEAR(ReasonCache[i][j]);
+        }
+    }
+}
+
+/*
+ * (protocol, flags, application_token, machine_token, ipsec2, ipsec, reason) for the facade. The token handles
+ * move into the tuple as ints; if building it fails they are closed here, so no path leaks them.
  */
 PyObject *result_to_tuple(secsock_result *r)
 {
-    PyObject *ipsec2 = NULL, *detail = NULL, *outbound = NULL, *inbound = NULL, *tuple = NULL;
+    PyObject *ipsec2 = NULL, *detail = NULL, *outbound = NULL, *inbound = NULL, *tuple = NULL, *reason;
 
     if (r->has_ipsec2) {
         ipsec2 = Py_BuildValue("(KKky#)", (unsigned long long)r->mm_sa_id, (unsigned long long)r->qm_sa_id,
@@ -68,9 +118,15 @@ PyObject *result_to_tuple(secsock_result *r)
     if (detail == NULL) {
         goto fail;
     }
-    tuple = Py_BuildValue("(kkKKOO)", (unsigned long)r->protocol, (unsigned long)r->flags,
+    reason = reason_object(r);
+    if (reason == NULL) {
+        Py_DECREF(detail);
+        goto fail;
+    }
+    /* "N" steals reason, and Py_BuildValue releases it if it fails. */
+    tuple = Py_BuildValue("(kkKKOON)", (unsigned long)r->protocol, (unsigned long)r->flags,
                           (unsigned long long)r->peer_application_token,
-                          (unsigned long long)r->peer_machine_token, ipsec2, detail);
+                          (unsigned long long)r->peer_machine_token, ipsec2, detail, reason);
     Py_DECREF(ipsec2);
     Py_DECREF(detail);
     if (tuple == NULL) {
@@ -101,6 +157,7 @@ typedef struct {
     PyObject *negotiation_error;
     PyObject *sa_lookup_context;
     PyObject *ipsec;
+    PyObject *reason;
 } InfoObject;
 
 PyObject *InfoBaseType; /* heap type, created at import */
@@ -116,6 +173,7 @@ static PyMemberDef Info_members[] = {
     INFO_FIELD(negotiation_error),
     INFO_FIELD(sa_lookup_context),
     INFO_FIELD(ipsec),
+    INFO_FIELD(reason),
     {NULL, 0, 0, 0, NULL},
 };
 #undef INFO_FIELD
@@ -133,6 +191,7 @@ static int Info_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(o->negotiation_error);
     Py_VISIT(o->sa_lookup_context);
     Py_VISIT(o->ipsec);
+    Py_VISIT(o->reason);
     return 0;
 }
 
@@ -148,6 +207,7 @@ static int Info_clear(PyObject *self)
     Py_CLEAR(o->negotiation_error);
     Py_CLEAR(o->sa_lookup_context);
     Py_CLEAR(o->ipsec);
+    Py_CLEAR(o->reason);
     return 0;
 }
 
@@ -459,6 +519,13 @@ static PyObject *info_from_result(secsock_result *r)
     if (r->has_ipsec_detail) {
         info->ipsec = details_object(r);
         if (info->ipsec == NULL) {
+            Py_DECREF(info);
+            return NULL;
+        }
+    }
+    if (r->reason_out != SECSOCK_REASON_NONE) {
+        info->reason = reason_object(r);
+        if (info->reason == NULL) {
             Py_DECREF(info);
             return NULL;
         }

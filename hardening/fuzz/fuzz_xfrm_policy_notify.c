@@ -38,12 +38,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          type != XFRM_MSG_DELPOLICY)) {
         abort();
     }
-    if (action == SS_POL_UPSERT || action == SS_POL_DELETE || action == SS_POL_NONE) {
-        /* A whole policy was parsed: what pol_apply and the index rely on. NONE is a policy no socket's flow
-         * meets (forward, per-socket); the others are inbound or outbound. */
-        int in_or_out = p.dir == XFRM_POLICY_IN || p.dir == XFRM_POLICY_OUT;
+    if (action == SS_POL_UPSERT || action == SS_POL_DELETE) {
+        /* A whole inbound or outbound policy was parsed: what pol_apply and the index rely on. (NONE is a
+         * policy no socket's flow meets: forward, per-socket, another family or type; it is skipped before
+         * the rest is read, issue 14 item 2.) */
         fuzz_check_policy(&p);
-        if (in_or_out != (action != SS_POL_NONE)) {
+        if (p.dir != XFRM_POLICY_IN && p.dir != XFRM_POLICY_OUT) {
             abort();
         }
         fuzz_sink = fuzz_touch(&p, sizeof(p));

@@ -222,6 +222,20 @@ static void build_policy(buf_t *p, int dir, const char *src, const char *dst, ui
     attr(p, XFRMA_TMPL, &t, sizeof(t));
 }
 
+/* The out/in ESP policies of the lookup seeds' flow and their SAs, appended to a datagram. */
+static void protect_flow(buf_t *d)
+{
+    buf_t p;
+    build_policy(&p, XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1, 0x11);
+    message(d, XFRM_MSG_NEWPOLICY, NLM_F_MULTI, 0, 0, &p);
+    build_policy(&p, XFRM_POLICY_IN, "10.0.0.2", "10.0.0.1", 1, 0x18);
+    message(d, XFRM_MSG_NEWPOLICY, NLM_F_MULTI, 0, 0, &p);
+    build_sa(&p, &sas[0]);
+    message(d, XFRM_MSG_NEWSA, NLM_F_MULTI, 0, 0, &p);
+    build_sa(&p, &sas[1]);
+    message(d, XFRM_MSG_NEWSA, NLM_F_MULTI, 0, 0, &p);
+}
+
 static void control_messages(void)
 {
     buf_t d, p;
@@ -309,14 +323,7 @@ static void hand_built(void)
         flow[42] = 1;
         put(&all, flow, sizeof(flow));
         memset(&d, 0, sizeof(d));
-        build_policy(&p, XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1, 0x11);
-        message(&d, XFRM_MSG_NEWPOLICY, NLM_F_MULTI, 0, 0, &p);
-        build_policy(&p, XFRM_POLICY_IN, "10.0.0.2", "10.0.0.1", 1, 0x18);
-        message(&d, XFRM_MSG_NEWPOLICY, NLM_F_MULTI, 0, 0, &p);
-        build_sa(&p, &sas[0]);
-        message(&d, XFRM_MSG_NEWSA, NLM_F_MULTI, 0, 0, &p);
-        build_sa(&p, &sas[1]);
-        message(&d, XFRM_MSG_NEWSA, NLM_F_MULTI, 0, 0, &p);
+        protect_flow(&d);
         put(&all, d.b, d.n);
         write_file("xfrm_lookup", "esp-transport-both-ways", all.b, all.n);
         /* The same with the GCM and the expired SA too, to reach the choice between candidates. */
@@ -327,6 +334,45 @@ static void hand_built(void)
         all.n = sizeof(flow);
         put(&all, d.b, d.n);
         write_file("xfrm_lookup", "esp-several-candidates", all.b, all.n);
+        /* Issue 14 item 2: records the backend does not model next to the ones that protect the flow. None
+         * may fail the dump: a per-socket policy as PF_KEY's pfkey_compile_policy makes it (dir 4 = out +
+         * XFRM_POLICY_MAX, selector all zero), an IPComp SA whose XFRMA_ALG_COMP is the bare struct
+         * xfrm_algo the kernel dumps (alg_key_len counts a key the attribute does not hold), and a policy for
+         * another flow whose mark attribute is cut short (kept as unreadable: only its flows get an error). */
+        memset(&d, 0, sizeof(d));
+        {
+            struct xfrm_userpolicy_info sock_pol;
+            struct xfrm_usersa_info comp;
+            struct xfrm_algo bare;
+            uint32_t short_mark = 5;
+            memset(&sock_pol, 0, sizeof(sock_pol));
+            sock_pol.dir = XFRM_POLICY_OUT + XFRM_POLICY_MAX;
+            sock_pol.action = XFRM_POLICY_ALLOW;
+            sock_pol.index = 0x1c;
+            memset(&p, 0, sizeof(p));
+            put(&p, &sock_pol, sizeof(sock_pol));
+            pad4(&p);
+            message(&d, XFRM_MSG_NEWPOLICY, NLM_F_MULTI, 0, 0, &p);
+
+            build_policy(&p, XFRM_POLICY_OUT, "10.0.9.1", "10.0.9.2", 1, 0x21);
+            attr(&p, XFRMA_MARK, &short_mark, sizeof(short_mark));
+            message(&d, XFRM_MSG_NEWPOLICY, NLM_F_MULTI, 0, 0, &p);
+
+            build_sa(&p, &sas[5]);
+            memcpy(&comp, p.b, sizeof(comp));
+            memset(&p, 0, sizeof(p));
+            put(&p, &comp, sizeof(comp));
+            pad4(&p);
+            memset(&bare, 0, sizeof(bare));
+            snprintf(bare.alg_name, sizeof(bare.alg_name), "deflate");
+            bare.alg_key_len = 16;
+            attr(&p, XFRMA_ALG_COMP, &bare, sizeof(bare));
+            message(&d, XFRM_MSG_NEWSA, NLM_F_MULTI, 0, 0, &p);
+        }
+        protect_flow(&d);
+        all.n = sizeof(flow);
+        put(&all, d.b, d.n);
+        write_file("xfrm_lookup", "regress-unusual-records", all.b, all.n);
     }
 }
 

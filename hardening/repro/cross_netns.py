@@ -2,10 +2,10 @@
 
     sudo .venv/bin/python hardening/repro/cross_netns.py     # exit 1 while the bug is there
 
-A socket made in namespace A (whose XFRM state has an if_id policy selecting the flow, so secsock must refuse
-to answer) is queried twice: from a thread inside A (UnsupportedOperation, right) and from the main thread in
-the root namespace (an answer "in the clear" read from the root namespace's XFRM state: wrong). With ESP SAs
-in the caller's namespace the same mix-up can report a clear socket as encrypted.
+A socket made in namespace A (whose XFRM state has a block policy selecting the flow, which the answer's
+reason names) is queried twice: from a thread inside A ("the policy blocks the flow", right) and from the main
+thread in the root namespace (an answer "no policy" read from the root namespace's XFRM state: wrong).
+With ESP SAs in the caller's namespace the same mix-up can report a clear socket as encrypted.
 """
 
 import ctypes
@@ -27,7 +27,8 @@ def main() -> int:
         for cmd in (
             ["link", "set", "lo", "up"],
             ["addr", "add", "10.77.1.1/24", "dev", "lo"],
-            ["xfrm", "policy", "add", "src", "10.77.1.1", "dst", "10.77.1.2", "dir", "out", "if_id", "7"],
+            ["xfrm", "policy", "add", "src", "10.77.1.1", "dst", "10.77.1.2", "dir", "out",
+             "action", "block"],
         ):
             subprocess.run(["ip", "-n", NS, *cmd], check=True)
         libc = ctypes.CDLL(None, use_errno=True)
@@ -61,7 +62,8 @@ def main() -> int:
 
 def ask(sock: socket.socket) -> str:
     try:
-        return f"answer flags={int(secsock.query(sock, peer=('10.77.1.2', 500)).flags)}"
+        info = secsock.query(sock, peer=("10.77.1.2", 500))
+        return f"answer flags={int(info.flags)} ({info.reason})"
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
 

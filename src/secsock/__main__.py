@@ -94,7 +94,7 @@ def _record(local: Any, peer: Any, transport: str, required: str | None) -> dict
         "met": None,
         "failed": None,
         "peer_identity": None,
-        "reason": None,  # the Linux backend's reason (issue 14), once SecurityInfo has one
+        "reason": None,  # the backend's reason for its answer (Linux); kept on error lines too
     }
     record.update(dict.fromkeys(_ANSWER_KEYS))
     return record
@@ -150,7 +150,6 @@ def _query_and_print(
     try:
         with query(sock, peer=peer[:2] if transport == "udp" else None, token_access=TOKEN_QUERY) as info:
             data.update(info.as_dict(), ok=True, peer_identity=_identity(info))
-            data["reason"] = getattr(info, "reason", None)
             status = 0
             if required is not None:
                 try:

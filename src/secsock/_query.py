@@ -132,7 +132,7 @@ _IN_THE_CLEAR = IpsecDetails((), ())
 
 
 def _info_from_raw(raw: tuple[Any, ...]) -> SecurityInfo:
-    protocol, flags, application_handle, machine_handle, ipsec2, detail = raw
+    protocol, flags, application_handle, machine_handle, ipsec2, detail, reason = raw
     # Wrap the handles first: from here on each one has an owner that closes it.
     application = Token(application_handle) if application_handle else None
     machine = Token(machine_handle) if machine_handle else None
@@ -151,6 +151,7 @@ def _info_from_raw(raw: tuple[Any, ...]) -> SecurityInfo:
             info.ipsec = IpsecDetails(tuple(map(_sa, outbound)), tuple(map(_sa, inbound)))
         else:
             info.ipsec = _IN_THE_CLEAR
+    info.reason = reason
     return info
 
 

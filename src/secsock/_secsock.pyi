@@ -18,7 +18,7 @@ _RawPeer = tuple[bool, bytes, int, int, int]
 _RawSA = tuple[int, int, int, int, str, str, str]
 _RawIpsec2 = tuple[int, int, int, bytes]
 _RawResult = tuple[
-    int, int, int, int, _RawIpsec2 | None, tuple[tuple[_RawSA, ...], tuple[_RawSA, ...]] | None
+    int, int, int, int, _RawIpsec2 | None, tuple[tuple[_RawSA, ...], tuple[_RawSA, ...]] | None, str | None
 ]
 
 BACKEND: str
@@ -34,6 +34,7 @@ class SecurityInfoBase:
     negotiation_error: int | None
     sa_lookup_context: uuid.UUID | None
     ipsec: IpsecDetails | None
+    reason: str | None
 
 class Pending:
     @property

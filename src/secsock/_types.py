@@ -238,6 +238,7 @@ _FIELDS = (
     "negotiation_error",
     "sa_lookup_context",
     "ipsec",
+    "reason",
 )
 
 _TOKEN_FIELDS = frozenset({"peer_application_token", "peer_machine_token"})
@@ -260,7 +261,8 @@ class SecurityInfo(_SecurityInfoBase):
 
     It owns the peer token handles it holds: close it (or use ``with``) to close them, or take a Token and
     close or detach it yourself. The IPsec2 fields are None when not asked for or not returned; ``ipsec`` is
-    None where the platform does not say which SAs apply (Windows).
+    None where the platform does not say which SAs apply (Windows). ``reason`` says why, per direction, the
+    answer is what it is (Linux: what the backend saw in XFRM); None where the platform does not say.
     """
 
     __slots__ = ()
@@ -276,6 +278,7 @@ class SecurityInfo(_SecurityInfoBase):
         negotiation_error: int | None = None,
         sa_lookup_context: uuid.UUID | None = None,
         ipsec: IpsecDetails | None = None,
+        reason: str | None = None,
     ) -> None:
         self.protocol = protocol
         self.flags = flags
@@ -286,6 +289,7 @@ class SecurityInfo(_SecurityInfoBase):
         self.negotiation_error = negotiation_error
         self.sa_lookup_context = sa_lookup_context
         self.ipsec = ipsec
+        self.reason = reason
 
     def __reduce__(self) -> tuple[type[SecurityInfo], tuple[object, ...]]:
         # Picklable as before its fields moved to C (a worker process may send an answer on); a Token is not.

@@ -13,6 +13,7 @@ import json
 import os
 import shlex
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -174,6 +175,7 @@ def same_as_the_general_path(sock: socket.socket, info: secsock.SecurityInfo) ->
     down to the classes (SecurityAssociation, the IpsecProtocol and IpsecMode members)."""
     general = _query._info_from_raw(_secsock.query(sock.fileno(), None, 0, False))
     assert repr(info) == repr(general), (info, general)
+    assert info.reason == general.reason and info.reason is not None, (info.reason, general.reason)
     assert info.ipsec is not None and general.ipsec is not None
     assert type(info.ipsec) is secsock.IpsecDetails and info.ipsec == general.ipsec
     for mine, theirs in zip(
@@ -211,11 +213,23 @@ def test_esp_aead_transport_is_secured_and_encrypted(pair: Pair) -> None:
     server, (client,) = tcp(pair)
     aead = {"aead": "rfc4106(gcm(aes))"}
     assert_flags(client, 3)
+    both = "protected by SAs that encrypt"
+    assert client["reason"] == server["reason"] == f"outbound: {both}; inbound: {both}"
     assert client["outbound"] == [sa(ESP, TRANSPORT, 0x1001, **aead)]
     assert client["inbound"] == [sa(ESP, TRANSPORT, 0x2002, **aead)]
     assert_flags(server, 3)
     assert server["outbound"] == [sa(ESP, TRANSPORT, 0x2002, **aead)]
     assert server["inbound"] == [sa(ESP, TRANSPORT, 0x1001, **aead)]
+
+
+def test_reasons_over_real_sas(pair: Pair) -> None:
+    """Issue 14 item 8: the reason names what was seen, per direction."""
+    secure(pair, algs=NULL_ENC, directions="ab")
+    server, (client,) = tcp(pair)
+    no_policy = "no XFRM policy selects the flow"
+    weak = "protected, but an SA it uses or accepts does not encrypt (AH, a null cipher or AES-GMAC)"
+    assert client["reason"] == f"outbound: {weak}; inbound: {no_policy}"
+    assert server["reason"] == f"outbound: {no_policy}; inbound: {weak}"
 
 
 def test_esp_cbc_with_hmac_is_encrypted(pair: Pair) -> None:
@@ -235,6 +249,32 @@ def test_esp_null_encryption_is_secured_not_encrypted(pair: Pair) -> None:
         assert_flags(result, 1)
     assert client["outbound"] == [sa(ESP, TRANSPORT, 0x1001, encryption="ecb(cipher_null)")]
     assert server["outbound"] == [sa(ESP, TRANSPORT, 0x2002, encryption="ecb(cipher_null)")]
+
+
+# Issue 14 item 1: every class of the kernel's algorithm table (net/xfrm/xfrm_algo.c: aead_list, ealg_list)
+# over real SAs. AES-GMAC (RFC 4543) is an AEAD that authenticates only: the payload travels in the clear.
+AUTH = ["auth-trunc", "hmac(sha256)", "0x" + "66" * 32, "128"]
+ALGORITHM_CLASSES = [
+    (["aead", "rfc4106(gcm(aes))", "0x" + "11" * 20, "128"], "aead", "rfc4106(gcm(aes))", 3),
+    (["aead", "rfc4309(ccm(aes))", "0x" + "12" * 19, "128"], "aead", "rfc4309(ccm(aes))", 3),
+    (["aead", "rfc7539esp(chacha20,poly1305)", "0x" + "13" * 36, "128"], "aead",
+     "rfc7539esp(chacha20,poly1305)", 3),
+    (["aead", "rfc4543(gcm(aes))", "0x" + "14" * 20, "128"], "aead", "rfc4543(gcm(aes))", 1),
+    (["enc", "rfc3686(ctr(aes))", "0x" + "15" * 20, *AUTH], "encryption", "rfc3686(ctr(aes))", 3),
+    (["enc", "cbc(des3_ede)", "0x" + "16" * 24, *AUTH], "encryption", "cbc(des3_ede)", 3),
+    (["enc", "cipher_null", "", *AUTH], "encryption", "ecb(cipher_null)", 1),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("algs,field,name,flags", ALGORITHM_CLASSES, ids=[c[2] for c in ALGORITHM_CLASSES])
+def test_each_algorithm_class_is_encrypting_or_not(
+    pair: Pair, algs: list[str], field: str, name: str, flags: int
+) -> None:
+    secure(pair, algs=algs)
+    server, (client,) = tcp(pair)
+    for result in (server, client):
+        assert_flags(result, flags)
+    assert client["outbound"][0][field] == name and server["inbound"][0][field] == name
 
 
 def test_ah_is_secured_not_encrypted(pair: Pair) -> None:
@@ -351,6 +391,60 @@ def test_optional_template_without_sa_is_not_protected(pair: Pair) -> None:
         assert_flags(result, 0)
 
 
+@pytest.mark.parametrize("template_reqid", [7, 0], ids=["same-reqid", "template-reqid-0"])
+def test_inbound_is_encrypted_only_if_every_acceptable_sa_encrypts(pair: Pair, template_reqid: int) -> None:
+    """Issue 14 item 5: the receiver accepts ESP by ANY SA that passes xfrm_state_ok for the inbound
+    template (proto, mode; reqid a wildcard when the template's is 0), not only by the newest. An older
+    null-encryption SA toward the receiver lets the peer send in the clear: inbound is not ENCRYPTED."""
+    null_reqid = 7 if template_reqid else 8
+    pair.b.ip("xfrm", "state", "add", "src", pair.addr_a, "dst", pair.addr_b, "proto", "esp", "spi", "0x1003",
+              "reqid", str(null_reqid), "mode", "transport", *NULL_ENC, *AH_AUTH)  # fmt: skip
+    time.sleep(1.1)  # add_time has a resolution of one second: make the encrypting SA the newest
+    secure(pair)
+    if template_reqid == 0:
+        pair.b.ip("xfrm", "policy", "update", "src", pair.addr_a, "dst", pair.addr_b, "dir", "in",
+                  "tmpl", "src", pair.addr_a, "dst", pair.addr_b, "proto", "esp", "mode", "transport",
+                  "reqid", "0")  # fmt: skip
+    server, (client,) = tcp(pair)
+    assert_flags(client, 3)  # the client's inbound SAs all encrypt
+    assert_flags(server, 1)
+
+
+def test_inbound_policy_with_a_mark_is_not_decidable_from_so_mark(pair: Pair) -> None:
+    """Issue 14 item 4: inbound, the kernel compares the arriving packet's mark (skb->mark), not the socket's
+    SO_MARK. The server's inbound ESP policy carries mark 5; the server's sockets have SO_MARK 5, but the
+    peer's packets arrive unmarked, so that policy never applies to them and plaintext would be accepted.
+    The answer must not be SECURED."""
+    secure(pair, directions="ba")  # b -> a as usual
+    add_sa(pair, pair.addr_a, pair.addr_b, 0x1001, "esp", AEAD, "transport", reqid=7)
+    pair.a.ip("xfrm", "policy", "add", "src", pair.addr_a, "dst", pair.addr_b, "dir", "out",
+              "tmpl", "proto", "esp", "mode", "transport", "reqid", "7")  # fmt: skip
+    pair.b.ip("xfrm", "policy", "add", "src", pair.addr_a, "dst", pair.addr_b, "dir", "in", "mark", "5",
+              "mask", "0xff", "tmpl", "proto", "esp", "mode", "transport", "reqid", "7")  # fmt: skip
+    ready = threading.Event()
+
+    def serve() -> dict[str, Any]:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 5)
+            s.bind((pair.addr_b, PORT))
+            s.settimeout(30)
+            ready.set()
+            _, sender = s.recvfrom(64)
+            return answer(s, peer=sender)
+
+    def send() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((pair.addr_b, PORT))
+            s.send(b"x")
+
+    server = pair.b.start_thread(serve)
+    assert ready.wait(30)
+    pair.a.call(send)
+    served = server.result(30)
+    assert_flags(served, 0)
+    assert "; inbound: not decidable here: a policy with a mark selects the flow" in served["reason"], served
+
+
 def test_esp_inside_ah_bundle(pair: Pair) -> None:
     flows = ((pair.addr_a, pair.addr_b, 0x1001), (pair.addr_b, pair.addr_a, 0x2002))
     for src, dst, spi in flows:
@@ -369,6 +463,32 @@ def test_esp_inside_ah_bundle(pair: Pair) -> None:
                 sa(ESP, TRANSPORT, 0x1001, encryption="ecb(cipher_null)")]  # fmt: skip
     assert client["outbound"] == outbound
     assert server["inbound"] == outbound
+
+
+def pfkey_socket_policy(policy_type: int, with_request: bool) -> socket.socket:
+    """A UDP socket with a PF_KEY per-socket policy (IP_IPSEC_POLICY, as racoon/ipsec-tools set): the kernel's
+    pfkey_compile_policy leaves its selector all zero, and XFRM dumps it among the namespace's policies."""
+    request = struct.pack("=HHBBHII", 16, ESP, 1, 3, 0, 0, 0) if with_request else b""  # transport, require
+    body = struct.pack("=HHHBBII", (16 + len(request)) // 8, 18, policy_type, 2, 0, 0, 0) + request
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IP, 16, body)  # IP_IPSEC_POLICY; SADB_X_EXT_POLICY, IPSEC_DIR_OUTBOUND
+    return s
+
+
+def test_per_socket_pfkey_policies_do_not_fail_other_queries(pair: Pair) -> None:
+    """Issue 14 item 2: one unusual record (here PF_KEY per-socket policies, selector family 0) must not
+    fail every query in the namespace."""
+    run("modprobe", "af_key")
+    secure(pair)
+    before = pair.a.ip("xfrm", "policy", "list")
+    bypass = pair.a.call(lambda: pfkey_socket_policy(4, False))  # IPSEC_POLICY_BYPASS
+    ipsec = pair.a.call(lambda: pfkey_socket_policy(2, True))  # IPSEC_POLICY_IPSEC, one ESP request
+    with bypass, ipsec:
+        after = pair.a.ip("xfrm", "policy", "list")
+        assert len(after.splitlines()) > len(before.splitlines()), ("not in the dump", after)
+        server, (client,) = tcp(pair)
+    assert_flags(client, 3)
+    assert_flags(server, 3)
 
 
 def test_sa_deleted_after_connect_is_seen_by_the_next_query(pair: Pair) -> None:
@@ -507,11 +627,13 @@ def test_flow_through_an_xfrm_interface_uses_its_if_id_policies(pair: Pair) -> N
     assert client["outbound"] == [sa(ESP, TUNNEL, 0x4001, reqid=9, aead="rfc4106(gcm(aes))")]
     assert client["inbound"] == [sa(ESP, TUNNEL, 0x4002, reqid=9, aead="rfc4106(gcm(aes))")]
     assert server["inbound"] == [sa(ESP, TUNNEL, 0x4001, reqid=9, aead="rfc4106(gcm(aes))")]
-    # The same hosts over the veth, not through the interface: the kernel skips the if_id policies, and
-    # secsock refuses to answer for now (see the backend's lookup_policy).
+    # The same hosts over the veth, not through the interface: the kernel skips the if_id policies
+    # (xfrm_policy_match), and so does secsock (issue 14 item 3): in the clear, no policy.
     server, (client,) = tcp(pair)
+    no_policy = "no XFRM policy selects the flow"
     for result in (server, client):
-        assert "UnsupportedOperation" in result.get("error", ""), result
+        assert_flags(result, 0)
+        assert result["reason"] == f"outbound: {no_policy}; inbound: {no_policy}", result
 
 
 def test_require_and_a_refusing_listener_over_real_esp(pair: Pair) -> None:
@@ -556,3 +678,95 @@ def test_require_and_a_refusing_listener_over_real_esp(pair: Pair) -> None:
     (outbound,) = client["ipsec"]["outbound"]
     assert outbound["protocol"] == "ESP" and outbound["mode"] == "TRANSPORT" and outbound["spi"] == 0x1001
     assert client["peer_application_token"] is False
+
+
+# --- strongSwan: SAs and policies as an IKE daemon installs them ----------------------------------------
+
+CHARON_SCRIPT = """
+set -e
+mount -t tmpfs tmpfs /run  # this namespace's own /run: charon's pid file and vici socket
+export STRONGSWAN_CONF="$1/strongswan.conf"
+/usr/lib/ipsec/charon >"$1/charon.log" 2>&1 &
+for _ in $(seq 150); do [ -S /run/charon.vici ] && break; sleep 0.2; done
+swanctl --load-all --file "$1/swanctl.conf" >"$1/swanctl.log" 2>&1
+if [ "$2" = initiate ]; then swanctl --initiate --child t --timeout 90 >>"$1/swanctl.log" 2>&1; fi
+touch "$1/ready"
+wait
+"""
+
+STRONGSWAN_CONF = """
+charon {
+  load_modular = yes
+  install_routes = no
+  plugins {
+    include /etc/strongswan.d/charon/*.conf
+    bypass-lan { load = no }
+  }
+}
+"""
+
+SWANCTL_CONF = """
+connections {{
+  c {{
+    version = 2
+    local_addrs = {local}
+    remote_addrs = {remote}
+    proposals = aes128-sha256-modp2048
+    local {{ auth = psk
+      id = {local} }}
+    remote {{ auth = psk
+      id = {remote} }}
+    children {{ t {{ mode = transport
+      esp_proposals = {esp} }} }}
+  }}
+}}
+secrets {{ ike-1 {{ id-1 = {local}
+  id-2 = {remote}
+  secret = "secsock-vm-test-psk-not-a-secret" }} }}
+"""
+
+STRONGSWAN_PROPOSALS = [
+    ("aes128gcm16", {"aead": "rfc4106(gcm(aes))"}, 3),
+    ("aes128-sha256", {"encryption": "cbc(aes)", "integrity": "hmac(sha256)"}, 3),
+    ("aes128gmac", {"aead": "rfc4543(gcm(aes))"}, 1),
+]
+
+
+@pytest.mark.parametrize("esp,algs,flags", STRONGSWAN_PROPOSALS, ids=[p[0] for p in STRONGSWAN_PROPOSALS])
+def test_strongswan_ikev2_psk_pair(
+    pair: Pair, tmp_path: Any, esp: str, algs: dict[str, str], flags: int
+) -> None:
+    """Issue 14: charon (IKEv2, PSK) in each namespace negotiates transport-mode ESP; the answer on both ends
+    follows the negotiated proposal (GMAC authenticates only: SECURED, not ENCRYPTED)."""
+    daemons = []
+    try:
+        for ns, local, remote, role in ((pair.b, pair.addr_b, pair.addr_a, "respond"),
+                                        (pair.a, pair.addr_a, pair.addr_b, "initiate")):  # fmt: skip
+            work = tmp_path / ns.name
+            work.mkdir()
+            (work / "strongswan.conf").write_text(STRONGSWAN_CONF)
+            (work / "swanctl.conf").write_text(SWANCTL_CONF.format(local=local, remote=remote, esp=esp))
+            argv = ns.exec_argv("sh", "-c", CHARON_SCRIPT, "charon", str(work), role)
+            daemons.append((work, subprocess.Popen(argv, start_new_session=True)))
+            deadline = time.monotonic() + 120
+            while not (work / "ready").exists():
+                logs = [
+                    (work / name).read_text()
+                    for name in ("charon.log", "swanctl.log")
+                    if (work / name).exists()
+                ]
+                assert time.monotonic() < deadline and daemons[-1][1].poll() is None, logs
+                time.sleep(0.5)
+        server, (client,) = tcp(pair)
+        for result in (server, client):
+            assert_flags(result, flags)
+            assert result["outbound"] and result["inbound"], result
+            for sa_seen in result["outbound"] + result["inbound"]:
+                assert {name: sa_seen[name] for name in algs} == algs, result
+    finally:
+        for _, daemon in daemons:
+            try:
+                os.killpg(daemon.pid, 15)
+            except ProcessLookupError:
+                pass
+            daemon.wait(30)
