@@ -186,14 +186,12 @@ def test_console_script_entry_point_is_the_command_line(capsys: pytest.CaptureFi
     assert caught.value.code == 0 and capsys.readouterr().out.startswith("secsock ")
 
 
-def test_json_lines_always_carry_the_reason(
-    fake_backend: FakeBackend, port: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_json_lines_always_carry_the_reason(fake_backend: FakeBackend, port: int) -> None:
     fake_backend.result = CLEAR
     for command in ("probe", "explain"):
         _, text = run([command, "127.0.0.1", str(port), "--json"])
-        assert json.loads(text)["reason"] is None  # the key is there before SecurityInfo has a reason
-    monkeypatch.setattr(secsock.SecurityInfo, "reason", "no policy selects the flow", raising=False)
+        assert json.loads(text)["reason"] is None  # the key is there when the backend gives no reason
+    fake_backend.result = (*CLEAR[:-1], "no policy selects the flow")
     _, text = run(["explain", "127.0.0.1", str(port), "--json"])
     assert json.loads(text)["reason"] == "no policy selects the flow"
     with socket.socket() as unused:

@@ -520,7 +520,7 @@ def test_a_token_refuses_pickling_and_copying_with_a_clear_type_error(fake_backe
 def test_encrypted_without_secured_is_refused_as_not_secured(fake_backend: FakeBackend) -> None:
     # ConnectionFlags.ENCRYPTED alone (no SECURED bit): encrypted=True demands secured first, so it names
     # "secured"; secured=False demands nothing and passes it.
-    fake_backend.result = (1, 2, 0, 0, None, None)
+    fake_backend.result = (1, 2, 0, 0, None, None, None)
     with pytest.raises(secsock.NotSecuredError) as caught:
         secsock.require(7, encrypted=True)
     assert caught.value.demand == "secured" and caught.value.info is not None

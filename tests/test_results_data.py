@@ -131,16 +131,16 @@ def test_pickling_and_copying_keep_the_value(fake_backend: FakeBackend) -> None:
 def test_as_dict_names_no_protocol_for_traffic_in_the_clear_on_linux(monkeypatch: pytest.MonkeyPatch) -> None:
     from secsock import _extension
 
-    linux = FakeBackend((1, 0, 0, 0, None, ((), ())))
+    linux = FakeBackend((1, 0, 0, 0, None, ((), ()), None))
     linux.BACKEND = "linux"
     monkeypatch.setattr(_extension, "backend", linux)
     clear = secsock.query(5)
     assert clear.protocol is SecurityProtocol.IPSEC  # the attribute is what the backend said
     data = clear.as_dict()
     assert data["protocol"] is None and data["secured"] is False
-    linux.result = (1, 3, 0, 0, None, ((), ()))
+    linux.result = (1, 3, 0, 0, None, ((), ()), None)
     secured = secsock.query(5).as_dict()
     assert secured["protocol"] == "IPSEC" and set(secured) == set(data)  # one key set either way
-    windows = FakeBackend((1, 0, 0, 0, None, None))
+    windows = FakeBackend((1, 0, 0, 0, None, None, None))
     monkeypatch.setattr(_extension, "backend", windows)
     assert secsock.query(5).as_dict()["protocol"] == "IPSEC"  # elsewhere the system's word stands
