@@ -23,9 +23,10 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "windows-python"
@@ -62,6 +63,8 @@ WARNINGS = ["-Wall", "-Wextra", "-Werror"]
 WHEEL_TAG = "cp39-abi3-win_amd64"
 # The headers and import library the abi3 module is built against: the oldest Python it supports.
 BUILD_PYTHON = "3.9"
+# The longest a run may take (the whole suite takes under a minute here): a hang fails the run, not CI.
+RUN_TIMEOUT = 900
 
 
 class Failure(Exception):
@@ -308,19 +311,36 @@ def run(version: str, args: list[str]) -> int:
     if not (python_dir(version) / "Lib" / "site-packages" / "secsock" / "_secsock.pyd").is_file():
         raise Failure(f"secsock is not installed into the {version} build: run {__file__} prepare")
     # stdout and stderr through a pipe and stdin from /dev/null (a file redirect fails in Windows CPython's
-    # init_sys_streams); the output goes on to ours as it comes.
+    # init_sys_streams); the output goes on to ours as it comes, from a thread, so that a hang is bounded.
+    env = wine_env()
     proc = subprocess.Popen(
         ["wine", str(python), *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env=wine_env(),
+        env=env,
     )
-    assert proc.stdout is not None
-    for line in proc.stdout:
+    copier = threading.Thread(target=copy_output, args=(proc.stdout,), daemon=True)
+    copier.start()
+    try:
+        status = proc.wait(timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        # A hang (a wait that never ends, a Wine deadlock) must fail this run, not stall the whole CI run to
+        # its limit. wineserver -k ends every process of this prefix, the Python's children included.
+        proc.kill()
+        subprocess.run(["wineserver", "-k"], env=env, check=False, capture_output=True)
+        proc.wait()
+        copier.join(timeout=10)
+        raise Failure(f"python.exe {' '.join(args)} ran over {RUN_TIMEOUT} s under Wine: killed") from None
+    copier.join()
+    return status
+
+
+def copy_output(stream: IO[bytes] | None) -> None:
+    assert stream is not None
+    for line in stream:
         sys.stdout.buffer.write(line.replace(b"\r\n", b"\n"))
         sys.stdout.buffer.flush()
-    return proc.wait()
 
 
 def main(argv: list[str]) -> int:
