@@ -281,13 +281,15 @@ def wine_env() -> dict[str, str]:
 def prepare_prefix() -> None:
     env = wine_env()
     prefix = Path(env["WINEPREFIX"])
-    stamp = sh("wine", "--version", env=env).stdout.strip()
-    if (prefix / "system.reg").is_file() and (prefix / ".secsock-stamp").read_text() == stamp:
+    version = sh("wine", "--version", env=env).stdout.strip()
+    stamp = prefix / ".secsock-stamp"
+    # No stamp: a run interrupted before the prefix was finished; made again like a prefix of another Wine.
+    if (prefix / "system.reg").is_file() and stamp.is_file() and stamp.read_text() == version:
         return
     shutil.rmtree(prefix, ignore_errors=True)
     sh("wineboot", "-i", env=env, stdin=subprocess.DEVNULL)
     sh("wineserver", "-w", env=env)
-    (prefix / ".secsock-stamp").write_text(stamp)
+    stamp.write_text(version)
 
 
 def prepare() -> None:
