@@ -150,6 +150,16 @@ def install_wheel(wheel: Path, target: Path) -> None:
         archive.extractall(target / "Lib" / "site-packages")
 
 
+UNREAD_EXTENSION_FIELDS = (
+    "extra_link_args",
+    "library_dirs",
+    "runtime_library_dirs",
+    "undef_macros",
+    "extra_objects",
+    "export_symbols",
+)
+
+
 def extension_from_setup(sdist_dir: Path) -> Any:
     """The Extension setup.py builds on Windows, read from setup.py itself (run with setuptools.setup
     replaced, as if on win32), so this build follows setup.py's sources, macros and libraries."""
@@ -176,7 +186,13 @@ def extension_from_setup(sdist_dir: Path) -> Any:
     modules = [m for m in captured.get("ext_modules") or [] if m.name == "secsock._secsock"]
     if len(modules) != 1:
         raise Failure(f"setup.py declares no secsock._secsock extension for win32: {captured!r}")
-    return modules[0]
+    ext = modules[0]
+    # build_wheel passes on sources, include_dirs, define_macros and libraries (and its own warnings for
+    # extra_compile_args): anything else setup.py starts to set must fail here, not be dropped.
+    unread = {name: getattr(ext, name) for name in UNREAD_EXTENSION_FIELDS if getattr(ext, name, None)}
+    if unread:
+        raise Failure(f"setup.py sets what build_wheel does not pass to mingw-w64: {unread}")
+    return ext
 
 
 def build_wheel() -> Path:
