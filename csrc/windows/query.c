@@ -103,8 +103,9 @@ HANDLE to_handle(uint64_t h)
 int check_fits(uint64_t value, const char *what, secsock_error *err)
 {
     if (value > 0xFFFFFFFFull) {
+        /* The module prefixes the argument's name (err->call). */
         return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, what,
-                                 "%s: %llu is not a Windows handle value (only 32 bits are significant)", what,
+                                 "%llu is not a Windows handle value (only 32 bits are significant)",
                                  (unsigned long long)value);
     }
     return 0;
