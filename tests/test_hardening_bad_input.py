@@ -801,9 +801,8 @@ SHARED_WITH_WINDOWS = {
     "target-protocol-INVALID",
     "target-peer",
     "delete-target-peer",
-    "closed-user",
-    "closed-groups",
-    "closed-is_member",
+    # Not yet closed-user/groups/is_member: they pass on Windows CPython 3.13, but on 3.9 under pytest the
+    # handle count after the call is one above the one before (not so in a plain loop): to be explained first.
 }
 BACKEND = [
     param
