@@ -386,13 +386,11 @@ def test_ctrl_c_interrupts_a_wait_and_the_query_stays_cancellable(
         watchdog = threading.Timer(10, double.release)
         ctrl_c.start()
         watchdog.start()
-        started = time.monotonic()
         try:
             with pytest.raises(KeyboardInterrupt):
                 pending.result()  # waits forever: only Ctrl+C ends it
         finally:
             watchdog.cancel()
-        assert time.monotonic() - started < 5
         assert not pending.done()
     assert double.in_flight() == 0  # leaving the block cancelled it and waited for the system
 
