@@ -21,7 +21,7 @@ import warnings
 import pytest
 
 import secsock
-from double import ANSWER, ERROR, MSGSIZE, PEND, PEND_AUTO, Double
+from double import ANSWER, ERROR, MSGSIZE, NOW, PEND, PEND_AUTO, Double
 from handles import handle_count as _handle_count
 from secsock import ConnectionFlags, SecurityProtocol
 
@@ -416,16 +416,20 @@ def test_ctrl_c_interrupts_a_wait_and_the_query_stays_cancellable(
     ],
     ids=["E1", "E2", "E3", "E4", "E5", "E6"],
 )
-@pytest.mark.parametrize("when", [0, PEND_AUTO], ids=["now", "completed-later"])
+@pytest.mark.parametrize("when", [NOW, PEND_AUTO], ids=["now", "completed-later"])
 def test_every_documented_error_is_its_exception_with_winerror(
     double: Double, tcp_pair: tuple[socket.socket, ...], winerror: int, exc_type: type, when: int
 ) -> None:
     if winerror == 10040:
-        double.script(MSGSIZE, needed=0)
+        double.script(MSGSIZE, when=when, delay_ms=20, needed=0)
     else:
         double.script(ERROR, when=when, delay_ms=20, error=winerror)
     with pytest.raises(OSError) as caught:
-        secsock.query(tcp_pair[1])
+        if when == NOW:
+            secsock.query(tcp_pair[1])
+        else:  # query() calls without an OVERLAPPED, which never pends (DOUBLE.md C2): the overlapped path
+            with secsock.begin_query(tcp_pair[1]) as pending:
+                pending.result()
     assert type(caught.value) is exc_type, caught.value
     assert caught.value.winerror == winerror
     assert "WSAQuerySocketSecurity" in str(caught.value)
