@@ -4,7 +4,7 @@ naming the argument (issue 5). tests/test_arguments.py holds the first of these;
 Two tables:
 - FACADE: rejected by the Python facade before any system call (the ``no_system_call`` fixture fails the test
   if the backend is even looked at);
-- BACKEND (Linux): arguments whose fault only the socket itself can show (its family, type, state), that
+- BACKEND: arguments whose fault only the socket itself can show (its family, type, state), that
   the C module checks, or that the facade checks while it builds the backend call's arguments (after it has
   looked the backend up); each is rejected before the kernel's XFRM state is read: no privilege needed.
 Every entry is a callable of ``env`` (sockets from the conftest fixtures) and runs in a fresh test.
@@ -796,6 +796,27 @@ BACKEND = [
     ),
 ]
 
+# What the Windows backend refuses the same way (it runs on Windows CPython too, against the double); the rest
+# are the Linux backend's own checks and errnos (Windows': tests/windows_double), run on Linux only.
+SHARED_WITH_WINDOWS = {
+    "fd-beyond-64-bits",
+    "peer-family-v6",
+    "peer-family-v4",
+    "target-protocol-str",
+    "target-protocol-9",
+    "target-protocol-INVALID",
+    "target-peer",
+    "delete-target-peer",
+    # Not yet closed-user/groups/is_member: they pass on Windows CPython 3.13, but on 3.9 under pytest the
+    # handle count after the call is one above the one before (not so in a plain loop): to be explained first.
+}
+BACKEND = [
+    param
+    if param.id in SHARED_WITH_WINDOWS
+    else pytest.param(*param.values, id=param.id, marks=[*param.marks, pytest.mark.linux])
+    for param in BACKEND
+]
+
 BACKEND_ERRNO = {
     "not-a-socket": errno.ENOTSOCK,
     "not-open": errno.EBADF,
@@ -805,7 +826,6 @@ BACKEND_ERRNO = {
 }
 
 
-@pytest.mark.linux  # the Linux backend's own checks and errnos; Windows': tests/windows_double
 @pytest.mark.parametrize(("call", "exc", "match"), BACKEND)
 def test_backend_rejects(
     request: pytest.FixtureRequest, env: Env, call: Callable[[Env], Any], exc: type[BaseException], match: str

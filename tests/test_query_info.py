@@ -114,7 +114,7 @@ def test_the_wrong_number_of_arguments_is_a_type_error() -> None:
         _secsock.query_info(3)  # type: ignore[call-arg]
 
 
-@pytest.mark.netns
+@pytest.mark.net_admin
 @pytest.mark.parametrize("pair", ["tcp_pair", "tcp6_pair"])
 def test_the_one_call_answer_is_the_general_paths_answer(pair: str, request: pytest.FixtureRequest) -> None:
     client, server = request.getfixturevalue(pair)
@@ -134,7 +134,7 @@ def test_the_one_call_answer_is_the_general_paths_answer(pair: str, request: pyt
             assert fast.ipsec is _query._IN_THE_CLEAR
 
 
-@pytest.mark.netns
+@pytest.mark.net_admin
 def test_query_takes_the_one_call_path_with_the_real_backend(
     tcp_pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -254,7 +254,7 @@ def test_bind_results_refuses_what_query_info_could_not_fill(
         _secsock.bind_results(*args)
 
 
-@pytest.mark.netns
+@pytest.mark.net_admin
 def test_a_refused_binding_keeps_the_one_in_place(tcp_pair: tuple[socket.socket, socket.socket]) -> None:
     with pytest.raises(TypeError):
         _secsock.bind_results(*_bind_args(WithDict))

@@ -18,10 +18,10 @@ total_passed=0
 total_failed=0
 summary=()
 
-record() { # name passed failed
+record() { # name passed failed [deselected]
     total_passed=$((total_passed + $2))
     total_failed=$((total_failed + $3))
-    summary+=("$(printf '%-32s %4d passed, %d failed' "$1" "$2" "$3")")
+    summary+=("$(printf '%-32s %4d passed, %d failed' "$1" "$2" "$3")${4:+ ($4 deselected)}")
 }
 
 # A check: one command, one pass or one failure.
@@ -83,13 +83,15 @@ pytest_suite_via() { # name command... (its last words are pytest's arguments)
 # (tools/windows_python.py prepare), with the fwpuclnt double beside the module; read like pytest_suite. The
 # report's path is relative: Windows' Python reads the checkout through Wine's drive, not as a POSIX path.
 windows_pytest_suite() { # name version
-    local name=$1 version=$2 counts
+    local name=$1 version=$2 counts deselected
     echo "== $name"
     rm -f "$LOGS/$name.xml"
     python tools/windows_python.py run "$version" -m pytest -p no:cacheprovider \
         --junitxml="build/test-logs/$name.xml" tests 2>&1 | tee "$LOGS/$name.log"
     counts=$(python "$ROOT/tools/junit_counts.py" "$LOGS/$name.xml")
-    record "$name" ${counts% *} ${counts#* }
+    # The Linux-only tests it does not select (the report does not hold them): pytest's last line says.
+    deselected=$(grep -Eo '[0-9]+ deselected' "$LOGS/$name.log" | tail -n 1 | cut -d' ' -f1)
+    record "$name" ${counts% *} ${counts#* } "${deselected:-0}"
 }
 
 check "ruff" ruff check src tests tools benchmarks hardening examples

