@@ -243,19 +243,29 @@ int sa_apply(ss_snap *s, int action, const ss_sa *a)
     }
     /* Insert (an update was unlinked above): append, then link at the head of its chain. */
     {
-        size_t cap = s->sacap;
-        int32_t *next;
         uint32_t h;
 
-        if (grow((void **)&s->sas, &s->sacap, s->nsas + 1, sizeof(*s->sas)) != 0) {
-            return -1;
-        }
-        if (s->sacap != cap || s->sanext == NULL) {
-            next = realloc(s->sanext, s->sacap * sizeof(*next));
+        if (s->nsas + 1 > s->sacap || s->sanext == NULL) {
+            /* sanext first, to the capacity sas will get: if either realloc fails, sacap still bounds both
+             * arrays (a failed sas grow leaves sanext merely longer), so the table stays safe to free and to
+             * look up until the dump that replaces it. */
+            size_t ncap = s->sacap, need = s->nsas + 1;
+            int32_t *next;
+
+            if (need > ncap) {
+                ncap = ncap != 0 ? ncap * 2 : 64;
+                while (ncap < need) {
+                    ncap *= 2;
+                }
+            }
+            next = realloc(s->sanext, ncap * sizeof(*next));
             if (next == NULL) {
                 return -1;
             }
             s->sanext = next;
+            if (grow((void **)&s->sas, &s->sacap, ncap, sizeof(*s->sas)) != 0) {
+                return -1;
+            }
         }
         s->sas[s->nsas] = *a;
         s->sas[s->nsas].dead = 0;
