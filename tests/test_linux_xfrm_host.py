@@ -209,6 +209,24 @@ def test_a_policy_with_a_mark_makes_the_answer_undecidable(ns: Netns) -> None:
     assert unmarked["flags"] == marked["flags"] == 0
 
 
+def test_the_best_marked_policy_decides_not_the_first_met(ns: Netns, driver: str) -> None:
+    """Issue 14 review item 1: the lookup meets policies longest prefix first, not by priority. A worse marked
+    policy at /32 must not hide a better marked one at /24: the kernel may apply that one (its mark is the
+    packet's), so inbound is not decidable, never SECURED by the unmarked /16 behind them."""
+    esp = ("tmpl", "proto", "esp", "mode", "transport")
+    add = ("xfrm", "policy", "add", "src", "0.0.0.0/0", "dst")
+    ns.ip(*add, f"{A}/32", "dir", "in", "mark", "1", "mask", "1", "priority", "100", "index", "0x1108", *esp)
+    ns.ip(*add, "10.77.0.0/24", "dir", "in", "mark", "2", "mask", "2", "priority", "5", "index", "0x1110")
+    ns.ip(*add, "10.77.0.0/16", "dir", "in", "priority", "50", "index", "0x1118", *esp)
+    assert drive(ns, driver, "udp-peer", A, B, "500")["pol_in"] is None
+    (result,) = ns.probe([udp(A, B)])
+    undecidable = "not decidable here: a policy with a mark selects the flow"
+    assert reason_of(result)[1].startswith(undecidable), result
+    ns.ip("xfrm", "policy", "delete", "dir", "in", "index", "0x1110", "mark", "2", "mask", "2")
+    # Without the better marked one, P1 (priority 100) cannot beat the unmarked /16 (priority 50).
+    assert drive(ns, driver, "udp-peer", A, B, "500")["pol_in"] == {"index": 0x1118, "priority": 50}
+
+
 def test_sub_policies_are_consulted_before_main(ns: Netns, driver: str) -> None:
     ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "priority", "1", "index", "0x801")
     ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "ptype", "sub",

@@ -97,7 +97,10 @@ const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t i
                  */
                 if (!p->unreadable && p->mark_m != 0 && p->if_id == if_id &&
                     (dir == XFRM_POLICY_IN || (flow_mark(f) & p->mark_m) != p->mark_v)) {
-                    if (doubt == NULL) {
+                    /* The best such policy, by the kernel's own order (lower priority value, then the
+                     * older): chains are met longest prefix first, so the first one met may be a worse one. */
+                    if (doubt == NULL || p->priority < doubt->priority ||
+                        (p->priority == doubt->priority && p->age < doubt->age)) {
                         doubt = p;
                     }
                     continue;
