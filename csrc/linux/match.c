@@ -165,7 +165,7 @@ static int name_in(const char *name, const char *const *names, size_t n)
 }
 
 /* Does the SA hide the payload? By the cipher's entry in the kernel's table (xfrm_algo.c, above). */
-static int sa_encrypts(const ss_sa *a)
+int sa_encrypts(const ss_sa *a)
 {
     if (a->proto != IPPROTO_ESP) {
         return 0;
@@ -178,20 +178,68 @@ static int sa_encrypts(const ss_sa *a)
 }
 
 /*
+ * Inbound: could the peer send by an SA that does not encrypt and still pass the policy check for template t?
+ * The kernel takes a packet by whichever SA its outer destination and SPI name (xfrm_input:
+ * xfrm_state_lookup) and the policy check accepts it when that SA passes xfrm_state_ok for the template
+ * (__xfrm_policy_check -> xfrm_policy_ok): proto, mode, reqid (any when the template's is 0), SPI (any when
+ * 0), if_id; in tunnel and BEET mode only the SA's source is compared with the template's (xfrm_state_addr_cmp
+ * -> __xfrm4_state_addr_cmp: tmpl->saddr, when set), never its destination, so an SA toward any of the host's
+ * addresses counts; in transport mode the destination is the flow's own address and the source is not
+ * compared. The mark is skb->mark, not the socket's: not compared. Reads only s->plain (usually empty).
+ * 1 when some such SA does not encrypt (or cannot be read), 0 when none, -1 on error.
+ */
+static int inbound_plain_sa(const ss_snap *s, ss_flow *f, const ss_policy *pol, const ss_tmpl *t,
+                            const uint8_t *daddr, secsock_error *err)
+{
+    int tunnel = t->mode != XFRM_MODE_TRANSPORT;
+    size_t i;
+
+    for (i = 0; i < s->nplain; i++) {
+        const ss_sa *a = &s->sas[s->plain[i]];
+        int m;
+
+        if (a->dead || a->proto != t->proto) {
+            continue;
+        }
+        if (!tunnel && (a->family != t->family || !addr_eq(a->daddr, daddr, t->family))) {
+            continue;
+        }
+        if (a->unreadable) {
+            return 1; /* maybe the SA the kernel accepts here: never call this template's SAs encrypting */
+        }
+        if (a->mode != t->mode || (t->spi != 0 && a->spi != t->spi) || !sa_valid(a) ||
+            (t->reqid != 0 && a->reqid != t->reqid) || (pol->if_id != 0 && a->if_id != pol->if_id) ||
+            (a->dir != 0 && a->dir != SS_SA_DIR_IN)) {
+            continue;
+        }
+        if (tunnel && a->family == t->family && !addr_any(t->saddr, t->family) &&
+            !addr_eq(a->saddr, t->saddr, t->family)) {
+            continue;
+        }
+        if (a->sel.family != AF_UNSPEC) {
+            if (a->sel.family != f->family) {
+                continue;
+            }
+            m = flow_sel_match(&a->sel, f, XFRM_POLICY_IN, err);
+            if (m < 0) {
+                return -1;
+            }
+            if (!m) {
+                continue;
+            }
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/*
  * The SA the kernel would use for template t: outbound as xfrm_state_find (exact reqid, the policy's mark,
  * same if_id, SA selector matches the flow), inbound as xfrm_state_ok (reqid/spi wildcards when 0).
  * Among candidates: not dying before dying, then the newest.
- *
- * Inbound, with all_encrypt non-NULL: the kernel takes a packet by whichever SA its SPI names
- * (xfrm_input: xfrm_state_lookup by daddr, SPI, proto) and the policy check accepts it when that SA passes
- * xfrm_state_ok for the template (__xfrm_policy_check -> xfrm_policy_ok): proto, mode, reqid (any when the
- * template's is 0), SPI (any when 0), the tunnel's addresses; the SA's source address is not compared in
- * transport mode, and the packet's mark is skb->mark, not the socket's. *all_encrypt becomes 0 when any SA
- * the peer could send by that way does not encrypt: the peer could use that one.
  */
 static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_policy *pol, const ss_tmpl *t,
-                              const uint8_t *remote, const uint8_t *local, int *all_encrypt, int *rc,
-                              secsock_error *err)
+                              const uint8_t *remote, const uint8_t *local, int *rc, secsock_error *err)
 {
     const ss_sa *best = NULL;
     int32_t j;
@@ -206,12 +254,7 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
         int m, addr_ok, mark_ok = 1;
 
         if (a->unreadable) {
-            /* Maybe the SA the kernel uses or accepts here: never call this template's SAs encrypting. */
-            if (all_encrypt != NULL && a->family == t->family && a->proto == t->proto &&
-                addr_eq(a->daddr, remote, t->family)) {
-                *all_encrypt = 0;
-            }
-            continue;
+            continue; /* never used (inbound_plain_sa counts it against ENCRYPTED) */
         }
         if (a->family != t->family || a->proto != t->proto || !addr_eq(a->daddr, remote, t->family) ||
             a->mode != t->mode || (t->spi != 0 && a->spi != t->spi) || !sa_valid(a)) {
@@ -244,10 +287,6 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
             if (!m) {
                 continue;
             }
-        }
-        if (dir == XFRM_POLICY_IN && all_encrypt != NULL && (addr_ok || t->mode == XFRM_MODE_TRANSPORT) &&
-            !sa_encrypts(a)) {
-            *all_encrypt = 0;
         }
         if (!addr_ok || !mark_ok) {
             continue;
@@ -340,9 +379,16 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
             remote = t->daddr;
             local = t->saddr;
         }
-        a = lookup_sa(s, f, dir, pol, t, remote, local, &all_encrypt, &rc, err);
+        a = lookup_sa(s, f, dir, pol, t, remote, local, &rc, err);
         if (rc != 0) {
             return -1;
+        }
+        if (a != NULL && dir == XFRM_POLICY_IN && sa_encrypts(a)) {
+            int plain = inbound_plain_sa(s, f, pol, t, remote, err);
+            if (plain < 0) {
+                return -1;
+            }
+            all_encrypt = !plain;
         }
         if (a == NULL) {
             if (!t->optional) {

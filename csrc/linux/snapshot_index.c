@@ -23,9 +23,10 @@ void snap_free_sas(ss_snap *s)
     free(s->sas);
     free(s->sanext);
     free(s->saheads);
+    free(s->plain);
     s->sas = NULL;
-    s->sanext = s->saheads = NULL;
-    s->nsas = s->sacap = 0;
+    s->sanext = s->saheads = s->plain = NULL;
+    s->nsas = s->sacap = s->nplain = s->plaincap = 0;
     s->sahmask = 0;
 }
 
@@ -123,6 +124,7 @@ int snap_index_sas(ss_snap *s)
 {
     size_t i;
 
+    s->nplain = 0; /* before any return: no slot of an older layout stays listed */
     s->sahmask = table_size(s->nsas) - 1;
     s->saheads = malloc(((size_t)s->sahmask + 1) * sizeof(*s->saheads));
     /* As long as the SA array's capacity, so notifications can append without reallocating it. */
@@ -135,6 +137,12 @@ int snap_index_sas(ss_snap *s)
         uint32_t h = sa_key_hash(s->sas[i].family, s->sas[i].proto, s->sas[i].daddr) & s->sahmask;
         s->sanext[i] = s->saheads[h];
         s->saheads[h] = (int32_t)i;
+        if (!s->sas[i].dead && sa_may_be_plain(&s->sas[i])) {
+            if (grow((void **)&s->plain, &s->plaincap, s->nplain + 1, sizeof(*s->plain)) != 0) {
+                return -1;
+            }
+            s->plain[s->nplain++] = (int32_t)i;
+        }
     }
     return 0;
 }
@@ -266,6 +274,13 @@ int sa_apply(ss_snap *s, int action, const ss_sa *a)
             if (grow((void **)&s->sas, &s->sacap, ncap, sizeof(*s->sas)) != 0) {
                 return -1;
             }
+        }
+        if (sa_may_be_plain(a) &&
+            grow((void **)&s->plain, &s->plaincap, s->nplain + 1, sizeof(*s->plain)) != 0) {
+            return -1;
+        }
+        if (sa_may_be_plain(a)) {
+            s->plain[s->nplain++] = (int32_t)s->nsas;
         }
         s->sas[s->nsas] = *a;
         s->sas[s->nsas].dead = 0;

@@ -410,6 +410,27 @@ def test_inbound_is_encrypted_only_if_every_acceptable_sa_encrypts(pair: Pair, t
     assert_flags(server, 1)
 
 
+def test_inbound_tunnel_sa_toward_another_local_address_is_accepted_too(pair: Pair) -> None:
+    """Issue 14 review item 2: in tunnel mode the kernel never compares an SA's destination with the template
+    (xfrm_state_ok; __xfrm4_state_addr_cmp compares the source only) and xfrm_input finds the SA by the
+    packet's outer destination, any local address. A null-cipher tunnel SA toward b's second address with
+    the template's reqid carries the client's traffic past b's policy: inbound is not ENCRYPTED."""
+    other = "10.1.0.3"
+    pair.b.ip("addr", "add", f"{other}/24", "dev", "vb")
+    secure(pair, mode="tunnel", directions="ba")
+    add_sa(pair, pair.addr_a, pair.addr_b, 0x1001, "esp", AEAD, "tunnel", reqid=7)
+    pair.b.ip("xfrm", "policy", "add", "src", pair.addr_a, "dst", pair.addr_b, "dir", "in",
+              "tmpl", "src", pair.addr_a, "dst", pair.addr_b, "proto", "esp", "mode", "tunnel",
+              "reqid", "7")  # fmt: skip
+    add_sa(pair, pair.addr_a, other, 0x1005, "esp", NULL_ENC + AH_AUTH, "tunnel", reqid=7)
+    pair.a.ip("xfrm", "policy", "add", "src", pair.addr_a, "dst", pair.addr_b, "dir", "out",
+              "tmpl", "src", pair.addr_a, "dst", other, "proto", "esp", "mode", "tunnel",
+              "reqid", "7")  # fmt: skip
+    server, _ = tcp(pair)
+    assert_flags(server, 1)
+    assert server["inbound"] == [sa(ESP, TUNNEL, 0x1001, aead="rfc4106(gcm(aes))")]
+
+
 def test_inbound_policy_with_a_mark_is_not_decidable_from_so_mark(pair: Pair) -> None:
     """Issue 14 item 4: inbound, the kernel compares the arriving packet's mark (skb->mark), not the socket's
     SO_MARK. The server's inbound ESP policy carries mark 5; the server's sockets have SO_MARK 5, but the
