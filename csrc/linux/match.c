@@ -351,9 +351,20 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
         }
         if_id = f->if_id;
     }
-    pol = lookup_policy(s, f, dir, if_id, &rc, err);
+    pol = lookup_policy(s, f, dir, dir == XFRM_POLICY_OUT ? 0 : if_id, &rc, err);
     if (rc != 0) {
         return -1;
+    }
+    if (dir == XFRM_POLICY_OUT && if_id != 0 && !f->mark_doubt &&
+        (pol == NULL || (pol->action != XFRM_POLICY_BLOCK && pol->ntmpl == 0))) {
+        /* Routed through an XFRM interface: the socket's packet is looked up with if_id 0 first
+         * (xfrm_lookup_route -> xfrm_lookup_with_ifid(..., 0)); only when that leaves it untransformed (no
+         * policy, or a bypass) does the interface look it up again with its own if_id (xfrmi_xmit2). Inbound
+         * uses the interface's if_id only (__xfrm_policy_check asks the interface for it). */
+        pol = lookup_policy(s, f, dir, if_id, &rc, err);
+        if (rc != 0) {
+            return -1;
+        }
     }
     t_last_index[dir] = pol != NULL ? pol->index + 1 : 0;
     t_last_priority[dir] = pol != NULL ? pol->priority : 0;

@@ -657,6 +657,35 @@ def test_flow_through_an_xfrm_interface_uses_its_if_id_policies(pair: Pair) -> N
         assert result["reason"] == f"outbound: {no_policy}; inbound: {no_policy}", result
 
 
+def test_outbound_through_an_xfrm_interface_looks_up_if_id_0_first(pair: Pair) -> None:
+    """Issue 14 review item 3: a socket's packet is looked up first with if_id 0 (ip_route_output_flow ->
+    xfrm_lookup_route -> xfrm_lookup_with_ifid(..., 0)); only one left untransformed (no policy, or a bypass)
+    reaches the XFRM interface, whose xfrmi_xmit2 looks up again with its if_id. An if_id-0 block policy for
+    the inner flow therefore blocks it, whatever the interface's policies say; a bypass does not."""
+    pair.a.ip("link", "add", "xfa", "type", "xfrm", "dev", "va", "if_id", "42")
+    pair.a.ip("link", "set", "xfa", "up")
+    pair.a.ip("addr", "add", "192.168.77.1/32", "dev", "xfa")
+    pair.a.ip("route", "add", "192.168.77.2/32", "dev", "xfa")
+    pair.a.ip("xfrm", "state", "add", "src", pair.addr_a, "dst", pair.addr_b, "proto", "esp", "spi", "0x4001",
+              "reqid", "9", "mode", "tunnel", "if_id", "42", *AEAD)  # fmt: skip
+    pair.a.ip("xfrm", "policy", "add", "src", "0.0.0.0/0", "dst", "0.0.0.0/0", "dir", "out", "if_id", "42",
+              "tmpl", "src", pair.addr_a, "dst", pair.addr_b, "proto", "esp", "mode", "tunnel",
+              "reqid", "9")  # fmt: skip
+    inner = ("src", "192.168.77.1", "dst", "192.168.77.2", "dir", "out")
+
+    def outbound_reason() -> str:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("192.168.77.1", 0))
+            result = answer(s, peer=("192.168.77.2", PORT))
+        assert "error" not in result, result
+        return str(result["reason"]).split("; ")[0]
+
+    pair.a.ip("xfrm", "policy", "add", *inner, "priority", "5")  # a bypass at if_id 0: the interface decides
+    assert pair.a.call(outbound_reason) == "outbound: protected by SAs that encrypt"
+    pair.a.ip("xfrm", "policy", "update", *inner, "priority", "5", "action", "block")
+    assert pair.a.call(outbound_reason) == "outbound: the policy blocks the flow"
+
+
 def test_require_and_a_refusing_listener_over_real_esp(pair: Pair) -> None:
     """Issue 13: the demands checked against real SAs. ESP with null encryption is secured, not encrypted:
     require(secured) passes and its answer serializes with the SAs; require(encrypted) and a listener
