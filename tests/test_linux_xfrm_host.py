@@ -100,12 +100,19 @@ def test_every_answer_says_why(ns: Netns) -> None:
     ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "proto", "udp", "dport", "503", "dir", "out",
           "tmpl", "proto", "esp", "mode", "transport", "level", "use")  # fmt: skip
     results = ns.probe([udp(A, B, port) for port in (500, 501, 502, 503)] + [udp(A, "10.77.0.9")])
-    no_sa = "the policy requires an SA that does not exist yet"
+    no_sa = (
+        "no SA fits a template the policy requires (none exists yet, or its addresses, reqid, mark, if_id or "
+        "selector do not fit the flow)"
+    )
+    optional = (
+        "no ESP or AH SA protects the flow for sure (the policy's ESP/AH templates are optional, or it has "
+        "IPComp only)"
+    )
     assert [reason_of(r) for r in results] == [
         (no_sa, no_sa),
         ("the policy blocks the flow", no_sa),
         ("the policy allows the flow without IPsec", no_sa),
-        ("the policy requires no SA (optional templates or IPComp only)", no_sa),
+        (optional, no_sa),
         ("no XFRM policy selects the flow", "no XFRM policy selects the flow"),
     ]
     assert {r["flags"] for r in results} == {0}
