@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import socket
 import struct
 import subprocess
@@ -778,6 +779,26 @@ secrets {{ ike-1 {{ id-1 = {local}
   secret = "secsock-vm-test-psk-not-a-secret" }} }}
 """
 
+
+def stop_group(daemon: subprocess.Popen[bytes]) -> None:
+    """End a daemon's whole process group (sh and charon): SIGTERM, then SIGKILL if any member is left after
+    30 s. Never raises: a failure here must not hide the test's own assertion."""
+    for sig, patience in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(daemon.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + patience
+        while time.monotonic() < deadline:
+            daemon.poll()  # reap the leader, so the group empties
+            try:
+                os.killpg(daemon.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+    daemon.poll()
+
+
 STRONGSWAN_PROPOSALS = [
     ("aes128gcm16", {"aead": "rfc4106(gcm(aes))"}, 3),
     ("aes128-sha256", {"encryption": "cbc(aes)", "integrity": "hmac(sha256)"}, 3),
@@ -811,15 +832,20 @@ def test_strongswan_ikev2_psk_pair(
                 assert time.monotonic() < deadline and daemons[-1][1].poll() is None, logs
                 time.sleep(0.5)
         server, (client,) = tcp(pair)
+        why = {3: "protected by SAs that encrypt", 1: WEAK}[flags]
         for result in (server, client):
             assert_flags(result, flags)
+            assert result["reason"] == f"outbound: {why}; inbound: {why}", result
             assert result["outbound"] and result["inbound"], result
             for sa_seen in result["outbound"] + result["inbound"]:
                 assert {name: sa_seen[name] for name in algs} == algs, result
+        # What the kernel itself holds (ip shows "aead NAME", "enc NAME", "auth-trunc NAME"): the names the
+        # answer gave are the negotiated SAs', not ours.
+        for ns in (pair.a, pair.b):
+            state = ns.ip("xfrm", "state")
+            kinds = {"aead": "aead", "encryption": "enc", "integrity": "auth-trunc"}
+            for field, name in algs.items():
+                assert state.count(f"{kinds[field]} {name} ") == 2, state  # one SA per direction
     finally:
         for _, daemon in daemons:
-            try:
-                os.killpg(daemon.pid, 15)
-            except ProcessLookupError:
-                pass
-            daemon.wait(30)
+            stop_group(daemon)
