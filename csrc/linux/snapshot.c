@@ -26,7 +26,9 @@ int on_policy(void *vctx, uint16_t type, uint16_t flags, const void *payload, si
         }
         memset(p.tmpl, 0, sizeof(p.tmpl));
         p.ntmpl = 0;
-        p.type = XFRM_POLICY_TYPE_MAIN;
+        /* In the SUB bucket, which lookup_policy consults first: whatever its real type, a flow it selects
+         * gets the error before any MAIN policy could answer for it. */
+        p.type = XFRM_POLICY_TYPE_SUB;
         p.unreadable = 1;
     }
     if (grow((void **)&c->s->pols, &c->s->cap, c->s->npols + 1, sizeof(p)) != 0) {
