@@ -63,6 +63,9 @@ int on_sa(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t
         id.family = a.family;
         id.proto = a.proto;
         id.spi = a.spi;
+        id.mark_v = a.mark_v; /* as far as they were read: sa_apply re-dumps when a notification may be */
+        id.mark_m = a.mark_m; /* about this SA and sa_same_id cannot tell (sa_unreadable_twin) */
+        id.if_id = a.if_id;
         memcpy(id.daddr, a.daddr, sizeof(id.daddr));
         id.unreadable = 1;
         explicit_bzero(&a, sizeof(a));

@@ -194,6 +194,24 @@ int32_t sa_find(const ss_snap *s, const ss_sa *key, int32_t *prev)
     return -1;
 }
 
+/*
+ * Is there an unreadable SA (on_sa keeps only its family, proto, SPI, destination and what marks it read) that
+ * a notification for key may be about? Then sa_same_id cannot be trusted to find it: only a dump can tell.
+ */
+static int sa_unreadable_twin(const ss_snap *s, const ss_sa *key)
+{
+    int32_t j;
+
+    for (j = s->saheads[sa_key_hash(key->family, key->proto, key->daddr) & s->sahmask]; j >= 0; j = s->sanext[j]) {
+        const ss_sa *a = &s->sas[j];
+        if (a->unreadable && a->family == key->family && a->proto == key->proto && a->spi == key->spi &&
+            addr_eq(a->daddr, key->daddr, a->family)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Drop the holes left by deletions and rebuild the hash: 0, or -1 (out of memory). */
 static int sa_compact(ss_snap *s)
 {
@@ -223,6 +241,9 @@ int sa_apply(ss_snap *s, int action, const ss_sa *a)
         return -1;
     }
     j = sa_find(s, a, &prev);
+    if (j < 0 && sa_unreadable_twin(s, a)) {
+        return -1; /* maybe about an SA we could not read whole: it must not stay in the table */
+    }
     if (action == SS_SA_UPDATE && j >= 0 && sa_valid(&s->sas[j])) {
         /* The kernel updates a valid SA only in part (lifetimes, selector, encapsulation) yet announces the
          * request as sent: only a dump tells what the SA is now. A larval SA is replaced whole: apply it. */
