@@ -216,10 +216,10 @@ static int inbound_plain_sa(const ss_snap *s, ss_flow *f, const ss_policy *pol, 
             !addr_eq(a->saddr, t->saddr, t->family)) {
             continue;
         }
-        if (a->sel.family != AF_UNSPEC) {
-            if (a->sel.family != f->family) {
-                continue;
-            }
+        /* The kernel's input check (__xfrm_policy_check) tests the SA's selector with xfrm_selector_match and
+         * the flow's family, whatever the selector's own: an unspecified one is read as the flow's family,
+         * and one of the other family, whose addresses mean nothing here, counts as matching. */
+        if (a->sel.family == AF_UNSPEC || a->sel.family == f->family) {
             m = flow_sel_match(&a->sel, f, XFRM_POLICY_IN, err);
             if (m < 0) {
                 return -1;
