@@ -100,12 +100,19 @@ def test_every_answer_says_why(ns: Netns) -> None:
     ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "proto", "udp", "dport", "503", "dir", "out",
           "tmpl", "proto", "esp", "mode", "transport", "level", "use")  # fmt: skip
     results = ns.probe([udp(A, B, port) for port in (500, 501, 502, 503)] + [udp(A, "10.77.0.9")])
-    no_sa = "the policy requires an SA that does not exist yet"
+    no_sa = (
+        "no SA fits a template the policy requires (none exists yet, or its addresses, reqid, mark, if_id or "
+        "selector do not fit the flow)"
+    )
+    optional = (
+        "no ESP or AH SA protects the flow for sure (the policy's ESP/AH templates are optional, or it has "
+        "IPComp only)"
+    )
     assert [reason_of(r) for r in results] == [
         (no_sa, no_sa),
         ("the policy blocks the flow", no_sa),
         ("the policy allows the flow without IPsec", no_sa),
-        ("the policy requires no SA (optional templates or IPComp only)", no_sa),
+        (optional, no_sa),
         ("no XFRM policy selects the flow", "no XFRM policy selects the flow"),
     ]
     assert {r["flags"] for r in results} == {0}
@@ -207,6 +214,24 @@ def test_a_policy_with_a_mark_makes_the_answer_undecidable(ns: Netns) -> None:
     assert reason_of(marked)[0] == "the policy blocks the flow"  # outbound: the socket's own mark matches
     assert reason_of(marked)[1].startswith(undecidable)  # inbound: SO_MARK says nothing about the packets
     assert unmarked["flags"] == marked["flags"] == 0
+
+
+def test_the_best_marked_policy_decides_not_the_first_met(ns: Netns, driver: str) -> None:
+    """Issue 14 review item 1: the lookup meets policies longest prefix first, not by priority. A worse marked
+    policy at /32 must not hide a better marked one at /24: the kernel may apply that one (its mark is the
+    packet's), so inbound is not decidable, never SECURED by the unmarked /16 behind them."""
+    esp = ("tmpl", "proto", "esp", "mode", "transport")
+    add = ("xfrm", "policy", "add", "src", "0.0.0.0/0", "dst")
+    ns.ip(*add, f"{A}/32", "dir", "in", "mark", "1", "mask", "1", "priority", "100", "index", "0x1108", *esp)
+    ns.ip(*add, "10.77.0.0/24", "dir", "in", "mark", "2", "mask", "2", "priority", "5", "index", "0x1110")
+    ns.ip(*add, "10.77.0.0/16", "dir", "in", "priority", "50", "index", "0x1118", *esp)
+    assert drive(ns, driver, "udp-peer", A, B, "500")["pol_in"] is None
+    (result,) = ns.probe([udp(A, B)])
+    undecidable = "not decidable here: a policy with a mark selects the flow"
+    assert reason_of(result)[1].startswith(undecidable), result
+    ns.ip("xfrm", "policy", "delete", "dir", "in", "index", "0x1110", "mark", "2", "mask", "2")
+    # Without the better marked one, P1 (priority 100) cannot beat the unmarked /16 (priority 50).
+    assert drive(ns, driver, "udp-peer", A, B, "500")["pol_in"] == {"index": 0x1118, "priority": 50}
 
 
 def test_sub_policies_are_consulted_before_main(ns: Netns, driver: str) -> None:

@@ -199,6 +199,10 @@ typedef struct {
     int32_t *sanext;
     int32_t *saheads;
     uint32_t sahmask;
+    /* The slots of the SAs that may not encrypt (sa_may_be_plain): the inbound "does every acceptable SA
+     * encrypt" check reads only these, whatever their destination (usually none). Dead slots stay listed. */
+    int32_t *plain;
+    size_t nplain, plaincap;
 } ss_snap;
 
 /* Collecting a dump. */
@@ -262,8 +266,8 @@ int pol_order(const void *a, const void *b);
  * and what was allocated, with no usable index: the caller frees it all with snap_free_policies. */
 int snap_index_policies_sorted(ss_snap *s, int sorted);
 int snap_index_policies(ss_snap *s); /* as snap_index_policies_sorted, sorting pols first */
-/* Allocate saheads and sanext (which must be NULL: freed before), owned by s; on -1 what was allocated stays
- * in s for snap_free_sas. */
+/* Allocate saheads and sanext (which must be NULL: freed before) and rebuild plain, owned by s; on -1 what was
+ * allocated stays in s for snap_free_sas. */
 int snap_index_sas(ss_snap *s);
 /* A realloc of *arr to at least need elements (the capacity doubles): on 0 pointers into the old *arr are
  * invalid; on -1 *arr and *cap are unchanged and still the caller's. */
@@ -374,6 +378,13 @@ static inline int sa_valid(const ss_sa *a)
     default:
         return 0; /* larval (acquire) states and other protocols protect nothing */
     }
+}
+/* Does the SA hide the payload (by its cipher's entry in the kernel's table)? */
+int sa_encrypts(const ss_sa *a);
+/* An SA the inbound ENCRYPTED check must see: unreadable, or ESP that does not encrypt. */
+static inline int sa_may_be_plain(const ss_sa *a)
+{
+    return a->unreadable || (a->proto == IPPROTO_ESP && !sa_encrypts(a));
 }
 int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_verdict *v,
              secsock_error *err);

@@ -77,8 +77,11 @@ const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t i
                     continue;
                 }
                 mask_addr(pm, p->sel.daddr, p->sel.prefixlen_d, f->family);
-                if (memcmp(pm, masked, 16) != 0 || (p->mark_m == 0 && p->mark_v != 0)) {
-                    continue; /* (a mark value without a mask matches no packet) */
+                if (memcmp(pm, masked, 16) != 0 || (p->mark_v & ~p->mark_m) != 0) {
+                    /* A mark value with bits outside its mask matches no packet: xfrm_policy_match compares
+                     * (fl->flowi_mark & m) != v. (The kernels tried here store v masked, but the dump is what
+                     * decides, and a kernel that keeps it whole must not make the answer undecidable.) */
+                    continue;
                 }
                 m = flow_sel_match(&p->sel, f, dir, err);
                 if (m < 0) {
@@ -97,7 +100,10 @@ const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t i
                  */
                 if (!p->unreadable && p->mark_m != 0 && p->if_id == if_id &&
                     (dir == XFRM_POLICY_IN || (flow_mark(f) & p->mark_m) != p->mark_v)) {
-                    if (doubt == NULL) {
+                    /* The best such policy, by the kernel's own order (lower priority value, then the
+                     * older): chains are met longest prefix first, so the first one met may be a worse one. */
+                    if (doubt == NULL || p->priority < doubt->priority ||
+                        (p->priority == doubt->priority && p->age < doubt->age)) {
                         doubt = p;
                     }
                     continue;
@@ -162,7 +168,7 @@ static int name_in(const char *name, const char *const *names, size_t n)
 }
 
 /* Does the SA hide the payload? By the cipher's entry in the kernel's table (xfrm_algo.c, above). */
-static int sa_encrypts(const ss_sa *a)
+int sa_encrypts(const ss_sa *a)
 {
     if (a->proto != IPPROTO_ESP) {
         return 0;
@@ -175,20 +181,68 @@ static int sa_encrypts(const ss_sa *a)
 }
 
 /*
+ * Inbound: could the peer send by an SA that does not encrypt and still pass the policy check for template t?
+ * The kernel takes a packet by whichever SA its outer destination and SPI name (xfrm_input:
+ * xfrm_state_lookup) and the policy check accepts it when that SA passes xfrm_state_ok for the template
+ * (__xfrm_policy_check -> xfrm_policy_ok): proto, mode, reqid (any when the template's is 0), SPI (any when
+ * 0), if_id; in tunnel and BEET mode only the SA's source is compared with the template's (xfrm_state_addr_cmp
+ * -> __xfrm4_state_addr_cmp: tmpl->saddr, when set), never its destination, so an SA toward any of the host's
+ * addresses counts; in transport mode the destination is the flow's own address and the source is not
+ * compared. The mark is skb->mark, not the socket's: not compared. Reads only s->plain (usually empty).
+ * 1 when some such SA does not encrypt (or cannot be read), 0 when none, -1 on error.
+ */
+static int inbound_plain_sa(const ss_snap *s, ss_flow *f, const ss_policy *pol, const ss_tmpl *t,
+                            const uint8_t *daddr, secsock_error *err)
+{
+    int tunnel = t->mode != XFRM_MODE_TRANSPORT;
+    size_t i;
+
+    for (i = 0; i < s->nplain; i++) {
+        const ss_sa *a = &s->sas[s->plain[i]];
+        int m;
+
+        if (a->dead || a->proto != t->proto) {
+            continue;
+        }
+        if (!tunnel && (a->family != t->family || !addr_eq(a->daddr, daddr, t->family))) {
+            continue;
+        }
+        if (a->unreadable) {
+            return 1; /* maybe the SA the kernel accepts here: never call this template's SAs encrypting */
+        }
+        if (a->mode != t->mode || (t->spi != 0 && a->spi != t->spi) || !sa_valid(a) ||
+            (t->reqid != 0 && a->reqid != t->reqid) || (pol->if_id != 0 && a->if_id != pol->if_id) ||
+            (a->dir != 0 && a->dir != SS_SA_DIR_IN)) {
+            continue;
+        }
+        if (tunnel && a->family == t->family && !addr_any(t->saddr, t->family) &&
+            !addr_eq(a->saddr, t->saddr, t->family)) {
+            continue;
+        }
+        /* The kernel's input check (__xfrm_policy_check) tests the SA's selector with xfrm_selector_match and
+         * the flow's family, whatever the selector's own: an unspecified one is read as the flow's family,
+         * and one of the other family, whose addresses mean nothing here, counts as matching. */
+        if (a->sel.family == AF_UNSPEC || a->sel.family == f->family) {
+            m = flow_sel_match(&a->sel, f, XFRM_POLICY_IN, err);
+            if (m < 0) {
+                return -1;
+            }
+            if (!m) {
+                continue;
+            }
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/*
  * The SA the kernel would use for template t: outbound as xfrm_state_find (exact reqid, the policy's mark,
  * same if_id, SA selector matches the flow), inbound as xfrm_state_ok (reqid/spi wildcards when 0).
  * Among candidates: not dying before dying, then the newest.
- *
- * Inbound, with all_encrypt non-NULL: the kernel takes a packet by whichever SA its SPI names
- * (xfrm_input: xfrm_state_lookup by daddr, SPI, proto) and the policy check accepts it when that SA passes
- * xfrm_state_ok for the template (__xfrm_policy_check -> xfrm_policy_ok): proto, mode, reqid (any when the
- * template's is 0), SPI (any when 0), the tunnel's addresses; the SA's source address is not compared in
- * transport mode, and the packet's mark is skb->mark, not the socket's. *all_encrypt becomes 0 when any SA
- * the peer could send by that way does not encrypt: the peer could use that one.
  */
 static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_policy *pol, const ss_tmpl *t,
-                              const uint8_t *remote, const uint8_t *local, int *all_encrypt, int *rc,
-                              secsock_error *err)
+                              const uint8_t *remote, const uint8_t *local, int *rc, secsock_error *err)
 {
     const ss_sa *best = NULL;
     int32_t j;
@@ -203,12 +257,7 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
         int m, addr_ok, mark_ok = 1;
 
         if (a->unreadable) {
-            /* Maybe the SA the kernel uses or accepts here: never call this template's SAs encrypting. */
-            if (all_encrypt != NULL && a->family == t->family && a->proto == t->proto &&
-                addr_eq(a->daddr, remote, t->family)) {
-                *all_encrypt = 0;
-            }
-            continue;
+            continue; /* never used (inbound_plain_sa counts it against ENCRYPTED) */
         }
         if (a->family != t->family || a->proto != t->proto || !addr_eq(a->daddr, remote, t->family) ||
             a->mode != t->mode || (t->spi != 0 && a->spi != t->spi) || !sa_valid(a)) {
@@ -241,10 +290,6 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
             if (!m) {
                 continue;
             }
-        }
-        if (dir == XFRM_POLICY_IN && all_encrypt != NULL && (addr_ok || t->mode == XFRM_MODE_TRANSPORT) &&
-            !sa_encrypts(a)) {
-            *all_encrypt = 0;
         }
         if (!addr_ok || !mark_ok) {
             continue;
@@ -309,9 +354,20 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
         }
         if_id = f->if_id;
     }
-    pol = lookup_policy(s, f, dir, if_id, &rc, err);
+    pol = lookup_policy(s, f, dir, dir == XFRM_POLICY_OUT ? 0 : if_id, &rc, err);
     if (rc != 0) {
         return -1;
+    }
+    if (dir == XFRM_POLICY_OUT && if_id != 0 && !f->mark_doubt &&
+        (pol == NULL || (pol->action != XFRM_POLICY_BLOCK && pol->ntmpl == 0))) {
+        /* Routed through an XFRM interface: the socket's packet is looked up with if_id 0 first
+         * (xfrm_lookup_route -> xfrm_lookup_with_ifid(..., 0)); only when that leaves it untransformed (no
+         * policy, or a bypass) does the interface look it up again with its own if_id (xfrmi_xmit2). Inbound
+         * uses the interface's if_id only (__xfrm_policy_check asks the interface for it). */
+        pol = lookup_policy(s, f, dir, if_id, &rc, err);
+        if (rc != 0) {
+            return -1;
+        }
     }
     t_last_index[dir] = pol != NULL ? pol->index + 1 : 0;
     t_last_priority[dir] = pol != NULL ? pol->priority : 0;
@@ -337,9 +393,16 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
             remote = t->daddr;
             local = t->saddr;
         }
-        a = lookup_sa(s, f, dir, pol, t, remote, local, &all_encrypt, &rc, err);
+        a = lookup_sa(s, f, dir, pol, t, remote, local, &rc, err);
         if (rc != 0) {
             return -1;
+        }
+        if (a != NULL && dir == XFRM_POLICY_IN && sa_encrypts(a)) {
+            int plain = inbound_plain_sa(s, f, pol, t, remote, err);
+            if (plain < 0) {
+                return -1;
+            }
+            all_encrypt = !plain;
         }
         if (a == NULL) {
             if (!t->optional) {

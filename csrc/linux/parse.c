@@ -193,7 +193,10 @@ int ss_parse_policy(const void *payload, size_t len, ss_policy *out, const char 
             }
             memcpy(&pt, data, sizeof(pt));
             if (pt.type >= XFRM_POLICY_TYPE_MAX) {
-                return SS_PARSE_SKIP; /* a type this backend does not model is never looked up for a socket */
+                /* A type this backend does not model (the kernel's verify_policy_type refuses it today): kept
+                 * as unreadable by the dump, a dump again for a notification; never silently skipped. */
+                *why = "policy type this backend does not model";
+                return SS_PARSE_BAD;
             }
             out->type = pt.type;
             break;

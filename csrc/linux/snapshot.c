@@ -26,7 +26,9 @@ int on_policy(void *vctx, uint16_t type, uint16_t flags, const void *payload, si
         }
         memset(p.tmpl, 0, sizeof(p.tmpl));
         p.ntmpl = 0;
-        p.type = XFRM_POLICY_TYPE_MAIN;
+        /* In the SUB bucket, which lookup_policy consults first: whatever its real type, a flow it selects
+         * gets the error before any MAIN policy could answer for it. */
+        p.type = XFRM_POLICY_TYPE_SUB;
         p.unreadable = 1;
     }
     if (grow((void **)&c->s->pols, &c->s->cap, c->s->npols + 1, sizeof(p)) != 0) {
@@ -61,6 +63,9 @@ int on_sa(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t
         id.family = a.family;
         id.proto = a.proto;
         id.spi = a.spi;
+        id.mark_v = a.mark_v; /* as far as they were read: sa_apply re-dumps when a notification may be */
+        id.mark_m = a.mark_m; /* about this SA and sa_same_id cannot tell (sa_unreadable_twin) */
+        id.if_id = a.if_id;
         memcpy(id.daddr, a.daddr, sizeof(id.daddr));
         id.unreadable = 1;
         explicit_bzero(&a, sizeof(a));

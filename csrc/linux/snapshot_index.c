@@ -23,9 +23,10 @@ void snap_free_sas(ss_snap *s)
     free(s->sas);
     free(s->sanext);
     free(s->saheads);
+    free(s->plain);
     s->sas = NULL;
-    s->sanext = s->saheads = NULL;
-    s->nsas = s->sacap = 0;
+    s->sanext = s->saheads = s->plain = NULL;
+    s->nsas = s->sacap = s->nplain = s->plaincap = 0;
     s->sahmask = 0;
 }
 
@@ -123,6 +124,7 @@ int snap_index_sas(ss_snap *s)
 {
     size_t i;
 
+    s->nplain = 0; /* before any return: no slot of an older layout stays listed */
     s->sahmask = table_size(s->nsas) - 1;
     s->saheads = malloc(((size_t)s->sahmask + 1) * sizeof(*s->saheads));
     /* As long as the SA array's capacity, so notifications can append without reallocating it. */
@@ -135,6 +137,12 @@ int snap_index_sas(ss_snap *s)
         uint32_t h = sa_key_hash(s->sas[i].family, s->sas[i].proto, s->sas[i].daddr) & s->sahmask;
         s->sanext[i] = s->saheads[h];
         s->saheads[h] = (int32_t)i;
+        if (!s->sas[i].dead && sa_may_be_plain(&s->sas[i])) {
+            if (grow((void **)&s->plain, &s->plaincap, s->nplain + 1, sizeof(*s->plain)) != 0) {
+                return -1;
+            }
+            s->plain[s->nplain++] = (int32_t)i;
+        }
     }
     return 0;
 }
@@ -186,6 +194,24 @@ int32_t sa_find(const ss_snap *s, const ss_sa *key, int32_t *prev)
     return -1;
 }
 
+/*
+ * Is there an unreadable SA (on_sa keeps only its family, proto, SPI, destination and what marks it read) that
+ * a notification for key may be about? Then sa_same_id cannot be trusted to find it: only a dump can tell.
+ */
+static int sa_unreadable_twin(const ss_snap *s, const ss_sa *key)
+{
+    int32_t j;
+
+    for (j = s->saheads[sa_key_hash(key->family, key->proto, key->daddr) & s->sahmask]; j >= 0; j = s->sanext[j]) {
+        const ss_sa *a = &s->sas[j];
+        if (a->unreadable && a->family == key->family && a->proto == key->proto && a->spi == key->spi &&
+            addr_eq(a->daddr, key->daddr, a->family)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Drop the holes left by deletions and rebuild the hash: 0, or -1 (out of memory). */
 static int sa_compact(ss_snap *s)
 {
@@ -215,6 +241,9 @@ int sa_apply(ss_snap *s, int action, const ss_sa *a)
         return -1;
     }
     j = sa_find(s, a, &prev);
+    if (j < 0 && sa_unreadable_twin(s, a)) {
+        return -1; /* maybe about an SA we could not read whole: it must not stay in the table */
+    }
     if (action == SS_SA_UPDATE && j >= 0 && sa_valid(&s->sas[j])) {
         /* The kernel updates a valid SA only in part (lifetimes, selector, encapsulation) yet announces the
          * request as sent: only a dump tells what the SA is now. A larval SA is replaced whole: apply it. */
@@ -243,19 +272,36 @@ int sa_apply(ss_snap *s, int action, const ss_sa *a)
     }
     /* Insert (an update was unlinked above): append, then link at the head of its chain. */
     {
-        size_t cap = s->sacap;
-        int32_t *next;
         uint32_t h;
 
-        if (grow((void **)&s->sas, &s->sacap, s->nsas + 1, sizeof(*s->sas)) != 0) {
-            return -1;
-        }
-        if (s->sacap != cap || s->sanext == NULL) {
-            next = realloc(s->sanext, s->sacap * sizeof(*next));
+        if (s->nsas + 1 > s->sacap || s->sanext == NULL) {
+            /* sanext first, to the capacity sas will get: if either realloc fails, sacap still bounds both
+             * arrays (a failed sas grow leaves sanext merely longer), so the table stays safe to free and to
+             * look up until the dump that replaces it. */
+            size_t ncap = s->sacap, need = s->nsas + 1;
+            int32_t *next;
+
+            if (need > ncap) {
+                ncap = ncap != 0 ? ncap * 2 : 64;
+                while (ncap < need) {
+                    ncap *= 2;
+                }
+            }
+            next = realloc(s->sanext, ncap * sizeof(*next));
             if (next == NULL) {
                 return -1;
             }
             s->sanext = next;
+            if (grow((void **)&s->sas, &s->sacap, ncap, sizeof(*s->sas)) != 0) {
+                return -1;
+            }
+        }
+        if (sa_may_be_plain(a) &&
+            grow((void **)&s->plain, &s->plaincap, s->nplain + 1, sizeof(*s->plain)) != 0) {
+            return -1;
+        }
+        if (sa_may_be_plain(a)) {
+            s->plain[s->nplain++] = (int32_t)s->nsas;
         }
         s->sas[s->nsas] = *a;
         s->sas[s->nsas].dead = 0;

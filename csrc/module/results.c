@@ -46,10 +46,13 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "no XFRM policy selects the flow",
     "the policy allows the flow without IPsec",
     "the policy blocks the flow",
-    "the policy requires an SA that does not exist yet",
-    "the policy requires no SA (optional templates or IPComp only)",
+    "no SA fits a template the policy requires (none exists yet, or its addresses, reqid, mark, if_id or "
+    "selector do not fit the flow)",
+    "no ESP or AH SA protects the flow for sure (the policy's ESP/AH templates are optional, or it has "
+    "IPComp only)",
     "protected by SAs that encrypt",
-    "protected, but an SA it uses or accepts does not encrypt (AH, a null cipher or AES-GMAC)",
+    "protected, but an SA it uses or accepts does not encrypt or cannot be read (AH, a null cipher, "
+    "AES-GMAC, a cipher secsock does not know, an SA it could not parse)",
     "not decidable here: a policy with a mark selects the flow, and the kernel compares the packet's mark "
     "(inbound skb->mark, outbound maybe set by a VTI key or netfilter), not the socket's",
 };

@@ -2,10 +2,14 @@
  * libFuzzer target: allocation failure on every path of the snapshot (issue 14 item 9). The first two bytes
  * say which allocation fails (the Nth call of malloc, calloc or realloc in those units, counted from 1; 0: none);
  * the rest is one netlink datagram of policies and SAs (as fuzz_xfrm_lookup). It builds the snapshot as a dump
- * does (on_policy/on_sa, then the indexes), indexes the policies again as a notification drain does
- * (snap_index_policies_sorted(s, 1)), applies the datagram's SAs as notifications (sa_apply), and frees
- * everything as the backend does after a failure (snap_free_policies / snap_free_sas). Under ASan a double
- * free or a leak on any failure path aborts.
+ * does (on_policy/on_sa, then the indexes), applies the datagram's policies as notifications (pol_apply) and
+ * indexes them again as a drain does (snap_index_policies_sorted(s, 1)), applies its SAs as notifications
+ * (sa_apply), and frees everything as the backend does after a failure (snap_free_policies / snap_free_sas).
+ * Like the backend (on_notify marks the table stale, refresh_locked frees it and dumps again) it applies
+ * nothing more to a table after a -1. Under ASan a double free, an overflow or a leak on any failure path aborts.
+ *
+ * Not counted here (they are in other units or need a kernel): nl_request's reply buffer (netlink.c), the
+ * calloc in ss_parse_policy_notify (parse.c), and drain_notify_locked's own recvmsg loop.
  *
  * The units that allocate the snapshot (csrc/linux/snapshot_index.c, snapshot.c) are built with
  * alloc_counter.h force-included, so their malloc/calloc/realloc calls come here; fuzz.sh links the other
@@ -45,6 +49,7 @@ static int collect(void *vctx, uint16_t type, uint16_t flags, const void *payloa
     return 0;
 }
 
+/* Each NEWSA as a notification; -1 (stop the walk) at the first failure, as on_notify sets sa_stale. */
 static int notify_sas(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
 {
     ss_snap *s = vctx;
@@ -52,8 +57,25 @@ static int notify_sas(void *vctx, uint16_t type, uint16_t flags, const void *pay
     const char *why;
     int action;
     (void)flags;
-    if (ss_parse_sa_notify(type, payload, len, &a, &action, &why) == SS_PARSE_OK) {
-        (void)sa_apply(s, action, &a);
+    if (type == XFRM_MSG_NEWSA && ss_parse_sa_notify(type, payload, len, &a, &action, &why) == SS_PARSE_OK &&
+        sa_apply(s, action, &a) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+/* Each NEWPOLICY as a notification; -1 (stop the walk) at the first failure, as on_notify sets pol_stale. */
+static int notify_policies(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
+{
+    ss_snap *s = vctx;
+    ss_policy p;
+    const char *why;
+    int action;
+    (void)flags;
+    if (type == XFRM_MSG_NEWPOLICY &&
+        ss_parse_policy_notify(type, payload, len, &p, &action, &why) == SS_PARSE_OK &&
+        pol_apply(s, action, &p) != 0) {
+        return -1;
     }
     return 0;
 }
@@ -81,15 +103,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         s.pols[i].age = (uint64_t)(s.npols - 1 - s.pols[i].age);
     }
     /* As dump_policies / dump_sas: an index that cannot be built leaves the table empty. */
+    s.pol_next_age = s.npols;
     if (snap_index_policies(&s) != 0) {
         snap_free_policies(&s);
-    } else if (snap_index_policies_sorted(&s, 1) != 0) {
-        snap_free_policies(&s); /* as a drain that could not re-index: the next refresh dumps again */
+    } else if (ss_nl_walk(data + 2, size - 2, 0, 0, notify_policies, &s, &why) == -2 ||
+               snap_index_policies_sorted(&s, 1) != 0) {
+        snap_free_policies(&s); /* as a drain that failed (stale, or could not re-index): the refresh dumps again */
     }
-    if (snap_index_sas(&s) != 0) {
-        snap_free_sas(&s);
-    } else {
-        (void)ss_nl_walk(data + 2, size - 2, 0, 0, notify_sas, &s, &why);
+    if (snap_index_sas(&s) != 0 || ss_nl_walk(data + 2, size - 2, 0, 0, notify_sas, &s, &why) == -2) {
+        snap_free_sas(&s); /* as dump_sas, or refresh_locked after sa_stale */
     }
     snap_free_policies(&s);
     snap_free_sas(&s);

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import socket
 import struct
 import subprocess
@@ -35,6 +36,10 @@ AH_AUTH = ["auth-trunc", "hmac(sha256)", "0x" + "44" * 32, "96"]
 ESP, AH = 50, 51
 TRANSPORT, TUNNEL = 0, 1
 PORT = 5000
+WEAK = (  # the reason of a protected direction whose SAs do not all encrypt
+    "protected, but an SA it uses or accepts does not encrypt or cannot be read (AH, a null cipher, "
+    "AES-GMAC, a cipher secsock does not know, an SA it could not parse)"
+)
 
 
 @dataclass
@@ -227,9 +232,8 @@ def test_reasons_over_real_sas(pair: Pair) -> None:
     secure(pair, algs=NULL_ENC, directions="ab")
     server, (client,) = tcp(pair)
     no_policy = "no XFRM policy selects the flow"
-    weak = "protected, but an SA it uses or accepts does not encrypt (AH, a null cipher or AES-GMAC)"
-    assert client["reason"] == f"outbound: {weak}; inbound: {no_policy}"
-    assert server["reason"] == f"outbound: {no_policy}; inbound: {weak}"
+    assert client["reason"] == f"outbound: {WEAK}; inbound: {no_policy}"
+    assert server["reason"] == f"outbound: {no_policy}; inbound: {WEAK}"
 
 
 def test_esp_cbc_with_hmac_is_encrypted(pair: Pair) -> None:
@@ -408,6 +412,27 @@ def test_inbound_is_encrypted_only_if_every_acceptable_sa_encrypts(pair: Pair, t
     server, (client,) = tcp(pair)
     assert_flags(client, 3)  # the client's inbound SAs all encrypt
     assert_flags(server, 1)
+
+
+def test_inbound_tunnel_sa_toward_another_local_address_is_accepted_too(pair: Pair) -> None:
+    """Issue 14 review item 2: in tunnel mode the kernel never compares an SA's destination with the template
+    (xfrm_state_ok; __xfrm4_state_addr_cmp compares the source only) and xfrm_input finds the SA by the
+    packet's outer destination, any local address. A null-cipher tunnel SA toward b's second address with
+    the template's reqid carries the client's traffic past b's policy: inbound is not ENCRYPTED."""
+    other = "10.1.0.3"
+    pair.b.ip("addr", "add", f"{other}/24", "dev", "vb")
+    secure(pair, mode="tunnel", directions="ba")
+    add_sa(pair, pair.addr_a, pair.addr_b, 0x1001, "esp", AEAD, "tunnel", reqid=7)
+    pair.b.ip("xfrm", "policy", "add", "src", pair.addr_a, "dst", pair.addr_b, "dir", "in",
+              "tmpl", "src", pair.addr_a, "dst", pair.addr_b, "proto", "esp", "mode", "tunnel",
+              "reqid", "7")  # fmt: skip
+    add_sa(pair, pair.addr_a, other, 0x1005, "esp", NULL_ENC + AH_AUTH, "tunnel", reqid=7)
+    pair.a.ip("xfrm", "policy", "add", "src", pair.addr_a, "dst", pair.addr_b, "dir", "out",
+              "tmpl", "src", pair.addr_a, "dst", other, "proto", "esp", "mode", "tunnel",
+              "reqid", "7")  # fmt: skip
+    server, _ = tcp(pair)
+    assert_flags(server, 1)
+    assert server["inbound"] == [sa(ESP, TUNNEL, 0x1001, aead="rfc4106(gcm(aes))")]
 
 
 def test_inbound_policy_with_a_mark_is_not_decidable_from_so_mark(pair: Pair) -> None:
@@ -636,6 +661,35 @@ def test_flow_through_an_xfrm_interface_uses_its_if_id_policies(pair: Pair) -> N
         assert result["reason"] == f"outbound: {no_policy}; inbound: {no_policy}", result
 
 
+def test_outbound_through_an_xfrm_interface_looks_up_if_id_0_first(pair: Pair) -> None:
+    """Issue 14 review item 3: a socket's packet is looked up first with if_id 0 (ip_route_output_flow ->
+    xfrm_lookup_route -> xfrm_lookup_with_ifid(..., 0)); only one left untransformed (no policy, or a bypass)
+    reaches the XFRM interface, whose xfrmi_xmit2 looks up again with its if_id. An if_id-0 block policy for
+    the inner flow therefore blocks it, whatever the interface's policies say; a bypass does not."""
+    pair.a.ip("link", "add", "xfa", "type", "xfrm", "dev", "va", "if_id", "42")
+    pair.a.ip("link", "set", "xfa", "up")
+    pair.a.ip("addr", "add", "192.168.77.1/32", "dev", "xfa")
+    pair.a.ip("route", "add", "192.168.77.2/32", "dev", "xfa")
+    pair.a.ip("xfrm", "state", "add", "src", pair.addr_a, "dst", pair.addr_b, "proto", "esp", "spi", "0x4001",
+              "reqid", "9", "mode", "tunnel", "if_id", "42", *AEAD)  # fmt: skip
+    pair.a.ip("xfrm", "policy", "add", "src", "0.0.0.0/0", "dst", "0.0.0.0/0", "dir", "out", "if_id", "42",
+              "tmpl", "src", pair.addr_a, "dst", pair.addr_b, "proto", "esp", "mode", "tunnel",
+              "reqid", "9")  # fmt: skip
+    inner = ("src", "192.168.77.1", "dst", "192.168.77.2", "dir", "out")
+
+    def outbound_reason() -> str:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("192.168.77.1", 0))
+            result = answer(s, peer=("192.168.77.2", PORT))
+        assert "error" not in result, result
+        return str(result["reason"]).split("; ")[0]
+
+    pair.a.ip("xfrm", "policy", "add", *inner, "priority", "5")  # a bypass at if_id 0: the interface decides
+    assert pair.a.call(outbound_reason) == "outbound: protected by SAs that encrypt"
+    pair.a.ip("xfrm", "policy", "update", *inner, "priority", "5", "action", "block")
+    assert pair.a.call(outbound_reason) == "outbound: the policy blocks the flow"
+
+
 def test_require_and_a_refusing_listener_over_real_esp(pair: Pair) -> None:
     """Issue 13: the demands checked against real SAs. ESP with null encryption is secured, not encrypted:
     require(secured) passes and its answer serializes with the SAs; require(encrypted) and a listener
@@ -725,6 +779,26 @@ secrets {{ ike-1 {{ id-1 = {local}
   secret = "secsock-vm-test-psk-not-a-secret" }} }}
 """
 
+
+def stop_group(daemon: subprocess.Popen[bytes]) -> None:
+    """End a daemon's whole process group (sh and charon): SIGTERM, then SIGKILL if any member is left after
+    30 s. Never raises: a failure here must not hide the test's own assertion."""
+    for sig, patience in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(daemon.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + patience
+        while time.monotonic() < deadline:
+            daemon.poll()  # reap the leader, so the group empties
+            try:
+                os.killpg(daemon.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+    daemon.poll()
+
+
 STRONGSWAN_PROPOSALS = [
     ("aes128gcm16", {"aead": "rfc4106(gcm(aes))"}, 3),
     ("aes128-sha256", {"encryption": "cbc(aes)", "integrity": "hmac(sha256)"}, 3),
@@ -758,15 +832,20 @@ def test_strongswan_ikev2_psk_pair(
                 assert time.monotonic() < deadline and daemons[-1][1].poll() is None, logs
                 time.sleep(0.5)
         server, (client,) = tcp(pair)
+        why = {3: "protected by SAs that encrypt", 1: WEAK}[flags]
         for result in (server, client):
             assert_flags(result, flags)
+            assert result["reason"] == f"outbound: {why}; inbound: {why}", result
             assert result["outbound"] and result["inbound"], result
             for sa_seen in result["outbound"] + result["inbound"]:
                 assert {name: sa_seen[name] for name in algs} == algs, result
+        # What the kernel itself holds (ip shows "aead NAME", "enc NAME", "auth-trunc NAME"): the names the
+        # answer gave are the negotiated SAs', not ours.
+        for ns in (pair.a, pair.b):
+            state = ns.ip("xfrm", "state")
+            kinds = {"aead": "aead", "encryption": "enc", "integrity": "auth-trunc"}
+            for field, name in algs.items():
+                assert state.count(f"{kinds[field]} {name} ") == 2, state  # one SA per direction
     finally:
         for _, daemon in daemons:
-            try:
-                os.killpg(daemon.pid, 15)
-            except ProcessLookupError:
-                pass
-            daemon.wait(30)
+            stop_group(daemon)
