@@ -49,6 +49,8 @@ SCRIPT = textwrap.dedent(
 )
 
 
+# On Linux the query it makes needs CAP_NET_ADMIN (the socket's namespace is read first).
+@pytest.mark.net_admin
 @pytest.mark.parametrize("order", ["sub-first", "main-first"])
 def test_a_subinterpreter_leaves_the_main_interpreters_types_alive(order: str) -> None:
     done = subprocess.run(
