@@ -57,18 +57,8 @@ suite() { # name command...
     record "$name" "$passed" "$failed"
 }
 
-# pytest, read from its JUnit report so skips count as failures (no suite passes by skipping).
-pytest_suite() { # name pytest-args...
-    local name=$1 counts
-    shift
-    echo "== $name"
-    python -m pytest -p no:cacheprovider --junitxml="$LOGS/$name.xml" "$@" 2>&1 | tee "$LOGS/$name.log"
-    counts=$(python "$ROOT/tools/junit_counts.py" "$LOGS/$name.xml")
-    record "$name" ${counts% *} ${counts#* }
-}
-
-# The same for pytest run by a wrapper command, which gets pytest's options appended: run in another venv, or
-# with a capability dropped.
+# pytest run by a command, which gets pytest's options appended (python -m pytest; or in another venv, or
+# with a capability dropped), read from its JUnit report so skips count as failures (no suite passes by skipping).
 pytest_suite_via() { # name command... (its last words are pytest's arguments)
     local name=$1 counts
     shift
@@ -77,6 +67,12 @@ pytest_suite_via() { # name command... (its last words are pytest's arguments)
     "$@" -p no:cacheprovider --junitxml="$LOGS/$name.xml" 2>&1 | tee "$LOGS/$name.log"
     counts=$(python "$ROOT/tools/junit_counts.py" "$LOGS/$name.xml")
     record "$name" ${counts% *} ${counts#* }
+}
+
+pytest_suite() { # name pytest-args...
+    local name=$1
+    shift
+    pytest_suite_via "$name" python -m pytest "$@"
 }
 
 # The whole pytest suite on an official Windows CPython under Wine, on the wheel built from the sdist
