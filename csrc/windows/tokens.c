@@ -30,7 +30,7 @@ static int describe_sid(PSID sid, secsock_account *out, secsock_error *err)
     if (rc != 0) {
         return -1;
     }
-    if (LookupAccountSidW(NULL, sid, name, &name_len, domain, &domain_len, &use)) {
+    if (sys_calls->lookup_account_sid(NULL, sid, name, &name_len, domain, &domain_len, &use)) {
         if (domain[0] != 0) {
             memcpy(both, domain, domain_len * sizeof(WCHAR)); /* the lengths come back without terminator */
             at = domain_len;
@@ -150,14 +150,14 @@ int secsock_token_is_member(uint64_t token, const char *sid_or_account, int *mem
     } else {
         return error_os(err, (long)GetLastError(), "LookupAccountName", "no such account");
     }
-    ok = CheckTokenMembership(to_handle(token), sid, &is);
+    ok = sys_calls->check_token_membership(to_handle(token), sid, &is);
     e = ok ? 0 : GetLastError();
     if (!ok && e == ERROR_NO_IMPERSONATION_TOKEN) {
         /* CheckTokenMembership wants an impersonation token: check a duplicate at identification level. */
-        if (DuplicateToken(to_handle(token), SecurityIdentification, &imp)) {
-            ok = CheckTokenMembership(imp, sid, &is);
+        if (sys_calls->duplicate_token(to_handle(token), SecurityIdentification, &imp)) {
+            ok = sys_calls->check_token_membership(imp, sid, &is);
             e = ok ? 0 : GetLastError(); /* read before CloseHandle, which may set its own (issue 11, 9) */
-            CloseHandle(imp);
+            sys_calls->close_handle(imp);
         } else {
             e = GetLastError();
         }
