@@ -128,6 +128,7 @@ int secsock_token_is_member(uint64_t token, const char *sid_or_account, int *mem
     HANDLE imp = NULL;
     BOOL is = FALSE, ok;
     DWORD e;
+    const char *failed = "CheckTokenMembership";
     int rc = 0;
 
     secsock_error_clear(err);
@@ -160,10 +161,11 @@ int secsock_token_is_member(uint64_t token, const char *sid_or_account, int *mem
             sys_calls->close_handle(imp);
         } else {
             e = GetLastError();
+            failed = "DuplicateToken";
         }
     }
     if (!ok) {
-        rc = error_os(err, (long)e, "CheckTokenMembership", "cannot check the membership");
+        rc = error_os(err, (long)e, failed, "cannot check the membership");
     } else {
         *member = is ? 1 : 0;
     }

@@ -19,6 +19,7 @@
 
 #include "fwpuclnt_double.h"
 #include "secsock_backend.h"
+#include "windows/test_hooks.h"
 
 /* ---- a tiny harness ---- */
 
@@ -2640,6 +2641,141 @@ static void test_pending_outlives_backend_fini(void)
     end_test();
 }
 
+/* ======================================================================== */
+/*
+ * Fault injections through the backend's system-call table (csrc/windows/sys_calls.h, test_hooks.h): what the
+ * real advapi32, kernel32 and ws2_32 under Wine never do. Each fake stands for one SDK function; a test copies
+ * the real table, replaces what it injects, and always puts the real table back.
+ */
+
+static struct sys_calls fake_calls;
+
+static void inject_start(void)
+{
+    fake_calls = *ss_debug_real_sys_calls();
+}
+
+static void inject_stop(void)
+{
+    ss_debug_set_sys_calls(NULL);
+}
+
+/* ---- defect 9a: the error of the failing call, not CloseHandle's ---- */
+
+#define PEER_TOKEN ((HANDLE)(UINT_PTR)0x7700) /* never given to a real call: the fakes below take it */
+#define DUP_TOKEN ((HANDLE)(UINT_PTR)0x7704)
+
+static struct {
+    DWORD first_error;      /* CheckTokenMembership on PEER_TOKEN: 0 succeeds, else fails with it */
+    DWORD duplicate_error;  /* DuplicateToken: 0 gives DUP_TOKEN, else fails with it */
+    DWORD dup_check_error;  /* CheckTokenMembership on DUP_TOKEN */
+    DWORD close_error;      /* the last error CloseHandle leaves */
+    BOOL close_result;      /* and what it returns */
+    int checks, duplicates, closes, bad_arguments;
+} membership;
+
+static BOOL WINAPI fake_check_token_membership(HANDLE token, PSID sid, PBOOL is_member)
+{
+    DWORD e = token == DUP_TOKEN ? membership.dup_check_error : membership.first_error;
+
+    membership.checks++;
+    membership.bad_arguments += (token != PEER_TOKEN && token != DUP_TOKEN) || sid == NULL || is_member == NULL;
+    if (e != 0) {
+        SetLastError(e);
+        return FALSE;
+    }
+    *is_member = TRUE;
+    return TRUE;
+}
+
+static BOOL WINAPI fake_duplicate_token(HANDLE token, SECURITY_IMPERSONATION_LEVEL level, PHANDLE duplicate)
+{
+    membership.bad_arguments += token != PEER_TOKEN || level != SecurityIdentification;
+    if (membership.duplicate_error != 0) {
+        SetLastError(membership.duplicate_error);
+        return FALSE;
+    }
+    membership.duplicates++;
+    *duplicate = DUP_TOKEN;
+    return TRUE;
+}
+
+static BOOL WINAPI fake_close_handle(HANDLE handle)
+{
+    membership.bad_arguments += handle != DUP_TOKEN;
+    membership.closes++;
+    SetLastError(membership.close_error); /* a CloseHandle that sets an error of its own, failing or not */
+    return membership.close_result;
+}
+
+/* secsock_token_is_member on PEER_TOKEN with the faults set in `membership`; returns its rc. */
+static int is_member_injected(int *member, secsock_error *err)
+{
+    int rc;
+
+    membership.checks = membership.duplicates = membership.closes = membership.bad_arguments = 0;
+    inject_start();
+    fake_calls.check_token_membership = fake_check_token_membership;
+    fake_calls.duplicate_token = fake_duplicate_token;
+    fake_calls.close_handle = fake_close_handle;
+    ss_debug_set_sys_calls(&fake_calls);
+    rc = secsock_token_is_member((uint64_t)(UINT_PTR)PEER_TOKEN, "S-1-5-32-544", member, err);
+    inject_stop();
+    CHECK(membership.bad_arguments == 0, "a call got an argument it should not have");
+    return rc;
+}
+
+static void test_membership_error_not_close_handles(void)
+{
+    secsock_error err;
+    int member = -1, close_fails;
+
+    begin_test("defect 9a (fault injection): a failed CheckTokenMembership on the duplicate is reported with its "
+               "own error, not the one CloseHandle leaves; the duplicate is closed once");
+    for (close_fails = 0; close_fails <= 1; close_fails++) {
+        membership.first_error = ERROR_NO_IMPERSONATION_TOKEN;
+        membership.duplicate_error = 0;
+        membership.dup_check_error = ERROR_ACCESS_DENIED;
+        membership.close_error = ERROR_INVALID_HANDLE;
+        membership.close_result = close_fails ? FALSE : TRUE;
+        CHECK(is_member_injected(&member, &err) == -1 && is_os_error(&err, ERROR_ACCESS_DENIED, "CheckTokenMembership"),
+              "CloseHandle %s: kind %d winerror %ld call '%s' (want %d from CheckTokenMembership)",
+              close_fails ? "failing" : "succeeding", err.kind, err.winerror, err.call, ERROR_ACCESS_DENIED);
+        CHECK(membership.checks == 2 && membership.duplicates == 1 && membership.closes == 1,
+              "%d checks, %d duplicates, %d closes", membership.checks, membership.duplicates, membership.closes);
+    }
+    membership.dup_check_error = 0;
+    membership.close_result = TRUE;
+    CHECK(is_member_injected(&member, &err) == 0 && member == 1, "the duplicate's answer was lost: %s",
+          err.message);
+    CHECK(membership.closes == 1, "the duplicate closed %d times", membership.closes);
+    end_test();
+}
+
+static void test_membership_error_of_each_call(void)
+{
+    secsock_error err;
+    int member = -1;
+
+    begin_test("defect 9a (fault injection): a failed DuplicateToken or first CheckTokenMembership is reported "
+               "with its own error and name");
+    membership.first_error = ERROR_NO_IMPERSONATION_TOKEN;
+    membership.duplicate_error = ERROR_NOT_ENOUGH_MEMORY;
+    membership.dup_check_error = 0;
+    membership.close_error = ERROR_INVALID_HANDLE;
+    membership.close_result = TRUE;
+    CHECK(is_member_injected(&member, &err) == -1 && is_os_error(&err, ERROR_NOT_ENOUGH_MEMORY, "DuplicateToken"),
+          "DuplicateToken failing: kind %d winerror %ld call '%s'", err.kind, err.winerror, err.call);
+    CHECK(membership.closes == 0, "closed a duplicate that was never made");
+    membership.first_error = ERROR_ACCESS_DENIED;
+    membership.duplicate_error = 0;
+    CHECK(is_member_injected(&member, &err) == -1 && is_os_error(&err, ERROR_ACCESS_DENIED, "CheckTokenMembership"),
+          "CheckTokenMembership failing: kind %d winerror %ld call '%s'", err.kind, err.winerror, err.call);
+    CHECK(membership.checks == 1 && membership.duplicates == 0, "duplicated after an error other than "
+          "ERROR_NO_IMPERSONATION_TOKEN");
+    end_test();
+}
+
 /* ISSUE11_TESTS_END */
 
 int main(void)
@@ -2756,6 +2892,8 @@ int main(void)
     test_size_query_answer_shrank();
     test_cancel_that_finds_nothing_in_flight();
     test_target_name_read_as_characters();
+    test_membership_error_not_close_handles();
+    test_membership_error_of_each_call();
 
     closesocket(tcp4);
     closesocket(tcp4_server);
