@@ -13,11 +13,18 @@ static int utf8_of(const WCHAR *text, char *dst, int room, secsock_error *err)
     return 0;
 }
 
+/* Room for an account or group name (UNLEN and GNLEN of lmcons.h: 256) or a domain name, with the terminator. */
+#define NAME_ROOM 257
+/* describe_sid: "DOMAIN\\name" is at most 256 + 1 + 256 UTF-16 units, 3 UTF-8 bytes each (a pair: 4 for 2). */
+SECSOCK_STATIC_ASSERT(account_fits,
+                      sizeof(((secsock_account *)0)->account) >= (2 * (NAME_ROOM - 1) + 1) * 3 + 1);
+
 /* "S-1-..." and "DOMAIN\\name" (or "" when the SID maps to no name) of a SID. 0 or -1 with err set. */
 static int describe_sid(PSID sid, secsock_account *out, secsock_error *err)
 {
-    WCHAR *text = NULL, name[256], domain[256], both[514];
-    DWORD name_len = 256, domain_len = 256, at = 0;
+    WCHAR *text = NULL, name[NAME_ROOM], domain[NAME_ROOM], both[2 * NAME_ROOM];
+    DWORD name_len = NAME_ROOM, domain_len = NAME_ROOM;
+    size_t at = 0;
     SID_NAME_USE use;
     int rc;
 
@@ -31,12 +38,15 @@ static int describe_sid(PSID sid, secsock_account *out, secsock_error *err)
         return -1;
     }
     if (sys_calls->lookup_account_sid(NULL, sid, name, &name_len, domain, &domain_len, &use)) {
+        /* The page says what the lengths hold only on failure: measure the terminated strings instead. */
+        name[NAME_ROOM - 1] = 0;
+        domain[NAME_ROOM - 1] = 0;
         if (domain[0] != 0) {
-            memcpy(both, domain, domain_len * sizeof(WCHAR)); /* the lengths come back without terminator */
-            at = domain_len;
+            at = wcslen(domain);
+            memcpy(both, domain, at * sizeof(WCHAR));
             both[at++] = L'\\';
         }
-        memcpy(both + at, name, (name_len + 1) * sizeof(WCHAR));
+        memcpy(both + at, name, (wcslen(name) + 1) * sizeof(WCHAR));
         if (utf8_of(both, out->account, (int)sizeof(out->account), err) != 0) {
             return -1;
         }

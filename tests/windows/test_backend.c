@@ -2776,6 +2776,165 @@ static void test_membership_error_of_each_call(void)
     end_test();
 }
 
+/* ---- defect 9f: long account names come back whole ---- */
+
+/* A name as LookupAccountSidW gives it (UTF-16) and as the backend must give it back (UTF-8). */
+typedef struct {
+    WCHAR wide[600];
+    char utf8[2000];
+    size_t units, bytes;
+} name_text;
+
+/* Append `times` copies of one character, given as UTF-8 and as UTF-16. */
+static void name_add(name_text *t, const char *utf8, const WCHAR *wide, int times)
+{
+    int i;
+
+    for (i = 0; i < times; i++) {
+        size_t nu = strlen(utf8), nw = wcslen(wide);
+        if (t->bytes + nu >= sizeof(t->utf8) || t->units + nw >= sizeof(t->wide) / sizeof(WCHAR)) {
+            fail("name_add: a test name too long for its buffer");
+            return;
+        }
+        memcpy(t->utf8 + t->bytes, utf8, nu + 1);
+        memcpy(t->wide + t->units, wide, (nw + 1) * sizeof(WCHAR));
+        t->bytes += nu;
+        t->units += nw;
+    }
+}
+
+#define ASCII_A "a", L"a"
+#define EURO "\xE2\x82\xAC", L"\x20AC"            /* U+20AC: 3 UTF-8 bytes, 1 UTF-16 unit */
+#define GRIN "\xF0\x9F\x98\x80", L"\xD83D\xDE00"  /* U+1F600: 4 UTF-8 bytes, 2 UTF-16 units */
+
+static struct {
+    const name_text *domain, *name;
+    int lengths_untouched; /* on success, leave the lengths as given (the page says nothing of them then) */
+    int calls;
+} lookup;
+
+/* LookupAccountSidW as its page says: a buffer too small fails with ERROR_INSUFFICIENT_BUFFER and the sizes
+   needed, terminator included; on success by default the lengths without terminator (as Wine writes them). */
+static BOOL WINAPI fake_lookup_account_sid(LPCWSTR system, PSID sid, LPWSTR name, LPDWORD name_len, LPWSTR domain,
+                                           LPDWORD domain_len, PSID_NAME_USE use)
+{
+    DWORD n = (DWORD)lookup.name->units, d = (DWORD)lookup.domain->units;
+
+    (void)system;
+    (void)sid;
+    lookup.calls++;
+    if (*name_len <= n || *domain_len <= d) {
+        *name_len = n + 1;
+        *domain_len = d + 1;
+        SetLastError(ERROR_INSUFFICIENT_BUFFER);
+        return FALSE;
+    }
+    memcpy(name, lookup.name->wide, (n + 1) * sizeof(WCHAR));
+    memcpy(domain, lookup.domain->wide, (d + 1) * sizeof(WCHAR));
+    if (!lookup.lengths_untouched) {
+        *name_len = n;
+        *domain_len = d;
+    }
+    *use = SidTypeUser;
+    return TRUE;
+}
+
+/* secsock_token_user on the process token, LookupAccountSidW answering domain and name: rc. */
+static int token_user_named(const name_text *domain, const name_text *name, int lengths_untouched,
+                            secsock_account *user, secsock_error *err)
+{
+    HANDLE t = own_token();
+    int rc;
+
+    lookup.domain = domain;
+    lookup.name = name;
+    lookup.lengths_untouched = lengths_untouched;
+    lookup.calls = 0;
+    inject_start();
+    fake_calls.lookup_account_sid = fake_lookup_account_sid;
+    ss_debug_set_sys_calls(&fake_calls);
+    rc = secsock_token_user((uint64_t)(UINT_PTR)t, user, err);
+    inject_stop();
+    CloseHandle(t);
+    CHECK(lookup.calls >= 1, "LookupAccountSidW was not called through the table");
+    return rc;
+}
+
+/* The account must be exactly "DOMAIN\name" (or "name" without a domain) in UTF-8. */
+static void expect_account(const char *what, const name_text *domain, const name_text *name, int lengths_untouched)
+{
+    static char want[2100];
+    secsock_account user;
+    secsock_error err;
+    int rc;
+
+    snprintf(want, sizeof(want), "%s%s%s", domain->utf8, domain->bytes != 0 ? "\\" : "", name->utf8);
+    memset(&user, 0x5A, sizeof(user));
+    rc = token_user_named(domain, name, lengths_untouched, &user, &err);
+    CHECK(rc == 0, "%s (%u bytes): %s", what, (unsigned)strlen(want), err.message);
+    if (rc == 0) {
+        CHECK(strcmp(user.account, want) == 0, "%s: %u bytes came back for %u (first byte %02x)", what,
+              (unsigned)strnlen(user.account, sizeof(user.account)), (unsigned)strlen(want),
+              (unsigned)(unsigned char)user.account[0]);
+        CHECK(strncmp(user.sid, "S-1-", 4) == 0, "%s: sid '%s'", what, user.sid);
+    }
+}
+
+static void test_account_names_whole(void)
+{
+    static name_text wine, builtin, none, n519, n520, n521, grin256, euro256, euro256b, plain;
+    char what[96];
+    int untouched;
+
+    begin_test("defect 9f (fault injection): account names over the old 520-byte field come back whole, "
+               "ASCII, 3- and 4-byte UTF-8, up to 256 + 1 + 256 units (the field exactly)");
+    name_add(&wine, "WINE", L"WINE", 1);
+    name_add(&builtin, "BUILTIN", L"BUILTIN", 1);
+    /* "WINE\" + 171 euro signs (513 bytes) + ASCII: 519, 520 and 521 bytes around the old field's 519 + NUL. */
+    name_add(&n519, EURO, 171);
+    name_add(&n519, ASCII_A, 1);
+    name_add(&n520, EURO, 171);
+    name_add(&n520, ASCII_A, 2);
+    name_add(&n521, EURO, 171);
+    name_add(&n521, ASCII_A, 3);
+    name_add(&grin256, GRIN, 128); /* 256 units (UNLEN), 512 bytes: "BUILTIN\" + it is 520 */
+    name_add(&euro256, EURO, 256); /* 256 units, 768 bytes */
+    name_add(&euro256b, EURO, 256);
+    name_add(&plain, "nobody", L"nobody", 1);
+    for (untouched = 0; untouched <= 1; untouched++) {
+        const char *how = untouched ? "lengths left as given" : "lengths written";
+        snprintf(what, sizeof(what), "519 bytes, %s", how);
+        expect_account(what, &wine, &n519, untouched);
+        snprintf(what, sizeof(what), "520 bytes, %s", how);
+        expect_account(what, &wine, &n520, untouched);
+        snprintf(what, sizeof(what), "521 bytes, %s", how);
+        expect_account(what, &wine, &n521, untouched);
+        snprintf(what, sizeof(what), "a 256-unit name of 4-byte characters, %s", how);
+        expect_account(what, &builtin, &grin256, untouched);
+        snprintf(what, sizeof(what), "256 + 1 + 256 units, 1539 bytes, %s", how);
+        expect_account(what, &euro256, &euro256b, untouched);
+        snprintf(what, sizeof(what), "no domain, %s", how);
+        expect_account(what, &none, &plain, untouched);
+    }
+    end_test();
+}
+
+static void test_account_name_too_long_fails(void)
+{
+    static name_text wine, n257;
+    secsock_account user;
+    secsock_error err;
+
+    begin_test("defect 9f (fault injection): a name longer than UNLEN (LookupAccountSidW: the buffer is too "
+               "small) is an error naming LookupAccountSid, never an empty or cut name");
+    name_add(&wine, "WINE", L"WINE", 1);
+    name_add(&n257, ASCII_A, 257);
+    CHECK(token_user_named(&wine, &n257, 0, &user, &err) == -1 &&
+              is_os_error(&err, ERROR_INSUFFICIENT_BUFFER, "LookupAccountSid"),
+          "kind %d winerror %ld call '%s'", err.kind, err.winerror, err.call);
+    end_test();
+}
+
 /* ISSUE11_TESTS_END */
 
 int main(void)
@@ -2894,6 +3053,8 @@ int main(void)
     test_target_name_read_as_characters();
     test_membership_error_not_close_handles();
     test_membership_error_of_each_call();
+    test_account_names_whole();
+    test_account_name_too_long_fails();
 
     closesocket(tcp4);
     closesocket(tcp4_server);
