@@ -2935,6 +2935,130 @@ static void test_account_name_too_long_fails(void)
     end_test();
 }
 
+/* ---- WSAGetOverlappedResult's own errors (ws2_32) ---- */
+
+static int overlapped_result_error; /* what the fake WSAGetOverlappedResult fails with */
+static int overlapped_result_calls;
+
+static BOOL WSAAPI fake_wsa_get_overlapped_result(SOCKET sock, LPWSAOVERLAPPED ov, LPDWORD transferred, BOOL wait,
+                                                  LPDWORD flags)
+{
+    (void)sock;
+    (void)ov;
+    (void)transferred;
+    (void)wait;
+    (void)flags;
+    overlapped_result_calls++;
+    WSASetLastError(overlapped_result_error);
+    return FALSE;
+}
+
+static void inject_overlapped_result_error(int code)
+{
+    overlapped_result_error = code;
+    overlapped_result_calls = 0;
+    inject_start();
+    fake_calls.wsa_get_overlapped_result = fake_wsa_get_overlapped_result;
+    ss_debug_set_sys_calls(&fake_calls);
+}
+
+/* The errors WSAGetOverlappedResult may give about its own arguments rather than the operation (overlapped.c's
+   about_the_lookup); the page of WSAGetOverlappedResult names WSAENOTSOCK, WSA_INVALID_HANDLE,
+   WSA_INVALID_PARAMETER and WSAEFAULT among its errors. */
+static const int lookup_errors[] = {WSAENOTSOCK, WSA_INVALID_HANDLE, WSA_INVALID_PARAMETER, WSAEFAULT};
+
+static void test_overlapped_result_refuses_after_completion(void)
+{
+    secsock_pending *p;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
+    DWORD before;
+    UINT64 t[8];
+    int nt;
+    size_t i;
+
+    begin_test("findings 4/6 (fault injection): WSAGetOverlappedResult failing about itself after a completion: "
+               "the OVERLAPPED's success and its tokens stand");
+    for (i = 0; i < sizeof(lookup_errors) / sizeof(lookup_errors[0]); i++) {
+        s.when = DBL_PEND;
+        p = begin_token_query(s, &before);
+        if (p == NULL) {
+            break;
+        }
+        CHECK(dbl_release() == 1, "nothing was pending in the double");
+        CHECK(WaitForSingleObject((HANDLE)(UINT_PTR)secsock_pending_event(p), 5000) == WAIT_OBJECT_0,
+              "no completion");
+        inject_overlapped_result_error(lookup_errors[i]);
+        take_tokens(p);
+        inject_stop();
+        CHECK(overlapped_result_calls >= 1, "error %d: WSAGetOverlappedResult was not asked", lookup_errors[i]);
+        secsock_pending_free(p);
+        nt = dbl_tokens(t, 8);
+        CHECK(nt == 2 && !handle_open(t[0]) && !handle_open(t[1]), "error %d: %d tokens, one still open",
+              lookup_errors[i], nt);
+        check_handle_count(before);
+    }
+    end_test();
+}
+
+static void test_overlapped_result_refuses_in_flight(void)
+{
+    secsock_pending *p;
+    secsock_error err;
+    dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
+    DWORD before;
+    size_t i;
+
+    begin_test("defect 3 (fault injection): WSAGetOverlappedResult failing about itself while the OVERLAPPED is "
+               "still pending (event set by someone else): still in flight, then the real completion");
+    for (i = 0; i < sizeof(lookup_errors) / sizeof(lookup_errors[0]); i++) {
+        s.when = DBL_PEND;
+        p = begin_token_query(s, &before);
+        if (p == NULL) {
+            break;
+        }
+        SetEvent((HANDLE)(UINT_PTR)secsock_pending_event(p));
+        inject_overlapped_result_error(lookup_errors[i]);
+        CHECK(secsock_pending_poll(p) == SECSOCK_POLL_IN_FLIGHT, "error %d: not in flight", lookup_errors[i]);
+        CHECK(!secsock_pending_done(p), "error %d: done while the system holds the OVERLAPPED", lookup_errors[i]);
+        inject_stop();
+        CHECK(overlapped_result_calls >= 1, "error %d: WSAGetOverlappedResult was not asked", lookup_errors[i]);
+        CHECK(dbl_in_flight() == 1, "error %d: the double no longer holds the query", lookup_errors[i]);
+        CHECK(dbl_release() == 1, "error %d: nothing was pending in the double", lookup_errors[i]);
+        while (dbl_in_flight() != 0) {
+            Sleep(1); /* the double completes on its own thread: let it be done with the OVERLAPPED first, so a
+                         wrong "done" above cannot make the free below race it (the watchdog bounds this) */
+        }
+        CHECK(secsock_pending_wait(p, 5000, &err) == 1, "error %d: not done after the completion",
+              lookup_errors[i]);
+        take_tokens(p);
+        secsock_pending_free(p);
+        check_handle_count(before);
+        if (current_failed) {
+            break; /* the first code's failure says it; the others would repeat it */
+        }
+    }
+    end_test();
+}
+
+/* ---- a call made without an OVERLAPPED that says WSA_IO_PENDING ---- */
+
+static void test_sync_call_pending_reported(void)
+{
+    secsock_query_request r = request(tcp4);
+    secsock_result res;
+    secsock_error err;
+
+    begin_test("finding 13 (fault injection): a synchronous WSAQuerySocketSecurity answering WSA_IO_PENDING fails "
+               "with that code and says its buffers are leaked, not freed");
+    dbl_reset();
+    script(step_error(WSA_IO_PENDING));
+    CHECK(secsock_query(&r, &res, &err) == -1 && is_os_error(&err, WSA_IO_PENDING, "WSAQuerySocketSecurity") &&
+              strstr(err.message, "leaked") != NULL,
+          "kind %d winerror %ld call '%s': %s", err.kind, err.winerror, err.call, err.message);
+    CHECK(res.peer_application_token == 0 && res.peer_machine_token == 0 && res.flags == 0, "a result was given");
+    end_test();
+}
+
 /* ISSUE11_TESTS_END */
 
 int main(void)
@@ -3055,6 +3179,9 @@ int main(void)
     test_membership_error_of_each_call();
     test_account_names_whole();
     test_account_name_too_long_fails();
+    test_overlapped_result_refuses_after_completion();
+    test_overlapped_result_refuses_in_flight();
+    test_sync_call_pending_reported();
 
     closesocket(tcp4);
     closesocket(tcp4_server);
