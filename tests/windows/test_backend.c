@@ -3,6 +3,8 @@
  * fwpuclnt.dll double (fwpuclnt_double.c). Each test names the contract statements it checks
  * (/work/shared/reference/CONTRACT.md) and prints `PASS name` or `FAIL name: why`; the last line is
  * `N passed, M failed`; the exit code is non-zero when M > 0 or N == 0.
+ * Failures of advapi32, kernel32 and ws2_32 that Wine never gives are injected through the backend's system-call
+ * table (csrc/windows/test_hooks.h); DOUBLE.md lists those fakes (K1-K6) beside the double's behaviours.
  */
 #ifndef _WIN32_WINNT
 #define _WIN32_WINNT 0x0601
