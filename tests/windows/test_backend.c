@@ -79,6 +79,7 @@ static dbl_set_port_fn dbl_set_port;
 static dbl_in_flight_fn dbl_in_flight;
 static dbl_tokens_fn dbl_tokens;
 static dbl_variants_fn dbl_variants;
+static dbl_last_query_buffer_fn dbl_last_query_buffer;
 
 static int load_double(void)
 {
@@ -95,8 +96,9 @@ static int load_double(void)
     dbl_in_flight = (dbl_in_flight_fn)(void (*)(void))GetProcAddress(m, "dbl_in_flight");
     dbl_tokens = (dbl_tokens_fn)(void (*)(void))GetProcAddress(m, "dbl_tokens");
     dbl_variants = (dbl_variants_fn)(void (*)(void))GetProcAddress(m, "dbl_variants");
+    dbl_last_query_buffer = (dbl_last_query_buffer_fn)(void (*)(void))GetProcAddress(m, "dbl_last_query_buffer");
     return dbl_reset && dbl_script && dbl_calls && dbl_release && dbl_set_port && dbl_in_flight && dbl_tokens &&
-           dbl_variants;
+           dbl_variants && dbl_last_query_buffer;
 }
 
 static dbl_step blank_step(int kind)
@@ -3044,20 +3046,53 @@ static void test_overlapped_result_refuses_in_flight(void)
 
 /* ---- a call made without an OVERLAPPED that says WSA_IO_PENDING ---- */
 
-static void test_sync_call_pending_reported(void)
+/* Whether ptr lies in a block some heap of the process holds allocated (HeapWalk over GetProcessHeaps). */
+static int heap_block_busy(const void *ptr)
+{
+    HANDLE heaps[64];
+    DWORD n = GetProcessHeaps(64, heaps), i;
+    int busy = 0;
+
+    for (i = 0; i < n && i < 64 && !busy; i++) {
+        PROCESS_HEAP_ENTRY e;
+        if (!HeapLock(heaps[i])) {
+            continue;
+        }
+        memset(&e, 0, sizeof(e));
+        while (HeapWalk(heaps[i], &e)) {
+            if ((e.wFlags & PROCESS_HEAP_ENTRY_BUSY) != 0 && (const BYTE *)ptr >= (const BYTE *)e.lpData &&
+                (const BYTE *)ptr < (const BYTE *)e.lpData + e.cbData) {
+                busy = 1;
+                break;
+            }
+        }
+        HeapUnlock(heaps[i]);
+    }
+    return busy;
+}
+
+static void test_sync_call_pending_leaks(void)
 {
     secsock_query_request r = request(tcp4);
     secsock_result res;
     secsock_error err;
+    void *buffer;
 
     begin_test("finding 13 (fault injection): a synchronous WSAQuerySocketSecurity answering WSA_IO_PENDING fails "
-               "with that code and says its buffers are leaked, not freed");
+               "with that code and leaves its buffer allocated (the system may still write it)");
+    dbl_reset();
+    CHECK(secsock_query(&r, &res, &err) == 0, "query: %s", err.message);
+    buffer = dbl_last_query_buffer();
+    CHECK(buffer != NULL && !heap_block_busy(buffer), "harness: the buffer of a finished query still reads as "
+          "allocated, so the check below could not fail");
     dbl_reset();
     script(step_error(WSA_IO_PENDING));
     CHECK(secsock_query(&r, &res, &err) == -1 && is_os_error(&err, WSA_IO_PENDING, "WSAQuerySocketSecurity") &&
               strstr(err.message, "leaked") != NULL,
           "kind %d winerror %ld call '%s': %s", err.kind, err.winerror, err.call, err.message);
     CHECK(res.peer_application_token == 0 && res.peer_machine_token == 0 && res.flags == 0, "a result was given");
+    buffer = dbl_last_query_buffer();
+    CHECK(buffer != NULL && heap_block_busy(buffer), "the buffer the system may still write was freed");
     end_test();
 }
 
@@ -3183,7 +3218,7 @@ int main(void)
     test_account_name_too_long_fails();
     test_overlapped_result_refuses_after_completion();
     test_overlapped_result_refuses_in_flight();
-    test_sync_call_pending_reported();
+    test_sync_call_pending_leaks();
 
     closesocket(tcp4);
     closesocket(tcp4_server);
