@@ -22,6 +22,7 @@ backends = {
             "csrc/windows/tokens.c",
             "csrc/windows/secsock_decode.c",
             "csrc/windows/stats.c",
+            "csrc/windows/sys_calls.c",
         ],
         ["ws2_32", "fwpuclnt", "advapi32"],
     ),

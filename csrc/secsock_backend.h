@@ -260,7 +260,7 @@ int secsock_revert_impersonation(secsock_error *err);
 /* Peer identity from a token handle. Strings are UTF-8. */
 typedef struct {
     char sid[192];      /* "S-1-5-21-..." */
-    char account[1540]; /* "DOMAIN\name" (256 + 1 + 255 UTF-16 units, up to 3 bytes each in UTF-8), or "" when
+    char account[1540]; /* "DOMAIN\name" (256 + 1 + 256 UTF-16 units, up to 3 bytes each in UTF-8), or "" when
                            the SID has no name the system can find */
 } secsock_account;
 

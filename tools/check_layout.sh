@@ -2,13 +2,18 @@
 # The csrc/ layout's two rules (issue 10), checked cheaply:
 # 1. A .c file is compiled once, as a unit: no file #includes one (fuzz targets, drivers and benchmarks link the
 #    units they exercise, through the internal headers csrc/linux/backend_linux.h and csrc/windows/backend_windows.h).
-# 2. The test hooks (csrc/linux/test_hooks.c, ss_debug_*) are not in the extension's symbol table.
+# 2. The test hooks (csrc/linux/test_hooks.c and csrc/windows/test_hooks.c, ss_debug_*) are not in the extension:
+#    not in its symbol table (Linux, built here), not among its sources (setup.py, every platform).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 status=0
 if grep -rnIE --include='*.c' --include='*.h' '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"][^">]*\.c[">]' \
     csrc tests hardening benchmarks; then
     echo "check_layout: the lines above #include a .c file; link the unit instead" >&2
+    status=1
+fi
+if grep -n 'test_hooks' setup.py; then
+    echo "check_layout: setup.py builds a test-hooks unit into the extension; only the tests link it" >&2
     status=1
 fi
 shopt -s nullglob

@@ -26,6 +26,8 @@
  *   tokens.c      token user/groups/membership, token close
  *   secsock_decode.c  the answer's decoder (no windows.h, so it is fuzzed natively on Linux)
  *   stats.c       secsock_backend_stats_read: zeros (no state is kept between queries)
+ *   sys_calls.c   the table of the system calls a test may replace (sys_calls.h); test_hooks.c, never in the
+ *                 extension, replaces it
  * The pending owns its buffers, event and token handles; overlapped.c frees them (pending_destroy).
  */
 #ifndef SECSOCK_WINDOWS_BACKEND_WINDOWS_H
@@ -56,6 +58,7 @@
 
 #include "secsock_backend.h"
 #include "secsock_decode.h"
+#include "sys_calls.h"
 
 /* A static assertion both mingw-w64 and MSVC's C mode accept (MSVC may lack _Static_assert in C). */
 #define SECSOCK_STATIC_ASSERT(name, cond) typedef char secsock_static_assert_##name[(cond) ? 1 : -1]
@@ -166,5 +169,9 @@ void pending_destroy(secsock_pending *p);
 secsock_pending *pending_new(int op, secsock_fd sock, secsock_error *err);
 secsock_pending *pending_new_for(int op, secsock_fd sock, int sync, secsock_error *err);
 secsock_pending *pending_start(secsock_pending *p);
+
+/* ---- sys_calls.c ---------------------------------------------------------------------------------------- */
+extern const struct sys_calls sys_calls_real;
+extern const struct sys_calls *sys_calls; /* &sys_calls_real, but while a test (test_hooks.c) injects faults */
 
 #endif /* SECSOCK_WINDOWS_BACKEND_WINDOWS_H */

@@ -182,7 +182,7 @@ static int settle(secsock_pending *p, int how)
      * WSAGetOverlappedResult decides while the socket lives: the WSAOVERLAPPED page leaves Internal and
      * InternalHigh to the provider ("non-IFS providers are free to use this parameter as necessary").
      */
-    if (WSAGetOverlappedResult(p->sock, &p->ov, &transferred, FALSE, &flags)) {
+    if (sys_calls->wsa_get_overlapped_result(p->sock, &p->ov, &transferred, FALSE, &flags)) {
         succeed(p, transferred);
         return p->state;
     }

@@ -26,8 +26,6 @@ SECSOCK_STATIC_ASSERT(info2_qm, offsetof(SOCKET_SECURITY_QUERY_INFO_IPSEC2, QmSa
 SECSOCK_STATIC_ASSERT(info2_winerr, offsetof(SOCKET_SECURITY_QUERY_INFO_IPSEC2, NegotiationWinerr) == 40);
 SECSOCK_STATIC_ASSERT(info2_context, offsetof(SOCKET_SECURITY_QUERY_INFO_IPSEC2, SaLookupContext) == 44);
 SECSOCK_STATIC_ASSERT(guid_size, sizeof(GUID) == 16);
-/* describe_sid: "DOMAIN\\name" from two 256-WCHAR buffers is at most 513 UTF-16 units, 3 UTF-8 bytes each. */
-SECSOCK_STATIC_ASSERT(account_fits, sizeof(((secsock_account *)0)->account) >= 513 * 3 + 1);
 /* secsock_decode.c reads through these names: they must be the real structures' offsets. */
 SECSOCK_STATIC_ASSERT(decode_flags, offsetof(SOCKET_SECURITY_QUERY_INFO, Flags) == SECSOCK_INFO_OFF_FLAGS);
 SECSOCK_STATIC_ASSERT(decode_app, offsetof(SOCKET_SECURITY_QUERY_INFO, PeerApplicationAccessTokenHandle) ==

@@ -13,11 +13,18 @@ static int utf8_of(const WCHAR *text, char *dst, int room, secsock_error *err)
     return 0;
 }
 
+/* Room for an account or group name (UNLEN and GNLEN of lmcons.h: 256) or a domain name, with the terminator. */
+#define NAME_ROOM 257
+/* describe_sid: "DOMAIN\\name" is at most 256 + 1 + 256 UTF-16 units, 3 UTF-8 bytes each (a pair: 4 for 2). */
+SECSOCK_STATIC_ASSERT(account_fits,
+                      sizeof(((secsock_account *)0)->account) >= (2 * (NAME_ROOM - 1) + 1) * 3 + 1);
+
 /* "S-1-..." and "DOMAIN\\name" (or "" when the SID maps to no name) of a SID. 0 or -1 with err set. */
 static int describe_sid(PSID sid, secsock_account *out, secsock_error *err)
 {
-    WCHAR *text = NULL, name[256], domain[256], both[514];
-    DWORD name_len = 256, domain_len = 256, at = 0;
+    WCHAR *text = NULL, name[NAME_ROOM], domain[NAME_ROOM], both[2 * NAME_ROOM];
+    DWORD name_len = NAME_ROOM, domain_len = NAME_ROOM;
+    size_t at = 0;
     SID_NAME_USE use;
     int rc;
 
@@ -30,13 +37,16 @@ static int describe_sid(PSID sid, secsock_account *out, secsock_error *err)
     if (rc != 0) {
         return -1;
     }
-    if (LookupAccountSidW(NULL, sid, name, &name_len, domain, &domain_len, &use)) {
+    if (sys_calls->lookup_account_sid(NULL, sid, name, &name_len, domain, &domain_len, &use)) {
+        /* The page says what the lengths hold only on failure: measure the terminated strings instead. */
+        name[NAME_ROOM - 1] = 0;
+        domain[NAME_ROOM - 1] = 0;
         if (domain[0] != 0) {
-            memcpy(both, domain, domain_len * sizeof(WCHAR)); /* the lengths come back without terminator */
-            at = domain_len;
+            at = wcslen(domain);
+            memcpy(both, domain, at * sizeof(WCHAR));
             both[at++] = L'\\';
         }
-        memcpy(both + at, name, (name_len + 1) * sizeof(WCHAR));
+        memcpy(both + at, name, (wcslen(name) + 1) * sizeof(WCHAR));
         if (utf8_of(both, out->account, (int)sizeof(out->account), err) != 0) {
             return -1;
         }
@@ -128,6 +138,7 @@ int secsock_token_is_member(uint64_t token, const char *sid_or_account, int *mem
     HANDLE imp = NULL;
     BOOL is = FALSE, ok;
     DWORD e;
+    const char *failed = "CheckTokenMembership";
     int rc = 0;
 
     secsock_error_clear(err);
@@ -150,20 +161,21 @@ int secsock_token_is_member(uint64_t token, const char *sid_or_account, int *mem
     } else {
         return error_os(err, (long)GetLastError(), "LookupAccountName", "no such account");
     }
-    ok = CheckTokenMembership(to_handle(token), sid, &is);
+    ok = sys_calls->check_token_membership(to_handle(token), sid, &is);
     e = ok ? 0 : GetLastError();
     if (!ok && e == ERROR_NO_IMPERSONATION_TOKEN) {
         /* CheckTokenMembership wants an impersonation token: check a duplicate at identification level. */
-        if (DuplicateToken(to_handle(token), SecurityIdentification, &imp)) {
-            ok = CheckTokenMembership(imp, sid, &is);
+        if (sys_calls->duplicate_token(to_handle(token), SecurityIdentification, &imp)) {
+            ok = sys_calls->check_token_membership(imp, sid, &is);
             e = ok ? 0 : GetLastError(); /* read before CloseHandle, which may set its own (issue 11, 9) */
-            CloseHandle(imp);
+            sys_calls->close_handle(imp);
         } else {
             e = GetLastError();
+            failed = "DuplicateToken";
         }
     }
     if (!ok) {
-        rc = error_os(err, (long)e, "CheckTokenMembership", "cannot check the membership");
+        rc = error_os(err, (long)e, failed, "cannot check the membership");
     } else {
         *member = is ? 1 : 0;
     }

@@ -209,6 +209,14 @@ int dbl_release(void)
     return n;
 }
 
+/* Bookkeeping: the SecurityQueryInfo buffer the last WSAQuerySocketSecurity call was given (NULL too). */
+static void *volatile last_query_buffer;
+
+void *dbl_last_query_buffer(void)
+{
+    return last_query_buffer;
+}
+
 int dbl_in_flight(void)
 {
     int i, n = 0;
@@ -698,6 +706,7 @@ int WSAAPI WSAQuerySocketSecurity(SOCKET Socket, const SOCKET_SECURITY_QUERY_TEM
     }
     rec.info_null = SecurityQueryInfo == NULL;
     rec.len_null = SecurityQueryInfoLen == NULL;
+    last_query_buffer = SecurityQueryInfo;
     rec.len_in = SecurityQueryInfoLen != NULL ? *SecurityQueryInfoLen : 0;
 
     index = reserve_record();

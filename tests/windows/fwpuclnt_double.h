@@ -134,5 +134,7 @@ typedef void (*dbl_set_loopback_clear_fn)(int on);
 typedef void (*dbl_variants_fn)(unsigned int flags, UINT64 value);
 /* How many calls are blocked inside the double now (DBL_BLOCK). */
 typedef int (*dbl_blocked_fn)(void);
+/* The SecurityQueryInfo pointer the last WSAQuerySocketSecurity call was given (bookkeeping, changes nothing). */
+typedef void *(*dbl_last_query_buffer_fn)(void);
 
 #endif /* FWPUCLNT_DOUBLE_H */

@@ -1,0 +1,39 @@
+/* The table of sys_calls.h holding the real system calls; what the backend uses unless a test swapped it. */
+#include "backend_windows.h"
+
+/* Wrappers rather than the imported functions' addresses: in C, MSVC does not take the address of a dllimport
+   function as a constant initializer (C4232), and a wrapper's body lets the compiler check each call against
+   the SDK's own prototype. */
+static BOOL WINAPI real_lookup_account_sid(LPCWSTR system, PSID sid, LPWSTR name, LPDWORD name_len, LPWSTR domain,
+                                           LPDWORD domain_len, PSID_NAME_USE use)
+{
+    return LookupAccountSidW(system, sid, name, name_len, domain, domain_len, use);
+}
+
+static BOOL WINAPI real_check_token_membership(HANDLE token, PSID sid, PBOOL is_member)
+{
+    return CheckTokenMembership(token, sid, is_member);
+}
+
+static BOOL WINAPI real_duplicate_token(HANDLE token, SECURITY_IMPERSONATION_LEVEL level, PHANDLE duplicate)
+{
+    return DuplicateToken(token, level, duplicate);
+}
+
+static BOOL WINAPI real_close_handle(HANDLE handle)
+{
+    return CloseHandle(handle);
+}
+
+static BOOL WSAAPI real_wsa_get_overlapped_result(SOCKET sock, LPWSAOVERLAPPED ov, LPDWORD transferred, BOOL wait,
+                                                  LPDWORD flags)
+{
+    return WSAGetOverlappedResult(sock, ov, transferred, wait, flags);
+}
+
+const struct sys_calls sys_calls_real = {
+    real_lookup_account_sid, real_check_token_membership, real_duplicate_token, real_close_handle,
+    real_wsa_get_overlapped_result,
+};
+
+const struct sys_calls *sys_calls = &sys_calls_real;
