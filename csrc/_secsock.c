@@ -52,86 +52,120 @@ static PyMethodDef module_methods[] = {
 };
 
 /*
- * m_size is -1 (single-phase): the types and tables above are one set for the process. A legacy subinterpreter
- * may run PyInit again and free its module before or after the others, so the set is counted: made by the first
- * PyInit, shared by the later ones, cleared when the last module that ran PyInit is freed, never under a module
- * still using it (review of issue 11, finding 11). Each free balances its own secsock_backend_init (it counts).
+ * Multi-phase init (PEP 489) with module state (PEP 573/630): each interpreter that imports the module gets its
+ * own module object, whose module_state holds its own types and tables (module.h says who owns what), released
+ * when that module object goes. A subinterpreter's import and teardown touch nothing another interpreter uses.
+ *
+ * No Py_mod_multiple_interpreters slot (3.12+, not in the 3.9 limited API): CPython's default for a multi-phase
+ * module is "supported in subinterpreters that share the main interpreter's GIL"; one with its own GIL refuses
+ * the import. The backend's own C state (Winsock; the netlink snapshot) is process-wide and counted: each exec
+ * that started it owes one secsock_backend_fini, paid by module_free.
  */
-static int StateUsers;
-
-static void module_free(void *Py_UNUSED(module))
+static int module_exec(PyObject *module)
 {
-    if (StateUsers > 0 && --StateUsers == 0) {
-        Py_CLEAR(PendingType);
-        unbind_results();
-        release_reasons();
-        Py_CLEAR(InfoBaseType);
-        Py_CLEAR(FilenoName);
-        Py_CLEAR(TupleNew);
+    module_state *st = MODULE_STATE(module);
+    secsock_error err;
+
+    secsock_error_clear(&err);
+    if (secsock_backend_init(&err) < 0) {
+        raise_backend_error(&err);
+        return -1;
     }
-    secsock_backend_fini();
+    st->backend_started = 1; /* from here module_free balances it, whatever fails below */
+    st->fileno_name = PyUnicode_InternFromString("fileno");
+    if (st->fileno_name == NULL) {
+        return -1;
+    }
+    st->tuple_new = PyObject_GetAttrString((PyObject *)&PyTuple_Type, "__new__");
+    if (st->tuple_new == NULL) {
+        return -1;
+    }
+    st->pending_type = PyType_FromSpec(&Pending_spec);
+    if (st->pending_type == NULL) {
+        return -1;
+    }
+    st->info_base_type = PyType_FromSpec(&Info_spec);
+    if (st->info_base_type == NULL) {
+        return -1;
+    }
+    /* PyModule_AddObject steals a reference only on success: the state keeps its own either way. */
+    Py_INCREF(st->pending_type);
+    if (PyModule_AddObject(module, "Pending", st->pending_type) < 0) {
+        Py_DECREF(st->pending_type);
+        return -1;
+    }
+    Py_INCREF(st->info_base_type);
+    if (PyModule_AddObject(module, "SecurityInfoBase", st->info_base_type) < 0) {
+        Py_DECREF(st->info_base_type);
+        return -1;
+    }
+    if (PyModule_AddStringConstant(module, "BACKEND", secsock_backend_name()) < 0 ||
+        PyModule_AddIntConstant(module, "MAX_SAS_PER_DIRECTION", SECSOCK_MAX_SAS) < 0) {
+        return -1;
+    }
+    return 0;
 }
+
+/* The state's references, for the cycle collector: the bound SecurityInfo class and decoder reach back to this
+   module through the facade's globals. The state may be NULL (a module whose state was never allocated). */
+static int module_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    module_state *st = MODULE_STATE(module);
+
+    if (st == NULL) {
+        return 0;
+    }
+    Py_VISIT(st->pending_type);
+    Py_VISIT(st->info_base_type);
+    Py_VISIT(st->tuple_new);
+    Py_VISIT(st->fileno_name);
+    return results_traverse(st, visit, arg);
+}
+
+static int module_clear(PyObject *module)
+{
+    module_state *st = MODULE_STATE(module);
+
+    if (st == NULL) {
+        return 0;
+    }
+    results_clear(st);
+    Py_CLEAR(st->pending_type); /* Pending and SecurityInfo objects still alive keep their own type */
+    Py_CLEAR(st->info_base_type);
+    Py_CLEAR(st->tuple_new);
+    Py_CLEAR(st->fileno_name);
+    return 0;
+}
+
+static void module_free(void *module)
+{
+    module_state *st = MODULE_STATE((PyObject *)module);
+
+    module_clear((PyObject *)module);
+    if (st != NULL && st->backend_started) {
+        st->backend_started = 0;
+        secsock_backend_fini();
+    }
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, (void *)module_exec},
+    {0, NULL},
+};
 
 static struct PyModuleDef secsock_module = {
     PyModuleDef_HEAD_INIT,
     "secsock._secsock",
     "Backend of the secsock package: WSAQuerySocketSecurity on Windows, XFRM on Linux.",
-    -1,
+    (Py_ssize_t)sizeof(module_state),
     module_methods,
-    NULL,
-    NULL,
-    NULL,
+    module_slots,
+    module_traverse,
+    module_clear,
     module_free,
 };
 
 PyMODINIT_FUNC PyInit__secsock(void)
 {
-    secsock_error err;
-    PyObject *module;
-
-    secsock_error_clear(&err);
-    if (secsock_backend_init(&err) < 0) {
-        return raise_backend_error(&err);
-    }
-    module = PyModule_Create(&secsock_module);
-    if (module == NULL) {
-        secsock_backend_fini();
-        return NULL;
-    }
-    StateUsers++; /* from here module_free balances it */
-    if (StateUsers == 1) {
-        PendingType = PyType_FromSpec(&Pending_spec);
-    }
-    if (PendingType == NULL) {
-        Py_DECREF(module); /* module_free runs and balances secsock_backend_init */
-        return NULL;
-    }
-    /* One reference stays in PendingType (released by module_free), one goes to the module's dict. */
-    Py_INCREF(PendingType);
-    if (PyModule_AddObject(module, "Pending", PendingType) < 0) {
-        Py_DECREF(PendingType); /* AddObject steals only on success */
-        Py_DECREF(module);
-        return NULL;
-    }
-    if (StateUsers == 1) {
-        FilenoName = PyUnicode_InternFromString("fileno");
-        TupleNew = FilenoName != NULL ? PyObject_GetAttrString((PyObject *)&PyTuple_Type, "__new__") : NULL;
-        InfoBaseType = TupleNew != NULL ? PyType_FromSpec(&Info_spec) : NULL;
-    }
-    if (InfoBaseType == NULL) {
-        Py_DECREF(module);
-        return NULL;
-    }
-    Py_INCREF(InfoBaseType);
-    if (PyModule_AddObject(module, "SecurityInfoBase", InfoBaseType) < 0) {
-        Py_DECREF(InfoBaseType);
-        Py_DECREF(module);
-        return NULL;
-    }
-    if (PyModule_AddStringConstant(module, "BACKEND", secsock_backend_name()) < 0 ||
-        PyModule_AddIntConstant(module, "MAX_SAS_PER_DIRECTION", SECSOCK_MAX_SAS) < 0) {
-        Py_DECREF(module);
-        return NULL;
-    }
-    return module;
+    return PyModuleDef_Init(&secsock_module);
 }

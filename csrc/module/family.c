@@ -85,7 +85,7 @@ static int guid_arg(PyObject *obj, uint8_t guid[16])
 
 /* set_security_begin(fd, None | (is_ipsec, protocol, security_flags, ipsec_flags, mm_key, qm_key, user,
    domain, password)) -> Pending */
-PyObject *mod_set_security_begin(PyObject *Py_UNUSED(module), PyObject *args)
+PyObject *mod_set_security_begin(PyObject *module, PyObject *args)
 {
     PyObject *fd_obj, *settings_obj, *mm, *qm, *user_obj, *domain_obj, *password_obj;
     PyObject *protocol_obj, *security_flags_obj, *ipsec_flags_obj;
@@ -115,7 +115,7 @@ PyObject *mod_set_security_begin(PyObject *Py_UNUSED(module), PyObject *args)
         }
         settings.is_ipsec = is_ipsec;
     }
-    if ((obj = pending_alloc(0)) == NULL) {
+    if ((obj = pending_alloc(MODULE_STATE(module), 0)) == NULL) {
         goto fail;
     }
     secsock_error_clear(&err);
@@ -136,7 +136,7 @@ fail:
 }
 
 /* set_peer_target_name_begin(fd, protocol, peer | None, name) -> Pending */
-PyObject *mod_set_peer_target_name_begin(PyObject *Py_UNUSED(module), PyObject *args)
+PyObject *mod_set_peer_target_name_begin(PyObject *module, PyObject *args)
 {
     PyObject *fd_obj, *peer_obj, *name_obj, *protocol_obj;
     char *name_holder = NULL;
@@ -154,7 +154,7 @@ PyObject *mod_set_peer_target_name_begin(PyObject *Py_UNUSED(module), PyObject *
         parse_peer(peer_obj, &peer, &has_peer) < 0 || utf8_arg(name_obj, "name", &name_holder, &name) < 0) {
         return NULL;
     }
-    if ((obj = pending_alloc(0)) == NULL) {
+    if ((obj = pending_alloc(MODULE_STATE(module), 0)) == NULL) {
         wipe_and_release(&name_holder);
         return NULL;
     }
@@ -167,7 +167,7 @@ PyObject *mod_set_peer_target_name_begin(PyObject *Py_UNUSED(module), PyObject *
 }
 
 /* delete_peer_target_name_begin(fd, peer) -> Pending */
-PyObject *mod_delete_peer_target_name_begin(PyObject *Py_UNUSED(module), PyObject *args)
+PyObject *mod_delete_peer_target_name_begin(PyObject *module, PyObject *args)
 {
     PyObject *fd_obj, *peer_obj;
     secsock_fd fd;
@@ -185,7 +185,7 @@ PyObject *mod_delete_peer_target_name_begin(PyObject *Py_UNUSED(module), PyObjec
         PyErr_SetString(PyExc_ValueError, "peer: required, the address whose target name is deleted");
         return NULL;
     }
-    if ((obj = pending_alloc(0)) == NULL) {
+    if ((obj = pending_alloc(MODULE_STATE(module), 0)) == NULL) {
         return NULL;
     }
     secsock_error_clear(&err);

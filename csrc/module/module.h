@@ -4,7 +4,15 @@
  *   results.c      result tuples; SecurityInfoBase (Info_spec); the bound tables (bind_results) and query_info
  *   pending.c      PendingObject (Pending_spec): owns one secsock_pending, freed exactly once; begin_query
  *   family.c       the rest of the family's calls, and the token calls
- *   ../_secsock.c  the module table, PyInit and module_free, which creates and releases the types above
+ *   ../_secsock.c  the module table, PyModuleDef_Init and the slots: module_exec makes a module_state's types,
+ *                  module_traverse / module_clear / module_free visit and release them
+ *
+ * Ownership: every Python object the extension keeps lives in one module object's module_state (multi-phase
+ * init, PEP 489/630), so each interpreter that imports the module has its own set, released with that module.
+ * The state owns one reference to each non-NULL field. Functions find it through the module they are called
+ * on (PyModule_GetState: no lookup by name). A Pending holds no reference to the state: it owns its backend
+ * pending and its type (a heap type's instance keeps its type alive), nothing else. No Python object is
+ * process-wide; only the backend's own C state is, counted by secsock_backend_init/fini (one pair per exec).
  */
 #ifndef SECSOCK_MODULE_MODULE_H
 #define SECSOCK_MODULE_MODULE_H
@@ -24,6 +32,32 @@
 #pragma GCC visibility push(hidden)
 #endif
 
+/* ---- the module's state ------------------------------------------------------------------------------- */
+#define INFO_PROTOCOLS 4 /* SECSOCK_PROTOCOL_DEFAULT .. SECSOCK_PROTOCOL_INVALID */
+#define INFO_FLAGS 8     /* every combination of SECURED, ENCRYPTED, IMPERSONATED */
+#define INFO_BYTE 256    /* an SA's protocol and mode are bytes: one slot per value, NULL when unnamed */
+
+typedef struct {
+    PyObject *pending_type;   /* Pending (Pending_spec), made by module_exec */
+    PyObject *info_base_type; /* SecurityInfoBase (Info_spec), made by module_exec */
+    PyObject *tuple_new;      /* tuple.__new__: makes a NamedTuple from a tuple in C, without its Python __new__ */
+    PyObject *fileno_name;    /* "fileno", interned once: looking it up is on the per-connection path */
+    /* What bind_results() gave (results.c says what each is); NULL until the facade binds them. */
+    PyObject *info_class;
+    PyObject *info_protocols[INFO_PROTOCOLS];
+    PyObject *info_flags[INFO_FLAGS];
+    PyObject *info_in_the_clear;
+    PyObject *info_decode;
+    PyObject *info_sa_class;
+    PyObject *info_ipsec_protocols[INFO_BYTE];
+    PyObject *info_ipsec_modes[INFO_BYTE];
+    PyObject *reasons[SECSOCK_REASON_COUNT][SECSOCK_REASON_COUNT]; /* SecurityInfo.reason texts made so far */
+    int backend_started; /* module_exec's secsock_backend_init succeeded: module_free owes one fini */
+} module_state;
+
+/* The state of a module object of this extension (the module a function of the table is called on). */
+#define MODULE_STATE(module) ((module_state *)PyModule_GetState(module))
+
 /* ---- errors_args.c ------------------------------------------------------------------------------------- */
 PyObject *raise_backend_error(const secsock_error *err);
 int u32_arg(PyObject *obj, const char *name, uint32_t *out);
@@ -32,16 +66,14 @@ int parse_fd(PyObject *fd_obj, secsock_fd *fd);
 int parse_request(PyObject *args, secsock_query_request *req);
 
 /* ---- results.c ----------------------------------------------------------------------------------------- */
-PyObject *result_to_tuple(secsock_result *r);
-extern PyObject *InfoBaseType;
+/* st caches the reason texts; NULL (a Pending's result, which has no state) makes a new one each time. */
+PyObject *result_to_tuple(module_state *st, secsock_result *r);
 extern PyType_Spec Info_spec;
-extern PyObject *TupleNew;
-extern PyObject *FilenoName;
-void unbind_results(void);
-void release_reasons(void); /* the cached SecurityInfo.reason strings (module_free) */
-PyObject *mod_bind_results(PyObject *Py_UNUSED(module), PyObject *args);
-PyObject *mod_query_info(PyObject *Py_UNUSED(module), PyObject *args);
-PyObject *mod_query(PyObject *Py_UNUSED(module), PyObject *args);
+int results_traverse(module_state *st, visitproc visit, void *arg); /* the bound tables and reason texts */
+void results_clear(module_state *st);                                /* releases them (module_clear) */
+PyObject *mod_bind_results(PyObject *module, PyObject *args);
+PyObject *mod_query_info(PyObject *module, PyObject *args);
+PyObject *mod_query(PyObject *module, PyObject *args);
 
 /* ---- pending.c ----------------------------------------------------------------------------------------- */
 typedef struct {
@@ -52,22 +84,21 @@ typedef struct {
     int in_result;            /* a thread is inside result() with the GIL released */
 } PendingObject;
 
-extern PyObject *PendingType;
 extern PyType_Spec Pending_spec;
-PendingObject *pending_alloc(int has_result);
+PendingObject *pending_alloc(module_state *st, int has_result); /* a new reference to st's Pending type's */
 PyObject *pending_attach(PendingObject *obj, secsock_pending *pending, const secsock_error *err);
-PyObject *mod_begin_query(PyObject *Py_UNUSED(module), PyObject *args);
+PyObject *mod_begin_query(PyObject *module, PyObject *args);
 
 /* ---- family.c ------------------------------------------------------------------------------------------ */
-PyObject *mod_set_security_begin(PyObject *Py_UNUSED(module), PyObject *args);
-PyObject *mod_set_peer_target_name_begin(PyObject *Py_UNUSED(module), PyObject *args);
-PyObject *mod_delete_peer_target_name_begin(PyObject *Py_UNUSED(module), PyObject *args);
-PyObject *mod_impersonate_peer(PyObject *Py_UNUSED(module), PyObject *args);
-PyObject *mod_revert_impersonation(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored));
-PyObject *mod_token_user(PyObject *Py_UNUSED(module), PyObject *arg);
-PyObject *mod_token_groups(PyObject *Py_UNUSED(module), PyObject *arg);
-PyObject *mod_token_is_member(PyObject *Py_UNUSED(module), PyObject *args);
-PyObject *mod_close_token(PyObject *Py_UNUSED(module), PyObject *arg);
+PyObject *mod_set_security_begin(PyObject *module, PyObject *args);
+PyObject *mod_set_peer_target_name_begin(PyObject *module, PyObject *args);
+PyObject *mod_delete_peer_target_name_begin(PyObject *module, PyObject *args);
+PyObject *mod_impersonate_peer(PyObject *module, PyObject *args);
+PyObject *mod_revert_impersonation(PyObject *module, PyObject *Py_UNUSED(ignored));
+PyObject *mod_token_user(PyObject *module, PyObject *arg);
+PyObject *mod_token_groups(PyObject *module, PyObject *arg);
+PyObject *mod_token_is_member(PyObject *module, PyObject *args);
+PyObject *mod_close_token(PyObject *module, PyObject *arg);
 
 #if defined(__GNUC__) && !defined(_WIN32)
 #pragma GCC visibility pop

@@ -3,8 +3,8 @@
 
 /* ---- PendingQuery -------------------------------------------------------------------------------------- */
 
-
-PyObject *PendingType; /* heap type, created at import */
+/* The type is a heap type per module object (module_state.pending_type); each instance holds a reference to it
+   (taken by PyType_GenericAlloc, released by Pending_dealloc) and to nothing else, so it needs no GC. */
 
 static PendingObject *pending_checked(PyObject *self)
 {
@@ -176,7 +176,7 @@ static PyObject *Pending_result(PyObject *self, PyObject *Py_UNUSED(ignored))
     if (!p->has_result) {
         Py_RETURN_NONE;
     }
-    return result_to_tuple(&result);
+    return result_to_tuple(NULL, &result); /* no state here: the reason text is made anew */
 }
 
 static PyObject *Pending_cancel(PyObject *self, PyObject *Py_UNUSED(ignored))
@@ -272,9 +272,15 @@ PyType_Spec Pending_spec = {
  * fail once the system owns the OVERLAPPED; pending_attach() then hands it the backend's pending or, if the
  * call could not be issued, frees it and raises.
  */
-PendingObject *pending_alloc(int has_result)
+PendingObject *pending_alloc(module_state *st, int has_result)
 {
-    PendingObject *obj = (PendingObject *)PyType_GenericAlloc((PyTypeObject *)PendingType, 0);
+    PendingObject *obj;
+
+    if (st->pending_type == NULL) { /* a finalizer calling in after the collector cleared the module */
+        PyErr_SetString(PyExc_RuntimeError, "secsock._secsock: the module has been cleared");
+        return NULL;
+    }
+    obj = (PendingObject *)PyType_GenericAlloc((PyTypeObject *)st->pending_type, 0);
     if (obj != NULL) {
         obj->pending = NULL;
         obj->has_result = has_result;
@@ -294,14 +300,14 @@ PyObject *pending_attach(PendingObject *obj, secsock_pending *pending, const sec
     return (PyObject *)obj;
 }
 
-PyObject *mod_begin_query(PyObject *Py_UNUSED(module), PyObject *args)
+PyObject *mod_begin_query(PyObject *module, PyObject *args)
 {
     secsock_query_request req;
     secsock_error err;
     secsock_pending *pending;
     PendingObject *obj;
 
-    if (parse_request(args, &req) < 0 || (obj = pending_alloc(1)) == NULL) {
+    if (parse_request(args, &req) < 0 || (obj = pending_alloc(MODULE_STATE(module), 1)) == NULL) {
         return NULL;
     }
     secsock_error_clear(&err);

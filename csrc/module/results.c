@@ -12,7 +12,7 @@ static PyObject *alg_name(const char *field)
 }
 
 /* (proto, mode, spi, reqid, encryption, integrity, aead) with "" for an absent algorithm. */
-static PyObject *sa_raw(const secsock_sa *sa)
+static PyObject *sa_raw(const module_state *Py_UNUSED(st), const secsock_sa *sa)
 {
     /* "N" steals the new references, and Py_BuildValue releases them if it fails. */
     return Py_BuildValue("(iikkNNN)", (int)sa->proto, (int)sa->mode, (unsigned long)sa->spi,
@@ -21,14 +21,15 @@ static PyObject *sa_raw(const secsock_sa *sa)
 }
 
 /* One direction's SAs, outermost first, each made by make_sa (sa_raw, or sa_object for query_info). */
-static PyObject *direction_tuple(const secsock_direction *dir, PyObject *(*make_sa)(const secsock_sa *))
+static PyObject *direction_tuple(const module_state *st, const secsock_direction *dir,
+                                 PyObject *(*make_sa)(const module_state *, const secsock_sa *))
 {
     size_t count = dir->count <= SECSOCK_MAX_SAS ? dir->count : SECSOCK_MAX_SAS;
     PyObject *tuple = PyTuple_New((Py_ssize_t)count);
     size_t i;
 
     for (i = 0; tuple != NULL && i < count; i++) {
-        PyObject *item = make_sa(&dir->sas[i]);
+        PyObject *item = make_sa(st, &dir->sas[i]);
         if (item == NULL || PyTuple_SetItem(tuple, (Py_ssize_t)i, item) < 0) { /* SetItem steals item */
             Py_CLEAR(tuple);
         }
@@ -39,7 +40,8 @@ static PyObject *direction_tuple(const secsock_direction *dir, PyObject *(*make_
 /*
  * SecurityInfo.reason (issue 14 item 8): "outbound: ...; inbound: ..." from the backend's reason codes, or
  * None where it gives none (Windows). Each of the few combinations is made once and kept: the answer is built
- * on every accepted connection. A new reference, or NULL with an exception set.
+ * on every accepted connection, in st->reasons (st NULL: made anew, not kept). A new reference, or NULL with an
+ * exception set.
  */
 static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "",
@@ -56,9 +58,7 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "not decidable here: a policy with a mark selects the flow, and the kernel compares the packet's mark "
     "(inbound skb->mark, outbound maybe set by a VTI key or netfilter), not the socket's",
 };
-static PyObject *ReasonCache[SECSOCK_REASON_COUNT][SECSOCK_REASON_COUNT];
-
-static PyObject *reason_object(const secsock_result *r)
+static PyObject *reason_object(module_state *st, const secsock_result *r)
 {
     PyObject **slot;
 
@@ -66,10 +66,13 @@ static PyObject *reason_object(const secsock_result *r)
         r->reason_out >= SECSOCK_REASON_COUNT || r->reason_in >= SECSOCK_REASON_COUNT) {
         Py_RETURN_NONE;
     }
-    slot = &ReasonCache[r->reason_out][r->reason_in];
+    if (st == NULL) {
+        return PyUnicode_FromFormat("outbound: %s; inbound: %s", reason_texts[r->reason_out],
+                                    reason_texts[r->reason_in]);
+    }
+    slot = &st->reasons[r->reason_out][r->reason_in];
     if (*slot == NULL) {
-        *slot = PyUnicode_FromFormat("outbound: %s; inbound: %s", reason_texts[r->reason_out],
-                                     reason_texts[r->reason_in]);
+        *slot = reason_object(NULL, r);
         if (*slot == NULL) {
             return NULL;
         }
@@ -78,22 +81,11 @@ static PyObject *reason_object(const secsock_result *r)
     return *slot;
 }
 
-void release_reasons(void)
-{
-    size_t i, j;
-
-    for (i = 0; i < SECSOCK_REASON_COUNT; i++) {
-        for (j = 0; j < SECSOCK_REASON_COUNT; j++) {
-            Py_CLEAR(ReasonCache[i][j]);
-        }
-    }
-}
-
 /*
  * (protocol, flags, application_token, machine_token, ipsec2, ipsec, reason) for the facade. The token handles
  * move into the tuple as ints; if building it fails they are closed here, so no path leaks them.
  */
-PyObject *result_to_tuple(secsock_result *r)
+PyObject *result_to_tuple(module_state *st, secsock_result *r)
 {
     PyObject *ipsec2 = NULL, *detail = NULL, *outbound = NULL, *inbound = NULL, *tuple = NULL, *reason;
 
@@ -109,8 +101,8 @@ PyObject *result_to_tuple(secsock_result *r)
         goto fail;
     }
     if (r->has_ipsec_detail) {
-        outbound = direction_tuple(&r->outbound, sa_raw);
-        inbound = outbound != NULL ? direction_tuple(&r->inbound, sa_raw) : NULL;
+        outbound = direction_tuple(st, &r->outbound, sa_raw);
+        inbound = outbound != NULL ? direction_tuple(st, &r->inbound, sa_raw) : NULL;
         detail = inbound != NULL ? PyTuple_Pack(2, outbound, inbound) : NULL;
         Py_XDECREF(outbound);
         Py_XDECREF(inbound);
@@ -121,7 +113,7 @@ PyObject *result_to_tuple(secsock_result *r)
     if (detail == NULL) {
         goto fail;
     }
-    reason = reason_object(r);
+    reason = reason_object(st, r);
     if (reason == NULL) {
         Py_DECREF(detail);
         goto fail;
@@ -162,8 +154,6 @@ typedef struct {
     PyObject *ipsec;
     PyObject *reason;
 } InfoObject;
-
-PyObject *InfoBaseType; /* heap type, created at import */
 
 #define INFO_FIELD(name) {#name, T_OBJECT, offsetof(InfoObject, name), 0, NULL}
 static PyMemberDef Info_members[] = {
@@ -248,38 +238,61 @@ PyType_Spec Info_spec = {
  * details (whose class, IpsecDetails, holds the SAs otherwise), the SecurityAssociation class with the
  * IpsecProtocol and IpsecMode members by value, and the facade's decoder for every other answer (tokens,
  * IPsec2 fields, values no table holds). Until they are bound, query_info() answers None and the facade
- * takes its general path.
+ * takes its general path. They live in the module's state (module_state.info_*): each interpreter's facade
+ * binds its own classes to its own module object.
  */
-#define INFO_PROTOCOLS 4 /* SECSOCK_PROTOCOL_DEFAULT .. SECSOCK_PROTOCOL_INVALID */
-#define INFO_FLAGS 8     /* every combination of SECURED, ENCRYPTED, IMPERSONATED */
-#define INFO_BYTE 256    /* an SA's protocol and mode are bytes: one slot per value, NULL when unnamed */
-static PyObject *InfoClass;
-static PyObject *InfoProtocols[INFO_PROTOCOLS];
-static PyObject *InfoFlags[INFO_FLAGS];
-static PyObject *InfoInTheClear;
-static PyObject *InfoDecode;
-static PyObject *InfoSaClass;
-static PyObject *InfoIpsecProtocols[INFO_BYTE];
-static PyObject *InfoIpsecModes[INFO_BYTE];
-PyObject *TupleNew; /* tuple.__new__: makes a NamedTuple from a tuple in C, without its Python __new__ */
-PyObject *FilenoName; /* "fileno", interned once: looking it up is on the per-connection path */
-
-void unbind_results(void)
+static void unbind_results(module_state *st)
 {
     size_t i;
-    Py_CLEAR(InfoClass);
+    Py_CLEAR(st->info_class);
     for (i = 0; i < INFO_PROTOCOLS; i++) {
-        Py_CLEAR(InfoProtocols[i]);
+        Py_CLEAR(st->info_protocols[i]);
     }
     for (i = 0; i < INFO_FLAGS; i++) {
-        Py_CLEAR(InfoFlags[i]);
+        Py_CLEAR(st->info_flags[i]);
     }
-    Py_CLEAR(InfoInTheClear);
-    Py_CLEAR(InfoDecode);
-    Py_CLEAR(InfoSaClass);
+    Py_CLEAR(st->info_in_the_clear);
+    Py_CLEAR(st->info_decode);
+    Py_CLEAR(st->info_sa_class);
     for (i = 0; i < INFO_BYTE; i++) {
-        Py_CLEAR(InfoIpsecProtocols[i]);
-        Py_CLEAR(InfoIpsecModes[i]);
+        Py_CLEAR(st->info_ipsec_protocols[i]);
+        Py_CLEAR(st->info_ipsec_modes[i]);
+    }
+}
+
+int results_traverse(module_state *st, visitproc visit, void *arg)
+{
+    size_t i, j;
+    Py_VISIT(st->info_class);
+    for (i = 0; i < INFO_PROTOCOLS; i++) {
+        Py_VISIT(st->info_protocols[i]);
+    }
+    for (i = 0; i < INFO_FLAGS; i++) {
+        Py_VISIT(st->info_flags[i]);
+    }
+    Py_VISIT(st->info_in_the_clear);
+    Py_VISIT(st->info_decode);
+    Py_VISIT(st->info_sa_class);
+    for (i = 0; i < INFO_BYTE; i++) {
+        Py_VISIT(st->info_ipsec_protocols[i]);
+        Py_VISIT(st->info_ipsec_modes[i]);
+    }
+    for (i = 0; i < SECSOCK_REASON_COUNT; i++) {
+        for (j = 0; j < SECSOCK_REASON_COUNT; j++) {
+            Py_VISIT(st->reasons[i][j]);
+        }
+    }
+    return 0;
+}
+
+void results_clear(module_state *st)
+{
+    size_t i, j;
+    unbind_results(st);
+    for (i = 0; i < SECSOCK_REASON_COUNT; i++) {
+        for (j = 0; j < SECSOCK_REASON_COUNT; j++) {
+            Py_CLEAR(st->reasons[i][j]);
+        }
     }
 }
 
@@ -327,8 +340,9 @@ static void fill_byte_table(PyObject *members, PyObject **table)
     }
 }
 
-PyObject *mod_bind_results(PyObject *Py_UNUSED(module), PyObject *args)
+PyObject *mod_bind_results(PyObject *module, PyObject *args)
 {
+    module_state *st = MODULE_STATE(module);
     PyObject *cls, *protocols, *flags, *in_the_clear, *decode, *sa_cls, *ipsec_protocols, *ipsec_modes;
     Py_ssize_t i;
 
@@ -345,7 +359,7 @@ PyObject *mod_bind_results(PyObject *Py_UNUSED(module), PyObject *args)
         return NULL;
     }
     /* query_info() allocates cls and fills the base's fields: cls must add none of its own, nor a __dict__. */
-    if (!PyType_Check(cls) || PyObject_IsSubclass(cls, InfoBaseType) != 1 ||
+    if (st->info_base_type == NULL || !PyType_Check(cls) || PyObject_IsSubclass(cls, st->info_base_type) != 1 ||
         type_size_attr(cls, "__basicsize__") != (Py_ssize_t)sizeof(InfoObject) ||
         type_size_attr(cls, "__dictoffset__") != 0) {
         PyErr_Clear();
@@ -364,25 +378,25 @@ PyObject *mod_bind_results(PyObject *Py_UNUSED(module), PyObject *args)
         check_byte_table(ipsec_modes, "ipsec_modes") < 0) {
         return NULL;
     }
-    unbind_results();
+    unbind_results(st);
     Py_INCREF(cls);
-    InfoClass = cls;
+    st->info_class = cls;
     for (i = 0; i < INFO_PROTOCOLS; i++) {
-        InfoProtocols[i] = PyTuple_GetItem(protocols, i);
-        Py_INCREF(InfoProtocols[i]);
+        st->info_protocols[i] = PyTuple_GetItem(protocols, i);
+        Py_INCREF(st->info_protocols[i]);
     }
     for (i = 0; i < INFO_FLAGS; i++) {
-        InfoFlags[i] = PyTuple_GetItem(flags, i);
-        Py_INCREF(InfoFlags[i]);
+        st->info_flags[i] = PyTuple_GetItem(flags, i);
+        Py_INCREF(st->info_flags[i]);
     }
     Py_INCREF(in_the_clear);
-    InfoInTheClear = in_the_clear;
+    st->info_in_the_clear = in_the_clear;
     Py_INCREF(decode);
-    InfoDecode = decode;
+    st->info_decode = decode;
     Py_INCREF(sa_cls);
-    InfoSaClass = sa_cls;
-    fill_byte_table(ipsec_protocols, InfoIpsecProtocols);
-    fill_byte_table(ipsec_modes, InfoIpsecModes);
+    st->info_sa_class = sa_cls;
+    fill_byte_table(ipsec_protocols, st->info_ipsec_protocols);
+    fill_byte_table(ipsec_modes, st->info_ipsec_modes);
     Py_RETURN_NONE;
 }
 
@@ -406,7 +420,7 @@ static int exact_int(PyObject *obj, long long *value)
  * facade's general path then names the problem, calling fileno() again if it must); -1 when fileno()
  * raised something else, which the general path would let through too.
  */
-static int plain_socket_handle(PyObject *sock, secsock_fd *fd)
+static int plain_socket_handle(const module_state *st, PyObject *sock, secsock_fd *fd)
 {
     long long value;
     PyObject *handle;
@@ -414,7 +428,7 @@ static int plain_socket_handle(PyObject *sock, secsock_fd *fd)
 
     if (!exact_int(sock, &value)) {
         /* Called as a method (no bound method object is made): this is on every accepted connection. */
-        handle = PyObject_CallMethodObjArgs(sock, FilenoName, NULL);
+        handle = PyObject_CallMethodObjArgs(sock, st->fileno_name, NULL);
         if (handle == NULL) {
             if (PyErr_ExceptionMatches(PyExc_AttributeError) || PyErr_ExceptionMatches(PyExc_TypeError)) {
                 PyErr_Clear();
@@ -436,7 +450,7 @@ static int plain_socket_handle(PyObject *sock, secsock_fd *fd)
 }
 
 /* A member from a byte table, or the plain int where the table names no member (never a guess). */
-static PyObject *byte_member(PyObject **table, uint8_t value)
+static PyObject *byte_member(PyObject *const *table, uint8_t value)
 {
     if (table[value] != NULL) {
         Py_INCREF(table[value]);
@@ -456,46 +470,46 @@ static PyObject *alg_or_none(const char *field)
 }
 
 /* tuple.__new__(cls, items): a NamedTuple of the bound classes. Steals items. */
-static PyObject *named_tuple(PyObject *cls, PyObject *items)
+static PyObject *named_tuple(const module_state *st, PyObject *cls, PyObject *items)
 {
-    PyObject *obj = items != NULL ? PyObject_CallFunctionObjArgs(TupleNew, cls, items, NULL) : NULL;
+    PyObject *obj = items != NULL ? PyObject_CallFunctionObjArgs(st->tuple_new, cls, items, NULL) : NULL;
     Py_XDECREF(items);
     return obj;
 }
 
 /* SecurityAssociation(protocol, mode, spi, reqid, encryption, integrity, aead), as the facade's _sa(). */
-static PyObject *sa_object(const secsock_sa *sa)
+static PyObject *sa_object(const module_state *st, const secsock_sa *sa)
 {
-    PyObject *items = Py_BuildValue("(NNkkNNN)", byte_member(InfoIpsecProtocols, sa->proto),
-                                    byte_member(InfoIpsecModes, sa->mode), (unsigned long)sa->spi,
+    PyObject *items = Py_BuildValue("(NNkkNNN)", byte_member(st->info_ipsec_protocols, sa->proto),
+                                    byte_member(st->info_ipsec_modes, sa->mode), (unsigned long)sa->spi,
                                     (unsigned long)sa->reqid, alg_or_none(sa->encryption),
                                     alg_or_none(sa->integrity), alg_or_none(sa->aead));
-    return named_tuple(InfoSaClass, items);
+    return named_tuple(st, st->info_sa_class, items);
 }
 
 /* IpsecDetails(outbound, inbound); the shared "in the clear" one when neither direction has an SA. */
-static PyObject *details_object(const secsock_result *r)
+static PyObject *details_object(const module_state *st, const secsock_result *r)
 {
     PyObject *outbound, *inbound;
 
     if (r->outbound.count == 0 && r->inbound.count == 0) {
-        Py_INCREF(InfoInTheClear);
-        return InfoInTheClear;
+        Py_INCREF(st->info_in_the_clear);
+        return st->info_in_the_clear;
     }
-    outbound = direction_tuple(&r->outbound, sa_object);
-    inbound = outbound != NULL ? direction_tuple(&r->inbound, sa_object) : NULL;
+    outbound = direction_tuple(st, &r->outbound, sa_object);
+    inbound = outbound != NULL ? direction_tuple(st, &r->inbound, sa_object) : NULL;
     if (inbound == NULL) {
         Py_XDECREF(outbound);
         return NULL;
     }
-    return named_tuple((PyObject *)Py_TYPE(InfoInTheClear), Py_BuildValue("(NN)", outbound, inbound));
+    return named_tuple(st, (PyObject *)Py_TYPE(st->info_in_the_clear), Py_BuildValue("(NN)", outbound, inbound));
 }
 
 /*
  * The bound SecurityInfo, built here for the answers the tables cover (the per-connection case: no tokens,
  * no IPsec2 fields); the facade's decoder for the rest. Consumes r's tokens.
  */
-static PyObject *info_from_result(secsock_result *r)
+static PyObject *info_from_result(module_state *st, secsock_result *r)
 {
     InfoObject *info;
     PyObject *raw, *decoded;
@@ -503,31 +517,31 @@ static PyObject *info_from_result(secsock_result *r)
                 r->protocol < INFO_PROTOCOLS && r->flags < INFO_FLAGS;
 
     if (!plain) {
-        raw = result_to_tuple(r); /* closes the tokens if it fails; the decoder owns them once it runs */
+        raw = result_to_tuple(st, r); /* closes the tokens if it fails; the decoder owns them once it runs */
         if (raw == NULL) {
             return NULL;
         }
-        decoded = PyObject_CallFunctionObjArgs(InfoDecode, raw, NULL);
+        decoded = PyObject_CallFunctionObjArgs(st->info_decode, raw, NULL);
         Py_DECREF(raw);
         return decoded;
     }
-    info = (InfoObject *)PyType_GenericAlloc((PyTypeObject *)InfoClass, 0);
+    info = (InfoObject *)PyType_GenericAlloc((PyTypeObject *)st->info_class, 0);
     if (info == NULL) {
         return NULL;
     }
-    info->protocol = InfoProtocols[r->protocol];
+    info->protocol = st->info_protocols[r->protocol];
     Py_INCREF(info->protocol);
-    info->flags = InfoFlags[r->flags];
+    info->flags = st->info_flags[r->flags];
     Py_INCREF(info->flags);
     if (r->has_ipsec_detail) {
-        info->ipsec = details_object(r);
+        info->ipsec = details_object(st, r);
         if (info->ipsec == NULL) {
             Py_DECREF(info);
             return NULL;
         }
     }
     if (r->reason_out != SECSOCK_REASON_NONE) {
-        info->reason = reason_object(r);
+        info->reason = reason_object(st, r);
         if (info->reason == NULL) {
             Py_DECREF(info);
             return NULL;
@@ -542,8 +556,9 @@ static PyObject *info_from_result(secsock_result *r)
  * SecurityInfo, or None, without any system call, for every other argument: the facade's general path then
  * checks them and names what is wrong.
  */
-PyObject *mod_query_info(PyObject *Py_UNUSED(module), PyObject *args)
+PyObject *mod_query_info(PyObject *module, PyObject *args)
 {
+    module_state *st = MODULE_STATE(module); /* the calling interpreter's own tables: a pointer read, no lookup */
     PyObject *sock, *peer, *access_obj, *ipsec2;
     long long access;
     secsock_query_request req;
@@ -554,12 +569,12 @@ PyObject *mod_query_info(PyObject *Py_UNUSED(module), PyObject *args)
     if (!PyArg_UnpackTuple(args, "query_info", 4, 4, &sock, &peer, &access_obj, &ipsec2)) {
         return NULL;
     }
-    if (InfoClass == NULL || peer != Py_None || ipsec2 != Py_False || !exact_int(access_obj, &access) ||
+    if (st->info_class == NULL || peer != Py_None || ipsec2 != Py_False || !exact_int(access_obj, &access) ||
         access != 0) {
         Py_RETURN_NONE;
     }
     memset(&req, 0, sizeof(req));
-    rc = plain_socket_handle(sock, &req.sock);
+    rc = plain_socket_handle(st, sock, &req.sock);
     if (rc <= 0) {
         if (rc < 0) {
             return NULL;
@@ -572,10 +587,10 @@ PyObject *mod_query_info(PyObject *Py_UNUSED(module), PyObject *args)
     if (rc < 0) {
         return raise_backend_error(&err);
     }
-    return info_from_result(&result);
+    return info_from_result(st, &result);
 }
 
-PyObject *mod_query(PyObject *Py_UNUSED(module), PyObject *args)
+PyObject *mod_query(PyObject *module, PyObject *args)
 {
     secsock_query_request req;
     secsock_result result;
@@ -593,5 +608,5 @@ PyObject *mod_query(PyObject *Py_UNUSED(module), PyObject *args)
     if (rc < 0) {
         return raise_backend_error(&err);
     }
-    return result_to_tuple(&result);
+    return result_to_tuple(MODULE_STATE(module), &result);
 }
