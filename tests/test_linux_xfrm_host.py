@@ -710,3 +710,39 @@ def test_python_queries_alternating_two_namespaces_dump_once_each(ns: Netns) -> 
         (other.name, "outbound: no XFRM policy selects the flow"),
     ] * 3
     assert {reloads for _, _, reloads in answers[1:]} == {answers[1][2]}, answers
+
+
+def test_a_fork_child_closes_its_copies_of_every_kept_namespace(ns: Netns) -> None:
+    """After fork the child must not read the parent's notification sockets: its first query closes its
+    copies of every kept namespace's two descriptors and opens its own for the one it needs."""
+
+    def tcp_pair() -> tuple[socket.socket, ...]:
+        listener = socket.create_server(("127.0.0.1", 0))
+        client = socket.create_connection(listener.getsockname())
+        return listener, client, listener.accept()[0]
+
+    (other,) = more_namespaces(1)
+    try:
+        here, there = ns.call(tcp_pair), other.call(tcp_pair)
+        try:
+            secsock.query(here[2]).close()
+            secsock.query(there[2]).close()  # both kept now (two descriptors each), there's the current one
+            read_end, write_end = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover (the child reports through the pipe)
+                try:
+                    before = len(os.listdir("/proc/self/fd"))
+                    secsock.query(there[2]).close()
+                    os.write(write_end, f"{before} {len(os.listdir('/proc/self/fd'))}".encode())
+                finally:
+                    os._exit(0)
+            os.close(write_end)
+            with os.fdopen(read_end) as report:
+                before, after = map(int, report.read().split())
+            assert os.waitpid(pid, 0)[1] == 0
+        finally:
+            for s in (*here, *there):
+                s.close()
+    finally:
+        other.close()
+    assert after == before - 2 * 2 + 2
