@@ -594,10 +594,11 @@ def test_a_lost_policy_notification_is_caught_by_the_counts_or_the_maximum_age(
 ) -> None:
     """The kernel drops a notification whose GFP_ATOMIC allocation fails, silently: the count cross-check
     (once a second) catches an added policy, the maximum age (30 s) an update that leaves the counts equal.
-    The clock is the test hook's, frozen first and moved on by hand."""
+    The clock is the test hook's, frozen first and moved on by hand: the first check is made at the first
+    step, whenever the dump before it was, and the rest follows from it."""
     results = steps(
         ns, driver,
-        "@clock 0",
+        "@clock 1000",  # frozen a second past the first dump: the counts are checked (equal) here
         "@drop 1",
         f"ip xfrm policy add src {A}/32 dst {B}/32 dir out priority 10 index 0x209 action allow",
         "@clock 999",  # within the interval: no check yet
@@ -712,37 +713,53 @@ def test_python_queries_alternating_two_namespaces_dump_once_each(ns: Netns) -> 
     assert {reloads for _, _, reloads in answers[1:]} == {answers[1][2]}, answers
 
 
-def test_a_fork_child_closes_its_copies_of_every_kept_namespace(ns: Netns) -> None:
-    """After fork the child must not read the parent's notification sockets: its first query closes its
-    copies of every kept namespace's two descriptors and opens its own for the one it needs."""
+FORK_CHILD_SCRIPT = """
+import os, socket, sys, threading
+from linux_netns import _enter_netns
+import secsock
 
-    def tcp_pair() -> tuple[socket.socket, ...]:
+def tcp_pair_in(name):
+    made = []
+    def make():
+        _enter_netns(name)
         listener = socket.create_server(("127.0.0.1", 0))
         client = socket.create_connection(listener.getsockname())
-        return listener, client, listener.accept()[0]
+        made.extend((listener, client, listener.accept()[0]))
+    thread = threading.Thread(target=make)
+    thread.start()
+    thread.join()
+    return made
 
+here, there = tcp_pair_in(sys.argv[1]), tcp_pair_in(sys.argv[2])
+secsock.query(here[2]).close()
+secsock.query(there[2]).close()  # both kept now (two descriptors each), there's the current one
+read_end, write_end = os.pipe()
+pid = os.fork()
+if pid == 0:
+    before = len(os.listdir("/proc/self/fd"))
+    secsock.query(there[2]).close()
+    os.write(write_end, f"{before} {len(os.listdir('/proc/self/fd'))}".encode())
+    os._exit(0)
+os.close(write_end)
+print(os.fdopen(read_end).read())
+assert os.waitpid(pid, 0)[1] == 0
+"""
+
+
+def test_a_fork_child_closes_its_copies_of_every_kept_namespace(ns: Netns) -> None:
+    """After fork the child must not read the parent's notification sockets: its first query closes its
+    copies of every kept namespace's two descriptors and opens its own for the one it needs. In a process of
+    its own, so that no other test's kept namespaces count."""
     (other,) = more_namespaces(1)
     try:
-        here, there = ns.call(tcp_pair), other.call(tcp_pair)
-        try:
-            secsock.query(here[2]).close()
-            secsock.query(there[2]).close()  # both kept now (two descriptors each), there's the current one
-            read_end, write_end = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover (the child reports through the pipe)
-                try:
-                    before = len(os.listdir("/proc/self/fd"))
-                    secsock.query(there[2]).close()
-                    os.write(write_end, f"{before} {len(os.listdir('/proc/self/fd'))}".encode())
-                finally:
-                    os._exit(0)
-            os.close(write_end)
-            with os.fdopen(read_end) as report:
-                before, after = map(int, report.read().split())
-            assert os.waitpid(pid, 0)[1] == 0
-        finally:
-            for s in (*here, *there):
-                s.close()
+        env = child_env()
+        env["PYTHONPATH"] = os.pathsep.join((str(ROOT / "tests"), env["PYTHONPATH"]))
+        done = subprocess.run(
+            [sys.executable, "-c", FORK_CHILD_SCRIPT, ns.name, other.name],
+            capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
     finally:
         other.close()
+    assert done.returncode == 0, done.stderr
+    before, after = map(int, done.stdout.split())
     assert after == before - 2 * 2 + 2
