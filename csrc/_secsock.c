@@ -17,8 +17,8 @@ static PyObject *mod_backend_stats(PyObject *Py_UNUSED(module), PyObject *Py_UNU
 {
     secsock_backend_stats stats;
     secsock_backend_stats_read(&stats);
-    return Py_BuildValue("(KKK)", (unsigned long long)stats.reloads, (unsigned long long)stats.overruns,
-                         (unsigned long long)stats.netns_switches);
+    return Py_BuildValue("(KKKK)", (unsigned long long)stats.reloads, (unsigned long long)stats.overruns,
+                         (unsigned long long)stats.netns_switches, (unsigned long long)stats.crosscheck_reloads);
 }
 
 static PyMethodDef module_methods[] = {
@@ -47,7 +47,8 @@ static PyMethodDef module_methods[] = {
     {"token_is_member", mod_token_is_member, METH_VARARGS,
      "token_is_member(handle, sid_or_account) -> bool; CheckTokenMembership."},
     {"backend_stats", mod_backend_stats, METH_NOARGS,
-     "backend_stats() -> (reloads, overruns, netns_switches): the backend's upkeep counters (zeros on Windows)."},
+     "backend_stats() -> (reloads, overruns, netns_switches, crosscheck_reloads): the backend's upkeep counters "
+     "(zeros on Windows)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -147,14 +147,17 @@ void secsock_backend_fini(void);
 
 /*
  * Counters of the backend's own upkeep since the module was loaded, for the facade's DEBUG log (it reads them
- * only when that level is on): full re-reads of the system's state, notification overruns, and switches of
- * the network namespace the state is kept for. A backend that keeps no state (Windows asks the system on
- * every query) reports zeros. Never fails; does not block beyond a short lock.
+ * only when that level is on): full re-reads of the system's state, notification overruns, switches to a
+ * network namespace whose state was not kept (so it was read afresh), and tables re-read because the
+ * kernel's count showed a change no notification announced (Linux's cross-check). A backend that keeps no
+ * state (Windows asks the system on every query) reports zeros. Never fails; does not block beyond a short
+ * lock.
  */
 typedef struct {
     uint64_t reloads;
     uint64_t overruns;
     uint64_t netns_switches;
+    uint64_t crosscheck_reloads;
 } secsock_backend_stats;
 void secsock_backend_stats_read(secsock_backend_stats *out);
 

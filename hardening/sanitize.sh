@@ -82,24 +82,35 @@ if ((status != 0 && ${counts#* } == 0)); then
     failed=$((failed + 1))
 fi
 
-echo "== C driver with LeakSanitizer: errors and repeated queries"
+echo "== C driver with LeakSanitizer: errors, repeated queries, 10 namespaces in turn (8 kept, evictions, fini)"
 if [[ $(id -u) -ne 0 ]]; then
     echo "sanitize: the driver leak check needs root (network namespace)" >&2
     failed=$((failed + 1))
 else
     ns=secsock-sanitize-$$
-    if ip netns add "$ns" && ip -n "$ns" link set lo up && ip -n "$ns" addr add 10.79.0.1/24 dev lo &&
+    others=()
+    for i in 1 2 3 4 5 6 7 8 9; do
+        ip netns add "$ns-$i" && ip -n "$ns-$i" link set lo up && ip -n "$ns-$i" addr add 10.79.0.1/24 dev lo &&
+            others+=("$ns-$i")
+    done
+    if ((${#others[@]} == 9)) && ip netns add "$ns" && ip -n "$ns" link set lo up &&
+        ip -n "$ns" addr add 10.79.0.1/24 dev lo &&
         ip -n "$ns" xfrm policy add src 10.79.0.1 dst 10.79.0.2 dir out tmpl proto esp mode transport &&
         ASAN_OPTIONS="${ASAN_OPTIONS/detect_leaks=0/detect_leaks=1}" LD_PRELOAD= \
             ip netns exec "$ns" "$WORK/driver" repeat 200 10.79.0.1 10.79.0.2 500 >"$WORK/driver-repeat.out" &&
         ASAN_OPTIONS="${ASAN_OPTIONS/detect_leaks=0/detect_leaks=1}" LD_PRELOAD= \
-            ip netns exec "$ns" "$WORK/driver" errors >"$WORK/driver-errors.out"; then
+            ip netns exec "$ns" "$WORK/driver" errors >"$WORK/driver-errors.out" &&
+        ASAN_OPTIONS="${ASAN_OPTIONS/detect_leaks=0/detect_leaks=1}" LD_PRELOAD= \
+            "$WORK/driver" nscycle 2 10.79.0.1 10.79.0.2 500 "$ns" "${others[@]}" >"$WORK/driver-nscycle.out" &&
+        tail -n 1 "$WORK/driver-nscycle.out" | grep -Eq '"fds_before":([0-9]+),"fds_after":\1\}'; then
         passed=$((passed + 1))
     else
         echo "sanitize: the sanitized driver failed (see the reports below)" >&2
         failed=$((failed + 1))
     fi
-    ip netns del "$ns" 2>/dev/null
+    for other in "$ns" "${others[@]}"; do
+        ip netns del "$other" 2>/dev/null
+    done
 fi
 
 echo "== sanitizer reports"

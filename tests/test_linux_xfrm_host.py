@@ -576,3 +576,190 @@ def test_a_policy_flush_still_dumps(ns: Netns, driver: str) -> None:
     first, added, flushed = (json.loads(line) for line in done.stdout.splitlines())
     assert added["pol_out"]["index"] == 0xF41 and added["dumps"] == first["dumps"]
     assert flushed["pol_out"] is None and flushed["dumps"] > added["dumps"]
+
+
+# --- freshness: lost notifications and namespaces (issue 14 items 11 and 12) --------------------------------
+
+
+def steps(ns: Netns, driver: str, *commands: str) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        ns.exec_argv(driver, "steps", A, B, "500", *commands), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def test_a_lost_policy_notification_is_caught_by_the_counts_or_the_maximum_age(
+    ns: Netns, driver: str
+) -> None:
+    """The kernel drops a notification whose GFP_ATOMIC allocation fails, silently: the count cross-check
+    (once a second) catches an added policy, the maximum age (30 s) an update that leaves the counts equal.
+    The clock is the test hook's, frozen first and moved on by hand: the first check is made at the first
+    step, whenever the dump before it was, and the rest follows from it."""
+    results = steps(
+        ns, driver,
+        "@clock 1000",  # frozen a second past the first dump: the counts are checked (equal) here
+        "@drop 1",
+        f"ip xfrm policy add src {A}/32 dst {B}/32 dir out priority 10 index 0x209 action allow",
+        "@clock 999",  # within the interval: no check yet
+        "@clock 1",  # the interval is over: the counts differ
+        "@drop 1",
+        f"ip xfrm policy update src {A}/32 dst {B}/32 dir out priority 20 index 0x209 action allow",
+        "@clock 1000",  # counts equal: nothing seen
+        "@clock 29000",  # 30 s since the policies were dumped
+    )  # fmt: skip
+    matched = [r["pol_out"]["priority"] if r["pol_out"] else None for r in results]
+    assert matched == [None, None, None, None, None, 10, 10, 10, 10, 20]
+    assert [r["xcheck"] for r in results] == [0] * 5 + [1] * 5
+    assert results[4]["dumps"] == results[0]["dumps"] and results[5]["dumps"] == results[0]["dumps"] + 1
+    assert results[8]["dumps"] == results[5]["dumps"], "equal counts made a dump"
+
+
+def nscycle(driver: str, rounds: int, namespaces: list[Netns]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Each namespace's socket queried in turn from the main thread, which is in none of them."""
+    names = [n.name for n in namespaces]
+    done = subprocess.run(
+        [driver, "nscycle", str(rounds), A, B, "500", *names], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    queries = [
+        {"round": int(r), "ns": name, **json.loads(rest)}
+        for r, name, rest in (line.split(" ", 2) for line in lines[:-2])
+    ]
+    fds = {**json.loads(lines[-2]), **json.loads(lines[-1])}
+    return queries, fds
+
+
+def more_namespaces(count: int) -> list[Netns]:
+    made = []
+    try:
+        for _ in range(count):
+            made.append(Netns("kept"))
+            made[-1].ip("addr", "add", f"{A}/24", "dev", "lo")
+    except BaseException:
+        for ns in made:
+            ns.close()
+        raise
+    return made
+
+
+def test_alternating_namespaces_keep_their_snapshots(ns: Netns, driver: str) -> None:
+    """A server querying sockets of two namespaces in turn dumps once per namespace, not at each switch, and
+    each answer is its own namespace's (the policy is in one of them only)."""
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "index", "0x219", "action", "allow")
+    (other,) = more_namespaces(1)
+    try:
+        queries, fds = nscycle(driver, 3, [ns, other])
+    finally:
+        other.close()
+    assert [(q["ns"], q["pol_out"]) for q in queries] == [
+        (n.name, {"index": 0x219, "priority": 0} if n is ns else None) for _ in range(3) for n in (ns, other)
+    ]
+    assert [q["dumps"] for q in queries[2:]] == [queries[1]["dumps"]] * 4, "a switch dumped again"
+    assert queries[0]["dumps"] == 2 and queries[1]["dumps"] == 4
+    # Two sockets, and per kept namespace a notification socket and its epoll instance; fini closes them.
+    assert fds["fds_rounds"] == fds["fds_before"] + 2 + 2 * 2
+    assert fds["fds_after"] == fds["fds_before"]
+
+
+def test_namespaces_beyond_the_bound_are_evicted(ns: Netns, driver: str) -> None:
+    """Eight namespaces keep their snapshots; a ninth evicts the least recently used one (its descriptors
+    closed), so a cycle over nine dumps at every query: the bound holds, and nothing leaks."""
+    others = more_namespaces(8)
+    try:
+        kept, kept_fds = nscycle(driver, 2, [ns, *others[:7]])
+        evicted, evicted_fds = nscycle(driver, 2, [ns, *others])
+    finally:
+        for other in others:
+            other.close()
+    assert [q["dumps"] for q in kept if q["round"] == 1] == [16] * 8
+    assert [q["dumps"] for q in evicted if q["round"] == 1] == list(range(20, 38, 2))
+    assert max(q["kept"] for q in evicted) == 8
+    for fds, sockets in ((kept_fds, 8), (evicted_fds, 9)):
+        assert fds["fds_rounds"] == fds["fds_before"] + sockets + 2 * 8
+        assert fds["fds_after"] == fds["fds_before"]
+
+
+def test_python_queries_alternating_two_namespaces_dump_once_each(ns: Netns) -> None:
+    """The extension's path (the socket's namespace found by its cookie, the thread in neither): after the
+    first query in each namespace, switching back and forth reads no table again."""
+    from secsock import _secsock
+
+    def tcp_pair() -> tuple[socket.socket, ...]:
+        listener = socket.create_server(("127.0.0.1", 0))
+        client = socket.create_connection(listener.getsockname())
+        return listener, client, listener.accept()[0]
+
+    ns.ip("xfrm", "policy", "add", "src", "127.0.0.1", "dst", "127.0.0.1", "dir", "out", "action", "allow")
+    (other,) = more_namespaces(1)
+    try:
+        pairs = {ns.name: ns.call(tcp_pair), other.name: other.call(tcp_pair)}
+        try:
+            answers = []
+            for _ in range(3):
+                for name, (_, _, conn) in pairs.items():
+                    answers.append((name, secsock.query(conn).reason, _secsock.backend_stats()[0]))
+        finally:
+            for sockets in pairs.values():
+                for s in sockets:
+                    s.close()
+    finally:
+        other.close()
+    assert [(name, str(reason).split(";")[0]) for name, reason, _ in answers] == [
+        (ns.name, "outbound: the policy allows the flow without IPsec"),
+        (other.name, "outbound: no XFRM policy selects the flow"),
+    ] * 3
+    assert {reloads for _, _, reloads in answers[1:]} == {answers[1][2]}, answers
+
+
+FORK_CHILD_SCRIPT = """
+import os, socket, sys, threading
+from linux_netns import _enter_netns
+import secsock
+
+def tcp_pair_in(name):
+    made = []
+    def make():
+        _enter_netns(name)
+        listener = socket.create_server(("127.0.0.1", 0))
+        client = socket.create_connection(listener.getsockname())
+        made.extend((listener, client, listener.accept()[0]))
+    thread = threading.Thread(target=make)
+    thread.start()
+    thread.join()
+    return made
+
+here, there = tcp_pair_in(sys.argv[1]), tcp_pair_in(sys.argv[2])
+secsock.query(here[2]).close()
+secsock.query(there[2]).close()  # both kept now (two descriptors each), there's the current one
+read_end, write_end = os.pipe()
+pid = os.fork()
+if pid == 0:
+    before = len(os.listdir("/proc/self/fd"))
+    secsock.query(there[2]).close()
+    os.write(write_end, f"{before} {len(os.listdir('/proc/self/fd'))}".encode())
+    os._exit(0)
+os.close(write_end)
+print(os.fdopen(read_end).read())
+assert os.waitpid(pid, 0)[1] == 0
+"""
+
+
+def test_a_fork_child_closes_its_copies_of_every_kept_namespace(ns: Netns) -> None:
+    """After fork the child must not read the parent's notification sockets: its first query closes its
+    copies of every kept namespace's two descriptors and opens its own for the one it needs. In a process of
+    its own, so that no other test's kept namespaces count."""
+    (other,) = more_namespaces(1)
+    try:
+        env = child_env()
+        env["PYTHONPATH"] = os.pathsep.join((str(ROOT / "tests"), env["PYTHONPATH"]))
+        done = subprocess.run(
+            [sys.executable, "-c", FORK_CHILD_SCRIPT, ns.name, other.name],
+            capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+    finally:
+        other.close()
+    assert done.returncode == 0, done.stderr
+    before, after = map(int, done.stdout.split())
+    assert after == before - 2 * 2 + 2

@@ -55,13 +55,13 @@ def test_a_server_refusal_is_logged_at_info_with_the_address(
 
 
 class UpkeepBackend(FakeBackend):
-    """Counts like the Linux backend: (reloads, overruns, netns_switches), as scripted."""
+    """Counts like the Linux backend: (reloads, overruns, netns_switches, crosscheck_reloads), as scripted."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.counters = (0, 0, 0)
+        self.counters = (0, 0, 0, 0)
 
-    def backend_stats(self) -> tuple[int, int, int]:
+    def backend_stats(self) -> tuple[int, int, int, int]:
         return self.counters
 
 
@@ -72,18 +72,24 @@ def test_a_query_logs_the_backend_upkeep_that_happened_at_debug(
 
     backend = UpkeepBackend()
     monkeypatch.setattr(_extension, "backend", backend)
-    monkeypatch.setattr(_log, "_last_upkeep", (0, 0, 0))
+    monkeypatch.setattr(_log, "_last_upkeep", (0, 0, 0, 0))
     with caplog.at_level(logging.DEBUG, logger="secsock"):
-        backend.counters = (2, 0, 0)
+        backend.counters = (2, 0, 0, 0)
         secsock.query(5)
         secsock.query(5)  # nothing moved: nothing logged
-        backend.counters = (4, 1, 1)
+        backend.counters = (4, 1, 1, 0)
+        secsock.query(5)
+        backend.counters = (5, 1, 1, 1)
         secsock.query(5)
     assert [r.getMessage() for r in caplog.records] == [
         "snapshot reload: the backend re-read the XFRM tables (2 full dumps since last logged, 2 in all)",
         "snapshot reload: the backend re-read the XFRM tables (2 full dumps since last logged, 4 in all)",
         "notification overrun: XFRM notifications were lost, so the tables are re-read"
         " (1 since last logged, 1 in all)",
-        "namespace switch: the snapshot moved to another network namespace (1 since last logged, 1 in all)",
+        "namespace switch: a network namespace without a kept snapshot was queried, so its tables were read"
+        " (1 since last logged, 1 in all)",
+        "snapshot reload: the backend re-read the XFRM tables (1 full dumps since last logged, 5 in all)",
+        "count cross-check: the kernel's XFRM counts showed a change no notification announced, so the tables"
+        " are re-read (1 since last logged, 1 in all)",
     ]
     assert {r.levelno for r in caplog.records} == {logging.DEBUG}

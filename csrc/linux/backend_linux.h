@@ -8,18 +8,21 @@
  * For each direction of the socket's flow it finds the policy the kernel would apply (as xfrm_policy_lookup
  * does: sub policies before main ones, selector/mark/if_id match, lowest priority value wins, the older policy
  * on a tie), then the SA for each of the policy's templates (as xfrm_state_find does outbound and
- * xfrm_state_ok inbound). The policies and SAs are kept in a per-process snapshot that XFRM notifications keep
- * fresh, so a query makes no dump while nothing changed (see snapshot.c).
+ * xfrm_state_ok inbound). The policies and SAs are kept in a snapshot per network namespace (up to
+ * SS_NETNS_KEPT) that XFRM notifications keep fresh, cross-checked against the kernel's counts and bounded in
+ * age, so a query makes no dump while nothing changed (see snapshot.c).
  *
  * Units, each owning what it defines (every resource it allocates is freed by the same unit):
  *   parse.c           the pure record parsers and the netlink datagram walk (xfrm_records.h; the fuzzed surface)
  *   netlink.c         nl_request: one request/reply exchange over a short-lived netlink socket; errno wording
  *   snapshot_index.c  ss_snap's arrays and hashes: indexing, freeing, SA and policy changes applied in place
- *   snapshot.c        the process state g (under g_lock): dumps, the notification socket, fork and namespace
+ *   snapshot.c        the process state g (under g_lock): dumps, the notification sockets, the freshness
+ *                     cross-check, the kept namespaces' snapshots (parked), fork
  *   flow.c            ss_flow: socket facts (the cookie cache, under g_kind_lock), addresses, routes, interfaces
  *   match.c           lookup_policy / lookup_sa / eval_dir: the kernel's decision for one direction of a flow
  *   seam.c            the functions of secsock_backend.h: init/fini, query_now in the socket's namespace
- *   stats.c           secsock_backend_stats_read: the upkeep counters (dumps, overruns, namespace switches)
+ *   stats.c           secsock_backend_stats_read: the upkeep counters (dumps, overruns, namespace switches,
+ *                     cross-check re-dumps)
  *   test_hooks.c      ss_debug_* (test_hooks.h) for the C driver, fuzzers, profiler: never linked into the extension
  */
 #ifndef SECSOCK_LINUX_BACKEND_LINUX_H
@@ -83,6 +86,15 @@
 #define SS_DUMP_RETRIES 4
 #define SS_NOTIFY_RCVBUF (4 * 1024 * 1024)
 #define SS_POL_APPLY_MAX 32 /* policy notifications applied in place per drain; past that, one dump */
+/*
+ * Freshness bounds for a lost notification (issue 14 item 11; snapshot.c says why these numbers): the
+ * kernel's SPD/SAD counts are compared with the snapshot's at most once per SS_XCHECK_INTERVAL_MS, and a
+ * table older than SS_SNAPSHOT_MAX_AGE_MS is dumped again whatever the counts say.
+ */
+#define SS_XCHECK_INTERVAL_MS 1000
+#define SS_SNAPSHOT_MAX_AGE_MS 30000
+/* Network namespaces whose snapshots are kept (the current one and the most recently used others). */
+#define SS_NETNS_KEPT 8
 
 /* ---- Shared helpers: addresses and the index's hashes (static inline: the lookup's hot path) ----------- */
 
@@ -203,6 +215,10 @@ typedef struct {
      * encrypt" check reads only these, whatever their destination (usually none). Dead slots stay listed. */
     int32_t *plain;
     size_t nplain, plaincap;
+    /* Records the last dump saw but did not keep, which the kernel's counts include (the count cross-check,
+     * snapshot.c): in/out policies by direction (a selector of another family...), SAs of no IP family. */
+    uint32_t pol_unkept[2];
+    uint32_t sa_unkept;
 } ss_snap;
 
 /* Collecting a dump. */
@@ -282,6 +298,21 @@ int sa_apply(ss_snap *s, int action, const ss_sa *a);
 int pol_apply(ss_snap *s, int action, const ss_policy *p);
 
 /* ---- snapshot.c: the process state and what guards it --------------------------------------------------- */
+/* One network namespace's snapshot and the notification socket that keeps it fresh. */
+typedef struct {
+    int notify_fd;
+    int notify_ep;      /* epoll instance watching notify_fd (its own, closed with it); -1: poll instead */
+    dev_t ns_dev;
+    ino_t ns_ino;
+    uint64_t ns_cookie; /* SO_NETNS_COOKIE of notify_fd's namespace (the snapshot's); 0 when unknown */
+    uint64_t gen;       /* the fork generation the snapshot was built in (g_fork_gen) */
+    int pol_stale, sa_stale;
+    ss_snap snap;
+    int64_t pol_dumped_at, sa_dumped_at; /* ss_clock_ms() of each table's last complete dump */
+    int64_t checked_at;                  /* ss_clock_ms() of the last count cross-check */
+    uint64_t last_used;                  /* g.use_tick when it was last the current one (the LRU order) */
+} ss_nsstate;
+
 typedef struct {
     int init_count;
     int notify_fd;
@@ -297,6 +328,16 @@ typedef struct {
     uint64_t sa_updates;  /* SA notifications applied in place */
     uint64_t pol_updates; /* policy notifications applied in place */
     int pol_applied;      /* policy notifications applied during this drain (the index waits for the end) */
+    /* The current namespace's freshness (as in ss_nsstate; parked with the fields above). */
+    int64_t pol_dumped_at, sa_dumped_at, checked_at;
+    uint64_t use_tick;       /* bumped at each namespace switch */
+    uint64_t xcheck_reloads; /* tables dumped again because the kernel's count differed from the snapshot's */
+    /* Test hooks (test_hooks.c): notifications to ignore as if the kernel never sent them, and a clock. */
+    unsigned drop_notify;
+    int clock_frozen;
+    int64_t clock_ms;
+    /* Other namespaces' snapshots, in no order (last_used picks the one to evict); ns_ino 0: a free slot. */
+    ss_nsstate parked[SS_NETNS_KEPT - 1];
 } ss_state;
 
 extern ss_state g;                  /* the snapshot and its notification socket; g_lock guards it */
@@ -326,6 +367,16 @@ static inline int thread_ns_ok(const char *call, secsock_error *err)
 uint64_t netns_cookie_of(int fd, int *errnum);
 void notify_close_locked(void); /* close g.notify_ep and g.notify_fd (set to -1) */
 void state_drop_locked(void);   /* notify_close_locked, then free both of g.snap's tables */
+void parked_drop_all_locked(void); /* close and free every other namespace's snapshot (fini, fork child) */
+/* Is there a snapshot with a live notification socket for the namespace of this SO_NETNS_COOKIE (current or
+ * parked)? 1 and its identity in *ns, or 0. */
+int snapshot_of_cookie_locked(uint64_t cookie, ss_netns *ns);
+/* Make ns (known, this fork generation) the current namespace: park the current snapshot if it is worth
+ * keeping (evicting the least recently used parked one, closed and freed, when all slots are taken), then
+ * take ns's own if it was parked. 1 when ns's snapshot was kept, 0 when g now starts empty for it (the
+ * caller sets its identity). Allocates nothing. */
+int ns_switch_locked(const ss_netns *ns);
+int64_t ss_clock_ms(void); /* CLOCK_MONOTONIC_COARSE in ms (or the test hooks' frozen clock) */
 /* Apply one notification to g.snap (sa_apply/pol_apply: may reallocate its arrays) or mark a table stale. */
 int on_notify(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len);
 void drain_notify_locked(void); /* on_notify for each queued notification; reindexes g.snap's policies */

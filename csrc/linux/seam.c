@@ -26,6 +26,7 @@ void secsock_backend_fini(void)
 {
     pthread_mutex_lock(&g_lock);
     if (g.init_count > 0 && --g.init_count == 0) {
+        parked_drop_all_locked();
         state_drop_locked();
         g.gen = 0;
         g.ns_dev = 0;
@@ -135,17 +136,14 @@ static int query_now(const secsock_query_request *req, secsock_result *out, secs
     if (build_flow(req, &f, err) != 0) {
         return -1;
     }
-    /* The socket in the snapshot's namespace (equal netns cookies): answer from it, whichever namespace the
-     * calling thread is in; only what must open a socket looks at the thread (thread_ns_ok). */
+    /* The socket in a namespace with a kept snapshot (equal netns cookies): answer from it, whichever namespace
+     * the calling thread is in; only what must open a socket looks at the thread (thread_ns_ok). */
     cookie = f.ns_cookie;
     if (cookie != 0) {
         ss_flow f0 = f;
         int fast;
         pthread_mutex_lock(&g_lock);
-        fast = g.notify_fd >= 0 && g.ns_cookie == cookie && g.gen == g_fork_gen;
-        sock_ns.known = 1;
-        sock_ns.dev = g.ns_dev;
-        sock_ns.ino = g.ns_ino;
+        fast = snapshot_of_cookie_locked(cookie, &sock_ns); /* the current one, or a kept one (item 12) */
         pthread_mutex_unlock(&g_lock);
         if (fast) {
             t_ns_check = 1;

@@ -8,5 +8,6 @@ void secsock_backend_stats_read(secsock_backend_stats *out)
     out->netns_switches = __atomic_load_n(&g_netns_switches, __ATOMIC_RELAXED);
     pthread_mutex_lock(&g_lock);
     out->overruns = g.overruns;
+    out->crosscheck_reloads = g.xcheck_reloads;
     pthread_mutex_unlock(&g_lock);
 }

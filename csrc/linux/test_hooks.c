@@ -42,6 +42,44 @@ void ss_debug_set_notify_rcvbuf(int bytes)
     pthread_mutex_unlock(&g_lock);
 }
 
+/* Ignore the next n notifications, as the kernel loses one whose GFP_ATOMIC allocation fails. */
+void ss_debug_drop_notifications(unsigned n)
+{
+    pthread_mutex_lock(&g_lock);
+    g.drop_notify = n;
+    pthread_mutex_unlock(&g_lock);
+}
+
+/* Freeze the freshness clock (ss_clock_ms) where it is, then move it on by ms: no test waits for time. */
+void ss_debug_clock_advance(int64_t ms)
+{
+    pthread_mutex_lock(&g_lock);
+    if (!g.clock_frozen) {
+        g.clock_ms = ss_clock_ms();
+        g.clock_frozen = 1;
+    }
+    g.clock_ms += ms;
+    pthread_mutex_unlock(&g_lock);
+}
+
+uint64_t ss_debug_xcheck_reloads(void)
+{
+    return locked_counter(&g.xcheck_reloads);
+}
+
+/* Namespaces with a kept snapshot: the current one and the parked ones. */
+unsigned ss_debug_kept_netns(void)
+{
+    unsigned n, i;
+    pthread_mutex_lock(&g_lock);
+    n = g.ns_ino != 0 && g.notify_fd >= 0;
+    for (i = 0; i < sizeof(g.parked) / sizeof(g.parked[0]); i++) {
+        n += g.parked[i].ns_ino != 0;
+    }
+    pthread_mutex_unlock(&g_lock);
+    return n;
+}
+
 void ss_debug_force_overrun(void)
 {
     pthread_mutex_lock(&g_lock);

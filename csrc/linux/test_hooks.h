@@ -16,6 +16,12 @@ uint64_t ss_debug_pol_updates(void); /* policy notifications applied in place, w
 uint64_t ss_debug_kind_cache_hits(void); /* queries that found the socket's type, protocol and netns cached */
 void ss_debug_set_notify_rcvbuf(int bytes);
 void ss_debug_force_overrun(void);
+/* Lost notifications (issue 14 item 11): ignore the next n as if never sent; freeze the freshness clock and
+ * move it on by ms; the tables re-dumped because the kernel's counts differed. */
+void ss_debug_drop_notifications(unsigned n);
+void ss_debug_clock_advance(int64_t ms);
+uint64_t ss_debug_xcheck_reloads(void);
+unsigned ss_debug_kept_netns(void); /* namespaces with a kept snapshot (issue 14 item 12) */
 /* The policy (index, priority) the calling thread's last query matched for dir (XFRM_POLICY_IN/OUT): 1, or 0 for none. */
 int ss_debug_last_match(int dir, uint32_t *index, uint32_t *priority);
 

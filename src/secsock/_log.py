@@ -4,8 +4,9 @@ At INFO: each connection a server helper refused (SecureSocket.create_server, Re
 Requirement.guard), and each connection they dropped because its peer left before the query, since neither
 reaches a caller as an exception. At DEBUG: each refusal of require() / Requirement.check(), which the caller
 also gets as NotSecuredError, and the backend's upkeep as its counters show it after a query: snapshot reloads
-(full re-reads of the XFRM tables), notification overruns and network namespace switches (Linux; the
-Windows backend keeps no state, so it has none). A query reads those counters only while DEBUG is enabled.
+(full re-reads of the XFRM tables), notification overruns, network namespace switches that needed a new
+snapshot, and tables re-read because the kernel's counts showed a change no notification announced (Linux;
+the Windows backend keeps no state, so it has none). A query reads those counters only while DEBUG is enabled.
 """
 
 from __future__ import annotations
@@ -24,14 +25,18 @@ _UPKEEP = (
     "snapshot reload: the backend re-read the XFRM tables (%d full dumps since last logged, %d in all)",
     "notification overrun: XFRM notifications were lost, so the tables are re-read"
     " (%d since last logged, %d in all)",
-    "namespace switch: the snapshot moved to another network namespace (%d since last logged, %d in all)",
+    "namespace switch: a network namespace without a kept snapshot was queried, so its tables were read"
+    " (%d since last logged, %d in all)",
+    "count cross-check: the kernel's XFRM counts showed a change no notification announced, so the tables"
+    " are re-read (%d since last logged, %d in all)",
 )
-_last_upkeep: tuple[int, ...] = (0, 0, 0)
+_last_upkeep: tuple[int, ...] = (0, 0, 0, 0)
 _upkeep_lock = threading.Lock()
 
 
 def log_backend_upkeep(backend: Any) -> None:
-    """Log at DEBUG what the backend's upkeep counters (reloads, overruns, namespace switches) say happened
+    """Log at DEBUG what the backend's upkeep counters (reloads, overruns, namespace switches, cross-check
+    re-reads) say happened
     since they were last logged. Called after a query only when DEBUG is enabled."""
     read = getattr(backend, "backend_stats", None)
     if read is None:  # a test double of the extension

@@ -11,11 +11,18 @@
  *   driver errors                                            the error paths, one JSON line each
  *   driver repeat N LOCAL_ADDR PEER_ADDR PEER_PORT           N queries; prints the dumps they made
  *   driver overrun RCVBUF LOCAL_ADDR PEER_ADDR PEER_PORT     query, wait for "go" on stdin, query again
- *   driver steps LOCAL_ADDR PEER_ADDR PEER_PORT CMD...       query, then after each shell CMD query again
+ *   driver steps LOCAL_ADDR PEER_ADDR PEER_PORT CMD...       query, then after each shell CMD query again;
+ *                                                            "@drop N" ignores the next N notifications and
+ *                                                            "@clock MS" freezes the freshness clock and moves
+ *                                                            it on (test hooks), instead of a shell command
  *   driver netns LOCAL_ADDR PEER_ADDR PEER_PORT NS...        for each named namespace (ip netns), a thread
  *                                                            enters it, makes the socket and queries; then
  *                                                            the main thread (still in its own namespace)
  *                                                            queries that socket too; prints both
+ *   driver nscycle ROUNDS LOCAL_ADDR PEER_ADDR PEER_PORT NS...  a socket in each namespace (made by a thread
+ *                                                            there), then ROUNDS rounds of queries over them
+ *                                                            from the main thread; then the open descriptors
+ *                                                            before init, after the rounds, after fini
  */
 #define _GNU_SOURCE
 #include "linux/test_hooks.h"
@@ -120,9 +127,10 @@ static int report(int rc, const secsock_result *r, const secsock_error *e)
                 printf("null");
             }
         }
-        printf(",\"dumps\":%llu,\"sa_updates\":%llu,\"pol_updates\":%llu}\n",
+        printf(",\"dumps\":%llu,\"sa_updates\":%llu,\"pol_updates\":%llu,\"xcheck\":%llu,\"kept\":%u}\n",
                (unsigned long long)ss_debug_dump_count(), (unsigned long long)ss_debug_sa_updates(),
-               (unsigned long long)ss_debug_pol_updates());
+               (unsigned long long)ss_debug_pol_updates(), (unsigned long long)ss_debug_xcheck_reloads(),
+               ss_debug_kept_netns());
     }
     fflush(stdout);
     return rc == 0 ? 0 : 3;
@@ -186,7 +194,8 @@ typedef struct {
     secsock_peer p;
 } ns_job;
 
-static void *in_netns(void *arg)
+/* A thread in the job's namespace makes its socket (no query). */
+static void *make_in_netns(void *arg)
 {
     ns_job *job = arg;
     char path[256];
@@ -200,6 +209,14 @@ static void *in_netns(void *arg)
     }
     close(nsfd);
     job->rc = make_udp_peer(job->local, job->peer, job->port, NULL, &job->fd, &job->p);
+    return NULL;
+}
+
+static void *in_netns(void *arg)
+{
+    ns_job *job = arg;
+
+    make_in_netns(job);
     if (job->rc == 0) {
         printf("thread ");
         job->rc = query_fd(job->fd, &job->p);
@@ -226,6 +243,52 @@ static int cmd_netns(int argc, char **argv)
             close(job.fd);
         }
     }
+    return rc;
+}
+
+/* Open descriptors of this process. */
+static int count_fds(void)
+{
+    int n = 0;
+    char path[64];
+    int fd;
+
+    for (fd = 0; fd < 4096; fd++) {
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        n += access(path, F_OK) == 0;
+    }
+    return n;
+}
+
+static int cmd_nscycle(int argc, char **argv, int fds_before)
+{
+    ns_job jobs[32];
+    int i, round, rounds = atoi(argv[2]), n = argc - 6, rc = 0;
+
+    if (n <= 0 || n > 32) {
+        return 2;
+    }
+    for (i = 0; i < n; i++) {
+        pthread_t t;
+        ns_job job = {argv[6 + i], argv[3], argv[4], argv[5], -1, 2, {0}};
+        jobs[i] = job;
+        jobs[i].rc = 0;
+        if (pthread_create(&t, NULL, make_in_netns, &jobs[i]) != 0 || pthread_join(t, NULL) != 0 || jobs[i].rc != 0) {
+            return die("a socket in a namespace");
+        }
+    }
+    for (round = 0; round < rounds && rc == 0; round++) {
+        for (i = 0; i < n && rc == 0; i++) {
+            printf("%d %s ", round, jobs[i].ns);
+            rc = query_fd(jobs[i].fd, &jobs[i].p);
+        }
+    }
+    printf("{\"fds_rounds\":%d}\n", count_fds());
+    for (i = 0; i < n; i++) {
+        close(jobs[i].fd);
+    }
+    secsock_backend_fini();
+    printf("{\"fds_before\":%d,\"fds_after\":%d}\n", fds_before, count_fds());
     return rc;
 }
 
@@ -293,7 +356,7 @@ static int cmd_errors(void)
 int main(int argc, char **argv)
 {
     secsock_error e;
-    int rc = 2;
+    int rc = 2, fds_before = count_fds();
 
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2) {
@@ -405,6 +468,8 @@ int main(int argc, char **argv)
         }
     } else if (strcmp(argv[1], "netns") == 0 && argc >= 6) {
         rc = cmd_netns(argc, argv);
+    } else if (strcmp(argv[1], "nscycle") == 0 && argc >= 7) {
+        return cmd_nscycle(argc, argv, fds_before); /* it calls fini itself, to count what fini closed */
     } else if (strcmp(argv[1], "steps") == 0 && argc >= 5) {
         secsock_peer p;
         int fd, i;
@@ -412,7 +477,11 @@ int main(int argc, char **argv)
         if (rc == 0) {
             rc = query_fd(fd, &p);
             for (i = 5; i < argc && rc == 0; i++) {
-                if (system(argv[i]) != 0) {
+                if (strncmp(argv[i], "@drop ", 6) == 0) {
+                    ss_debug_drop_notifications((unsigned)atoi(argv[i] + 6));
+                } else if (strncmp(argv[i], "@clock ", 7) == 0) {
+                    ss_debug_clock_advance(atoll(argv[i] + 7));
+                } else if (system(argv[i]) != 0) {
                     fprintf(stderr, "driver: command failed: %s\n", argv[i]);
                     rc = 2;
                     break;
