@@ -187,11 +187,12 @@ static int settle(secsock_pending *p, int how)
         return p->state;
     }
     e = WSAGetLastError();
-    if (e == WSA_IO_INCOMPLETE || (about_the_lookup(e) && !HasOverlappedIoCompleted(&p->ov))) {
+    if (e == WSA_IO_INCOMPLETE || !HasOverlappedIoCompleted(&p->ov)) {
         /*
          * Signalled, but the OVERLAPPED says the system still owns it (issue() set Internal to STATUS_PENDING,
          * so an untouched one says so too): someone set the public event (issue 11, defect 3). Still in
-         * flight. Re-arm the event so waiters do not spin; the system writes the status before it signals, so
+         * flight, whatever error the lookup gave (its page also lists WSAENETDOWN and WSANOTINITIALISED, and
+         * ending the operation here would free an OVERLAPPED the system may still write). Re-arm the event so waiters do not spin; the system writes the status before it signals, so
          * a completion that raced the reset shows in the next look.
          */
         ResetEvent(p->event);

@@ -2970,37 +2970,72 @@ static void inject_overlapped_result_error(int code)
    about_the_lookup); the page of WSAGetOverlappedResult names WSAENOTSOCK, WSA_INVALID_HANDLE,
    WSA_INVALID_PARAMETER and WSAEFAULT among its errors. */
 static const int lookup_errors[] = {WSAENOTSOCK, WSA_INVALID_HANDLE, WSA_INVALID_PARAMETER, WSAEFAULT};
+/* Every error the page lists, and one it does not: while the OVERLAPPED still says STATUS_PENDING the system
+   owns it, whatever WSAGetOverlappedResult says (WSAENETDOWN and WSANOTINITIALISED are on the page too). */
+static const int in_flight_errors[] = {WSAENOTSOCK, WSA_INVALID_HANDLE, WSA_INVALID_PARAMETER, WSAEFAULT,
+                                       WSAENETDOWN, WSANOTINITIALISED, WSAECONNRESET};
+
+/* The variants in which a completed success may come back (DOUBLE.md): its length through the caller's length,
+   InternalHigh, both or neither, with the caller's Internal written by the provider or left until completion. */
+static const unsigned int completion_variants[] = {
+    0,
+    DBL_VAR_BYTES_LEN_ONLY,
+    DBL_VAR_BYTES_OVERLAPPED_ONLY,
+    DBL_VAR_BYTES_LEN_ONLY | DBL_VAR_BYTES_OVERLAPPED_ONLY,
+    DBL_VAR_INTERNAL_UNTOUCHED,
+    DBL_VAR_INTERNAL_UNTOUCHED | DBL_VAR_BYTES_LEN_ONLY,
+    DBL_VAR_INTERNAL_UNTOUCHED | DBL_VAR_BYTES_OVERLAPPED_ONLY,
+    DBL_VAR_INTERNAL_UNTOUCHED | DBL_VAR_BYTES_LEN_ONLY | DBL_VAR_BYTES_OVERLAPPED_ONLY,
+};
 
 static void test_overlapped_result_refuses_after_completion(void)
 {
+    secsock_query_request r = request(tcp4);
+    secsock_result res;
+    secsock_error err;
     secsock_pending *p;
     dbl_step s = step_answer(SOCKET_SECURITY_PROTOCOL_IPSEC, 1);
     DWORD before;
     UINT64 t[8];
     int nt;
-    size_t i;
+    size_t i, v;
 
     begin_test("findings 4/6 (fault injection): WSAGetOverlappedResult failing about itself after a completion: "
-               "the OVERLAPPED's success and its tokens stand");
-    for (i = 0; i < sizeof(lookup_errors) / sizeof(lookup_errors[0]); i++) {
-        s.when = DBL_PEND;
-        p = begin_token_query(s, &before);
-        if (p == NULL) {
-            break;
+               "the OVERLAPPED's success and its tokens stand, in every variant of how the completion reports");
+    r.token_access = TOKEN_QUERY;
+    s.when = DBL_PEND;
+    for (v = 0; v < sizeof(completion_variants) / sizeof(completion_variants[0]) && !current_failed; v++) {
+        for (i = 0; i < sizeof(lookup_errors) / sizeof(lookup_errors[0]) && !current_failed; i++) {
+            unsigned int var = completion_variants[v];
+            dbl_reset();
+            dbl_variants(var, 0);
+            before = handle_count();
+            script(s);
+            p = secsock_query_begin(&r, &err);
+            if (p == NULL) {
+                fail("variants %#x: begin: %s", var, err.message);
+                break;
+            }
+            CHECK(dbl_release() == 1, "variants %#x: nothing was pending in the double", var);
+            CHECK(WaitForSingleObject((HANDLE)(UINT_PTR)secsock_pending_event(p), 5000) == WAIT_OBJECT_0,
+                  "variants %#x: no completion", var);
+            inject_overlapped_result_error(lookup_errors[i]);
+            CHECK(secsock_pending_result(p, &res, &err) == 0, "variants %#x, error %d: result: kind %d winerror "
+                  "%ld %s", var, lookup_errors[i], err.kind, err.winerror, err.message);
+            inject_stop();
+            CHECK(overlapped_result_calls >= 1, "variants %#x, error %d: WSAGetOverlappedResult was not asked", var,
+                  lookup_errors[i]);
+            CHECK(res.flags == 1 && res.peer_application_token != 0 && res.peer_machine_token != 0,
+                  "variants %#x, error %d: flags %u, tokens not handed over", var, lookup_errors[i], res.flags);
+            secsock_result_release(&res);
+            secsock_pending_free(p);
+            nt = dbl_tokens(t, 8);
+            CHECK(nt == 2 && !handle_open(t[0]) && !handle_open(t[1]), "variants %#x, error %d: %d tokens, one "
+                  "still open", var, lookup_errors[i], nt);
+            check_handle_count(before);
         }
-        CHECK(dbl_release() == 1, "nothing was pending in the double");
-        CHECK(WaitForSingleObject((HANDLE)(UINT_PTR)secsock_pending_event(p), 5000) == WAIT_OBJECT_0,
-              "no completion");
-        inject_overlapped_result_error(lookup_errors[i]);
-        take_tokens(p);
-        inject_stop();
-        CHECK(overlapped_result_calls >= 1, "error %d: WSAGetOverlappedResult was not asked", lookup_errors[i]);
-        secsock_pending_free(p);
-        nt = dbl_tokens(t, 8);
-        CHECK(nt == 2 && !handle_open(t[0]) && !handle_open(t[1]), "error %d: %d tokens, one still open",
-              lookup_errors[i], nt);
-        check_handle_count(before);
     }
+    dbl_reset();
     end_test();
 }
 
@@ -3012,28 +3047,28 @@ static void test_overlapped_result_refuses_in_flight(void)
     DWORD before;
     size_t i;
 
-    begin_test("defect 3 (fault injection): WSAGetOverlappedResult failing about itself while the OVERLAPPED is "
+    begin_test("defect 3 (fault injection): WSAGetOverlappedResult failing with any error while the OVERLAPPED is "
                "still pending (event set by someone else): still in flight, then the real completion");
-    for (i = 0; i < sizeof(lookup_errors) / sizeof(lookup_errors[0]); i++) {
+    for (i = 0; i < sizeof(in_flight_errors) / sizeof(in_flight_errors[0]); i++) {
         s.when = DBL_PEND;
         p = begin_token_query(s, &before);
         if (p == NULL) {
             break;
         }
         SetEvent((HANDLE)(UINT_PTR)secsock_pending_event(p));
-        inject_overlapped_result_error(lookup_errors[i]);
-        CHECK(secsock_pending_poll(p) == SECSOCK_POLL_IN_FLIGHT, "error %d: not in flight", lookup_errors[i]);
-        CHECK(!secsock_pending_done(p), "error %d: done while the system holds the OVERLAPPED", lookup_errors[i]);
+        inject_overlapped_result_error(in_flight_errors[i]);
+        CHECK(secsock_pending_poll(p) == SECSOCK_POLL_IN_FLIGHT, "error %d: not in flight", in_flight_errors[i]);
+        CHECK(!secsock_pending_done(p), "error %d: done while the system holds the OVERLAPPED", in_flight_errors[i]);
         inject_stop();
-        CHECK(overlapped_result_calls >= 1, "error %d: WSAGetOverlappedResult was not asked", lookup_errors[i]);
-        CHECK(dbl_in_flight() == 1, "error %d: the double no longer holds the query", lookup_errors[i]);
-        CHECK(dbl_release() == 1, "error %d: nothing was pending in the double", lookup_errors[i]);
+        CHECK(overlapped_result_calls >= 1, "error %d: WSAGetOverlappedResult was not asked", in_flight_errors[i]);
+        CHECK(dbl_in_flight() == 1, "error %d: the double no longer holds the query", in_flight_errors[i]);
+        CHECK(dbl_release() == 1, "error %d: nothing was pending in the double", in_flight_errors[i]);
         while (dbl_in_flight() != 0) {
             Sleep(1); /* the double completes on its own thread: let it be done with the OVERLAPPED first, so a
                          wrong "done" above cannot make the free below race it (the watchdog bounds this) */
         }
         CHECK(secsock_pending_wait(p, 5000, &err) == 1, "error %d: not done after the completion",
-              lookup_errors[i]);
+              in_flight_errors[i]);
         take_tokens(p);
         secsock_pending_free(p);
         check_handle_count(before);
