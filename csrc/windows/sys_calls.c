@@ -10,6 +10,12 @@ static BOOL WINAPI real_lookup_account_sid(LPCWSTR system, PSID sid, LPWSTR name
     return LookupAccountSidW(system, sid, name, name_len, domain, domain_len, use);
 }
 
+static BOOL WINAPI real_lookup_account_name(LPCWSTR system, LPCWSTR account, PSID sid, LPDWORD sid_size,
+                                            LPWSTR domain, LPDWORD domain_len, PSID_NAME_USE use)
+{
+    return LookupAccountNameW(system, account, sid, sid_size, domain, domain_len, use);
+}
+
 static BOOL WINAPI real_check_token_membership(HANDLE token, PSID sid, PBOOL is_member)
 {
     return CheckTokenMembership(token, sid, is_member);
@@ -32,8 +38,12 @@ static BOOL WSAAPI real_wsa_get_overlapped_result(SOCKET sock, LPWSAOVERLAPPED o
 }
 
 const struct sys_calls sys_calls_real = {
-    real_lookup_account_sid, real_check_token_membership, real_duplicate_token, real_close_handle,
-    real_wsa_get_overlapped_result,
+    .lookup_account_sid = real_lookup_account_sid,
+    .lookup_account_name = real_lookup_account_name,
+    .check_token_membership = real_check_token_membership,
+    .duplicate_token = real_duplicate_token,
+    .close_handle = real_close_handle,
+    .wsa_get_overlapped_result = real_wsa_get_overlapped_result,
 };
 
 const struct sys_calls *sys_calls = &sys_calls_real;

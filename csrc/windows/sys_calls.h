@@ -17,6 +17,8 @@ struct sys_calls {
     /* advapi32 (tokens.c) */
     BOOL(WINAPI *lookup_account_sid)(LPCWSTR system, PSID sid, LPWSTR name, LPDWORD name_len, LPWSTR domain,
                                      LPDWORD domain_len, PSID_NAME_USE use);
+    BOOL(WINAPI *lookup_account_name)(LPCWSTR system, LPCWSTR account, PSID sid, LPDWORD sid_size, LPWSTR domain,
+                                      LPDWORD domain_len, PSID_NAME_USE use);
     BOOL(WINAPI *check_token_membership)(HANDLE token, PSID sid, PBOOL is_member);
     BOOL(WINAPI *duplicate_token)(HANDLE token, SECURITY_IMPERSONATION_LEVEL level, PHANDLE duplicate);
     /* kernel32 (tokens.c: the duplicate token) */

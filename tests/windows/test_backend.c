@@ -4,7 +4,7 @@
  * (/work/shared/reference/CONTRACT.md) and prints `PASS name` or `FAIL name: why`; the last line is
  * `N passed, M failed`; the exit code is non-zero when M > 0 or N == 0.
  * Failures of advapi32, kernel32 and ws2_32 that Wine never gives are injected through the backend's system-call
- * table (csrc/windows/test_hooks.h); DOUBLE.md lists those fakes (K1-K6) beside the double's behaviours.
+ * table (csrc/windows/test_hooks.h); DOUBLE.md lists those fakes (K1-K6, K3b) beside the double's behaviours.
  */
 #ifndef _WIN32_WINNT
 #define _WIN32_WINNT 0x0601
@@ -2784,8 +2784,8 @@ static void test_membership_error_of_each_call(void)
 
 /* A name as LookupAccountSidW gives it (UTF-16) and as the backend must give it back (UTF-8). */
 typedef struct {
-    WCHAR wide[600];
-    char utf8[2000];
+    WCHAR wide[1100];
+    char utf8[3300];
     size_t units, bytes;
 } name_text;
 
@@ -2814,6 +2814,7 @@ static void name_add(name_text *t, const char *utf8, const WCHAR *wide, int time
 static struct {
     const name_text *domain, *name;
     int lengths_untouched; /* on success, leave the lengths as given (the page says nothing of them then) */
+    DWORD claim;           /* nonzero: every call fails, saying it needs this many units for the name */
     int calls;
 } lookup;
 
@@ -2827,6 +2828,12 @@ static BOOL WINAPI fake_lookup_account_sid(LPCWSTR system, PSID sid, LPWSTR name
     (void)system;
     (void)sid;
     lookup.calls++;
+    if (lookup.claim != 0) {
+        *name_len = lookup.claim;
+        *domain_len = d + 1;
+        SetLastError(ERROR_INSUFFICIENT_BUFFER);
+        return FALSE;
+    }
     if (*name_len <= n || *domain_len <= d) {
         *name_len = n + 1;
         *domain_len = d + 1;
@@ -2854,6 +2861,7 @@ static int token_user_named(const name_text *domain, const name_text *name, int 
     lookup.name = name;
     lookup.lengths_untouched = lengths_untouched;
     lookup.calls = 0;
+    lookup.claim = 0;
     inject_start();
     fake_calls.lookup_account_sid = fake_lookup_account_sid;
     ss_debug_set_sys_calls(&fake_calls);
@@ -2867,7 +2875,7 @@ static int token_user_named(const name_text *domain, const name_text *name, int 
 /* The account must be exactly "DOMAIN\name" (or "name" without a domain) in UTF-8. */
 static void expect_account(const char *what, const name_text *domain, const name_text *name, int lengths_untouched)
 {
-    static char want[2100];
+    static char want[sizeof(((name_text *)0)->utf8) * 2 + 2];
     secsock_account user;
     secsock_error err;
     int rc;
@@ -2886,12 +2894,14 @@ static void expect_account(const char *what, const name_text *domain, const name
 
 static void test_account_names_whole(void)
 {
-    static name_text wine, builtin, none, n519, n520, n521, grin256, euro256, euro256b, plain;
+    static name_text wine, builtin, none, n519, n520, n521, grin256, euro256, euro256b, plain, app, n257, n600,
+        euro300, pad;
     char what[96];
     int untouched;
 
-    begin_test("defect 9f (fault injection): account names over the old 520-byte field come back whole, "
-               "ASCII, 3- and 4-byte UTF-8, up to 256 + 1 + 256 units (the field exactly)");
+    begin_test("defect 9f, review finding 1 (fault injection): account names come back whole: over the old "
+               "520-byte field, ASCII, 3- and 4-byte UTF-8, 256 + 1 + 256 units (the field exactly), and names and "
+               "domains over 256 units, looked up once more with the sizes written back");
     name_add(&wine, "WINE", L"WINE", 1);
     name_add(&builtin, "BUILTIN", L"BUILTIN", 1);
     /* "WINE\" + 171 euro signs (513 bytes) + ASCII: 519, 520 and 521 bytes around the old field's 519 + NUL. */
@@ -2905,6 +2915,12 @@ static void test_account_names_whole(void)
     name_add(&euro256, EURO, 256); /* 256 units, 768 bytes */
     name_add(&euro256b, EURO, 256);
     name_add(&plain, "nobody", L"nobody", 1);
+    /* Over UNLEN: LookupAccountSidW says the buffer is too small and the sizes needed (review finding 1). */
+    name_add(&app, "APPLICATION PACKAGE AUTHORITY", L"APPLICATION PACKAGE AUTHORITY", 1);
+    name_add(&n257, ASCII_A, 257);
+    name_add(&n600, ASCII_A, 600);
+    name_add(&euro300, EURO, 300);
+    name_add(&pad, ASCII_A, 500);
     for (untouched = 0; untouched <= 1; untouched++) {
         const char *how = untouched ? "lengths left as given" : "lengths written";
         snprintf(what, sizeof(what), "519 bytes, %s", how);
@@ -2919,23 +2935,129 @@ static void test_account_names_whole(void)
         expect_account(what, &euro256, &euro256b, untouched);
         snprintf(what, sizeof(what), "no domain, %s", how);
         expect_account(what, &none, &plain, untouched);
+        snprintf(what, sizeof(what), "a 257-unit name, %s", how);
+        expect_account(what, &wine, &n257, untouched);
+        CHECK(lookup.calls == 2, "%s: %d calls to LookupAccountSidW (want the retry)", what, lookup.calls);
+        snprintf(what, sizeof(what), "a 600-unit name, %s", how);
+        expect_account(what, &app, &n600, untouched);
+        snprintf(what, sizeof(what), "a 500-unit domain, %s", how);
+        expect_account(what, &pad, &n257, untouched);
+        snprintf(what, sizeof(what), "a 300-unit name of 3-byte characters, %s", how);
+        expect_account(what, &app, &euro300, untouched);
     }
     end_test();
 }
 
-static void test_account_name_too_long_fails(void)
+static void test_account_name_over_the_field_fails(void)
 {
-    static name_text wine, n257;
+    static name_text wine, euro1000;
     secsock_account user;
     secsock_error err;
 
-    begin_test("defect 9f (fault injection): a name longer than UNLEN (LookupAccountSidW: the buffer is too "
-               "small) is an error naming LookupAccountSid, never an empty or cut name");
+    begin_test("review finding 1 (fault injection): a name over the account field's 1539 UTF-8 bytes is an error "
+               "naming WideCharToMultiByte, never a cut name");
     name_add(&wine, "WINE", L"WINE", 1);
-    name_add(&n257, ASCII_A, 257);
-    CHECK(token_user_named(&wine, &n257, 0, &user, &err) == -1 &&
+    /* 1000 euro signs: 3000 bytes, more than the 1539 of the account field: an error, never a cut name. */
+    name_add(&euro1000, EURO, 1000);
+    memset(&user, 0x5A, sizeof(user));
+    CHECK(token_user_named(&wine, &euro1000, 0, &user, &err) == -1 &&
+              is_os_error(&err, ERROR_INSUFFICIENT_BUFFER, "WideCharToMultiByte") &&
+              strstr(err.message, "longer than") != NULL,
+          "a name too long for the field: kind %d winerror %ld call '%s': %s", err.kind, err.winerror, err.call,
+          err.message);
+    end_test();
+}
+
+static void test_account_name_beyond_unicode_string_fails(void)
+{
+    static name_text wine, plain;
+    secsock_account user;
+    secsock_error err;
+    HANDLE t = own_token();
+
+    begin_test("review finding 1 (fault injection): LookupAccountSidW asking for more than a UNICODE_STRING holds "
+               "(32767 units) is an error naming LookupAccountSid, with no second call");
+    name_add(&wine, "WINE", L"WINE", 1);
+    name_add(&plain, "nobody", L"nobody", 1);
+    lookup.domain = &wine;
+    lookup.name = &plain;
+    lookup.lengths_untouched = 0;
+    lookup.calls = 0;
+    lookup.claim = 40000;
+    inject_start();
+    fake_calls.lookup_account_sid = fake_lookup_account_sid;
+    ss_debug_set_sys_calls(&fake_calls);
+    CHECK(secsock_token_user((uint64_t)(UINT_PTR)t, &user, &err) == -1 &&
               is_os_error(&err, ERROR_INSUFFICIENT_BUFFER, "LookupAccountSid"),
           "kind %d winerror %ld call '%s'", err.kind, err.winerror, err.call);
+    inject_stop();
+    lookup.claim = 0;
+    CHECK(lookup.calls == 1, "%d calls to LookupAccountSidW", lookup.calls);
+    CloseHandle(t);
+    end_test();
+}
+
+/* LookupAccountNameW as its page says: a buffer too small fails with ERROR_INSUFFICIENT_BUFFER, cbSid and
+   cchReferencedDomainName receiving the sizes needed (the domain's terminator included). The account is
+   Everyone (S-1-1-0), its domain a 300-unit name. */
+#define LONG_DOMAIN_UNITS 300
+static struct {
+    int calls;
+    DWORD last_domain_room;
+} name_lookup;
+
+static BOOL WINAPI fake_lookup_account_name(LPCWSTR system, LPCWSTR account, PSID sid, LPDWORD sid_size,
+                                            LPWSTR domain, LPDWORD domain_len, PSID_NAME_USE use)
+{
+    BYTE everyone[SECURITY_MAX_SID_SIZE];
+    DWORD need = sizeof(everyone), i;
+
+    (void)system;
+    (void)account;
+    name_lookup.calls++;
+    name_lookup.last_domain_room = *domain_len;
+    if (!CreateWellKnownSid(WinWorldSid, NULL, everyone, &need)) {
+        return FALSE;
+    }
+    if (*sid_size < need || *domain_len <= LONG_DOMAIN_UNITS) {
+        *sid_size = need;
+        *domain_len = LONG_DOMAIN_UNITS + 1;
+        SetLastError(ERROR_INSUFFICIENT_BUFFER);
+        return FALSE;
+    }
+    memcpy(sid, everyone, need);
+    *sid_size = need;
+    for (i = 0; i < LONG_DOMAIN_UNITS; i++) {
+        domain[i] = L'D';
+    }
+    domain[LONG_DOMAIN_UNITS] = 0;
+    *domain_len = LONG_DOMAIN_UNITS;
+    *use = SidTypeWellKnownGroup;
+    return TRUE;
+}
+
+static void test_member_by_name_long_domain(void)
+{
+    secsock_error err;
+    HANDLE t = own_token();
+    int by_sid = -1, by_name = -1, rc;
+
+    begin_test("review finding 4 (fault injection): an account whose domain is over 256 units (LookupAccountNameW: "
+               "the buffer is too small, with the sizes needed) is looked up once more with those sizes");
+    CHECK(secsock_token_is_member((uint64_t)(UINT_PTR)t, "S-1-1-0", &by_sid, &err) == 0, "by SID: %s",
+          err.message);
+    name_lookup.calls = 0;
+    inject_start();
+    fake_calls.lookup_account_name = fake_lookup_account_name;
+    ss_debug_set_sys_calls(&fake_calls);
+    rc = secsock_token_is_member((uint64_t)(UINT_PTR)t, "Everyone", &by_name, &err);
+    inject_stop();
+    CHECK(rc == 0, "by name: kind %d winerror %ld call '%s': %s", err.kind, err.winerror, err.call, err.message);
+    CHECK(name_lookup.calls == 2 && name_lookup.last_domain_room >= LONG_DOMAIN_UNITS + 1,
+          "%d calls to LookupAccountNameW, the last with room for %lu units", name_lookup.calls,
+          (unsigned long)name_lookup.last_domain_room);
+    CHECK(rc != 0 || by_name == by_sid, "by name %d, by SID %d", by_name, by_sid);
+    CloseHandle(t);
     end_test();
 }
 
@@ -3250,7 +3372,9 @@ int main(void)
     test_membership_error_not_close_handles();
     test_membership_error_of_each_call();
     test_account_names_whole();
-    test_account_name_too_long_fails();
+    test_account_name_over_the_field_fails();
+    test_account_name_beyond_unicode_string_fails();
+    test_member_by_name_long_domain();
     test_overlapped_result_refuses_after_completion();
     test_overlapped_result_refuses_in_flight();
     test_sync_call_pending_leaks();
