@@ -2,7 +2,9 @@
  * The few system calls of the Windows backend that a test must be able to make fail in ways Wine's real ones
  * never do (issue 11, defects 9a and 9f): the backend makes them through the table `sys_calls` points to
  * (sys_calls.c: the real functions). Only csrc/windows/test_hooks.c, which is never linked into the extension
- * (setup.py; tools/check_layout.sh), points it elsewhere. The query's synchronous path does not use it.
+ * (setup.py; tools/check_layout.sh, tools/windows_python.py), points it elsewhere, and only in a build that
+ * defines SECSOCK_TEST_HOOKS: elsewhere `sys_calls` is the constant &sys_calls_real (backend_windows.h). The
+ * query's synchronous path does not use it.
  *
  * Each member has the parameters and calling convention of the SDK function it stands for, so a test's
  * replacement reads as that function; the compiler checks the fakes against these types.
@@ -13,7 +15,7 @@
 #include <winsock2.h>
 #include <windows.h>
 
-struct sys_calls {
+struct sys_call_table {
     /* advapi32 (tokens.c) */
     BOOL(WINAPI *lookup_account_sid)(LPCWSTR system, PSID sid, LPWSTR name, LPDWORD name_len, LPWSTR domain,
                                      LPDWORD domain_len, PSID_NAME_USE use);

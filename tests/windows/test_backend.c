@@ -2652,7 +2652,7 @@ static void test_pending_outlives_backend_fini(void)
  * the real table, replaces what it injects, and always puts the real table back.
  */
 
-static struct sys_calls fake_calls;
+static struct sys_call_table fake_calls;
 
 static void inject_start(void)
 {
