@@ -115,14 +115,16 @@ void issue(secsock_pending *p)
     finish_error(p, rc, op_names[p->op]);
 }
 
-/* A call made without an OVERLAPPED said WSA_IO_PENDING: the outcome is an error, and the pending's memory is
-   leaked (pending_destroy is never run on it) since nothing says when the system is done with it. */
+/* A call made without an OVERLAPPED said WSA_IO_PENDING: the outcome is an error, and the pending is leaked on
+   purpose (pending_destroy is never run on it) since nothing says when the system is done with it: its buffers
+   stay allocated and its WSAStartup reference is never released (a WSACleanup could tear Winsock down under a
+   call still completing). The messages say so. */
 void abandon(secsock_pending *p, const char *call)
 {
     p->abandoned = 1;
     secsock_error_set(&p->error, SECSOCK_ERR_OS, 0, WSA_IO_PENDING, call,
-                      "%s returned WSA_IO_PENDING without an OVERLAPPED (error %ld): its buffers are leaked rather "
-                      "than freed while the system may still write them",
+                      "%s returned WSA_IO_PENDING without an OVERLAPPED (error %ld): its buffers and WSAStartup "
+                      "reference are leaked, not freed, while the system may still write them",
                       call, (long)WSA_IO_PENDING);
     mark_done(p);
 }
@@ -430,7 +432,9 @@ int secsock_pending_free_or_leak(secsock_pending *p, secsock_error *err)
      */
     if (p->abandoned) {
         return secsock_error_set(err, SECSOCK_ERR_OS, 0, WSA_IO_PENDING, op_names[p->op],
-                                 "%s pended without an OVERLAPPED: its memory is leaked", op_names[p->op]);
+                                 "%s pended without an OVERLAPPED: its memory and its WSAStartup reference are "
+                                 "leaked",
+                                 op_names[p->op]);
     }
     if (settle_locked(p, SETTLE_END) == PENDING_IN_FLIGHT) {
         if (!CancelIoEx((HANDLE)p->sock, &p->ov)) {

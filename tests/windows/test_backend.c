@@ -3203,7 +3203,9 @@ static void test_overlapped_result_refuses_in_flight(void)
 
 /* ---- a call made without an OVERLAPPED that says WSA_IO_PENDING ---- */
 
-/* Whether ptr lies in a block some heap of the process holds allocated (HeapWalk over GetProcessHeaps). */
+/* Whether ptr lies in a block some heap of the process holds allocated (HeapWalk over GetProcessHeaps). A block
+   freed and then reallocated (to anyone) before the walk reads as allocated too: a caller asking "still
+   allocated?" can be answered yes wrongly, so it allocates nothing between the call and the walk. */
 static int heap_block_busy(const void *ptr)
 {
     HANDLE heaps[64];
@@ -3248,8 +3250,43 @@ static void test_sync_call_pending_leaks(void)
               strstr(err.message, "leaked") != NULL,
           "kind %d winerror %ld call '%s': %s", err.kind, err.winerror, err.call, err.message);
     CHECK(res.peer_application_token == 0 && res.peer_machine_token == 0 && res.flags == 0, "a result was given");
+    /* Nothing allocates between the query and the walk (the CHECK above prints only when it fails), though
+       another thread (the watchdog, Wine's own) could still reuse a block freed by mistake: this can pass
+       wrongly in that case, never fail wrongly. */
     buffer = dbl_last_query_buffer();
     CHECK(buffer != NULL && heap_block_busy(buffer), "the buffer the system may still write was freed");
+    end_test();
+}
+
+static void test_async_size_query_pending_leaks(void)
+{
+    secsock_pending *p;
+    secsock_result res;
+    secsock_error err;
+    dbl_call c[DBL_MAX_CALLS];
+    int n;
+
+    begin_test("finding 13 (fault injection): the synchronous size query of an overlapped query's re-negotiation "
+               "(after a WSAEMSGSIZE completed later) answering WSA_IO_PENDING ends the query with that code; "
+               "freeing it leaks it with its WSAStartup reference, and says so");
+    dbl_reset();
+    p = begin_async_msgsize();
+    if (p == NULL) {
+        end_test();
+        return;
+    }
+    script(step_error(WSA_IO_PENDING));
+    CHECK(secsock_pending_result(p, &res, &err) == -1 && is_os_error(&err, WSA_IO_PENDING, "WSAQuerySocketSecurity") &&
+              strstr(err.message, "leaked") != NULL && strstr(err.message, "WSAStartup") != NULL,
+          "result: kind %d winerror %ld call '%s': %s", err.kind, err.winerror, err.call, err.message);
+    n = calls(c);
+    CHECK(n == 2 && c[1].info_null && c[1].overlapped_null, "%d calls; the second %s a buffer, %s an OVERLAPPED", n,
+          n == 2 && c[1].info_null ? "without" : "with", n == 2 && c[1].overlapped_null ? "without" : "with");
+    CHECK(res.peer_application_token == 0 && res.peer_machine_token == 0 && res.flags == 0, "a result was given");
+    CHECK(secsock_pending_free_or_leak(p, &err) == -1 && is_os_error(&err, WSA_IO_PENDING, "WSAQuerySocketSecurity") &&
+              strstr(err.message, "WSAStartup") != NULL,
+          "free: kind %d winerror %ld call '%s': %s", err.kind, err.winerror, err.call, err.message);
+    dbl_reset();
     end_test();
 }
 
@@ -3378,6 +3415,7 @@ int main(void)
     test_overlapped_result_refuses_after_completion();
     test_overlapped_result_refuses_in_flight();
     test_sync_call_pending_leaks();
+    test_async_size_query_pending_leaks();
 
     closesocket(tcp4);
     closesocket(tcp4_server);
