@@ -2815,6 +2815,7 @@ static struct {
     const name_text *domain, *name;
     int lengths_untouched; /* on success, leave the lengths as given (the page says nothing of them then) */
     DWORD claim;           /* nonzero: every call fails, saying it needs this many units for the name */
+    int no_terminator;     /* fault injection: a success that fills the name's buffer without a terminator */
     int calls;
 } lookup;
 
@@ -2842,6 +2843,12 @@ static BOOL WINAPI fake_lookup_account_sid(LPCWSTR system, PSID sid, LPWSTR name
     }
     memcpy(name, lookup.name->wide, (n + 1) * sizeof(WCHAR));
     memcpy(domain, lookup.domain->wide, (d + 1) * sizeof(WCHAR));
+    if (lookup.no_terminator) {
+        DWORD i;
+        for (i = 0; i < *name_len; i++) {
+            name[i] = L'x';
+        }
+    }
     if (!lookup.lengths_untouched) {
         *name_len = n;
         *domain_len = d;
@@ -2965,6 +2972,27 @@ static void test_account_name_over_the_field_fails(void)
               strstr(err.message, "longer than") != NULL,
           "a name too long for the field: kind %d winerror %ld call '%s': %s", err.kind, err.winerror, err.call,
           err.message);
+    end_test();
+}
+
+static void test_account_name_without_terminator_fails(void)
+{
+    static name_text wine, plain;
+    secsock_account user;
+    secsock_error err;
+    int rc;
+
+    begin_test("review finding 3 (fault injection): LookupAccountSidW succeeding with a name that fills its buffer "
+               "without a terminator is an error naming LookupAccountSid, never a cut name");
+    name_add(&wine, "WINE", L"WINE", 1);
+    name_add(&plain, "nobody", L"nobody", 1);
+    lookup.no_terminator = 1;
+    memset(&user, 0x5A, sizeof(user));
+    rc = token_user_named(&wine, &plain, 0, &user, &err);
+    lookup.no_terminator = 0;
+    CHECK(rc == -1 && err.kind == SECSOCK_ERR_OS && strcmp(err.call, "LookupAccountSid") == 0 &&
+              strstr(err.message, "terminator") != NULL,
+          "rc %d, kind %d call '%s': %s", rc, err.kind, err.call, rc == 0 ? user.account : err.message);
     end_test();
 }
 
@@ -3410,6 +3438,7 @@ int main(void)
     test_membership_error_of_each_call();
     test_account_names_whole();
     test_account_name_over_the_field_fails();
+    test_account_name_without_terminator_fails();
     test_account_name_beyond_unicode_string_fails();
     test_member_by_name_long_domain();
     test_overlapped_result_refuses_after_completion();
