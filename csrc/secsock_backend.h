@@ -263,8 +263,8 @@ int secsock_revert_impersonation(secsock_error *err);
 /* Peer identity from a token handle. Strings are UTF-8. */
 typedef struct {
     char sid[192];      /* "S-1-5-21-..." */
-    char account[1540]; /* "DOMAIN\name" (256 + 1 + 256 UTF-16 units, up to 3 bytes each in UTF-8), or "" when
-                           the SID has no name the system can find */
+    char account[1540]; /* "DOMAIN\name" in UTF-8, or "" when the SID has no name the system can find; a
+                           longer name (over 1539 bytes) is an error, never cut */
 } secsock_account;
 
 /* The token's user. 0, or -1 with err set. */

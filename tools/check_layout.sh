@@ -3,7 +3,9 @@
 # 1. A .c file is compiled once, as a unit: no file #includes one (fuzz targets, drivers and benchmarks link the
 #    units they exercise, through the internal headers csrc/linux/backend_linux.h and csrc/windows/backend_windows.h).
 # 2. The test hooks (csrc/linux/test_hooks.c and csrc/windows/test_hooks.c, ss_debug_*) are not in the extension:
-#    not in its symbol table (Linux, built here), not among its sources (setup.py, every platform).
+#    not in its symbol table (Linux, built here), not among its sources (setup.py, every platform). The Windows
+#    build is checked where it is made: tools/windows_python.py reads setup.py's Extension (no test_hooks.c among
+#    its sources) and the built .pyd's symbols (no ss_debug_*, no writable sys_calls pointer).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 status=0

@@ -19,6 +19,7 @@ import csv
 import hashlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -187,6 +188,10 @@ def extension_from_setup(sdist_dir: Path) -> Any:
     if len(modules) != 1:
         raise Failure(f"setup.py declares no secsock._secsock extension for win32: {captured!r}")
     ext = modules[0]
+    # The test hooks (ss_debug_*, the writable system-call table) belong to tests/windows only (issue 10).
+    hooks = [str(source) for source in ext.sources if Path(source).name == "test_hooks.c"]
+    if hooks:
+        raise Failure(f"setup.py builds the test hooks into the extension: {hooks}")
     # build_wheel passes on sources, include_dirs, define_macros and libraries (and its own warnings for
     # extra_compile_args): anything else setup.py starts to set must fail here, not be dropped.
     unread = {name: getattr(ext, name) for name in UNREAD_EXTENSION_FIELDS if getattr(ext, name, None)}
@@ -222,6 +227,7 @@ def build_wheel() -> Path:
         *(src / s for s in ext.sources), "-o", module,
         f"-L{python / 'libs'}", "-lpython3", *(f"-l{lib}" for lib in ext.libraries),
     )  # fmt: skip
+    check_no_test_hooks(module)
     pkg_info = (src / "PKG-INFO").read_text()
     (version,) = (
         line[len("Version:") :].strip() for line in pkg_info.splitlines() if line.startswith("Version:")
@@ -239,6 +245,24 @@ def build_wheel() -> Path:
     wheel = out / f"secsock-{version}-{WHEEL_TAG}.whl"
     write_wheel(staging, dist_info, wheel)
     return wheel
+
+
+# Symbols only a build with test hooks has: their functions, and the writable pointer to the system-call table
+# (SECSOCK_TEST_HOOKS; the extension's table is a constant, backend_windows.h).
+TEST_HOOK_SYMBOL = re.compile(r"\b(ss_debug_\w*|sys_calls)$")
+
+
+def check_no_test_hooks(module: Path) -> None:
+    """Fail when the built module carries the test hooks, as tools/check_layout.sh does for the Linux one."""
+    nm = CC.replace("-gcc", "-nm")
+    if shutil.which(nm) is None:
+        raise Failure(f"{nm} is missing (run tools/setup.sh)")
+    symbols = sh(nm, "--defined-only", module).stdout.splitlines()
+    if not symbols:
+        raise Failure(f"{nm} lists no symbols in {module.name}: the check below could not fail")
+    found = [line for line in symbols if TEST_HOOK_SYMBOL.search(line)]
+    if found:
+        raise Failure(f"{module.name} carries the test hooks: {found}")
 
 
 def write_wheel(staging: Path, dist_info: Path, wheel: Path) -> None:

@@ -15,7 +15,8 @@ mkdir -p "$OUT"
 flags=(-std=c11 -Wall -Wextra -O2 -static -static-libgcc)
 "$CC" "${flags[@]}" -shared -o "$OUT/fwpuclnt.dll" tests/windows/fwpuclnt_double.c tests/windows/fwpuclnt.def \
     -Wl,--kill-at -lws2_32 -ladvapi32
-"$CC" "${flags[@]}" -Icsrc -Itests/windows -o "$OUT/bench.exe" benchmarks/windows/bench.c csrc/windows/*.c \
+# csrc/windows/*.c includes test_hooks.c, which needs SECSOCK_TEST_HOOKS (as tests/windows/run.sh builds it).
+"$CC" "${flags[@]}" -DSECSOCK_TEST_HOOKS -Icsrc -Itests/windows -o "$OUT/bench.exe" benchmarks/windows/bench.c csrc/windows/*.c \
     csrc/secsock_common.c -lws2_32 -lfwpuclnt -ladvapi32
 export WINEPREFIX=$OUT/wineprefix WINEDEBUG=-all WINEDLLOVERRIDES="fwpuclnt=n;mscoree=;mshtml="
 unset DISPLAY WAYLAND_DISPLAY

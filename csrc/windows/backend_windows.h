@@ -171,7 +171,13 @@ secsock_pending *pending_new_for(int op, secsock_fd sock, int sync, secsock_erro
 secsock_pending *pending_start(secsock_pending *p);
 
 /* ---- sys_calls.c ---------------------------------------------------------------------------------------- */
-extern const struct sys_calls sys_calls_real;
-extern const struct sys_calls *sys_calls; /* &sys_calls_real, but while a test (test_hooks.c) injects faults */
+extern const struct sys_call_table sys_calls_real;
+#ifdef SECSOCK_TEST_HOOKS
+/* &sys_calls_real, but while a test (test_hooks.c) injects faults. Only the builds of tests/windows/run.sh and
+   benchmarks/windows/run.sh define SECSOCK_TEST_HOOKS: the extension has no writable pointer to redirect. */
+extern const struct sys_call_table *sys_calls;
+#else
+#define sys_calls (&sys_calls_real)
+#endif
 
 #endif /* SECSOCK_WINDOWS_BACKEND_WINDOWS_H */

@@ -115,14 +115,16 @@ void issue(secsock_pending *p)
     finish_error(p, rc, op_names[p->op]);
 }
 
-/* A call made without an OVERLAPPED said WSA_IO_PENDING: the outcome is an error, and the pending's memory is
-   leaked (pending_destroy is never run on it) since nothing says when the system is done with it. */
+/* A call made without an OVERLAPPED said WSA_IO_PENDING: the outcome is an error, and the pending is leaked on
+   purpose (pending_destroy is never run on it) since nothing says when the system is done with it: its buffers
+   stay allocated and its WSAStartup reference is never released (a WSACleanup could tear Winsock down under a
+   call still completing). The messages say so. */
 void abandon(secsock_pending *p, const char *call)
 {
     p->abandoned = 1;
     secsock_error_set(&p->error, SECSOCK_ERR_OS, 0, WSA_IO_PENDING, call,
-                      "%s returned WSA_IO_PENDING without an OVERLAPPED (error %ld): its buffers are leaked rather "
-                      "than freed while the system may still write them",
+                      "%s returned WSA_IO_PENDING without an OVERLAPPED (error %ld): its buffers and WSAStartup "
+                      "reference are leaked, not freed, while the system may still write them",
                       call, (long)WSA_IO_PENDING);
     mark_done(p);
 }
@@ -187,11 +189,12 @@ static int settle(secsock_pending *p, int how)
         return p->state;
     }
     e = WSAGetLastError();
-    if (e == WSA_IO_INCOMPLETE || (about_the_lookup(e) && !HasOverlappedIoCompleted(&p->ov))) {
+    if (e == WSA_IO_INCOMPLETE || !HasOverlappedIoCompleted(&p->ov)) {
         /*
          * Signalled, but the OVERLAPPED says the system still owns it (issue() set Internal to STATUS_PENDING,
          * so an untouched one says so too): someone set the public event (issue 11, defect 3). Still in
-         * flight. Re-arm the event so waiters do not spin; the system writes the status before it signals, so
+         * flight, whatever error the lookup gave (its page also lists WSAENETDOWN and WSANOTINITIALISED, and
+         * ending the operation here would free an OVERLAPPED the system may still write). Re-arm the event so waiters do not spin; the system writes the status before it signals, so
          * a completion that raced the reset shows in the next look.
          */
         ResetEvent(p->event);
@@ -429,7 +432,9 @@ int secsock_pending_free_or_leak(secsock_pending *p, secsock_error *err)
      */
     if (p->abandoned) {
         return secsock_error_set(err, SECSOCK_ERR_OS, 0, WSA_IO_PENDING, op_names[p->op],
-                                 "%s pended without an OVERLAPPED: its memory is leaked", op_names[p->op]);
+                                 "%s pended without an OVERLAPPED: its memory and its WSAStartup reference are "
+                                 "leaked",
+                                 op_names[p->op]);
     }
     if (settle_locked(p, SETTLE_END) == PENDING_IN_FLIGHT) {
         if (!CancelIoEx((HANDLE)p->sock, &p->ov)) {

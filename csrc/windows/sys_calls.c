@@ -1,13 +1,19 @@
 /* The table of sys_calls.h holding the real system calls; what the backend uses unless a test swapped it. */
 #include "backend_windows.h"
 
-/* Wrappers rather than the imported functions' addresses: in C, MSVC does not take the address of a dllimport
-   function as a constant initializer (C4232), and a wrapper's body lets the compiler check each call against
-   the SDK's own prototype. */
+/* Wrappers rather than the imported functions' addresses: MSVC accepts a dllimport function's address as a
+   static initializer only with a level-4 warning (C4232: its identity is not guaranteed; /Za makes it an
+   error), and a wrapper's body lets the compiler check each call against the SDK's own prototype. */
 static BOOL WINAPI real_lookup_account_sid(LPCWSTR system, PSID sid, LPWSTR name, LPDWORD name_len, LPWSTR domain,
                                            LPDWORD domain_len, PSID_NAME_USE use)
 {
     return LookupAccountSidW(system, sid, name, name_len, domain, domain_len, use);
+}
+
+static BOOL WINAPI real_lookup_account_name(LPCWSTR system, LPCWSTR account, PSID sid, LPDWORD sid_size,
+                                            LPWSTR domain, LPDWORD domain_len, PSID_NAME_USE use)
+{
+    return LookupAccountNameW(system, account, sid, sid_size, domain, domain_len, use);
 }
 
 static BOOL WINAPI real_check_token_membership(HANDLE token, PSID sid, PBOOL is_member)
@@ -31,9 +37,15 @@ static BOOL WSAAPI real_wsa_get_overlapped_result(SOCKET sock, LPWSAOVERLAPPED o
     return WSAGetOverlappedResult(sock, ov, transferred, wait, flags);
 }
 
-const struct sys_calls sys_calls_real = {
-    real_lookup_account_sid, real_check_token_membership, real_duplicate_token, real_close_handle,
-    real_wsa_get_overlapped_result,
+const struct sys_call_table sys_calls_real = {
+    .lookup_account_sid = real_lookup_account_sid,
+    .lookup_account_name = real_lookup_account_name,
+    .check_token_membership = real_check_token_membership,
+    .duplicate_token = real_duplicate_token,
+    .close_handle = real_close_handle,
+    .wsa_get_overlapped_result = real_wsa_get_overlapped_result,
 };
 
-const struct sys_calls *sys_calls = &sys_calls_real;
+#ifdef SECSOCK_TEST_HOOKS
+const struct sys_call_table *sys_calls = &sys_calls_real;
+#endif

@@ -30,7 +30,8 @@ build() { # arch cc [extra dll flags...]
     "$cc" "${cflags[@]}" -shared -o "$dir/fwpuclnt.dll" "$here/fwpuclnt_double.c" "$here/fwpuclnt.def" \
         -Wl,--kill-at "$@" -lws2_32 -ladvapi32 || die "building the fwpuclnt double for $arch failed"
     # The code under test links mingw's real import library for fwpuclnt.dll; the double answers at run time.
-    "$cc" "${cflags[@]}" -I"$root/csrc" -I"$here" -o "$dir/test_backend.exe" "$here/test_backend.c" \
+    # SECSOCK_TEST_HOOKS: the system-call table is writable, for test_hooks.c (the extension's is constant).
+    "$cc" "${cflags[@]}" -DSECSOCK_TEST_HOOKS -I"$root/csrc" -I"$here" -o "$dir/test_backend.exe" "$here/test_backend.c" \
         "$root"/csrc/windows/*.c "$root/csrc/secsock_common.c" -lws2_32 -lfwpuclnt -ladvapi32 \
         || die "building test_backend.exe for $arch failed"
 }
