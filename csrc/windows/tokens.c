@@ -271,6 +271,11 @@ int secsock_token_is_member(uint64_t token, const char *sid_or_account, int *mem
     }
     if (sid_or_account == NULL ||
         MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, sid_or_account, -1, wide, 520) <= 1) {
+        /* Read at once: the last error says whether the text was too long or not UTF-8. */
+        if (sid_or_account != NULL && GetLastError() == ERROR_INSUFFICIENT_BUFFER) {
+            return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "group",
+                                     "group is too long: at most 519 UTF-16 units (DOMAIN\\name)");
+        }
         return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "group",
                                  "group must be a SID (S-1-...) or an account name in valid UTF-8");
     }

@@ -1914,6 +1914,16 @@ static void test_token_is_member(void)
     CHECK(secsock_token_is_member((uint64_t)(UINT_PTR)t, "S-x", &member, &err) == -1 &&
               err.kind == SECSOCK_ERR_ARGUMENT,
           "a bad SID did not fail as an argument error");
+    {
+        /* 600 ASCII units do not fit the 520-unit conversion: an argument error that says "too long", not that
+         * the text is not UTF-8 (what it said before). */
+        char long_name[601];
+        memset(long_name, 'a', 600);
+        long_name[600] = '\0';
+        CHECK(secsock_token_is_member((uint64_t)(UINT_PTR)t, long_name, &member, &err) == -1 &&
+                  err.kind == SECSOCK_ERR_ARGUMENT && strstr(err.message, "too long") != NULL,
+              "a 600-unit group: kind %d '%s'", err.kind, err.message);
+    }
     CloseHandle(t);
     end_test();
 }
