@@ -170,8 +170,8 @@ typedef struct {
 
 /* ---- The snapshot's records (snapshot_index.c builds and changes them; snapshot.c owns the one in g) ---- */
 /*
- * Policies live in one array sorted by (bucket, priority, age); a bucket is (direction, family, type). Within
- * a bucket a hash keyed by (destination prefix length, masked destination) chains the policies in that
+ * Policies live in one array sorted by (bucket, priority, index: pol_order); a bucket is (direction, family,
+ * type). Within a bucket a hash keyed by (destination prefix length, masked destination) chains the policies in that
  * order, and the bucket remembers which destination prefix lengths occur: a lookup probes one chain per
  * prefix length present instead of scanning the bucket. SAs are hashed by (family, proto, daddr).
  */
@@ -190,7 +190,6 @@ typedef struct {
 typedef struct {
     ss_policy *pols;
     size_t npols, cap;
-    uint64_t pol_next_age; /* the age of the next policy a notification adds: newer than every other */
     int32_t *pnext;
     ss_bucket b[SS_NBUCKETS];
 
@@ -209,7 +208,6 @@ typedef struct {
 typedef struct {
     ss_snap *s;
     secsock_error *err;
-    uint64_t next_age;
 } dump_ctx;
 
 /* A network namespace's identity: the device and inode of its nsfs file. */

@@ -70,7 +70,7 @@ const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t i
                 int m;
 
                 if (best != NULL && (p->priority > best->priority ||
-                                     (p->priority == best->priority && p->age > best->age))) {
+                                     (p->priority == best->priority && p->index > best->index))) {
                     break; /* chains run best first: nothing further can win */
                 }
                 if (p->sel.prefixlen_d != bk->plens[i]) {
@@ -100,10 +100,10 @@ const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t i
                  */
                 if (!p->unreadable && p->mark_m != 0 && p->if_id == if_id &&
                     (dir == XFRM_POLICY_IN || (flow_mark(f) & p->mark_m) != p->mark_v)) {
-                    /* The best such policy, by the kernel's own order (lower priority value, then the
-                     * older): chains are met longest prefix first, so the first one met may be a worse one. */
+                    /* The best such policy, by the kernel's own order (pol_order: lower priority value, then
+                     * lower index): chains are met longest prefix first, so the first one met may be worse. */
                     if (doubt == NULL || p->priority < doubt->priority ||
-                        (p->priority == doubt->priority && p->age < doubt->age)) {
+                        (p->priority == doubt->priority && p->index < doubt->index)) {
                         doubt = p;
                     }
                     continue;
@@ -127,7 +127,7 @@ const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t i
             }
         }
         if (doubt != NULL && (best == NULL || doubt->priority < best->priority ||
-                              (doubt->priority == best->priority && doubt->age < best->age))) {
+                              (doubt->priority == best->priority && doubt->index < best->index))) {
             f->mark_doubt = 1;
             return NULL;
         }

@@ -35,8 +35,6 @@ int on_policy(void *vctx, uint16_t type, uint16_t flags, const void *payload, si
         secsock_error_set(c->err, SECSOCK_ERR_NOMEM, ENOMEM, 0, "XFRM_MSG_GETPOLICY", "out of memory for policies");
         return -1;
     }
-    /* The kernel dumps the newest policy first: count ages down, then flip them after the dump. */
-    p.age = c->next_age++;
     c->s->pols[c->s->npols++] = p;
     return 0;
 }
@@ -86,10 +84,9 @@ uint64_t g_netns_switches;
 int dump_policies(ss_snap *s, secsock_error *err)
 {
     int attempt, r = -1;
-    size_t i;
 
     for (attempt = 0; attempt < SS_DUMP_RETRIES; attempt++) {
-        dump_ctx c = {s, err, 0};
+        dump_ctx c = {s, err};
         snap_free_policies(s);
         __atomic_add_fetch(&g_dump_count, 1, __ATOMIC_RELAXED);
         r = nl_request(NETLINK_XFRM, XFRM_MSG_GETPOLICY, NLM_F_DUMP, NULL, 0, on_policy, &c,
@@ -99,11 +96,6 @@ int dump_policies(ss_snap *s, secsock_error *err)
         }
     }
     if (r == 0) {
-        /* Dump order is newest first (the kernel links new policies at the head of its list). */
-        for (i = 0; i < s->npols; i++) {
-            s->pols[i].age = (uint64_t)(s->npols - 1 - s->pols[i].age);
-        }
-        s->pol_next_age = s->npols;
         if (snap_index_policies(s) != 0) {
             secsock_error_set(err, SECSOCK_ERR_NOMEM, ENOMEM, 0, "XFRM_MSG_GETPOLICY", "out of memory for the index");
             r = -1;
@@ -121,7 +113,7 @@ int dump_sas(ss_snap *s, secsock_error *err)
     int attempt, r = -1;
 
     for (attempt = 0; attempt < SS_DUMP_RETRIES; attempt++) {
-        dump_ctx c = {s, err, 0};
+        dump_ctx c = {s, err};
         snap_free_sas(s);
         __atomic_add_fetch(&g_dump_count, 1, __ATOMIC_RELAXED);
         r = nl_request(NETLINK_XFRM, XFRM_MSG_GETSA, NLM_F_DUMP, NULL, 0, on_sa, &c, "XFRM_MSG_GETSA", err);

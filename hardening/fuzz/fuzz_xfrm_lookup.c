@@ -51,12 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     secsock_error_clear(&err);
     c.s = &s;
     c.err = &err;
-    c.next_age = 0;
     (void)ss_nl_walk(data + FLOW_BYTES, size - FLOW_BYTES, 0, 0, collect, &c, &why);
-    /* As dump_policies does after a complete dump. */
-    for (i = 0; i < s.npols; i++) {
-        s.pols[i].age = (uint64_t)(s.npols - 1 - s.pols[i].age);
-    }
     if (snap_index_policies(&s) != 0 || snap_index_sas(&s) != 0) {
         abort(); /* only out of memory may fail, and these inputs are small */
     }
