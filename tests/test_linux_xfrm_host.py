@@ -610,3 +610,19 @@ def test_a_policy_flush_still_dumps(ns: Netns, driver: str) -> None:
     first, added, flushed = (json.loads(line) for line in done.stdout.splitlines())
     assert added["pol_out"]["index"] == 0xF41 and added["dumps"] == first["dumps"]
     assert flushed["pol_out"] is None and flushed["dumps"] > added["dumps"]
+
+
+def synthetic(driver: str, case: str) -> dict[str, dict[str, Any]]:
+    done = subprocess.run([driver, "synthetic", case], capture_output=True, text=True, timeout=60, check=True)
+    return {line["dir"]: line for line in map(json.loads, done.stdout.splitlines())}
+
+
+def test_outbound_best_sa_for_the_other_direction_drops_the_flow(driver: str) -> None:
+    """Issue 14 item 7: an SA marked `dir in` (XFRMA_SA_DIR, kernel 6.10) is a candidate for
+    xfrm_state_find like any other; when it is the best (the newest), xfrm_tmpl_resolve_one drops the flow
+    (x->dir != XFRM_SA_DIR_OUT: -EINVAL) instead of using the older SA without a direction. Neither kernel
+    here can make such an SA (6.1 has no SA direction, this host no ESP): a snapshot built in memory
+    (tests/linux_c/synthetic.c) is looked up by the backend's own eval_dir."""
+    out = synthetic(driver, "sa-dir-in-best")["out"]
+    assert (out["protected"], out["encrypted"], out["spis"]) == (0, 0, [])
+    assert out["reason"] == 9  # SECSOCK_REASON_SA_WRONG_DIR

@@ -266,9 +266,10 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
         addr_ok = addr_any(local, t->family) || addr_any(a->saddr, t->family) ||
                   addr_eq(a->saddr, local, t->family);
         if (dir == XFRM_POLICY_OUT) {
+            /* No direction test here: xfrm_state_find picks among SAs of any direction, and only then does
+             * xfrm_tmpl_resolve_one refuse an inbound one (eval_dir). */
             if (!addr_ok || a->reqid != t->reqid || (pol->mark_v & pol->mark_m & a->mark_m) != a->mark_v ||
-                a->if_id != pol->if_id || (a->flags & XFRM_STATE_WILDRECV) ||
-                (a->dir != 0 && a->dir != SS_SA_DIR_OUT)) {
+                a->if_id != pol->if_id || (a->flags & XFRM_STATE_WILDRECV)) {
                 continue;
             }
         } else {
@@ -403,6 +404,14 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
                 return -1;
             }
             all_encrypt = !plain;
+        }
+        if (dir == XFRM_POLICY_OUT && a != NULL && a->dir != 0 && a->dir != SS_SA_DIR_OUT) {
+            /* The best SA is one for the other direction (XFRMA_SA_DIR, kernel 6.10): xfrm_tmpl_resolve_one
+             * drops the flow (-EINVAL, XfrmOutStateDirError), optional template or not; it does not look
+             * for another SA. */
+            dir_clear(out);
+            v->reason = SECSOCK_REASON_SA_WRONG_DIR;
+            return 0;
         }
         if (a == NULL) {
             if (!t->optional) {

@@ -55,6 +55,7 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "AES-GMAC, a cipher secsock does not know, an SA it could not parse)",
     "not decidable here: a policy with a mark selects the flow, and the kernel compares the packet's mark "
     "(inbound skb->mark, outbound maybe set by a VTI key or netfilter), not the socket's",
+    "the SA the kernel picks for a template is an inbound one (XFRMA_SA_DIR): the kernel drops the flow",
 };
 static PyObject *ReasonCache[SECSOCK_REASON_COUNT][SECSOCK_REASON_COUNT];
 
