@@ -626,3 +626,16 @@ def test_outbound_best_sa_for_the_other_direction_drops_the_flow(driver: str) ->
     out = synthetic(driver, "sa-dir-in-best")["out"]
     assert (out["protected"], out["encrypted"], out["spis"]) == (0, 0, [])
     assert out["reason"] == 9  # SECSOCK_REASON_SA_WRONG_DIR
+
+
+def test_a_link_local_peer_keeps_its_scope(ns: Netns) -> None:
+    """Issue 14 item 7: peer="fe80::2%lo" for a UDP socket bound to ::. The backend dropped the scope id, so
+    finding the source address failed (connect() to a link-local address without a scope: EINVAL). The kernel
+    sends by the scope's interface (udpv6_sendmsg: flowi6_oif = sin6_scope_id), which a selector naming a
+    device is matched against (xfrm_selector_match: sel->ifindex == fl->flowi_oif)."""
+    ns.ip("addr", "add", "fe80::1/64", "dev", "lo", "nodad")
+    ns.ip("xfrm", "policy", "add", "src", "fe80::1", "dst", "fe80::2", "dev", "lo", "dir", "out",
+          "tmpl", "proto", "esp", "mode", "transport")  # fmt: skip
+    (result,) = ns.probe([{"op": "udp", "name": "s", "local": "::", "peer": "fe80::2%lo", "port": 500}])
+    assert "error" not in result, result
+    assert reason_of(result)[0].startswith("no SA fits a template the policy requires"), result

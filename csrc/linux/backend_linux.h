@@ -232,6 +232,7 @@ typedef struct {
     int if_id_known;       /* if_id below was resolved */
     uint32_t if_id;        /* the if_id of the XFRM interface the flow is routed through, 0 for none */
     int oif;               /* the interface toward the peer; -1 until needed and resolved */
+    uint32_t peer_scope;   /* peer='s IPv6 scope id, for a peer that needs one (link-local); else 0 */
     int mark_doubt;        /* lookup_policy: the policy depends on a packet mark the backend cannot see */
 } ss_flow;
 

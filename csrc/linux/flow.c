@@ -64,6 +64,12 @@ int resolve_oif(ss_flow *f, secsock_error *err)
     if (f->oif >= 0) {
         return 0;
     }
+    if (f->peer_scope != 0) {
+        /* A datagram sent to a link-local peer leaves by its scope's interface (udpv6_sendmsg: flowi6_oif =
+         * sin6_scope_id when __ipv6_addr_needs_scope_id), before the socket's own device. */
+        f->oif = (int)f->peer_scope;
+        return 0;
+    }
     if (flow_bound_ifindex(f) > 0) {
         f->oif = f->bound_ifindex;
         return 0;
@@ -271,6 +277,7 @@ static int source_toward_peer(ss_flow *f, int sock_family, const uint8_t *peer16
         sin6->sin6_family = AF_INET6;
         memcpy(&sin6->sin6_addr, peer16, 16);
         sin6->sin6_port = f->pport;
+        sin6->sin6_scope_id = f->peer_scope; /* a link-local peer: without it connect() fails (EINVAL) */
         len = sizeof(*sin6);
     }
     /* connect() on a datagram socket only routes: nothing is sent. */
@@ -480,6 +487,13 @@ int build_flow(const secsock_query_request *req, ss_flow *f, secsock_error *err)
         memset(peer16, 0, sizeof(peer16));
         memcpy(peer16, req->peer.addr, addr_len(family));
         f->pport = htons(req->peer.port);
+        /* The scope of a link-local (or link-scope multicast) peer names the interface the kernel sends by.
+         * A connected socket needs none: connecting to such a peer bound it to that device
+         * (ip6_datagram_connect, tcp_v6_connect), which SO_BINDTOIFINDEX reports. */
+        if (family == AF_INET6 && ((peer16[0] == 0xfe && (peer16[1] & 0xc0) == 0x80) ||
+                                   (peer16[0] == 0xff && (peer16[1] & 0x0f) <= 2))) {
+            f->peer_scope = req->peer.scope_id;
+        }
     } else if (kind.type == SECSOCK_TYPE_DGRAM) {
         return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "peer",
                                  "peer is required for a datagram socket that is not connected");

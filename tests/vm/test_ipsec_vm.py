@@ -309,6 +309,42 @@ def test_ipv6_esp(pair6: Pair) -> None:
     assert server["inbound"] == [sa(ESP, TRANSPORT, 0x1001, aead="rfc4106(gcm(aes))")]
 
 
+def test_ipv6_link_local_peer_given_with_its_scope(pair6: Pair) -> None:
+    """Issue 14 item 7: a UDP server bound to :: answers a link-local sender over real ESP. recvfrom() gives
+    the sender as ("fe80::a", port, 0, scope); the backend dropped the scope, so finding the source address
+    toward the peer failed (connect() to a link-local address needs a scope: EINVAL). The kernel sends by the
+    scope's interface (udpv6_sendmsg: flowi6_oif = sin6_scope_id)."""
+    for ns, dev, address in ((pair6.a, "va", "fe80::a"), (pair6.b, "vb", "fe80::b")):
+        ns.ip("link", "set", dev, "down")
+        ns.ip("link", "set", dev, "addrgenmode", "none")  # only the address below: a known source address
+        ns.ip("-6", "addr", "flush", "dev", dev, "scope", "link")
+        ns.ip("addr", "add", f"{address}/64", "dev", dev, "nodad")
+        ns.ip("link", "set", dev, "up")
+    secure(Pair(pair6.a, pair6.b, "fe80::a", "fe80::b"))
+    ready = threading.Event()
+
+    def serve() -> dict[str, Any]:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::", PORT))
+            s.settimeout(30)
+            ready.set()
+            _, sender = s.recvfrom(64)
+            assert sender[0].startswith("fe80::a") and sender[3] == socket.if_nametoindex("vb"), sender
+            return answer(s, peer=sender)
+
+    def send() -> None:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.sendto(b"x", ("fe80::b%va", PORT))
+
+    server = pair6.b.start_thread(serve)
+    assert ready.wait(30)
+    pair6.a.call(send)
+    served = server.result(30)
+    assert_flags(served, 3)
+    assert served["inbound"] == [sa(ESP, TRANSPORT, 0x1001, aead="rfc4106(gcm(aes))")]
+    assert served["outbound"] == [sa(ESP, TRANSPORT, 0x2002, aead="rfc4106(gcm(aes))")]
+
+
 def test_ipv4_mapped_addresses_on_ipv6_sockets_use_the_ipv4_state(pair: Pair) -> None:
     # AF_INET6 sockets on both ends talking to ::ffff:10.1.0.x: the packets, and so the XFRM flows, are IPv4.
     secure(pair)
