@@ -628,6 +628,38 @@ def test_outbound_best_sa_for_the_other_direction_drops_the_flow(driver: str) ->
     assert out["reason"] == 9  # SECSOCK_REASON_SA_WRONG_DIR
 
 
+@pytest.mark.parametrize(
+    ("main", "reason"),
+    [
+        (("tmpl", "proto", "esp", "mode", "transport"), "no SA fits a template the policy requires"),
+        (("action", "block"), "the policy blocks the flow"),
+    ],
+    ids=["main-template", "main-block"],
+)
+def test_a_sub_policy_that_allows_is_bundled_with_the_main_policy(
+    ns: Netns, main: tuple[str, ...], reason: str
+) -> None:
+    """Issue 14 item 7: with CONFIG_XFRM_SUB_POLICY (set in Debian's 6.1 and this kernel) a sub policy that
+    allows is not the whole answer: xfrm_expand_policies (out) and __xfrm_policy_check (in) also look up the
+    main policy; a main block blocks, and its templates join the sub policy's. A sub bypass over a main ESP
+    policy still needs ESP (no SA can exist here: the kernel refuses to send), over a main block blocks."""
+    run(*ns.exec_argv("sysctl", "-qw", "net.ipv4.conf.lo.disable_xfrm=0"))  # so the kernel's own choice shows
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "ptype", "sub")
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", *main)
+
+    def no_states() -> int:  # XfrmOutNoStates: a template found no SA (the main policy's ESP here)
+        stat = run(*ns.exec_argv("cat", "/proc/net/xfrm_stat")).stdout.split()
+        return int(stat[stat.index("XfrmOutNoStates") + 1])
+
+    before = no_states()
+    sent = subprocess.run(ns.exec_argv("bash", "-c", f"echo x > /dev/udp/{B}/500"), capture_output=True)
+    # A block fails the send; a template without an SA drops it quietly (a blackhole route) and counts it.
+    assert sent.returncode != 0 or no_states() > before, "the kernel sent in the clear: the sub bypass alone"
+    (result,) = ns.probe([udp(A, B)])
+    assert result["flags"] == 0
+    assert reason_of(result)[0].startswith(reason), result
+
+
 def test_a_link_local_peer_keeps_its_scope(ns: Netns) -> None:
     """Issue 14 item 7: peer="fe80::2%lo" for a UDP socket bound to ::. The backend dropped the scope id, so
     finding the source address failed (connect() to a link-local address without a scope: EINVAL). The kernel

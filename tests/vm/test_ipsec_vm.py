@@ -506,6 +506,51 @@ def test_inbound_policy_with_a_mark_is_not_decidable_from_so_mark(pair: Pair) ->
     assert "; inbound: not decidable here: a policy with a mark selects the flow" in served["reason"], served
 
 
+def xfrm_stat(ns: Netns, name: str) -> int:
+    # thread-self: the namespace of the thread ns.call runs in (/proc/net follows the process's leader).
+    for line in ns.call(lambda: open("/proc/thread-self/net/xfrm_stat").read().splitlines()):
+        field, value = line.split()
+        if field == name:
+            return int(value)
+    raise AssertionError(f"{name} is not in /proc/net/xfrm_stat")
+
+
+def test_inbound_sa_with_a_mark_is_not_decidable_from_so_mark(pair: Pair) -> None:
+    """Issue 14 item 4: inbound the kernel finds the SA by the arriving packet's mark (xfrm_input ->
+    xfrm_state_lookup(net, skb->mark, ...)), never the socket's SO_MARK. b's inbound SA carries mark 5; b's
+    socket has SO_MARK 5, but a's ESP arrives unmarked, finds no SA and is dropped (XfrmInNoStates). Whether
+    that SA ever receives depends on a mark secsock cannot see: the answer must not be SECURED."""
+    secure(pair, directions="ba")
+    pair.a.ip("xfrm", "state", "add", "src", pair.addr_a, "dst", pair.addr_b, "proto", "esp", "spi", "0x1001",
+              "reqid", "7", "mode", "transport", *AEAD)  # fmt: skip
+    pair.b.ip("xfrm", "state", "add", "src", pair.addr_a, "dst", pair.addr_b, "proto", "esp", "spi", "0x1001",
+              "reqid", "7", "mode", "transport", "mark", "5", "mask", "0xff", *AEAD)  # fmt: skip
+    add_policies(pair, pair.addr_a, pair.addr_b, "esp", "transport", reqid=7)
+    dropped = xfrm_stat(pair.b, "XfrmInNoStates")
+
+    def send() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((pair.addr_a, PORT + 1))
+            s.sendto(b"x", (pair.addr_b, PORT))
+
+    def query() -> dict[str, Any]:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 5)
+            s.bind((pair.addr_b, PORT))
+            return answer(s, peer=(pair.addr_a, PORT + 1))
+
+    pair.a.call(send)
+    deadline = time.monotonic() + 30  # a wait for the kernel's counter, not a timed assertion
+    while xfrm_stat(pair.b, "XfrmInNoStates") == dropped and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert xfrm_stat(pair.b, "XfrmInNoStates") > dropped, "the unmarked ESP packet found b's marked SA"
+    served = pair.b.call(query)
+    assert_flags(served, 0)
+    assert served["inbound"] == [], served
+    undecidable = "; inbound: not decidable here: a policy with a mark selects the flow (or, inbound, only SA"
+    assert undecidable in served["reason"], served
+
+
 def test_esp_inside_ah_bundle(pair: Pair) -> None:
     flows = ((pair.addr_a, pair.addr_b, 0x1001), (pair.addr_b, pair.addr_a, 0x2002))
     for src, dst, spi in flows:
