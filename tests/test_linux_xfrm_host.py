@@ -671,3 +671,25 @@ def test_a_link_local_peer_keeps_its_scope(ns: Netns) -> None:
     (result,) = ns.probe([{"op": "udp", "name": "s", "local": "::", "peer": "fe80::2%lo", "port": 500}])
     assert "error" not in result, result
     assert reason_of(result)[0].startswith("no SA fits a template the policy requires"), result
+
+
+@pytest.mark.parametrize("disabled", [True, False], ids=["lo-default", "lo-xfrm-enabled"])
+def test_loopback_flows_follow_los_disable_xfrm(ns: Netns, disabled: bool) -> None:
+    """Issue 14 item 7: a flow to 127.0.0.0/8 or to the socket's own address runs over lo, whose
+    disable_xfrm (out) and disable_policy (in) are on by default: the kernel bypasses XFRM (xfrm_lookup:
+    DST_NOXFRM; xfrm_policy_check: DST_NOPOLICY) and sends in the clear despite an ESP policy without SA.
+    Turned off, the policy applies again (the send is dropped for want of an SA, XfrmOutNoStates)."""
+    if not disabled:
+        for name in ("disable_xfrm", "disable_policy"):
+            run(*ns.exec_argv("sysctl", "-qw", f"net.ipv4.conf.lo.{name}=0"))
+    esp_policies(ns, A, A)
+    (result,) = ns.probe([udp(A, A)])
+    loopback = (
+        "the flow runs over loopback, where XFRM is disabled (disable_xfrm outbound, disable_policy inbound)"
+    )
+    no_sa = "no SA fits a template the policy requires"
+    assert result["flags"] == 0
+    if disabled:
+        assert reason_of(result) == (loopback, loopback), result
+    else:
+        assert all(why.startswith(no_sa) for why in reason_of(result)), result

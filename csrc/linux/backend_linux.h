@@ -233,6 +233,7 @@ typedef struct {
     uint32_t if_id;        /* the if_id of the XFRM interface the flow is routed through, 0 for none */
     int oif;               /* the interface toward the peer; -1 until needed and resolved */
     uint32_t peer_scope;   /* peer='s IPv6 scope id, for a peer that needs one (link-local); else 0 */
+    int lo_conf;           /* loopback's IPv4 devconf (flow_xfrm_disabled): 0 unread, else 1 | SS_LO_* */
     int mark_doubt;        /* lookup_policy: the policy depends on a packet mark the backend cannot see */
 } ss_flow;
 
@@ -351,6 +352,9 @@ static inline uint32_t flow_mark(ss_flow *f)
 }
 int resolve_oif(ss_flow *f, secsock_error *err);
 int resolve_if_id(ss_flow *f, secsock_error *err);
+#define SS_LO_NOXFRM 2   /* disable_xfrm */
+#define SS_LO_NOPOLICY 4 /* disable_policy */
+int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err);
 /* f borrows req's socket (f->sock): never closed here. */
 int build_flow(const secsock_query_request *req, ss_flow *f, secsock_error *err);
 int finish_flow(ss_flow *f, secsock_error *err);

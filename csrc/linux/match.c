@@ -364,6 +364,15 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
     out->count = 0;
     v->protected_ = v->encrypted = 0;
     v->reason = SECSOCK_REASON_NONE;
+    rc = flow_xfrm_disabled(f, dir, err);
+    if (rc != 0) {
+        if (rc < 0) {
+            return -1;
+        }
+        t_last_index[dir] = t_last_priority[dir] = 0;
+        v->reason = SECSOCK_REASON_XFRM_DISABLED;
+        return 0;
+    }
     if (s->b[bucket_of(dir, f->family, XFRM_POLICY_TYPE_MAIN)].has_if_id ||
         s->b[bucket_of(dir, f->family, XFRM_POLICY_TYPE_SUB)].has_if_id) {
         if (resolve_if_id(f, err) != 0) {

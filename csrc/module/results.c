@@ -57,6 +57,7 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "template), and the kernel compares the packet's mark (inbound skb->mark, outbound maybe set by a VTI key "
     "or netfilter), not the socket's",
     "the SA the kernel picks for a template is an inbound one (XFRMA_SA_DIR): the kernel drops the flow",
+    "the flow runs over loopback, where XFRM is disabled (disable_xfrm outbound, disable_policy inbound)",
 };
 static PyObject *ReasonCache[SECSOCK_REASON_COUNT][SECSOCK_REASON_COUNT];
 

@@ -551,6 +551,40 @@ def test_inbound_sa_with_a_mark_is_not_decidable_from_so_mark(pair: Pair) -> Non
     assert undecidable in served["reason"], served
 
 
+def test_loopback_flow_is_clear_where_xfrm_is_disabled(pair: Pair) -> None:
+    """Issue 14 item 7: a connection to the host's own address runs over lo, which has disable_xfrm and
+    disable_policy set by default: the kernel skips the output lookup (xfrm_lookup: DST_NOXFRM) and the
+    input policy check (DST_NOPOLICY), so ESP policies and SAs for that flow are never used (their SA
+    counts no bytes). The answer must be clear, not SECURED."""
+    me = pair.addr_a
+    for direction in ("out", "in"):
+        pair.a.ip("xfrm", "policy", "add", "src", me, "dst", me, "dir", direction, "tmpl",
+                  "src", me, "dst", me, "proto", "esp", "mode", "transport", "reqid", "7")  # fmt: skip
+    pair.a.ip("xfrm", "state", "add", "src", me, "dst", me, "proto", "esp", "spi", "0x1001", "reqid", "7",
+              "mode", "transport", *AEAD)  # fmt: skip
+
+    def both_ends() -> tuple[dict[str, Any], dict[str, Any]]:
+        with socket.socket() as listener:
+            listener.bind((me, PORT))
+            listener.listen(1)
+            with socket.create_connection((me, PORT), timeout=15) as client:
+                conn, _ = listener.accept()
+                with conn:
+                    client.sendall(b"ping")
+                    assert conn.recv(16) == b"ping"
+                    return answer(client), answer(conn)
+
+    client, server = pair.a.call(both_ends)
+    assert "0(bytes)" in pair.a.ip("-s", "xfrm", "state"), "the kernel used the SA over lo"
+    for result in (client, server):
+        assert_flags(result, 0)
+        assert result["reason"] == "; ".join(
+            f"{way}: the flow runs over loopback, where XFRM is disabled (disable_xfrm outbound, "
+            "disable_policy inbound)"
+            for way in ("outbound", "inbound")
+        ), result
+
+
 def test_esp_inside_ah_bundle(pair: Pair) -> None:
     flows = ((pair.addr_a, pair.addr_b, 0x1001), (pair.addr_b, pair.addr_a, 0x2002))
     for src, dst, spi in flows:
