@@ -97,81 +97,43 @@ int resolve_oif(ss_flow *f, secsock_error *err)
     return 0;
 }
 
-/* IFLA_AF_SPEC -> AF_INET -> IFLA_INET_CONF: the device's IPv4 devconf, u32 per IPV4_DEVCONF_* - 1. */
-static int on_lo_conf(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
+/* IFLA_AF_SPEC -> AF_INET -> IFLA_INET_CONF (the device's IPv4 devconf, a u32 per IPV4_DEVCONF_* - 1): the
+ * SS_LO_* bits set there. */
+static int inet_conf_of(const uint8_t *data, size_t dlen)
 {
-    int *conf = vctx;
-    attr_iter it, spec, inet;
-    uint16_t at, fam, it_type;
-    const uint8_t *data, *sdata, *idata;
-    size_t dlen, slen, ilen;
+    attr_iter spec, inet;
+    uint16_t fam, it_type;
+    const uint8_t *sdata, *idata;
+    size_t slen, ilen;
+    int conf = 0;
 
-    (void)flags;
-    if (type != RTM_NEWLINK || len < sizeof(struct ifinfomsg)) {
-        return 0;
-    }
-    it.p = (const uint8_t *)payload + NLMSG_ALIGN(sizeof(struct ifinfomsg));
-    it.left = len > NLMSG_ALIGN(sizeof(struct ifinfomsg)) ? len - NLMSG_ALIGN(sizeof(struct ifinfomsg)) : 0;
-    while (attr_next(&it, &at, &data, &dlen) > 0) {
-        if (at != IFLA_AF_SPEC) {
+    spec.p = data;
+    spec.left = dlen;
+    while (attr_next(&spec, &fam, &sdata, &slen) > 0) {
+        if (fam != AF_INET) {
             continue;
         }
-        spec.p = data;
-        spec.left = dlen;
-        while (attr_next(&spec, &fam, &sdata, &slen) > 0) {
-            if (fam != AF_INET) {
+        inet.p = sdata;
+        inet.left = slen;
+        while (attr_next(&inet, &it_type, &idata, &ilen) > 0) {
+            uint32_t v;
+            if (it_type != IFLA_INET_CONF || ilen < IPV4_DEVCONF_NOPOLICY * sizeof(uint32_t)) {
                 continue;
             }
-            inet.p = sdata;
-            inet.left = slen;
-            while (attr_next(&inet, &it_type, &idata, &ilen) > 0) {
-                uint32_t v;
-                if (it_type != IFLA_INET_CONF || ilen < IPV4_DEVCONF_NOPOLICY * sizeof(uint32_t)) {
-                    continue;
-                }
-                memcpy(&v, idata + (IPV4_DEVCONF_NOXFRM - 1) * sizeof(uint32_t), sizeof(v));
-                *conf |= v != 0 ? SS_LO_NOXFRM : 0;
-                memcpy(&v, idata + (IPV4_DEVCONF_NOPOLICY - 1) * sizeof(uint32_t), sizeof(v));
-                *conf |= v != 0 ? SS_LO_NOPOLICY : 0;
-            }
+            memcpy(&v, idata + (IPV4_DEVCONF_NOXFRM - 1) * sizeof(uint32_t), sizeof(v));
+            conf |= v != 0 ? SS_LO_NOXFRM : 0;
+            memcpy(&v, idata + (IPV4_DEVCONF_NOPOLICY - 1) * sizeof(uint32_t), sizeof(v));
+            conf |= v != 0 ? SS_LO_NOPOLICY : 0;
         }
     }
-    return 0;
-}
-
-/*
- * Does the kernel bypass XFRM for this direction of the flow? Only loopback is checked: an IPv4 flow to
- * 127.0.0.0/8 or to the socket's own address is routed by lo (a local route), and lo has disable_xfrm and
- * disable_policy set by default. The kernel then skips the output lookup (xfrm_lookup: DST_NOXFRM, set by
- * rt_dst_alloc from IN_DEV_CONF NOXFRM) and the input policy check (xfrm_policy_check: IPSKB_NOPOLICY /
- * DST_NOPOLICY from NOPOLICY). Other devices' settings would need a route lookup per query: not read.
- * IPv6 has no disable_xfrm, and lo's IPv6 disable_policy is off by default: not read either.
- * 1 yes, 0 no, -1 on error (lo's settings could not be read).
- */
-int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err)
-{
-    if (f->family != AF_INET || (f->peer[0] != 127 && !addr_eq(f->peer, f->local, AF_INET))) {
-        return 0;
-    }
-    if (f->lo_conf == 0) {
-        struct ifinfomsg ifi;
-        int conf = 1;
-        memset(&ifi, 0, sizeof(ifi));
-        ifi.ifi_family = AF_UNSPEC;
-        ifi.ifi_index = 1; /* loopback is always device 1 in its namespace */
-        if (nl_request(NETLINK_ROUTE, RTM_GETLINK, NLM_F_ACK, &ifi, sizeof(ifi), on_lo_conf, &conf, "RTM_GETLINK",
-                       err) != 0) {
-            return -1;
-        }
-        f->lo_conf = conf;
-    }
-    return (f->lo_conf & (dir == XFRM_POLICY_OUT ? SS_LO_NOXFRM : SS_LO_NOPOLICY)) != 0;
+    return conf;
 }
 
 typedef struct {
     int is_xfrm;
     uint32_t if_id;
     int other_netns; /* IFLA_LINK_NETNSID: the interface's policies live in another namespace */
+    int inet_conf;   /* SS_LO_* bits of its IPv4 devconf */
 } link_info;
 
 static int on_link(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
@@ -191,6 +153,9 @@ static int on_link(void *vctx, uint16_t type, uint16_t flags, const void *payloa
     while (attr_next(&it, &at, &data, &dlen) > 0) {
         if (at == IFLA_LINK_NETNSID) {
             li->other_netns = 1;
+        }
+        if (at == IFLA_AF_SPEC) {
+            li->inet_conf = inet_conf_of(data, dlen);
         }
         if (at != IFLA_LINKINFO) {
             continue;
@@ -246,6 +211,36 @@ int resolve_if_id(ss_flow *f, secsock_error *err)
     f->if_id = li.is_xfrm ? li.if_id : 0;
     f->if_id_known = 1;
     return 0;
+}
+
+/*
+ * Does the kernel bypass XFRM for this direction of the flow? Only loopback is checked: an IPv4 flow to
+ * 127.0.0.0/8 or to the socket's own address is routed by lo (a local route), and lo has disable_xfrm and
+ * disable_policy set by default. The kernel then skips the output lookup (xfrm_lookup: DST_NOXFRM, set by
+ * rt_dst_alloc from IN_DEV_CONF NOXFRM) and the input policy check (xfrm_policy_check: IPSKB_NOPOLICY /
+ * DST_NOPOLICY from NOPOLICY). Other devices' settings would need a route lookup per query: not read.
+ * IPv6 has no disable_xfrm, and lo's IPv6 disable_policy is off by default: not read either.
+ * 1 yes, 0 no, -1 on error (lo's settings could not be read).
+ */
+int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err)
+{
+    if (f->family != AF_INET || (f->peer[0] != 127 && !addr_eq(f->peer, f->local, AF_INET))) {
+        return 0;
+    }
+    if (f->lo_conf == 0) {
+        struct ifinfomsg ifi;
+        link_info li;
+        memset(&ifi, 0, sizeof(ifi));
+        memset(&li, 0, sizeof(li));
+        ifi.ifi_family = AF_UNSPEC;
+        ifi.ifi_index = 1; /* loopback is always device 1 in its namespace */
+        if (nl_request(NETLINK_ROUTE, RTM_GETLINK, NLM_F_ACK, &ifi, sizeof(ifi), on_link, &li, "RTM_GETLINK",
+                       err) != 0) {
+            return -1;
+        }
+        f->lo_conf = 1 | li.inet_conf;
+    }
+    return (f->lo_conf & (dir == XFRM_POLICY_OUT ? SS_LO_NOXFRM : SS_LO_NOPOLICY)) != 0;
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
