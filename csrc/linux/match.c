@@ -364,15 +364,6 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
     out->count = 0;
     v->protected_ = v->encrypted = 0;
     v->reason = SECSOCK_REASON_NONE;
-    rc = flow_xfrm_disabled(f, dir, err);
-    if (rc != 0) {
-        if (rc < 0) {
-            return -1;
-        }
-        t_last_index[dir] = t_last_priority[dir] = 0;
-        v->reason = SECSOCK_REASON_XFRM_DISABLED;
-        return 0;
-    }
     if (s->b[bucket_of(dir, f->family, XFRM_POLICY_TYPE_MAIN)].has_if_id ||
         s->b[bucket_of(dir, f->family, XFRM_POLICY_TYPE_SUB)].has_if_id) {
         if (resolve_if_id(f, err) != 0) {
@@ -401,6 +392,18 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
         /* Never a guess: not protected, and the reason says the packet's mark decides (issue 14 item 4). */
         v->reason = SECSOCK_REASON_MARK_UNDECIDABLE;
         return 0;
+    }
+    if (pol != NULL && pol->action == XFRM_POLICY_ALLOW && (pol->ntmpl > 0 || pol->type == XFRM_POLICY_TYPE_SUB)) {
+        /* A policy that may protect the flow: is XFRM disabled on its device (loopback)? Asked only here, so
+         * loopback flows without such a policy cost nothing more; their answer is clear either way. */
+        rc = flow_xfrm_disabled(f, dir, err);
+        if (rc != 0) {
+            if (rc < 0) {
+                return -1;
+            }
+            v->reason = SECSOCK_REASON_XFRM_DISABLED;
+            return 0;
+        }
     }
     pols[0] = pol;
     if (pol != NULL && pol->type == XFRM_POLICY_TYPE_SUB && pol->action == XFRM_POLICY_ALLOW) {
