@@ -132,7 +132,9 @@ enum {
     SECSOCK_REASON_OPTIONAL_ONLY,   /* only optional templates (or IPComp): nothing is required */
     SECSOCK_REASON_ENCRYPTED,       /* protected by SAs that encrypt */
     SECSOCK_REASON_NOT_ENCRYPTING,  /* protected, but an SA it uses or accepts does not encrypt */
-    SECSOCK_REASON_MARK_UNDECIDABLE, /* a policy with a mark selects the flow: the packet's mark decides */
+    SECSOCK_REASON_MARK_UNDECIDABLE, /* a policy (or inbound the only fitting SAs) has a mark: the packet's decides */
+    SECSOCK_REASON_SA_WRONG_DIR,    /* outbound, the SA the kernel picks is an inbound one: it drops the flow */
+    SECSOCK_REASON_XFRM_DISABLED,   /* loopback's disable_xfrm (out) / disable_policy (in): no XFRM at all */
     SECSOCK_REASON_COUNT
 };
 

@@ -160,6 +160,40 @@ def test_equal_priority_the_older_policy_wins(ns: Netns, driver: str) -> None:
     assert drive(ns, driver, "udp-peer", A, B, "500")["pol_out"]["index"] == 0x301
 
 
+def policy_index(ns: Netns, *selector: str) -> int:
+    shown = ns.ip("-s", "xfrm", "policy", "get", *selector, "dir", "out")
+    return int(shown.split(" index ")[1].split()[0])
+
+
+@pytest.mark.parametrize(
+    ("older", "newer"),
+    [
+        ((f"src {A}/32 dst {B}/32"), (f"src {A}/32 dst {B}/32 proto udp")),  # one hash chain (both /32)
+        (("src 10.77.0.0/24 dst 10.77.0.0/24"), ("src 10.77.0.0/16 dst 10.77.0.0/16")),  # both by prefix
+    ],
+    ids=["exact", "prefix"],
+)
+def test_an_updated_policy_keeps_its_place_on_a_priority_tie(
+    ns: Netns, driver: str, older: str, newer: str
+) -> None:
+    """Issue 14 item 7: on a priority tie the older policy wins, and an update (same selector) keeps the
+    replaced policy's place: xfrm_policy_insert_list / xfrm_policy_insert_inexact_list put the new policy
+    where delpol was, and xfrm_policy_insert gives it delpol->index. Seen on 6.1 (VM) and on this kernel: a
+    block updated in place keeps blocking over a newer equal-priority bypass. The dump lists the updated
+    policy first (newest), so dump order is not the kernel's order; the index is."""
+    # Loopback bypasses XFRM output by default (disable_xfrm): turn that off so the kernel's own choice shows.
+    run(*ns.exec_argv("sysctl", "-qw", "net.ipv4.conf.lo.disable_xfrm=0"))
+    ns.ip("xfrm", "policy", "add", *older.split(), "dir", "out", "priority", "7", "action", "block")
+    ns.ip("xfrm", "policy", "add", *newer.split(), "dir", "out", "priority", "7")
+    first = policy_index(ns, *older.split())
+    ns.ip("xfrm", "policy", "update", *older.split(), "dir", "out", "priority", "7", "action", "block")
+    assert policy_index(ns, *older.split()) == first  # the update kept the index
+    sent = subprocess.run(ns.exec_argv("bash", "-c", f"echo x > /dev/udp/{B}/500"), capture_output=True)
+    assert sent.returncode != 0, "the kernel let the datagram through: the update moved the block"
+    matched = drive(ns, driver, "udp-peer", A, B, "500")
+    assert matched["pol_out"] == {"index": first, "priority": 7}
+
+
 def test_port_selector_miss_falls_through(ns: Netns, driver: str) -> None:
     ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "proto", "udp", "dport", "501", "dir", "out",
           "priority", "1", "index", "0x401")  # fmt: skip
@@ -763,3 +797,86 @@ def test_a_fork_child_closes_its_copies_of_every_kept_namespace(ns: Netns) -> No
     assert done.returncode == 0, done.stderr
     before, after = map(int, done.stdout.split())
     assert after == before - 2 * 2 + 2
+
+
+def synthetic(driver: str, case: str) -> dict[str, dict[str, Any]]:
+    done = subprocess.run([driver, "synthetic", case], capture_output=True, text=True, timeout=60, check=True)
+    return {line["dir"]: line for line in map(json.loads, done.stdout.splitlines())}
+
+
+def test_outbound_best_sa_for_the_other_direction_drops_the_flow(driver: str) -> None:
+    """Issue 14 item 7: an SA marked `dir in` (XFRMA_SA_DIR, kernel 6.10) is a candidate for
+    xfrm_state_find like any other; when it is the best (the newest), xfrm_tmpl_resolve_one drops the flow
+    (x->dir != XFRM_SA_DIR_OUT: -EINVAL) instead of using the older SA without a direction. Neither kernel
+    here can make such an SA (6.1 has no SA direction, this host no ESP): a snapshot built in memory
+    (tests/linux_c/synthetic.c) is looked up by the backend's own eval_dir."""
+    out = synthetic(driver, "sa-dir-in-best")["out"]
+    assert (out["protected"], out["encrypted"], out["spis"]) == (0, 0, [])
+    assert out["reason"] == 9  # SECSOCK_REASON_SA_WRONG_DIR
+
+
+@pytest.mark.parametrize(
+    ("main", "reason"),
+    [
+        (("tmpl", "proto", "esp", "mode", "transport"), "no SA fits a template the policy requires"),
+        (("action", "block"), "the policy blocks the flow"),
+    ],
+    ids=["main-template", "main-block"],
+)
+def test_a_sub_policy_that_allows_is_bundled_with_the_main_policy(
+    ns: Netns, main: tuple[str, ...], reason: str
+) -> None:
+    """Issue 14 item 7: with CONFIG_XFRM_SUB_POLICY (set in Debian's 6.1 and this kernel) a sub policy that
+    allows is not the whole answer: xfrm_expand_policies (out) and __xfrm_policy_check (in) also look up the
+    main policy; a main block blocks, and its templates join the sub policy's. A sub bypass over a main ESP
+    policy still needs ESP (no SA can exist here: the kernel refuses to send), over a main block blocks."""
+    run(*ns.exec_argv("sysctl", "-qw", "net.ipv4.conf.lo.disable_xfrm=0"))  # so the kernel's own choice shows
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "ptype", "sub")
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", *main)
+
+    def no_states() -> int:  # XfrmOutNoStates: a template found no SA (the main policy's ESP here)
+        stat = run(*ns.exec_argv("cat", "/proc/net/xfrm_stat")).stdout.split()
+        return int(stat[stat.index("XfrmOutNoStates") + 1])
+
+    before = no_states()
+    sent = subprocess.run(ns.exec_argv("bash", "-c", f"echo x > /dev/udp/{B}/500"), capture_output=True)
+    # A block fails the send; a template without an SA drops it quietly (a blackhole route) and counts it.
+    assert sent.returncode != 0 or no_states() > before, "the kernel sent in the clear: the sub bypass alone"
+    (result,) = ns.probe([udp(A, B)])
+    assert result["flags"] == 0
+    assert reason_of(result)[0].startswith(reason), result
+
+
+def test_a_link_local_peer_keeps_its_scope(ns: Netns) -> None:
+    """Issue 14 item 7: peer="fe80::2%lo" for a UDP socket bound to ::. The backend dropped the scope id, so
+    finding the source address failed (connect() to a link-local address without a scope: EINVAL). The kernel
+    sends by the scope's interface (udpv6_sendmsg: flowi6_oif = sin6_scope_id), which a selector naming a
+    device is matched against (xfrm_selector_match: sel->ifindex == fl->flowi_oif)."""
+    ns.ip("addr", "add", "fe80::1/64", "dev", "lo", "nodad")
+    ns.ip("xfrm", "policy", "add", "src", "fe80::1", "dst", "fe80::2", "dev", "lo", "dir", "out",
+          "tmpl", "proto", "esp", "mode", "transport")  # fmt: skip
+    (result,) = ns.probe([{"op": "udp", "name": "s", "local": "::", "peer": "fe80::2%lo", "port": 500}])
+    assert "error" not in result, result
+    assert reason_of(result)[0].startswith("no SA fits a template the policy requires"), result
+
+
+@pytest.mark.parametrize("disabled", [True, False], ids=["lo-default", "lo-xfrm-enabled"])
+def test_loopback_flows_follow_los_disable_xfrm(ns: Netns, disabled: bool) -> None:
+    """Issue 14 item 7: a flow to 127.0.0.0/8 or to the socket's own address runs over lo, whose
+    disable_xfrm (out) and disable_policy (in) are on by default: the kernel bypasses XFRM (xfrm_lookup:
+    DST_NOXFRM; xfrm_policy_check: DST_NOPOLICY) and sends in the clear despite an ESP policy without SA.
+    Turned off, the policy applies again (the send is dropped for want of an SA, XfrmOutNoStates)."""
+    if not disabled:
+        for name in ("disable_xfrm", "disable_policy"):
+            run(*ns.exec_argv("sysctl", "-qw", f"net.ipv4.conf.lo.{name}=0"))
+    esp_policies(ns, A, A)
+    (result,) = ns.probe([udp(A, A)])
+    loopback = (
+        "the flow runs over loopback, where XFRM is disabled (disable_xfrm outbound, disable_policy inbound)"
+    )
+    no_sa = "no SA fits a template the policy requires"
+    assert result["flags"] == 0
+    if disabled:
+        assert reason_of(result) == (loopback, loopback), result
+    else:
+        assert all(why.startswith(no_sa) for why in reason_of(result)), result

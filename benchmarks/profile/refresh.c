@@ -51,7 +51,6 @@ int main(int argc, char **argv)
         ss_snap s;
         dump_ctx c;
         double t0, t1, t2, t3;
-        size_t i;
 
         memset(&s, 0, sizeof(s));
         msgs = 0;
@@ -63,15 +62,11 @@ int main(int argc, char **argv)
         t1 = now_ms();
         c.s = &s;
         c.err = &err;
-        c.next_age = 0;
         if (nl_request(NETLINK_XFRM, XFRM_MSG_GETPOLICY, NLM_F_DUMP, NULL, 0, on_policy, &c, "dump", &err) != 0) {
             fprintf(stderr, "dump+parse: %s\n", err.message);
             return 1;
         }
         t2 = now_ms();
-        for (i = 0; i < s.npols; i++) {
-            s.pols[i].age = (uint64_t)(s.npols - 1 - s.pols[i].age);
-        }
         if (snap_index_policies(&s) != 0) {
             return 1;
         }

@@ -182,8 +182,8 @@ typedef struct {
 
 /* ---- The snapshot's records (snapshot_index.c builds and changes them; snapshot.c owns the one in g) ---- */
 /*
- * Policies live in one array sorted by (bucket, priority, age); a bucket is (direction, family, type). Within
- * a bucket a hash keyed by (destination prefix length, masked destination) chains the policies in that
+ * Policies live in one array sorted by (bucket, priority, index: pol_order); a bucket is (direction, family,
+ * type). Within a bucket a hash keyed by (destination prefix length, masked destination) chains the policies in that
  * order, and the bucket remembers which destination prefix lengths occur: a lookup probes one chain per
  * prefix length present instead of scanning the bucket. SAs are hashed by (family, proto, daddr).
  */
@@ -202,7 +202,6 @@ typedef struct {
 typedef struct {
     ss_policy *pols;
     size_t npols, cap;
-    uint64_t pol_next_age; /* the age of the next policy a notification adds: newer than every other */
     int32_t *pnext;
     ss_bucket b[SS_NBUCKETS];
 
@@ -225,7 +224,6 @@ typedef struct {
 typedef struct {
     ss_snap *s;
     secsock_error *err;
-    uint64_t next_age;
 } dump_ctx;
 
 /* A network namespace's identity: the device and inode of its nsfs file. */
@@ -250,6 +248,8 @@ typedef struct {
     int if_id_known;       /* if_id below was resolved */
     uint32_t if_id;        /* the if_id of the XFRM interface the flow is routed through, 0 for none */
     int oif;               /* the interface toward the peer; -1 until needed and resolved */
+    uint32_t peer_scope;   /* peer='s IPv6 scope id, for a peer that needs one (link-local); else 0 */
+    int lo_conf;           /* loopback's IPv4 devconf (flow_xfrm_disabled): 0 unread, else 1 | SS_LO_* */
     int mark_doubt;        /* lookup_policy: the policy depends on a packet mark the backend cannot see */
 } ss_flow;
 
@@ -403,6 +403,9 @@ static inline uint32_t flow_mark(ss_flow *f)
 }
 int resolve_oif(ss_flow *f, secsock_error *err);
 int resolve_if_id(ss_flow *f, secsock_error *err);
+#define SS_LO_NOXFRM 2   /* disable_xfrm */
+#define SS_LO_NOPOLICY 4 /* disable_policy */
+int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err);
 /* f borrows req's socket (f->sock): never closed here. */
 int build_flow(const secsock_query_request *req, ss_flow *f, secsock_error *err);
 int finish_flow(ss_flow *f, secsock_error *err);

@@ -1,6 +1,8 @@
 /* The flow of a socket: its facts (cached per socket cookie), addresses, route interface and XFRM interface. */
 #include "backend_linux.h"
 
+#include <linux/ip.h> /* IPV4_DEVCONF_* */
+
 /*
  * SO_MARK matters only to a policy or SA with a mark mask and to route lookups; SO_BINDTOIFINDEX only to route
  * lookups. Both are read when first needed, and again by every query (either can change on a live socket).
@@ -64,6 +66,12 @@ int resolve_oif(ss_flow *f, secsock_error *err)
     if (f->oif >= 0) {
         return 0;
     }
+    if (f->peer_scope != 0) {
+        /* A datagram sent to a link-local peer leaves by its scope's interface (udpv6_sendmsg: flowi6_oif =
+         * sin6_scope_id when __ipv6_addr_needs_scope_id), before the socket's own device. */
+        f->oif = (int)f->peer_scope;
+        return 0;
+    }
     if (flow_bound_ifindex(f) > 0) {
         f->oif = f->bound_ifindex;
         return 0;
@@ -89,10 +97,43 @@ int resolve_oif(ss_flow *f, secsock_error *err)
     return 0;
 }
 
+/* IFLA_AF_SPEC -> AF_INET -> IFLA_INET_CONF (the device's IPv4 devconf, a u32 per IPV4_DEVCONF_* - 1): the
+ * SS_LO_* bits set there. */
+static int inet_conf_of(const uint8_t *data, size_t dlen)
+{
+    attr_iter spec, inet;
+    uint16_t fam, it_type;
+    const uint8_t *sdata, *idata;
+    size_t slen, ilen;
+    int conf = 0;
+
+    spec.p = data;
+    spec.left = dlen;
+    while (attr_next(&spec, &fam, &sdata, &slen) > 0) {
+        if (fam != AF_INET) {
+            continue;
+        }
+        inet.p = sdata;
+        inet.left = slen;
+        while (attr_next(&inet, &it_type, &idata, &ilen) > 0) {
+            uint32_t v;
+            if (it_type != IFLA_INET_CONF || ilen < IPV4_DEVCONF_NOPOLICY * sizeof(uint32_t)) {
+                continue;
+            }
+            memcpy(&v, idata + (IPV4_DEVCONF_NOXFRM - 1) * sizeof(uint32_t), sizeof(v));
+            conf |= v != 0 ? SS_LO_NOXFRM : 0;
+            memcpy(&v, idata + (IPV4_DEVCONF_NOPOLICY - 1) * sizeof(uint32_t), sizeof(v));
+            conf |= v != 0 ? SS_LO_NOPOLICY : 0;
+        }
+    }
+    return conf;
+}
+
 typedef struct {
     int is_xfrm;
     uint32_t if_id;
     int other_netns; /* IFLA_LINK_NETNSID: the interface's policies live in another namespace */
+    int inet_conf;   /* SS_LO_* bits of its IPv4 devconf */
 } link_info;
 
 static int on_link(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
@@ -112,6 +153,9 @@ static int on_link(void *vctx, uint16_t type, uint16_t flags, const void *payloa
     while (attr_next(&it, &at, &data, &dlen) > 0) {
         if (at == IFLA_LINK_NETNSID) {
             li->other_netns = 1;
+        }
+        if (at == IFLA_AF_SPEC) {
+            li->inet_conf = inet_conf_of(data, dlen);
         }
         if (at != IFLA_LINKINFO) {
             continue;
@@ -167,6 +211,36 @@ int resolve_if_id(ss_flow *f, secsock_error *err)
     f->if_id = li.is_xfrm ? li.if_id : 0;
     f->if_id_known = 1;
     return 0;
+}
+
+/*
+ * Does the kernel bypass XFRM for this direction of the flow? Only loopback is checked: an IPv4 flow to
+ * 127.0.0.0/8 or to the socket's own address is routed by lo (a local route), and lo has disable_xfrm and
+ * disable_policy set by default. The kernel then skips the output lookup (xfrm_lookup: DST_NOXFRM, set by
+ * rt_dst_alloc from IN_DEV_CONF NOXFRM) and the input policy check (xfrm_policy_check: IPSKB_NOPOLICY /
+ * DST_NOPOLICY from NOPOLICY). Other devices' settings would need a route lookup per query: not read.
+ * IPv6 has no disable_xfrm, and lo's IPv6 disable_policy is off by default: not read either.
+ * 1 yes, 0 no, -1 on error (lo's settings could not be read).
+ */
+int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err)
+{
+    if (f->family != AF_INET || (f->peer[0] != 127 && !addr_eq(f->peer, f->local, AF_INET))) {
+        return 0;
+    }
+    if (f->lo_conf == 0) {
+        struct ifinfomsg ifi;
+        link_info li;
+        memset(&ifi, 0, sizeof(ifi));
+        memset(&li, 0, sizeof(li));
+        ifi.ifi_family = AF_UNSPEC;
+        ifi.ifi_index = 1; /* loopback is always device 1 in its namespace */
+        if (nl_request(NETLINK_ROUTE, RTM_GETLINK, NLM_F_ACK, &ifi, sizeof(ifi), on_link, &li, "RTM_GETLINK",
+                       err) != 0) {
+            return -1;
+        }
+        f->lo_conf = 1 | li.inet_conf;
+    }
+    return (f->lo_conf & (dir == XFRM_POLICY_OUT ? SS_LO_NOXFRM : SS_LO_NOPOLICY)) != 0;
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
@@ -271,6 +345,7 @@ static int source_toward_peer(ss_flow *f, int sock_family, const uint8_t *peer16
         sin6->sin6_family = AF_INET6;
         memcpy(&sin6->sin6_addr, peer16, 16);
         sin6->sin6_port = f->pport;
+        sin6->sin6_scope_id = f->peer_scope; /* a link-local peer: without it connect() fails (EINVAL) */
         len = sizeof(*sin6);
     }
     /* connect() on a datagram socket only routes: nothing is sent. */
@@ -480,6 +555,13 @@ int build_flow(const secsock_query_request *req, ss_flow *f, secsock_error *err)
         memset(peer16, 0, sizeof(peer16));
         memcpy(peer16, req->peer.addr, addr_len(family));
         f->pport = htons(req->peer.port);
+        /* The scope of a link-local (or link-scope multicast) peer names the interface the kernel sends by.
+         * A connected socket needs none: connecting to such a peer bound it to that device
+         * (ip6_datagram_connect, tcp_v6_connect), which SO_BINDTOIFINDEX reports. */
+        if (family == AF_INET6 && ((peer16[0] == 0xfe && (peer16[1] & 0xc0) == 0x80) ||
+                                   (peer16[0] == 0xff && (peer16[1] & 0x0f) <= 2))) {
+            f->peer_scope = req->peer.scope_id;
+        }
     } else if (kind.type == SECSOCK_TYPE_DGRAM) {
         return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "peer",
                                  "peer is required for a datagram socket that is not connected");

@@ -39,19 +39,19 @@ static int flow_sel_match(const ss_sel *s, ss_flow *f, int dir, secsock_error *e
 }
 
 /*
- * The policy the kernel applies to the flow in one direction, as xfrm_policy_lookup_bytype does (each
- * candidate checked as xfrm_policy_match checks it), or NULL; -1 in *rc on error.
+ * The policy of type top_type, else of a lower type, the kernel applies to the flow in one direction, as
+ * xfrm_policy_lookup_bytype does (each candidate checked as xfrm_policy_match checks it), or NULL; -1 in *rc
+ * on error.
  */
-const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t if_id, int *rc,
-                               secsock_error *err)
+static const ss_policy *lookup_from(const ss_snap *s, ss_flow *f, int dir, uint32_t if_id, int top_type,
+                                    int *rc, secsock_error *err)
 {
     int type;
     const uint8_t *da = dir == XFRM_POLICY_OUT ? f->peer : f->local;
 
     *rc = 0;
     f->mark_doubt = 0;
-    /* Sub policies are consulted first: any match there wins over main (xfrm_policy_lookup). */
-    for (type = XFRM_POLICY_TYPE_SUB; type >= XFRM_POLICY_TYPE_MAIN; type--) {
+    for (type = top_type; type >= XFRM_POLICY_TYPE_MAIN; type--) {
         const ss_bucket *bk = &s->b[bucket_of(dir, f->family, type)];
         const ss_policy *best = NULL, *doubt = NULL;
         unsigned i;
@@ -70,7 +70,7 @@ const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t i
                 int m;
 
                 if (best != NULL && (p->priority > best->priority ||
-                                     (p->priority == best->priority && p->age > best->age))) {
+                                     (p->priority == best->priority && p->index > best->index))) {
                     break; /* chains run best first: nothing further can win */
                 }
                 if (p->sel.prefixlen_d != bk->plens[i]) {
@@ -100,10 +100,10 @@ const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t i
                  */
                 if (!p->unreadable && p->mark_m != 0 && p->if_id == if_id &&
                     (dir == XFRM_POLICY_IN || (flow_mark(f) & p->mark_m) != p->mark_v)) {
-                    /* The best such policy, by the kernel's own order (lower priority value, then the
-                     * older): chains are met longest prefix first, so the first one met may be a worse one. */
+                    /* The best such policy, by the kernel's own order (pol_order: lower priority value, then
+                     * lower index): chains are met longest prefix first, so the first one met may be worse. */
                     if (doubt == NULL || p->priority < doubt->priority ||
-                        (p->priority == doubt->priority && p->age < doubt->age)) {
+                        (p->priority == doubt->priority && p->index < doubt->index)) {
                         doubt = p;
                     }
                     continue;
@@ -127,7 +127,7 @@ const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t i
             }
         }
         if (doubt != NULL && (best == NULL || doubt->priority < best->priority ||
-                              (doubt->priority == best->priority && doubt->age < best->age))) {
+                              (doubt->priority == best->priority && doubt->index < best->index))) {
             f->mark_doubt = 1;
             return NULL;
         }
@@ -136,6 +136,13 @@ const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t i
         }
     }
     return NULL;
+}
+
+/* Sub policies are consulted first: any match there wins over main (xfrm_policy_lookup). */
+const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t if_id, int *rc,
+                               secsock_error *err)
+{
+    return lookup_from(s, f, dir, if_id, XFRM_POLICY_TYPE_SUB, rc, err);
 }
 
 /*
@@ -239,7 +246,10 @@ static int inbound_plain_sa(const ss_snap *s, ss_flow *f, const ss_policy *pol, 
 /*
  * The SA the kernel would use for template t: outbound as xfrm_state_find (exact reqid, the policy's mark,
  * same if_id, SA selector matches the flow), inbound as xfrm_state_ok (reqid/spi wildcards when 0).
- * Among candidates: not dying before dying, then the newest.
+ * Among candidates: not dying before dying, then the newest. Inbound an SA with a mark is never picked: the
+ * kernel finds it by the arriving packet's mark (xfrm_input -> xfrm_state_lookup(net, skb->mark, ...)), not
+ * the socket's SO_MARK, so whether it receives anything is not known here; when only such SAs fit,
+ * f->mark_doubt is set (issue 14 item 4). Outbound the packet's mark is the socket's (sk->sk_mark).
  */
 static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_policy *pol, const ss_tmpl *t,
                               const uint8_t *remote, const uint8_t *local, int *rc, secsock_error *err)
@@ -248,13 +258,14 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
     int32_t j;
 
     *rc = 0;
+    f->mark_doubt = 0;
     if (s->saheads == NULL) {
         return NULL;
     }
     j = s->saheads[sa_key_hash(t->family, t->proto, remote) & s->sahmask];
     for (; j >= 0; j = s->sanext[j]) {
         const ss_sa *a = &s->sas[j];
-        int m, addr_ok, mark_ok = 1;
+        int m, addr_ok, marked = 0;
 
         if (a->unreadable) {
             continue; /* never used (inbound_plain_sa counts it against ENCRYPTED) */
@@ -266,9 +277,10 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
         addr_ok = addr_any(local, t->family) || addr_any(a->saddr, t->family) ||
                   addr_eq(a->saddr, local, t->family);
         if (dir == XFRM_POLICY_OUT) {
+            /* No direction test here: xfrm_state_find picks among SAs of any direction, and only then does
+             * xfrm_tmpl_resolve_one refuse an inbound one (eval_dir). */
             if (!addr_ok || a->reqid != t->reqid || (pol->mark_v & pol->mark_m & a->mark_m) != a->mark_v ||
-                a->if_id != pol->if_id || (a->flags & XFRM_STATE_WILDRECV) ||
-                (a->dir != 0 && a->dir != SS_SA_DIR_OUT)) {
+                a->if_id != pol->if_id || (a->flags & XFRM_STATE_WILDRECV)) {
                 continue;
             }
         } else {
@@ -276,7 +288,7 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
                 (a->dir != 0 && a->dir != SS_SA_DIR_IN)) {
                 continue;
             }
-            mark_ok = (a->mark_m != 0 ? flow_mark(f) & a->mark_m : 0) == a->mark_v;
+            marked = a->mark_m != 0 || a->mark_v != 0;
         }
         if (a->sel.family != AF_UNSPEC) {
             if (a->sel.family != f->family) {
@@ -291,12 +303,19 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
                 continue;
             }
         }
-        if (!addr_ok || !mark_ok) {
+        if (!addr_ok) {
+            continue;
+        }
+        if (marked) {
+            f->mark_doubt = 1; /* cleared again if an SA without a mark fits */
             continue;
         }
         if (best == NULL || best->dying > a->dying || (best->dying == a->dying && best->add_time < a->add_time)) {
             best = a;
         }
+    }
+    if (best != NULL) {
+        f->mark_doubt = 0;
     }
     return best;
 }
@@ -336,10 +355,8 @@ static void dir_clear(secsock_direction *out)
 int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_verdict *v,
              secsock_error *err)
 {
-    const ss_policy *pol;
-    const uint8_t *daddr = dir == XFRM_POLICY_OUT ? f->peer : f->local;
-    const uint8_t *saddr = dir == XFRM_POLICY_OUT ? f->local : f->peer;
-    int rc, i, counted = 0, encrypted = 0;
+    const ss_policy *pol, *pols[2] = {NULL, NULL};
+    int rc, i, pi, counted = 0, encrypted = 0;
     uint32_t if_id = 0;
 
     /* Only the entries counted are ever read: clearing the whole direction (4 SAs, ~800 bytes) twice per
@@ -376,52 +393,95 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
         v->reason = SECSOCK_REASON_MARK_UNDECIDABLE;
         return 0;
     }
+    if (pol != NULL && pol->action == XFRM_POLICY_ALLOW && (pol->ntmpl > 0 || pol->type == XFRM_POLICY_TYPE_SUB)) {
+        /* A policy that may protect the flow: is XFRM disabled on its device (loopback)? Asked only here, so
+         * loopback flows without such a policy cost nothing more; their answer is clear either way. */
+        rc = flow_xfrm_disabled(f, dir, err);
+        if (rc != 0) {
+            if (rc < 0) {
+                return -1;
+            }
+            v->reason = SECSOCK_REASON_XFRM_DISABLED;
+            return 0;
+        }
+    }
+    pols[0] = pol;
+    if (pol != NULL && pol->type == XFRM_POLICY_TYPE_SUB && pol->action == XFRM_POLICY_ALLOW) {
+        /* A sub policy that allows is bundled with the main policy for the flow (out: xfrm_expand_policies;
+         * in: __xfrm_policy_check): a main block blocks, and the main policy's templates follow the sub's. */
+        pols[1] = lookup_from(s, f, dir, pol->if_id, XFRM_POLICY_TYPE_MAIN, &rc, err);
+        if (rc != 0) {
+            return -1;
+        }
+        if (f->mark_doubt) {
+            v->reason = SECSOCK_REASON_MARK_UNDECIDABLE;
+            return 0;
+        }
+        if (pols[1] != NULL && pols[1]->action == XFRM_POLICY_BLOCK) {
+            pol = pols[1];
+        }
+    }
     /* No policy, a bypass (allow without templates) or a block: no SA protects the flow. */
-    if (pol == NULL || pol->action == XFRM_POLICY_BLOCK || pol->ntmpl == 0) {
+    if (pol == NULL || pol->action == XFRM_POLICY_BLOCK || pol->ntmpl + (pols[1] ? pols[1]->ntmpl : 0) == 0) {
         v->reason = pol == NULL                           ? SECSOCK_REASON_NO_POLICY
                     : pol->action == XFRM_POLICY_BLOCK ? SECSOCK_REASON_BLOCK
                                                        : SECSOCK_REASON_BYPASS;
         return 0;
     }
-    for (i = 0; i < pol->ntmpl; i++) {
-        const ss_tmpl *t = &pol->tmpl[i];
-        const uint8_t *remote = daddr, *local = saddr;
-        const ss_sa *a;
-        int all_encrypt = 1; /* inbound: every SA this template accepts encrypts */
+    /* Each policy's templates resolve from the flow's own addresses (xfrm_tmpl_resolve_one per policy). */
+    for (pi = 0; pi < 2 && pols[pi] != NULL; pi++) {
+        const uint8_t *daddr = dir == XFRM_POLICY_OUT ? f->peer : f->local;
+        const uint8_t *saddr = dir == XFRM_POLICY_OUT ? f->local : f->peer;
+        pol = pols[pi];
+        for (i = 0; i < pol->ntmpl; i++) {
+            const ss_tmpl *t = &pol->tmpl[i];
+            const uint8_t *remote = daddr, *local = saddr;
+            const ss_sa *a;
+            int all_encrypt = 1; /* inbound: every SA this template accepts encrypts */
 
-        if (t->mode == XFRM_MODE_TUNNEL || t->mode == XFRM_MODE_BEET) {
-            remote = t->daddr;
-            local = t->saddr;
-        }
-        a = lookup_sa(s, f, dir, pol, t, remote, local, &rc, err);
-        if (rc != 0) {
-            return -1;
-        }
-        if (a != NULL && dir == XFRM_POLICY_IN && sa_encrypts(a)) {
-            int plain = inbound_plain_sa(s, f, pol, t, remote, err);
-            if (plain < 0) {
+            if (t->mode == XFRM_MODE_TUNNEL || t->mode == XFRM_MODE_BEET) {
+                remote = t->daddr;
+                local = t->saddr;
+            }
+            a = lookup_sa(s, f, dir, pol, t, remote, local, &rc, err);
+            if (rc != 0) {
                 return -1;
             }
-            all_encrypt = !plain;
-        }
-        if (a == NULL) {
-            if (!t->optional) {
-                /* The kernel holds or drops the flow until a key manager adds the SA: not protected. */
+            if (a != NULL && dir == XFRM_POLICY_IN && sa_encrypts(a)) {
+                int plain = inbound_plain_sa(s, f, pol, t, remote, err);
+                if (plain < 0) {
+                    return -1;
+                }
+                all_encrypt = !plain;
+            }
+            if (dir == XFRM_POLICY_OUT && a != NULL && a->dir != 0 && a->dir != SS_SA_DIR_OUT) {
+                /* The best SA is one for the other direction (XFRMA_SA_DIR, kernel 6.10): xfrm_tmpl_resolve_one
+                 * drops the flow (-EINVAL, XfrmOutStateDirError), optional template or not; it does not look
+                 * for another SA. */
                 dir_clear(out);
-                v->reason = SECSOCK_REASON_NO_SA;
+                v->reason = SECSOCK_REASON_SA_WRONG_DIR;
                 return 0;
             }
-            continue;
+            if (a == NULL) {
+                if (!t->optional) {
+                    /* The kernel holds or drops the flow until a key manager adds the SA: not protected. Or,
+                     * inbound, only SAs with a mark fit: the arriving packet's mark decides (lookup_sa). */
+                    dir_clear(out);
+                    v->reason = f->mark_doubt ? SECSOCK_REASON_MARK_UNDECIDABLE : SECSOCK_REASON_NO_SA;
+                    return 0;
+                }
+                continue;
+            }
+            if (out->count < SECSOCK_MAX_SAS) {
+                fill_sa(&out->sas[out->count++], a);
+            }
+            if ((a->proto == IPPROTO_ESP || a->proto == IPPROTO_AH) && (dir == XFRM_POLICY_OUT || !t->optional)) {
+                counted++;
+                encrypted |= sa_encrypts(a) && all_encrypt;
+            }
+            daddr = remote;
+            saddr = local;
         }
-        if (out->count < SECSOCK_MAX_SAS) {
-            fill_sa(&out->sas[out->count++], a);
-        }
-        if ((a->proto == IPPROTO_ESP || a->proto == IPPROTO_AH) && (dir == XFRM_POLICY_OUT || !t->optional)) {
-            counted++;
-            encrypted |= sa_encrypts(a) && all_encrypt;
-        }
-        daddr = remote;
-        saddr = local;
     }
     v->protected_ = counted > 0;
     v->encrypted = v->protected_ && encrypted;

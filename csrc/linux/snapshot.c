@@ -42,8 +42,6 @@ int on_policy(void *vctx, uint16_t type, uint16_t flags, const void *payload, si
         secsock_error_set(c->err, SECSOCK_ERR_NOMEM, ENOMEM, 0, "XFRM_MSG_GETPOLICY", "out of memory for policies");
         return -1;
     }
-    /* The kernel dumps the newest policy first: count ages down, then flip them after the dump. */
-    p.age = c->next_age++;
     c->s->pols[c->s->npols++] = p;
     return 0;
 }
@@ -94,10 +92,9 @@ uint64_t g_netns_switches;
 int dump_policies(ss_snap *s, secsock_error *err)
 {
     int attempt, r = -1;
-    size_t i;
 
     for (attempt = 0; attempt < SS_DUMP_RETRIES; attempt++) {
-        dump_ctx c = {s, err, 0};
+        dump_ctx c = {s, err};
         snap_free_policies(s);
         s->pol_unkept[0] = s->pol_unkept[1] = 0;
         __atomic_add_fetch(&g_dump_count, 1, __ATOMIC_RELAXED);
@@ -108,11 +105,6 @@ int dump_policies(ss_snap *s, secsock_error *err)
         }
     }
     if (r == 0) {
-        /* Dump order is newest first (the kernel links new policies at the head of its list). */
-        for (i = 0; i < s->npols; i++) {
-            s->pols[i].age = (uint64_t)(s->npols - 1 - s->pols[i].age);
-        }
-        s->pol_next_age = s->npols;
         if (snap_index_policies(s) != 0) {
             secsock_error_set(err, SECSOCK_ERR_NOMEM, ENOMEM, 0, "XFRM_MSG_GETPOLICY", "out of memory for the index");
             r = -1;
@@ -130,7 +122,7 @@ int dump_sas(ss_snap *s, secsock_error *err)
     int attempt, r = -1;
 
     for (attempt = 0; attempt < SS_DUMP_RETRIES; attempt++) {
-        dump_ctx c = {s, err, 0};
+        dump_ctx c = {s, err};
         snap_free_sas(s);
         s->sa_unkept = 0;
         __atomic_add_fetch(&g_dump_count, 1, __ATOMIC_RELAXED);

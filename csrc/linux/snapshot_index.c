@@ -39,6 +39,13 @@ static uint32_t table_size(size_t n)
     return size;
 }
 
+/*
+ * The kernel's order within a bucket: lower priority value first; on a tie the older policy, where an update
+ * keeps the place of the policy it replaces (xfrm_policy_insert_list and xfrm_policy_insert_inexact_list
+ * insert after the equal-priority policies, or where delpol was; seen on 6.1 and 6.18). The index is that
+ * order: xfrm_gen_index counts up, and xfrm_policy_insert gives an update delpol->index. The dump's order is
+ * not (an updated policy is listed first, as the newest). An index the administrator chose breaks it.
+ */
 int pol_order(const void *a, const void *b)
 {
     const ss_policy *x = a, *y = b;
@@ -49,7 +56,7 @@ int pol_order(const void *a, const void *b)
     if (x->priority != y->priority) {
         return x->priority < y->priority ? -1 : 1;
     }
-    return x->age < y->age ? -1 : (x->age > y->age);
+    return x->index < y->index ? -1 : (x->index > y->index);
 }
 
 /* Sort the policies (unless they already are) and build the per-bucket indexes. 0, or -1 (out of memory). */
@@ -320,8 +327,7 @@ int sa_apply(ss_snap *s, int action, const ss_sa *a)
 /*
  * Apply one policy notification to the sorted policy array in place: remove the policy with the same index
  * (the kernel numbers each namespace's policies uniquely, and an update keeps the replaced one's number),
- * then for NEW/UPD insert the new one where a fresh dump would put it: newest of all (the kernel links new
- * and updated policies at the head of the list its dump walks). The index is rebuilt once per drain by the
+ * then for NEW/UPD insert the new one in pol_order's place, which is the replaced one's on a tie. The index is rebuilt once per drain by the
  * caller (the array stays sorted, so without a sort). 0, or -1: dump again.
  */
 int pol_apply(ss_snap *s, int action, const ss_policy *p)
@@ -347,7 +353,6 @@ int pol_apply(ss_snap *s, int action, const ss_policy *p)
             return -1;
         }
         np = *p;
-        np.age = s->pol_next_age++;
         lo = 0;
         hi = s->npols;
         while (lo < hi) {

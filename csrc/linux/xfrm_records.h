@@ -49,7 +49,6 @@ typedef struct {
     uint8_t ntmpl;
     uint32_t mark_v, mark_m;
     uint32_t if_id;
-    uint64_t age; /* creation order given by the snapshot: smaller is older */
     uint8_t unreadable; /* its selector was read, the rest not: a flow it selects gets an error, not a guess */
     ss_tmpl tmpl[SS_XFRM_MAX_TMPL];
 } ss_policy;

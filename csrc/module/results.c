@@ -55,8 +55,11 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "protected by SAs that encrypt",
     "protected, but an SA it uses or accepts does not encrypt or cannot be read (AH, a null cipher, "
     "AES-GMAC, a cipher secsock does not know, an SA it could not parse)",
-    "not decidable here: a policy with a mark selects the flow, and the kernel compares the packet's mark "
-    "(inbound skb->mark, outbound maybe set by a VTI key or netfilter), not the socket's",
+    "not decidable here: a policy with a mark selects the flow (or, inbound, only SAs with a mark fit its "
+    "template), and the kernel compares the packet's mark (inbound skb->mark, outbound maybe set by a VTI key "
+    "or netfilter), not the socket's",
+    "the SA the kernel picks for a template is an inbound one (XFRMA_SA_DIR): the kernel drops the flow",
+    "the flow runs over loopback, where XFRM is disabled (disable_xfrm outbound, disable_policy inbound)",
 };
 static PyObject *reason_object(module_state *st, const secsock_result *r)
 {

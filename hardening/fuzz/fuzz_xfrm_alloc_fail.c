@@ -91,18 +91,12 @@ static void build(ss_snap *s, const uint8_t *data, size_t size)
     secsock_error err;
     dump_ctx c;
     const char *why;
-    size_t i;
 
     secsock_error_clear(&err);
     c.s = s;
     c.err = &err;
-    c.next_age = 0;
     (void)ss_nl_walk(data, size, 0, 0, collect, &c, &why);
-    for (i = 0; i < s->npols; i++) {
-        s->pols[i].age = (uint64_t)(s->npols - 1 - s->pols[i].age);
-    }
     /* As dump_policies / dump_sas: an index that cannot be built leaves the table empty. */
-    s->pol_next_age = s->npols;
     if (snap_index_policies(s) != 0) {
         snap_free_policies(s);
     } else if (ss_nl_walk(data, size, 0, 0, notify_policies, s, &why) == -2 ||

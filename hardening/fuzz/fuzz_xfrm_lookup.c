@@ -3,9 +3,9 @@
  * Drives the internals of the Linux backend (indexing by bucket and prefix length, the hash chains, eval_dir)
  * through its internal header, linked with its units (csrc/linux/), so it follows the backend's current code.
  *
- * Input: 44 bytes of flow (family bit, proto, local[16], peer[16], lport, pport, mark, oif), then one netlink
- * datagram of policy messages and SA messages (notification style: every message accepted). No single record
- * may fail the dump (only out of memory may).
+ * Input: 44 bytes of flow (family bit, proto, local[16], peer[16], lport, pport, mark, oif, loopback's
+ * disable_xfrm/disable_policy bits), then one netlink datagram of policy messages and SA messages
+ * (notification style: every message accepted). No single record may fail the dump (only out of memory may).
  */
 #include "linux/backend_linux.h"
 
@@ -51,12 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     secsock_error_clear(&err);
     c.s = &s;
     c.err = &err;
-    c.next_age = 0;
     (void)ss_nl_walk(data + FLOW_BYTES, size - FLOW_BYTES, 0, 0, collect, &c, &why);
-    /* As dump_policies does after a complete dump. */
-    for (i = 0; i < s.npols; i++) {
-        s.pols[i].age = (uint64_t)(s.npols - 1 - s.pols[i].age);
-    }
     if (snap_index_policies(&s) != 0 || snap_index_sas(&s) != 0) {
         abort(); /* only out of memory may fail, and these inputs are small */
     }
@@ -74,8 +69,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(&f.lport, data + 34, 2);
     memcpy(&f.pport, data + 36, 2);
     memcpy(&f.mark, data + 38, 4);
-    /* A known interface: the lookup must never ask the routing table from inside the fuzzer. */
+    /* A known interface and loopback settings: the lookup must never ask the kernel from inside the fuzzer. */
     f.oif = data[42];
+    f.lo_conf = 1 | (data[43] & (SS_LO_NOXFRM | SS_LO_NOPOLICY));
     for (dir = XFRM_POLICY_IN; dir <= XFRM_POLICY_OUT; dir++) {
         secsock_direction out;
         dir_verdict v;

@@ -76,25 +76,18 @@ static void seed_flow(apply_ctx *c, const ss_policy *p)
     c->seeds[c->nseeds++ % FLOW_SEEDS] = *p; /* the latest FLOW_SEEDS policies named */
 }
 
-/* A dump of the model, as dump_policies makes one: the kernel sends the newest first, on_policy counts ages
- * up in that order, and they are flipped after the dump. */
+/* A dump of the model, as dump_policies makes one: the kernel sends the newest first; pol_order sorts. */
 static void dump_model(const apply_ctx *c, ss_snap *s)
 {
     size_t i;
-    uint64_t next_age = 0;
 
     snap_free_policies(s);
     for (i = c->nmodel; i > 0; i--) {
         if (grow((void **)&s->pols, &s->cap, s->npols + 1, sizeof(ss_policy)) != 0) {
             abort();
         }
-        s->pols[s->npols] = c->model[i - 1];
-        s->pols[s->npols++].age = next_age++;
+        s->pols[s->npols++] = c->model[i - 1];
     }
-    for (i = 0; i < s->npols; i++) {
-        s->pols[i].age = (uint64_t)(s->npols - 1 - s->pols[i].age);
-    }
-    s->pol_next_age = s->npols;
     if (snap_index_policies(s) != 0) {
         abort();
     }
@@ -113,7 +106,6 @@ static void take_dump(apply_ctx *c, const uint8_t *dgram, size_t len)
     memset(&s, 0, sizeof(s));
     dc.s = &s;
     dc.err = &err;
-    dc.next_age = 0;
     (void)ss_nl_walk(dgram, len, 0, 0, on_policy, &dc, &why);
     for (i = s.npols; i > 0; i--) {
         const ss_policy *p = &s.pols[i - 1]; /* the oldest first: a newer one of the same identity wins */
@@ -239,9 +231,7 @@ static void check_index(const apply_ctx *c, const ss_snap *s)
 
 static void same_policy(const apply_ctx *c, const ss_policy *kept, const ss_policy *fresh, const char *what)
 {
-    ss_policy a = *kept, b = *fresh;
-    a.age = b.age = 0; /* ages differ; their order is checked by the arrays' order */
-    if (memcmp(&a, &b, sizeof(a)) != 0) {
+    if (memcmp(kept, fresh, sizeof(*kept)) != 0) {
         fail(c, what);
     }
 }

@@ -15,6 +15,7 @@
  *                                                            "@drop N" ignores the next N notifications and
  *                                                            "@clock MS" freezes the freshness clock and moves
  *                                                            it on (test hooks), instead of a shell command
+ *   driver synthetic CASE                                    a snapshot built in memory (synthetic.c), looked up
  *   driver netns LOCAL_ADDR PEER_ADDR PEER_PORT NS...        for each named namespace (ip netns), a thread
  *                                                            enters it, makes the socket and queries; then
  *                                                            the main thread (still in its own namespace)
@@ -41,6 +42,8 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+int cmd_synthetic(const char *name); /* synthetic.c */
 
 static int parse_addr(const char *text, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
 {
@@ -490,6 +493,8 @@ int main(int argc, char **argv)
             }
             close(fd);
         }
+    } else if (strcmp(argv[1], "synthetic") == 0 && argc >= 3) {
+        rc = cmd_synthetic(argv[2]);
     } else if (strcmp(argv[1], "overrun") == 0 && argc >= 6) {
         secsock_peer p;
         char line[16];

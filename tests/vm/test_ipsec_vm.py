@@ -309,6 +309,42 @@ def test_ipv6_esp(pair6: Pair) -> None:
     assert server["inbound"] == [sa(ESP, TRANSPORT, 0x1001, aead="rfc4106(gcm(aes))")]
 
 
+def test_ipv6_link_local_peer_given_with_its_scope(pair6: Pair) -> None:
+    """Issue 14 item 7: a UDP server bound to :: answers a link-local sender over real ESP. recvfrom() gives
+    the sender as ("fe80::a", port, 0, scope); the backend dropped the scope, so finding the source address
+    toward the peer failed (connect() to a link-local address needs a scope: EINVAL). The kernel sends by the
+    scope's interface (udpv6_sendmsg: flowi6_oif = sin6_scope_id)."""
+    for ns, dev, address in ((pair6.a, "va", "fe80::a"), (pair6.b, "vb", "fe80::b")):
+        ns.ip("link", "set", dev, "down")
+        ns.ip("link", "set", dev, "addrgenmode", "none")  # only the address below: a known source address
+        ns.ip("-6", "addr", "flush", "dev", dev, "scope", "link")
+        ns.ip("addr", "add", f"{address}/64", "dev", dev, "nodad")
+        ns.ip("link", "set", dev, "up")
+    secure(Pair(pair6.a, pair6.b, "fe80::a", "fe80::b"))
+    ready = threading.Event()
+
+    def serve() -> dict[str, Any]:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::", PORT))
+            s.settimeout(30)
+            ready.set()
+            _, sender = s.recvfrom(64)
+            assert sender[0].startswith("fe80::a") and sender[3] == socket.if_nametoindex("vb"), sender
+            return answer(s, peer=sender)
+
+    def send() -> None:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.sendto(b"x", ("fe80::b%va", PORT))
+
+    server = pair6.b.start_thread(serve)
+    assert ready.wait(30)
+    pair6.a.call(send)
+    served = server.result(30)
+    assert_flags(served, 3)
+    assert served["inbound"] == [sa(ESP, TRANSPORT, 0x1001, aead="rfc4106(gcm(aes))")]
+    assert served["outbound"] == [sa(ESP, TRANSPORT, 0x2002, aead="rfc4106(gcm(aes))")]
+
+
 def test_ipv4_mapped_addresses_on_ipv6_sockets_use_the_ipv4_state(pair: Pair) -> None:
     # AF_INET6 sockets on both ends talking to ::ffff:10.1.0.x: the packets, and so the XFRM flows, are IPv4.
     secure(pair)
@@ -468,6 +504,85 @@ def test_inbound_policy_with_a_mark_is_not_decidable_from_so_mark(pair: Pair) ->
     served = server.result(30)
     assert_flags(served, 0)
     assert "; inbound: not decidable here: a policy with a mark selects the flow" in served["reason"], served
+
+
+def xfrm_stat(ns: Netns, name: str) -> int:
+    # thread-self: the namespace of the thread ns.call runs in (/proc/net follows the process's leader).
+    for line in ns.call(lambda: open("/proc/thread-self/net/xfrm_stat").read().splitlines()):
+        field, value = line.split()
+        if field == name:
+            return int(value)
+    raise AssertionError(f"{name} is not in /proc/net/xfrm_stat")
+
+
+def test_inbound_sa_with_a_mark_is_not_decidable_from_so_mark(pair: Pair) -> None:
+    """Issue 14 item 4: inbound the kernel finds the SA by the arriving packet's mark (xfrm_input ->
+    xfrm_state_lookup(net, skb->mark, ...)), never the socket's SO_MARK. b's inbound SA carries mark 5; b's
+    socket has SO_MARK 5, but a's ESP arrives unmarked, finds no SA and is dropped (XfrmInNoStates). Whether
+    that SA ever receives depends on a mark secsock cannot see: the answer must not be SECURED."""
+    secure(pair, directions="ba")
+    pair.a.ip("xfrm", "state", "add", "src", pair.addr_a, "dst", pair.addr_b, "proto", "esp", "spi", "0x1001",
+              "reqid", "7", "mode", "transport", *AEAD)  # fmt: skip
+    pair.b.ip("xfrm", "state", "add", "src", pair.addr_a, "dst", pair.addr_b, "proto", "esp", "spi", "0x1001",
+              "reqid", "7", "mode", "transport", "mark", "5", "mask", "0xff", *AEAD)  # fmt: skip
+    add_policies(pair, pair.addr_a, pair.addr_b, "esp", "transport", reqid=7)
+    dropped = xfrm_stat(pair.b, "XfrmInNoStates")
+
+    def send() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((pair.addr_a, PORT + 1))
+            s.sendto(b"x", (pair.addr_b, PORT))
+
+    def query() -> dict[str, Any]:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 5)
+            s.bind((pair.addr_b, PORT))
+            return answer(s, peer=(pair.addr_a, PORT + 1))
+
+    pair.a.call(send)
+    deadline = time.monotonic() + 30  # a wait for the kernel's counter, not a timed assertion
+    while xfrm_stat(pair.b, "XfrmInNoStates") == dropped and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert xfrm_stat(pair.b, "XfrmInNoStates") > dropped, "the unmarked ESP packet found b's marked SA"
+    served = pair.b.call(query)
+    assert_flags(served, 0)
+    assert served["inbound"] == [], served
+    undecidable = "; inbound: not decidable here: a policy with a mark selects the flow (or, inbound, only SA"
+    assert undecidable in served["reason"], served
+
+
+def test_loopback_flow_is_clear_where_xfrm_is_disabled(pair: Pair) -> None:
+    """Issue 14 item 7: a connection to the host's own address runs over lo, which has disable_xfrm and
+    disable_policy set by default: the kernel skips the output lookup (xfrm_lookup: DST_NOXFRM) and the
+    input policy check (DST_NOPOLICY), so ESP policies and SAs for that flow are never used (their SA
+    counts no bytes). The answer must be clear, not SECURED."""
+    me = pair.addr_a
+    for direction in ("out", "in"):
+        pair.a.ip("xfrm", "policy", "add", "src", me, "dst", me, "dir", direction, "tmpl",
+                  "src", me, "dst", me, "proto", "esp", "mode", "transport", "reqid", "7")  # fmt: skip
+    pair.a.ip("xfrm", "state", "add", "src", me, "dst", me, "proto", "esp", "spi", "0x1001", "reqid", "7",
+              "mode", "transport", *AEAD)  # fmt: skip
+
+    def both_ends() -> tuple[dict[str, Any], dict[str, Any]]:
+        with socket.socket() as listener:
+            listener.bind((me, PORT))
+            listener.listen(1)
+            with socket.create_connection((me, PORT), timeout=15) as client:
+                conn, _ = listener.accept()
+                with conn:
+                    client.sendall(b"ping")
+                    assert conn.recv(16) == b"ping"
+                    return answer(client), answer(conn)
+
+    client, server = pair.a.call(both_ends)
+    assert "0(bytes)" in pair.a.ip("-s", "xfrm", "state"), "the kernel used the SA over lo"
+    for result in (client, server):
+        assert_flags(result, 0)
+        assert result["reason"] == "; ".join(
+            f"{way}: the flow runs over loopback, where XFRM is disabled (disable_xfrm outbound, "
+            "disable_policy inbound)"
+            for way in ("outbound", "inbound")
+        ), result
 
 
 def test_esp_inside_ah_bundle(pair: Pair) -> None:

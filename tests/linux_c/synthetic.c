@@ -1,0 +1,130 @@
+/*
+ * Synthetic snapshots for the driver (driver synthetic CASE): records no kernel here can make (an SA with
+ * XFRMA_SA_DIR needs 6.10; this host has no ESP, Debian 12's 6.1 has no SA direction), built in memory and
+ * looked up by eval_dir exactly as a query would. Prints one JSON line per direction.
+ *
+ *   sa-dir-in-best   out policy 10.0.0.1 -> 10.0.0.2 (ESP transport, reqid 7); an older SA without a direction
+ *                    and a newer one marked "dir in". xfrm_state_find picks the newer; xfrm_tmpl_resolve_one
+ *                    then drops the flow (x->dir != XFRM_SA_DIR_OUT: -EINVAL).
+ */
+#include "linux/backend_linux.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+
+static void v4(uint8_t *out, const char *text)
+{
+    memset(out, 0, 16);
+    inet_pton(AF_INET, text, out);
+}
+
+static ss_policy esp_policy(int dir, const char *src, const char *dst, uint32_t index)
+{
+    ss_policy p;
+    memset(&p, 0, sizeof(p));
+    p.sel.family = AF_INET;
+    v4(p.sel.saddr, src);
+    v4(p.sel.daddr, dst);
+    p.sel.prefixlen_s = p.sel.prefixlen_d = 32;
+    p.dir = (uint8_t)dir;
+    p.index = index;
+    p.action = XFRM_POLICY_ALLOW;
+    p.type = XFRM_POLICY_TYPE_MAIN;
+    p.ntmpl = 1;
+    p.tmpl[0].family = AF_INET;
+    p.tmpl[0].proto = IPPROTO_ESP;
+    p.tmpl[0].mode = XFRM_MODE_TRANSPORT;
+    p.tmpl[0].reqid = 7;
+    return p;
+}
+
+static ss_sa esp_sa(const char *src, const char *dst, uint32_t spi, uint64_t add_time, uint8_t sa_dir)
+{
+    ss_sa a;
+    memset(&a, 0, sizeof(a));
+    a.family = AF_INET;
+    v4(a.saddr, src);
+    v4(a.daddr, dst);
+    a.spi = htonl(spi);
+    a.reqid = 7;
+    a.proto = IPPROTO_ESP;
+    a.mode = XFRM_MODE_TRANSPORT;
+    a.dir = sa_dir;
+    a.add_time = add_time;
+    a.has_aead = 1;
+    snprintf(a.aead, sizeof(a.aead), "%s", "rfc4106(gcm(aes))");
+    return a;
+}
+
+static int add_policy(ss_snap *s, const ss_policy *p)
+{
+    if (grow((void **)&s->pols, &s->cap, s->npols + 1, sizeof(*p)) != 0) {
+        return -1;
+    }
+    s->pols[s->npols++] = *p;
+    return 0;
+}
+
+static int add_sa(ss_snap *s, const ss_sa *a)
+{
+    if (grow((void **)&s->sas, &s->sacap, s->nsas + 1, sizeof(*a)) != 0) {
+        return -1;
+    }
+    s->sas[s->nsas++] = *a;
+    return 0;
+}
+
+int cmd_synthetic(const char *name);
+
+int cmd_synthetic(const char *name)
+{
+    ss_snap s;
+    ss_flow f;
+    int dir, rc = 0;
+
+    memset(&s, 0, sizeof(s));
+    memset(&f, 0, sizeof(f));
+    f.sock = -1;
+    f.family = AF_INET;
+    f.proto = IPPROTO_UDP;
+    v4(f.local, "10.0.0.1");
+    v4(f.peer, "10.0.0.2");
+    f.lport = htons(4000);
+    f.pport = htons(500);
+    f.mark_read = 1; /* SO_MARK 0, without a socket */
+    f.oif = 1;       /* no route lookup from a synthetic flow */
+    if (strcmp(name, "sa-dir-in-best") == 0) {
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        ss_sa older = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 100, 0);
+        ss_sa newer = esp_sa("10.0.0.1", "10.0.0.2", 0x1002, 200, SS_SA_DIR_IN);
+        rc = add_policy(&s, &p) | add_sa(&s, &older) | add_sa(&s, &newer);
+    } else {
+        fprintf(stderr, "unknown synthetic case %s\n", name);
+        return 2;
+    }
+    if (rc != 0 || snap_index_policies(&s) != 0 || snap_index_sas(&s) != 0) {
+        fprintf(stderr, "out of memory\n");
+        return 1;
+    }
+    for (dir = XFRM_POLICY_IN; dir <= XFRM_POLICY_OUT; dir++) {
+        secsock_direction out;
+        dir_verdict v;
+        secsock_error err;
+        size_t i;
+
+        secsock_error_clear(&err);
+        if (eval_dir(&s, &f, dir, &out, &v, &err) != 0) {
+            printf("{\"dir\": \"%s\", \"error\": \"%s\"}\n", dir == XFRM_POLICY_OUT ? "out" : "in", err.message);
+            continue;
+        }
+        printf("{\"dir\": \"%s\", \"protected\": %d, \"encrypted\": %d, \"reason\": %u, \"spis\": [",
+               dir == XFRM_POLICY_OUT ? "out" : "in", v.protected_, v.encrypted, (unsigned)v.reason);
+        for (i = 0; i < out.count; i++) {
+            printf("%s%u", i > 0 ? ", " : "", (unsigned)out.sas[i].spi);
+        }
+        printf("]}\n");
+    }
+    snap_free_policies(&s);
+    snap_free_sas(&s);
+    return 0;
+}
