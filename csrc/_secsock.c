@@ -13,9 +13,13 @@
  */
 #include "module/module.h"
 
-static PyObject *mod_backend_stats(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(args))
+static PyObject *mod_backend_stats(PyObject *module, PyObject *Py_UNUSED(args))
 {
     secsock_backend_stats stats;
+
+    if (get_state(module) == NULL) {
+        return NULL;
+    }
     secsock_backend_stats_read(&stats);
     return Py_BuildValue("(KKK)", (unsigned long long)stats.reloads, (unsigned long long)stats.overruns,
                          (unsigned long long)stats.netns_switches);
@@ -84,6 +88,7 @@ static int module_exec(PyObject *module)
     if (st->pending_type == NULL) {
         return -1;
     }
+    /* Last of the state's fields: get_state() reads a module whose info_base_type is set as ready. */
     st->info_base_type = PyType_FromSpec(&Info_spec);
     if (st->info_base_type == NULL) {
         return -1;
@@ -129,9 +134,10 @@ static int module_clear(PyObject *module)
     if (st == NULL) {
         return 0;
     }
+    /* First: from here get_state() refuses, so a finalizer the clearing below runs finds no half-cleared state. */
+    Py_CLEAR(st->info_base_type);
     results_clear(st);
     Py_CLEAR(st->pending_type); /* Pending and SecurityInfo objects still alive keep their own type */
-    Py_CLEAR(st->info_base_type);
     Py_CLEAR(st->tuple_new);
     Py_CLEAR(st->fileno_name);
     return 0;
