@@ -107,9 +107,8 @@ SCENARIOS = textwrap.dedent(
         checked_query()  # the main interpreter's tables: not the sub's, not freed with it
         say("main queried after the sub ended")
     elif scenario == "main-ends-first":
-        # CPython 3.9's own _asyncio (single-phase, static state; the facade imports asyncio) crashes the
-        # process at exit when a subinterpreter imported it first: the main interpreter imports it before.
-        import asyncio
+        # The subinterpreter imports secsock first. CPython 3.9's own _asyncio (single-phase, static state)
+        # crashes the process at exit when a subinterpreter imported it first: `import secsock` must not.
         sub = create()
         run(sub, "checked_query(); say('sub queried')")
         secsock, _secsock = import_main()
@@ -125,6 +124,11 @@ SCENARIOS = textwrap.dedent(
         interpreters.destroy(sub)
         checked_query()
         say("main queried after the sub ended")
+    elif scenario == "no-asyncio":
+        import secsock
+        say("asyncio after import secsock: %s" % ("asyncio" in sys.modules))
+        lazy = secsock.query_async
+        say("query_async is secsock._asyncio's: %s" % (lazy is sys.modules["secsock._asyncio"].query_async))
     elif scenario == "state-freed":
         secsock, _secsock = import_main()
         types = [weakref.ref(_secsock.SecurityInfoBase), weakref.ref(_secsock.Pending)]
@@ -158,6 +162,15 @@ def test_a_subinterpreter_gets_its_own_types() -> None:
     assert main[0] == "main" and sub[0] == "sub"
     # SecurityInfoBase, then Pending: other objects than the main interpreter's, while both are alive.
     assert main[1] != sub[1] and main[2] != sub[2], (main, sub)
+
+
+def test_import_secsock_does_not_import_asyncio() -> None:
+    # Nor, therefore, does a subinterpreter that imports it (see main-ends-first): asyncio comes with the
+    # first use of query_async or require_async.
+    assert run_scenario("no-asyncio") == [
+        "asyncio after import secsock: False",
+        "query_async is secsock._asyncio's: True",
+    ]
 
 
 def test_the_module_state_goes_with_its_module() -> None:
