@@ -65,7 +65,7 @@ static PyMethodDef module_methods[] = {
  * the import. The backend's own C state (Winsock; the netlink snapshot) is process-wide and counted: each exec
  * that started it owes one secsock_backend_fini, paid by module_free.
  */
-static int module_exec(PyObject *module)
+static int module_exec_steps(PyObject *module)
 {
     module_state *st = MODULE_STATE(module);
     secsock_error err;
@@ -106,6 +106,19 @@ static int module_exec(PyObject *module)
     }
     if (PyModule_AddStringConstant(module, "BACKEND", secsock_backend_name()) < 0 ||
         PyModule_AddIntConstant(module, "MAX_SAS_PER_DIRECTION", SECSOCK_MAX_SAS) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int module_exec(PyObject *module)
+{
+    if (module_exec_steps(module) < 0) {
+        /* CPython 3.9-3.11's PyType_FromSpec returns NULL without an exception when copying the type's name
+           fails (no PyErr_NoMemory there; 3.12 sets it): the failed step was an allocation. */
+        if (!PyErr_Occurred()) {
+            PyErr_NoMemory();
+        }
         return -1;
     }
     return 0;

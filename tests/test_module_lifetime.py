@@ -48,18 +48,24 @@ CALLS = textwrap.dedent(
         "backend_stats": (),
     }
 
+    def outcomes(module):
+        said = {}
+        for name, args in sorted(CALLS.items()):
+            try:
+                getattr(module, name)(*args)
+            except Exception as exc:
+                said[name] = "%s: %s" % (type(exc).__name__, exc)
+            else:
+                said[name] = "no error"
+        return said
+
     def try_each(module):
         functions = sorted(name for name in dir(module) if type(getattr(module, name)).__name__ ==
                            "builtin_function_or_method")
         # close_token is left out on purpose (it needs no state); any other function must be listed above.
         say("functions: %s" % " ".join(name for name in functions if name not in CALLS))
-        for name, args in sorted(CALLS.items()):
-            try:
-                getattr(module, name)(*args)
-            except Exception as exc:
-                say("%s: %s: %s" % (name, type(exc).__name__, exc))
-            else:
-                say("%s: no error" % name)
+        for name, outcome in outcomes(module).items():
+            say("%s: %s" % (name, outcome))
     """
 )
 
@@ -75,6 +81,36 @@ SCENARIOS = textwrap.dedent(
         from secsock import _secsock
         clear(_secsock)
         try_each(_secsock)
+    elif scenario == "exec-fails-at-each-allocation":
+        import importlib.util, _testcapi
+        spec = importlib.util.find_spec("secsock._secsock")
+        kinds, raised = [], set()
+        for n in range(2000):
+            module = importlib.util.module_from_spec(spec)
+            _testcapi.set_nomemory(n, n + 1)  # the n-th allocation from here fails, and only that one
+            try:
+                spec.loader.exec_module(module)
+            except Exception as exc:
+                _testcapi.remove_mem_hooks()
+                raised.add(type(exc).__name__)
+            else:
+                _testcapi.remove_mem_hooks()
+                kinds.append("executed")
+                break
+            said = set(outcomes(module).values())
+            if said == {"RuntimeError: " + NOT_READY}:
+                kinds.append("refused")  # failed before its state was whole
+            elif not any(NOT_READY in text for text in said):
+                kinds.append("whole")  # failed after: a whole state, only the module's attributes are missing
+            else:
+                kinds.append("mixed %s" % sorted(said))
+            del module
+            gc.collect()  # frees the module: m_free runs, returning the backend's start-up if it had one
+        say("exec raised: %s" % " ".join(sorted(raised)))
+        say("then: %s" % " ".join(sorted(set(kinds[:-1]))))
+        say("at last: %s" % kinds[-1])
+        from secsock import _secsock
+        say("then imported: %d counters" % len(_secsock.backend_stats()))
     elif scenario == "pending-outlives-module":
         import secsock
         from secsock import _secsock
@@ -109,7 +145,11 @@ SCENARIOS = textwrap.dedent(
 )
 
 SCRIPT = (
-    f"import sys\nsys.path.insert(0, {str(TESTS)!r})\n" + CALLS + MODULE_DEF + SCENARIOS + '\nsay("alive")\n'
+    f"import sys\nsys.path.insert(0, {str(TESTS)!r})\nNOT_READY = {NOT_READY!r}\n"
+    + CALLS
+    + MODULE_DEF
+    + SCENARIOS
+    + '\nsay("alive")\n'
 )
 
 
@@ -127,6 +167,21 @@ def test_every_function_of_a_cleared_module_refuses() -> None:
     # After m_clear, bind_results blamed its cls argument and begin_query said "the module has been cleared".
     said = refusals(run_scenario(SCRIPT, "cleared"))
     assert len(said) == 13 and set(said.values()) == {f"RuntimeError: {NOT_READY}"}, said
+
+
+@pytest.mark.testcapi
+def test_an_exec_that_fails_at_any_allocation_leaves_a_module_that_refuses_or_works() -> None:
+    # Each allocation from the exec slot's start fails in turn (CPython's _testcapi.set_nomemory): exec raises
+    # MemoryError, never a SystemError (3.9-3.11's PyType_FromSpec fails one way without an exception); the
+    # module left behind refuses every call with the one RuntimeError while its state is not whole, and works
+    # once it is (a later step, adding its attributes, failed); freeing each is safe, as is the import after.
+    said = run_scenario(SCRIPT, "exec-fails-at-each-allocation")
+    assert said == [
+        "exec raised: MemoryError",
+        "then: refused whole",
+        "at last: executed",
+        "then imported: 3 counters",
+    ], said
 
 
 # On Linux the query needs CAP_NET_ADMIN (the socket's namespace is read first).
