@@ -13,9 +13,13 @@
  */
 #include "module/module.h"
 
-static PyObject *mod_backend_stats(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(args))
+static PyObject *mod_backend_stats(PyObject *module, PyObject *Py_UNUSED(args))
 {
     secsock_backend_stats stats;
+
+    if (get_state(module) == NULL) {
+        return NULL;
+    }
     secsock_backend_stats_read(&stats);
     return Py_BuildValue("(KKKK)", (unsigned long long)stats.reloads, (unsigned long long)stats.overruns,
                          (unsigned long long)stats.netns_switches, (unsigned long long)stats.crosscheck_reloads);
@@ -62,7 +66,7 @@ static PyMethodDef module_methods[] = {
  * the import. The backend's own C state (Winsock; the netlink snapshot) is process-wide and counted: each exec
  * that started it owes one secsock_backend_fini, paid by module_free.
  */
-static int module_exec(PyObject *module)
+static int module_exec_steps(PyObject *module)
 {
     module_state *st = MODULE_STATE(module);
     secsock_error err;
@@ -85,6 +89,7 @@ static int module_exec(PyObject *module)
     if (st->pending_type == NULL) {
         return -1;
     }
+    /* Last of the state's fields: get_state() reads a module whose info_base_type is set as ready. */
     st->info_base_type = PyType_FromSpec(&Info_spec);
     if (st->info_base_type == NULL) {
         return -1;
@@ -102,6 +107,19 @@ static int module_exec(PyObject *module)
     }
     if (PyModule_AddStringConstant(module, "BACKEND", secsock_backend_name()) < 0 ||
         PyModule_AddIntConstant(module, "MAX_SAS_PER_DIRECTION", SECSOCK_MAX_SAS) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int module_exec(PyObject *module)
+{
+    if (module_exec_steps(module) < 0) {
+        /* CPython 3.9-3.11's PyType_FromSpec returns NULL without an exception when copying the type's name
+           fails (no PyErr_NoMemory there; 3.12 sets it): the failed step was an allocation. */
+        if (!PyErr_Occurred()) {
+            PyErr_NoMemory();
+        }
         return -1;
     }
     return 0;
@@ -130,9 +148,10 @@ static int module_clear(PyObject *module)
     if (st == NULL) {
         return 0;
     }
+    /* First: from here get_state() refuses, so a finalizer the clearing below runs finds no half-cleared state. */
+    Py_CLEAR(st->info_base_type);
     results_clear(st);
     Py_CLEAR(st->pending_type); /* Pending and SecurityInfo objects still alive keep their own type */
-    Py_CLEAR(st->info_base_type);
     Py_CLEAR(st->tuple_new);
     Py_CLEAR(st->fileno_name);
     return 0;

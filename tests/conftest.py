@@ -5,6 +5,7 @@ Linux kernel suites and tests marked `linux` or `netns` on Linux."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import sys
@@ -37,13 +38,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Elsewhere than on Linux, tests of the Linux backend are deselected: not run, and not a skip either."""
-    if sys.platform.startswith("linux"):
-        return
-    linux_only = [item for item in items if any(item.get_closest_marker(m) for m in LINUX_ONLY)]
-    if linux_only:
-        config.hook.pytest_deselected(items=linux_only)
-        items[:] = [item for item in items if item not in linux_only]
+    """Elsewhere than on Linux, tests of the Linux backend are deselected: not run, and not a skip either. So
+    are tests that need CPython's _testcapi where the build lacks it (the Windows embeddable ones)."""
+    markers: tuple[str, ...] = () if sys.platform.startswith("linux") else LINUX_ONLY
+    if importlib.util.find_spec("_testcapi") is None:
+        markers += ("testcapi",)
+    unrunnable = [item for item in items if any(item.get_closest_marker(m) for m in markers)]
+    if unrunnable:
+        config.hook.pytest_deselected(items=unrunnable)
+        items[:] = [item for item in items if item not in unrunnable]
 
 
 @pytest.fixture

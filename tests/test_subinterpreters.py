@@ -14,11 +14,13 @@ subinterpreter API is whichever the running CPython has: _interpreters (3.13+) o
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import textwrap
 
 import pytest
+
+import fresh_process
+from fresh_process import MODULE_DEF
 
 # Shared by the main interpreter's script and every subinterpreter's code: say() writes straight to fd 1, so
 # lines of both interpreters come out in the order they were said; checked_query() queries an accepted
@@ -105,9 +107,8 @@ SCENARIOS = textwrap.dedent(
         checked_query()  # the main interpreter's tables: not the sub's, not freed with it
         say("main queried after the sub ended")
     elif scenario == "main-ends-first":
-        # CPython 3.9's own _asyncio (single-phase, static state; the facade imports asyncio) crashes the
-        # process at exit when a subinterpreter imported it first: the main interpreter imports it before.
-        import asyncio
+        # The subinterpreter imports secsock first. CPython 3.9's own _asyncio (single-phase, static state)
+        # crashes the process at exit when a subinterpreter imported it first: `import secsock` must not.
         sub = create()
         run(sub, "checked_query(); say('sub queried')")
         secsock, _secsock = import_main()
@@ -123,6 +124,11 @@ SCENARIOS = textwrap.dedent(
         interpreters.destroy(sub)
         checked_query()
         say("main queried after the sub ended")
+    elif scenario == "no-asyncio":
+        import secsock
+        say("asyncio after import secsock: %s" % ("asyncio" in sys.modules))
+        lazy = secsock.query_async
+        say("query_async is secsock._asyncio's: %s" % (lazy is sys.modules["secsock._asyncio"].query_async))
     elif scenario == "state-freed":
         secsock, _secsock = import_main()
         types = [weakref.ref(_secsock.SecurityInfoBase), weakref.ref(_secsock.Pending)]
@@ -130,9 +136,9 @@ SCENARIOS = textwrap.dedent(
         forget_main()
         say("main types alive: %s" % [ref() is not None for ref in types])
     elif scenario == "own-gil":
-        if sys.version_info < (3, 12):
-            say("no interpreter with its own GIL before 3.12")
-        else:
+        from secsock import _secsock
+        say("slots: %s" % slot_ids(_secsock))
+        if sys.version_info >= (3, 12):
             sub = create("isolated")
             try:
                 failure = interpreters.run_string(sub, "import secsock._secsock")
@@ -144,20 +150,11 @@ SCENARIOS = textwrap.dedent(
     """
 )
 # The main interpreter's script: COMMON, its text (handed on to each subinterpreter), then the scenarios.
-MAIN = f"COMMON = {COMMON!r}\n" + COMMON + SCENARIOS
+MAIN = f"COMMON = {COMMON!r}\n" + COMMON + MODULE_DEF + SCENARIOS
 
 
 def run_scenario(scenario: str) -> list[str]:
-    done = subprocess.run(
-        [sys.executable, "-c", MAIN, scenario],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    lines = done.stdout.splitlines()
-    assert done.returncode == 0 and lines[-1:] == ["alive"], (done.returncode, done.stdout, done.stderr)
-    return lines[:-1]
+    return fresh_process.run_scenario(MAIN, scenario)
 
 
 def test_a_subinterpreter_gets_its_own_types() -> None:
@@ -165,6 +162,15 @@ def test_a_subinterpreter_gets_its_own_types() -> None:
     assert main[0] == "main" and sub[0] == "sub"
     # SecurityInfoBase, then Pending: other objects than the main interpreter's, while both are alive.
     assert main[1] != sub[1] and main[2] != sub[2], (main, sub)
+
+
+def test_import_secsock_does_not_import_asyncio() -> None:
+    # Nor, therefore, does a subinterpreter that imports it (see main-ends-first): asyncio comes with the
+    # first use of query_async or require_async.
+    assert run_scenario("no-asyncio") == [
+        "asyncio after import secsock: False",
+        "query_async is secsock._asyncio's: True",
+    ]
 
 
 def test_the_module_state_goes_with_its_module() -> None:
@@ -189,10 +195,16 @@ def test_a_subinterpreter_queries_after_the_main_interpreters_module_ended() -> 
 
 
 def test_an_interpreter_with_its_own_gil_is_refused() -> None:
-    # Not declared (Py_mod_multiple_interpreters is 3.12+ and outside the 3.9 limited API): CPython's default
-    # for a multi-phase module is "subinterpreters that share the GIL only", and the import says so.
-    (said,) = run_scenario("own-gil")
-    if sys.version_info < (3, 12):
-        assert said == "no interpreter with its own GIL before 3.12"
+    # Not declared (Py_mod_multiple_interpreters is in the limited API from 3.12 only, not in the 3.9 one we
+    # build against): the module's only slot is Py_mod_exec (2), on every version, so 3.12+ applies its
+    # default for a multi-phase module, "subinterpreters that share the GIL only", and the import says so
+    # naming the module (Python/import.c, _PyImport_CheckSubinterpIncompatibleExtensionAllowed): a refusal
+    # of some stdlib module the import needs could not pass for it.
+    said = run_scenario("own-gil")
+    assert said[0] == "slots: [2]", said
+    if sys.version_info >= (3, 12):  # before 3.12 no interpreter has a GIL of its own
+        (refusal,) = said[1:]
+        assert refusal.startswith("own GIL: "), said
+        assert "module secsock._secsock does not support loading in subinterpreters" in refusal, said
     else:
-        assert said.startswith("own GIL: ") and "does not support loading in subinterpreters" in said, said
+        assert said[1:] == [], said

@@ -1,11 +1,12 @@
 """The extension's shared state under threads, with no privilege needed: the thread test the wheel
 workflow runs on the free-threaded CPython (3.14t), and every other build.
 
-The module keeps state that an interpreter's threads share: the result classes and tables bind_results()
-binds at import (in the module's state), the backend's process-wide snapshot, and in each pending query the count of threads inside wait() and result(). Here threads
-query shared sockets, rebind the result tables and share pending queries all at once, and each outcome must
-be the one a single thread gets. Without CAP_NET_ADMIN on Linux (a build container) that outcome is a
-PermissionError, so the error paths run concurrently there; with it, and on Windows, real answers.
+The module keeps state that an interpreter's threads share: the result classes and tables bind_results() binds
+at import (in the module's state), the backend's process-wide snapshot, and in each pending query the count of
+threads inside wait() and result(). Here threads query shared sockets, rebind the result tables and share
+pending queries all at once, and each outcome must be the one a single thread gets. Without CAP_NET_ADMIN on
+Linux (a build container) that outcome is a PermissionError, so the error paths run concurrently there; with
+it, and on Windows, real answers.
 tests/test_hardening_threads.py stresses the Linux backend itself, as root.
 """
 

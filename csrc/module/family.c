@@ -87,6 +87,7 @@ static int guid_arg(PyObject *obj, uint8_t guid[16])
    domain, password)) -> Pending */
 PyObject *mod_set_security_begin(PyObject *module, PyObject *args)
 {
+    module_state *st = get_state(module);
     PyObject *fd_obj, *settings_obj, *mm, *qm, *user_obj, *domain_obj, *password_obj;
     PyObject *protocol_obj, *security_flags_obj, *ipsec_flags_obj;
     char *user = NULL, *domain = NULL, *password = NULL;
@@ -97,6 +98,9 @@ PyObject *mod_set_security_begin(PyObject *module, PyObject *args)
     PendingObject *obj;
     int is_ipsec;
 
+    if (st == NULL) {
+        return NULL;
+    }
     memset(&settings, 0, sizeof(settings));
     if (!PyArg_ParseTuple(args, "OO", &fd_obj, &settings_obj) || parse_fd(fd_obj, &fd) < 0) {
         return NULL;
@@ -115,7 +119,7 @@ PyObject *mod_set_security_begin(PyObject *module, PyObject *args)
         }
         settings.is_ipsec = is_ipsec;
     }
-    if ((obj = pending_alloc(MODULE_STATE(module), 0)) == NULL) {
+    if ((obj = pending_alloc(st, 0)) == NULL) {
         goto fail;
     }
     secsock_error_clear(&err);
@@ -138,6 +142,7 @@ fail:
 /* set_peer_target_name_begin(fd, protocol, peer | None, name) -> Pending */
 PyObject *mod_set_peer_target_name_begin(PyObject *module, PyObject *args)
 {
+    module_state *st = get_state(module);
     PyObject *fd_obj, *peer_obj, *name_obj, *protocol_obj;
     char *name_holder = NULL;
     uint32_t protocol;
@@ -149,12 +154,15 @@ PyObject *mod_set_peer_target_name_begin(PyObject *module, PyObject *args)
     secsock_pending *pending;
     PendingObject *obj;
 
+    if (st == NULL) {
+        return NULL;
+    }
     if (!PyArg_ParseTuple(args, "OOOU", &fd_obj, &protocol_obj, &peer_obj, &name_obj) || parse_fd(fd_obj, &fd) < 0 ||
         u32_arg(protocol_obj, "protocol", &protocol) < 0 ||
         parse_peer(peer_obj, &peer, &has_peer) < 0 || utf8_arg(name_obj, "name", &name_holder, &name) < 0) {
         return NULL;
     }
-    if ((obj = pending_alloc(MODULE_STATE(module), 0)) == NULL) {
+    if ((obj = pending_alloc(st, 0)) == NULL) {
         wipe_and_release(&name_holder);
         return NULL;
     }
@@ -169,6 +177,7 @@ PyObject *mod_set_peer_target_name_begin(PyObject *module, PyObject *args)
 /* delete_peer_target_name_begin(fd, peer) -> Pending */
 PyObject *mod_delete_peer_target_name_begin(PyObject *module, PyObject *args)
 {
+    module_state *st = get_state(module);
     PyObject *fd_obj, *peer_obj;
     secsock_fd fd;
     secsock_peer peer;
@@ -177,6 +186,9 @@ PyObject *mod_delete_peer_target_name_begin(PyObject *module, PyObject *args)
     secsock_pending *pending;
     PendingObject *obj;
 
+    if (st == NULL) {
+        return NULL;
+    }
     if (!PyArg_ParseTuple(args, "OO", &fd_obj, &peer_obj) || parse_fd(fd_obj, &fd) < 0 ||
         parse_peer(peer_obj, &peer, &has_peer) < 0) {
         return NULL;
@@ -185,7 +197,7 @@ PyObject *mod_delete_peer_target_name_begin(PyObject *module, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "peer: required, the address whose target name is deleted");
         return NULL;
     }
-    if ((obj = pending_alloc(MODULE_STATE(module), 0)) == NULL) {
+    if ((obj = pending_alloc(st, 0)) == NULL) {
         return NULL;
     }
     secsock_error_clear(&err);
@@ -196,7 +208,7 @@ PyObject *mod_delete_peer_target_name_begin(PyObject *module, PyObject *args)
 }
 
 /* impersonate_peer(fd, peer | None): the calling OS thread impersonates the peer until revert. */
-PyObject *mod_impersonate_peer(PyObject *Py_UNUSED(module), PyObject *args)
+PyObject *mod_impersonate_peer(PyObject *module, PyObject *args)
 {
     PyObject *fd_obj, *peer_obj;
     secsock_fd fd;
@@ -204,6 +216,9 @@ PyObject *mod_impersonate_peer(PyObject *Py_UNUSED(module), PyObject *args)
     int has_peer, rc;
     secsock_error err;
 
+    if (get_state(module) == NULL) {
+        return NULL;
+    }
     if (!PyArg_ParseTuple(args, "OO", &fd_obj, &peer_obj) || parse_fd(fd_obj, &fd) < 0 ||
         parse_peer(peer_obj, &peer, &has_peer) < 0) {
         return NULL;
@@ -218,10 +233,13 @@ PyObject *mod_impersonate_peer(PyObject *Py_UNUSED(module), PyObject *args)
     Py_RETURN_NONE;
 }
 
-PyObject *mod_revert_impersonation(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+PyObject *mod_revert_impersonation(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
     secsock_error err;
 
+    if (get_state(module) == NULL) {
+        return NULL;
+    }
     secsock_error_clear(&err);
     if (secsock_revert_impersonation(&err) < 0) {
         return raise_backend_error(&err);
@@ -254,13 +272,16 @@ static PyObject *account_to_tuple(const secsock_account *account)
     return Py_BuildValue("(s#s#)", account->sid, sid_len, account->account, name_len);
 }
 
-PyObject *mod_token_user(PyObject *Py_UNUSED(module), PyObject *arg)
+PyObject *mod_token_user(PyObject *module, PyObject *arg)
 {
     uint64_t token;
     secsock_account user;
     secsock_error err;
     int rc;
 
+    if (get_state(module) == NULL) {
+        return NULL;
+    }
     if (token_arg(arg, &token) < 0) {
         return NULL;
     }
@@ -275,7 +296,7 @@ PyObject *mod_token_user(PyObject *Py_UNUSED(module), PyObject *arg)
     return account_to_tuple(&user);
 }
 
-PyObject *mod_token_groups(PyObject *Py_UNUSED(module), PyObject *arg)
+PyObject *mod_token_groups(PyObject *module, PyObject *arg)
 {
     uint64_t token;
     secsock_account *groups = NULL;
@@ -284,6 +305,9 @@ PyObject *mod_token_groups(PyObject *Py_UNUSED(module), PyObject *arg)
     PyObject *tuple;
     int rc;
 
+    if (get_state(module) == NULL) {
+        return NULL;
+    }
     if (token_arg(arg, &token) < 0) {
         return NULL;
     }
@@ -308,7 +332,7 @@ PyObject *mod_token_groups(PyObject *Py_UNUSED(module), PyObject *arg)
     return tuple;
 }
 
-PyObject *mod_token_is_member(PyObject *Py_UNUSED(module), PyObject *args)
+PyObject *mod_token_is_member(PyObject *module, PyObject *args)
 {
     PyObject *token_obj, *name_obj;
     char *holder = NULL;
@@ -317,6 +341,9 @@ PyObject *mod_token_is_member(PyObject *Py_UNUSED(module), PyObject *args)
     int member = 0, rc;
     secsock_error err;
 
+    if (get_state(module) == NULL) {
+        return NULL;
+    }
     if (!PyArg_ParseTuple(args, "OU", &token_obj, &name_obj) || token_arg(token_obj, &token) < 0 ||
         utf8_arg(name_obj, "sid_or_account", &holder, &name) < 0) {
         return NULL;
@@ -332,6 +359,8 @@ PyObject *mod_token_is_member(PyObject *Py_UNUSED(module), PyObject *args)
     return PyBool_FromLong(member);
 }
 
+/* The one function that works on a module get_state() refuses: releasing a handle (a finalizer at shutdown)
+   needs no state and is never refused. */
 PyObject *mod_close_token(PyObject *Py_UNUSED(module), PyObject *arg)
 {
     secsock_error err;

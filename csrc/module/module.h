@@ -7,12 +7,13 @@
  *   ../_secsock.c  the module table, PyModuleDef_Init and the slots: module_exec makes a module_state's types,
  *                  module_traverse / module_clear / module_free visit and release them
  *
- * Ownership: every Python object the extension keeps lives in one module object's module_state (multi-phase
- * init, PEP 489/630), so each interpreter that imports the module has its own set, released with that module.
- * The state owns one reference to each non-NULL field. Functions find it through the module they are called
- * on (PyModule_GetState: no lookup by name). A Pending holds no reference to the state: it owns its backend
- * pending and its type (a heap type's instance keeps its type alive), nothing else. No Python object is
- * process-wide; only the backend's own C state is, counted by secsock_backend_init/fini (one pair per exec).
+ * Ownership: every Python object the extension keeps lives in one module object's module_state (multi-phase init,
+ * PEP 489/630), so each interpreter that imports the module has its own set, released with that module. The state
+ * owns one reference to each non-NULL field. Functions find it through the module they are called on (get_state():
+ * no lookup by name; it refuses a module whose exec did not run or which m_clear released). A Pending holds no
+ * reference to the state: it owns its backend pending and its type (a heap type's instance keeps its type alive),
+ * nothing else. No Python object is process-wide; only the backend's own C state is, counted by
+ * secsock_backend_init/fini (one pair per exec).
  */
 #ifndef SECSOCK_MODULE_MODULE_H
 #define SECSOCK_MODULE_MODULE_H
@@ -55,8 +56,26 @@ typedef struct {
     int backend_started; /* module_exec's secsock_backend_init succeeded: module_free owes one fini */
 } module_state;
 
-/* The state of a module object of this extension (the module a function of the table is called on). */
+/* The state of a module object of this extension, as the slots see it: NULL before exec allocated it. */
 #define MODULE_STATE(module) ((module_state *)PyModule_GetState(module))
+
+/*
+ * The state of the module a function of the table is called on, ready for use; or NULL with RuntimeError when
+ * it is not: exec never ran (importlib.util.module_from_spec alone: no state yet), failed before its end, or
+ * m_clear released the state (a finalizer calling in while the collector tears the module down). exec makes
+ * info_base_type last of the state's fields and m_clear releases it, so one field says all (one compare on the
+ * per-connection path besides the NULL).
+ */
+static inline module_state *get_state(PyObject *module)
+{
+    module_state *st = MODULE_STATE(module);
+
+    if (st == NULL || st->info_base_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "secsock._secsock: not initialised (exec did not run) or cleared");
+        return NULL;
+    }
+    return st;
+}
 
 /* ---- errors_args.c ------------------------------------------------------------------------------------- */
 PyObject *raise_backend_error(const secsock_error *err);

@@ -276,10 +276,6 @@ PendingObject *pending_alloc(module_state *st, int has_result)
 {
     PendingObject *obj;
 
-    if (st->pending_type == NULL) { /* a finalizer calling in after the collector cleared the module */
-        PyErr_SetString(PyExc_RuntimeError, "secsock._secsock: the module has been cleared");
-        return NULL;
-    }
     obj = (PendingObject *)PyType_GenericAlloc((PyTypeObject *)st->pending_type, 0);
     if (obj != NULL) {
         obj->pending = NULL;
@@ -306,8 +302,9 @@ PyObject *mod_begin_query(PyObject *module, PyObject *args)
     secsock_error err;
     secsock_pending *pending;
     PendingObject *obj;
+    module_state *st = get_state(module);
 
-    if (parse_request(args, &req) < 0 || (obj = pending_alloc(MODULE_STATE(module), 1)) == NULL) {
+    if (st == NULL || parse_request(args, &req) < 0 || (obj = pending_alloc(st, 1)) == NULL) {
         return NULL;
     }
     secsock_error_clear(&err);

@@ -345,10 +345,13 @@ static void fill_byte_table(PyObject *members, PyObject **table)
 
 PyObject *mod_bind_results(PyObject *module, PyObject *args)
 {
-    module_state *st = MODULE_STATE(module);
+    module_state *st = get_state(module);
     PyObject *cls, *protocols, *flags, *in_the_clear, *decode, *sa_cls, *ipsec_protocols, *ipsec_modes;
     Py_ssize_t i;
 
+    if (st == NULL) {
+        return NULL;
+    }
     if (!PyArg_ParseTuple(args, "OO!O!OOOO!O!:bind_results", &cls, &PyTuple_Type, &protocols, &PyTuple_Type,
                           &flags, &in_the_clear, &decode, &sa_cls, &PyDict_Type, &ipsec_protocols, &PyDict_Type,
                           &ipsec_modes)) {
@@ -362,7 +365,7 @@ PyObject *mod_bind_results(PyObject *module, PyObject *args)
         return NULL;
     }
     /* query_info() allocates cls and fills the base's fields: cls must add none of its own, nor a __dict__. */
-    if (st->info_base_type == NULL || !PyType_Check(cls) || PyObject_IsSubclass(cls, st->info_base_type) != 1 ||
+    if (!PyType_Check(cls) || PyObject_IsSubclass(cls, st->info_base_type) != 1 ||
         type_size_attr(cls, "__basicsize__") != (Py_ssize_t)sizeof(InfoObject) ||
         type_size_attr(cls, "__dictoffset__") != 0) {
         PyErr_Clear();
@@ -561,7 +564,7 @@ static PyObject *info_from_result(module_state *st, secsock_result *r)
  */
 PyObject *mod_query_info(PyObject *module, PyObject *args)
 {
-    module_state *st = MODULE_STATE(module); /* the calling interpreter's own tables: a pointer read, no lookup */
+    module_state *st = get_state(module); /* the calling interpreter's own tables: a pointer read, no lookup */
     PyObject *sock, *peer, *access_obj, *ipsec2;
     long long access;
     secsock_query_request req;
@@ -569,6 +572,9 @@ PyObject *mod_query_info(PyObject *module, PyObject *args)
     secsock_error err;
     int rc;
 
+    if (st == NULL) {
+        return NULL;
+    }
     if (!PyArg_UnpackTuple(args, "query_info", 4, 4, &sock, &peer, &access_obj, &ipsec2)) {
         return NULL;
     }
@@ -595,12 +601,13 @@ PyObject *mod_query_info(PyObject *module, PyObject *args)
 
 PyObject *mod_query(PyObject *module, PyObject *args)
 {
+    module_state *st = get_state(module);
     secsock_query_request req;
     secsock_result result;
     secsock_error err;
     int rc;
 
-    if (parse_request(args, &req) < 0) {
+    if (st == NULL || parse_request(args, &req) < 0) {
         return NULL;
     }
     memset(&result, 0, sizeof(result));
@@ -611,5 +618,5 @@ PyObject *mod_query(PyObject *module, PyObject *args)
     if (rc < 0) {
         return raise_backend_error(&err);
     }
-    return result_to_tuple(MODULE_STATE(module), &result);
+    return result_to_tuple(st, &result);
 }

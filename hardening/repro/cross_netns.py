@@ -27,8 +27,19 @@ def main() -> int:
         for cmd in (
             ["link", "set", "lo", "up"],
             ["addr", "add", "10.77.1.1/24", "dev", "lo"],
-            ["xfrm", "policy", "add", "src", "10.77.1.1", "dst", "10.77.1.2", "dir", "out",
-             "action", "block"],
+            [
+                "xfrm",
+                "policy",
+                "add",
+                "src",
+                "10.77.1.1",
+                "dst",
+                "10.77.1.2",
+                "dir",
+                "out",
+                "action",
+                "block",
+            ],
         ):
             subprocess.run(["ip", "-n", NS, *cmd], check=True)
         libc = ctypes.CDLL(None, use_errno=True)

@@ -12,7 +12,8 @@ the traffic is secured and encrypted and who the peer is.
         conn.close()
 """
 
-from ._asyncio import query_async, require_async
+from typing import TYPE_CHECKING, Any
+
 from ._errors import (
     SUPPORTED_PLATFORMS,
     Error,
@@ -48,6 +49,21 @@ from ._types import (
     Token,
 )
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._asyncio import query_async, require_async
+
+
+def __getattr__(name: str) -> Any:
+    """query_async and require_async, imported on first use: `import secsock` does not import asyncio. A
+    server that never uses it does not pay for it, and on CPython 3.9 a subinterpreter that imports secsock
+    does not import asyncio's _asyncio before the main interpreter does (that crashes 3.9 at exit)."""
+    if name in ("query_async", "require_async"):
+        from . import _asyncio
+
+        return getattr(_asyncio, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BACKEND",

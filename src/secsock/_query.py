@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import functools
 import ipaddress
 import threading
 import uuid
 from types import TracebackType
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from . import _extension
 from ._errors import QueryTimeoutError, SocketClosedError
@@ -27,6 +26,9 @@ from ._types import (
     SecurityProtocol,
     Token,
 )
+
+if TYPE_CHECKING:
+    import asyncio  # imported where it is used: `import secsock` does not import asyncio
 
 __all__ = ["BACKEND", "PendingQuery", "begin_query", "query", "query_async"]
 
@@ -321,6 +323,8 @@ async def query_async(
     the loop or a thread; on other loops (and on Linux) it runs the query in the loop's default executor.
     Cancelling the task cancels the system call.
     """
+    import asyncio
+
     loop = asyncio.get_running_loop()
     request = _request(sock, peer, token_access, ipsec2)
     backend = _require_backend("query_async")
@@ -367,6 +371,8 @@ async def _close_when_done(pending: PendingQuery, proactor: Any) -> None:
     """Close a cancelled query once the system has completed it. The event fires when it does, which also ends
     every wait the loop registered on it, so closing it after that closes no handle a wait still uses. Nothing
     here re-issues: a WSAEMSGSIZE completion (poll() says so) is ended by close() without new I/O."""
+    import asyncio
+
     try:
         while pending._raw.poll() == _POLL_IN_FLIGHT:
             await proactor.wait_for_handle(pending.event)
