@@ -180,7 +180,7 @@ def test_an_exec_that_fails_at_any_allocation_leaves_a_module_that_refuses_or_wo
         "exec raised: MemoryError",
         "then: refused whole",
         "at last: executed",
-        "then imported: 3 counters",
+        "then imported: 4 counters",
     ], said
 
 
