@@ -264,9 +264,12 @@ static PyObject *InfoIpsecModes[INFO_BYTE];
 PyObject *TupleNew; /* tuple.__new__: makes a NamedTuple from a tuple in C, without its Python __new__ */
 PyObject *FilenoName; /* "fileno", interned once: looking it up is on the per-connection path */
 
+static void clear_details_cache(void);
+
 void unbind_results(void)
 {
     size_t i;
+    clear_details_cache(); /* its objects were made from the tables dropped here */
     Py_CLEAR(InfoClass);
     for (i = 0; i < INFO_PROTOCOLS; i++) {
         Py_CLEAR(InfoProtocols[i]);
@@ -473,14 +476,93 @@ static PyObject *sa_object(const secsock_sa *sa)
     return named_tuple(InfoSaClass, items);
 }
 
+/*
+ * The IpsecDetails of recent secured answers (issue 14, speed): building two SecurityAssociations and their
+ * algorithm names was most of what a secured answer cost over a clear one, and every connection between the
+ * same two hosts gets the same SAs. An IpsecDetails, its tuples, SAs and strings are immutable and made only
+ * from the seam's SA records and the bound tables, so an entry is reused exactly when every record of both
+ * directions is equal to its key (field by field, names included); a rekey, a new or a deleted SA changes the
+ * records, and so misses. bind_results empties the cache (the tables the objects came from change).
+ * Direct-mapped by a hash of the records; a collision replaces the older entry. Touched only with the GIL held.
+ */
+#define DETAILS_CACHE 64 /* a power of two */
+typedef struct {
+    secsock_direction outbound, inbound; /* the key: what the backend answered */
+    PyObject *details;                   /* NULL: empty slot */
+} details_entry;
+static details_entry DetailsCache[DETAILS_CACHE];
+
+static void clear_details_cache(void)
+{
+    size_t i;
+    for (i = 0; i < DETAILS_CACHE; i++) {
+        Py_CLEAR(DetailsCache[i].details);
+    }
+}
+
+static size_t direction_count(const secsock_direction *dir)
+{
+    return dir->count <= SECSOCK_MAX_SAS ? dir->count : SECSOCK_MAX_SAS;
+}
+
+static uint32_t details_hash(const secsock_result *r)
+{
+    const secsock_direction *dirs[2] = {&r->outbound, &r->inbound};
+    uint32_t h = 2166136261u;
+    size_t d, i;
+
+    for (d = 0; d < 2; d++) {
+        size_t n = direction_count(dirs[d]);
+        h = (h ^ (uint32_t)n) * 16777619u;
+        for (i = 0; i < n; i++) {
+            const secsock_sa *sa = &dirs[d]->sas[i];
+            h = (h ^ sa->spi) * 16777619u;
+            h = (h ^ sa->reqid) * 16777619u;
+            h = (h ^ ((uint32_t)sa->proto << 8 | sa->mode)) * 16777619u;
+        }
+    }
+    return h ^ (h >> 16);
+}
+
+/* Every field the SA object is made of: equal records make equal objects (alg_name reads the same bytes). */
+static int sa_same(const secsock_sa *a, const secsock_sa *b)
+{
+    return a->proto == b->proto && a->mode == b->mode && a->spi == b->spi && a->reqid == b->reqid &&
+           strncmp(a->encryption, b->encryption, SECSOCK_ALG_NAME_MAX) == 0 &&
+           strncmp(a->integrity, b->integrity, SECSOCK_ALG_NAME_MAX) == 0 &&
+           strncmp(a->aead, b->aead, SECSOCK_ALG_NAME_MAX) == 0;
+}
+
+static int direction_same(const secsock_direction *a, const secsock_direction *b)
+{
+    size_t n = direction_count(a), i;
+
+    if (n != direction_count(b)) {
+        return 0;
+    }
+    for (i = 0; i < n; i++) {
+        if (!sa_same(&a->sas[i], &b->sas[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* IpsecDetails(outbound, inbound); the shared "in the clear" one when neither direction has an SA. */
 static PyObject *details_object(const secsock_result *r)
 {
-    PyObject *outbound, *inbound;
+    PyObject *outbound, *inbound, *details;
+    details_entry *e;
 
     if (r->outbound.count == 0 && r->inbound.count == 0) {
         Py_INCREF(InfoInTheClear);
         return InfoInTheClear;
+    }
+    e = &DetailsCache[details_hash(r) & (DETAILS_CACHE - 1)];
+    if (e->details != NULL && direction_same(&e->outbound, &r->outbound) &&
+        direction_same(&e->inbound, &r->inbound)) {
+        Py_INCREF(e->details);
+        return e->details;
     }
     outbound = direction_tuple(&r->outbound, sa_object);
     inbound = outbound != NULL ? direction_tuple(&r->inbound, sa_object) : NULL;
@@ -488,7 +570,15 @@ static PyObject *details_object(const secsock_result *r)
         Py_XDECREF(outbound);
         return NULL;
     }
-    return named_tuple((PyObject *)Py_TYPE(InfoInTheClear), Py_BuildValue("(NN)", outbound, inbound));
+    details = named_tuple((PyObject *)Py_TYPE(InfoInTheClear), Py_BuildValue("(NN)", outbound, inbound));
+    if (details != NULL) {
+        Py_CLEAR(e->details); /* emptied before its key changes */
+        e->outbound = r->outbound;
+        e->inbound = r->inbound;
+        Py_INCREF(details);
+        e->details = details;
+    }
+    return details;
 }
 
 /*
