@@ -11,6 +11,8 @@ ROOT=$PWD
 OUT=$ROOT/build/bench-vm
 VNG=$(command -v vng || echo "$ROOT/.venv/bin/vng")
 [[ -x $VNG ]] || { echo "bench vm: vng is missing (pip install virtme-ng)" >&2; exit 1; }
+# vng runs virtme-run, installed beside it (in the venv when it came from there): find it by PATH.
+PATH=$(dirname "$VNG"):$PATH
 command -v qemu-system-x86_64 >/dev/null || { echo "bench vm: qemu-system-x86_64 is missing" >&2; exit 1; }
 KERNEL=${SECSOCK_VM_KERNEL:-$(ls /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -n 1)}
 [[ -r $KERNEL ]] || { echo "bench vm: no Debian kernel in /boot (apt-get install linux-image-amd64)" >&2; exit 1; }

@@ -320,6 +320,13 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
     return best;
 }
 
+/* An algorithm name into a zeroed seam field, cut as snprintf would cut it (three snprintf calls were a
+ * measurable part of a secured answer). */
+static void copy_alg_name(char *dst, const char *src)
+{
+    memcpy(dst, src, strnlen(src, SECSOCK_ALG_NAME_MAX - 1));
+}
+
 /* Ours, no kernel counterpart: the seam's record of an SA (secsock_backend.h). */
 static void fill_sa(secsock_sa *o, const ss_sa *a)
 {
@@ -329,13 +336,13 @@ static void fill_sa(secsock_sa *o, const ss_sa *a)
     o->spi = ntohl(a->spi);
     o->reqid = a->reqid;
     if (a->has_crypt) {
-        snprintf(o->encryption, sizeof(o->encryption), "%s", a->encryption);
+        copy_alg_name(o->encryption, a->encryption);
     }
     if (a->has_auth) {
-        snprintf(o->integrity, sizeof(o->integrity), "%s", a->integrity);
+        copy_alg_name(o->integrity, a->integrity);
     }
     if (a->has_aead) {
-        snprintf(o->aead, sizeof(o->aead), "%s", a->aead);
+        copy_alg_name(o->aead, a->aead);
     }
 }
 

@@ -38,6 +38,13 @@
 #define INFO_FLAGS 8     /* every combination of SECURED, ENCRYPTED, IMPERSONATED */
 #define INFO_BYTE 256    /* an SA's protocol and mode are bytes: one slot per value, NULL when unnamed */
 
+/* One entry of the cache of recent secured answers' IpsecDetails (results.c says why it is exact). */
+#define DETAILS_CACHE 64 /* a power of two */
+typedef struct {
+    secsock_direction outbound, inbound; /* the key: what the backend answered */
+    PyObject *details;                   /* NULL: empty slot */
+} details_entry;
+
 typedef struct {
     PyObject *pending_type;   /* Pending (Pending_spec), made by module_exec */
     PyObject *info_base_type; /* SecurityInfoBase (Info_spec), made by module_exec */
@@ -53,6 +60,7 @@ typedef struct {
     PyObject *info_ipsec_protocols[INFO_BYTE];
     PyObject *info_ipsec_modes[INFO_BYTE];
     PyObject *reasons[SECSOCK_REASON_COUNT][SECSOCK_REASON_COUNT]; /* SecurityInfo.reason texts made so far */
+    details_entry details_cache[DETAILS_CACHE]; /* made from the bound tables: emptied when they change */
     int backend_started; /* module_exec's secsock_backend_init succeeded: module_free owes one fini */
 } module_state;
 

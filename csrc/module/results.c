@@ -244,9 +244,12 @@ PyType_Spec Info_spec = {
  * takes its general path. They live in the module's state (module_state.info_*): each interpreter's facade
  * binds its own classes to its own module object.
  */
+static void clear_details_cache(module_state *st);
+
 static void unbind_results(module_state *st)
 {
     size_t i;
+    clear_details_cache(st); /* its objects were made from the tables dropped here */
     Py_CLEAR(st->info_class);
     for (i = 0; i < INFO_PROTOCOLS; i++) {
         Py_CLEAR(st->info_protocols[i]);
@@ -284,6 +287,9 @@ int results_traverse(module_state *st, visitproc visit, void *arg)
         for (j = 0; j < SECSOCK_REASON_COUNT; j++) {
             Py_VISIT(st->reasons[i][j]);
         }
+    }
+    for (i = 0; i < DETAILS_CACHE; i++) {
+        Py_VISIT(st->details_cache[i].details);
     }
     return 0;
 }
@@ -493,14 +499,87 @@ static PyObject *sa_object(const module_state *st, const secsock_sa *sa)
     return named_tuple(st, st->info_sa_class, items);
 }
 
-/* IpsecDetails(outbound, inbound); the shared "in the clear" one when neither direction has an SA. */
-static PyObject *details_object(const module_state *st, const secsock_result *r)
+/*
+ * The IpsecDetails of recent secured answers (issue 14, speed): building two SecurityAssociations and their
+ * algorithm names was most of what a secured answer cost over a clear one, and every connection between the
+ * same two hosts gets the same SAs. An IpsecDetails, its tuples, SAs and strings are immutable and made only
+ * from the seam's SA records and the bound tables, so an entry is reused exactly when every record of both
+ * directions is equal to its key (field by field, names included); a rekey, a new or a deleted SA changes the
+ * records, and so misses. bind_results empties the cache (the tables the objects came from change). The cache
+ * is the module's state (module_state.details_cache), so each interpreter's answers hold its own objects.
+ * Direct-mapped by a hash of the records; a collision replaces the older entry. Touched only with the GIL held.
+ */
+static void clear_details_cache(module_state *st)
 {
-    PyObject *outbound, *inbound;
+    size_t i;
+    for (i = 0; i < DETAILS_CACHE; i++) {
+        Py_CLEAR(st->details_cache[i].details);
+    }
+}
+
+static size_t direction_count(const secsock_direction *dir)
+{
+    return dir->count <= SECSOCK_MAX_SAS ? dir->count : SECSOCK_MAX_SAS;
+}
+
+static uint32_t details_hash(const secsock_result *r)
+{
+    const secsock_direction *dirs[2] = {&r->outbound, &r->inbound};
+    uint32_t h = 2166136261u;
+    size_t d, i;
+
+    for (d = 0; d < 2; d++) {
+        size_t n = direction_count(dirs[d]);
+        h = (h ^ (uint32_t)n) * 16777619u;
+        for (i = 0; i < n; i++) {
+            const secsock_sa *sa = &dirs[d]->sas[i];
+            h = (h ^ sa->spi) * 16777619u;
+            h = (h ^ sa->reqid) * 16777619u;
+            h = (h ^ ((uint32_t)sa->proto << 8 | sa->mode)) * 16777619u;
+        }
+    }
+    return h ^ (h >> 16);
+}
+
+/* Every field the SA object is made of: equal records make equal objects (alg_name reads the same bytes). */
+static int sa_same(const secsock_sa *a, const secsock_sa *b)
+{
+    return a->proto == b->proto && a->mode == b->mode && a->spi == b->spi && a->reqid == b->reqid &&
+           strncmp(a->encryption, b->encryption, SECSOCK_ALG_NAME_MAX) == 0 &&
+           strncmp(a->integrity, b->integrity, SECSOCK_ALG_NAME_MAX) == 0 &&
+           strncmp(a->aead, b->aead, SECSOCK_ALG_NAME_MAX) == 0;
+}
+
+static int direction_same(const secsock_direction *a, const secsock_direction *b)
+{
+    size_t n = direction_count(a), i;
+
+    if (n != direction_count(b)) {
+        return 0;
+    }
+    for (i = 0; i < n; i++) {
+        if (!sa_same(&a->sas[i], &b->sas[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* IpsecDetails(outbound, inbound); the shared "in the clear" one when neither direction has an SA. */
+static PyObject *details_object(module_state *st, const secsock_result *r)
+{
+    PyObject *outbound, *inbound, *details;
+    details_entry *e;
 
     if (r->outbound.count == 0 && r->inbound.count == 0) {
         Py_INCREF(st->info_in_the_clear);
         return st->info_in_the_clear;
+    }
+    e = &st->details_cache[details_hash(r) & (DETAILS_CACHE - 1)];
+    if (e->details != NULL && direction_same(&e->outbound, &r->outbound) &&
+        direction_same(&e->inbound, &r->inbound)) {
+        Py_INCREF(e->details);
+        return e->details;
     }
     outbound = direction_tuple(st, &r->outbound, sa_object);
     inbound = outbound != NULL ? direction_tuple(st, &r->inbound, sa_object) : NULL;
@@ -508,7 +587,15 @@ static PyObject *details_object(const module_state *st, const secsock_result *r)
         Py_XDECREF(outbound);
         return NULL;
     }
-    return named_tuple(st, (PyObject *)Py_TYPE(st->info_in_the_clear), Py_BuildValue("(NN)", outbound, inbound));
+    details = named_tuple(st, (PyObject *)Py_TYPE(st->info_in_the_clear), Py_BuildValue("(NN)", outbound, inbound));
+    if (details != NULL) {
+        Py_CLEAR(e->details); /* emptied before its key changes */
+        e->outbound = r->outbound;
+        e->inbound = r->inbound;
+        Py_INCREF(details);
+        e->details = details;
+    }
+    return details;
 }
 
 /*

@@ -651,6 +651,66 @@ def test_sa_deleted_after_connect_is_seen_by_the_next_query(pair: Pair) -> None:
     assert after["inbound"] == [sa(ESP, TRANSPORT, 0x2002, aead="rfc4106(gcm(aes))")]
 
 
+def test_repeated_answers_share_their_sa_objects_until_an_sa_changes(pair: Pair) -> None:
+    """query(sock) keeps the IpsecDetails of recent answers (issue 14, speed): an unchanged answer reuses
+    them, and an SA deleted, added, rekeyed or replaced under the same SPI with other algorithms is seen
+    by the very next query, equal to the uncached general path each time."""
+    secure(pair)
+    out_sa = ["src", pair.addr_a, "dst", pair.addr_b, "proto", "esp"]
+    sa_opts = ["reqid", "7", "mode", "transport"]
+    steps: list[tuple[str, list[str]]] = [
+        ("again", []),
+        ("deleted", ["delete", *out_sa, "spi", hex(0x1001)]),
+        ("added", ["add", *out_sa, "spi", hex(0x1003), *sa_opts, *AEAD]),
+        ("rekey: new SA", ["add", *out_sa, "spi", hex(0x1004), *sa_opts, *AEAD]),
+        ("rekey: old SA gone", ["delete", *out_sa, "spi", hex(0x1003)]),
+        ("same SPI, deleted", ["delete", *out_sa, "spi", hex(0x1004)]),
+        ("same SPI, other algorithms", ["add", *out_sa, "spi", hex(0x1004), *sa_opts, *CBC_HMAC]),
+    ]
+    infos: list[secsock.SecurityInfo] = []
+
+    def ask(s: socket.socket) -> None:
+        info = secsock.query(s)
+        same_as_the_general_path(s, info)
+        infos.append(info)
+
+    def walk() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((pair.addr_b, PORT))
+            ask(s)
+            for _, change in steps:
+                if change:
+                    pair.a.ip("xfrm", "state", *change)
+                ask(s)
+
+    pair.a.call(walk)
+    got = dict(zip(["first"] + [name for name, _ in steps], map(describe, infos)))
+
+    def gcm(spi: int) -> dict[str, Any]:
+        return sa(ESP, TRANSPORT, spi, aead="rfc4106(gcm(aes))")
+
+    expected_out = {
+        "first": [gcm(0x1001)],
+        "again": [gcm(0x1001)],
+        "deleted": [],
+        "added": [gcm(0x1003)],
+        "rekey: old SA gone": [gcm(0x1004)],
+        "same SPI, deleted": [],
+        "same SPI, other algorithms": [
+            sa(ESP, TRANSPORT, 0x1004, encryption="cbc(aes)", integrity="hmac(sha256)")
+        ],
+    }
+    for name, outbound in expected_out.items():
+        assert (got[name]["outbound"], got[name]["inbound"]) == (outbound, [gcm(0x2002)]), (name, got[name])
+    # Both SAs of a rekey fit: the answer names one of them, as the general path does (checked in ask).
+    assert got["rekey: new SA"]["outbound"] in (expected_out["added"], expected_out["rekey: old SA gone"])
+    # An unchanged answer is the same object; an SA change never hands out a stale one.
+    assert infos[1].ipsec is infos[0].ipsec
+    for before, after in zip(infos[1:], infos[2:]):
+        if describe(before) != describe(after):
+            assert after.ipsec is not before.ipsec
+
+
 def test_sa_expired_by_its_byte_limit_is_not_reported(pair: Pair) -> None:
     secure(pair)
     # A hard limit of 1 byte: the packet after the first one expires the SA. The kernel then deletes it
