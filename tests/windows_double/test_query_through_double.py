@@ -56,9 +56,15 @@ def lock_handles() -> int:
 
 
 def assert_rounds(rounds: list[tuple[int, ...]], expected: tuple[int, ...]) -> None:
-    """A leak shows in every round; something older the process releases meanwhile (Wine's and the double's
-    threads ending) may lower one round's counts. So: one round exactly as expected, none ending higher."""
-    assert expected in rounds and all(r[-1] <= expected[-1] for r in rounds), rounds
+    """A leak shows in every round and grows from round to round; something older the process releases
+    meanwhile (Wine's and the double's threads ending, a loaded machine's late thread exits) may lower the
+    counts, in one round or for good (all three rounds one below the baseline was seen under load). So: no
+    round ends above the expected count, and no round ends above the round before it; the counts along the
+    way (a held token's handles) are exactly as expected in at least one round."""
+    assert any(r[:-1] == expected[:-1] for r in rounds), (rounds, expected)
+    ends = [r[-1] for r in rounds]
+    assert all(end <= expected[-1] for end in ends), (rounds, expected)
+    assert all(later <= earlier for earlier, later in zip(ends, ends[1:])), (rounds, expected)
 
 
 def warm_up(sock: socket.socket) -> None:
