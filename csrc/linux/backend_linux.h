@@ -219,6 +219,10 @@ typedef struct {
      * snapshot.c): in/out policies by direction (a selector of another family...), SAs of no IP family. */
     uint32_t pol_unkept[2];
     uint32_t sa_unkept;
+    /* What the snapshot keeps, counted as it changes (on_policy/on_sa, pol_apply/sa_apply, the frees): the
+     * cross-check reads these instead of walking every record. In/out policies by direction; live SAs. */
+    size_t pol_kept[2];
+    size_t sa_live;
 } ss_snap;
 
 /* Collecting a dump. */
@@ -298,6 +302,13 @@ int sa_apply(ss_snap *s, int action, const ss_sa *a);
 int pol_apply(ss_snap *s, int action, const ss_policy *p);
 
 /* ---- snapshot.c: the process state and what guards it --------------------------------------------------- */
+/* The kernel's count minus the snapshot's at the last cross-check, per table; pol_set/sa_set: it differed
+ * there (a table is dumped again only when the same difference shows at the next check too). */
+typedef struct {
+    int64_t in, out, sas;
+    int pol_set, sa_set;
+} ss_xdiff;
+
 /* One network namespace's snapshot and the notification socket that keeps it fresh. */
 typedef struct {
     int notify_fd;
@@ -310,6 +321,7 @@ typedef struct {
     ss_snap snap;
     int64_t pol_dumped_at, sa_dumped_at; /* ss_clock_ms() of each table's last complete dump */
     int64_t checked_at;                  /* ss_clock_ms() of the last count cross-check */
+    ss_xdiff xdiff;                      /* the difference the last cross-check found */
     uint64_t last_used;                  /* g.use_tick when it was last the current one (the LRU order) */
 } ss_nsstate;
 
@@ -330,6 +342,7 @@ typedef struct {
     int pol_applied;      /* policy notifications applied during this drain (the index waits for the end) */
     /* The current namespace's freshness (as in ss_nsstate; parked with the fields above). */
     int64_t pol_dumped_at, sa_dumped_at, checked_at;
+    ss_xdiff xdiff;
     uint64_t use_tick;       /* bumped at each namespace switch */
     uint64_t xcheck_reloads; /* tables dumped again because the kernel's count differed from the snapshot's */
     /* Test hooks (test_hooks.c): notifications to ignore as if the kernel never sent them, and a clock. */

@@ -45,6 +45,9 @@ int on_policy(void *vctx, uint16_t type, uint16_t flags, const void *payload, si
     /* The kernel dumps the newest policy first: count ages down, then flip them after the dump. */
     p.age = c->next_age++;
     c->s->pols[c->s->npols++] = p;
+    if (p.dir == XFRM_POLICY_IN || p.dir == XFRM_POLICY_OUT) {
+        c->s->pol_kept[p.dir]++;
+    }
     return 0;
 }
 
@@ -84,6 +87,7 @@ int on_sa(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t
         return -1;
     }
     c->s->sas[c->s->nsas++] = a;
+    c->s->sa_live++;
     return 0;
 }
 
@@ -168,8 +172,13 @@ int dump_sas(ss_snap *s, secsock_error *err)
  *   - the count cross-check: at most once per SS_XCHECK_INTERVAL_MS, a query asks the kernel for its SPD and
  *     SAD counts (XFRM_MSG_GETSPDINFO: in and out policies, per-socket ones apart as the dump leaves them
  *     out; XFRM_MSG_GETSADINFO: every SA the dump returns) and dumps again a table whose count differs from
- *     the snapshot's. Two small requests a second cost the steady query nothing measurable; a lost add or
- *     delete, or a silent device flush, is corrected within a second of the next query.
+ *     the snapshot's by the same amount at two checks in a row. One is not enough: the kernel bumps a count
+ *     before it notifies (xfrm_policy_insert, xfrm_state_add), so another process's change can fall between
+ *     the count reply and our drain; and IKE daemons change the SA count with no message we receive
+ *     (XFRM_MSG_ALLOCSPI and xfrm_state_find add larval SAs; xfrm_state_add deletes an acquire's larval SA
+ *     silently when the real one arrives). The snapshot's counts are kept as it changes (ss_snap.pol_kept,
+ *     sa_live), so the check costs two small requests and no walk. A lost add or delete, or a silent device
+ *     flush, is corrected at the second check that sees it, and in any case by the maximum age.
  *   - the maximum age: a table dumped more than SS_SNAPSHOT_MAX_AGE_MS ago is dumped again, whatever the
  *     counts. That bounds a lost update that leaves the counts equal (UPDPOLICY, UPDSA, a soft expiry).
  *     30 s: one dump per 30 s is under 0.1% of a core at 10,000 policies (a dump takes ~10 ms there), and a
@@ -311,6 +320,7 @@ static void ns_park(ss_nsstate *to)
     to->pol_dumped_at = g.pol_dumped_at;
     to->sa_dumped_at = g.sa_dumped_at;
     to->checked_at = g.checked_at;
+    to->xdiff = g.xdiff;
     to->last_used = g.use_tick;
     memset(&g.snap, 0, sizeof(g.snap));
     g.notify_fd = g.notify_ep = -1;
@@ -332,6 +342,7 @@ static void ns_unpark(ss_nsstate *from)
     g.pol_dumped_at = from->pol_dumped_at;
     g.sa_dumped_at = from->sa_dumped_at;
     g.checked_at = from->checked_at;
+    g.xdiff = from->xdiff;
     memset(from, 0, sizeof(*from));
     from->notify_fd = from->notify_ep = -1;
 }
@@ -433,6 +444,7 @@ int ns_switch_locked(const ss_netns *ns)
         state_drop_locked();
     }
     g.pol_dumped_at = g.sa_dumped_at = g.checked_at = 0;
+    memset(&g.xdiff, 0, sizeof(g.xdiff));
     return 0;
 }
 
@@ -649,24 +661,13 @@ static int on_spdinfo(void *vctx, uint16_t type, uint16_t flags, const void *pay
     return 0;
 }
 
-/* In/out policies and SAs the snapshot stands for: what it keeps and what its dump saw but skipped. */
+/* In/out policies and SAs the snapshot stands for: what it keeps and what its dump saw but skipped. O(1): the
+ * kept ones are counted as they change (ss_snap.pol_kept, sa_live; ss_debug_counts_agree walks them). */
 static void snapshot_counts(const ss_snap *s, ss_counts *c)
 {
-    size_t i;
-
-    c->in = s->pol_unkept[XFRM_POLICY_IN];
-    c->out = s->pol_unkept[XFRM_POLICY_OUT];
-    for (i = 0; i < s->npols; i++) {
-        if (s->pols[i].dir == XFRM_POLICY_IN) {
-            c->in++;
-        } else if (s->pols[i].dir == XFRM_POLICY_OUT) {
-            c->out++;
-        }
-    }
-    c->sas = s->sa_unkept;
-    for (i = 0; i < s->nsas; i++) {
-        c->sas += !s->sas[i].dead;
-    }
+    c->in = (int64_t)s->pol_unkept[XFRM_POLICY_IN] + (int64_t)s->pol_kept[XFRM_POLICY_IN];
+    c->out = (int64_t)s->pol_unkept[XFRM_POLICY_OUT] + (int64_t)s->pol_kept[XFRM_POLICY_OUT];
+    c->sas = (int64_t)s->sa_unkept + (int64_t)s->sa_live;
 }
 
 /*
@@ -703,16 +704,34 @@ static int check_fresh_locked(secsock_error *err)
         return 0;
     }
     g.checked_at = now;
-    /* What changed between the drain and the counts is queued by now (the kernel notifies before the
-     * command returns): apply it, so only a lost message makes the counts differ. */
+    /* Apply what is queued now: most changes made before the counts were read are announced by now. Not all
+     * (a change counted but not yet announced, a larval SA never announced): a difference makes a dump only
+     * when the next check finds it again. */
     drain_notify_locked();
     snapshot_counts(&g.snap, &mine);
     stale_before = g.pol_stale + g.sa_stale;
-    if (!g.pol_stale && (k.in != mine.in || k.out != mine.out)) {
-        g.pol_stale = 1;
+    if (!g.pol_stale) {
+        int64_t din = k.in - mine.in, dout = k.out - mine.out;
+        if (din == 0 && dout == 0) {
+            g.xdiff.pol_set = 0;
+        } else if (g.xdiff.pol_set && g.xdiff.in == din && g.xdiff.out == dout) {
+            g.pol_stale = 1; /* the same difference a second apart: no change in flight explains it */
+        } else {
+            g.xdiff.pol_set = 1;
+            g.xdiff.in = din;
+            g.xdiff.out = dout;
+        }
     }
-    if (!g.sa_stale && k.sas != mine.sas) {
-        g.sa_stale = 1;
+    if (!g.sa_stale) {
+        int64_t dsas = k.sas - mine.sas;
+        if (dsas == 0) {
+            g.xdiff.sa_set = 0;
+        } else if (g.xdiff.sa_set && g.xdiff.sas == dsas) {
+            g.sa_stale = 1;
+        } else {
+            g.xdiff.sa_set = 1;
+            g.xdiff.sas = dsas;
+        }
     }
     g.xcheck_reloads += (uint64_t)(g.pol_stale + g.sa_stale - stale_before);
     return 0;
@@ -771,6 +790,7 @@ int refresh_locked(const ss_netns *ns, secsock_error *err)
         }
         g.pol_stale = 0;
         g.pol_dumped_at = ss_clock_ms();
+        g.xdiff.pol_set = 0;
         dumped++;
     }
     if (g.sa_stale) {
@@ -779,6 +799,7 @@ int refresh_locked(const ss_netns *ns, secsock_error *err)
         }
         g.sa_stale = 0;
         g.sa_dumped_at = ss_clock_ms();
+        g.xdiff.sa_set = 0;
         dumped++;
     }
     if (dumped == 2) {

@@ -13,6 +13,7 @@ void snap_free_policies(ss_snap *s)
     s->pols = NULL;
     s->pnext = NULL;
     s->npols = s->cap = 0;
+    s->pol_kept[0] = s->pol_kept[1] = 0;
 }
 
 void snap_free_sas(ss_snap *s)
@@ -28,6 +29,7 @@ void snap_free_sas(ss_snap *s)
     s->sanext = s->saheads = s->plain = NULL;
     s->nsas = s->sacap = s->nplain = s->plaincap = 0;
     s->sahmask = 0;
+    s->sa_live = 0;
 }
 
 static uint32_t table_size(size_t n)
@@ -265,6 +267,7 @@ int sa_apply(ss_snap *s, int action, const ss_sa *a)
             explicit_bzero(&s->sas[j], sizeof(s->sas[j]));
             s->sas[j].dead = 1;
             s->sanext[j] = -1;
+            s->sa_live--;
         }
         if (action == SS_SA_DELETE) {
             return 0;
@@ -309,6 +312,7 @@ int sa_apply(ss_snap *s, int action, const ss_sa *a)
         s->sanext[s->nsas] = s->saheads[h];
         s->saheads[h] = (int32_t)s->nsas;
         s->nsas++;
+        s->sa_live++;
         /* Keep chains short and holes few: rebuild when the table has outgrown its hash. */
         if (s->nsas > 2 * ((size_t)s->sahmask + 1)) {
             return sa_compact(s);
@@ -337,6 +341,9 @@ int pol_apply(ss_snap *s, int action, const ss_policy *p)
     }
     for (i = 0; i < s->npols; i++) {
         if (s->pols[i].index == p->index && s->pols[i].dir == p->dir) {
+            if (p->dir == XFRM_POLICY_IN || p->dir == XFRM_POLICY_OUT) {
+                s->pol_kept[p->dir]--;
+            }
             memmove(&s->pols[i], &s->pols[i + 1], (s->npols - i - 1) * sizeof(*s->pols));
             s->npols--;
             break;
@@ -361,6 +368,9 @@ int pol_apply(ss_snap *s, int action, const ss_policy *p)
         memmove(&s->pols[lo + 1], &s->pols[lo], (s->npols - lo) * sizeof(*s->pols));
         s->pols[lo] = np;
         s->npols++;
+        if (np.dir == XFRM_POLICY_IN || np.dir == XFRM_POLICY_OUT) {
+            s->pol_kept[np.dir]++;
+        }
     }
     return 0;
 }

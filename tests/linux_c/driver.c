@@ -127,10 +127,11 @@ static int report(int rc, const secsock_result *r, const secsock_error *e)
                 printf("null");
             }
         }
-        printf(",\"dumps\":%llu,\"sa_updates\":%llu,\"pol_updates\":%llu,\"xcheck\":%llu,\"kept\":%u}\n",
+        printf(",\"dumps\":%llu,\"sa_updates\":%llu,\"pol_updates\":%llu,\"xcheck\":%llu,\"kept\":%u,"
+               "\"counts_agree\":%s}\n",
                (unsigned long long)ss_debug_dump_count(), (unsigned long long)ss_debug_sa_updates(),
                (unsigned long long)ss_debug_pol_updates(), (unsigned long long)ss_debug_xcheck_reloads(),
-               ss_debug_kept_netns());
+               ss_debug_kept_netns(), ss_debug_counts_agree() ? "true" : "false");
     }
     fflush(stdout);
     return rc == 0 ? 0 : 3;
