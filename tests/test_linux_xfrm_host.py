@@ -732,6 +732,105 @@ def test_namespaces_beyond_the_bound_are_evicted(ns: Netns, driver: str) -> None
         assert fds["fds_after"] == fds["fds_before"]
 
 
+def nssteps(driver: str, namespaces: list[Netns], *commands: str) -> list[dict[str, Any]]:
+    """Steps run by the driver's main thread, in none of the namespaces: "?NAME" queries NAME's socket (a
+    dict with "ns"), "@fds" gives {"fds", "overruns"}, "@clock"/"@drop"/"@rcvbuf" are test hooks, anything
+    else a shell command."""
+    names = [n.name for n in namespaces]
+    done = subprocess.run(
+        [driver, "nssteps", A, B, "500", *names, "--", *commands], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    out: list[dict[str, Any]] = []
+    for line in done.stdout.splitlines():
+        name, _, rest = line.partition(" ")
+        out.append({"ns": name, **json.loads(rest)} if name in names else json.loads(line))
+    return out
+
+
+def churn(ns: Netns) -> str:
+    """A shell command adding 64 policies in ns: more notifications than a 1 KiB buffer holds."""
+    add = f"ip xfrm policy add src 10.88.0.$i dst {B} dir out index $((i*8+1)) action allow"
+    return f"ip netns exec {ns.name} sh -c 'for i in $(seq 1 64); do {add}; done'"
+
+
+def test_a_parked_snapshot_past_the_maximum_age_is_closed_at_the_next_switch(ns: Netns, driver: str) -> None:
+    """A parked snapshot both of whose tables are past the maximum age is worth nothing (its return re-reads
+    them) but would keep the namespace alive after `ip netns del`, two descriptors open and its queue full:
+    the next switch closes it, and does not park a current one as old."""
+    (other,) = more_namespaces(1)
+    try:
+        out = nssteps(
+            driver, [ns, other],
+            f"?{ns.name}", f"?{other.name}", "@fds",  # both kept
+            "@clock 30000", f"?{ns.name}", "@fds",  # both past the age: other not parked, ns's closed
+        )  # fmt: skip
+    finally:
+        other.close()
+    _, second, kept, again, after = out
+    assert (second["kept"], again["kept"]) == (2, 1)
+    assert after["fds"] == kept["fds"] - 2
+    assert again["dumps"] == second["dumps"] + 2
+
+
+def test_a_queue_of_a_spent_snapshot_is_dropped_unread(ns: Netns, driver: str) -> None:
+    """When both tables are past the maximum age, what queued on the notification socket could only mark them
+    stale again: the socket is replaced, its queue unread (an overrun there is not even seen), then dumped."""
+    out = nssteps(
+        driver, [ns],
+        "@rcvbuf 1024", f"?{ns.name}",
+        churn(ns),  # overruns the small buffer
+        "@clock 30000", f"?{ns.name}", "@fds",
+    )  # fmt: skip
+    first, aged, fds = out
+    assert fds["overruns"] == 0, "the queue was read"
+    assert aged["dumps"] == first["dumps"] + 2
+
+
+def test_a_change_in_a_parked_namespace_is_applied_on_return(ns: Netns, driver: str) -> None:
+    """A parked namespace's notifications wait in its socket: back there, the added policy is seen and the
+    deleted one gone, applied in place, with no dump."""
+    (other,) = more_namespaces(1)
+    try:
+        out = nssteps(
+            driver, [ns, other],
+            f"?{ns.name}", f"?{other.name}",
+            f"ip -n {ns.name} xfrm policy add src {A} dst {B} dir out index 0x401 priority 3 action allow",
+            f"?{ns.name}",
+            f"?{other.name}",
+            f"ip -n {ns.name} xfrm policy delete dir out index 0x401",
+            f"?{ns.name}",
+        )  # fmt: skip
+    finally:
+        other.close()
+    assert [(q["ns"], q["pol_out"]) for q in out] == [
+        (ns.name, None), (other.name, None), (ns.name, {"index": 0x401, "priority": 3}),
+        (other.name, None), (ns.name, None),
+    ]  # fmt: skip
+    assert {q["dumps"] for q in out[1:]} == {4}, "a parked namespace's change made a dump"
+    assert all(q["counts_agree"] for q in out)
+
+
+def test_an_overrun_while_parked_rereads_on_return(ns: Netns, driver: str) -> None:
+    """A parked namespace's socket overruns (a small buffer, many changes): back there the overrun is seen,
+    both tables are read once, and the answer is the namespace's own."""
+    (other,) = more_namespaces(1)
+    try:
+        out = nssteps(
+            driver, [ns, other],
+            "@rcvbuf 1024", f"?{ns.name}", f"?{other.name}",
+            churn(ns),
+            f"ip -n {ns.name} xfrm policy add src {A} dst {B} dir out index 0x401 priority 3 action allow",
+            "@fds", f"?{ns.name}", "@fds", f"?{ns.name}",
+        )  # fmt: skip
+    finally:
+        other.close()
+    _, second, before, back, after, again = out
+    assert (before["overruns"], after["overruns"]) == (0, 1)
+    assert back["pol_out"] == {"index": 0x401, "priority": 3}
+    assert back["dumps"] == second["dumps"] + 2 and again["dumps"] == back["dumps"]
+
+
 def test_python_queries_alternating_two_namespaces_dump_once_each(ns: Netns) -> None:
     """The extension's path (the socket's namespace found by its cookie, the thread in neither): after the
     first query in each namespace, switching back and forth reads no table again."""

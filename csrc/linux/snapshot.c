@@ -100,6 +100,10 @@ int dump_policies(ss_snap *s, secsock_error *err)
     int attempt, r = -1;
     size_t i;
 
+    if (thread_ns_ok("XFRM_MSG_GETPOLICY", err) != 0) { /* before counting a dump that will not be made */
+        snap_free_policies(s);
+        return -1;
+    }
     for (attempt = 0; attempt < SS_DUMP_RETRIES; attempt++) {
         dump_ctx c = {s, err, 0};
         snap_free_policies(s);
@@ -133,6 +137,10 @@ int dump_sas(ss_snap *s, secsock_error *err)
 {
     int attempt, r = -1;
 
+    if (thread_ns_ok("XFRM_MSG_GETSA", err) != 0) { /* before counting a dump that will not be made */
+        snap_free_sas(s);
+        return -1;
+    }
     for (attempt = 0; attempt < SS_DUMP_RETRIES; attempt++) {
         dump_ctx c = {s, err, 0};
         snap_free_sas(s);
@@ -394,11 +402,31 @@ int snapshot_of_cookie_locked(uint64_t cookie, ss_netns *ns)
     return 0;
 }
 
+/* Would both tables be dumped again at the next query (stale, or past the maximum age)? Then the snapshot is
+ * worth nothing, and its notification socket only holds the namespace and queued kernel memory. */
+static int snapshot_spent(int pol_stale, int sa_stale, int64_t pol_dumped_at, int64_t sa_dumped_at, int64_t now)
+{
+    return (pol_stale || now - pol_dumped_at >= SS_SNAPSHOT_MAX_AGE_MS) &&
+           (sa_stale || now - sa_dumped_at >= SS_SNAPSHOT_MAX_AGE_MS);
+}
+
 int ns_switch_locked(const ss_netns *ns)
 {
     size_t i, n = sizeof(g.parked) / sizeof(g.parked[0]);
     ss_nsstate *found = NULL, *slot = NULL;
+    int64_t now = ss_clock_ms();
 
+    for (i = 0; i < n; i++) {
+        ss_nsstate *e = &g.parked[i];
+        if (e->ns_ino != 0 &&
+            snapshot_spent(e->pol_stale, e->sa_stale, e->pol_dumped_at, e->sa_dumped_at, now)) {
+            parked_free(e); /* a namespace deleted since keeps no veth, SA or queued memory alive here */
+        }
+    }
+    if (g.ns_ino != 0 && g.notify_fd >= 0 &&
+        snapshot_spent(g.pol_stale, g.sa_stale, g.pol_dumped_at, g.sa_dumped_at, now)) {
+        state_drop_locked(); /* nor is the current one worth parking */
+    }
     for (i = 0; i < n; i++) {
         if (g.parked[i].ns_ino != 0 && g.parked[i].ns_dev == ns->dev && g.parked[i].ns_ino == ns->ino) {
             found = &g.parked[i];
@@ -676,6 +704,16 @@ static void snapshot_counts(const ss_snap *s, ss_counts *c)
  * must first enter the socket's namespace (t_ns_wrong); any other failure marks the tables stale, and the
  * dump that follows answers or says what is wrong.
  */
+static void check_age_locked(int64_t now)
+{
+    if (!g.pol_stale && now - g.pol_dumped_at >= SS_SNAPSHOT_MAX_AGE_MS) {
+        g.pol_stale = 1;
+    }
+    if (!g.sa_stale && now - g.sa_dumped_at >= SS_SNAPSHOT_MAX_AGE_MS) {
+        g.sa_stale = 1;
+    }
+}
+
 static int check_fresh_locked(secsock_error *err)
 {
     int64_t now = ss_clock_ms();
@@ -683,12 +721,7 @@ static int check_fresh_locked(secsock_error *err)
     uint32_t flags = 0xffffffffu; /* the request body: the kernel ignores its value */
     int stale_before;
 
-    if (!g.pol_stale && now - g.pol_dumped_at >= SS_SNAPSHOT_MAX_AGE_MS) {
-        g.pol_stale = 1;
-    }
-    if (!g.sa_stale && now - g.sa_dumped_at >= SS_SNAPSHOT_MAX_AGE_MS) {
-        g.sa_stale = 1;
-    }
+    check_age_locked(now);
     if ((g.pol_stale && g.sa_stale) || now - g.checked_at < SS_XCHECK_INTERVAL_MS) {
         return 0;
     }
@@ -769,6 +802,14 @@ int refresh_locked(const ss_netns *ns, secsock_error *err)
             g.gen = gen;
             g.ns_dev = ns->known ? ns->dev : 0;
             g.ns_ino = ns->known ? ns->ino : 0;
+        }
+    }
+    if (ns->known && g.notify_fd >= 0) {
+        check_age_locked(ss_clock_ms());
+        if (g.pol_stale && g.sa_stale) {
+            /* Whatever is queued (up to the socket's buffer, after a long time parked) could only mark the
+             * tables stale again: drop it with the socket rather than read it, and dump under a new one. */
+            notify_close_locked();
         }
     }
     if (ns->known && g.notify_fd < 0) {

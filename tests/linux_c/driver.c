@@ -19,6 +19,8 @@
  *                                                            enters it, makes the socket and queries; then
  *                                                            the main thread (still in its own namespace)
  *                                                            queries that socket too; prints both
+ *   driver nssteps LOCAL_ADDR PEER_ADDR PEER_PORT NS... -- STEP...  a socket in each namespace, then
+ *                                                            the steps from the main thread (cmd_nssteps)
  *   driver nscycle ROUNDS LOCAL_ADDR PEER_ADDR PEER_PORT NS...  a socket in each namespace (made by a thread
  *                                                            there), then ROUNDS rounds of queries over them
  *                                                            from the main thread; then the open descriptors
@@ -293,6 +295,63 @@ static int cmd_nscycle(int argc, char **argv, int fds_before)
     return rc;
 }
 
+/* A socket in each namespace (made by a thread there), then steps run by the main thread (in none of them):
+ * "?NS" queries NS's socket (prints "NS {json}"), "@drop N" and "@clock MS" as in steps, "@rcvbuf BYTES" the
+ * notification buffer of sockets opened from then on, "@fds" prints the open descriptors; anything else is
+ * a shell command. */
+static int cmd_nssteps(int argc, char **argv)
+{
+    ns_job jobs[32];
+    int i, j, n = 0, rc = 0, first_step = argc;
+
+    for (i = 5; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            first_step = i + 1;
+            break;
+        }
+        n++;
+    }
+    if (n <= 0 || n > 32) {
+        return 2;
+    }
+    for (i = 0; i < n; i++) {
+        pthread_t t;
+        ns_job job = {argv[5 + i], argv[2], argv[3], argv[4], -1, 2, {0}};
+        jobs[i] = job;
+        jobs[i].rc = 0;
+        if (pthread_create(&t, NULL, make_in_netns, &jobs[i]) != 0 || pthread_join(t, NULL) != 0 || jobs[i].rc != 0) {
+            return die("a socket in a namespace");
+        }
+    }
+    for (i = first_step; i < argc && rc == 0; i++) {
+        if (argv[i][0] == '?') {
+            for (j = 0; j < n && strcmp(jobs[j].ns, argv[i] + 1) != 0; j++) {
+            }
+            if (j == n) {
+                return 2;
+            }
+            printf("%s ", jobs[j].ns);
+            rc = query_fd(jobs[j].fd, &jobs[j].p);
+        } else if (strncmp(argv[i], "@drop ", 6) == 0) {
+            ss_debug_drop_notifications((unsigned)atoi(argv[i] + 6));
+        } else if (strncmp(argv[i], "@clock ", 7) == 0) {
+            ss_debug_clock_advance(atoll(argv[i] + 7));
+        } else if (strncmp(argv[i], "@rcvbuf ", 8) == 0) {
+            ss_debug_set_notify_rcvbuf(atoi(argv[i] + 8));
+        } else if (strcmp(argv[i], "@fds") == 0) {
+            printf("{\"fds\":%d,\"overruns\":%llu}\n", count_fds(), (unsigned long long)ss_debug_overruns());
+        } else if (system(argv[i]) != 0) {
+            fprintf(stderr, "driver: command failed: %s\n", argv[i]);
+            rc = 2;
+        }
+        fflush(stdout);
+    }
+    for (i = 0; i < n; i++) {
+        close(jobs[i].fd);
+    }
+    return rc;
+}
+
 static int cmd_errors(void)
 {
     secsock_query_request req;
@@ -471,6 +530,8 @@ int main(int argc, char **argv)
         rc = cmd_netns(argc, argv);
     } else if (strcmp(argv[1], "nscycle") == 0 && argc >= 7) {
         return cmd_nscycle(argc, argv, fds_before); /* it calls fini itself, to count what fini closed */
+    } else if (strcmp(argv[1], "nssteps") == 0 && argc >= 7) {
+        rc = cmd_nssteps(argc, argv);
     } else if (strcmp(argv[1], "steps") == 0 && argc >= 5) {
         secsock_peer p;
         int fd, i;
