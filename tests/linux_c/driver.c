@@ -263,22 +263,33 @@ static int count_fds(void)
     return n;
 }
 
-static int cmd_nscycle(int argc, char **argv, int fds_before)
+/* A socket in each of the n namespaces names[] (each made by a thread there): 0, or die()'s code. */
+static int sockets_in_netns(ns_job *jobs, int n, char **names, char *local, char *peer, char *port)
 {
-    ns_job jobs[32];
-    int i, round, rounds = atoi(argv[2]), n = argc - 6, rc = 0;
+    int i;
 
     if (n <= 0 || n > 32) {
         return 2;
     }
     for (i = 0; i < n; i++) {
         pthread_t t;
-        ns_job job = {argv[6 + i], argv[3], argv[4], argv[5], -1, 2, {0}};
+        ns_job job = {names[i], local, peer, port, -1, 2, {0}};
         jobs[i] = job;
         jobs[i].rc = 0;
         if (pthread_create(&t, NULL, make_in_netns, &jobs[i]) != 0 || pthread_join(t, NULL) != 0 || jobs[i].rc != 0) {
             return die("a socket in a namespace");
         }
+    }
+    return 0;
+}
+
+static int cmd_nscycle(int argc, char **argv, int fds_before)
+{
+    ns_job jobs[32];
+    int i, round, rounds = atoi(argv[2]), n = argc - 6, rc = 0;
+
+    if ((rc = sockets_in_netns(jobs, n, argv + 6, argv[3], argv[4], argv[5])) != 0) {
+        return rc;
     }
     for (round = 0; round < rounds && rc == 0; round++) {
         for (i = 0; i < n && rc == 0; i++) {
@@ -311,17 +322,8 @@ static int cmd_nssteps(int argc, char **argv)
         }
         n++;
     }
-    if (n <= 0 || n > 32) {
-        return 2;
-    }
-    for (i = 0; i < n; i++) {
-        pthread_t t;
-        ns_job job = {argv[5 + i], argv[2], argv[3], argv[4], -1, 2, {0}};
-        jobs[i] = job;
-        jobs[i].rc = 0;
-        if (pthread_create(&t, NULL, make_in_netns, &jobs[i]) != 0 || pthread_join(t, NULL) != 0 || jobs[i].rc != 0) {
-            return die("a socket in a namespace");
-        }
+    if ((rc = sockets_in_netns(jobs, n, argv + 5, argv[2], argv[3], argv[4])) != 0) {
+        return rc;
     }
     for (i = first_step; i < argc && rc == 0; i++) {
         if (argv[i][0] == '?') {
