@@ -436,7 +436,9 @@ def test_backend_error_paths_leak_no_descriptor(ns: Netns) -> None:
             with pytest.raises(ValueError):
                 secsock.query(s)
             secsock.query(s, peer=("127.0.0.2", 500))
-    assert len(os.listdir("/proc/self/fd")) <= before + 2  # the snapshot's notification socket at most
+    assert (
+        len(os.listdir("/proc/self/fd")) <= before + 3
+    )  # the snapshot's notification socket, its epoll and request sockets
 
 
 # --- the fast path: netns cookie, fork generation, marks read per query -----------------------------------
@@ -709,8 +711,9 @@ def test_alternating_namespaces_keep_their_snapshots(ns: Netns, driver: str) -> 
     ]
     assert [q["dumps"] for q in queries[2:]] == [queries[1]["dumps"]] * 4, "a switch dumped again"
     assert queries[0]["dumps"] == 2 and queries[1]["dumps"] == 4
-    # Two sockets, and per kept namespace a notification socket and its epoll instance; fini closes them.
-    assert fds["fds_rounds"] == fds["fds_before"] + 2 + 2 * 2
+    # Two sockets, and per kept namespace a notification socket, its epoll instance and a request socket;
+    # fini closes them.
+    assert fds["fds_rounds"] == fds["fds_before"] + 2 + 3 * 2
     assert fds["fds_after"] == fds["fds_before"]
 
 
@@ -728,17 +731,20 @@ def test_namespaces_beyond_the_bound_are_evicted(ns: Netns, driver: str) -> None
     assert [q["dumps"] for q in evicted if q["round"] == 1] == list(range(20, 38, 2))
     assert max(q["kept"] for q in evicted) == 8
     for fds, sockets in ((kept_fds, 8), (evicted_fds, 9)):
-        assert fds["fds_rounds"] == fds["fds_before"] + sockets + 2 * 8
+        assert fds["fds_rounds"] == fds["fds_before"] + sockets + 3 * 8
         assert fds["fds_after"] == fds["fds_before"]
 
 
-def nssteps(driver: str, namespaces: list[Netns], *commands: str) -> list[dict[str, Any]]:
-    """Steps run by the driver's main thread, in none of the namespaces: "?NAME" queries NAME's socket (a
-    dict with "ns"), "@fds" gives {"fds", "overruns"}, "@clock"/"@drop"/"@rcvbuf" are test hooks, anything
-    else a shell command."""
+def nssteps(
+    driver: str, namespaces: list[Netns], *commands: str, inside: Netns | None = None
+) -> list[dict[str, Any]]:
+    """Steps run by the driver's main thread, in none of the namespaces (or in inside): "?NAME" queries NAME's
+    socket (a dict with "ns"), "@fds" gives {"fds", "overruns"}, "@clock"/"@drop"/"@rcvbuf"/"@nosysadmin"
+    are test hooks, anything else a shell command."""
     names = [n.name for n in namespaces]
+    argv = [driver, "nssteps", A, B, "500", *names, "--", *commands]
     done = subprocess.run(
-        [driver, "nssteps", A, B, "500", *names, "--", *commands], capture_output=True, text=True, timeout=120
+        inside.exec_argv(*argv) if inside else argv, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     out: list[dict[str, Any]] = []
@@ -752,6 +758,24 @@ def churn(ns: Netns) -> str:
     """A shell command adding 64 policies in ns: more notifications than a 1 KiB buffer holds."""
     add = f"ip xfrm policy add src 10.88.0.$i dst {B} dir out index $((i*8+1)) action allow"
     return f"ip netns exec {ns.name} sh -c 'for i in $(seq 1 64); do {add}; done'"
+
+
+def test_a_thread_without_cap_sys_admin_keeps_answering_across_checks(ns: Netns, driver: str) -> None:
+    """A thread outside the socket's namespace, once the snapshot is kept, answers from it without setns: the
+    count cross-check and the maximum-age dumps go over the request socket made in that namespace with the
+    notification socket, so they need no CAP_SYS_ADMIN either."""
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "index", "0x411", "action", "allow")
+    out = nssteps(
+        driver, [ns],
+        f"?{ns.name}", "@nosysadmin", f"?{ns.name}",
+        "@clock 1000", f"?{ns.name}",  # a cross-check
+        f"ip -n {ns.name} xfrm policy add src {A} dst {B}/31 dir out index 0x419 action allow",
+        "@clock 1000", f"?{ns.name}",
+        "@clock 30000", f"?{ns.name}",  # past the maximum age: both tables dumped again
+    )  # fmt: skip
+    assert [q.get("error") for q in out] == [None] * 5
+    assert [q["pol_out"] for q in out] == [{"index": 0x411, "priority": 0}] * 5
+    assert out[4]["dumps"] == out[3]["dumps"] + 2 and out[3]["dumps"] == out[0]["dumps"]
 
 
 def test_a_parked_snapshot_past_the_maximum_age_is_closed_at_the_next_switch(ns: Netns, driver: str) -> None:
@@ -769,18 +793,20 @@ def test_a_parked_snapshot_past_the_maximum_age_is_closed_at_the_next_switch(ns:
         other.close()
     _, second, kept, again, after = out
     assert (second["kept"], again["kept"]) == (2, 1)
-    assert after["fds"] == kept["fds"] - 2
+    assert after["fds"] == kept["fds"] - 3
     assert again["dumps"] == second["dumps"] + 2
 
 
 def test_a_queue_of_a_spent_snapshot_is_dropped_unread(ns: Netns, driver: str) -> None:
     """When both tables are past the maximum age, what queued on the notification socket could only mark them
-    stale again: the socket is replaced, its queue unread (an overrun there is not even seen), then dumped."""
+    stale again: the socket is replaced, its queue unread (an overrun there is not even seen), then dumped.
+    The querying thread is in the namespace (one elsewhere may not be able to enter it, so drains instead)."""
     out = nssteps(
         driver, [ns],
         "@rcvbuf 1024", f"?{ns.name}",
         churn(ns),  # overruns the small buffer
         "@clock 30000", f"?{ns.name}", "@fds",
+        inside=ns,
     )  # fmt: skip
     first, aged, fds = out
     assert fds["overruns"] == 0, "the queue was read"
@@ -912,4 +938,4 @@ def test_a_fork_child_closes_its_copies_of_every_kept_namespace(ns: Netns) -> No
         other.close()
     assert done.returncode == 0, done.stderr
     before, after = map(int, done.stdout.split())
-    assert after == before - 2 * 2 + 2
+    assert after == before - 3 * 2 + 3

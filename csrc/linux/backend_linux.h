@@ -275,6 +275,9 @@ int xfrm_os_error(secsock_error *err, int errnum, const char *call);
  * its call and copies what it keeps. */
 int nl_request(int proto, uint16_t type, uint16_t flags, const void *body, size_t blen, ss_nl_fn fn,
                void *ctx, const char *call, secsock_error *err);
+int nl_open_request_socket(int proto, uint32_t *portid, secsock_error *err);
+int nl_request_on(int fd, uint32_t portid, int proto, uint16_t type, uint16_t flags, const void *body,
+                  size_t blen, ss_nl_fn fn, void *ctx, const char *call, secsock_error *err);
 
 /* ---- snapshot_index.c ---------------------------------------------------------------------------------- */
 /* Free pols, pnext and every bucket's heads; s is left empty and reusable. Safe on an empty s. */
@@ -313,6 +316,8 @@ typedef struct {
 typedef struct {
     int notify_fd;
     int notify_ep;      /* epoll instance watching notify_fd (its own, closed with it); -1: poll instead */
+    int req_fd;         /* a request socket made in the namespace with notify_fd (closed with it), or -1 */
+    uint32_t req_pid;   /* its netlink port id */
     dev_t ns_dev;
     ino_t ns_ino;
     uint64_t ns_cookie; /* SO_NETNS_COOKIE of notify_fd's namespace (the snapshot's); 0 when unknown */
@@ -329,6 +334,9 @@ typedef struct {
     int init_count;
     int notify_fd;
     int notify_ep;      /* epoll instance watching notify_fd (its own, closed with it); -1: poll instead */
+    int req_fd;         /* the cross-check's and dumps' request socket, made in the namespace with notify_fd
+                         * (closed with it), so whichever thread asks needs no setns for them; -1: none */
+    uint32_t req_pid;   /* its netlink port id */
     dev_t ns_dev;
     ino_t ns_ino;
     uint64_t ns_cookie; /* SO_NETNS_COOKIE of notify_fd's namespace (the snapshot's); 0 when unknown */

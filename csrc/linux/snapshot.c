@@ -94,13 +94,24 @@ int on_sa(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t
 uint64_t g_dump_count;
 uint64_t g_netns_switches;
 
+/* A request about g's namespace: on its request socket when it has one (whichever namespace the thread is in),
+ * else on a socket of its own (nl_request: the thread must be in the namespace). */
+static int xfrm_request(uint16_t type, uint16_t flags, const void *body, size_t blen, ss_nl_fn fn, void *ctx,
+                        const char *call, secsock_error *err)
+{
+    if (g.req_fd >= 0) {
+        return nl_request_on(g.req_fd, g.req_pid, NETLINK_XFRM, type, flags, body, blen, fn, ctx, call, err);
+    }
+    return nl_request(NETLINK_XFRM, type, flags, body, blen, fn, ctx, call, err);
+}
+
 /* Dump every policy into a fresh snapshot part; on failure s is left empty and err is set. */
 int dump_policies(ss_snap *s, secsock_error *err)
 {
     int attempt, r = -1;
     size_t i;
 
-    if (thread_ns_ok("XFRM_MSG_GETPOLICY", err) != 0) { /* before counting a dump that will not be made */
+    if (g.req_fd < 0 && thread_ns_ok("XFRM_MSG_GETPOLICY", err) != 0) { /* before counting a dump that will not be made */
         snap_free_policies(s);
         return -1;
     }
@@ -109,8 +120,7 @@ int dump_policies(ss_snap *s, secsock_error *err)
         snap_free_policies(s);
         s->pol_unkept[0] = s->pol_unkept[1] = 0;
         __atomic_add_fetch(&g_dump_count, 1, __ATOMIC_RELAXED);
-        r = nl_request(NETLINK_XFRM, XFRM_MSG_GETPOLICY, NLM_F_DUMP, NULL, 0, on_policy, &c,
-                       "XFRM_MSG_GETPOLICY", err);
+        r = xfrm_request(XFRM_MSG_GETPOLICY, NLM_F_DUMP, NULL, 0, on_policy, &c, "XFRM_MSG_GETPOLICY", err);
         if (r != -3) {
             break;
         }
@@ -137,7 +147,7 @@ int dump_sas(ss_snap *s, secsock_error *err)
 {
     int attempt, r = -1;
 
-    if (thread_ns_ok("XFRM_MSG_GETSA", err) != 0) { /* before counting a dump that will not be made */
+    if (g.req_fd < 0 && thread_ns_ok("XFRM_MSG_GETSA", err) != 0) { /* before counting a dump that will not be made */
         snap_free_sas(s);
         return -1;
     }
@@ -146,7 +156,7 @@ int dump_sas(ss_snap *s, secsock_error *err)
         snap_free_sas(s);
         s->sa_unkept = 0;
         __atomic_add_fetch(&g_dump_count, 1, __ATOMIC_RELAXED);
-        r = nl_request(NETLINK_XFRM, XFRM_MSG_GETSA, NLM_F_DUMP, NULL, 0, on_sa, &c, "XFRM_MSG_GETSA", err);
+        r = xfrm_request(XFRM_MSG_GETSA, NLM_F_DUMP, NULL, 0, on_sa, &c, "XFRM_MSG_GETSA", err);
         if (r != -3) {
             break;
         }
@@ -196,7 +206,8 @@ int dump_sas(ss_snap *s, secsock_error *err)
  * Namespaces: a snapshot belongs to the network namespace whose netns inode (/proc/thread-self/ns/net) it
  * was built in, and to the process that built it (a fork child must not share the parent's notification
  * socket). Up to SS_NETNS_KEPT namespaces keep their own snapshot and notification socket (issue 14 item
- * 12): the current one in g, the others parked in g.parked, where their notifications queue until they are
+ * 12), with a request socket made there too (the cross-check and the dumps use it, so a thread outside the
+ * namespace needs no setns for them): the current one in g, the others parked in g.parked, where their notifications queue until they are
  * current again and drained. A query for a socket of a kept namespace switches to its snapshot without a
  * dump; past SS_NETNS_KEPT, the least recently used one is closed and freed. After a fork every snapshot is
  * dropped (the child's copies of the descriptors closed). If the namespace cannot be read, every query dumps
@@ -205,7 +216,7 @@ int dump_sas(ss_snap *s, secsock_error *err)
 
 pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 pthread_mutex_t g_kind_lock = PTHREAD_MUTEX_INITIALIZER; /* the socket facts cache (build_flow) */
-ss_state g = {.notify_fd = -1, .notify_ep = -1, .pol_stale = 1, .sa_stale = 1};
+ss_state g = {.notify_fd = -1, .notify_ep = -1, .req_fd = -1, .pol_stale = 1, .sa_stale = 1};
 
 /*
  * Fork generation: bumped in the child of every fork() (pthread_atfork), so the child reopens its own
@@ -289,6 +300,10 @@ void notify_close_locked(void)
         close(g.notify_fd);
         g.notify_fd = -1;
     }
+    if (g.req_fd >= 0) {
+        close(g.req_fd);
+        g.req_fd = -1;
+    }
     g.ns_cookie = 0;
 }
 
@@ -318,6 +333,8 @@ static void ns_park(ss_nsstate *to)
 {
     to->notify_fd = g.notify_fd;
     to->notify_ep = g.notify_ep;
+    to->req_fd = g.req_fd;
+    to->req_pid = g.req_pid;
     to->ns_dev = g.ns_dev;
     to->ns_ino = g.ns_ino;
     to->ns_cookie = g.ns_cookie;
@@ -331,7 +348,7 @@ static void ns_park(ss_nsstate *to)
     to->xdiff = g.xdiff;
     to->last_used = g.use_tick;
     memset(&g.snap, 0, sizeof(g.snap));
-    g.notify_fd = g.notify_ep = -1;
+    g.notify_fd = g.notify_ep = g.req_fd = -1;
     g.ns_cookie = 0;
     g.pol_stale = g.sa_stale = 1;
 }
@@ -340,6 +357,8 @@ static void ns_unpark(ss_nsstate *from)
 {
     g.notify_fd = from->notify_fd;
     g.notify_ep = from->notify_ep;
+    g.req_fd = from->req_fd;
+    g.req_pid = from->req_pid;
     g.ns_dev = from->ns_dev;
     g.ns_ino = from->ns_ino;
     g.ns_cookie = from->ns_cookie;
@@ -352,7 +371,7 @@ static void ns_unpark(ss_nsstate *from)
     g.checked_at = from->checked_at;
     g.xdiff = from->xdiff;
     memset(from, 0, sizeof(*from));
-    from->notify_fd = from->notify_ep = -1;
+    from->notify_fd = from->notify_ep = from->req_fd = -1;
 }
 
 static void parked_free(ss_nsstate *e)
@@ -363,10 +382,13 @@ static void parked_free(ss_nsstate *e)
     if (e->notify_fd >= 0) {
         close(e->notify_fd);
     }
+    if (e->req_fd >= 0) {
+        close(e->req_fd);
+    }
     snap_free_policies(&e->snap);
     snap_free_sas(&e->snap);
     memset(e, 0, sizeof(*e));
-    e->notify_fd = e->notify_ep = -1;
+    e->notify_fd = e->notify_ep = e->req_fd = -1;
 }
 
 void parked_drop_all_locked(void)
@@ -461,7 +483,7 @@ int ns_switch_locked(const ss_netns *ns)
         } else {
             state_drop_locked();
             memset(found, 0, sizeof(*found));
-            found->notify_fd = found->notify_ep = -1;
+            found->notify_fd = found->notify_ep = found->req_fd = -1;
         }
         ns_unpark(&next);
         return 1;
@@ -503,6 +525,13 @@ static int open_notify(secsock_error *err)
     }
     g.notify_fd = fd;
     g.ns_cookie = netns_cookie_of(fd, &e); /* 0 (never equal to a socket's) before Linux 5.14 */
+    {
+        /* Made here, in the namespace, for the cross-check and the dumps: a thread elsewhere that finds the
+         * snapshot by its socket's cookie needs no setns (CAP_SYS_ADMIN) for them. Without one (out of
+         * descriptors), each request opens its own socket as before. */
+        secsock_error ignored;
+        g.req_fd = nl_open_request_socket(NETLINK_XFRM, &g.req_pid, &ignored);
+    }
     {
         /* Level-triggered, registered before any query reads the tables: the kernel marks the instance
          * ready in the same call that queues a notification (or an overrun error) on the socket, so it
@@ -725,10 +754,10 @@ static int check_fresh_locked(secsock_error *err)
     if ((g.pol_stale && g.sa_stale) || now - g.checked_at < SS_XCHECK_INTERVAL_MS) {
         return 0;
     }
-    if ((!g.pol_stale && nl_request(NETLINK_XFRM, XFRM_MSG_GETSPDINFO, NLM_F_ACK, &flags, sizeof(flags),
-                                    on_spdinfo, &k, "XFRM_MSG_GETSPDINFO", err) != 0) ||
-        (!g.sa_stale && nl_request(NETLINK_XFRM, XFRM_MSG_GETSADINFO, NLM_F_ACK, &flags, sizeof(flags),
-                                   on_spdinfo, &k, "XFRM_MSG_GETSADINFO", err) != 0)) {
+    if ((!g.pol_stale && xfrm_request(XFRM_MSG_GETSPDINFO, NLM_F_ACK, &flags, sizeof(flags), on_spdinfo, &k,
+                                      "XFRM_MSG_GETSPDINFO", err) != 0) ||
+        (!g.sa_stale && xfrm_request(XFRM_MSG_GETSADINFO, NLM_F_ACK, &flags, sizeof(flags), on_spdinfo, &k,
+                                     "XFRM_MSG_GETSADINFO", err) != 0)) {
         if (t_ns_wrong) {
             return -1;
         }
@@ -770,6 +799,20 @@ static int check_fresh_locked(secsock_error *err)
     return 0;
 }
 
+/* Is the calling thread in the snapshot's namespace (so may open sockets for it)? Asks without failing the
+ * query: t_ns_wrong is left as it was. */
+static int thread_in_snapshot_ns(void)
+{
+    secsock_error scratch;
+    int wrong = t_ns_wrong;
+
+    if (thread_ns_ok("", &scratch) == 0) {
+        return 1;
+    }
+    t_ns_wrong = wrong;
+    return 0;
+}
+
 /*
  * Bring the snapshot up to date for the network namespace ns, which the calling thread is in (query_now sees
  * to it). Called with g_lock held.
@@ -806,9 +849,10 @@ int refresh_locked(const ss_netns *ns, secsock_error *err)
     }
     if (ns->known && g.notify_fd >= 0) {
         check_age_locked(ss_clock_ms());
-        if (g.pol_stale && g.sa_stale) {
+        if (g.pol_stale && g.sa_stale && thread_in_snapshot_ns()) {
             /* Whatever is queued (up to the socket's buffer, after a long time parked) could only mark the
-             * tables stale again: drop it with the socket rather than read it, and dump under a new one. */
+             * tables stale again: drop it with the socket rather than read it, and dump under a new one. A
+             * thread elsewhere (which may not be able to enter) drains it and dumps on the request socket. */
             notify_close_locked();
         }
     }

@@ -32,6 +32,8 @@
 #include "secsock_backend.h"
 
 #include <arpa/inet.h>
+#include <linux/capability.h>
+#include <sys/syscall.h>
 #include <pthread.h>
 #include <sched.h>
 #include <errno.h>
@@ -308,8 +310,8 @@ static int cmd_nscycle(int argc, char **argv, int fds_before)
 
 /* A socket in each namespace (made by a thread there), then steps run by the main thread (in none of them):
  * "?NS" queries NS's socket (prints "NS {json}"), "@drop N" and "@clock MS" as in steps, "@rcvbuf BYTES" the
- * notification buffer of sockets opened from then on, "@fds" prints the open descriptors; anything else is
- * a shell command. */
+ * notification buffer of sockets opened from then on, "@fds" prints the open descriptors, "@nosysadmin" drops
+ * CAP_SYS_ADMIN (setns); anything else is a shell command (system() keeps the dropped capability dropped). */
 static int cmd_nssteps(int argc, char **argv)
 {
     ns_job jobs[32];
@@ -340,6 +342,18 @@ static int cmd_nssteps(int argc, char **argv)
             ss_debug_clock_advance(atoll(argv[i] + 7));
         } else if (strncmp(argv[i], "@rcvbuf ", 8) == 0) {
             ss_debug_set_notify_rcvbuf(atoi(argv[i] + 8));
+        } else if (strcmp(argv[i], "@nosysadmin") == 0) {
+            /* This thread (the one querying) gives up CAP_SYS_ADMIN: no setns from now on. */
+            struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+            struct __user_cap_data_struct data[2];
+            if (syscall(SYS_capget, &hdr, data) != 0) {
+                return die("capget");
+            }
+            data[CAP_TO_INDEX(CAP_SYS_ADMIN)].effective &= ~CAP_TO_MASK(CAP_SYS_ADMIN);
+            data[CAP_TO_INDEX(CAP_SYS_ADMIN)].permitted &= ~CAP_TO_MASK(CAP_SYS_ADMIN);
+            if (syscall(SYS_capset, &hdr, data) != 0) {
+                return die("capset");
+            }
         } else if (strcmp(argv[i], "@fds") == 0) {
             printf("{\"fds\":%d,\"overruns\":%llu}\n", count_fds(), (unsigned long long)ss_debug_overruns());
         } else if (system(argv[i]) != 0) {
