@@ -797,7 +797,7 @@ def test_a_thread_without_cap_sys_admin_keeps_answering_across_checks(ns: Netns,
 
 def test_a_parked_snapshot_past_the_maximum_age_is_closed_at_the_next_switch(ns: Netns, driver: str) -> None:
     """A parked snapshot both of whose tables are past the maximum age is worth nothing (its return re-reads
-    them) but would keep the namespace alive after `ip netns del`, two descriptors open and its queue full:
+    them) but would keep the namespace alive after `ip netns del`, three descriptors open and its queue full:
     the next switch closes it, and does not park a current one as old."""
     (other,) = more_namespaces(1)
     try:
@@ -925,7 +925,7 @@ def tcp_pair_in(name):
 
 here, there = tcp_pair_in(sys.argv[1]), tcp_pair_in(sys.argv[2])
 secsock.query(here[2]).close()
-secsock.query(there[2]).close()  # both kept now (two descriptors each), there's the current one
+secsock.query(there[2]).close()  # both kept now (three descriptors each), there's the current one
 read_end, write_end = os.pipe()
 pid = os.fork()
 if pid == 0:
@@ -941,7 +941,7 @@ assert os.waitpid(pid, 0)[1] == 0
 
 def test_a_fork_child_closes_its_copies_of_every_kept_namespace(ns: Netns) -> None:
     """After fork the child must not read the parent's notification sockets: its first query closes its
-    copies of every kept namespace's two descriptors and opens its own for the one it needs. In a process of
+    copies of every kept namespace's three descriptors and opens its own for the one it needs. In a process of
     its own, so that no other test's kept namespaces count."""
     (other,) = more_namespaces(1)
     try:
