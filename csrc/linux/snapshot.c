@@ -111,7 +111,8 @@ int dump_policies(ss_snap *s, secsock_error *err)
     int attempt, r = -1;
     size_t i;
 
-    if (g.req_fd < 0 && thread_ns_ok("XFRM_MSG_GETPOLICY", err) != 0) { /* before counting a dump that will not be made */
+    /* Before counting a dump that will not be made. */
+    if (g.req_fd < 0 && thread_ns_ok("XFRM_MSG_GETPOLICY", err) != 0) {
         snap_free_policies(s);
         return -1;
     }
@@ -147,7 +148,8 @@ int dump_sas(ss_snap *s, secsock_error *err)
 {
     int attempt, r = -1;
 
-    if (g.req_fd < 0 && thread_ns_ok("XFRM_MSG_GETSA", err) != 0) { /* before counting a dump that will not be made */
+    /* Before counting a dump that will not be made. */
+    if (g.req_fd < 0 && thread_ns_ok("XFRM_MSG_GETSA", err) != 0) {
         snap_free_sas(s);
         return -1;
     }
@@ -188,13 +190,13 @@ int dump_sas(ss_snap *s, secsock_error *err)
  * overrun to tell us; and an offload device going away deletes its SAs and policies (xfrm_dev_state_flush,
  * xfrm_dev_policy_flush) without any message. Two bounds catch what the socket cannot:
  *   - the count cross-check: at most once per SS_XCHECK_INTERVAL_MS, a query asks the kernel for its SPD and
- *     SAD counts (XFRM_MSG_GETSPDINFO: in and out policies, per-socket ones apart as the dump leaves them
- *     out; XFRM_MSG_GETSADINFO: every SA the dump returns) and dumps again a table whose count differs from
- *     the snapshot's by the same amount at two checks in a row. One is not enough: the kernel bumps a count
- *     before it notifies (xfrm_policy_insert, xfrm_state_add), so another process's change can fall between
- *     the count reply and our drain; and IKE daemons change the SA count with no message we receive
- *     (XFRM_MSG_ALLOCSPI and xfrm_state_find add larval SAs; xfrm_state_add deletes an acquire's larval SA
- *     silently when the real one arrives). The snapshot's counts are kept as it changes (ss_snap.pol_kept,
+ *     SAD counts (XFRM_MSG_GETSPDINFO: in and out policies, per-socket ones apart as the dump leaves them out;
+ *     XFRM_MSG_GETSADINFO: every SA the dump returns) and dumps again a table whose count differs from the
+ *     snapshot's by the same amount at two checks in a row. One is not enough: the kernel bumps a count before
+ *     it notifies (xfrm_policy_insert, xfrm_state_add), so another process's change can fall between the count
+ *     reply and our drain; and IKE daemons change the SA count with no message we receive (XFRM_MSG_ALLOCSPI
+ *     and xfrm_state_find add larval SAs; xfrm_state_add deletes an acquire's larval SA silently when the real
+ *     one arrives: sa_apply mirrors that). The snapshot's counts are kept as it changes (ss_snap.pol_kept,
  *     sa_live), so the check costs two small requests and no walk. A lost add or delete, or a silent device
  *     flush, is corrected at the second check that sees it, and in any case by the maximum age.
  *   - the maximum age: a table dumped more than SS_SNAPSHOT_MAX_AGE_MS ago is dumped again, whatever the
@@ -203,15 +205,15 @@ int dump_sas(ss_snap *s, secsock_error *err)
  *     GFP_ATOMIC failure (memory pressure) is rare enough that this is the only cost in practice.
  * The clock is CLOCK_MONOTONIC_COARSE (a vDSO read per query, no system call).
  *
- * Namespaces: a snapshot belongs to the network namespace whose netns inode (/proc/thread-self/ns/net) it
- * was built in, and to the process that built it (a fork child must not share the parent's notification
- * socket). Up to SS_NETNS_KEPT namespaces keep their own snapshot and notification socket (issue 14 item
- * 12), with a request socket made there too (the cross-check and the dumps use it, so a thread outside the
- * namespace needs no setns for them): the current one in g, the others parked in g.parked, where their notifications queue until they are
- * current again and drained. A query for a socket of a kept namespace switches to its snapshot without a
- * dump; past SS_NETNS_KEPT, the least recently used one is closed and freed. After a fork every snapshot is
- * dropped (the child's copies of the descriptors closed). If the namespace cannot be read, every query dumps
- * afresh.
+ * Namespaces: a snapshot belongs to the network namespace whose netns inode (/proc/thread-self/ns/net) it was
+ * built in, and to the process that built it (a fork child must not share the parent's notification socket).
+ * Up to SS_NETNS_KEPT namespaces keep their own snapshot and notification socket (issue 14 item 12), with a
+ * request socket made there too (the cross-check and the dumps use it, so a thread outside the namespace needs
+ * no setns for them): the current one in g, the others parked in g.parked, where their notifications queue
+ * until they are current again and drained. A query for a socket of a kept namespace switches to its snapshot
+ * without a dump; past SS_NETNS_KEPT, the least recently used one is closed and freed. After a fork every
+ * snapshot is dropped (the child's copies of the descriptors closed). If the namespace cannot be read, every
+ * query dumps afresh.
  */
 
 pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;

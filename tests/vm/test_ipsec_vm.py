@@ -668,6 +668,35 @@ def test_a_lost_sa_notification_is_caught_by_the_counts_or_the_maximum_age(pair:
     assert all(r["counts_agree"] for r in results)
 
 
+def test_an_acquire_replaced_by_its_sa_leaves_the_counts_equal(pair: Pair) -> None:
+    """An outbound packet with no SA for its policy's template makes the kernel add a larval (acquire) SA,
+    unannounced to the groups secsock reads; once a re-read has it in the snapshot, the real SA's arrival
+    deletes it silently (xfrm_state_add). The snapshot mirrors that deletion, so the next checks find the
+    counts equal and read nothing again. A listener on the acquire group is needed for the kernel to
+    keep the larval SA (km_query)."""
+    a, b = pair.addr_a, pair.addr_b
+    pair.a.ip("xfrm", "policy", "add", "src", a, "dst", b, "dir", "out",
+              "tmpl", "src", a, "dst", b, "proto", "esp", "reqid", "9", "mode", "transport")  # fmt: skip
+    acquire = (
+        "bash -c 'ip xfrm monitor acquire >/dev/null & m=$!; "
+        f"for i in $(seq 200); do echo > /dev/udp/{b}/{PORT}; "
+        'ip xfrm state | grep -q "spi 0x00000000" && break; sleep 0.05; done; kill $m; '
+        'ip xfrm state | grep -q "spi 0x00000000"\' 2>/dev/null'
+    )
+    results = driver_steps(pair, [
+        "@clock 0",
+        acquire,  # the SAD count +1, unannounced
+        "@clock 1000",  # differs by one
+        "@clock 1000",  # the same again: the SA table is read, the larval SA in it
+        f"ip xfrm state add src {a} dst {b} proto esp spi 0x3003 reqid 9 mode transport {shlex.join(AEAD)}",
+        "@clock 1000",  # equal: the larval SA went with the NEWSA
+        "@clock 1000",
+    ])  # fmt: skip
+    assert [r["xcheck"] for r in results] == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert results[7]["dumps"] == results[4]["dumps"]
+    assert results[7]["out"][0]["spi"] == 0x3003 and all(r["counts_agree"] for r in results)
+
+
 def test_flow_through_an_xfrm_interface_uses_its_if_id_policies(pair: Pair) -> None:
     """Route-based IPsec: 0.0.0.0/0 policies and SAs with if_id 42 apply only to what is routed through
     the XFRM interface with that if_id."""
