@@ -302,7 +302,8 @@ def test_many_threads_same_socket_same_answer() -> None:
 
 
 def is_backend_descriptor(fd: int) -> bool:
-    """The descriptor is the backend's notification socket (NETLINK_XFRM) or the epoll instance on it."""
+    """The descriptor is the backend's notification or request socket (NETLINK_XFRM) or the epoll instance on
+    the former."""
     if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventpoll]":
         return True
     view = socket.socket(fileno=os.dup(fd))
@@ -387,8 +388,9 @@ def test_threads_in_three_namespaces_query_sockets_of_two() -> None:
     assert counts["blocked"] > 50 and counts["clear"] > 50, dict(counts)
     # Closing the two sockets frees two descriptors and nothing else may be added. The one exception is
     # numbers, not descriptors: queries of sockets from the other namespace make the backend reopen its XFRM
-    # notification socket there, with the epoll instance that watches it, and either may get a new number.
+    # notification socket there, with the epoll instance that watches it and its request socket, and any of
+    # them may get a new number.
     assert len(fds_after) == len(fds_before) - 2, (fds_before, fds_after)
     renumbered = fds_after - fds_before
-    assert len(renumbered) <= 2, (fds_before, fds_after)
+    assert len(renumbered) <= 3, (fds_before, fds_after)
     assert all(is_backend_descriptor(fd) for fd in renumbered), (fds_before, fds_after)

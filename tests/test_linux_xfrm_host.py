@@ -470,7 +470,9 @@ def test_backend_error_paths_leak_no_descriptor(ns: Netns) -> None:
             with pytest.raises(ValueError):
                 secsock.query(s)
             secsock.query(s, peer=("127.0.0.2", 500))
-    assert len(os.listdir("/proc/self/fd")) <= before + 2  # the snapshot's notification socket at most
+    assert (
+        len(os.listdir("/proc/self/fd")) <= before + 3
+    )  # the snapshot's notification socket, its epoll and request sockets
 
 
 # --- the fast path: netns cookie, fork generation, marks read per query -----------------------------------
@@ -636,17 +638,85 @@ def test_a_lost_policy_notification_is_caught_by_the_counts_or_the_maximum_age(
         "@drop 1",
         f"ip xfrm policy add src {A}/32 dst {B}/32 dir out priority 10 index 0x209 action allow",
         "@clock 999",  # within the interval: no check yet
-        "@clock 1",  # the interval is over: the counts differ
+        "@clock 1",  # the interval is over: the counts differ (maybe a change in flight)
+        "@clock 1000",  # the same difference a second later: dumped again
         "@drop 1",
         f"ip xfrm policy update src {A}/32 dst {B}/32 dir out priority 20 index 0x209 action allow",
         "@clock 1000",  # counts equal: nothing seen
         "@clock 29000",  # 30 s since the policies were dumped
     )  # fmt: skip
     matched = [r["pol_out"]["priority"] if r["pol_out"] else None for r in results]
-    assert matched == [None, None, None, None, None, 10, 10, 10, 10, 20]
-    assert [r["xcheck"] for r in results] == [0] * 5 + [1] * 5
-    assert results[4]["dumps"] == results[0]["dumps"] and results[5]["dumps"] == results[0]["dumps"] + 1
-    assert results[8]["dumps"] == results[5]["dumps"], "equal counts made a dump"
+    assert matched == [None, None, None, None, None, None, 10, 10, 10, 10, 20]
+    assert [r["xcheck"] for r in results] == [0] * 6 + [1] * 5
+    assert results[5]["dumps"] == results[0]["dumps"] and results[6]["dumps"] == results[0]["dumps"] + 1
+    assert results[9]["dumps"] == results[6]["dumps"], "equal counts made a dump"
+
+
+def test_an_sa_count_change_no_notification_announces_is_not_reread_at_once(ns: Netns, driver: str) -> None:
+    """An IKE daemon's XFRM_MSG_ALLOCSPI adds a larval SA with no notification (as xfrm_state_find adds an
+    acquire's, and xfrm_state_add removes it silently): the SAD count differs while it lives. A difference
+    seen once is not a re-read; the same difference at the next check is (a lost notification, or a larval
+    SA that stays), and one that went away by then is forgotten."""
+    allocspi = f"ip xfrm state allocspi src {A} dst {B} proto esp >/dev/null"
+    results = steps(
+        ns, driver,
+        "@clock 1000",  # checked, equal
+        allocspi,  # the kernel's SAD count +1, nothing told
+        "@clock 1000",  # differs by one: not yet
+        f"ip xfrm state deleteall src {A} dst {B} proto esp",  # as a real SA replacing it: count equal
+        "@clock 1000",  # equal: the difference is forgotten
+        allocspi,
+        "@clock 1000",  # differs by one
+        "@clock 1000",  # the same difference again: the SA table is dumped
+        "@clock 1000",  # equal now
+    )  # fmt: skip
+    assert [r["xcheck"] for r in results] == [0] * 8 + [1] * 2
+    assert results[7]["dumps"] == results[0]["dumps"] and results[8]["dumps"] == results[0]["dumps"] + 1
+    assert results[9]["dumps"] == results[8]["dumps"]
+    assert all(r["counts_agree"] for r in results)
+
+
+def test_forward_policies_do_not_make_the_cross_check_reread(ns: Netns, driver: str) -> None:
+    """Forward policies are skipped by the snapshot and not in the kernel's in/out counts: with some dumped
+    and one more announced, the checks of the steady state find the counts equal (no re-read)."""
+    for i, (src, dst) in enumerate(((A, B), (B, A), (f"{A}/24", f"{B}/31"))):
+        ns.ip("xfrm", "policy", "add", "src", src, "dst", dst, "dir", "fwd", "index", hex(0x502 + 8 * i))
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "index", "0x521", "action", "allow")
+    results = steps(
+        ns, driver,
+        "@clock 1000", "@clock 1000",
+        f"ip xfrm policy add src {B}/31 dir fwd index 0x532",
+        "@clock 1000", "@clock 1000", "@clock 1000",
+    )  # fmt: skip
+    assert [r["xcheck"] for r in results] == [0] * 7
+    assert {r["dumps"] for r in results} == {results[0]["dumps"]}
+    assert all(r["pol_out"] == {"index": 0x521, "priority": 0} for r in results)
+
+
+def test_the_running_counts_equal_a_walk_after_mixed_changes(ns: Netns, driver: str) -> None:
+    """The cross-check reads counts kept as the snapshot changes (not a walk of every record each second):
+    after policies of every direction are added, updated and deleted in place, and SAs dumped and deleted,
+    they equal a walk of the snapshot (the test hook), and the checks find nothing to dump again."""
+    results = steps(
+        ns, driver,
+        f"ip xfrm state allocspi src {A} dst {B} proto esp >/dev/null",
+        "@clock 1000",
+        "@clock 1000",  # dumped: the larval SA is in the snapshot
+        f"ip xfrm policy add src {A} dst {B} dir out index 0x301 priority 5 action allow",
+        f"ip xfrm policy add src {B} dst {A} dir in index 0x308 priority 5 action allow",
+        f"ip xfrm policy add src {B} dst {A} dir fwd index 0x30a priority 5 action allow",
+        f"ip xfrm policy update src {A} dst {B} dir out index 0x301 priority 6 action allow",
+        f"ip xfrm policy add src {A}/32 dst {B}/31 dir out index 0x309 priority 7 action allow",
+        "ip xfrm policy delete dir in index 0x308",
+        "ip xfrm policy delete dir fwd index 0x30a",
+        f"ip xfrm state deleteall src {A} dst {B} proto esp",  # applied in place
+        "@clock 1000",
+        "@clock 1000",
+    )  # fmt: skip
+    assert all(r["counts_agree"] for r in results), [r["counts_agree"] for r in results]
+    assert [r["xcheck"] for r in results] == [0, 0, 0] + [1] * 11
+    assert {r["dumps"] for r in results[3:]} == {results[3]["dumps"]}, "a change in place made a dump"
+    assert results[-1]["pol_out"] == {"index": 0x301, "priority": 6}
 
 
 def nscycle(driver: str, rounds: int, namespaces: list[Netns]) -> tuple[list[dict[str, Any]], dict[str, int]]:
@@ -692,8 +762,9 @@ def test_alternating_namespaces_keep_their_snapshots(ns: Netns, driver: str) -> 
     ]
     assert [q["dumps"] for q in queries[2:]] == [queries[1]["dumps"]] * 4, "a switch dumped again"
     assert queries[0]["dumps"] == 2 and queries[1]["dumps"] == 4
-    # Two sockets, and per kept namespace a notification socket and its epoll instance; fini closes them.
-    assert fds["fds_rounds"] == fds["fds_before"] + 2 + 2 * 2
+    # Two sockets, and per kept namespace a notification socket, its epoll instance and a request socket;
+    # fini closes them.
+    assert fds["fds_rounds"] == fds["fds_before"] + 2 + 3 * 2
     assert fds["fds_after"] == fds["fds_before"]
 
 
@@ -711,8 +782,130 @@ def test_namespaces_beyond_the_bound_are_evicted(ns: Netns, driver: str) -> None
     assert [q["dumps"] for q in evicted if q["round"] == 1] == list(range(20, 38, 2))
     assert max(q["kept"] for q in evicted) == 8
     for fds, sockets in ((kept_fds, 8), (evicted_fds, 9)):
-        assert fds["fds_rounds"] == fds["fds_before"] + sockets + 2 * 8
+        assert fds["fds_rounds"] == fds["fds_before"] + sockets + 3 * 8
         assert fds["fds_after"] == fds["fds_before"]
+
+
+def nssteps(
+    driver: str, namespaces: list[Netns], *commands: str, inside: Netns | None = None
+) -> list[dict[str, Any]]:
+    """Steps run by the driver's main thread, in none of the namespaces (or in inside): "?NAME" queries NAME's
+    socket (a dict with "ns"), "@fds" gives {"fds", "overruns"}, "@clock"/"@drop"/"@rcvbuf"/"@nosysadmin"
+    are test hooks, anything else a shell command."""
+    names = [n.name for n in namespaces]
+    argv = [driver, "nssteps", A, B, "500", *names, "--", *commands]
+    done = subprocess.run(
+        inside.exec_argv(*argv) if inside else argv, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    out: list[dict[str, Any]] = []
+    for line in done.stdout.splitlines():
+        name, _, rest = line.partition(" ")
+        out.append({"ns": name, **json.loads(rest)} if name in names else json.loads(line))
+    return out
+
+
+def churn(ns: Netns) -> str:
+    """A shell command adding 64 policies in ns: more notifications than a 1 KiB buffer holds."""
+    add = f"ip xfrm policy add src 10.88.0.$i dst {B} dir out index $((i*8+1)) action allow"
+    return f"ip netns exec {ns.name} sh -c 'for i in $(seq 1 64); do {add}; done'"
+
+
+def test_a_thread_without_cap_sys_admin_keeps_answering_across_checks(ns: Netns, driver: str) -> None:
+    """A thread outside the socket's namespace, once the snapshot is kept, answers from it without setns: the
+    count cross-check and the maximum-age dumps go over the request socket made in that namespace with the
+    notification socket, so they need no CAP_SYS_ADMIN either."""
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "index", "0x411", "action", "allow")
+    out = nssteps(
+        driver, [ns],
+        f"?{ns.name}", "@nosysadmin", f"?{ns.name}",
+        "@clock 1000", f"?{ns.name}",  # a cross-check
+        f"ip -n {ns.name} xfrm policy add src {A} dst {B}/31 dir out index 0x419 action allow",
+        "@clock 1000", f"?{ns.name}",
+        "@clock 30000", f"?{ns.name}",  # past the maximum age: both tables dumped again
+    )  # fmt: skip
+    assert [q.get("error") for q in out] == [None] * 5
+    assert [q["pol_out"] for q in out] == [{"index": 0x411, "priority": 0}] * 5
+    assert out[4]["dumps"] == out[3]["dumps"] + 2 and out[3]["dumps"] == out[0]["dumps"]
+
+
+def test_a_parked_snapshot_past_the_maximum_age_is_closed_at_the_next_switch(ns: Netns, driver: str) -> None:
+    """A parked snapshot both of whose tables are past the maximum age is worth nothing (its return re-reads
+    them) but would keep the namespace alive after `ip netns del`, three descriptors open and its queue full:
+    the next switch closes it, and does not park a current one as old."""
+    (other,) = more_namespaces(1)
+    try:
+        out = nssteps(
+            driver, [ns, other],
+            f"?{ns.name}", f"?{other.name}", "@fds",  # both kept
+            "@clock 30000", f"?{ns.name}", "@fds",  # both past the age: other not parked, ns's closed
+        )  # fmt: skip
+    finally:
+        other.close()
+    _, second, kept, again, after = out
+    assert (second["kept"], again["kept"]) == (2, 1)
+    assert after["fds"] == kept["fds"] - 3
+    assert again["dumps"] == second["dumps"] + 2
+
+
+def test_a_queue_of_a_spent_snapshot_is_dropped_unread(ns: Netns, driver: str) -> None:
+    """When both tables are past the maximum age, what queued on the notification socket could only mark them
+    stale again: the socket is replaced, its queue unread (an overrun there is not even seen), then dumped.
+    The querying thread is in the namespace (one elsewhere may not be able to enter it, so drains instead)."""
+    out = nssteps(
+        driver, [ns],
+        "@rcvbuf 1024", f"?{ns.name}",
+        churn(ns),  # overruns the small buffer
+        "@clock 30000", f"?{ns.name}", "@fds",
+        inside=ns,
+    )  # fmt: skip
+    first, aged, fds = out
+    assert fds["overruns"] == 0, "the queue was read"
+    assert aged["dumps"] == first["dumps"] + 2
+
+
+def test_a_change_in_a_parked_namespace_is_applied_on_return(ns: Netns, driver: str) -> None:
+    """A parked namespace's notifications wait in its socket: back there, the added policy is seen and the
+    deleted one gone, applied in place, with no dump."""
+    (other,) = more_namespaces(1)
+    try:
+        out = nssteps(
+            driver, [ns, other],
+            f"?{ns.name}", f"?{other.name}",
+            f"ip -n {ns.name} xfrm policy add src {A} dst {B} dir out index 0x401 priority 3 action allow",
+            f"?{ns.name}",
+            f"?{other.name}",
+            f"ip -n {ns.name} xfrm policy delete dir out index 0x401",
+            f"?{ns.name}",
+        )  # fmt: skip
+    finally:
+        other.close()
+    assert [(q["ns"], q["pol_out"]) for q in out] == [
+        (ns.name, None), (other.name, None), (ns.name, {"index": 0x401, "priority": 3}),
+        (other.name, None), (ns.name, None),
+    ]  # fmt: skip
+    assert {q["dumps"] for q in out[1:]} == {4}, "a parked namespace's change made a dump"
+    assert all(q["counts_agree"] for q in out)
+
+
+def test_an_overrun_while_parked_rereads_on_return(ns: Netns, driver: str) -> None:
+    """A parked namespace's socket overruns (a small buffer, many changes): back there the overrun is seen,
+    both tables are read once, and the answer is the namespace's own."""
+    (other,) = more_namespaces(1)
+    try:
+        out = nssteps(
+            driver, [ns, other],
+            "@rcvbuf 1024", f"?{ns.name}", f"?{other.name}",
+            churn(ns),
+            f"ip -n {ns.name} xfrm policy add src {A} dst {B} dir out index 0x401 priority 3 action allow",
+            "@fds", f"?{ns.name}", "@fds", f"?{ns.name}",
+        )  # fmt: skip
+    finally:
+        other.close()
+    _, second, before, back, after, again = out
+    assert (before["overruns"], after["overruns"]) == (0, 1)
+    assert back["pol_out"] == {"index": 0x401, "priority": 3}
+    assert back["dumps"] == second["dumps"] + 2 and again["dumps"] == back["dumps"]
 
 
 def test_python_queries_alternating_two_namespaces_dump_once_each(ns: Netns) -> None:
@@ -766,7 +959,7 @@ def tcp_pair_in(name):
 
 here, there = tcp_pair_in(sys.argv[1]), tcp_pair_in(sys.argv[2])
 secsock.query(here[2]).close()
-secsock.query(there[2]).close()  # both kept now (two descriptors each), there's the current one
+secsock.query(there[2]).close()  # both kept now (three descriptors each), there's the current one
 read_end, write_end = os.pipe()
 pid = os.fork()
 if pid == 0:
@@ -782,7 +975,7 @@ assert os.waitpid(pid, 0)[1] == 0
 
 def test_a_fork_child_closes_its_copies_of_every_kept_namespace(ns: Netns) -> None:
     """After fork the child must not read the parent's notification sockets: its first query closes its
-    copies of every kept namespace's two descriptors and opens its own for the one it needs. In a process of
+    copies of every kept namespace's three descriptors and opens its own for the one it needs. In a process of
     its own, so that no other test's kept namespaces count."""
     (other,) = more_namespaces(1)
     try:
@@ -796,7 +989,7 @@ def test_a_fork_child_closes_its_copies_of_every_kept_namespace(ns: Netns) -> No
         other.close()
     assert done.returncode == 0, done.stderr
     before, after = map(int, done.stdout.split())
-    assert after == before - 2 * 2 + 2
+    assert after == before - 3 * 2 + 3
 
 
 def synthetic(driver: str, case: str) -> dict[str, dict[str, Any]]:

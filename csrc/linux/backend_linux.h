@@ -218,6 +218,10 @@ typedef struct {
      * snapshot.c): in/out policies by direction (a selector of another family...), SAs of no IP family. */
     uint32_t pol_unkept[2];
     uint32_t sa_unkept;
+    /* What the snapshot keeps, counted as it changes (on_policy/on_sa, pol_apply/sa_apply, the frees): the
+     * cross-check reads these instead of walking every record. In/out policies by direction; live SAs. */
+    size_t pol_kept[2];
+    size_t sa_live;
 } ss_snap;
 
 /* Collecting a dump. */
@@ -271,6 +275,9 @@ int xfrm_os_error(secsock_error *err, int errnum, const char *call);
  * its call and copies what it keeps. */
 int nl_request(int proto, uint16_t type, uint16_t flags, const void *body, size_t blen, ss_nl_fn fn,
                void *ctx, const char *call, secsock_error *err);
+int nl_open_request_socket(int proto, uint32_t *portid, secsock_error *err);
+int nl_request_on(int fd, uint32_t portid, int proto, uint16_t type, uint16_t flags, const void *body,
+                  size_t blen, ss_nl_fn fn, void *ctx, const char *call, secsock_error *err);
 
 /* ---- snapshot_index.c ---------------------------------------------------------------------------------- */
 /* Free pols, pnext and every bucket's heads; s is left empty and reusable. Safe on an empty s. */
@@ -298,10 +305,19 @@ int sa_apply(ss_snap *s, int action, const ss_sa *a);
 int pol_apply(ss_snap *s, int action, const ss_policy *p);
 
 /* ---- snapshot.c: the process state and what guards it --------------------------------------------------- */
+/* The kernel's count minus the snapshot's at the last cross-check, per table; pol_set/sa_set: it differed
+ * there (a table is dumped again only when the same difference shows at the next check too). */
+typedef struct {
+    int64_t in, out, sas;
+    int pol_set, sa_set;
+} ss_xdiff;
+
 /* One network namespace's snapshot and the notification socket that keeps it fresh. */
 typedef struct {
     int notify_fd;
     int notify_ep;      /* epoll instance watching notify_fd (its own, closed with it); -1: poll instead */
+    int req_fd;         /* a request socket made in the namespace with notify_fd (closed with it), or -1 */
+    uint32_t req_pid;   /* its netlink port id */
     dev_t ns_dev;
     ino_t ns_ino;
     uint64_t ns_cookie; /* SO_NETNS_COOKIE of notify_fd's namespace (the snapshot's); 0 when unknown */
@@ -310,6 +326,7 @@ typedef struct {
     ss_snap snap;
     int64_t pol_dumped_at, sa_dumped_at; /* ss_clock_ms() of each table's last complete dump */
     int64_t checked_at;                  /* ss_clock_ms() of the last count cross-check */
+    ss_xdiff xdiff;                      /* the difference the last cross-check found */
     uint64_t last_used;                  /* g.use_tick when it was last the current one (the LRU order) */
 } ss_nsstate;
 
@@ -317,6 +334,9 @@ typedef struct {
     int init_count;
     int notify_fd;
     int notify_ep;      /* epoll instance watching notify_fd (its own, closed with it); -1: poll instead */
+    int req_fd;         /* the cross-check's and dumps' request socket, made in the namespace with notify_fd
+                         * (closed with it), so whichever thread asks needs no setns for them; -1: none */
+    uint32_t req_pid;   /* its netlink port id */
     dev_t ns_dev;
     ino_t ns_ino;
     uint64_t ns_cookie; /* SO_NETNS_COOKIE of notify_fd's namespace (the snapshot's); 0 when unknown */
@@ -330,6 +350,7 @@ typedef struct {
     int pol_applied;      /* policy notifications applied during this drain (the index waits for the end) */
     /* The current namespace's freshness (as in ss_nsstate; parked with the fields above). */
     int64_t pol_dumped_at, sa_dumped_at, checked_at;
+    ss_xdiff xdiff;
     uint64_t use_tick;       /* bumped at each namespace switch */
     uint64_t xcheck_reloads; /* tables dumped again because the kernel's count differed from the snapshot's */
     /* Test hooks (test_hooks.c): notifications to ignore as if the kernel never sent them, and a clock. */

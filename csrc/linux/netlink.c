@@ -23,6 +23,34 @@ int xfrm_os_error(secsock_error *err, int errnum, const char *call)
 }
 
 
+/* A netlink socket of proto in the calling thread's namespace, bound, with a receive timeout (a reply that
+ * never comes must not hang the caller's thread): the descriptor and its port id in *portid, or -1 with err
+ * set. */
+int nl_open_request_socket(int proto, uint32_t *portid, secsock_error *err)
+{
+    struct sockaddr_nl local;
+    socklen_t alen = sizeof(local);
+    struct timeval tv = {5, 0};
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, proto);
+
+    if (fd < 0) {
+        int e = errno;
+        return proto == NETLINK_XFRM ? xfrm_os_error(err, e, "socket(AF_NETLINK, NETLINK_XFRM)")
+                                     : os_error(err, e, "socket(AF_NETLINK)", NULL);
+    }
+    memset(&local, 0, sizeof(local));
+    local.nl_family = AF_NETLINK;
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (bind(fd, (struct sockaddr *)&local, sizeof(local)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&local, &alen) != 0 || alen != sizeof(local)) {
+        int e = errno;
+        close(fd);
+        return os_error(err, e, "bind(AF_NETLINK)", NULL);
+    }
+    *portid = local.nl_pid;
+    return fd;
+}
+
 /*
  * Send one request (a dump when flags has NLM_F_DUMP) and feed every reply message to fn. 0, or -1 with err
  * set. The socket lives only for the request, in the calling thread's network namespace.
@@ -30,39 +58,50 @@ int xfrm_os_error(secsock_error *err, int errnum, const char *call)
 int nl_request(int proto, uint16_t type, uint16_t flags, const void *body, size_t blen, ss_nl_fn fn,
                void *ctx, const char *call, secsock_error *err)
 {
-    static uint32_t seq_counter;
-    struct sockaddr_nl local, kernel;
-    socklen_t alen = sizeof(local);
-    struct timeval tv = {5, 0};
-    uint8_t *buf = NULL;
-    struct nlmsghdr *h;
-    size_t reqlen = NLMSG_SPACE(blen), dirty = 0; /* bytes of buf a reply has written */
-    uint32_t seq;
-    int fd, rc = -1, walk;
-    const char *why;
+    uint32_t portid;
+    int fd, rc;
 
     if (thread_ns_ok(call, err) != 0) {
         return -1;
     }
+    fd = nl_open_request_socket(proto, &portid, err);
+    if (fd < 0) {
+        return -1;
+    }
+    rc = nl_request_on(fd, portid, proto, type, flags, body, blen, fn, ctx, call, err);
+    close(fd);
+    return rc;
+}
+
+/* nl_request on an open socket (nl_open_request_socket), which stays open: replies to an earlier request
+ * left unread carry another sequence number and are skipped. */
+int nl_request_on(int fd, uint32_t portid, int proto, uint16_t type, uint16_t flags, const void *body,
+                  size_t blen, ss_nl_fn fn, void *ctx, const char *call, secsock_error *err)
+{
+    static uint32_t seq_counter;
+    struct sockaddr_nl kernel;
+    uint8_t *buf = NULL;
+    struct nlmsghdr *h;
+    size_t reqlen = NLMSG_SPACE(blen), dirty = 0; /* bytes of buf a reply has written */
+    uint32_t seq;
+    int rc = -1, walk;
+    const char *why;
+
     buf = malloc(SS_NL_BUF);
     if (buf == NULL) {
         return secsock_error_set(err, SECSOCK_ERR_NOMEM, ENOMEM, 0, call, "out of memory for a netlink buffer");
     }
-    fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, proto);
-    if (fd < 0) {
-        int e = errno;
-        free(buf);
-        return proto == NETLINK_XFRM ? xfrm_os_error(err, e, "socket(AF_NETLINK, NETLINK_XFRM)")
-                                     : os_error(err, e, "socket(AF_NETLINK)", NULL);
-    }
-    memset(&local, 0, sizeof(local));
-    local.nl_family = AF_NETLINK;
-    /* A reply that never comes must not hang the caller's thread. */
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    if (bind(fd, (struct sockaddr *)&local, sizeof(local)) != 0 ||
-        getsockname(fd, (struct sockaddr *)&local, &alen) != 0 || alen != sizeof(local)) {
-        os_error(err, errno, "bind(AF_NETLINK)", NULL);
-        goto out;
+    for (;;) { /* what an earlier request left unread (it failed, or timed out and the reply came late) */
+        ssize_t n = recv(fd, buf, SS_NL_BUF, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        if ((size_t)n > dirty) {
+            dirty = (size_t)n;
+        }
     }
     seq = __atomic_add_fetch(&seq_counter, 1, __ATOMIC_RELAXED) ^ (uint32_t)time(NULL);
     if (seq == 0) {
@@ -118,7 +157,7 @@ int nl_request(int proto, uint16_t type, uint16_t flags, const void *body, size_
         if (msg.msg_namelen != sizeof(from) || from.nl_pid != 0) {
             continue; /* only the kernel answers requests */
         }
-        walk = ss_nl_walk(buf, (size_t)n, seq, local.nl_pid, fn, ctx, &why);
+        walk = ss_nl_walk(buf, (size_t)n, seq, portid, fn, ctx, &why);
         /* Dumps carry key material: do not leave it in freed memory. */
         explicit_bzero(buf, (size_t)n);
         if (walk == 1) {
@@ -141,7 +180,6 @@ int nl_request(int proto, uint16_t type, uint16_t flags, const void *body, size_
         goto out;
     }
 out:
-    close(fd);
     /* Every exit, the truncated reply's and the skipped sender's included: dumps carry SA keys (item 10). */
     explicit_bzero(buf, dirty);
     free(buf);

@@ -43,6 +43,9 @@ int on_policy(void *vctx, uint16_t type, uint16_t flags, const void *payload, si
         return -1;
     }
     c->s->pols[c->s->npols++] = p;
+    if (p.dir == XFRM_POLICY_IN || p.dir == XFRM_POLICY_OUT) {
+        c->s->pol_kept[p.dir]++;
+    }
     return 0;
 }
 
@@ -82,24 +85,40 @@ int on_sa(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t
         return -1;
     }
     c->s->sas[c->s->nsas++] = a;
+    c->s->sa_live++;
     return 0;
 }
 
 uint64_t g_dump_count;
 uint64_t g_netns_switches;
 
+/* A request about g's namespace: on its request socket when it has one (whichever namespace the thread is in),
+ * else on a socket of its own (nl_request: the thread must be in the namespace). */
+static int xfrm_request(uint16_t type, uint16_t flags, const void *body, size_t blen, ss_nl_fn fn, void *ctx,
+                        const char *call, secsock_error *err)
+{
+    if (g.req_fd >= 0) {
+        return nl_request_on(g.req_fd, g.req_pid, NETLINK_XFRM, type, flags, body, blen, fn, ctx, call, err);
+    }
+    return nl_request(NETLINK_XFRM, type, flags, body, blen, fn, ctx, call, err);
+}
+
 /* Dump every policy into a fresh snapshot part; on failure s is left empty and err is set. */
 int dump_policies(ss_snap *s, secsock_error *err)
 {
     int attempt, r = -1;
 
+    /* Before counting a dump that will not be made. */
+    if (g.req_fd < 0 && thread_ns_ok("XFRM_MSG_GETPOLICY", err) != 0) {
+        snap_free_policies(s);
+        return -1;
+    }
     for (attempt = 0; attempt < SS_DUMP_RETRIES; attempt++) {
         dump_ctx c = {s, err};
         snap_free_policies(s);
         s->pol_unkept[0] = s->pol_unkept[1] = 0;
         __atomic_add_fetch(&g_dump_count, 1, __ATOMIC_RELAXED);
-        r = nl_request(NETLINK_XFRM, XFRM_MSG_GETPOLICY, NLM_F_DUMP, NULL, 0, on_policy, &c,
-                       "XFRM_MSG_GETPOLICY", err);
+        r = xfrm_request(XFRM_MSG_GETPOLICY, NLM_F_DUMP, NULL, 0, on_policy, &c, "XFRM_MSG_GETPOLICY", err);
         if (r != -3) {
             break;
         }
@@ -121,12 +140,17 @@ int dump_sas(ss_snap *s, secsock_error *err)
 {
     int attempt, r = -1;
 
+    /* Before counting a dump that will not be made. */
+    if (g.req_fd < 0 && thread_ns_ok("XFRM_MSG_GETSA", err) != 0) {
+        snap_free_sas(s);
+        return -1;
+    }
     for (attempt = 0; attempt < SS_DUMP_RETRIES; attempt++) {
         dump_ctx c = {s, err};
         snap_free_sas(s);
         s->sa_unkept = 0;
         __atomic_add_fetch(&g_dump_count, 1, __ATOMIC_RELAXED);
-        r = nl_request(NETLINK_XFRM, XFRM_MSG_GETSA, NLM_F_DUMP, NULL, 0, on_sa, &c, "XFRM_MSG_GETSA", err);
+        r = xfrm_request(XFRM_MSG_GETSA, NLM_F_DUMP, NULL, 0, on_sa, &c, "XFRM_MSG_GETSA", err);
         if (r != -3) {
             break;
         }
@@ -158,29 +182,35 @@ int dump_sas(ss_snap *s, secsock_error *err)
  * overrun to tell us; and an offload device going away deletes its SAs and policies (xfrm_dev_state_flush,
  * xfrm_dev_policy_flush) without any message. Two bounds catch what the socket cannot:
  *   - the count cross-check: at most once per SS_XCHECK_INTERVAL_MS, a query asks the kernel for its SPD and
- *     SAD counts (XFRM_MSG_GETSPDINFO: in and out policies, per-socket ones apart as the dump leaves them
- *     out; XFRM_MSG_GETSADINFO: every SA the dump returns) and dumps again a table whose count differs from
- *     the snapshot's. Two small requests a second cost the steady query nothing measurable; a lost add or
- *     delete, or a silent device flush, is corrected within a second of the next query.
+ *     SAD counts (XFRM_MSG_GETSPDINFO: in and out policies, per-socket ones apart as the dump leaves them out;
+ *     XFRM_MSG_GETSADINFO: every SA the dump returns) and dumps again a table whose count differs from the
+ *     snapshot's by the same amount at two checks in a row. One is not enough: the kernel bumps a count before
+ *     it notifies (xfrm_policy_insert, xfrm_state_add), so another process's change can fall between the count
+ *     reply and our drain; and IKE daemons change the SA count with no message we receive (XFRM_MSG_ALLOCSPI
+ *     and xfrm_state_find add larval SAs; xfrm_state_add deletes an acquire's larval SA silently when the real
+ *     one arrives: sa_apply mirrors that). The snapshot's counts are kept as it changes (ss_snap.pol_kept,
+ *     sa_live), so the check costs two small requests and no walk. A lost add or delete, or a silent device
+ *     flush, is corrected at the second check that sees it, and in any case by the maximum age.
  *   - the maximum age: a table dumped more than SS_SNAPSHOT_MAX_AGE_MS ago is dumped again, whatever the
  *     counts. That bounds a lost update that leaves the counts equal (UPDPOLICY, UPDSA, a soft expiry).
  *     30 s: one dump per 30 s is under 0.1% of a core at 10,000 policies (a dump takes ~10 ms there), and a
  *     GFP_ATOMIC failure (memory pressure) is rare enough that this is the only cost in practice.
  * The clock is CLOCK_MONOTONIC_COARSE (a vDSO read per query, no system call).
  *
- * Namespaces: a snapshot belongs to the network namespace whose netns inode (/proc/thread-self/ns/net) it
- * was built in, and to the process that built it (a fork child must not share the parent's notification
- * socket). Up to SS_NETNS_KEPT namespaces keep their own snapshot and notification socket (issue 14 item
- * 12): the current one in g, the others parked in g.parked, where their notifications queue until they are
- * current again and drained. A query for a socket of a kept namespace switches to its snapshot without a
- * dump; past SS_NETNS_KEPT, the least recently used one is closed and freed. After a fork every snapshot is
- * dropped (the child's copies of the descriptors closed). If the namespace cannot be read, every query dumps
- * afresh.
+ * Namespaces: a snapshot belongs to the network namespace whose netns inode (/proc/thread-self/ns/net) it was
+ * built in, and to the process that built it (a fork child must not share the parent's notification socket).
+ * Up to SS_NETNS_KEPT namespaces keep their own snapshot and notification socket (issue 14 item 12), with a
+ * request socket made there too (the cross-check and the dumps use it, so a thread outside the namespace needs
+ * no setns for them): the current one in g, the others parked in g.parked, where their notifications queue
+ * until they are current again and drained. A query for a socket of a kept namespace switches to its snapshot
+ * without a dump; past SS_NETNS_KEPT, the least recently used one is closed and freed. After a fork every
+ * snapshot is dropped (the child's copies of the descriptors closed). If the namespace cannot be read, every
+ * query dumps afresh.
  */
 
 pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 pthread_mutex_t g_kind_lock = PTHREAD_MUTEX_INITIALIZER; /* the socket facts cache (build_flow) */
-ss_state g = {.notify_fd = -1, .notify_ep = -1, .pol_stale = 1, .sa_stale = 1};
+ss_state g = {.notify_fd = -1, .notify_ep = -1, .req_fd = -1, .pol_stale = 1, .sa_stale = 1};
 
 /*
  * Fork generation: bumped in the child of every fork() (pthread_atfork), so the child reopens its own
@@ -264,6 +294,10 @@ void notify_close_locked(void)
         close(g.notify_fd);
         g.notify_fd = -1;
     }
+    if (g.req_fd >= 0) {
+        close(g.req_fd);
+        g.req_fd = -1;
+    }
     g.ns_cookie = 0;
 }
 
@@ -293,6 +327,8 @@ static void ns_park(ss_nsstate *to)
 {
     to->notify_fd = g.notify_fd;
     to->notify_ep = g.notify_ep;
+    to->req_fd = g.req_fd;
+    to->req_pid = g.req_pid;
     to->ns_dev = g.ns_dev;
     to->ns_ino = g.ns_ino;
     to->ns_cookie = g.ns_cookie;
@@ -303,9 +339,10 @@ static void ns_park(ss_nsstate *to)
     to->pol_dumped_at = g.pol_dumped_at;
     to->sa_dumped_at = g.sa_dumped_at;
     to->checked_at = g.checked_at;
+    to->xdiff = g.xdiff;
     to->last_used = g.use_tick;
     memset(&g.snap, 0, sizeof(g.snap));
-    g.notify_fd = g.notify_ep = -1;
+    g.notify_fd = g.notify_ep = g.req_fd = -1;
     g.ns_cookie = 0;
     g.pol_stale = g.sa_stale = 1;
 }
@@ -314,6 +351,8 @@ static void ns_unpark(ss_nsstate *from)
 {
     g.notify_fd = from->notify_fd;
     g.notify_ep = from->notify_ep;
+    g.req_fd = from->req_fd;
+    g.req_pid = from->req_pid;
     g.ns_dev = from->ns_dev;
     g.ns_ino = from->ns_ino;
     g.ns_cookie = from->ns_cookie;
@@ -324,8 +363,9 @@ static void ns_unpark(ss_nsstate *from)
     g.pol_dumped_at = from->pol_dumped_at;
     g.sa_dumped_at = from->sa_dumped_at;
     g.checked_at = from->checked_at;
+    g.xdiff = from->xdiff;
     memset(from, 0, sizeof(*from));
-    from->notify_fd = from->notify_ep = -1;
+    from->notify_fd = from->notify_ep = from->req_fd = -1;
 }
 
 static void parked_free(ss_nsstate *e)
@@ -336,10 +376,13 @@ static void parked_free(ss_nsstate *e)
     if (e->notify_fd >= 0) {
         close(e->notify_fd);
     }
+    if (e->req_fd >= 0) {
+        close(e->req_fd);
+    }
     snap_free_policies(&e->snap);
     snap_free_sas(&e->snap);
     memset(e, 0, sizeof(*e));
-    e->notify_fd = e->notify_ep = -1;
+    e->notify_fd = e->notify_ep = e->req_fd = -1;
 }
 
 void parked_drop_all_locked(void)
@@ -375,11 +418,31 @@ int snapshot_of_cookie_locked(uint64_t cookie, ss_netns *ns)
     return 0;
 }
 
+/* Would both tables be dumped again at the next query (stale, or past the maximum age)? Then the snapshot is
+ * worth nothing, and its notification socket only holds the namespace and queued kernel memory. */
+static int snapshot_spent(int pol_stale, int sa_stale, int64_t pol_dumped_at, int64_t sa_dumped_at, int64_t now)
+{
+    return (pol_stale || now - pol_dumped_at >= SS_SNAPSHOT_MAX_AGE_MS) &&
+           (sa_stale || now - sa_dumped_at >= SS_SNAPSHOT_MAX_AGE_MS);
+}
+
 int ns_switch_locked(const ss_netns *ns)
 {
     size_t i, n = sizeof(g.parked) / sizeof(g.parked[0]);
     ss_nsstate *found = NULL, *slot = NULL;
+    int64_t now = ss_clock_ms();
 
+    for (i = 0; i < n; i++) {
+        ss_nsstate *e = &g.parked[i];
+        if (e->ns_ino != 0 &&
+            snapshot_spent(e->pol_stale, e->sa_stale, e->pol_dumped_at, e->sa_dumped_at, now)) {
+            parked_free(e); /* a namespace deleted since keeps no veth, SA or queued memory alive here */
+        }
+    }
+    if (g.ns_ino != 0 && g.notify_fd >= 0 &&
+        snapshot_spent(g.pol_stale, g.sa_stale, g.pol_dumped_at, g.sa_dumped_at, now)) {
+        state_drop_locked(); /* nor is the current one worth parking */
+    }
     for (i = 0; i < n; i++) {
         if (g.parked[i].ns_ino != 0 && g.parked[i].ns_dev == ns->dev && g.parked[i].ns_ino == ns->ino) {
             found = &g.parked[i];
@@ -414,7 +477,7 @@ int ns_switch_locked(const ss_netns *ns)
         } else {
             state_drop_locked();
             memset(found, 0, sizeof(*found));
-            found->notify_fd = found->notify_ep = -1;
+            found->notify_fd = found->notify_ep = found->req_fd = -1;
         }
         ns_unpark(&next);
         return 1;
@@ -425,6 +488,7 @@ int ns_switch_locked(const ss_netns *ns)
         state_drop_locked();
     }
     g.pol_dumped_at = g.sa_dumped_at = g.checked_at = 0;
+    memset(&g.xdiff, 0, sizeof(g.xdiff));
     return 0;
 }
 
@@ -455,6 +519,13 @@ static int open_notify(secsock_error *err)
     }
     g.notify_fd = fd;
     g.ns_cookie = netns_cookie_of(fd, &e); /* 0 (never equal to a socket's) before Linux 5.14 */
+    {
+        /* Made here, in the namespace, for the cross-check and the dumps: a thread elsewhere that finds the
+         * snapshot by its socket's cookie needs no setns (CAP_SYS_ADMIN) for them. Without one (out of
+         * descriptors), each request opens its own socket as before. */
+        secsock_error ignored;
+        g.req_fd = nl_open_request_socket(NETLINK_XFRM, &g.req_pid, &ignored);
+    }
     {
         /* Level-triggered, registered before any query reads the tables: the kernel marks the instance
          * ready in the same call that queues a notification (or an overrun error) on the socket, so it
@@ -641,24 +712,13 @@ static int on_spdinfo(void *vctx, uint16_t type, uint16_t flags, const void *pay
     return 0;
 }
 
-/* In/out policies and SAs the snapshot stands for: what it keeps and what its dump saw but skipped. */
+/* In/out policies and SAs the snapshot stands for: what it keeps and what its dump saw but skipped. O(1): the
+ * kept ones are counted as they change (ss_snap.pol_kept, sa_live; ss_debug_counts_agree walks them). */
 static void snapshot_counts(const ss_snap *s, ss_counts *c)
 {
-    size_t i;
-
-    c->in = s->pol_unkept[XFRM_POLICY_IN];
-    c->out = s->pol_unkept[XFRM_POLICY_OUT];
-    for (i = 0; i < s->npols; i++) {
-        if (s->pols[i].dir == XFRM_POLICY_IN) {
-            c->in++;
-        } else if (s->pols[i].dir == XFRM_POLICY_OUT) {
-            c->out++;
-        }
-    }
-    c->sas = s->sa_unkept;
-    for (i = 0; i < s->nsas; i++) {
-        c->sas += !s->sas[i].dead;
-    }
+    c->in = (int64_t)s->pol_unkept[XFRM_POLICY_IN] + (int64_t)s->pol_kept[XFRM_POLICY_IN];
+    c->out = (int64_t)s->pol_unkept[XFRM_POLICY_OUT] + (int64_t)s->pol_kept[XFRM_POLICY_OUT];
+    c->sas = (int64_t)s->sa_unkept + (int64_t)s->sa_live;
 }
 
 /*
@@ -667,6 +727,16 @@ static void snapshot_counts(const ss_snap *s, ss_counts *c)
  * must first enter the socket's namespace (t_ns_wrong); any other failure marks the tables stale, and the
  * dump that follows answers or says what is wrong.
  */
+static void check_age_locked(int64_t now)
+{
+    if (!g.pol_stale && now - g.pol_dumped_at >= SS_SNAPSHOT_MAX_AGE_MS) {
+        g.pol_stale = 1;
+    }
+    if (!g.sa_stale && now - g.sa_dumped_at >= SS_SNAPSHOT_MAX_AGE_MS) {
+        g.sa_stale = 1;
+    }
+}
+
 static int check_fresh_locked(secsock_error *err)
 {
     int64_t now = ss_clock_ms();
@@ -674,19 +744,14 @@ static int check_fresh_locked(secsock_error *err)
     uint32_t flags = 0xffffffffu; /* the request body: the kernel ignores its value */
     int stale_before;
 
-    if (!g.pol_stale && now - g.pol_dumped_at >= SS_SNAPSHOT_MAX_AGE_MS) {
-        g.pol_stale = 1;
-    }
-    if (!g.sa_stale && now - g.sa_dumped_at >= SS_SNAPSHOT_MAX_AGE_MS) {
-        g.sa_stale = 1;
-    }
+    check_age_locked(now);
     if ((g.pol_stale && g.sa_stale) || now - g.checked_at < SS_XCHECK_INTERVAL_MS) {
         return 0;
     }
-    if ((!g.pol_stale && nl_request(NETLINK_XFRM, XFRM_MSG_GETSPDINFO, NLM_F_ACK, &flags, sizeof(flags),
-                                    on_spdinfo, &k, "XFRM_MSG_GETSPDINFO", err) != 0) ||
-        (!g.sa_stale && nl_request(NETLINK_XFRM, XFRM_MSG_GETSADINFO, NLM_F_ACK, &flags, sizeof(flags),
-                                   on_spdinfo, &k, "XFRM_MSG_GETSADINFO", err) != 0)) {
+    if ((!g.pol_stale && xfrm_request(XFRM_MSG_GETSPDINFO, NLM_F_ACK, &flags, sizeof(flags), on_spdinfo, &k,
+                                      "XFRM_MSG_GETSPDINFO", err) != 0) ||
+        (!g.sa_stale && xfrm_request(XFRM_MSG_GETSADINFO, NLM_F_ACK, &flags, sizeof(flags), on_spdinfo, &k,
+                                     "XFRM_MSG_GETSADINFO", err) != 0)) {
         if (t_ns_wrong) {
             return -1;
         }
@@ -695,18 +760,50 @@ static int check_fresh_locked(secsock_error *err)
         return 0;
     }
     g.checked_at = now;
-    /* What changed between the drain and the counts is queued by now (the kernel notifies before the
-     * command returns): apply it, so only a lost message makes the counts differ. */
+    /* Apply what is queued now: most changes made before the counts were read are announced by now. Not all
+     * (a change counted but not yet announced, a larval SA never announced): a difference makes a dump only
+     * when the next check finds it again. */
     drain_notify_locked();
     snapshot_counts(&g.snap, &mine);
     stale_before = g.pol_stale + g.sa_stale;
-    if (!g.pol_stale && (k.in != mine.in || k.out != mine.out)) {
-        g.pol_stale = 1;
+    if (!g.pol_stale) {
+        int64_t din = k.in - mine.in, dout = k.out - mine.out;
+        if (din == 0 && dout == 0) {
+            g.xdiff.pol_set = 0;
+        } else if (g.xdiff.pol_set && g.xdiff.in == din && g.xdiff.out == dout) {
+            g.pol_stale = 1; /* the same difference a second apart: no change in flight explains it */
+        } else {
+            g.xdiff.pol_set = 1;
+            g.xdiff.in = din;
+            g.xdiff.out = dout;
+        }
     }
-    if (!g.sa_stale && k.sas != mine.sas) {
-        g.sa_stale = 1;
+    if (!g.sa_stale) {
+        int64_t dsas = k.sas - mine.sas;
+        if (dsas == 0) {
+            g.xdiff.sa_set = 0;
+        } else if (g.xdiff.sa_set && g.xdiff.sas == dsas) {
+            g.sa_stale = 1;
+        } else {
+            g.xdiff.sa_set = 1;
+            g.xdiff.sas = dsas;
+        }
     }
     g.xcheck_reloads += (uint64_t)(g.pol_stale + g.sa_stale - stale_before);
+    return 0;
+}
+
+/* Is the calling thread in the snapshot's namespace (so may open sockets for it)? Asks without failing the
+ * query: t_ns_wrong is left as it was. */
+static int thread_in_snapshot_ns(void)
+{
+    secsock_error scratch;
+    int wrong = t_ns_wrong;
+
+    if (thread_ns_ok("", &scratch) == 0) {
+        return 1;
+    }
+    t_ns_wrong = wrong;
     return 0;
 }
 
@@ -744,6 +841,15 @@ int refresh_locked(const ss_netns *ns, secsock_error *err)
             g.ns_ino = ns->known ? ns->ino : 0;
         }
     }
+    if (ns->known && g.notify_fd >= 0) {
+        check_age_locked(ss_clock_ms());
+        if (g.pol_stale && g.sa_stale && thread_in_snapshot_ns()) {
+            /* Whatever is queued (up to the socket's buffer, after a long time parked) could only mark the
+             * tables stale again: drop it with the socket rather than read it, and dump under a new one. A
+             * thread elsewhere (which may not be able to enter) drains it and dumps on the request socket. */
+            notify_close_locked();
+        }
+    }
     if (ns->known && g.notify_fd < 0) {
         g.pol_stale = g.sa_stale = 1;
         if (open_notify(err) != 0) {
@@ -763,6 +869,7 @@ int refresh_locked(const ss_netns *ns, secsock_error *err)
         }
         g.pol_stale = 0;
         g.pol_dumped_at = ss_clock_ms();
+        g.xdiff.pol_set = 0;
         dumped++;
     }
     if (g.sa_stale) {
@@ -771,6 +878,7 @@ int refresh_locked(const ss_netns *ns, secsock_error *err)
         }
         g.sa_stale = 0;
         g.sa_dumped_at = ss_clock_ms();
+        g.xdiff.sa_set = 0;
         dumped++;
     }
     if (dumped == 2) {

@@ -13,6 +13,7 @@ void snap_free_policies(ss_snap *s)
     s->pols = NULL;
     s->pnext = NULL;
     s->npols = s->cap = 0;
+    s->pol_kept[0] = s->pol_kept[1] = 0;
 }
 
 void snap_free_sas(ss_snap *s)
@@ -28,6 +29,7 @@ void snap_free_sas(ss_snap *s)
     s->sanext = s->saheads = s->plain = NULL;
     s->nsas = s->sacap = s->nplain = s->plaincap = 0;
     s->sahmask = 0;
+    s->sa_live = 0;
 }
 
 static uint32_t table_size(size_t n)
@@ -239,6 +241,46 @@ static int sa_compact(ss_snap *s)
     return snap_index_sas(s);
 }
 
+/* Unlink slot j (prev: its predecessor in the chain, or -1) and leave a hole. */
+static void sa_unlink(ss_snap *s, int32_t j, int32_t prev)
+{
+    const ss_sa *a = &s->sas[j];
+
+    if (prev < 0) {
+        s->saheads[sa_key_hash(a->family, a->proto, a->daddr) & s->sahmask] = s->sanext[j];
+    } else {
+        s->sanext[prev] = s->sanext[j];
+    }
+    explicit_bzero(&s->sas[j], sizeof(s->sas[j]));
+    s->sas[j].dead = 1;
+    s->sanext[j] = -1;
+    s->sa_live--;
+}
+
+/*
+ * xfrm_state_add deletes the acquire's larval SA that a new SA replaces without a notification
+ * (xfrm_state_delete, no km_state_notify): the one __find_acq_core finds for the new SA's tuple (mode, reqid,
+ * family, proto, spi 0, mark, if_id, daddr, saddr). Mirror it, so the snapshot's count stays the kernel's.
+ * (The kernel looks an acquire up by the new SA's km.seq first, which the snapshot does not keep: if that
+ * finds another larval SA, the counts differ and the cross-check re-reads.)
+ */
+static void sa_drop_replaced_acquire(ss_snap *s, const ss_sa *a)
+{
+    int32_t j, prev = -1;
+    uint32_t mark = a->mark_v & a->mark_m;
+
+    for (j = s->saheads[sa_key_hash(a->family, a->proto, a->daddr) & s->sahmask]; j >= 0; prev = j, j = s->sanext[j]) {
+        const ss_sa *x = &s->sas[j];
+        if (x->spi == 0 && !x->unreadable && !sa_valid(x) && x->reqid == a->reqid && x->mode == a->mode &&
+            x->family == a->family && x->proto == a->proto && (mark & x->mark_m) == x->mark_v &&
+            x->if_id == a->if_id && addr_eq(x->daddr, a->daddr, a->family) &&
+            addr_eq(x->saddr, a->saddr, a->family)) {
+            sa_unlink(s, j, prev);
+            return;
+        }
+    }
+}
+
 /* Apply one SA notification to the snapshot's SA table: 0, or -1 when only a new dump can be trusted. */
 int sa_apply(ss_snap *s, int action, const ss_sa *a)
 {
@@ -263,19 +305,15 @@ int sa_apply(ss_snap *s, int action, const ss_sa *a)
         return 0;
     }
     if (action == SS_SA_DELETE || j >= 0) {
-        if (j >= 0) { /* unlink and leave a hole */
-            if (prev < 0) {
-                s->saheads[sa_key_hash(a->family, a->proto, a->daddr) & s->sahmask] = s->sanext[j];
-            } else {
-                s->sanext[prev] = s->sanext[j];
-            }
-            explicit_bzero(&s->sas[j], sizeof(s->sas[j]));
-            s->sas[j].dead = 1;
-            s->sanext[j] = -1;
+        if (j >= 0) {
+            sa_unlink(s, j, prev);
         }
         if (action == SS_SA_DELETE) {
             return 0;
         }
+    }
+    if (action == SS_SA_UPSERT && j < 0 && a->spi != 0) {
+        sa_drop_replaced_acquire(s, a);
     }
     /* Insert (an update was unlinked above): append, then link at the head of its chain. */
     {
@@ -316,6 +354,7 @@ int sa_apply(ss_snap *s, int action, const ss_sa *a)
         s->sanext[s->nsas] = s->saheads[h];
         s->saheads[h] = (int32_t)s->nsas;
         s->nsas++;
+        s->sa_live++;
         /* Keep chains short and holes few: rebuild when the table has outgrown its hash. */
         if (s->nsas > 2 * ((size_t)s->sahmask + 1)) {
             return sa_compact(s);
@@ -343,6 +382,9 @@ int pol_apply(ss_snap *s, int action, const ss_policy *p)
     }
     for (i = 0; i < s->npols; i++) {
         if (s->pols[i].index == p->index && s->pols[i].dir == p->dir) {
+            if (p->dir == XFRM_POLICY_IN || p->dir == XFRM_POLICY_OUT) {
+                s->pol_kept[p->dir]--;
+            }
             memmove(&s->pols[i], &s->pols[i + 1], (s->npols - i - 1) * sizeof(*s->pols));
             s->npols--;
             break;
@@ -366,6 +408,9 @@ int pol_apply(ss_snap *s, int action, const ss_policy *p)
         memmove(&s->pols[lo + 1], &s->pols[lo], (s->npols - lo) * sizeof(*s->pols));
         s->pols[lo] = np;
         s->npols++;
+        if (np.dir == XFRM_POLICY_IN || np.dir == XFRM_POLICY_OUT) {
+            s->pol_kept[np.dir]++;
+        }
     }
     return 0;
 }

@@ -67,6 +67,25 @@ uint64_t ss_debug_xcheck_reloads(void)
     return locked_counter(&g.xcheck_reloads);
 }
 
+/* Do the counts kept as the snapshot changes (what the cross-check reads) equal a walk of every record? */
+int ss_debug_counts_agree(void)
+{
+    size_t i, in = 0, out = 0, live = 0;
+    int ok;
+
+    pthread_mutex_lock(&g_lock);
+    for (i = 0; i < g.snap.npols; i++) {
+        in += g.snap.pols[i].dir == XFRM_POLICY_IN;
+        out += g.snap.pols[i].dir == XFRM_POLICY_OUT;
+    }
+    for (i = 0; i < g.snap.nsas; i++) {
+        live += !g.snap.sas[i].dead;
+    }
+    ok = in == g.snap.pol_kept[XFRM_POLICY_IN] && out == g.snap.pol_kept[XFRM_POLICY_OUT] && live == g.snap.sa_live;
+    pthread_mutex_unlock(&g_lock);
+    return ok;
+}
+
 /* Namespaces with a kept snapshot: the current one and the parked ones. */
 unsigned ss_debug_kept_netns(void)
 {

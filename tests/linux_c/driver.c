@@ -20,6 +20,8 @@
  *                                                            enters it, makes the socket and queries; then
  *                                                            the main thread (still in its own namespace)
  *                                                            queries that socket too; prints both
+ *   driver nssteps LOCAL_ADDR PEER_ADDR PEER_PORT NS... -- STEP...  a socket in each namespace, then
+ *                                                            the steps from the main thread (cmd_nssteps)
  *   driver nscycle ROUNDS LOCAL_ADDR PEER_ADDR PEER_PORT NS...  a socket in each namespace (made by a thread
  *                                                            there), then ROUNDS rounds of queries over them
  *                                                            from the main thread; then the open descriptors
@@ -31,6 +33,8 @@
 #include "secsock_backend.h"
 
 #include <arpa/inet.h>
+#include <linux/capability.h>
+#include <sys/syscall.h>
 #include <pthread.h>
 #include <sched.h>
 #include <errno.h>
@@ -130,10 +134,11 @@ static int report(int rc, const secsock_result *r, const secsock_error *e)
                 printf("null");
             }
         }
-        printf(",\"dumps\":%llu,\"sa_updates\":%llu,\"pol_updates\":%llu,\"xcheck\":%llu,\"kept\":%u}\n",
+        printf(",\"dumps\":%llu,\"sa_updates\":%llu,\"pol_updates\":%llu,\"xcheck\":%llu,\"kept\":%u,"
+               "\"counts_agree\":%s}\n",
                (unsigned long long)ss_debug_dump_count(), (unsigned long long)ss_debug_sa_updates(),
                (unsigned long long)ss_debug_pol_updates(), (unsigned long long)ss_debug_xcheck_reloads(),
-               ss_debug_kept_netns());
+               ss_debug_kept_netns(), ss_debug_counts_agree() ? "true" : "false");
     }
     fflush(stdout);
     return rc == 0 ? 0 : 3;
@@ -263,22 +268,33 @@ static int count_fds(void)
     return n;
 }
 
-static int cmd_nscycle(int argc, char **argv, int fds_before)
+/* A socket in each of the n namespaces names[] (each made by a thread there): 0, or die()'s code. */
+static int sockets_in_netns(ns_job *jobs, int n, char **names, char *local, char *peer, char *port)
 {
-    ns_job jobs[32];
-    int i, round, rounds = atoi(argv[2]), n = argc - 6, rc = 0;
+    int i;
 
     if (n <= 0 || n > 32) {
         return 2;
     }
     for (i = 0; i < n; i++) {
         pthread_t t;
-        ns_job job = {argv[6 + i], argv[3], argv[4], argv[5], -1, 2, {0}};
+        ns_job job = {names[i], local, peer, port, -1, 2, {0}};
         jobs[i] = job;
         jobs[i].rc = 0;
         if (pthread_create(&t, NULL, make_in_netns, &jobs[i]) != 0 || pthread_join(t, NULL) != 0 || jobs[i].rc != 0) {
             return die("a socket in a namespace");
         }
+    }
+    return 0;
+}
+
+static int cmd_nscycle(int argc, char **argv, int fds_before)
+{
+    ns_job jobs[32];
+    int i, round, rounds = atoi(argv[2]), n = argc - 6, rc = 0;
+
+    if ((rc = sockets_in_netns(jobs, n, argv + 6, argv[3], argv[4], argv[5])) != 0) {
+        return rc;
     }
     for (round = 0; round < rounds && rc == 0; round++) {
         for (i = 0; i < n && rc == 0; i++) {
@@ -292,6 +308,66 @@ static int cmd_nscycle(int argc, char **argv, int fds_before)
     }
     secsock_backend_fini();
     printf("{\"fds_before\":%d,\"fds_after\":%d}\n", fds_before, count_fds());
+    return rc;
+}
+
+/* A socket in each namespace (made by a thread there), then steps run by the main thread (in none of them):
+ * "?NS" queries NS's socket (prints "NS {json}"), "@drop N" and "@clock MS" as in steps, "@rcvbuf BYTES" the
+ * notification buffer of sockets opened from then on, "@fds" prints the open descriptors, "@nosysadmin" drops
+ * CAP_SYS_ADMIN (setns); anything else is a shell command (system() keeps the dropped capability dropped). */
+static int cmd_nssteps(int argc, char **argv)
+{
+    ns_job jobs[32];
+    int i, j, n = 0, rc = 0, first_step = argc;
+
+    for (i = 5; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            first_step = i + 1;
+            break;
+        }
+        n++;
+    }
+    if ((rc = sockets_in_netns(jobs, n, argv + 5, argv[2], argv[3], argv[4])) != 0) {
+        return rc;
+    }
+    for (i = first_step; i < argc && rc == 0; i++) {
+        if (argv[i][0] == '?') {
+            for (j = 0; j < n && strcmp(jobs[j].ns, argv[i] + 1) != 0; j++) {
+            }
+            if (j == n) {
+                return 2;
+            }
+            printf("%s ", jobs[j].ns);
+            rc = query_fd(jobs[j].fd, &jobs[j].p);
+        } else if (strncmp(argv[i], "@drop ", 6) == 0) {
+            ss_debug_drop_notifications((unsigned)atoi(argv[i] + 6));
+        } else if (strncmp(argv[i], "@clock ", 7) == 0) {
+            ss_debug_clock_advance(atoll(argv[i] + 7));
+        } else if (strncmp(argv[i], "@rcvbuf ", 8) == 0) {
+            ss_debug_set_notify_rcvbuf(atoi(argv[i] + 8));
+        } else if (strcmp(argv[i], "@nosysadmin") == 0) {
+            /* This thread (the one querying) gives up CAP_SYS_ADMIN: no setns from now on. */
+            struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+            struct __user_cap_data_struct data[2];
+            if (syscall(SYS_capget, &hdr, data) != 0) {
+                return die("capget");
+            }
+            data[CAP_TO_INDEX(CAP_SYS_ADMIN)].effective &= ~CAP_TO_MASK(CAP_SYS_ADMIN);
+            data[CAP_TO_INDEX(CAP_SYS_ADMIN)].permitted &= ~CAP_TO_MASK(CAP_SYS_ADMIN);
+            if (syscall(SYS_capset, &hdr, data) != 0) {
+                return die("capset");
+            }
+        } else if (strcmp(argv[i], "@fds") == 0) {
+            printf("{\"fds\":%d,\"overruns\":%llu}\n", count_fds(), (unsigned long long)ss_debug_overruns());
+        } else if (system(argv[i]) != 0) {
+            fprintf(stderr, "driver: command failed: %s\n", argv[i]);
+            rc = 2;
+        }
+        fflush(stdout);
+    }
+    for (i = 0; i < n; i++) {
+        close(jobs[i].fd);
+    }
     return rc;
 }
 
@@ -473,6 +549,8 @@ int main(int argc, char **argv)
         rc = cmd_netns(argc, argv);
     } else if (strcmp(argv[1], "nscycle") == 0 && argc >= 7) {
         return cmd_nscycle(argc, argv, fds_before); /* it calls fini itself, to count what fini closed */
+    } else if (strcmp(argv[1], "nssteps") == 0 && argc >= 7) {
+        rc = cmd_nssteps(argc, argv);
     } else if (strcmp(argv[1], "steps") == 0 && argc >= 5) {
         secsock_peer p;
         int fd, i;
