@@ -180,7 +180,9 @@ def test_an_updated_policy_keeps_its_place_on_a_priority_tie(
     replaced policy's place: xfrm_policy_insert_list / xfrm_policy_insert_inexact_list put the new policy
     where delpol was, and xfrm_policy_insert gives it delpol->index. Seen on 6.1 (VM) and on this kernel: a
     block updated in place keeps blocking over a newer equal-priority bypass. The dump lists the updated
-    policy first (newest), so dump order is not the kernel's order; the index is."""
+    policy first (newest), so dump order is not the kernel's order. Nor is the index (the test after this
+    one): the same dump may come from an update that moved the block, so the backend calls this tie between
+    a block and a bypass not decidable."""
     # Loopback bypasses XFRM output by default (disable_xfrm): turn that off so the kernel's own choice shows.
     run(*ns.exec_argv("sysctl", "-qw", "net.ipv4.conf.lo.disable_xfrm=0"))
     ns.ip("xfrm", "policy", "add", *older.split(), "dir", "out", "priority", "7", "action", "block")
@@ -190,8 +192,45 @@ def test_an_updated_policy_keeps_its_place_on_a_priority_tie(
     assert policy_index(ns, *older.split()) == first  # the update kept the index
     sent = subprocess.run(ns.exec_argv("bash", "-c", f"echo x > /dev/udp/{B}/500"), capture_output=True)
     assert sent.returncode != 0, "the kernel let the datagram through: the update moved the block"
-    matched = drive(ns, driver, "udp-peer", A, B, "500")
-    assert matched["pol_out"] == {"index": first, "priority": 7}
+    assert drive(ns, driver, "udp-peer", A, B, "500")["pol_out"] is None
+    (result,) = ns.probe([udp(A, B)])
+    assert result["flags"] == 0 and reason_of(result)[0].startswith(TIE), result
+
+
+TIE = "not decidable here: policies of the same priority that differ select the flow"
+
+
+@pytest.mark.parametrize(
+    ("block", "bypass", "first_priority"),
+    [
+        ((f"src {A}/32 dst {B}/32"), (f"src {A}/32 dst {B}/32 proto udp"), "5"),  # updated to a new priority
+        (("dst 10.77.0.0/16"), ("src 10.77.0.0/16"), "7"),  # two inexact candidate lists (6.18: pos)
+    ],
+    ids=["new-priority", "across-lists"],
+)
+def test_an_update_moves_a_policy_behind_its_priority_tie(
+    ns: Netns, driver: str, block: str, bypass: str, first_priority: str
+) -> None:
+    """Issue 14 review, item 1: an updated policy keeps its index but not always its place. Updated to a new
+    priority, xfrm_policy_insert_list puts it after every policy of that priority; on 6.18 __xfrm_policy_link
+    gives it a fresh pos (xfrm_gen_pos), which __xfrm_policy_eval_candidates compares across inexact lists.
+    Either way the kernel uses the newer bypass and sends, while "lower index wins" said the block. The
+    kernel's list order is not in the dump: a tie between policies that differ is not decidable (never
+    SECURED by guess); ties between equivalent policies stay decided."""
+    run(*ns.exec_argv("sysctl", "-qw", "net.ipv4.conf.lo.disable_xfrm=0"))  # so the kernel's own choice shows
+    ns.ip("xfrm", "policy", "add", *block.split(), "dir", "out", "priority", first_priority,
+          "action", "block")  # fmt: skip
+    ns.ip("xfrm", "policy", "add", *bypass.split(), "dir", "out", "priority", "7")
+    ns.ip("xfrm", "policy", "update", *block.split(), "dir", "out", "priority", "7", "action", "block")
+    sent = subprocess.run(ns.exec_argv("bash", "-c", f"echo x > /dev/udp/{B}/500"), capture_output=True)
+    assert sent.returncode == 0, "the kernel kept blocking: the update did not move the block"
+    (result,) = ns.probe([udp(A, B)])
+    assert result["flags"] == 0 and reason_of(result)[0].startswith(TIE), result
+    assert drive(ns, driver, "udp-peer", A, B, "500")["pol_out"] is None
+    # The same tie between two equivalent policies decides nothing: the answer stays decided.
+    ns.ip("xfrm", "policy", "update", *block.split(), "dir", "out", "priority", "7")
+    (result,) = ns.probe([udp(A, B)])
+    assert reason_of(result)[0] == "the policy allows the flow without IPsec", result
 
 
 def test_port_selector_miss_falls_through(ns: Netns, driver: str) -> None:

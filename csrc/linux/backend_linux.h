@@ -250,8 +250,10 @@ typedef struct {
     int oif;               /* the interface toward the peer; -1 until needed and resolved */
     uint32_t peer_scope;   /* peer='s IPv6 scope id, for a peer that needs one (link-local); else 0 */
     int lo_conf;           /* loopback's IPv4 devconf (flow_xfrm_disabled): 0 unread, else 1 | SS_LO_* */
-    int mark_doubt;        /* lookup_policy: the policy depends on a packet mark the backend cannot see */
+    int mark_doubt;        /* SS_DOUBT_*: lookup_policy could not decide (a packet mark, a priority tie) */
 } ss_flow;
+
+enum { SS_DOUBT_NONE = 0, SS_DOUBT_MARK = 1, SS_DOUBT_TIE = 2 }; /* ss_flow.mark_doubt */
 
 typedef struct {
     int protected_;
