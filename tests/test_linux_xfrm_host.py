@@ -899,6 +899,44 @@ def test_a_link_local_peer_keeps_its_scope(ns: Netns) -> None:
     assert reason_of(result)[0].startswith("no SA fits a template the policy requires"), result
 
 
+DISABLED = (
+    "XFRM is disabled for the flow (disable_xfrm outbound, disable_policy inbound: set for all interfaces, "
+    "or on loopback, which the flow runs over)"
+)
+
+
+def xfrm_stat(ns: Netns, name: str) -> int:
+    stat = run(*ns.exec_argv("cat", "/proc/net/xfrm_stat")).stdout.split()
+    return int(stat[stat.index(name) + 1])
+
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+@pytest.mark.parametrize("setting", ["disable_xfrm", "disable_policy"])
+def test_all_interfaces_setting_disables_xfrm_for_every_flow(ns: Netns, setting: str, family: str) -> None:
+    """Issue 14 review, item 2: IPv4 reads disable_xfrm and disable_policy as IN_DEV_ORCONF, the device's OR
+    `all`'s (__mkroute_output: DST_NOXFRM; ip_rcv_finish_core: IPSKB_NOPOLICY), so `all` set disables XFRM
+    for every IPv4 flow, not only loopback's. With lo's own settings 0 and all's 1 the kernel sends past an
+    ESP policy without SA (XfrmOutNoStates stays), and the backend said "no SA fits" (SECURED once SAs
+    exist). IPv6 has no disable_xfrm; its all.disable_policy marks every local address's route
+    DST_NOPOLICY (addrconf_f6i_alloc), so inbound is disabled."""
+    for name in ("disable_xfrm", "disable_policy"):
+        run(*ns.exec_argv("sysctl", "-qw", f"net.ipv4.conf.lo.{name}=0"))
+    proto = "ipv6" if family == "ipv6" and setting == "disable_policy" else "ipv4"
+    run(*ns.exec_argv("sysctl", "-qw", f"net.{proto}.conf.all.{setting}=1"))
+    local, peer = (A6, B6) if family == "ipv6" else (A, B)
+    esp_policies(ns, local, peer)
+    before = xfrm_stat(ns, "XfrmOutNoStates")
+    subprocess.run(ns.exec_argv("bash", "-c", f"echo x > /dev/udp/{peer}/500"), capture_output=True)
+    sent_in_clear = xfrm_stat(ns, "XfrmOutNoStates") == before
+    assert sent_in_clear == (setting == "disable_xfrm" and family == "ipv4")
+    (result,) = ns.probe([udp(local, peer)])
+    no_sa = "no SA fits a template the policy requires"
+    outbound, inbound = reason_of(result)
+    assert result["flags"] == 0
+    assert (outbound == DISABLED) == sent_in_clear and (sent_in_clear or outbound.startswith(no_sa)), result
+    assert inbound == DISABLED if setting == "disable_policy" else inbound.startswith(no_sa), result
+
+
 @pytest.mark.parametrize("disabled", [True, False], ids=["lo-default", "lo-xfrm-enabled"])
 def test_loopback_flows_follow_los_disable_xfrm(ns: Netns, disabled: bool) -> None:
     """Issue 14 item 7: a flow to 127.0.0.0/8 or to the socket's own address runs over lo, whose
@@ -910,9 +948,7 @@ def test_loopback_flows_follow_los_disable_xfrm(ns: Netns, disabled: bool) -> No
             run(*ns.exec_argv("sysctl", "-qw", f"net.ipv4.conf.lo.{name}=0"))
     esp_policies(ns, A, A)
     (result,) = ns.probe([udp(A, A)])
-    loopback = (
-        "the flow runs over loopback, where XFRM is disabled (disable_xfrm outbound, disable_policy inbound)"
-    )
+    loopback = DISABLED
     no_sa = "no SA fits a template the policy requires"
     assert result["flags"] == 0
     if disabled:

@@ -1,6 +1,7 @@
 /* The flow of a socket: its facts (cached per socket cookie), addresses, route interface and XFRM interface. */
 #include "backend_linux.h"
 
+#include <fcntl.h>
 #include <linux/ip.h> /* IPV4_DEVCONF_* */
 
 /*
@@ -213,34 +214,80 @@ int resolve_if_id(ss_flow *f, secsock_error *err)
     return 0;
 }
 
+/* A boolean sysctl of the calling thread's network namespace (/proc/sys/net follows the reading thread's
+ * namespace; thread_ns_ok has checked it is the socket's): 1 set, 0 not, -1 on error. */
+static int sysctl_flag(const char *path, secsock_error *err)
+{
+    char buf[16];
+    ssize_t n;
+    int fd;
+
+    if (thread_ns_ok("open(/proc/sys/net)", err) != 0) {
+        return -1;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        /* No such setting (IPv6 disabled, or a kernel without it): nothing is disabled by it. */
+        return errno == ENOENT ? 0 : os_error(err, errno, "open", path);
+    }
+    n = read(fd, buf, sizeof(buf) - 1);
+    (void)close(fd);
+    if (n <= 0) {
+        return n < 0 ? os_error(err, errno, "read", path)
+                     : secsock_error_set(err, SECSOCK_ERR_OS, EIO, 0, "read", "%s is empty", path);
+    }
+    buf[n] = '\0';
+    return atoi(buf) != 0;
+}
+
 /*
- * Does the kernel bypass XFRM for this direction of the flow? Only loopback is checked: an IPv4 flow to
- * 127.0.0.0/8 or to the socket's own address is routed by lo (a local route), and lo has disable_xfrm and
- * disable_policy set by default. The kernel then skips the output lookup (xfrm_lookup: DST_NOXFRM, set by
- * rt_dst_alloc from IN_DEV_CONF NOXFRM) and the input policy check (xfrm_policy_check: IPSKB_NOPOLICY /
- * DST_NOPOLICY from NOPOLICY). Other devices' settings would need a route lookup per query: not read.
- * IPv6 has no disable_xfrm, and lo's IPv6 disable_policy is off by default: not read either.
- * 1 yes, 0 no, -1 on error (lo's settings could not be read).
+ * Does the kernel bypass XFRM for this direction of the flow? IPv4 reads each setting as IN_DEV_ORCONF: the
+ * device's or `all`'s. Outbound, __mkroute_output gives the route DST_NOXFRM from IN_DEV_ORCONF(NOXFRM) of
+ * its output device, so all.disable_xfrm bypasses XFRM for every IPv4 flow (xfrm_lookup); inbound,
+ * ip_rcv_finish_core sets IPSKB_NOPOLICY from IN_DEV_ORCONF(NOPOLICY) of the arriving device, which
+ * xfrm_policy_check honours. Of the devices only loopback is read: an IPv4 flow to 127.0.0.0/8 or to the
+ * socket's own address runs over lo, which has both set by default; other devices' settings would need a
+ * route lookup per query. IPv6 has no disable_xfrm; inbound, addrconf_f6i_alloc gives a local address's
+ * route DST_NOPOLICY from all.disable_policy or its device's: `all` is read, the device's is not.
+ * 1 yes, 0 no, -1 on error (a setting could not be read). Read once per query and direction.
  */
 int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err)
 {
-    if (f->family != AF_INET || (f->peer[0] != 127 && !addr_eq(f->peer, f->local, AF_INET))) {
+    int out = dir == XFRM_POLICY_OUT, bit = out ? SS_LO_NOXFRM : SS_LO_NOPOLICY;
+    int read_bit = out ? SS_CONF_OUT_READ : SS_CONF_IN_READ, v;
+
+    if (f->family == AF_INET6 && out) {
         return 0;
     }
-    if (f->lo_conf == 0) {
+    if (!(f->lo_conf & read_bit)) {
+        v = sysctl_flag(f->family == AF_INET6 ? "/proc/sys/net/ipv6/conf/all/disable_policy"
+                        : out                 ? "/proc/sys/net/ipv4/conf/all/disable_xfrm"
+                                              : "/proc/sys/net/ipv4/conf/all/disable_policy",
+                        err);
+        if (v < 0) {
+            return -1;
+        }
+        f->lo_conf |= read_bit | (v ? bit : 0);
+    }
+    if ((f->lo_conf & bit) || f->family != AF_INET ||
+        (f->peer[0] != 127 && !addr_eq(f->peer, f->local, AF_INET))) {
+        return (f->lo_conf & bit) != 0;
+    }
+    if (!(f->lo_conf & SS_CONF_LO_READ)) {
         struct ifinfomsg ifi;
         link_info li;
         memset(&ifi, 0, sizeof(ifi));
         memset(&li, 0, sizeof(li));
         ifi.ifi_family = AF_UNSPEC;
-        ifi.ifi_index = 1; /* loopback is always device 1 in its namespace */
+        ifi.ifi_index = 1; /* loopback is always device 1 in its namespace (LOOPBACK_IFINDEX) */
         if (nl_request(NETLINK_ROUTE, RTM_GETLINK, NLM_F_ACK, &ifi, sizeof(ifi), on_link, &li, "RTM_GETLINK",
                        err) != 0) {
             return -1;
         }
-        f->lo_conf = 1 | li.inet_conf;
+        f->lo_conf |= SS_CONF_LO_READ;
+        f->lo_lo_conf = li.inet_conf;
     }
-    return (f->lo_conf & (dir == XFRM_POLICY_OUT ? SS_LO_NOXFRM : SS_LO_NOPOLICY)) != 0;
+    return (f->lo_lo_conf & bit) != 0;
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
