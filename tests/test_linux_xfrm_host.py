@@ -265,6 +265,57 @@ def test_interface_selector_uses_the_route_toward_the_peer(ns: Netns, driver: st
     assert drive(ns, driver, "udp-peer", A, B, "500")["pol_out"]["index"] == 0xC09
 
 
+def in_counters(ns: Netns) -> int:
+    """The sum of the XfrmIn* counters: any inbound drop by XFRM counts in one of them."""
+    stat = run(*ns.exec_argv("cat", "/proc/net/xfrm_stat")).stdout.split()
+    return sum(int(stat[i + 1]) for i, name in enumerate(stat) if name.startswith("XfrmIn"))
+
+
+@pytest.mark.parametrize(("dev", "applies"), [("vb", False), ("lo", True)])
+def test_an_inbound_selector_device_is_loopback_for_local_delivery(
+    ns: Netns, dev: str, applies: bool
+) -> None:
+    """Issue 14 review, item 3: inbound, decode_session4/6 set flowi_oif from skb_dst(skb)->dev, the input
+    route's device, which for local delivery is loopback (ip_rt_get_dev), whatever the packet arrived by. The
+    backend compared the route toward the peer: a `dev vb` ESP policy was said to apply (SECURED once SAs
+    exist) while the kernel let plaintext in, and a `dev lo` one was said not to while the kernel dropped."""
+    for name in ("disable_xfrm", "disable_policy"):
+        run(*ns.exec_argv("sysctl", "-qw", f"net.ipv4.conf.lo.{name}=0"))
+    ns.ip("link", "add", "vb", "type", "veth", "peer", "name", "vb-peer")
+    ns.ip("link", "set", "vb", "up")
+    ns.ip("link", "set", "vb-peer", "up")
+    ns.ip("route", "add", f"{B}/32", "dev", "vb")  # the route toward the peer leaves by vb
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", A, "dev", dev, "dir", "in",
+          "tmpl", "proto", "esp", "mode", "transport")  # fmt: skip
+    ns.ip("xfrm", "policy", "add", "src", B, "dst", A, "dev", dev, "dir", "in",
+          "tmpl", "proto", "esp", "mode", "transport")  # fmt: skip
+    before = in_counters(ns)
+    subprocess.run(ns.exec_argv("bash", "-c", f"echo x > /dev/udp/{A}/600"), capture_output=True)
+    assert (in_counters(ns) > before) == applies, "the kernel compared another device than loopback"
+    results = ns.probe([udp(A, A, 600), udp(A, B, 600)])
+    no_sa = "no SA fits a template the policy requires"
+    for result in results:
+        inbound = reason_of(result)[1]
+        assert inbound.startswith(no_sa) if applies else inbound == "no XFRM policy selects the flow", result
+
+
+def test_an_ipv6_outbound_selector_device_is_the_sockets_not_the_routes(ns: Netns) -> None:
+    """Issue 14 review, item 3: IPv6 outbound, flowi6_oif is what the socket set (a link-local peer's scope,
+    its bound device, IPV6_UNICAST_IF); ip6_route_output does not write the route's device into it, as IPv4
+    does. A `dev lo` block, lo being the route's device: the kernel sends from an unbound socket, and the
+    backend said the block applies. From a socket bound to lo the kernel blocks (and the backend says so)."""
+    ns.ip("xfrm", "policy", "add", "src", A6, "dst", B6, "dev", "lo", "dir", "out", "action", "block")
+    sent = subprocess.run(ns.exec_argv("bash", "-c", f"echo x > /dev/udp/{B6}/500"), capture_output=True)
+    assert sent.returncode == 0, "the kernel blocked an unbound socket's datagram"
+    unbound, bound = ns.probe([udp(A6, B6), udp(A6, B6, device="lo")])
+    assert reason_of(unbound)[0] == "no XFRM policy selects the flow", unbound
+    assert reason_of(bound)[0] == "the policy blocks the flow", bound
+    # IPv4 outbound compares the route's device, as ip_route_output_key_hash_rcu writes it into flowi4_oif.
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dev", "lo", "dir", "out", "action", "block")
+    (v4,) = ns.probe([udp(A, B)])
+    assert reason_of(v4)[0] == "the policy blocks the flow", v4
+
+
 def test_policy_mark_must_match_the_socket_mark(ns: Netns, driver: str) -> None:
     ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "mark", "5", "mask", "0xff",
           "index", "0x701")  # fmt: skip

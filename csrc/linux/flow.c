@@ -23,9 +23,16 @@ static int flow_bound_ifindex(ss_flow *f)
     return f->bound_ifindex;
 }
 
+typedef struct {
+    int oif;           /* RTA_OIF */
+    unsigned char type; /* rtm_type: RTN_LOCAL for an address of this host */
+} route_answer;
+
 static int on_route(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
 {
-    int *oif = vctx;
+    route_answer *ra = vctx;
+    int *oif = &ra->oif;
+    struct rtmsg rtm;
     attr_iter it;
     uint16_t at;
     const uint8_t *data;
@@ -36,6 +43,8 @@ static int on_route(void *vctx, uint16_t type, uint16_t flags, const void *paylo
     if (type != RTM_NEWROUTE || len < sizeof(struct rtmsg)) {
         return 0;
     }
+    memcpy(&rtm, payload, sizeof(rtm));
+    ra->type = rtm.rtm_type;
     it.p = (const uint8_t *)payload + NLMSG_ALIGN(sizeof(struct rtmsg));
     it.left = len > NLMSG_ALIGN(sizeof(struct rtmsg)) ? len - NLMSG_ALIGN(sizeof(struct rtmsg)) : 0;
     while ((r = attr_next(&it, &at, &data, &dlen)) > 0) {
@@ -56,13 +65,33 @@ static void add_rta(uint8_t *buf, size_t *off, uint16_t type, const void *data, 
     *off += RTA_SPACE(dlen);
 }
 
-/* The interface the flow leaves by, as the routing table says (RTM_GETROUTE, no dump, no privilege). */
-int resolve_oif(ss_flow *f, secsock_error *err)
+/* The route toward dst (from src when not NULL) with the socket's mark: RTM_GETROUTE, no dump, no privilege. */
+static int route_get(ss_flow *f, const uint8_t *dst, const uint8_t *src, route_answer *ra, secsock_error *err)
 {
     uint8_t body[256];
     struct rtmsg rtm;
     size_t off = NLMSG_ALIGN(sizeof(rtm));
-    int oif = 0;
+
+    memset(ra, 0, sizeof(*ra));
+    memset(body, 0, sizeof(body));
+    memset(&rtm, 0, sizeof(rtm));
+    rtm.rtm_family = (unsigned char)f->family;
+    rtm.rtm_dst_len = (unsigned char)(addr_len(f->family) * 8);
+    memcpy(body, &rtm, sizeof(rtm));
+    add_rta(body, &off, RTA_DST, dst, addr_len(f->family));
+    if (src != NULL) {
+        add_rta(body, &off, RTA_SRC, src, addr_len(f->family));
+    }
+    if (flow_mark(f) != 0) {
+        add_rta(body, &off, RTA_MARK, &f->mark, sizeof(f->mark));
+    }
+    return nl_request(NETLINK_ROUTE, RTM_GETROUTE, NLM_F_ACK, body, off, on_route, ra, "RTM_GETROUTE", err);
+}
+
+/* The interface the flow leaves by, as the routing table says. */
+int resolve_oif(ss_flow *f, secsock_error *err)
+{
+    route_answer ra;
 
     if (f->oif >= 0) {
         return 0;
@@ -77,25 +106,60 @@ int resolve_oif(ss_flow *f, secsock_error *err)
         f->oif = f->bound_ifindex;
         return 0;
     }
-    memset(body, 0, sizeof(body));
-    memset(&rtm, 0, sizeof(rtm));
-    rtm.rtm_family = (unsigned char)f->family;
-    rtm.rtm_dst_len = (unsigned char)(addr_len(f->family) * 8);
-    memcpy(body, &rtm, sizeof(rtm));
-    add_rta(body, &off, RTA_DST, f->peer, addr_len(f->family));
-    add_rta(body, &off, RTA_SRC, f->local, addr_len(f->family));
-    if (flow_mark(f) != 0) {
-        add_rta(body, &off, RTA_MARK, &f->mark, sizeof(f->mark));
-    }
-    if (nl_request(NETLINK_ROUTE, RTM_GETROUTE, NLM_F_ACK, body, off, on_route, &oif, "RTM_GETROUTE", err) != 0) {
+    if (route_get(f, f->peer, f->local, &ra, err) != 0) {
         return -1;
     }
-    if (oif <= 0) {
+    if (ra.oif <= 0) {
         return secsock_error_set(err, SECSOCK_ERR_OS, ENETUNREACH, 0, "RTM_GETROUTE",
                                  "the routing table names no interface toward the peer");
     }
-    f->oif = oif;
+    f->oif = ra.oif;
     return 0;
+}
+
+/*
+ * The interface a selector's dev is compared with for this direction (xfrm_selector_match: sel->ifindex ==
+ * fl->flowi_oif), which is not always the route's (issue 14 review, item 3). 0 and *ifindex (0: none), or
+ * SS_DEV_UNKNOWN when it cannot be told here, or -1 on error.
+ * - IPv4 outbound: the route's device (ip_route_output_key_hash_rcu writes it into flowi4_oif before
+ *   xfrm_lookup_route).
+ * - IPv6 outbound: only what the socket set (ip6_route_output leaves flowi6_oif alone): the scope id of a
+ *   link-local peer (udpv6_sendmsg), the bound device, or for UDP IPV6_UNICAST_IF (np->ucast_oif).
+ * - Inbound, both families: decode_session4/6 take skb_dst(skb)->dev, the input route's device, which for
+ *   local delivery is loopback, or the VRF master of the address's device (ip_rt_get_dev,
+ *   ip6_rt_get_dev_rcu). The output route to the local address names the same device (RTN_LOCAL: dev_out
+ *   is the l3mdev master or loopback); when that lookup does not find it local (a VRF address, seen from
+ *   outside the VRF) the device is unknown.
+ */
+int flow_sel_dev(ss_flow *f, int dir, int *ifindex, secsock_error *err)
+{
+    int *cached = &f->sel_dev[dir == XFRM_POLICY_OUT];
+
+    if (*cached == -1) {
+        if (dir == XFRM_POLICY_OUT && f->family == AF_INET) {
+            if (resolve_oif(f, err) != 0) {
+                return -1;
+            }
+            *cached = f->oif;
+        } else if (dir == XFRM_POLICY_OUT) {
+            int ucast = 0;
+            socklen_t len = sizeof(ucast);
+            if (f->peer_scope == 0 && flow_bound_ifindex(f) == 0 &&
+                (f->proto == IPPROTO_UDP || f->proto == IPPROTO_UDPLITE) &&
+                getsockopt(f->sock, IPPROTO_IPV6, IPV6_UNICAST_IF, &ucast, &len) != 0) {
+                ucast = 0;
+            }
+            *cached = f->peer_scope != 0 ? (int)f->peer_scope : f->bound_ifindex > 0 ? f->bound_ifindex : ucast;
+        } else {
+            route_answer ra;
+            if (route_get(f, f->local, NULL, &ra, err) != 0) {
+                return -1;
+            }
+            *cached = ra.type == RTN_LOCAL && ra.oif > 0 ? ra.oif : SS_DEV_UNKNOWN;
+        }
+    }
+    *ifindex = *cached;
+    return *cached == SS_DEV_UNKNOWN ? SS_DEV_UNKNOWN : 0;
 }
 
 /* IFLA_AF_SPEC -> AF_INET -> IFLA_INET_CONF (the device's IPv4 devconf, a u32 per IPV4_DEVCONF_* - 1): the
@@ -478,6 +542,7 @@ int build_flow(const secsock_query_request *req, ss_flow *f, secsock_error *err)
 
     memset(f, 0, sizeof(*f));
     f->oif = -1;
+    f->sel_dev[0] = f->sel_dev[1] = -1;
     if (req == NULL) {
         return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "request", "no query request was given");
     }

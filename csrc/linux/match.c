@@ -1,6 +1,8 @@
 /* Matching: the policy and SAs the kernel would apply to a flow; each rule names the kernel code it mirrors, if any. */
 #include "backend_linux.h"
 
+#define SS_SEL_MAYBE 2 /* flow_sel_match: it may match (the device it names may be the flow's) */
+
 /* The policy the calling thread's last query matched per direction (index + 1, 0 for none): a test hook. */
 __thread uint32_t t_last_index[2], t_last_priority[2];
 
@@ -16,26 +18,32 @@ int ss_sel_match(const ss_sel *s, int family, const uint8_t *saddr, const uint8_
            (s->proto == 0 || s->proto == proto) && (s->ifindex == 0 || s->ifindex == oif) && family != 0;
 }
 
-/* Selector match (xfrm_selector_match), resolving the flow's interface only when a selector names one. -1 on error. */
+/*
+ * Selector match (xfrm_selector_match), resolving the device the kernel compares (flow_sel_dev) only for
+ * selectors that name one and otherwise match. 1 match, 0 none, SS_SEL_MAYBE when the selector names a
+ * device and which one the kernel compares cannot be told here, -1 on error.
+ */
 static int flow_sel_match(const ss_sel *s, ss_flow *f, int dir, secsock_error *err)
 {
     const uint8_t *sa = dir == XFRM_POLICY_OUT ? f->local : f->peer;
     const uint8_t *da = dir == XFRM_POLICY_OUT ? f->peer : f->local;
     uint16_t sp = dir == XFRM_POLICY_OUT ? f->lport : f->pport;
     uint16_t dp = dir == XFRM_POLICY_OUT ? f->pport : f->lport;
+    ss_sel t = *s;
+    int dev = 0, rc;
 
-    if (s->ifindex != 0 && f->oif < 0) {
-        /* Cheap checks first: resolve the interface only for selectors that otherwise match. */
-        ss_sel t = *s;
-        t.ifindex = 0;
-        if (!ss_sel_match(&t, f->family, sa, da, sp, dp, f->proto, 0)) {
-            return 0;
-        }
-        if (resolve_oif(f, err) != 0) {
-            return -1;
-        }
+    t.ifindex = 0;
+    if (!ss_sel_match(&t, f->family, sa, da, sp, dp, f->proto, 0)) {
+        return 0;
     }
-    return ss_sel_match(s, f->family, sa, da, sp, dp, f->proto, f->oif);
+    if (s->ifindex == 0) {
+        return 1;
+    }
+    rc = flow_sel_dev(f, dir, &dev, err);
+    if (rc != 0) {
+        return rc == SS_DEV_UNKNOWN ? SS_SEL_MAYBE : -1;
+    }
+    return s->ifindex == dev;
 }
 
 /* The hash chain of bucket bk for its i-th prefix length and destination da (masked into masked[16]). */
@@ -144,6 +152,7 @@ static const ss_policy *lookup_from(const ss_snap *s, ss_flow *f, int dir, uint3
     for (type = top_type; type >= XFRM_POLICY_TYPE_MAIN; type--) {
         const ss_bucket *bk = &s->b[bucket_of(dir, f->family, type)];
         const ss_policy *best = NULL, *doubt = NULL;
+        int doubt_kind = SS_DOUBT_MARK;
         unsigned i;
 
         if (bk->heads == NULL || bk->end == bk->start) {
@@ -175,6 +184,16 @@ static const ss_policy *lookup_from(const ss_snap *s, ss_flow *f, int dir, uint3
                 if (!m) {
                     continue;
                 }
+                if (m == SS_SEL_MAYBE && !p->unreadable && p->if_id == if_id) {
+                    /* It selects the flow if the device it names is the one the kernel compares, which is
+                     * not known here: like a mark, it makes the answer undecidable if it could win. */
+                    if (doubt == NULL || p->priority < doubt->priority ||
+                        (p->priority == doubt->priority && p->index < doubt->index)) {
+                        doubt = p;
+                        doubt_kind = SS_DOUBT_DEV;
+                    }
+                    continue;
+                }
                 /*
                  * Marks (issue 14 item 4): the kernel compares the packet's mark (xfrm_policy_match:
                  * fl->flowi_mark & pol->mark.m). Inbound that is skb->mark, which has nothing to do with
@@ -189,6 +208,7 @@ static const ss_policy *lookup_from(const ss_snap *s, ss_flow *f, int dir, uint3
                     if (doubt == NULL || p->priority < doubt->priority ||
                         (p->priority == doubt->priority && p->index < doubt->index)) {
                         doubt = p;
+                        doubt_kind = SS_DOUBT_MARK;
                     }
                     continue;
                 }
@@ -210,7 +230,7 @@ static const ss_policy *lookup_from(const ss_snap *s, ss_flow *f, int dir, uint3
         }
         if (doubt != NULL && (best == NULL || doubt->priority < best->priority ||
                               (doubt->priority == best->priority && doubt->index < best->index))) {
-            f->mark_doubt = SS_DOUBT_MARK;
+            f->mark_doubt = doubt_kind;
             return NULL;
         }
         if (best != NULL) {
@@ -357,7 +377,7 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
     j = s->saheads[sa_key_hash(t->family, t->proto, remote) & s->sahmask];
     for (; j >= 0; j = s->sanext[j]) {
         const ss_sa *a = &s->sas[j];
-        int m, addr_ok, marked = 0;
+        int m = 1, addr_ok, marked = 0;
 
         if (a->unreadable) {
             continue; /* never used (inbound_plain_sa counts it against ENCRYPTED) */
@@ -398,8 +418,9 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
         if (!addr_ok) {
             continue;
         }
-        if (marked) {
-            f->mark_doubt = SS_DOUBT_MARK; /* cleared again if an SA without a mark fits */
+        if (marked || m == SS_SEL_MAYBE) {
+            /* cleared again if an SA that surely fits is found */
+            f->mark_doubt = marked ? SS_DOUBT_MARK : SS_DOUBT_DEV;
             continue;
         }
         if (best == NULL || best->dying > a->dying || (best->dying == a->dying && best->add_time < a->add_time)) {
@@ -448,7 +469,9 @@ static void dir_clear(secsock_direction *out)
 /* The reason for a direction lookup_from or lookup_sa could not decide. */
 static uint8_t doubt_reason(const ss_flow *f)
 {
-    return f->mark_doubt == SS_DOUBT_TIE ? SECSOCK_REASON_TIE_UNDECIDABLE : SECSOCK_REASON_MARK_UNDECIDABLE;
+    return f->mark_doubt == SS_DOUBT_TIE   ? SECSOCK_REASON_TIE_UNDECIDABLE
+           : f->mark_doubt == SS_DOUBT_DEV ? SECSOCK_REASON_DEV_UNDECIDABLE
+                                           : SECSOCK_REASON_MARK_UNDECIDABLE;
 }
 
 /*
@@ -573,7 +596,7 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
                     /* The kernel holds or drops the flow until a key manager adds the SA: not protected. Or,
                      * inbound, only SAs with a mark fit: the arriving packet's mark decides (lookup_sa). */
                     dir_clear(out);
-                    v->reason = f->mark_doubt ? SECSOCK_REASON_MARK_UNDECIDABLE : SECSOCK_REASON_NO_SA;
+                    v->reason = f->mark_doubt ? doubt_reason(f) : SECSOCK_REASON_NO_SA;
                     return 0;
                 }
                 continue;
