@@ -93,6 +93,10 @@ def reason_of(result: dict[str, Any]) -> tuple[str, str]:
 
 def test_every_answer_says_why(ns: Netns) -> None:
     """Issue 14 item 8: a reason per direction, for what the backend saw (no SA can exist on this host)."""
+    # B is local too (A's /24 on lo makes the whole prefix local): its flows follow lo's settings, which
+    # would disable XFRM for them. Turned off, the policies apply as they would toward a remote peer.
+    for name in ("disable_xfrm", "disable_policy"):
+        run(*ns.exec_argv("sysctl", "-qw", f"net.ipv4.conf.lo.{name}=0"))
     esp_policies(ns, A, B, "priority", "10")  # out and in: a required ESP template without an SA
     ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "proto", "udp", "dport", "501", "dir", "out",
           "action", "block")  # fmt: skip
@@ -986,6 +990,37 @@ def test_all_interfaces_setting_disables_xfrm_for_every_flow(ns: Netns, setting:
     assert result["flags"] == 0
     assert (outbound == DISABLED) == sent_in_clear and (sent_in_clear or outbound.startswith(no_sa)), result
     assert inbound == DISABLED if setting == "disable_policy" else inbound.startswith(no_sa), result
+
+
+@pytest.mark.parametrize("peer", [A, "10.77.0.3"], ids=["own-address", "another-local-address"])
+@pytest.mark.parametrize(
+    "enabled", [(), ("disable_xfrm",), ("disable_policy",)], ids=["lo-default", "out", "in"]
+)
+def test_each_direction_follows_its_own_loopback_setting(
+    ns: Netns, peer: str, enabled: tuple[str, ...]
+) -> None:
+    """Issue 14 review, items 4 and 5: a flow between two of the host's addresses runs over lo too (the route
+    is RTN_LOCAL, its device lo), so lo's settings apply to it as to a flow to the socket's own address; the
+    backend recognised only 127.0.0.0/8 and the own address, and reported the ESP policy as applying (SECURED
+    once SAs exist) while the kernel sent in the clear. disable_xfrm decides outbound only, disable_policy
+    inbound only: each is turned off alone."""
+    ns.ip("addr", "add", "10.77.0.3/32", "dev", "lo")
+    for name in enabled:
+        run(*ns.exec_argv("sysctl", "-qw", f"net.ipv4.conf.lo.{name}=0"))
+    esp_policies(ns, A, peer)
+    before = xfrm_stat(ns, "XfrmOutNoStates")
+    send = f"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(({A!r}, 0)); "
+    send += f"s.sendto(b'x', ({peer!r}, 500))"  # from A: toward another local address the source would be it
+    subprocess.run(ns.exec_argv(sys.executable, "-c", send), capture_output=True)
+    out_disabled = "disable_xfrm" not in enabled
+    assert (xfrm_stat(ns, "XfrmOutNoStates") == before) == out_disabled, (
+        "the kernel did not follow lo's setting"
+    )
+    (result,) = ns.probe([udp(A, peer)])
+    no_sa = "no SA fits a template the policy requires"
+    outbound, inbound = reason_of(result)
+    assert outbound == DISABLED if out_disabled else outbound.startswith(no_sa), result
+    assert inbound == DISABLED if "disable_policy" not in enabled else inbound.startswith(no_sa), result
 
 
 @pytest.mark.parametrize("disabled", [True, False], ids=["lo-default", "lo-xfrm-enabled"])

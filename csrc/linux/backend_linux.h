@@ -251,7 +251,9 @@ typedef struct {
     int sel_dev[2];        /* flow_sel_dev: [0] in, [1] out; -1 until needed, SS_DEV_UNKNOWN */
     uint32_t peer_scope;   /* peer='s IPv6 scope id, for a peer that needs one (link-local); else 0 */
     int lo_conf;           /* flow_xfrm_disabled: SS_CONF_*_READ of what was read, SS_LO_* set by `all` */
-    int lo_lo_conf;        /* flow_xfrm_disabled: SS_LO_* of loopback's own IPv4 devconf, once read */
+    int lo_lo_conf;        /* flow_xfrm_disabled: SS_LO_* of local_dev's own IPv4 devconf, once read */
+    int local_dev;         /* flow_xfrm_disabled: 0 unread; the device (lo, a VRF) a local peer is reached
+                            * by; -1 the peer is not one of the host's addresses */
     int mark_doubt;        /* SS_DOUBT_*: lookup_policy could not decide (a packet mark, a priority tie) */
 } ss_flow;
 

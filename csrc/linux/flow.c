@@ -309,9 +309,9 @@ static int sysctl_flag(const char *path, secsock_error *err)
  * device's or `all`'s. Outbound, __mkroute_output gives the route DST_NOXFRM from IN_DEV_ORCONF(NOXFRM) of
  * its output device, so all.disable_xfrm bypasses XFRM for every IPv4 flow (xfrm_lookup); inbound,
  * ip_rcv_finish_core sets IPSKB_NOPOLICY from IN_DEV_ORCONF(NOPOLICY) of the arriving device, which
- * xfrm_policy_check honours. Of the devices only loopback is read: an IPv4 flow to 127.0.0.0/8 or to the
- * socket's own address runs over lo, which has both set by default; other devices' settings would need a
- * route lookup per query. IPv6 has no disable_xfrm; inbound, addrconf_f6i_alloc gives a local address's
+ * xfrm_policy_check honours. Of the devices only loopback is read: an IPv4 flow to 127.0.0.0/8, to the
+ * socket's own address or to another of the host's addresses runs over lo, which has both set by default;
+ * other devices' settings would need a link lookup per query besides the route's. IPv6 has no disable_xfrm; inbound, addrconf_f6i_alloc gives a local address's
  * route DST_NOPOLICY from all.disable_policy or its device's: `all` is read, the device's is not.
  * 1 yes, 0 no, -1 on error (a setting could not be read). Read once per query and direction.
  */
@@ -333,9 +333,30 @@ int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err)
         }
         f->lo_conf |= read_bit | (v ? bit : 0);
     }
-    if ((f->lo_conf & bit) || f->family != AF_INET ||
-        (f->peer[0] != 127 && !addr_eq(f->peer, f->local, AF_INET))) {
+    if ((f->lo_conf & bit) || f->family != AF_INET) {
         return (f->lo_conf & bit) != 0;
+    }
+    if (f->local_dev == 0) {
+        /* Loopback is always device 1 in its namespace (LOOPBACK_IFINDEX). A peer that is another of the
+         * host's addresses is reached over it too (issue 14 review, item 4): the route is RTN_LOCAL and
+         * its device lo, or a VRF's master (ip_route_output_key_hash_rcu: dev_out = l3mdev master or
+         * loopback_dev), whose settings then apply both ways. Asked only here: a flow that a policy
+         * with templates selects. */
+        f->local_dev = -1;
+        if (f->peer[0] == 127 || addr_eq(f->peer, f->local, AF_INET)) {
+            f->local_dev = 1;
+        } else {
+            route_answer ra;
+            if (route_get(f, f->peer, f->local, &ra, err) != 0) {
+                return -1;
+            }
+            if (ra.type == RTN_LOCAL && ra.oif > 0) {
+                f->local_dev = ra.oif;
+            }
+        }
+    }
+    if (f->local_dev < 0) {
+        return 0; /* a peer elsewhere: other devices' settings are not read (README) */
     }
     if (!(f->lo_conf & SS_CONF_LO_READ)) {
         struct ifinfomsg ifi;
@@ -343,7 +364,7 @@ int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err)
         memset(&ifi, 0, sizeof(ifi));
         memset(&li, 0, sizeof(li));
         ifi.ifi_family = AF_UNSPEC;
-        ifi.ifi_index = 1; /* loopback is always device 1 in its namespace (LOOPBACK_IFINDEX) */
+        ifi.ifi_index = f->local_dev;
         if (nl_request(NETLINK_ROUTE, RTM_GETLINK, NLM_F_ACK, &ifi, sizeof(ifi), on_link, &li, "RTM_GETLINK",
                        err) != 0) {
             return -1;

@@ -93,6 +93,8 @@ int cmd_synthetic(const char *name)
     f.pport = htons(500);
     f.mark_read = 1; /* SO_MARK 0, without a socket */
     f.oif = 1;       /* no route lookup from a synthetic flow */
+    f.local_dev = -1; /* nor one for whether the peer is local (flow_xfrm_disabled) */
+    f.lo_conf = SS_CONF_OUT_READ | SS_CONF_IN_READ; /* `all`'s settings read as off, whatever the host's */
     if (strcmp(name, "sa-dir-in-best") == 0) {
         ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         ss_sa older = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 100, 0);
