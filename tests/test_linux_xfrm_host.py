@@ -946,12 +946,22 @@ def test_a_link_local_peer_keeps_its_scope(ns: Netns) -> None:
     finding the source address failed (connect() to a link-local address without a scope: EINVAL). The kernel
     sends by the scope's interface (udpv6_sendmsg: flowi6_oif = sin6_scope_id), which a selector naming a
     device is matched against (xfrm_selector_match: sel->ifindex == fl->flowi_oif)."""
-    ns.ip("addr", "add", "fe80::1/64", "dev", "lo", "nodad")
-    ns.ip("xfrm", "policy", "add", "src", "fe80::1", "dst", "fe80::2", "dev", "lo", "dir", "out",
+    ns.ip("link", "add", "vs", "type", "veth", "peer", "name", "vs-peer")
+    ns.ip("addr", "add", "fe80::1/64", "dev", "vs", "nodad")
+    ns.ip("link", "set", "vs", "up")
+    ns.ip("addr", "add", "fe80::1/64", "dev", "lo", "nodad")  # a second route to fe80::/64, by lo
+    ns.ip("xfrm", "policy", "add", "src", "fe80::1", "dst", "fe80::2", "dev", "vs", "dir", "out",
           "tmpl", "proto", "esp", "mode", "transport")  # fmt: skip
-    (result,) = ns.probe([{"op": "udp", "name": "s", "local": "::", "peer": "fe80::2%lo", "port": 500}])
+    ns.ip("xfrm", "policy", "add", "src", "fe80::1", "dst", "fe80::2", "dev", "lo", "dir", "out",
+          "priority", "1", "action", "block")  # fmt: skip
+    (result,) = ns.probe([{"op": "udp", "name": "s", "local": "::", "peer": "fe80::2%vs", "port": 500}])
     assert "error" not in result, result
     assert reason_of(result)[0].startswith("no SA fits a template the policy requires"), result
+    # A multicast peer of the reserved scope 0 needs no scope id (__ipv6_addr_needs_scope_id): the kernel
+    # ignores the one given, so a selector naming that device does not match.
+    ns.ip("xfrm", "policy", "add", "dst", "ff00::1", "dev", "vs", "dir", "out", "action", "block")
+    (result,) = ns.probe([{"op": "udp", "name": "s", "local": "fd77::1", "peer": "ff00::1%vs", "port": 500}])
+    assert reason_of(result)[0] == "no XFRM policy selects the flow", result
 
 
 DISABLED = (

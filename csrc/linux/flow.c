@@ -142,11 +142,12 @@ int flow_sel_dev(ss_flow *f, int dir, int *ifindex, secsock_error *err)
             }
             *cached = f->oif;
         } else if (dir == XFRM_POLICY_OUT) {
-            int ucast = 0;
+            int ucast = 0; /* udpv6_sendmsg: np->mcast_oif toward a multicast peer, else np->ucast_oif */
             socklen_t len = sizeof(ucast);
             if (f->peer_scope == 0 && flow_bound_ifindex(f) == 0 &&
                 (f->proto == IPPROTO_UDP || f->proto == IPPROTO_UDPLITE) &&
-                getsockopt(f->sock, IPPROTO_IPV6, IPV6_UNICAST_IF, &ucast, &len) != 0) {
+                getsockopt(f->sock, IPPROTO_IPV6, f->peer[0] == 0xff ? IPV6_MULTICAST_IF : IPV6_UNICAST_IF,
+                           &ucast, &len) != 0) {
                 ucast = 0;
             }
             *cached = f->peer_scope != 0 ? (int)f->peer_scope : f->bound_ifindex > 0 ? f->bound_ifindex : ucast;
@@ -688,11 +689,12 @@ int build_flow(const secsock_query_request *req, ss_flow *f, secsock_error *err)
         memset(peer16, 0, sizeof(peer16));
         memcpy(peer16, req->peer.addr, addr_len(family));
         f->pport = htons(req->peer.port);
-        /* The scope of a link-local (or link-scope multicast) peer names the interface the kernel sends by.
+        /* The scope of a link-local (or interface- or link-scope multicast: __ipv6_addr_needs_scope_id; scope
+         * 0 is reserved and needs none) peer names the interface the kernel sends by.
          * A connected socket needs none: connecting to such a peer bound it to that device
          * (ip6_datagram_connect, tcp_v6_connect), which SO_BINDTOIFINDEX reports. */
         if (family == AF_INET6 && ((peer16[0] == 0xfe && (peer16[1] & 0xc0) == 0x80) ||
-                                   (peer16[0] == 0xff && (peer16[1] & 0x0f) <= 2))) {
+                                   (peer16[0] == 0xff && (peer16[1] & 0x0f) >= 1 && (peer16[1] & 0x0f) <= 2))) {
             f->peer_scope = req->peer.scope_id;
         }
     } else if (kind.type == SECSOCK_TYPE_DGRAM) {
