@@ -312,8 +312,9 @@ static int sysctl_flag(const char *path, secsock_error *err)
  * ip_rcv_finish_core sets IPSKB_NOPOLICY from IN_DEV_ORCONF(NOPOLICY) of the arriving device, which
  * xfrm_policy_check honours. Of the devices only loopback is read: an IPv4 flow to 127.0.0.0/8, to the
  * socket's own address or to another of the host's addresses runs over lo, which has both set by default;
- * other devices' settings would need a link lookup per query besides the route's. IPv6 has no disable_xfrm; inbound, addrconf_f6i_alloc gives a local address's
- * route DST_NOPOLICY from all.disable_policy or its device's: `all` is read, the device's is not.
+ * other devices' settings would need a link lookup per query besides the route's. IPv6 has no disable_xfrm;
+ * inbound, addrconf_f6i_alloc gives a local address's route DST_NOPOLICY from all.disable_policy or its
+ * device's: `all` is read, the device's is not.
  * 1 yes, 0 no, -1 on error (a setting could not be read). Read once per query and direction.
  */
 int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err)

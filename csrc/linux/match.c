@@ -508,10 +508,22 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
         /* Routed through an XFRM interface: the socket's packet is looked up with if_id 0 first
          * (xfrm_lookup_route -> xfrm_lookup_with_ifid(..., 0)); only when that leaves it untransformed (no
          * policy, or a bypass) does the interface look it up again with its own if_id (xfrmi_xmit2). Inbound
-         * uses the interface's if_id only (__xfrm_policy_check asks the interface for it). */
-        pol = lookup_policy(s, f, dir, if_id, &rc, err);
-        if (rc != 0) {
-            return -1;
+         * uses the interface's if_id only (__xfrm_policy_check asks the interface for it). A sub bypass is
+         * bundled with its main policy first (xfrm_expand_policies): a main block or templates there
+         * block or transform the packet, and there is no second lookup. */
+        const ss_policy *main_pol = NULL;
+        if (pol != NULL && pol->type == XFRM_POLICY_TYPE_SUB) {
+            main_pol = lookup_from(s, f, dir, 0, XFRM_POLICY_TYPE_MAIN, &rc, err);
+            if (rc != 0) {
+                return -1;
+            }
+        }
+        if (!f->mark_doubt &&
+            (main_pol == NULL || (main_pol->action != XFRM_POLICY_BLOCK && main_pol->ntmpl == 0))) {
+            pol = lookup_policy(s, f, dir, if_id, &rc, err);
+            if (rc != 0) {
+                return -1;
+            }
         }
     }
     t_last_index[dir] = pol != NULL ? pol->index + 1 : 0;
