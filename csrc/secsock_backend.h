@@ -134,7 +134,9 @@ enum {
     SECSOCK_REASON_NOT_ENCRYPTING,  /* protected, but an SA it uses or accepts does not encrypt */
     SECSOCK_REASON_MARK_UNDECIDABLE, /* a policy (or inbound the only fitting SAs) has a mark: the packet's decides */
     SECSOCK_REASON_SA_WRONG_DIR,    /* outbound, the SA the kernel picks is an inbound one: it drops the flow */
-    SECSOCK_REASON_XFRM_DISABLED,   /* loopback's disable_xfrm (out) / disable_policy (in): no XFRM at all */
+    SECSOCK_REASON_XFRM_DISABLED,   /* disable_xfrm (out) / disable_policy (in) of `all` or lo: no XFRM at all */
+    SECSOCK_REASON_TIE_UNDECIDABLE, /* policies of the best priority differ: the kernel's order among them decides */
+    SECSOCK_REASON_DEV_UNDECIDABLE, /* a selector names a device; which one the kernel compares is unknown (VRF) */
     SECSOCK_REASON_COUNT
 };
 

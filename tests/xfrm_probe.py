@@ -3,7 +3,8 @@ tests: makes sockets, asks secsock.query about them and prints one ``RESULT {jso
 
 STEPS_JSON is a list of steps, run in order in this one process (so later queries use the snapshot that
 earlier ones built):
-  {"op": "udp", "name": N, "local": ADDR, "peer": ADDR, "port": P, "connect": bool, "sport": P, "mark": M}
+  {"op": "udp", "name": N, "local": ADDR, "peer": ADDR, "port": P, "connect": bool, "sport": P, "mark": M,
+   "device": IFNAME}                                    (device: SO_BINDTODEVICE)
   {"op": "query", "name": N, "peer": [ADDR, P] | null}   query a socket made earlier
   {"op": "run", "argv": [...]}                          a command (ip xfrm ...) that must succeed
   {"op": "tcp-serve", "addr": ADDR, "port": P}          accept one client, query the accepted socket,
@@ -80,6 +81,8 @@ def main() -> None:
             s = socket.socket(family_of(step["peer"]), socket.SOCK_DGRAM)
             if step.get("mark"):
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, step["mark"])
+            if step.get("device"):
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, step["device"].encode())
             s.bind((step.get("local", "0.0.0.0" if ":" not in step["peer"] else "::"), step.get("sport", 0)))
             peer = (step["peer"], step["port"])
             if step.get("connect"):

@@ -252,10 +252,16 @@ typedef struct {
     int if_id_known;       /* if_id below was resolved */
     uint32_t if_id;        /* the if_id of the XFRM interface the flow is routed through, 0 for none */
     int oif;               /* the interface toward the peer; -1 until needed and resolved */
+    int sel_dev[2];        /* flow_sel_dev: [0] in, [1] out; -1 until needed, SS_DEV_UNKNOWN */
     uint32_t peer_scope;   /* peer='s IPv6 scope id, for a peer that needs one (link-local); else 0 */
-    int lo_conf;           /* loopback's IPv4 devconf (flow_xfrm_disabled): 0 unread, else 1 | SS_LO_* */
-    int mark_doubt;        /* lookup_policy: the policy depends on a packet mark the backend cannot see */
+    int lo_conf;           /* flow_xfrm_disabled: SS_CONF_*_READ of what was read, SS_LO_* set by `all` */
+    int lo_lo_conf;        /* flow_xfrm_disabled: SS_LO_* of local_dev's own IPv4 devconf, once read */
+    int local_dev;         /* flow_xfrm_disabled: 0 unread; the device (lo, a VRF) a local peer is reached
+                            * by; -1 the peer is not one of the host's addresses */
+    int mark_doubt;        /* SS_DOUBT_*: lookup_policy could not decide (a packet mark, a priority tie) */
 } ss_flow;
+
+enum { SS_DOUBT_NONE = 0, SS_DOUBT_MARK = 1, SS_DOUBT_TIE = 2, SS_DOUBT_DEV = 3 }; /* ss_flow.mark_doubt */
 
 typedef struct {
     int protected_;
@@ -424,8 +430,13 @@ static inline uint32_t flow_mark(ss_flow *f)
 }
 int resolve_oif(ss_flow *f, secsock_error *err);
 int resolve_if_id(ss_flow *f, secsock_error *err);
+#define SS_DEV_UNKNOWN (-2) /* flow_sel_dev: the device a selector is compared with cannot be told */
+int flow_sel_dev(ss_flow *f, int dir, int *ifindex, secsock_error *err);
 #define SS_LO_NOXFRM 2   /* disable_xfrm */
 #define SS_LO_NOPOLICY 4 /* disable_policy */
+#define SS_CONF_OUT_READ 8  /* ss_flow.lo_conf: `all`'s disable_xfrm was read */
+#define SS_CONF_IN_READ 16  /* ss_flow.lo_conf: `all`'s disable_policy was read */
+#define SS_CONF_LO_READ 32  /* ss_flow.lo_conf: loopback's devconf was read (into lo_lo_conf) */
 int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err);
 /* f borrows req's socket (f->sock): never closed here. */
 int build_flow(const secsock_query_request *req, ss_flow *f, secsock_error *err);

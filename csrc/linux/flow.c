@@ -1,6 +1,7 @@
 /* The flow of a socket: its facts (cached per socket cookie), addresses, route interface and XFRM interface. */
 #include "backend_linux.h"
 
+#include <fcntl.h>
 #include <linux/ip.h> /* IPV4_DEVCONF_* */
 
 /*
@@ -22,9 +23,16 @@ static int flow_bound_ifindex(ss_flow *f)
     return f->bound_ifindex;
 }
 
+typedef struct {
+    int oif;           /* RTA_OIF */
+    unsigned char type; /* rtm_type: RTN_LOCAL for an address of this host */
+} route_answer;
+
 static int on_route(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
 {
-    int *oif = vctx;
+    route_answer *ra = vctx;
+    int *oif = &ra->oif;
+    struct rtmsg rtm;
     attr_iter it;
     uint16_t at;
     const uint8_t *data;
@@ -35,6 +43,8 @@ static int on_route(void *vctx, uint16_t type, uint16_t flags, const void *paylo
     if (type != RTM_NEWROUTE || len < sizeof(struct rtmsg)) {
         return 0;
     }
+    memcpy(&rtm, payload, sizeof(rtm));
+    ra->type = rtm.rtm_type;
     it.p = (const uint8_t *)payload + NLMSG_ALIGN(sizeof(struct rtmsg));
     it.left = len > NLMSG_ALIGN(sizeof(struct rtmsg)) ? len - NLMSG_ALIGN(sizeof(struct rtmsg)) : 0;
     while ((r = attr_next(&it, &at, &data, &dlen)) > 0) {
@@ -55,13 +65,33 @@ static void add_rta(uint8_t *buf, size_t *off, uint16_t type, const void *data, 
     *off += RTA_SPACE(dlen);
 }
 
-/* The interface the flow leaves by, as the routing table says (RTM_GETROUTE, no dump, no privilege). */
-int resolve_oif(ss_flow *f, secsock_error *err)
+/* The route toward dst (from src when not NULL) with the socket's mark: RTM_GETROUTE, no dump, no privilege. */
+static int route_get(ss_flow *f, const uint8_t *dst, const uint8_t *src, route_answer *ra, secsock_error *err)
 {
     uint8_t body[256];
     struct rtmsg rtm;
     size_t off = NLMSG_ALIGN(sizeof(rtm));
-    int oif = 0;
+
+    memset(ra, 0, sizeof(*ra));
+    memset(body, 0, sizeof(body));
+    memset(&rtm, 0, sizeof(rtm));
+    rtm.rtm_family = (unsigned char)f->family;
+    rtm.rtm_dst_len = (unsigned char)(addr_len(f->family) * 8);
+    memcpy(body, &rtm, sizeof(rtm));
+    add_rta(body, &off, RTA_DST, dst, addr_len(f->family));
+    if (src != NULL) {
+        add_rta(body, &off, RTA_SRC, src, addr_len(f->family));
+    }
+    if (flow_mark(f) != 0) {
+        add_rta(body, &off, RTA_MARK, &f->mark, sizeof(f->mark));
+    }
+    return nl_request(NETLINK_ROUTE, RTM_GETROUTE, NLM_F_ACK, body, off, on_route, ra, "RTM_GETROUTE", err);
+}
+
+/* The interface the flow leaves by, as the routing table says. */
+int resolve_oif(ss_flow *f, secsock_error *err)
+{
+    route_answer ra;
 
     if (f->oif >= 0) {
         return 0;
@@ -76,25 +106,61 @@ int resolve_oif(ss_flow *f, secsock_error *err)
         f->oif = f->bound_ifindex;
         return 0;
     }
-    memset(body, 0, sizeof(body));
-    memset(&rtm, 0, sizeof(rtm));
-    rtm.rtm_family = (unsigned char)f->family;
-    rtm.rtm_dst_len = (unsigned char)(addr_len(f->family) * 8);
-    memcpy(body, &rtm, sizeof(rtm));
-    add_rta(body, &off, RTA_DST, f->peer, addr_len(f->family));
-    add_rta(body, &off, RTA_SRC, f->local, addr_len(f->family));
-    if (flow_mark(f) != 0) {
-        add_rta(body, &off, RTA_MARK, &f->mark, sizeof(f->mark));
-    }
-    if (nl_request(NETLINK_ROUTE, RTM_GETROUTE, NLM_F_ACK, body, off, on_route, &oif, "RTM_GETROUTE", err) != 0) {
+    if (route_get(f, f->peer, f->local, &ra, err) != 0) {
         return -1;
     }
-    if (oif <= 0) {
+    if (ra.oif <= 0) {
         return secsock_error_set(err, SECSOCK_ERR_OS, ENETUNREACH, 0, "RTM_GETROUTE",
                                  "the routing table names no interface toward the peer");
     }
-    f->oif = oif;
+    f->oif = ra.oif;
     return 0;
+}
+
+/*
+ * The interface a selector's dev is compared with for this direction (xfrm_selector_match: sel->ifindex ==
+ * fl->flowi_oif), which is not always the route's (issue 14 review, item 3). 0 and *ifindex (0: none), or
+ * SS_DEV_UNKNOWN when it cannot be told here, or -1 on error.
+ * - IPv4 outbound: the route's device (ip_route_output_key_hash_rcu writes it into flowi4_oif before
+ *   xfrm_lookup_route).
+ * - IPv6 outbound: only what the socket set (ip6_route_output leaves flowi6_oif alone): the scope id of a
+ *   link-local peer (udpv6_sendmsg), the bound device, or for UDP IPV6_UNICAST_IF (np->ucast_oif).
+ * - Inbound, both families: decode_session4/6 take skb_dst(skb)->dev, the input route's device, which for
+ *   local delivery is loopback, or the VRF master of the address's device (ip_rt_get_dev,
+ *   ip6_rt_get_dev_rcu). The output route to the local address names the same device (RTN_LOCAL: dev_out
+ *   is the l3mdev master or loopback); when that lookup does not find it local (a VRF address, seen from
+ *   outside the VRF) the device is unknown.
+ */
+int flow_sel_dev(ss_flow *f, int dir, int *ifindex, secsock_error *err)
+{
+    int *cached = &f->sel_dev[dir == XFRM_POLICY_OUT];
+
+    if (*cached == -1) {
+        if (dir == XFRM_POLICY_OUT && f->family == AF_INET) {
+            if (resolve_oif(f, err) != 0) {
+                return -1;
+            }
+            *cached = f->oif;
+        } else if (dir == XFRM_POLICY_OUT) {
+            int ucast = 0; /* udpv6_sendmsg: np->mcast_oif toward a multicast peer, else np->ucast_oif */
+            socklen_t len = sizeof(ucast);
+            if (f->peer_scope == 0 && flow_bound_ifindex(f) == 0 &&
+                (f->proto == IPPROTO_UDP || f->proto == IPPROTO_UDPLITE) &&
+                getsockopt(f->sock, IPPROTO_IPV6, f->peer[0] == 0xff ? IPV6_MULTICAST_IF : IPV6_UNICAST_IF,
+                           &ucast, &len) != 0) {
+                ucast = 0;
+            }
+            *cached = f->peer_scope != 0 ? (int)f->peer_scope : f->bound_ifindex > 0 ? f->bound_ifindex : ucast;
+        } else {
+            route_answer ra;
+            if (route_get(f, f->local, NULL, &ra, err) != 0) {
+                return -1;
+            }
+            *cached = ra.type == RTN_LOCAL && ra.oif > 0 ? ra.oif : SS_DEV_UNKNOWN;
+        }
+    }
+    *ifindex = *cached;
+    return *cached == SS_DEV_UNKNOWN ? SS_DEV_UNKNOWN : 0;
 }
 
 /* IFLA_AF_SPEC -> AF_INET -> IFLA_INET_CONF (the device's IPv4 devconf, a u32 per IPV4_DEVCONF_* - 1): the
@@ -213,34 +279,102 @@ int resolve_if_id(ss_flow *f, secsock_error *err)
     return 0;
 }
 
+/* A boolean sysctl of the calling thread's network namespace (/proc/sys/net follows the reading thread's
+ * namespace; thread_ns_ok has checked it is the socket's): 1 set, 0 not, -1 on error. */
+static int sysctl_flag(const char *path, secsock_error *err)
+{
+    char buf[16];
+    ssize_t n;
+    int fd;
+
+    if (thread_ns_ok("open(/proc/sys/net)", err) != 0) {
+        return -1;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        /* No such setting (IPv6 disabled, or a kernel without it): nothing is disabled by it. */
+        return errno == ENOENT ? 0 : os_error(err, errno, "open", path);
+    }
+    n = read(fd, buf, sizeof(buf) - 1);
+    (void)close(fd);
+    if (n <= 0) {
+        return n < 0 ? os_error(err, errno, "read", path)
+                     : secsock_error_set(err, SECSOCK_ERR_OS, EIO, 0, "read", "%s is empty", path);
+    }
+    buf[n] = '\0';
+    return atoi(buf) != 0;
+}
+
 /*
- * Does the kernel bypass XFRM for this direction of the flow? Only loopback is checked: an IPv4 flow to
- * 127.0.0.0/8 or to the socket's own address is routed by lo (a local route), and lo has disable_xfrm and
- * disable_policy set by default. The kernel then skips the output lookup (xfrm_lookup: DST_NOXFRM, set by
- * rt_dst_alloc from IN_DEV_CONF NOXFRM) and the input policy check (xfrm_policy_check: IPSKB_NOPOLICY /
- * DST_NOPOLICY from NOPOLICY). Other devices' settings would need a route lookup per query: not read.
- * IPv6 has no disable_xfrm, and lo's IPv6 disable_policy is off by default: not read either.
- * 1 yes, 0 no, -1 on error (lo's settings could not be read).
+ * Does the kernel bypass XFRM for this direction of the flow? IPv4 reads each setting as IN_DEV_ORCONF: the
+ * device's or `all`'s. Outbound, __mkroute_output gives the route DST_NOXFRM from IN_DEV_ORCONF(NOXFRM) of
+ * its output device, so all.disable_xfrm bypasses XFRM for every IPv4 flow (xfrm_lookup); inbound,
+ * ip_rcv_finish_core sets IPSKB_NOPOLICY from IN_DEV_ORCONF(NOPOLICY) of the arriving device, which
+ * xfrm_policy_check honours. Of the devices only loopback is read: an IPv4 flow to 127.0.0.0/8, to the
+ * socket's own address or to another of the host's addresses runs over lo, which has both set by default;
+ * other devices' settings would need a link lookup per query besides the route's. IPv6 has no disable_xfrm;
+ * inbound, addrconf_f6i_alloc gives a local address's route DST_NOPOLICY from all.disable_policy or its
+ * device's: `all` is read, the device's is not.
+ * 1 yes, 0 no, -1 on error (a setting could not be read). Read once per query and direction.
  */
 int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err)
 {
-    if (f->family != AF_INET || (f->peer[0] != 127 && !addr_eq(f->peer, f->local, AF_INET))) {
+    int out = dir == XFRM_POLICY_OUT, bit = out ? SS_LO_NOXFRM : SS_LO_NOPOLICY;
+    int read_bit = out ? SS_CONF_OUT_READ : SS_CONF_IN_READ, v;
+
+    if (f->family == AF_INET6 && out) {
         return 0;
     }
-    if (f->lo_conf == 0) {
+    if (!(f->lo_conf & read_bit)) {
+        v = sysctl_flag(f->family == AF_INET6 ? "/proc/sys/net/ipv6/conf/all/disable_policy"
+                        : out                 ? "/proc/sys/net/ipv4/conf/all/disable_xfrm"
+                                              : "/proc/sys/net/ipv4/conf/all/disable_policy",
+                        err);
+        if (v < 0) {
+            return -1;
+        }
+        f->lo_conf |= read_bit | (v ? bit : 0);
+    }
+    if ((f->lo_conf & bit) || f->family != AF_INET) {
+        return (f->lo_conf & bit) != 0;
+    }
+    if (f->local_dev == 0) {
+        /* Loopback is always device 1 in its namespace (LOOPBACK_IFINDEX). A peer that is another of the
+         * host's addresses is reached over it too (issue 14 review, item 4): the route is RTN_LOCAL and
+         * its device lo, or a VRF's master (ip_route_output_key_hash_rcu: dev_out = l3mdev master or
+         * loopback_dev), whose settings then apply both ways. Asked only here: a flow that a policy
+         * with templates selects. */
+        f->local_dev = -1;
+        if (f->peer[0] == 127 || addr_eq(f->peer, f->local, AF_INET)) {
+            f->local_dev = 1;
+        } else {
+            route_answer ra;
+            if (route_get(f, f->peer, f->local, &ra, err) != 0) {
+                return -1;
+            }
+            if (ra.type == RTN_LOCAL && ra.oif > 0) {
+                f->local_dev = ra.oif;
+            }
+        }
+    }
+    if (f->local_dev < 0) {
+        return 0; /* a peer elsewhere: other devices' settings are not read (README) */
+    }
+    if (!(f->lo_conf & SS_CONF_LO_READ)) {
         struct ifinfomsg ifi;
         link_info li;
         memset(&ifi, 0, sizeof(ifi));
         memset(&li, 0, sizeof(li));
         ifi.ifi_family = AF_UNSPEC;
-        ifi.ifi_index = 1; /* loopback is always device 1 in its namespace */
+        ifi.ifi_index = f->local_dev;
         if (nl_request(NETLINK_ROUTE, RTM_GETLINK, NLM_F_ACK, &ifi, sizeof(ifi), on_link, &li, "RTM_GETLINK",
                        err) != 0) {
             return -1;
         }
-        f->lo_conf = 1 | li.inet_conf;
+        f->lo_conf |= SS_CONF_LO_READ;
+        f->lo_lo_conf = li.inet_conf;
     }
-    return (f->lo_conf & (dir == XFRM_POLICY_OUT ? SS_LO_NOXFRM : SS_LO_NOPOLICY)) != 0;
+    return (f->lo_lo_conf & bit) != 0;
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
@@ -431,6 +565,7 @@ int build_flow(const secsock_query_request *req, ss_flow *f, secsock_error *err)
 
     memset(f, 0, sizeof(*f));
     f->oif = -1;
+    f->sel_dev[0] = f->sel_dev[1] = -1;
     if (req == NULL) {
         return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "request", "no query request was given");
     }
@@ -555,11 +690,12 @@ int build_flow(const secsock_query_request *req, ss_flow *f, secsock_error *err)
         memset(peer16, 0, sizeof(peer16));
         memcpy(peer16, req->peer.addr, addr_len(family));
         f->pport = htons(req->peer.port);
-        /* The scope of a link-local (or link-scope multicast) peer names the interface the kernel sends by.
+        /* The scope of a link-local (or interface- or link-scope multicast: __ipv6_addr_needs_scope_id; scope
+         * 0 is reserved and needs none) peer names the interface the kernel sends by.
          * A connected socket needs none: connecting to such a peer bound it to that device
          * (ip6_datagram_connect, tcp_v6_connect), which SO_BINDTOIFINDEX reports. */
         if (family == AF_INET6 && ((peer16[0] == 0xfe && (peer16[1] & 0xc0) == 0x80) ||
-                                   (peer16[0] == 0xff && (peer16[1] & 0x0f) <= 2))) {
+                                   (peer16[0] == 0xff && (peer16[1] & 0x0f) >= 1 && (peer16[1] & 0x0f) <= 2))) {
             f->peer_scope = req->peer.scope_id;
         }
     } else if (kind.type == SECSOCK_TYPE_DGRAM) {

@@ -1,6 +1,8 @@
 /* Matching: the policy and SAs the kernel would apply to a flow; each rule names the kernel code it mirrors, if any. */
 #include "backend_linux.h"
 
+#define SS_SEL_MAYBE 2 /* flow_sel_match: it may match (the device it names may be the flow's) */
+
 /* The policy the calling thread's last query matched per direction (index + 1, 0 for none): a test hook. */
 __thread uint32_t t_last_index[2], t_last_priority[2];
 
@@ -16,26 +18,122 @@ int ss_sel_match(const ss_sel *s, int family, const uint8_t *saddr, const uint8_
            (s->proto == 0 || s->proto == proto) && (s->ifindex == 0 || s->ifindex == oif) && family != 0;
 }
 
-/* Selector match (xfrm_selector_match), resolving the flow's interface only when a selector names one. -1 on error. */
+/*
+ * Selector match (xfrm_selector_match), resolving the device the kernel compares (flow_sel_dev) only for
+ * selectors that name one and otherwise match. 1 match, 0 none, SS_SEL_MAYBE when the selector names a
+ * device and which one the kernel compares cannot be told here, -1 on error.
+ */
 static int flow_sel_match(const ss_sel *s, ss_flow *f, int dir, secsock_error *err)
 {
     const uint8_t *sa = dir == XFRM_POLICY_OUT ? f->local : f->peer;
     const uint8_t *da = dir == XFRM_POLICY_OUT ? f->peer : f->local;
     uint16_t sp = dir == XFRM_POLICY_OUT ? f->lport : f->pport;
     uint16_t dp = dir == XFRM_POLICY_OUT ? f->pport : f->lport;
+    ss_sel t = *s;
+    int dev = 0, rc;
 
-    if (s->ifindex != 0 && f->oif < 0) {
-        /* Cheap checks first: resolve the interface only for selectors that otherwise match. */
-        ss_sel t = *s;
-        t.ifindex = 0;
-        if (!ss_sel_match(&t, f->family, sa, da, sp, dp, f->proto, 0)) {
+    t.ifindex = 0;
+    if (!ss_sel_match(&t, f->family, sa, da, sp, dp, f->proto, 0)) {
+        return 0;
+    }
+    if (s->ifindex == 0) {
+        return 1;
+    }
+    rc = flow_sel_dev(f, dir, &dev, err);
+    if (rc != 0) {
+        return rc == SS_DEV_UNKNOWN ? SS_SEL_MAYBE : -1;
+    }
+    return s->ifindex == dev;
+}
+
+/* The hash chain of bucket bk for its i-th prefix length and destination da (masked into masked[16]). */
+static int32_t chain_of(const ss_bucket *bk, unsigned i, const uint8_t *da, int family, uint8_t *masked)
+{
+    mask_addr(masked, da, bk->plens[i], family);
+    return bk->heads[pol_key_hash(bk->plens[i], masked, family) & bk->hmask];
+}
+
+/* Is p, met in that chain, a policy of its prefix length and masked destination (not a hash collision)? */
+static int in_chain(const ss_policy *p, uint8_t plen, const uint8_t *masked, int family)
+{
+    uint8_t pm[16];
+    if (p->sel.prefixlen_d != plen) {
+        return 0;
+    }
+    mask_addr(pm, p->sel.daddr, p->sel.prefixlen_d, family);
+    return memcmp(pm, masked, 16) == 0;
+}
+
+/* The error for a policy secsock cannot read that may be the one the kernel applies (issue 14 item 2). */
+static void unreadable_error(const ss_policy *p, secsock_error *err)
+{
+    secsock_error_set(err, SECSOCK_ERR_OS, EBADMSG, 0, "XFRM_MSG_GETPOLICY",
+                      "an XFRM policy (index %u) that secsock cannot read selects this flow", (unsigned)p->index);
+}
+
+/* Would the kernel do the same with either policy? Same action, mark and templates (the selector, priority and
+ * if_id already agree where this is asked): then which of two tied policies wins decides nothing. */
+static int pol_equivalent(const ss_policy *a, const ss_policy *b)
+{
+    int i;
+    if (a->action != b->action || a->ntmpl != b->ntmpl || a->mark_v != b->mark_v || a->mark_m != b->mark_m ||
+        a->if_id != b->if_id || a->unreadable || b->unreadable) {
+        return 0;
+    }
+    for (i = 0; i < a->ntmpl; i++) {
+        const ss_tmpl *x = &a->tmpl[i], *y = &b->tmpl[i];
+        if (memcmp(x->daddr, y->daddr, 16) != 0 || memcmp(x->saddr, y->saddr, 16) != 0 || x->spi != y->spi ||
+            x->reqid != y->reqid || x->family != y->family || x->proto != y->proto || x->mode != y->mode ||
+            x->optional != y->optional) {
             return 0;
         }
-        if (resolve_oif(f, err) != 0) {
-            return -1;
+    }
+    return 1;
+}
+
+/*
+ * Does another policy of best's priority, which the kernel could equally pick, select the flow and differ from
+ * best (issue 14 review, item 1)? The kernel breaks a priority tie by its list order, which the dump does not
+ * give: an update to a new priority puts the policy after every policy of that priority
+ * (xfrm_policy_insert_list) though it keeps its index, and 6.18 compares a fresh pos (xfrm_gen_pos) across
+ * inexact candidate lists. So such a tie is not decidable here. A policy with a mark the flow may carry counts
+ * too; an unreadable one is an error. 1 tie, 0 none, -1 on error.
+ */
+static int tie_differs(const ss_snap *s, const ss_bucket *bk, ss_flow *f, int dir, uint32_t if_id,
+                       const ss_policy *best, secsock_error *err)
+{
+    const uint8_t *da = dir == XFRM_POLICY_OUT ? f->peer : f->local;
+    unsigned i;
+
+    for (i = 0; i < bk->nplens; i++) {
+        uint8_t masked[16];
+        int32_t j = chain_of(bk, i, da, f->family, masked);
+
+        for (; j >= 0 && s->pols[j].priority <= best->priority; j = s->pnext[j]) {
+            const ss_policy *p = &s->pols[j];
+            int m;
+
+            if (p == best || p->priority != best->priority || (p->if_id != if_id && !p->unreadable) ||
+                (p->mark_v & ~p->mark_m) != 0 || !in_chain(p, bk->plens[i], masked, f->family)) {
+                continue;
+            }
+            m = flow_sel_match(&p->sel, f, dir, err);
+            if (m <= 0) {
+                if (m < 0) {
+                    return -1;
+                }
+                continue;
+            }
+            if (p->unreadable) {
+                unreadable_error(p, err);
+                return -1;
+            }
+            if (!pol_equivalent(p, best)) {
+                return 1;
+            }
         }
     }
-    return ss_sel_match(s, f->family, sa, da, sp, dp, f->proto, f->oif);
+    return 0;
 }
 
 /*
@@ -54,17 +152,16 @@ static const ss_policy *lookup_from(const ss_snap *s, ss_flow *f, int dir, uint3
     for (type = top_type; type >= XFRM_POLICY_TYPE_MAIN; type--) {
         const ss_bucket *bk = &s->b[bucket_of(dir, f->family, type)];
         const ss_policy *best = NULL, *doubt = NULL;
+        int doubt_kind = SS_DOUBT_MARK;
         unsigned i;
 
         if (bk->heads == NULL || bk->end == bk->start) {
             continue;
         }
         for (i = 0; i < bk->nplens; i++) {
-            uint8_t masked[16], pm[16];
-            int32_t j;
+            uint8_t masked[16];
+            int32_t j = chain_of(bk, i, da, f->family, masked);
 
-            mask_addr(masked, da, bk->plens[i], f->family);
-            j = bk->heads[pol_key_hash(bk->plens[i], masked, f->family) & bk->hmask];
             for (; j >= 0; j = s->pnext[j]) {
                 const ss_policy *p = &s->pols[j];
                 int m;
@@ -73,11 +170,7 @@ static const ss_policy *lookup_from(const ss_snap *s, ss_flow *f, int dir, uint3
                                      (p->priority == best->priority && p->index > best->index))) {
                     break; /* chains run best first: nothing further can win */
                 }
-                if (p->sel.prefixlen_d != bk->plens[i]) {
-                    continue;
-                }
-                mask_addr(pm, p->sel.daddr, p->sel.prefixlen_d, f->family);
-                if (memcmp(pm, masked, 16) != 0 || (p->mark_v & ~p->mark_m) != 0) {
+                if (!in_chain(p, bk->plens[i], masked, f->family) || (p->mark_v & ~p->mark_m) != 0) {
                     /* A mark value with bits outside its mask matches no packet: xfrm_policy_match compares
                      * (fl->flowi_mark & m) != v. (The kernels tried here store v masked, but the dump is what
                      * decides, and a kernel that keeps it whole must not make the answer undecidable.) */
@@ -89,6 +182,16 @@ static const ss_policy *lookup_from(const ss_snap *s, ss_flow *f, int dir, uint3
                     return NULL;
                 }
                 if (!m) {
+                    continue;
+                }
+                if (m == SS_SEL_MAYBE && !p->unreadable && p->if_id == if_id) {
+                    /* It selects the flow if the device it names is the one the kernel compares, which is
+                     * not known here: like a mark, it makes the answer undecidable if it could win. */
+                    if (doubt == NULL || p->priority < doubt->priority ||
+                        (p->priority == doubt->priority && p->index < doubt->index)) {
+                        doubt = p;
+                        doubt_kind = SS_DOUBT_DEV;
+                    }
                     continue;
                 }
                 /*
@@ -105,15 +208,14 @@ static const ss_policy *lookup_from(const ss_snap *s, ss_flow *f, int dir, uint3
                     if (doubt == NULL || p->priority < doubt->priority ||
                         (p->priority == doubt->priority && p->index < doubt->index)) {
                         doubt = p;
+                        doubt_kind = SS_DOUBT_MARK;
                     }
                     continue;
                 }
                 if (p->unreadable) {
                     /* It may be the policy the kernel applies: say so rather than guess (issue 14 item 2). */
                     *rc = -1;
-                    secsock_error_set(err, SECSOCK_ERR_OS, EBADMSG, 0, "XFRM_MSG_GETPOLICY",
-                                      "an XFRM policy (index %u) that secsock cannot read selects this flow",
-                                      (unsigned)p->index);
+                    unreadable_error(p, err);
                     return NULL;
                 }
                 if (p->if_id != if_id) {
@@ -128,10 +230,20 @@ static const ss_policy *lookup_from(const ss_snap *s, ss_flow *f, int dir, uint3
         }
         if (doubt != NULL && (best == NULL || doubt->priority < best->priority ||
                               (doubt->priority == best->priority && doubt->index < best->index))) {
-            f->mark_doubt = 1;
+            f->mark_doubt = doubt_kind;
             return NULL;
         }
         if (best != NULL) {
+            /* A tied policy (a marked one included) that differs: the kernel's order decides, unknown here. */
+            int tie = tie_differs(s, bk, f, dir, if_id, best, err);
+            if (tie != 0) {
+                if (tie < 0) {
+                    *rc = -1;
+                } else {
+                    f->mark_doubt = SS_DOUBT_TIE;
+                }
+                return NULL;
+            }
             return best;
         }
     }
@@ -265,7 +377,7 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
     j = s->saheads[sa_key_hash(t->family, t->proto, remote) & s->sahmask];
     for (; j >= 0; j = s->sanext[j]) {
         const ss_sa *a = &s->sas[j];
-        int m, addr_ok, marked = 0;
+        int m = 1, addr_ok, marked = 0;
 
         if (a->unreadable) {
             continue; /* never used (inbound_plain_sa counts it against ENCRYPTED) */
@@ -306,8 +418,9 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
         if (!addr_ok) {
             continue;
         }
-        if (marked) {
-            f->mark_doubt = 1; /* cleared again if an SA without a mark fits */
+        if (marked || m == SS_SEL_MAYBE) {
+            /* cleared again if an SA that surely fits is found */
+            f->mark_doubt = marked ? SS_DOUBT_MARK : SS_DOUBT_DEV;
             continue;
         }
         if (best == NULL || best->dying > a->dying || (best->dying == a->dying && best->add_time < a->add_time)) {
@@ -353,6 +466,14 @@ static void dir_clear(secsock_direction *out)
     out->count = 0;
 }
 
+/* The reason for a direction lookup_from or lookup_sa could not decide. */
+static uint8_t doubt_reason(const ss_flow *f)
+{
+    return f->mark_doubt == SS_DOUBT_TIE   ? SECSOCK_REASON_TIE_UNDECIDABLE
+           : f->mark_doubt == SS_DOUBT_DEV ? SECSOCK_REASON_DEV_UNDECIDABLE
+                                           : SECSOCK_REASON_MARK_UNDECIDABLE;
+}
+
 /*
  * One direction. Protected when the policy has templates, every non-optional template has a valid SA, and at
  * least one ESP/AH SA applies for sure (outbound: any found SA is used; inbound: the kernel also accepts
@@ -387,17 +508,30 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
         /* Routed through an XFRM interface: the socket's packet is looked up with if_id 0 first
          * (xfrm_lookup_route -> xfrm_lookup_with_ifid(..., 0)); only when that leaves it untransformed (no
          * policy, or a bypass) does the interface look it up again with its own if_id (xfrmi_xmit2). Inbound
-         * uses the interface's if_id only (__xfrm_policy_check asks the interface for it). */
-        pol = lookup_policy(s, f, dir, if_id, &rc, err);
-        if (rc != 0) {
-            return -1;
+         * uses the interface's if_id only (__xfrm_policy_check asks the interface for it). A sub bypass is
+         * bundled with its main policy first (xfrm_expand_policies): a main block or templates there
+         * block or transform the packet, and there is no second lookup. */
+        const ss_policy *main_pol = NULL;
+        if (pol != NULL && pol->type == XFRM_POLICY_TYPE_SUB) {
+            main_pol = lookup_from(s, f, dir, 0, XFRM_POLICY_TYPE_MAIN, &rc, err);
+            if (rc != 0) {
+                return -1;
+            }
+        }
+        if (!f->mark_doubt &&
+            (main_pol == NULL || (main_pol->action != XFRM_POLICY_BLOCK && main_pol->ntmpl == 0))) {
+            pol = lookup_policy(s, f, dir, if_id, &rc, err);
+            if (rc != 0) {
+                return -1;
+            }
         }
     }
     t_last_index[dir] = pol != NULL ? pol->index + 1 : 0;
     t_last_priority[dir] = pol != NULL ? pol->priority : 0;
     if (f->mark_doubt) {
-        /* Never a guess: not protected, and the reason says the packet's mark decides (issue 14 item 4). */
-        v->reason = SECSOCK_REASON_MARK_UNDECIDABLE;
+        /* Never a guess: not protected, and the reason says the packet's mark (issue 14 item 4) or the
+         * kernel's order among tied policies decides. */
+        v->reason = doubt_reason(f);
         return 0;
     }
     if (pol != NULL && pol->action == XFRM_POLICY_ALLOW && (pol->ntmpl > 0 || pol->type == XFRM_POLICY_TYPE_SUB)) {
@@ -421,7 +555,7 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
             return -1;
         }
         if (f->mark_doubt) {
-            v->reason = SECSOCK_REASON_MARK_UNDECIDABLE;
+            v->reason = doubt_reason(f);
             return 0;
         }
         if (pols[1] != NULL && pols[1]->action == XFRM_POLICY_BLOCK) {
@@ -474,7 +608,7 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
                     /* The kernel holds or drops the flow until a key manager adds the SA: not protected. Or,
                      * inbound, only SAs with a mark fit: the arriving packet's mark decides (lookup_sa). */
                     dir_clear(out);
-                    v->reason = f->mark_doubt ? SECSOCK_REASON_MARK_UNDECIDABLE : SECSOCK_REASON_NO_SA;
+                    v->reason = f->mark_doubt ? doubt_reason(f) : SECSOCK_REASON_NO_SA;
                     return 0;
                 }
                 continue;

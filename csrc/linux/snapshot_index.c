@@ -42,11 +42,10 @@ static uint32_t table_size(size_t n)
 }
 
 /*
- * The kernel's order within a bucket: lower priority value first; on a tie the older policy, where an update
- * keeps the place of the policy it replaces (xfrm_policy_insert_list and xfrm_policy_insert_inexact_list
- * insert after the equal-priority policies, or where delpol was; seen on 6.1 and 6.18). The index is that
- * order: xfrm_gen_index counts up, and xfrm_policy_insert gives an update delpol->index. The dump's order is
- * not (an updated policy is listed first, as the newest). An index the administrator chose breaks it.
+ * The order within a bucket: lower priority value first (the kernel's), then lower index, only to make the
+ * order total. The kernel breaks a tie by its list order, which neither the index nor the dump gives (an
+ * update to a new priority goes last among its ties but keeps its index; 6.18 compares a fresh pos across
+ * inexact lists): lookup_from answers a tie between policies that differ as not decidable (tie_differs).
  */
 int pol_order(const void *a, const void *b)
 {

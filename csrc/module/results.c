@@ -59,7 +59,12 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "template), and the kernel compares the packet's mark (inbound skb->mark, outbound maybe set by a VTI key "
     "or netfilter), not the socket's",
     "the SA the kernel picks for a template is an inbound one (XFRMA_SA_DIR): the kernel drops the flow",
-    "the flow runs over loopback, where XFRM is disabled (disable_xfrm outbound, disable_policy inbound)",
+    "XFRM is disabled for the flow (disable_xfrm outbound, disable_policy inbound: set for all interfaces, "
+    "or on loopback, which the flow runs over)",
+    "not decidable here: policies of the same priority that differ select the flow, and which one the kernel "
+    "uses depends on its list order, which an update changes and the dump does not show",
+    "not decidable here: a selector that names a device selects the flow, and which device the kernel "
+    "compares for it (inbound loopback, or a VRF's master) could not be told",
 };
 static PyObject *reason_object(module_state *st, const secsock_result *r)
 {

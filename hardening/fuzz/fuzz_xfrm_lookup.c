@@ -3,8 +3,8 @@
  * Drives the internals of the Linux backend (indexing by bucket and prefix length, the hash chains, eval_dir)
  * through its internal header, linked with its units (csrc/linux/), so it follows the backend's current code.
  *
- * Input: 44 bytes of flow (family bit, proto, local[16], peer[16], lport, pport, mark, oif, loopback's
- * disable_xfrm/disable_policy bits), then one netlink datagram of policy messages and SA messages
+ * Input: 44 bytes of flow (family bit, proto, local[16], peer[16], lport, pport, mark, oif, the
+ * disable_xfrm/disable_policy bits of `all` and of loopback and whether the peer is reached over lo), then one netlink datagram of policy messages and SA messages
  * (notification style: every message accepted). No single record may fail the dump (only out of memory may).
  */
 #include "linux/backend_linux.h"
@@ -70,8 +70,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(&f.pport, data + 36, 2);
     memcpy(&f.mark, data + 38, 4);
     /* A known interface and loopback settings: the lookup must never ask the kernel from inside the fuzzer. */
-    f.oif = data[42];
-    f.lo_conf = 1 | (data[43] & (SS_LO_NOXFRM | SS_LO_NOPOLICY));
+    f.oif = f.sel_dev[0] = f.sel_dev[1] = data[42];
+    /* `all`'s settings (bits 1-2), loopback's own (bits 3-4), and whether the peer is reached over lo (5). */
+    f.lo_conf = SS_CONF_OUT_READ | SS_CONF_IN_READ | SS_CONF_LO_READ;
+    f.lo_conf |= data[43] & (SS_LO_NOXFRM | SS_LO_NOPOLICY);
+    f.lo_lo_conf = (data[43] >> 2) & (SS_LO_NOXFRM | SS_LO_NOPOLICY);
+    f.local_dev = (data[43] & 32) ? 1 : -1;
     for (dir = XFRM_POLICY_IN; dir <= XFRM_POLICY_OUT; dir++) {
         secsock_direction out;
         dir_verdict v;

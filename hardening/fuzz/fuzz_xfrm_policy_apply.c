@@ -282,6 +282,7 @@ static void compare_lookups(const apply_ctx *c, const ss_snap *kept, const ss_sn
         f.mark = p->mark_v;
         f.mark_read = f.bif_read = f.if_id_known = 1; /* no socket to ask */
         f.oif = s->ifindex > 0 ? s->ifindex : 0;      /* known: never ask the routing table */
+        f.sel_dev[0] = f.sel_dev[1] = f.oif;
         for (fam = 0; fam < 2; fam++) {
             f.family = (fam == 0) == (s->family == AF_INET) ? AF_INET : AF_INET6;
             if (f.family == AF_INET) {

@@ -6,6 +6,11 @@
  *   sa-dir-in-best   out policy 10.0.0.1 -> 10.0.0.2 (ESP transport, reqid 7); an older SA without a direction
  *                    and a newer one marked "dir in". xfrm_state_find picks the newer; xfrm_tmpl_resolve_one
  *                    then drops the flow (x->dir != XFRM_SA_DIR_OUT: -EINVAL).
+ *   xfrmi-sub-bypass-main-block
+ *                    a flow routed through an XFRM interface (if_id 42): a sub bypass and a main block
+ *                    without if_id, a main ESP policy with if_id 42 and its SA. The if_id 0 lookup bundles the
+ *                    sub bypass with the main block (xfrm_expand_policies): blocked, so the interface never
+ *                    looks the packet up again with its if_id (no host here can make an XFRM interface).
  */
 #include "linux/backend_linux.h"
 
@@ -93,11 +98,26 @@ int cmd_synthetic(const char *name)
     f.pport = htons(500);
     f.mark_read = 1; /* SO_MARK 0, without a socket */
     f.oif = 1;       /* no route lookup from a synthetic flow */
+    f.local_dev = -1; /* nor one for whether the peer is local (flow_xfrm_disabled) */
+    f.lo_conf = SS_CONF_OUT_READ | SS_CONF_IN_READ; /* `all`'s settings read as off, whatever the host's */
     if (strcmp(name, "sa-dir-in-best") == 0) {
         ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         ss_sa older = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 100, 0);
         ss_sa newer = esp_sa("10.0.0.1", "10.0.0.2", 0x1002, 200, SS_SA_DIR_IN);
         rc = add_policy(&s, &p) | add_sa(&s, &older) | add_sa(&s, &newer);
+    } else if (strcmp(name, "xfrmi-sub-bypass-main-block") == 0) {
+        ss_policy sub = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        ss_policy block = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 2);
+        ss_policy xfrmi = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 3);
+        ss_sa a = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 100, 0);
+        sub.type = XFRM_POLICY_TYPE_SUB;
+        sub.ntmpl = 0;
+        block.action = XFRM_POLICY_BLOCK;
+        block.ntmpl = 0;
+        xfrmi.if_id = a.if_id = 42;
+        f.if_id_known = 1;
+        f.if_id = 42;
+        rc = add_policy(&s, &sub) | add_policy(&s, &block) | add_policy(&s, &xfrmi) | add_sa(&s, &a);
     } else {
         fprintf(stderr, "unknown synthetic case %s\n", name);
         return 2;

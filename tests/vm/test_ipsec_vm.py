@@ -579,8 +579,8 @@ def test_loopback_flow_is_clear_where_xfrm_is_disabled(pair: Pair) -> None:
     for result in (client, server):
         assert_flags(result, 0)
         assert result["reason"] == "; ".join(
-            f"{way}: the flow runs over loopback, where XFRM is disabled (disable_xfrm outbound, "
-            "disable_policy inbound)"
+            f"{way}: XFRM is disabled for the flow (disable_xfrm outbound, disable_policy inbound: set for "
+            "all interfaces, or on loopback, which the flow runs over)"
             for way in ("outbound", "inbound")
         ), result
 
