@@ -733,6 +733,34 @@ def test_a_second_connection_over_the_same_sas_shares_their_objects(pair: Pair) 
     assert two.ipsec is one.ipsec
 
 
+def test_an_inbound_sa_replaced_with_another_reqid_under_the_same_spi_is_a_new_answer(pair: Pair) -> None:
+    """The cache compares every field of an SA, reqid included: an inbound SA replaced under the same SPI
+    and algorithms by one with another reqid (a template with reqid 0 accepts any) gives a new answer,
+    equal to the uncached path's, not the cached one."""
+    for (src, dst), spi in (((pair.addr_a, pair.addr_b), 0x1001), ((pair.addr_b, pair.addr_a), 0x2002)):
+        add_sa(pair, src, dst, spi, "esp", AEAD, "transport", reqid=0)
+        add_policies(pair, src, dst, "esp", "transport", reqid=0)
+    in_sa = ["src", pair.addr_b, "dst", pair.addr_a, "proto", "esp", "spi", hex(0x2002)]
+
+    def walk() -> list[secsock.SecurityInfo]:
+        infos = []
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((pair.addr_b, PORT))
+            for change in ([], ["delete", *in_sa], ["add", *in_sa, "reqid", "9", "mode", "transport", *AEAD]):
+                if change:
+                    pair.a.ip("xfrm", "state", *change)
+                infos.append(secsock.query(s))
+                if not change or change[0] == "add":
+                    same_as_the_general_path(s, infos[-1])
+        return infos
+
+    before, _, after = pair.a.call(walk)
+    assert before.ipsec is not None and after.ipsec is not None
+    assert [sa.reqid for sa in before.ipsec.inbound] == [0], before
+    assert [sa.reqid for sa in after.ipsec.inbound] == [9], after
+    assert after.ipsec is not before.ipsec
+
+
 def _rebind(
     details_class: type[secsock.IpsecDetails],
     sa_class: type[secsock.SecurityAssociation] = secsock.SecurityAssociation,
