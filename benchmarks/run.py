@@ -32,6 +32,30 @@ TARGET_STEADY_RATIO = 3.0  # at 10,000 policies, no changes
 TARGET_FIRST_AFTER_CHANGE_MS = 50.0  # at 100,000 policies
 
 LOCAL, PEER = "10.55.0.1", "10.55.0.2"  # the measured flow (both on lo in the namespace)
+# A second peer, whose SAs' answer lands in the same slot of the extension's cache of recent answers as the
+# measured flow's: asking for the two in turn misses every time (results.c, details_object).
+PEER2 = "10.55.0.3"
+FLOW_SPIS = (0x100, 0x101)  # the measured flow's ESP SAs: outbound, inbound
+DETAILS_CACHE = 256  # results.c's slots (module.h DETAILS_CACHE)
+ESP, TRANSPORT = 50, 0
+
+
+def details_slot(outbound: list[int], inbound: list[int]) -> int:
+    """results.c's details_hash of an answer of ESP transport SAs with reqid 0, as its cache slot."""
+    h = 2166136261
+    for spis in (outbound, inbound):
+        h = ((h ^ len(spis)) * 16777619) & 0xFFFFFFFF
+        for spi in spis:
+            h = ((h ^ spi) * 16777619) & 0xFFFFFFFF
+            h = (h * 16777619) & 0xFFFFFFFF  # reqid 0
+            h = ((h ^ (ESP << 8 | TRANSPORT)) * 16777619) & 0xFFFFFFFF
+    return (h ^ (h >> 16)) & (DETAILS_CACHE - 1)
+
+
+def colliding_spis() -> tuple[int, int]:
+    """SPIs for PEER2's pair (outbound, outbound + 1) whose answer shares the measured flow's slot."""
+    want = details_slot([FLOW_SPIS[0]], [FLOW_SPIS[1]])
+    return next((s, s + 1) for s in range(0x200, 0x100000, 2) if details_slot([s], [s + 1]) == want)
 
 
 # --- the worker, inside a namespace -----------------------------------------------------------------------
@@ -61,12 +85,12 @@ def policies(n: int) -> list[Any]:
             )
         )
     if n:
-        out.append(
-            x.Policy(x.selector(LOCAL, PEER), direction=x.XFRM_POLICY_OUT, priority=500, esp_transport=True)
-        )
-        out.append(
-            x.Policy(x.selector(PEER, LOCAL), direction=x.XFRM_POLICY_IN, priority=500, esp_transport=True)
-        )
+        for peer in (PEER, PEER2):
+            for sel, direction in (
+                (x.selector(LOCAL, peer), x.XFRM_POLICY_OUT),
+                (x.selector(peer, LOCAL), x.XFRM_POLICY_IN),
+            ):
+                out.append(x.Policy(sel, direction=direction, priority=500, esp_transport=True))
     return out
 
 
@@ -117,14 +141,17 @@ def parse_ip_xfrm(text: str, local: str, peer: str) -> bool:
 
 
 def sa_lines(n: int) -> list[str]:
-    """`ip -batch` lines for n ESP SAs that do not serve the measured flow, plus the flow's own pair."""
+    """`ip -batch` lines for n ESP SAs that do not serve the measured flow, plus the flow's own pair and
+    PEER2's (the cache-miss figure's)."""
     key = "0x" + "11" * 20
-    lines = [
-        f"xfrm state add src {LOCAL} dst {PEER} proto esp spi 0x100 reqid 0 mode transport "
-        f"aead 'rfc4106(gcm(aes))' {key} 128",
-        f"xfrm state add src {PEER} dst {LOCAL} proto esp spi 0x101 reqid 0 mode transport "
-        f"aead 'rfc4106(gcm(aes))' {key} 128",
-    ]
+    lines = []
+    for peer, (out_spi, in_spi) in ((PEER, FLOW_SPIS), (PEER2, colliding_spis())):
+        lines += [
+            f"xfrm state add src {LOCAL} dst {peer} proto esp spi {out_spi} reqid 0 mode transport "
+            f"aead 'rfc4106(gcm(aes))' {key} 128",
+            f"xfrm state add src {peer} dst {LOCAL} proto esp spi {in_spi} reqid 0 mode transport "
+            f"aead 'rfc4106(gcm(aes))' {key} 128",
+        ]
     for i in range(n):
         a, b, c = 20 + (i >> 16), (i >> 8) & 255, i & 255
         lines.append(
@@ -144,6 +171,7 @@ def worker(n: int, quick: bool, sas: int = 0) -> dict[str, Any]:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     subprocess.run(["ip", "addr", "add", f"{LOCAL}/24", "dev", "lo"], check=True)
     subprocess.run(["ip", "addr", "add", f"{PEER}/24", "dev", "lo"], check=True)
+    subprocess.run(["ip", "addr", "add", f"{PEER2}/24", "dev", "lo"], check=True)
     # SAs: the flow's own ESP pair, and `sas` more, where the kernel has ESP (not on this project's host).
     t0 = time.perf_counter()
     sa = subprocess.run(
@@ -153,7 +181,7 @@ def worker(n: int, quick: bool, sas: int = 0) -> dict[str, Any]:
         text=True,
         check=False,
     )
-    result["sas"] = (sas + 2) if sa.returncode == 0 else 0
+    result["sas"] = (sas + 4) if sa.returncode == 0 else 0
     result["sa_install_s"] = time.perf_counter() - t0
     if sa.returncode != 0:
         result["sa_error"] = (
@@ -198,6 +226,27 @@ def worker(n: int, quick: bool, sas: int = 0) -> dict[str, Any]:
     result["ratio"] = result["query_ns"] / result["getpeername_ns"]
     result["query_ns_windows"] = windows  # flat while nothing changes
     result["query_ns_p90"] = sorted(all_q)[int(len(all_q) * 0.9)]
+
+    # Cache misses: the measured flow and PEER2's connection, whose answers take turns in one slot of the
+    # extension's cache, asked in turn; against getpeername() on both, interleaved the same way. Only where
+    # the answers are secured (policies and SAs both there); "miss_checked" says each answer really missed.
+    client2 = socket.socket()
+    client2.bind((PEER2, 0))
+    client2.connect(listener.getsockname())
+    server2, _ = listener.accept()
+    first, other = secsock.query(server), secsock.query(server2)
+    if first.ipsec and first.ipsec.outbound and other.ipsec and other.ipsec.outbound:
+        result["miss_checked"] = secsock.query(server).ipsec is not first.ipsec
+        pair_namespace = dict(namespace, server2=server2)
+        miss_loop = timed_loop("secsock.query(server); secsock.query(server2)", pair_namespace)
+        pair_getpeername = timed_loop("server.getpeername(); server2.getpeername()", pair_namespace)
+        batch_median(miss_loop, 2, size)
+        m, g = interleaved(miss_loop, pair_getpeername, rounds // 2 or 1, size)
+        result["miss_query_ns"] = statistics.median(m) / 2
+        result["miss_getpeername_ns"] = statistics.median(g) / 2
+        result["miss_ratio"] = statistics.median(m) / statistics.median(g)
+    for sock in (client2, server2):
+        sock.close()
 
     # The extension's own function without the facade's Python: the call query(sock) makes (builds before
     # 2026-11-24 had no query_info: then the raw query, as at_commit.sh may run them).
@@ -350,6 +399,12 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{r['ip_subprocess_ms']:>10.1f} {r['ip_subprocess_ratio']:>7.0f} "
             f"{r['netlink_dump_ms']:>10.2f} {r['netlink_dump_ratio']:>6.0f}"
         )
+        if "miss_ratio" in r:
+            rows.append(
+                f"{'':>9} cache misses (two peers in one slot, in turn): {r['miss_query_ns']:.0f} ns/query, "
+                f"{r['miss_ratio']:.1f}x getpeername ({r['miss_getpeername_ns']:.0f} ns)"
+                f"{'' if r['miss_checked'] else ' -- NOT a miss: the slot guess is wrong'}"
+            )
         if "after_sa_change_ms" in r:
             rows.append(
                 f"{'':>9} after an SA change: {r['after_sa_change_ms']:.2f} ms median, "

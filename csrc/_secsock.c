@@ -168,8 +168,14 @@ static void module_free(void *module)
     }
 }
 
+/* Py_mod_gil: the module's state (results.c's cache of answers above all) is read and written on the
+ * assumption that the GIL is held, so a free-threaded build keeps the GIL on at import (PYTHON_GIL=0 forces it
+ * off: unsupported). Said explicitly, as the free-threading guide asks of modules not yet made safe without it. */
 static PyModuleDef_Slot module_slots[] = {
     {Py_mod_exec, (void *)module_exec},
+#if !defined(Py_LIMITED_API) && defined(Py_mod_gil)
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
     {0, NULL},
 };
 

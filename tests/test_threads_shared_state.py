@@ -151,11 +151,11 @@ def test_threads_sharing_the_module_state_get_the_answer_one_thread_gets(
 
 
 def test_the_extension_does_not_claim_to_run_without_the_gil() -> None:
-    """_secsock declares no Py_MOD_GIL_NOT_USED: the tables bind_results() replaces and a pending query's
-    count of waiting threads rely on the GIL, so a free-threaded CPython turns the GIL back on when it is
-    imported, and says so; told to keep it off (PYTHON_GIL=0), it does, and the module still answers. (On a
-    build with a GIL this holds trivially.) Declaring it means showing that state safe first, then changing
-    this test."""
+    """_secsock declares Py_MOD_GIL_USED: the tables bind_results() replaces, the cache of recent answers'
+    IpsecDetails and a pending query's count of waiting threads rely on the GIL, so a free-threaded CPython
+    turns the GIL back on when it is imported, and says so; told to keep it off (PYTHON_GIL=0, unsupported),
+    it does, and the module still answers. (On a build with a GIL this holds trivially.) Declaring
+    Py_MOD_GIL_NOT_USED means showing that state safe first, then changing this test."""
     env = {key: value for key, value in os.environ.items() if key != "PYTHON_GIL"}
     code = "import sys, secsock; print(getattr(sys, '_is_gil_enabled', lambda: True)())"
     done = subprocess.run(

@@ -433,6 +433,7 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
     return best;
 }
 
+typedef char alg_name_sizes_agree[SS_ALG_NAME == SECSOCK_ALG_NAME_MAX ? 1 : -1]; /* fill_sa copies one to the other */
 /* An algorithm name into a zeroed seam field, cut as snprintf would cut it (three snprintf calls were a
  * measurable part of a secured answer). */
 static void copy_alg_name(char *dst, const char *src)

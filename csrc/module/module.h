@@ -39,10 +39,11 @@
 #define INFO_BYTE 256    /* an SA's protocol and mode are bytes: one slot per value, NULL when unnamed */
 
 /* One entry of the cache of recent secured answers' IpsecDetails (results.c says why it is exact). */
-#define DETAILS_CACHE 64 /* a power of two */
+#define DETAILS_CACHE 256 /* a power of two (results.c asserts it) */
 typedef struct {
-    secsock_direction outbound, inbound; /* the key: what the backend answered */
-    PyObject *details;                   /* NULL: empty slot */
+    secsock_sa *sas;                   /* the key, PyMem: the outbound SAs then the inbound ones; NULL when empty */
+    unsigned char outbound, inbound;   /* how many SAs of each direction the key holds */
+    PyObject *details;                 /* NULL: empty slot (and sas NULL) */
 } details_entry;
 
 typedef struct {
@@ -61,6 +62,7 @@ typedef struct {
     PyObject *info_ipsec_modes[INFO_BYTE];
     PyObject *reasons[SECSOCK_REASON_COUNT][SECSOCK_REASON_COUNT]; /* SecurityInfo.reason texts made so far */
     details_entry details_cache[DETAILS_CACHE]; /* made from the bound tables: emptied when they change */
+    unsigned long details_generation; /* counts table changes: a miss that saw one stores nothing */
     int backend_started; /* module_exec's secsock_backend_init succeeded: module_free owes one fini */
 } module_state;
 

@@ -249,12 +249,12 @@ PyType_Spec Info_spec = {
  * takes its general path. They live in the module's state (module_state.info_*): each interpreter's facade
  * binds its own classes to its own module object.
  */
-static void clear_details_cache(module_state *st);
+static void forget_details(module_state *st);
 
 static void unbind_results(module_state *st)
 {
     size_t i;
-    clear_details_cache(st); /* its objects were made from the tables dropped here */
+    forget_details(st); /* its objects were made from the tables dropped here */
     Py_CLEAR(st->info_class);
     for (i = 0; i < INFO_PROTOCOLS; i++) {
         Py_CLEAR(st->info_protocols[i]);
@@ -414,6 +414,9 @@ PyObject *mod_bind_results(PyObject *module, PyObject *args)
     st->info_sa_class = sa_cls;
     fill_byte_table(ipsec_protocols, st->info_ipsec_protocols);
     fill_byte_table(ipsec_modes, st->info_ipsec_modes);
+    /* Again, now the new tables are in place: an entry stored while the old ones were dropped (a finalizer
+     * run by a release above answering on another thread) was made from them. */
+    forget_details(st);
     Py_RETURN_NONE;
 }
 
@@ -512,13 +515,32 @@ static PyObject *sa_object(const module_state *st, const secsock_sa *sa)
  * directions is equal to its key (field by field, names included); a rekey, a new or a deleted SA changes the
  * records, and so misses. bind_results empties the cache (the tables the objects came from change). The cache
  * is the module's state (module_state.details_cache), so each interpreter's answers hold its own objects.
- * Direct-mapped by a hash of the records; a collision replaces the older entry. Touched only with the GIL held.
+ * Direct-mapped by a hash of the records, 256 slots: a collision replaces the older entry, so a server talking
+ * to ~20 peers at once already has even odds that two of them share a slot and take turns missing (a miss costs
+ * what every secured answer cost before: the benchmark measures both). A key holds only the SAs answered.
+ * Touched only with the GIL held; the module declares it needs the GIL (Py_mod_gil) on free-threaded builds.
+ * A miss's allocations can run the collector and so finalizers, which may let another thread bind new tables
+ * or fill the same slot: details_generation tells the miss its objects are from old tables (it stores
+ * nothing), and an entry is replaced key and object first, the old one released last (Py_XSETREF's order).
  */
-static void clear_details_cache(module_state *st)
+typedef char details_cache_is_a_power_of_two[(DETAILS_CACHE & (DETAILS_CACHE - 1)) == 0 ? 1 : -1];
+
+/* Empties every slot (a release may run a finalizer: each slot is emptied before its object goes). */
+static void forget_details(module_state *st)
 {
     size_t i;
+
+    st->details_generation++; /* a miss under way stores nothing */
     for (i = 0; i < DETAILS_CACHE; i++) {
-        Py_CLEAR(st->details_cache[i].details);
+        details_entry *e = &st->details_cache[i];
+        PyObject *details = e->details;
+        secsock_sa *sas = e->sas;
+
+        e->details = NULL;
+        e->sas = NULL;
+        e->outbound = e->inbound = 0;
+        PyMem_Free(sas);
+        Py_XDECREF(details);
     }
 }
 
@@ -555,19 +577,49 @@ static int sa_same(const secsock_sa *a, const secsock_sa *b)
            strncmp(a->aead, b->aead, SECSOCK_ALG_NAME_MAX) == 0;
 }
 
-static int direction_same(const secsock_direction *a, const secsock_direction *b)
+static int sas_same(const secsock_sa *a, const secsock_sa *b, size_t n)
 {
-    size_t n = direction_count(a), i;
+    size_t i;
 
-    if (n != direction_count(b)) {
-        return 0;
-    }
     for (i = 0; i < n; i++) {
-        if (!sa_same(&a->sas[i], &b->sas[i])) {
+        if (!sa_same(&a[i], &b[i])) {
             return 0;
         }
     }
     return 1;
+}
+
+/* The entry holds IpsecDetails for exactly these SAs. */
+static int entry_matches(const details_entry *e, const secsock_result *r)
+{
+    size_t n_out = direction_count(&r->outbound), n_in = direction_count(&r->inbound);
+
+    return e->details != NULL && e->outbound == n_out && e->inbound == n_in &&
+           sas_same(e->sas, r->outbound.sas, n_out) && sas_same(e->sas + n_out, r->inbound.sas, n_in);
+}
+
+/* Makes the entry hold details for r's SAs; keeps the old one when the key's memory cannot be had. */
+static void entry_store(details_entry *e, const secsock_result *r, PyObject *details)
+{
+    size_t n_out = direction_count(&r->outbound), n_in = direction_count(&r->inbound);
+    secsock_sa *sas = PyMem_Malloc((n_out + n_in) * sizeof(*sas));
+    secsock_sa *old_sas;
+    PyObject *old;
+
+    if (sas == NULL) {
+        return; /* uncached: the answer stands */
+    }
+    memcpy(sas, r->outbound.sas, n_out * sizeof(*sas));
+    memcpy(sas + n_out, r->inbound.sas, n_in * sizeof(*sas));
+    old_sas = e->sas;
+    old = e->details;
+    e->sas = sas;
+    e->outbound = (unsigned char)n_out;
+    e->inbound = (unsigned char)n_in;
+    Py_INCREF(details);
+    e->details = details;
+    PyMem_Free(old_sas);
+    Py_XDECREF(old); /* last: a finalizer it runs sees a whole entry */
 }
 
 /* IpsecDetails(outbound, inbound); the shared "in the clear" one when neither direction has an SA. */
@@ -575,14 +627,14 @@ static PyObject *details_object(module_state *st, const secsock_result *r)
 {
     PyObject *outbound, *inbound, *details;
     details_entry *e;
+    unsigned long generation = st->details_generation;
 
     if (r->outbound.count == 0 && r->inbound.count == 0) {
         Py_INCREF(st->info_in_the_clear);
         return st->info_in_the_clear;
     }
     e = &st->details_cache[details_hash(r) & (DETAILS_CACHE - 1)];
-    if (e->details != NULL && direction_same(&e->outbound, &r->outbound) &&
-        direction_same(&e->inbound, &r->inbound)) {
+    if (entry_matches(e, r)) {
         Py_INCREF(e->details);
         return e->details;
     }
@@ -593,12 +645,8 @@ static PyObject *details_object(module_state *st, const secsock_result *r)
         return NULL;
     }
     details = named_tuple(st, (PyObject *)Py_TYPE(st->info_in_the_clear), Py_BuildValue("(NN)", outbound, inbound));
-    if (details != NULL) {
-        Py_CLEAR(e->details); /* emptied before its key changes */
-        e->outbound = r->outbound;
-        e->inbound = r->inbound;
-        Py_INCREF(details);
-        e->details = details;
+    if (details != NULL && st->details_generation == generation) {
+        entry_store(e, r, details);
     }
     return details;
 }

@@ -9,6 +9,7 @@ that one process's snapshot answers each thread for its own namespace.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shlex
@@ -709,6 +710,148 @@ def test_repeated_answers_share_their_sa_objects_until_an_sa_changes(pair: Pair)
     for before, after in zip(infos[1:], infos[2:]):
         if describe(before) != describe(after):
             assert after.ipsec is not before.ipsec
+
+
+def test_a_second_connection_over_the_same_sas_shares_their_objects(pair: Pair) -> None:
+    """The server's real case: each accepted connection from a peer is protected by the same SAs, so its
+    answer reuses the IpsecDetails the peer's first connection's answer made."""
+    secure(pair)
+
+    def two_connections() -> tuple[secsock.SecurityInfo, secsock.SecurityInfo]:
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as second,
+        ):
+            first.connect((pair.addr_b, PORT))
+            second.connect((pair.addr_b, PORT + 1))
+            answers = secsock.query(first), secsock.query(second)
+            same_as_the_general_path(second, answers[1])
+            return answers
+
+    one, two = pair.a.call(two_connections)
+    assert one.ipsec is not None and one.ipsec.outbound, one
+    assert two.ipsec is one.ipsec
+
+
+def test_an_inbound_sa_replaced_with_another_reqid_under_the_same_spi_is_a_new_answer(pair: Pair) -> None:
+    """The cache compares every field of an SA, reqid included: an inbound SA replaced under the same SPI
+    and algorithms by one with another reqid (a template with reqid 0 accepts any) gives a new answer,
+    equal to the uncached path's, not the cached one."""
+    for (src, dst), spi in (((pair.addr_a, pair.addr_b), 0x1001), ((pair.addr_b, pair.addr_a), 0x2002)):
+        add_sa(pair, src, dst, spi, "esp", AEAD, "transport", reqid=0)
+        add_policies(pair, src, dst, "esp", "transport", reqid=0)
+    in_sa = ["src", pair.addr_b, "dst", pair.addr_a, "proto", "esp", "spi", hex(0x2002)]
+
+    def walk() -> list[secsock.SecurityInfo]:
+        infos = []
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((pair.addr_b, PORT))
+            for change in ([], ["delete", *in_sa], ["add", *in_sa, "reqid", "9", "mode", "transport", *AEAD]):
+                if change:
+                    pair.a.ip("xfrm", "state", *change)
+                infos.append(secsock.query(s))
+                if not change or change[0] == "add":
+                    same_as_the_general_path(s, infos[-1])
+        return infos
+
+    before, _, after = pair.a.call(walk)
+    assert before.ipsec is not None and after.ipsec is not None
+    assert [sa.reqid for sa in before.ipsec.inbound] == [0], before
+    assert [sa.reqid for sa in after.ipsec.inbound] == [9], after
+    assert after.ipsec is not before.ipsec
+
+
+def _rebind(
+    details_class: type[secsock.IpsecDetails],
+    sa_class: type[secsock.SecurityAssociation] = secsock.SecurityAssociation,
+) -> None:
+    """bind_results as the facade binds it, but with these classes for the IpsecDetails and SAs C builds."""
+    _secsock.bind_results(
+        secsock.SecurityInfo,
+        tuple(secsock.SecurityProtocol(value) for value in range(4)),
+        tuple(_query._FLAGS[value] for value in range(8)),
+        details_class((), ()),
+        _query._info_from_raw,
+        sa_class,
+        _query._IPSEC_PROTOCOLS,
+        _query._IPSEC_MODES,
+    )
+
+
+def _details_classes(n: int) -> list[type[secsock.IpsecDetails]]:
+    return [type(f"Bound{i}", (secsock.IpsecDetails,), {"__slots__": ()}) for i in range(n)]
+
+
+def test_a_rebind_empties_the_cache_of_answers(pair: Pair) -> None:
+    """bind_results replaces the tables the cached objects were made from: the next answer over the same
+    SAs is made from the new ones (here: of the newly bound IpsecDetails class), never the cached one."""
+    secure(pair)
+    (bound,) = _details_classes(1)
+
+    def answers() -> tuple[secsock.SecurityInfo, secsock.SecurityInfo]:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((pair.addr_b, PORT))
+            before = secsock.query(s)
+            _rebind(bound)
+            try:
+                return before, secsock.query(s)
+            finally:
+                _query._bind_results(_secsock)
+
+    before, after = pair.a.call(answers)
+    assert type(before.ipsec) is secsock.IpsecDetails
+    assert type(after.ipsec) is bound and after.ipsec == before.ipsec
+
+
+def test_a_rebind_during_a_miss_leaves_no_entry_from_the_old_tables(pair: Pair) -> None:
+    """A miss allocates, so the collector can run inside it (synchronously on CPython before 3.12, the VM's
+    3.11) and with it a finalizer or callback that rebinds: the miss then holds objects made from the old
+    tables and must not cache them. Here a gc callback rebinds, with new IpsecDetails and SecurityAssociation
+    classes, at every collection during one query (a threshold of 1: a collection every other allocation,
+    so after the miss made its first SA and before it is done); the answer after must be made of the classes
+    bound last, whatever the query cached."""
+    secure(pair)
+    classes = list(
+        zip(
+            _details_classes(200),
+            [type(f"SA{i}", (secsock.SecurityAssociation,), {"__slots__": ()}) for i in range(200)],
+        )
+    )
+    bound: list[tuple[type[secsock.IpsecDetails], type[secsock.SecurityAssociation]]] = []
+
+    def rebind_at_start(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start" and len(bound) < len(classes):
+            bound.append(classes[len(bound)])
+            _rebind(*bound[-1])
+
+    def walk() -> list[tuple[tuple[str, str], tuple[str, str]]]:
+        seen = []
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((pair.addr_b, PORT))
+            try:
+                for _ in range(10):
+                    _rebind(secsock.IpsecDetails)  # an empty cache: the next query misses
+                    threshold = gc.get_threshold()
+                    gc.collect()
+                    gc.callbacks.append(rebind_at_start)
+                    gc.set_threshold(1)
+                    try:
+                        secsock.query(s)
+                    finally:
+                        gc.set_threshold(*threshold)
+                        gc.callbacks.remove(rebind_at_start)
+                    last = bound[-1] if bound else (secsock.IpsecDetails, secsock.SecurityAssociation)
+                    ipsec = secsock.query(s).ipsec
+                    assert ipsec is not None and ipsec.outbound
+                    got = (type(ipsec).__name__, type(ipsec.outbound[0]).__name__)
+                    seen.append((got, (last[0].__name__, last[1].__name__)))
+            finally:
+                _query._bind_results(_secsock)
+        return seen
+
+    seen = pair.a.call(walk)
+    assert bound, "no collection ran inside the queries: the test proves nothing"
+    assert all(got == want for got, want in seen), seen
 
 
 def test_sa_expired_by_its_byte_limit_is_not_reported(pair: Pair) -> None:
