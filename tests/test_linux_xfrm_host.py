@@ -452,7 +452,41 @@ def test_thread_is_back_in_its_namespace_after_a_foreign_socket(ns: Netns) -> No
 def test_queries_make_no_dump_while_nothing_changes(ns: Netns, driver: str) -> None:
     esp_policies(ns, A, B)
     result = drive(ns, driver, "repeat", "200", A, B, "500")
-    assert result == {"repeat": 200, "dumps_during": 0}
+    assert result == {"repeat": 200, "dumps_during": 0, "conf_asks_during": 0}
+
+
+@pytest.mark.parametrize(("local", "peer"), [(A, B), (A6, B6)], ids=["ipv4", "ipv6"])
+def test_repeated_secured_path_queries_ask_the_kernel_nothing(
+    ns: Netns, driver: str, local: str, peer: str
+) -> None:
+    """Issue 14: a flow that a policy with templates selects needs `all`'s disable_xfrm and disable_policy,
+    whether the peer is one of the host's addresses (RTM_GETROUTE) and that device's settings (RTM_GETLINK).
+    Each query read them all (/proc opens, two netlink requests), which a clear answer never did; they are
+    kept per namespace for SS_XCHECK_INTERVAL_MS, so the queries after the first ask nothing (the clock is
+    frozen: no time passes). B is in A's prefix on lo, a local route: lo's settings are read too."""
+    for name in ("disable_xfrm", "disable_policy"):
+        run(*ns.exec_argv("sysctl", "-qw", f"net.ipv4.conf.lo.{name}=0"))
+    esp_policies(ns, local, peer)
+    result = drive(ns, driver, "repeat", "200", local, peer, "500")
+    assert result == {"repeat": 200, "dumps_during": 0, "conf_asks_during": 0}
+    first = drive(ns, driver, "udp-peer", local, peer, "500")
+    assert first["conf_asks"] > 0, "the first query read nothing: the test does not reach the secured path"
+
+
+def test_a_disable_xfrm_change_is_seen_within_the_interval(ns: Netns, driver: str) -> None:
+    """The sysctls send no notification: what was read stands until SS_XCHECK_INTERVAL_MS (1 s) has passed
+    on the (frozen, test-driven) clock, then the next query reads the new value. B is in A's prefix on lo (a
+    local route): lo's own settings are turned off so that only `all`'s decides."""
+    for name in ("disable_xfrm", "disable_policy"):
+        run(*ns.exec_argv("sysctl", "-qw", f"net.ipv4.conf.lo.{name}=0"))
+    esp_policies(ns, A, B)
+    flip = "sysctl -qw net.ipv4.conf.all.disable_xfrm=1"
+    first, frozen, flipped, later = steps(ns, driver, "@clock 0", flip, "@clock 1000")
+    assert first["reasons"] == frozen["reasons"] == flipped["reasons"], "a change seen before the interval"
+    assert flipped["conf_asks"] == frozen["conf_asks"], "the query within the interval asked the kernel"
+    assert later["reasons"][0] != flipped["reasons"][0] == first["reasons"][1], "not seen after the interval"
+    assert later["reasons"][1] == flipped["reasons"][1]  # disable_xfrm decides outbound only
+    assert later["conf_asks"] > flipped["conf_asks"]
 
 
 def test_a_change_is_seen_by_the_very_next_query(ns: Netns, driver: str) -> None:
