@@ -311,8 +311,10 @@ static int sysctl_flag(const char *path, secsock_error *err)
  * whether a few peers are local. None of these sends a notification (a sysctl write does not; an address
  * change does, on a group the snapshot does not listen to), so a steady secured query asks nothing and a
  * change is seen within SS_XCHECK_INTERVAL_MS (README, "How the answer is read"). Per thread: no lock, and a
- * fork child's copy is the forking thread's, facts of a namespace that the key still names. A namespace with
- * another identity empties it. Whether an address is one of the host's is the local table's answer, which
+ * fork child's copy is the forking thread's, facts of a namespace that the key still names. The key is the
+ * socket's netns cookie with the namespace's dev+ino (a new namespace may get a freed one's inode; the cookie
+ * tells them apart from Linux 5.14, and on older kernels the 1 s bounds the mix-up). A namespace with another
+ * identity empties it. Whether an address is one of the host's is the local table's answer, which
  * the socket's mark does not change (the local rule comes first and matches every mark), so the peer cache
  * is keyed by peer and local address only.
  */
@@ -324,6 +326,7 @@ typedef struct {
     int64_t at;
 } conf_stamp;
 static __thread struct {
+    uint64_t cookie; /* SO_NETNS_COOKIE, never reused (an nsfs inode is, once its namespace is gone); 0 unknown */
     dev_t dev;
     ino_t ino;
     conf_stamp all_at[CONF_ALL_N];
@@ -352,8 +355,9 @@ static int conf_for(const ss_flow *f)
     if (!f->ns.known) {
         return 0;
     }
-    if (t_conf.dev != f->ns.dev || t_conf.ino != f->ns.ino) {
+    if (t_conf.cookie != f->ns_cookie || t_conf.dev != f->ns.dev || t_conf.ino != f->ns.ino) {
         memset(&t_conf, 0, sizeof(t_conf));
+        t_conf.cookie = f->ns_cookie;
         t_conf.dev = f->ns.dev;
         t_conf.ino = f->ns.ino;
     }
