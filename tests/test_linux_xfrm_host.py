@@ -933,6 +933,30 @@ def nssteps(
     return out
 
 
+def test_each_namespace_keeps_its_own_xfrm_settings(ns: Netns, driver: str) -> None:
+    """The disable_xfrm/disable_policy values kept for 1 s are kept per namespace: a thread answering for
+    sockets of two namespaces in turn reads each one's once, and never answers with the other's (`all`'s
+    disable_xfrm is set in one of them only)."""
+    (other,) = more_namespaces(1)
+    try:
+        for where in (ns, other):
+            for name in ("disable_xfrm", "disable_policy"):
+                run(*where.exec_argv("sysctl", "-qw", f"net.ipv4.conf.lo.{name}=0"))
+            esp_policies(where, A, B)
+        run(*other.exec_argv("sysctl", "-qw", "net.ipv4.conf.all.disable_xfrm=1"))
+        out = nssteps(
+            driver, [ns, other],
+            "@clock 0", f"?{ns.name}", f"?{other.name}", f"?{ns.name}", f"?{other.name}",
+        )  # fmt: skip
+    finally:
+        other.close()
+    assert [q.get("error") for q in out] == [None] * 4
+    no_sa, disabled = 4, 10  # SECSOCK_REASON_NO_SA, SECSOCK_REASON_XFRM_DISABLED (secsock_backend.h)
+    assert [q["reasons"] for q in out] == [[no_sa, no_sa], [disabled, no_sa]] * 2
+    assert out[1]["conf_asks"] > out[0]["conf_asks"] > 0
+    assert out[3]["conf_asks"] == out[2]["conf_asks"] == out[1]["conf_asks"], "a switch read them again"
+
+
 def churn(ns: Netns) -> str:
     """A shell command adding 64 policies in ns: more notifications than a 1 KiB buffer holds."""
     add = f"ip xfrm policy add src 10.88.0.$i dst {B} dir out index $((i*8+1)) action allow"

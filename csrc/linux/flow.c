@@ -313,8 +313,8 @@ static int sysctl_flag(const char *path, secsock_error *err)
  * change is seen within SS_XCHECK_INTERVAL_MS (README, "How the answer is read"). Per thread: no lock, and a
  * fork child's copy is the forking thread's, facts of a namespace that the key still names. The key is the
  * socket's netns cookie with the namespace's dev+ino (a new namespace may get a freed one's inode; the cookie
- * tells them apart from Linux 5.14, and on older kernels the 1 s bounds the mix-up). A namespace with another
- * identity empties it. Whether an address is one of the host's is the local table's answer, which
+ * tells them apart from Linux 5.14, and on older kernels the 1 s bounds the mix-up). SS_CONF_NETNS
+ * namespaces are kept; a fifth takes the least recently used one's place. Whether an address is one of the host's is the local table's answer, which
  * the socket's mark does not change (the local rule comes first and matches every mark), so the peer cache
  * is keyed by peer and local address only.
  */
@@ -325,7 +325,8 @@ typedef struct {
     int valid;
     int64_t at;
 } conf_stamp;
-static __thread struct {
+typedef struct {
+    uint64_t used;   /* t_conf_tick at its last use: the least recently used is reused */
     uint64_t cookie; /* SO_NETNS_COOKIE, never reused (an nsfs inode is, once its namespace is gone); 0 unknown */
     dev_t dev;
     ino_t ino;
@@ -341,7 +342,10 @@ static __thread struct {
         int dev; /* as ss_flow.local_dev: -1 not local */
     } peers[SS_CONF_PEERS];
     unsigned next_dev, next_peer;
-} t_conf;
+} conf_ns;
+#define SS_CONF_NETNS 4 /* namespaces a thread keeps this for (a server may answer for sockets in several) */
+static __thread conf_ns t_conf[SS_CONF_NETNS];
+static __thread uint64_t t_conf_tick;
 
 /* Is a stamp fresh? */
 static int conf_fresh(const conf_stamp *st, int64_t now)
@@ -349,19 +353,34 @@ static int conf_fresh(const conf_stamp *st, int64_t now)
     return st->valid && now - st->at < SS_XCHECK_INTERVAL_MS;
 }
 
-/* Make t_conf the cache of f's namespace, emptied if it held another's: 1, or 0 when that is unknown. */
-static int conf_for(const ss_flow *f)
+/* The thread's cache of f's namespace (the least recently used one emptied for it when there is none), or
+ * NULL when f's namespace is unknown. */
+static conf_ns *conf_for(const ss_flow *f)
 {
+    conf_ns *c = NULL;
+    int i;
+
     if (!f->ns.known) {
-        return 0;
+        return NULL;
     }
-    if (t_conf.cookie != f->ns_cookie || t_conf.dev != f->ns.dev || t_conf.ino != f->ns.ino) {
-        memset(&t_conf, 0, sizeof(t_conf));
-        t_conf.cookie = f->ns_cookie;
-        t_conf.dev = f->ns.dev;
-        t_conf.ino = f->ns.ino;
+    for (i = 0; i < SS_CONF_NETNS; i++) {
+        conf_ns *e = &t_conf[i];
+        if (e->used != 0 && e->cookie == f->ns_cookie && e->dev == f->ns.dev && e->ino == f->ns.ino) {
+            c = e;
+            break;
+        }
+        if (c == NULL || e->used < c->used) {
+            c = e;
+        }
     }
-    return 1;
+    if (i == SS_CONF_NETNS) {
+        memset(c, 0, sizeof(*c));
+        c->cookie = f->ns_cookie;
+        c->dev = f->ns.dev;
+        c->ino = f->ns.ino;
+    }
+    c->used = ++t_conf_tick;
+    return c;
 }
 
 /* `all`'s setting i: 1 set, 0 not, -1 on error; from the cache while fresh. */
@@ -371,17 +390,18 @@ static int conf_all(const ss_flow *f, int i, secsock_error *err)
                                                   "/proc/sys/net/ipv4/conf/all/disable_policy",
                                                   "/proc/sys/net/ipv6/conf/all/disable_policy"};
     int64_t now = ss_clock_ms();
-    int cached = conf_for(f), v;
+    conf_ns *c = conf_for(f);
+    int v;
 
-    if (cached && conf_fresh(&t_conf.all_at[i], now)) {
-        return t_conf.all[i];
+    if (c != NULL && conf_fresh(&c->all_at[i], now)) {
+        return c->all[i];
     }
     g.conf_asks++;
     v = sysctl_flag(paths[i], err);
-    if (v >= 0 && cached) {
-        t_conf.all[i] = v;
-        t_conf.all_at[i].valid = 1;
-        t_conf.all_at[i].at = now;
+    if (v >= 0 && c != NULL) {
+        c->all[i] = v;
+        c->all_at[i].valid = 1;
+        c->all_at[i].at = now;
     }
     return v;
 }
@@ -390,14 +410,15 @@ static int conf_all(const ss_flow *f, int i, secsock_error *err)
 static int conf_local_dev(ss_flow *f, secsock_error *err)
 {
     int64_t now = ss_clock_ms();
-    int cached = conf_for(f), i;
+    conf_ns *c = conf_for(f);
     route_answer ra;
+    int i;
 
-    if (cached) {
+    if (c != NULL) {
         for (i = 0; i < SS_CONF_PEERS; i++) {
-            if (conf_fresh(&t_conf.peers[i].at, now) && memcmp(t_conf.peers[i].peer, f->peer, 4) == 0 &&
-                memcmp(t_conf.peers[i].local, f->local, 4) == 0) {
-                return t_conf.peers[i].dev;
+            if (conf_fresh(&c->peers[i].at, now) && memcmp(c->peers[i].peer, f->peer, 4) == 0 &&
+                memcmp(c->peers[i].local, f->local, 4) == 0) {
+                return c->peers[i].dev;
             }
         }
     }
@@ -405,13 +426,13 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
     if (route_get(f, f->peer, f->local, &ra, err) != 0) {
         return 0;
     }
-    if (cached) {
-        i = (int)(t_conf.next_peer++ % SS_CONF_PEERS);
-        memcpy(t_conf.peers[i].peer, f->peer, 4);
-        memcpy(t_conf.peers[i].local, f->local, 4);
-        t_conf.peers[i].dev = ra.type == RTN_LOCAL && ra.oif > 0 ? ra.oif : -1;
-        t_conf.peers[i].at.valid = 1;
-        t_conf.peers[i].at.at = now;
+    if (c != NULL) {
+        i = (int)(c->next_peer++ % SS_CONF_PEERS);
+        memcpy(c->peers[i].peer, f->peer, 4);
+        memcpy(c->peers[i].local, f->local, 4);
+        c->peers[i].dev = ra.type == RTN_LOCAL && ra.oif > 0 ? ra.oif : -1;
+        c->peers[i].at.valid = 1;
+        c->peers[i].at.at = now;
     }
     return ra.type == RTN_LOCAL && ra.oif > 0 ? ra.oif : -1;
 }
@@ -420,14 +441,15 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
 static int conf_dev(const ss_flow *f, int ifindex, int *conf, secsock_error *err)
 {
     int64_t now = ss_clock_ms();
-    int cached = conf_for(f), i;
+    conf_ns *c = conf_for(f);
     struct ifinfomsg ifi;
     link_info li;
+    int i;
 
-    if (cached) {
+    if (c != NULL) {
         for (i = 0; i < SS_CONF_DEVS; i++) {
-            if (conf_fresh(&t_conf.devs[i].at, now) && t_conf.devs[i].ifindex == ifindex) {
-                *conf = t_conf.devs[i].conf;
+            if (conf_fresh(&c->devs[i].at, now) && c->devs[i].ifindex == ifindex) {
+                *conf = c->devs[i].conf;
                 return 0;
             }
         }
@@ -441,12 +463,12 @@ static int conf_dev(const ss_flow *f, int ifindex, int *conf, secsock_error *err
         return -1;
     }
     *conf = li.inet_conf;
-    if (cached) {
-        i = (int)(t_conf.next_dev++ % SS_CONF_DEVS);
-        t_conf.devs[i].ifindex = ifindex;
-        t_conf.devs[i].conf = li.inet_conf;
-        t_conf.devs[i].at.valid = 1;
-        t_conf.devs[i].at.at = now;
+    if (c != NULL) {
+        i = (int)(c->next_dev++ % SS_CONF_DEVS);
+        c->devs[i].ifindex = ifindex;
+        c->devs[i].conf = li.inet_conf;
+        c->devs[i].at.valid = 1;
+        c->devs[i].at.at = now;
     }
     return 0;
 }
@@ -462,7 +484,7 @@ static int conf_dev(const ss_flow *f, int ifindex, int *conf, secsock_error *err
  * inbound, addrconf_f6i_alloc gives a local address's route DST_NOPOLICY from all.disable_policy or its
  * device's: `all` is read, the device's is not.
  * 1 yes, 0 no, -1 on error (a setting could not be read). Asked once per query and direction, answered from
- * the thread's cache (t_conf) while fresh. Called under g_lock (eval_dir): g.conf_asks and ss_clock_ms.
+ * the thread's cache (t_conf, conf_for) while fresh. Called under g_lock (eval_dir): g.conf_asks and ss_clock_ms.
  */
 int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err)
 {
