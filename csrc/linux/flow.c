@@ -437,7 +437,7 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
     return ra.type == RTN_LOCAL && ra.oif > 0 ? ra.oif : -1;
 }
 
-/* The IPv4 devconf bits (SS_LO_*) of device ifindex: 0 or 1 into *conf, -1 on error. */
+/* The IPv4 devconf bits (SS_LO_*) of device ifindex into *conf: 0, or -1 on error. */
 static int conf_dev(const ss_flow *f, int ifindex, int *conf, secsock_error *err)
 {
     int64_t now = ss_clock_ms();
