@@ -452,7 +452,41 @@ def test_thread_is_back_in_its_namespace_after_a_foreign_socket(ns: Netns) -> No
 def test_queries_make_no_dump_while_nothing_changes(ns: Netns, driver: str) -> None:
     esp_policies(ns, A, B)
     result = drive(ns, driver, "repeat", "200", A, B, "500")
-    assert result == {"repeat": 200, "dumps_during": 0}
+    assert result == {"repeat": 200, "dumps_during": 0, "conf_asks_during": 0}
+
+
+@pytest.mark.parametrize(("local", "peer"), [(A, B), (A6, B6)], ids=["ipv4", "ipv6"])
+def test_repeated_secured_path_queries_ask_the_kernel_nothing(
+    ns: Netns, driver: str, local: str, peer: str
+) -> None:
+    """Issue 14: a flow that a policy with templates selects needs `all`'s disable_xfrm and disable_policy,
+    whether the peer is one of the host's addresses (RTM_GETROUTE) and that device's settings (RTM_GETLINK).
+    Each query read them all (/proc opens, two netlink requests), which a clear answer never did; they are
+    kept per namespace for SS_XCHECK_INTERVAL_MS, so the queries after the first ask nothing (the clock is
+    frozen: no time passes). B is in A's prefix on lo, a local route: lo's settings are read too."""
+    for name in ("disable_xfrm", "disable_policy"):
+        run(*ns.exec_argv("sysctl", "-qw", f"net.ipv4.conf.lo.{name}=0"))
+    esp_policies(ns, local, peer)
+    result = drive(ns, driver, "repeat", "200", local, peer, "500")
+    assert result == {"repeat": 200, "dumps_during": 0, "conf_asks_during": 0}
+    first = drive(ns, driver, "udp-peer", local, peer, "500")
+    assert first["conf_asks"] > 0, "the first query read nothing: the test does not reach the secured path"
+
+
+def test_a_disable_xfrm_change_is_seen_within_the_interval(ns: Netns, driver: str) -> None:
+    """The sysctls send no notification: what was read stands until SS_XCHECK_INTERVAL_MS (1 s) has passed
+    on the (frozen, test-driven) clock, then the next query reads the new value. B is in A's prefix on lo (a
+    local route): lo's own settings are turned off so that only `all`'s decides."""
+    for name in ("disable_xfrm", "disable_policy"):
+        run(*ns.exec_argv("sysctl", "-qw", f"net.ipv4.conf.lo.{name}=0"))
+    esp_policies(ns, A, B)
+    flip = "sysctl -qw net.ipv4.conf.all.disable_xfrm=1"
+    first, frozen, flipped, later = steps(ns, driver, "@clock 0", flip, "@clock 1000")
+    assert first["reasons"] == frozen["reasons"] == flipped["reasons"], "a change seen before the interval"
+    assert flipped["conf_asks"] == frozen["conf_asks"], "the query within the interval asked the kernel"
+    assert later["reasons"][0] != flipped["reasons"][0] == first["reasons"][1], "not seen after the interval"
+    assert later["reasons"][1] == flipped["reasons"][1]  # disable_xfrm decides outbound only
+    assert later["conf_asks"] > flipped["conf_asks"]
 
 
 def test_a_change_is_seen_by_the_very_next_query(ns: Netns, driver: str) -> None:
@@ -897,6 +931,30 @@ def nssteps(
         name, _, rest = line.partition(" ")
         out.append({"ns": name, **json.loads(rest)} if name in names else json.loads(line))
     return out
+
+
+def test_each_namespace_keeps_its_own_xfrm_settings(ns: Netns, driver: str) -> None:
+    """The disable_xfrm/disable_policy values kept for 1 s are kept per namespace: a thread answering for
+    sockets of two namespaces in turn reads each one's once, and never answers with the other's (`all`'s
+    disable_xfrm is set in one of them only)."""
+    (other,) = more_namespaces(1)
+    try:
+        for where in (ns, other):
+            for name in ("disable_xfrm", "disable_policy"):
+                run(*where.exec_argv("sysctl", "-qw", f"net.ipv4.conf.lo.{name}=0"))
+            esp_policies(where, A, B)
+        run(*other.exec_argv("sysctl", "-qw", "net.ipv4.conf.all.disable_xfrm=1"))
+        out = nssteps(
+            driver, [ns, other],
+            "@clock 0", f"?{ns.name}", f"?{other.name}", f"?{ns.name}", f"?{other.name}",
+        )  # fmt: skip
+    finally:
+        other.close()
+    assert [q.get("error") for q in out] == [None] * 4
+    no_sa, disabled = 4, 10  # SECSOCK_REASON_NO_SA, SECSOCK_REASON_XFRM_DISABLED (secsock_backend.h)
+    assert [q["reasons"] for q in out] == [[no_sa, no_sa], [disabled, no_sa]] * 2
+    assert out[1]["conf_asks"] > out[0]["conf_asks"] > 0
+    assert out[3]["conf_asks"] == out[2]["conf_asks"] == out[1]["conf_asks"], "a switch read them again"
 
 
 def churn(ns: Netns) -> str:

@@ -256,6 +256,8 @@ typedef struct {
     uint32_t peer_scope;   /* peer='s IPv6 scope id, for a peer that needs one (link-local); else 0 */
     int lo_conf;           /* flow_xfrm_disabled: SS_CONF_*_READ of what was read, SS_LO_* set by `all` */
     int lo_lo_conf;        /* flow_xfrm_disabled: SS_LO_* of local_dev's own IPv4 devconf, once read */
+    ss_netns ns;           /* the namespace the query answers for (flow_xfrm_disabled's cache key); known 0:
+                            * nothing is cached (the fuzzers and the synthetic driver leave it so) */
     int local_dev;         /* flow_xfrm_disabled: 0 unread; the device (lo, a VRF) a local peer is reached
                             * by; -1 the peer is not one of the host's addresses */
     int mark_doubt;        /* SS_DOUBT_*: lookup_policy could not decide (a packet mark, a priority tie) */
@@ -359,6 +361,7 @@ typedef struct {
     ss_xdiff xdiff;
     uint64_t use_tick;       /* bumped at each namespace switch */
     uint64_t xcheck_reloads; /* tables dumped again because the kernel's count differed from the snapshot's */
+    uint64_t conf_asks;      /* flow_xfrm_disabled's sysctl reads, route and link lookups (a test hook counts) */
     /* Test hooks (test_hooks.c): notifications to ignore as if the kernel never sent them, and a clock. */
     unsigned drop_notify;
     int clock_frozen;

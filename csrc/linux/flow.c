@@ -306,6 +306,174 @@ static int sysctl_flag(const char *path, secsock_error *err)
 }
 
 /*
+ * What flow_xfrm_disabled learns from the kernel, kept per thread for SS_XCHECK_INTERVAL_MS (by ss_clock_ms)
+ * and keyed by the namespace the query answers for: `all`'s three settings, a few devices' IPv4 devconf and
+ * whether a few peers are local. None of these sends a notification (a sysctl write does not; an address
+ * change does, on a group the snapshot does not listen to), so a steady secured query asks nothing and a
+ * change is seen within SS_XCHECK_INTERVAL_MS (README, "How the answer is read"). Per thread: no lock, and a
+ * fork child's copy is the forking thread's, facts of a namespace that the key still names. The key is the
+ * socket's netns cookie with the namespace's dev+ino (a new namespace may get a freed one's inode; the cookie
+ * tells them apart from Linux 5.14, and on older kernels the 1 s bounds the mix-up). SS_CONF_NETNS
+ * namespaces are kept; a fifth takes the least recently used one's place. Whether an address is one of the host's is the local table's answer, which
+ * the socket's mark does not change (the local rule comes first and matches every mark), so the peer cache
+ * is keyed by peer and local address only.
+ */
+#define SS_CONF_PEERS 16
+#define SS_CONF_DEVS 4
+enum { CONF_ALL_V4_OUT, CONF_ALL_V4_IN, CONF_ALL_V6_IN, CONF_ALL_N };
+typedef struct {
+    int valid;
+    int64_t at;
+} conf_stamp;
+typedef struct {
+    uint64_t used;   /* t_conf_tick at its last use: the least recently used is reused */
+    uint64_t cookie; /* SO_NETNS_COOKIE, never reused (an nsfs inode is, once its namespace is gone); 0 unknown */
+    dev_t dev;
+    ino_t ino;
+    conf_stamp all_at[CONF_ALL_N];
+    int all[CONF_ALL_N];
+    struct {
+        conf_stamp at;
+        int ifindex, conf;
+    } devs[SS_CONF_DEVS];
+    struct {
+        conf_stamp at;
+        uint8_t peer[4], local[4];
+        int dev; /* as ss_flow.local_dev: -1 not local */
+    } peers[SS_CONF_PEERS];
+    unsigned next_dev, next_peer;
+} conf_ns;
+#define SS_CONF_NETNS 4 /* namespaces a thread keeps this for (a server may answer for sockets in several) */
+static __thread conf_ns t_conf[SS_CONF_NETNS];
+static __thread uint64_t t_conf_tick;
+
+/* Is a stamp fresh? */
+static int conf_fresh(const conf_stamp *st, int64_t now)
+{
+    return st->valid && now - st->at < SS_XCHECK_INTERVAL_MS;
+}
+
+/* The thread's cache of f's namespace (the least recently used one emptied for it when there is none), or
+ * NULL when f's namespace is unknown. */
+static conf_ns *conf_for(const ss_flow *f)
+{
+    conf_ns *c = NULL;
+    int i;
+
+    if (!f->ns.known) {
+        return NULL;
+    }
+    for (i = 0; i < SS_CONF_NETNS; i++) {
+        conf_ns *e = &t_conf[i];
+        if (e->used != 0 && e->cookie == f->ns_cookie && e->dev == f->ns.dev && e->ino == f->ns.ino) {
+            c = e;
+            break;
+        }
+        if (c == NULL || e->used < c->used) {
+            c = e;
+        }
+    }
+    if (i == SS_CONF_NETNS) {
+        memset(c, 0, sizeof(*c));
+        c->cookie = f->ns_cookie;
+        c->dev = f->ns.dev;
+        c->ino = f->ns.ino;
+    }
+    c->used = ++t_conf_tick;
+    return c;
+}
+
+/* `all`'s setting i: 1 set, 0 not, -1 on error; from the cache while fresh. */
+static int conf_all(const ss_flow *f, int i, secsock_error *err)
+{
+    static const char *const paths[CONF_ALL_N] = {"/proc/sys/net/ipv4/conf/all/disable_xfrm",
+                                                  "/proc/sys/net/ipv4/conf/all/disable_policy",
+                                                  "/proc/sys/net/ipv6/conf/all/disable_policy"};
+    int64_t now = ss_clock_ms();
+    conf_ns *c = conf_for(f);
+    int v;
+
+    if (c != NULL && conf_fresh(&c->all_at[i], now)) {
+        return c->all[i];
+    }
+    g.conf_asks++;
+    v = sysctl_flag(paths[i], err);
+    if (v >= 0 && c != NULL) {
+        c->all[i] = v;
+        c->all_at[i].valid = 1;
+        c->all_at[i].at = now;
+    }
+    return v;
+}
+
+/* The device an IPv4 peer that is one of the host's addresses is reached by (as ss_flow.local_dev). */
+static int conf_local_dev(ss_flow *f, secsock_error *err)
+{
+    int64_t now = ss_clock_ms();
+    conf_ns *c = conf_for(f);
+    route_answer ra;
+    int i;
+
+    if (c != NULL) {
+        for (i = 0; i < SS_CONF_PEERS; i++) {
+            if (conf_fresh(&c->peers[i].at, now) && memcmp(c->peers[i].peer, f->peer, 4) == 0 &&
+                memcmp(c->peers[i].local, f->local, 4) == 0) {
+                return c->peers[i].dev;
+            }
+        }
+    }
+    g.conf_asks++;
+    if (route_get(f, f->peer, f->local, &ra, err) != 0) {
+        return 0;
+    }
+    if (c != NULL) {
+        i = (int)(c->next_peer++ % SS_CONF_PEERS);
+        memcpy(c->peers[i].peer, f->peer, 4);
+        memcpy(c->peers[i].local, f->local, 4);
+        c->peers[i].dev = ra.type == RTN_LOCAL && ra.oif > 0 ? ra.oif : -1;
+        c->peers[i].at.valid = 1;
+        c->peers[i].at.at = now;
+    }
+    return ra.type == RTN_LOCAL && ra.oif > 0 ? ra.oif : -1;
+}
+
+/* The IPv4 devconf bits (SS_LO_*) of device ifindex into *conf: 0, or -1 on error. */
+static int conf_dev(const ss_flow *f, int ifindex, int *conf, secsock_error *err)
+{
+    int64_t now = ss_clock_ms();
+    conf_ns *c = conf_for(f);
+    struct ifinfomsg ifi;
+    link_info li;
+    int i;
+
+    if (c != NULL) {
+        for (i = 0; i < SS_CONF_DEVS; i++) {
+            if (conf_fresh(&c->devs[i].at, now) && c->devs[i].ifindex == ifindex) {
+                *conf = c->devs[i].conf;
+                return 0;
+            }
+        }
+    }
+    g.conf_asks++;
+    memset(&ifi, 0, sizeof(ifi));
+    memset(&li, 0, sizeof(li));
+    ifi.ifi_family = AF_UNSPEC;
+    ifi.ifi_index = ifindex;
+    if (nl_request(NETLINK_ROUTE, RTM_GETLINK, NLM_F_ACK, &ifi, sizeof(ifi), on_link, &li, "RTM_GETLINK", err) != 0) {
+        return -1;
+    }
+    *conf = li.inet_conf;
+    if (c != NULL) {
+        i = (int)(c->next_dev++ % SS_CONF_DEVS);
+        c->devs[i].ifindex = ifindex;
+        c->devs[i].conf = li.inet_conf;
+        c->devs[i].at.valid = 1;
+        c->devs[i].at.at = now;
+    }
+    return 0;
+}
+
+/*
  * Does the kernel bypass XFRM for this direction of the flow? IPv4 reads each setting as IN_DEV_ORCONF: the
  * device's or `all`'s. Outbound, __mkroute_output gives the route DST_NOXFRM from IN_DEV_ORCONF(NOXFRM) of
  * its output device, so all.disable_xfrm bypasses XFRM for every IPv4 flow (xfrm_lookup); inbound,
@@ -315,7 +483,8 @@ static int sysctl_flag(const char *path, secsock_error *err)
  * other devices' settings would need a link lookup per query besides the route's. IPv6 has no disable_xfrm;
  * inbound, addrconf_f6i_alloc gives a local address's route DST_NOPOLICY from all.disable_policy or its
  * device's: `all` is read, the device's is not.
- * 1 yes, 0 no, -1 on error (a setting could not be read). Read once per query and direction.
+ * 1 yes, 0 no, -1 on error (a setting could not be read). Asked once per query and direction, answered from
+ * the thread's cache (t_conf, conf_for) while fresh. Called under g_lock (eval_dir): g.conf_asks and ss_clock_ms.
  */
 int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err)
 {
@@ -326,10 +495,7 @@ int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err)
         return 0;
     }
     if (!(f->lo_conf & read_bit)) {
-        v = sysctl_flag(f->family == AF_INET6 ? "/proc/sys/net/ipv6/conf/all/disable_policy"
-                        : out                 ? "/proc/sys/net/ipv4/conf/all/disable_xfrm"
-                                              : "/proc/sys/net/ipv4/conf/all/disable_policy",
-                        err);
+        v = conf_all(f, f->family == AF_INET6 ? CONF_ALL_V6_IN : out ? CONF_ALL_V4_OUT : CONF_ALL_V4_IN, err);
         if (v < 0) {
             return -1;
         }
@@ -344,35 +510,25 @@ int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err)
          * its device lo, or a VRF's master (ip_route_output_key_hash_rcu: dev_out = l3mdev master or
          * loopback_dev), whose settings then apply both ways. Asked only here: a flow that a policy
          * with templates selects. */
-        f->local_dev = -1;
         if (f->peer[0] == 127 || addr_eq(f->peer, f->local, AF_INET)) {
             f->local_dev = 1;
         } else {
-            route_answer ra;
-            if (route_get(f, f->peer, f->local, &ra, err) != 0) {
+            v = conf_local_dev(f, err);
+            if (v == 0) {
                 return -1;
             }
-            if (ra.type == RTN_LOCAL && ra.oif > 0) {
-                f->local_dev = ra.oif;
-            }
+            f->local_dev = v;
         }
     }
     if (f->local_dev < 0) {
         return 0; /* a peer elsewhere: other devices' settings are not read (README) */
     }
     if (!(f->lo_conf & SS_CONF_LO_READ)) {
-        struct ifinfomsg ifi;
-        link_info li;
-        memset(&ifi, 0, sizeof(ifi));
-        memset(&li, 0, sizeof(li));
-        ifi.ifi_family = AF_UNSPEC;
-        ifi.ifi_index = f->local_dev;
-        if (nl_request(NETLINK_ROUTE, RTM_GETLINK, NLM_F_ACK, &ifi, sizeof(ifi), on_link, &li, "RTM_GETLINK",
-                       err) != 0) {
+        if (conf_dev(f, f->local_dev, &v, err) != 0) {
             return -1;
         }
         f->lo_conf |= SS_CONF_LO_READ;
-        f->lo_lo_conf = li.inet_conf;
+        f->lo_lo_conf = v;
     }
     return (f->lo_lo_conf & bit) != 0;
 }

@@ -97,6 +97,7 @@ static int query_in_netns(ss_flow *f, const ss_netns *ns, secsock_result *out, s
     if (finish_flow(f, err) != 0) {
         return -1;
     }
+    f->ns = *ns; /* flow_xfrm_disabled's cache key */
     pthread_mutex_lock(&g_lock);
     rc = refresh_locked(ns, err);
     if (rc == 0) {

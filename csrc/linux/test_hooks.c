@@ -67,6 +67,11 @@ uint64_t ss_debug_xcheck_reloads(void)
     return locked_counter(&g.xcheck_reloads);
 }
 
+uint64_t ss_debug_conf_asks(void)
+{
+    return locked_counter(&g.conf_asks);
+}
+
 /* Do the counts kept as the snapshot changes (what the cross-check reads) equal a walk of every record? */
 int ss_debug_counts_agree(void)
 {

@@ -21,6 +21,8 @@ void ss_debug_force_overrun(void);
 void ss_debug_drop_notifications(unsigned n);
 void ss_debug_clock_advance(int64_t ms);
 uint64_t ss_debug_xcheck_reloads(void);
+/* What flow_xfrm_disabled asked the kernel (sysctl reads, route and link lookups) rather than its cache. */
+uint64_t ss_debug_conf_asks(void);
 int ss_debug_counts_agree(void); /* 1: the cross-check's running counts equal a walk of the snapshot */
 unsigned ss_debug_kept_netns(void); /* namespaces with a kept snapshot (issue 14 item 12) */
 /* The policy (index, priority) the calling thread's last query matched for dir (XFRM_POLICY_IN/OUT): 1, or 0 for none. */

@@ -135,10 +135,11 @@ static int report(int rc, const secsock_result *r, const secsock_error *e)
             }
         }
         printf(",\"dumps\":%llu,\"sa_updates\":%llu,\"pol_updates\":%llu,\"xcheck\":%llu,\"kept\":%u,"
-               "\"counts_agree\":%s}\n",
+               "\"counts_agree\":%s,\"reasons\":[%u,%u],\"conf_asks\":%llu}\n",
                (unsigned long long)ss_debug_dump_count(), (unsigned long long)ss_debug_sa_updates(),
                (unsigned long long)ss_debug_pol_updates(), (unsigned long long)ss_debug_xcheck_reloads(),
-               ss_debug_kept_netns(), ss_debug_counts_agree() ? "true" : "false");
+               ss_debug_kept_netns(), ss_debug_counts_agree() ? "true" : "false", (unsigned)r->reason_out,
+               (unsigned)r->reason_in, (unsigned long long)ss_debug_conf_asks());
     }
     fflush(stdout);
     return rc == 0 ? 0 : 3;
@@ -525,11 +526,13 @@ int main(int argc, char **argv)
     } else if (strcmp(argv[1], "repeat") == 0 && argc >= 6) {
         secsock_peer p;
         int fd, i, n = atoi(argv[2]);
-        uint64_t before;
+        uint64_t before, asks = 0;
         rc = make_udp_peer(argv[3], argv[4], argv[5], NULL, &fd, &p);
         if (rc == 0) {
+            ss_debug_clock_advance(0); /* frozen: what the first query read stays fresh, however slow the run */
             rc = query_fd(fd, &p);
             before = ss_debug_dump_count();
+            asks = ss_debug_conf_asks();
             for (i = 0; i < n && rc == 0; i++) {
                 secsock_query_request req;
                 secsock_result r;
@@ -541,8 +544,9 @@ int main(int argc, char **argv)
                     rc = report(-1, &r, &e);
                 }
             }
-            printf("{\"repeat\":%d,\"dumps_during\":%llu}\n", n,
-                   (unsigned long long)(ss_debug_dump_count() - before));
+            printf("{\"repeat\":%d,\"dumps_during\":%llu,\"conf_asks_during\":%llu}\n", n,
+                   (unsigned long long)(ss_debug_dump_count() - before),
+                   (unsigned long long)(ss_debug_conf_asks() - asks));
             close(fd);
         }
     } else if (strcmp(argv[1], "netns") == 0 && argc >= 6) {
