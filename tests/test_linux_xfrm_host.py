@@ -269,6 +269,23 @@ def test_interface_selector_uses_the_route_toward_the_peer(ns: Netns, driver: st
     assert drive(ns, driver, "udp-peer", A, B, "500")["pol_out"]["index"] == 0xC09
 
 
+def test_a_missing_proc_sys_is_an_error_not_settings_left_unset(ns: Netns, driver: str) -> None:
+    """Outside review: /proc/sys/net/ipv4/conf/all/disable_xfrm and disable_policy exist on every kernel, so
+    ENOENT there means /proc/sys is not mounted (a sandbox). It was read as "not disabled", and the answer
+    went on as if the kernel applied the policies it could not check. A fresh process (no cached settings)
+    in its own mount namespace with an empty /proc/sys: an error naming the path, not an answer."""
+    esp_policies(ns, A, B)
+    hidden = 'mount -t tmpfs none /proc/sys && exec "$0" "$@"'
+    argv = ns.exec_argv("unshare", "-m", "sh", "-c", hidden, driver, "udp-peer", A, B, "500")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"driver printed nothing ({done.returncode}): {done.stderr}"
+    result = json.loads(lines[-1])
+    assert "error" in result, result
+    assert result["error"]["errnum"] == errno.ENOENT, result
+    assert "/proc/sys/net/ipv4/conf/all/disable_" in result["error"]["message"], result
+
+
 def in_counters(ns: Netns) -> int:
     """The sum of the XfrmIn* counters: any inbound drop by XFRM counts in one of them."""
     stat = run(*ns.exec_argv("cat", "/proc/net/xfrm_stat")).stdout.split()

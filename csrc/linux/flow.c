@@ -292,8 +292,15 @@ static int sysctl_flag(const char *path, secsock_error *err)
     }
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        /* No such setting (IPv6 disabled, or a kernel without it): nothing is disabled by it. */
-        return errno == ENOENT ? 0 : os_error(err, errno, "open", path);
+        /* The IPv4 settings exist on every kernel: ENOENT there means /proc/sys is not mounted (a sandbox), and
+         * nothing was learned. An IPv6 one is absent, and disables nothing, only when IPv6 is (no
+         * /proc/sys/net/ipv6 at all, while /proc/sys/net/ipv4 is there). */
+        int open_errno = errno;
+        if (open_errno == ENOENT && strncmp(path, "/proc/sys/net/ipv6/", 19) == 0 &&
+            access("/proc/sys/net/ipv6", F_OK) != 0 && errno == ENOENT && access("/proc/sys/net/ipv4", F_OK) == 0) {
+            return 0;
+        }
+        return os_error(err, open_errno, "open", path);
     }
     n = read(fd, buf, sizeof(buf) - 1);
     (void)close(fd);
