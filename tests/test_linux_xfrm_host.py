@@ -337,6 +337,71 @@ def test_an_ipv6_outbound_selector_device_is_the_sockets_not_the_routes(ns: Netn
     assert reason_of(v4)[0] == "the policy blocks the flow", v4
 
 
+C = "10.78.0.1"  # an address of vb's, for the tests of a socket bound to vb
+SEND_FROM_VB = f"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"vb")
+s.bind(("{C}", 0))
+try:
+    s.sendto(b"x", ("{C}", 600))
+except OSError as e:
+    sys.exit(e.errno)
+"""
+
+
+def test_a_bound_sockets_ipv4_selector_device_is_the_routes_not_the_bound_one(ns: Netns) -> None:
+    """Outside review: IPv4 outbound, ip_route_output_key_hash_rcu writes the route's device into flowi4_oif
+    even for a socket bound to a device; toward a local peer that is lo. The backend took the bound device
+    without asking the route, so a `dev lo` policy was passed over and the one below it answered (an ESP
+    one: SECURED once an SA exists, for a flow the kernel sends in clear). A block below the bypass shows
+    the kernel's choice here, where no ESP SA can exist: the datagram leaves only while the bypass applies."""
+    for name in ("disable_xfrm", "disable_policy"):
+        run(*ns.exec_argv("sysctl", "-qw", f"net.ipv4.conf.lo.{name}=0"))
+    ns.ip("link", "add", "vb", "type", "veth", "peer", "name", "vb-peer")
+    ns.ip("link", "set", "vb", "up")
+    ns.ip("addr", "add", f"{C}/24", "dev", "vb")
+    ns.ip("xfrm", "policy", "add", "src", C, "dst", C, "dir", "out", "priority", "100", "action", "block")
+    ns.ip("xfrm", "policy", "add", "src", C, "dst", C, "dev", "lo", "dir", "out", "priority", "10")
+    sent = subprocess.run(ns.exec_argv(sys.executable, "-c", SEND_FROM_VB), capture_output=True, text=True)
+    assert sent.returncode == 0, f"the kernel did not apply the lo bypass: {sent.stderr}"
+    (result,) = ns.probe([udp(C, C, 600, device="vb")])
+    assert reason_of(result)[0] == "the policy allows the flow without IPsec", result
+    # Without the bypass the kernel blocks the same socket's datagram, and the backend says so.
+    ns.ip("xfrm", "policy", "del", "src", C, "dst", C, "dev", "lo", "dir", "out")
+    unsent = subprocess.run(ns.exec_argv(sys.executable, "-c", SEND_FROM_VB), capture_output=True, text=True)
+    assert unsent.returncode == errno.EPERM, "the block did not apply"
+    (result,) = ns.probe([udp(C, C, 600, device="vb")])
+    assert reason_of(result)[0] == "the policy blocks the flow", result
+
+
+def test_an_ipv4_udp_sockets_unicast_if_chooses_the_selector_device(ns: Netns) -> None:
+    """Outside review: udp_sendmsg starts the route lookup from IP_UNICAST_IF (inet->uc_index) when the
+    socket is not bound to a device, and the route then leaves by that device even where the table names
+    another. The backend asked the route without it: a `dev vb` block the kernel applies was said not to."""
+    peer = "10.79.0.2"
+    for name, net in (("vb", f"{C}/24"), ("vc", "10.79.0.1/24")):
+        ns.ip("link", "add", name, "type", "veth", "peer", "name", f"{name}-peer")
+        ns.ip("link", "set", name, "up")
+        ns.ip("addr", "add", net, "dev", name)
+    ns.ip("xfrm", "policy", "add", "src", C, "dst", peer, "dev", "vb", "dir", "out", "action", "block")
+    send = (
+        "import socket, struct, sys\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "s.setsockopt(socket.IPPROTO_IP, 50, struct.pack('!I', socket.if_nametoindex('vb')))\n"
+        f"s.bind(('{C}', 0))\n"
+        "try:\n"
+        f"    s.sendto(b'x', ('{peer}', 600))\n"
+        "except OSError as e:\n"
+        "    sys.exit(e.errno)\n"
+    )
+    sent = subprocess.run(ns.exec_argv(sys.executable, "-c", send), capture_output=True, text=True)
+    assert sent.returncode == errno.EPERM, f"the kernel did not block by vb: {sent.stderr}"
+    plain, pinned = ns.probe([udp(C, peer, 600), udp(C, peer, 600, unicast_if="vb")])
+    assert reason_of(plain)[0] == "no XFRM policy selects the flow", plain
+    assert reason_of(pinned)[0] == "the policy blocks the flow", pinned
+
+
 def test_policy_mark_must_match_the_socket_mark(ns: Netns, driver: str) -> None:
     ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "mark", "5", "mask", "0xff",
           "index", "0x701")  # fmt: skip
