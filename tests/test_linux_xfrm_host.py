@@ -375,31 +375,56 @@ def test_a_bound_sockets_ipv4_selector_device_is_the_routes_not_the_bound_one(ns
     assert reason_of(result)[0] == "the policy blocks the flow", result
 
 
-def test_an_ipv4_udp_sockets_unicast_if_chooses_the_selector_device(ns: Netns) -> None:
-    """Outside review: udp_sendmsg starts the route lookup from IP_UNICAST_IF (inet->uc_index) when the
-    socket is not bound to a device, and the route then leaves by that device even where the table names
-    another. The backend asked the route without it: a `dev vb` block the kernel applies was said not to."""
-    peer = "10.79.0.2"
+def vb_and_vc(ns: Netns) -> None:
+    """Two veths up: vb with C, vc with 10.79.0.1/24."""
     for name, net in (("vb", f"{C}/24"), ("vc", "10.79.0.1/24")):
         ns.ip("link", "add", name, "type", "veth", "peer", "name", f"{name}-peer")
         ns.ip("link", "set", name, "up")
         ns.ip("addr", "add", net, "dev", name)
-    ns.ip("xfrm", "policy", "add", "src", C, "dst", peer, "dev", "vb", "dir", "out", "action", "block")
+
+
+def send_from_c(ns: Netns, sockopt: str, peer: str) -> subprocess.CompletedProcess[str]:
+    """One datagram from C to peer:600 on a socket given setsockopt(sockopt); exit status the errno."""
     send = (
         "import socket, struct, sys\n"
         "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-        "s.setsockopt(socket.IPPROTO_IP, 50, struct.pack('!I', socket.if_nametoindex('vb')))\n"
+        f"s.setsockopt({sockopt})\n"
         f"s.bind(('{C}', 0))\n"
         "try:\n"
         f"    s.sendto(b'x', ('{peer}', 600))\n"
         "except OSError as e:\n"
         "    sys.exit(e.errno)\n"
     )
-    sent = subprocess.run(ns.exec_argv(sys.executable, "-c", send), capture_output=True, text=True)
+    return subprocess.run(ns.exec_argv(sys.executable, "-c", send), capture_output=True, text=True)
+
+
+def test_an_ipv4_udp_sockets_unicast_if_chooses_the_selector_device(ns: Netns) -> None:
+    """Outside review: udp_sendmsg starts the route lookup from IP_UNICAST_IF (inet->uc_index) when the
+    socket is not bound to a device, and the route then leaves by that device even where the table names
+    another. The backend asked the route without it: a `dev vb` block the kernel applies was said not to."""
+    peer = "10.79.0.2"
+    vb_and_vc(ns)
+    ns.ip("xfrm", "policy", "add", "src", C, "dst", peer, "dev", "vb", "dir", "out", "action", "block")
+    sent = send_from_c(ns, "socket.IPPROTO_IP, 50, struct.pack('!I', socket.if_nametoindex('vb'))", peer)
     assert sent.returncode == errno.EPERM, f"the kernel did not block by vb: {sent.stderr}"
     plain, pinned = ns.probe([udp(C, peer, 600), udp(C, peer, 600, unicast_if="vb")])
     assert reason_of(plain)[0] == "no XFRM policy selects the flow", plain
     assert reason_of(pinned)[0] == "the policy blocks the flow", pinned
+
+
+def test_an_ipv4_multicast_flows_selector_device_is_not_decidable(ns: Netns) -> None:
+    """Outside review: toward a multicast peer udp_sendmsg starts from IP_MULTICAST_IF's index (mc_index),
+    which no getsockopt returns (IP_MULTICAST_IF gives the address). The backend took the route's device: a
+    `dev vb` block the kernel applies to a socket whose multicast device is vb was said not to apply."""
+    group = "224.1.1.7"
+    vb_and_vc(ns)
+    ns.ip("route", "add", "224.0.0.0/4", "dev", "vc")
+    ns.ip("xfrm", "policy", "add", "src", C, "dst", group, "dev", "vb", "dir", "out", "action", "block")
+    mreqn = "struct.pack('4s4si', bytes(4), bytes(4), socket.if_nametoindex('vb'))"
+    sent = send_from_c(ns, f"socket.IPPROTO_IP, socket.IP_MULTICAST_IF, {mreqn}", group)
+    assert sent.returncode == errno.EPERM, f"the kernel did not block by vb: {sent.stderr}"
+    (result,) = ns.probe([udp(C, group, 600)])
+    assert reason_of(result)[0].startswith("not decidable here: a selector that names a device"), result
 
 
 def test_policy_mark_must_match_the_socket_mark(ns: Netns, driver: str) -> None:
