@@ -324,12 +324,26 @@ def test_an_ipv6_outbound_selector_device_is_the_sockets_not_the_routes(ns: Netn
     """Issue 14 review, item 3: IPv6 outbound, flowi6_oif is what the socket set (a link-local peer's scope,
     its bound device, IPV6_UNICAST_IF); ip6_route_output does not write the route's device into it, as IPv4
     does. A `dev lo` block, lo being the route's device: the kernel sends from an unbound socket, and the
-    backend said the block applies. From a socket bound to lo the kernel blocks (and the backend says so)."""
+    backend said the block applies. From a socket bound to lo the kernel blocks (and the backend says so).
+    Outside review: an unbound UDP socket's device may come from a sticky IPV6_PKTINFO (before
+    IPV6_UNICAST_IF), which no getsockopt returns, or from a message's own: for a selector that names a
+    device it is not decidable (the backend said no policy applies while the kernel blocked)."""
     ns.ip("xfrm", "policy", "add", "src", A6, "dst", B6, "dev", "lo", "dir", "out", "action", "block")
     sent = subprocess.run(ns.exec_argv("bash", "-c", f"echo x > /dev/udp/{B6}/500"), capture_output=True)
     assert sent.returncode == 0, "the kernel blocked an unbound socket's datagram"
+    sticky = (
+        "import socket, struct, sys\n"
+        "s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
+        "s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, struct.pack('16si', bytes(16), 1))\n"
+        "try:\n"
+        f"    s.sendto(b'x', ('{B6}', 500))\n"
+        "except OSError as e:\n"
+        "    sys.exit(e.errno)\n"
+    )
+    pinned = subprocess.run(ns.exec_argv(sys.executable, "-c", sticky), capture_output=True, text=True)
+    assert pinned.returncode == errno.EPERM, f"a sticky IPV6_PKTINFO for lo did not meet the block: {pinned}"
     unbound, bound = ns.probe([udp(A6, B6), udp(A6, B6, device="lo")])
-    assert reason_of(unbound)[0] == "no XFRM policy selects the flow", unbound
+    assert reason_of(unbound)[0].startswith("not decidable here: a selector that names a device"), unbound
     assert reason_of(bound)[0] == "the policy blocks the flow", bound
     # IPv4 outbound compares the route's device, as ip_route_output_key_hash_rcu writes it into flowi4_oif.
     ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dev", "lo", "dir", "out", "action", "block")
@@ -1338,10 +1352,11 @@ def test_a_link_local_peer_keeps_its_scope(ns: Netns) -> None:
     assert "error" not in result, result
     assert reason_of(result)[0].startswith("no SA fits a template the policy requires"), result
     # A multicast peer of the reserved scope 0 needs no scope id (__ipv6_addr_needs_scope_id): the kernel
-    # ignores the one given, so a selector naming that device does not match.
+    # ignores the one given, so it does not choose the device; that unbound UDP socket may choose one per
+    # message (IPV6_PKTINFO), so a selector naming a device is not decidable.
     ns.ip("xfrm", "policy", "add", "dst", "ff00::1", "dev", "vs", "dir", "out", "action", "block")
     (result,) = ns.probe([{"op": "udp", "name": "s", "local": "fd77::1", "peer": "ff00::1%vs", "port": 500}])
-    assert reason_of(result)[0] == "no XFRM policy selects the flow", result
+    assert reason_of(result)[0].startswith("not decidable here: a selector that names a device"), result
 
 
 DISABLED = (

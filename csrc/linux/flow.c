@@ -162,7 +162,8 @@ int resolve_oif(ss_flow *f, secsock_error *err)
  * - IPv4 outbound: the route's device (ip_route_output_key_hash_rcu writes it into flowi4_oif before
  *   xfrm_lookup_route).
  * - IPv6 outbound: only what the socket set (ip6_route_output leaves flowi6_oif alone): the scope id of a
- *   link-local peer (udpv6_sendmsg), the bound device, or for UDP IPV6_UNICAST_IF (np->ucast_oif).
+ *   link-local peer (udpv6_sendmsg) or the bound device; for UDP without either, unknown (IPV6_PKTINFO, sticky
+ *   or per message, comes before IPV6_UNICAST_IF and cannot be read).
  * - Inbound, both families: decode_session4/6 take skb_dst(skb)->dev, the input route's device, which for
  *   local delivery is loopback, or the VRF master of the address's device (ip_rt_get_dev,
  *   ip6_rt_get_dev_rcu). The output route to the local address names the same device (RTN_LOCAL: dev_out
@@ -194,15 +195,14 @@ int flow_sel_dev(ss_flow *f, int dir, int *ifindex, secsock_error *err)
                 *cached = f->oif;
             }
         } else if (dir == XFRM_POLICY_OUT) {
-            int ucast = 0; /* udpv6_sendmsg: np->mcast_oif toward a multicast peer, else np->ucast_oif */
-            socklen_t len = sizeof(ucast);
-            if (f->peer_scope == 0 && flow_bound_ifindex(f) == 0 &&
-                (f->proto == IPPROTO_UDP || f->proto == IPPROTO_UDPLITE) &&
-                getsockopt(f->sock, IPPROTO_IPV6, f->peer[0] == 0xff ? IPV6_MULTICAST_IF : IPV6_UNICAST_IF,
-                           &ucast, &len) != 0) {
-                ucast = 0;
-            }
-            *cached = f->peer_scope != 0 ? (int)f->peer_scope : f->bound_ifindex > 0 ? f->bound_ifindex : ucast;
+            /* udpv6_sendmsg, after the scope and the bound device: a per-message IPV6_PKTINFO, then the sticky
+             * one (np->sticky_pktinfo, which no getsockopt returns), and only then IPV6_MULTICAST_IF or
+             * IPV6_UNICAST_IF. So a UDP socket with neither may send by any device. */
+            int udp = f->proto == IPPROTO_UDP || f->proto == IPPROTO_UDPLITE;
+            *cached = f->peer_scope != 0            ? (int)f->peer_scope
+                      : flow_bound_ifindex(f) > 0 ? f->bound_ifindex
+                      : udp                       ? SS_DEV_UNKNOWN
+                                                  : 0;
         } else {
             route_answer ra;
             if (route_get(f, f->local, NULL, 0, &ra, err) != 0) {
