@@ -269,6 +269,23 @@ def test_interface_selector_uses_the_route_toward_the_peer(ns: Netns, driver: st
     assert drive(ns, driver, "udp-peer", A, B, "500")["pol_out"]["index"] == 0xC09
 
 
+def test_a_missing_proc_sys_is_an_error_not_settings_left_unset(ns: Netns, driver: str) -> None:
+    """Outside review: /proc/sys/net/ipv4/conf/all/disable_xfrm and disable_policy exist on every kernel, so
+    ENOENT there means /proc/sys is not mounted (a sandbox). It was read as "not disabled", and the answer
+    went on as if the kernel applied the policies it could not check. A fresh process (no cached settings)
+    in its own mount namespace with an empty /proc/sys: an error naming the path, not an answer."""
+    esp_policies(ns, A, B)
+    hidden = 'mount -t tmpfs none /proc/sys && exec "$0" "$@"'
+    argv = ns.exec_argv("unshare", "-m", "sh", "-c", hidden, driver, "udp-peer", A, B, "500")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"driver printed nothing ({done.returncode}): {done.stderr}"
+    result = json.loads(lines[-1])
+    assert "error" in result, result
+    assert result["error"]["errnum"] == errno.ENOENT, result
+    assert "/proc/sys/net/ipv4/conf/all/disable_" in result["error"]["message"], result
+
+
 def in_counters(ns: Netns) -> int:
     """The sum of the XfrmIn* counters: any inbound drop by XFRM counts in one of them."""
     stat = run(*ns.exec_argv("cat", "/proc/net/xfrm_stat")).stdout.split()
@@ -307,17 +324,121 @@ def test_an_ipv6_outbound_selector_device_is_the_sockets_not_the_routes(ns: Netn
     """Issue 14 review, item 3: IPv6 outbound, flowi6_oif is what the socket set (a link-local peer's scope,
     its bound device, IPV6_UNICAST_IF); ip6_route_output does not write the route's device into it, as IPv4
     does. A `dev lo` block, lo being the route's device: the kernel sends from an unbound socket, and the
-    backend said the block applies. From a socket bound to lo the kernel blocks (and the backend says so)."""
+    backend said the block applies. From a socket bound to lo the kernel blocks (and the backend says so).
+    Outside review: an unbound UDP socket's device may come from a sticky IPV6_PKTINFO (before
+    IPV6_UNICAST_IF), which no getsockopt returns, or from a message's own: for a selector that names a
+    device it is not decidable (the backend said no policy applies while the kernel blocked)."""
     ns.ip("xfrm", "policy", "add", "src", A6, "dst", B6, "dev", "lo", "dir", "out", "action", "block")
     sent = subprocess.run(ns.exec_argv("bash", "-c", f"echo x > /dev/udp/{B6}/500"), capture_output=True)
     assert sent.returncode == 0, "the kernel blocked an unbound socket's datagram"
+    sticky = (
+        "import socket, struct, sys\n"
+        "s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
+        "s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, struct.pack('16si', bytes(16), 1))\n"
+        "try:\n"
+        f"    s.sendto(b'x', ('{B6}', 500))\n"
+        "except OSError as e:\n"
+        "    sys.exit(e.errno)\n"
+    )
+    pinned = subprocess.run(ns.exec_argv(sys.executable, "-c", sticky), capture_output=True, text=True)
+    assert pinned.returncode == errno.EPERM, f"a sticky IPV6_PKTINFO for lo did not meet the block: {pinned}"
     unbound, bound = ns.probe([udp(A6, B6), udp(A6, B6, device="lo")])
-    assert reason_of(unbound)[0] == "no XFRM policy selects the flow", unbound
+    assert reason_of(unbound)[0].startswith("not decidable here: a selector that names a device"), unbound
     assert reason_of(bound)[0] == "the policy blocks the flow", bound
     # IPv4 outbound compares the route's device, as ip_route_output_key_hash_rcu writes it into flowi4_oif.
     ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dev", "lo", "dir", "out", "action", "block")
     (v4,) = ns.probe([udp(A, B)])
     assert reason_of(v4)[0] == "the policy blocks the flow", v4
+
+
+C = "10.78.0.1"  # an address of vb's, for the tests of a socket bound to vb
+SEND_FROM_VB = f"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"vb")
+s.bind(("{C}", 0))
+try:
+    s.sendto(b"x", ("{C}", 600))
+except OSError as e:
+    sys.exit(e.errno)
+"""
+
+
+def test_a_bound_sockets_ipv4_selector_device_is_the_routes_not_the_bound_one(ns: Netns) -> None:
+    """Outside review: IPv4 outbound, ip_route_output_key_hash_rcu writes the route's device into flowi4_oif
+    even for a socket bound to a device; toward a local peer that is lo. The backend took the bound device
+    without asking the route, so a `dev lo` policy was passed over and the one below it answered (an ESP
+    one: SECURED once an SA exists, for a flow the kernel sends in clear). A block below the bypass shows
+    the kernel's choice here, where no ESP SA can exist: the datagram leaves only while the bypass applies."""
+    for name in ("disable_xfrm", "disable_policy"):
+        run(*ns.exec_argv("sysctl", "-qw", f"net.ipv4.conf.lo.{name}=0"))
+    ns.ip("link", "add", "vb", "type", "veth", "peer", "name", "vb-peer")
+    ns.ip("link", "set", "vb", "up")
+    ns.ip("addr", "add", f"{C}/24", "dev", "vb")
+    ns.ip("xfrm", "policy", "add", "src", C, "dst", C, "dir", "out", "priority", "100", "action", "block")
+    ns.ip("xfrm", "policy", "add", "src", C, "dst", C, "dev", "lo", "dir", "out", "priority", "10")
+    sent = subprocess.run(ns.exec_argv(sys.executable, "-c", SEND_FROM_VB), capture_output=True, text=True)
+    assert sent.returncode == 0, f"the kernel did not apply the lo bypass: {sent.stderr}"
+    (result,) = ns.probe([udp(C, C, 600, device="vb")])
+    assert reason_of(result)[0] == "the policy allows the flow without IPsec", result
+    # Without the bypass the kernel blocks the same socket's datagram, and the backend says so.
+    ns.ip("xfrm", "policy", "del", "src", C, "dst", C, "dev", "lo", "dir", "out")
+    unsent = subprocess.run(ns.exec_argv(sys.executable, "-c", SEND_FROM_VB), capture_output=True, text=True)
+    assert unsent.returncode == errno.EPERM, "the block did not apply"
+    (result,) = ns.probe([udp(C, C, 600, device="vb")])
+    assert reason_of(result)[0] == "the policy blocks the flow", result
+
+
+def vb_and_vc(ns: Netns) -> None:
+    """Two veths up: vb with C, vc with 10.79.0.1/24."""
+    for name, net in (("vb", f"{C}/24"), ("vc", "10.79.0.1/24")):
+        ns.ip("link", "add", name, "type", "veth", "peer", "name", f"{name}-peer")
+        ns.ip("link", "set", name, "up")
+        ns.ip("addr", "add", net, "dev", name)
+
+
+def send_from_c(ns: Netns, sockopt: str, peer: str) -> subprocess.CompletedProcess[str]:
+    """One datagram from C to peer:600 on a socket given setsockopt(sockopt); exit status the errno."""
+    send = (
+        "import socket, struct, sys\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        f"s.setsockopt({sockopt})\n"
+        f"s.bind(('{C}', 0))\n"
+        "try:\n"
+        f"    s.sendto(b'x', ('{peer}', 600))\n"
+        "except OSError as e:\n"
+        "    sys.exit(e.errno)\n"
+    )
+    return subprocess.run(ns.exec_argv(sys.executable, "-c", send), capture_output=True, text=True)
+
+
+def test_an_ipv4_udp_sockets_unicast_if_chooses_the_selector_device(ns: Netns) -> None:
+    """Outside review: udp_sendmsg starts the route lookup from IP_UNICAST_IF (inet->uc_index) when the
+    socket is not bound to a device, and the route then leaves by that device even where the table names
+    another. The backend asked the route without it: a `dev vb` block the kernel applies was said not to."""
+    peer = "10.79.0.2"
+    vb_and_vc(ns)
+    ns.ip("xfrm", "policy", "add", "src", C, "dst", peer, "dev", "vb", "dir", "out", "action", "block")
+    sent = send_from_c(ns, "socket.IPPROTO_IP, 50, struct.pack('!I', socket.if_nametoindex('vb'))", peer)
+    assert sent.returncode == errno.EPERM, f"the kernel did not block by vb: {sent.stderr}"
+    plain, pinned = ns.probe([udp(C, peer, 600), udp(C, peer, 600, unicast_if="vb")])
+    assert reason_of(plain)[0] == "no XFRM policy selects the flow", plain
+    assert reason_of(pinned)[0] == "the policy blocks the flow", pinned
+
+
+def test_an_ipv4_multicast_flows_selector_device_is_not_decidable(ns: Netns) -> None:
+    """Outside review: toward a multicast peer udp_sendmsg starts from IP_MULTICAST_IF's index (mc_index),
+    which no getsockopt returns (IP_MULTICAST_IF gives the address). The backend took the route's device: a
+    `dev vb` block the kernel applies to a socket whose multicast device is vb was said not to apply."""
+    group = "224.1.1.7"
+    vb_and_vc(ns)
+    ns.ip("route", "add", "224.0.0.0/4", "dev", "vc")
+    ns.ip("xfrm", "policy", "add", "src", C, "dst", group, "dev", "vb", "dir", "out", "action", "block")
+    mreqn = "struct.pack('4s4si', bytes(4), bytes(4), socket.if_nametoindex('vb'))"
+    sent = send_from_c(ns, f"socket.IPPROTO_IP, socket.IP_MULTICAST_IF, {mreqn}", group)
+    assert sent.returncode == errno.EPERM, f"the kernel did not block by vb: {sent.stderr}"
+    (result,) = ns.probe([udp(C, group, 600)])
+    assert reason_of(result)[0].startswith("not decidable here: a selector that names a device"), result
 
 
 def test_policy_mark_must_match_the_socket_mark(ns: Netns, driver: str) -> None:
@@ -1231,10 +1352,11 @@ def test_a_link_local_peer_keeps_its_scope(ns: Netns) -> None:
     assert "error" not in result, result
     assert reason_of(result)[0].startswith("no SA fits a template the policy requires"), result
     # A multicast peer of the reserved scope 0 needs no scope id (__ipv6_addr_needs_scope_id): the kernel
-    # ignores the one given, so a selector naming that device does not match.
+    # ignores the one given, so it does not choose the device; that unbound UDP socket may choose one per
+    # message (IPV6_PKTINFO), so a selector naming a device is not decidable.
     ns.ip("xfrm", "policy", "add", "dst", "ff00::1", "dev", "vs", "dir", "out", "action", "block")
     (result,) = ns.probe([{"op": "udp", "name": "s", "local": "fd77::1", "peer": "ff00::1%vs", "port": 500}])
-    assert reason_of(result)[0] == "no XFRM policy selects the flow", result
+    assert reason_of(result)[0].startswith("not decidable here: a selector that names a device"), result
 
 
 DISABLED = (

@@ -4,7 +4,7 @@ tests: makes sockets, asks secsock.query about them and prints one ``RESULT {jso
 STEPS_JSON is a list of steps, run in order in this one process (so later queries use the snapshot that
 earlier ones built):
   {"op": "udp", "name": N, "local": ADDR, "peer": ADDR, "port": P, "connect": bool, "sport": P, "mark": M,
-   "device": IFNAME}                                    (device: SO_BINDTODEVICE)
+   "device": IFNAME, "unicast_if": IFNAME}  (SO_BINDTODEVICE; IPv4 IP_UNICAST_IF)
   {"op": "query", "name": N, "peer": [ADDR, P] | null}   query a socket made earlier
   {"op": "run", "argv": [...]}                          a command (ip xfrm ...) that must succeed
   {"op": "tcp-serve", "addr": ADDR, "port": P}          accept one client, query the accepted socket,
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import subprocess
 import sys
 from typing import Any
@@ -67,6 +68,9 @@ def ask(sock: socket.socket, peer: tuple[str, int] | None = None) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
+IP_UNICAST_IF = 50  # linux/in.h; not in Python's socket module
+
+
 def family_of(addr: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
@@ -83,6 +87,9 @@ def main() -> None:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, step["mark"])
             if step.get("device"):
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, step["device"].encode())
+            if step.get("unicast_if"):
+                index = struct.pack("!I", socket.if_nametoindex(step["unicast_if"]))  # network order
+                s.setsockopt(socket.IPPROTO_IP, IP_UNICAST_IF, index)
             s.bind((step.get("local", "0.0.0.0" if ":" not in step["peer"] else "::"), step.get("sport", 0)))
             peer = (step["peer"], step["port"])
             if step.get("connect"):

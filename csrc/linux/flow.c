@@ -66,7 +66,8 @@ static void add_rta(uint8_t *buf, size_t *off, uint16_t type, const void *data, 
 }
 
 /* The route toward dst (from src when not NULL) with the socket's mark: RTM_GETROUTE, no dump, no privilege. */
-static int route_get(ss_flow *f, const uint8_t *dst, const uint8_t *src, route_answer *ra, secsock_error *err)
+static int route_get(ss_flow *f, const uint8_t *dst, const uint8_t *src, int oif, route_answer *ra,
+                     secsock_error *err)
 {
     uint8_t body[256];
     struct rtmsg rtm;
@@ -85,13 +86,51 @@ static int route_get(ss_flow *f, const uint8_t *dst, const uint8_t *src, route_a
     if (flow_mark(f) != 0) {
         add_rta(body, &off, RTA_MARK, &f->mark, sizeof(f->mark));
     }
+    if (oif > 0) {
+        add_rta(body, &off, RTA_OIF, &oif, sizeof(oif));
+    }
     return nl_request(NETLINK_ROUTE, RTM_GETROUTE, NLM_F_ACK, body, off, on_route, ra, "RTM_GETROUTE", err);
 }
 
-/* The interface the flow leaves by, as the routing table says. */
+/*
+ * The device an IPv4 UDP socket sends by before the route is asked (udp_sendmsg: ipc.oif starts as the bound
+ * device; else inet->uc_index, IP_UNICAST_IF, which getsockopt returns in network byte order; toward a
+ * multicast peer inet->mc_index instead, which no getsockopt returns: flow_sel_dev answers such a flow's
+ * device unknown). 0 and *oif, or -1 on error.
+ */
+static int flow_v4_multicast(const ss_flow *f)
+{
+    return f->family == AF_INET && f->peer[0] >= 224 && f->peer[0] <= 239;
+}
+
+static int flow_oif_hint(ss_flow *f, int *oif, secsock_error *err)
+{
+    uint32_t ucast = 0;
+    socklen_t len = sizeof(ucast);
+
+    *oif = flow_bound_ifindex(f);
+    if (*oif > 0 || f->family != AF_INET || (f->proto != IPPROTO_UDP && f->proto != IPPROTO_UDPLITE)) {
+        return 0;
+    }
+    if (flow_v4_multicast(f)) {
+        return 0;
+    }
+    if (getsockopt(f->sock, IPPROTO_IP, IP_UNICAST_IF, &ucast, &len) != 0) {
+        return os_error(err, errno, "getsockopt(IP_UNICAST_IF)", NULL);
+    }
+    *oif = (int)ntohl(ucast);
+    return 0;
+}
+
+/*
+ * The interface the flow leaves by, as the routing table says, asked with the device the socket sends by
+ * (ip_route_output_key_hash_rcu answers with another for a local peer, lo or the VRF master, or for a socket
+ * bound to a VRF master, its slave). 0 or -1 on error.
+ */
 int resolve_oif(ss_flow *f, secsock_error *err)
 {
     route_answer ra;
+    int hint;
 
     if (f->oif >= 0) {
         return 0;
@@ -102,11 +141,10 @@ int resolve_oif(ss_flow *f, secsock_error *err)
         f->oif = (int)f->peer_scope;
         return 0;
     }
-    if (flow_bound_ifindex(f) > 0) {
-        f->oif = f->bound_ifindex;
-        return 0;
+    if (flow_oif_hint(f, &hint, err) != 0) {
+        return -1;
     }
-    if (route_get(f, f->peer, f->local, &ra, err) != 0) {
+    if (route_get(f, f->peer, f->local, hint, &ra, err) != 0) {
         return -1;
     }
     if (ra.oif <= 0) {
@@ -124,36 +162,50 @@ int resolve_oif(ss_flow *f, secsock_error *err)
  * - IPv4 outbound: the route's device (ip_route_output_key_hash_rcu writes it into flowi4_oif before
  *   xfrm_lookup_route).
  * - IPv6 outbound: only what the socket set (ip6_route_output leaves flowi6_oif alone): the scope id of a
- *   link-local peer (udpv6_sendmsg), the bound device, or for UDP IPV6_UNICAST_IF (np->ucast_oif).
+ *   link-local peer (udpv6_sendmsg) or the bound device; for UDP without either, unknown (IPV6_PKTINFO, sticky
+ *   or per message, comes before IPV6_UNICAST_IF and cannot be read).
  * - Inbound, both families: decode_session4/6 take skb_dst(skb)->dev, the input route's device, which for
  *   local delivery is loopback, or the VRF master of the address's device (ip_rt_get_dev,
  *   ip6_rt_get_dev_rcu). The output route to the local address names the same device (RTN_LOCAL: dev_out
  *   is the l3mdev master or loopback); when that lookup does not find it local (a VRF address, seen from
  *   outside the VRF) the device is unknown.
  */
+static int bound_to_l3mdev(ss_flow *f, secsock_error *err);
+
 int flow_sel_dev(ss_flow *f, int dir, int *ifindex, secsock_error *err)
 {
     int *cached = &f->sel_dev[dir == XFRM_POLICY_OUT];
 
     if (*cached == -1) {
         if (dir == XFRM_POLICY_OUT && f->family == AF_INET) {
-            if (resolve_oif(f, err) != 0) {
+            int l3mdev = 0;
+            /* Toward a multicast peer a UDP socket's IP_MULTICAST_IF index (mc_index) may choose the device,
+             * and no getsockopt returns it; a socket bound to a VRF master sends by whichever slave the
+             * VRF's table picks per message. */
+            if ((f->proto == IPPROTO_UDP || f->proto == IPPROTO_UDPLITE) && flow_v4_multicast(f)) {
+                l3mdev = 1;
+            } else if ((l3mdev = bound_to_l3mdev(f, err)) < 0) {
                 return -1;
             }
-            *cached = f->oif;
-        } else if (dir == XFRM_POLICY_OUT) {
-            int ucast = 0; /* udpv6_sendmsg: np->mcast_oif toward a multicast peer, else np->ucast_oif */
-            socklen_t len = sizeof(ucast);
-            if (f->peer_scope == 0 && flow_bound_ifindex(f) == 0 &&
-                (f->proto == IPPROTO_UDP || f->proto == IPPROTO_UDPLITE) &&
-                getsockopt(f->sock, IPPROTO_IPV6, f->peer[0] == 0xff ? IPV6_MULTICAST_IF : IPV6_UNICAST_IF,
-                           &ucast, &len) != 0) {
-                ucast = 0;
+            if (l3mdev) {
+                *cached = SS_DEV_UNKNOWN;
+            } else if (resolve_oif(f, err) != 0) {
+                return -1;
+            } else {
+                *cached = f->oif;
             }
-            *cached = f->peer_scope != 0 ? (int)f->peer_scope : f->bound_ifindex > 0 ? f->bound_ifindex : ucast;
+        } else if (dir == XFRM_POLICY_OUT) {
+            /* udpv6_sendmsg, after the scope and the bound device: a per-message IPV6_PKTINFO, then the sticky
+             * one (np->sticky_pktinfo, which no getsockopt returns), and only then IPV6_MULTICAST_IF or
+             * IPV6_UNICAST_IF. So a UDP socket with neither may send by any device. */
+            int udp = f->proto == IPPROTO_UDP || f->proto == IPPROTO_UDPLITE;
+            *cached = f->peer_scope != 0            ? (int)f->peer_scope
+                      : flow_bound_ifindex(f) > 0 ? f->bound_ifindex
+                      : udp                       ? SS_DEV_UNKNOWN
+                                                  : 0;
         } else {
             route_answer ra;
-            if (route_get(f, f->local, NULL, &ra, err) != 0) {
+            if (route_get(f, f->local, NULL, 0, &ra, err) != 0) {
                 return -1;
             }
             *cached = ra.type == RTN_LOCAL && ra.oif > 0 ? ra.oif : SS_DEV_UNKNOWN;
@@ -197,6 +249,7 @@ static int inet_conf_of(const uint8_t *data, size_t dlen)
 
 typedef struct {
     int is_xfrm;
+    int is_vrf; /* IFLA_INFO_KIND "vrf": an l3mdev master */
     uint32_t if_id;
     int other_netns; /* IFLA_LINK_NETNSID: the interface's policies live in another namespace */
     int inet_conf;   /* SS_LO_* bits of its IPv4 devconf */
@@ -231,6 +284,7 @@ static int on_link(void *vctx, uint16_t type, uint16_t flags, const void *payloa
         while (attr_next(&inner, &it_type, &idata, &ilen) > 0) {
             if (it_type == IFLA_INFO_KIND) {
                 li->is_xfrm = ilen >= 5 && memcmp(idata, "xfrm", 5) == 0;
+                li->is_vrf = ilen >= 4 && memcmp(idata, "vrf", 4) == 0;
             } else if (it_type == IFLA_INFO_DATA) {
                 data_it.p = idata;
                 data_it.left = ilen;
@@ -245,6 +299,30 @@ static int on_link(void *vctx, uint16_t type, uint16_t flags, const void *payloa
     return 0;
 }
 
+/* RTM_GETLINK for one device: 0 and *li, or -1 on error. */
+static int link_get(int ifindex, link_info *li, secsock_error *err)
+{
+    struct ifinfomsg ifi;
+
+    memset(&ifi, 0, sizeof(ifi));
+    memset(li, 0, sizeof(*li));
+    ifi.ifi_family = AF_UNSPEC;
+    ifi.ifi_index = ifindex;
+    return nl_request(NETLINK_ROUTE, RTM_GETLINK, NLM_F_ACK, &ifi, sizeof(ifi), on_link, li, "RTM_GETLINK", err);
+}
+
+/* Is the socket bound to a VRF master (an l3mdev)? 1, 0, or -1 on error. Asked only for a selector that names
+ * a device (flow_sel_dev), so a query without one pays no RTM_GETLINK. */
+static int bound_to_l3mdev(ss_flow *f, secsock_error *err)
+{
+    link_info li;
+
+    if (flow_bound_ifindex(f) <= 0) {
+        return 0;
+    }
+    return link_get(f->bound_ifindex, &li, err) != 0 ? -1 : li.is_vrf;
+}
+
 /*
  * The if_id of the XFRM interface the flow is routed through (0 when the route leaves by another kind of
  * device): the kernel looks up policies with that if_id for such a flow, and only for it. Asked only when
@@ -253,20 +331,12 @@ static int on_link(void *vctx, uint16_t type, uint16_t flags, const void *payloa
  */
 int resolve_if_id(ss_flow *f, secsock_error *err)
 {
-    struct ifinfomsg ifi;
     link_info li;
 
     if (f->if_id_known) {
         return 0;
     }
-    if (resolve_oif(f, err) != 0) {
-        return -1;
-    }
-    memset(&ifi, 0, sizeof(ifi));
-    memset(&li, 0, sizeof(li));
-    ifi.ifi_family = AF_UNSPEC;
-    ifi.ifi_index = f->oif;
-    if (nl_request(NETLINK_ROUTE, RTM_GETLINK, NLM_F_ACK, &ifi, sizeof(ifi), on_link, &li, "RTM_GETLINK", err) != 0) {
+    if (resolve_oif(f, err) != 0 || link_get(f->oif, &li, err) != 0) {
         return -1;
     }
     if (li.is_xfrm && li.other_netns) {
@@ -292,8 +362,15 @@ static int sysctl_flag(const char *path, secsock_error *err)
     }
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        /* No such setting (IPv6 disabled, or a kernel without it): nothing is disabled by it. */
-        return errno == ENOENT ? 0 : os_error(err, errno, "open", path);
+        /* The IPv4 settings exist on every kernel: ENOENT there means /proc/sys is not mounted (a sandbox), and
+         * nothing was learned. An IPv6 one is absent, and disables nothing, only when IPv6 is (no
+         * /proc/sys/net/ipv6 at all, while /proc/sys/net/ipv4 is there). */
+        int open_errno = errno;
+        if (open_errno == ENOENT && strncmp(path, "/proc/sys/net/ipv6/", 19) == 0 &&
+            access("/proc/sys/net/ipv6", F_OK) != 0 && errno == ENOENT && access("/proc/sys/net/ipv4", F_OK) == 0) {
+            return 0;
+        }
+        return os_error(err, open_errno, "open", path);
     }
     n = read(fd, buf, sizeof(buf) - 1);
     (void)close(fd);
@@ -423,7 +500,7 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
         }
     }
     g.conf_asks++;
-    if (route_get(f, f->peer, f->local, &ra, err) != 0) {
+    if (route_get(f, f->peer, f->local, 0, &ra, err) != 0) {
         return 0;
     }
     if (c != NULL) {

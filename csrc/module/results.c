@@ -64,7 +64,8 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "not decidable here: policies of the same priority that differ select the flow, and which one the kernel "
     "uses depends on its list order, which an update changes and the dump does not show",
     "not decidable here: a selector that names a device selects the flow, and which device the kernel "
-    "compares for it (inbound loopback, or a VRF's master) could not be told",
+    "compares for it (inbound loopback or a VRF's master, outbound a VRF's slave or the device a UDP socket "
+    "may choose per message) could not be told",
 };
 static PyObject *reason_object(module_state *st, const secsock_result *r)
 {
