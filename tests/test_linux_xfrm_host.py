@@ -1300,6 +1300,15 @@ def test_a_sub_bypass_is_bundled_before_an_xfrm_interfaces_second_lookup(driver:
     assert (out["protected"], out["reason"], out["spis"]) == (0, reason_code("BLOCK"), [])
 
 
+def test_an_unreadable_policy_is_seen_by_a_lookup_that_starts_at_main(driver: str) -> None:
+    """An unreadable policy is kept in the SUB bucket whatever its real type. A sub bypass bundles MAIN's
+    pick (xfrm_expand_policies), and that lookup starts at MAIN: it never met the unreadable policy, whose
+    priority (5) beats the main bypass's (10) if it really is MAIN, and answered "bypass" for a flow the
+    kernel may treat by a policy nobody read. Now it is the unreadable-policy error."""
+    out = synthetic(driver, "unreadable-under-sub-bypass")["out"]
+    assert "secsock cannot read" in out["error"], out
+
+
 @pytest.mark.parametrize(
     ("main", "reason"),
     [

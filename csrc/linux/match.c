@@ -137,6 +137,46 @@ static int tie_differs(const ss_snap *s, const ss_bucket *bk, ss_flow *f, int di
 }
 
 /*
+ * An unreadable policy's type is not known, so it is kept in the SUB bucket (snapshot.c: on_policy), which a
+ * lookup from SUB meets first. A lookup that starts at MAIN (a sub policy's bundle, an XFRM interface's first
+ * lookup after a sub bypass) must meet it too, since its real type may be MAIN: ranked among MAIN's policies as
+ * xfrm_policy_lookup_bytype ranks them (lower priority value first; on a tie the kernel's list order, unknown
+ * here), it could be the one the kernel applies unless best (MAIN's pick, or NULL) has a lower priority value.
+ * Its if_id and mark may be unread: any selector match counts. 0, or -1 with the error set.
+ */
+static int unreadable_may_win(const ss_snap *s, ss_flow *f, int dir, const ss_policy *best, secsock_error *err)
+{
+    const ss_bucket *bk = &s->b[bucket_of(dir, f->family, XFRM_POLICY_TYPE_SUB)];
+    const uint8_t *da = dir == XFRM_POLICY_OUT ? f->peer : f->local;
+    unsigned i;
+
+    if (bk->heads == NULL || bk->end == bk->start) {
+        return 0;
+    }
+    for (i = 0; i < bk->nplens; i++) {
+        uint8_t masked[16];
+        int32_t j = chain_of(bk, i, da, f->family, masked);
+
+        for (; j >= 0 && (best == NULL || s->pols[j].priority <= best->priority); j = s->pnext[j]) {
+            const ss_policy *p = &s->pols[j];
+            int m;
+
+            if (!p->unreadable || !in_chain(p, bk->plens[i], masked, f->family)) {
+                continue;
+            }
+            if ((m = flow_sel_match(&p->sel, f, dir, err)) < 0) {
+                return -1;
+            }
+            if (m != 0) {
+                unreadable_error(p, err);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/*
  * The policy of type top_type, else of a lower type, the kernel applies to the flow in one direction, as
  * xfrm_policy_lookup_bytype does (each candidate checked as xfrm_policy_match checks it), or NULL; -1 in *rc
  * on error.
@@ -156,6 +196,10 @@ static const ss_policy *lookup_from(const ss_snap *s, ss_flow *f, int dir, uint3
         unsigned i;
 
         if (bk->heads == NULL || bk->end == bk->start) {
+            if (type == XFRM_POLICY_TYPE_MAIN && unreadable_may_win(s, f, dir, NULL, err) != 0) {
+                *rc = -1;
+                return NULL;
+            }
             continue;
         }
         for (i = 0; i < bk->nplens; i++) {
@@ -227,6 +271,10 @@ static const ss_policy *lookup_from(const ss_snap *s, ss_flow *f, int dir, uint3
                 best = p;
                 break;
             }
+        }
+        if (type == XFRM_POLICY_TYPE_MAIN && unreadable_may_win(s, f, dir, best, err) != 0) {
+            *rc = -1;
+            return NULL;
         }
         if (doubt != NULL && (best == NULL || doubt->priority < best->priority ||
                               (doubt->priority == best->priority && doubt->index < best->index))) {

@@ -34,7 +34,8 @@ int on_policy(void *vctx, uint16_t type, uint16_t flags, const void *payload, si
         memset(p.tmpl, 0, sizeof(p.tmpl));
         p.ntmpl = 0;
         /* In the SUB bucket, which lookup_policy consults first: whatever its real type, a flow it selects
-         * gets the error before any MAIN policy could answer for it. */
+         * gets the error before any MAIN policy could answer for it; a lookup that starts at MAIN consults
+         * the bucket's unreadable policies too (match.c: unreadable_may_win). */
         p.type = XFRM_POLICY_TYPE_SUB;
         p.unreadable = 1;
     }

@@ -11,6 +11,10 @@
  *                    without if_id, a main ESP policy with if_id 42 and its SA. The if_id 0 lookup bundles the
  *                    sub bypass with the main block (xfrm_expand_policies): blocked, so the interface never
  *                    looks the packet up again with its if_id (no host here can make an XFRM interface).
+ *   unreadable-under-sub-bypass
+ *                    a sub bypass (priority 0), an unreadable policy (priority 5, kept in the SUB bucket) and
+ *                    a main bypass (priority 10): the sub bypass is bundled with MAIN's pick, which may be the
+ *                    unreadable one (its real type may be MAIN): an error, not "bypass".
  */
 #include "linux/backend_linux.h"
 
@@ -118,6 +122,19 @@ int cmd_synthetic(const char *name)
         f.if_id_known = 1;
         f.if_id = 42;
         rc = add_policy(&s, &sub) | add_policy(&s, &block) | add_policy(&s, &xfrmi) | add_sa(&s, &a);
+    } else if (strcmp(name, "unreadable-under-sub-bypass") == 0) {
+        ss_policy sub = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        ss_policy unreadable = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 2);
+        ss_policy main_bypass = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 3);
+        sub.type = XFRM_POLICY_TYPE_SUB;
+        sub.ntmpl = 0;
+        unreadable.type = XFRM_POLICY_TYPE_SUB; /* where on_policy keeps it, whatever its real type */
+        unreadable.unreadable = 1;
+        unreadable.ntmpl = 0;
+        unreadable.priority = 5;
+        main_bypass.ntmpl = 0;
+        main_bypass.priority = 10;
+        rc = add_policy(&s, &sub) | add_policy(&s, &unreadable) | add_policy(&s, &main_bypass);
     } else {
         fprintf(stderr, "unknown synthetic case %s\n", name);
         return 2;
