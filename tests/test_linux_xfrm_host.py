@@ -1301,6 +1301,40 @@ def test_a_sub_bypass_is_bundled_before_an_xfrm_interfaces_second_lookup(driver:
 
 
 @pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("sa-maybe-newer", (0, "DEV_UNDECIDABLE", [])),
+        ("sa-maybe-older", (1, "ENCRYPTED", [0x1001])),
+        ("sa-same-second", (0, "SA_ORDER_UNDECIDABLE", [])),
+        ("sa-source-any-newer", (0, "SA_ORDER_UNDECIDABLE", [])),
+        ("sa-acquire-source-any", (0, "SA_ORDER_UNDECIDABLE", [])),
+    ],
+)
+def test_outbound_sa_pick_follows_xfrm_state_find_or_is_not_decidable(
+    driver: str, case: str, expected: tuple[int, str, list[int]]
+) -> None:
+    """Outbound the kernel uses the SA xfrm_state_find picks: from the flow's source chain first (the
+    source-any chain only when that finds no valid SA and no acquire), and in each xfrm_state_look_at's least
+    dying, then newest, else the first met. The backend skipped an SA whose selector only maybe matches (a
+    device it cannot know) though it would outrank the sure one, broke a same-second tie by its own order, and
+    mixed the two chains: each answered SECURED with an SA the kernel may not use. Now such a choice between
+    SAs that answer differently is not decidable, and a maybe-SA the sure one outranks changes nothing
+    (tests/linux_c/synthetic.c)."""
+    out = synthetic(driver, case)["out"]
+    protected, reason, spis = expected
+    assert (out["protected"], out["reason"], out["spis"]) == (protected, reason_code(reason), spis)
+
+
+def test_an_unreadable_policy_is_seen_by_a_lookup_that_starts_at_main(driver: str) -> None:
+    """An unreadable policy is kept in the SUB bucket whatever its real type. A sub bypass bundles MAIN's
+    pick (xfrm_expand_policies), and that lookup starts at MAIN: it never met the unreadable policy, whose
+    priority (5) beats the main bypass's (10) if it really is MAIN, and answered "bypass" for a flow the
+    kernel may treat by a policy nobody read. Now it is the unreadable-policy error."""
+    out = synthetic(driver, "unreadable-under-sub-bypass")["out"]
+    assert "secsock cannot read" in out["error"], out
+
+
+@pytest.mark.parametrize(
     ("main", "reason"),
     [
         (("tmpl", "proto", "esp", "mode", "transport"), "no SA fits a template the policy requires"),

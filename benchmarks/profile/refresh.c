@@ -81,7 +81,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "refresh: %s\n", err.message);
             return 1;
         }
-        g.pol_stale = 1;
+        g.cur.pol_stale = 1;
         t0 = now_ms();
         if (refresh_locked(&here, &err) != 0) {
             fprintf(stderr, "refresh: %s\n", err.message);

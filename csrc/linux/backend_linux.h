@@ -263,7 +263,8 @@ typedef struct {
     int mark_doubt;        /* SS_DOUBT_*: lookup_policy could not decide (a packet mark, a priority tie) */
 } ss_flow;
 
-enum { SS_DOUBT_NONE = 0, SS_DOUBT_MARK = 1, SS_DOUBT_TIE = 2, SS_DOUBT_DEV = 3 }; /* ss_flow.mark_doubt */
+/* ss_flow.mark_doubt; SS_DOUBT_SA_ORDER: outbound SAs that answer differently, ordered by the kernel's hash chains */
+enum { SS_DOUBT_NONE = 0, SS_DOUBT_MARK = 1, SS_DOUBT_TIE = 2, SS_DOUBT_DEV = 3, SS_DOUBT_SA_ORDER = 4 };
 
 typedef struct {
     int protected_;
@@ -324,7 +325,8 @@ typedef struct {
 typedef struct {
     int notify_fd;
     int notify_ep;      /* epoll instance watching notify_fd (its own, closed with it); -1: poll instead */
-    int req_fd;         /* a request socket made in the namespace with notify_fd (closed with it), or -1 */
+    int req_fd;         /* the cross-check's and dumps' request socket, made in the namespace with notify_fd
+                         * (closed with it), so whichever thread asks needs no setns for them; -1: none */
     uint32_t req_pid;   /* its netlink port id */
     dev_t ns_dev;
     ino_t ns_ino;
@@ -340,25 +342,15 @@ typedef struct {
 
 typedef struct {
     int init_count;
-    int notify_fd;
-    int notify_ep;      /* epoll instance watching notify_fd (its own, closed with it); -1: poll instead */
-    int req_fd;         /* the cross-check's and dumps' request socket, made in the namespace with notify_fd
-                         * (closed with it), so whichever thread asks needs no setns for them; -1: none */
-    uint32_t req_pid;   /* its netlink port id */
-    dev_t ns_dev;
-    ino_t ns_ino;
-    uint64_t ns_cookie; /* SO_NETNS_COOKIE of notify_fd's namespace (the snapshot's); 0 when unknown */
-    uint64_t gen;       /* the fork generation the snapshot was built in (g_fork_gen) */
-    int pol_stale, sa_stale;
-    ss_snap snap;
+    /* The current namespace's snapshot, notification socket and freshness: parking it (snapshot.c: ns_park,
+     * ns_unpark) moves this one struct to or from parked[]; its last_used is set only when parked (use_tick
+     * orders the current one). */
+    ss_nsstate cur;
     int rcvbuf;        /* notification socket buffer; 0: SS_NOTIFY_RCVBUF */
     uint64_t overruns;    /* ENOBUFS seen on the notification socket */
     uint64_t sa_updates;  /* SA notifications applied in place */
     uint64_t pol_updates; /* policy notifications applied in place */
     int pol_applied;      /* policy notifications applied during this drain (the index waits for the end) */
-    /* The current namespace's freshness (as in ss_nsstate; parked with the fields above). */
-    int64_t pol_dumped_at, sa_dumped_at, checked_at;
-    ss_xdiff xdiff;
     uint64_t use_tick;       /* bumped at each namespace switch */
     uint64_t xcheck_reloads; /* tables dumped again because the kernel's count differed from the snapshot's */
     uint64_t conf_asks;      /* flow_xfrm_disabled's sysctl reads, route and link lookups (a test hook counts) */
@@ -395,8 +387,8 @@ static inline int thread_ns_ok(const char *call, secsock_error *err)
     return t_ns_check ? thread_ns_verify(call, err) : 0;
 }
 uint64_t netns_cookie_of(int fd, int *errnum);
-void notify_close_locked(void); /* close g.notify_ep and g.notify_fd (set to -1) */
-void state_drop_locked(void);   /* notify_close_locked, then free both of g.snap's tables */
+void notify_close_locked(void); /* close g.cur.notify_ep and g.cur.notify_fd (set to -1) */
+void state_drop_locked(void);   /* notify_close_locked, then free both of g.cur.snap's tables */
 void parked_drop_all_locked(void); /* close and free every other namespace's snapshot (fini, fork child) */
 /* Is there a snapshot with a live notification socket for the namespace of this SO_NETNS_COOKIE (current or
  * parked)? 1 and its identity in *ns, or 0. */
@@ -407,11 +399,11 @@ int snapshot_of_cookie_locked(uint64_t cookie, ss_netns *ns);
  * caller sets its identity). Allocates nothing. */
 int ns_switch_locked(const ss_netns *ns);
 int64_t ss_clock_ms(void); /* CLOCK_MONOTONIC_COARSE in ms (or the test hooks' frozen clock) */
-/* Apply one notification to g.snap (sa_apply/pol_apply: may reallocate its arrays) or mark a table stale. */
+/* Apply one notification to g.cur.snap (sa_apply/pol_apply: may reallocate its arrays) or mark a table stale. */
 int on_notify(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len);
-void drain_notify_locked(void); /* on_notify for each queued notification; reindexes g.snap's policies */
-/* May free and rebuild g.snap's tables and open g.notify_fd (g owns both): pointers into g.snap are valid only
- * until g_lock is released or the next refresh. */
+void drain_notify_locked(void); /* on_notify for each queued notification; reindexes g.cur.snap's policies */
+/* May free and rebuild g.cur.snap's tables and open g.cur.notify_fd (g owns both): pointers into g.cur.snap are
+ * valid only until g_lock is released or the next refresh. */
 int refresh_locked(const ss_netns *ns, secsock_error *err);
 
 /* ---- flow.c -------------------------------------------------------------------------------------------- */
@@ -447,7 +439,7 @@ int finish_flow(ss_flow *f, secsock_error *err);
 
 /* ---- match.c ------------------------------------------------------------------------------------------- */
 extern __thread uint32_t t_last_index[2], t_last_priority[2]; /* the last match per direction (test_hooks.c) */
-/* A pointer into s->pols (borrowed: valid while s is unchanged, i.e. under g_lock for g.snap), or NULL. */
+/* A pointer into s->pols (borrowed: valid while s is unchanged, i.e. under g_lock for g.cur.snap), or NULL. */
 const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t if_id, int *rc,
                                secsock_error *err);
 /* An SA the kernel would use: xfrm_state_look_at takes only XFRM_STATE_VALID states (keyed, not expired).

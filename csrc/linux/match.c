@@ -137,6 +137,46 @@ static int tie_differs(const ss_snap *s, const ss_bucket *bk, ss_flow *f, int di
 }
 
 /*
+ * An unreadable policy's type is not known, so it is kept in the SUB bucket (snapshot.c: on_policy), which a
+ * lookup from SUB meets first. A lookup that starts at MAIN (a sub policy's bundle, an XFRM interface's first
+ * lookup after a sub bypass) must meet it too, since its real type may be MAIN: ranked among MAIN's policies as
+ * xfrm_policy_lookup_bytype ranks them (lower priority value first; on a tie the kernel's list order, unknown
+ * here), it could be the one the kernel applies unless best (MAIN's pick, or NULL) has a lower priority value.
+ * Its if_id and mark may be unread: any selector match counts. 0, or -1 with the error set.
+ */
+static int unreadable_may_win(const ss_snap *s, ss_flow *f, int dir, const ss_policy *best, secsock_error *err)
+{
+    const ss_bucket *bk = &s->b[bucket_of(dir, f->family, XFRM_POLICY_TYPE_SUB)];
+    const uint8_t *da = dir == XFRM_POLICY_OUT ? f->peer : f->local;
+    unsigned i;
+
+    if (bk->heads == NULL || bk->end == bk->start) {
+        return 0;
+    }
+    for (i = 0; i < bk->nplens; i++) {
+        uint8_t masked[16];
+        int32_t j = chain_of(bk, i, da, f->family, masked);
+
+        for (; j >= 0 && (best == NULL || s->pols[j].priority <= best->priority); j = s->pnext[j]) {
+            const ss_policy *p = &s->pols[j];
+            int m;
+
+            if (!p->unreadable || !in_chain(p, bk->plens[i], masked, f->family)) {
+                continue;
+            }
+            if ((m = flow_sel_match(&p->sel, f, dir, err)) < 0) {
+                return -1;
+            }
+            if (m != 0) {
+                unreadable_error(p, err);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/*
  * The policy of type top_type, else of a lower type, the kernel applies to the flow in one direction, as
  * xfrm_policy_lookup_bytype does (each candidate checked as xfrm_policy_match checks it), or NULL; -1 in *rc
  * on error.
@@ -156,6 +196,10 @@ static const ss_policy *lookup_from(const ss_snap *s, ss_flow *f, int dir, uint3
         unsigned i;
 
         if (bk->heads == NULL || bk->end == bk->start) {
+            if (type == XFRM_POLICY_TYPE_MAIN && unreadable_may_win(s, f, dir, NULL, err) != 0) {
+                *rc = -1;
+                return NULL;
+            }
             continue;
         }
         for (i = 0; i < bk->nplens; i++) {
@@ -227,6 +271,10 @@ static const ss_policy *lookup_from(const ss_snap *s, ss_flow *f, int dir, uint3
                 best = p;
                 break;
             }
+        }
+        if (type == XFRM_POLICY_TYPE_MAIN && unreadable_may_win(s, f, dir, best, err) != 0) {
+            *rc = -1;
+            return NULL;
         }
         if (doubt != NULL && (best == NULL || doubt->priority < best->priority ||
                               (doubt->priority == best->priority && doubt->index < best->index))) {
@@ -355,13 +403,150 @@ static int inbound_plain_sa(const ss_snap *s, ss_flow *f, const ss_policy *pol, 
     return 0;
 }
 
+/* Would the answer be the same with SA b as with a? Every field the answer reports or reads (fill_sa, sa_encrypts,
+ * the outbound direction check): which of two such SAs the kernel takes then changes nothing here. */
+static int sa_answer_same(const ss_sa *a, const ss_sa *b)
+{
+    return a->proto == b->proto && a->mode == b->mode && a->spi == b->spi && a->reqid == b->reqid &&
+           a->dir == b->dir && a->has_crypt == b->has_crypt && a->has_auth == b->has_auth &&
+           a->has_aead == b->has_aead && (!a->has_crypt || strcmp(a->encryption, b->encryption) == 0) &&
+           (!a->has_auth || strcmp(a->integrity, b->integrity) == 0) &&
+           (!a->has_aead || strcmp(a->aead, b->aead) == 0);
+}
+
+/* xfrm_state_look_at's order: does a rank at least as high as b (not more dying, then not older)? */
+static int sa_ranks_at_least(const ss_sa *a, const ss_sa *b)
+{
+    return a->dying < b->dying || (a->dying == b->dying && a->add_time >= b->add_time);
+}
+
+/* xfrm_state_look_at's order: does a strictly outrank b (less dying, then newer)? */
+static int sa_outranks(const ss_sa *a, const ss_sa *b)
+{
+    return a->dying < b->dying || (a->dying == b->dying && a->add_time > b->add_time);
+}
+
 /*
- * The SA the kernel would use for template t: outbound as xfrm_state_find (exact reqid, the policy's mark,
- * same if_id, SA selector matches the flow), inbound as xfrm_state_ok (reqid/spi wildcards when 0).
- * Among candidates: not dying before dying, then the newest. Inbound an SA with a mark is never picked: the
- * kernel finds it by the arriving packet's mark (xfrm_input -> xfrm_state_lookup(net, skb->mark, ...)), not
- * the socket's SO_MARK, so whether it receives anything is not known here; when only such SAs fit,
- * f->mark_doubt is set (issue 14 item 4). Outbound the packet's mark is the socket's (sk->sk_mark).
+ * Is a a candidate of xfrm_state_find's chain walks for template t (family, reqid, mark, if_id, no WILDRECV,
+ * xfrm_state_addr_check: the SA's source is the flow's or either is any; mode, proto, SPI)? -1 no, 0 one of the
+ * first chain (the flow's own source), 1 one toward any source (the second chain), whether valid or not.
+ */
+static int sa_out_candidate(const ss_sa *a, const ss_policy *pol, const ss_tmpl *t, const uint8_t *remote,
+                            const uint8_t *local)
+{
+    if (a->unreadable || a->family != t->family || a->proto != t->proto || !addr_eq(a->daddr, remote, t->family) ||
+        a->mode != t->mode || (t->spi != 0 && a->spi != t->spi) || a->reqid != t->reqid ||
+        (pol->mark_v & pol->mark_m & a->mark_m) != a->mark_v || a->if_id != pol->if_id ||
+        (a->flags & XFRM_STATE_WILDRECV)) {
+        return -1;
+    }
+    if (addr_any(local, t->family)) {
+        return 0;
+    }
+    if (addr_any(a->saddr, t->family)) {
+        return 1;
+    }
+    return addr_eq(a->saddr, local, t->family) ? 0 : -1;
+}
+
+/* The SA's selector against the outbound flow, as xfrm_state_look_at tests it (an unspecified one matches; one
+ * of another family is skipped, as before): 1, 0, SS_SEL_MAYBE, -1 on error. */
+static int sa_sel_match_out(const ss_sa *a, ss_flow *f, secsock_error *err)
+{
+    if (a->sel.family == AF_UNSPEC) {
+        return 1;
+    }
+    if (a->sel.family != f->family) {
+        return 0;
+    }
+    return flow_sel_match(&a->sel, f, XFRM_POLICY_OUT, err);
+}
+
+/*
+ * Outbound, the SA the kernel would use for template t, as xfrm_state_find picks it, or NULL with f->mark_doubt
+ * set when that cannot be told and the candidates' answers differ.
+ *
+ * xfrm_state_find walks two hash chains of state_bydst: first the one of (daddr, the flow's saddr, reqid), taking
+ * states that pass xfrm_state_addr_check (their source is the flow's, or any); only when that finds no valid
+ * state and no acquire in progress, the chain of (daddr, saddr any, reqid). In each, xfrm_state_look_at keeps
+ * among the VALID states whose selector matches the least dying, then the newest add_time; on a full tie the
+ * first met, i.e. the chain's order, which the dump does not show (an insert goes to the head, a hash resize
+ * reverses it). A state toward any source may share the first chain's bucket (the kernel's hash and mask are not
+ * known here), so it may compete there too. And a selector naming a device the backend cannot know for this
+ * flow (SS_SEL_MAYBE) may or may not match. So the sure pick is taken as the kernel's rules give it from the
+ * SAs that surely match, and the answer is not decidable when another candidate the kernel may consider would
+ * rank at least as high (or a maybe-matching SA of the first chain exists while the pick comes from the
+ * second) and answers differently: SS_DOUBT_DEV for a selector's device, SS_DOUBT_SA_ORDER for chain order.
+ */
+static const ss_sa *lookup_sa_out(const ss_snap *s, ss_flow *f, const ss_policy *pol, const ss_tmpl *t,
+                                  const uint8_t *remote, const uint8_t *local, int *rc, secsock_error *err)
+{
+    const ss_sa *best[2] = {NULL, NULL}; /* [0] the first chain (the flow's own source), [1] source any */
+    int acquiring = 0, pass, doubt = SS_DOUBT_NONE;
+    const ss_sa *pick;
+    int32_t j, head = s->saheads[sa_key_hash(t->family, t->proto, remote) & s->sahmask];
+
+    /* The picks among the sure candidates, and whether an acquire holds the first chain. */
+    for (j = head; j >= 0; j = s->sanext[j]) {
+        const ss_sa *a = &s->sas[j];
+        int cls = sa_out_candidate(a, pol, t, remote, local), m;
+
+        if (cls < 0) {
+            continue;
+        }
+        if (!sa_valid(a)) {
+            /* xfrm_state_look_at: an XFRM_STATE_ACQ state (larval: no SPI yet) marks an acquire in progress,
+             * whatever its selector, and then the second chain is not walked. */
+            acquiring |= !a->expired && cls == 0;
+            continue;
+        }
+        if ((m = sa_sel_match_out(a, f, err)) < 0) {
+            *rc = -1;
+            return NULL;
+        }
+        if (m == 1 && (best[cls] == NULL || sa_outranks(a, best[cls]))) {
+            best[cls] = a;
+        }
+    }
+    pass = best[0] != NULL || acquiring ? 0 : 1;
+    pick = best[pass];
+    /* Every other candidate the kernel may consider, against the pick. */
+    for (j = head; j >= 0 && doubt == SS_DOUBT_NONE; j = s->sanext[j]) {
+        const ss_sa *a = &s->sas[j];
+        int cls = sa_out_candidate(a, pol, t, remote, local), m;
+
+        if (cls < 0 || a == pick || !sa_valid(a)) {
+            continue;
+        }
+        if ((m = sa_sel_match_out(a, f, err)) < 0) {
+            *rc = -1;
+            return NULL;
+        }
+        if (m == 0 || (pick != NULL && sa_answer_same(a, pick))) {
+            continue;
+        }
+        if (pick == NULL || (cls == 0 && pass == 1) || sa_ranks_at_least(a, pick)) {
+            /* It may be the kernel's pick instead: a maybe-matching selector (the first chain's even against a
+             * second-chain pick, which the kernel would then not reach), or a sure one the chain order (a tie,
+             * a source-any state sharing the first chain's bucket) may put first. */
+            doubt = m == SS_SEL_MAYBE ? SS_DOUBT_DEV : SS_DOUBT_SA_ORDER;
+        }
+    }
+    if (doubt != SS_DOUBT_NONE) {
+        f->mark_doubt = doubt;
+        return NULL;
+    }
+    return pick;
+}
+
+/*
+ * The SA the kernel would use for template t: outbound as xfrm_state_find (lookup_sa_out), inbound as
+ * xfrm_state_ok (reqid/spi wildcards when 0). Inbound any acceptable SA may carry the peer's packets: the newest
+ * least dying is listed, and ENCRYPTED asks inbound_plain_sa about all of them. Inbound an SA with a mark is never
+ * picked: the kernel finds it by the arriving packet's mark (xfrm_input -> xfrm_state_lookup(net, skb->mark,
+ * ...)), not the socket's SO_MARK, so whether it receives anything is not known here; when only such SAs (or
+ * ones whose selector only maybe matches) fit, f->mark_doubt is set (issue 14 item 4). Outbound the packet's
+ * mark is the socket's (sk->sk_mark).
  */
 static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_policy *pol, const ss_tmpl *t,
                               const uint8_t *remote, const uint8_t *local, int *rc, secsock_error *err)
@@ -374,10 +559,13 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
     if (s->saheads == NULL) {
         return NULL;
     }
+    if (dir == XFRM_POLICY_OUT) {
+        return lookup_sa_out(s, f, pol, t, remote, local, rc, err);
+    }
     j = s->saheads[sa_key_hash(t->family, t->proto, remote) & s->sahmask];
     for (; j >= 0; j = s->sanext[j]) {
         const ss_sa *a = &s->sas[j];
-        int m = 1, addr_ok, marked = 0;
+        int m = 1, marked;
 
         if (a->unreadable) {
             continue; /* never used (inbound_plain_sa counts it against ENCRYPTED) */
@@ -386,27 +574,19 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
             a->mode != t->mode || (t->spi != 0 && a->spi != t->spi) || !sa_valid(a)) {
             continue;
         }
-        addr_ok = addr_any(local, t->family) || addr_any(a->saddr, t->family) ||
-                  addr_eq(a->saddr, local, t->family);
-        if (dir == XFRM_POLICY_OUT) {
-            /* No direction test here: xfrm_state_find picks among SAs of any direction, and only then does
-             * xfrm_tmpl_resolve_one refuse an inbound one (eval_dir). */
-            if (!addr_ok || a->reqid != t->reqid || (pol->mark_v & pol->mark_m & a->mark_m) != a->mark_v ||
-                a->if_id != pol->if_id || (a->flags & XFRM_STATE_WILDRECV)) {
-                continue;
-            }
-        } else {
-            if ((t->reqid != 0 && a->reqid != t->reqid) || (pol->if_id != 0 && a->if_id != pol->if_id) ||
-                (a->dir != 0 && a->dir != SS_SA_DIR_IN)) {
-                continue;
-            }
-            marked = a->mark_m != 0 || a->mark_v != 0;
+        if (!addr_any(local, t->family) && !addr_any(a->saddr, t->family) && !addr_eq(a->saddr, local, t->family)) {
+            continue;
         }
+        if ((t->reqid != 0 && a->reqid != t->reqid) || (pol->if_id != 0 && a->if_id != pol->if_id) ||
+            (a->dir != 0 && a->dir != SS_SA_DIR_IN)) {
+            continue;
+        }
+        marked = a->mark_m != 0 || a->mark_v != 0;
         if (a->sel.family != AF_UNSPEC) {
             if (a->sel.family != f->family) {
                 continue;
             }
-            m = flow_sel_match(&a->sel, f, dir, err);
+            m = flow_sel_match(&a->sel, f, XFRM_POLICY_IN, err);
             if (m < 0) {
                 *rc = -1;
                 return NULL;
@@ -415,15 +595,12 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
                 continue;
             }
         }
-        if (!addr_ok) {
-            continue;
-        }
         if (marked || m == SS_SEL_MAYBE) {
             /* cleared again if an SA that surely fits is found */
             f->mark_doubt = marked ? SS_DOUBT_MARK : SS_DOUBT_DEV;
             continue;
         }
-        if (best == NULL || best->dying > a->dying || (best->dying == a->dying && best->add_time < a->add_time)) {
+        if (best == NULL || sa_outranks(a, best)) {
             best = a;
         }
     }
@@ -470,9 +647,10 @@ static void dir_clear(secsock_direction *out)
 /* The reason for a direction lookup_from or lookup_sa could not decide. */
 static uint8_t doubt_reason(const ss_flow *f)
 {
-    return f->mark_doubt == SS_DOUBT_TIE   ? SECSOCK_REASON_TIE_UNDECIDABLE
-           : f->mark_doubt == SS_DOUBT_DEV ? SECSOCK_REASON_DEV_UNDECIDABLE
-                                           : SECSOCK_REASON_MARK_UNDECIDABLE;
+    return f->mark_doubt == SS_DOUBT_TIE        ? SECSOCK_REASON_TIE_UNDECIDABLE
+           : f->mark_doubt == SS_DOUBT_DEV      ? SECSOCK_REASON_DEV_UNDECIDABLE
+           : f->mark_doubt == SS_DOUBT_SA_ORDER ? SECSOCK_REASON_SA_ORDER_UNDECIDABLE
+                                                : SECSOCK_REASON_MARK_UNDECIDABLE;
 }
 
 /*
@@ -605,7 +783,9 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
                 return 0;
             }
             if (a == NULL) {
-                if (!t->optional) {
+                if (!t->optional || (dir == XFRM_POLICY_OUT && f->mark_doubt)) {
+                    /* Outbound an optional template's SA is used when the kernel finds one: if that cannot be
+                     * told (lookup_sa_out), neither can which SAs the flow uses. */
                     /* The kernel holds or drops the flow until a key manager adds the SA: not protected. Or,
                      * inbound, only SAs with a mark fit: the arriving packet's mark decides (lookup_sa). */
                     dir_clear(out);

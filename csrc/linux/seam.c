@@ -28,9 +28,9 @@ void secsock_backend_fini(void)
     if (g.init_count > 0 && --g.init_count == 0) {
         parked_drop_all_locked();
         state_drop_locked();
-        g.gen = 0;
-        g.ns_dev = 0;
-        g.ns_ino = 0;
+        g.cur.gen = 0;
+        g.cur.ns_dev = 0;
+        g.cur.ns_ino = 0;
     }
     pthread_mutex_unlock(&g_lock);
 }
@@ -101,10 +101,10 @@ static int query_in_netns(ss_flow *f, const ss_netns *ns, secsock_result *out, s
     pthread_mutex_lock(&g_lock);
     rc = refresh_locked(ns, err);
     if (rc == 0) {
-        rc = eval_dir(&g.snap, f, XFRM_POLICY_OUT, &out->outbound, &vo, err);
+        rc = eval_dir(&g.cur.snap, f, XFRM_POLICY_OUT, &out->outbound, &vo, err);
     }
     if (rc == 0) {
-        rc = eval_dir(&g.snap, f, XFRM_POLICY_IN, &out->inbound, &vi, err);
+        rc = eval_dir(&g.cur.snap, f, XFRM_POLICY_IN, &out->inbound, &vi, err);
     }
     pthread_mutex_unlock(&g_lock);
     if (rc == 0 && f->mark_errno != 0) {

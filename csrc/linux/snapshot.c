@@ -34,7 +34,8 @@ int on_policy(void *vctx, uint16_t type, uint16_t flags, const void *payload, si
         memset(p.tmpl, 0, sizeof(p.tmpl));
         p.ntmpl = 0;
         /* In the SUB bucket, which lookup_policy consults first: whatever its real type, a flow it selects
-         * gets the error before any MAIN policy could answer for it. */
+         * gets the error before any MAIN policy could answer for it; a lookup that starts at MAIN consults
+         * the bucket's unreadable policies too (match.c: unreadable_may_win). */
         p.type = XFRM_POLICY_TYPE_SUB;
         p.unreadable = 1;
     }
@@ -97,8 +98,8 @@ uint64_t g_netns_switches;
 static int xfrm_request(uint16_t type, uint16_t flags, const void *body, size_t blen, ss_nl_fn fn, void *ctx,
                         const char *call, secsock_error *err)
 {
-    if (g.req_fd >= 0) {
-        return nl_request_on(g.req_fd, g.req_pid, NETLINK_XFRM, type, flags, body, blen, fn, ctx, call, err);
+    if (g.cur.req_fd >= 0) {
+        return nl_request_on(g.cur.req_fd, g.cur.req_pid, NETLINK_XFRM, type, flags, body, blen, fn, ctx, call, err);
     }
     return nl_request(NETLINK_XFRM, type, flags, body, blen, fn, ctx, call, err);
 }
@@ -109,7 +110,7 @@ int dump_policies(ss_snap *s, secsock_error *err)
     int attempt, r = -1;
 
     /* Before counting a dump that will not be made. */
-    if (g.req_fd < 0 && thread_ns_ok("XFRM_MSG_GETPOLICY", err) != 0) {
+    if (g.cur.req_fd < 0 && thread_ns_ok("XFRM_MSG_GETPOLICY", err) != 0) {
         snap_free_policies(s);
         return -1;
     }
@@ -141,7 +142,7 @@ int dump_sas(ss_snap *s, secsock_error *err)
     int attempt, r = -1;
 
     /* Before counting a dump that will not be made. */
-    if (g.req_fd < 0 && thread_ns_ok("XFRM_MSG_GETSA", err) != 0) {
+    if (g.cur.req_fd < 0 && thread_ns_ok("XFRM_MSG_GETSA", err) != 0) {
         snap_free_sas(s);
         return -1;
     }
@@ -210,7 +211,7 @@ int dump_sas(ss_snap *s, secsock_error *err)
 
 pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 pthread_mutex_t g_kind_lock = PTHREAD_MUTEX_INITIALIZER; /* the socket facts cache (build_flow) */
-ss_state g = {.notify_fd = -1, .notify_ep = -1, .req_fd = -1, .pol_stale = 1, .sa_stale = 1};
+ss_state g = {.cur = {.notify_fd = -1, .notify_ep = -1, .req_fd = -1, .pol_stale = 1, .sa_stale = 1}};
 
 /*
  * Fork generation: bumped in the child of every fork() (pthread_atfork), so the child reopens its own
@@ -286,27 +287,27 @@ uint64_t netns_cookie_of(int fd, int *errnum)
  * these are the child's own descriptors: the parent's stay open and keep working. */
 void notify_close_locked(void)
 {
-    if (g.notify_ep >= 0) {
-        close(g.notify_ep);
-        g.notify_ep = -1;
+    if (g.cur.notify_ep >= 0) {
+        close(g.cur.notify_ep);
+        g.cur.notify_ep = -1;
     }
-    if (g.notify_fd >= 0) {
-        close(g.notify_fd);
-        g.notify_fd = -1;
+    if (g.cur.notify_fd >= 0) {
+        close(g.cur.notify_fd);
+        g.cur.notify_fd = -1;
     }
-    if (g.req_fd >= 0) {
-        close(g.req_fd);
-        g.req_fd = -1;
+    if (g.cur.req_fd >= 0) {
+        close(g.cur.req_fd);
+        g.cur.req_fd = -1;
     }
-    g.ns_cookie = 0;
+    g.cur.ns_cookie = 0;
 }
 
 void state_drop_locked(void)
 {
     notify_close_locked();
-    snap_free_policies(&g.snap);
-    snap_free_sas(&g.snap);
-    g.pol_stale = g.sa_stale = 1;
+    snap_free_policies(&g.cur.snap);
+    snap_free_sas(&g.cur.snap);
+    g.cur.pol_stale = g.cur.sa_stale = 1;
 }
 
 int64_t ss_clock_ms(void)
@@ -325,45 +326,17 @@ int64_t ss_clock_ms(void)
 /* Move the current namespace's snapshot out of g (which keeps nothing of it), or back in. */
 static void ns_park(ss_nsstate *to)
 {
-    to->notify_fd = g.notify_fd;
-    to->notify_ep = g.notify_ep;
-    to->req_fd = g.req_fd;
-    to->req_pid = g.req_pid;
-    to->ns_dev = g.ns_dev;
-    to->ns_ino = g.ns_ino;
-    to->ns_cookie = g.ns_cookie;
-    to->gen = g.gen;
-    to->pol_stale = g.pol_stale;
-    to->sa_stale = g.sa_stale;
-    to->snap = g.snap;
-    to->pol_dumped_at = g.pol_dumped_at;
-    to->sa_dumped_at = g.sa_dumped_at;
-    to->checked_at = g.checked_at;
-    to->xdiff = g.xdiff;
+    *to = g.cur;
     to->last_used = g.use_tick;
-    memset(&g.snap, 0, sizeof(g.snap));
-    g.notify_fd = g.notify_ep = g.req_fd = -1;
-    g.ns_cookie = 0;
-    g.pol_stale = g.sa_stale = 1;
+    memset(&g.cur.snap, 0, sizeof(g.cur.snap));
+    g.cur.notify_fd = g.cur.notify_ep = g.cur.req_fd = -1;
+    g.cur.ns_cookie = 0;
+    g.cur.pol_stale = g.cur.sa_stale = 1;
 }
 
 static void ns_unpark(ss_nsstate *from)
 {
-    g.notify_fd = from->notify_fd;
-    g.notify_ep = from->notify_ep;
-    g.req_fd = from->req_fd;
-    g.req_pid = from->req_pid;
-    g.ns_dev = from->ns_dev;
-    g.ns_ino = from->ns_ino;
-    g.ns_cookie = from->ns_cookie;
-    g.gen = from->gen;
-    g.pol_stale = from->pol_stale;
-    g.sa_stale = from->sa_stale;
-    g.snap = from->snap;
-    g.pol_dumped_at = from->pol_dumped_at;
-    g.sa_dumped_at = from->sa_dumped_at;
-    g.checked_at = from->checked_at;
-    g.xdiff = from->xdiff;
+    g.cur = *from;
     memset(from, 0, sizeof(*from));
     from->notify_fd = from->notify_ep = from->req_fd = -1;
 }
@@ -400,10 +373,10 @@ int snapshot_of_cookie_locked(uint64_t cookie, ss_netns *ns)
 {
     size_t i;
 
-    if (g.notify_fd >= 0 && g.ns_cookie == cookie && g.gen == g_fork_gen) {
+    if (g.cur.notify_fd >= 0 && g.cur.ns_cookie == cookie && g.cur.gen == g_fork_gen) {
         ns->known = 1;
-        ns->dev = g.ns_dev;
-        ns->ino = g.ns_ino;
+        ns->dev = g.cur.ns_dev;
+        ns->ino = g.cur.ns_ino;
         return 1;
     }
     for (i = 0; i < sizeof(g.parked) / sizeof(g.parked[0]); i++) {
@@ -439,8 +412,8 @@ int ns_switch_locked(const ss_netns *ns)
             parked_free(e); /* a namespace deleted since keeps no veth, SA or queued memory alive here */
         }
     }
-    if (g.ns_ino != 0 && g.notify_fd >= 0 &&
-        snapshot_spent(g.pol_stale, g.sa_stale, g.pol_dumped_at, g.sa_dumped_at, now)) {
+    if (g.cur.ns_ino != 0 && g.cur.notify_fd >= 0 &&
+        snapshot_spent(g.cur.pol_stale, g.cur.sa_stale, g.cur.pol_dumped_at, g.cur.sa_dumped_at, now)) {
         state_drop_locked(); /* nor is the current one worth parking */
     }
     for (i = 0; i < n; i++) {
@@ -448,7 +421,7 @@ int ns_switch_locked(const ss_netns *ns)
             found = &g.parked[i];
         }
     }
-    if (g.ns_ino != 0 && g.notify_fd >= 0) {
+    if (g.cur.ns_ino != 0 && g.cur.notify_fd >= 0) {
         if (found != NULL) {
             slot = found; /* swapped below: ns's snapshot comes out as the current one goes in */
         } else {
@@ -487,8 +460,8 @@ int ns_switch_locked(const ss_netns *ns)
     } else {
         state_drop_locked();
     }
-    g.pol_dumped_at = g.sa_dumped_at = g.checked_at = 0;
-    memset(&g.xdiff, 0, sizeof(g.xdiff));
+    g.cur.pol_dumped_at = g.cur.sa_dumped_at = g.cur.checked_at = 0;
+    memset(&g.cur.xdiff, 0, sizeof(g.cur.xdiff));
     return 0;
 }
 
@@ -517,14 +490,14 @@ static int open_notify(secsock_error *err)
         close(fd);
         return xfrm_os_error(err, e, "bind(NETLINK_XFRM groups)");
     }
-    g.notify_fd = fd;
-    g.ns_cookie = netns_cookie_of(fd, &e); /* 0 (never equal to a socket's) before Linux 5.14 */
+    g.cur.notify_fd = fd;
+    g.cur.ns_cookie = netns_cookie_of(fd, &e); /* 0 (never equal to a socket's) before Linux 5.14 */
     {
         /* Made here, in the namespace, for the cross-check and the dumps: a thread elsewhere that finds the
          * snapshot by its socket's cookie needs no setns (CAP_SYS_ADMIN) for them. Without one (out of
          * descriptors), each request opens its own socket as before. */
         secsock_error ignored;
-        g.req_fd = nl_open_request_socket(NETLINK_XFRM, &g.req_pid, &ignored);
+        g.cur.req_fd = nl_open_request_socket(NETLINK_XFRM, &g.cur.req_pid, &ignored);
     }
     {
         /* Level-triggered, registered before any query reads the tables: the kernel marks the instance
@@ -533,10 +506,10 @@ static int open_notify(secsock_error *err)
         struct epoll_event ev;
         memset(&ev, 0, sizeof(ev));
         ev.events = EPOLLIN;
-        g.notify_ep = epoll_create1(EPOLL_CLOEXEC);
-        if (g.notify_ep >= 0 && epoll_ctl(g.notify_ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
-            close(g.notify_ep);
-            g.notify_ep = -1;
+        g.cur.notify_ep = epoll_create1(EPOLL_CLOEXEC);
+        if (g.cur.notify_ep >= 0 && epoll_ctl(g.cur.notify_ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            close(g.cur.notify_ep);
+            g.cur.notify_ep = -1;
         }
     }
     return 0;
@@ -557,25 +530,25 @@ int on_notify(void *vctx, uint16_t type, uint16_t flags, const void *payload, si
         /* Applied in place as SAs are (the same replay argument holds: each message carries the policy's
          * whole new state or its removal, in order). Each costs a move of the array: past a few in one
          * drain, one dump is cheaper. */
-        if (!g.pol_stale) {
+        if (!g.cur.pol_stale) {
             ss_policy p;
             const char *why;
             int action;
             if (g.pol_applied >= SS_POL_APPLY_MAX ||
                 ss_parse_policy_notify(type, payload, len, &p, &action, &why) != SS_PARSE_OK ||
-                pol_apply(&g.snap, action, &p) != 0) {
-                g.pol_stale = 1;
+                pol_apply(&g.cur.snap, action, &p) != 0) {
+                g.cur.pol_stale = 1;
             } else if (action != SS_POL_NONE) {
                 g.pol_applied++;
                 g.pol_updates++;
             } else if (p.dir == XFRM_POLICY_IN || p.dir == XFRM_POLICY_OUT) {
-                g.pol_stale = 1; /* a record the snapshot does not keep but counts (pol_unkept): dump */
+                g.cur.pol_stale = 1; /* a record the snapshot does not keep but counts (pol_unkept): dump */
             }
         }
         break;
     case XFRM_MSG_POLEXPIRE: /* a hard expiry deletes the policy without a DELPOLICY */
     case XFRM_MSG_FLUSHPOLICY:
-        g.pol_stale = 1;
+        g.cur.pol_stale = 1;
         break;
     case XFRM_MSG_NEWSA:
     case XFRM_MSG_DELSA:
@@ -585,13 +558,13 @@ int on_notify(void *vctx, uint16_t type, uint16_t flags, const void *payload, si
         /* SAs come and go with every rekey: apply the change in place. Each message carries the SA's whole
          * new state (or its removal), so replaying what was queued since the subscription on top of a dump
          * converges to the kernel's table whatever the dump already held. Any doubt means a new dump. */
-        if (!g.sa_stale) {
+        if (!g.cur.sa_stale) {
             ss_sa a;
             const char *why;
             int action;
             if (ss_parse_sa_notify(type, payload, len, &a, &action, &why) != SS_PARSE_OK ||
-                sa_apply(&g.snap, action, &a) != 0) {
-                g.sa_stale = 1;
+                sa_apply(&g.cur.snap, action, &a) != 0) {
+                g.cur.sa_stale = 1;
             } else {
                 g.sa_updates++;
             }
@@ -599,7 +572,7 @@ int on_notify(void *vctx, uint16_t type, uint16_t flags, const void *payload, si
         }
         break;
     default:
-        g.pol_stale = g.sa_stale = 1;
+        g.cur.pol_stale = g.cur.sa_stale = 1;
     }
     return 0;
 }
@@ -612,7 +585,7 @@ void drain_notify_locked(void)
 {
     uint8_t *buf = g_notify_buf;
 
-    if (g.notify_fd < 0) {
+    if (g.cur.notify_fd < 0) {
         return;
     }
     {
@@ -620,11 +593,11 @@ void drain_notify_locked(void)
          * notification (ENOBUFS) is a socket error, which both report (EPOLLERR, POLLERR). */
         int r;
         do {
-            if (g.notify_ep >= 0) {
+            if (g.cur.notify_ep >= 0) {
                 struct epoll_event ev;
-                r = epoll_wait(g.notify_ep, &ev, 1, 0);
+                r = epoll_wait(g.cur.notify_ep, &ev, 1, 0);
             } else {
-                struct pollfd pfd = {g.notify_fd, POLLIN, 0};
+                struct pollfd pfd = {g.cur.notify_fd, POLLIN, 0};
                 r = poll(&pfd, 1, 0);
             }
         } while (r < 0 && errno == EINTR);
@@ -645,7 +618,7 @@ void drain_notify_locked(void)
         msg.msg_namelen = sizeof(from);
         msg.msg_iov = &iov;
         msg.msg_iovlen = 1;
-        n = recvmsg(g.notify_fd, &msg, MSG_DONTWAIT);
+        n = recvmsg(g.cur.notify_fd, &msg, MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -653,7 +626,7 @@ void drain_notify_locked(void)
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 break;
             }
-            g.pol_stale = g.sa_stale = 1;
+            g.cur.pol_stale = g.cur.sa_stale = 1;
             if (errno == ENOBUFS) {
                 g.overruns++; /* messages were lost: only a full dump can be trusted now */
                 continue;
@@ -662,17 +635,17 @@ void drain_notify_locked(void)
             break;
         }
         if ((msg.msg_flags & MSG_TRUNC) || n == 0) {
-            g.pol_stale = g.sa_stale = 1;
+            g.cur.pol_stale = g.cur.sa_stale = 1;
             explicit_bzero(buf, (size_t)n); /* a truncated SA notification still holds its key (item 10) */
             continue;
         }
         if (ss_nl_walk(buf, (size_t)n, 0, 0, on_notify, NULL, &why) != 0) {
-            g.pol_stale = g.sa_stale = 1;
+            g.cur.pol_stale = g.cur.sa_stale = 1;
         }
         explicit_bzero(buf, (size_t)n);
     }
-    if (g.pol_applied > 0 && !g.pol_stale && snap_index_policies_sorted(&g.snap, 1) != 0) {
-        g.pol_stale = 1;
+    if (g.pol_applied > 0 && !g.cur.pol_stale && snap_index_policies_sorted(&g.cur.snap, 1) != 0) {
+        g.cur.pol_stale = 1;
     }
     g.pol_applied = 0;
 }
@@ -729,11 +702,11 @@ static void snapshot_counts(const ss_snap *s, ss_counts *c)
  */
 static void check_age_locked(int64_t now)
 {
-    if (!g.pol_stale && now - g.pol_dumped_at >= SS_SNAPSHOT_MAX_AGE_MS) {
-        g.pol_stale = 1;
+    if (!g.cur.pol_stale && now - g.cur.pol_dumped_at >= SS_SNAPSHOT_MAX_AGE_MS) {
+        g.cur.pol_stale = 1;
     }
-    if (!g.sa_stale && now - g.sa_dumped_at >= SS_SNAPSHOT_MAX_AGE_MS) {
-        g.sa_stale = 1;
+    if (!g.cur.sa_stale && now - g.cur.sa_dumped_at >= SS_SNAPSHOT_MAX_AGE_MS) {
+        g.cur.sa_stale = 1;
     }
 }
 
@@ -745,51 +718,51 @@ static int check_fresh_locked(secsock_error *err)
     int stale_before;
 
     check_age_locked(now);
-    if ((g.pol_stale && g.sa_stale) || now - g.checked_at < SS_XCHECK_INTERVAL_MS) {
+    if ((g.cur.pol_stale && g.cur.sa_stale) || now - g.cur.checked_at < SS_XCHECK_INTERVAL_MS) {
         return 0;
     }
-    if ((!g.pol_stale && xfrm_request(XFRM_MSG_GETSPDINFO, NLM_F_ACK, &flags, sizeof(flags), on_spdinfo, &k,
+    if ((!g.cur.pol_stale && xfrm_request(XFRM_MSG_GETSPDINFO, NLM_F_ACK, &flags, sizeof(flags), on_spdinfo, &k,
                                       "XFRM_MSG_GETSPDINFO", err) != 0) ||
-        (!g.sa_stale && xfrm_request(XFRM_MSG_GETSADINFO, NLM_F_ACK, &flags, sizeof(flags), on_spdinfo, &k,
+        (!g.cur.sa_stale && xfrm_request(XFRM_MSG_GETSADINFO, NLM_F_ACK, &flags, sizeof(flags), on_spdinfo, &k,
                                      "XFRM_MSG_GETSADINFO", err) != 0)) {
         if (t_ns_wrong) {
             return -1;
         }
         secsock_error_clear(err);
-        g.pol_stale = g.sa_stale = 1;
+        g.cur.pol_stale = g.cur.sa_stale = 1;
         return 0;
     }
-    g.checked_at = now;
+    g.cur.checked_at = now;
     /* Apply what is queued now: most changes made before the counts were read are announced by now. Not all
      * (a change counted but not yet announced, a larval SA never announced): a difference makes a dump only
      * when the next check finds it again. */
     drain_notify_locked();
-    snapshot_counts(&g.snap, &mine);
-    stale_before = g.pol_stale + g.sa_stale;
-    if (!g.pol_stale) {
+    snapshot_counts(&g.cur.snap, &mine);
+    stale_before = g.cur.pol_stale + g.cur.sa_stale;
+    if (!g.cur.pol_stale) {
         int64_t din = k.in - mine.in, dout = k.out - mine.out;
         if (din == 0 && dout == 0) {
-            g.xdiff.pol_set = 0;
-        } else if (g.xdiff.pol_set && g.xdiff.in == din && g.xdiff.out == dout) {
-            g.pol_stale = 1; /* the same difference a second apart: no change in flight explains it */
+            g.cur.xdiff.pol_set = 0;
+        } else if (g.cur.xdiff.pol_set && g.cur.xdiff.in == din && g.cur.xdiff.out == dout) {
+            g.cur.pol_stale = 1; /* the same difference a second apart: no change in flight explains it */
         } else {
-            g.xdiff.pol_set = 1;
-            g.xdiff.in = din;
-            g.xdiff.out = dout;
+            g.cur.xdiff.pol_set = 1;
+            g.cur.xdiff.in = din;
+            g.cur.xdiff.out = dout;
         }
     }
-    if (!g.sa_stale) {
+    if (!g.cur.sa_stale) {
         int64_t dsas = k.sas - mine.sas;
         if (dsas == 0) {
-            g.xdiff.sa_set = 0;
-        } else if (g.xdiff.sa_set && g.xdiff.sas == dsas) {
-            g.sa_stale = 1;
+            g.cur.xdiff.sa_set = 0;
+        } else if (g.cur.xdiff.sa_set && g.cur.xdiff.sas == dsas) {
+            g.cur.sa_stale = 1;
         } else {
-            g.xdiff.sa_set = 1;
-            g.xdiff.sas = dsas;
+            g.cur.xdiff.sa_set = 1;
+            g.cur.xdiff.sas = dsas;
         }
     }
-    g.xcheck_reloads += (uint64_t)(g.pol_stale + g.sa_stale - stale_before);
+    g.xcheck_reloads += (uint64_t)(g.cur.pol_stale + g.cur.sa_stale - stale_before);
     return 0;
 }
 
@@ -816,18 +789,18 @@ int refresh_locked(const ss_netns *ns, secsock_error *err)
     uint64_t gen = g_fork_gen;
     int dumped = 0;
 
-    if (g.gen != gen) {
+    if (g.cur.gen != gen) {
         /* After a fork the descriptors are the child's copies (the parent still reads its own): close them. */
         parked_drop_all_locked();
         state_drop_locked();
-        g.ns_dev = 0;
-        g.ns_ino = 0;
-        g.gen = gen;
+        g.cur.ns_dev = 0;
+        g.cur.ns_ino = 0;
+        g.cur.gen = gen;
     }
-    if (!ns->known || ns->dev != g.ns_dev || ns->ino != g.ns_ino) {
+    if (!ns->known || ns->dev != g.cur.ns_dev || ns->ino != g.cur.ns_ino) {
         int kept = 0;
         if (ns->known) {
-            int first = g.ns_ino == 0;
+            int first = g.cur.ns_ino == 0;
             kept = ns_switch_locked(ns);
             if (!kept && !first) {
                 __atomic_add_fetch(&g_netns_switches, 1, __ATOMIC_RELAXED); /* a snapshot built anew */
@@ -836,56 +809,56 @@ int refresh_locked(const ss_netns *ns, secsock_error *err)
             state_drop_locked();
         }
         if (!kept) {
-            g.gen = gen;
-            g.ns_dev = ns->known ? ns->dev : 0;
-            g.ns_ino = ns->known ? ns->ino : 0;
+            g.cur.gen = gen;
+            g.cur.ns_dev = ns->known ? ns->dev : 0;
+            g.cur.ns_ino = ns->known ? ns->ino : 0;
         }
     }
-    if (ns->known && g.notify_fd >= 0) {
+    if (ns->known && g.cur.notify_fd >= 0) {
         check_age_locked(ss_clock_ms());
-        if (g.pol_stale && g.sa_stale && thread_in_snapshot_ns()) {
+        if (g.cur.pol_stale && g.cur.sa_stale && thread_in_snapshot_ns()) {
             /* Whatever is queued (up to the socket's buffer, after a long time parked) could only mark the
              * tables stale again: drop it with the socket rather than read it, and dump under a new one. A
              * thread elsewhere (which may not be able to enter) drains it and dumps on the request socket. */
             notify_close_locked();
         }
     }
-    if (ns->known && g.notify_fd < 0) {
-        g.pol_stale = g.sa_stale = 1;
+    if (ns->known && g.cur.notify_fd < 0) {
+        g.cur.pol_stale = g.cur.sa_stale = 1;
         if (open_notify(err) != 0) {
             return -1;
         }
     }
     if (!ns->known) {
-        g.pol_stale = g.sa_stale = 1; /* no way to tell namespaces apart: never trust a cached answer */
+        g.cur.pol_stale = g.cur.sa_stale = 1; /* no way to tell namespaces apart: never trust a cached answer */
     }
     drain_notify_locked();
     if (ns->known && check_fresh_locked(err) != 0) {
         return -1;
     }
-    if (g.pol_stale) {
-        if (dump_policies(&g.snap, err) != 0) {
+    if (g.cur.pol_stale) {
+        if (dump_policies(&g.cur.snap, err) != 0) {
             return -1;
         }
-        g.pol_stale = 0;
-        g.pol_dumped_at = ss_clock_ms();
-        g.xdiff.pol_set = 0;
+        g.cur.pol_stale = 0;
+        g.cur.pol_dumped_at = ss_clock_ms();
+        g.cur.xdiff.pol_set = 0;
         dumped++;
     }
-    if (g.sa_stale) {
-        if (dump_sas(&g.snap, err) != 0) {
+    if (g.cur.sa_stale) {
+        if (dump_sas(&g.cur.snap, err) != 0) {
             return -1;
         }
-        g.sa_stale = 0;
-        g.sa_dumped_at = ss_clock_ms();
-        g.xdiff.sa_set = 0;
+        g.cur.sa_stale = 0;
+        g.cur.sa_dumped_at = ss_clock_ms();
+        g.cur.xdiff.sa_set = 0;
         dumped++;
     }
     if (dumped == 2) {
-        g.checked_at = g.sa_dumped_at; /* both tables as fresh as a cross-check could make them */
+        g.cur.checked_at = g.cur.sa_dumped_at; /* both tables as fresh as a cross-check could make them */
     }
     if (!ns->known) {
-        g.pol_stale = g.sa_stale = 1;
+        g.cur.pol_stale = g.cur.sa_stale = 1;
     }
     return 0;
 }

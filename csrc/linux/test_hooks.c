@@ -38,7 +38,7 @@ void ss_debug_set_notify_rcvbuf(int bytes)
     pthread_mutex_lock(&g_lock);
     g.rcvbuf = bytes;
     notify_close_locked();
-    g.pol_stale = g.sa_stale = 1;
+    g.cur.pol_stale = g.cur.sa_stale = 1;
     pthread_mutex_unlock(&g_lock);
 }
 
@@ -79,14 +79,15 @@ int ss_debug_counts_agree(void)
     int ok;
 
     pthread_mutex_lock(&g_lock);
-    for (i = 0; i < g.snap.npols; i++) {
-        in += g.snap.pols[i].dir == XFRM_POLICY_IN;
-        out += g.snap.pols[i].dir == XFRM_POLICY_OUT;
+    for (i = 0; i < g.cur.snap.npols; i++) {
+        in += g.cur.snap.pols[i].dir == XFRM_POLICY_IN;
+        out += g.cur.snap.pols[i].dir == XFRM_POLICY_OUT;
     }
-    for (i = 0; i < g.snap.nsas; i++) {
-        live += !g.snap.sas[i].dead;
+    for (i = 0; i < g.cur.snap.nsas; i++) {
+        live += !g.cur.snap.sas[i].dead;
     }
-    ok = in == g.snap.pol_kept[XFRM_POLICY_IN] && out == g.snap.pol_kept[XFRM_POLICY_OUT] && live == g.snap.sa_live;
+    ok = in == g.cur.snap.pol_kept[XFRM_POLICY_IN] && out == g.cur.snap.pol_kept[XFRM_POLICY_OUT] &&
+         live == g.cur.snap.sa_live;
     pthread_mutex_unlock(&g_lock);
     return ok;
 }
@@ -96,7 +97,7 @@ unsigned ss_debug_kept_netns(void)
 {
     unsigned n, i;
     pthread_mutex_lock(&g_lock);
-    n = g.ns_ino != 0 && g.notify_fd >= 0;
+    n = g.cur.ns_ino != 0 && g.cur.notify_fd >= 0;
     for (i = 0; i < sizeof(g.parked) / sizeof(g.parked[0]); i++) {
         n += g.parked[i].ns_ino != 0;
     }
@@ -107,7 +108,7 @@ unsigned ss_debug_kept_netns(void)
 void ss_debug_force_overrun(void)
 {
     pthread_mutex_lock(&g_lock);
-    g.pol_stale = g.sa_stale = 1;
+    g.cur.pol_stale = g.cur.sa_stale = 1;
     pthread_mutex_unlock(&g_lock);
 }
 

@@ -66,6 +66,9 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "not decidable here: a selector that names a device selects the flow, and which device the kernel "
     "compares for it (inbound loopback or a VRF's master, outbound a VRF's slave or the device a UDP socket "
     "may choose per message) could not be told",
+    "not decidable here: SAs that differ could each be the one the kernel picks for a template (added in the "
+    "same second and as little dying, or one toward any source address next to one from this flow's), and "
+    "which one it takes depends on the order of its hash chains, which the dump does not show",
 };
 static PyObject *reason_object(module_state *st, const secsock_result *r)
 {

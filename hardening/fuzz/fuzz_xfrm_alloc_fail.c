@@ -124,14 +124,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (ns_switch_locked(&ns)) {
             continue; /* kept: nothing to build */
         }
-        g.ns_dev = ns.dev;
-        g.ns_ino = ns.ino;
-        g.notify_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        build(&g.snap, data + 2, size - 2);
+        g.cur.ns_dev = ns.dev;
+        g.cur.ns_ino = ns.ino;
+        g.cur.notify_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        build(&g.cur.snap, data + 2, size - 2);
     }
     parked_drop_all_locked(); /* as secsock_backend_fini */
     state_drop_locked();
-    g.ns_dev = 0;
-    g.ns_ino = 0;
+    g.cur.ns_dev = 0;
+    g.cur.ns_ino = 0;
     return 0;
 }

@@ -303,7 +303,7 @@ static void compare_lookups(const apply_ctx *c, const ss_snap *kept, const ss_sn
 static void check(const apply_ctx *c)
 {
     static ss_snap fresh;
-    const ss_snap *kept = &g.snap;
+    const ss_snap *kept = &g.cur.snap;
     size_t i;
 
     dump_model(c, &fresh);
@@ -323,13 +323,13 @@ static void check(const apply_ctx *c)
 static void drain(apply_ctx *c)
 {
     drain_notify_locked();
-    if (g.notify_fd != sock_pair[0]) {
+    if (g.cur.notify_fd != sock_pair[0]) {
         abort(); /* it closed the socket: a read failed that cannot fail on a socket pair */
     }
     c->drains++;
-    if (g.pol_stale) {
-        dump_model(c, &g.snap); /* the same as the fresh table by construction: nothing to compare */
-        g.pol_stale = 0;
+    if (g.cur.pol_stale) {
+        dump_model(c, &g.cur.snap); /* the same as the fresh table by construction: nothing to compare */
+        g.cur.pol_stale = 0;
         return;
     }
     check(c);
@@ -347,9 +347,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
     memset(&c, 0, sizeof(c));
-    g.notify_fd = sock_pair[0];
-    g.notify_ep = -1; /* the drain polls */
-    g.sa_stale = 1;   /* SA notifications leave the (empty) SA table alone */
+    g.cur.notify_fd = sock_pair[0];
+    g.cur.notify_ep = -1; /* the drain polls */
+    g.cur.sa_stale = 1;   /* SA notifications leave the (empty) SA table alone */
     g.pol_applied = 0;
     while (off < size && c.drains < DRAINS_MAX) {
         uint8_t flags = data[off];
@@ -363,8 +363,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if (first) {
             take_dump(&c, data + off, len);
-            dump_model(&c, &g.snap); /* the dump the notifications apply to */
-            g.pol_stale = 0;
+            dump_model(&c, &g.cur.snap); /* the dump the notifications apply to */
+            g.cur.pol_stale = 0;
             first = 0;
         } else {
             /* The model walks the datagram as the backend will: the same messages, up to the same end. */
@@ -385,6 +385,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (queued > 0) {
         drain(&c); /* the query that follows the last notifications */
     }
-    snap_free_policies(&g.snap);
+    snap_free_policies(&g.cur.snap);
     return 0;
 }

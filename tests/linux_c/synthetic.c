@@ -11,6 +11,23 @@
  *                    without if_id, a main ESP policy with if_id 42 and its SA. The if_id 0 lookup bundles the
  *                    sub bypass with the main block (xfrm_expand_policies): blocked, so the interface never
  *                    looks the packet up again with its if_id (no host here can make an XFRM interface).
+ *   sa-maybe-newer / sa-maybe-older
+ *                    out ESP policy and two SAs: one without a selector, and one whose selector names a device
+ *                    the backend cannot know for this flow (a VRF slave, a UDP socket's per-message device),
+ *                    newer (add_time 200 against 100) or older than the sure one. xfrm_state_look_at prefers
+ *                    the newer if its selector matches: newer, not decidable; older, the sure one.
+ *   sa-same-second   two SAs of the same add_time and dying state, different SPIs: the kernel's hash chain
+ *                    order picks (xfrm_state_look_at keeps the first met): not decidable.
+ *   sa-source-any-newer
+ *                    an SA from the flow's source and a newer one toward any source: xfrm_state_find walks the
+ *                    flow's source chain first, but the source-any SA may share its bucket: not decidable.
+ *   sa-acquire-source-any
+ *                    a larval (acquire) state from the flow's source and a valid SA toward any source: the
+ *                    acquire stops xfrm_state_find before the second chain unless the SA shares its bucket.
+ *   unreadable-under-sub-bypass
+ *                    a sub bypass (priority 0), an unreadable policy (priority 5, kept in the SUB bucket) and
+ *                    a main bypass (priority 10): the sub bypass is bundled with MAIN's pick, which may be the
+ *                    unreadable one (its real type may be MAIN): an error, not "bypass".
  */
 #include "linux/backend_linux.h"
 
@@ -118,6 +135,42 @@ int cmd_synthetic(const char *name)
         f.if_id_known = 1;
         f.if_id = 42;
         rc = add_policy(&s, &sub) | add_policy(&s, &block) | add_policy(&s, &xfrmi) | add_sa(&s, &a);
+    } else if (strncmp(name, "sa-maybe-", 9) == 0) {
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        int newer = strcmp(name, "sa-maybe-newer") == 0;
+        ss_sa sure = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 150, 0);
+        ss_sa maybe = esp_sa("10.0.0.1", "10.0.0.2", 0x1002, newer ? 200 : 100, 0);
+        maybe.sel = p.sel;
+        maybe.sel.ifindex = 5;
+        f.sel_dev[1] = SS_DEV_UNKNOWN; /* as flow_sel_dev says for a VRF-bound or unbound UDPv6 socket */
+        rc = add_policy(&s, &p) | add_sa(&s, &sure) | add_sa(&s, &maybe);
+    } else if (strcmp(name, "sa-same-second") == 0) {
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        ss_sa one = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 100, 0);
+        ss_sa two = esp_sa("10.0.0.1", "10.0.0.2", 0x1002, 100, 0);
+        rc = add_policy(&s, &p) | add_sa(&s, &one) | add_sa(&s, &two);
+    } else if (strcmp(name, "sa-source-any-newer") == 0 || strcmp(name, "sa-acquire-source-any") == 0) {
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        ss_sa own = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 100, 0);
+        ss_sa any = esp_sa("0.0.0.0", "10.0.0.2", 0x1002, 200, 0);
+        if (strcmp(name, "sa-acquire-source-any") == 0) {
+            own.spi = 0; /* larval: no SPI, no algorithms yet */
+            own.has_aead = 0;
+        }
+        rc = add_policy(&s, &p) | add_sa(&s, &own) | add_sa(&s, &any);
+    } else if (strcmp(name, "unreadable-under-sub-bypass") == 0) {
+        ss_policy sub = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        ss_policy unreadable = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 2);
+        ss_policy main_bypass = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 3);
+        sub.type = XFRM_POLICY_TYPE_SUB;
+        sub.ntmpl = 0;
+        unreadable.type = XFRM_POLICY_TYPE_SUB; /* where on_policy keeps it, whatever its real type */
+        unreadable.unreadable = 1;
+        unreadable.ntmpl = 0;
+        unreadable.priority = 5;
+        main_bypass.ntmpl = 0;
+        main_bypass.priority = 10;
+        rc = add_policy(&s, &sub) | add_policy(&s, &unreadable) | add_policy(&s, &main_bypass);
     } else {
         fprintf(stderr, "unknown synthetic case %s\n", name);
         return 2;

@@ -703,8 +703,13 @@ def test_repeated_answers_share_their_sa_objects_until_an_sa_changes(pair: Pair)
     }
     for name, outbound in expected_out.items():
         assert (got[name]["outbound"], got[name]["inbound"]) == (outbound, [gcm(0x2002)]), (name, got[name])
-    # Both SAs of a rekey fit: the answer names one of them, as the general path does (checked in ask).
-    assert got["rekey: new SA"]["outbound"] in (expected_out["added"], expected_out["rekey: old SA gone"])
+    # Both SAs of a rekey fit: xfrm_state_look_at takes the newer, and on the same add_time (1 s resolution)
+    # the first in its hash chain, an order the dump does not show: so the new SA, or not decidable.
+    rekey = got["rekey: new SA"]
+    if rekey["outbound"] == []:
+        assert rekey["reason"].startswith("outbound: not decidable here: SAs that differ"), rekey
+    else:
+        assert rekey["outbound"] == expected_out["rekey: old SA gone"], rekey
     # An unchanged answer is the same object; an SA change never hands out a stale one.
     assert infos[1].ipsec is infos[0].ipsec
     for before, after in zip(infos[1:], infos[2:]):
