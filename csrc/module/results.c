@@ -66,6 +66,10 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "not decidable here: a selector that names a device selects the flow, and which device the kernel "
     "compares for it (inbound loopback or a VRF's master, outbound a VRF's slave or the device a UDP socket "
     "may choose per message) could not be told",
+    "not decidable here: the device the socket sends by decides (whether the flow leaves by an XFRM "
+    "interface, whose if_id policies then apply, or whether the peer is reached over loopback), and it cannot "
+    "be read (a device an IPv4 UDP message's IP_PKTINFO names, an unbound UDPv6 socket's IPV6_PKTINFO, a "
+    "multicast peer's IP_MULTICAST_IF, the slave a socket bound to a VRF master sends by)",
 };
 static PyObject *reason_object(module_state *st, const secsock_result *r)
 {
