@@ -260,13 +260,19 @@ def test_ipv4_mapped_flow_uses_ipv4_policies(ns: Netns, driver: str) -> None:
     assert matched["pol_out"]["index"] == 0x601
 
 
-def test_interface_selector_uses_the_route_toward_the_peer(ns: Netns, driver: str) -> None:
-    # The route to B leaves by lo; a policy for another device does not apply, one for lo does.
+DEV_UNDECIDABLE = "not decidable here: a selector that names a device"
+
+
+def test_interface_selector_uses_the_route_toward_the_peer(ns: Netns) -> None:
+    """The route to B leaves by lo; a policy for another device does not apply, one for lo does (a TCP
+    socket: an IPv4 UDP message may name its own device, test_an_ipv4_udp_message_may_name_another_device)."""
     ns.ip("link", "add", "other0", "type", "veth", "peer", "name", "other1")
     ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dev", "other0", "dir", "out", "index", "0xc01")
-    assert drive(ns, driver, "udp-peer", A, B, "500")["pol_out"] is None
+    (result,) = ns.probe([{"op": "tcp-local", "addr": B, "port": 600}])
+    assert reason_of(result)[0] == "no XFRM policy selects the flow", result
     ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dev", "lo", "dir", "out", "index", "0xc09")
-    assert drive(ns, driver, "udp-peer", A, B, "500")["pol_out"]["index"] == 0xC09
+    (result,) = ns.probe([{"op": "tcp-local", "addr": B, "port": 600}])
+    assert reason_of(result)[0] == "the policy allows the flow without IPsec", result
 
 
 def test_a_missing_proc_sys_is_an_error_not_settings_left_unset(ns: Netns, driver: str) -> None:
@@ -345,10 +351,11 @@ def test_an_ipv6_outbound_selector_device_is_the_sockets_not_the_routes(ns: Netn
     unbound, bound = ns.probe([udp(A6, B6), udp(A6, B6, device="lo")])
     assert reason_of(unbound)[0].startswith("not decidable here: a selector that names a device"), unbound
     assert reason_of(bound)[0] == "the policy blocks the flow", bound
-    # IPv4 outbound compares the route's device, as ip_route_output_key_hash_rcu writes it into flowi4_oif.
-    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dev", "lo", "dir", "out", "action", "block")
-    (v4,) = ns.probe([udp(A, B)])
-    assert reason_of(v4)[0] == "the policy blocks the flow", v4
+    # IPv4 outbound compares the route's device, as ip_route_output_key_hash_rcu writes it into flowi4_oif
+    # (a TCP socket: an IPv4 UDP message may name its own device).
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dev", "lo", "dir", "out")
+    (v4,) = ns.probe([{"op": "tcp-local", "addr": B, "port": 600}])
+    assert reason_of(v4)[0] == "the policy allows the flow without IPsec", v4
 
 
 C = "10.78.0.1"  # an address of vb's, for the tests of a socket bound to vb
@@ -379,14 +386,16 @@ def test_a_bound_sockets_ipv4_selector_device_is_the_routes_not_the_bound_one(ns
     ns.ip("xfrm", "policy", "add", "src", C, "dst", C, "dev", "lo", "dir", "out", "priority", "10")
     sent = subprocess.run(ns.exec_argv(sys.executable, "-c", SEND_FROM_VB), capture_output=True, text=True)
     assert sent.returncode == 0, f"the kernel did not apply the lo bypass: {sent.stderr}"
-    (result,) = ns.probe([udp(C, C, 600, device="vb")])
+    # A TCP socket bound to vb: the route's device, lo, is compared. (A UDP one's message may name another
+    # device with IP_PKTINFO, even on a bound socket: not decidable, as the datagram's device is not known.)
+    (result, datagram) = ns.probe([{"op": "tcp-local", "addr": C, "port": 600, "device": "vb"},
+                                   udp(C, C, 600, device="vb")])  # fmt: skip
     assert reason_of(result)[0] == "the policy allows the flow without IPsec", result
-    # Without the bypass the kernel blocks the same socket's datagram, and the backend says so.
+    assert reason_of(datagram)[0].startswith(DEV_UNDECIDABLE), datagram
+    # Without the bypass the kernel blocks the same socket's datagram.
     ns.ip("xfrm", "policy", "del", "src", C, "dst", C, "dev", "lo", "dir", "out")
     unsent = subprocess.run(ns.exec_argv(sys.executable, "-c", SEND_FROM_VB), capture_output=True, text=True)
     assert unsent.returncode == errno.EPERM, "the block did not apply"
-    (result,) = ns.probe([udp(C, C, 600, device="vb")])
-    assert reason_of(result)[0] == "the policy blocks the flow", result
 
 
 def vb_and_vc(ns: Netns) -> None:
@@ -415,15 +424,50 @@ def send_from_c(ns: Netns, sockopt: str, peer: str) -> subprocess.CompletedProce
 def test_an_ipv4_udp_sockets_unicast_if_chooses_the_selector_device(ns: Netns) -> None:
     """Outside review: udp_sendmsg starts the route lookup from IP_UNICAST_IF (inet->uc_index) when the
     socket is not bound to a device, and the route then leaves by that device even where the table names
-    another. The backend asked the route without it: a `dev vb` block the kernel applies was said not to."""
+    another. The backend asked the route without it: a `dev vb` block the kernel applies was said not to.
+    Since a message's IP_PKTINFO can name yet another device (test_an_ipv4_udp_message_may_name_another_
+    device), an IPv4 UDP socket's selector device is not decidable, IP_UNICAST_IF or not."""
     peer = "10.79.0.2"
     vb_and_vc(ns)
     ns.ip("xfrm", "policy", "add", "src", C, "dst", peer, "dev", "vb", "dir", "out", "action", "block")
     sent = send_from_c(ns, "socket.IPPROTO_IP, 50, struct.pack('!I', socket.if_nametoindex('vb'))", peer)
     assert sent.returncode == errno.EPERM, f"the kernel did not block by vb: {sent.stderr}"
     plain, pinned = ns.probe([udp(C, peer, 600), udp(C, peer, 600, unicast_if="vb")])
-    assert reason_of(plain)[0] == "no XFRM policy selects the flow", plain
-    assert reason_of(pinned)[0] == "the policy blocks the flow", pinned
+    assert reason_of(plain)[0].startswith(DEV_UNDECIDABLE), plain
+    assert reason_of(pinned)[0].startswith(DEV_UNDECIDABLE), pinned
+
+
+SEND_WITH_PKTINFO = """
+import socket, struct, sys
+bound, named, peer = sys.argv[1:]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+if bound != "-":
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, bound.encode())
+s.bind(("10.78.0.1", 0))
+info = struct.pack("i4s4s", socket.if_nametoindex(named), bytes(4), bytes(4))  # struct in_pktinfo
+try:
+    s.sendmsg([b"x"], [(socket.IPPROTO_IP, 8, info)], 0, (peer, 600))  # 8: IP_PKTINFO
+except OSError as e:
+    sys.exit(e.errno)
+"""
+
+
+def test_an_ipv4_udp_message_may_name_another_device(ns: Netns) -> None:
+    """Outside review (f): udp_sendmsg starts ipc.oif from the bound device (ipcm_init_sk) and a message's
+    IP_PKTINFO replaces it whenever ipi_ifindex is set (ip_cmsg_send), with no check against the bound device
+    (IPv6's ip6_datagram_send_ctl has one). So an IPv4 UDP socket's outbound device, bound or not, cannot be
+    read: the backend took the route's (vc) and said the `dev vb` block does not apply, while the kernel
+    applies it to a message naming vb, from an unbound socket and from one bound to vc."""
+    peer = "10.79.0.2"
+    vb_and_vc(ns)
+    ns.ip("xfrm", "policy", "add", "src", C, "dst", peer, "dev", "vb", "dir", "out", "action", "block")
+    for bound in ("-", "vc"):
+        sent = subprocess.run(ns.exec_argv(sys.executable, "-c", SEND_WITH_PKTINFO, bound, "vb", peer),
+                              capture_output=True, text=True)  # fmt: skip
+        assert sent.returncode == errno.EPERM, f"bound {bound}: the kernel did not block by vb: {sent.stderr}"
+    unbound, bound_vc = ns.probe([udp(C, peer, 600), udp(C, peer, 600, device="vc")])
+    assert reason_of(unbound)[0].startswith(DEV_UNDECIDABLE), unbound
+    assert reason_of(bound_vc)[0].startswith(DEV_UNDECIDABLE), bound_vc
 
 
 def test_an_ipv4_multicast_flows_selector_device_is_not_decidable(ns: Netns) -> None:
@@ -439,6 +483,67 @@ def test_an_ipv4_multicast_flows_selector_device_is_not_decidable(ns: Netns) -> 
     assert sent.returncode == errno.EPERM, f"the kernel did not block by vb: {sent.stderr}"
     (result,) = ns.probe([udp(C, group, 600)])
     assert reason_of(result)[0].startswith("not decidable here: a selector that names a device"), result
+
+
+@pytest.fixture(scope="session")
+def bindtoifindex_fails(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An LD_PRELOAD shim whose getsockopt(SO_BINDTOIFINDEX) fails (tests/linux_c/bindtoifindex_fails.c)."""
+    out = tmp_path_factory.mktemp("shim") / "bindtoifindex_fails.so"
+    run("gcc", "-shared", "-fPIC", "-Wall", "-Werror", "-o", str(out),
+        str(ROOT / "tests" / "linux_c" / "bindtoifindex_fails.c"), "-ldl")  # fmt: skip
+    return str(out)
+
+
+def test_a_bound_device_is_read_by_name_where_its_index_cannot_be(
+    ns: Netns, bindtoifindex_fails: str
+) -> None:
+    """Outside review (e): a failed getsockopt(SO_BINDTOIFINDEX) was read as "not bound". A kernel that
+    cannot read the option back says ENOPROTOOPT: the bound device is then read by name (SO_BINDTODEVICE)
+    and its index asked in the socket's namespace (SIOCGIFINDEX). The backend took a UDPv6 socket bound to
+    lo for an unbound one (not decidable) where the kernel blocks it. Any other failure raises, naming the
+    call, where it was read as "not bound" too."""
+    ns.ip("xfrm", "policy", "add", "src", A6, "dst", B6, "dev", "lo", "dir", "out", "action", "block")
+    preload = ("env", f"LD_PRELOAD={bindtoifindex_fails}")
+    unsupported = (*preload, f"SECSOCK_TEST_BINDTOIFINDEX_ERRNO={errno.ENOPROTOOPT}")
+    bound, unbound = ns.probe([udp(A6, B6, device="lo"), udp(A6, B6)], wrap=unsupported)
+    assert reason_of(bound)[0] == "the policy blocks the flow", bound
+    assert reason_of(unbound)[0].startswith(DEV_UNDECIDABLE), unbound
+    (failed,) = ns.probe([udp(A6, B6, device="lo")],
+                         wrap=(*preload, f"SECSOCK_TEST_BINDTOIFINDEX_ERRNO={errno.EACCES}"))  # fmt: skip
+    assert failed.get("errno") == errno.EACCES, failed
+    assert "SO_BINDTOIFINDEX" in failed["message"], failed
+
+
+def test_a_local_peer_is_asked_from_the_device_the_socket_sends_by(ns: Netns) -> None:
+    """Outside review (g): whether a peer is one of the host's addresses (reached over lo, whose
+    disable_xfrm bypasses XFRM) was asked of the route without the socket's device. fib_table_lookup passes
+    over a local route whose device is not the flow's oif: a socket bound to vb (or with IP_UNICAST_IF vb)
+    reaches vc's address by vb, where XFRM applies (no SA: the datagram is dropped, XfrmOutNoStates), while
+    an unbound one reaches it over lo (sent in the clear). The backend said "XFRM is disabled" for all three.
+    Toward a multicast peer the device (IP_MULTICAST_IF) cannot be read: not decidable."""
+    peer, group = "10.79.0.1", "224.1.1.7"
+    vb_and_vc(ns)
+    ns.ip("route", "add", "224.0.0.0/4", "dev", "vc")
+    for dst in (peer, group):
+        ns.ip("xfrm", "policy", "add", "src", C, "dst", dst, "dir", "out", "tmpl", "proto", "esp",
+              "mode", "transport")  # fmt: skip
+
+    def no_states_after(sockopt: str) -> int:
+        """XfrmOutNoStates gained by one datagram to peer (a flow XFRM meets and finds no SA for)."""
+        before = xfrm_stat(ns, "XfrmOutNoStates")
+        assert send_from_c(ns, sockopt, peer).returncode == 0
+        return xfrm_stat(ns, "XfrmOutNoStates") - before
+
+    by_vb = "socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b'vb'"
+    assert no_states_after(by_vb) == 1, "XFRM did not apply by vb"
+    assert no_states_after("socket.SOL_SOCKET, socket.SO_REUSEADDR, 1") == 0, "not over lo"
+    steps = [udp(C, peer, 600), udp(C, peer, 600, device="vb"), udp(C, peer, 600, unicast_if="vb")]
+    unbound, bound, pinned, multicast = ns.probe([*steps, udp(C, group, 600)])
+    assert reason_of(unbound)[0].startswith("XFRM is disabled for the flow"), unbound
+    no_sa = "no SA fits a template the policy requires"
+    assert reason_of(bound)[0].startswith(no_sa), bound
+    assert reason_of(pinned)[0].startswith(no_sa), pinned
+    assert reason_of(multicast)[0].startswith(OUT_DEV_UNDECIDABLE), multicast
 
 
 def test_policy_mark_must_match_the_socket_mark(ns: Netns, driver: str) -> None:
@@ -500,14 +605,43 @@ def test_forward_and_other_direction_policies_do_not_apply(ns: Netns, driver: st
 def test_if_id_policy_outside_an_xfrm_interface_is_skipped(ns: Netns, driver: str) -> None:
     # Issue 14 item 3. The route to B leaves by lo, not by an XFRM interface: the kernel skips a policy with
     # an if_id for this flow (xfrm_policy_match), so the next one applies. Flows through an XFRM interface:
-    # tests/vm.
+    # tests/vm. (A TCP socket: an IPv4 UDP one's device is not known, the next test.)
     ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "priority", "1", "if_id", "7",
           "action", "block", "index", "0x1001")  # fmt: skip
     ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out", "priority", "9", "index", "0x1009")
-    (result,) = ns.probe([udp(A, B)])
+    (result,) = ns.probe([{"op": "tcp-local", "addr": B, "port": 600}])
     assert result["flags"] == 0
     assert reason_of(result)[0] == "the policy allows the flow without IPsec", result
-    assert drive(ns, driver, "udp-peer", A, B, "500")["pol_out"]["index"] == 0x1009
+
+
+OUT_DEV_UNDECIDABLE = "not decidable here: the device the socket sends by decides"
+
+
+def test_an_if_id_is_not_decidable_where_the_sending_device_is_not(ns: Netns, driver: str) -> None:
+    """Outside review (a): resolve_if_id took the XFRM interface from the route where the device a socket
+    sends by cannot be read (an IPv4 UDP message's IP_PKTINFO, an unbound UDPv6 socket's IPV6_PKTINFO): such
+    a message can leave by an XFRM interface the route does not name, or by another device than the one it
+    names, and with it go the interface's if_id policies. The backend said the if_id 0 bypass applies (here
+    no interface exists, which it does not know without reading every link): not decidable now, for both
+    families; a TCP socket and a UDPv6 socket bound to a device stay decided. Outbound, a flow the if_id 0
+    lookup blocks or transforms never reaches an interface, whatever the device: still decided."""
+    for local, peer in ((A, B), (A6, B6)):
+        ns.ip("xfrm", "policy", "add", "src", local, "dst", peer, "dir", "out", "priority", "1", "if_id", "7",
+              "action", "block")  # fmt: skip
+        ns.ip("xfrm", "policy", "add", "src", local, "dst", peer, "dir", "out", "priority", "9")
+    v4, v6, v6_bound, stream = ns.probe([udp(A, B), udp(A6, B6), udp(A6, B6, device="lo"),
+                                         {"op": "tcp-local", "addr": B, "port": 600}])  # fmt: skip
+    assert reason_of(v4)[0].startswith(OUT_DEV_UNDECIDABLE), v4
+    assert reason_of(v6)[0].startswith(OUT_DEV_UNDECIDABLE), v6
+    assert reason_of(v6_bound)[0] == "the policy allows the flow without IPsec", v6_bound
+    assert reason_of(stream)[0] == "the policy allows the flow without IPsec", stream
+    ns.ip("xfrm", "policy", "update", "src", A, "dst", B, "dir", "out", "priority", "9", "action", "block")
+    (v4,) = ns.probe([udp(A, B)])
+    assert reason_of(v4)[0] == "the policy blocks the flow", v4
+    # Inbound, the interface the peer's packets arrive by decides the if_id: not decidable either.
+    ns.ip("xfrm", "policy", "add", "src", B, "dst", A, "dir", "in", "if_id", "7", "action", "block")
+    (v4,) = ns.probe([udp(A, B)])
+    assert reason_of(v4)[1].startswith(OUT_DEV_UNDECIDABLE), v4
 
 
 def test_block_policy_is_matched_and_not_secured(ns: Netns, driver: str) -> None:
@@ -592,6 +726,22 @@ def test_repeated_secured_path_queries_ask_the_kernel_nothing(
     assert result == {"repeat": 200, "dumps_during": 0, "conf_asks_during": 0}
     first = drive(ns, driver, "udp-peer", local, peer, "500")
     assert first["conf_asks"] > 0, "the first query read nothing: the test does not reach the secured path"
+
+
+def test_a_bound_devices_kind_is_kept_within_the_interval(ns: Netns, driver: str) -> None:
+    """Outside review (i): whether a socket's bound device is a VRF master was an RTM_GETLINK on every query
+    a device-naming selector met. It is kept per thread and namespace for SS_XCHECK_INTERVAL_MS like the
+    other link facts (and counted with them): 50 queries within the interval (the clock is frozen) make
+    none; they made 50. The socket: UDPv6 bound to lo, whose selector device is its bound one."""
+    ns.ip("xfrm", "policy", "add", "src", A6, "dst", B6, "dev", "lo", "dir", "out", "action", "block")
+    argv = ns.exec_argv("env", "SECSOCK_DRIVER_DEVICE=lo", "strace", "-f", "-qq", "-e", "trace=%network",
+                        driver, "repeat", "50", A6, B6, "500")  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    *_, line = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert json.loads(line) == {"repeat": 50, "dumps_during": 0, "conf_asks_during": 0}
+    link_asks = done.stderr.count("RTM_GETLINK")
+    assert 0 < link_asks <= 2, f"{link_asks} RTM_GETLINK requests for 51 queries"
 
 
 def test_a_disable_xfrm_change_is_seen_within_the_interval(ns: Netns, driver: str) -> None:
@@ -729,13 +879,14 @@ def test_backend_error_paths_leak_no_descriptor(ns: Netns) -> None:
 
 def test_foreign_thread_route_lookup_happens_in_the_sockets_namespace(ns: Netns, driver: str) -> None:
     # The thread inside builds the snapshot; the main thread (root namespace) then asks about the same socket:
-    # equal netns cookies let it use that snapshot, but the interface selector needs a route lookup, which
-    # must be asked in the socket's namespace (the root namespace has no route from A to B by lo).
-    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dev", "lo", "dir", "out", "index", "0xe21")
+    # equal netns cookies let it use that snapshot, but the inbound interface selector needs a route lookup,
+    # which must be asked in the socket's namespace (in the root namespace A is not local, and its device
+    # unknown).
+    ns.ip("xfrm", "policy", "add", "src", B, "dst", A, "dev", "lo", "dir", "in", "index", "0xe20")
     (who1, inside), (who2, outside) = netns_queries(driver, ns.name)
     assert (who1, who2) == ("thread", "main")
-    assert inside["pol_out"]["index"] == 0xE21
-    assert outside["pol_out"] == inside["pol_out"]
+    assert inside["pol_in"]["index"] == 0xE20
+    assert outside["pol_in"] == inside["pol_in"]
 
 
 PROBE_HEAD = f"""

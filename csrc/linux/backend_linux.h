@@ -249,7 +249,8 @@ typedef struct {
     int bif_read;
     uint64_t ns_cookie;    /* SO_NETNS_COOKIE of the socket; 0 when the kernel cannot say */
     int has_peer_arg;      /* the caller gave peer (error messages name it) */
-    int if_id_known;       /* if_id below was resolved */
+    int if_id_known;       /* resolve_if_id: 0 unread, SS_KNOW_YES (if_id below), SS_KNOW_NO (not decidable) */
+    int dev_knowable;      /* flow_out_dev_knowable: 0 unread, SS_KNOW_YES, SS_KNOW_NO */
     uint32_t if_id;        /* the if_id of the XFRM interface the flow is routed through, 0 for none */
     int oif;               /* the interface toward the peer; -1 until needed and resolved */
     int sel_dev[2];        /* flow_sel_dev: [0] in, [1] out; -1 until needed, SS_DEV_UNKNOWN */
@@ -263,6 +264,7 @@ typedef struct {
     int mark_doubt;        /* SS_DOUBT_*: lookup_policy could not decide (a packet mark, a priority tie) */
 } ss_flow;
 
+enum { SS_KNOW_YES = 1, SS_KNOW_NO = 2 }; /* ss_flow.if_id_known, dev_knowable */
 /* ss_flow.mark_doubt; SS_DOUBT_SA_ORDER: outbound SAs that answer differently, ordered by the kernel's hash chains */
 enum { SS_DOUBT_NONE = 0, SS_DOUBT_MARK = 1, SS_DOUBT_TIE = 2, SS_DOUBT_DEV = 3, SS_DOUBT_SA_ORDER = 4 };
 

@@ -2,6 +2,7 @@
 #include "backend_linux.h"
 
 #include <fcntl.h>
+#include <net/if.h> /* struct ifreq */
 #include <linux/ip.h> /* IPV4_DEVCONF_* */
 
 /*
@@ -11,16 +12,41 @@
  * (flow_mark is static inline in backend_linux.h: the policy lookup calls it for every candidate.)
  */
 
-static int flow_bound_ifindex(ss_flow *f)
+/*
+ * The device the socket is bound to (sk_bound_dev_if), 0 for none, into *ifindex: 0, or -1 on error. A kernel
+ * that does not answer getsockopt(SO_BINDTOIFINDEX) says ENOPROTOOPT (sk_getsockopt's default case; the
+ * option is read back from Linux 5.7 on): the same field is then read by name (SO_BINDTODEVICE, which
+ * answers with an empty name when unbound) and the name turned into its index in the socket's own namespace
+ * (SIOCGIFINDEX on the socket itself: sock_ioctl asks dev_ioctl in sock_net). Any other failure is an
+ * error: "not bound" is never assumed.
+ */
+static int flow_bound_ifindex(ss_flow *f, int *ifindex, secsock_error *err)
 {
     if (!f->bif_read) {
         socklen_t len = sizeof(f->bound_ifindex);
-        f->bif_read = 1;
         if (getsockopt(f->sock, SOL_SOCKET, SO_BINDTOIFINDEX, &f->bound_ifindex, &len) != 0) {
-            f->bound_ifindex = 0; /* older kernels: treat as not bound to a device */
+            struct ifreq ifr;
+            int gerr = errno;
+            if (gerr != ENOPROTOOPT) {
+                return os_error(err, gerr, "getsockopt(SO_BINDTOIFINDEX)", NULL);
+            }
+            memset(&ifr, 0, sizeof(ifr));
+            len = sizeof(ifr.ifr_name); /* sock_getbindtodevice: EINVAL below IFNAMSIZ; the name ends in NUL */
+            if (getsockopt(f->sock, SOL_SOCKET, SO_BINDTODEVICE, ifr.ifr_name, &len) != 0) {
+                return os_error(err, errno, "getsockopt(SO_BINDTODEVICE)", NULL);
+            }
+            f->bound_ifindex = 0;
+            if (len > 0 && ifr.ifr_name[0] != '\0') {
+                if (ioctl(f->sock, SIOCGIFINDEX, &ifr) != 0) {
+                    return os_error(err, errno, "ioctl(SIOCGIFINDEX)", ifr.ifr_name);
+                }
+                f->bound_ifindex = ifr.ifr_ifindex;
+            }
         }
+        f->bif_read = 1;
     }
-    return f->bound_ifindex;
+    *ifindex = f->bound_ifindex;
+    return 0;
 }
 
 typedef struct {
@@ -92,27 +118,73 @@ static int route_get(ss_flow *f, const uint8_t *dst, const uint8_t *src, int oif
     return nl_request(NETLINK_ROUTE, RTM_GETROUTE, NLM_F_ACK, body, off, on_route, ra, "RTM_GETROUTE", err);
 }
 
-/*
- * The device an IPv4 UDP socket sends by before the route is asked (udp_sendmsg: ipc.oif starts as the bound
- * device; else inet->uc_index, IP_UNICAST_IF, which getsockopt returns in network byte order; toward a
- * multicast peer inet->mc_index instead, which no getsockopt returns: flow_sel_dev answers such a flow's
- * device unknown). 0 and *oif, or -1 on error.
- */
 static int flow_v4_multicast(const ss_flow *f)
 {
     return f->family == AF_INET && f->peer[0] >= 224 && f->peer[0] <= 239;
 }
 
+static int flow_udp(const ss_flow *f)
+{
+    return f->proto == IPPROTO_UDP || f->proto == IPPROTO_UDPLITE;
+}
+
+static int bound_to_l3mdev(ss_flow *f, secsock_error *err);
+
+/*
+ * Can the device the socket sends by be told here? The one rule behind a selector's device (flow_sel_dev),
+ * the XFRM interface (resolve_if_id) and the local-peer route (conf_local_dev). 1 yes, 0 no, -1 on error.
+ * - IPv4 UDP/UDP-Lite: no. udp_sendmsg starts ipc.oif from the bound device (ipcm_init_sk), then a message's
+ *   IP_PKTINFO cmsg replaces it whenever ipi_ifindex is set (ip_cmsg_send), with no check against the bound
+ *   device (IPv6 has one); toward a multicast peer inet->mc_index (IP_MULTICAST_IF), which no getsockopt
+ *   returns, comes first. Seen on 6.18: a socket bound to vc sending with IP_PKTINFO naming vb meets a
+ *   `dev vb` block, and one bound to vb naming vc passes it.
+ * - IPv6 UDP/UDP-Lite: only with a link-local peer's scope or a bound device that is not a VRF master.
+ *   Without either, udpv6_sendmsg takes a per-message or sticky IPV6_PKTINFO ifindex (np->sticky_pktinfo, which
+ *   no getsockopt returns) before IPV6_UNICAST_IF; with one, ip6_datagram_send_ctl refuses another ifindex
+ *   (EINVAL) unless the socket is bound to an l3mdev and it is one of its slaves (sk_dev_equal_l3scope).
+ * - Other protocols: unless bound to a VRF master, whose table picks the slave (l3mdev_update_flow).
+ */
+static int flow_out_dev_knowable(ss_flow *f, secsock_error *err)
+{
+    int bound, l3mdev;
+
+    if (f->dev_knowable == 0) {
+        if (f->family == AF_INET && flow_udp(f)) {
+            f->dev_knowable = SS_KNOW_NO;
+        } else if (f->family == AF_INET6 && f->peer_scope != 0) {
+            f->dev_knowable = SS_KNOW_YES;
+        } else {
+            if (flow_bound_ifindex(f, &bound, err) != 0 || (l3mdev = bound_to_l3mdev(f, err)) < 0) {
+                return -1;
+            }
+            f->dev_knowable = l3mdev || (f->family == AF_INET6 && flow_udp(f) && bound == 0) ? SS_KNOW_NO
+                                                                                            : SS_KNOW_YES;
+        }
+    }
+    return f->dev_knowable == SS_KNOW_YES;
+}
+
+/*
+ * The device the socket sends by when a message names none, for asking the route (udp_sendmsg: ipc.oif starts
+ * as the bound device, else inet->uc_index, IP_UNICAST_IF, which getsockopt returns in network byte order).
+ * Toward an IPv4 multicast peer it is inet->mc_index, which no getsockopt returns: SS_DEV_UNKNOWN. 0 and *oif,
+ * SS_DEV_UNKNOWN, or -1 on error.
+ */
 static int flow_oif_hint(ss_flow *f, int *oif, secsock_error *err)
 {
     uint32_t ucast = 0;
     socklen_t len = sizeof(ucast);
 
-    *oif = flow_bound_ifindex(f);
-    if (*oif > 0 || f->family != AF_INET || (f->proto != IPPROTO_UDP && f->proto != IPPROTO_UDPLITE)) {
+    if (flow_bound_ifindex(f, oif, err) != 0) {
+        return -1;
+    }
+    if (f->family != AF_INET || !flow_udp(f)) {
         return 0;
     }
     if (flow_v4_multicast(f)) {
+        return SS_DEV_UNKNOWN;
+    }
+    if (*oif > 0) {
         return 0;
     }
     if (getsockopt(f->sock, IPPROTO_IP, IP_UNICAST_IF, &ucast, &len) != 0) {
@@ -125,12 +197,13 @@ static int flow_oif_hint(ss_flow *f, int *oif, secsock_error *err)
 /*
  * The interface the flow leaves by, as the routing table says, asked with the device the socket sends by
  * (ip_route_output_key_hash_rcu answers with another for a local peer, lo or the VRF master, or for a socket
- * bound to a VRF master, its slave). 0 or -1 on error.
+ * bound to a VRF master, its slave). Asked only where flow_out_dev_knowable says the device can be told.
+ * 0, SS_DEV_UNKNOWN (the hint cannot be read), or -1 on error.
  */
 int resolve_oif(ss_flow *f, secsock_error *err)
 {
     route_answer ra;
-    int hint;
+    int hint, rc;
 
     if (f->oif >= 0) {
         return 0;
@@ -141,8 +214,8 @@ int resolve_oif(ss_flow *f, secsock_error *err)
         f->oif = (int)f->peer_scope;
         return 0;
     }
-    if (flow_oif_hint(f, &hint, err) != 0) {
-        return -1;
+    if ((rc = flow_oif_hint(f, &hint, err)) != 0) {
+        return rc;
     }
     if (route_get(f, f->peer, f->local, hint, &ra, err) != 0) {
         return -1;
@@ -159,50 +232,39 @@ int resolve_oif(ss_flow *f, secsock_error *err)
  * The interface a selector's dev is compared with for this direction (xfrm_selector_match: sel->ifindex ==
  * fl->flowi_oif), which is not always the route's (issue 14 review, item 3). 0 and *ifindex (0: none), or
  * SS_DEV_UNKNOWN when it cannot be told here, or -1 on error.
+ * - Outbound, where flow_out_dev_knowable says the device the socket sends by cannot be told: unknown.
  * - IPv4 outbound: the route's device (ip_route_output_key_hash_rcu writes it into flowi4_oif before
  *   xfrm_lookup_route).
  * - IPv6 outbound: only what the socket set (ip6_route_output leaves flowi6_oif alone): the scope id of a
- *   link-local peer (udpv6_sendmsg) or the bound device; for UDP without either, unknown (IPV6_PKTINFO, sticky
- *   or per message, comes before IPV6_UNICAST_IF and cannot be read).
+ *   link-local peer (udpv6_sendmsg) or the bound device, else none.
  * - Inbound, both families: decode_session4/6 take skb_dst(skb)->dev, the input route's device, which for
  *   local delivery is loopback, or the VRF master of the address's device (ip_rt_get_dev,
  *   ip6_rt_get_dev_rcu). The output route to the local address names the same device (RTN_LOCAL: dev_out
  *   is the l3mdev master or loopback); when that lookup does not find it local (a VRF address, seen from
  *   outside the VRF) the device is unknown.
  */
-static int bound_to_l3mdev(ss_flow *f, secsock_error *err);
-
 int flow_sel_dev(ss_flow *f, int dir, int *ifindex, secsock_error *err)
 {
     int *cached = &f->sel_dev[dir == XFRM_POLICY_OUT];
+    int rc;
 
     if (*cached == -1) {
-        if (dir == XFRM_POLICY_OUT && f->family == AF_INET) {
-            int l3mdev = 0;
-            /* Toward a multicast peer a UDP socket's IP_MULTICAST_IF index (mc_index) may choose the device,
-             * and no getsockopt returns it; a socket bound to a VRF master sends by whichever slave the
-             * VRF's table picks per message. */
-            if ((f->proto == IPPROTO_UDP || f->proto == IPPROTO_UDPLITE) && flow_v4_multicast(f)) {
-                l3mdev = 1;
-            } else if ((l3mdev = bound_to_l3mdev(f, err)) < 0) {
+        if (dir == XFRM_POLICY_OUT) {
+            if ((rc = flow_out_dev_knowable(f, err)) < 0) {
                 return -1;
             }
-            if (l3mdev) {
+            if (!rc) {
                 *cached = SS_DEV_UNKNOWN;
-            } else if (resolve_oif(f, err) != 0) {
-                return -1;
+            } else if (f->family == AF_INET6) {
+                *cached = f->peer_scope != 0 ? (int)f->peer_scope : f->bound_ifindex;
+            } else if ((rc = resolve_oif(f, err)) != 0) {
+                if (rc != SS_DEV_UNKNOWN) {
+                    return -1;
+                }
+                *cached = SS_DEV_UNKNOWN;
             } else {
                 *cached = f->oif;
             }
-        } else if (dir == XFRM_POLICY_OUT) {
-            /* udpv6_sendmsg, after the scope and the bound device: a per-message IPV6_PKTINFO, then the sticky
-             * one (np->sticky_pktinfo, which no getsockopt returns), and only then IPV6_MULTICAST_IF or
-             * IPV6_UNICAST_IF. So a UDP socket with neither may send by any device. */
-            int udp = f->proto == IPPROTO_UDP || f->proto == IPPROTO_UDPLITE;
-            *cached = f->peer_scope != 0            ? (int)f->peer_scope
-                      : flow_bound_ifindex(f) > 0 ? f->bound_ifindex
-                      : udp                       ? SS_DEV_UNKNOWN
-                                                  : 0;
         } else {
             route_answer ra;
             if (route_get(f, f->local, NULL, 0, &ra, err) != 0) {
@@ -311,32 +373,46 @@ static int link_get(int ifindex, link_info *li, secsock_error *err)
     return nl_request(NETLINK_ROUTE, RTM_GETLINK, NLM_F_ACK, &ifi, sizeof(ifi), on_link, li, "RTM_GETLINK", err);
 }
 
-/* Is the socket bound to a VRF master (an l3mdev)? 1, 0, or -1 on error. Asked only for a selector that names
- * a device (flow_sel_dev), so a query without one pays no RTM_GETLINK. */
+static int conf_link(const ss_flow *f, int ifindex, int *conf, int *is_vrf, secsock_error *err);
+
+/* Is the socket bound to a VRF master (an l3mdev)? 1, 0, or -1 on error. Asked only where the outbound device
+ * matters (a selector that names a device, an if_id), from the thread's link cache (conf_link) while fresh. */
 static int bound_to_l3mdev(ss_flow *f, secsock_error *err)
 {
-    link_info li;
+    int bound, conf, is_vrf;
 
-    if (flow_bound_ifindex(f) <= 0) {
+    if (flow_bound_ifindex(f, &bound, err) != 0) {
+        return -1;
+    }
+    if (bound <= 0) {
         return 0;
     }
-    return link_get(f->bound_ifindex, &li, err) != 0 ? -1 : li.is_vrf;
+    return conf_link(f, bound, &conf, &is_vrf, err) != 0 ? -1 : is_vrf;
 }
 
 /*
  * The if_id of the XFRM interface the flow is routed through (0 when the route leaves by another kind of
  * device): the kernel looks up policies with that if_id for such a flow, and only for it. Asked only when
  * some policy has an if_id. The answer for both directions: the peer's packets are taken to come back
- * through the same interface (its SAs carry its if_id).
+ * through the same interface (its SAs carry its if_id). 0, SS_DEV_UNKNOWN when the device the socket sends
+ * by cannot be told (flow_out_dev_knowable: the same rule as a selector's device), or -1 on error.
  */
 int resolve_if_id(ss_flow *f, secsock_error *err)
 {
     link_info li;
+    int rc;
 
     if (f->if_id_known) {
-        return 0;
+        return f->if_id_known == SS_KNOW_NO ? SS_DEV_UNKNOWN : 0;
     }
-    if (resolve_oif(f, err) != 0 || link_get(f->oif, &li, err) != 0) {
+    if ((rc = flow_out_dev_knowable(f, err)) < 0) {
+        return -1;
+    }
+    if (rc == 0 || (rc = resolve_oif(f, err)) == SS_DEV_UNKNOWN) {
+        f->if_id_known = SS_KNOW_NO;
+        return SS_DEV_UNKNOWN;
+    }
+    if (rc != 0 || link_get(f->oif, &li, err) != 0) {
         return -1;
     }
     if (li.is_xfrm && li.other_netns) {
@@ -345,7 +421,7 @@ int resolve_if_id(ss_flow *f, secsock_error *err)
                                  "network namespace, which secsock does not read");
     }
     f->if_id = li.is_xfrm ? li.if_id : 0;
-    f->if_id_known = 1;
+    f->if_id_known = SS_KNOW_YES;
     return 0;
 }
 
@@ -412,10 +488,12 @@ typedef struct {
     struct {
         conf_stamp at;
         int ifindex, conf;
+        int is_vrf; /* an l3mdev master (bound_to_l3mdev) */
     } devs[SS_CONF_DEVS];
     struct {
         conf_stamp at;
         uint8_t peer[4], local[4];
+        int oif; /* the device the route was asked from (flow_oif_hint) */
         int dev; /* as ss_flow.local_dev: -1 not local */
     } peers[SS_CONF_PEERS];
     unsigned next_dev, next_peer;
@@ -483,30 +561,43 @@ static int conf_all(const ss_flow *f, int i, secsock_error *err)
     return v;
 }
 
-/* The device an IPv4 peer that is one of the host's addresses is reached by (as ss_flow.local_dev). */
+/*
+ * The device an IPv4 peer that is one of the host's addresses is reached by (as ss_flow.local_dev), or
+ * SS_DEV_UNKNOWN, or 0 on error. The route is asked from the device the socket sends by (flow_oif_hint, as
+ * resolve_oif): fib_table_lookup passes over a local route whose device is not the flow's oif, so a socket
+ * bound to vb reaches vc's address by vb, not lo, and a socket bound to a VRF master looks in the VRF's table.
+ * When that device cannot be read (a multicast peer's IP_MULTICAST_IF) the answer is not decidable. Kept per
+ * peer, local address and that device. An IPv4 UDP message's IP_PKTINFO device is not seen here: the socket's
+ * own device is asked, as for a message without one (README).
+ */
 static int conf_local_dev(ss_flow *f, secsock_error *err)
 {
     int64_t now = ss_clock_ms();
-    conf_ns *c = conf_for(f);
+    conf_ns *c;
     route_answer ra;
-    int i;
+    int i, hint, rc;
 
+    if ((rc = flow_oif_hint(f, &hint, err)) != 0) {
+        return rc == SS_DEV_UNKNOWN ? SS_DEV_UNKNOWN : 0;
+    }
+    c = conf_for(f);
     if (c != NULL) {
         for (i = 0; i < SS_CONF_PEERS; i++) {
             if (conf_fresh(&c->peers[i].at, now) && memcmp(c->peers[i].peer, f->peer, 4) == 0 &&
-                memcmp(c->peers[i].local, f->local, 4) == 0) {
+                memcmp(c->peers[i].local, f->local, 4) == 0 && c->peers[i].oif == hint) {
                 return c->peers[i].dev;
             }
         }
     }
     g.conf_asks++;
-    if (route_get(f, f->peer, f->local, 0, &ra, err) != 0) {
+    if (route_get(f, f->peer, f->local, hint, &ra, err) != 0) {
         return 0;
     }
     if (c != NULL) {
         i = (int)(c->next_peer++ % SS_CONF_PEERS);
         memcpy(c->peers[i].peer, f->peer, 4);
         memcpy(c->peers[i].local, f->local, 4);
+        c->peers[i].oif = hint;
         c->peers[i].dev = ra.type == RTN_LOCAL && ra.oif > 0 ? ra.oif : -1;
         c->peers[i].at.valid = 1;
         c->peers[i].at.at = now;
@@ -514,12 +605,12 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
     return ra.type == RTN_LOCAL && ra.oif > 0 ? ra.oif : -1;
 }
 
-/* The IPv4 devconf bits (SS_LO_*) of device ifindex into *conf: 0, or -1 on error. */
-static int conf_dev(const ss_flow *f, int ifindex, int *conf, secsock_error *err)
+/* Device ifindex's IPv4 devconf bits (SS_LO_*) into *conf and whether it is a VRF master into *is_vrf (one
+ * RTM_GETLINK answers both): 0, or -1 on error. From the thread's cache while fresh. */
+static int conf_link(const ss_flow *f, int ifindex, int *conf, int *is_vrf, secsock_error *err)
 {
     int64_t now = ss_clock_ms();
     conf_ns *c = conf_for(f);
-    struct ifinfomsg ifi;
     link_info li;
     int i;
 
@@ -527,27 +618,33 @@ static int conf_dev(const ss_flow *f, int ifindex, int *conf, secsock_error *err
         for (i = 0; i < SS_CONF_DEVS; i++) {
             if (conf_fresh(&c->devs[i].at, now) && c->devs[i].ifindex == ifindex) {
                 *conf = c->devs[i].conf;
+                *is_vrf = c->devs[i].is_vrf;
                 return 0;
             }
         }
     }
     g.conf_asks++;
-    memset(&ifi, 0, sizeof(ifi));
-    memset(&li, 0, sizeof(li));
-    ifi.ifi_family = AF_UNSPEC;
-    ifi.ifi_index = ifindex;
-    if (nl_request(NETLINK_ROUTE, RTM_GETLINK, NLM_F_ACK, &ifi, sizeof(ifi), on_link, &li, "RTM_GETLINK", err) != 0) {
+    if (link_get(ifindex, &li, err) != 0) {
         return -1;
     }
     *conf = li.inet_conf;
+    *is_vrf = li.is_vrf;
     if (c != NULL) {
         i = (int)(c->next_dev++ % SS_CONF_DEVS);
         c->devs[i].ifindex = ifindex;
         c->devs[i].conf = li.inet_conf;
+        c->devs[i].is_vrf = li.is_vrf;
         c->devs[i].at.valid = 1;
         c->devs[i].at.at = now;
     }
     return 0;
+}
+
+/* The IPv4 devconf bits (SS_LO_*) of device ifindex into *conf: 0, or -1 on error. */
+static int conf_dev(const ss_flow *f, int ifindex, int *conf, secsock_error *err)
+{
+    int is_vrf;
+    return conf_link(f, ifindex, conf, &is_vrf, err);
 }
 
 /*
@@ -560,7 +657,8 @@ static int conf_dev(const ss_flow *f, int ifindex, int *conf, secsock_error *err
  * other devices' settings would need a link lookup per query besides the route's. IPv6 has no disable_xfrm;
  * inbound, addrconf_f6i_alloc gives a local address's route DST_NOPOLICY from all.disable_policy or its
  * device's: `all` is read, the device's is not.
- * 1 yes, 0 no, -1 on error (a setting could not be read). Asked once per query and direction, answered from
+ * 1 yes, 0 no, SS_DEV_UNKNOWN (whether the peer is reached over loopback cannot be told: conf_local_dev), -1
+ * on error (a setting could not be read). Asked once per query and direction, answered from
  * the thread's cache (t_conf, conf_for) while fresh. Called under g_lock (eval_dir): g.conf_asks and ss_clock_ms.
  */
 int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err)
@@ -591,8 +689,8 @@ int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err)
             f->local_dev = 1;
         } else {
             v = conf_local_dev(f, err);
-            if (v == 0) {
-                return -1;
+            if (v == 0 || v == SS_DEV_UNKNOWN) {
+                return v == 0 ? -1 : SS_DEV_UNKNOWN;
             }
             f->local_dev = v;
         }
@@ -684,7 +782,7 @@ static int source_toward_peer(ss_flow *f, int sock_family, const uint8_t *peer16
 {
     struct sockaddr_storage ss;
     socklen_t len;
-    int fd, rc = -1;
+    int fd, bound, rc = -1;
 
     if (thread_ns_ok("socket", err) != 0) {
         return -1;
@@ -697,8 +795,11 @@ static int source_toward_peer(ss_flow *f, int sock_family, const uint8_t *peer16
     if (flow_mark(f) != 0) {
         (void)setsockopt(fd, SOL_SOCKET, SO_MARK, &f->mark, sizeof(f->mark));
     }
-    if (flow_bound_ifindex(f) > 0) {
-        (void)setsockopt(fd, SOL_SOCKET, SO_BINDTOIFINDEX, &f->bound_ifindex, sizeof(f->bound_ifindex));
+    if (flow_bound_ifindex(f, &bound, err) != 0) {
+        goto out;
+    }
+    if (bound > 0) {
+        (void)setsockopt(fd, SOL_SOCKET, SO_BINDTOIFINDEX, &bound, sizeof(bound));
     }
     memset(&ss, 0, sizeof(ss));
     if (sock_family == AF_INET) {

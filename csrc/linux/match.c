@@ -663,7 +663,7 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
              secsock_error *err)
 {
     const ss_policy *pol, *pols[2] = {NULL, NULL};
-    int rc, i, pi, counted = 0, encrypted = 0;
+    int rc, i, pi, counted = 0, encrypted = 0, if_id_unknown = 0;
     uint32_t if_id = 0;
 
     /* Only the entries counted are ever read: clearing the whole direction (4 SAs, ~800 bytes) twice per
@@ -673,16 +673,26 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
     v->reason = SECSOCK_REASON_NONE;
     if (s->b[bucket_of(dir, f->family, XFRM_POLICY_TYPE_MAIN)].has_if_id ||
         s->b[bucket_of(dir, f->family, XFRM_POLICY_TYPE_SUB)].has_if_id) {
-        if (resolve_if_id(f, err) != 0) {
+        rc = resolve_if_id(f, err);
+        if (rc != 0 && rc != SS_DEV_UNKNOWN) {
             return -1;
         }
-        if_id = f->if_id;
+        /* SS_DEV_UNKNOWN: whether the flow leaves by an XFRM interface depends on a device the socket may
+         * choose per message (flow_out_dev_knowable). Inbound that decides the if_id looked up; outbound
+         * only a flow the if_id 0 lookup leaves untransformed reaches the interface (below). */
+        if_id_unknown = rc == SS_DEV_UNKNOWN;
+        if (if_id_unknown && dir != XFRM_POLICY_OUT) {
+            t_last_index[dir] = t_last_priority[dir] = 0;
+            v->reason = SECSOCK_REASON_OUT_DEV_UNDECIDABLE;
+            return 0;
+        }
+        if_id = if_id_unknown ? 0 : f->if_id;
     }
     pol = lookup_policy(s, f, dir, dir == XFRM_POLICY_OUT ? 0 : if_id, &rc, err);
     if (rc != 0) {
         return -1;
     }
-    if (dir == XFRM_POLICY_OUT && if_id != 0 && !f->mark_doubt &&
+    if (dir == XFRM_POLICY_OUT && (if_id != 0 || if_id_unknown) && !f->mark_doubt &&
         (pol == NULL || (pol->action != XFRM_POLICY_BLOCK && pol->ntmpl == 0))) {
         /* Routed through an XFRM interface: the socket's packet is looked up with if_id 0 first
          * (xfrm_lookup_route -> xfrm_lookup_with_ifid(..., 0)); only when that leaves it untransformed (no
@@ -699,6 +709,12 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
         }
         if (!f->mark_doubt &&
             (main_pol == NULL || (main_pol->action != XFRM_POLICY_BLOCK && main_pol->ntmpl == 0))) {
+            if (if_id_unknown) {
+                t_last_index[dir] = pol != NULL ? pol->index + 1 : 0;
+                t_last_priority[dir] = pol != NULL ? pol->priority : 0;
+                v->reason = SECSOCK_REASON_OUT_DEV_UNDECIDABLE;
+                return 0;
+            }
             pol = lookup_policy(s, f, dir, if_id, &rc, err);
             if (rc != 0) {
                 return -1;
@@ -718,6 +734,10 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
          * loopback flows without such a policy cost nothing more; their answer is clear either way. */
         rc = flow_xfrm_disabled(f, dir, err);
         if (rc != 0) {
+            if (rc == SS_DEV_UNKNOWN) {
+                v->reason = SECSOCK_REASON_OUT_DEV_UNDECIDABLE;
+                return 0;
+            }
             if (rc < 0) {
                 return -1;
             }

@@ -69,6 +69,10 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "not decidable here: SAs that differ could each be the one the kernel picks for a template (added in the "
     "same second and as little dying, or one toward any source address next to one from this flow's), and "
     "which one it takes depends on the order of its hash chains, which the dump does not show",
+    "not decidable here: the device the socket sends by decides (whether the flow leaves by an XFRM "
+    "interface, whose if_id policies then apply, or whether the peer is reached over loopback), and it cannot "
+    "be read (a device an IPv4 UDP message's IP_PKTINFO names, an unbound UDPv6 socket's IPV6_PKTINFO, a "
+    "multicast peer's IP_MULTICAST_IF, the slave a socket bound to a VRF master sends by)",
 };
 static PyObject *reason_object(module_state *st, const secsock_result *r)
 {

@@ -71,6 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(&f.mark, data + 38, 4);
     /* A known interface and loopback settings: the lookup must never ask the kernel from inside the fuzzer. */
     f.oif = f.sel_dev[0] = f.sel_dev[1] = data[42];
+    f.bif_read = 1; /* not bound to a device: no getsockopt on the absent socket */
     /* `all`'s settings (bits 1-2), loopback's own (bits 3-4), and whether the peer is reached over lo (5). */
     f.lo_conf = SS_CONF_OUT_READ | SS_CONF_IN_READ | SS_CONF_LO_READ;
     f.lo_conf |= data[43] & (SS_LO_NOXFRM | SS_LO_NOPOLICY);

@@ -10,6 +10,7 @@
  *   driver send-udp  PEER_ADDR PEER_PORT                     send one datagram (the client for udp-serve)
  *   driver errors                                            the error paths, one JSON line each
  *   driver repeat N LOCAL_ADDR PEER_ADDR PEER_PORT           N queries; prints the dumps they made
+ *   (udp-peer and repeat bind their socket to the device SECSOCK_DRIVER_DEVICE names, when set)
  *   driver overrun RCVBUF LOCAL_ADDR PEER_ADDR PEER_PORT     query, wait for "go" on stdin, query again
  *   driver steps LOCAL_ADDR PEER_ADDR PEER_PORT CMD...       query, then after each shell CMD query again;
  *                                                            "@drop N" ignores the next N notifications and
@@ -173,6 +174,7 @@ static int make_udp_peer(const char *local, const char *peer, const char *port, 
 {
     struct sockaddr_storage ls, ps;
     socklen_t ll, pl;
+    const char *device = getenv("SECSOCK_DRIVER_DEVICE"); /* bind the socket to this device (SO_BINDTODEVICE) */
     int fd;
 
     if (parse_addr(local, 0, &ls, &ll) != 0 || parse_addr(peer, (uint16_t)atoi(port), &ps, &pl) != 0) {
@@ -188,6 +190,9 @@ static int make_udp_peer(const char *local, const char *peer, const char *port, 
         if (setsockopt(fd, SOL_SOCKET, SO_MARK, &m, sizeof(m)) != 0) {
             return die("SO_MARK");
         }
+    }
+    if (device != NULL && setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, device, (socklen_t)strlen(device)) != 0) {
+        return die("SO_BINDTODEVICE");
     }
     if (bind(fd, (struct sockaddr *)&ls, ll) != 0) {
         return die("bind");

@@ -9,9 +9,11 @@ that one process's snapshot answers each thread for its own namespace.
 
 from __future__ import annotations
 
+import errno
 import gc
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -1078,9 +1080,87 @@ def test_outbound_through_an_xfrm_interface_looks_up_if_id_0_first(pair: Pair) -
         return str(result["reason"]).split("; ")[0]
 
     pair.a.ip("xfrm", "policy", "add", *inner, "priority", "5")  # a bypass at if_id 0: the interface decides
-    assert pair.a.call(outbound_reason) == "outbound: protected by SAs that encrypt"
+    # ... for this datagram; but a UDP message may name another device (IP_PKTINFO), which need not be the
+    # interface: not decidable (the interface's lookup itself: test_flow_through_an_xfrm_interface_...).
+    assert pair.a.call(outbound_reason).startswith(
+        "outbound: not decidable here: the device the socket sends by decides"
+    )
     pair.a.ip("xfrm", "policy", "update", *inner, "priority", "5", "action", "block")
     assert pair.a.call(outbound_reason) == "outbound: the policy blocks the flow"
+
+
+def add_vrf(ns: Netns) -> None:
+    """vrf1 (table 10) with a veth slave vs1 holding 10.90.0.1/24 (also 10.90.0.2) and fd90::1/64."""
+    ns.ip("link", "add", "vrf1", "type", "vrf", "table", "10")
+    ns.ip("link", "set", "vrf1", "up")
+    ns.ip("link", "add", "vs1", "type", "veth", "peer", "name", "vs1p")
+    ns.ip("link", "set", "vs1", "master", "vrf1")
+    for address in ("10.90.0.1/24", "10.90.0.2/24"):
+        ns.ip("addr", "add", address, "dev", "vs1")
+    ns.ip("addr", "add", "fd90::1/64", "dev", "vs1", "nodad")
+    ns.ip("link", "set", "vs1", "up")
+    ns.ip("link", "set", "vs1p", "up")
+
+
+def test_a_socket_bound_to_a_vrf_master_has_no_knowable_selector_device(pair: Pair) -> None:
+    """Outside review: a socket bound to a VRF master may send by any of its slaves: an IPv6 UDP message's
+    IPV6_PKTINFO may name a slave (ip6_datagram_send_ctl allows it: sk_dev_equal_l3scope; a sticky one is
+    used only when the socket names no device, udpv6_sendmsg). The backend took the bound master as the
+    selector device and said a `dev vs1` block does not apply, where the kernel blocks such a datagram: not
+    decidable. (The host has no vrf module: these branches are tested here.)"""
+    ns = pair.a
+    add_vrf(ns)
+    ns.ip("xfrm", "policy", "add", "src", "fd90::1", "dst", "fd90::9", "dev", "vs1", "dir", "out",
+          "action", "block")  # fmt: skip
+
+    def send_and_ask() -> tuple[int, dict[str, Any]]:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"vrf1")
+            s.bind(("fd90::1", 0))
+            result = answer(s, peer=("fd90::9", PORT))
+            info = struct.pack("16si", bytes(16), socket.if_nametoindex("vs1"))  # struct in6_pktinfo
+            try:
+                s.sendmsg([b"x"], [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, info)], 0, ("fd90::9", PORT))
+            except OSError as e:
+                return e.errno or 0, result
+            return 0, result
+
+    sent, result = ns.call(send_and_ask)
+    assert sent == errno.EPERM, "the kernel did not block the datagram by vs1"
+    assert "error" not in result, result
+    outbound = str(result["reason"]).split("; ")[0]
+    assert outbound.startswith("outbound: not decidable here: a selector that names a device"), result
+
+
+def test_a_peer_local_in_the_sockets_vrf_follows_the_vrf_masters_disable_xfrm(pair: Pair) -> None:
+    """Outside review (g): whether the peer is one of the host's addresses was asked of the routing table
+    without the socket's device, so for a socket bound to a VRF master the VRF's table was never consulted
+    (the main table has no route to 10.90.0.2: the query failed with ENETUNREACH). Asked from the bound
+    device, the route is local by the VRF master (ip_route_output_key_hash_rcu: dev_out is the l3mdev
+    master), whose disable_xfrm the kernel applies (__mkroute_output, IN_DEV_ORCONF): the ESP SA carries
+    nothing, and the answer says XFRM is disabled."""
+    ns = pair.a
+    add_vrf(ns)
+    run(*ns.exec_argv("sysctl", "-qw", "net.ipv4.conf.vrf1.disable_xfrm=1"))
+    ns.ip("xfrm", "state", "add", "src", "10.90.0.1", "dst", "10.90.0.2", "proto", "esp", "spi", "0x9001",
+          "reqid", "9", "mode", "transport", *AEAD)  # fmt: skip
+    ns.ip("xfrm", "policy", "add", "src", "10.90.0.1", "dst", "10.90.0.2", "dir", "out", "tmpl", "proto",
+          "esp", "mode", "transport", "reqid", "9")  # fmt: skip
+
+    def send_and_ask() -> dict[str, Any]:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"vrf1")
+            s.bind(("10.90.0.1", 0))
+            s.sendto(b"x", ("10.90.0.2", PORT))
+            return answer(s, peer=("10.90.0.2", PORT))
+
+    result = ns.call(send_and_ask)
+    state = ns.ip("-s", "xfrm", "state")
+    carried = re.search(r"lifetime current:\s*(\d+)\(bytes\)", state)
+    assert carried is not None and carried.group(1) == "0", f"the SA carried the datagram: {state}"
+    assert "error" not in result, result
+    outbound = str(result["reason"]).split("; ")[0]
+    assert outbound.startswith("outbound: XFRM is disabled for the flow"), result
 
 
 def test_require_and_a_refusing_listener_over_real_esp(pair: Pair) -> None:
