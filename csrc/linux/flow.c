@@ -22,6 +22,7 @@
  */
 static int flow_bound_ifindex(ss_flow *f, int *ifindex, secsock_error *err)
 {
+    *ifindex = 0; /* defined on the error paths too (gcc -O2's -Wmaybe-uninitialized cannot see os_error's -1) */
     if (!f->bif_read) {
         socklen_t len = sizeof(f->bound_ifindex);
         if (getsockopt(f->sock, SOL_SOCKET, SO_BINDTOIFINDEX, &f->bound_ifindex, &len) != 0) {
@@ -146,7 +147,7 @@ static int bound_to_l3mdev(ss_flow *f, secsock_error *err);
  */
 static int flow_out_dev_knowable(ss_flow *f, secsock_error *err)
 {
-    int bound, l3mdev;
+    int bound = 0, l3mdev = 0;
 
     if (f->dev_knowable == 0) {
         if (f->family == AF_INET && flow_udp(f)) {
@@ -203,7 +204,7 @@ static int flow_oif_hint(ss_flow *f, int *oif, secsock_error *err)
 int resolve_oif(ss_flow *f, secsock_error *err)
 {
     route_answer ra;
-    int hint, rc;
+    int hint = 0, rc;
 
     if (f->oif >= 0) {
         return 0;
