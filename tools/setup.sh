@@ -15,6 +15,7 @@ APT_PACKAGES=(
     clang libclang-rt-14-dev gcc             # ASan/UBSan/libFuzzer builds (hardening/); the extension
     python3-dev python3-venv                 # the system's Python, which an unprivileged user can run (sdist_check.sh)
     strongswan-charon strongswan-swanctl     # the VM suite's IKEv2 pair (charon + swanctl, issue 14)
+    strace                                   # counts a query's netlink requests (test_linux_xfrm_host.py)
 )
 
 missing() {
