@@ -73,6 +73,10 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "interface, whose if_id policies then apply, or whether the peer is reached over loopback), and it cannot "
     "be read (a device an IPv4 UDP message's IP_PKTINFO names, an unbound UDPv6 socket's IPV6_PKTINFO, a "
     "multicast peer's IP_MULTICAST_IF, the slave a socket bound to a VRF master sends by)",
+    "not decidable here: the connection may carry its data over other paths (further MPTCP subflows, a "
+    "multihomed SCTP association's other addresses), from and to other addresses and by other devices than "
+    "the one the socket names, which the policies may treat otherwise (a host without any XFRM policy for "
+    "the direction answers for all of them)",
 };
 static PyObject *reason_object(module_state *st, const secsock_result *r)
 {
