@@ -16,6 +16,7 @@ from ._errors import QueryTimeoutError, SocketClosedError
 from ._extension import require_backend as _require_backend
 from ._log import DEBUG as _DEBUG
 from ._log import debug_enabled as _debug_enabled
+from ._log import debug_memo as _debug_memo
 from ._log import log_backend_upkeep as _log_backend_upkeep
 from ._types import (
     ConnectionFlags,
@@ -218,7 +219,7 @@ def query(
         # (or False for ipsec2's default) takes them too, and gets the same answer.
         info = _query_sock(sock)
         if info is not None:
-            if _debug_enabled(_DEBUG):
+            if _debug_memo(_DEBUG) is not False and _debug_enabled(_DEBUG):
                 _log_backend_upkeep(_DIRECT)
             return info
     request = _request(sock, peer, token_access, ipsec2)
