@@ -705,20 +705,44 @@ static PyObject *info_from_result(module_state *st, secsock_result *r)
 }
 
 /*
- * query_info(sock, peer, token_access, ipsec2): the facade's query() in one call, for the case a server meets
- * on every accepted connection: sock alone (peer None, token_access 0, ipsec2 False). Answers the finished
- * SecurityInfo, or None, without any system call, for every other argument: the facade's general path then
- * checks them and names what is wrong.
+ * The answer for sock alone, the case a server meets on every accepted connection: the finished SecurityInfo,
+ * or None, without any system call, when sock is not plainly a socket handle (the facade's general path then
+ * names what is wrong). The tables must be bound.
+ */
+static PyObject *query_plain(module_state *st, PyObject *sock)
+{
+    secsock_query_request req;
+    secsock_result result;
+    secsock_error err;
+    int rc;
+
+    memset(&req, 0, sizeof(req));
+    rc = plain_socket_handle(st, sock, &req.sock);
+    if (rc <= 0) {
+        if (rc < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    rc = secsock_query(&req, &result, &err); /* clears err first; result is whole on success */
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        return raise_backend_error(&err);
+    }
+    return info_from_result(st, &result);
+}
+
+/*
+ * query_info(sock, peer, token_access, ipsec2): the facade's query() in one call when sock alone was given
+ * (peer None, token_access 0, ipsec2 False); None, without any system call, for every other argument: the
+ * facade's general path then checks them and names what is wrong.
  */
 PyObject *mod_query_info(PyObject *module, PyObject *args)
 {
     module_state *st = get_state(module); /* the calling interpreter's own tables: a pointer read, no lookup */
     PyObject *sock, *peer, *access_obj, *ipsec2;
     long long access;
-    secsock_query_request req;
-    secsock_result result;
-    secsock_error err;
-    int rc;
 
     if (st == NULL) {
         return NULL;
@@ -730,21 +754,25 @@ PyObject *mod_query_info(PyObject *module, PyObject *args)
         access != 0) {
         Py_RETURN_NONE;
     }
-    memset(&req, 0, sizeof(req));
-    rc = plain_socket_handle(st, sock, &req.sock);
-    if (rc <= 0) {
-        if (rc < 0) {
-            return NULL;
-        }
+    return query_plain(st, sock);
+}
+
+/*
+ * query_sock(sock): query_info(sock, None, 0, False) as one argument (METH_O): the facade's query() has
+ * checked the others, and passing one object skips the argument tuple and its unpacking on every accepted
+ * connection (METH_FASTCALL is not in the 3.9 stable ABI).
+ */
+PyObject *mod_query_sock(PyObject *module, PyObject *sock)
+{
+    module_state *st = get_state(module);
+
+    if (st == NULL) {
+        return NULL;
+    }
+    if (st->info_class == NULL) {
         Py_RETURN_NONE;
     }
-    Py_BEGIN_ALLOW_THREADS
-    rc = secsock_query(&req, &result, &err); /* zeroes result and clears err first, on every path */
-    Py_END_ALLOW_THREADS
-    if (rc < 0) {
-        return raise_backend_error(&err);
-    }
-    return info_from_result(st, &result);
+    return query_plain(st, sock);
 }
 
 PyObject *mod_query(PyObject *module, PyObject *args)
