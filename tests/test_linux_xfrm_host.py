@@ -668,6 +668,41 @@ def test_without_cap_net_admin_permission_error(ns: Netns, wrap: tuple[str, ...]
     assert "CAP_NET_ADMIN" in result["message"]
 
 
+DROP_MARK_CAPS = """
+import ctypes, socket, sys
+import secsock
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 7)
+s.bind(("0.0.0.0", 0))  # the wildcard address: the query probes the source toward the peer
+secsock.query(s, peer=(sys.argv[1], 500))  # with the capabilities: the namespace's snapshot is kept
+libc = ctypes.CDLL(None, use_errno=True)
+header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
+data = (ctypes.c_uint32 * 6)()
+assert libc.capget(header, data) == 0
+data[0] &= ~((1 << 12) | (1 << 13))  # effective: no CAP_NET_ADMIN, no CAP_NET_RAW
+assert libc.capset(header, data) == 0
+try:
+    secsock.query(s, peer=(sys.argv[1], 500))
+except OSError as e:
+    print(e)
+else:
+    print("answered")
+"""
+
+
+def test_a_source_probe_that_cannot_carry_the_mark_raises(ns: Netns) -> None:
+    """Outside review (h): the source address of a socket bound to the wildcard address comes from a probe
+    socket given the socket's mark, so that mark rules pick the same route. A failed setsockopt(SO_MARK)
+    (it needs CAP_NET_RAW or CAP_NET_ADMIN) was ignored, and the answer was for the route of an unmarked
+    flow, which the socket never sends. The thread loses both capabilities after a first query (the
+    snapshot is kept, so nothing else needs them): the second query raises, naming the call."""
+    done = subprocess.run(
+        ns.exec_argv(sys.executable, "-c", DROP_MARK_CAPS, B), capture_output=True, text=True, env=child_env()
+    )
+    assert done.returncode == 0, done.stderr
+    assert "setsockopt(SO_MARK)" in done.stdout and os.strerror(errno.EPERM) in done.stdout, done.stdout
+
+
 def test_not_a_socket_is_enotsock() -> None:
     with open(os.devnull, "rb") as f, pytest.raises(OSError) as caught:
         secsock.query(f.fileno())

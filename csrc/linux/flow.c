@@ -693,12 +693,19 @@ static int source_toward_peer(ss_flow *f, int sock_family, const uint8_t *peer16
     if (fd < 0) {
         return os_error(err, errno, "socket", "finding the source address toward the peer: socket()");
     }
-    /* The same mark and device as the socket, so policy routing picks the same route. */
-    if (flow_mark(f) != 0) {
-        (void)setsockopt(fd, SOL_SOCKET, SO_MARK, &f->mark, sizeof(f->mark));
+    /* The same mark and device as the socket, so policy routing picks the same route. Without them the
+     * source could be another route's (a mark rule, a device's table), and the policies matched for a flow
+     * the socket never sends: a failure (SO_MARK wants CAP_NET_RAW or CAP_NET_ADMIN, sk_setsockopt) raises. */
+    if (flow_mark(f) != 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &f->mark, sizeof(f->mark)) != 0) {
+        os_error(err, errno, "setsockopt(SO_MARK)",
+                 "finding the source address toward the peer: setsockopt(SO_MARK)");
+        goto out;
     }
-    if (flow_bound_ifindex(f) > 0) {
-        (void)setsockopt(fd, SOL_SOCKET, SO_BINDTOIFINDEX, &f->bound_ifindex, sizeof(f->bound_ifindex));
+    if (flow_bound_ifindex(f) > 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_BINDTOIFINDEX, &f->bound_ifindex, sizeof(f->bound_ifindex)) != 0) {
+        os_error(err, errno, "setsockopt(SO_BINDTOIFINDEX)",
+                 "finding the source address toward the peer: setsockopt(SO_BINDTOIFINDEX)");
+        goto out;
     }
     memset(&ss, 0, sizeof(ss));
     if (sock_family == AF_INET) {
