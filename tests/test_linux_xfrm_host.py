@@ -426,6 +426,61 @@ def test_an_ipv4_udp_sockets_unicast_if_chooses_the_selector_device(ns: Netns) -
     assert reason_of(pinned)[0] == "the policy blocks the flow", pinned
 
 
+SEND_AND_ASK = """
+import errno, json, os, socket, sys
+import secsock
+local, peer, key = sys.argv[1:4]
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if key == "ipproto" else socket.SOCK_DGRAM)
+if key == "uidrange":
+    os.fchown(s.fileno(), 1000, -1)  # sockfs_setattr: the socket's sk_uid becomes 1000
+if key == "tos":
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x10)
+s.bind((local, 5555 if key == "sport" else 0))
+if key == "ipproto":
+    s.setblocking(False)
+    sent = s.connect_ex((peer, 600))  # EINPROGRESS once the SYN is routed, EPERM if a policy blocks it
+    sent = 0 if sent == errno.EINPROGRESS else sent
+else:
+    try:
+        s.sendto(b"x", (peer, 600))
+        sent = 0
+    except OSError as e:
+        sent = e.errno
+print(json.dumps({"sent": sent, "reason": secsock.query(s, peer=(peer, 600)).reason}))
+"""
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [("uidrange", "1000-1000"), ("tos", "0x10"), ("ipproto", "tcp"), ("sport", "5555"), ("dport", "600")],
+    ids=lambda rule: rule[0],
+)
+def test_the_route_is_asked_with_what_ip_rules_select_on(ns: Netns, rule: tuple[str, str]) -> None:
+    """Outside review (d): the socket's own route lookup carries its sk_uid, TOS, protocol and ports
+    (flowi4_init_output), and `ip rule` selects tables on each (fib_rule_match, fib4_rule_match). The
+    backend asked RTM_GETROUTE with addresses, mark and device only (and so the caller's uid, and UDP as
+    the protocol): the socket's packet leaves by vc (the rule's table) and passes by a `dev vc` bypass,
+    while the backend asked the main table, got vb, and answered with the block below the bypass (the
+    kernel's answer for vb: the send is refused)."""
+    peer = "10.80.0.2"
+    vb_and_vc(ns)
+    ns.ip("route", "add", "10.80.0.0/24", "dev", "vb")
+    ns.ip("route", "add", "10.80.0.0/24", "dev", "vc", "table", "100")
+    ns.ip("rule", "add", *rule, "lookup", "100")
+    ns.ip("xfrm", "policy", "add", "src", C, "dst", peer, "dev", "vc", "dir", "out", "priority", "10")
+    ns.ip("xfrm", "policy", "add", "src", C, "dst", peer, "dir", "out", "priority", "100", "action", "block")
+    done = subprocess.run(
+        ns.exec_argv(sys.executable, "-c", SEND_AND_ASK, C, peer, rule[0]),
+        capture_output=True,
+        text=True,
+        env=child_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["sent"] == 0, "the kernel did not route the packet by vc"
+    assert result["reason"].startswith("outbound: the policy allows the flow without IPsec;"), result
+
+
 def test_an_ipv4_multicast_flows_selector_device_is_not_decidable(ns: Netns) -> None:
     """Outside review: toward a multicast peer udp_sendmsg starts from IP_MULTICAST_IF's index (mc_index),
     which no getsockopt returns (IP_MULTICAST_IF gives the address). The backend took the route's device: a

@@ -261,6 +261,9 @@ typedef struct {
     int local_dev;         /* flow_xfrm_disabled: 0 unread; the device (lo, a VRF) a local peer is reached
                             * by; -1 the peer is not one of the host's addresses */
     int mark_doubt;        /* SS_DOUBT_*: lookup_policy could not decide (a packet mark, a priority tie) */
+    int route_keys_read;   /* route_get: uid and tos below were read (once per query, when a route is asked) */
+    uint32_t uid;          /* the socket's sk_uid (fstat of the socket: the sockfs inode's owner) */
+    uint8_t tos;           /* IPv4: IP_TOS, inet->tos */
 } ss_flow;
 
 enum { SS_DOUBT_NONE = 0, SS_DOUBT_MARK = 1, SS_DOUBT_TIE = 2, SS_DOUBT_DEV = 3 }; /* ss_flow.mark_doubt */

@@ -65,19 +65,71 @@ static void add_rta(uint8_t *buf, size_t *off, uint16_t type, const void *data, 
     *off += RTA_SPACE(dlen);
 }
 
-/* The route toward dst (from src when not NULL) with the socket's mark: RTM_GETROUTE, no dump, no privilege. */
+/*
+ * What the kernel's output route lookup for this socket keys on besides addresses, mark and device
+ * (flowi4_init_output in ip_route_connect, udp_sendmsg, inet_csk_route_req: RT_CONN_FLAGS(sk), the protocol,
+ * the ports, sk->sk_uid), all of which `ip rule` can select on (fib_rule_match: uidrange; fib4_rule_match:
+ * dsfield, ipproto, sport, dport). sk_uid is the owner of the socket's sockfs inode: sock_init_data and
+ * sock_graft (an accepted socket) copy it from there, sockfs_setattr (fchown) sets both, so fstat reads it.
+ * Read once per query, and only when a route is asked. 0, or -1 on error.
+ */
+static int flow_route_keys(ss_flow *f, secsock_error *err)
+{
+    struct stat st;
+    int tos = 0;
+    socklen_t len = sizeof(tos);
+
+    if (f->route_keys_read) {
+        return 0;
+    }
+    if (fstat(f->sock, &st) != 0) {
+        return os_error(err, errno, "fstat", "reading the socket's owner (sk_uid): fstat");
+    }
+    /* An IPv4-mapped flow on an AF_INET6 socket sends with inet->tos too; ipv6_getsockopt passes SOL_IP on. */
+    if (f->family == AF_INET && getsockopt(f->sock, IPPROTO_IP, IP_TOS, &tos, &len) != 0) {
+        return os_error(err, errno, "getsockopt(IP_TOS)", NULL);
+    }
+    f->uid = (uint32_t)st.st_uid;
+    f->tos = (uint8_t)tos;
+    f->route_keys_read = 1;
+    return 0;
+}
+
+/*
+ * The route toward dst (from src when not NULL): RTM_GETROUTE, no dump, no privilege, with what the socket's
+ * own lookup uses (inet_rtm_getroute / inet6_rtm_getroute read each into the flow they route: rtm_tos,
+ * RTA_MARK, RTA_OIF, RTA_UID, RTA_IP_PROTO, RTA_SPORT, RTA_DPORT; without RTA_UID they would use the
+ * caller's uid). Toward the peer, the socket's keys; toward the socket's own address (dst == f->local, the
+ * inbound device) the arriving packet's: its ports reversed and, as ip_route_input_slow's
+ * sock_net_uid(net, NULL), uid 0; its TOS is the peer's and unknown, and the local table, whose rule comes
+ * first, answers there anyway. Kernels before 4.17 (RTA_IP_PROTO, ports) and 4.10 (RTA_UID) ignore what they
+ * do not know (their getroute parses liberally; this socket never asks for strict checking).
+ * rtm_getroute_parse_ip_proto accepts TCP and UDP only (for a socket): UDP-Lite, SCTP and DCCP flows are asked
+ * without a protocol (README: an `ip rule ipproto` for them is not seen). IPv6: inet6_rtm_getroute takes
+ * rtm_tos as the traffic class (seen on 6.18), but the socket's own lookups differ in what they carry
+ * (udpv6_sendmsg adds the IPV6_TCLASS, a connect's ip6_datagram_dst_update only np->flow_label), and no
+ * attribute carries a flow label: IPv6 routes are asked without either (README).
+ */
 static int route_get(ss_flow *f, const uint8_t *dst, const uint8_t *src, int oif, route_answer *ra,
                      secsock_error *err)
 {
     uint8_t body[256];
     struct rtmsg rtm;
     size_t off = NLMSG_ALIGN(sizeof(rtm));
+    int toward_peer = dst != f->local;
+    uint32_t uid;
 
+    if (flow_route_keys(f, err) != 0) {
+        return -1;
+    }
     memset(ra, 0, sizeof(*ra));
     memset(body, 0, sizeof(body));
     memset(&rtm, 0, sizeof(rtm));
     rtm.rtm_family = (unsigned char)f->family;
     rtm.rtm_dst_len = (unsigned char)(addr_len(f->family) * 8);
+    /* The DSCP bits: the ECN bits take no part in routing (6.1 masks with IPTOS_RT_MASK, later kernels keep
+     * the DSCP), and the socket's lookup drops them as well. */
+    rtm.rtm_tos = toward_peer && f->family == AF_INET ? (unsigned char)(f->tos & 0xfc) : 0;
     memcpy(body, &rtm, sizeof(rtm));
     add_rta(body, &off, RTA_DST, dst, addr_len(f->family));
     if (src != NULL) {
@@ -89,6 +141,13 @@ static int route_get(ss_flow *f, const uint8_t *dst, const uint8_t *src, int oif
     if (oif > 0) {
         add_rta(body, &off, RTA_OIF, &oif, sizeof(oif));
     }
+    uid = toward_peer ? f->uid : 0;
+    add_rta(body, &off, RTA_UID, &uid, sizeof(uid));
+    if (f->proto == IPPROTO_TCP || f->proto == IPPROTO_UDP) {
+        add_rta(body, &off, RTA_IP_PROTO, &f->proto, sizeof(f->proto));
+    }
+    add_rta(body, &off, RTA_SPORT, toward_peer ? &f->lport : &f->pport, sizeof(f->lport));
+    add_rta(body, &off, RTA_DPORT, toward_peer ? &f->pport : &f->lport, sizeof(f->pport));
     return nl_request(NETLINK_ROUTE, RTM_GETROUTE, NLM_F_ACK, body, off, on_route, ra, "RTM_GETROUTE", err);
 }
 
