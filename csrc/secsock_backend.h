@@ -137,6 +137,7 @@ enum {
     SECSOCK_REASON_XFRM_DISABLED,   /* disable_xfrm (out) / disable_policy (in) of `all` or lo: no XFRM at all */
     SECSOCK_REASON_TIE_UNDECIDABLE, /* policies of the best priority differ: the kernel's order among them decides */
     SECSOCK_REASON_DEV_UNDECIDABLE, /* a selector names a device; which one the kernel compares is unknown (VRF) */
+    SECSOCK_REASON_XFRM_MAYBE_DISABLED, /* a device the flow may use has disable_xfrm/disable_policy: undecidable */
     SECSOCK_REASON_COUNT
 };
 

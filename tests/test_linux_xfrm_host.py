@@ -1451,7 +1451,7 @@ def test_a_link_local_peer_keeps_its_scope(ns: Netns) -> None:
 
 DISABLED = (
     "XFRM is disabled for the flow (disable_xfrm outbound, disable_policy inbound: set for all interfaces, "
-    "or on loopback, which the flow runs over)"
+    "on the device the flow leaves by, or on loopback, which the flow runs over)"
 )
 
 
@@ -1485,6 +1485,96 @@ def test_all_interfaces_setting_disables_xfrm_for_every_flow(ns: Netns, setting:
     assert result["flags"] == 0
     assert (outbound == DISABLED) == sent_in_clear and (sent_in_clear or outbound.startswith(no_sa)), result
     assert inbound == DISABLED if setting == "disable_policy" else inbound.startswith(no_sa), result
+
+
+@pytest.mark.parametrize("device", ["vc", "vb"])
+def test_the_output_devices_disable_xfrm_decides_outbound(ns: Netns, device: str) -> None:
+    """Outside review: __mkroute_output gives the route DST_NOXFRM from IN_DEV_ORCONF(NOXFRM) of its output
+    device, so disable_xfrm on the device toward a remote peer sends past an ESP policy in the clear; only
+    `all`'s and loopback's were read, and the backend said "no SA fits" (SECURED once SAs exist). The flow
+    leaves by vc: vc's setting disables XFRM for it, vb's does not."""
+    peer = "10.79.0.2"
+    vb_and_vc(ns)
+    run(*ns.exec_argv("sysctl", "-qw", f"net.ipv4.conf.{device}.disable_xfrm=1"))
+    esp_policies(ns, C, peer)
+    before = xfrm_stat(ns, "XfrmOutNoStates")
+    sent = send_from_c(ns, "socket.SOL_SOCKET, socket.SO_REUSEADDR, 1", peer)
+    in_clear = xfrm_stat(ns, "XfrmOutNoStates") == before
+    assert in_clear == (device == "vc") and sent.returncode == 0, sent.stderr
+    (result,) = ns.probe([udp(C, peer, 600)])
+    outbound = reason_of(result)[0]
+    assert outbound == DISABLED if in_clear else outbound.startswith("no SA fits a template"), result
+
+
+def mac_of(ns: Netns, device: str) -> str:
+    link: list[dict[str, Any]] = json.loads(ns.ip("-j", "link", "show", device))
+    return str(link[0]["address"])
+
+
+def test_a_devices_disable_policy_makes_inbound_not_decidable(ns: Netns) -> None:
+    """Outside review: inbound, ip_rcv_finish_core sets IPSKB_NOPOLICY from IN_DEV_ORCONF(NOPOLICY) of the
+    device a packet ARRIVES by, and xfrm_policy_check then lets it in past an ESP policy. Which device a
+    remote peer's packets arrive by cannot be known here (routing need not be symmetric), so with any
+    device but loopback so set the inbound answer is "not decidable"; the backend said "no SA fits"
+    (SECURED once SAs exist) while the kernel took plaintext arriving on vb."""
+    peer = "10.78.0.2"
+    vb_and_vc(ns)
+    other = Netns("peer")
+    try:
+        ns.ip("link", "set", "vb-peer", "netns", other.name)
+        other.ip("addr", "add", f"{peer}/24", "dev", "vb-peer")
+        other.ip("link", "set", "vb-peer", "up")
+        esp_policies(ns, C, peer)
+        # Static neighbours: the datagram goes at once, and is received before the send returns (veth).
+        ns.ip("neigh", "add", peer, "lladdr", mac_of(other, "vb-peer"), "dev", "vb")
+        other.ip("neigh", "add", C, "lladdr", mac_of(ns, "vb"), "dev", "vb-peer")
+        for disabled in (0, 1):
+            run(*ns.exec_argv("sysctl", "-qw", f"net.ipv4.conf.vb.disable_policy={disabled}"))
+            before = in_counters(ns)
+            subprocess.run(other.exec_argv("bash", "-c", f"echo x > /dev/udp/{C}/600"), capture_output=True)
+            assert (in_counters(ns) > before) == (not disabled), "the kernel ignored vb's setting"
+        (result,) = ns.probe([udp(C, peer, 600)])
+        assert reason_of(result)[1].startswith("not decidable here: a device of the namespace has "), result
+        run(*ns.exec_argv("sysctl", "-qw", "net.ipv4.conf.vb.disable_policy=0"))
+        (result,) = ns.probe([udp(C, peer, 600)])
+        assert reason_of(result)[1].startswith("no SA fits a template"), result
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("device", ["none", "vb", "vc"])
+def test_an_ipv6_devices_disable_policy_makes_inbound_not_decidable(ns: Netns, device: str) -> None:
+    """Outside review: IPv6 inbound, addrconf_f6i_alloc (and addrconf_disable_policy on a change) marks a
+    local address's route DST_NOPOLICY from its device's disable_policy, and the kernel lets plaintext in
+    past an ESP policy; only `all`'s was read, and the backend said "no SA fits" (SECURED once SAs exist).
+    Here the local address is on vc and the peer's packets arrive by vb: vc's setting decides, vb's does
+    not (6.18). Which device holds the address is not read: either makes the answer not decidable."""
+    local, peer = "fd79::1", "fd78::2"
+    vb_and_vc(ns)
+    other = Netns("peer")
+    try:
+        ns.ip("link", "set", "vb-peer", "netns", other.name)
+        ns.ip("addr", "add", "fd78::1/64", "dev", "vb", "nodad")
+        ns.ip("addr", "add", f"{local}/128", "dev", "vc", "nodad")
+        other.ip("addr", "add", f"{peer}/64", "dev", "vb-peer", "nodad")
+        other.ip("link", "set", "vb-peer", "up")
+        other.ip("route", "add", f"{local}/128", "via", "fd78::1")
+        ns.ip("neigh", "add", peer, "lladdr", mac_of(other, "vb-peer"), "dev", "vb")
+        other.ip("neigh", "add", "fd78::1", "lladdr", mac_of(ns, "vb"), "dev", "vb-peer")
+        if device != "none":
+            run(*ns.exec_argv("sysctl", "-qw", f"net.ipv6.conf.{device}.disable_policy=1"))
+        esp_policies(ns, local, peer)
+        before = in_counters(ns)
+        subprocess.run(other.exec_argv("bash", "-c", f"echo x > /dev/udp/{local}/600"), capture_output=True)
+        assert (in_counters(ns) > before) == (device != "vc"), "the kernel's choice of device changed"
+        (result,) = ns.probe([udp(local, peer, 600)])
+        inbound = reason_of(result)[1]
+        if device == "none":
+            assert inbound.startswith("no SA fits a template"), result
+        else:
+            assert inbound.startswith("not decidable here: a device of the namespace has "), result
+    finally:
+        other.close()
 
 
 @pytest.mark.parametrize("peer", [A, "10.77.0.3"], ids=["own-address", "another-local-address"])

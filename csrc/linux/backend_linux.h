@@ -443,6 +443,8 @@ int flow_sel_dev(ss_flow *f, int dir, int *ifindex, secsock_error *err);
 #define SS_CONF_OUT_READ 8  /* ss_flow.lo_conf: `all`'s disable_xfrm was read */
 #define SS_CONF_IN_READ 16  /* ss_flow.lo_conf: `all`'s disable_policy was read */
 #define SS_CONF_LO_READ 32  /* ss_flow.lo_conf: loopback's devconf was read (into lo_lo_conf) */
+#define SS_V6_NOPOLICY 64   /* a device's IPv6 disable_policy (conf_links) */
+#define SS_XFRM_MAYBE_DISABLED 2 /* flow_xfrm_disabled: a device that may carry the flow disables XFRM */
 int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err);
 /* f borrows req's socket (f->sock): never closed here. */
 int build_flow(const secsock_query_request *req, ss_flow *f, secsock_error *err);

@@ -2,7 +2,8 @@
 #include "backend_linux.h"
 
 #include <fcntl.h>
-#include <linux/ip.h> /* IPV4_DEVCONF_* */
+#include <linux/ip.h>   /* IPV4_DEVCONF_* */
+#include <linux/ipv6.h> /* DEVCONF_* */
 
 /*
  * SO_MARK matters only to a policy or SA with a mark mask and to route lookups; SO_BINDTOIFINDEX only to route
@@ -275,7 +276,7 @@ int flow_sel_dev(ss_flow *f, int dir, int *ifindex, secsock_error *err)
 }
 
 /* IFLA_AF_SPEC -> AF_INET -> IFLA_INET_CONF (the device's IPv4 devconf, a u32 per IPV4_DEVCONF_* - 1): the
- * SS_LO_* bits set there. */
+ * SS_LO_* bits set there; and AF_INET6 -> IFLA_INET6_CONF's disable_policy as SS_V6_NOPOLICY. */
 static int inet_conf_of(const uint8_t *data, size_t dlen)
 {
     attr_iter spec, inet;
@@ -287,14 +288,20 @@ static int inet_conf_of(const uint8_t *data, size_t dlen)
     spec.p = data;
     spec.left = dlen;
     while (attr_next(&spec, &fam, &sdata, &slen) > 0) {
-        if (fam != AF_INET) {
+        if (fam != AF_INET && fam != AF_INET6) {
             continue;
         }
         inet.p = sdata;
         inet.left = slen;
         while (attr_next(&inet, &it_type, &idata, &ilen) > 0) {
             uint32_t v;
-            if (it_type != IFLA_INET_CONF || ilen < IPV4_DEVCONF_NOPOLICY * sizeof(uint32_t)) {
+            /* IFLA_INET6_CONF: an s32 per DEVCONF_*, from 0 (ipv6_store_devconf) */
+            if (fam == AF_INET6 && it_type == IFLA_INET6_CONF &&
+                ilen >= (DEVCONF_DISABLE_POLICY + 1) * sizeof(uint32_t)) {
+                memcpy(&v, idata + DEVCONF_DISABLE_POLICY * sizeof(uint32_t), sizeof(v));
+                conf |= v != 0 ? SS_V6_NOPOLICY : 0;
+            }
+            if (fam != AF_INET || it_type != IFLA_INET_CONF || ilen < IPV4_DEVCONF_NOPOLICY * sizeof(uint32_t)) {
                 continue;
             }
             memcpy(&v, idata + (IPV4_DEVCONF_NOXFRM - 1) * sizeof(uint32_t), sizeof(v));
@@ -477,6 +484,8 @@ typedef struct {
         uint8_t peer[4], local[4];
         int dev; /* as ss_flow.local_dev: -1 not local */
     } peers[SS_CONF_PEERS];
+    conf_stamp links_at;
+    int links_conf; /* SS_LO_* set on any device but loopback (conf_links) */
     unsigned next_dev, next_peer;
 } conf_ns;
 #define SS_CONF_NETNS 4 /* namespaces a thread keeps this for (a server may answer for sockets in several) */
@@ -609,18 +618,95 @@ static int conf_dev(const ss_flow *f, int ifindex, int *conf, secsock_error *err
     return 0;
 }
 
+/* A dump's RTM_NEWLINK: OR the device's SS_LO_* bits into *vctx, loopback's (LOOPBACK_IFINDEX) IPv4 ones
+ * apart (an IPv4 flow over lo is one to a local peer, which flow_xfrm_disabled reads itself; an IPv6
+ * address may live on lo, and its device's disable_policy counts). */
+static int on_link_any(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
+{
+    int *conf = vctx;
+    struct ifinfomsg ifi;
+    link_info li;
+
+    if (type != RTM_NEWLINK || len < sizeof(ifi)) {
+        return 0;
+    }
+    memcpy(&ifi, payload, sizeof(ifi));
+    memset(&li, 0, sizeof(li));
+    (void)on_link(&li, type, flags, payload, len);
+    *conf |= ifi.ifi_index == 1 ? li.inet_conf & SS_V6_NOPOLICY : li.inet_conf;
+    return 0;
+}
+
+/* The SS_LO_* bits set on any device of the namespace but loopback, into *conf: 0, or -1 on error. One
+ * RTM_GETLINK dump, kept as the other settings are (conf_for): a steady query asks nothing. */
+static int conf_links(const ss_flow *f, int *conf, secsock_error *err)
+{
+    int64_t now = ss_clock_ms();
+    conf_ns *c = conf_for(f);
+    struct ifinfomsg ifi;
+    int v = 0;
+
+    if (c != NULL && conf_fresh(&c->links_at, now)) {
+        *conf = c->links_conf;
+        return 0;
+    }
+    g.conf_asks++;
+    memset(&ifi, 0, sizeof(ifi));
+    ifi.ifi_family = AF_UNSPEC;
+    if (nl_request(NETLINK_ROUTE, RTM_GETLINK, NLM_F_DUMP, &ifi, sizeof(ifi), on_link_any, &v, "RTM_GETLINK",
+                   err) != 0) {
+        return -1;
+    }
+    *conf = v;
+    if (c != NULL) {
+        c->links_conf = v;
+        c->links_at.valid = 1;
+        c->links_at.at = now;
+    }
+    return 0;
+}
+
+/*
+ * An IPv4 flow to a peer elsewhere: does a device's own setting bypass XFRM? Outbound, __mkroute_output gives
+ * the route DST_NOXFRM from IN_DEV_ORCONF(NOXFRM) of its output device (rt_dst_alloc), the route's answer
+ * (resolve_oif); toward a multicast group a UDP socket's IP_MULTICAST_IF may choose another, which no
+ * getsockopt returns. Inbound, ip_rcv_finish_core sets IPSKB_NOPOLICY from IN_DEV_ORCONF(NOPOLICY) of the
+ * device the packet ARRIVES by, which xfrm_policy_check honours and which nothing here can know for a remote
+ * peer (routing is not symmetric, and any device may receive it). So: only when some device but loopback has
+ * the setting (conf_links) is more asked; then outbound reads the output device's, and inbound, or outbound
+ * by an unknown device, is SS_XFRM_MAYBE_DISABLED ("not decidable", never SECURED). 1, 0, that, or -1.
+ */
+static int remote_xfrm_disabled(ss_flow *f, int out, secsock_error *err)
+{
+    int bit = out ? SS_LO_NOXFRM : SS_LO_NOPOLICY, any, conf;
+
+    if (conf_links(f, &any, err) != 0) {
+        return -1;
+    }
+    if (!(any & bit)) {
+        return 0;
+    }
+    if (!out || ((f->proto == IPPROTO_UDP || f->proto == IPPROTO_UDPLITE) && flow_v4_multicast(f))) {
+        return SS_XFRM_MAYBE_DISABLED;
+    }
+    if (resolve_oif(f, err) != 0 || conf_dev(f, f->oif, &conf, err) != 0) {
+        return -1;
+    }
+    return (conf & SS_LO_NOXFRM) != 0;
+}
+
 /*
  * Does the kernel bypass XFRM for this direction of the flow? IPv4 reads each setting as IN_DEV_ORCONF: the
  * device's or `all`'s. Outbound, __mkroute_output gives the route DST_NOXFRM from IN_DEV_ORCONF(NOXFRM) of
  * its output device, so all.disable_xfrm bypasses XFRM for every IPv4 flow (xfrm_lookup); inbound,
  * ip_rcv_finish_core sets IPSKB_NOPOLICY from IN_DEV_ORCONF(NOPOLICY) of the arriving device, which
- * xfrm_policy_check honours. Of the devices only loopback is read: an IPv4 flow to 127.0.0.0/8, to the
- * socket's own address or to another of the host's addresses runs over lo, which has both set by default;
- * other devices' settings would need a link lookup per query besides the route's. IPv6 has no disable_xfrm;
- * inbound, addrconf_f6i_alloc gives a local address's route DST_NOPOLICY from all.disable_policy or its
- * device's: `all` is read, the device's is not.
- * 1 yes, 0 no, -1 on error (a setting could not be read). Asked once per query and direction, answered from
- * the thread's cache (t_conf, conf_for) while fresh. Called under g_lock (eval_dir): g.conf_asks and ss_clock_ms.
+ * xfrm_policy_check honours. An IPv4 flow to 127.0.0.0/8, to the socket's own address or to another of the
+ * host's addresses runs over lo (or a VRF master), which has both set by default, both ways; a flow to a
+ * peer elsewhere: remote_xfrm_disabled. IPv6 has no disable_xfrm; inbound, addrconf_f6i_alloc gives a local
+ * address's route DST_NOPOLICY from all.disable_policy or its device's (below).
+ * 1 yes, 0 no, SS_XFRM_MAYBE_DISABLED (a device the flow may arrive or leave by has it), -1 on error (a
+ * setting could not be read). Asked once per query and direction, answered from the thread's cache (t_conf,
+ * conf_for) while fresh. Called under g_lock (eval_dir): g.conf_asks and ss_clock_ms.
  */
 int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err)
 {
@@ -637,8 +723,19 @@ int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err)
         }
         f->lo_conf |= read_bit | (v ? bit : 0);
     }
-    if ((f->lo_conf & bit) || f->family != AF_INET) {
-        return (f->lo_conf & bit) != 0;
+    if (f->lo_conf & bit) {
+        return 1;
+    }
+    if (f->family == AF_INET6) {
+        /* Inbound (outbound returned above). addrconf_f6i_alloc (and addrconf_disable_policy when the sysctl
+         * changes) marks a local address's route DST_NOPOLICY from its device's disable_policy, and
+         * __xfrm_policy_check2 lets such packets in: seen on 6.18 with the address on one device and the
+         * packet arriving by another (the address's device decides, the arriving one does not). Which
+         * device holds the address is not read: any device so set makes it not decidable. */
+        if (conf_links(f, &v, err) != 0) {
+            return -1;
+        }
+        return (v & SS_V6_NOPOLICY) ? SS_XFRM_MAYBE_DISABLED : 0;
     }
     if (f->local_dev == 0) {
         /* Loopback is always device 1 in its namespace (LOOPBACK_IFINDEX). A peer that is another of the
@@ -657,7 +754,7 @@ int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err)
         }
     }
     if (f->local_dev < 0) {
-        return 0; /* a peer elsewhere: other devices' settings are not read (README) */
+        return remote_xfrm_disabled(f, out, err); /* a peer elsewhere */
     }
     if (!(f->lo_conf & SS_CONF_LO_READ)) {
         if (conf_dev(f, f->local_dev, &v, err) != 0) {
