@@ -649,6 +649,19 @@ def test_repeated_secured_path_queries_ask_the_kernel_nothing(
     assert first["conf_asks"] > 0, "the first query read nothing: the test does not reach the secured path"
 
 
+def test_a_devices_disable_xfrm_costs_a_steady_query_nothing_more(ns: Netns, driver: str) -> None:
+    """A device's disable_xfrm (vb's here: a gateway's internal interface) makes an IPv4 outbound query ask
+    which device its flow leaves by (vc): the route toward the peer, one RTM_GETROUTE, which each query
+    asked again; it is kept with the other settings, keyed by what the route lookup carries, so the
+    queries after the first ask nothing (frozen clock)."""
+    peer = "10.79.0.2"
+    vb_and_vc(ns)
+    run(*ns.exec_argv("sysctl", "-qw", "net.ipv4.conf.vb.disable_xfrm=1"))
+    esp_policies(ns, C, peer)
+    result = drive(ns, driver, "repeat", "200", C, peer, "500")
+    assert result == {"repeat": 200, "dumps_during": 0, "conf_asks_during": 0}
+
+
 def test_a_disable_xfrm_change_is_seen_within_the_interval(ns: Netns, driver: str) -> None:
     """The sysctls send no notification: what was read stands until SS_XCHECK_INTERVAL_MS (1 s) has passed
     on the (frozen, test-driven) clock, then the next query reads the new value. B is in A's prefix on lo (a

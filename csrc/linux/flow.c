@@ -486,7 +486,16 @@ typedef struct {
     } peers[SS_CONF_PEERS];
     conf_stamp links_at;
     int links_conf; /* SS_LO_* set on any device but loopback (conf_links) */
-    unsigned next_dev, next_peer;
+    struct {
+        conf_stamp at;
+        uint8_t peer[4], local[4];
+        uint32_t mark, uid;
+        int hint; /* flow_oif_hint */
+        uint16_t lport, pport;
+        uint8_t tos, proto;
+        int oif; /* the route's answer */
+    } routes[SS_CONF_PEERS];
+    unsigned next_dev, next_peer, next_route;
 } conf_ns;
 #define SS_CONF_NETNS 4 /* namespaces a thread keeps this for (a server may answer for sockets in several) */
 static __thread conf_ns t_conf[SS_CONF_NETNS];
@@ -667,18 +676,74 @@ static int conf_links(const ss_flow *f, int *conf, secsock_error *err)
 }
 
 /*
+ * The IPv4 route's output device toward the peer (resolve_oif) into *oif: 0, or -1 on error. Kept with the
+ * other settings, keyed by everything route_get and flow_oif_hint give the kernel, which are the socket's
+ * and read again (a few getsockopt calls, no netlink) by every query that comes here.
+ */
+static int conf_out_dev(ss_flow *f, int *oif, secsock_error *err)
+{
+    int64_t now = ss_clock_ms();
+    conf_ns *c;
+    int hint, i;
+    uint32_t mark;
+
+    if (f->oif >= 0) { /* asked already by this query (flow_sel_dev) */
+        *oif = f->oif;
+        return 0;
+    }
+    if (flow_oif_hint(f, &hint, err) != 0 || flow_route_keys(f, err) != 0) {
+        return -1;
+    }
+    mark = flow_mark(f);
+    c = conf_for(f);
+    if (c != NULL) {
+        for (i = 0; i < SS_CONF_PEERS; i++) {
+            if (conf_fresh(&c->routes[i].at, now) && memcmp(c->routes[i].peer, f->peer, 4) == 0 &&
+                memcmp(c->routes[i].local, f->local, 4) == 0 && c->routes[i].mark == mark &&
+                c->routes[i].uid == f->uid && c->routes[i].hint == hint && c->routes[i].lport == f->lport &&
+                c->routes[i].pport == f->pport && c->routes[i].tos == f->tos && c->routes[i].proto == f->proto) {
+                *oif = c->routes[i].oif;
+                return 0;
+            }
+        }
+    }
+    g.conf_asks++;
+    if (resolve_oif(f, err) != 0) {
+        return -1;
+    }
+    *oif = f->oif;
+    if (c != NULL) {
+        i = (int)(c->next_route++ % SS_CONF_PEERS);
+        memcpy(c->routes[i].peer, f->peer, 4);
+        memcpy(c->routes[i].local, f->local, 4);
+        c->routes[i].mark = mark;
+        c->routes[i].uid = f->uid;
+        c->routes[i].hint = hint;
+        c->routes[i].lport = f->lport;
+        c->routes[i].pport = f->pport;
+        c->routes[i].tos = f->tos;
+        c->routes[i].proto = f->proto;
+        c->routes[i].oif = f->oif;
+        c->routes[i].at.valid = 1;
+        c->routes[i].at.at = now;
+    }
+    return 0;
+}
+
+/*
  * An IPv4 flow to a peer elsewhere: does a device's own setting bypass XFRM? Outbound, __mkroute_output gives
  * the route DST_NOXFRM from IN_DEV_ORCONF(NOXFRM) of its output device (rt_dst_alloc), the route's answer
  * (resolve_oif); toward a multicast group a UDP socket's IP_MULTICAST_IF may choose another, which no
  * getsockopt returns. Inbound, ip_rcv_finish_core sets IPSKB_NOPOLICY from IN_DEV_ORCONF(NOPOLICY) of the
  * device the packet ARRIVES by, which xfrm_policy_check honours and which nothing here can know for a remote
  * peer (routing is not symmetric, and any device may receive it). So: only when some device but loopback has
- * the setting (conf_links) is more asked; then outbound reads the output device's, and inbound, or outbound
- * by an unknown device, is SS_XFRM_MAYBE_DISABLED ("not decidable", never SECURED). 1, 0, that, or -1.
+ * the setting (conf_links) is more asked; then outbound reads the output device's (conf_out_dev, conf_dev),
+ * and inbound, or outbound by an unknown device, is SS_XFRM_MAYBE_DISABLED ("not decidable", never
+ * SECURED). 1, 0, that, or -1.
  */
 static int remote_xfrm_disabled(ss_flow *f, int out, secsock_error *err)
 {
-    int bit = out ? SS_LO_NOXFRM : SS_LO_NOPOLICY, any, conf;
+    int bit = out ? SS_LO_NOXFRM : SS_LO_NOPOLICY, any, conf, oif;
 
     if (conf_links(f, &any, err) != 0) {
         return -1;
@@ -689,7 +754,7 @@ static int remote_xfrm_disabled(ss_flow *f, int out, secsock_error *err)
     if (!out || ((f->proto == IPPROTO_UDP || f->proto == IPPROTO_UDPLITE) && flow_v4_multicast(f))) {
         return SS_XFRM_MAYBE_DISABLED;
     }
-    if (resolve_oif(f, err) != 0 || conf_dev(f, f->oif, &conf, err) != 0) {
+    if (conf_out_dev(f, &oif, err) != 0 || conf_dev(f, oif, &conf, err) != 0) {
         return -1;
     }
     return (conf & SS_LO_NOXFRM) != 0;
