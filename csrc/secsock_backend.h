@@ -139,6 +139,7 @@ enum {
     SECSOCK_REASON_DEV_UNDECIDABLE, /* a selector names a device; which one the kernel compares is unknown (VRF) */
     SECSOCK_REASON_SA_ORDER_UNDECIDABLE, /* outbound SAs that differ tie: the kernel's hash chain order decides */
     SECSOCK_REASON_OUT_DEV_UNDECIDABLE, /* the device the socket sends by decides (if_id, a local peer): unknown */
+    SECSOCK_REASON_XFRM_MAYBE_DISABLED, /* a device the flow may use has disable_xfrm/disable_policy: undecidable */
     SECSOCK_REASON_COUNT
 };
 

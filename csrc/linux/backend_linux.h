@@ -262,6 +262,9 @@ typedef struct {
     int local_dev;         /* flow_xfrm_disabled: 0 unread; the device (lo, a VRF) a local peer is reached
                             * by; -1 the peer is not one of the host's addresses */
     int mark_doubt;        /* SS_DOUBT_*: lookup_policy could not decide (a packet mark, a priority tie) */
+    int route_keys_read;   /* route_get: uid and tos below were read (once per query, when a route is asked) */
+    uint32_t uid;          /* the socket's sk_uid (fstat of the socket: the sockfs inode's owner) */
+    uint8_t tos;           /* IPv4: IP_TOS, inet->tos */
 } ss_flow;
 
 enum { SS_KNOW_YES = 1, SS_KNOW_NO = 2 }; /* ss_flow.if_id_known, dev_knowable */
@@ -434,6 +437,8 @@ int flow_sel_dev(ss_flow *f, int dir, int *ifindex, secsock_error *err);
 #define SS_CONF_OUT_READ 8  /* ss_flow.lo_conf: `all`'s disable_xfrm was read */
 #define SS_CONF_IN_READ 16  /* ss_flow.lo_conf: `all`'s disable_policy was read */
 #define SS_CONF_LO_READ 32  /* ss_flow.lo_conf: loopback's devconf was read (into lo_lo_conf) */
+#define SS_V6_NOPOLICY 64   /* a device's IPv6 disable_policy (conf_links) */
+#define SS_XFRM_MAYBE_DISABLED 2 /* flow_xfrm_disabled: a device that may carry the flow disables XFRM */
 int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err);
 /* f borrows req's socket (f->sock): never closed here. */
 int build_flow(const secsock_query_request *req, ss_flow *f, secsock_error *err);

@@ -741,7 +741,8 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
             if (rc < 0) {
                 return -1;
             }
-            v->reason = SECSOCK_REASON_XFRM_DISABLED;
+            v->reason = rc == SS_XFRM_MAYBE_DISABLED ? SECSOCK_REASON_XFRM_MAYBE_DISABLED
+                                                     : SECSOCK_REASON_XFRM_DISABLED;
             return 0;
         }
     }

@@ -60,7 +60,7 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "or netfilter), not the socket's",
     "the SA the kernel picks for a template is an inbound one (XFRMA_SA_DIR): the kernel drops the flow",
     "XFRM is disabled for the flow (disable_xfrm outbound, disable_policy inbound: set for all interfaces, "
-    "or on loopback, which the flow runs over)",
+    "on the device the flow leaves by, or on loopback, which the flow runs over)",
     "not decidable here: policies of the same priority that differ select the flow, and which one the kernel "
     "uses depends on its list order, which an update changes and the dump does not show",
     "not decidable here: a selector that names a device selects the flow, and which device the kernel "
@@ -73,6 +73,9 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "interface, whose if_id policies then apply, or whether the peer is reached over loopback), and it cannot "
     "be read (a device an IPv4 UDP message's IP_PKTINFO names, an unbound UDPv6 socket's IPV6_PKTINFO, a "
     "multicast peer's IP_MULTICAST_IF, the slave a socket bound to a VRF master sends by)",
+    "not decidable here: a device of the namespace has disable_policy (inbound) or disable_xfrm (outbound) "
+    "set, the kernel skips XFRM for packets that arrive (or, toward a multicast group, leave) by it, and "
+    "which device the flow's packets use could not be told",
 };
 static PyObject *reason_object(module_state *st, const secsock_result *r)
 {

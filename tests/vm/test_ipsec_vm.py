@@ -583,7 +583,7 @@ def test_loopback_flow_is_clear_where_xfrm_is_disabled(pair: Pair) -> None:
         assert_flags(result, 0)
         assert result["reason"] == "; ".join(
             f"{way}: XFRM is disabled for the flow (disable_xfrm outbound, disable_policy inbound: set for "
-            "all interfaces, or on loopback, which the flow runs over)"
+            "all interfaces, on the device the flow leaves by, or on loopback, which the flow runs over)"
             for way in ("outbound", "inbound")
         ), result
 
