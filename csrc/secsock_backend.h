@@ -138,6 +138,7 @@ enum {
     SECSOCK_REASON_TIE_UNDECIDABLE, /* policies of the best priority differ: the kernel's order among them decides */
     SECSOCK_REASON_DEV_UNDECIDABLE, /* a selector names a device; which one the kernel compares is unknown (VRF) */
     SECSOCK_REASON_SA_ORDER_UNDECIDABLE, /* outbound SAs that differ tie: the kernel's hash chain order decides */
+    SECSOCK_REASON_TUNNEL_SOURCE_UNDECIDABLE, /* a tunnel template's source is any: the route's source decides */
     SECSOCK_REASON_COUNT
 };
 

@@ -1325,6 +1325,31 @@ def test_outbound_sa_pick_follows_xfrm_state_find_or_is_not_decidable(
     assert (out["protected"], out["reason"], out["spis"]) == (protected, reason_code(reason), spis)
 
 
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("sa-tunnel-source-any-both", (0, "TUNNEL_SOURCE_UNDECIDABLE", [])),
+        ("sa-tunnel-source-any-other", (0, "TUNNEL_SOURCE_UNDECIDABLE", [])),
+        ("sa-tunnel-source-any-wild", (1, "ENCRYPTED", [0x1003])),
+        ("sa-wildcard-other-source", (0, "SA_ORDER_UNDECIDABLE", [])),
+        ("sa-wildcard-other-source-older", (1, "ENCRYPTED", [0x1001])),
+    ],
+)
+def test_outbound_sa_pick_with_an_unknown_or_wildcard_source(
+    driver: str, case: str, expected: tuple[int, str, list[int]]
+) -> None:
+    """A tunnel template whose source is any gets the route's preferred source toward its gateway
+    (xfrm_tmpl_resolve_one: xfrm_get_saddr), which the backend does not read: it took every SA toward the
+    gateway as a candidate and named the newest (ENCRYPTED with an AES-GCM SA from another address where the
+    kernel uses the null-cipher SA from its own source, or SECURED where the kernel acquires). And
+    xfrm_state_find's source-any pass matches the destination only, so an SA from another specific source in
+    that bucket competes there: it was ignored. Both are now not decidable when such an SA answers differently
+    (tests/linux_c/synthetic.c)."""
+    out = synthetic(driver, case)["out"]
+    protected, reason, spis = expected
+    assert (out["protected"], out["reason"], out["spis"]) == (protected, reason_code(reason), spis)
+
+
 def test_an_unreadable_policy_is_seen_by_a_lookup_that_starts_at_main(driver: str) -> None:
     """An unreadable policy is kept in the SUB bucket whatever its real type. A sub bypass bundles MAIN's
     pick (xfrm_expand_policies), and that lookup starts at MAIN: it never met the unreadable policy, whose

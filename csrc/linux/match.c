@@ -428,8 +428,11 @@ static int sa_outranks(const ss_sa *a, const ss_sa *b)
 
 /*
  * Is a a candidate of xfrm_state_find's chain walks for template t (family, reqid, mark, if_id, no WILDRECV,
- * xfrm_state_addr_check: the SA's source is the flow's or either is any; mode, proto, SPI)? -1 no, 0 one of the
- * first chain (the flow's own source), 1 one toward any source (the second chain), whether valid or not.
+ * mode, proto, SPI, destination), whether valid or not? -1 no; 0 one of the first chain (xfrm_state_addr_check:
+ * its source is the flow's); 1 one toward any source (met in the first chain if it shares the bucket, else in
+ * the second); 2 one from another specific source: the second (source-any) pass matches the destination only
+ * (xfrm_addr_equal), so it competes there if it shares that bucket; and when local is any (a tunnel template's
+ * source, which the kernel sets to the route's preferred source, not read here) it may be the first chain's.
  */
 static int sa_out_candidate(const ss_sa *a, const ss_policy *pol, const ss_tmpl *t, const uint8_t *remote,
                             const uint8_t *local)
@@ -440,13 +443,10 @@ static int sa_out_candidate(const ss_sa *a, const ss_policy *pol, const ss_tmpl 
         (a->flags & XFRM_STATE_WILDRECV)) {
         return -1;
     }
-    if (addr_any(local, t->family)) {
-        return 0;
-    }
     if (addr_any(a->saddr, t->family)) {
         return 1;
     }
-    return addr_eq(a->saddr, local, t->family) ? 0 : -1;
+    return !addr_any(local, t->family) && addr_eq(a->saddr, local, t->family) ? 0 : 2;
 }
 
 /* The SA's selector against the outbound flow, as xfrm_state_look_at tests it (an unspecified one matches; one
@@ -471,18 +471,24 @@ static int sa_sel_match_out(const ss_sa *a, ss_flow *f, secsock_error *err)
  * state and no acquire in progress, the chain of (daddr, saddr any, reqid). In each, xfrm_state_look_at keeps
  * among the VALID states whose selector matches the least dying, then the newest add_time; on a full tie the
  * first met, i.e. the chain's order, which the dump does not show (an insert goes to the head, a hash resize
- * reverses it). A state toward any source may share the first chain's bucket (the kernel's hash and mask are not
- * known here), so it may compete there too. And a selector naming a device the backend cannot know for this
- * flow (SS_SEL_MAYBE) may or may not match. So the sure pick is taken as the kernel's rules give it from the
- * SAs that surely match, and the answer is not decidable when another candidate the kernel may consider would
- * rank at least as high (or a maybe-matching SA of the first chain exists while the pick comes from the
- * second) and answers differently: SS_DOUBT_DEV for a selector's device, SS_DOUBT_SA_ORDER for chain order.
+ * reverses it). A state toward any source may share the first chain's bucket, and the second pass takes a state
+ * from another source that shares its own (it compares the destination only); which buckets are shared is not
+ * computed here (__xfrm_dst_hash is unseeded and GETSADINFO gives the mask: that would be exact, but is not
+ * done), so such states may compete. And a selector naming a device the backend cannot know for this flow
+ * (SS_SEL_MAYBE) may or may not match. When local is any (a tunnel or BEET template's source is any: the kernel
+ * asks the route for its preferred source toward the gateway, xfrm_get_saddr, and carries it to the next
+ * template), which source's chain comes first is not known: every SA or acquire from a specific source is then
+ * a possible first-chain state. So the sure pick is taken as the kernel's rules give it from the SAs that
+ * surely match, and the answer is not decidable when another candidate the kernel may consider would rank at
+ * least as high (or a first-chain candidate exists while the pick comes from the second) and answers
+ * differently: SS_DOUBT_DEV for a selector's device, SS_DOUBT_SA_ORDER for chain order, SS_DOUBT_SOURCE for
+ * the tunnel source.
  */
 static const ss_sa *lookup_sa_out(const ss_snap *s, ss_flow *f, const ss_policy *pol, const ss_tmpl *t,
                                   const uint8_t *remote, const uint8_t *local, int *rc, secsock_error *err)
 {
     const ss_sa *best[2] = {NULL, NULL}; /* [0] the first chain (the flow's own source), [1] source any */
-    int acquiring = 0, pass, doubt = SS_DOUBT_NONE;
+    int acquiring = 0, pass, doubt = SS_DOUBT_NONE, source_unknown = addr_any(local, t->family);
     const ss_sa *pick;
     int32_t j, head = s->saheads[sa_key_hash(t->family, t->proto, remote) & s->sahmask];
 
@@ -491,12 +497,13 @@ static const ss_sa *lookup_sa_out(const ss_snap *s, ss_flow *f, const ss_policy 
         const ss_sa *a = &s->sas[j];
         int cls = sa_out_candidate(a, pol, t, remote, local), m;
 
-        if (cls < 0) {
-            continue;
+        if (cls < 0 || cls == 2) {
+            continue; /* another source's: only ever a possible candidate (below) */
         }
         if (!sa_valid(a)) {
             /* xfrm_state_look_at: an XFRM_STATE_ACQ state (larval: no SPI yet) marks an acquire in progress,
-             * whatever its selector, and then the second chain is not walked. */
+             * whatever its selector, and then the second chain is not walked. A source-any one shares its
+             * bucket with the source-any SAs, so it never hides one the second pass would take. */
             acquiring |= !a->expired && cls == 0;
             continue;
         }
@@ -515,7 +522,13 @@ static const ss_sa *lookup_sa_out(const ss_snap *s, ss_flow *f, const ss_policy 
         const ss_sa *a = &s->sas[j];
         int cls = sa_out_candidate(a, pol, t, remote, local), m;
 
-        if (cls < 0 || a == pick || !sa_valid(a)) {
+        if (cls < 0 || a == pick || (cls == 2 && !source_unknown && pass == 0)) {
+            continue; /* the first pass compares the source (xfrm_state_addr_check) */
+        }
+        if (!sa_valid(a)) {
+            if (cls == 2 && source_unknown && pick != NULL && !a->expired) {
+                doubt = SS_DOUBT_SOURCE; /* an acquire from the route's source would hold the flow */
+            }
             continue;
         }
         if ((m = sa_sel_match_out(a, f, err)) < 0) {
@@ -525,10 +538,14 @@ static const ss_sa *lookup_sa_out(const ss_snap *s, ss_flow *f, const ss_policy 
         if (m == 0 || (pick != NULL && sa_answer_same(a, pick))) {
             continue;
         }
-        if (pick == NULL || (cls == 0 && pass == 1) || sa_ranks_at_least(a, pick)) {
+        if (cls == 2 && source_unknown) {
+            /* From the route's source, it is in the chain the kernel walks first, whatever its rank. */
+            doubt = SS_DOUBT_SOURCE;
+        } else if (pick == NULL || (cls == 0 && pass == 1) || sa_ranks_at_least(a, pick)) {
             /* It may be the kernel's pick instead: a maybe-matching selector (the first chain's even against a
              * second-chain pick, which the kernel would then not reach), or a sure one the chain order (a tie,
-             * a source-any state sharing the first chain's bucket) may put first. */
+             * a source-any state sharing the first chain's bucket, another source's sharing the source-any
+             * chain's) may put first. */
             doubt = m == SS_SEL_MAYBE ? SS_DOUBT_DEV : SS_DOUBT_SA_ORDER;
         }
     }
@@ -650,6 +667,7 @@ static uint8_t doubt_reason(const ss_flow *f)
     return f->mark_doubt == SS_DOUBT_TIE        ? SECSOCK_REASON_TIE_UNDECIDABLE
            : f->mark_doubt == SS_DOUBT_DEV      ? SECSOCK_REASON_DEV_UNDECIDABLE
            : f->mark_doubt == SS_DOUBT_SA_ORDER ? SECSOCK_REASON_SA_ORDER_UNDECIDABLE
+           : f->mark_doubt == SS_DOUBT_SOURCE   ? SECSOCK_REASON_TUNNEL_SOURCE_UNDECIDABLE
                                                 : SECSOCK_REASON_MARK_UNDECIDABLE;
 }
 
@@ -760,6 +778,8 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
             int all_encrypt = 1; /* inbound: every SA this template accepts encrypts */
 
             if (t->mode == XFRM_MODE_TUNNEL || t->mode == XFRM_MODE_BEET) {
+                /* A source of any stays any here: the kernel's (xfrm_get_saddr, the route's preferred source)
+                 * is not read, and lookup_sa_out treats any as unknown, also for the templates it carries to. */
                 remote = t->daddr;
                 local = t->saddr;
             }

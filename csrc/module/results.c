@@ -69,6 +69,9 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "not decidable here: SAs that differ could each be the one the kernel picks for a template (added in the "
     "same second and as little dying, or one toward any source address next to one from this flow's), and "
     "which one it takes depends on the order of its hash chains, which the dump does not show",
+    "not decidable here: a tunnel template's source address is any, so the kernel uses the route's preferred "
+    "source toward the gateway (xfrm_get_saddr), which is not read here, and SAs from specific source addresses "
+    "that answer differently may be the ones it takes (or none, and it waits for a key manager)",
 };
 static PyObject *reason_object(module_state *st, const secsock_result *r)
 {

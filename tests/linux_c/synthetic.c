@@ -24,6 +24,17 @@
  *   sa-acquire-source-any
  *                    a larval (acquire) state from the flow's source and a valid SA toward any source: the
  *                    acquire stops xfrm_state_find before the second chain unless the SA shares its bucket.
+ *   sa-tunnel-source-any-both / sa-tunnel-source-any-other / sa-tunnel-source-any-wild
+ *                    out ESP tunnel policy whose template's source is any (gateway 10.0.0.2): the kernel puts the
+ *                    route's preferred source toward the gateway there (xfrm_tmpl_resolve_one: xfrm_get_saddr),
+ *                    not read here. both: a null-cipher SA from 10.0.0.1 (t100) and an AES-GCM one from
+ *                    10.9.9.9 (t200); other: only the 10.9.9.9 one (the kernel acquires unless that is the
+ *                    route's source); both not decidable. wild: only an SA toward any source: it is used.
+ *   sa-wildcard-other-source / sa-wildcard-other-source-older
+ *                    an SA toward any source (AES-GCM, t100) and a null-cipher SA from another source 10.0.0.8,
+ *                    newer (t200) or older (t50): the kernel's second pass (source any) matches the
+ *                    destination only, so the other source's SA competes there if it shares the bucket: newer,
+ *                    not decidable; older, the source-any SA.
  *   unreadable-under-sub-bypass
  *                    a sub bypass (priority 0), an unreadable policy (priority 5, kept in the SUB bucket) and
  *                    a main bypass (priority 10): the sub bypass is bundled with MAIN's pick, which may be the
@@ -158,6 +169,34 @@ int cmd_synthetic(const char *name)
             own.has_aead = 0;
         }
         rc = add_policy(&s, &p) | add_sa(&s, &own) | add_sa(&s, &any);
+    } else if (strncmp(name, "sa-tunnel-source-any-", 21) == 0) {
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        ss_sa own = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 100, 0);
+        ss_sa other = esp_sa("10.9.9.9", "10.0.0.2", 0x1002, 200, 0);
+        ss_sa wild = esp_sa("0.0.0.0", "10.0.0.2", 0x1003, 100, 0);
+        p.tmpl[0].mode = XFRM_MODE_TUNNEL;
+        v4(p.tmpl[0].daddr, "10.0.0.2"); /* the gateway; the template's source stays any */
+        own.mode = other.mode = wild.mode = XFRM_MODE_TUNNEL;
+        own.has_aead = 0;
+        own.has_crypt = 1;
+        snprintf(own.encryption, sizeof(own.encryption), "%s", "ecb(cipher_null)");
+        rc = add_policy(&s, &p);
+        if (strcmp(name, "sa-tunnel-source-any-both") == 0) {
+            rc |= add_sa(&s, &own) | add_sa(&s, &other);
+        } else if (strcmp(name, "sa-tunnel-source-any-other") == 0) {
+            rc |= add_sa(&s, &other);
+        } else {
+            rc |= add_sa(&s, &wild);
+        }
+    } else if (strncmp(name, "sa-wildcard-other-source", 24) == 0) {
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        ss_sa wild = esp_sa("0.0.0.0", "10.0.0.2", 0x1001, 100, 0);
+        uint64_t other_time = strcmp(name, "sa-wildcard-other-source") == 0 ? 200 : 50;
+        ss_sa other = esp_sa("10.0.0.8", "10.0.0.2", 0x1002, other_time, 0);
+        other.has_aead = 0;
+        other.has_crypt = 1;
+        snprintf(other.encryption, sizeof(other.encryption), "%s", "ecb(cipher_null)");
+        rc = add_policy(&s, &p) | add_sa(&s, &wild) | add_sa(&s, &other);
     } else if (strcmp(name, "unreadable-under-sub-bypass") == 0) {
         ss_policy sub = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         ss_policy unreadable = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 2);
