@@ -311,6 +311,10 @@ int32_t sa_find(const ss_snap *s, const ss_sa *key, int32_t *prev);
 /* Copy *a into s (the caller keeps a); may reallocate sas and sanext, so pointers into them are invalid after.
  * On -1 s still owns all it holds (snap_free_sas frees it) but only a new dump can be trusted. */
 int sa_apply(ss_snap *s, int action, const ss_sa *a);
+/* The SAs a soft-expire notification made dying (sa_apply), which a dump cannot show: copies into *out (malloc'd,
+ * the caller frees; NULL when none), for sa_restore_dying to mark dying again in the new table. 0, -1 on ENOMEM. */
+int sa_save_dying(const ss_snap *s, ss_sa **out, size_t *n);
+void sa_restore_dying(ss_snap *s, const ss_sa *kept, size_t n);
 /* Copy *p into s (the caller keeps p); may reallocate pols and leaves the policy index stale until the caller
  * reindexes (snap_index_policies_sorted). On -1 s still owns all it holds, but only a new dump can be trusted. */
 int pol_apply(ss_snap *s, int action, const ss_policy *p);

@@ -414,16 +414,24 @@ static int sa_answer_same(const ss_sa *a, const ss_sa *b)
            (!a->has_aead || strcmp(a->aead, b->aead) == 0);
 }
 
-/* xfrm_state_look_at's order: does a rank at least as high as b (not more dying, then not older)? */
-static int sa_ranks_at_least(const ss_sa *a, const ss_sa *b)
+/* km.dying as ranked: a soft time limit that falls due now (dying_maybe) counts as reached when assume is 1. */
+static int sa_dying(const ss_sa *a, int assume)
 {
-    return a->dying < b->dying || (a->dying == b->dying && a->add_time >= b->add_time);
+    return a->dying || (assume && a->dying_maybe);
+}
+
+/* xfrm_state_look_at's order: does a rank at least as high as b (not more dying, then not older)? */
+static int sa_ranks_at_least(const ss_sa *a, const ss_sa *b, int assume)
+{
+    int da = sa_dying(a, assume), db = sa_dying(b, assume);
+    return da < db || (da == db && a->add_time >= b->add_time);
 }
 
 /* xfrm_state_look_at's order: does a strictly outrank b (less dying, then newer)? */
-static int sa_outranks(const ss_sa *a, const ss_sa *b)
+static int sa_outranks(const ss_sa *a, const ss_sa *b, int assume)
 {
-    return a->dying < b->dying || (a->dying == b->dying && a->add_time > b->add_time);
+    int da = sa_dying(a, assume), db = sa_dying(b, assume);
+    return da < db || (da == db && a->add_time > b->add_time);
 }
 
 /*
@@ -484,8 +492,9 @@ static int sa_sel_match_out(const ss_sa *a, ss_flow *f, secsock_error *err)
  * differently: SS_DOUBT_DEV for a selector's device, SS_DOUBT_SA_ORDER for chain order, SS_DOUBT_SOURCE for
  * the tunnel source.
  */
-static const ss_sa *lookup_sa_out(const ss_snap *s, ss_flow *f, const ss_policy *pol, const ss_tmpl *t,
-                                  const uint8_t *remote, const uint8_t *local, int *rc, secsock_error *err)
+static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_policy *pol, const ss_tmpl *t,
+                                     const uint8_t *remote, const uint8_t *local, int assume, int *dying_maybe,
+                                     int *rc, secsock_error *err)
 {
     const ss_sa *best[2] = {NULL, NULL}; /* [0] the first chain (the flow's own source), [1] source any */
     int acquiring = 0, pass, doubt = SS_DOUBT_NONE, source_unknown = addr_any(local, t->family);
@@ -511,7 +520,8 @@ static const ss_sa *lookup_sa_out(const ss_snap *s, ss_flow *f, const ss_policy 
             *rc = -1;
             return NULL;
         }
-        if (m == 1 && (best[cls] == NULL || sa_outranks(a, best[cls]))) {
+        *dying_maybe |= a->dying_maybe;
+        if (m == 1 && (best[cls] == NULL || sa_outranks(a, best[cls], assume))) {
             best[cls] = a;
         }
     }
@@ -535,13 +545,14 @@ static const ss_sa *lookup_sa_out(const ss_snap *s, ss_flow *f, const ss_policy 
             *rc = -1;
             return NULL;
         }
+        *dying_maybe |= a->dying_maybe;
         if (m == 0 || (pick != NULL && sa_answer_same(a, pick))) {
             continue;
         }
         if (cls == 2 && source_unknown) {
             /* From the route's source, it is in the chain the kernel walks first, whatever its rank. */
             doubt = SS_DOUBT_SOURCE;
-        } else if (pick == NULL || (cls == 0 && pass == 1) || sa_ranks_at_least(a, pick)) {
+        } else if (pick == NULL || (cls == 0 && pass == 1) || sa_ranks_at_least(a, pick, assume)) {
             /* It may be the kernel's pick instead: a maybe-matching selector (the first chain's even against a
              * second-chain pick, which the kernel would then not reach), or a sure one the chain order (a tie,
              * a source-any state sharing the first chain's bucket, another source's sharing the source-any
@@ -551,6 +562,30 @@ static const ss_sa *lookup_sa_out(const ss_snap *s, ss_flow *f, const ss_policy 
     }
     if (doubt != SS_DOUBT_NONE) {
         f->mark_doubt = doubt;
+        return NULL;
+    }
+    return pick;
+}
+
+/*
+ * lookup_sa_out_as, with any SA whose soft time limit falls due now ranked both as dying and as not (whether
+ * xfrm_timer_proc has run yet cannot be told): when the two picks answer differently, not decidable.
+ */
+static const ss_sa *lookup_sa_out(const ss_snap *s, ss_flow *f, const ss_policy *pol, const ss_tmpl *t,
+                                  const uint8_t *remote, const uint8_t *local, int *rc, secsock_error *err)
+{
+    int dying_maybe = 0;
+    const ss_sa *pick = lookup_sa_out_as(s, f, pol, t, remote, local, 0, &dying_maybe, rc, err), *other;
+
+    if (*rc != 0 || f->mark_doubt != SS_DOUBT_NONE || !dying_maybe) {
+        return pick;
+    }
+    other = lookup_sa_out_as(s, f, pol, t, remote, local, 1, &dying_maybe, rc, err);
+    if (*rc != 0 || f->mark_doubt != SS_DOUBT_NONE) {
+        return NULL;
+    }
+    if (other != pick && (other == NULL || pick == NULL || !sa_answer_same(other, pick))) {
+        f->mark_doubt = SS_DOUBT_SA_ORDER;
         return NULL;
     }
     return pick;
@@ -617,7 +652,7 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
             f->mark_doubt = marked ? SS_DOUBT_MARK : SS_DOUBT_DEV;
             continue;
         }
-        if (best == NULL || sa_outranks(a, best)) {
+        if (best == NULL || sa_outranks(a, best, 0)) {
             best = a;
         }
     }

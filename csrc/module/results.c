@@ -67,8 +67,9 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "compares for it (inbound loopback or a VRF's master, outbound a VRF's slave or the device a UDP socket "
     "may choose per message) could not be told",
     "not decidable here: SAs that differ could each be the one the kernel picks for a template (added in the "
-    "same second and as little dying, or one toward any source address next to one from this flow's), and "
-    "which one it takes depends on the order of its hash chains, which the dump does not show",
+    "same second and as little dying, one toward any source address next to one from this flow's or from "
+    "another source, or one whose soft lifetime falls due this second), and which one it takes depends on the "
+    "order of its hash chains, which the dump does not show, or on whether its timer has run yet",
     "not decidable here: a tunnel template's source address is any, so the kernel uses the route's preferred "
     "source toward the gateway (xfrm_get_saddr), which is not read here, and SAs from specific source addresses "
     "that answer differently may be the ones it takes (or none, and it waits for a key manager)",

@@ -35,6 +35,18 @@
  *                    newer (t200) or older (t50): the kernel's second pass (source any) matches the
  *                    destination only, so the other source's SA competes there if it shares the bucket: newer,
  *                    not decidable; older, the source-any SA.
+ *   sa-soft-use-dying / sa-soft-add-just-due / sa-soft-add-just-due-alone
+ *                    out ESP policy; SA A (0x1001, AES-GCM) newer than B (0x1002, null cipher), both parsed from
+ *                    a struct xfrm_usersa_info as dumped. soft-use-dying: A was first used 50 s ago with a soft
+ *                    use limit of 10 s: xfrm_timer_proc made it dying long since (use_time + limit), so B is
+ *                    used. soft-add-just-due: A's soft add limit falls due this second: whether the timer has
+ *                    marked it dying yet cannot be told, and the pick changes: not decidable. -alone: the same A
+ *                    without B: the pick is A either way.
+ *   sa-dying-notified-redump
+ *                    A (newer, AES-GCM) and B (older, GMAC) in a snapshot; a soft-expire notification makes A
+ *                    dying (sa_apply); then the table is dumped again (same SAs, whose limits say nothing of
+ *                    it) with what dump_sas keeps across (sa_save_dying / sa_restore_dying): A stays dying (the
+ *                    kernel's km.dying is never cleared but by an update), so B is used.
  *   unreadable-under-sub-bypass
  *                    a sub bypass (priority 0), an unreadable policy (priority 5, kept in the SUB bucket) and
  *                    a main bypass (priority 10): the sub bypass is bundled with MAIN's pick, which may be the
@@ -44,6 +56,8 @@
 
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
 
 static void v4(uint8_t *out, const char *text)
 {
@@ -87,6 +101,38 @@ static ss_sa esp_sa(const char *src, const char *dst, uint32_t spi, uint64_t add
     a.has_aead = 1;
     snprintf(a.aead, sizeof(a.aead), "%s", "rfc4106(gcm(aes))");
     return a;
+}
+
+/* An SA as the kernel dumps it (struct xfrm_usersa_info, no attributes), parsed by ss_parse_sa; its cipher set
+ * afterwards. Lifetimes in seconds relative to now (0: none). */
+static int parsed_sa(ss_sa *out, const char *src, uint32_t spi, int64_t added_ago, int64_t used_ago,
+                     uint64_t soft_add, uint64_t soft_use, const char *aead)
+{
+    struct xfrm_usersa_info info;
+    const char *why;
+    int64_t now = (int64_t)time(NULL);
+
+    memset(&info, 0, sizeof(info));
+    info.family = AF_INET;
+    inet_pton(AF_INET, src, &info.saddr);
+    inet_pton(AF_INET, "10.0.0.2", &info.id.daddr);
+    info.id.spi = htonl(spi);
+    info.id.proto = IPPROTO_ESP;
+    info.reqid = 7;
+    info.mode = XFRM_MODE_TRANSPORT;
+    info.lft.soft_byte_limit = info.lft.hard_byte_limit = XFRM_INF;
+    info.lft.soft_packet_limit = info.lft.hard_packet_limit = XFRM_INF;
+    info.lft.soft_add_expires_seconds = soft_add;
+    info.lft.soft_use_expires_seconds = soft_use;
+    info.curlft.add_time = (uint64_t)(now - added_ago);
+    info.curlft.use_time = used_ago >= 0 ? (uint64_t)(now - used_ago) : 0;
+    if (ss_parse_sa(&info, sizeof(info), out, &why) != SS_PARSE_OK) {
+        fprintf(stderr, "parse: %s\n", why);
+        return -1;
+    }
+    out->has_aead = 1;
+    snprintf(out->aead, sizeof(out->aead), "%s", aead);
+    return 0;
 }
 
 static int add_policy(ss_snap *s, const ss_policy *p)
@@ -197,6 +243,41 @@ int cmd_synthetic(const char *name)
         other.has_crypt = 1;
         snprintf(other.encryption, sizeof(other.encryption), "%s", "ecb(cipher_null)");
         rc = add_policy(&s, &p) | add_sa(&s, &wild) | add_sa(&s, &other);
+    } else if (strncmp(name, "sa-soft-", 8) == 0) {
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        ss_sa a, b;
+        if (strcmp(name, "sa-soft-use-dying") == 0) {
+            rc = parsed_sa(&a, "10.0.0.1", 0x1001, 100, 50, 0, 10, "rfc4106(gcm(aes))");
+        } else {
+            rc = parsed_sa(&a, "10.0.0.1", 0x1001, 100, -1, 100, 0, "rfc4106(gcm(aes))");
+        }
+        rc |= parsed_sa(&b, "10.0.0.1", 0x1002, 200, -1, 0, 0, "rfc4543(gcm(aes))");
+        rc |= add_policy(&s, &p) | add_sa(&s, &a);
+        if (strcmp(name, "sa-soft-add-just-due-alone") != 0) {
+            rc |= add_sa(&s, &b);
+        }
+    } else if (strcmp(name, "sa-dying-notified-redump") == 0) {
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        ss_sa a = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 200, 0);
+        ss_sa b = esp_sa("10.0.0.1", "10.0.0.2", 0x1002, 100, 0);
+        ss_sa *kept = NULL;
+        size_t nkept = 0;
+        snprintf(b.aead, sizeof(b.aead), "%s", "rfc4543(gcm(aes))");
+        rc = add_policy(&s, &p) | add_sa(&s, &a) | add_sa(&s, &b);
+        if (rc == 0 && snap_index_sas(&s) == 0 && sa_apply(&s, SS_SA_DYING, &a) == 0 &&
+            sa_save_dying(&s, &kept, &nkept) == 0) {
+            /* the dump: the same SAs read again, as on_sa makes them */
+            snap_free_sas(&s);
+            rc = add_sa(&s, &a) | add_sa(&s, &b);
+            if (rc == 0 && snap_index_sas(&s) == 0) {
+                sa_restore_dying(&s, kept, nkept);
+            } else {
+                rc = -1;
+            }
+            free(kept);
+        } else {
+            rc = -1;
+        }
     } else if (strcmp(name, "unreadable-under-sub-bypass") == 0) {
         ss_policy sub = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         ss_policy unreadable = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 2);
