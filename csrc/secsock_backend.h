@@ -139,6 +139,8 @@ enum {
     SECSOCK_REASON_DEV_UNDECIDABLE, /* a selector names a device; which one the kernel compares is unknown (VRF) */
     SECSOCK_REASON_SA_ORDER_UNDECIDABLE, /* outbound SAs that differ tie: the kernel's hash chain order decides */
     SECSOCK_REASON_TUNNEL_SOURCE_UNDECIDABLE, /* a tunnel template's source is any: the route's source decides */
+    SECSOCK_REASON_SA_CACHE_UNDECIDABLE, /* 6.13+: SAs that differ fit; the policy's state cache decides */
+    SECSOCK_REASON_SA_KIND_UNDECIDABLE, /* a per-CPU or packet-offload SA fits: the CPU or offload policy decides */
     SECSOCK_REASON_COUNT
 };
 

@@ -1373,6 +1373,28 @@ def test_outbound_sa_pick_reads_dying_as_xfrm_timer_proc_sets_it(
     assert (out["protected"], out["reason"], out["spis"]) == (protected, reason_code(reason), spis)
 
 
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("sa-cache-6.1", (1, "ENCRYPTED", [0x1001])),
+        ("sa-cache-6.13", (0, "SA_CACHE_UNDECIDABLE", [])),
+        ("sa-pcpu", (0, "SA_KIND_UNDECIDABLE", [])),
+        ("sa-offload-packet", (0, "SA_KIND_UNDECIDABLE", [])),
+    ],
+)
+def test_outbound_sa_pick_is_not_decidable_where_the_kernel_keeps_history(
+    driver: str, case: str, expected: tuple[int, str, list[int]]
+) -> None:
+    """From 6.13 xfrm_state_find walks the policy's state cache first (pol->state_cache_list: the SA it
+    used before, kept until that SA is deleted or the policy killed), so after a rekey it keeps the old SA
+    while the dump's newest was named. Per-CPU SAs (XFRMA_SA_PCPU) depend on the sending CPU, and
+    packet-offload SAs (XFRMA_OFFLOAD_DEV, XFRM_OFFLOAD_PACKET) are skipped by software policies: both were
+    read as ordinary SAs (tests/linux_c/synthetic.c)."""
+    out = synthetic(driver, case)["out"]
+    protected, reason, spis = expected
+    assert (out["protected"], out["reason"], out["spis"]) == (protected, reason_code(reason), spis)
+
+
 def test_an_unreadable_policy_is_seen_by_a_lookup_that_starts_at_main(driver: str) -> None:
     """An unreadable policy is kept in the SUB bucket whatever its real type. A sub bypass bundles MAIN's
     pick (xfrm_expand_policies), and that lookup starts at MAIN: it never met the unreadable policy, whose

@@ -74,6 +74,9 @@
 #ifndef XFRMA_SA_DIR
 #define XFRMA_SA_DIR 33
 #endif
+#ifndef XFRMA_SA_PCPU
+#define XFRMA_SA_PCPU 35 /* __u32, 6.13: a per-CPU SA's CPU */
+#endif
 #define SS_SA_DIR_IN 1
 #define SS_SA_DIR_OUT 2
 
@@ -266,7 +269,10 @@ typedef struct {
 /* ss_flow.mark_doubt; SS_DOUBT_SA_ORDER: outbound SAs that answer differently, ordered by the kernel's hash chains;
  * SS_DOUBT_SOURCE: a tunnel template's source is any and the route's preferred source (not read) picks the SA */
 enum { SS_DOUBT_NONE = 0, SS_DOUBT_MARK = 1, SS_DOUBT_TIE = 2, SS_DOUBT_DEV = 3, SS_DOUBT_SA_ORDER = 4,
-       SS_DOUBT_SOURCE = 5 };
+       SS_DOUBT_SOURCE = 5, SS_DOUBT_SA_CACHE = 6, SS_DOUBT_SA_KIND = 7 };
+/* Does the kernel keep a state cache per policy (6.13+, xfrm_state_find: pol->state_cache_list)? -1 not read
+ * yet (match.c reads uname once), else 0 or 1; the synthetic tests set it. */
+extern int ss_kernel_state_cache;
 
 typedef struct {
     int protected_;

@@ -1,10 +1,15 @@
 /* Matching: the policy and SAs the kernel would apply to a flow; each rule names the kernel code it mirrors, if any. */
 #include "backend_linux.h"
 
+#include <stdio.h>
+#include <sys/utsname.h>
+
 #define SS_SEL_MAYBE 2 /* flow_sel_match: it may match (the device it names may be the flow's) */
 
 /* The policy the calling thread's last query matched per direction (index + 1, 0 for none): a test hook. */
 __thread uint32_t t_last_index[2], t_last_priority[2];
+
+int ss_kernel_state_cache = -1;
 
 /*
  * The kernel's xfrm_selector_match (include/net/xfrm.h): __xfrm4_selector_match or __xfrm6_selector_match by
@@ -434,6 +439,20 @@ static int sa_outranks(const ss_sa *a, const ss_sa *b, int assume)
     return da < db || (da == db && a->add_time > b->add_time);
 }
 
+/* ss_kernel_state_cache, read from uname once (a release it cannot read is taken as one with the cache). */
+static int kernel_state_cache(void)
+{
+    int v = __atomic_load_n(&ss_kernel_state_cache, __ATOMIC_RELAXED);
+    if (v < 0) {
+        struct utsname u;
+        unsigned major = 0, minor = 0;
+        v = uname(&u) != 0 || sscanf(u.release, "%u.%u", &major, &minor) != 2 || major > 6 ||
+            (major == 6 && minor >= 13);
+        __atomic_store_n(&ss_kernel_state_cache, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
 /*
  * Is a a candidate of xfrm_state_find's chain walks for template t (family, reqid, mark, if_id, no WILDRECV,
  * mode, proto, SPI, destination), whether valid or not? -1 no; 0 one of the first chain (xfrm_state_addr_check:
@@ -497,7 +516,8 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
                                      int *rc, secsock_error *err)
 {
     const ss_sa *best[2] = {NULL, NULL}; /* [0] the first chain (the flow's own source), [1] source any */
-    int acquiring = 0, pass, doubt = SS_DOUBT_NONE, source_unknown = addr_any(local, t->family);
+    int acquiring = 0, pass, doubt = SS_DOUBT_NONE, source_unknown = addr_any(local, t->family), kind = 0;
+    int cache = kernel_state_cache();
     const ss_sa *pick;
     int32_t j, head = s->saheads[sa_key_hash(t->family, t->proto, remote) & s->sahmask];
 
@@ -521,9 +541,16 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
             return NULL;
         }
         *dying_maybe |= a->dying_maybe;
+        /* A per-CPU SA (with XFRM_POLICY_CPU_ACQUIRE the sending CPU picks), a packet-offload one (a software
+         * policy skips it, an offload policy takes only such: the policy's offload is not read). */
+        kind |= m != 0 && (a->pcpu || a->offload_packet);
         if (m == 1 && (best[cls] == NULL || sa_outranks(a, best[cls], assume))) {
             best[cls] = a;
         }
+    }
+    if (kind) {
+        f->mark_doubt = SS_DOUBT_SA_KIND;
+        return NULL;
     }
     pass = best[0] != NULL || acquiring ? 0 : 1;
     pick = best[pass];
@@ -532,7 +559,7 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
         const ss_sa *a = &s->sas[j];
         int cls = sa_out_candidate(a, pol, t, remote, local), m;
 
-        if (cls < 0 || a == pick || (cls == 2 && !source_unknown && pass == 0)) {
+        if (cls < 0 || a == pick || (cls == 2 && !source_unknown && pass == 0 && !cache)) {
             continue; /* the first pass compares the source (xfrm_state_addr_check) */
         }
         if (!sa_valid(a)) {
@@ -552,6 +579,10 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
         if (cls == 2 && source_unknown) {
             /* From the route's source, it is in the chain the kernel walks first, whatever its rank. */
             doubt = SS_DOUBT_SOURCE;
+        } else if (cache) {
+            /* 6.13+: xfrm_state_find first walks pol->state_cache_list, the states it used for this policy
+             * before (only a delete or the policy's end drops one): any valid candidate may be there. */
+            doubt = SS_DOUBT_SA_CACHE;
         } else if (pick == NULL || (cls == 0 && pass == 1) || sa_ranks_at_least(a, pick, assume)) {
             /* It may be the kernel's pick instead: a maybe-matching selector (the first chain's even against a
              * second-chain pick, which the kernel would then not reach), or a sure one the chain order (a tie,
@@ -703,6 +734,8 @@ static uint8_t doubt_reason(const ss_flow *f)
            : f->mark_doubt == SS_DOUBT_DEV      ? SECSOCK_REASON_DEV_UNDECIDABLE
            : f->mark_doubt == SS_DOUBT_SA_ORDER ? SECSOCK_REASON_SA_ORDER_UNDECIDABLE
            : f->mark_doubt == SS_DOUBT_SOURCE   ? SECSOCK_REASON_TUNNEL_SOURCE_UNDECIDABLE
+           : f->mark_doubt == SS_DOUBT_SA_CACHE ? SECSOCK_REASON_SA_CACHE_UNDECIDABLE
+           : f->mark_doubt == SS_DOUBT_SA_KIND  ? SECSOCK_REASON_SA_KIND_UNDECIDABLE
                                                 : SECSOCK_REASON_MARK_UNDECIDABLE;
 }
 

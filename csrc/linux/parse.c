@@ -353,6 +353,19 @@ static int parse_sa_at(const void *payload, size_t len, size_t fixed, ss_sa *out
             }
             out->dir = data[0];
             break;
+        case XFRMA_SA_PCPU:
+            out->pcpu = 1;
+            break;
+        case XFRMA_OFFLOAD_DEV: {
+            struct xfrm_user_offload off;
+            if (dlen < sizeof(off)) {
+                *why = "SA offload attribute shorter than struct xfrm_user_offload";
+                return SS_PARSE_BAD;
+            }
+            memcpy(&off, data, sizeof(off));
+            out->offload_packet = (off.flags & XFRM_OFFLOAD_PACKET) != 0;
+            break;
+        }
         default:
             break;
         }

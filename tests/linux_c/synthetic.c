@@ -47,6 +47,15 @@
  *                    dying (sa_apply); then the table is dumped again (same SAs, whose limits say nothing of
  *                    it) with what dump_sas keeps across (sa_save_dying / sa_restore_dying): A stays dying (the
  *                    kernel's km.dying is never cleared but by an update), so B is used.
+ *   sa-cache-6.1 / sa-cache-6.13
+ *                    two SAs that answer differently (newer AES-GCM, older GMAC). Before 6.13 the kernel takes
+ *                    the newer (xfrm_state_look_at); from 6.13 it walks the policy's state cache first
+ *                    (pol->state_cache_list: the SA it used before, an older one after a rekey, until deleted),
+ *                    which the dump does not show: not decidable.
+ *   sa-pcpu / sa-offload-packet
+ *                    one SA, dumped with XFRMA_SA_PCPU (a per-CPU SA: with XFRM_POLICY_CPU_ACQUIRE the CPU
+ *                    decides) or with XFRMA_OFFLOAD_DEV flagged XFRM_OFFLOAD_PACKET (a software policy skips it;
+ *                    an offload policy, not read here, takes only such): not decidable.
  *   unreadable-under-sub-bypass
  *                    a sub bypass (priority 0), an unreadable policy (priority 5, kept in the SUB bucket) and
  *                    a main bypass (priority 10): the sub bypass is bundled with MAIN's pick, which may be the
@@ -135,6 +144,45 @@ static int parsed_sa(ss_sa *out, const char *src, uint32_t spi, int64_t added_ag
     return 0;
 }
 
+/* An SA from 10.0.0.1 as the kernel dumps it, with one attribute after struct xfrm_usersa_info, parsed by
+ * ss_parse_sa (AES-GCM set afterwards). */
+static int parsed_sa_attr(ss_sa *out, uint32_t spi, uint16_t type, const void *data, size_t len)
+{
+    union {
+        uint8_t bytes[NLMSG_ALIGN(sizeof(struct xfrm_usersa_info)) + NLA_HDRLEN + 64];
+        uint64_t align;
+    } msg;
+    struct xfrm_usersa_info info;
+    struct nlattr at;
+    size_t fixed = NLMSG_ALIGN(sizeof(info));
+    const char *why;
+
+    memset(&msg, 0, sizeof(msg));
+    memset(&info, 0, sizeof(info));
+    info.family = AF_INET;
+    inet_pton(AF_INET, "10.0.0.1", &info.saddr);
+    inet_pton(AF_INET, "10.0.0.2", &info.id.daddr);
+    info.id.spi = htonl(spi);
+    info.id.proto = IPPROTO_ESP;
+    info.reqid = 7;
+    info.mode = XFRM_MODE_TRANSPORT;
+    info.lft.soft_byte_limit = info.lft.hard_byte_limit = XFRM_INF;
+    info.lft.soft_packet_limit = info.lft.hard_packet_limit = XFRM_INF;
+    info.curlft.add_time = 100;
+    at.nla_len = (uint16_t)(NLA_HDRLEN + len);
+    at.nla_type = type;
+    memcpy(msg.bytes, &info, sizeof(info));
+    memcpy(msg.bytes + fixed, &at, sizeof(at));
+    memcpy(msg.bytes + fixed + NLA_HDRLEN, data, len);
+    if (ss_parse_sa(msg.bytes, fixed + NLA_ALIGN(NLA_HDRLEN + len), out, &why) != SS_PARSE_OK) {
+        fprintf(stderr, "parse: %s\n", why);
+        return -1;
+    }
+    out->has_aead = 1;
+    snprintf(out->aead, sizeof(out->aead), "%s", "rfc4106(gcm(aes))");
+    return 0;
+}
+
 static int add_policy(ss_snap *s, const ss_policy *p)
 {
     if (grow((void **)&s->pols, &s->cap, s->npols + 1, sizeof(*p)) != 0) {
@@ -173,6 +221,7 @@ int cmd_synthetic(const char *name)
     f.mark_read = 1; /* SO_MARK 0, without a socket */
     f.oif = 1;       /* no route lookup from a synthetic flow */
     f.local_dev = -1; /* nor one for whether the peer is local (flow_xfrm_disabled) */
+    ss_kernel_state_cache = 0; /* as on 6.1 (the VM's), whatever this host runs; sa-cache-* set it */
     f.lo_conf = SS_CONF_OUT_READ | SS_CONF_IN_READ; /* `all`'s settings read as off, whatever the host's */
     if (strcmp(name, "sa-dir-in-best") == 0) {
         ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
@@ -278,6 +327,27 @@ int cmd_synthetic(const char *name)
         } else {
             rc = -1;
         }
+    } else if (strncmp(name, "sa-cache-", 9) == 0) {
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        ss_sa a = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 200, 0);
+        ss_sa b = esp_sa("10.0.0.1", "10.0.0.2", 0x1002, 100, 0);
+        snprintf(b.aead, sizeof(b.aead), "%s", "rfc4543(gcm(aes))");
+        ss_kernel_state_cache = strcmp(name, "sa-cache-6.13") == 0;
+        rc = add_policy(&s, &p) | add_sa(&s, &a) | add_sa(&s, &b);
+    } else if (strcmp(name, "sa-pcpu") == 0 || strcmp(name, "sa-offload-packet") == 0) {
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        ss_sa a;
+        if (strcmp(name, "sa-pcpu") == 0) {
+            uint32_t cpu = 1;
+            rc = parsed_sa_attr(&a, 0x1001, 35 /* XFRMA_SA_PCPU */, &cpu, sizeof(cpu));
+        } else {
+            struct xfrm_user_offload off;
+            memset(&off, 0, sizeof(off));
+            off.ifindex = 2;
+            off.flags = XFRM_OFFLOAD_PACKET;
+            rc = parsed_sa_attr(&a, 0x1001, XFRMA_OFFLOAD_DEV, &off, sizeof(off));
+        }
+        rc |= add_policy(&s, &p) | add_sa(&s, &a);
     } else if (strcmp(name, "unreadable-under-sub-bypass") == 0) {
         ss_policy sub = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         ss_policy unreadable = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 2);
