@@ -1279,6 +1279,13 @@ def reason_code(name: str) -> int:
     return names.index(name)
 
 
+def assert_out(driver: str, case: str, expected: tuple[int, str, list[int]]) -> None:
+    """The synthetic case's outbound answer is (protected, reason name, SPIs)."""
+    out = synthetic(driver, case)["out"]
+    protected, reason, spis = expected
+    assert (out["protected"], out["reason"], out["spis"]) == (protected, reason_code(reason), spis)
+
+
 def test_outbound_best_sa_for_the_other_direction_drops_the_flow(driver: str) -> None:
     """Issue 14 item 7: an SA marked `dir in` (XFRMA_SA_DIR, kernel 6.10) is a candidate for
     xfrm_state_find like any other; when it is the best (the newest), xfrm_tmpl_resolve_one drops the flow
@@ -1320,9 +1327,7 @@ def test_outbound_sa_pick_follows_xfrm_state_find_or_is_not_decidable(
     mixed the two chains: each answered SECURED with an SA the kernel may not use. Now such a choice between
     SAs that answer differently is not decidable, and a maybe-SA the sure one outranks changes nothing
     (tests/linux_c/synthetic.c)."""
-    out = synthetic(driver, case)["out"]
-    protected, reason, spis = expected
-    assert (out["protected"], out["reason"], out["spis"]) == (protected, reason_code(reason), spis)
+    assert_out(driver, case, expected)
 
 
 @pytest.mark.parametrize(
@@ -1345,9 +1350,7 @@ def test_outbound_sa_pick_with_an_unknown_or_wildcard_source(
     xfrm_state_find's source-any pass matches the destination only, so an SA from another specific source in
     that bucket competes there: it was ignored. Both are now not decidable when such an SA answers differently
     (tests/linux_c/synthetic.c)."""
-    out = synthetic(driver, case)["out"]
-    protected, reason, spis = expected
-    assert (out["protected"], out["reason"], out["spis"]) == (protected, reason_code(reason), spis)
+    assert_out(driver, case, expected)
 
 
 @pytest.mark.parametrize(
@@ -1368,9 +1371,7 @@ def test_outbound_sa_pick_reads_dying_as_xfrm_timer_proc_sets_it(
     the timer may not have run: now the use limit counts, and when the pick changes with it, the direction is
     not decidable. And a dying state learnt from a soft-expire notification was lost at the next dump (the
     limits do not show it): it is kept by SA id (tests/linux_c/synthetic.c)."""
-    out = synthetic(driver, case)["out"]
-    protected, reason, spis = expected
-    assert (out["protected"], out["reason"], out["spis"]) == (protected, reason_code(reason), spis)
+    assert_out(driver, case, expected)
 
 
 @pytest.mark.parametrize(
@@ -1390,9 +1391,7 @@ def test_outbound_sa_pick_is_not_decidable_where_the_kernel_keeps_history(
     while the dump's newest was named. Per-CPU SAs (XFRMA_SA_PCPU) depend on the sending CPU, and
     packet-offload SAs (XFRMA_OFFLOAD_DEV, XFRM_OFFLOAD_PACKET) are skipped by software policies: both were
     read as ordinary SAs (tests/linux_c/synthetic.c)."""
-    out = synthetic(driver, case)["out"]
-    protected, reason, spis = expected
-    assert (out["protected"], out["reason"], out["spis"]) == (protected, reason_code(reason), spis)
+    assert_out(driver, case, expected)
 
 
 def test_an_unreadable_policy_is_seen_by_a_lookup_that_starts_at_main(driver: str) -> None:

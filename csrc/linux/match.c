@@ -201,7 +201,8 @@ static const ss_policy *lookup_from(const ss_snap *s, ss_flow *f, int dir, uint3
         unsigned i;
 
         if (bk->heads == NULL || bk->end == bk->start) {
-            if (type == XFRM_POLICY_TYPE_MAIN && unreadable_may_win(s, f, dir, NULL, err) != 0) {
+            if (type == XFRM_POLICY_TYPE_MAIN && top_type == XFRM_POLICY_TYPE_MAIN &&
+                unreadable_may_win(s, f, dir, NULL, err) != 0) {
                 *rc = -1;
                 return NULL;
             }
@@ -277,7 +278,9 @@ static const ss_policy *lookup_from(const ss_snap *s, ss_flow *f, int dir, uint3
                 break;
             }
         }
-        if (type == XFRM_POLICY_TYPE_MAIN && unreadable_may_win(s, f, dir, best, err) != 0) {
+        /* From SUB, the SUB walk already met every unreadable policy that selects the flow (and failed). */
+        if (type == XFRM_POLICY_TYPE_MAIN && top_type == XFRM_POLICY_TYPE_MAIN &&
+            unreadable_may_win(s, f, dir, best, err) != 0) {
             *rc = -1;
             return NULL;
         }
@@ -489,6 +492,26 @@ static int sa_sel_match_out(const ss_sa *a, ss_flow *f, secsock_error *err)
     return flow_sel_match(&a->sel, f, XFRM_POLICY_OUT, err);
 }
 
+/* sa_sel_match_out's answers by position in the template's SA chain, shared by the walks of one lookup_sa_out
+ * (a selector naming a device asks flow_sel_dev); -2: not asked yet. */
+#define SS_SEL_SEEN 32
+typedef struct {
+    int8_t m[SS_SEL_SEEN];
+} sel_seen;
+
+static int sel_match_seen(sel_seen *seen, unsigned pos, const ss_sa *a, ss_flow *f, secsock_error *err)
+{
+    int m;
+    if (pos < SS_SEL_SEEN && seen->m[pos] != -2) {
+        return seen->m[pos];
+    }
+    m = sa_sel_match_out(a, f, err);
+    if (pos < SS_SEL_SEEN && m >= 0) {
+        seen->m[pos] = (int8_t)m;
+    }
+    return m;
+}
+
 /*
  * Outbound, the SA the kernel would use for template t, as xfrm_state_find picks it, or NULL with f->mark_doubt
  * set when that cannot be told and the candidates' answers differ.
@@ -513,8 +536,9 @@ static int sa_sel_match_out(const ss_sa *a, ss_flow *f, secsock_error *err)
  */
 static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_policy *pol, const ss_tmpl *t,
                                      const uint8_t *remote, const uint8_t *local, int assume, int *dying_maybe,
-                                     int *rc, secsock_error *err)
+                                     sel_seen *seen, int *rc, secsock_error *err)
 {
+    unsigned pos;
     const ss_sa *best[2] = {NULL, NULL}; /* [0] the first chain (the flow's own source), [1] source any */
     int acquiring = 0, pass, doubt = SS_DOUBT_NONE, source_unknown = addr_any(local, t->family), kind = 0;
     int cache = kernel_state_cache();
@@ -522,7 +546,7 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
     int32_t j, head = s->saheads[sa_key_hash(t->family, t->proto, remote) & s->sahmask];
 
     /* The picks among the sure candidates, and whether an acquire holds the first chain. */
-    for (j = head; j >= 0; j = s->sanext[j]) {
+    for (j = head, pos = 0; j >= 0; j = s->sanext[j], pos++) {
         const ss_sa *a = &s->sas[j];
         int cls = sa_out_candidate(a, pol, t, remote, local), m;
 
@@ -536,7 +560,7 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
             acquiring |= !a->expired && cls == 0;
             continue;
         }
-        if ((m = sa_sel_match_out(a, f, err)) < 0) {
+        if ((m = sel_match_seen(seen, pos, a, f, err)) < 0) {
             *rc = -1;
             return NULL;
         }
@@ -555,7 +579,7 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
     pass = best[0] != NULL || acquiring ? 0 : 1;
     pick = best[pass];
     /* Every other candidate the kernel may consider, against the pick. */
-    for (j = head; j >= 0 && doubt == SS_DOUBT_NONE; j = s->sanext[j]) {
+    for (j = head, pos = 0; j >= 0 && doubt == SS_DOUBT_NONE; j = s->sanext[j], pos++) {
         const ss_sa *a = &s->sas[j];
         int cls = sa_out_candidate(a, pol, t, remote, local), m;
 
@@ -568,7 +592,7 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
             }
             continue;
         }
-        if ((m = sa_sel_match_out(a, f, err)) < 0) {
+        if ((m = sel_match_seen(seen, pos, a, f, err)) < 0) {
             *rc = -1;
             return NULL;
         }
@@ -606,12 +630,16 @@ static const ss_sa *lookup_sa_out(const ss_snap *s, ss_flow *f, const ss_policy 
                                   const uint8_t *remote, const uint8_t *local, int *rc, secsock_error *err)
 {
     int dying_maybe = 0;
-    const ss_sa *pick = lookup_sa_out_as(s, f, pol, t, remote, local, 0, &dying_maybe, rc, err), *other;
+    sel_seen seen;
+    const ss_sa *pick, *other;
+
+    memset(seen.m, -2, sizeof(seen.m));
+    pick = lookup_sa_out_as(s, f, pol, t, remote, local, 0, &dying_maybe, &seen, rc, err);
 
     if (*rc != 0 || f->mark_doubt != SS_DOUBT_NONE || !dying_maybe) {
         return pick;
     }
-    other = lookup_sa_out_as(s, f, pol, t, remote, local, 1, &dying_maybe, rc, err);
+    other = lookup_sa_out_as(s, f, pol, t, remote, local, 1, &dying_maybe, &seen, rc, err);
     if (*rc != 0 || f->mark_doubt != SS_DOUBT_NONE) {
         return NULL;
     }

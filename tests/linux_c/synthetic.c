@@ -112,15 +112,24 @@ static ss_sa esp_sa(const char *src, const char *dst, uint32_t spi, uint64_t add
     return a;
 }
 
-/* An SA as the kernel dumps it (struct xfrm_usersa_info, no attributes), parsed by ss_parse_sa; its cipher set
- * afterwards. Lifetimes in seconds relative to now (0: none). */
+/* An SA as the kernel dumps it (struct xfrm_usersa_info, then the attribute type with len bytes of data unless
+ * type is 0), parsed by ss_parse_sa; its cipher set afterwards. Times in seconds before now (used_ago -1: never
+ * used), lifetimes in seconds (0: none). */
 static int parsed_sa(ss_sa *out, const char *src, uint32_t spi, int64_t added_ago, int64_t used_ago,
-                     uint64_t soft_add, uint64_t soft_use, const char *aead)
+                     uint64_t soft_add, uint64_t soft_use, const char *aead, uint16_t type, const void *data,
+                     size_t len)
 {
+    union {
+        uint8_t bytes[NLMSG_ALIGN(sizeof(struct xfrm_usersa_info)) + NLA_HDRLEN + 64];
+        uint64_t align;
+    } msg;
     struct xfrm_usersa_info info;
+    struct nlattr at;
+    size_t fixed = NLMSG_ALIGN(sizeof(info));
     const char *why;
     int64_t now = (int64_t)time(NULL);
 
+    memset(&msg, 0, sizeof(msg));
     memset(&info, 0, sizeof(info));
     info.family = AF_INET;
     inet_pton(AF_INET, src, &info.saddr);
@@ -135,51 +144,20 @@ static int parsed_sa(ss_sa *out, const char *src, uint32_t spi, int64_t added_ag
     info.lft.soft_use_expires_seconds = soft_use;
     info.curlft.add_time = (uint64_t)(now - added_ago);
     info.curlft.use_time = used_ago >= 0 ? (uint64_t)(now - used_ago) : 0;
-    if (ss_parse_sa(&info, sizeof(info), out, &why) != SS_PARSE_OK) {
+    memcpy(msg.bytes, &info, sizeof(info));
+    if (type != 0) {
+        at.nla_len = (uint16_t)(NLA_HDRLEN + len);
+        at.nla_type = type;
+        memcpy(msg.bytes + fixed, &at, sizeof(at));
+        memcpy(msg.bytes + fixed + NLA_HDRLEN, data, len);
+        fixed += NLA_ALIGN(NLA_HDRLEN + len);
+    }
+    if (ss_parse_sa(msg.bytes, fixed, out, &why) != SS_PARSE_OK) {
         fprintf(stderr, "parse: %s\n", why);
         return -1;
     }
     out->has_aead = 1;
     snprintf(out->aead, sizeof(out->aead), "%s", aead);
-    return 0;
-}
-
-/* An SA from 10.0.0.1 as the kernel dumps it, with one attribute after struct xfrm_usersa_info, parsed by
- * ss_parse_sa (AES-GCM set afterwards). */
-static int parsed_sa_attr(ss_sa *out, uint32_t spi, uint16_t type, const void *data, size_t len)
-{
-    union {
-        uint8_t bytes[NLMSG_ALIGN(sizeof(struct xfrm_usersa_info)) + NLA_HDRLEN + 64];
-        uint64_t align;
-    } msg;
-    struct xfrm_usersa_info info;
-    struct nlattr at;
-    size_t fixed = NLMSG_ALIGN(sizeof(info));
-    const char *why;
-
-    memset(&msg, 0, sizeof(msg));
-    memset(&info, 0, sizeof(info));
-    info.family = AF_INET;
-    inet_pton(AF_INET, "10.0.0.1", &info.saddr);
-    inet_pton(AF_INET, "10.0.0.2", &info.id.daddr);
-    info.id.spi = htonl(spi);
-    info.id.proto = IPPROTO_ESP;
-    info.reqid = 7;
-    info.mode = XFRM_MODE_TRANSPORT;
-    info.lft.soft_byte_limit = info.lft.hard_byte_limit = XFRM_INF;
-    info.lft.soft_packet_limit = info.lft.hard_packet_limit = XFRM_INF;
-    info.curlft.add_time = 100;
-    at.nla_len = (uint16_t)(NLA_HDRLEN + len);
-    at.nla_type = type;
-    memcpy(msg.bytes, &info, sizeof(info));
-    memcpy(msg.bytes + fixed, &at, sizeof(at));
-    memcpy(msg.bytes + fixed + NLA_HDRLEN, data, len);
-    if (ss_parse_sa(msg.bytes, fixed + NLA_ALIGN(NLA_HDRLEN + len), out, &why) != SS_PARSE_OK) {
-        fprintf(stderr, "parse: %s\n", why);
-        return -1;
-    }
-    out->has_aead = 1;
-    snprintf(out->aead, sizeof(out->aead), "%s", "rfc4106(gcm(aes))");
     return 0;
 }
 
@@ -296,11 +274,11 @@ int cmd_synthetic(const char *name)
         ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         ss_sa a, b;
         if (strcmp(name, "sa-soft-use-dying") == 0) {
-            rc = parsed_sa(&a, "10.0.0.1", 0x1001, 100, 50, 0, 10, "rfc4106(gcm(aes))");
+            rc = parsed_sa(&a, "10.0.0.1", 0x1001, 100, 50, 0, 10, "rfc4106(gcm(aes))", 0, NULL, 0);
         } else {
-            rc = parsed_sa(&a, "10.0.0.1", 0x1001, 100, -1, 100, 0, "rfc4106(gcm(aes))");
+            rc = parsed_sa(&a, "10.0.0.1", 0x1001, 100, -1, 100, 0, "rfc4106(gcm(aes))", 0, NULL, 0);
         }
-        rc |= parsed_sa(&b, "10.0.0.1", 0x1002, 200, -1, 0, 0, "rfc4543(gcm(aes))");
+        rc |= parsed_sa(&b, "10.0.0.1", 0x1002, 200, -1, 0, 0, "rfc4543(gcm(aes))", 0, NULL, 0);
         rc |= add_policy(&s, &p) | add_sa(&s, &a);
         if (strcmp(name, "sa-soft-add-just-due-alone") != 0) {
             rc |= add_sa(&s, &b);
@@ -339,13 +317,15 @@ int cmd_synthetic(const char *name)
         ss_sa a;
         if (strcmp(name, "sa-pcpu") == 0) {
             uint32_t cpu = 1;
-            rc = parsed_sa_attr(&a, 0x1001, 35 /* XFRMA_SA_PCPU */, &cpu, sizeof(cpu));
+            rc = parsed_sa(&a, "10.0.0.1", 0x1001, 100, -1, 0, 0, "rfc4106(gcm(aes))", XFRMA_SA_PCPU, &cpu,
+                           sizeof(cpu));
         } else {
             struct xfrm_user_offload off;
             memset(&off, 0, sizeof(off));
             off.ifindex = 2;
             off.flags = XFRM_OFFLOAD_PACKET;
-            rc = parsed_sa_attr(&a, 0x1001, XFRMA_OFFLOAD_DEV, &off, sizeof(off));
+            rc = parsed_sa(&a, "10.0.0.1", 0x1001, 100, -1, 0, 0, "rfc4106(gcm(aes))", XFRMA_OFFLOAD_DEV, &off,
+                           sizeof(off));
         }
         rc |= add_policy(&s, &p) | add_sa(&s, &a);
     } else if (strcmp(name, "unreadable-under-sub-bypass") == 0) {
@@ -367,6 +347,8 @@ int cmd_synthetic(const char *name)
     }
     if (rc != 0 || snap_index_policies(&s) != 0 || snap_index_sas(&s) != 0) {
         fprintf(stderr, "out of memory\n");
+        snap_free_policies(&s);
+        snap_free_sas(&s);
         return 1;
     }
     for (dir = XFRM_POLICY_IN; dir <= XFRM_POLICY_OUT; dir++) {
