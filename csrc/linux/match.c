@@ -532,7 +532,8 @@ static int sel_match_seen(sel_seen *seen, unsigned pos, const ss_sa *a, ss_flow 
  * surely match, and the answer is not decidable when another candidate the kernel may consider would rank at
  * least as high (or a first-chain candidate exists while the pick comes from the second) and answers
  * differently: SS_DOUBT_DEV for a selector's device, SS_DOUBT_SA_ORDER for chain order, SS_DOUBT_SOURCE for
- * the tunnel source.
+ * the tunnel source; and on 6.13+ (SS_DOUBT_SA_CACHE) whatever its rank. Per-CPU and packet-offload SAs:
+ * SS_DOUBT_SA_KIND.
  */
 static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_policy *pol, const ss_tmpl *t,
                                      const uint8_t *remote, const uint8_t *local, int assume, int *dying_maybe,
@@ -603,16 +604,16 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
         if (cls == 2 && source_unknown) {
             /* From the route's source, it is in the chain the kernel walks first, whatever its rank. */
             doubt = SS_DOUBT_SOURCE;
-        } else if (cache) {
-            /* 6.13+: xfrm_state_find first walks pol->state_cache_list, the states it used for this policy
-             * before (only a delete or the policy's end drops one): any valid candidate may be there. */
-            doubt = SS_DOUBT_SA_CACHE;
         } else if (pick == NULL || (cls == 0 && pass == 1) || sa_ranks_at_least(a, pick, assume)) {
             /* It may be the kernel's pick instead: a maybe-matching selector (the first chain's even against a
              * second-chain pick, which the kernel would then not reach), or a sure one the chain order (a tie,
              * a source-any state sharing the first chain's bucket, another source's sharing the source-any
              * chain's) may put first. */
             doubt = m == SS_SEL_MAYBE ? SS_DOUBT_DEV : SS_DOUBT_SA_ORDER;
+        } else if (cache) {
+            /* 6.13+: xfrm_state_find first walks pol->state_cache_list, the states it used for this policy
+             * before (only a delete or the policy's end drops one): any valid candidate may be there. */
+            doubt = SS_DOUBT_SA_CACHE;
         }
     }
     if (doubt != SS_DOUBT_NONE) {
