@@ -67,8 +67,9 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "compares for it (inbound loopback or a VRF's master, outbound a VRF's slave or the device a UDP socket "
     "may choose per message) could not be told",
     "not decidable here: SAs that differ could each be the one the kernel picks for a template (added in the "
-    "same second and as little dying, or one toward any source address next to one from this flow's), and "
-    "which one it takes depends on the order of its hash chains, which the dump does not show",
+    "same second and as little dying, one toward any source address next to one from this flow's or from "
+    "another source, or one whose soft lifetime falls due this second), and which one it takes depends on the "
+    "order of its hash chains, which the dump does not show, or on whether its timer has run yet",
     "not decidable here: the device the socket sends by decides (whether the flow leaves by an XFRM "
     "interface, whose if_id policies then apply, or whether the peer is reached over loopback), and it cannot "
     "be read (a device an IPv4 UDP message's IP_PKTINFO names, an unbound UDPv6 socket's IPV6_PKTINFO, a "
@@ -76,6 +77,14 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "not decidable here: a device of the namespace has disable_policy (inbound) or disable_xfrm (outbound) "
     "set, the kernel skips XFRM for packets that arrive (or, toward a multicast group, leave) by it, and "
     "which device the flow's packets use could not be told",
+    "not decidable here: a tunnel template's source address is any, so the kernel uses the route's preferred "
+    "source toward the gateway (xfrm_get_saddr), which is not read here, and SAs from specific source addresses "
+    "that answer differently may be the ones it takes (or none, and it waits for a key manager)",
+    "not decidable here: SAs that differ fit a template, and from Linux 6.13 the kernel first uses an SA it "
+    "cached for the policy (the one it used before, an older one after a rekey, until that SA is deleted), "
+    "which the dump does not show",
+    "not decidable here: a per-CPU SA (XFRMA_SA_PCPU: the sending CPU decides) or a packet-offload SA "
+    "(XFRMA_OFFLOAD_DEV: software policies skip it, an offload policy takes only such) fits a template",
 };
 static PyObject *reason_object(module_state *st, const secsock_result *r)
 {
