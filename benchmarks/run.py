@@ -248,15 +248,20 @@ def worker(n: int, quick: bool, sas: int = 0) -> dict[str, Any]:
     for sock in (client2, server2):
         sock.close()
 
-    # The extension's own function without the facade's Python: the call query(sock) makes (builds before
-    # 2026-11-24 had no query_info: then the raw query, as at_commit.sh may run them).
+    # The extension's own function without the facade's Python: the call query(sock) makes, query_sock since
+    # 080d139 (older builds, as at_commit.sh may run them: query_info; before 2026-11-24 the raw query).
     from secsock import _secsock
 
-    if hasattr(_secsock, "query_info"):
+    if hasattr(_secsock, "query_sock"):
+        c_loop = timed_loop("query_sock(server)", dict(namespace, query_sock=_secsock.query_sock))
+        result["c_call"] = "query_sock"
+    elif hasattr(_secsock, "query_info"):
         c_namespace = dict(namespace, query_info=_secsock.query_info)
         c_loop = timed_loop("query_info(server, None, 0, False)", c_namespace)
+        result["c_call"] = "query_info"
     else:
         c_loop = timed_loop("query(fd, None, 0, False)", dict(fd=server.fileno(), query=_secsock.query))
+        result["c_call"] = "query"
     c_times = batch_median(c_loop, rounds, size)
     result["c_query_ns"] = statistics.median(c_times)
 

@@ -28,6 +28,8 @@ static PyObject *mod_backend_stats(PyObject *module, PyObject *Py_UNUSED(args))
 static PyMethodDef module_methods[] = {
     {"query_info", mod_query_info, METH_VARARGS,
      "query_info(sock, peer, token_access, ipsec2) -> SecurityInfo, or None unless sock alone was given."},
+    {"query_sock", mod_query_sock, METH_O,
+     "query_sock(sock) -> SecurityInfo, or None: query_info(sock, None, 0, False) in one argument."},
     {"bind_results", mod_bind_results, METH_VARARGS,
      "bind_results(cls, protocols, flags, in_the_clear, decode, sa_cls, ipsec_protocols, ipsec_modes): what "
      "query_info() builds its answer from."},

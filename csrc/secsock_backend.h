@@ -139,6 +139,10 @@ enum {
     SECSOCK_REASON_DEV_UNDECIDABLE, /* a selector names a device; which one the kernel compares is unknown (VRF) */
     SECSOCK_REASON_SA_ORDER_UNDECIDABLE, /* outbound SAs that differ tie: the kernel's hash chain order decides */
     SECSOCK_REASON_OUT_DEV_UNDECIDABLE, /* the device the socket sends by decides (if_id, a local peer): unknown */
+    SECSOCK_REASON_XFRM_MAYBE_DISABLED, /* a device the flow may use has disable_xfrm/disable_policy: undecidable */
+    SECSOCK_REASON_TUNNEL_SOURCE_UNDECIDABLE, /* a tunnel template's source is any: the route's source decides */
+    SECSOCK_REASON_SA_CACHE_UNDECIDABLE, /* 6.13+: SAs that differ fit; the policy's state cache decides */
+    SECSOCK_REASON_SA_KIND_UNDECIDABLE, /* a per-CPU or packet-offload SA fits: the CPU or offload policy decides */
     SECSOCK_REASON_MULTIPATH_UNDECIDABLE, /* MPTCP subflows, SCTP paths: other addresses and devices */
     SECSOCK_REASON_COUNT
 };
@@ -216,7 +220,8 @@ int secsock_pending_free_or_leak(secsock_pending *p, secsock_error *err);
 
 /* The query in one step, made synchronously (Windows: no OVERLAPPED, no event, no wait; the size negotiation
    included). Call without the GIL. Zeroes out and clears err before anything else, so the caller need not
-   (the module's per-connection call relies on it). */
+   (the module's per-connection call relies on it); a direction's SA slots past its count, which nothing
+   reads, may be left as they were (Linux: clearing them was a measurable part of a clear answer). */
 int secsock_query(const secsock_query_request *req, secsock_result *out, secsock_error *err);
 
 /* Close a token handle from a result (CloseHandle). 0, or -1 with err set. */

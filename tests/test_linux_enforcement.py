@@ -239,3 +239,22 @@ def test_the_upkeep_counters_are_read_only_while_debug_is_on(monkeypatch: pytest
         finally:
             logger.setLevel(logging.NOTSET)
         assert reads == expected
+
+
+def test_a_logger_disabled_after_debug_was_remembered_reads_no_counters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The query reads isEnabledFor's memo first (issue 14, speed): a remembered True must not skip the call,
+    # which also says False for a disabled logger.
+    reads: list[object] = []
+    monkeypatch.setattr(_query, "_log_backend_upkeep", reads.append)
+    logger = logging.getLogger("secsock")
+    logger.setLevel(logging.DEBUG)
+    try:
+        _query_loopback()
+        assert reads == [_query._COMPILED] and logger._cache.get(logging.DEBUG) is True
+        monkeypatch.setattr(logger, "disabled", True)
+        _query_loopback()
+    finally:
+        logger.setLevel(logging.NOTSET)
+    assert reads == [_query._COMPILED]

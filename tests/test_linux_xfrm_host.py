@@ -470,6 +470,55 @@ def test_an_ipv4_udp_message_may_name_another_device(ns: Netns) -> None:
     assert reason_of(bound_vc)[0].startswith(DEV_UNDECIDABLE), bound_vc
 
 
+SEND_AND_ASK = """
+import errno, json, os, socket, sys
+import secsock
+local, peer, key = sys.argv[1:4]
+# TCP: an IPv4 UDP message may name its own device (IP_PKTINFO), which makes a `dev` selector not decidable.
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+if key == "uidrange":
+    os.fchown(s.fileno(), 1000, -1)  # sockfs_setattr: the socket's sk_uid becomes 1000
+if key == "tos":
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x10)
+s.bind((local, 5555 if key == "sport" else 0))
+s.setblocking(False)
+sent = s.connect_ex((peer, 600))  # EINPROGRESS once the SYN is routed, EPERM if a policy blocks it
+sent = 0 if sent == errno.EINPROGRESS else sent
+print(json.dumps({"sent": sent, "reason": secsock.query(s, peer=(peer, 600)).reason}))
+"""
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [("uidrange", "1000-1000"), ("tos", "0x10"), ("ipproto", "tcp"), ("sport", "5555"), ("dport", "600")],
+    ids=lambda rule: rule[0],
+)
+def test_the_route_is_asked_with_what_ip_rules_select_on(ns: Netns, rule: tuple[str, str]) -> None:
+    """Outside review (d): the socket's own route lookup carries its sk_uid, TOS, protocol and ports
+    (flowi4_init_output), and `ip rule` selects tables on each (fib_rule_match, fib4_rule_match). The
+    backend asked RTM_GETROUTE with addresses, mark and device only (and so the caller's uid, and UDP as
+    the protocol): the socket's SYN leaves by vc (the rule's table) and passes by a `dev vc` bypass,
+    while the backend asked the main table, got vb, and answered with the block below the bypass (the
+    kernel's answer for vb: the send is refused)."""
+    peer = "10.80.0.2"
+    vb_and_vc(ns)
+    ns.ip("route", "add", "10.80.0.0/24", "dev", "vb")
+    ns.ip("route", "add", "10.80.0.0/24", "dev", "vc", "table", "100")
+    ns.ip("rule", "add", *rule, "lookup", "100")
+    ns.ip("xfrm", "policy", "add", "src", C, "dst", peer, "dev", "vc", "dir", "out", "priority", "10")
+    ns.ip("xfrm", "policy", "add", "src", C, "dst", peer, "dir", "out", "priority", "100", "action", "block")
+    done = subprocess.run(
+        ns.exec_argv(sys.executable, "-c", SEND_AND_ASK, C, peer, rule[0]),
+        capture_output=True,
+        text=True,
+        env=child_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["sent"] == 0, "the kernel did not route the packet by vc"
+    assert result["reason"].startswith("outbound: the policy allows the flow without IPsec;"), result
+
+
 def test_an_ipv4_multicast_flows_selector_device_is_not_decidable(ns: Netns) -> None:
     """Outside review: toward a multicast peer udp_sendmsg starts from IP_MULTICAST_IF's index (mc_index),
     which no getsockopt returns (IP_MULTICAST_IF gives the address). The backend took the route's device: a
@@ -822,6 +871,19 @@ def test_a_bound_devices_kind_is_kept_within_the_interval(ns: Netns, driver: str
     assert 0 < link_asks <= 2, f"{link_asks} RTM_GETLINK requests for 51 queries"
 
 
+def test_a_devices_disable_xfrm_costs_a_steady_query_nothing_more(ns: Netns, driver: str) -> None:
+    """A device's disable_xfrm (vb's here: a gateway's internal interface) makes an IPv4 outbound query ask
+    which device its flow leaves by (vc): the route toward the peer, one RTM_GETROUTE, which each query
+    asked again; it is kept with the other settings, keyed by what the route lookup carries, so the
+    queries after the first ask nothing (frozen clock)."""
+    peer = "10.79.0.2"
+    vb_and_vc(ns)
+    run(*ns.exec_argv("sysctl", "-qw", "net.ipv4.conf.vb.disable_xfrm=1"))
+    esp_policies(ns, C, peer)
+    result = drive(ns, driver, "repeat", "200", C, peer, "500")
+    assert result == {"repeat": 200, "dumps_during": 0, "conf_asks_during": 0}
+
+
 def test_a_disable_xfrm_change_is_seen_within_the_interval(ns: Netns, driver: str) -> None:
     """The sysctls send no notification: what was read stands until SS_XCHECK_INTERVAL_MS (1 s) has passed
     on the (frozen, test-driven) clock, then the next query reads the new value. B is in A's prefix on lo (a
@@ -894,6 +956,41 @@ def test_without_cap_net_admin_permission_error(ns: Netns, wrap: tuple[str, ...]
     assert result["error"] == "PermissionError", result
     assert result["errno"] == errno.EPERM
     assert "CAP_NET_ADMIN" in result["message"]
+
+
+DROP_MARK_CAPS = """
+import ctypes, socket, sys
+import secsock
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 7)
+s.bind(("0.0.0.0", 0))  # the wildcard address: the query probes the source toward the peer
+secsock.query(s, peer=(sys.argv[1], 500))  # with the capabilities: the namespace's snapshot is kept
+libc = ctypes.CDLL(None, use_errno=True)
+header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
+data = (ctypes.c_uint32 * 6)()
+assert libc.capget(header, data) == 0
+data[0] &= ~((1 << 12) | (1 << 13))  # effective: no CAP_NET_ADMIN, no CAP_NET_RAW
+assert libc.capset(header, data) == 0
+try:
+    secsock.query(s, peer=(sys.argv[1], 500))
+except OSError as e:
+    print(e)
+else:
+    print("answered")
+"""
+
+
+def test_a_source_probe_that_cannot_carry_the_mark_raises(ns: Netns) -> None:
+    """Outside review (h): the source address of a socket bound to the wildcard address comes from a probe
+    socket given the socket's mark, so that mark rules pick the same route. A failed setsockopt(SO_MARK)
+    (it needs CAP_NET_RAW or CAP_NET_ADMIN) was ignored, and the answer was for the route of an unmarked
+    flow, which the socket never sends. The thread loses both capabilities after a first query (the
+    snapshot is kept, so nothing else needs them): the second query raises, naming the call."""
+    done = subprocess.run(
+        ns.exec_argv(sys.executable, "-c", DROP_MARK_CAPS, B), capture_output=True, text=True, env=child_env()
+    )
+    assert done.returncode == 0, done.stderr
+    assert "setsockopt(SO_MARK)" in done.stdout and os.strerror(errno.EPERM) in done.stdout, done.stdout
 
 
 def test_not_a_socket_is_enotsock() -> None:
@@ -1508,6 +1605,13 @@ def reason_code(name: str) -> int:
     return names.index(name)
 
 
+def assert_out(driver: str, case: str, expected: tuple[int, str, list[int]]) -> None:
+    """The synthetic case's outbound answer is (protected, reason name, SPIs)."""
+    out = synthetic(driver, case)["out"]
+    protected, reason, spis = expected
+    assert (out["protected"], out["reason"], out["spis"]) == (protected, reason_code(reason), spis)
+
+
 def test_outbound_best_sa_for_the_other_direction_drops_the_flow(driver: str) -> None:
     """Issue 14 item 7: an SA marked `dir in` (XFRMA_SA_DIR, kernel 6.10) is a candidate for
     xfrm_state_find like any other; when it is the best (the newest), xfrm_tmpl_resolve_one drops the flow
@@ -1549,9 +1653,71 @@ def test_outbound_sa_pick_follows_xfrm_state_find_or_is_not_decidable(
     mixed the two chains: each answered SECURED with an SA the kernel may not use. Now such a choice between
     SAs that answer differently is not decidable, and a maybe-SA the sure one outranks changes nothing
     (tests/linux_c/synthetic.c)."""
-    out = synthetic(driver, case)["out"]
-    protected, reason, spis = expected
-    assert (out["protected"], out["reason"], out["spis"]) == (protected, reason_code(reason), spis)
+    assert_out(driver, case, expected)
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("sa-tunnel-source-any-both", (0, "TUNNEL_SOURCE_UNDECIDABLE", [])),
+        ("sa-tunnel-source-any-other", (0, "TUNNEL_SOURCE_UNDECIDABLE", [])),
+        ("sa-tunnel-source-any-wild", (1, "ENCRYPTED", [0x1003])),
+        ("sa-wildcard-other-source", (0, "SA_ORDER_UNDECIDABLE", [])),
+        ("sa-wildcard-other-source-older", (1, "ENCRYPTED", [0x1001])),
+    ],
+)
+def test_outbound_sa_pick_with_an_unknown_or_wildcard_source(
+    driver: str, case: str, expected: tuple[int, str, list[int]]
+) -> None:
+    """A tunnel template whose source is any gets the route's preferred source toward its gateway
+    (xfrm_tmpl_resolve_one: xfrm_get_saddr), which the backend does not read: it took every SA toward the
+    gateway as a candidate and named the newest (ENCRYPTED with an AES-GCM SA from another address where the
+    kernel uses the null-cipher SA from its own source, or SECURED where the kernel acquires). And
+    xfrm_state_find's source-any pass matches the destination only, so an SA from another specific source in
+    that bucket competes there: it was ignored. Both are now not decidable when such an SA answers differently
+    (tests/linux_c/synthetic.c)."""
+    assert_out(driver, case, expected)
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("sa-soft-use-dying", (1, "NOT_ENCRYPTING", [0x1002])),
+        ("sa-soft-add-just-due", (0, "SA_ORDER_UNDECIDABLE", [])),
+        ("sa-soft-add-just-due-alone", (1, "ENCRYPTED", [0x1001])),
+        ("sa-dying-notified-redump", (1, "NOT_ENCRYPTING", [0x1002])),
+    ],
+)
+def test_outbound_sa_pick_reads_dying_as_xfrm_timer_proc_sets_it(
+    driver: str, case: str, expected: tuple[int, str, list[int]]
+) -> None:
+    """xfrm_state_look_at prefers an SA that is not dying; xfrm_timer_proc makes one dying when a soft add or
+    a soft use limit (from use_time, once the SA was used) falls due. The parser ignored the use limit (the
+    newer, dying SA was named) and took an add limit that falls due this second as already acted on, though
+    the timer may not have run: now the use limit counts, and when the pick changes with it, the direction is
+    not decidable. And a dying state learnt from a soft-expire notification was lost at the next dump (the
+    limits do not show it): it is kept by SA id (tests/linux_c/synthetic.c)."""
+    assert_out(driver, case, expected)
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("sa-cache-6.1", (1, "ENCRYPTED", [0x1001])),
+        ("sa-cache-6.13", (0, "SA_CACHE_UNDECIDABLE", [])),
+        ("sa-pcpu", (0, "SA_KIND_UNDECIDABLE", [])),
+        ("sa-offload-packet", (0, "SA_KIND_UNDECIDABLE", [])),
+    ],
+)
+def test_outbound_sa_pick_is_not_decidable_where_the_kernel_keeps_history(
+    driver: str, case: str, expected: tuple[int, str, list[int]]
+) -> None:
+    """From 6.13 xfrm_state_find walks the policy's state cache first (pol->state_cache_list: the SA it
+    used before, kept until that SA is deleted or the policy killed), so after a rekey it keeps the old SA
+    while the dump's newest was named. Per-CPU SAs (XFRMA_SA_PCPU) depend on the sending CPU, and
+    packet-offload SAs (XFRMA_OFFLOAD_DEV, XFRM_OFFLOAD_PACKET) are skipped by software policies: both were
+    read as ordinary SAs (tests/linux_c/synthetic.c)."""
+    assert_out(driver, case, expected)
 
 
 def test_an_unreadable_policy_is_seen_by_a_lookup_that_starts_at_main(driver: str) -> None:
@@ -1624,7 +1790,7 @@ def test_a_link_local_peer_keeps_its_scope(ns: Netns) -> None:
 
 DISABLED = (
     "XFRM is disabled for the flow (disable_xfrm outbound, disable_policy inbound: set for all interfaces, "
-    "or on loopback, which the flow runs over)"
+    "on the device the flow leaves by, or on loopback, which the flow runs over)"
 )
 
 
@@ -1658,6 +1824,102 @@ def test_all_interfaces_setting_disables_xfrm_for_every_flow(ns: Netns, setting:
     assert result["flags"] == 0
     assert (outbound == DISABLED) == sent_in_clear and (sent_in_clear or outbound.startswith(no_sa)), result
     assert inbound == DISABLED if setting == "disable_policy" else inbound.startswith(no_sa), result
+
+
+@pytest.mark.parametrize("device", ["vc", "vb"])
+def test_the_output_devices_disable_xfrm_decides_outbound(ns: Netns, device: str) -> None:
+    """Outside review: __mkroute_output gives the route DST_NOXFRM from IN_DEV_ORCONF(NOXFRM) of its output
+    device, so disable_xfrm on the device toward a remote peer sends past an ESP policy in the clear; only
+    `all`'s and loopback's were read, and the backend said "no SA fits" (SECURED once SAs exist). The flow
+    leaves by vc: vc's setting disables XFRM for it, vb's does not."""
+    peer = "10.79.0.2"
+    vb_and_vc(ns)
+    run(*ns.exec_argv("sysctl", "-qw", f"net.ipv4.conf.{device}.disable_xfrm=1"))
+    esp_policies(ns, C, peer)
+    before = xfrm_stat(ns, "XfrmOutNoStates")
+    sent = send_from_c(ns, "socket.SOL_SOCKET, socket.SO_REUSEADDR, 1", peer)
+    in_clear = xfrm_stat(ns, "XfrmOutNoStates") == before
+    assert in_clear == (device == "vc") and sent.returncode == 0, sent.stderr
+    # Asked for TCP: an IPv4 UDP message may name another device (IP_PKTINFO), so with a device's
+    # disable_xfrm set a UDP socket's outbound answer is not decidable.
+    (result,) = ns.probe([{"op": "tcp-syn", "local": C, "peer": peer, "port": 600}])
+    outbound = reason_of(result)[0]
+    assert outbound == DISABLED if in_clear else outbound.startswith("no SA fits a template"), result
+    # Review of i14-dev, item 6: a UDP message's IP_PKTINFO may name the device that has it set
+    # (xfrm_lookup_with_ifid: DST_NOXFRM and no if_id -> nopol), whichever device the route names.
+    (datagram,) = ns.probe([udp(C, peer, 600)])
+    assert reason_of(datagram)[0].startswith("not decidable here: a device of the namespace has"), datagram
+
+
+def mac_of(ns: Netns, device: str) -> str:
+    link: list[dict[str, Any]] = json.loads(ns.ip("-j", "link", "show", device))
+    return str(link[0]["address"])
+
+
+def test_a_devices_disable_policy_makes_inbound_not_decidable(ns: Netns) -> None:
+    """Outside review: inbound, ip_rcv_finish_core sets IPSKB_NOPOLICY from IN_DEV_ORCONF(NOPOLICY) of the
+    device a packet ARRIVES by, and xfrm_policy_check then lets it in past an ESP policy. Which device a
+    remote peer's packets arrive by cannot be known here (routing need not be symmetric), so with any
+    device but loopback so set the inbound answer is "not decidable"; the backend said "no SA fits"
+    (SECURED once SAs exist) while the kernel took plaintext arriving on vb."""
+    peer = "10.78.0.2"
+    vb_and_vc(ns)
+    other = Netns("peer")
+    try:
+        ns.ip("link", "set", "vb-peer", "netns", other.name)
+        other.ip("addr", "add", f"{peer}/24", "dev", "vb-peer")
+        other.ip("link", "set", "vb-peer", "up")
+        esp_policies(ns, C, peer)
+        # Static neighbours: the datagram goes at once, and is received before the send returns (veth).
+        ns.ip("neigh", "add", peer, "lladdr", mac_of(other, "vb-peer"), "dev", "vb")
+        other.ip("neigh", "add", C, "lladdr", mac_of(ns, "vb"), "dev", "vb-peer")
+        for disabled in (0, 1):
+            run(*ns.exec_argv("sysctl", "-qw", f"net.ipv4.conf.vb.disable_policy={disabled}"))
+            before = in_counters(ns)
+            subprocess.run(other.exec_argv("bash", "-c", f"echo x > /dev/udp/{C}/600"), capture_output=True)
+            assert (in_counters(ns) > before) == (not disabled), "the kernel ignored vb's setting"
+        (result,) = ns.probe([udp(C, peer, 600)])
+        assert reason_of(result)[1].startswith("not decidable here: a device of the namespace has "), result
+        run(*ns.exec_argv("sysctl", "-qw", "net.ipv4.conf.vb.disable_policy=0"))
+        (result,) = ns.probe([udp(C, peer, 600)])
+        assert reason_of(result)[1].startswith("no SA fits a template"), result
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("device", ["none", "vb", "vc"])
+def test_an_ipv6_devices_disable_policy_makes_inbound_not_decidable(ns: Netns, device: str) -> None:
+    """Outside review: IPv6 inbound, addrconf_f6i_alloc (and addrconf_disable_policy on a change) marks a
+    local address's route DST_NOPOLICY from its device's disable_policy, and the kernel lets plaintext in
+    past an ESP policy; only `all`'s was read, and the backend said "no SA fits" (SECURED once SAs exist).
+    Here the local address is on vc and the peer's packets arrive by vb: vc's setting decides, vb's does
+    not (6.18). Which device holds the address is not read: either makes the answer not decidable."""
+    local, peer = "fd79::1", "fd78::2"
+    vb_and_vc(ns)
+    other = Netns("peer")
+    try:
+        ns.ip("link", "set", "vb-peer", "netns", other.name)
+        ns.ip("addr", "add", "fd78::1/64", "dev", "vb", "nodad")
+        ns.ip("addr", "add", f"{local}/128", "dev", "vc", "nodad")
+        other.ip("addr", "add", f"{peer}/64", "dev", "vb-peer", "nodad")
+        other.ip("link", "set", "vb-peer", "up")
+        other.ip("route", "add", f"{local}/128", "via", "fd78::1")
+        ns.ip("neigh", "add", peer, "lladdr", mac_of(other, "vb-peer"), "dev", "vb")
+        other.ip("neigh", "add", "fd78::1", "lladdr", mac_of(ns, "vb"), "dev", "vb-peer")
+        if device != "none":
+            run(*ns.exec_argv("sysctl", "-qw", f"net.ipv6.conf.{device}.disable_policy=1"))
+        esp_policies(ns, local, peer)
+        before = in_counters(ns)
+        subprocess.run(other.exec_argv("bash", "-c", f"echo x > /dev/udp/{local}/600"), capture_output=True)
+        assert (in_counters(ns) > before) == (device != "vc"), "the kernel's choice of device changed"
+        (result,) = ns.probe([udp(local, peer, 600)])
+        inbound = reason_of(result)[1]
+        if device == "none":
+            assert inbound.startswith("no SA fits a template"), result
+        else:
+            assert inbound.startswith("not decidable here: a device of the namespace has "), result
+    finally:
+        other.close()
 
 
 @pytest.mark.parametrize("peer", [A, "10.77.0.3"], ids=["own-address", "another-local-address"])

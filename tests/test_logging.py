@@ -93,3 +93,20 @@ def test_a_query_logs_the_backend_upkeep_that_happened_at_debug(
         " are re-read (1 since last logged, 1 in all)",
     ]
     assert {r.levelno for r in caplog.records} == {logging.DEBUG}
+
+
+def test_the_debug_memo_is_the_loggers_own_and_none_for_a_logger_class_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from secsock import _log
+
+    assert _log._enabled_memo() is _log.logger._cache  # type: ignore[attr-defined]
+
+    class Chatty(logging.Logger):
+        def isEnabledFor(self, level: int) -> bool:
+            return True
+
+    chatty = Chatty("secsock-chatty")
+    chatty._cache[logging.DEBUG] = False  # type: ignore[attr-defined]
+    monkeypatch.setattr(_log, "logger", chatty)
+    assert _log._enabled_memo() == {}  # its isEnabledFor is asked every time

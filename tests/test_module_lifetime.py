@@ -34,6 +34,7 @@ CALLS = textwrap.dedent(
 
     CALLS = {
         "query_info": (0, None, 0, False),
+        "query_sock": (0,),
         "bind_results": (object, (), (), None, None, None, {}, {}),
         "query": (0, None, 0, False),
         "begin_query": (0, None, 0, False),
@@ -160,13 +161,13 @@ def refusals(lines: list[str]) -> dict[str, str]:
 
 def test_every_function_of_a_module_that_was_not_executed_refuses() -> None:
     said = refusals(run_scenario(SCRIPT, "not-executed"))
-    assert len(said) == 13 and set(said.values()) == {f"RuntimeError: {NOT_READY}"}, said
+    assert len(said) == 14 and set(said.values()) == {f"RuntimeError: {NOT_READY}"}, said
 
 
 def test_every_function_of_a_cleared_module_refuses() -> None:
     # After m_clear, bind_results blamed its cls argument and begin_query said "the module has been cleared".
     said = refusals(run_scenario(SCRIPT, "cleared"))
-    assert len(said) == 13 and set(said.values()) == {f"RuntimeError: {NOT_READY}"}, said
+    assert len(said) == 14 and set(said.values()) == {f"RuntimeError: {NOT_READY}"}, said
 
 
 @pytest.mark.testcapi

@@ -42,6 +42,18 @@ class FilenoIntSubclass:
         return _IntSub(3)
 
 
+def _via_query_info(sock: Any) -> Any:
+    return _secsock.query_info(sock, None, 0, False)
+
+
+# The one-call path's two entries: query_info (it checks every argument) and query_sock (sock alone: query()
+# checks the others itself and passes one object, issue 14's clear-answer speed). Each must answer the same.
+ONE_CALL = [
+    pytest.param(_via_query_info, id="query_info"),
+    pytest.param(_secsock.query_sock, id="query_sock"),
+]
+
+
 def _closed_socket() -> socket.socket:
     sock = socket.socket()
     sock.close()
@@ -63,30 +75,34 @@ DECLINED_SOCKS: list[tuple[str, Any, type[BaseException], str]] = [
 @pytest.mark.parametrize(
     ("sock", "exc", "match"), [case[1:] for case in DECLINED_SOCKS], ids=[case[0] for case in DECLINED_SOCKS]
 )
+@pytest.mark.parametrize("one_call", ONE_CALL)
 def test_a_sock_that_is_not_plain_is_declined_and_gets_the_facades_error(
-    sock: Any, exc: type[BaseException], match: str
+    sock: Any, exc: type[BaseException], match: str, one_call: Any
 ) -> None:
-    assert _secsock.query_info(sock, None, 0, False) is None
+    assert one_call(sock) is None
     with pytest.raises(exc, match=match):
         secsock.query(sock)
 
 
-def test_an_int_subclass_is_declined_for_the_facade_to_take() -> None:
-    assert _secsock.query_info(FilenoIntSubclass(), None, 0, False) is None
-    assert _secsock.query_info(_IntSub(3), None, 0, False) is None
+@pytest.mark.parametrize("one_call", ONE_CALL)
+def test_an_int_subclass_is_declined_for_the_facade_to_take(one_call: Any) -> None:
+    assert one_call(FilenoIntSubclass()) is None
+    assert one_call(_IntSub(3)) is None
 
 
-def test_a_handle_too_large_for_the_extension_is_declined() -> None:
-    assert _secsock.query_info(2**70, None, 0, False) is None
+@pytest.mark.parametrize("one_call", ONE_CALL)
+def test_a_handle_too_large_for_the_extension_is_declined(one_call: Any) -> None:
+    assert one_call(2**70) is None
 
 
-def test_fileno_raising_propagates_as_the_general_path_would_let_it() -> None:
+@pytest.mark.parametrize("one_call", ONE_CALL)
+def test_fileno_raising_propagates_as_the_general_path_would_let_it(one_call: Any) -> None:
     class Broken:
         def fileno(self) -> int:
             raise OSError(errno.EIO, "fileno broke")
 
     with pytest.raises(OSError, match="fileno broke"):
-        _secsock.query_info(Broken(), None, 0, False)
+        one_call(Broken())
     with pytest.raises(OSError, match="fileno broke"):
         secsock.query(Broken())
 
@@ -112,14 +128,19 @@ def test_any_argument_besides_sock_is_declined(
 def test_the_wrong_number_of_arguments_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="query_info"):
         _secsock.query_info(3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="query_sock"):
+        _secsock.query_sock(3, None)  # type: ignore[call-arg]
 
 
 @pytest.mark.net_admin
 @pytest.mark.parametrize("pair", ["tcp_pair", "tcp6_pair"])
-def test_the_one_call_answer_is_the_general_paths_answer(pair: str, request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize("one_call", ONE_CALL)
+def test_the_one_call_answer_is_the_general_paths_answer(
+    pair: str, one_call: Any, request: pytest.FixtureRequest
+) -> None:
     client, server = request.getfixturevalue(pair)
     for sock in (client, server, server.fileno()):
-        fast = _secsock.query_info(sock, None, 0, False)
+        fast = one_call(sock)
         fd = sock if isinstance(sock, int) else sock.fileno()
         general = _query._info_from_raw(_secsock.query(fd, None, 0, False))
         assert type(fast) is SecurityInfo

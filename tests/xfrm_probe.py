@@ -14,6 +14,8 @@ earlier ones built):
                                                         host's addresses and a client (SO_BINDTODEVICE if
                                                         given; both MPTCP if asked) connected to it: query
                                                         the client
+  {"op": "tcp-syn", "local": ADDR, "peer": ADDR, "port": P}   a non-blocking connect (the SYN routed, no
+                                                        answer needed): query it with peer=
   {"op": "udp-serve", "addr": ADDR, "port": P}          receive one datagram, query with its sender as peer
   {"op": "udp-send", "addr": ADDR, "port": P}           connected UDP: query, then send one datagram
   {"op": "send", "name": N}                             one datagram on connected UDP socket N
@@ -143,6 +145,12 @@ def main() -> None:
                 client.settimeout(15)
                 client.connect((step["addr"], step["port"]))
                 ask(client)
+        elif op == "tcp-syn":
+            with socket.socket(family_of(step["peer"]), socket.SOCK_STREAM) as s:
+                s.bind((step["local"], 0))
+                s.setblocking(False)
+                s.connect_ex((step["peer"], step["port"]))  # EINPROGRESS, or EPERM where a policy blocks
+                ask(s, (step["peer"], step["port"]))
         elif op == "send":
             try:
                 socks[step["name"]].send(b"x")

@@ -74,6 +74,9 @@
 #ifndef XFRMA_SA_DIR
 #define XFRMA_SA_DIR 33
 #endif
+#ifndef XFRMA_SA_PCPU
+#define XFRMA_SA_PCPU 35 /* __u32, 6.13: a per-CPU SA's CPU */
+#endif
 #define SS_SA_DIR_IN 1
 #define SS_SA_DIR_OUT 2
 
@@ -266,11 +269,19 @@ typedef struct {
     int local_dev;         /* flow_xfrm_disabled: 0 unread; the device (lo, a VRF) a local peer is reached
                             * by; -1 the peer is not one of the host's addresses */
     int mark_doubt;        /* SS_DOUBT_*: lookup_policy could not decide (a packet mark, a priority tie) */
+    int route_keys_read;   /* route_get: uid and tos below were read (once per query, when a route is asked) */
+    uint32_t uid;          /* the socket's sk_uid (fstat of the socket: the sockfs inode's owner) */
+    uint8_t tos;           /* IPv4: IP_TOS, inet->tos */
 } ss_flow;
 
 enum { SS_KNOW_YES = 1, SS_KNOW_NO = 2 }; /* ss_flow.if_id_known, dev_knowable */
-/* ss_flow.mark_doubt; SS_DOUBT_SA_ORDER: outbound SAs that answer differently, ordered by the kernel's hash chains */
-enum { SS_DOUBT_NONE = 0, SS_DOUBT_MARK = 1, SS_DOUBT_TIE = 2, SS_DOUBT_DEV = 3, SS_DOUBT_SA_ORDER = 4 };
+/* ss_flow.mark_doubt; SS_DOUBT_SA_ORDER: outbound SAs that answer differently, ordered by the kernel's hash chains;
+ * SS_DOUBT_SOURCE: a tunnel template's source is any and the route's preferred source (not read) picks the SA */
+enum { SS_DOUBT_NONE = 0, SS_DOUBT_MARK = 1, SS_DOUBT_TIE = 2, SS_DOUBT_DEV = 3, SS_DOUBT_SA_ORDER = 4,
+       SS_DOUBT_SOURCE = 5, SS_DOUBT_SA_CACHE = 6, SS_DOUBT_SA_KIND = 7 };
+/* Does the kernel keep a state cache per policy (6.13+, xfrm_state_find: pol->state_cache_list)? -1 not read
+ * yet (match.c reads uname once), else 0 or 1; the synthetic tests set it. */
+extern int ss_kernel_state_cache;
 
 typedef struct {
     int protected_;
@@ -315,6 +326,10 @@ int32_t sa_find(const ss_snap *s, const ss_sa *key, int32_t *prev);
 /* Copy *a into s (the caller keeps a); may reallocate sas and sanext, so pointers into them are invalid after.
  * On -1 s still owns all it holds (snap_free_sas frees it) but only a new dump can be trusted. */
 int sa_apply(ss_snap *s, int action, const ss_sa *a);
+/* The SAs a soft-expire notification made dying (sa_apply), which a dump cannot show: copies into *out (malloc'd,
+ * the caller frees; NULL when none), for sa_restore_dying to mark dying again in the new table. 0, -1 on ENOMEM. */
+int sa_save_dying(const ss_snap *s, ss_sa **out, size_t *n);
+void sa_restore_dying(ss_snap *s, const ss_sa *kept, size_t n);
 /* Copy *p into s (the caller keeps p); may reallocate pols and leaves the policy index stale until the caller
  * reindexes (snap_index_policies_sorted). On -1 s still owns all it holds, but only a new dump can be trusted. */
 int pol_apply(ss_snap *s, int action, const ss_policy *p);
@@ -438,6 +453,8 @@ int flow_sel_dev(ss_flow *f, int dir, int *ifindex, secsock_error *err);
 #define SS_CONF_OUT_READ 8  /* ss_flow.lo_conf: `all`'s disable_xfrm was read */
 #define SS_CONF_IN_READ 16  /* ss_flow.lo_conf: `all`'s disable_policy was read */
 #define SS_CONF_LO_READ 32  /* ss_flow.lo_conf: loopback's devconf was read (into lo_lo_conf) */
+#define SS_V6_NOPOLICY 64   /* a device's IPv6 disable_policy (conf_links) */
+#define SS_XFRM_MAYBE_DISABLED 2 /* flow_xfrm_disabled: a device that may carry the flow disables XFRM */
 int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err);
 /* f borrows req's socket (f->sock): never closed here. */
 int build_flow(const secsock_query_request *req, ss_flow *f, secsock_error *err);

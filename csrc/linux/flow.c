@@ -2,8 +2,9 @@
 #include "backend_linux.h"
 
 #include <fcntl.h>
-#include <net/if.h> /* struct ifreq */
-#include <linux/ip.h> /* IPV4_DEVCONF_* */
+#include <net/if.h>     /* struct ifreq */
+#include <linux/ip.h>   /* IPV4_DEVCONF_* */
+#include <linux/ipv6.h> /* DEVCONF_* */
 
 /*
  * SO_MARK matters only to a policy or SA with a mark mask and to route lookups; SO_BINDTOIFINDEX only to route
@@ -124,19 +125,71 @@ static void add_rta(uint8_t *buf, size_t *off, uint16_t type, const void *data, 
     *off += RTA_SPACE(dlen);
 }
 
-/* The route toward dst (from src when not NULL) with the socket's mark: RTM_GETROUTE, no dump, no privilege. */
+/*
+ * What the kernel's output route lookup for this socket keys on besides addresses, mark and device
+ * (flowi4_init_output in ip_route_connect, udp_sendmsg, inet_csk_route_req: RT_CONN_FLAGS(sk), the protocol,
+ * the ports, sk->sk_uid), all of which `ip rule` can select on (fib_rule_match: uidrange; fib4_rule_match:
+ * dsfield, ipproto, sport, dport). sk_uid is the owner of the socket's sockfs inode: sock_init_data and
+ * sock_graft (an accepted socket) copy it from there, sockfs_setattr (fchown) sets both, so fstat reads it.
+ * Read once per query, and only when a route is asked. 0, or -1 on error.
+ */
+static int flow_route_keys(ss_flow *f, secsock_error *err)
+{
+    struct stat st;
+    int tos = 0;
+    socklen_t len = sizeof(tos);
+
+    if (f->route_keys_read) {
+        return 0;
+    }
+    if (fstat(f->sock, &st) != 0) {
+        return os_error(err, errno, "fstat", "reading the socket's owner (sk_uid): fstat");
+    }
+    /* An IPv4-mapped flow on an AF_INET6 socket sends with inet->tos too; ipv6_getsockopt passes SOL_IP on. */
+    if (f->family == AF_INET && getsockopt(f->sock, IPPROTO_IP, IP_TOS, &tos, &len) != 0) {
+        return os_error(err, errno, "getsockopt(IP_TOS)", NULL);
+    }
+    f->uid = (uint32_t)st.st_uid;
+    f->tos = (uint8_t)tos;
+    f->route_keys_read = 1;
+    return 0;
+}
+
+/*
+ * The route toward dst (from src when not NULL): RTM_GETROUTE, no dump, no privilege, with what the socket's
+ * own lookup uses (inet_rtm_getroute / inet6_rtm_getroute read each into the flow they route: rtm_tos,
+ * RTA_MARK, RTA_OIF, RTA_UID, RTA_IP_PROTO, RTA_SPORT, RTA_DPORT; without RTA_UID they would use the
+ * caller's uid). Toward the peer, the socket's keys; toward the socket's own address (dst == f->local, the
+ * inbound device) the arriving packet's: its ports reversed and, as ip_route_input_slow's
+ * sock_net_uid(net, NULL), uid 0; its TOS is the peer's and unknown, and the local table, whose rule comes
+ * first, answers there anyway. Kernels before 4.17 (RTA_IP_PROTO, ports) and 4.10 (RTA_UID) ignore what they
+ * do not know (their getroute parses liberally; this socket never asks for strict checking).
+ * rtm_getroute_parse_ip_proto accepts TCP and UDP only (for a socket): UDP-Lite, SCTP and DCCP flows are asked
+ * without a protocol (README: an `ip rule ipproto` for them is not seen). IPv6: inet6_rtm_getroute takes
+ * rtm_tos as the traffic class (seen on 6.18), but the socket's own lookups differ in what they carry
+ * (udpv6_sendmsg adds the IPV6_TCLASS, a connect's ip6_datagram_dst_update only np->flow_label), and no
+ * attribute carries a flow label: IPv6 routes are asked without either (README).
+ */
 static int route_get(ss_flow *f, const uint8_t *dst, const uint8_t *src, int oif, route_answer *ra,
                      secsock_error *err)
 {
     uint8_t body[256];
     struct rtmsg rtm;
     size_t off = NLMSG_ALIGN(sizeof(rtm));
+    int toward_peer = dst != f->local;
+    uint32_t uid;
 
+    if (flow_route_keys(f, err) != 0) {
+        return -1;
+    }
     memset(ra, 0, sizeof(*ra));
     memset(body, 0, sizeof(body));
     memset(&rtm, 0, sizeof(rtm));
     rtm.rtm_family = (unsigned char)f->family;
     rtm.rtm_dst_len = (unsigned char)(addr_len(f->family) * 8);
+    /* The DSCP bits: the ECN bits take no part in routing (6.1 masks with IPTOS_RT_MASK, later kernels keep
+     * the DSCP), and the socket's lookup drops them as well. */
+    rtm.rtm_tos = toward_peer && f->family == AF_INET ? (unsigned char)(f->tos & 0xfc) : 0;
     memcpy(body, &rtm, sizeof(rtm));
     add_rta(body, &off, RTA_DST, dst, addr_len(f->family));
     if (src != NULL) {
@@ -148,6 +201,13 @@ static int route_get(ss_flow *f, const uint8_t *dst, const uint8_t *src, int oif
     if (oif > 0) {
         add_rta(body, &off, RTA_OIF, &oif, sizeof(oif));
     }
+    uid = toward_peer ? f->uid : 0;
+    add_rta(body, &off, RTA_UID, &uid, sizeof(uid));
+    if (f->proto == IPPROTO_TCP || f->proto == IPPROTO_UDP) {
+        add_rta(body, &off, RTA_IP_PROTO, &f->proto, sizeof(f->proto));
+    }
+    add_rta(body, &off, RTA_SPORT, toward_peer ? &f->lport : &f->pport, sizeof(f->lport));
+    add_rta(body, &off, RTA_DPORT, toward_peer ? &f->pport : &f->lport, sizeof(f->pport));
     return nl_request(NETLINK_ROUTE, RTM_GETROUTE, NLM_F_ACK, body, off, on_route, ra, "RTM_GETROUTE", err);
 }
 
@@ -320,7 +380,7 @@ int flow_sel_dev(ss_flow *f, int dir, int *ifindex, secsock_error *err)
 }
 
 /* IFLA_AF_SPEC -> AF_INET -> IFLA_INET_CONF (the device's IPv4 devconf, a u32 per IPV4_DEVCONF_* - 1): the
- * SS_LO_* bits set there. */
+ * SS_LO_* bits set there; and AF_INET6 -> IFLA_INET6_CONF's disable_policy as SS_V6_NOPOLICY. */
 static int inet_conf_of(const uint8_t *data, size_t dlen)
 {
     attr_iter spec, inet;
@@ -332,14 +392,20 @@ static int inet_conf_of(const uint8_t *data, size_t dlen)
     spec.p = data;
     spec.left = dlen;
     while (attr_next(&spec, &fam, &sdata, &slen) > 0) {
-        if (fam != AF_INET) {
+        if (fam != AF_INET && fam != AF_INET6) {
             continue;
         }
         inet.p = sdata;
         inet.left = slen;
         while (attr_next(&inet, &it_type, &idata, &ilen) > 0) {
             uint32_t v;
-            if (it_type != IFLA_INET_CONF || ilen < IPV4_DEVCONF_NOPOLICY * sizeof(uint32_t)) {
+            /* IFLA_INET6_CONF: an s32 per DEVCONF_*, from 0 (ipv6_store_devconf) */
+            if (fam == AF_INET6 && it_type == IFLA_INET6_CONF &&
+                ilen >= (DEVCONF_DISABLE_POLICY + 1) * sizeof(uint32_t)) {
+                memcpy(&v, idata + DEVCONF_DISABLE_POLICY * sizeof(uint32_t), sizeof(v));
+                conf |= v != 0 ? SS_V6_NOPOLICY : 0;
+            }
+            if (fam != AF_INET || it_type != IFLA_INET_CONF || ilen < IPV4_DEVCONF_NOPOLICY * sizeof(uint32_t)) {
                 continue;
             }
             memcpy(&v, idata + (IPV4_DEVCONF_NOXFRM - 1) * sizeof(uint32_t), sizeof(v));
@@ -548,7 +614,18 @@ typedef struct {
         int oif; /* the device the route was asked from (flow_oif_hint) */
         int dev; /* as ss_flow.local_dev: -1 not local */
     } peers[SS_CONF_PEERS];
-    unsigned next_dev, next_peer;
+    conf_stamp links_at;
+    int links_conf; /* SS_LO_* set on any device but loopback (conf_links) */
+    struct {
+        conf_stamp at;
+        uint8_t peer[4], local[4];
+        uint32_t mark, uid;
+        int hint; /* flow_oif_hint */
+        uint16_t lport, pport;
+        uint8_t tos, proto;
+        int oif; /* the route's answer */
+    } routes[SS_CONF_PEERS];
+    unsigned next_dev, next_peer, next_route;
 } conf_ns;
 #define SS_CONF_NETNS 4 /* namespaces a thread keeps this for (a server may answer for sockets in several) */
 static __thread conf_ns t_conf[SS_CONF_NETNS];
@@ -710,19 +787,156 @@ static int conf_dev(const ss_flow *f, int ifindex, int *conf, secsock_error *err
     return conf_link(f, ifindex, conf, &is_vrf, err);
 }
 
+/* A dump's RTM_NEWLINK: OR the device's SS_LO_* bits into *vctx, loopback's (LOOPBACK_IFINDEX) IPv4 ones
+ * apart (an IPv4 flow over lo is one to a local peer, which flow_xfrm_disabled reads itself; an IPv6
+ * address may live on lo, and its device's disable_policy counts). */
+static int on_link_any(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
+{
+    int *conf = vctx;
+    struct ifinfomsg ifi;
+    link_info li;
+
+    if (type != RTM_NEWLINK || len < sizeof(ifi)) {
+        return 0;
+    }
+    memcpy(&ifi, payload, sizeof(ifi));
+    memset(&li, 0, sizeof(li));
+    (void)on_link(&li, type, flags, payload, len);
+    *conf |= ifi.ifi_index == 1 ? li.inet_conf & SS_V6_NOPOLICY : li.inet_conf;
+    return 0;
+}
+
+/* The SS_LO_* bits set on any device of the namespace but loopback, into *conf: 0, or -1 on error. One
+ * RTM_GETLINK dump, kept as the other settings are (conf_for): a steady query asks nothing. */
+static int conf_links(const ss_flow *f, int *conf, secsock_error *err)
+{
+    int64_t now = ss_clock_ms();
+    conf_ns *c = conf_for(f);
+    struct ifinfomsg ifi;
+    int v = 0;
+
+    if (c != NULL && conf_fresh(&c->links_at, now)) {
+        *conf = c->links_conf;
+        return 0;
+    }
+    g.conf_asks++;
+    memset(&ifi, 0, sizeof(ifi));
+    ifi.ifi_family = AF_UNSPEC;
+    if (nl_request(NETLINK_ROUTE, RTM_GETLINK, NLM_F_DUMP, &ifi, sizeof(ifi), on_link_any, &v, "RTM_GETLINK",
+                   err) != 0) {
+        return -1;
+    }
+    *conf = v;
+    if (c != NULL) {
+        c->links_conf = v;
+        c->links_at.valid = 1;
+        c->links_at.at = now;
+    }
+    return 0;
+}
+
+/*
+ * The IPv4 route's output device toward the peer (resolve_oif) into *oif: 0, or -1 on error. Kept with the
+ * other settings, keyed by everything route_get and flow_oif_hint give the kernel, which are the socket's
+ * and read again (a few getsockopt calls, no netlink) by every query that comes here.
+ */
+static int conf_out_dev(ss_flow *f, int *oif, secsock_error *err)
+{
+    int64_t now = ss_clock_ms();
+    conf_ns *c;
+    int hint, i;
+    uint32_t mark;
+
+    if (f->oif >= 0) { /* asked already by this query (flow_sel_dev) */
+        *oif = f->oif;
+        return 0;
+    }
+    if (flow_oif_hint(f, &hint, err) != 0 || flow_route_keys(f, err) != 0) {
+        return -1;
+    }
+    mark = flow_mark(f);
+    c = conf_for(f);
+    if (c != NULL) {
+        for (i = 0; i < SS_CONF_PEERS; i++) {
+            if (conf_fresh(&c->routes[i].at, now) && memcmp(c->routes[i].peer, f->peer, 4) == 0 &&
+                memcmp(c->routes[i].local, f->local, 4) == 0 && c->routes[i].mark == mark &&
+                c->routes[i].uid == f->uid && c->routes[i].hint == hint && c->routes[i].lport == f->lport &&
+                c->routes[i].pport == f->pport && c->routes[i].tos == f->tos && c->routes[i].proto == f->proto) {
+                *oif = c->routes[i].oif;
+                return 0;
+            }
+        }
+    }
+    g.conf_asks++;
+    if (resolve_oif(f, err) != 0) {
+        return -1;
+    }
+    *oif = f->oif;
+    if (c != NULL) {
+        i = (int)(c->next_route++ % SS_CONF_PEERS);
+        memcpy(c->routes[i].peer, f->peer, 4);
+        memcpy(c->routes[i].local, f->local, 4);
+        c->routes[i].mark = mark;
+        c->routes[i].uid = f->uid;
+        c->routes[i].hint = hint;
+        c->routes[i].lport = f->lport;
+        c->routes[i].pport = f->pport;
+        c->routes[i].tos = f->tos;
+        c->routes[i].proto = f->proto;
+        c->routes[i].oif = f->oif;
+        c->routes[i].at.valid = 1;
+        c->routes[i].at.at = now;
+    }
+    return 0;
+}
+
+/*
+ * An IPv4 flow to a peer elsewhere: does a device's own setting bypass XFRM? Outbound, __mkroute_output gives
+ * the route DST_NOXFRM from IN_DEV_ORCONF(NOXFRM) of its output device (rt_dst_alloc), the route's answer
+ * (resolve_oif), unless the socket may choose the device per message (flow_out_dev_knowable). Inbound, ip_rcv_finish_core sets IPSKB_NOPOLICY from IN_DEV_ORCONF(NOPOLICY) of the
+ * device the packet ARRIVES by, which xfrm_policy_check honours and which nothing here can know for a remote
+ * peer (routing is not symmetric, and any device may receive it). So: only when some device but loopback has
+ * the setting (conf_links) is more asked; then outbound reads the output device's (conf_out_dev, conf_dev),
+ * and inbound, or outbound by an unknown device, is SS_XFRM_MAYBE_DISABLED ("not decidable", never
+ * SECURED). 1, 0, that, or -1.
+ */
+static int remote_xfrm_disabled(ss_flow *f, int out, secsock_error *err)
+{
+    int bit = out ? SS_LO_NOXFRM : SS_LO_NOPOLICY, any, conf, oif, knowable;
+
+    if (conf_links(f, &any, err) != 0) {
+        return -1;
+    }
+    if (!(any & bit)) {
+        return 0;
+    }
+    if (!out) {
+        return SS_XFRM_MAYBE_DISABLED;
+    }
+    /* Outbound by a device the socket may choose per message (flow_out_dev_knowable: an IPv4 UDP message's
+     * IP_PKTINFO, a multicast peer's IP_MULTICAST_IF, a VRF master's slaves), any device so set may be it. */
+    if ((knowable = flow_out_dev_knowable(f, err)) <= 0) {
+        return knowable < 0 ? -1 : SS_XFRM_MAYBE_DISABLED;
+    }
+    if (conf_out_dev(f, &oif, err) != 0 || conf_dev(f, oif, &conf, err) != 0) {
+        return -1;
+    }
+    return (conf & SS_LO_NOXFRM) != 0;
+}
+
 /*
  * Does the kernel bypass XFRM for this direction of the flow? IPv4 reads each setting as IN_DEV_ORCONF: the
  * device's or `all`'s. Outbound, __mkroute_output gives the route DST_NOXFRM from IN_DEV_ORCONF(NOXFRM) of
  * its output device, so all.disable_xfrm bypasses XFRM for every IPv4 flow (xfrm_lookup); inbound,
  * ip_rcv_finish_core sets IPSKB_NOPOLICY from IN_DEV_ORCONF(NOPOLICY) of the arriving device, which
- * xfrm_policy_check honours. Of the devices only loopback is read: an IPv4 flow to 127.0.0.0/8, to the
- * socket's own address or to another of the host's addresses runs over lo, which has both set by default;
- * other devices' settings would need a link lookup per query besides the route's. IPv6 has no disable_xfrm;
- * inbound, addrconf_f6i_alloc gives a local address's route DST_NOPOLICY from all.disable_policy or its
- * device's: `all` is read, the device's is not.
- * 1 yes, 0 no, SS_DEV_UNKNOWN (whether the peer is reached over loopback cannot be told: conf_local_dev), -1
- * on error (a setting could not be read). Asked once per query and direction, answered from
- * the thread's cache (t_conf, conf_for) while fresh. Called under g_lock (eval_dir): g.conf_asks and ss_clock_ms.
+ * xfrm_policy_check honours. An IPv4 flow to 127.0.0.0/8, to the socket's own address or to another of the
+ * host's addresses runs over lo (or a VRF master), which has both set by default, both ways; a flow to a
+ * peer elsewhere: remote_xfrm_disabled. IPv6 has no disable_xfrm; inbound, addrconf_f6i_alloc gives a local
+ * address's route DST_NOPOLICY from all.disable_policy or its device's (below).
+ * 1 yes, 0 no, SS_XFRM_MAYBE_DISABLED (a device the flow may arrive or leave by has it), SS_DEV_UNKNOWN
+ * (whether the peer is reached over loopback cannot be told: conf_local_dev), -1 on error (a setting could
+ * not be read). Asked once per query and direction, answered from the thread's cache (t_conf,
+ * conf_for) while fresh. Called under g_lock (eval_dir): g.conf_asks and ss_clock_ms.
  */
 int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err)
 {
@@ -739,8 +953,19 @@ int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err)
         }
         f->lo_conf |= read_bit | (v ? bit : 0);
     }
-    if ((f->lo_conf & bit) || f->family != AF_INET) {
-        return (f->lo_conf & bit) != 0;
+    if (f->lo_conf & bit) {
+        return 1;
+    }
+    if (f->family == AF_INET6) {
+        /* Inbound (outbound returned above). addrconf_f6i_alloc (and addrconf_disable_policy when the sysctl
+         * changes) marks a local address's route DST_NOPOLICY from its device's disable_policy, and
+         * __xfrm_policy_check2 lets such packets in: seen on 6.18 with the address on one device and the
+         * packet arriving by another (the address's device decides, the arriving one does not). Which
+         * device holds the address is not read: any device so set makes it not decidable. */
+        if (conf_links(f, &v, err) != 0) {
+            return -1;
+        }
+        return (v & SS_V6_NOPOLICY) ? SS_XFRM_MAYBE_DISABLED : 0;
     }
     if (f->local_dev == 0) {
         /* Loopback is always device 1 in its namespace (LOOPBACK_IFINDEX). A peer that is another of the
@@ -759,7 +984,7 @@ int flow_xfrm_disabled(ss_flow *f, int dir, secsock_error *err)
         }
     }
     if (f->local_dev < 0) {
-        return 0; /* a peer elsewhere: other devices' settings are not read (README) */
+        return remote_xfrm_disabled(f, out, err); /* a peer elsewhere */
     }
     if (!(f->lo_conf & SS_CONF_LO_READ)) {
         if (conf_dev(f, f->local_dev, &v, err) != 0) {
@@ -854,15 +1079,21 @@ static int source_toward_peer(ss_flow *f, int sock_family, const uint8_t *peer16
     if (fd < 0) {
         return os_error(err, errno, "socket", "finding the source address toward the peer: socket()");
     }
-    /* The same mark and device as the socket, so policy routing picks the same route. */
-    if (flow_mark(f) != 0) {
-        (void)setsockopt(fd, SOL_SOCKET, SO_MARK, &f->mark, sizeof(f->mark));
+    /* The same mark and device as the socket, so policy routing picks the same route. Without them the
+     * source could be another route's (a mark rule, a device's table), and the policies matched for a flow
+     * the socket never sends: a failure (SO_MARK wants CAP_NET_RAW or CAP_NET_ADMIN, sk_setsockopt) raises. */
+    if (flow_mark(f) != 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &f->mark, sizeof(f->mark)) != 0) {
+        os_error(err, errno, "setsockopt(SO_MARK)",
+                 "finding the source address toward the peer: setsockopt(SO_MARK)");
+        goto out;
     }
     if (flow_bound_ifindex(f, &bound, err) != 0) {
         goto out;
     }
-    if (bound > 0) {
-        (void)setsockopt(fd, SOL_SOCKET, SO_BINDTOIFINDEX, &bound, sizeof(bound));
+    if (bound > 0 && setsockopt(fd, SOL_SOCKET, SO_BINDTOIFINDEX, &bound, sizeof(bound)) != 0) {
+        os_error(err, errno, "setsockopt(SO_BINDTOIFINDEX)",
+                 "finding the source address toward the peer: setsockopt(SO_BINDTOIFINDEX)");
+        goto out;
     }
     memset(&ss, 0, sizeof(ss));
     if (sock_family == AF_INET) {

@@ -1,10 +1,15 @@
 /* Matching: the policy and SAs the kernel would apply to a flow; each rule names the kernel code it mirrors, if any. */
 #include "backend_linux.h"
 
+#include <stdio.h>
+#include <sys/utsname.h>
+
 #define SS_SEL_MAYBE 2 /* flow_sel_match: it may match (the device it names may be the flow's) */
 
 /* The policy the calling thread's last query matched per direction (index + 1, 0 for none): a test hook. */
 __thread uint32_t t_last_index[2], t_last_priority[2];
+
+int ss_kernel_state_cache = -1;
 
 /*
  * The kernel's xfrm_selector_match (include/net/xfrm.h): __xfrm4_selector_match or __xfrm6_selector_match by
@@ -196,7 +201,8 @@ static const ss_policy *lookup_from(const ss_snap *s, ss_flow *f, int dir, uint3
         unsigned i;
 
         if (bk->heads == NULL || bk->end == bk->start) {
-            if (type == XFRM_POLICY_TYPE_MAIN && unreadable_may_win(s, f, dir, NULL, err) != 0) {
+            if (type == XFRM_POLICY_TYPE_MAIN && top_type == XFRM_POLICY_TYPE_MAIN &&
+                unreadable_may_win(s, f, dir, NULL, err) != 0) {
                 *rc = -1;
                 return NULL;
             }
@@ -272,7 +278,9 @@ static const ss_policy *lookup_from(const ss_snap *s, ss_flow *f, int dir, uint3
                 break;
             }
         }
-        if (type == XFRM_POLICY_TYPE_MAIN && unreadable_may_win(s, f, dir, best, err) != 0) {
+        /* From SUB, the SUB walk already met every unreadable policy that selects the flow (and failed). */
+        if (type == XFRM_POLICY_TYPE_MAIN && top_type == XFRM_POLICY_TYPE_MAIN &&
+            unreadable_may_win(s, f, dir, best, err) != 0) {
             *rc = -1;
             return NULL;
         }
@@ -414,22 +422,47 @@ static int sa_answer_same(const ss_sa *a, const ss_sa *b)
            (!a->has_aead || strcmp(a->aead, b->aead) == 0);
 }
 
-/* xfrm_state_look_at's order: does a rank at least as high as b (not more dying, then not older)? */
-static int sa_ranks_at_least(const ss_sa *a, const ss_sa *b)
+/* km.dying as ranked: a soft time limit that falls due now (dying_maybe) counts as reached when assume is 1. */
+static int sa_dying(const ss_sa *a, int assume)
 {
-    return a->dying < b->dying || (a->dying == b->dying && a->add_time >= b->add_time);
+    return a->dying || (assume && a->dying_maybe);
+}
+
+/* xfrm_state_look_at's order: does a rank at least as high as b (not more dying, then not older)? */
+static int sa_ranks_at_least(const ss_sa *a, const ss_sa *b, int assume)
+{
+    int da = sa_dying(a, assume), db = sa_dying(b, assume);
+    return da < db || (da == db && a->add_time >= b->add_time);
 }
 
 /* xfrm_state_look_at's order: does a strictly outrank b (less dying, then newer)? */
-static int sa_outranks(const ss_sa *a, const ss_sa *b)
+static int sa_outranks(const ss_sa *a, const ss_sa *b, int assume)
 {
-    return a->dying < b->dying || (a->dying == b->dying && a->add_time > b->add_time);
+    int da = sa_dying(a, assume), db = sa_dying(b, assume);
+    return da < db || (da == db && a->add_time > b->add_time);
+}
+
+/* ss_kernel_state_cache, read from uname once (a release it cannot read is taken as one with the cache). */
+static int kernel_state_cache(void)
+{
+    int v = __atomic_load_n(&ss_kernel_state_cache, __ATOMIC_RELAXED);
+    if (v < 0) {
+        struct utsname u;
+        unsigned major = 0, minor = 0;
+        v = uname(&u) != 0 || sscanf(u.release, "%u.%u", &major, &minor) != 2 || major > 6 ||
+            (major == 6 && minor >= 13);
+        __atomic_store_n(&ss_kernel_state_cache, v, __ATOMIC_RELAXED);
+    }
+    return v;
 }
 
 /*
  * Is a a candidate of xfrm_state_find's chain walks for template t (family, reqid, mark, if_id, no WILDRECV,
- * xfrm_state_addr_check: the SA's source is the flow's or either is any; mode, proto, SPI)? -1 no, 0 one of the
- * first chain (the flow's own source), 1 one toward any source (the second chain), whether valid or not.
+ * mode, proto, SPI, destination), whether valid or not? -1 no; 0 one of the first chain (xfrm_state_addr_check:
+ * its source is the flow's); 1 one toward any source (met in the first chain if it shares the bucket, else in
+ * the second); 2 one from another specific source: the second (source-any) pass matches the destination only
+ * (xfrm_addr_equal), so it competes there if it shares that bucket; and when local is any (a tunnel template's
+ * source, which the kernel sets to the route's preferred source, not read here) it may be the first chain's.
  */
 static int sa_out_candidate(const ss_sa *a, const ss_policy *pol, const ss_tmpl *t, const uint8_t *remote,
                             const uint8_t *local)
@@ -440,13 +473,10 @@ static int sa_out_candidate(const ss_sa *a, const ss_policy *pol, const ss_tmpl 
         (a->flags & XFRM_STATE_WILDRECV)) {
         return -1;
     }
-    if (addr_any(local, t->family)) {
-        return 0;
-    }
     if (addr_any(a->saddr, t->family)) {
         return 1;
     }
-    return addr_eq(a->saddr, local, t->family) ? 0 : -1;
+    return !addr_any(local, t->family) && addr_eq(a->saddr, local, t->family) ? 0 : 2;
 }
 
 /* The SA's selector against the outbound flow, as xfrm_state_look_at tests it (an unspecified one matches; one
@@ -462,6 +492,26 @@ static int sa_sel_match_out(const ss_sa *a, ss_flow *f, secsock_error *err)
     return flow_sel_match(&a->sel, f, XFRM_POLICY_OUT, err);
 }
 
+/* sa_sel_match_out's answers by position in the template's SA chain, shared by the walks of one lookup_sa_out
+ * (a selector naming a device asks flow_sel_dev); -2: not asked yet. */
+#define SS_SEL_SEEN 32
+typedef struct {
+    int8_t m[SS_SEL_SEEN];
+} sel_seen;
+
+static int sel_match_seen(sel_seen *seen, unsigned pos, const ss_sa *a, ss_flow *f, secsock_error *err)
+{
+    int m;
+    if (pos < SS_SEL_SEEN && seen->m[pos] != -2) {
+        return seen->m[pos];
+    }
+    m = sa_sel_match_out(a, f, err);
+    if (pos < SS_SEL_SEEN && m >= 0) {
+        seen->m[pos] = (int8_t)m;
+    }
+    return m;
+}
+
 /*
  * Outbound, the SA the kernel would use for template t, as xfrm_state_find picks it, or NULL with f->mark_doubt
  * set when that cannot be told and the candidates' answers differ.
@@ -471,69 +521,131 @@ static int sa_sel_match_out(const ss_sa *a, ss_flow *f, secsock_error *err)
  * state and no acquire in progress, the chain of (daddr, saddr any, reqid). In each, xfrm_state_look_at keeps
  * among the VALID states whose selector matches the least dying, then the newest add_time; on a full tie the
  * first met, i.e. the chain's order, which the dump does not show (an insert goes to the head, a hash resize
- * reverses it). A state toward any source may share the first chain's bucket (the kernel's hash and mask are not
- * known here), so it may compete there too. And a selector naming a device the backend cannot know for this
- * flow (SS_SEL_MAYBE) may or may not match. So the sure pick is taken as the kernel's rules give it from the
- * SAs that surely match, and the answer is not decidable when another candidate the kernel may consider would
- * rank at least as high (or a maybe-matching SA of the first chain exists while the pick comes from the
- * second) and answers differently: SS_DOUBT_DEV for a selector's device, SS_DOUBT_SA_ORDER for chain order.
+ * reverses it). A state toward any source may share the first chain's bucket, and the second pass takes a state
+ * from another source that shares its own (it compares the destination only); which buckets are shared is not
+ * computed here (__xfrm_dst_hash is unseeded and GETSADINFO gives the mask: that would be exact, but is not
+ * done), so such states may compete. And a selector naming a device the backend cannot know for this flow
+ * (SS_SEL_MAYBE) may or may not match. When local is any (a tunnel or BEET template's source is any: the kernel
+ * asks the route for its preferred source toward the gateway, xfrm_get_saddr, and carries it to the next
+ * template), which source's chain comes first is not known: every SA or acquire from a specific source is then
+ * a possible first-chain state. So the sure pick is taken as the kernel's rules give it from the SAs that
+ * surely match, and the answer is not decidable when another candidate the kernel may consider would rank at
+ * least as high (or a first-chain candidate exists while the pick comes from the second) and answers
+ * differently: SS_DOUBT_DEV for a selector's device, SS_DOUBT_SA_ORDER for chain order, SS_DOUBT_SOURCE for
+ * the tunnel source; and on 6.13+ (SS_DOUBT_SA_CACHE) whatever its rank. Per-CPU and packet-offload SAs:
+ * SS_DOUBT_SA_KIND.
  */
-static const ss_sa *lookup_sa_out(const ss_snap *s, ss_flow *f, const ss_policy *pol, const ss_tmpl *t,
-                                  const uint8_t *remote, const uint8_t *local, int *rc, secsock_error *err)
+static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_policy *pol, const ss_tmpl *t,
+                                     const uint8_t *remote, const uint8_t *local, int assume, int *dying_maybe,
+                                     sel_seen *seen, int *rc, secsock_error *err)
 {
+    unsigned pos;
     const ss_sa *best[2] = {NULL, NULL}; /* [0] the first chain (the flow's own source), [1] source any */
-    int acquiring = 0, pass, doubt = SS_DOUBT_NONE;
+    int acquiring = 0, pass, doubt = SS_DOUBT_NONE, source_unknown = addr_any(local, t->family), kind = 0;
+    int cache = kernel_state_cache();
     const ss_sa *pick;
     int32_t j, head = s->saheads[sa_key_hash(t->family, t->proto, remote) & s->sahmask];
 
     /* The picks among the sure candidates, and whether an acquire holds the first chain. */
-    for (j = head; j >= 0; j = s->sanext[j]) {
+    for (j = head, pos = 0; j >= 0; j = s->sanext[j], pos++) {
         const ss_sa *a = &s->sas[j];
         int cls = sa_out_candidate(a, pol, t, remote, local), m;
 
-        if (cls < 0) {
-            continue;
+        if (cls < 0 || cls == 2) {
+            continue; /* another source's: only ever a possible candidate (below) */
         }
         if (!sa_valid(a)) {
             /* xfrm_state_look_at: an XFRM_STATE_ACQ state (larval: no SPI yet) marks an acquire in progress,
-             * whatever its selector, and then the second chain is not walked. */
+             * whatever its selector, and then the second chain is not walked. A source-any one shares its
+             * bucket with the source-any SAs, so it never hides one the second pass would take. */
             acquiring |= !a->expired && cls == 0;
             continue;
         }
-        if ((m = sa_sel_match_out(a, f, err)) < 0) {
+        if ((m = sel_match_seen(seen, pos, a, f, err)) < 0) {
             *rc = -1;
             return NULL;
         }
-        if (m == 1 && (best[cls] == NULL || sa_outranks(a, best[cls]))) {
+        *dying_maybe |= a->dying_maybe;
+        /* A per-CPU SA (with XFRM_POLICY_CPU_ACQUIRE the sending CPU picks), a packet-offload one (a software
+         * policy skips it, an offload policy takes only such: the policy's offload is not read). */
+        kind |= m != 0 && (a->pcpu || a->offload_packet);
+        if (m == 1 && (best[cls] == NULL || sa_outranks(a, best[cls], assume))) {
             best[cls] = a;
         }
+    }
+    if (kind) {
+        f->mark_doubt = SS_DOUBT_SA_KIND;
+        return NULL;
     }
     pass = best[0] != NULL || acquiring ? 0 : 1;
     pick = best[pass];
     /* Every other candidate the kernel may consider, against the pick. */
-    for (j = head; j >= 0 && doubt == SS_DOUBT_NONE; j = s->sanext[j]) {
+    for (j = head, pos = 0; j >= 0 && doubt == SS_DOUBT_NONE; j = s->sanext[j], pos++) {
         const ss_sa *a = &s->sas[j];
         int cls = sa_out_candidate(a, pol, t, remote, local), m;
 
-        if (cls < 0 || a == pick || !sa_valid(a)) {
+        if (cls < 0 || a == pick || (cls == 2 && !source_unknown && pass == 0 && !cache)) {
+            continue; /* the first pass compares the source (xfrm_state_addr_check) */
+        }
+        if (!sa_valid(a)) {
+            if (cls == 2 && source_unknown && pick != NULL && !a->expired) {
+                doubt = SS_DOUBT_SOURCE; /* an acquire from the route's source would hold the flow */
+            }
             continue;
         }
-        if ((m = sa_sel_match_out(a, f, err)) < 0) {
+        if ((m = sel_match_seen(seen, pos, a, f, err)) < 0) {
             *rc = -1;
             return NULL;
         }
+        *dying_maybe |= a->dying_maybe;
         if (m == 0 || (pick != NULL && sa_answer_same(a, pick))) {
             continue;
         }
-        if (pick == NULL || (cls == 0 && pass == 1) || sa_ranks_at_least(a, pick)) {
+        if (cls == 2 && source_unknown) {
+            /* From the route's source, it is in the chain the kernel walks first, whatever its rank. */
+            doubt = SS_DOUBT_SOURCE;
+        } else if (pick == NULL || (cls == 0 && pass == 1) || sa_ranks_at_least(a, pick, assume)) {
             /* It may be the kernel's pick instead: a maybe-matching selector (the first chain's even against a
              * second-chain pick, which the kernel would then not reach), or a sure one the chain order (a tie,
-             * a source-any state sharing the first chain's bucket) may put first. */
+             * a source-any state sharing the first chain's bucket, another source's sharing the source-any
+             * chain's) may put first. */
             doubt = m == SS_SEL_MAYBE ? SS_DOUBT_DEV : SS_DOUBT_SA_ORDER;
+        } else if (cache) {
+            /* 6.13+: xfrm_state_find first walks pol->state_cache_list, the states it used for this policy
+             * before (only a delete or the policy's end drops one): any valid candidate may be there. */
+            doubt = SS_DOUBT_SA_CACHE;
         }
     }
     if (doubt != SS_DOUBT_NONE) {
         f->mark_doubt = doubt;
+        return NULL;
+    }
+    return pick;
+}
+
+/*
+ * lookup_sa_out_as, with any SA whose soft time limit falls due now ranked both as dying and as not (whether
+ * xfrm_timer_proc has run yet cannot be told): when the two picks answer differently, not decidable.
+ */
+static const ss_sa *lookup_sa_out(const ss_snap *s, ss_flow *f, const ss_policy *pol, const ss_tmpl *t,
+                                  const uint8_t *remote, const uint8_t *local, int *rc, secsock_error *err)
+{
+    int dying_maybe = 0;
+    sel_seen seen;
+    const ss_sa *pick, *other;
+
+    memset(seen.m, -2, sizeof(seen.m));
+    pick = lookup_sa_out_as(s, f, pol, t, remote, local, 0, &dying_maybe, &seen, rc, err);
+
+    if (*rc != 0 || f->mark_doubt != SS_DOUBT_NONE || !dying_maybe) {
+        return pick;
+    }
+    other = lookup_sa_out_as(s, f, pol, t, remote, local, 1, &dying_maybe, &seen, rc, err);
+    if (*rc != 0 || f->mark_doubt != SS_DOUBT_NONE) {
+        return NULL;
+    }
+    if (other != pick && (other == NULL || pick == NULL || !sa_answer_same(other, pick))) {
+        f->mark_doubt = SS_DOUBT_SA_ORDER;
         return NULL;
     }
     return pick;
@@ -600,7 +712,7 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
             f->mark_doubt = marked ? SS_DOUBT_MARK : SS_DOUBT_DEV;
             continue;
         }
-        if (best == NULL || sa_outranks(a, best)) {
+        if (best == NULL || sa_outranks(a, best, 0)) {
             best = a;
         }
     }
@@ -650,6 +762,9 @@ static uint8_t doubt_reason(const ss_flow *f)
     return f->mark_doubt == SS_DOUBT_TIE        ? SECSOCK_REASON_TIE_UNDECIDABLE
            : f->mark_doubt == SS_DOUBT_DEV      ? SECSOCK_REASON_DEV_UNDECIDABLE
            : f->mark_doubt == SS_DOUBT_SA_ORDER ? SECSOCK_REASON_SA_ORDER_UNDECIDABLE
+           : f->mark_doubt == SS_DOUBT_SOURCE   ? SECSOCK_REASON_TUNNEL_SOURCE_UNDECIDABLE
+           : f->mark_doubt == SS_DOUBT_SA_CACHE ? SECSOCK_REASON_SA_CACHE_UNDECIDABLE
+           : f->mark_doubt == SS_DOUBT_SA_KIND  ? SECSOCK_REASON_SA_KIND_UNDECIDABLE
                                                 : SECSOCK_REASON_MARK_UNDECIDABLE;
 }
 
@@ -745,7 +860,8 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
             if (rc < 0) {
                 return -1;
             }
-            v->reason = SECSOCK_REASON_XFRM_DISABLED;
+            v->reason = rc == SS_XFRM_MAYBE_DISABLED ? SECSOCK_REASON_XFRM_MAYBE_DISABLED
+                                                     : SECSOCK_REASON_XFRM_DISABLED;
             return 0;
         }
     }
@@ -784,6 +900,8 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
             int all_encrypt = 1; /* inbound: every SA this template accepts encrypts */
 
             if (t->mode == XFRM_MODE_TUNNEL || t->mode == XFRM_MODE_BEET) {
+                /* A source of any stays any here: the kernel's (xfrm_get_saddr, the route's preferred source)
+                 * is not read, and lookup_sa_out treats any as unknown, also for the templates it carries to. */
                 remote = t->daddr;
                 local = t->saddr;
             }

@@ -223,6 +223,19 @@ static int limit_reached(uint64_t cur, uint64_t limit)
     return limit != 0 && limit != XFRM_INF && cur >= limit;
 }
 
+/*
+ * A time limit as xfrm_timer_proc applies it: 0 not due, 1 due this second or the last (its timer runs when the
+ * limit falls due, within about a second, so whether it has yet cannot be told), 2 due long enough ago that it
+ * has. base 0 (a use limit of an SA never used: the timer reads use_time ?: now) or limit 0: never due.
+ */
+static int time_limit_due(uint64_t now, uint64_t base, uint64_t limit)
+{
+    if (limit == 0 || base == 0 || now < base + limit) {
+        return 0;
+    }
+    return now >= base + limit + 2 ? 2 : 1;
+}
+
 /* One of the SA's algorithm attributes: which structure it holds and where its name goes. */
 static int parse_sa_alg(ss_sa *out, uint16_t type, const uint8_t *data, size_t dlen, const char **why)
 {
@@ -273,7 +286,7 @@ static int parse_sa_at(const void *payload, size_t len, size_t fixed, ss_sa *out
     uint16_t type;
     const uint8_t *data;
     size_t dlen;
-    int r;
+    int r, soft_add, soft_use;
     uint64_t now = (uint64_t)time(NULL);
 
     *why = "";
@@ -305,10 +318,14 @@ static int parse_sa_at(const void *payload, size_t len, size_t fixed, ss_sa *out
                              limit_reached(info.curlft.packets, info.lft.hard_packet_limit) ||
                              (info.lft.hard_add_expires_seconds != 0 && info.curlft.add_time != 0 &&
                               now >= info.curlft.add_time + info.lft.hard_add_expires_seconds));
+    /* km.dying: xfrm_state_check_expire (byte and packet limits, on the packet path) and xfrm_timer_proc
+     * (soft add limit from add_time; soft use limit from use_time, only once the SA was used). */
+    soft_add = time_limit_due(now, info.curlft.add_time, info.lft.soft_add_expires_seconds);
+    soft_use = time_limit_due(now, info.curlft.use_time, info.lft.soft_use_expires_seconds);
     out->dying = (uint8_t)(limit_reached(info.curlft.bytes, info.lft.soft_byte_limit) ||
-                           limit_reached(info.curlft.packets, info.lft.soft_packet_limit) ||
-                           (info.lft.soft_add_expires_seconds != 0 && info.curlft.add_time != 0 &&
-                            now >= info.curlft.add_time + info.lft.soft_add_expires_seconds));
+                           limit_reached(info.curlft.packets, info.lft.soft_packet_limit) || soft_add == 2 ||
+                           soft_use == 2);
+    out->dying_maybe = (uint8_t)(!out->dying && (soft_add == 1 || soft_use == 1));
 
     it.p = (const uint8_t *)payload + (fixed < len ? fixed : len);
     it.left = fixed < len ? len - fixed : 0;
@@ -336,6 +353,19 @@ static int parse_sa_at(const void *payload, size_t len, size_t fixed, ss_sa *out
             }
             out->dir = data[0];
             break;
+        case XFRMA_SA_PCPU:
+            out->pcpu = 1;
+            break;
+        case XFRMA_OFFLOAD_DEV: {
+            struct xfrm_user_offload off;
+            if (dlen < sizeof(off)) {
+                *why = "SA offload attribute shorter than struct xfrm_user_offload";
+                return SS_PARSE_BAD;
+            }
+            memcpy(&off, data, sizeof(off));
+            out->offload_packet = (off.flags & XFRM_OFFLOAD_PACKET) != 0;
+            break;
+        }
         default:
             break;
         }

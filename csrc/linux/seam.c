@@ -130,6 +130,18 @@ static int query_in_netns(ss_flow *f, const ss_netns *ns, secsock_result *out, s
     return 0;
 }
 
+/*
+ * Zero every field of a result but the SA slots, which eval_dir fills only up to each direction's count
+ * (fill_sa zeroes a slot before it writes it; nothing reads past count): clearing all eight slots, ~1.7 KB,
+ * was a measurable part of a clear answer (issue 14, speed). Error paths still zero the whole result.
+ */
+static void result_clear(secsock_result *out)
+{
+    memset(out, 0, offsetof(secsock_result, outbound.sas));
+    out->inbound.count = 0;
+    out->reason_out = out->reason_in = SECSOCK_REASON_NONE;
+}
+
 static int query_now(const secsock_query_request *req, secsock_result *out, secsock_error *err)
 {
     ss_flow f;
@@ -137,7 +149,7 @@ static int query_now(const secsock_query_request *req, secsock_result *out, secs
     int sock_nsfd, home_fd = -1, rc;
     uint64_t cookie;
 
-    memset(out, 0, sizeof(*out));
+    result_clear(out);
     if (build_flow(req, &f, err) != 0) {
         return -1;
     }

@@ -140,9 +140,16 @@ int dump_policies(ss_snap *s, secsock_error *err)
 int dump_sas(ss_snap *s, secsock_error *err)
 {
     int attempt, r = -1;
+    ss_sa *dying = NULL; /* what notifications said is dying, which the dump cannot show (sa_save_dying) */
+    size_t ndying = 0;
 
     /* Before counting a dump that will not be made. */
     if (g.cur.req_fd < 0 && thread_ns_ok("XFRM_MSG_GETSA", err) != 0) {
+        snap_free_sas(s);
+        return -1;
+    }
+    if (sa_save_dying(s, &dying, &ndying) != 0) {
+        secsock_error_set(err, SECSOCK_ERR_NOMEM, ENOMEM, 0, "XFRM_MSG_GETSA", "out of memory for the SA table");
         snap_free_sas(s);
         return -1;
     }
@@ -160,6 +167,10 @@ int dump_sas(ss_snap *s, secsock_error *err)
         secsock_error_set(err, SECSOCK_ERR_NOMEM, ENOMEM, 0, "XFRM_MSG_GETSA", "out of memory for the SA index");
         r = -1;
     }
+    if (r == 0) {
+        sa_restore_dying(s, dying, ndying);
+    }
+    free(dying);
     if (r != 0) {
         snap_free_sas(s);
         return -1;

@@ -280,6 +280,48 @@ static void sa_drop_replaced_acquire(ss_snap *s, const ss_sa *a)
     }
 }
 
+/*
+ * km.dying set by xfrm_timer_proc or xfrm_state_check_expire stays set (only xfrm_state_update clears it: an
+ * update re-dumps, and sa_apply forgets the notification then), but a dump shows only the limits, from which
+ * ss_parse_sa cannot always tell it (the timer's second, a byte limit crossed and reported): so a dump keeps
+ * what a soft-expire notification said, by SA id.
+ */
+int sa_save_dying(const ss_snap *s, ss_sa **out, size_t *n)
+{
+    size_t i, count = 0;
+
+    *out = NULL;
+    *n = 0;
+    for (i = 0; i < s->nsas; i++) {
+        count += !s->sas[i].dead && s->sas[i].dying_notified;
+    }
+    if (count == 0) {
+        return 0;
+    }
+    if ((*out = malloc(count * sizeof(**out))) == NULL) {
+        return -1;
+    }
+    for (i = 0; i < s->nsas; i++) {
+        if (!s->sas[i].dead && s->sas[i].dying_notified) {
+            (*out)[(*n)++] = s->sas[i];
+        }
+    }
+    return 0;
+}
+
+void sa_restore_dying(ss_snap *s, const ss_sa *kept, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        int32_t prev, j = sa_find(s, &kept[i], &prev);
+        if (j >= 0) {
+            s->sas[j].dying = s->sas[j].dying_notified = 1;
+            s->sas[j].dying_maybe = 0;
+        }
+    }
+}
+
 /* Apply one SA notification to the snapshot's SA table: 0, or -1 when only a new dump can be trusted. */
 int sa_apply(ss_snap *s, int action, const ss_sa *a)
 {
@@ -294,12 +336,15 @@ int sa_apply(ss_snap *s, int action, const ss_sa *a)
     }
     if (action == SS_SA_UPDATE && j >= 0 && sa_valid(&s->sas[j])) {
         /* The kernel updates a valid SA only in part (lifetimes, selector, encapsulation) yet announces the
-         * request as sent: only a dump tells what the SA is now. A larval SA is replaced whole: apply it. */
+         * request as sent: only a dump tells what the SA is now. A larval SA is replaced whole: apply it.
+         * The update clears km.dying (xfrm_state_update): the dump must not keep a notified one. */
+        s->sas[j].dying_notified = 0;
         return -1;
     }
     if (action == SS_SA_DYING) {
         if (j >= 0) {
-            s->sas[j].dying = 1;
+            s->sas[j].dying = s->sas[j].dying_notified = 1;
+            s->sas[j].dying_maybe = 0;
         }
         return 0;
     }

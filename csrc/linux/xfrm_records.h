@@ -67,6 +67,10 @@ typedef struct {
     uint32_t if_id;
     uint64_t add_time;
     uint8_t dying;   /* a soft limit was reached: the kernel prefers other SAs */
+    uint8_t dying_maybe; /* a soft time limit falls due now: the kernel's timer may not have marked it yet */
+    uint8_t dying_notified; /* made dying by a soft-expire notification: kept across dumps (sa_restore_dying) */
+    uint8_t pcpu;           /* XFRMA_SA_PCPU: a per-CPU SA */
+    uint8_t offload_packet; /* XFRMA_OFFLOAD_DEV with XFRM_OFFLOAD_PACKET: software policies skip it */
     uint8_t expired; /* a hard limit was reached: the kernel will not use it */
     uint8_t dead;    /* removed from the snapshot by a notification (a hole until the next compaction) */
     uint8_t unreadable; /* only its identity (family, proto, daddr) was read: never used, never trusted */

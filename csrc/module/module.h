@@ -102,6 +102,7 @@ int results_traverse(module_state *st, visitproc visit, void *arg); /* the bound
 void results_clear(module_state *st);                                /* releases them (module_clear) */
 PyObject *mod_bind_results(PyObject *module, PyObject *args);
 PyObject *mod_query_info(PyObject *module, PyObject *args);
+PyObject *mod_query_sock(PyObject *module, PyObject *sock);
 PyObject *mod_query(PyObject *module, PyObject *args);
 
 /* ---- pending.c ----------------------------------------------------------------------------------------- */

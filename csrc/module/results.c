@@ -60,19 +60,31 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "or netfilter), not the socket's",
     "the SA the kernel picks for a template is an inbound one (XFRMA_SA_DIR): the kernel drops the flow",
     "XFRM is disabled for the flow (disable_xfrm outbound, disable_policy inbound: set for all interfaces, "
-    "or on loopback, which the flow runs over)",
+    "on the device the flow leaves by, or on loopback, which the flow runs over)",
     "not decidable here: policies of the same priority that differ select the flow, and which one the kernel "
     "uses depends on its list order, which an update changes and the dump does not show",
     "not decidable here: a selector that names a device selects the flow, and which device the kernel "
     "compares for it (inbound loopback or a VRF's master, outbound a VRF's slave or the device a UDP socket "
     "may choose per message) could not be told",
     "not decidable here: SAs that differ could each be the one the kernel picks for a template (added in the "
-    "same second and as little dying, or one toward any source address next to one from this flow's), and "
-    "which one it takes depends on the order of its hash chains, which the dump does not show",
+    "same second and as little dying, one toward any source address next to one from this flow's or from "
+    "another source, or one whose soft lifetime falls due this second), and which one it takes depends on the "
+    "order of its hash chains, which the dump does not show, or on whether its timer has run yet",
     "not decidable here: the device the socket sends by decides (whether the flow leaves by an XFRM "
     "interface, whose if_id policies then apply, or whether the peer is reached over loopback), and it cannot "
     "be read (a device an IPv4 UDP message's IP_PKTINFO names, an unbound UDPv6 socket's IPV6_PKTINFO, a "
     "multicast peer's IP_MULTICAST_IF, the slave a socket bound to a VRF master sends by)",
+    "not decidable here: a device of the namespace has disable_policy (inbound) or disable_xfrm (outbound) "
+    "set, the kernel skips XFRM for packets that arrive (or, toward a multicast group, leave) by it, and "
+    "which device the flow's packets use could not be told",
+    "not decidable here: a tunnel template's source address is any, so the kernel uses the route's preferred "
+    "source toward the gateway (xfrm_get_saddr), which is not read here, and SAs from specific source addresses "
+    "that answer differently may be the ones it takes (or none, and it waits for a key manager)",
+    "not decidable here: SAs that differ fit a template, and from Linux 6.13 the kernel first uses an SA it "
+    "cached for the policy (the one it used before, an older one after a rekey, until that SA is deleted), "
+    "which the dump does not show",
+    "not decidable here: a per-CPU SA (XFRMA_SA_PCPU: the sending CPU decides) or a packet-offload SA "
+    "(XFRMA_OFFLOAD_DEV: software policies skip it, an offload policy takes only such) fits a template",
     "not decidable here: the connection may carry its data over other paths (further MPTCP subflows, a "
     "multihomed SCTP association's other addresses), from and to other addresses and by other devices than "
     "the one the socket names, which the policies may treat otherwise (a host without any XFRM policy for "
@@ -709,20 +721,44 @@ static PyObject *info_from_result(module_state *st, secsock_result *r)
 }
 
 /*
- * query_info(sock, peer, token_access, ipsec2): the facade's query() in one call, for the case a server meets
- * on every accepted connection: sock alone (peer None, token_access 0, ipsec2 False). Answers the finished
- * SecurityInfo, or None, without any system call, for every other argument: the facade's general path then
- * checks them and names what is wrong.
+ * The answer for sock alone, the case a server meets on every accepted connection: the finished SecurityInfo,
+ * or None, without any system call, when sock is not plainly a socket handle (the facade's general path then
+ * names what is wrong). The tables must be bound.
+ */
+static PyObject *query_plain(module_state *st, PyObject *sock)
+{
+    secsock_query_request req;
+    secsock_result result;
+    secsock_error err;
+    int rc;
+
+    memset(&req, 0, sizeof(req));
+    rc = plain_socket_handle(st, sock, &req.sock);
+    if (rc <= 0) {
+        if (rc < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    rc = secsock_query(&req, &result, &err); /* clears err first; result is whole on success */
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        return raise_backend_error(&err);
+    }
+    return info_from_result(st, &result);
+}
+
+/*
+ * query_info(sock, peer, token_access, ipsec2): the facade's query() in one call when sock alone was given
+ * (peer None, token_access 0, ipsec2 False); None, without any system call, for every other argument: the
+ * facade's general path then checks them and names what is wrong.
  */
 PyObject *mod_query_info(PyObject *module, PyObject *args)
 {
     module_state *st = get_state(module); /* the calling interpreter's own tables: a pointer read, no lookup */
     PyObject *sock, *peer, *access_obj, *ipsec2;
     long long access;
-    secsock_query_request req;
-    secsock_result result;
-    secsock_error err;
-    int rc;
 
     if (st == NULL) {
         return NULL;
@@ -734,21 +770,25 @@ PyObject *mod_query_info(PyObject *module, PyObject *args)
         access != 0) {
         Py_RETURN_NONE;
     }
-    memset(&req, 0, sizeof(req));
-    rc = plain_socket_handle(st, sock, &req.sock);
-    if (rc <= 0) {
-        if (rc < 0) {
-            return NULL;
-        }
+    return query_plain(st, sock);
+}
+
+/*
+ * query_sock(sock): query_info(sock, None, 0, False) as one argument (METH_O): the facade's query() has
+ * checked the others, and passing one object skips the argument tuple and its unpacking on every accepted
+ * connection (METH_FASTCALL is not in the 3.9 stable ABI).
+ */
+PyObject *mod_query_sock(PyObject *module, PyObject *sock)
+{
+    module_state *st = get_state(module);
+
+    if (st == NULL) {
+        return NULL;
+    }
+    if (st->info_class == NULL) {
         Py_RETURN_NONE;
     }
-    Py_BEGIN_ALLOW_THREADS
-    rc = secsock_query(&req, &result, &err); /* zeroes result and clears err first, on every path */
-    Py_END_ALLOW_THREADS
-    if (rc < 0) {
-        return raise_backend_error(&err);
-    }
-    return info_from_result(st, &result);
+    return query_plain(st, sock);
 }
 
 PyObject *mod_query(PyObject *module, PyObject *args)

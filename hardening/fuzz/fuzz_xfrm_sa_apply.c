@@ -98,7 +98,9 @@ static int on_message(void *vctx, uint16_t type, uint16_t flags, const void *pay
         break;
     case SS_SA_DYING:
         if (m >= 0) {
-            c->model[m].dying = 1;
+            /* dying for sure, and remembered across a dump (sa_save_dying) */
+            c->model[m].dying = c->model[m].dying_notified = 1;
+            c->model[m].dying_maybe = 0;
         }
         break;
     default: /* RESYNC: a flush or a type without in-place meaning; the truth is unknown here: keep it */

@@ -61,6 +61,9 @@ def __getattr__(name: str) -> Any:
     if name in ("query_async", "require_async"):
         from . import _asyncio
 
+        # Bound here once: a module __getattr__ runs on every access of a name the module lacks, which cost
+        # `await secsock.query_async(sock)` ~1.4 us per call (benchmarks/async_query.py).
+        globals().update(query_async=_asyncio.query_async, require_async=_asyncio.require_async)
         return getattr(_asyncio, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

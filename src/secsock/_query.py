@@ -7,6 +7,7 @@ import functools
 import ipaddress
 import threading
 import uuid
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Union
 
@@ -15,6 +16,7 @@ from ._errors import QueryTimeoutError, SocketClosedError
 from ._extension import require_backend as _require_backend
 from ._log import DEBUG as _DEBUG
 from ._log import debug_enabled as _debug_enabled
+from ._log import debug_memo as _debug_memo
 from ._log import log_backend_upkeep as _log_backend_upkeep
 from ._types import (
     ConnectionFlags,
@@ -176,6 +178,10 @@ def _bind_results(backend: Any) -> None:
 _COMPILED = _extension.backend
 if _COMPILED is not None:
     _bind_results(_COMPILED)
+# query()'s one-call path: the extension as imported (a marker no backend is, without it) and its call.
+_DIRECT: Any = _COMPILED if _COMPILED is not None else object()
+_query_sock: Callable[[object], SecurityInfo | None] = getattr(_COMPILED, "query_sock", lambda sock: None)
+_NO_ACCESS = 0
 
 
 def _sa(item: tuple[Any, ...]) -> SecurityAssociation:
@@ -206,14 +212,15 @@ def query(
     an OSError subclass carrying the system's code (``winerror`` on Windows) when the system call fails,
     PermissionError on Linux without CAP_NET_ADMIN, UnsupportedPlatformError elsewhere.
     """
-    backend = _extension.backend
-    if backend is _COMPILED and backend is not None:
-        # The per-connection case, sock alone, in one call to the extension (issue 5). It answers None,
-        # having made no system call, for any other argument: those take the checks below.
-        info = backend.query_info(sock, peer, token_access, ipsec2)
+    if _extension.backend is _DIRECT and peer is None and token_access is _NO_ACCESS and ipsec2 is False:
+        # The per-connection case, sock alone, in one call to the extension (issue 5), with one argument
+        # (issue 14: the clear answer's cost). It answers None, having made no system call, when sock is not
+        # plainly a socket handle: that takes the checks below. A 0 that is not CPython's shared small int
+        # (or False for ipsec2's default) takes them too, and gets the same answer.
+        info = _query_sock(sock)
         if info is not None:
-            if _debug_enabled(_DEBUG):
-                _log_backend_upkeep(backend)
+            if _debug_memo(_DEBUG) is not False and _debug_enabled(_DEBUG):
+                _log_backend_upkeep(_DIRECT)
             return info
     request = _request(sock, peer, token_access, ipsec2)
     info = _info_from_raw(_require_backend("query").query(*request))

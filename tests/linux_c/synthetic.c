@@ -24,6 +24,38 @@
  *   sa-acquire-source-any
  *                    a larval (acquire) state from the flow's source and a valid SA toward any source: the
  *                    acquire stops xfrm_state_find before the second chain unless the SA shares its bucket.
+ *   sa-tunnel-source-any-both / sa-tunnel-source-any-other / sa-tunnel-source-any-wild
+ *                    out ESP tunnel policy whose template's source is any (gateway 10.0.0.2): the kernel puts the
+ *                    route's preferred source toward the gateway there (xfrm_tmpl_resolve_one: xfrm_get_saddr),
+ *                    not read here. both: a null-cipher SA from 10.0.0.1 (t100) and an AES-GCM one from
+ *                    10.9.9.9 (t200); other: only the 10.9.9.9 one (the kernel acquires unless that is the
+ *                    route's source); both not decidable. wild: only an SA toward any source: it is used.
+ *   sa-wildcard-other-source / sa-wildcard-other-source-older
+ *                    an SA toward any source (AES-GCM, t100) and a null-cipher SA from another source 10.0.0.8,
+ *                    newer (t200) or older (t50): the kernel's second pass (source any) matches the
+ *                    destination only, so the other source's SA competes there if it shares the bucket: newer,
+ *                    not decidable; older, the source-any SA.
+ *   sa-soft-use-dying / sa-soft-add-just-due / sa-soft-add-just-due-alone
+ *                    out ESP policy; SA A (0x1001, AES-GCM) newer than B (0x1002, null cipher), both parsed from
+ *                    a struct xfrm_usersa_info as dumped. soft-use-dying: A was first used 50 s ago with a soft
+ *                    use limit of 10 s: xfrm_timer_proc made it dying long since (use_time + limit), so B is
+ *                    used. soft-add-just-due: A's soft add limit falls due this second: whether the timer has
+ *                    marked it dying yet cannot be told, and the pick changes: not decidable. -alone: the same A
+ *                    without B: the pick is A either way.
+ *   sa-dying-notified-redump
+ *                    A (newer, AES-GCM) and B (older, GMAC) in a snapshot; a soft-expire notification makes A
+ *                    dying (sa_apply); then the table is dumped again (same SAs, whose limits say nothing of
+ *                    it) with what dump_sas keeps across (sa_save_dying / sa_restore_dying): A stays dying (the
+ *                    kernel's km.dying is never cleared but by an update), so B is used.
+ *   sa-cache-6.1 / sa-cache-6.13
+ *                    two SAs that answer differently (newer AES-GCM, older GMAC). Before 6.13 the kernel takes
+ *                    the newer (xfrm_state_look_at); from 6.13 it walks the policy's state cache first
+ *                    (pol->state_cache_list: the SA it used before, an older one after a rekey, until deleted),
+ *                    which the dump does not show: not decidable.
+ *   sa-pcpu / sa-offload-packet
+ *                    one SA, dumped with XFRMA_SA_PCPU (a per-CPU SA: with XFRM_POLICY_CPU_ACQUIRE the CPU
+ *                    decides) or with XFRMA_OFFLOAD_DEV flagged XFRM_OFFLOAD_PACKET (a software policy skips it;
+ *                    an offload policy, not read here, takes only such): not decidable.
  *   unreadable-under-sub-bypass
  *                    a sub bypass (priority 0), an unreadable policy (priority 5, kept in the SUB bucket) and
  *                    a main bypass (priority 10): the sub bypass is bundled with MAIN's pick, which may be the
@@ -33,6 +65,8 @@
 
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
 
 static void v4(uint8_t *out, const char *text)
 {
@@ -78,6 +112,55 @@ static ss_sa esp_sa(const char *src, const char *dst, uint32_t spi, uint64_t add
     return a;
 }
 
+/* An SA as the kernel dumps it (struct xfrm_usersa_info, then the attribute type with len bytes of data unless
+ * type is 0), parsed by ss_parse_sa; its cipher set afterwards. Times in seconds before now (used_ago -1: never
+ * used), lifetimes in seconds (0: none). */
+static int parsed_sa(ss_sa *out, const char *src, uint32_t spi, int64_t added_ago, int64_t used_ago,
+                     uint64_t soft_add, uint64_t soft_use, const char *aead, uint16_t type, const void *data,
+                     size_t len)
+{
+    union {
+        uint8_t bytes[NLMSG_ALIGN(sizeof(struct xfrm_usersa_info)) + NLA_HDRLEN + 64];
+        uint64_t align;
+    } msg;
+    struct xfrm_usersa_info info;
+    struct nlattr at;
+    size_t fixed = NLMSG_ALIGN(sizeof(info));
+    const char *why;
+    int64_t now = (int64_t)time(NULL);
+
+    memset(&msg, 0, sizeof(msg));
+    memset(&info, 0, sizeof(info));
+    info.family = AF_INET;
+    inet_pton(AF_INET, src, &info.saddr);
+    inet_pton(AF_INET, "10.0.0.2", &info.id.daddr);
+    info.id.spi = htonl(spi);
+    info.id.proto = IPPROTO_ESP;
+    info.reqid = 7;
+    info.mode = XFRM_MODE_TRANSPORT;
+    info.lft.soft_byte_limit = info.lft.hard_byte_limit = XFRM_INF;
+    info.lft.soft_packet_limit = info.lft.hard_packet_limit = XFRM_INF;
+    info.lft.soft_add_expires_seconds = soft_add;
+    info.lft.soft_use_expires_seconds = soft_use;
+    info.curlft.add_time = (uint64_t)(now - added_ago);
+    info.curlft.use_time = used_ago >= 0 ? (uint64_t)(now - used_ago) : 0;
+    memcpy(msg.bytes, &info, sizeof(info));
+    if (type != 0) {
+        at.nla_len = (uint16_t)(NLA_HDRLEN + len);
+        at.nla_type = type;
+        memcpy(msg.bytes + fixed, &at, sizeof(at));
+        memcpy(msg.bytes + fixed + NLA_HDRLEN, data, len);
+        fixed += NLA_ALIGN(NLA_HDRLEN + len);
+    }
+    if (ss_parse_sa(msg.bytes, fixed, out, &why) != SS_PARSE_OK) {
+        fprintf(stderr, "parse: %s\n", why);
+        return -1;
+    }
+    out->has_aead = 1;
+    snprintf(out->aead, sizeof(out->aead), "%s", aead);
+    return 0;
+}
+
 static int add_policy(ss_snap *s, const ss_policy *p)
 {
     if (grow((void **)&s->pols, &s->cap, s->npols + 1, sizeof(*p)) != 0) {
@@ -116,6 +199,7 @@ int cmd_synthetic(const char *name)
     f.mark_read = 1; /* SO_MARK 0, without a socket */
     f.oif = 1;       /* no route lookup from a synthetic flow */
     f.local_dev = -1; /* nor one for whether the peer is local (flow_xfrm_disabled) */
+    ss_kernel_state_cache = 0; /* as on 6.1 (the VM's), whatever this host runs; sa-cache-* set it */
     f.lo_conf = SS_CONF_OUT_READ | SS_CONF_IN_READ; /* `all`'s settings read as off, whatever the host's */
     if (strcmp(name, "sa-dir-in-best") == 0) {
         ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
@@ -158,6 +242,92 @@ int cmd_synthetic(const char *name)
             own.has_aead = 0;
         }
         rc = add_policy(&s, &p) | add_sa(&s, &own) | add_sa(&s, &any);
+    } else if (strncmp(name, "sa-tunnel-source-any-", 21) == 0) {
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        ss_sa own = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 100, 0);
+        ss_sa other = esp_sa("10.9.9.9", "10.0.0.2", 0x1002, 200, 0);
+        ss_sa wild = esp_sa("0.0.0.0", "10.0.0.2", 0x1003, 100, 0);
+        p.tmpl[0].mode = XFRM_MODE_TUNNEL;
+        v4(p.tmpl[0].daddr, "10.0.0.2"); /* the gateway; the template's source stays any */
+        own.mode = other.mode = wild.mode = XFRM_MODE_TUNNEL;
+        own.has_aead = 0;
+        own.has_crypt = 1;
+        snprintf(own.encryption, sizeof(own.encryption), "%s", "ecb(cipher_null)");
+        rc = add_policy(&s, &p);
+        if (strcmp(name, "sa-tunnel-source-any-both") == 0) {
+            rc |= add_sa(&s, &own) | add_sa(&s, &other);
+        } else if (strcmp(name, "sa-tunnel-source-any-other") == 0) {
+            rc |= add_sa(&s, &other);
+        } else {
+            rc |= add_sa(&s, &wild);
+        }
+    } else if (strncmp(name, "sa-wildcard-other-source", 24) == 0) {
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        ss_sa wild = esp_sa("0.0.0.0", "10.0.0.2", 0x1001, 100, 0);
+        uint64_t other_time = strcmp(name, "sa-wildcard-other-source") == 0 ? 200 : 50;
+        ss_sa other = esp_sa("10.0.0.8", "10.0.0.2", 0x1002, other_time, 0);
+        other.has_aead = 0;
+        other.has_crypt = 1;
+        snprintf(other.encryption, sizeof(other.encryption), "%s", "ecb(cipher_null)");
+        rc = add_policy(&s, &p) | add_sa(&s, &wild) | add_sa(&s, &other);
+    } else if (strncmp(name, "sa-soft-", 8) == 0) {
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        ss_sa a, b;
+        if (strcmp(name, "sa-soft-use-dying") == 0) {
+            rc = parsed_sa(&a, "10.0.0.1", 0x1001, 100, 50, 0, 10, "rfc4106(gcm(aes))", 0, NULL, 0);
+        } else {
+            rc = parsed_sa(&a, "10.0.0.1", 0x1001, 100, -1, 100, 0, "rfc4106(gcm(aes))", 0, NULL, 0);
+        }
+        rc |= parsed_sa(&b, "10.0.0.1", 0x1002, 200, -1, 0, 0, "rfc4543(gcm(aes))", 0, NULL, 0);
+        rc |= add_policy(&s, &p) | add_sa(&s, &a);
+        if (strcmp(name, "sa-soft-add-just-due-alone") != 0) {
+            rc |= add_sa(&s, &b);
+        }
+    } else if (strcmp(name, "sa-dying-notified-redump") == 0) {
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        ss_sa a = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 200, 0);
+        ss_sa b = esp_sa("10.0.0.1", "10.0.0.2", 0x1002, 100, 0);
+        ss_sa *kept = NULL;
+        size_t nkept = 0;
+        snprintf(b.aead, sizeof(b.aead), "%s", "rfc4543(gcm(aes))");
+        rc = add_policy(&s, &p) | add_sa(&s, &a) | add_sa(&s, &b);
+        if (rc == 0 && snap_index_sas(&s) == 0 && sa_apply(&s, SS_SA_DYING, &a) == 0 &&
+            sa_save_dying(&s, &kept, &nkept) == 0) {
+            /* the dump: the same SAs read again, as on_sa makes them */
+            snap_free_sas(&s);
+            rc = add_sa(&s, &a) | add_sa(&s, &b);
+            if (rc == 0 && snap_index_sas(&s) == 0) {
+                sa_restore_dying(&s, kept, nkept);
+            } else {
+                rc = -1;
+            }
+            free(kept);
+        } else {
+            rc = -1;
+        }
+    } else if (strncmp(name, "sa-cache-", 9) == 0) {
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        ss_sa a = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 200, 0);
+        ss_sa b = esp_sa("10.0.0.1", "10.0.0.2", 0x1002, 100, 0);
+        snprintf(b.aead, sizeof(b.aead), "%s", "rfc4543(gcm(aes))");
+        ss_kernel_state_cache = strcmp(name, "sa-cache-6.13") == 0;
+        rc = add_policy(&s, &p) | add_sa(&s, &a) | add_sa(&s, &b);
+    } else if (strcmp(name, "sa-pcpu") == 0 || strcmp(name, "sa-offload-packet") == 0) {
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        ss_sa a;
+        if (strcmp(name, "sa-pcpu") == 0) {
+            uint32_t cpu = 1;
+            rc = parsed_sa(&a, "10.0.0.1", 0x1001, 100, -1, 0, 0, "rfc4106(gcm(aes))", XFRMA_SA_PCPU, &cpu,
+                           sizeof(cpu));
+        } else {
+            struct xfrm_user_offload off;
+            memset(&off, 0, sizeof(off));
+            off.ifindex = 2;
+            off.flags = XFRM_OFFLOAD_PACKET;
+            rc = parsed_sa(&a, "10.0.0.1", 0x1001, 100, -1, 0, 0, "rfc4106(gcm(aes))", XFRMA_OFFLOAD_DEV, &off,
+                           sizeof(off));
+        }
+        rc |= add_policy(&s, &p) | add_sa(&s, &a);
     } else if (strcmp(name, "unreadable-under-sub-bypass") == 0) {
         ss_policy sub = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         ss_policy unreadable = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 2);
@@ -177,6 +347,8 @@ int cmd_synthetic(const char *name)
     }
     if (rc != 0 || snap_index_policies(&s) != 0 || snap_index_sas(&s) != 0) {
         fprintf(stderr, "out of memory\n");
+        snap_free_policies(&s);
+        snap_free_sas(&s);
         return 1;
     }
     for (dir = XFRM_POLICY_IN; dir <= XFRM_POLICY_OUT; dir++) {
