@@ -611,7 +611,7 @@ def test_a_bound_device_is_read_by_name_in_the_sockets_namespace(ns: Netns, bind
     result = foreign_query()
     assert result.get("reason", "").startswith("outbound: the policy blocks the flow"), result
     renamed = foreign_query(SECSOCK_TEST_BINDTODEVICE_RENAMED="vq2")
-    assert renamed.get("errno") == errno.EAGAIN and "renamed" in renamed["message"], renamed
+    assert renamed.get("errno") == errno.EBUSY and "renamed" in renamed["message"], renamed
 
 
 def test_a_local_peer_is_asked_from_the_device_the_socket_sends_by(ns: Netns) -> None:

@@ -38,7 +38,7 @@ static int bound_index_by_name(int sock, struct ifreq *ifr, secsock_error *err)
         return os_error(err, errno, "ioctl(SIOCGIFNAME)", ifr->ifr_name);
     }
     if (strncmp(again, ifr->ifr_name, IFNAMSIZ) != 0 || strncmp(back.ifr_name, ifr->ifr_name, IFNAMSIZ) != 0) {
-        return secsock_error_set(err, SECSOCK_ERR_OS, EAGAIN, 0, "getsockopt(SO_BINDTODEVICE)",
+        return secsock_error_set(err, SECSOCK_ERR_OS, EBUSY, 0, "getsockopt(SO_BINDTODEVICE)",
                                  "the device the socket is bound to (%.16s) was renamed while it was read",
                                  ifr->ifr_name);
     }
