@@ -543,6 +543,12 @@ def bindtoifindex_fails(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(out)
 
 
+def with_preloaded(shim: str) -> str:
+    """LD_PRELOAD with shim after what is already preloaded (the sanitizer run's ASan runtime must stay
+    first)."""
+    return " ".join(filter(None, (os.environ.get("LD_PRELOAD", ""), shim)))
+
+
 def test_a_bound_device_is_read_by_name_where_its_index_cannot_be(
     ns: Netns, bindtoifindex_fails: str
 ) -> None:
@@ -552,7 +558,7 @@ def test_a_bound_device_is_read_by_name_where_its_index_cannot_be(
     lo for an unbound one (not decidable) where the kernel blocks it. Any other failure raises, naming the
     call, where it was read as "not bound" too."""
     ns.ip("xfrm", "policy", "add", "src", A6, "dst", B6, "dev", "lo", "dir", "out", "action", "block")
-    preload = ("env", f"LD_PRELOAD={bindtoifindex_fails}")
+    preload = ("env", f"LD_PRELOAD={with_preloaded(bindtoifindex_fails)}")
     unsupported = (*preload, f"SECSOCK_TEST_BINDTOIFINDEX_ERRNO={errno.ENOPROTOOPT}")
     bound, unbound = ns.probe([udp(A6, B6, device="lo"), udp(A6, B6)], wrap=unsupported)
     assert reason_of(bound)[0] == "the policy blocks the flow", bound
@@ -598,7 +604,7 @@ def test_a_bound_device_is_read_by_name_in_the_sockets_namespace(ns: Netns, bind
     with pytest.raises(OSError):
         socket.if_nametoindex("vq")  # not in the root namespace: a lookup there cannot answer
     ns.ip("xfrm", "policy", "add", "src", A6, "dst", B6, "dev", "vq", "dir", "out", "action", "block")
-    env = {**os.environ, "LD_PRELOAD": bindtoifindex_fails, "PYTHONPATH": str(ROOT / "src"),
+    env = {**os.environ, "LD_PRELOAD": with_preloaded(bindtoifindex_fails),
            "SECSOCK_TEST_BINDTOIFINDEX_ERRNO": str(errno.ENOPROTOOPT)}  # fmt: skip
 
     def foreign_query(**extra: str) -> dict[str, Any]:
