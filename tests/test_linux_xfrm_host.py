@@ -883,9 +883,10 @@ def test_without_cap_net_admin_permission_error(ns: Netns, wrap: tuple[str, ...]
 DROP_MARK_CAPS = """
 import ctypes, socket, sys
 import secsock
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+v6 = ":" in sys.argv[1]
+s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 7)
-s.bind(("0.0.0.0", 0))  # the wildcard address: the query probes the source toward the peer
+s.bind(("::" if v6 else "0.0.0.0", 0))  # the wildcard address: the query finds the source toward the peer
 secsock.query(s, peer=(sys.argv[1], 500))  # with the capabilities: the namespace's snapshot is kept
 libc = ctypes.CDLL(None, use_errno=True)
 header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
@@ -907,12 +908,18 @@ def test_a_source_probe_that_cannot_carry_the_mark_raises(ns: Netns) -> None:
     socket given the socket's mark, so that mark rules pick the same route. A failed setsockopt(SO_MARK)
     (it needs CAP_NET_RAW or CAP_NET_ADMIN) was ignored, and the answer was for the route of an unmarked
     flow, which the socket never sends. The thread loses both capabilities after a first query (the
-    snapshot is kept, so nothing else needs them): the second query raises, naming the call."""
-    done = subprocess.run(
-        ns.exec_argv(sys.executable, "-c", DROP_MARK_CAPS, B), capture_output=True, text=True, env=child_env()
-    )
-    assert done.returncode == 0, done.stderr
-    assert "setsockopt(SO_MARK)" in done.stdout and os.strerror(errno.EPERM) in done.stdout, done.stdout
+    snapshot is kept, so nothing else needs them): the second query raises, naming the call. IPv4 asks
+    the socket's own route instead (review of i14-route, item 3: RTA_MARK needs no privilege), and answers."""
+    for peer in (B, B6):
+        argv = ns.exec_argv(sys.executable, "-c", DROP_MARK_CAPS, peer)
+        done = subprocess.run(argv, capture_output=True, text=True, env=child_env())
+        assert done.returncode == 0, done.stderr
+        if peer == B:
+            assert done.stdout.strip() == "answered", done.stdout
+        else:
+            assert "setsockopt(SO_MARK)" in done.stdout and os.strerror(errno.EPERM) in done.stdout, (
+                done.stdout
+            )
 
 
 def test_not_a_socket_is_enotsock() -> None:
@@ -1893,3 +1900,68 @@ def test_loopback_flows_follow_los_disable_xfrm(ns: Netns, disabled: bool) -> No
         assert reason_of(result) == (loopback, loopback), result
     else:
         assert all(why.startswith(no_sa) for why in reason_of(result)), result
+
+
+WILDCARD_SEND_AND_ASK = """
+import errno, json, os, socket, sys
+import secsock
+peer, uid = sys.argv[1], int(sys.argv[2])
+def no_states():
+    with open("/proc/net/xfrm_stat") as stat:
+        return next(int(line.split()[1]) for line in stat if line.startswith("XfrmOutNoStates"))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+if uid:
+    os.fchown(s.fileno(), uid, -1)  # sockfs_setattr: the socket's sk_uid
+s.bind(("0.0.0.0", 0))  # the wildcard address: udp_sendmsg routes with saddr 0
+before = no_states()
+try:
+    s.sendto(b"x", (peer, 600))
+    sent = 0
+except OSError as e:
+    sent = e.errno
+# read before the query: the old source probe's connect() itself counted (ip_route_connect's second lookup)
+clear = no_states() == before
+print(json.dumps({"sent": sent, "clear": clear, "reason": secsock.query(s, peer=(peer, 600)).reason}))
+"""
+
+
+def wildcard_send_and_ask(ns: Netns, peer: str, uid: int = 0) -> dict[str, Any]:
+    done = subprocess.run(ns.exec_argv(sys.executable, "-c", WILDCARD_SEND_AND_ASK, peer, str(uid)),
+                          capture_output=True, text=True, env=child_env())  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_a_wildcard_bound_sockets_route_is_asked_without_a_source(ns: Netns) -> None:
+    """Review of i14-route, item 2: udp_sendmsg on a socket bound to the wildcard address looks its route up
+    with saddr 0, so an `ip rule from` the source it then picks does not apply to it. The backend asked the
+    route from that source (RTA_SRC): the rule sent B by vc, a remote peer, and the answer was "no SA fits"
+    (SECURED once SAs exist) while the kernel's lookup found B local, over lo, whose disable_xfrm sends the
+    datagram past the ESP policy in the clear."""
+    vb_and_vc(ns)
+    ns.ip("route", "add", "10.77.0.0/24", "dev", "vc", "table", "100")
+    ns.ip("rule", "add", "pref", "200", "lookup", "local")  # behind the rule below (B's route is local's)
+    ns.ip("rule", "del", "pref", "0")
+    ns.ip("rule", "add", "pref", "100", "from", "10.77.0.0/24", "lookup", "100")
+    esp_policies(ns, A, B)
+    result = wildcard_send_and_ask(ns, B)
+    assert result["sent"] == 0 and result["clear"], ("the kernel did not send over lo", result)
+    assert result["reason"].startswith(f"outbound: {DISABLED}"), result
+
+
+def test_a_wildcard_bound_sockets_source_is_the_one_its_route_picks(ns: Netns) -> None:
+    """Review of i14-route, item 3: the source address of a socket bound to the wildcard address came from a
+    probe socket's connect(), which routes with the querier's uid, no TOS and UDP: a uidrange rule the
+    socket's owner meets (here its table's route prefers 10.79.0.1) was missed, and the policies were matched
+    for the main table's source (C: no policy, "clear") while the kernel blocks the socket's datagram from
+    10.79.0.1. Asked now as the socket's own route (RTA_UID and the rest) and read from RTA_PREFSRC."""
+    peer = "10.80.0.2"
+    vb_and_vc(ns)
+    ns.ip("route", "add", "10.80.0.0/24", "dev", "vb", "src", C)
+    ns.ip("route", "add", "10.80.0.0/24", "dev", "vc", "src", "10.79.0.1", "table", "100")
+    ns.ip("rule", "add", "uidrange", "1000-1000", "lookup", "100")
+    ns.ip("xfrm", "policy", "add", "src", "10.79.0.1", "dst", peer, "dir", "out", "action", "block")
+    result = wildcard_send_and_ask(ns, peer, uid=1000)
+    assert result["sent"] == errno.EPERM, "the kernel did not block the datagram from 10.79.0.1"
+    assert result["reason"].startswith("outbound: the policy blocks the flow"), result

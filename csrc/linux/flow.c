@@ -54,6 +54,9 @@ static int flow_bound_ifindex(ss_flow *f, int *ifindex, secsock_error *err)
 typedef struct {
     int oif;           /* RTA_OIF */
     unsigned char type; /* rtm_type: RTN_LOCAL for an address of this host */
+    int has_prefsrc;   /* RTA_PREFSRC was given: rt_fill_info puts an output route's fl4->saddr when it is
+                        * not the RTA_SRC asked */
+    uint8_t prefsrc[4];
 } route_answer;
 
 static int on_route(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
@@ -78,6 +81,10 @@ static int on_route(void *vctx, uint16_t type, uint16_t flags, const void *paylo
     while ((r = attr_next(&it, &at, &data, &dlen)) > 0) {
         if (at == RTA_OIF && dlen >= sizeof(int)) {
             memcpy(oif, data, sizeof(int));
+        }
+        if (at == RTA_PREFSRC && rtm.rtm_family == AF_INET && dlen >= sizeof(ra->prefsrc)) {
+            memcpy(ra->prefsrc, data, sizeof(ra->prefsrc));
+            ra->has_prefsrc = 1;
         }
     }
     return 0;
@@ -160,7 +167,10 @@ static int route_get(ss_flow *f, const uint8_t *dst, const uint8_t *src, int oif
     rtm.rtm_tos = toward_peer && f->family == AF_INET ? (unsigned char)(f->tos & 0xfc) : 0;
     memcpy(body, &rtm, sizeof(rtm));
     add_rta(body, &off, RTA_DST, dst, addr_len(f->family));
-    if (src != NULL) {
+    /* A socket bound to the wildcard address routes with no source (udp_sendmsg: saddr 0; udpv6_sendmsg,
+     * ip6_dst_lookup_tail: any), so an `ip rule from` or IPv6 source route for the source it then picks
+     * does not apply to it (review of i14-route, item 2). */
+    if (src != NULL && !(toward_peer && f->local_wild)) {
         add_rta(body, &off, RTA_SRC, src, addr_len(f->family));
     }
     if (flow_mark(f) != 0) {
@@ -1003,7 +1013,13 @@ static int from_sockaddr(const struct sockaddr_storage *ss, socklen_t len, int f
     return -1;
 }
 
-/* The source address the kernel picks toward the peer, for a socket bound to the wildcard address. */
+/*
+ * The source address the kernel picks toward an IPv6 peer, for a socket bound to the wildcard address: a probe
+ * socket's connect() with the socket's mark and device. Its lookup carries the querier's uid, no traffic class,
+ * UDP and a random port, and inet6_rtm_getroute's RTA_PREFSRC (ip6_route_get_saddr) ignores the socket's
+ * IPV6_ADDR_PREFERENCES, which the probe could copy but RTM_GETROUTE cannot carry: a uidrange, sport, dport or
+ * ipproto rule choosing another source is not seen for IPv6 (README). IPv4: source_by_route.
+ */
 static int source_toward_peer(ss_flow *f, int sock_family, const uint8_t *peer16, secsock_error *err)
 {
     struct sockaddr_storage ss;
@@ -1284,6 +1300,37 @@ int build_flow(const secsock_query_request *req, ss_flow *f, secsock_error *err)
 }
 
 /*
+ * The source address an IPv4 socket bound to the wildcard address sends from: its own route toward the peer
+ * (route_get: no RTA_SRC, its mark, device, uid, TOS, protocol and ports, none of which needs a privilege),
+ * read from RTA_PREFSRC (rt_fill_info: the output route's fl4->saddr, which udp_sendmsg then sends from).
+ * A probe socket's connect() routed with the querier's uid, no TOS, UDP and a random port, so a uidrange,
+ * dsfield, ipproto or port rule could give another source than the socket's (review of i14-route, item 3).
+ * The device asked is the one resolve_oif asks (flow_oif_hint); toward a multicast peer, whose device
+ * (IP_MULTICAST_IF) no getsockopt returns, the bound one. 0, or -1 on error.
+ */
+static int source_by_route(ss_flow *f, secsock_error *err)
+{
+    route_answer ra;
+    int hint = 0, rc;
+
+    if ((rc = flow_oif_hint(f, &hint, err)) == SS_DEV_UNKNOWN) {
+        rc = flow_bound_ifindex(f, &hint, err);
+    }
+    if (rc != 0) {
+        return -1;
+    }
+    if (route_get(f, f->peer, NULL, hint, &ra, err) != 0) {
+        return -1;
+    }
+    if (!ra.has_prefsrc) {
+        return secsock_error_set(err, SECSOCK_ERR_OS, EADDRNOTAVAIL, 0, "RTM_GETROUTE",
+                                 "the route toward the peer names no source address");
+    }
+    memcpy(f->local, ra.prefsrc, sizeof(ra.prefsrc));
+    return 0;
+}
+
+/*
  * The rest of the flow, in the socket's network namespace (it may open a socket to ask the routing table):
  * the source address of a socket bound to the wildcard address, then IPv4-mapped addresses made IPv4.
  */
@@ -1291,7 +1338,11 @@ int finish_flow(ss_flow *f, secsock_error *err)
 {
     int family = f->family;
 
-    if (addr_any(f->local, family) && source_toward_peer(f, family, f->peer, err) != 0) {
+    /* Remembered before the source is filled in: route_get asks the socket's routes without it. */
+    f->local_wild = addr_any(f->local, family);
+    if (f->local_wild && family == AF_INET6 && is_v4mapped(f->peer)) {
+        f->local[10] = f->local[11] = 0xff; /* ::ffff:0.0.0.0, made 0.0.0.0 below, then asked as IPv4 */
+    } else if (f->local_wild && family == AF_INET6 && source_toward_peer(f, family, f->peer, err) != 0) {
         return -1;
     }
     /* IPv4-mapped addresses on an AF_INET6 socket: the packets are IPv4, and so are the kernel's flows. */
@@ -1308,6 +1359,9 @@ int finish_flow(ss_flow *f, secsock_error *err)
         memcpy(f->local, l4, 4);
         memcpy(f->peer, p4, 4);
         f->family = AF_INET;
+    }
+    if (f->local_wild && f->family == AF_INET) {
+        return source_by_route(f, err);
     }
     return 0;
 }
