@@ -1965,3 +1965,35 @@ def test_a_wildcard_bound_sockets_source_is_the_one_its_route_picks(ns: Netns) -
     result = wildcard_send_and_ask(ns, peer, uid=1000)
     assert result["sent"] == errno.EPERM, "the kernel did not block the datagram from 10.79.0.1"
     assert result["reason"].startswith("outbound: the policy blocks the flow"), result
+
+
+TWO_OWNERS_ASK = """
+import json, os, socket, sys
+import secsock
+reasons = []
+for uid in (0, 1000):  # one process, within the 1 s the answers are kept
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    os.fchown(s.fileno(), uid, -1)  # sockfs_setattr: the socket's sk_uid
+    s.bind((sys.argv[1], 0))
+    reasons.append(secsock.query(s, peer=(sys.argv[2], 600)).reason)
+print(json.dumps(reasons))
+"""
+
+
+def test_kept_local_peer_routes_are_keyed_by_all_the_route_is_asked_with(ns: Netns) -> None:
+    """Review of i14-route, items 5 and 12: whether a peer is one of the host's addresses (over lo, whose
+    disable_xfrm sends in the clear) was kept per peer, local address and device only, but route_get asks
+    with the socket's uid (and TOS, protocol, ports, mark): a second socket, owned by the uid a rule sends by
+    vc, got the first one's answer ("XFRM is disabled") for a flow the kernel transforms."""
+    vb_and_vc(ns)
+    ns.ip("route", "add", "10.77.0.0/24", "dev", "vc", "table", "100")
+    ns.ip("rule", "add", "pref", "200", "lookup", "local")  # behind the rule below (B's route is local's)
+    ns.ip("rule", "del", "pref", "0")
+    ns.ip("rule", "add", "pref", "100", "uidrange", "1000-1000", "lookup", "100")
+    esp_policies(ns, A, B)
+    done = subprocess.run(ns.exec_argv(sys.executable, "-c", TWO_OWNERS_ASK, A, B),
+                          capture_output=True, text=True, env=child_env())  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    root, other = json.loads(done.stdout)
+    assert root.startswith(f"outbound: {DISABLED}"), root
+    assert other.startswith("outbound: no SA fits a template"), other

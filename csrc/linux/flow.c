@@ -555,6 +555,17 @@ typedef struct {
     int valid;
     int64_t at;
 } conf_stamp;
+/* Everything route_get and flow_oif_hint give the kernel for an IPv4 route toward the peer: what a kept
+ * answer is keyed by (conf_local_dev, conf_out_dev), so that two sockets differing in any of it (a uidrange,
+ * dsfield, ipproto or port rule) never share one. Built zeroed (route_key_of), compared whole. */
+typedef struct {
+    uint8_t peer[4], local[4];
+    uint32_t mark, uid;
+    int hint; /* flow_oif_hint */
+    uint16_t lport, pport;
+    uint8_t tos, proto, wild; /* wild: ss_flow.local_wild, asked without RTA_SRC */
+} route_key;
+
 typedef struct {
     uint64_t used;   /* t_conf_tick at its last use: the least recently used is reused */
     uint64_t cookie; /* SO_NETNS_COOKIE, never reused (an nsfs inode is, once its namespace is gone); 0 unknown */
@@ -569,19 +580,14 @@ typedef struct {
     } devs[SS_CONF_DEVS];
     struct {
         conf_stamp at;
-        uint8_t peer[4], local[4];
-        int oif; /* the device the route was asked from (flow_oif_hint) */
+        route_key key;
         int dev; /* as ss_flow.local_dev: -1 not local */
     } peers[SS_CONF_PEERS];
     conf_stamp links_at;
     int links_conf; /* SS_LO_* set on any device but loopback (conf_links) */
     struct {
         conf_stamp at;
-        uint8_t peer[4], local[4];
-        uint32_t mark, uid;
-        int hint; /* flow_oif_hint */
-        uint16_t lport, pport;
-        uint8_t tos, proto;
+        route_key key;
         int oif; /* the route's answer */
     } routes[SS_CONF_PEERS];
     unsigned next_dev, next_peer, next_route;
@@ -649,13 +655,33 @@ static int conf_all(const ss_flow *f, int i, secsock_error *err)
     return v;
 }
 
+/* The route_key of f's IPv4 route toward the peer asked from device hint: 0, or -1 on error. */
+static int route_key_of(ss_flow *f, int hint, route_key *key, secsock_error *err)
+{
+    memset(key, 0, sizeof(*key));
+    if (flow_route_keys(f, err) != 0) {
+        return -1;
+    }
+    memcpy(key->peer, f->peer, 4);
+    memcpy(key->local, f->local, 4);
+    key->mark = flow_mark(f);
+    key->uid = f->uid;
+    key->hint = hint;
+    key->lport = f->lport;
+    key->pport = f->pport;
+    key->tos = f->tos;
+    key->proto = (uint8_t)f->proto;
+    key->wild = (uint8_t)f->local_wild;
+    return 0;
+}
+
 /*
  * The device an IPv4 peer that is one of the host's addresses is reached by (as ss_flow.local_dev), or
  * SS_DEV_UNKNOWN, or 0 on error. The route is asked from the device the socket sends by (flow_oif_hint, as
  * resolve_oif): fib_table_lookup passes over a local route whose device is not the flow's oif, so a socket
  * bound to vb reaches vc's address by vb, not lo, and a socket bound to a VRF master looks in the VRF's table.
  * When that device cannot be read (a multicast peer's IP_MULTICAST_IF) the answer is not decidable. Kept per
- * peer, local address and that device. An IPv4 UDP message's IP_PKTINFO device is not seen here: the socket's
+ * route_key (all route_get sends: review of i14-route, item 5). An IPv4 UDP message's IP_PKTINFO device is not seen here: the socket's
  * own device is asked, as for a message without one (README).
  */
 static int conf_local_dev(ss_flow *f, secsock_error *err)
@@ -665,14 +691,18 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
     route_answer ra;
     int i, hint, rc;
 
+    route_key key;
+
     if ((rc = flow_oif_hint(f, &hint, err)) != 0) {
         return rc == SS_DEV_UNKNOWN ? SS_DEV_UNKNOWN : 0;
+    }
+    if (route_key_of(f, hint, &key, err) != 0) {
+        return 0;
     }
     c = conf_for(f);
     if (c != NULL) {
         for (i = 0; i < SS_CONF_PEERS; i++) {
-            if (conf_fresh(&c->peers[i].at, now) && memcmp(c->peers[i].peer, f->peer, 4) == 0 &&
-                memcmp(c->peers[i].local, f->local, 4) == 0 && c->peers[i].oif == hint) {
+            if (conf_fresh(&c->peers[i].at, now) && memcmp(&c->peers[i].key, &key, sizeof(key)) == 0) {
                 return c->peers[i].dev;
             }
         }
@@ -683,9 +713,7 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
     }
     if (c != NULL) {
         i = (int)(c->next_peer++ % SS_CONF_PEERS);
-        memcpy(c->peers[i].peer, f->peer, 4);
-        memcpy(c->peers[i].local, f->local, 4);
-        c->peers[i].oif = hint;
+        c->peers[i].key = key;
         c->peers[i].dev = ra.type == RTN_LOCAL && ra.oif > 0 ? ra.oif : -1;
         c->peers[i].at.valid = 1;
         c->peers[i].at.at = now;
@@ -785,52 +813,46 @@ static int conf_links(const ss_flow *f, int *conf, secsock_error *err)
 
 /*
  * The IPv4 route's output device toward the peer (resolve_oif) into *oif: 0, or -1 on error. Kept with the
- * other settings, keyed by everything route_get and flow_oif_hint give the kernel, which are the socket's
- * and read again (a few getsockopt calls, no netlink) by every query that comes here.
+ * other settings, keyed by everything route_get and flow_oif_hint give the kernel (route_key), which are the
+ * socket's and read again (a few getsockopt calls, no netlink) by every query that comes here.
+ * SS_XFRM_MAYBE_DISABLED when the device asked from cannot be read (resolve_oif's SS_DEV_UNKNOWN).
  */
 static int conf_out_dev(ss_flow *f, int *oif, secsock_error *err)
 {
     int64_t now = ss_clock_ms();
     conf_ns *c;
-    int hint, i;
-    uint32_t mark;
+    int hint = 0, i, rc;
+    route_key key;
 
+    *oif = 0;
     if (f->oif >= 0) { /* asked already by this query (flow_sel_dev) */
         *oif = f->oif;
         return 0;
     }
-    if (flow_oif_hint(f, &hint, err) != 0 || flow_route_keys(f, err) != 0) {
+    /* The hint unreadable (a multicast peer's device): SS_XFRM_MAYBE_DISABLED, never a device guessed. */
+    if ((rc = flow_oif_hint(f, &hint, err)) != 0) {
+        return rc == SS_DEV_UNKNOWN ? SS_XFRM_MAYBE_DISABLED : -1;
+    }
+    if (route_key_of(f, hint, &key, err) != 0) {
         return -1;
     }
-    mark = flow_mark(f);
     c = conf_for(f);
     if (c != NULL) {
         for (i = 0; i < SS_CONF_PEERS; i++) {
-            if (conf_fresh(&c->routes[i].at, now) && memcmp(c->routes[i].peer, f->peer, 4) == 0 &&
-                memcmp(c->routes[i].local, f->local, 4) == 0 && c->routes[i].mark == mark &&
-                c->routes[i].uid == f->uid && c->routes[i].hint == hint && c->routes[i].lport == f->lport &&
-                c->routes[i].pport == f->pport && c->routes[i].tos == f->tos && c->routes[i].proto == f->proto) {
+            if (conf_fresh(&c->routes[i].at, now) && memcmp(&c->routes[i].key, &key, sizeof(key)) == 0) {
                 *oif = c->routes[i].oif;
                 return 0;
             }
         }
     }
     g.conf_asks++;
-    if (resolve_oif(f, err) != 0) {
-        return -1;
+    if ((rc = resolve_oif(f, err)) != 0) {
+        return rc == SS_DEV_UNKNOWN ? SS_XFRM_MAYBE_DISABLED : -1;
     }
     *oif = f->oif;
     if (c != NULL) {
         i = (int)(c->next_route++ % SS_CONF_PEERS);
-        memcpy(c->routes[i].peer, f->peer, 4);
-        memcpy(c->routes[i].local, f->local, 4);
-        c->routes[i].mark = mark;
-        c->routes[i].uid = f->uid;
-        c->routes[i].hint = hint;
-        c->routes[i].lport = f->lport;
-        c->routes[i].pport = f->pport;
-        c->routes[i].tos = f->tos;
-        c->routes[i].proto = f->proto;
+        c->routes[i].key = key;
         c->routes[i].oif = f->oif;
         c->routes[i].at.valid = 1;
         c->routes[i].at.at = now;
@@ -866,7 +888,10 @@ static int remote_xfrm_disabled(ss_flow *f, int out, secsock_error *err)
     if ((knowable = flow_out_dev_knowable(f, err)) <= 0) {
         return knowable < 0 ? -1 : SS_XFRM_MAYBE_DISABLED;
     }
-    if (conf_out_dev(f, &oif, err) != 0 || conf_dev(f, oif, &conf, err) != 0) {
+    if ((knowable = conf_out_dev(f, &oif, err)) != 0) {
+        return knowable == SS_XFRM_MAYBE_DISABLED ? knowable : -1;
+    }
+    if (conf_dev(f, oif, &conf, err) != 0) {
         return -1;
     }
     return (conf & SS_LO_NOXFRM) != 0;
