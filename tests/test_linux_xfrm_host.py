@@ -1933,17 +1933,22 @@ def wildcard_send_and_ask(ns: Netns, peer: str, uid: int = 0) -> dict[str, Any]:
     return result
 
 
+def a_rule_sends_b_by_vc(ns: Netns, *selector: str) -> None:
+    """A rule ahead of the local table's (moved behind it) sends a flow it selects to B by vc."""
+    vb_and_vc(ns)
+    ns.ip("route", "add", "10.77.0.0/24", "dev", "vc", "table", "100")
+    ns.ip("rule", "add", "pref", "200", "lookup", "local")
+    ns.ip("rule", "del", "pref", "0")
+    ns.ip("rule", "add", "pref", "100", *selector, "lookup", "100")
+
+
 def test_a_wildcard_bound_sockets_route_is_asked_without_a_source(ns: Netns) -> None:
     """Review of i14-route, item 2: udp_sendmsg on a socket bound to the wildcard address looks its route up
     with saddr 0, so an `ip rule from` the source it then picks does not apply to it. The backend asked the
     route from that source (RTA_SRC): the rule sent B by vc, a remote peer, and the answer was "no SA fits"
     (SECURED once SAs exist) while the kernel's lookup found B local, over lo, whose disable_xfrm sends the
     datagram past the ESP policy in the clear."""
-    vb_and_vc(ns)
-    ns.ip("route", "add", "10.77.0.0/24", "dev", "vc", "table", "100")
-    ns.ip("rule", "add", "pref", "200", "lookup", "local")  # behind the rule below (B's route is local's)
-    ns.ip("rule", "del", "pref", "0")
-    ns.ip("rule", "add", "pref", "100", "from", "10.77.0.0/24", "lookup", "100")
+    a_rule_sends_b_by_vc(ns, "from", "10.77.0.0/24")
     esp_policies(ns, A, B)
     result = wildcard_send_and_ask(ns, B)
     assert result["sent"] == 0 and result["clear"], ("the kernel did not send over lo", result)
@@ -1985,11 +1990,7 @@ def test_kept_local_peer_routes_are_keyed_by_all_the_route_is_asked_with(ns: Net
     disable_xfrm sends in the clear) was kept per peer, local address and device only, but route_get asks
     with the socket's uid (and TOS, protocol, ports, mark): a second socket, owned by the uid a rule sends by
     vc, got the first one's answer ("XFRM is disabled") for a flow the kernel transforms."""
-    vb_and_vc(ns)
-    ns.ip("route", "add", "10.77.0.0/24", "dev", "vc", "table", "100")
-    ns.ip("rule", "add", "pref", "200", "lookup", "local")  # behind the rule below (B's route is local's)
-    ns.ip("rule", "del", "pref", "0")
-    ns.ip("rule", "add", "pref", "100", "uidrange", "1000-1000", "lookup", "100")
+    a_rule_sends_b_by_vc(ns, "uidrange", "1000-1000")
     esp_policies(ns, A, B)
     done = subprocess.run(ns.exec_argv(sys.executable, "-c", TWO_OWNERS_ASK, A, B),
                           capture_output=True, text=True, env=child_env())  # fmt: skip
