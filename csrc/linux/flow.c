@@ -788,19 +788,37 @@ static int conf_links(const ss_flow *f, int *conf, secsock_error *err)
 {
     int64_t now = ss_clock_ms();
     conf_ns *c = conf_for(f);
+    uint8_t body[NLMSG_ALIGN(sizeof(struct ifinfomsg)) + RTA_SPACE(sizeof(uint32_t))];
     struct ifinfomsg ifi;
-    int v = 0;
+    size_t off = NLMSG_ALIGN(sizeof(ifi));
+    uint32_t ext = RTEXT_FILTER_SKIP_STATS;
+    int v = 0, rc, tries;
 
+    *conf = 0;
     if (c != NULL && conf_fresh(&c->links_at, now)) {
         *conf = c->links_conf;
         return 0;
     }
     g.conf_asks++;
+    memset(body, 0, sizeof(body));
     memset(&ifi, 0, sizeof(ifi));
     ifi.ifi_family = AF_UNSPEC;
-    if (nl_request(NETLINK_ROUTE, RTM_GETLINK, NLM_F_DUMP, &ifi, sizeof(ifi), on_link_any, &v, "RTM_GETLINK",
-                   err) != 0) {
-        return -1;
+    memcpy(body, &ifi, sizeof(ifi));
+    /* Without the counters (rtnl_fill_stats, IFLA_INET6_STATS; kernels before the flag send them anyway):
+     * only the devconf is read, and the dump is a fraction of the size. */
+    add_rta(body, &off, IFLA_EXT_MASK, &ext, sizeof(ext));
+    /* A device added or removed during the dump (NLM_F_DUMP_INTR: veths of containers coming and going)
+     * makes it inconsistent: asked once more before the query raises EAGAIN. */
+    for (tries = 0;; tries++) {
+        v = 0;
+        rc = nl_request(NETLINK_ROUTE, RTM_GETLINK, NLM_F_DUMP, body, off, on_link_any, &v, "RTM_GETLINK", err);
+        if (rc == 0) {
+            break;
+        }
+        if (rc != -3 || tries > 0) {
+            return -1;
+        }
+        secsock_error_clear(err);
     }
     *conf = v;
     if (c != NULL) {
