@@ -1998,3 +1998,37 @@ def test_kept_local_peer_routes_are_keyed_by_all_the_route_is_asked_with(ns: Net
     root, other = json.loads(done.stdout)
     assert root.startswith(f"outbound: {DISABLED}"), root
     assert other.startswith("outbound: no SA fits a template"), other
+
+
+DONTROUTE_SEND_AND_ASK = """
+import errno, json, socket, sys
+import secsock
+local, peer = sys.argv[1:3]
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_DONTROUTE, 1)  # ip_sock_rt_scope: RT_SCOPE_LINK
+s.bind((local, 0))
+s.setblocking(False)
+sent = s.connect_ex((peer, 600))  # EINPROGRESS once the SYN is routed, EPERM if a policy blocks it
+sent = 0 if sent == errno.EINPROGRESS else sent
+print(json.dumps({"sent": sent, "reason": secsock.query(s, peer=(peer, 600)).reason}))
+"""
+
+
+def test_a_dontroute_sockets_device_is_not_decidable(ns: Netns) -> None:
+    """Review of i14-route, item 6: SO_DONTROUTE makes the socket's route lookup link-scoped
+    (ip_sock_rt_scope), so fib_table_lookup passes over a route via a gateway (its scope is below link) and
+    the flow leaves by an on-link route's device instead, which RTM_GETROUTE cannot ask for (no scope
+    attribute). The backend asked, got the gateway route's vb, and answered with the block below the `dev vc`
+    bypass the kernel's SYN passes by: not decidable now, as a `dev` selector's device is unknown."""
+    peer = "10.80.0.2"
+    vb_and_vc(ns)
+    ns.ip("route", "add", "10.80.0.0/24", "via", "10.78.0.2", "dev", "vb")
+    ns.ip("route", "add", "10.80.0.0/16", "dev", "vc")
+    ns.ip("xfrm", "policy", "add", "src", C, "dst", peer, "dev", "vc", "dir", "out", "priority", "10")
+    ns.ip("xfrm", "policy", "add", "src", C, "dst", peer, "dir", "out", "priority", "100", "action", "block")
+    done = subprocess.run(ns.exec_argv(sys.executable, "-c", DONTROUTE_SEND_AND_ASK, C, peer),
+                          capture_output=True, text=True, env=child_env())  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["sent"] == 0, "the kernel did not route the SYN by vc"
+    assert result["reason"].startswith(f"outbound: {DEV_UNDECIDABLE}"), result

@@ -266,10 +266,30 @@ static int flow_oif_hint(ss_flow *f, int *oif, secsock_error *err)
 }
 
 /*
+ * Is SO_DONTROUTE set on an IPv4 socket? Its lookups are then link-scoped (ip_sock_rt_scope: RT_SCOPE_LINK,
+ * and fib_table_lookup passes over every route via a gateway), which RTM_GETROUTE has no attribute for: the
+ * device and source the route names may not be the socket's (review of i14-route, item 6). A message's
+ * MSG_DONTROUTE does the same for an IPv4 UDP message, whose device is not decidable anyway. 1, 0, or -1.
+ */
+static int flow_dontroute(const ss_flow *f, secsock_error *err)
+{
+    int v = 0;
+    socklen_t len = sizeof(v);
+
+    if (f->family != AF_INET) {
+        return 0;
+    }
+    if (getsockopt(f->sock, SOL_SOCKET, SO_DONTROUTE, &v, &len) != 0) {
+        return os_error(err, errno, "getsockopt(SO_DONTROUTE)", NULL);
+    }
+    return v != 0;
+}
+
+/*
  * The interface the flow leaves by, as the routing table says, asked with the device the socket sends by
  * (ip_route_output_key_hash_rcu answers with another for a local peer, lo or the VRF master, or for a socket
  * bound to a VRF master, its slave). Asked only where flow_out_dev_knowable says the device can be told.
- * 0, SS_DEV_UNKNOWN (the hint cannot be read), or -1 on error.
+ * 0, SS_DEV_UNKNOWN (the hint cannot be read, or SO_DONTROUTE: flow_dontroute), or -1 on error.
  */
 int resolve_oif(ss_flow *f, secsock_error *err)
 {
@@ -287,6 +307,9 @@ int resolve_oif(ss_flow *f, secsock_error *err)
     }
     if ((rc = flow_oif_hint(f, &hint, err)) != 0) {
         return rc;
+    }
+    if ((rc = flow_dontroute(f, err)) != 0) {
+        return rc > 0 ? SS_DEV_UNKNOWN : -1;
     }
     if (route_get(f, f->peer, f->local, hint, &ra, err) != 0) {
         return -1;
@@ -696,6 +719,9 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
     if ((rc = flow_oif_hint(f, &hint, err)) != 0) {
         return rc == SS_DEV_UNKNOWN ? SS_DEV_UNKNOWN : 0;
     }
+    if ((rc = flow_dontroute(f, err)) != 0) {
+        return rc > 0 ? SS_DEV_UNKNOWN : 0;
+    }
     if (route_key_of(f, hint, &key, err) != 0) {
         return 0;
     }
@@ -1061,13 +1087,14 @@ static int from_sockaddr(const struct sockaddr_storage *ss, socklen_t len, int f
  * socket's connect() with the socket's mark and device. Its lookup carries the querier's uid, no traffic class,
  * UDP and a random port, and inet6_rtm_getroute's RTA_PREFSRC (ip6_route_get_saddr) ignores the socket's
  * IPV6_ADDR_PREFERENCES, which the probe could copy but RTM_GETROUTE cannot carry: a uidrange, sport, dport or
- * ipproto rule choosing another source is not seen for IPv6 (README). IPv4: source_by_route.
+ * ipproto rule choosing another source is not seen for IPv6 (README). IPv4: source_by_route, which probes
+ * only for a socket with SO_DONTROUTE (a link-scoped lookup, which RTM_GETROUTE cannot ask).
  */
 static int source_toward_peer(ss_flow *f, int sock_family, const uint8_t *peer16, secsock_error *err)
 {
     struct sockaddr_storage ss;
     socklen_t len;
-    int fd, bound, rc = -1;
+    int fd, bound, rc = -1, one = 1;
 
     if (thread_ns_ok("socket", err) != 0) {
         return -1;
@@ -1085,6 +1112,12 @@ static int source_toward_peer(ss_flow *f, int sock_family, const uint8_t *peer16
         goto out;
     }
     if (flow_bound_ifindex(f, &bound, err) != 0) {
+        goto out;
+    }
+    /* IPv4 probes only for a socket with SO_DONTROUTE (source_by_route): the probe's lookup is link-scoped too. */
+    if (sock_family == AF_INET && setsockopt(fd, SOL_SOCKET, SO_DONTROUTE, &one, sizeof(one)) != 0) {
+        os_error(err, errno, "setsockopt(SO_DONTROUTE)",
+                 "finding the source address toward the peer: setsockopt(SO_DONTROUTE)");
         goto out;
     }
     if (bound > 0 && setsockopt(fd, SOL_SOCKET, SO_BINDTOIFINDEX, &bound, sizeof(bound)) != 0) {
@@ -1356,6 +1389,10 @@ static int source_by_route(ss_flow *f, secsock_error *err)
     route_answer ra;
     int hint = 0, rc;
 
+    if ((rc = flow_dontroute(f, err)) != 0) {
+        /* A link-scoped lookup's source: only a probe socket with the flag can ask it (source_toward_peer). */
+        return rc < 0 ? -1 : source_toward_peer(f, AF_INET, f->peer, err);
+    }
     if ((rc = flow_oif_hint(f, &hint, err)) == SS_DEV_UNKNOWN) {
         rc = flow_bound_ifindex(f, &hint, err);
     }
