@@ -488,6 +488,16 @@ print(json.dumps({"sent": sent, "reason": secsock.query(s, peer=(peer, 600)).rea
 """
 
 
+def a_rule_sends_the_peer_by_vc(ns: Netns, peer: str, *rule: str) -> None:
+    """Main sends peer's /24 by vb, the rule's table by vc; a `dev vc` bypass above a block for C -> peer."""
+    vb_and_vc(ns)
+    ns.ip("route", "add", "10.80.0.0/24", "dev", "vb")
+    ns.ip("route", "add", "10.80.0.0/24", "dev", "vc", "table", "100")
+    ns.ip("rule", "add", *rule, "lookup", "100")
+    ns.ip("xfrm", "policy", "add", "src", C, "dst", peer, "dev", "vc", "dir", "out", "priority", "10")
+    ns.ip("xfrm", "policy", "add", "src", C, "dst", peer, "dir", "out", "priority", "100", "action", "block")
+
+
 @pytest.mark.parametrize(
     "rule",
     [("uidrange", "1000-1000"), ("tos", "0x10"), ("ipproto", "tcp"), ("sport", "5555"), ("dport", "600")],
@@ -501,12 +511,7 @@ def test_the_route_is_asked_with_what_ip_rules_select_on(ns: Netns, rule: tuple[
     while the backend asked the main table, got vb, and answered with the block below the bypass (the
     kernel's answer for vb: the send is refused)."""
     peer = "10.80.0.2"
-    vb_and_vc(ns)
-    ns.ip("route", "add", "10.80.0.0/24", "dev", "vb")
-    ns.ip("route", "add", "10.80.0.0/24", "dev", "vc", "table", "100")
-    ns.ip("rule", "add", *rule, "lookup", "100")
-    ns.ip("xfrm", "policy", "add", "src", C, "dst", peer, "dev", "vc", "dir", "out", "priority", "10")
-    ns.ip("xfrm", "policy", "add", "src", C, "dst", peer, "dir", "out", "priority", "100", "action", "block")
+    a_rule_sends_the_peer_by_vc(ns, peer, *rule)
     done = subprocess.run(
         ns.exec_argv(sys.executable, "-c", SEND_AND_ASK, C, peer, rule[0]),
         capture_output=True,
@@ -2032,3 +2037,37 @@ def test_a_dontroute_sockets_device_is_not_decidable(ns: Netns) -> None:
     result = json.loads(done.stdout)
     assert result["sent"] == 0, "the kernel did not route the SYN by vc"
     assert result["reason"].startswith(f"outbound: {DEV_UNDECIDABLE}"), result
+
+
+OVERFLOW_OWNER_ASK = """
+import json, os, socket, sys
+import secsock
+local, peer = sys.argv[1:3]
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+os.fchown(s.fileno(), 65534, -1)  # what fstat reports for an owner unmapped in the querier's user namespace
+s.bind((local, 0))
+s.setblocking(False)
+s.connect_ex((peer, 600))
+print(json.dumps(secsock.query(s, peer=(peer, 600)).reason))
+"""
+
+
+@pytest.mark.parametrize("rule", [("uidrange", "1000-1000"), ("dport", "601")], ids=["uidrange", "other"])
+def test_an_overflow_owner_is_not_decidable_where_a_rule_selects_on_the_uid(
+    ns: Netns, rule: tuple[str, str]
+) -> None:
+    """Review of i14-route, item 11: fstat reports a socket owner unmapped in the querier's user namespace as
+    the overflow uid (65534), and RTA_UID then asks the route for 65534, not the socket's sk_uid: with a
+    uidrange rule in the namespace the route, and a `dev` selector's answer, may be another owner's. The
+    backend answered from that route (the block, here); now not decidable while some rule selects on the
+    uid, and decided as before otherwise. (The owner is set to 65534 with fchown: same fstat.)"""
+    peer = "10.80.0.2"
+    a_rule_sends_the_peer_by_vc(ns, peer, *rule)
+    done = subprocess.run(ns.exec_argv(sys.executable, "-c", OVERFLOW_OWNER_ASK, C, peer),
+                          capture_output=True, text=True, env=child_env())  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    reason = json.loads(done.stdout)
+    if rule[0] == "uidrange":
+        assert reason.startswith(f"outbound: {DEV_UNDECIDABLE}"), reason
+    else:
+        assert reason.startswith("outbound: the policy blocks the flow"), reason

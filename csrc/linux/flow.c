@@ -5,6 +5,7 @@
 #include <net/if.h>     /* struct ifreq */
 #include <linux/ip.h>   /* IPV4_DEVCONF_* */
 #include <linux/ipv6.h> /* DEVCONF_* */
+#include <linux/fib_rules.h> /* struct fib_rule_hdr, FRA_UID_RANGE */
 
 /*
  * SO_MARK matters only to a policy or SA with a mark mask and to route lookups; SO_BINDTOIFINDEX only to route
@@ -285,11 +286,36 @@ static int flow_dontroute(const ss_flow *f, secsock_error *err)
     return v != 0;
 }
 
+static int conf_uid_rules(const ss_flow *f, int *any, secsock_error *err);
+#define SS_OVERFLOWUID 65534 /* DEFAULT_OVERFLOWUID: what fstat says for an owner unmapped here */
+
+/*
+ * Can the route toward the peer not be asked as the socket's own lookup makes it? SO_DONTROUTE
+ * (flow_dontroute), or an owner fstat reports as the overflow uid (unmapped in this user namespace,
+ * from_kuid_munged; or truly uid 65534) while some `ip rule` selects on the uid (conf_uid_rules): RTA_UID
+ * would ask for 65534, not the socket's sk_uid (review of i14-route, item 11). 1, 0, or -1 on error.
+ */
+static int flow_route_unknowable(ss_flow *f, secsock_error *err)
+{
+    int rc, uid_rules;
+
+    if ((rc = flow_dontroute(f, err)) != 0 || (rc = flow_route_keys(f, err)) != 0) {
+        return rc;
+    }
+    if (f->uid != SS_OVERFLOWUID) {
+        return 0;
+    }
+    if (conf_uid_rules(f, &uid_rules, err) != 0) {
+        return -1;
+    }
+    return uid_rules;
+}
+
 /*
  * The interface the flow leaves by, as the routing table says, asked with the device the socket sends by
  * (ip_route_output_key_hash_rcu answers with another for a local peer, lo or the VRF master, or for a socket
  * bound to a VRF master, its slave). Asked only where flow_out_dev_knowable says the device can be told.
- * 0, SS_DEV_UNKNOWN (the hint cannot be read, or SO_DONTROUTE: flow_dontroute), or -1 on error.
+ * 0, SS_DEV_UNKNOWN (the hint cannot be read, or flow_route_unknowable), or -1 on error.
  */
 int resolve_oif(ss_flow *f, secsock_error *err)
 {
@@ -308,7 +334,7 @@ int resolve_oif(ss_flow *f, secsock_error *err)
     if ((rc = flow_oif_hint(f, &hint, err)) != 0) {
         return rc;
     }
-    if ((rc = flow_dontroute(f, err)) != 0) {
+    if ((rc = flow_route_unknowable(f, err)) != 0) {
         return rc > 0 ? SS_DEV_UNKNOWN : -1;
     }
     if (route_get(f, f->peer, f->local, hint, &ra, err) != 0) {
@@ -608,6 +634,8 @@ typedef struct {
     } peers[SS_CONF_PEERS];
     conf_stamp links_at;
     int links_conf; /* SS_LO_* set on any device but loopback (conf_links) */
+    conf_stamp rules_at;
+    int rules_uid; /* some `ip rule` has a uidrange (conf_uid_rules) */
     struct {
         conf_stamp at;
         route_key key;
@@ -719,7 +747,7 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
     if ((rc = flow_oif_hint(f, &hint, err)) != 0) {
         return rc == SS_DEV_UNKNOWN ? SS_DEV_UNKNOWN : 0;
     }
-    if ((rc = flow_dontroute(f, err)) != 0) {
+    if ((rc = flow_route_unknowable(f, err)) != 0) {
         return rc > 0 ? SS_DEV_UNKNOWN : 0;
     }
     if (route_key_of(f, hint, &key, err) != 0) {
@@ -789,6 +817,26 @@ static int conf_dev(const ss_flow *f, int ifindex, int *conf, secsock_error *err
     return conf_link(f, ifindex, conf, &is_vrf, err);
 }
 
+/*
+ * An rtnetlink dump whose callback ORs what it finds into *acc (zeroed first): 0, or -1 on error. A device or
+ * rule added or removed during it (NLM_F_DUMP_INTR, nl_request's -3: veths of containers coming and going)
+ * makes it inconsistent: it is asked once more before the query raises EAGAIN (review of i14-route, item 10).
+ */
+static int route_dump(uint16_t type, const void *body, size_t blen, ss_nl_fn fn, int *acc, const char *call,
+                      secsock_error *err)
+{
+    int rc, tries;
+
+    for (tries = 0;; tries++) {
+        *acc = 0;
+        rc = nl_request(NETLINK_ROUTE, type, NLM_F_DUMP, body, blen, fn, acc, call, err);
+        if (rc == 0 || rc != -3 || tries > 0) {
+            return rc == 0 ? 0 : -1;
+        }
+        secsock_error_clear(err);
+    }
+}
+
 /* A dump's RTM_NEWLINK: OR the device's SS_LO_* bits into *vctx, loopback's (LOOPBACK_IFINDEX) IPv4 ones
  * apart (an IPv4 flow over lo is one to a local peer, which flow_xfrm_disabled reads itself; an IPv6
  * address may live on lo, and its device's disable_policy counts). */
@@ -818,7 +866,7 @@ static int conf_links(const ss_flow *f, int *conf, secsock_error *err)
     struct ifinfomsg ifi;
     size_t off = NLMSG_ALIGN(sizeof(ifi));
     uint32_t ext = RTEXT_FILTER_SKIP_STATS;
-    int v = 0, rc, tries;
+    int v = 0;
 
     *conf = 0;
     if (c != NULL && conf_fresh(&c->links_at, now)) {
@@ -833,24 +881,64 @@ static int conf_links(const ss_flow *f, int *conf, secsock_error *err)
     /* Without the counters (rtnl_fill_stats, IFLA_INET6_STATS; kernels before the flag send them anyway):
      * only the devconf is read, and the dump is a fraction of the size. */
     add_rta(body, &off, IFLA_EXT_MASK, &ext, sizeof(ext));
-    /* A device added or removed during the dump (NLM_F_DUMP_INTR: veths of containers coming and going)
-     * makes it inconsistent: asked once more before the query raises EAGAIN. */
-    for (tries = 0;; tries++) {
-        v = 0;
-        rc = nl_request(NETLINK_ROUTE, RTM_GETLINK, NLM_F_DUMP, body, off, on_link_any, &v, "RTM_GETLINK", err);
-        if (rc == 0) {
-            break;
-        }
-        if (rc != -3 || tries > 0) {
-            return -1;
-        }
-        secsock_error_clear(err);
+    if (route_dump(RTM_GETLINK, body, off, on_link_any, &v, "RTM_GETLINK", err) != 0) {
+        return -1;
     }
     *conf = v;
     if (c != NULL) {
         c->links_conf = v;
         c->links_at.valid = 1;
         c->links_at.at = now;
+    }
+    return 0;
+}
+
+/* A dump's RTM_NEWRULE: does it select on the uid (FRA_UID_RANGE, put only when set: fib_nl_fill_rule)? */
+static int on_rule_uid(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
+{
+    int *uid = vctx;
+    attr_iter it;
+    uint16_t at;
+    const uint8_t *data;
+    size_t dlen;
+
+    (void)flags;
+    if (type != RTM_NEWRULE || len < NLMSG_ALIGN(sizeof(struct fib_rule_hdr))) {
+        return 0;
+    }
+    it.p = (const uint8_t *)payload + NLMSG_ALIGN(sizeof(struct fib_rule_hdr));
+    it.left = len - NLMSG_ALIGN(sizeof(struct fib_rule_hdr));
+    while (attr_next(&it, &at, &data, &dlen) > 0) {
+        *uid |= at == FRA_UID_RANGE;
+    }
+    return 0;
+}
+
+/* Does any `ip rule` of the namespace (both families) select on the uid? Into *any: 0, or -1 on error. One
+ * RTM_GETRULE dump, kept as conf_links' is, retried once when interrupted. */
+static int conf_uid_rules(const ss_flow *f, int *any, secsock_error *err)
+{
+    int64_t now = ss_clock_ms();
+    conf_ns *c = conf_for(f);
+    struct fib_rule_hdr frh;
+    int v = 0;
+
+    *any = 0;
+    if (c != NULL && conf_fresh(&c->rules_at, now)) {
+        *any = c->rules_uid;
+        return 0;
+    }
+    g.conf_asks++;
+    memset(&frh, 0, sizeof(frh));
+    frh.family = AF_UNSPEC;
+    if (route_dump(RTM_GETRULE, &frh, sizeof(frh), on_rule_uid, &v, "RTM_GETRULE", err) != 0) {
+        return -1;
+    }
+    *any = v;
+    if (c != NULL) {
+        c->rules_uid = v;
+        c->rules_at.valid = 1;
+        c->rules_at.at = now;
     }
     return 0;
 }
