@@ -2071,3 +2071,51 @@ def test_an_overflow_owner_is_not_decidable_where_a_rule_selects_on_the_uid(
         assert reason.startswith(f"outbound: {DEV_UNDECIDABLE}"), reason
     else:
         assert reason.startswith("outbound: the policy blocks the flow"), reason
+
+
+ACCEPTED_ASK = """
+import json, os, socket, sys
+import secsock
+a, b = sys.argv[1:3]
+listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+listener.bind((a, 0))
+listener.listen()
+client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+client.bind((b, 0))
+client.connect(listener.getsockname())
+accepted, _ = listener.accept()
+answers = {"accepted": secsock.query(accepted).reason}
+# sockfs_setattr: the accepted socket's sk_uid becomes 1000 (as sock_graft gives it the owner of a service
+# running as another user than the listener's, systemd's socket activation); its route stays the listener's.
+os.fchown(accepted.fileno(), 1000, -1)
+answers["accepted-by-another-owner"] = secsock.query(accepted).reason
+# A socket connecting as uid 1000 (its SYN routed by vc): no listener on its port.
+other = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+os.fchown(other.fileno(), 1000, -1)
+other.bind((b, 0))
+other.setblocking(False)
+other.connect_ex(listener.getsockname())
+answers["connecting"] = secsock.query(other, peer=listener.getsockname()).reason
+print(json.dumps(answers))
+"""
+
+
+def test_an_accepted_socket_owned_apart_from_its_listener_is_not_decidable_under_a_uid_rule(
+    ns: Netns,
+) -> None:
+    """Review of i14-route, item 1: inet_csk_route_child_sock builds an accepted socket's route with the
+    listener's sk_uid, and the socket keeps it when sock_graft (or fchown) gives it another owner; the
+    backend asked the route as the socket's owner: with a uidrange rule (here: uid 1000's flows to B leave
+    by vc) it took the vc route, where the kernel's is the listener's, over lo (whose disable_xfrm sends in
+    the clear). Now not decidable while the listener's owner differs; the same owner and a connecting socket
+    (no listener on its port) stay decided."""
+    a_rule_sends_b_by_vc(ns, "uidrange", "1000-1000")
+    esp_policies(ns, A, B)
+    esp_policies(ns, B, A)
+    done = subprocess.run(ns.exec_argv(sys.executable, "-c", ACCEPTED_ASK, A, B),
+                          capture_output=True, text=True, env=child_env())  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    answers = json.loads(done.stdout)
+    assert answers["accepted"].startswith(f"outbound: {DISABLED}"), answers
+    assert answers["accepted-by-another-owner"].startswith("outbound: not decidable"), answers
+    assert answers["connecting"].startswith("outbound: no SA fits a template"), answers

@@ -6,6 +6,8 @@
 #include <linux/ip.h>   /* IPV4_DEVCONF_* */
 #include <linux/ipv6.h> /* DEVCONF_* */
 #include <linux/fib_rules.h> /* struct fib_rule_hdr, FRA_UID_RANGE */
+#include <linux/inet_diag.h> /* struct inet_diag_req_v2, inet_diag_msg */
+#include <linux/sock_diag.h> /* SOCK_DIAG_BY_FAMILY */
 
 /*
  * SO_MARK matters only to a policy or SA with a mark mask and to route lookups; SO_BINDTOIFINDEX only to route
@@ -287,6 +289,60 @@ static int flow_dontroute(const ss_flow *f, secsock_error *err)
 }
 
 static int conf_uid_rules(const ss_flow *f, int *any, secsock_error *err);
+
+typedef struct {
+    uint16_t lport; /* network order */
+    uint32_t uid;
+    int differs;
+} listener_scan;
+
+/* A dump's TCP listener on the flow's local port (any address: wider than the kernel's match, so never
+ * fewer "not decidable") whose owner is not the socket's. */
+static int on_listener(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
+{
+    listener_scan *ls = vctx;
+    struct inet_diag_msg m;
+
+    (void)flags;
+    if (type != SOCK_DIAG_BY_FAMILY || len < sizeof(m)) {
+        return 0;
+    }
+    memcpy(&m, payload, sizeof(m));
+    ls->differs |= m.id.idiag_sport == ls->lport && m.idiag_uid != ls->uid;
+    return 0;
+}
+
+/*
+ * Review of i14-route, item 1: an accepted TCP socket keeps the route inet_csk_route_child_sock built with
+ * the LISTENER's sk_uid (and TOS), while sock_graft then gives it the accepting process's owner, and fchown
+ * another, without a new route: RTA_UID asks for the socket's. A listener on the socket's port (sock_diag,
+ * both families: a dual-stack listener accepts IPv4) owned by another uid makes the route not decidable.
+ * A connected socket has no listener on its port and stays decided; so does an accepted one whose listener
+ * is closed (README). 1, 0, or -1 on error.
+ */
+static int tcp_listener_uid_differs(const ss_flow *f, secsock_error *err)
+{
+    static const int families[] = {AF_INET, AF_INET6};
+    struct inet_diag_req_v2 req;
+    listener_scan ls;
+    size_t i;
+
+    memset(&ls, 0, sizeof(ls));
+    ls.lport = f->lport;
+    ls.uid = f->uid;
+    for (i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
+        memset(&req, 0, sizeof(req));
+        req.sdiag_family = (uint8_t)families[i];
+        req.sdiag_protocol = IPPROTO_TCP;
+        req.idiag_states = 1u << 10; /* TCP_LISTEN */
+        if (nl_request(NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, &req, sizeof(req), on_listener, &ls,
+                       "SOCK_DIAG_BY_FAMILY", err) != 0) {
+            return -1;
+        }
+    }
+    return ls.differs;
+}
+
 #define SS_OVERFLOWUID 65534 /* DEFAULT_OVERFLOWUID: what fstat says for an owner unmapped here */
 
 /*
@@ -302,13 +358,16 @@ static int flow_route_unknowable(ss_flow *f, secsock_error *err)
     if ((rc = flow_dontroute(f, err)) != 0 || (rc = flow_route_keys(f, err)) != 0) {
         return rc;
     }
-    if (f->uid != SS_OVERFLOWUID) {
+    if (f->uid != SS_OVERFLOWUID && f->proto != IPPROTO_TCP) {
         return 0;
     }
     if (conf_uid_rules(f, &uid_rules, err) != 0) {
         return -1;
     }
-    return uid_rules;
+    if (!uid_rules || f->uid == SS_OVERFLOWUID) {
+        return uid_rules;
+    }
+    return tcp_listener_uid_differs(f, err);
 }
 
 /*
