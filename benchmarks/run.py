@@ -8,6 +8,13 @@ Needs root: each scale point runs in a network namespace made here (``ip netns a
 (this file with --worker) started inside it with ``ip netns exec``. Policies are written through a netlink
 client (benchmarks/xfrm_nl.py), many per datagram. Timing: batches of calls, the two calls interleaved on
 the same connected TCP socket, medians over the batches. Not a test: nothing here asserts a time.
+
+--secured (what benchmarks/vm.sh runs, on a kernel with ESP): the flow crosses a veth pair to a second
+namespace holding the peers, with ESP transport SAs and policies both ways, so the kernel really encrypts it
+(a flow over lo is clear whatever the policies say: lo has disable_xfrm/disable_policy). The harness then
+refuses to report unless each measured answer is SECURED|ENCRYPTED with the expected SPIs and reason and ESP
+packets crossed the flow's SAs, and unless each cache-miss answer really missed. Without it every answer
+must be clear (the host: no ESP).
 """
 
 from __future__ import annotations
@@ -31,13 +38,15 @@ SCALES = [0, 1_000, 10_000, 100_000]
 TARGET_STEADY_RATIO = 3.0  # at 10,000 policies, no changes
 TARGET_FIRST_AFTER_CHANGE_MS = 50.0  # at 100,000 policies
 
-LOCAL, PEER = "10.55.0.1", "10.55.0.2"  # the measured flow (both on lo in the namespace)
+LOCAL, PEER = "10.55.0.1", "10.55.0.2"  # the measured flow (on lo, or --secured across the veth pair)
 # A second peer, whose SAs' answer lands in the same slot of the extension's cache of recent answers as the
 # measured flow's: asking for the two in turn misses every time (results.c, details_object).
 PEER2 = "10.55.0.3"
 FLOW_SPIS = (0x100, 0x101)  # the measured flow's ESP SAs: outbound, inbound
 DETAILS_CACHE = 256  # results.c's slots (module.h DETAILS_CACHE)
 ESP, TRANSPORT = 50, 0
+SECURED_REASON = "outbound: protected by SAs that encrypt; inbound: protected by SAs that encrypt"
+KEY = "0x" + "11" * 20  # rfc4106(gcm(aes)) with a 128-bit ICV: 16 key bytes + 4 salt bytes
 
 
 def details_slot(outbound: list[int], inbound: list[int]) -> int:
@@ -61,9 +70,10 @@ def colliding_spis() -> tuple[int, int]:
 # --- the worker, inside a namespace -----------------------------------------------------------------------
 
 
-def policies(n: int) -> list[Any]:
+def policies(n: int, secured: bool = False) -> list[Any]:
     """n policies that do not select the measured flow, in both directions, with a realistic spread of
-    prefix lengths (mostly host pairs, some /24 and /16 subnets), plus the flow's own ESP policies."""
+    prefix lengths (mostly host pairs, some /24 and /16 subnets), plus the flow's own ESP policies (at 0
+    extra policies only when secured: on the host the 0 row is the answer without any policy)."""
     import xfrm_nl as x
 
     out = []
@@ -84,7 +94,7 @@ def policies(n: int) -> list[Any]:
                 esp_transport=True,
             )
         )
-    if n:
+    if n or secured:
         for peer in (PEER, PEER2):
             for sel, direction in (
                 (x.selector(LOCAL, peer), x.XFRM_POLICY_OUT),
@@ -140,38 +150,106 @@ def parse_ip_xfrm(text: str, local: str, peer: str) -> bool:
     return False
 
 
-def sa_lines(n: int) -> list[str]:
-    """`ip -batch` lines for n ESP SAs that do not serve the measured flow, plus the flow's own pair and
-    PEER2's (the cache-miss figure's)."""
-    key = "0x" + "11" * 20
+def flow_sa_lines() -> list[str]:
+    """`ip -batch` lines for the flow's own ESP pair and PEER2's (the cache-miss figure's): the same in the
+    measured namespace and, --secured, in the peers' one."""
     lines = []
     for peer, (out_spi, in_spi) in ((PEER, FLOW_SPIS), (PEER2, colliding_spis())):
         lines += [
             f"xfrm state add src {LOCAL} dst {peer} proto esp spi {out_spi} reqid 0 mode transport "
-            f"aead 'rfc4106(gcm(aes))' {key} 128",
+            f"aead 'rfc4106(gcm(aes))' {KEY} 128",
             f"xfrm state add src {peer} dst {LOCAL} proto esp spi {in_spi} reqid 0 mode transport "
-            f"aead 'rfc4106(gcm(aes))' {key} 128",
+            f"aead 'rfc4106(gcm(aes))' {KEY} 128",
         ]
+    return lines
+
+
+def peer_policy_lines() -> list[str]:
+    """`ip -batch` lines for the peers' side of the flows' ESP policies (--secured)."""
+    lines = []
+    for peer in (PEER, PEER2):
+        for src, dst, direction in ((peer, LOCAL, "out"), (LOCAL, peer, "in")):
+            lines.append(
+                f"xfrm policy add src {src}/32 dst {dst}/32 dir {direction} priority 500 "
+                "tmpl proto esp mode transport"
+            )
+    return lines
+
+
+def sa_lines(n: int) -> list[str]:
+    """`ip -batch` lines for n ESP SAs that do not serve the measured flow, plus flow_sa_lines()."""
+    lines = flow_sa_lines()
     for i in range(n):
         a, b, c = 20 + (i >> 16), (i >> 8) & 255, i & 255
         lines.append(
             f"xfrm state add src 10.{a}.{b}.{c} dst 192.{168 - (i >> 16)}.{b}.{c} proto esp spi {0x1000 + i} "
-            f"mode transport aead 'rfc4106(gcm(aes))' {key} 128"
+            f"mode transport aead 'rfc4106(gcm(aes))' {KEY} 128"
         )
     return lines
 
 
-def worker(n: int, quick: bool, sas: int = 0) -> dict[str, Any]:
+# The peers' side of --secured: in their namespace, connect one TCP socket from each peer address to the
+# listener, say so, and hold them until stdin closes.
+PEER_CLIENTS = """
+import socket, sys
+socks = []
+for addr in sys.argv[2:]:
+    s = socket.socket()
+    s.bind((addr, 0))
+    s.connect((sys.argv[1].split(":")[0], int(sys.argv[1].split(":")[1])))
+    socks.append(s)
+print("connected", flush=True)
+sys.stdin.read()
+"""
+
+
+def refuse(why: str) -> SystemExit:
+    return SystemExit(f"benchmark REFUSES to report: {why}")
+
+
+def check_secured(info: Any, spis: tuple[int, int], what: str) -> None:
+    """Refuse unless `info` is SECURED|ENCRYPTED by exactly the ESP SAs `spis` (outbound, inbound)."""
+    got = (
+        None
+        if info.ipsec is None
+        else ([sa.spi for sa in info.ipsec.outbound], [sa.spi for sa in info.ipsec.inbound])
+    )
+    if (
+        not (info.secured and info.encrypted)
+        or got != ([spis[0]], [spis[1]])
+        or info.reason != SECURED_REASON
+    ):
+        raise refuse(f"{what}: expected SECURED|ENCRYPTED by SPIs {spis[0]:#x}/{spis[1]:#x}, got {info!r}")
+
+
+def esp_packets(src: str, dst: str, spi: int) -> int:
+    """Packets the kernel counted on an SA of this namespace (`ip -s xfrm state get`)."""
+    out = subprocess.run(
+        ["ip", "-s", "xfrm", "state", "get", "src", src, "dst", dst, "proto", "esp", "spi", str(spi)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    found = re.search(r"(\d+)\(bytes\), (\d+)\(packets\)", out)
+    if found is None:
+        raise refuse(f"no packet count for SA {spi:#x} in:\n{out}")
+    return int(found.group(2))
+
+
+def worker(n: int, quick: bool, sas: int = 0, peer_ns: str | None = None) -> dict[str, Any]:
+    """peer_ns (--secured): the peers' namespace, joined to this one by a veth pair (see setup_peers)."""
     sys.path.insert(0, str(HERE))
     import xfrm_nl as x
 
     import secsock
 
-    result: dict[str, Any] = {"policies": n}
+    secured = peer_ns is not None
+    result: dict[str, Any] = {"policies": n, "secured": secured}
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    subprocess.run(["ip", "addr", "add", f"{LOCAL}/24", "dev", "lo"], check=True)
-    subprocess.run(["ip", "addr", "add", f"{PEER}/24", "dev", "lo"], check=True)
-    subprocess.run(["ip", "addr", "add", f"{PEER2}/24", "dev", "lo"], check=True)
+    if not secured:
+        subprocess.run(["ip", "addr", "add", f"{LOCAL}/24", "dev", "lo"], check=True)
+        subprocess.run(["ip", "addr", "add", f"{PEER}/24", "dev", "lo"], check=True)
+        subprocess.run(["ip", "addr", "add", f"{PEER2}/24", "dev", "lo"], check=True)
     # SAs: the flow's own ESP pair, and `sas` more, where the kernel has ESP (not on this project's host).
     t0 = time.perf_counter()
     sa = subprocess.run(
@@ -184,27 +262,69 @@ def worker(n: int, quick: bool, sas: int = 0) -> dict[str, Any]:
     result["sas"] = (sas + 4) if sa.returncode == 0 else 0
     result["sa_install_s"] = time.perf_counter() - t0
     if sa.returncode != 0:
+        if secured:
+            raise refuse(f"the flow's ESP SAs could not be installed: {sa.stderr.strip()}")
         result["sa_error"] = (
             sa.stderr.strip().splitlines()[0] if sa.stderr.strip() else f"exit {sa.returncode}"
         )
         subprocess.run(["ip", "xfrm", "state", "flush"], check=False)
 
     xs = x.XfrmSocket()
-    pols = policies(n)
+    pols = policies(n, secured)
     t0 = time.perf_counter()
     xs.add_policies(pols)
     result["install_s"] = time.perf_counter() - t0
 
+    # Both connections now: the measured flow (PEER) and the cache-miss figure's (PEER2).
     listener = socket.create_server((LOCAL, 0))
-    client = socket.socket()
-    client.bind((PEER, 0))
-    client.connect(listener.getsockname())
-    server, _ = listener.accept()
+    clients: list[socket.socket] = []
+    peers_proc = None
+    if secured:
+        peers_proc = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                str(peer_ns),
+                sys.executable,
+                "-c",
+                PEER_CLIENTS,
+                f"{LOCAL}:{listener.getsockname()[1]}",
+                PEER,
+                PEER2,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert peers_proc.stdout is not None
+        if peers_proc.stdout.readline().strip() != "connected":
+            raise refuse("the peers' namespace did not connect across the veth pair")
+    else:
+        for addr in (PEER, PEER2):
+            clients.append(socket.socket())
+            clients[-1].bind((addr, 0))
+            clients[-1].connect(listener.getsockname())
+    accepted = dict((conn.getpeername()[0], conn) for conn, _ in (listener.accept(), listener.accept()))
+    server, server2 = accepted[PEER], accepted[PEER2]
 
     t0 = time.perf_counter()
     info = secsock.query(server)
     result["first_query_ms"] = (time.perf_counter() - t0) * 1e3
     result["answer"] = repr(info)
+    # What the row says, checked before anything is timed.
+    if secured:
+        check_secured(info, FLOW_SPIS, "the measured flow")
+        check_secured(secsock.query(server2), colliding_spis(), "the second peer's flow")
+        packets = {
+            "out": esp_packets(LOCAL, PEER, FLOW_SPIS[0]),
+            "in": esp_packets(PEER, LOCAL, FLOW_SPIS[1]),
+        }
+        if min(packets.values()) == 0:
+            raise refuse(f"no ESP packets on the flow's SAs: {packets}")
+        result["esp_packets_at_connect"] = packets
+    elif info.flags:
+        raise refuse(f"a row without --secured must be clear, got {info!r}")
 
     size = 50
     rounds = 60 if quick else 400
@@ -227,16 +347,17 @@ def worker(n: int, quick: bool, sas: int = 0) -> dict[str, Any]:
     result["query_ns_windows"] = windows  # flat while nothing changes
     result["query_ns_p90"] = sorted(all_q)[int(len(all_q) * 0.9)]
 
+    if secured:  # unchanged over the timing
+        check_secured(secsock.query(server), FLOW_SPIS, "the measured flow after timing")
+
     # Cache misses: the measured flow and PEER2's connection, whose answers take turns in one slot of the
     # extension's cache, asked in turn; against getpeername() on both, interleaved the same way. Only where
     # the answers are secured (policies and SAs both there); "miss_checked" says each answer really missed.
-    client2 = socket.socket()
-    client2.bind((PEER2, 0))
-    client2.connect(listener.getsockname())
-    server2, _ = listener.accept()
     first, other = secsock.query(server), secsock.query(server2)
     if first.ipsec and first.ipsec.outbound and other.ipsec and other.ipsec.outbound:
         result["miss_checked"] = secsock.query(server).ipsec is not first.ipsec
+        if secured and not result["miss_checked"]:
+            raise refuse("the cache-miss figure's answers did not miss (the slot guess is wrong)")
         pair_namespace = dict(namespace, server2=server2)
         miss_loop = timed_loop("secsock.query(server); secsock.query(server2)", pair_namespace)
         pair_getpeername = timed_loop("server.getpeername(); server2.getpeername()", pair_namespace)
@@ -245,8 +366,8 @@ def worker(n: int, quick: bool, sas: int = 0) -> dict[str, Any]:
         result["miss_query_ns"] = statistics.median(m) / 2
         result["miss_getpeername_ns"] = statistics.median(g) / 2
         result["miss_ratio"] = statistics.median(m) / statistics.median(g)
-    for sock in (client2, server2):
-        sock.close()
+    if secured and "miss_checked" not in result:
+        raise refuse("the cache-miss figure was not measured: the answers are not secured")
 
     # The extension's own function without the facade's Python: the call query(sock) makes, query_sock since
     # 080d139 (older builds, as at_commit.sh may run them: query_info; before 2026-11-24 the raw query).
@@ -363,8 +484,16 @@ def worker(n: int, quick: bool, sas: int = 0) -> dict[str, Any]:
     result["ip_subprocess_ratio"] = result["ip_subprocess_ms"] / steady_ms
     result["netlink_dump_ratio"] = result["netlink_dump_ms"] / steady_ms
 
-    for sock in (client, server, listener):
+    if secured:
+        check_secured(secsock.query(server), FLOW_SPIS, "the measured flow at the end")
+        result["esp_packets_at_end"] = {
+            "out": esp_packets(LOCAL, PEER, FLOW_SPIS[0]),
+            "in": esp_packets(PEER, LOCAL, FLOW_SPIS[1]),
+        }
+    for sock in (*clients, server, server2, listener):
         sock.close()
+    if peers_proc is not None:
+        peers_proc.communicate("")
     xs.close()
     return result
 
@@ -372,20 +501,62 @@ def worker(n: int, quick: bool, sas: int = 0) -> dict[str, Any]:
 # --- the driver -------------------------------------------------------------------------------------------
 
 
-def run_scale(n: int, quick: bool, sas: int) -> dict[str, Any]:
+def setup_peers(ns: str, peer_ns: str) -> None:
+    """--secured: a veth pair from the measured namespace (LOCAL) to the peers' (PEER, PEER2), and the peers'
+    side of the flows' ESP: the same SAs and the mirror policies (the measured side is the worker's)."""
+    subprocess.run(["ip", "netns", "add", peer_ns], check=True)
+    for argv in (
+        [
+            "ip",
+            "link",
+            "add",
+            "bench0",
+            "netns",
+            ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "bench1",
+            "netns",
+            peer_ns,
+        ],
+        ["ip", "-n", ns, "addr", "add", f"{LOCAL}/24", "dev", "bench0"],
+        ["ip", "-n", ns, "link", "set", "bench0", "up"],
+        ["ip", "-n", peer_ns, "link", "set", "lo", "up"],
+        ["ip", "-n", peer_ns, "addr", "add", f"{PEER}/24", "dev", "bench1"],
+        ["ip", "-n", peer_ns, "addr", "add", f"{PEER2}/24", "dev", "bench1"],
+        ["ip", "-n", peer_ns, "link", "set", "bench1", "up"],
+    ):
+        subprocess.run(argv, check=True)
+    lines = flow_sa_lines() + peer_policy_lines()
+    done = subprocess.run(
+        ["ip", "-n", peer_ns, "-batch", "-"], input="\n".join(lines) + "\n", text=True, capture_output=True
+    )
+    if done.returncode != 0:
+        raise refuse(f"the peers' ESP SAs or policies could not be installed (no ESP here?): {done.stderr}")
+
+
+def run_scale(n: int, quick: bool, sas: int, secured: bool = False) -> dict[str, Any]:
     ns = f"secsock-bench-{os.getpid()}-{n}"
+    peer_ns = ns + "-peers"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
         argv = ["ip", "netns", "exec", ns, sys.executable, __file__, "--worker", str(n), "--sas", str(sas)]
         if quick:
             argv.append("--quick")
+        if secured:
+            setup_peers(ns, peer_ns)
+            argv += ["--peer-ns", peer_ns]
         done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800, check=False)
         if done.returncode != 0:
             raise SystemExit(f"benchmark worker for {n} policies failed ({done.returncode}):\n{done.stderr}")
         return dict(json.loads(done.stdout.strip().splitlines()[-1]))
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
+        if secured:
+            subprocess.run(["ip", "netns", "del", peer_ns], check=False)
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -404,6 +575,12 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{r['ip_subprocess_ms']:>10.1f} {r['ip_subprocess_ratio']:>7.0f} "
             f"{r['netlink_dump_ms']:>10.2f} {r['netlink_dump_ratio']:>6.0f}"
         )
+        if r.get("secured"):
+            rows.append(
+                f"{'':>9} answer checked before and after timing: SECURED|ENCRYPTED, SPIs "
+                f"{FLOW_SPIS[0]:#x}/{FLOW_SPIS[1]:#x}, real ESP across veth (packets out/in at the end: "
+                f"{r['esp_packets_at_end']['out']}/{r['esp_packets_at_end']['in']})"
+            )
         if "miss_ratio" in r:
             rows.append(
                 f"{'':>9} cache misses (two peers in one slot, in turn): {r['miss_query_ns']:.0f} ns/query, "
@@ -423,6 +600,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--peer-ns", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--secured",
+        action="store_true",
+        help="real ESP across a veth pair to a second namespace; refuse to report unless every answer is "
+        "SECURED|ENCRYPTED by the flow's SAs (needs a kernel with ESP and veth: the VM)",
+    )
     parser.add_argument("--quick", action="store_true", help="0 and 1,000 policies, fewer rounds")
     parser.add_argument(
         "--sas", type=int, default=0, help="also install this many ESP SAs (needs a kernel with ESP: the VM)"
@@ -431,7 +615,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
     if args.worker is not None:
-        print(json.dumps(worker(args.worker, args.quick, args.sas)))
+        print(json.dumps(worker(args.worker, args.quick, args.sas, args.peer_ns)))
         return
     if os.geteuid() != 0:
         raise SystemExit("benchmarks/run.py needs root: it makes network namespaces and XFRM policies")
@@ -442,7 +626,7 @@ def main() -> None:
     results = []
     for n in scales:
         print(f"... {n:,} policies", file=sys.stderr, flush=True)
-        results.append(run_scale(n, args.quick, args.sas))
+        results.append(run_scale(n, args.quick, args.sas, args.secured))
     print(table(results))
     by_n = {r["policies"]: r for r in results}
     targets: dict[str, Any] = {}

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The benchmark with real ESP SAs: boots one virtme-ng VM (software emulation: absolute times are slower than
 # on hardware, the ratios to getpeername measured in the same VM are what to read), loads the IPsec modules and
-# runs benchmarks/run.py inside with SAs installed. Usage (root):
+# runs benchmarks/run.py --secured inside: the flow crosses a veth pair between two namespaces with ESP SAs and
+# policies both ways, and run.py refuses to report unless every answer is SECURED|ENCRYPTED by the flow's SAs
+# (a flow over lo is clear: lo has disable_xfrm/disable_policy). Usage (root):
 #   [BENCH_REV=HEAD] bash benchmarks/vm.sh [run.py arguments]   default: --scales 0,1000,10000 --sas 1000 --quick
 # Writes build/bench-vm/results-vm.json and prints the table. Needs vng (pip virtme-ng), qemu-system-x86 and a
 # Debian kernel in /boot (linux-image-amd64).
@@ -33,8 +35,8 @@ args=("$@")
 ((${#args[@]})) || args=(--scales 0,1000,10000 --sas 1000 --quick)
 rm -rf "$OUT"
 mkdir -p "$OUT"
-inner="modprobe -a xfrm_user esp4 esp6 && cd $ROOT && PYTHONDONTWRITEBYTECODE=1 $build_path $ROOT/.venv/bin/python \
-benchmarks/run.py ${args[*]} --out $OUT/results-vm.json >$OUT/table.txt 2>$OUT/stderr.txt; echo \$? >$OUT/status"
+inner="modprobe -a xfrm_user esp4 esp6 veth && cd $ROOT && PYTHONDONTWRITEBYTECODE=1 $build_path $ROOT/.venv/bin/python \
+benchmarks/run.py --secured ${args[*]} --out $OUT/results-vm.json >$OUT/table.txt 2>$OUT/stderr.txt; echo \$? >$OUT/status"
 timeout "${SECSOCK_VM_TIMEOUT:-1800}" "$VNG" --disable-kvm -r "$KERNEL" --memory 2G --rwdir="$OUT" -- "$inner" \
     >"$OUT/vm.log" 2>&1 || true
 cat "$OUT/table.txt" 2>/dev/null || true

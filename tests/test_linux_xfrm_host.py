@@ -488,6 +488,16 @@ print(json.dumps({"sent": sent, "reason": secsock.query(s, peer=(peer, 600)).rea
 """
 
 
+def a_rule_sends_the_peer_by_vc(ns: Netns, peer: str, *rule: str) -> None:
+    """Main sends peer's /24 by vb, the rule's table by vc; a `dev vc` bypass above a block for C -> peer."""
+    vb_and_vc(ns)
+    ns.ip("route", "add", "10.80.0.0/24", "dev", "vb")
+    ns.ip("route", "add", "10.80.0.0/24", "dev", "vc", "table", "100")
+    ns.ip("rule", "add", *rule, "lookup", "100")
+    ns.ip("xfrm", "policy", "add", "src", C, "dst", peer, "dev", "vc", "dir", "out", "priority", "10")
+    ns.ip("xfrm", "policy", "add", "src", C, "dst", peer, "dir", "out", "priority", "100", "action", "block")
+
+
 @pytest.mark.parametrize(
     "rule",
     [("uidrange", "1000-1000"), ("tos", "0x10"), ("ipproto", "tcp"), ("sport", "5555"), ("dport", "600")],
@@ -501,12 +511,7 @@ def test_the_route_is_asked_with_what_ip_rules_select_on(ns: Netns, rule: tuple[
     while the backend asked the main table, got vb, and answered with the block below the bypass (the
     kernel's answer for vb: the send is refused)."""
     peer = "10.80.0.2"
-    vb_and_vc(ns)
-    ns.ip("route", "add", "10.80.0.0/24", "dev", "vb")
-    ns.ip("route", "add", "10.80.0.0/24", "dev", "vc", "table", "100")
-    ns.ip("rule", "add", *rule, "lookup", "100")
-    ns.ip("xfrm", "policy", "add", "src", C, "dst", peer, "dev", "vc", "dir", "out", "priority", "10")
-    ns.ip("xfrm", "policy", "add", "src", C, "dst", peer, "dir", "out", "priority", "100", "action", "block")
+    a_rule_sends_the_peer_by_vc(ns, peer, *rule)
     done = subprocess.run(
         ns.exec_argv(sys.executable, "-c", SEND_AND_ASK, C, peer, rule[0]),
         capture_output=True,
@@ -967,9 +972,10 @@ def test_without_cap_net_admin_permission_error(ns: Netns, wrap: tuple[str, ...]
 DROP_MARK_CAPS = """
 import ctypes, socket, sys
 import secsock
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+v6 = ":" in sys.argv[1]
+s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 7)
-s.bind(("0.0.0.0", 0))  # the wildcard address: the query probes the source toward the peer
+s.bind(("::" if v6 else "0.0.0.0", 0))  # the wildcard address: the query finds the source toward the peer
 secsock.query(s, peer=(sys.argv[1], 500))  # with the capabilities: the namespace's snapshot is kept
 libc = ctypes.CDLL(None, use_errno=True)
 header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
@@ -991,12 +997,18 @@ def test_a_source_probe_that_cannot_carry_the_mark_raises(ns: Netns) -> None:
     socket given the socket's mark, so that mark rules pick the same route. A failed setsockopt(SO_MARK)
     (it needs CAP_NET_RAW or CAP_NET_ADMIN) was ignored, and the answer was for the route of an unmarked
     flow, which the socket never sends. The thread loses both capabilities after a first query (the
-    snapshot is kept, so nothing else needs them): the second query raises, naming the call."""
-    done = subprocess.run(
-        ns.exec_argv(sys.executable, "-c", DROP_MARK_CAPS, B), capture_output=True, text=True, env=child_env()
-    )
-    assert done.returncode == 0, done.stderr
-    assert "setsockopt(SO_MARK)" in done.stdout and os.strerror(errno.EPERM) in done.stdout, done.stdout
+    snapshot is kept, so nothing else needs them): the second query raises, naming the call. IPv4 asks
+    the socket's own route instead (review of i14-route, item 3: RTA_MARK needs no privilege), and answers."""
+    for peer in (B, B6):
+        argv = ns.exec_argv(sys.executable, "-c", DROP_MARK_CAPS, peer)
+        done = subprocess.run(argv, capture_output=True, text=True, env=child_env())
+        assert done.returncode == 0, done.stderr
+        if peer == B:
+            assert done.stdout.strip() == "answered", done.stdout
+        else:
+            assert "setsockopt(SO_MARK)" in done.stdout and os.strerror(errno.EPERM) in done.stdout, (
+                done.stdout
+            )
 
 
 def test_not_a_socket_is_enotsock() -> None:
@@ -1977,3 +1989,217 @@ def test_loopback_flows_follow_los_disable_xfrm(ns: Netns, disabled: bool) -> No
         assert reason_of(result) == (loopback, loopback), result
     else:
         assert all(why.startswith(no_sa) for why in reason_of(result)), result
+
+
+WILDCARD_SEND_AND_ASK = """
+import errno, json, os, socket, sys
+import secsock
+peer, uid = sys.argv[1], int(sys.argv[2])
+def no_states():
+    with open("/proc/net/xfrm_stat") as stat:
+        return next(int(line.split()[1]) for line in stat if line.startswith("XfrmOutNoStates"))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+if uid:
+    os.fchown(s.fileno(), uid, -1)  # sockfs_setattr: the socket's sk_uid
+s.bind(("0.0.0.0", 0))  # the wildcard address: udp_sendmsg routes with saddr 0
+before = no_states()
+try:
+    s.sendto(b"x", (peer, 600))
+    sent = 0
+except OSError as e:
+    sent = e.errno
+# read before the query: the old source probe's connect() itself counted (ip_route_connect's second lookup)
+clear = no_states() == before
+print(json.dumps({"sent": sent, "clear": clear, "reason": secsock.query(s, peer=(peer, 600)).reason}))
+"""
+
+
+def wildcard_send_and_ask(ns: Netns, peer: str, uid: int = 0) -> dict[str, Any]:
+    done = subprocess.run(ns.exec_argv(sys.executable, "-c", WILDCARD_SEND_AND_ASK, peer, str(uid)),
+                          capture_output=True, text=True, env=child_env())  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def a_rule_sends_b_by_vc(ns: Netns, *selector: str) -> None:
+    """A rule ahead of the local table's (moved behind it) sends a flow it selects to B by vc."""
+    vb_and_vc(ns)
+    ns.ip("route", "add", "10.77.0.0/24", "dev", "vc", "table", "100")
+    ns.ip("rule", "add", "pref", "200", "lookup", "local")
+    ns.ip("rule", "del", "pref", "0")
+    ns.ip("rule", "add", "pref", "100", *selector, "lookup", "100")
+
+
+def test_a_wildcard_bound_sockets_route_is_asked_without_a_source(ns: Netns) -> None:
+    """Review of i14-route, item 2: udp_sendmsg on a socket bound to the wildcard address looks its route up
+    with saddr 0, so an `ip rule from` the source it then picks does not apply to it. The backend asked the
+    route from that source (RTA_SRC): the rule sent B by vc, a remote peer, and the answer was "no SA fits"
+    (SECURED once SAs exist) while the kernel's lookup found B local, over lo, whose disable_xfrm sends the
+    datagram past the ESP policy in the clear."""
+    a_rule_sends_b_by_vc(ns, "from", "10.77.0.0/24")
+    esp_policies(ns, A, B)
+    result = wildcard_send_and_ask(ns, B)
+    assert result["sent"] == 0 and result["clear"], ("the kernel did not send over lo", result)
+    assert result["reason"].startswith(f"outbound: {DISABLED}"), result
+
+
+def test_a_wildcard_bound_sockets_source_is_the_one_its_route_picks(ns: Netns) -> None:
+    """Review of i14-route, item 3: the source address of a socket bound to the wildcard address came from a
+    probe socket's connect(), which routes with the querier's uid, no TOS and UDP: a uidrange rule the
+    socket's owner meets (here its table's route prefers 10.79.0.1) was missed, and the policies were matched
+    for the main table's source (C: no policy, "clear") while the kernel blocks the socket's datagram from
+    10.79.0.1. Asked now as the socket's own route (RTA_UID and the rest) and read from RTA_PREFSRC."""
+    peer = "10.80.0.2"
+    vb_and_vc(ns)
+    ns.ip("route", "add", "10.80.0.0/24", "dev", "vb", "src", C)
+    ns.ip("route", "add", "10.80.0.0/24", "dev", "vc", "src", "10.79.0.1", "table", "100")
+    ns.ip("rule", "add", "uidrange", "1000-1000", "lookup", "100")
+    ns.ip("xfrm", "policy", "add", "src", "10.79.0.1", "dst", peer, "dir", "out", "action", "block")
+    result = wildcard_send_and_ask(ns, peer, uid=1000)
+    assert result["sent"] == errno.EPERM, "the kernel did not block the datagram from 10.79.0.1"
+    assert result["reason"].startswith("outbound: the policy blocks the flow"), result
+
+
+TWO_OWNERS_ASK = """
+import json, os, socket, sys
+import secsock
+reasons = []
+for uid in (0, 1000):  # one process, within the 1 s the answers are kept
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    os.fchown(s.fileno(), uid, -1)  # sockfs_setattr: the socket's sk_uid
+    s.bind((sys.argv[1], 0))
+    reasons.append(secsock.query(s, peer=(sys.argv[2], 600)).reason)
+print(json.dumps(reasons))
+"""
+
+
+def test_kept_local_peer_routes_are_keyed_by_all_the_route_is_asked_with(ns: Netns) -> None:
+    """Review of i14-route, items 5 and 12: whether a peer is one of the host's addresses (over lo, whose
+    disable_xfrm sends in the clear) was kept per peer, local address and device only, but route_get asks
+    with the socket's uid (and TOS, protocol, ports, mark): a second socket, owned by the uid a rule sends by
+    vc, got the first one's answer ("XFRM is disabled") for a flow the kernel transforms."""
+    a_rule_sends_b_by_vc(ns, "uidrange", "1000-1000")
+    esp_policies(ns, A, B)
+    done = subprocess.run(ns.exec_argv(sys.executable, "-c", TWO_OWNERS_ASK, A, B),
+                          capture_output=True, text=True, env=child_env())  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    root, other = json.loads(done.stdout)
+    assert root.startswith(f"outbound: {DISABLED}"), root
+    assert other.startswith("outbound: no SA fits a template"), other
+
+
+DONTROUTE_SEND_AND_ASK = """
+import errno, json, socket, sys
+import secsock
+local, peer = sys.argv[1:3]
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_DONTROUTE, 1)  # ip_sock_rt_scope: RT_SCOPE_LINK
+s.bind((local, 0))
+s.setblocking(False)
+sent = s.connect_ex((peer, 600))  # EINPROGRESS once the SYN is routed, EPERM if a policy blocks it
+sent = 0 if sent == errno.EINPROGRESS else sent
+print(json.dumps({"sent": sent, "reason": secsock.query(s, peer=(peer, 600)).reason}))
+"""
+
+
+def test_a_dontroute_sockets_device_is_not_decidable(ns: Netns) -> None:
+    """Review of i14-route, item 6: SO_DONTROUTE makes the socket's route lookup link-scoped
+    (ip_sock_rt_scope), so fib_table_lookup passes over a route via a gateway (its scope is below link) and
+    the flow leaves by an on-link route's device instead, which RTM_GETROUTE cannot ask for (no scope
+    attribute). The backend asked, got the gateway route's vb, and answered with the block below the `dev vc`
+    bypass the kernel's SYN passes by: not decidable now, as a `dev` selector's device is unknown."""
+    peer = "10.80.0.2"
+    vb_and_vc(ns)
+    ns.ip("route", "add", "10.80.0.0/24", "via", "10.78.0.2", "dev", "vb")
+    ns.ip("route", "add", "10.80.0.0/16", "dev", "vc")
+    ns.ip("xfrm", "policy", "add", "src", C, "dst", peer, "dev", "vc", "dir", "out", "priority", "10")
+    ns.ip("xfrm", "policy", "add", "src", C, "dst", peer, "dir", "out", "priority", "100", "action", "block")
+    done = subprocess.run(ns.exec_argv(sys.executable, "-c", DONTROUTE_SEND_AND_ASK, C, peer),
+                          capture_output=True, text=True, env=child_env())  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["sent"] == 0, "the kernel did not route the SYN by vc"
+    assert result["reason"].startswith(f"outbound: {DEV_UNDECIDABLE}"), result
+
+
+OVERFLOW_OWNER_ASK = """
+import json, os, socket, sys
+import secsock
+local, peer = sys.argv[1:3]
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+os.fchown(s.fileno(), 65534, -1)  # what fstat reports for an owner unmapped in the querier's user namespace
+s.bind((local, 0))
+s.setblocking(False)
+s.connect_ex((peer, 600))
+print(json.dumps(secsock.query(s, peer=(peer, 600)).reason))
+"""
+
+
+@pytest.mark.parametrize("rule", [("uidrange", "1000-1000"), ("dport", "601")], ids=["uidrange", "other"])
+def test_an_overflow_owner_is_not_decidable_where_a_rule_selects_on_the_uid(
+    ns: Netns, rule: tuple[str, str]
+) -> None:
+    """Review of i14-route, item 11: fstat reports a socket owner unmapped in the querier's user namespace as
+    the overflow uid (65534), and RTA_UID then asks the route for 65534, not the socket's sk_uid: with a
+    uidrange rule in the namespace the route, and a `dev` selector's answer, may be another owner's. The
+    backend answered from that route (the block, here); now not decidable while some rule selects on the
+    uid, and decided as before otherwise. (The owner is set to 65534 with fchown: same fstat.)"""
+    peer = "10.80.0.2"
+    a_rule_sends_the_peer_by_vc(ns, peer, *rule)
+    done = subprocess.run(ns.exec_argv(sys.executable, "-c", OVERFLOW_OWNER_ASK, C, peer),
+                          capture_output=True, text=True, env=child_env())  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    reason = json.loads(done.stdout)
+    if rule[0] == "uidrange":
+        assert reason.startswith(f"outbound: {DEV_UNDECIDABLE}"), reason
+    else:
+        assert reason.startswith("outbound: the policy blocks the flow"), reason
+
+
+ACCEPTED_ASK = """
+import json, os, socket, sys
+import secsock
+a, b = sys.argv[1:3]
+listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+listener.bind((a, 0))
+listener.listen()
+client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+client.bind((b, 0))
+client.connect(listener.getsockname())
+accepted, _ = listener.accept()
+answers = {"accepted": secsock.query(accepted).reason}
+# sockfs_setattr: the accepted socket's sk_uid becomes 1000 (as sock_graft gives it the owner of a service
+# running as another user than the listener's, systemd's socket activation); its route stays the listener's.
+os.fchown(accepted.fileno(), 1000, -1)
+answers["accepted-by-another-owner"] = secsock.query(accepted).reason
+# A socket connecting as uid 1000 (its SYN routed by vc): no listener on its port.
+other = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+os.fchown(other.fileno(), 1000, -1)
+other.bind((b, 0))
+other.setblocking(False)
+other.connect_ex(listener.getsockname())
+answers["connecting"] = secsock.query(other, peer=listener.getsockname()).reason
+print(json.dumps(answers))
+"""
+
+
+def test_an_accepted_socket_owned_apart_from_its_listener_is_not_decidable_under_a_uid_rule(
+    ns: Netns,
+) -> None:
+    """Review of i14-route, item 1: inet_csk_route_child_sock builds an accepted socket's route with the
+    listener's sk_uid, and the socket keeps it when sock_graft (or fchown) gives it another owner; the
+    backend asked the route as the socket's owner: with a uidrange rule (here: uid 1000's flows to B leave
+    by vc) it took the vc route, where the kernel's is the listener's, over lo (whose disable_xfrm sends in
+    the clear). Now not decidable while the listener's owner differs; the same owner and a connecting socket
+    (no listener on its port) stay decided."""
+    a_rule_sends_b_by_vc(ns, "uidrange", "1000-1000")
+    esp_policies(ns, A, B)
+    esp_policies(ns, B, A)
+    done = subprocess.run(ns.exec_argv(sys.executable, "-c", ACCEPTED_ASK, A, B),
+                          capture_output=True, text=True, env=child_env())  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    answers = json.loads(done.stdout)
+    assert answers["accepted"].startswith(f"outbound: {DISABLED}"), answers
+    assert answers["accepted-by-another-owner"].startswith("outbound: not decidable"), answers
+    assert answers["connecting"].startswith("outbound: no SA fits a template"), answers

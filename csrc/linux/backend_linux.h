@@ -272,6 +272,8 @@ typedef struct {
     int route_keys_read;   /* route_get: uid and tos below were read (once per query, when a route is asked) */
     uint32_t uid;          /* the socket's sk_uid (fstat of the socket: the sockfs inode's owner) */
     uint8_t tos;           /* IPv4: IP_TOS, inet->tos */
+    int local_wild;        /* bound to the wildcard address: local was filled in by finish_flow, and the
+                            * socket's own route lookups carry no source (route_get leaves RTA_SRC out) */
 } ss_flow;
 
 enum { SS_KNOW_YES = 1, SS_KNOW_NO = 2 }; /* ss_flow.if_id_known, dev_knowable */

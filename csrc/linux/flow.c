@@ -5,6 +5,9 @@
 #include <net/if.h>     /* struct ifreq */
 #include <linux/ip.h>   /* IPV4_DEVCONF_* */
 #include <linux/ipv6.h> /* DEVCONF_* */
+#include <linux/fib_rules.h> /* struct fib_rule_hdr, FRA_UID_RANGE */
+#include <linux/inet_diag.h> /* struct inet_diag_req_v2, inet_diag_msg */
+#include <linux/sock_diag.h> /* SOCK_DIAG_BY_FAMILY */
 
 /*
  * SO_MARK matters only to a policy or SA with a mark mask and to route lookups; SO_BINDTOIFINDEX only to route
@@ -86,6 +89,9 @@ static int flow_bound_ifindex(ss_flow *f, int *ifindex, secsock_error *err)
 typedef struct {
     int oif;           /* RTA_OIF */
     unsigned char type; /* rtm_type: RTN_LOCAL for an address of this host */
+    int has_prefsrc;   /* RTA_PREFSRC was given: rt_fill_info puts an output route's fl4->saddr when it is
+                        * not the RTA_SRC asked */
+    uint8_t prefsrc[4];
 } route_answer;
 
 static int on_route(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
@@ -110,6 +116,10 @@ static int on_route(void *vctx, uint16_t type, uint16_t flags, const void *paylo
     while ((r = attr_next(&it, &at, &data, &dlen)) > 0) {
         if (at == RTA_OIF && dlen >= sizeof(int)) {
             memcpy(oif, data, sizeof(int));
+        }
+        if (at == RTA_PREFSRC && rtm.rtm_family == AF_INET && dlen >= sizeof(ra->prefsrc)) {
+            memcpy(ra->prefsrc, data, sizeof(ra->prefsrc));
+            ra->has_prefsrc = 1;
         }
     }
     return 0;
@@ -192,7 +202,10 @@ static int route_get(ss_flow *f, const uint8_t *dst, const uint8_t *src, int oif
     rtm.rtm_tos = toward_peer && f->family == AF_INET ? (unsigned char)(f->tos & 0xfc) : 0;
     memcpy(body, &rtm, sizeof(rtm));
     add_rta(body, &off, RTA_DST, dst, addr_len(f->family));
-    if (src != NULL) {
+    /* A socket bound to the wildcard address routes with no source (udp_sendmsg: saddr 0; udpv6_sendmsg,
+     * ip6_dst_lookup_tail: any), so an `ip rule from` or IPv6 source route for the source it then picks
+     * does not apply to it (review of i14-route, item 2). */
+    if (src != NULL && !(toward_peer && f->local_wild)) {
         add_rta(body, &off, RTA_SRC, src, addr_len(f->family));
     }
     if (flow_mark(f) != 0) {
@@ -290,10 +303,112 @@ static int flow_oif_hint(ss_flow *f, int *oif, secsock_error *err)
 }
 
 /*
+ * Is SO_DONTROUTE set on an IPv4 socket? Its lookups are then link-scoped (ip_sock_rt_scope: RT_SCOPE_LINK,
+ * and fib_table_lookup passes over every route via a gateway), which RTM_GETROUTE has no attribute for: the
+ * device and source the route names may not be the socket's (review of i14-route, item 6). A message's
+ * MSG_DONTROUTE does the same for an IPv4 UDP message, whose device is not decidable anyway. 1, 0, or -1.
+ */
+static int flow_dontroute(const ss_flow *f, secsock_error *err)
+{
+    int v = 0;
+    socklen_t len = sizeof(v);
+
+    if (f->family != AF_INET) {
+        return 0;
+    }
+    if (getsockopt(f->sock, SOL_SOCKET, SO_DONTROUTE, &v, &len) != 0) {
+        return os_error(err, errno, "getsockopt(SO_DONTROUTE)", NULL);
+    }
+    return v != 0;
+}
+
+static int conf_uid_rules(const ss_flow *f, int *any, secsock_error *err);
+
+typedef struct {
+    uint16_t lport; /* network order */
+    uint32_t uid;
+    int differs;
+} listener_scan;
+
+/* A dump's TCP listener on the flow's local port (any address: wider than the kernel's match, so never
+ * fewer "not decidable") whose owner is not the socket's. */
+static int on_listener(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
+{
+    listener_scan *ls = vctx;
+    struct inet_diag_msg m;
+
+    (void)flags;
+    if (type != SOCK_DIAG_BY_FAMILY || len < sizeof(m)) {
+        return 0;
+    }
+    memcpy(&m, payload, sizeof(m));
+    ls->differs |= m.id.idiag_sport == ls->lport && m.idiag_uid != ls->uid;
+    return 0;
+}
+
+/*
+ * Review of i14-route, item 1: an accepted TCP socket keeps the route inet_csk_route_child_sock built with
+ * the LISTENER's sk_uid (and TOS), while sock_graft then gives it the accepting process's owner, and fchown
+ * another, without a new route: RTA_UID asks for the socket's. A listener on the socket's port (sock_diag,
+ * both families: a dual-stack listener accepts IPv4) owned by another uid makes the route not decidable.
+ * A connected socket has no listener on its port and stays decided; so does an accepted one whose listener
+ * is closed (README). 1, 0, or -1 on error.
+ */
+static int tcp_listener_uid_differs(const ss_flow *f, secsock_error *err)
+{
+    static const int families[] = {AF_INET, AF_INET6};
+    struct inet_diag_req_v2 req;
+    listener_scan ls;
+    size_t i;
+
+    memset(&ls, 0, sizeof(ls));
+    ls.lport = f->lport;
+    ls.uid = f->uid;
+    for (i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
+        memset(&req, 0, sizeof(req));
+        req.sdiag_family = (uint8_t)families[i];
+        req.sdiag_protocol = IPPROTO_TCP;
+        req.idiag_states = 1u << 10; /* TCP_LISTEN */
+        if (nl_request(NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, &req, sizeof(req), on_listener, &ls,
+                       "SOCK_DIAG_BY_FAMILY", err) != 0) {
+            return -1;
+        }
+    }
+    return ls.differs;
+}
+
+#define SS_OVERFLOWUID 65534 /* DEFAULT_OVERFLOWUID: what fstat says for an owner unmapped here */
+
+/*
+ * Can the route toward the peer not be asked as the socket's own lookup makes it? SO_DONTROUTE
+ * (flow_dontroute), or an owner fstat reports as the overflow uid (unmapped in this user namespace,
+ * from_kuid_munged; or truly uid 65534) while some `ip rule` selects on the uid (conf_uid_rules): RTA_UID
+ * would ask for 65534, not the socket's sk_uid (review of i14-route, item 11). 1, 0, or -1 on error.
+ */
+static int flow_route_unknowable(ss_flow *f, secsock_error *err)
+{
+    int rc, uid_rules;
+
+    if ((rc = flow_dontroute(f, err)) != 0 || (rc = flow_route_keys(f, err)) != 0) {
+        return rc;
+    }
+    if (f->uid != SS_OVERFLOWUID && f->proto != IPPROTO_TCP) {
+        return 0;
+    }
+    if (conf_uid_rules(f, &uid_rules, err) != 0) {
+        return -1;
+    }
+    if (!uid_rules || f->uid == SS_OVERFLOWUID) {
+        return uid_rules;
+    }
+    return tcp_listener_uid_differs(f, err);
+}
+
+/*
  * The interface the flow leaves by, as the routing table says, asked with the device the socket sends by
  * (ip_route_output_key_hash_rcu answers with another for a local peer, lo or the VRF master, or for a socket
  * bound to a VRF master, its slave). Asked only where flow_out_dev_knowable says the device can be told.
- * 0, SS_DEV_UNKNOWN (the hint cannot be read), or -1 on error.
+ * 0, SS_DEV_UNKNOWN (the hint cannot be read, or flow_route_unknowable), or -1 on error.
  */
 int resolve_oif(ss_flow *f, secsock_error *err)
 {
@@ -311,6 +426,9 @@ int resolve_oif(ss_flow *f, secsock_error *err)
     }
     if ((rc = flow_oif_hint(f, &hint, err)) != 0) {
         return rc;
+    }
+    if ((rc = flow_route_unknowable(f, err)) != 0) {
+        return rc > 0 ? SS_DEV_UNKNOWN : -1;
     }
     if (route_get(f, f->peer, f->local, hint, &ra, err) != 0) {
         return -1;
@@ -595,6 +713,17 @@ typedef struct {
     int valid;
     int64_t at;
 } conf_stamp;
+/* Everything route_get and flow_oif_hint give the kernel for an IPv4 route toward the peer: what a kept
+ * answer is keyed by (conf_local_dev, conf_out_dev), so that two sockets differing in any of it (a uidrange,
+ * dsfield, ipproto or port rule) never share one. Built zeroed (route_key_of), compared whole. */
+typedef struct {
+    uint8_t peer[4], local[4];
+    uint32_t mark, uid;
+    int hint; /* flow_oif_hint */
+    uint16_t lport, pport;
+    uint8_t tos, proto, wild; /* wild: ss_flow.local_wild, asked without RTA_SRC */
+} route_key;
+
 typedef struct {
     uint64_t used;   /* t_conf_tick at its last use: the least recently used is reused */
     uint64_t cookie; /* SO_NETNS_COOKIE, never reused (an nsfs inode is, once its namespace is gone); 0 unknown */
@@ -610,19 +739,16 @@ typedef struct {
     } devs[SS_CONF_DEVS];
     struct {
         conf_stamp at;
-        uint8_t peer[4], local[4];
-        int oif; /* the device the route was asked from (flow_oif_hint) */
+        route_key key;
         int dev; /* as ss_flow.local_dev: -1 not local */
     } peers[SS_CONF_PEERS];
     conf_stamp links_at;
     int links_conf; /* SS_LO_* set on any device but loopback (conf_links) */
+    conf_stamp rules_at;
+    int rules_uid; /* some `ip rule` has a uidrange (conf_uid_rules) */
     struct {
         conf_stamp at;
-        uint8_t peer[4], local[4];
-        uint32_t mark, uid;
-        int hint; /* flow_oif_hint */
-        uint16_t lport, pport;
-        uint8_t tos, proto;
+        route_key key;
         int oif; /* the route's answer */
     } routes[SS_CONF_PEERS];
     unsigned next_dev, next_peer, next_route;
@@ -690,13 +816,33 @@ static int conf_all(const ss_flow *f, int i, secsock_error *err)
     return v;
 }
 
+/* The route_key of f's IPv4 route toward the peer asked from device hint: 0, or -1 on error. */
+static int route_key_of(ss_flow *f, int hint, route_key *key, secsock_error *err)
+{
+    memset(key, 0, sizeof(*key));
+    if (flow_route_keys(f, err) != 0) {
+        return -1;
+    }
+    memcpy(key->peer, f->peer, 4);
+    memcpy(key->local, f->local, 4);
+    key->mark = flow_mark(f);
+    key->uid = f->uid;
+    key->hint = hint;
+    key->lport = f->lport;
+    key->pport = f->pport;
+    key->tos = f->tos;
+    key->proto = (uint8_t)f->proto;
+    key->wild = (uint8_t)f->local_wild;
+    return 0;
+}
+
 /*
  * The device an IPv4 peer that is one of the host's addresses is reached by (as ss_flow.local_dev), or
  * SS_DEV_UNKNOWN, or 0 on error. The route is asked from the device the socket sends by (flow_oif_hint, as
  * resolve_oif): fib_table_lookup passes over a local route whose device is not the flow's oif, so a socket
  * bound to vb reaches vc's address by vb, not lo, and a socket bound to a VRF master looks in the VRF's table.
  * When that device cannot be read (a multicast peer's IP_MULTICAST_IF) the answer is not decidable. Kept per
- * peer, local address and that device. An IPv4 UDP message's IP_PKTINFO device is not seen here: the socket's
+ * route_key (all route_get sends: review of i14-route, item 5). An IPv4 UDP message's IP_PKTINFO device is not seen here: the socket's
  * own device is asked, as for a message without one (README).
  */
 static int conf_local_dev(ss_flow *f, secsock_error *err)
@@ -706,14 +852,21 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
     route_answer ra;
     int i, hint, rc;
 
+    route_key key;
+
     if ((rc = flow_oif_hint(f, &hint, err)) != 0) {
         return rc == SS_DEV_UNKNOWN ? SS_DEV_UNKNOWN : 0;
+    }
+    if ((rc = flow_route_unknowable(f, err)) != 0) {
+        return rc > 0 ? SS_DEV_UNKNOWN : 0;
+    }
+    if (route_key_of(f, hint, &key, err) != 0) {
+        return 0;
     }
     c = conf_for(f);
     if (c != NULL) {
         for (i = 0; i < SS_CONF_PEERS; i++) {
-            if (conf_fresh(&c->peers[i].at, now) && memcmp(c->peers[i].peer, f->peer, 4) == 0 &&
-                memcmp(c->peers[i].local, f->local, 4) == 0 && c->peers[i].oif == hint) {
+            if (conf_fresh(&c->peers[i].at, now) && memcmp(&c->peers[i].key, &key, sizeof(key)) == 0) {
                 return c->peers[i].dev;
             }
         }
@@ -724,9 +877,7 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
     }
     if (c != NULL) {
         i = (int)(c->next_peer++ % SS_CONF_PEERS);
-        memcpy(c->peers[i].peer, f->peer, 4);
-        memcpy(c->peers[i].local, f->local, 4);
-        c->peers[i].oif = hint;
+        c->peers[i].key = key;
         c->peers[i].dev = ra.type == RTN_LOCAL && ra.oif > 0 ? ra.oif : -1;
         c->peers[i].at.valid = 1;
         c->peers[i].at.at = now;
@@ -787,6 +938,26 @@ static int conf_dev(const ss_flow *f, int ifindex, int *conf, secsock_error *err
     return conf_link(f, ifindex, conf, &is_vrf, err);
 }
 
+/*
+ * An rtnetlink dump whose callback ORs what it finds into *acc (zeroed first): 0, or -1 on error. A device or
+ * rule added or removed during it (NLM_F_DUMP_INTR, nl_request's -3: veths of containers coming and going)
+ * makes it inconsistent: it is asked once more before the query raises EAGAIN (review of i14-route, item 10).
+ */
+static int route_dump(uint16_t type, const void *body, size_t blen, ss_nl_fn fn, int *acc, const char *call,
+                      secsock_error *err)
+{
+    int rc, tries;
+
+    for (tries = 0;; tries++) {
+        *acc = 0;
+        rc = nl_request(NETLINK_ROUTE, type, NLM_F_DUMP, body, blen, fn, acc, call, err);
+        if (rc == 0 || rc != -3 || tries > 0) {
+            return rc == 0 ? 0 : -1;
+        }
+        secsock_error_clear(err);
+    }
+}
+
 /* A dump's RTM_NEWLINK: OR the device's SS_LO_* bits into *vctx, loopback's (LOOPBACK_IFINDEX) IPv4 ones
  * apart (an IPv4 flow over lo is one to a local peer, which flow_xfrm_disabled reads itself; an IPv6
  * address may live on lo, and its device's disable_policy counts). */
@@ -812,18 +983,26 @@ static int conf_links(const ss_flow *f, int *conf, secsock_error *err)
 {
     int64_t now = ss_clock_ms();
     conf_ns *c = conf_for(f);
+    uint8_t body[NLMSG_ALIGN(sizeof(struct ifinfomsg)) + RTA_SPACE(sizeof(uint32_t))];
     struct ifinfomsg ifi;
+    size_t off = NLMSG_ALIGN(sizeof(ifi));
+    uint32_t ext = RTEXT_FILTER_SKIP_STATS;
     int v = 0;
 
+    *conf = 0;
     if (c != NULL && conf_fresh(&c->links_at, now)) {
         *conf = c->links_conf;
         return 0;
     }
     g.conf_asks++;
+    memset(body, 0, sizeof(body));
     memset(&ifi, 0, sizeof(ifi));
     ifi.ifi_family = AF_UNSPEC;
-    if (nl_request(NETLINK_ROUTE, RTM_GETLINK, NLM_F_DUMP, &ifi, sizeof(ifi), on_link_any, &v, "RTM_GETLINK",
-                   err) != 0) {
+    memcpy(body, &ifi, sizeof(ifi));
+    /* Without the counters (rtnl_fill_stats, IFLA_INET6_STATS; kernels before the flag send them anyway):
+     * only the devconf is read, and the dump is a fraction of the size. */
+    add_rta(body, &off, IFLA_EXT_MASK, &ext, sizeof(ext));
+    if (route_dump(RTM_GETLINK, body, off, on_link_any, &v, "RTM_GETLINK", err) != 0) {
         return -1;
     }
     *conf = v;
@@ -835,54 +1014,98 @@ static int conf_links(const ss_flow *f, int *conf, secsock_error *err)
     return 0;
 }
 
+/* A dump's RTM_NEWRULE: does it select on the uid (FRA_UID_RANGE, put only when set: fib_nl_fill_rule)? */
+static int on_rule_uid(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
+{
+    int *uid = vctx;
+    attr_iter it;
+    uint16_t at;
+    const uint8_t *data;
+    size_t dlen;
+
+    (void)flags;
+    if (type != RTM_NEWRULE || len < NLMSG_ALIGN(sizeof(struct fib_rule_hdr))) {
+        return 0;
+    }
+    it.p = (const uint8_t *)payload + NLMSG_ALIGN(sizeof(struct fib_rule_hdr));
+    it.left = len - NLMSG_ALIGN(sizeof(struct fib_rule_hdr));
+    while (attr_next(&it, &at, &data, &dlen) > 0) {
+        *uid |= at == FRA_UID_RANGE;
+    }
+    return 0;
+}
+
+/* Does any `ip rule` of the namespace (both families) select on the uid? Into *any: 0, or -1 on error. One
+ * RTM_GETRULE dump, kept as conf_links' is, retried once when interrupted. */
+static int conf_uid_rules(const ss_flow *f, int *any, secsock_error *err)
+{
+    int64_t now = ss_clock_ms();
+    conf_ns *c = conf_for(f);
+    struct fib_rule_hdr frh;
+    int v = 0;
+
+    *any = 0;
+    if (c != NULL && conf_fresh(&c->rules_at, now)) {
+        *any = c->rules_uid;
+        return 0;
+    }
+    g.conf_asks++;
+    memset(&frh, 0, sizeof(frh));
+    frh.family = AF_UNSPEC;
+    if (route_dump(RTM_GETRULE, &frh, sizeof(frh), on_rule_uid, &v, "RTM_GETRULE", err) != 0) {
+        return -1;
+    }
+    *any = v;
+    if (c != NULL) {
+        c->rules_uid = v;
+        c->rules_at.valid = 1;
+        c->rules_at.at = now;
+    }
+    return 0;
+}
+
 /*
  * The IPv4 route's output device toward the peer (resolve_oif) into *oif: 0, or -1 on error. Kept with the
- * other settings, keyed by everything route_get and flow_oif_hint give the kernel, which are the socket's
- * and read again (a few getsockopt calls, no netlink) by every query that comes here.
+ * other settings, keyed by everything route_get and flow_oif_hint give the kernel (route_key), which are the
+ * socket's and read again (a few getsockopt calls, no netlink) by every query that comes here.
+ * SS_XFRM_MAYBE_DISABLED when the device asked from cannot be read (resolve_oif's SS_DEV_UNKNOWN).
  */
 static int conf_out_dev(ss_flow *f, int *oif, secsock_error *err)
 {
     int64_t now = ss_clock_ms();
     conf_ns *c;
-    int hint, i;
-    uint32_t mark;
+    int hint = 0, i, rc;
+    route_key key;
 
+    *oif = 0;
     if (f->oif >= 0) { /* asked already by this query (flow_sel_dev) */
         *oif = f->oif;
         return 0;
     }
-    if (flow_oif_hint(f, &hint, err) != 0 || flow_route_keys(f, err) != 0) {
+    /* The hint unreadable (a multicast peer's device): SS_XFRM_MAYBE_DISABLED, never a device guessed. */
+    if ((rc = flow_oif_hint(f, &hint, err)) != 0) {
+        return rc == SS_DEV_UNKNOWN ? SS_XFRM_MAYBE_DISABLED : -1;
+    }
+    if (route_key_of(f, hint, &key, err) != 0) {
         return -1;
     }
-    mark = flow_mark(f);
     c = conf_for(f);
     if (c != NULL) {
         for (i = 0; i < SS_CONF_PEERS; i++) {
-            if (conf_fresh(&c->routes[i].at, now) && memcmp(c->routes[i].peer, f->peer, 4) == 0 &&
-                memcmp(c->routes[i].local, f->local, 4) == 0 && c->routes[i].mark == mark &&
-                c->routes[i].uid == f->uid && c->routes[i].hint == hint && c->routes[i].lport == f->lport &&
-                c->routes[i].pport == f->pport && c->routes[i].tos == f->tos && c->routes[i].proto == f->proto) {
+            if (conf_fresh(&c->routes[i].at, now) && memcmp(&c->routes[i].key, &key, sizeof(key)) == 0) {
                 *oif = c->routes[i].oif;
                 return 0;
             }
         }
     }
     g.conf_asks++;
-    if (resolve_oif(f, err) != 0) {
-        return -1;
+    if ((rc = resolve_oif(f, err)) != 0) {
+        return rc == SS_DEV_UNKNOWN ? SS_XFRM_MAYBE_DISABLED : -1;
     }
     *oif = f->oif;
     if (c != NULL) {
         i = (int)(c->next_route++ % SS_CONF_PEERS);
-        memcpy(c->routes[i].peer, f->peer, 4);
-        memcpy(c->routes[i].local, f->local, 4);
-        c->routes[i].mark = mark;
-        c->routes[i].uid = f->uid;
-        c->routes[i].hint = hint;
-        c->routes[i].lport = f->lport;
-        c->routes[i].pport = f->pport;
-        c->routes[i].tos = f->tos;
-        c->routes[i].proto = f->proto;
+        c->routes[i].key = key;
         c->routes[i].oif = f->oif;
         c->routes[i].at.valid = 1;
         c->routes[i].at.at = now;
@@ -918,7 +1141,10 @@ static int remote_xfrm_disabled(ss_flow *f, int out, secsock_error *err)
     if ((knowable = flow_out_dev_knowable(f, err)) <= 0) {
         return knowable < 0 ? -1 : SS_XFRM_MAYBE_DISABLED;
     }
-    if (conf_out_dev(f, &oif, err) != 0 || conf_dev(f, oif, &conf, err) != 0) {
+    if ((knowable = conf_out_dev(f, &oif, err)) != 0) {
+        return knowable == SS_XFRM_MAYBE_DISABLED ? knowable : -1;
+    }
+    if (conf_dev(f, oif, &conf, err) != 0) {
         return -1;
     }
     return (conf & SS_LO_NOXFRM) != 0;
@@ -1065,12 +1291,19 @@ static int from_sockaddr(const struct sockaddr_storage *ss, socklen_t len, int f
     return -1;
 }
 
-/* The source address the kernel picks toward the peer, for a socket bound to the wildcard address. */
+/*
+ * The source address the kernel picks toward an IPv6 peer, for a socket bound to the wildcard address: a probe
+ * socket's connect() with the socket's mark and device. Its lookup carries the querier's uid, no traffic class,
+ * UDP and a random port, and inet6_rtm_getroute's RTA_PREFSRC (ip6_route_get_saddr) ignores the socket's
+ * IPV6_ADDR_PREFERENCES, which the probe could copy but RTM_GETROUTE cannot carry: a uidrange, sport, dport or
+ * ipproto rule choosing another source is not seen for IPv6 (README). IPv4: source_by_route, which probes
+ * only for a socket with SO_DONTROUTE (a link-scoped lookup, which RTM_GETROUTE cannot ask).
+ */
 static int source_toward_peer(ss_flow *f, int sock_family, const uint8_t *peer16, secsock_error *err)
 {
     struct sockaddr_storage ss;
     socklen_t len;
-    int fd, bound, rc = -1;
+    int fd, bound, rc = -1, one = 1;
 
     if (thread_ns_ok("socket", err) != 0) {
         return -1;
@@ -1088,6 +1321,12 @@ static int source_toward_peer(ss_flow *f, int sock_family, const uint8_t *peer16
         goto out;
     }
     if (flow_bound_ifindex(f, &bound, err) != 0) {
+        goto out;
+    }
+    /* IPv4 probes only for a socket with SO_DONTROUTE (source_by_route): the probe's lookup is link-scoped too. */
+    if (sock_family == AF_INET && setsockopt(fd, SOL_SOCKET, SO_DONTROUTE, &one, sizeof(one)) != 0) {
+        os_error(err, errno, "setsockopt(SO_DONTROUTE)",
+                 "finding the source address toward the peer: setsockopt(SO_DONTROUTE)");
         goto out;
     }
     if (bound > 0 && setsockopt(fd, SOL_SOCKET, SO_BINDTOIFINDEX, &bound, sizeof(bound)) != 0) {
@@ -1350,6 +1589,41 @@ int build_flow(const secsock_query_request *req, ss_flow *f, secsock_error *err)
 }
 
 /*
+ * The source address an IPv4 socket bound to the wildcard address sends from: its own route toward the peer
+ * (route_get: no RTA_SRC, its mark, device, uid, TOS, protocol and ports, none of which needs a privilege),
+ * read from RTA_PREFSRC (rt_fill_info: the output route's fl4->saddr, which udp_sendmsg then sends from).
+ * A probe socket's connect() routed with the querier's uid, no TOS, UDP and a random port, so a uidrange,
+ * dsfield, ipproto or port rule could give another source than the socket's (review of i14-route, item 3).
+ * The device asked is the one resolve_oif asks (flow_oif_hint); toward a multicast peer, whose device
+ * (IP_MULTICAST_IF) no getsockopt returns, the bound one. 0, or -1 on error.
+ */
+static int source_by_route(ss_flow *f, secsock_error *err)
+{
+    route_answer ra;
+    int hint = 0, rc;
+
+    if ((rc = flow_dontroute(f, err)) != 0) {
+        /* A link-scoped lookup's source: only a probe socket with the flag can ask it (source_toward_peer). */
+        return rc < 0 ? -1 : source_toward_peer(f, AF_INET, f->peer, err);
+    }
+    if ((rc = flow_oif_hint(f, &hint, err)) == SS_DEV_UNKNOWN) {
+        rc = flow_bound_ifindex(f, &hint, err);
+    }
+    if (rc != 0) {
+        return -1;
+    }
+    if (route_get(f, f->peer, NULL, hint, &ra, err) != 0) {
+        return -1;
+    }
+    if (!ra.has_prefsrc) {
+        return secsock_error_set(err, SECSOCK_ERR_OS, EADDRNOTAVAIL, 0, "RTM_GETROUTE",
+                                 "the route toward the peer names no source address");
+    }
+    memcpy(f->local, ra.prefsrc, sizeof(ra.prefsrc));
+    return 0;
+}
+
+/*
  * The rest of the flow, in the socket's network namespace (it may open a socket to ask the routing table):
  * the source address of a socket bound to the wildcard address, then IPv4-mapped addresses made IPv4.
  */
@@ -1357,7 +1631,11 @@ int finish_flow(ss_flow *f, secsock_error *err)
 {
     int family = f->family;
 
-    if (addr_any(f->local, family) && source_toward_peer(f, family, f->peer, err) != 0) {
+    /* Remembered before the source is filled in: route_get asks the socket's routes without it. */
+    f->local_wild = addr_any(f->local, family);
+    if (f->local_wild && family == AF_INET6 && is_v4mapped(f->peer)) {
+        f->local[10] = f->local[11] = 0xff; /* ::ffff:0.0.0.0, made 0.0.0.0 below, then asked as IPv4 */
+    } else if (f->local_wild && family == AF_INET6 && source_toward_peer(f, family, f->peer, err) != 0) {
         return -1;
     }
     /* IPv4-mapped addresses on an AF_INET6 socket: the packets are IPv4, and so are the kernel's flows. */
@@ -1374,6 +1652,9 @@ int finish_flow(ss_flow *f, secsock_error *err)
         memcpy(f->local, l4, 4);
         memcpy(f->peer, p4, 4);
         f->family = AF_INET;
+    }
+    if (f->local_wild && f->family == AF_INET) {
+        return source_by_route(f, err);
     }
     return 0;
 }
