@@ -143,6 +143,7 @@ enum {
     SECSOCK_REASON_TUNNEL_SOURCE_UNDECIDABLE, /* a tunnel template's source is any: the route's source decides */
     SECSOCK_REASON_SA_CACHE_UNDECIDABLE, /* 6.13+: SAs that differ fit; the policy's state cache decides */
     SECSOCK_REASON_SA_KIND_UNDECIDABLE, /* a per-CPU or packet-offload SA fits: the CPU or offload policy decides */
+    SECSOCK_REASON_MULTIPATH_UNDECIDABLE, /* MPTCP subflows, SCTP paths: other addresses and devices */
     SECSOCK_REASON_COUNT
 };
 

@@ -548,6 +548,12 @@ def bindtoifindex_fails(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(out)
 
 
+def with_preloaded(shim: str) -> str:
+    """LD_PRELOAD with shim after what is already preloaded (the sanitizer run's ASan runtime must stay
+    first)."""
+    return " ".join(filter(None, (os.environ.get("LD_PRELOAD", ""), shim)))
+
+
 def test_a_bound_device_is_read_by_name_where_its_index_cannot_be(
     ns: Netns, bindtoifindex_fails: str
 ) -> None:
@@ -557,7 +563,7 @@ def test_a_bound_device_is_read_by_name_where_its_index_cannot_be(
     lo for an unbound one (not decidable) where the kernel blocks it. Any other failure raises, naming the
     call, where it was read as "not bound" too."""
     ns.ip("xfrm", "policy", "add", "src", A6, "dst", B6, "dev", "lo", "dir", "out", "action", "block")
-    preload = ("env", f"LD_PRELOAD={bindtoifindex_fails}")
+    preload = ("env", f"LD_PRELOAD={with_preloaded(bindtoifindex_fails)}")
     unsupported = (*preload, f"SECSOCK_TEST_BINDTOIFINDEX_ERRNO={errno.ENOPROTOOPT}")
     bound, unbound = ns.probe([udp(A6, B6, device="lo"), udp(A6, B6)], wrap=unsupported)
     assert reason_of(bound)[0] == "the policy blocks the flow", bound
@@ -566,6 +572,57 @@ def test_a_bound_device_is_read_by_name_where_its_index_cannot_be(
                          wrap=(*preload, f"SECSOCK_TEST_BINDTOIFINDEX_ERRNO={errno.EACCES}"))  # fmt: skip
     assert failed.get("errno") == errno.EACCES, failed
     assert "SO_BINDTOIFINDEX" in failed["message"], failed
+
+
+FOREIGN_THREAD_QUERY = """
+import ctypes, json, os, socket, sys, threading
+import secsock
+name, device, local, peer = sys.argv[1:5]
+libc = ctypes.CDLL(None, use_errno=True)
+made = {}
+def inside() -> None:  # only this thread enters the namespace
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    assert libc.setns(fd, 0x40000000) == 0, ctypes.get_errno()  # CLONE_NEWNET
+    os.close(fd)
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
+    s.bind((local, 0))
+    made["s"] = s
+thread = threading.Thread(target=inside)
+thread.start()
+thread.join()
+try:
+    print(json.dumps({"reason": secsock.query(made["s"], peer=(peer, 500)).reason}))
+except OSError as exc:
+    print(json.dumps({"error": type(exc).__name__, "errno": exc.errno, "message": str(exc)}))
+"""
+
+
+def test_a_bound_device_is_read_by_name_in_the_sockets_namespace(ns: Netns, bindtoifindex_fails: str) -> None:
+    """Issue 14 review 2, item 9: the fallback's SIOCGIFINDEX must ask the socket's namespace, not the
+    querying thread's. The test above binds to lo, device 1 in every namespace, and queries from inside, so
+    if_nametoindex in the caller's namespace would pass it too. Here the socket is bound to a veth that the
+    root namespace does not have, made by a thread that entered the namespace, and queried by the main
+    thread in the root namespace. Item 12: a rename between the two reads of the name (the shim answers
+    another name the second time) raises instead of taking another device's index."""
+    ns.ip("link", "add", "vq", "type", "veth", "peer", "name", "vqp")
+    with pytest.raises(OSError):
+        socket.if_nametoindex("vq")  # not in the root namespace: a lookup there cannot answer
+    ns.ip("xfrm", "policy", "add", "src", A6, "dst", B6, "dev", "vq", "dir", "out", "action", "block")
+    env = {**os.environ, "LD_PRELOAD": with_preloaded(bindtoifindex_fails),
+           "SECSOCK_TEST_BINDTOIFINDEX_ERRNO": str(errno.ENOPROTOOPT)}  # fmt: skip
+
+    def foreign_query(**extra: str) -> dict[str, Any]:
+        argv = [sys.executable, "-c", FOREIGN_THREAD_QUERY, ns.name, "vq", A6, B6]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={**env, **extra})
+        assert done.returncode == 0, done.stderr
+        result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+        return result
+
+    result = foreign_query()
+    assert result.get("reason", "").startswith("outbound: the policy blocks the flow"), result
+    renamed = foreign_query(SECSOCK_TEST_BINDTODEVICE_RENAMED="vq2")
+    assert renamed.get("errno") == errno.EBUSY and "renamed" in renamed["message"], renamed
 
 
 def test_a_local_peer_is_asked_from_the_device_the_socket_sends_by(ns: Netns) -> None:
@@ -669,6 +726,27 @@ def test_if_id_policy_outside_an_xfrm_interface_is_skipped(ns: Netns, driver: st
 
 
 OUT_DEV_UNDECIDABLE = "not decidable here: the device the socket sends by decides"
+MULTIPATH_UNDECIDABLE = "not decidable here: the connection may carry its data over other paths"
+
+
+def test_an_mptcp_connection_is_not_decidable_where_a_policy_exists(ns: Netns) -> None:
+    """Issue 14 review 2, item 3: an MPTCP socket was looked up as TCP from its first subflow's addresses
+    and device (what getsockname/getpeername/SO_BINDTOIFINDEX describe), but the path manager may open or
+    accept further subflows from and to other addresses and devices (__mptcp_subflow_connect, MP_JOIN), each
+    looked up as its own flow: where the direction has any policy, the answer for the first subflow does not
+    hold for the connection. The backend answered from the first subflow ("the policy allows the flow
+    without IPsec"); now not decidable. Without any policy, every subflow meets none: still decided."""
+    ns.ip("xfrm", "policy", "add", "src", "10.99.0.0/24", "dst", "10.99.0.0/24", "dir", "in")
+    (alone,) = ns.probe([{"op": "tcp-local", "addr": B, "port": 600, "mptcp": True}])
+    outbound, inbound = reason_of(alone)
+    assert outbound == "no XFRM policy selects the flow", alone
+    assert inbound.startswith(MULTIPATH_UNDECIDABLE), alone
+    ns.ip("xfrm", "policy", "add", "src", A, "dst", B, "dir", "out")
+    mptcp, tcp = ns.probe([{"op": "tcp-local", "addr": B, "port": 601, "mptcp": True},
+                           {"op": "tcp-local", "addr": B, "port": 602}])  # fmt: skip
+    assert reason_of(mptcp)[0].startswith(MULTIPATH_UNDECIDABLE), mptcp
+    assert mptcp["flags"] == 0, mptcp
+    assert reason_of(tcp)[0] == "the policy allows the flow without IPsec", tcp
 
 
 def test_an_if_id_is_not_decidable_where_the_sending_device_is_not(ns: Netns, driver: str) -> None:
@@ -692,6 +770,12 @@ def test_an_if_id_is_not_decidable_where_the_sending_device_is_not(ns: Netns, dr
     ns.ip("xfrm", "policy", "update", "src", A, "dst", B, "dir", "out", "priority", "9", "action", "block")
     (v4,) = ns.probe([udp(A, B)])
     assert reason_of(v4)[0] == "the policy blocks the flow", v4
+    # ... and one it transforms (review 2, item 14): lo's disable_xfrm off, so the templates are looked at.
+    run(*ns.exec_argv("sysctl", "-qw", "net.ipv4.conf.lo.disable_xfrm=0"))
+    ns.ip("xfrm", "policy", "update", "src", A, "dst", B, "dir", "out", "priority", "9",
+          "tmpl", "proto", "esp", "mode", "transport")  # fmt: skip
+    (v4,) = ns.probe([udp(A, B)])
+    assert reason_of(v4)[0].startswith("no SA fits a template the policy requires"), v4
     # Inbound, the interface the peer's packets arrive by decides the if_id: not decidable either.
     ns.ip("xfrm", "policy", "add", "src", B, "dst", A, "dir", "in", "if_id", "7", "action", "block")
     (v4,) = ns.probe([udp(A, B)])

@@ -10,9 +10,10 @@ earlier ones built):
   {"op": "tcp-serve", "addr": ADDR, "port": P}          accept one client, query the accepted socket,
                                                         then wait for the client to close
   {"op": "tcp-connect", "addr": ADDR, "port": P, "name": N}   connect and query; kept open as N if named
-  {"op": "tcp-local", "addr": ADDR, "port": P, "device": IFNAME}   a listener on one of this host's
-                                                        addresses and a client (SO_BINDTODEVICE if given)
-                                                        connected to it: query the client
+  {"op": "tcp-local", "addr": ADDR, "port": P, "device": IFNAME, "mptcp": bool}   a listener on one of this
+                                                        host's addresses and a client (SO_BINDTODEVICE if
+                                                        given; both MPTCP if asked) connected to it: query
+                                                        the client
   {"op": "tcp-syn", "local": ADDR, "peer": ADDR, "port": P}   a non-blocking connect (the SYN routed, no
                                                         answer needed): query it with peer=
   {"op": "udp-serve", "addr": ADDR, "port": P}          receive one datagram, query with its sender as peer
@@ -132,7 +133,11 @@ def main() -> None:
                 s.close()
         elif op == "tcp-local":
             family = family_of(step["addr"])
-            with socket.socket(family, socket.SOCK_STREAM) as listener, socket.socket(family) as client:
+            proto = socket.IPPROTO_MPTCP if step.get("mptcp") else 0
+            with (
+                socket.socket(family, socket.SOCK_STREAM, proto) as listener,
+                socket.socket(family, socket.SOCK_STREAM, proto) as client,
+            ):
                 listener.bind((step["addr"], step["port"]))
                 listener.listen(1)
                 if step.get("device"):

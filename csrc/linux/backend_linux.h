@@ -252,9 +252,13 @@ typedef struct {
     int bif_read;
     uint64_t ns_cookie;    /* SO_NETNS_COOKIE of the socket; 0 when the kernel cannot say */
     int has_peer_arg;      /* the caller gave peer (error messages name it) */
+    int multipath;         /* 1 SCTP, 2 MPTCP: the flow read is one path of several (multipath_verdict) */
     int if_id_known;       /* resolve_if_id: 0 unread, SS_KNOW_YES (if_id below), SS_KNOW_NO (not decidable) */
     int dev_knowable;      /* flow_out_dev_knowable: 0 unread, SS_KNOW_YES, SS_KNOW_NO */
     uint32_t if_id;        /* the if_id of the XFRM interface the flow is routed through, 0 for none */
+    int if_id_link;        /* that interface's underlying device (IFLA_LINK, 0 for none): xfrmi_xmit's lookup
+                            * compares a selector's dev with it (fl.flowi_oif = xi->p.link) */
+    int in_if_id_lookup;   /* eval_dir: outbound, the XFRM interface's own lookup (xfrmi_xmit2) is being made */
     int oif;               /* the interface toward the peer; -1 until needed and resolved */
     int sel_dev[2];        /* flow_sel_dev: [0] in, [1] out; -1 until needed, SS_DEV_UNKNOWN */
     uint32_t peer_scope;   /* peer='s IPv6 scope id, for a peer that needs one (link-local); else 0 */
@@ -488,6 +492,7 @@ static inline int sa_may_be_plain(const ss_sa *a)
 {
     return a->unreadable || (a->proto == IPPROTO_ESP && !sa_encrypts(a));
 }
+void multipath_verdict(const ss_snap *s, int dir, secsock_direction *out, dir_verdict *v);
 int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_verdict *v,
              secsock_error *err);
 

@@ -17,9 +17,41 @@
  */
 
 /*
+ * The index of the device named ifr->ifr_name, which SO_BINDTODEVICE said the socket is bound to, into
+ * ifr->ifr_ifindex: 0, or -1 on error. A rename between the two reads would give another device's index
+ * (issue 14 review 2, item 12): the socket's device is read by name again after SIOCGIFINDEX, and the index
+ * named back (SIOCGIFNAME), and any difference raises: the bound device changed its name under the query.
+ */
+static int bound_index_by_name(int sock, struct ifreq *ifr, secsock_error *err)
+{
+    char again[IFNAMSIZ];
+    struct ifreq back;
+    socklen_t len = sizeof(again);
+
+    if (ioctl(sock, SIOCGIFINDEX, ifr) != 0) {
+        return os_error(err, errno, "ioctl(SIOCGIFINDEX)", ifr->ifr_name);
+    }
+    memset(again, 0, sizeof(again));
+    if (getsockopt(sock, SOL_SOCKET, SO_BINDTODEVICE, again, &len) != 0) {
+        return os_error(err, errno, "getsockopt(SO_BINDTODEVICE)", NULL);
+    }
+    memset(&back, 0, sizeof(back));
+    back.ifr_ifindex = ifr->ifr_ifindex;
+    if (ioctl(sock, SIOCGIFNAME, &back) != 0) {
+        return os_error(err, errno, "ioctl(SIOCGIFNAME)", ifr->ifr_name);
+    }
+    if (strncmp(again, ifr->ifr_name, IFNAMSIZ) != 0 || strncmp(back.ifr_name, ifr->ifr_name, IFNAMSIZ) != 0) {
+        return secsock_error_set(err, SECSOCK_ERR_OS, EBUSY, 0, "getsockopt(SO_BINDTODEVICE)",
+                                 "the device the socket is bound to (%.16s) was renamed while it was read",
+                                 ifr->ifr_name);
+    }
+    return 0;
+}
+
+/*
  * The device the socket is bound to (sk_bound_dev_if), 0 for none, into *ifindex: 0, or -1 on error. A kernel
  * that does not answer getsockopt(SO_BINDTOIFINDEX) says ENOPROTOOPT (sk_getsockopt's default case; the
- * option is read back from Linux 5.7 on): the same field is then read by name (SO_BINDTODEVICE, which
+ * option is read back from Linux 5.1 on, f5dd3d0c9638): the same field is then read by name (SO_BINDTODEVICE, which
  * answers with an empty name when unbound) and the name turned into its index in the socket's own namespace
  * (SIOCGIFINDEX on the socket itself: sock_ioctl asks dev_ioctl in sock_net). Any other failure is an
  * error: "not bound" is never assumed.
@@ -42,8 +74,8 @@ static int flow_bound_ifindex(ss_flow *f, int *ifindex, secsock_error *err)
             }
             f->bound_ifindex = 0;
             if (len > 0 && ifr.ifr_name[0] != '\0') {
-                if (ioctl(f->sock, SIOCGIFINDEX, &ifr) != 0) {
-                    return os_error(err, errno, "ioctl(SIOCGIFINDEX)", ifr.ifr_name);
+                if (bound_index_by_name(f->sock, &ifr, err) != 0) {
+                    return -1;
                 }
                 f->bound_ifindex = ifr.ifr_ifindex;
             }
@@ -212,11 +244,13 @@ static int bound_to_l3mdev(ss_flow *f, secsock_error *err);
  *   device (IPv6 has one); toward a multicast peer inet->mc_index (IP_MULTICAST_IF), which no getsockopt
  *   returns, comes first. Seen on 6.18: a socket bound to vc sending with IP_PKTINFO naming vb meets a
  *   `dev vb` block, and one bound to vb naming vc passes it.
- * - IPv6 UDP/UDP-Lite: only with a link-local peer's scope or a bound device that is not a VRF master.
- *   Without either, udpv6_sendmsg takes a per-message or sticky IPV6_PKTINFO ifindex (np->sticky_pktinfo, which
- *   no getsockopt returns) before IPV6_UNICAST_IF; with one, ip6_datagram_send_ctl refuses another ifindex
- *   (EINVAL) unless the socket is bound to an l3mdev and it is one of its slaves (sk_dev_equal_l3scope).
- * - Other protocols: unless bound to a VRF master, whose table picks the slave (l3mdev_update_flow).
+ * - Never for a socket bound to a VRF master (an l3mdev), asked first: its table picks the slave
+ *   (l3mdev_update_flow), and ip6_datagram_send_ctl lets a message's IPV6_PKTINFO name any of its slaves
+ *   (sk_dev_equal_l3scope), a link-local peer's scope notwithstanding when that scope is the master itself.
+ * - IPv6 UDP/UDP-Lite: only with a link-local peer's scope or a bound device. Without either, udpv6_sendmsg
+ *   takes a per-message or sticky IPV6_PKTINFO ifindex (np->sticky_pktinfo, which no getsockopt returns)
+ *   before IPV6_UNICAST_IF; with one, ip6_datagram_send_ctl refuses another ifindex (EINVAL).
+ * - Other protocols: yes.
  */
 static int flow_out_dev_knowable(ss_flow *f, secsock_error *err)
 {
@@ -225,14 +259,14 @@ static int flow_out_dev_knowable(ss_flow *f, secsock_error *err)
     if (f->dev_knowable == 0) {
         if (f->family == AF_INET && flow_udp(f)) {
             f->dev_knowable = SS_KNOW_NO;
-        } else if (f->family == AF_INET6 && f->peer_scope != 0) {
-            f->dev_knowable = SS_KNOW_YES;
         } else {
+            /* The VRF master first, before a link-local peer's scope (issue 14 review 2, item 4). */
             if (flow_bound_ifindex(f, &bound, err) != 0 || (l3mdev = bound_to_l3mdev(f, err)) < 0) {
                 return -1;
             }
-            f->dev_knowable = l3mdev || (f->family == AF_INET6 && flow_udp(f) && bound == 0) ? SS_KNOW_NO
-                                                                                            : SS_KNOW_YES;
+            f->dev_knowable = l3mdev || (f->family == AF_INET6 && flow_udp(f) && bound == 0 && f->peer_scope == 0)
+                                  ? SS_KNOW_NO
+                                  : SS_KNOW_YES;
         }
     }
     return f->dev_knowable == SS_KNOW_YES;
@@ -416,6 +450,9 @@ int resolve_oif(ss_flow *f, secsock_error *err)
  *   xfrm_lookup_route).
  * - IPv6 outbound: only what the socket set (ip6_route_output leaves flowi6_oif alone): the scope id of a
  *   link-local peer (udpv6_sendmsg) or the bound device, else none.
+ * - Outbound in an XFRM interface's own lookup (xfrmi_xmit2, both families): the interface's underlying
+ *   device, IFLA_LINK (xfrmi_xmit sets fl.flowi_oif = xi->p.link), not the interface (issue 14 review 2,
+ *   item 2): resolve_if_id read it with the if_id.
  * - Inbound, both families: decode_session4/6 take skb_dst(skb)->dev, the input route's device, which for
  *   local delivery is loopback, or the VRF master of the address's device (ip_rt_get_dev,
  *   ip6_rt_get_dev_rcu). The output route to the local address names the same device (RTN_LOCAL: dev_out
@@ -427,6 +464,10 @@ int flow_sel_dev(ss_flow *f, int dir, int *ifindex, secsock_error *err)
     int *cached = &f->sel_dev[dir == XFRM_POLICY_OUT];
     int rc;
 
+    if (dir == XFRM_POLICY_OUT && f->in_if_id_lookup) {
+        *ifindex = f->if_id_link;
+        return 0;
+    }
     if (*cached == -1) {
         if (dir == XFRM_POLICY_OUT) {
             if ((rc = flow_out_dev_knowable(f, err)) < 0) {
@@ -498,6 +539,8 @@ typedef struct {
     int is_xfrm;
     int is_vrf; /* IFLA_INFO_KIND "vrf": an l3mdev master */
     uint32_t if_id;
+    int link;        /* IFLA_LINK: an XFRM interface's underlying device (xfrmi_get_iflink: xi->p.link) */
+    char name[IFNAMSIZ]; /* IFLA_IFNAME */
     int other_netns; /* IFLA_LINK_NETNSID: the interface's policies live in another namespace */
     int inet_conf;   /* SS_LO_* bits of its IPv4 devconf */
 } link_info;
@@ -519,6 +562,12 @@ static int on_link(void *vctx, uint16_t type, uint16_t flags, const void *payloa
     while (attr_next(&it, &at, &data, &dlen) > 0) {
         if (at == IFLA_LINK_NETNSID) {
             li->other_netns = 1;
+        }
+        if (at == IFLA_LINK && dlen >= sizeof(int)) {
+            memcpy(&li->link, data, sizeof(int));
+        }
+        if (at == IFLA_IFNAME && dlen > 0) {
+            memcpy(li->name, data, dlen < IFNAMSIZ - 1 ? dlen : IFNAMSIZ - 1);
         }
         if (at == IFLA_AF_SPEC) {
             li->inet_conf = inet_conf_of(data, dlen);
@@ -606,6 +655,7 @@ int resolve_if_id(ss_flow *f, secsock_error *err)
                                  "network namespace, which secsock does not read");
     }
     f->if_id = li.is_xfrm ? li.if_id : 0;
+    f->if_id_link = li.is_xfrm ? li.link : 0;
     f->if_id_known = SS_KNOW_YES;
     return 0;
 }
@@ -684,7 +734,8 @@ typedef struct {
     struct {
         conf_stamp at;
         int ifindex, conf;
-        int is_vrf; /* an l3mdev master (bound_to_l3mdev) */
+        int is_vrf;            /* an l3mdev master (bound_to_l3mdev) */
+        char name[IFNAMSIZ];   /* with ifindex, the key: an index can be reused within the interval */
     } devs[SS_CONF_DEVS];
     struct {
         conf_stamp at;
@@ -835,17 +886,27 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
 }
 
 /* Device ifindex's IPv4 devconf bits (SS_LO_*) into *conf and whether it is a VRF master into *is_vrf (one
- * RTM_GETLINK answers both): 0, or -1 on error. From the thread's cache while fresh. */
+ * RTM_GETLINK answers both): 0, or -1 on error. From the thread's cache while fresh, keyed by the index and
+ * the device's name now (SIOCGIFNAME on the socket: its namespace): `ip link add ... index N` or a device
+ * moved in from another namespace may take a deleted device's index within the interval (issue 14 review 2,
+ * item 11), and a VRF master must not be read as the device that had its index. */
 static int conf_link(const ss_flow *f, int ifindex, int *conf, int *is_vrf, secsock_error *err)
 {
     int64_t now = ss_clock_ms();
     conf_ns *c = conf_for(f);
+    struct ifreq ifr;
     link_info li;
     int i;
 
+    memset(&ifr, 0, sizeof(ifr));
     if (c != NULL) {
+        ifr.ifr_ifindex = ifindex;
+        if (ioctl(f->sock, SIOCGIFNAME, &ifr) != 0) {
+            return os_error(err, errno, "ioctl(SIOCGIFNAME)", NULL);
+        }
         for (i = 0; i < SS_CONF_DEVS; i++) {
-            if (conf_fresh(&c->devs[i].at, now) && c->devs[i].ifindex == ifindex) {
+            if (conf_fresh(&c->devs[i].at, now) && c->devs[i].ifindex == ifindex &&
+                strncmp(c->devs[i].name, ifr.ifr_name, IFNAMSIZ) == 0) {
                 *conf = c->devs[i].conf;
                 *is_vrf = c->devs[i].is_vrf;
                 return 0;
@@ -861,6 +922,7 @@ static int conf_link(const ss_flow *f, int ifindex, int *conf, int *is_vrf, secs
     if (c != NULL) {
         i = (int)(c->next_dev++ % SS_CONF_DEVS);
         c->devs[i].ifindex = ifindex;
+        memcpy(c->devs[i].name, li.name, IFNAMSIZ); /* the name the answer came with */
         c->devs[i].conf = li.inet_conf;
         c->devs[i].is_vrf = li.is_vrf;
         c->devs[i].at.valid = 1;
@@ -1440,15 +1502,19 @@ int build_flow(const secsock_query_request *req, ss_flow *f, secsock_error *err)
     }
     family = kind.family == SECSOCK_FAMILY_INET ? AF_INET : AF_INET6;
     switch (kind.protocol) {
+    case IPPROTO_SCTP: /* a multihomed association sends over other paths too: multipath_verdict */
+        f->multipath = 1;
+        f->proto = IPPROTO_SCTP;
+        break;
     case IPPROTO_TCP:
     case IPPROTO_UDP:
     case IPPROTO_UDPLITE:
-    case IPPROTO_SCTP:
     case IPPROTO_DCCP:
         f->proto = (uint8_t)kind.protocol;
         break;
     case IPPROTO_MPTCP:
-        f->proto = IPPROTO_TCP; /* MPTCP subflows are TCP on the wire */
+        f->proto = IPPROTO_TCP; /* MPTCP subflows are TCP on the wire; the others: multipath_verdict */
+        f->multipath = 2;
         break;
     default:
         return secsock_error_set(err, SECSOCK_ERR_ARGUMENT, 0, 0, "sock",

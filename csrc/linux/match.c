@@ -786,6 +786,7 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
     out->count = 0;
     v->protected_ = v->encrypted = 0;
     v->reason = SECSOCK_REASON_NONE;
+    f->in_if_id_lookup = 0; /* set below only for the interface's own lookup */
     if (s->b[bucket_of(dir, f->family, XFRM_POLICY_TYPE_MAIN)].has_if_id ||
         s->b[bucket_of(dir, f->family, XFRM_POLICY_TYPE_SUB)].has_if_id) {
         rc = resolve_if_id(f, err);
@@ -830,6 +831,9 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
                 v->reason = SECSOCK_REASON_OUT_DEV_UNDECIDABLE;
                 return 0;
             }
+            /* The interface's lookup (and the SA pick that follows it) compares a selector's dev with
+             * the interface's underlying device (xfrmi_xmit: fl.flowi_oif = xi->p.link): flow_sel_dev. */
+            f->in_if_id_lookup = 1;
             pol = lookup_policy(s, f, dir, if_id, &rc, err);
             if (rc != 0) {
                 return -1;
@@ -958,4 +962,31 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
         out->sas[out->count - 1 - (size_t)i] = tmp;
     }
     return 0;
+}
+
+/*
+ * A direction of a connection that may use several paths, after eval_dir has answered for the one the
+ * socket names (issue 14 review 2, item 3). MPTCP: getsockname/getpeername describe the first subflow, and
+ * the path manager may open or accept further ones (__mptcp_subflow_connect, an MP_JOIN from another peer
+ * address) from and to other addresses, ports and devices, each looked up as its own TCP flow. SCTP: a
+ * multihomed association sends to the peer's other addresses (retransmissions, a path failover) and from
+ * the host's other addresses (a socket bound to the wildcard address offers them all). Where the direction
+ * has no policy at all, every path meets none: the answer stands. Otherwise not decidable.
+ */
+void multipath_verdict(const ss_snap *s, int dir, secsock_direction *out, dir_verdict *v)
+{
+    static const int families[2] = {AF_INET, AF_INET6};
+    int i, type;
+
+    for (i = 0; i < 2; i++) {
+        for (type = XFRM_POLICY_TYPE_MAIN; type <= XFRM_POLICY_TYPE_SUB; type++) {
+            const ss_bucket *bk = &s->b[bucket_of(dir, families[i], type)];
+            if (bk->end > bk->start) {
+                out->count = 0;
+                v->protected_ = v->encrypted = 0;
+                v->reason = SECSOCK_REASON_MULTIPATH_UNDECIDABLE;
+                return;
+            }
+        }
+    }
 }

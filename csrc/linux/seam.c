@@ -106,6 +106,10 @@ static int query_in_netns(ss_flow *f, const ss_netns *ns, secsock_result *out, s
     if (rc == 0) {
         rc = eval_dir(&g.cur.snap, f, XFRM_POLICY_IN, &out->inbound, &vi, err);
     }
+    if (rc == 0 && f->multipath) {
+        multipath_verdict(&g.cur.snap, XFRM_POLICY_OUT, &out->outbound, &vo);
+        multipath_verdict(&g.cur.snap, XFRM_POLICY_IN, &out->inbound, &vi);
+    }
     pthread_mutex_unlock(&g_lock);
     if (rc == 0 && f->mark_errno != 0) {
         rc = os_error(err, f->mark_errno, "getsockopt(SO_MARK)", NULL);

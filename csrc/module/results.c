@@ -85,6 +85,10 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "which the dump does not show",
     "not decidable here: a per-CPU SA (XFRMA_SA_PCPU: the sending CPU decides) or a packet-offload SA "
     "(XFRMA_OFFLOAD_DEV: software policies skip it, an offload policy takes only such) fits a template",
+    "not decidable here: the connection may carry its data over other paths (further MPTCP subflows, a "
+    "multihomed SCTP association's other addresses), from and to other addresses and by other devices than "
+    "the one the socket names, which the policies may treat otherwise (a host without any XFRM policy for "
+    "the direction answers for all of them)",
 };
 static PyObject *reason_object(module_state *st, const secsock_result *r)
 {

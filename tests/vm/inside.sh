@@ -13,7 +13,7 @@ export SECSOCK_VM_DRIVER="$OUT/driver" # built by run.sh
 export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1
 summary() { echo "$1" >"$OUT/summary.txt"; }
 
-if ! modprobe -a xfrm_user esp4 esp6 ah4 ah6 veth xfrm_interface vrf >"$OUT/modprobe.log" 2>&1; then
+if ! modprobe -a xfrm_user esp4 esp6 ah4 ah6 veth xfrm_interface vrf sctp >"$OUT/modprobe.log" 2>&1; then
     cat "$OUT/modprobe.log" >"$OUT/pytest.log"
     summary "0 passed, 1 failed"
     exit 1

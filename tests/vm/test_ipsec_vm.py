@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -125,8 +126,11 @@ def secure(
         add_policies(pair, src, dst, proto, mode, reqid=7, extra=extra, selector=selector)
 
 
-def tcp(pair: Pair, after_echo: Callable[[], None] | None = None) -> tuple[dict[str, Any], list[Any]]:
+def tcp(
+    pair: Pair, after_echo: Callable[[], None] | None = None, proto: int = 0
+) -> tuple[dict[str, Any], list[Any]]:
     """A TCP connection a -> b with one echo, both ends in threads of this process (one per namespace).
+    proto: another stream protocol (IPPROTO_SCTP).
 
     The client queries after the echo, and again after after_echo() when given. Returns (server result,
     client results).
@@ -134,7 +138,7 @@ def tcp(pair: Pair, after_echo: Callable[[], None] | None = None) -> tuple[dict[
     ready, done = threading.Event(), threading.Event()
 
     def serve() -> dict[str, Any]:
-        with socket.socket(family_of(pair.addr_b), socket.SOCK_STREAM) as listener:
+        with socket.socket(family_of(pair.addr_b), socket.SOCK_STREAM, proto) as listener:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             listener.bind((pair.addr_b, PORT))
             listener.listen(1)
@@ -150,7 +154,9 @@ def tcp(pair: Pair, after_echo: Callable[[], None] | None = None) -> tuple[dict[
                 return result
 
     def connect() -> list[dict[str, Any]]:
-        with socket.create_connection((pair.addr_b, PORT), timeout=15) as s:
+        with socket.socket(family_of(pair.addr_b), socket.SOCK_STREAM, proto) as s:
+            s.settimeout(15)
+            s.connect((pair.addr_b, PORT))
             s.sendall(b"ping")
             assert s.recv(16) == b"ping", "no echo: the traffic did not flow"
             results = [answer(s)]
@@ -1041,9 +1047,10 @@ def test_an_acquire_replaced_by_its_sa_leaves_the_counts_equal(pair: Pair) -> No
     assert results[7]["out"][0]["spi"] == 0x3003 and all(r["counts_agree"] for r in results)
 
 
-def test_flow_through_an_xfrm_interface_uses_its_if_id_policies(pair: Pair) -> None:
-    """Route-based IPsec: 0.0.0.0/0 policies and SAs with if_id 42 apply only to what is routed through
-    the XFRM interface with that if_id."""
+def xfrm_interfaces(pair: Pair) -> Pair:
+    """Route-based IPsec between the pair: XFRM interfaces xfa (over va) and xfb (over vb) with if_id 42,
+    192.168.77.1 <-> .2 routed through them, 0.0.0.0/0 ESP tunnel policies (priority 10) and SAs with if_id
+    42. Returns the inner pair."""
     inner = {pair.a: ("192.168.77.1", "192.168.77.2"), pair.b: ("192.168.77.2", "192.168.77.1")}
     for ns, dev, under in ((pair.a, "xfa", "va"), (pair.b, "xfb", "vb")):
         ns.ip("link", "add", dev, "type", "xfrm", "dev", under, "if_id", "42")
@@ -1058,8 +1065,14 @@ def test_flow_through_an_xfrm_interface_uses_its_if_id_policies(pair: Pair) -> N
         tmpl = ["tmpl", "src", src, "dst", dst, "proto", "esp", "mode", "tunnel", "reqid", "9"]
         for ns, direction in ((sender, "out"), (receiver, "in")):
             ns.ip("xfrm", "policy", "add", "src", "0.0.0.0/0", "dst", "0.0.0.0/0", "dir", direction,
-                  "if_id", "42", *tmpl)  # fmt: skip
-    tunnelled = Pair(pair.a, pair.b, "192.168.77.1", "192.168.77.2")
+                  "if_id", "42", "priority", "10", *tmpl)  # fmt: skip
+    return Pair(pair.a, pair.b, "192.168.77.1", "192.168.77.2")
+
+
+def test_flow_through_an_xfrm_interface_uses_its_if_id_policies(pair: Pair) -> None:
+    """Route-based IPsec: 0.0.0.0/0 policies and SAs with if_id 42 apply only to what is routed through
+    the XFRM interface with that if_id."""
+    tunnelled = xfrm_interfaces(pair)
     server, (client,) = tcp(tunnelled)
     for result in (server, client):
         assert_flags(result, 3)
@@ -1073,6 +1086,45 @@ def test_flow_through_an_xfrm_interface_uses_its_if_id_policies(pair: Pair) -> N
     for result in (server, client):
         assert_flags(result, 0)
         assert result["reason"] == f"outbound: {no_policy}; inbound: {no_policy}", result
+
+
+def test_an_xfrm_interfaces_lookup_compares_a_selector_device_with_its_underlying_link(pair: Pair) -> None:
+    """Issue 14 review 2, item 2: xfrmi_xmit sets fl.flowi_oif = xi->p.link (the interface's IFLA_LINK, here
+    va) before xfrmi_xmit2 looks the packet up with the interface's if_id, so a selector's dev there is
+    compared with va, not with xfa. The backend compared it with the route's device (xfa): a `dev xfa` block
+    ahead of the ESP policy was taken to block (the kernel passes it by: the connection runs over ESP), and
+    a `dev va` block was passed by (ESP, a false ENCRYPTED, where the kernel blocks: the SA carries
+    nothing)."""
+    tunnelled = xfrm_interfaces(pair)
+    device_block = ("src", "0.0.0.0/0", "dst", "0.0.0.0/0", "dir", "out", "if_id", "42", "priority", "1",
+                    "action", "block")  # fmt: skip
+    pair.a.ip("xfrm", "policy", "add", *device_block[:4], "dev", "xfa", *device_block[4:])
+
+    def carried() -> int:  # bytes the outbound SA has carried
+        state = pair.a.ip("-s", "xfrm", "state", "get", "src", pair.addr_a, "dst", pair.addr_b,
+                          "proto", "esp", "spi", "0x4001")  # fmt: skip
+        found = re.search(r"lifetime current:\s*(\d+)\(bytes\)", state)
+        assert found is not None, state
+        return int(found.group(1))
+
+    def block_by_va() -> None:
+        pair.a.ip("xfrm", "policy", "delete", *device_block[:4], "dev", "xfa", *device_block[4:8])
+        pair.a.ip("xfrm", "policy", "add", *device_block[:4], "dev", "va", *device_block[4:])
+
+        def send() -> str:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.sendto(b"x", ("192.168.77.2", PORT + 1))
+            return pair.a.ip("-s", "link", "show", "xfa")
+
+        before = carried()
+        link = pair.a.call(send)
+        assert carried() == before, f"the SA carried the datagram: the kernel did not block by va: {link}"
+
+    _, (client, client_after) = tcp(tunnelled, after_echo=block_by_va)
+    assert_flags(client, 3)
+    assert client["outbound"] == [sa(ESP, TUNNEL, 0x4001, reqid=9, aead="rfc4106(gcm(aes))")]
+    assert "error" not in client_after, client_after
+    assert str(client_after["reason"]).split("; ")[0] == "outbound: the policy blocks the flow", client_after
 
 
 def test_outbound_through_an_xfrm_interface_looks_up_if_id_0_first(pair: Pair) -> None:
@@ -1108,9 +1160,22 @@ def test_outbound_through_an_xfrm_interface_looks_up_if_id_0_first(pair: Pair) -
     assert pair.a.call(outbound_reason) == "outbound: the policy blocks the flow"
 
 
-def add_vrf(ns: Netns) -> None:
+def test_an_sctp_association_is_not_decidable_where_a_policy_exists(pair: Pair) -> None:
+    """Issue 14 review 2, item 3: a multihomed SCTP association sends to the peer's other addresses and
+    from the host's other ones (a socket bound to the wildcard address offers them all), each its own flow
+    to the policies; the backend answered from the one pair of addresses the socket names. Where the
+    direction has a policy: not decidable (the host has no SCTP: tested here)."""
+    pair.a.ip("xfrm", "policy", "add", "src", pair.addr_a, "dst", pair.addr_b, "dir", "out")
+    _, (result,) = tcp(pair, proto=socket.IPPROTO_SCTP)
+    assert "error" not in result, result
+    outbound, inbound = str(result["reason"]).split("; ")
+    assert outbound.startswith("outbound: not decidable here: the connection may carry its data"), result
+    assert inbound == "inbound: no XFRM policy selects the flow", result
+
+
+def add_vrf(ns: Netns, index: tuple[str, ...] = ()) -> None:
     """vrf1 (table 10) with a veth slave vs1 holding 10.90.0.1/24 (also 10.90.0.2) and fd90::1/64."""
-    ns.ip("link", "add", "vrf1", "type", "vrf", "table", "10")
+    ns.ip("link", "add", "vrf1", *index, "type", "vrf", "table", "10")
     ns.ip("link", "set", "vrf1", "up")
     ns.ip("link", "add", "vs1", "type", "veth", "peer", "name", "vs1p")
     ns.ip("link", "set", "vs1", "master", "vrf1")
@@ -1149,6 +1214,66 @@ def test_a_socket_bound_to_a_vrf_master_has_no_knowable_selector_device(pair: Pa
     assert "error" not in result, result
     outbound = str(result["reason"]).split("; ")[0]
     assert outbound.startswith("outbound: not decidable here: a selector that names a device"), result
+
+
+def test_a_vrf_bound_socket_with_a_link_local_peer_has_no_knowable_selector_device(pair: Pair) -> None:
+    """Issue 14 review 2, item 4: a link-local peer's scope was taken as the device before the VRF check, but
+    a socket bound to a VRF master may send to fe80::9%vrf1 by any slave a message's IPV6_PKTINFO names
+    (ip6_datagram_send_ctl: the bound device is the flow's, and sk_dev_equal_l3scope admits its slaves).
+    The backend compared a `dev vs1` block with vrf1 and said no policy selects the flow, where the kernel
+    blocks such a datagram: not decidable."""
+    ns = pair.a
+    add_vrf(ns)
+    ns.ip("xfrm", "policy", "add", "src", "::/0", "dst", "fe80::9", "dev", "vs1", "dir", "out",
+          "action", "block")  # fmt: skip
+
+    def send_and_ask() -> tuple[int, dict[str, Any]]:
+        vrf = socket.if_nametoindex("vrf1")
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"vrf1")
+            s.bind(("fd90::1", 0))
+            result = answer(s, peer=("fe80::9", PORT, 0, vrf))
+            info = struct.pack("16si", bytes(16), socket.if_nametoindex("vs1"))  # struct in6_pktinfo
+            try:
+                cmsg = (socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, info)
+                s.sendmsg([b"x"], [cmsg], 0, ("fe80::9", PORT, 0, vrf))
+            except OSError as e:
+                return e.errno or 0, result
+            return 0, result
+
+    sent, result = ns.call(send_and_ask)
+    assert sent == errno.EPERM, f"the kernel did not block the datagram by vs1 ({sent})"
+    assert "error" not in result, result
+    outbound = str(result["reason"]).split("; ")[0]
+    assert outbound.startswith("outbound: not decidable here: a selector that names a device"), result
+
+
+def test_a_vrf_master_that_takes_a_deleted_devices_index_is_read_again(pair: Pair) -> None:
+    """Issue 14 review 2, item 11: whether a device is a VRF master was kept for 1 s by its index alone, and
+    `ip link add ... index N` (or a device moved in from another namespace) can give a deleted device's index
+    to a VRF master within that second. A socket bound to veth vx (index 77) keeps that index when vx is
+    deleted and vrf1 made with it: the kernel now sends it by the VRF (not decidable), and the backend, from
+    its cache, still took the device for the old veth (a `dev lo` block not applying). The cache is keyed by
+    the index and the device's name now (SIOCGIFNAME). The C driver freezes the freshness clock after the
+    first query: however slow the VM, the second is within the second."""
+    ns = pair.a
+    ns.ip("xfrm", "policy", "add", "src", "::/0", "dst", "fd90::9", "dev", "lo", "dir", "out",
+          "action", "block")  # fmt: skip
+    ns.ip("link", "add", "vx", "index", "77", "type", "veth", "peer", "name", "vxp")
+    ns.ip("addr", "add", "fd77::1/64", "dev", "vx", "nodad")
+    driver = os.environ.get("SECSOCK_VM_DRIVER")
+    assert driver and os.access(driver, os.X_OK), "run.sh builds the C driver, named by SECSOCK_VM_DRIVER"
+    swap = "ip link del vx && ip link add vrf1 index 77 type vrf table 10 && ip link set vrf1 up"
+    steps = ["fd77::1", "fd90::9", str(PORT), "@clock 0", swap]
+    argv = ns.exec_argv("env", "SECSOCK_DRIVER_DEVICE=vx", driver, "steps", *steps)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    first, frozen, swapped = [json.loads(line) for line in done.stdout.splitlines()]
+    header = (Path(__file__).resolve().parents[2] / "csrc" / "secsock_backend.h").read_text()
+    names = re.findall(r"SECSOCK_REASON_(\w+)", header.split("SECSOCK_REASON_NONE = 0,")[1])
+    codes = {name: code for code, name in enumerate(names, start=1)}
+    assert first["reasons"][0] == frozen["reasons"][0] == codes["NO_POLICY"], (first, frozen)
+    assert swapped["reasons"][0] == codes["DEV_UNDECIDABLE"], swapped
 
 
 def test_a_peer_local_in_the_sockets_vrf_follows_the_vrf_masters_disable_xfrm(pair: Pair) -> None:
