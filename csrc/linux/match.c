@@ -422,23 +422,29 @@ static int sa_answer_same(const ss_sa *a, const ss_sa *b)
            (!a->has_aead || strcmp(a->aead, b->aead) == 0);
 }
 
-/* km.dying as ranked: a soft time limit that falls due now (dying_maybe) counts as reached when assume is 1. */
-static int sa_dying(const ss_sa *a, int assume)
+/* One guess at which SAs whose soft time limit falls due now (dying_maybe) the kernel's timers have made dying:
+ * none (NULL), or all but alive (each SA has its own timer, so any mix may hold). */
+typedef struct {
+    const ss_sa *alive;
+} dying_guess;
+
+/* km.dying as ranked under guess g. */
+static int sa_dying(const ss_sa *a, const dying_guess *g)
 {
-    return a->dying || (assume && a->dying_maybe);
+    return a->dying || (g != NULL && a->dying_maybe && a != g->alive);
 }
 
 /* xfrm_state_look_at's order: does a rank at least as high as b (not more dying, then not older)? */
-static int sa_ranks_at_least(const ss_sa *a, const ss_sa *b, int assume)
+static int sa_ranks_at_least(const ss_sa *a, const ss_sa *b, const dying_guess *g)
 {
-    int da = sa_dying(a, assume), db = sa_dying(b, assume);
+    int da = sa_dying(a, g), db = sa_dying(b, g);
     return da < db || (da == db && a->add_time >= b->add_time);
 }
 
 /* xfrm_state_look_at's order: does a strictly outrank b (less dying, then newer)? */
-static int sa_outranks(const ss_sa *a, const ss_sa *b, int assume)
+static int sa_outranks(const ss_sa *a, const ss_sa *b, const dying_guess *g)
 {
-    int da = sa_dying(a, assume), db = sa_dying(b, assume);
+    int da = sa_dying(a, g), db = sa_dying(b, g);
     return da < db || (da == db && a->add_time > b->add_time);
 }
 
@@ -536,7 +542,7 @@ static int sel_match_seen(sel_seen *seen, unsigned pos, const ss_sa *a, ss_flow 
  * SS_DOUBT_SA_KIND.
  */
 static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_policy *pol, const ss_tmpl *t,
-                                     const uint8_t *remote, const uint8_t *local, int assume, int *dying_maybe,
+                                     const uint8_t *remote, const uint8_t *local, const dying_guess *g, int *dying_maybe,
                                      sel_seen *seen, int *rc, secsock_error *err)
 {
     unsigned pos;
@@ -569,7 +575,7 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
         /* A per-CPU SA (with XFRM_POLICY_CPU_ACQUIRE the sending CPU picks), a packet-offload one (a software
          * policy skips it, an offload policy takes only such: the policy's offload is not read). */
         kind |= m != 0 && (a->pcpu || a->offload_packet);
-        if (m == 1 && (best[cls] == NULL || sa_outranks(a, best[cls], assume))) {
+        if (m == 1 && (best[cls] == NULL || sa_outranks(a, best[cls], g))) {
             best[cls] = a;
         }
     }
@@ -604,7 +610,7 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
         if (cls == 2 && source_unknown) {
             /* From the route's source, it is in the chain the kernel walks first, whatever its rank. */
             doubt = SS_DOUBT_SOURCE;
-        } else if (pick == NULL || (cls == 0 && pass == 1) || sa_ranks_at_least(a, pick, assume)) {
+        } else if (pick == NULL || (cls == 0 && pass == 1) || sa_ranks_at_least(a, pick, g)) {
             /* It may be the kernel's pick instead: a maybe-matching selector (the first chain's even against a
              * second-chain pick, which the kernel would then not reach), or a sure one the chain order (a tie,
              * a source-any state sharing the first chain's bucket, another source's sharing the source-any
@@ -624,30 +630,40 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
 }
 
 /*
- * lookup_sa_out_as, with any SA whose soft time limit falls due now ranked both as dying and as not (whether
- * xfrm_timer_proc has run yet cannot be told): when the two picks answer differently, not decidable.
+ * lookup_sa_out_as under every guess at which SAs whose soft time limit falls due now are dying yet (whether each
+ * one's xfrm_timer_proc has run cannot be told): when two guesses' picks answer differently, not decidable.
+ * Any mix's pick is also the pick of "all dying" (when it is a surely live SA or every SA is dying) or of
+ * "all dying but it" (when it is one of those SAs): so those guesses, and "none dying", are all that is tried.
  */
 static const ss_sa *lookup_sa_out(const ss_snap *s, ss_flow *f, const ss_policy *pol, const ss_tmpl *t,
                                   const uint8_t *remote, const uint8_t *local, int *rc, secsock_error *err)
 {
     int dying_maybe = 0;
     sel_seen seen;
-    const ss_sa *pick, *other;
+    const ss_sa *pick;
+    int32_t j = -1, head = s->saheads[sa_key_hash(t->family, t->proto, remote) & s->sahmask];
 
     memset(seen.m, -2, sizeof(seen.m));
-    pick = lookup_sa_out_as(s, f, pol, t, remote, local, 0, &dying_maybe, &seen, rc, err);
-
+    pick = lookup_sa_out_as(s, f, pol, t, remote, local, NULL, &dying_maybe, &seen, rc, err);
     if (*rc != 0 || f->mark_doubt != SS_DOUBT_NONE || !dying_maybe) {
         return pick;
     }
-    other = lookup_sa_out_as(s, f, pol, t, remote, local, 1, &dying_maybe, &seen, rc, err);
-    if (*rc != 0 || f->mark_doubt != SS_DOUBT_NONE) {
-        return NULL;
-    }
-    if (other != pick && (other == NULL || pick == NULL || !sa_answer_same(other, pick))) {
-        f->mark_doubt = SS_DOUBT_SA_ORDER;
-        return NULL;
-    }
+    /* j -1: all dying; then each candidate whose limit falls due now as the one alive */
+    do {
+        dying_guess g = {j >= 0 ? &s->sas[j] : NULL};
+        const ss_sa *other;
+        if (j >= 0 && (!s->sas[j].dying_maybe || sa_out_candidate(&s->sas[j], pol, t, remote, local) < 0)) {
+            continue;
+        }
+        other = lookup_sa_out_as(s, f, pol, t, remote, local, &g, &dying_maybe, &seen, rc, err);
+        if (*rc != 0 || f->mark_doubt != SS_DOUBT_NONE) {
+            return NULL;
+        }
+        if (other != pick && (other == NULL || pick == NULL || !sa_answer_same(other, pick))) {
+            f->mark_doubt = SS_DOUBT_SA_ORDER;
+            return NULL;
+        }
+    } while ((j = j < 0 ? head : s->sanext[j]) >= 0);
     return pick;
 }
 
@@ -712,7 +728,7 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
             f->mark_doubt = marked ? SS_DOUBT_MARK : SS_DOUBT_DEV;
             continue;
         }
-        if (best == NULL || sa_outranks(a, best, 0)) {
+        if (best == NULL || sa_outranks(a, best, NULL)) {
             best = a;
         }
     }

@@ -42,6 +42,10 @@
  *                    used. soft-add-just-due: A's soft add limit falls due this second: whether the timer has
  *                    marked it dying yet cannot be told, and the pick changes: not decidable. -alone: the same A
  *                    without B: the pick is A either way.
+ *   sa-soft-add-both-due
+ *                    A (AES-GCM, added 99 s ago, soft add limit 99 s) and the older B (GMAC, added 100 s ago,
+ *                    soft add limit 100 s): both fall due this second, each by its own timer, so any mix of
+ *                    the two may be dying; with only A dying the kernel sends on B: not decidable.
  *   sa-dying-notified-redump
  *                    A (newer, AES-GCM) and B (older, GMAC) in a snapshot; a soft-expire notification makes A
  *                    dying (sa_apply); then the table is dumped again (same SAs, whose limits say nothing of
@@ -275,10 +279,13 @@ int cmd_synthetic(const char *name)
         ss_sa a, b;
         if (strcmp(name, "sa-soft-use-dying") == 0) {
             rc = parsed_sa(&a, "10.0.0.1", 0x1001, 100, 50, 0, 10, "rfc4106(gcm(aes))", 0, NULL, 0);
+        } else if (strcmp(name, "sa-soft-add-both-due") == 0) {
+            rc = parsed_sa(&a, "10.0.0.1", 0x1001, 99, -1, 99, 0, "rfc4106(gcm(aes))", 0, NULL, 0);
         } else {
             rc = parsed_sa(&a, "10.0.0.1", 0x1001, 100, -1, 100, 0, "rfc4106(gcm(aes))", 0, NULL, 0);
         }
-        rc |= parsed_sa(&b, "10.0.0.1", 0x1002, 200, -1, 0, 0, "rfc4543(gcm(aes))", 0, NULL, 0);
+        rc |= parsed_sa(&b, "10.0.0.1", 0x1002, strcmp(name, "sa-soft-add-both-due") == 0 ? 100 : 200, -1,
+                        strcmp(name, "sa-soft-add-both-due") == 0 ? 100 : 0, 0, "rfc4543(gcm(aes))", 0, NULL, 0);
         rc |= add_policy(&s, &p) | add_sa(&s, &a);
         if (strcmp(name, "sa-soft-add-just-due-alone") != 0) {
             rc |= add_sa(&s, &b);
