@@ -397,6 +397,7 @@ int ss_parse_sa_notify(uint16_t type, const void *payload, size_t len, ss_sa *ou
         return SS_PARSE_OK;
     case XFRM_MSG_EXPIRE: {
         uint8_t hard;
+        struct xfrm_lifetime_cfg lft;
         if (payload == NULL || len < sizeof(struct xfrm_user_expire)) {
             *why = "expire message shorter than struct xfrm_user_expire";
             return SS_PARSE_BAD;
@@ -405,8 +406,17 @@ int ss_parse_sa_notify(uint16_t type, const void *payload, size_t len, ss_sa *ou
             return SS_PARSE_BAD;
         }
         memcpy(&hard, (const uint8_t *)payload + offsetof(struct xfrm_user_expire, hard), 1);
-        /* A hard expiry deletes the SA (the kernel sends no DELSA for it); a soft one makes it dying. */
-        *action = hard ? SS_SA_DELETE : SS_SA_DYING;
+        memcpy(&lft, (const uint8_t *)payload + offsetof(struct xfrm_user_expire, state.lft), sizeof(lft));
+        /* A hard expiry deletes the SA (the kernel sends no DELSA for it); a soft one from the kernel
+         * (xfrm_timer_proc, xfrm_state_check_expire) made it dying first. But userspace may send one too
+         * (XFRM_MSG_EXPIRE: xfrm_add_sa_expire -> km_state_expired), which is only broadcast and leaves
+         * km.dying alone; its nlmsg_pid is the sender's header field, 0 from iproute2, so it does not tell.
+         * The kernel sends a soft one only when a soft limit is reached, which its lifetimes then show (a
+         * byte or packet limit of 0 is reached at the first packet): without that, it changes nothing. */
+        *action = hard                                                                   ? SS_SA_DELETE
+                  : out->dying || out->dying_maybe || lft.soft_byte_limit == 0 || lft.soft_packet_limit == 0
+                      ? SS_SA_DYING
+                      : SS_SA_NONE;
         return SS_PARSE_OK;
     }
     case XFRM_MSG_DELSA: {

@@ -327,6 +327,9 @@ int sa_apply(ss_snap *s, int action, const ss_sa *a)
 {
     int32_t j, prev = -1;
 
+    if (action == SS_SA_NONE) {
+        return 0; /* a soft expire userspace sent (ss_parse_sa_notify): the kernel changed nothing */
+    }
     if (action == SS_SA_RESYNC || s->saheads == NULL) {
         return -1;
     }

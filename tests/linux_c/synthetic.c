@@ -51,6 +51,11 @@
  *                    dying (sa_apply); then the table is dumped again (same SAs, whose limits say nothing of
  *                    it) with what dump_sas keeps across (sa_save_dying / sa_restore_dying): A stays dying (the
  *                    kernel's km.dying is never cleared but by an update), so B is used.
+ *   sa-expire-from-userspace / sa-expire-from-kernel
+ *                    A (newer, AES-GCM) and B (older, GMAC); then a soft-expire notification for A. From
+ *                    userspace (xfrm_add_sa_expire: km_state_expired only broadcasts it, km.dying stays 0) its
+ *                    lifetimes show no soft limit reached: A is still used. From the kernel (xfrm_timer_proc,
+ *                    which sets km.dying first) A's soft add limit was reached 50 s ago: B is used.
  *   sa-cache-6.1 / sa-cache-6.13
  *                    two SAs that answer differently (newer AES-GCM, older GMAC). Before 6.13 the kernel takes
  *                    the newer (xfrm_state_look_at); from 6.13 it walks the policy's state cache first
@@ -163,6 +168,34 @@ static int parsed_sa(ss_sa *out, const char *src, uint32_t spi, int64_t added_ag
     out->has_aead = 1;
     snprintf(out->aead, sizeof(out->aead), "%s", aead);
     return 0;
+}
+
+/* A soft-expire notification (XFRM_MSG_EXPIRE, hard 0) for an SA from 10.0.0.1 added added_ago seconds ago with
+ * a soft add limit of soft_add seconds (0: none), applied to the snapshot as the notification reader does. */
+static int notify_soft_expire(ss_snap *s, uint32_t spi, int64_t added_ago, uint64_t soft_add)
+{
+    struct xfrm_user_expire ue;
+    ss_sa a;
+    const char *why;
+    int action;
+
+    memset(&ue, 0, sizeof(ue));
+    ue.state.family = AF_INET;
+    inet_pton(AF_INET, "10.0.0.1", &ue.state.saddr);
+    inet_pton(AF_INET, "10.0.0.2", &ue.state.id.daddr);
+    ue.state.id.spi = htonl(spi);
+    ue.state.id.proto = IPPROTO_ESP;
+    ue.state.reqid = 7;
+    ue.state.mode = XFRM_MODE_TRANSPORT;
+    ue.state.lft.soft_byte_limit = ue.state.lft.hard_byte_limit = XFRM_INF;
+    ue.state.lft.soft_packet_limit = ue.state.lft.hard_packet_limit = XFRM_INF;
+    ue.state.lft.soft_add_expires_seconds = soft_add;
+    ue.state.curlft.add_time = (uint64_t)((int64_t)time(NULL) - added_ago);
+    if (ss_parse_sa_notify(XFRM_MSG_EXPIRE, &ue, sizeof(ue), &a, &action, &why) != SS_PARSE_OK) {
+        fprintf(stderr, "parse: %s\n", why);
+        return -1;
+    }
+    return sa_apply(s, action, &a);
 }
 
 static int add_policy(ss_snap *s, const ss_policy *p)
@@ -309,6 +342,18 @@ int cmd_synthetic(const char *name)
                 rc = -1;
             }
             free(kept);
+        } else {
+            rc = -1;
+        }
+    } else if (strncmp(name, "sa-expire-", 10) == 0) {
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        ss_sa a = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, (uint64_t)time(NULL) - 100, 0);
+        ss_sa b = esp_sa("10.0.0.1", "10.0.0.2", 0x1002, (uint64_t)time(NULL) - 200, 0);
+        int user = strcmp(name, "sa-expire-from-userspace") == 0;
+        snprintf(b.aead, sizeof(b.aead), "%s", "rfc4543(gcm(aes))");
+        rc = add_policy(&s, &p) | add_sa(&s, &a) | add_sa(&s, &b);
+        if (rc == 0 && snap_index_sas(&s) == 0) {
+            rc = notify_soft_expire(&s, 0x1001, 100, user ? 0 : 50);
         } else {
             rc = -1;
         }
