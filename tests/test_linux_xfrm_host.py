@@ -1626,6 +1626,7 @@ def test_outbound_sa_pick_with_an_unknown_or_wildcard_source(
         ("sa-soft-add-just-due-alone", (1, "ENCRYPTED", [0x1001])),
         ("sa-soft-add-both-due", (0, "SA_ORDER_UNDECIDABLE", [])),
         ("sa-dying-notified-redump", (1, "NOT_ENCRYPTING", [0x1002])),
+        ("sa-dying-notified-readded", (1, "ENCRYPTED", [0x1001])),
         ("sa-expire-from-userspace", (1, "ENCRYPTED", [0x1001])),
         ("sa-expire-from-kernel", (1, "NOT_ENCRYPTING", [0x1002])),
     ],

@@ -51,6 +51,9 @@
  *                    dying (sa_apply); then the table is dumped again (same SAs, whose limits say nothing of
  *                    it) with what dump_sas keeps across (sa_save_dying / sa_restore_dying): A stays dying (the
  *                    kernel's km.dying is never cleared but by an update), so B is used.
+ *   sa-dying-notified-readded
+ *                    the same, but the dump's A has another add_time: A was deleted and added again with the
+ *                    same SPI (a new state, km.dying 0), so A is used.
  *   sa-expire-from-userspace / sa-expire-from-kernel
  *                    A (newer, AES-GCM) and B (older, GMAC); then a soft-expire notification for A. From
  *                    userspace (xfrm_add_sa_expire: km_state_expired only broadcasts it, km.dying stays 0) its
@@ -323,7 +326,7 @@ int cmd_synthetic(const char *name)
         if (strcmp(name, "sa-soft-add-just-due-alone") != 0) {
             rc |= add_sa(&s, &b);
         }
-    } else if (strcmp(name, "sa-dying-notified-redump") == 0) {
+    } else if (strncmp(name, "sa-dying-notified-re", 20) == 0) {
         ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         ss_sa a = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 200, 0);
         ss_sa b = esp_sa("10.0.0.1", "10.0.0.2", 0x1002, 100, 0);
@@ -335,6 +338,9 @@ int cmd_synthetic(const char *name)
             sa_save_dying(&s, &kept, &nkept) == 0) {
             /* the dump: the same SAs read again, as on_sa makes them */
             snap_free_sas(&s);
+            if (strcmp(name, "sa-dying-notified-readded") == 0) {
+                a.add_time = 300; /* deleted and added again with the same SPI before the dump */
+            }
             rc = add_sa(&s, &a) | add_sa(&s, &b);
             if (rc == 0 && snap_index_sas(&s) == 0) {
                 sa_restore_dying(&s, kept, nkept);
