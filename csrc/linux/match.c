@@ -411,13 +411,15 @@ static int inbound_plain_sa(const ss_snap *s, ss_flow *f, const ss_policy *pol, 
     return 0;
 }
 
-/* Would the answer be the same with SA b as with a? Every field the answer reports or reads (fill_sa, sa_encrypts,
- * the outbound direction check): which of two such SAs the kernel takes then changes nothing here. */
-static int sa_answer_same(const ss_sa *a, const ss_sa *b)
+/* Would SA b protect the flow as a does? Every field the answer's protection reads (sa_encrypts, the outbound
+ * direction check, the algorithms fill_sa reports); the SA's identity (SPI, reqid) aside: when the kernel may
+ * take either of two such SAs, the protection is known and the answer lists the one the kernel's rules give
+ * from what the dump shows, whose SPI may not be the one the kernel uses (a rekey overlap, the state cache). */
+static int sa_protection_same(const ss_sa *a, const ss_sa *b)
 {
-    return a->proto == b->proto && a->mode == b->mode && a->spi == b->spi && a->reqid == b->reqid &&
-           a->dir == b->dir && a->has_crypt == b->has_crypt && a->has_auth == b->has_auth &&
-           a->has_aead == b->has_aead && (!a->has_crypt || strcmp(a->encryption, b->encryption) == 0) &&
+    return a->proto == b->proto && a->mode == b->mode && a->dir == b->dir && a->has_crypt == b->has_crypt &&
+           a->has_auth == b->has_auth && a->has_aead == b->has_aead &&
+           (!a->has_crypt || strcmp(a->encryption, b->encryption) == 0) &&
            (!a->has_auth || strcmp(a->integrity, b->integrity) == 0) &&
            (!a->has_aead || strcmp(a->aead, b->aead) == 0);
 }
@@ -448,15 +450,26 @@ static int sa_outranks(const ss_sa *a, const ss_sa *b, const dying_guess *g)
     return da < db || (da == db && a->add_time > b->add_time);
 }
 
+/*
+ * Does a kernel of this release (uname -r) keep a state cache per policy (xfrm_state_find walks
+ * pol->state_cache_list first)? Added in 6.13 and backported to 6.12-stable, and vendor kernels backport
+ * net/xfrm whatever their version: so 6.12 and later, and any release not read as MAJOR.MINOR, count as
+ * having it; older ones are taken by their version alone, which a vendor backport would make wrong.
+ */
+int ss_release_has_state_cache(const char *release)
+{
+    unsigned major = 0, minor = 0;
+    return release == NULL || sscanf(release, "%u.%u", &major, &minor) != 2 || major > 6 ||
+           (major == 6 && minor >= 12);
+}
+
 /* ss_kernel_state_cache, read from uname once (a release it cannot read is taken as one with the cache). */
 static int kernel_state_cache(void)
 {
     int v = __atomic_load_n(&ss_kernel_state_cache, __ATOMIC_RELAXED);
     if (v < 0) {
         struct utsname u;
-        unsigned major = 0, minor = 0;
-        v = uname(&u) != 0 || sscanf(u.release, "%u.%u", &major, &minor) != 2 || major > 6 ||
-            (major == 6 && minor >= 13);
+        v = uname(&u) != 0 || ss_release_has_state_cache(u.release);
         __atomic_store_n(&ss_kernel_state_cache, v, __ATOMIC_RELAXED);
     }
     return v;
@@ -536,14 +549,15 @@ static int sel_match_seen(sel_seen *seen, unsigned pos, const ss_sa *a, ss_flow 
  * template), which source's chain comes first is not known: every SA or acquire from a specific source is then
  * a possible first-chain state. So the sure pick is taken as the kernel's rules give it from the SAs that
  * surely match, and the answer is not decidable when another candidate the kernel may consider would rank at
- * least as high (or a first-chain candidate exists while the pick comes from the second) and answers
- * differently: SS_DOUBT_DEV for a selector's device, SS_DOUBT_SA_ORDER for chain order, SS_DOUBT_SOURCE for
- * the tunnel source; and on 6.13+ (SS_DOUBT_SA_CACHE) whatever its rank. Per-CPU and packet-offload SAs:
+ * least as high (or a first-chain candidate exists while the pick comes from the second) and protects
+ * differently (sa_protection_same: one of equal protection changes only the SPI the kernel uses):
+ * SS_DOUBT_DEV for a selector's device, SS_DOUBT_SA_ORDER for chain order, SS_DOUBT_SOURCE for the tunnel
+ * source; and on 6.12+ (SS_DOUBT_SA_CACHE) whatever its rank. Per-CPU and packet-offload SAs:
  * SS_DOUBT_SA_KIND.
  */
 static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_policy *pol, const ss_tmpl *t,
-                                     const uint8_t *remote, const uint8_t *local, const dying_guess *g, int *dying_maybe,
-                                     sel_seen *seen, int *rc, secsock_error *err)
+                                     const uint8_t *remote, const uint8_t *local, const dying_guess *g,
+                                     int *dying_maybe, sel_seen *seen, int *rc, secsock_error *err)
 {
     unsigned pos;
     const ss_sa *best[2] = {NULL, NULL}; /* [0] the first chain (the flow's own source), [1] source any */
@@ -604,7 +618,7 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
             return NULL;
         }
         *dying_maybe |= a->dying_maybe;
-        if (m == 0 || (pick != NULL && sa_answer_same(a, pick))) {
+        if (m == 0 || (pick != NULL && sa_protection_same(a, pick))) {
             continue;
         }
         if (cls == 2 && source_unknown) {
@@ -617,7 +631,7 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
              * chain's) may put first. */
             doubt = m == SS_SEL_MAYBE ? SS_DOUBT_DEV : SS_DOUBT_SA_ORDER;
         } else if (cache) {
-            /* 6.13+: xfrm_state_find first walks pol->state_cache_list, the states it used for this policy
+            /* 6.12+: xfrm_state_find first walks pol->state_cache_list, the states it used for this policy
              * before (only a delete or the policy's end drops one): any valid candidate may be there. */
             doubt = SS_DOUBT_SA_CACHE;
         }
@@ -659,7 +673,7 @@ static const ss_sa *lookup_sa_out(const ss_snap *s, ss_flow *f, const ss_policy 
         if (*rc != 0 || f->mark_doubt != SS_DOUBT_NONE) {
             return NULL;
         }
-        if (other != pick && (other == NULL || pick == NULL || !sa_answer_same(other, pick))) {
+        if (other != pick && (other == NULL || pick == NULL || !sa_protection_same(other, pick))) {
             f->mark_doubt = SS_DOUBT_SA_ORDER;
             return NULL;
         }

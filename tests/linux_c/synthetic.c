@@ -12,14 +12,16 @@
  *                    sub bypass with the main block (xfrm_expand_policies): blocked, so the interface never
  *                    looks the packet up again with its if_id (no host here can make an XFRM interface).
  *   sa-maybe-newer / sa-maybe-older
- *                    out ESP policy and two SAs: one without a selector, and one whose selector names a device
- *                    the backend cannot know for this flow (a VRF slave, a UDP socket's per-message device),
- *                    newer (add_time 200 against 100) or older than the sure one. xfrm_state_look_at prefers
+ *                    out ESP policy and two SAs: one (AES-GCM) without a selector, and one (GMAC) whose
+ *                    selector names a device the backend cannot know for this flow (a VRF slave, a UDP
+ *                    socket's per-message device), newer (add_time 200 against 100) or older than the sure one. xfrm_state_look_at prefers
  *                    the newer if its selector matches: newer, not decidable; older, the sure one.
- *   sa-same-second   two SAs of the same add_time and dying state, different SPIs: the kernel's hash chain
- *                    order picks (xfrm_state_look_at keeps the first met): not decidable.
+ *   sa-same-second / sa-same-second-same-protection
+ *                    two SAs of the same add_time and dying state, different SPIs: the kernel's hash chain
+ *                    order picks (xfrm_state_look_at keeps the first met): AES-GCM and GMAC, not decidable; both
+ *                    AES-GCM, the protection is known (ENCRYPTED) whichever SPI the kernel takes.
  *   sa-source-any-newer
- *                    an SA from the flow's source and a newer one toward any source: xfrm_state_find walks the
+ *                    an SA from the flow's source and a newer GMAC one toward any source: xfrm_state_find walks the
  *                    flow's source chain first, but the source-any SA may share its bucket: not decidable.
  *   sa-acquire-source-any
  *                    a larval (acquire) state from the flow's source and a valid SA toward any source: the
@@ -59,11 +61,12 @@
  *                    userspace (xfrm_add_sa_expire: km_state_expired only broadcasts it, km.dying stays 0) its
  *                    lifetimes show no soft limit reached: A is still used. From the kernel (xfrm_timer_proc,
  *                    which sets km.dying first) A's soft add limit was reached 50 s ago: B is used.
- *   sa-cache-6.1 / sa-cache-6.13
- *                    two SAs that answer differently (newer AES-GCM, older GMAC). Before 6.13 the kernel takes
- *                    the newer (xfrm_state_look_at); from 6.13 it walks the policy's state cache first
+ *   sa-cache-6.1 / sa-cache-6.13 / sa-cache-same-protection
+ *                    two SAs that answer differently (newer AES-GCM, older GMAC). Before 6.12 the kernel takes
+ *                    the newer (xfrm_state_look_at); from 6.12 (6.13, and 6.12-stable) it walks the policy's
+ *                    state cache first
  *                    (pol->state_cache_list: the SA it used before, an older one after a rekey, until deleted),
- *                    which the dump does not show: not decidable.
+ *                    which the dump does not show: not decidable; both AES-GCM (-same-protection): ENCRYPTED.
  *   sa-pcpu / sa-offload-packet
  *                    one SA, dumped with XFRMA_SA_PCPU (a per-CPU SA: with XFRM_POLICY_CPU_ACQUIRE the CPU
  *                    decides) or with XFRMA_OFFLOAD_DEV flagged XFRM_OFFLOAD_PACKET (a software policy skips it;
@@ -220,6 +223,17 @@ static int add_sa(ss_snap *s, const ss_sa *a)
 }
 
 int cmd_synthetic(const char *name);
+int cmd_release_cache(int n, char **releases);
+
+/* driver release-cache RELEASE...: ss_release_has_state_cache's answer for each uname release, one a line. */
+int cmd_release_cache(int n, char **releases)
+{
+    int i;
+    for (i = 0; i < n; i++) {
+        printf("%d\n", ss_release_has_state_cache(releases[i]));
+    }
+    return 0;
+}
 
 int cmd_synthetic(const char *name)
 {
@@ -266,17 +280,22 @@ int cmd_synthetic(const char *name)
         ss_sa maybe = esp_sa("10.0.0.1", "10.0.0.2", 0x1002, newer ? 200 : 100, 0);
         maybe.sel = p.sel;
         maybe.sel.ifindex = 5;
+        snprintf(maybe.aead, sizeof(maybe.aead), "%s", "rfc4543(gcm(aes))"); /* protects differently */
         f.sel_dev[1] = SS_DEV_UNKNOWN; /* as flow_sel_dev says for a VRF-bound or unbound UDPv6 socket */
         rc = add_policy(&s, &p) | add_sa(&s, &sure) | add_sa(&s, &maybe);
-    } else if (strcmp(name, "sa-same-second") == 0) {
+    } else if (strncmp(name, "sa-same-second", 14) == 0) {
         ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         ss_sa one = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 100, 0);
         ss_sa two = esp_sa("10.0.0.1", "10.0.0.2", 0x1002, 100, 0);
+        if (strcmp(name, "sa-same-second") == 0) {
+            snprintf(two.aead, sizeof(two.aead), "%s", "rfc4543(gcm(aes))");
+        }
         rc = add_policy(&s, &p) | add_sa(&s, &one) | add_sa(&s, &two);
     } else if (strcmp(name, "sa-source-any-newer") == 0 || strcmp(name, "sa-acquire-source-any") == 0) {
         ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         ss_sa own = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 100, 0);
         ss_sa any = esp_sa("0.0.0.0", "10.0.0.2", 0x1002, 200, 0);
+        snprintf(any.aead, sizeof(any.aead), "%s", "rfc4543(gcm(aes))"); /* protects differently */
         if (strcmp(name, "sa-acquire-source-any") == 0) {
             own.spi = 0; /* larval: no SPI, no algorithms yet */
             own.has_aead = 0;
@@ -367,8 +386,10 @@ int cmd_synthetic(const char *name)
         ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         ss_sa a = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 200, 0);
         ss_sa b = esp_sa("10.0.0.1", "10.0.0.2", 0x1002, 100, 0);
-        snprintf(b.aead, sizeof(b.aead), "%s", "rfc4543(gcm(aes))");
-        ss_kernel_state_cache = strcmp(name, "sa-cache-6.13") == 0;
+        if (strcmp(name, "sa-cache-same-protection") != 0) {
+            snprintf(b.aead, sizeof(b.aead), "%s", "rfc4543(gcm(aes))");
+        }
+        ss_kernel_state_cache = strcmp(name, "sa-cache-6.1") != 0;
         rc = add_policy(&s, &p) | add_sa(&s, &a) | add_sa(&s, &b);
     } else if (strcmp(name, "sa-pcpu") == 0 || strcmp(name, "sa-offload-packet") == 0) {
         ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
