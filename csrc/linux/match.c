@@ -424,16 +424,27 @@ static int sa_protection_same(const ss_sa *a, const ss_sa *b)
            (!a->has_aead || strcmp(a->aead, b->aead) == 0);
 }
 
-/* One guess at which SAs whose soft time limit falls due now (dying_maybe) the kernel's timers have made dying:
- * none (NULL), or all but alive (each SA has its own timer, so any mix may hold). */
+/* One guess at which SAs whose soft or hard limit was reached just now (dying_maybe, expired_maybe) the kernel
+ * has acted on: none (NULL), or all but alive (each SA has its own timer and packets, so any mix may hold). */
 typedef struct {
     const ss_sa *alive;
 } dying_guess;
 
+static int sa_acted(const ss_sa *a, const dying_guess *g)
+{
+    return g != NULL && a != g->alive;
+}
+
 /* km.dying as ranked under guess g. */
 static int sa_dying(const ss_sa *a, const dying_guess *g)
 {
-    return a->dying || (g != NULL && a->dying_maybe && a != g->alive);
+    return a->dying || (a->dying_maybe && sa_acted(a, g));
+}
+
+/* XFRM_STATE_VALID under guess g. */
+static int sa_valid_as(const ss_sa *a, const dying_guess *g)
+{
+    return sa_valid(a) && !(a->expired_maybe && sa_acted(a, g));
 }
 
 /* xfrm_state_look_at's order: does a rank at least as high as b (not more dying, then not older)? */
@@ -574,18 +585,18 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
         if (cls < 0 || cls == 2) {
             continue; /* another source's: only ever a possible candidate (below) */
         }
-        if (!sa_valid(a)) {
+        if (!sa_valid_as(a, g)) {
             /* xfrm_state_look_at: an XFRM_STATE_ACQ state (larval: no SPI yet) marks an acquire in progress,
              * whatever its selector, and then the second chain is not walked. A source-any one shares its
              * bucket with the source-any SAs, so it never hides one the second pass would take. */
-            acquiring |= !a->expired && cls == 0;
+            acquiring |= !sa_valid(a) && !a->expired && cls == 0;
             continue;
         }
         if ((m = sel_match_seen(seen, pos, a, f, err)) < 0) {
             *rc = -1;
             return NULL;
         }
-        *dying_maybe |= a->dying_maybe;
+        *dying_maybe |= a->dying_maybe || a->expired_maybe;
         /* A per-CPU SA (with XFRM_POLICY_CPU_ACQUIRE the sending CPU picks), a packet-offload one (a software
          * policy skips it, an offload policy takes only such: the policy's offload is not read). */
         kind |= m != 0 && (a->pcpu || a->offload_packet);
@@ -607,8 +618,8 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
         if (cls < 0 || a == pick || (cls == 2 && !source_unknown && pass == 0 && !cache)) {
             continue; /* the first pass compares the source (xfrm_state_addr_check) */
         }
-        if (!sa_valid(a)) {
-            if (cls == 2 && source_unknown && pick != NULL && !a->expired) {
+        if (!sa_valid_as(a, g)) {
+            if (cls == 2 && source_unknown && pick != NULL && !sa_valid(a) && !a->expired) {
                 doubt = SS_DOUBT_SOURCE; /* an acquire from the route's source would hold the flow */
             }
             continue;
@@ -617,7 +628,7 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
             *rc = -1;
             return NULL;
         }
-        *dying_maybe |= a->dying_maybe;
+        *dying_maybe |= a->dying_maybe || a->expired_maybe;
         if (m == 0 || (pick != NULL && sa_protection_same(a, pick))) {
             continue;
         }
@@ -644,10 +655,11 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
 }
 
 /*
- * lookup_sa_out_as under every guess at which SAs whose soft time limit falls due now are dying yet (whether each
- * one's xfrm_timer_proc has run cannot be told): when two guesses' picks answer differently, not decidable.
- * Any mix's pick is also the pick of "all dying" (when it is a surely live SA or every SA is dying) or of
- * "all dying but it" (when it is one of those SAs): so those guesses, and "none dying", are all that is tried.
+ * lookup_sa_out_as under every guess at which SAs whose soft or hard limit was reached just now the kernel has
+ * made dying or expired yet (whether each one's xfrm_timer_proc has run, or a packet's xfrm_state_check_expire,
+ * cannot be told): when two guesses' picks protect differently, not decidable. Any mix's pick is also the pick
+ * of "all acted on" (when it is a surely live SA, or every SA is dying) or of "all but it" (when it is one of
+ * those SAs): so those guesses, and "none acted on", are all that is tried.
  */
 static const ss_sa *lookup_sa_out(const ss_snap *s, ss_flow *f, const ss_policy *pol, const ss_tmpl *t,
                                   const uint8_t *remote, const uint8_t *local, int *rc, secsock_error *err)
@@ -662,11 +674,12 @@ static const ss_sa *lookup_sa_out(const ss_snap *s, ss_flow *f, const ss_policy 
     if (*rc != 0 || f->mark_doubt != SS_DOUBT_NONE || !dying_maybe) {
         return pick;
     }
-    /* j -1: all dying; then each candidate whose limit falls due now as the one alive */
+    /* j -1: all acted on; then each candidate whose limit was reached just now as the one alive */
     do {
         dying_guess g = {j >= 0 ? &s->sas[j] : NULL};
         const ss_sa *other;
-        if (j >= 0 && (!s->sas[j].dying_maybe || sa_out_candidate(&s->sas[j], pol, t, remote, local) < 0)) {
+        if (j >= 0 && ((!s->sas[j].dying_maybe && !s->sas[j].expired_maybe) ||
+                       sa_out_candidate(&s->sas[j], pol, t, remote, local) < 0)) {
             continue;
         }
         other = lookup_sa_out_as(s, f, pol, t, remote, local, &g, &dying_maybe, &seen, rc, err);

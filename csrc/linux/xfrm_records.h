@@ -72,6 +72,7 @@ typedef struct {
     uint8_t pcpu;           /* XFRMA_SA_PCPU: a per-CPU SA */
     uint8_t offload_packet; /* XFRMA_OFFLOAD_DEV with XFRM_OFFLOAD_PACKET: software policies skip it */
     uint8_t expired; /* a hard limit was reached: the kernel will not use it */
+    uint8_t expired_maybe; /* a hard limit was reached just now: the kernel may not have acted on it yet */
     uint8_t dead;    /* removed from the snapshot by a notification (a hole until the next compaction) */
     uint8_t unreadable; /* only its identity (family, proto, daddr) was read: never used, never trusted */
     char encryption[SS_ALG_NAME];

@@ -48,6 +48,16 @@
  *                    A (AES-GCM, added 99 s ago, soft add limit 99 s) and the older B (GMAC, added 100 s ago,
  *                    soft add limit 100 s): both fall due this second, each by its own timer, so any mix of
  *                    the two may be dying; with only A dying the kernel sends on B: not decidable.
+ *   sa-limit-hard-add-just-due / sa-limit-soft-add-wraps / sa-limit-soft-bytes-crossed /
+ *   sa-limit-soft-packets-passed
+ *                    A (0x1001, added 100 s ago) and the older B (0x1002, 200 s ago, no limits). hard-add-just-
+ *                    due: A (GMAC) reaches its hard add limit this second, B is AES-GCM: xfrm_timer_proc may not
+ *                    have expired A yet: not decidable. soft-add-wraps: A's soft add limit is 2^63 + 200 s, which
+ *                    the kernel's signed sum (time64_t tmo) reads as long past: A dying, B (GMAC) used.
+ *                    soft-bytes-crossed: A's 1000 bytes reach its soft byte limit; xfrm_state_check_expire
+ *                    acts before a packet's bytes are added, so only A's next packet makes it dying: not
+ *                    decidable. soft-packets-passed: 2 packets over a limit of 1: the second's check made it
+ *                    dying: B used.
  *   sa-dying-notified-redump
  *                    A (newer, AES-GCM) and B (older, GMAC) in a snapshot; a soft-expire notification makes A
  *                    dying (sa_apply); then the table is dumped again (same SAs, whose limits say nothing of
@@ -127,12 +137,11 @@ static ss_sa esp_sa(const char *src, const char *dst, uint32_t spi, uint64_t add
     return a;
 }
 
-/* An SA as the kernel dumps it (struct xfrm_usersa_info, then the attribute type with len bytes of data unless
- * type is 0), parsed by ss_parse_sa; its cipher set afterwards. Times in seconds before now (used_ago -1: never
- * used), lifetimes in seconds (0: none). */
-static int parsed_sa(ss_sa *out, const char *src, uint32_t spi, int64_t added_ago, int64_t used_ago,
-                     uint64_t soft_add, uint64_t soft_use, const char *aead, uint16_t type, const void *data,
-                     size_t len)
+/* An SA as the kernel dumps it (struct xfrm_usersa_info with these lifetimes, then the attribute type with len
+ * bytes of data unless type is 0), parsed by ss_parse_sa; its cipher set afterwards. */
+static int parsed_sa_lft(ss_sa *out, const char *src, uint32_t spi, const struct xfrm_lifetime_cfg *lft,
+                         const struct xfrm_lifetime_cur *cur, const char *aead, uint16_t type, const void *data,
+                         size_t len)
 {
     union {
         uint8_t bytes[NLMSG_ALIGN(sizeof(struct xfrm_usersa_info)) + NLA_HDRLEN + 64];
@@ -142,7 +151,6 @@ static int parsed_sa(ss_sa *out, const char *src, uint32_t spi, int64_t added_ag
     struct nlattr at;
     size_t fixed = NLMSG_ALIGN(sizeof(info));
     const char *why;
-    int64_t now = (int64_t)time(NULL);
 
     memset(&msg, 0, sizeof(msg));
     memset(&info, 0, sizeof(info));
@@ -153,12 +161,8 @@ static int parsed_sa(ss_sa *out, const char *src, uint32_t spi, int64_t added_ag
     info.id.proto = IPPROTO_ESP;
     info.reqid = 7;
     info.mode = XFRM_MODE_TRANSPORT;
-    info.lft.soft_byte_limit = info.lft.hard_byte_limit = XFRM_INF;
-    info.lft.soft_packet_limit = info.lft.hard_packet_limit = XFRM_INF;
-    info.lft.soft_add_expires_seconds = soft_add;
-    info.lft.soft_use_expires_seconds = soft_use;
-    info.curlft.add_time = (uint64_t)(now - added_ago);
-    info.curlft.use_time = used_ago >= 0 ? (uint64_t)(now - used_ago) : 0;
+    info.lft = *lft;
+    info.curlft = *cur;
     memcpy(msg.bytes, &info, sizeof(info));
     if (type != 0) {
         at.nla_len = (uint16_t)(NLA_HDRLEN + len);
@@ -174,6 +178,35 @@ static int parsed_sa(ss_sa *out, const char *src, uint32_t spi, int64_t added_ag
     out->has_aead = 1;
     snprintf(out->aead, sizeof(out->aead), "%s", aead);
     return 0;
+}
+
+/* Lifetimes without byte or packet limits: soft add and use limits in seconds (0: none), added added_ago
+ * seconds ago and first used used_ago seconds ago (-1: never). */
+static void lifetimes(struct xfrm_lifetime_cfg *lft, struct xfrm_lifetime_cur *cur, int64_t added_ago,
+                      int64_t used_ago, uint64_t soft_add, uint64_t soft_use)
+{
+    int64_t now = (int64_t)time(NULL);
+
+    memset(lft, 0, sizeof(*lft));
+    memset(cur, 0, sizeof(*cur));
+    lft->soft_byte_limit = lft->hard_byte_limit = XFRM_INF;
+    lft->soft_packet_limit = lft->hard_packet_limit = XFRM_INF;
+    lft->soft_add_expires_seconds = soft_add;
+    lft->soft_use_expires_seconds = soft_use;
+    cur->add_time = (uint64_t)(now - added_ago);
+    cur->use_time = used_ago >= 0 ? (uint64_t)(now - used_ago) : 0;
+}
+
+/* parsed_sa_lft with lifetimes(). */
+static int parsed_sa(ss_sa *out, const char *src, uint32_t spi, int64_t added_ago, int64_t used_ago,
+                     uint64_t soft_add, uint64_t soft_use, const char *aead, uint16_t type, const void *data,
+                     size_t len)
+{
+    struct xfrm_lifetime_cfg lft;
+    struct xfrm_lifetime_cur cur;
+
+    lifetimes(&lft, &cur, added_ago, used_ago, soft_add, soft_use);
+    return parsed_sa_lft(out, src, spi, &lft, &cur, aead, type, data, len);
 }
 
 /* A soft-expire notification (XFRM_MSG_EXPIRE, hard 0) for an SA from 10.0.0.1 added added_ago seconds ago with
@@ -345,6 +378,34 @@ int cmd_synthetic(const char *name)
         if (strcmp(name, "sa-soft-add-just-due-alone") != 0) {
             rc |= add_sa(&s, &b);
         }
+    } else if (strncmp(name, "sa-limit-", 9) == 0) {
+        /* A (0x1001, newer) with the case's lifetimes, B (0x1002, older) without limits. */
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        struct xfrm_lifetime_cfg lft;
+        struct xfrm_lifetime_cur cur;
+        const char *a_alg = "rfc4106(gcm(aes))", *b_alg = "rfc4543(gcm(aes))";
+        ss_sa a, b;
+        lifetimes(&lft, &cur, 100, -1, 0, 0);
+        if (strcmp(name, "sa-limit-hard-add-just-due") == 0) {
+            lft.hard_add_expires_seconds = 100;
+            a_alg = "rfc4543(gcm(aes))";
+            b_alg = "rfc4106(gcm(aes))";
+        } else if (strcmp(name, "sa-limit-soft-add-wraps") == 0) {
+            lft.soft_add_expires_seconds = ((uint64_t)1 << 63) + 200;
+        } else if (strcmp(name, "sa-limit-soft-bytes-crossed") == 0) {
+            lft.soft_byte_limit = 1000;
+            cur.bytes = 1000;
+            cur.packets = 1;
+            cur.use_time = cur.add_time;
+        } else if (strcmp(name, "sa-limit-soft-packets-passed") == 0) {
+            lft.soft_packet_limit = 1;
+            cur.bytes = 2000;
+            cur.packets = 2;
+            cur.use_time = cur.add_time;
+        }
+        rc = parsed_sa_lft(&a, "10.0.0.1", 0x1001, &lft, &cur, a_alg, 0, NULL, 0);
+        rc |= parsed_sa(&b, "10.0.0.1", 0x1002, 200, -1, 0, 0, b_alg, 0, NULL, 0);
+        rc |= add_policy(&s, &p) | add_sa(&s, &a) | add_sa(&s, &b);
     } else if (strncmp(name, "sa-dying-notified-re", 20) == 0) {
         ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         ss_sa a = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 200, 0);
