@@ -141,7 +141,7 @@ enum {
     SECSOCK_REASON_OUT_DEV_UNDECIDABLE, /* the device the socket sends by decides (if_id, a local peer): unknown */
     SECSOCK_REASON_XFRM_MAYBE_DISABLED, /* a device the flow may use has disable_xfrm/disable_policy: undecidable */
     SECSOCK_REASON_TUNNEL_SOURCE_UNDECIDABLE, /* a tunnel template's source is any: the route's source decides */
-    SECSOCK_REASON_SA_CACHE_UNDECIDABLE, /* 6.13+: SAs that differ fit; the policy's state cache decides */
+    SECSOCK_REASON_SA_CACHE_UNDECIDABLE, /* 6.12+: SAs that differ fit; the policy's state cache decides */
     SECSOCK_REASON_SA_KIND_UNDECIDABLE, /* a per-CPU or packet-offload SA fits: the CPU or offload policy decides */
     SECSOCK_REASON_MULTIPATH_UNDECIDABLE, /* MPTCP subflows, SCTP paths: other addresses and devices */
     SECSOCK_REASON_COUNT

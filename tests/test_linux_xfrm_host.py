@@ -1609,6 +1609,23 @@ def test_a_fork_child_closes_its_copies_of_every_kept_namespace(ns: Netns) -> No
     assert after == before - 3 * 2 + 3
 
 
+def test_the_backend_builds_against_linux_4_18_xfrm_headers(tmp_path: Path) -> None:
+    """manylinux_2_28 builds against kernel 4.18's headers: every XFRM constant newer than that (XFRMA_IF_ID
+    4.19, XFRM_OFFLOAD_PACKET 6.2, XFRMA_SA_DIR 6.10, XFRMA_SA_PCPU 6.13) needs a fallback. This host's
+    linux/xfrm.h without them, found first on the include path, must still build the backend."""
+    newer = ("XFRM_OFFLOAD_PACKET", "XFRMA_SET_MARK", "XFRMA_IF_ID", "XFRMA_MTIMER_THRESH", "XFRMA_SA_DIR",
+             "XFRMA_NAT_KEEPALIVE", "XFRMA_SA_PCPU", "XFRMA_OUTPUT_MARK XFRMA_SET_MARK")  # fmt: skip
+    header = Path("/usr/include/linux/xfrm.h").read_text().splitlines()
+    (tmp_path / "linux").mkdir()
+    (tmp_path / "linux" / "xfrm.h").write_text(
+        "\n".join(line for line in header if not any(name in line for name in newer)) + "\n"
+    )
+    env = {**os.environ, "EXTRA_CFLAGS": f"-I{tmp_path}"}
+    done = subprocess.run(["sh", str(ROOT / "tests" / "linux_c" / "build.sh"), str(tmp_path / "driver")],
+                          capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
 def synthetic(driver: str, case: str) -> dict[str, dict[str, Any]]:
     done = subprocess.run([driver, "synthetic", case], capture_output=True, text=True, timeout=60, check=True)
     return {line["dir"]: line for line in map(json.loads, done.stdout.splitlines())}
@@ -1703,7 +1720,15 @@ def test_outbound_sa_pick_with_an_unknown_or_wildcard_source(
         ("sa-soft-use-dying", (1, "NOT_ENCRYPTING", [0x1002])),
         ("sa-soft-add-just-due", (0, "SA_ORDER_UNDECIDABLE", [])),
         ("sa-soft-add-just-due-alone", (1, "ENCRYPTED", [0x1001])),
+        ("sa-soft-add-both-due", (0, "SA_ORDER_UNDECIDABLE", [])),
+        ("sa-limit-hard-add-just-due", (0, "SA_ORDER_UNDECIDABLE", [])),
+        ("sa-limit-soft-add-wraps", (1, "NOT_ENCRYPTING", [0x1002])),
+        ("sa-limit-soft-bytes-crossed", (0, "SA_ORDER_UNDECIDABLE", [])),
+        ("sa-limit-soft-packets-passed", (1, "NOT_ENCRYPTING", [0x1002])),
         ("sa-dying-notified-redump", (1, "NOT_ENCRYPTING", [0x1002])),
+        ("sa-dying-notified-readded", (1, "ENCRYPTED", [0x1001])),
+        ("sa-expire-from-userspace", (1, "ENCRYPTED", [0x1001])),
+        ("sa-expire-from-kernel", (1, "NOT_ENCRYPTING", [0x1002])),
     ],
 )
 def test_outbound_sa_pick_reads_dying_as_xfrm_timer_proc_sets_it(
@@ -1723,6 +1748,7 @@ def test_outbound_sa_pick_reads_dying_as_xfrm_timer_proc_sets_it(
     [
         ("sa-cache-6.1", (1, "ENCRYPTED", [0x1001])),
         ("sa-cache-6.13", (0, "SA_CACHE_UNDECIDABLE", [])),
+        ("sa-cache-same-protection", (1, "ENCRYPTED", [0x1001])),
         ("sa-pcpu", (0, "SA_KIND_UNDECIDABLE", [])),
         ("sa-offload-packet", (0, "SA_KIND_UNDECIDABLE", [])),
     ],
@@ -1736,6 +1762,40 @@ def test_outbound_sa_pick_is_not_decidable_where_the_kernel_keeps_history(
     packet-offload SAs (XFRMA_OFFLOAD_DEV, XFRM_OFFLOAD_PACKET) are skipped by software policies: both were
     read as ordinary SAs (tests/linux_c/synthetic.c)."""
     assert_out(driver, case, expected)
+
+
+def test_sas_of_equal_protection_tied_in_the_chain_answer_the_protection(driver: str) -> None:
+    """Two SAs added in the same second, both AES-GCM: the kernel's hash chain order picks one, which the dump
+    does not show, but either protects the flow alike. The direction was not decidable; now it is ENCRYPTED
+    and lists one of them (the SPI the kernel uses may be the other: README, "how the answer is read")."""
+    out = synthetic(driver, "sa-same-second-same-protection")["out"]
+    assert (out["protected"], out["encrypted"], out["reason"]) == (1, 1, reason_code("ENCRYPTED"))
+    assert len(out["spis"]) == 1 and out["spis"][0] in (0x1001, 0x1002)
+
+
+@pytest.mark.parametrize(
+    ("release", "cache"),
+    [
+        ("6.1.0-28-amd64", 0),
+        ("6.11.9", 0),
+        ("6.12.48+deb13-amd64", 1),  # 6.12-stable has the cache (backported, 6.12.13)
+        ("6.12.0", 1),  # the patch level is not trusted: a vendor may backport it
+        ("6.13.0", 1),
+        ("7.0.1", 1),
+        ("4.18.0-553.el8_10.x86_64", 0),  # older: by version alone (README says so)
+        ("5.15.0-1-generic", 0),
+        ("", 1),  # not read as MAJOR.MINOR: taken as one with the cache
+        ("linux", 1),
+        ("6", 1),
+    ],
+)
+def test_the_state_cache_rule_by_kernel_release(driver: str, release: str, cache: int) -> None:
+    """The per-policy state cache (xfrm_state_find: pol->state_cache_list) came in 6.13 and was backported to
+    6.12-stable; the rule was 6.13+, so on Debian 13's 6.12 a rekey overlap could answer with the newer SA
+    while the kernel kept the older. Now 6.12+, and a release it cannot read counts as having the cache."""
+    done = subprocess.run([driver, "release-cache", release], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == cache
 
 
 def test_an_unreadable_policy_is_seen_by_a_lookup_that_starts_at_main(driver: str) -> None:

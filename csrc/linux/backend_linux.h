@@ -71,6 +71,14 @@
 #define IPPROTO_MPTCP 262
 #endif
 /* Newer than some uapi headers: the SA's direction (kernel 6.10). */
+/* Newer than kernel 4.18's headers (manylinux_2_28 builds against those): enum members, so always defined here
+ * to their uapi values; XFRM_OFFLOAD_PACKET is a macro. */
+#ifndef XFRMA_IF_ID
+#define XFRMA_IF_ID 31 /* __u32, 4.19 */
+#endif
+#ifndef XFRM_OFFLOAD_PACKET
+#define XFRM_OFFLOAD_PACKET 4 /* struct xfrm_user_offload.flags, 6.2 */
+#endif
 #ifndef XFRMA_SA_DIR
 #define XFRMA_SA_DIR 33
 #endif
@@ -281,9 +289,11 @@ enum { SS_KNOW_YES = 1, SS_KNOW_NO = 2 }; /* ss_flow.if_id_known, dev_knowable *
  * SS_DOUBT_SOURCE: a tunnel template's source is any and the route's preferred source (not read) picks the SA */
 enum { SS_DOUBT_NONE = 0, SS_DOUBT_MARK = 1, SS_DOUBT_TIE = 2, SS_DOUBT_DEV = 3, SS_DOUBT_SA_ORDER = 4,
        SS_DOUBT_SOURCE = 5, SS_DOUBT_SA_CACHE = 6, SS_DOUBT_SA_KIND = 7 };
-/* Does the kernel keep a state cache per policy (6.13+, xfrm_state_find: pol->state_cache_list)? -1 not read
- * yet (match.c reads uname once), else 0 or 1; the synthetic tests set it. */
+/* Does the kernel keep a state cache per policy (6.13, 6.12-stable: xfrm_state_find's pol->state_cache_list)?
+ * -1 not read yet (match.c reads uname once), else 0 or 1; the synthetic tests set it. */
 extern int ss_kernel_state_cache;
+/* Does a kernel of this uname release keep that cache (6.12+, or a release not read as MAJOR.MINOR)? */
+int ss_release_has_state_cache(const char *release);
 
 typedef struct {
     int protected_;

@@ -411,35 +411,67 @@ static int inbound_plain_sa(const ss_snap *s, ss_flow *f, const ss_policy *pol, 
     return 0;
 }
 
-/* Would the answer be the same with SA b as with a? Every field the answer reports or reads (fill_sa, sa_encrypts,
- * the outbound direction check): which of two such SAs the kernel takes then changes nothing here. */
-static int sa_answer_same(const ss_sa *a, const ss_sa *b)
+/* Would SA b protect the flow as a does? Every field the answer's protection reads (sa_encrypts, the outbound
+ * direction check, the algorithms fill_sa reports); the SA's identity (SPI, reqid) aside: when the kernel may
+ * take either of two such SAs, the protection is known and the answer lists the one the kernel's rules give
+ * from what the dump shows, whose SPI may not be the one the kernel uses (a rekey overlap, the state cache). */
+static int sa_protection_same(const ss_sa *a, const ss_sa *b)
 {
-    return a->proto == b->proto && a->mode == b->mode && a->spi == b->spi && a->reqid == b->reqid &&
-           a->dir == b->dir && a->has_crypt == b->has_crypt && a->has_auth == b->has_auth &&
-           a->has_aead == b->has_aead && (!a->has_crypt || strcmp(a->encryption, b->encryption) == 0) &&
+    return a->proto == b->proto && a->mode == b->mode && a->dir == b->dir && a->has_crypt == b->has_crypt &&
+           a->has_auth == b->has_auth && a->has_aead == b->has_aead &&
+           (!a->has_crypt || strcmp(a->encryption, b->encryption) == 0) &&
            (!a->has_auth || strcmp(a->integrity, b->integrity) == 0) &&
            (!a->has_aead || strcmp(a->aead, b->aead) == 0);
 }
 
-/* km.dying as ranked: a soft time limit that falls due now (dying_maybe) counts as reached when assume is 1. */
-static int sa_dying(const ss_sa *a, int assume)
+/* One guess at which SAs whose soft or hard limit was reached just now (dying_maybe, expired_maybe) the kernel
+ * has acted on: none (NULL), or all but alive (each SA has its own timer and packets, so any mix may hold). */
+typedef struct {
+    const ss_sa *alive;
+} dying_guess;
+
+static int sa_acted(const ss_sa *a, const dying_guess *g)
 {
-    return a->dying || (assume && a->dying_maybe);
+    return g != NULL && a != g->alive;
+}
+
+/* km.dying as ranked under guess g. */
+static int sa_dying(const ss_sa *a, const dying_guess *g)
+{
+    return a->dying || (a->dying_maybe && sa_acted(a, g));
+}
+
+/* XFRM_STATE_VALID under guess g. */
+static int sa_valid_as(const ss_sa *a, const dying_guess *g)
+{
+    return sa_valid(a) && !(a->expired_maybe && sa_acted(a, g));
 }
 
 /* xfrm_state_look_at's order: does a rank at least as high as b (not more dying, then not older)? */
-static int sa_ranks_at_least(const ss_sa *a, const ss_sa *b, int assume)
+static int sa_ranks_at_least(const ss_sa *a, const ss_sa *b, const dying_guess *g)
 {
-    int da = sa_dying(a, assume), db = sa_dying(b, assume);
+    int da = sa_dying(a, g), db = sa_dying(b, g);
     return da < db || (da == db && a->add_time >= b->add_time);
 }
 
 /* xfrm_state_look_at's order: does a strictly outrank b (less dying, then newer)? */
-static int sa_outranks(const ss_sa *a, const ss_sa *b, int assume)
+static int sa_outranks(const ss_sa *a, const ss_sa *b, const dying_guess *g)
 {
-    int da = sa_dying(a, assume), db = sa_dying(b, assume);
+    int da = sa_dying(a, g), db = sa_dying(b, g);
     return da < db || (da == db && a->add_time > b->add_time);
+}
+
+/*
+ * Does a kernel of this release (uname -r) keep a state cache per policy (xfrm_state_find walks
+ * pol->state_cache_list first)? Added in 6.13 and backported to 6.12-stable, and vendor kernels backport
+ * net/xfrm whatever their version: so 6.12 and later, and any release not read as MAJOR.MINOR, count as
+ * having it; older ones are taken by their version alone, which a vendor backport would make wrong.
+ */
+int ss_release_has_state_cache(const char *release)
+{
+    unsigned major = 0, minor = 0;
+    return release == NULL || sscanf(release, "%u.%u", &major, &minor) != 2 || major > 6 ||
+           (major == 6 && minor >= 12);
 }
 
 /* ss_kernel_state_cache, read from uname once (a release it cannot read is taken as one with the cache). */
@@ -448,9 +480,7 @@ static int kernel_state_cache(void)
     int v = __atomic_load_n(&ss_kernel_state_cache, __ATOMIC_RELAXED);
     if (v < 0) {
         struct utsname u;
-        unsigned major = 0, minor = 0;
-        v = uname(&u) != 0 || sscanf(u.release, "%u.%u", &major, &minor) != 2 || major > 6 ||
-            (major == 6 && minor >= 13);
+        v = uname(&u) != 0 || ss_release_has_state_cache(u.release);
         __atomic_store_n(&ss_kernel_state_cache, v, __ATOMIC_RELAXED);
     }
     return v;
@@ -530,14 +560,15 @@ static int sel_match_seen(sel_seen *seen, unsigned pos, const ss_sa *a, ss_flow 
  * template), which source's chain comes first is not known: every SA or acquire from a specific source is then
  * a possible first-chain state. So the sure pick is taken as the kernel's rules give it from the SAs that
  * surely match, and the answer is not decidable when another candidate the kernel may consider would rank at
- * least as high (or a first-chain candidate exists while the pick comes from the second) and answers
- * differently: SS_DOUBT_DEV for a selector's device, SS_DOUBT_SA_ORDER for chain order, SS_DOUBT_SOURCE for
- * the tunnel source; and on 6.13+ (SS_DOUBT_SA_CACHE) whatever its rank. Per-CPU and packet-offload SAs:
+ * least as high (or a first-chain candidate exists while the pick comes from the second) and protects
+ * differently (sa_protection_same: one of equal protection changes only the SPI the kernel uses):
+ * SS_DOUBT_DEV for a selector's device, SS_DOUBT_SA_ORDER for chain order, SS_DOUBT_SOURCE for the tunnel
+ * source; and on 6.12+ (SS_DOUBT_SA_CACHE) whatever its rank. Per-CPU and packet-offload SAs:
  * SS_DOUBT_SA_KIND.
  */
 static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_policy *pol, const ss_tmpl *t,
-                                     const uint8_t *remote, const uint8_t *local, int assume, int *dying_maybe,
-                                     sel_seen *seen, int *rc, secsock_error *err)
+                                     const uint8_t *remote, const uint8_t *local, const dying_guess *g,
+                                     int *dying_maybe, sel_seen *seen, int *rc, secsock_error *err)
 {
     unsigned pos;
     const ss_sa *best[2] = {NULL, NULL}; /* [0] the first chain (the flow's own source), [1] source any */
@@ -554,22 +585,22 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
         if (cls < 0 || cls == 2) {
             continue; /* another source's: only ever a possible candidate (below) */
         }
-        if (!sa_valid(a)) {
+        if (!sa_valid_as(a, g)) {
             /* xfrm_state_look_at: an XFRM_STATE_ACQ state (larval: no SPI yet) marks an acquire in progress,
              * whatever its selector, and then the second chain is not walked. A source-any one shares its
              * bucket with the source-any SAs, so it never hides one the second pass would take. */
-            acquiring |= !a->expired && cls == 0;
+            acquiring |= !sa_valid(a) && !a->expired && cls == 0;
             continue;
         }
         if ((m = sel_match_seen(seen, pos, a, f, err)) < 0) {
             *rc = -1;
             return NULL;
         }
-        *dying_maybe |= a->dying_maybe;
+        *dying_maybe |= a->dying_maybe || a->expired_maybe;
         /* A per-CPU SA (with XFRM_POLICY_CPU_ACQUIRE the sending CPU picks), a packet-offload one (a software
          * policy skips it, an offload policy takes only such: the policy's offload is not read). */
         kind |= m != 0 && (a->pcpu || a->offload_packet);
-        if (m == 1 && (best[cls] == NULL || sa_outranks(a, best[cls], assume))) {
+        if (m == 1 && (best[cls] == NULL || sa_outranks(a, best[cls], g))) {
             best[cls] = a;
         }
     }
@@ -587,8 +618,8 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
         if (cls < 0 || a == pick || (cls == 2 && !source_unknown && pass == 0 && !cache)) {
             continue; /* the first pass compares the source (xfrm_state_addr_check) */
         }
-        if (!sa_valid(a)) {
-            if (cls == 2 && source_unknown && pick != NULL && !a->expired) {
+        if (!sa_valid_as(a, g)) {
+            if (cls == 2 && source_unknown && pick != NULL && !sa_valid(a) && !a->expired) {
                 doubt = SS_DOUBT_SOURCE; /* an acquire from the route's source would hold the flow */
             }
             continue;
@@ -597,21 +628,21 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
             *rc = -1;
             return NULL;
         }
-        *dying_maybe |= a->dying_maybe;
-        if (m == 0 || (pick != NULL && sa_answer_same(a, pick))) {
+        *dying_maybe |= a->dying_maybe || a->expired_maybe;
+        if (m == 0 || (pick != NULL && sa_protection_same(a, pick))) {
             continue;
         }
         if (cls == 2 && source_unknown) {
             /* From the route's source, it is in the chain the kernel walks first, whatever its rank. */
             doubt = SS_DOUBT_SOURCE;
-        } else if (pick == NULL || (cls == 0 && pass == 1) || sa_ranks_at_least(a, pick, assume)) {
+        } else if (pick == NULL || (cls == 0 && pass == 1) || sa_ranks_at_least(a, pick, g)) {
             /* It may be the kernel's pick instead: a maybe-matching selector (the first chain's even against a
              * second-chain pick, which the kernel would then not reach), or a sure one the chain order (a tie,
              * a source-any state sharing the first chain's bucket, another source's sharing the source-any
              * chain's) may put first. */
             doubt = m == SS_SEL_MAYBE ? SS_DOUBT_DEV : SS_DOUBT_SA_ORDER;
         } else if (cache) {
-            /* 6.13+: xfrm_state_find first walks pol->state_cache_list, the states it used for this policy
+            /* 6.12+: xfrm_state_find first walks pol->state_cache_list, the states it used for this policy
              * before (only a delete or the policy's end drops one): any valid candidate may be there. */
             doubt = SS_DOUBT_SA_CACHE;
         }
@@ -624,30 +655,42 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
 }
 
 /*
- * lookup_sa_out_as, with any SA whose soft time limit falls due now ranked both as dying and as not (whether
- * xfrm_timer_proc has run yet cannot be told): when the two picks answer differently, not decidable.
+ * lookup_sa_out_as under every guess at which SAs whose soft or hard limit was reached just now the kernel has
+ * made dying or expired yet (whether each one's xfrm_timer_proc has run, or a packet's xfrm_state_check_expire,
+ * cannot be told): when two guesses' picks protect differently, not decidable. Any mix's pick is also the pick
+ * of "all acted on" (when it is a surely live SA, or every SA is dying) or of "all but it" (when it is one of
+ * those SAs): so those guesses, and "none acted on", are all that is tried.
  */
 static const ss_sa *lookup_sa_out(const ss_snap *s, ss_flow *f, const ss_policy *pol, const ss_tmpl *t,
                                   const uint8_t *remote, const uint8_t *local, int *rc, secsock_error *err)
 {
     int dying_maybe = 0;
     sel_seen seen;
-    const ss_sa *pick, *other;
+    const ss_sa *pick;
+    int32_t j = -1, head = s->saheads[sa_key_hash(t->family, t->proto, remote) & s->sahmask];
 
     memset(seen.m, -2, sizeof(seen.m));
-    pick = lookup_sa_out_as(s, f, pol, t, remote, local, 0, &dying_maybe, &seen, rc, err);
-
+    pick = lookup_sa_out_as(s, f, pol, t, remote, local, NULL, &dying_maybe, &seen, rc, err);
     if (*rc != 0 || f->mark_doubt != SS_DOUBT_NONE || !dying_maybe) {
         return pick;
     }
-    other = lookup_sa_out_as(s, f, pol, t, remote, local, 1, &dying_maybe, &seen, rc, err);
-    if (*rc != 0 || f->mark_doubt != SS_DOUBT_NONE) {
-        return NULL;
-    }
-    if (other != pick && (other == NULL || pick == NULL || !sa_answer_same(other, pick))) {
-        f->mark_doubt = SS_DOUBT_SA_ORDER;
-        return NULL;
-    }
+    /* j -1: all acted on; then each candidate whose limit was reached just now as the one alive */
+    do {
+        dying_guess g = {j >= 0 ? &s->sas[j] : NULL};
+        const ss_sa *other;
+        if (j >= 0 && ((!s->sas[j].dying_maybe && !s->sas[j].expired_maybe) ||
+                       sa_out_candidate(&s->sas[j], pol, t, remote, local) < 0)) {
+            continue;
+        }
+        other = lookup_sa_out_as(s, f, pol, t, remote, local, &g, &dying_maybe, &seen, rc, err);
+        if (*rc != 0 || f->mark_doubt != SS_DOUBT_NONE) {
+            return NULL;
+        }
+        if (other != pick && (other == NULL || pick == NULL || !sa_protection_same(other, pick))) {
+            f->mark_doubt = SS_DOUBT_SA_ORDER;
+            return NULL;
+        }
+    } while ((j = j < 0 ? head : s->sanext[j]) >= 0);
     return pick;
 }
 
@@ -712,7 +755,7 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
             f->mark_doubt = marked ? SS_DOUBT_MARK : SS_DOUBT_DEV;
             continue;
         }
-        if (best == NULL || sa_outranks(a, best, 0)) {
+        if (best == NULL || sa_outranks(a, best, NULL)) {
             best = a;
         }
     }

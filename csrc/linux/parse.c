@@ -218,22 +218,32 @@ int ss_parse_policy(const void *payload, size_t len, ss_policy *out, const char 
     return SS_PARSE_OK;
 }
 
-static int limit_reached(uint64_t cur, uint64_t limit)
+/*
+ * A byte or packet limit as xfrm_state_check_expire applies it, on the packet path, before that packet's count is
+ * added (cur >= limit, XFRM_INF never reached): 0 not reached; 1 reached by the counts shown, which the check
+ * acts on only at the next packet (sent or not, it cannot be told); 2 reached before the last packet, so acted on.
+ */
+static int count_limit_due(const struct xfrm_lifetime_cur *cur, uint64_t byte_limit, uint64_t packet_limit)
 {
-    return limit != 0 && limit != XFRM_INF && cur >= limit;
+    if (cur->packets > packet_limit) {
+        return 2;
+    }
+    return cur->bytes >= byte_limit || cur->packets >= packet_limit;
 }
 
 /*
- * A time limit as xfrm_timer_proc applies it: 0 not due, 1 due this second or the last (its timer runs when the
- * limit falls due, within about a second, so whether it has yet cannot be told), 2 due long enough ago that it
- * has. base 0 (a use limit of an SA never used: the timer reads use_time ?: now) or limit 0: never due.
+ * A time limit as xfrm_timer_proc applies it: tmo = limit + base - now in the kernel's signed time64_t (a limit
+ * near 2^64 wraps to the past), base the add time or, for a use limit, use_time ?: now (never due while the SA
+ * is unused). 0 not due (or no limit), 1 due this second or the last (its timer runs when the limit falls due,
+ * within about a second, so whether it has yet cannot be told), 2 due long enough ago that it has.
  */
 static int time_limit_due(uint64_t now, uint64_t base, uint64_t limit)
 {
-    if (limit == 0 || base == 0 || now < base + limit) {
+    int64_t tmo = (int64_t)(limit + base - now);
+    if (limit == 0 || tmo > 0) {
         return 0;
     }
-    return now >= base + limit + 2 ? 2 : 1;
+    return tmo > -2 ? 1 : 2;
 }
 
 /* One of the SA's algorithm attributes: which structure it holds and where its name goes. */
@@ -286,8 +296,8 @@ static int parse_sa_at(const void *payload, size_t len, size_t fixed, ss_sa *out
     uint16_t type;
     const uint8_t *data;
     size_t dlen;
-    int r, soft_add, soft_use;
-    uint64_t now = (uint64_t)time(NULL);
+    int r, soft, soft_add, soft_use, hard, hard_add, hard_use;
+    uint64_t now = (uint64_t)time(NULL), use_base;
 
     *why = "";
     memset(out, 0, sizeof(*out));
@@ -314,18 +324,22 @@ static int parse_sa_at(const void *payload, size_t len, size_t fixed, ss_sa *out
         *why = "SA selector has a bad family or prefix length";
         return SS_PARSE_BAD;
     }
-    out->expired = (uint8_t)(limit_reached(info.curlft.bytes, info.lft.hard_byte_limit) ||
-                             limit_reached(info.curlft.packets, info.lft.hard_packet_limit) ||
-                             (info.lft.hard_add_expires_seconds != 0 && info.curlft.add_time != 0 &&
-                              now >= info.curlft.add_time + info.lft.hard_add_expires_seconds));
-    /* km.dying: xfrm_state_check_expire (byte and packet limits, on the packet path) and xfrm_timer_proc
-     * (soft add limit from add_time; soft use limit from use_time, only once the SA was used). */
+    /* XFRM_STATE_EXPIRED: xfrm_state_check_expire (hard byte and packet limits) and xfrm_timer_proc (hard add
+     * limit from add_time, hard use limit from use_time); one that may not have been acted on yet is ranked
+     * both ways (expired_maybe). A wall-clock step is not modelled (the timer's XFRM_SOFT_EXPIRE fix-up). */
+    use_base = info.curlft.use_time != 0 ? info.curlft.use_time : now;
+    hard = count_limit_due(&info.curlft, info.lft.hard_byte_limit, info.lft.hard_packet_limit);
+    hard_add = time_limit_due(now, info.curlft.add_time, info.lft.hard_add_expires_seconds);
+    hard_use = time_limit_due(now, use_base, info.lft.hard_use_expires_seconds);
+    out->expired = (uint8_t)(hard == 2 || hard_add == 2 || hard_use == 2);
+    out->expired_maybe = (uint8_t)(!out->expired && (hard == 1 || hard_add == 1 || hard_use == 1));
+    /* km.dying: xfrm_state_check_expire (soft byte and packet limits) and xfrm_timer_proc (soft add limit from
+     * add_time; soft use limit from use_time, only once the SA was used). */
+    soft = count_limit_due(&info.curlft, info.lft.soft_byte_limit, info.lft.soft_packet_limit);
     soft_add = time_limit_due(now, info.curlft.add_time, info.lft.soft_add_expires_seconds);
-    soft_use = time_limit_due(now, info.curlft.use_time, info.lft.soft_use_expires_seconds);
-    out->dying = (uint8_t)(limit_reached(info.curlft.bytes, info.lft.soft_byte_limit) ||
-                           limit_reached(info.curlft.packets, info.lft.soft_packet_limit) || soft_add == 2 ||
-                           soft_use == 2);
-    out->dying_maybe = (uint8_t)(!out->dying && (soft_add == 1 || soft_use == 1));
+    soft_use = time_limit_due(now, use_base, info.lft.soft_use_expires_seconds);
+    out->dying = (uint8_t)(soft == 2 || soft_add == 2 || soft_use == 2);
+    out->dying_maybe = (uint8_t)(!out->dying && (soft == 1 || soft_add == 1 || soft_use == 1));
 
     it.p = (const uint8_t *)payload + (fixed < len ? fixed : len);
     it.left = fixed < len ? len - fixed : 0;
@@ -405,8 +419,13 @@ int ss_parse_sa_notify(uint16_t type, const void *payload, size_t len, ss_sa *ou
             return SS_PARSE_BAD;
         }
         memcpy(&hard, (const uint8_t *)payload + offsetof(struct xfrm_user_expire, hard), 1);
-        /* A hard expiry deletes the SA (the kernel sends no DELSA for it); a soft one makes it dying. */
-        *action = hard ? SS_SA_DELETE : SS_SA_DYING;
+        /* A hard expiry deletes the SA (the kernel sends no DELSA for it); a soft one from the kernel
+         * (xfrm_timer_proc, xfrm_state_check_expire) made it dying first. But userspace may send one too
+         * (XFRM_MSG_EXPIRE: xfrm_add_sa_expire -> km_state_expired), which is only broadcast and leaves
+         * km.dying alone; its nlmsg_pid is the sender's header field, 0 from iproute2, so it does not tell.
+         * The kernel sends a soft one only when a soft limit is reached, which its lifetimes then show:
+         * without that, it changes nothing. */
+        *action = hard ? SS_SA_DELETE : out->dying || out->dying_maybe ? SS_SA_DYING : SS_SA_NONE;
         return SS_PARSE_OK;
     }
     case XFRM_MSG_DELSA: {

@@ -284,7 +284,7 @@ static void sa_drop_replaced_acquire(ss_snap *s, const ss_sa *a)
  * km.dying set by xfrm_timer_proc or xfrm_state_check_expire stays set (only xfrm_state_update clears it: an
  * update re-dumps, and sa_apply forgets the notification then), but a dump shows only the limits, from which
  * ss_parse_sa cannot always tell it (the timer's second, a byte limit crossed and reported): so a dump keeps
- * what a soft-expire notification said, by SA id.
+ * what a soft-expire notification said, by SA id and add_time.
  */
 int sa_save_dying(const ss_snap *s, ss_sa **out, size_t *n)
 {
@@ -315,7 +315,8 @@ void sa_restore_dying(ss_snap *s, const ss_sa *kept, size_t n)
 
     for (i = 0; i < n; i++) {
         int32_t prev, j = sa_find(s, &kept[i], &prev);
-        if (j >= 0) {
+        /* The same add_time too: an SA deleted and added again with the same SPI is a new state, not dying. */
+        if (j >= 0 && s->sas[j].add_time == kept[i].add_time) {
             s->sas[j].dying = s->sas[j].dying_notified = 1;
             s->sas[j].dying_maybe = 0;
         }
@@ -327,6 +328,9 @@ int sa_apply(ss_snap *s, int action, const ss_sa *a)
 {
     int32_t j, prev = -1;
 
+    if (action == SS_SA_NONE) {
+        return 0; /* a soft expire userspace sent (ss_parse_sa_notify): the kernel changed nothing */
+    }
     if (action == SS_SA_RESYNC || s->saheads == NULL) {
         return -1;
     }

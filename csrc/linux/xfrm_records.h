@@ -72,6 +72,7 @@ typedef struct {
     uint8_t pcpu;           /* XFRMA_SA_PCPU: a per-CPU SA */
     uint8_t offload_packet; /* XFRMA_OFFLOAD_DEV with XFRM_OFFLOAD_PACKET: software policies skip it */
     uint8_t expired; /* a hard limit was reached: the kernel will not use it */
+    uint8_t expired_maybe; /* a hard limit was reached just now: the kernel may not have acted on it yet */
     uint8_t dead;    /* removed from the snapshot by a notification (a hole until the next compaction) */
     uint8_t unreadable; /* only its identity (family, proto, daddr) was read: never used, never trusted */
     char encryption[SS_ALG_NAME];
@@ -95,10 +96,10 @@ int ss_parse_sa(const void *payload, size_t len, ss_sa *out, const char **why);
 /*
  * What an SA notification (XFRMNLGRP_SA / XFRMNLGRP_EXPIRE) asks of a snapshot: put the SA (NEWSA), update it
  * (UPDSA: exact only when it replaces a larval SA), remove it (DELSA, hard EXPIRE), mark it dying (soft
- * EXPIRE), or dump again (a flush, anything else). For DELETE and DYING only the identity fields of *out are
+ * EXPIRE the kernel sent), nothing (a soft EXPIRE userspace sent), or dump again (a flush, anything else). For DELETE and DYING only the identity fields of *out are
  * meaningful (family, proto, daddr, spi, mark, if_id).
  */
-enum { SS_SA_UPSERT = 1, SS_SA_UPDATE, SS_SA_DELETE, SS_SA_DYING, SS_SA_RESYNC };
+enum { SS_SA_UPSERT = 1, SS_SA_UPDATE, SS_SA_DELETE, SS_SA_DYING, SS_SA_RESYNC, SS_SA_NONE };
 int ss_parse_sa_notify(uint16_t type, const void *payload, size_t len, ss_sa *out, int *action, const char **why);
 
 /*

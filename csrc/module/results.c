@@ -80,9 +80,9 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "not decidable here: a tunnel template's source address is any, so the kernel uses the route's preferred "
     "source toward the gateway (xfrm_get_saddr), which is not read here, and SAs from specific source addresses "
     "that answer differently may be the ones it takes (or none, and it waits for a key manager)",
-    "not decidable here: SAs that differ fit a template, and from Linux 6.13 the kernel first uses an SA it "
-    "cached for the policy (the one it used before, an older one after a rekey, until that SA is deleted), "
-    "which the dump does not show",
+    "not decidable here: SAs that protect differently fit a template, and from Linux 6.12 the kernel first "
+    "uses an SA it cached for the policy (the one it used before, an older one after a rekey, until that SA is "
+    "deleted), which the dump does not show",
     "not decidable here: a per-CPU SA (XFRMA_SA_PCPU: the sending CPU decides) or a packet-offload SA "
     "(XFRMA_OFFLOAD_DEV: software policies skip it, an offload policy takes only such) fits a template",
     "not decidable here: the connection may carry its data over other paths (further MPTCP subflows, a "

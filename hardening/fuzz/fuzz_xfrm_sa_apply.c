@@ -103,7 +103,7 @@ static int on_message(void *vctx, uint16_t type, uint16_t flags, const void *pay
             c->model[m].dying_maybe = 0;
         }
         break;
-    default: /* RESYNC: a flush or a type without in-place meaning; the truth is unknown here: keep it */
+    default: /* RESYNC: a flush or a type without in-place meaning, the truth unknown here; NONE: unchanged */
         break;
     }
     if (sa_apply(&c->snap, action, &a) != 0) {

@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     r = ss_parse_sa_notify(type, copy, size - 1, &a, &action, &why);
     fuzz_check_notify_result(r, why);
-    if (action < SS_SA_UPSERT || action > SS_SA_RESYNC) {
+    if (action < SS_SA_UPSERT || action > SS_SA_NONE) {
         abort();
     }
     if (r == SS_PARSE_OK && (action == SS_SA_UPSERT || action == SS_SA_UPDATE)) {

@@ -16,6 +16,7 @@
  *                                                            "@drop N" ignores the next N notifications and
  *                                                            "@clock MS" freezes the freshness clock and moves
  *                                                            it on (test hooks), instead of a shell command
+ *   driver release-cache RELEASE...                          ss_release_has_state_cache for each uname release
  *   driver synthetic CASE                                    a snapshot built in memory (synthetic.c), looked up
  *   driver netns LOCAL_ADDR PEER_ADDR PEER_PORT NS...        for each named namespace (ip netns), a thread
  *                                                            enters it, makes the socket and queries; then
@@ -49,6 +50,7 @@
 #include <unistd.h>
 
 int cmd_synthetic(const char *name); /* synthetic.c */
+int cmd_release_cache(int n, char **releases); /* synthetic.c */
 
 static int parse_addr(const char *text, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
 {
@@ -582,6 +584,8 @@ int main(int argc, char **argv)
         }
     } else if (strcmp(argv[1], "synthetic") == 0 && argc >= 3) {
         rc = cmd_synthetic(argv[2]);
+    } else if (strcmp(argv[1], "release-cache") == 0) {
+        rc = cmd_release_cache(argc - 2, argv + 2);
     } else if (strcmp(argv[1], "overrun") == 0 && argc >= 6) {
         secsock_peer p;
         char line[16];

@@ -12,14 +12,16 @@
  *                    sub bypass with the main block (xfrm_expand_policies): blocked, so the interface never
  *                    looks the packet up again with its if_id (no host here can make an XFRM interface).
  *   sa-maybe-newer / sa-maybe-older
- *                    out ESP policy and two SAs: one without a selector, and one whose selector names a device
- *                    the backend cannot know for this flow (a VRF slave, a UDP socket's per-message device),
- *                    newer (add_time 200 against 100) or older than the sure one. xfrm_state_look_at prefers
+ *                    out ESP policy and two SAs: one (AES-GCM) without a selector, and one (GMAC) whose
+ *                    selector names a device the backend cannot know for this flow (a VRF slave, a UDP
+ *                    socket's per-message device), newer (add_time 200 against 100) or older than the sure one. xfrm_state_look_at prefers
  *                    the newer if its selector matches: newer, not decidable; older, the sure one.
- *   sa-same-second   two SAs of the same add_time and dying state, different SPIs: the kernel's hash chain
- *                    order picks (xfrm_state_look_at keeps the first met): not decidable.
+ *   sa-same-second / sa-same-second-same-protection
+ *                    two SAs of the same add_time and dying state, different SPIs: the kernel's hash chain
+ *                    order picks (xfrm_state_look_at keeps the first met): AES-GCM and GMAC, not decidable; both
+ *                    AES-GCM, the protection is known (ENCRYPTED) whichever SPI the kernel takes.
  *   sa-source-any-newer
- *                    an SA from the flow's source and a newer one toward any source: xfrm_state_find walks the
+ *                    an SA from the flow's source and a newer GMAC one toward any source: xfrm_state_find walks the
  *                    flow's source chain first, but the source-any SA may share its bucket: not decidable.
  *   sa-acquire-source-any
  *                    a larval (acquire) state from the flow's source and a valid SA toward any source: the
@@ -42,16 +44,39 @@
  *                    used. soft-add-just-due: A's soft add limit falls due this second: whether the timer has
  *                    marked it dying yet cannot be told, and the pick changes: not decidable. -alone: the same A
  *                    without B: the pick is A either way.
+ *   sa-soft-add-both-due
+ *                    A (AES-GCM, added 99 s ago, soft add limit 99 s) and the older B (GMAC, added 100 s ago,
+ *                    soft add limit 100 s): both fall due this second, each by its own timer, so any mix of
+ *                    the two may be dying; with only A dying the kernel sends on B: not decidable.
+ *   sa-limit-hard-add-just-due / sa-limit-soft-add-wraps / sa-limit-soft-bytes-crossed /
+ *   sa-limit-soft-packets-passed
+ *                    A (0x1001, added 100 s ago) and the older B (0x1002, 200 s ago, no limits). hard-add-just-
+ *                    due: A (GMAC) reaches its hard add limit this second, B is AES-GCM: xfrm_timer_proc may not
+ *                    have expired A yet: not decidable. soft-add-wraps: A's soft add limit is 2^63 + 200 s, which
+ *                    the kernel's signed sum (time64_t tmo) reads as long past: A dying, B (GMAC) used.
+ *                    soft-bytes-crossed: A's 1000 bytes reach its soft byte limit; xfrm_state_check_expire
+ *                    acts before a packet's bytes are added, so only A's next packet makes it dying: not
+ *                    decidable. soft-packets-passed: 2 packets over a limit of 1: the second's check made it
+ *                    dying: B used.
  *   sa-dying-notified-redump
  *                    A (newer, AES-GCM) and B (older, GMAC) in a snapshot; a soft-expire notification makes A
  *                    dying (sa_apply); then the table is dumped again (same SAs, whose limits say nothing of
  *                    it) with what dump_sas keeps across (sa_save_dying / sa_restore_dying): A stays dying (the
  *                    kernel's km.dying is never cleared but by an update), so B is used.
- *   sa-cache-6.1 / sa-cache-6.13
- *                    two SAs that answer differently (newer AES-GCM, older GMAC). Before 6.13 the kernel takes
- *                    the newer (xfrm_state_look_at); from 6.13 it walks the policy's state cache first
+ *   sa-dying-notified-readded
+ *                    the same, but the dump's A has another add_time: A was deleted and added again with the
+ *                    same SPI (a new state, km.dying 0), so A is used.
+ *   sa-expire-from-userspace / sa-expire-from-kernel
+ *                    A (newer, AES-GCM) and B (older, GMAC); then a soft-expire notification for A. From
+ *                    userspace (xfrm_add_sa_expire: km_state_expired only broadcasts it, km.dying stays 0) its
+ *                    lifetimes show no soft limit reached: A is still used. From the kernel (xfrm_timer_proc,
+ *                    which sets km.dying first) A's soft add limit was reached 50 s ago: B is used.
+ *   sa-cache-6.1 / sa-cache-6.13 / sa-cache-same-protection
+ *                    two SAs that answer differently (newer AES-GCM, older GMAC). Before 6.12 the kernel takes
+ *                    the newer (xfrm_state_look_at); from 6.12 (6.13, and 6.12-stable) it walks the policy's
+ *                    state cache first
  *                    (pol->state_cache_list: the SA it used before, an older one after a rekey, until deleted),
- *                    which the dump does not show: not decidable.
+ *                    which the dump does not show: not decidable; both AES-GCM (-same-protection): ENCRYPTED.
  *   sa-pcpu / sa-offload-packet
  *                    one SA, dumped with XFRMA_SA_PCPU (a per-CPU SA: with XFRM_POLICY_CPU_ACQUIRE the CPU
  *                    decides) or with XFRMA_OFFLOAD_DEV flagged XFRM_OFFLOAD_PACKET (a software policy skips it;
@@ -112,12 +137,11 @@ static ss_sa esp_sa(const char *src, const char *dst, uint32_t spi, uint64_t add
     return a;
 }
 
-/* An SA as the kernel dumps it (struct xfrm_usersa_info, then the attribute type with len bytes of data unless
- * type is 0), parsed by ss_parse_sa; its cipher set afterwards. Times in seconds before now (used_ago -1: never
- * used), lifetimes in seconds (0: none). */
-static int parsed_sa(ss_sa *out, const char *src, uint32_t spi, int64_t added_ago, int64_t used_ago,
-                     uint64_t soft_add, uint64_t soft_use, const char *aead, uint16_t type, const void *data,
-                     size_t len)
+/* An SA as the kernel dumps it (struct xfrm_usersa_info with these lifetimes, then the attribute type with len
+ * bytes of data unless type is 0), parsed by ss_parse_sa; its cipher set afterwards. */
+static int parsed_sa_lft(ss_sa *out, const char *src, uint32_t spi, const struct xfrm_lifetime_cfg *lft,
+                         const struct xfrm_lifetime_cur *cur, const char *aead, uint16_t type, const void *data,
+                         size_t len)
 {
     union {
         uint8_t bytes[NLMSG_ALIGN(sizeof(struct xfrm_usersa_info)) + NLA_HDRLEN + 64];
@@ -127,7 +151,6 @@ static int parsed_sa(ss_sa *out, const char *src, uint32_t spi, int64_t added_ag
     struct nlattr at;
     size_t fixed = NLMSG_ALIGN(sizeof(info));
     const char *why;
-    int64_t now = (int64_t)time(NULL);
 
     memset(&msg, 0, sizeof(msg));
     memset(&info, 0, sizeof(info));
@@ -138,12 +161,8 @@ static int parsed_sa(ss_sa *out, const char *src, uint32_t spi, int64_t added_ag
     info.id.proto = IPPROTO_ESP;
     info.reqid = 7;
     info.mode = XFRM_MODE_TRANSPORT;
-    info.lft.soft_byte_limit = info.lft.hard_byte_limit = XFRM_INF;
-    info.lft.soft_packet_limit = info.lft.hard_packet_limit = XFRM_INF;
-    info.lft.soft_add_expires_seconds = soft_add;
-    info.lft.soft_use_expires_seconds = soft_use;
-    info.curlft.add_time = (uint64_t)(now - added_ago);
-    info.curlft.use_time = used_ago >= 0 ? (uint64_t)(now - used_ago) : 0;
+    info.lft = *lft;
+    info.curlft = *cur;
     memcpy(msg.bytes, &info, sizeof(info));
     if (type != 0) {
         at.nla_len = (uint16_t)(NLA_HDRLEN + len);
@@ -159,6 +178,63 @@ static int parsed_sa(ss_sa *out, const char *src, uint32_t spi, int64_t added_ag
     out->has_aead = 1;
     snprintf(out->aead, sizeof(out->aead), "%s", aead);
     return 0;
+}
+
+/* Lifetimes without byte or packet limits: soft add and use limits in seconds (0: none), added added_ago
+ * seconds ago and first used used_ago seconds ago (-1: never). */
+static void lifetimes(struct xfrm_lifetime_cfg *lft, struct xfrm_lifetime_cur *cur, int64_t added_ago,
+                      int64_t used_ago, uint64_t soft_add, uint64_t soft_use)
+{
+    int64_t now = (int64_t)time(NULL);
+
+    memset(lft, 0, sizeof(*lft));
+    memset(cur, 0, sizeof(*cur));
+    lft->soft_byte_limit = lft->hard_byte_limit = XFRM_INF;
+    lft->soft_packet_limit = lft->hard_packet_limit = XFRM_INF;
+    lft->soft_add_expires_seconds = soft_add;
+    lft->soft_use_expires_seconds = soft_use;
+    cur->add_time = (uint64_t)(now - added_ago);
+    cur->use_time = used_ago >= 0 ? (uint64_t)(now - used_ago) : 0;
+}
+
+/* parsed_sa_lft with lifetimes(). */
+static int parsed_sa(ss_sa *out, const char *src, uint32_t spi, int64_t added_ago, int64_t used_ago,
+                     uint64_t soft_add, uint64_t soft_use, const char *aead, uint16_t type, const void *data,
+                     size_t len)
+{
+    struct xfrm_lifetime_cfg lft;
+    struct xfrm_lifetime_cur cur;
+
+    lifetimes(&lft, &cur, added_ago, used_ago, soft_add, soft_use);
+    return parsed_sa_lft(out, src, spi, &lft, &cur, aead, type, data, len);
+}
+
+/* A soft-expire notification (XFRM_MSG_EXPIRE, hard 0) for an SA from 10.0.0.1 added added_ago seconds ago with
+ * a soft add limit of soft_add seconds (0: none), applied to the snapshot as the notification reader does. */
+static int notify_soft_expire(ss_snap *s, uint32_t spi, int64_t added_ago, uint64_t soft_add)
+{
+    struct xfrm_user_expire ue;
+    ss_sa a;
+    const char *why;
+    int action;
+
+    memset(&ue, 0, sizeof(ue));
+    ue.state.family = AF_INET;
+    inet_pton(AF_INET, "10.0.0.1", &ue.state.saddr);
+    inet_pton(AF_INET, "10.0.0.2", &ue.state.id.daddr);
+    ue.state.id.spi = htonl(spi);
+    ue.state.id.proto = IPPROTO_ESP;
+    ue.state.reqid = 7;
+    ue.state.mode = XFRM_MODE_TRANSPORT;
+    ue.state.lft.soft_byte_limit = ue.state.lft.hard_byte_limit = XFRM_INF;
+    ue.state.lft.soft_packet_limit = ue.state.lft.hard_packet_limit = XFRM_INF;
+    ue.state.lft.soft_add_expires_seconds = soft_add;
+    ue.state.curlft.add_time = (uint64_t)((int64_t)time(NULL) - added_ago);
+    if (ss_parse_sa_notify(XFRM_MSG_EXPIRE, &ue, sizeof(ue), &a, &action, &why) != SS_PARSE_OK) {
+        fprintf(stderr, "parse: %s\n", why);
+        return -1;
+    }
+    return sa_apply(s, action, &a);
 }
 
 static int add_policy(ss_snap *s, const ss_policy *p)
@@ -180,6 +256,17 @@ static int add_sa(ss_snap *s, const ss_sa *a)
 }
 
 int cmd_synthetic(const char *name);
+int cmd_release_cache(int n, char **releases);
+
+/* driver release-cache RELEASE...: ss_release_has_state_cache's answer for each uname release, one a line. */
+int cmd_release_cache(int n, char **releases)
+{
+    int i;
+    for (i = 0; i < n; i++) {
+        printf("%d\n", ss_release_has_state_cache(releases[i]));
+    }
+    return 0;
+}
 
 int cmd_synthetic(const char *name)
 {
@@ -226,17 +313,22 @@ int cmd_synthetic(const char *name)
         ss_sa maybe = esp_sa("10.0.0.1", "10.0.0.2", 0x1002, newer ? 200 : 100, 0);
         maybe.sel = p.sel;
         maybe.sel.ifindex = 5;
+        snprintf(maybe.aead, sizeof(maybe.aead), "%s", "rfc4543(gcm(aes))"); /* protects differently */
         f.sel_dev[1] = SS_DEV_UNKNOWN; /* as flow_sel_dev says for a VRF-bound or unbound UDPv6 socket */
         rc = add_policy(&s, &p) | add_sa(&s, &sure) | add_sa(&s, &maybe);
-    } else if (strcmp(name, "sa-same-second") == 0) {
+    } else if (strncmp(name, "sa-same-second", 14) == 0) {
         ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         ss_sa one = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 100, 0);
         ss_sa two = esp_sa("10.0.0.1", "10.0.0.2", 0x1002, 100, 0);
+        if (strcmp(name, "sa-same-second") == 0) {
+            snprintf(two.aead, sizeof(two.aead), "%s", "rfc4543(gcm(aes))");
+        }
         rc = add_policy(&s, &p) | add_sa(&s, &one) | add_sa(&s, &two);
     } else if (strcmp(name, "sa-source-any-newer") == 0 || strcmp(name, "sa-acquire-source-any") == 0) {
         ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         ss_sa own = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 100, 0);
         ss_sa any = esp_sa("0.0.0.0", "10.0.0.2", 0x1002, 200, 0);
+        snprintf(any.aead, sizeof(any.aead), "%s", "rfc4543(gcm(aes))"); /* protects differently */
         if (strcmp(name, "sa-acquire-source-any") == 0) {
             own.spi = 0; /* larval: no SPI, no algorithms yet */
             own.has_aead = 0;
@@ -275,15 +367,46 @@ int cmd_synthetic(const char *name)
         ss_sa a, b;
         if (strcmp(name, "sa-soft-use-dying") == 0) {
             rc = parsed_sa(&a, "10.0.0.1", 0x1001, 100, 50, 0, 10, "rfc4106(gcm(aes))", 0, NULL, 0);
+        } else if (strcmp(name, "sa-soft-add-both-due") == 0) {
+            rc = parsed_sa(&a, "10.0.0.1", 0x1001, 99, -1, 99, 0, "rfc4106(gcm(aes))", 0, NULL, 0);
         } else {
             rc = parsed_sa(&a, "10.0.0.1", 0x1001, 100, -1, 100, 0, "rfc4106(gcm(aes))", 0, NULL, 0);
         }
-        rc |= parsed_sa(&b, "10.0.0.1", 0x1002, 200, -1, 0, 0, "rfc4543(gcm(aes))", 0, NULL, 0);
+        rc |= parsed_sa(&b, "10.0.0.1", 0x1002, strcmp(name, "sa-soft-add-both-due") == 0 ? 100 : 200, -1,
+                        strcmp(name, "sa-soft-add-both-due") == 0 ? 100 : 0, 0, "rfc4543(gcm(aes))", 0, NULL, 0);
         rc |= add_policy(&s, &p) | add_sa(&s, &a);
         if (strcmp(name, "sa-soft-add-just-due-alone") != 0) {
             rc |= add_sa(&s, &b);
         }
-    } else if (strcmp(name, "sa-dying-notified-redump") == 0) {
+    } else if (strncmp(name, "sa-limit-", 9) == 0) {
+        /* A (0x1001, newer) with the case's lifetimes, B (0x1002, older) without limits. */
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        struct xfrm_lifetime_cfg lft;
+        struct xfrm_lifetime_cur cur;
+        const char *a_alg = "rfc4106(gcm(aes))", *b_alg = "rfc4543(gcm(aes))";
+        ss_sa a, b;
+        lifetimes(&lft, &cur, 100, -1, 0, 0);
+        if (strcmp(name, "sa-limit-hard-add-just-due") == 0) {
+            lft.hard_add_expires_seconds = 100;
+            a_alg = "rfc4543(gcm(aes))";
+            b_alg = "rfc4106(gcm(aes))";
+        } else if (strcmp(name, "sa-limit-soft-add-wraps") == 0) {
+            lft.soft_add_expires_seconds = ((uint64_t)1 << 63) + 200;
+        } else if (strcmp(name, "sa-limit-soft-bytes-crossed") == 0) {
+            lft.soft_byte_limit = 1000;
+            cur.bytes = 1000;
+            cur.packets = 1;
+            cur.use_time = cur.add_time;
+        } else if (strcmp(name, "sa-limit-soft-packets-passed") == 0) {
+            lft.soft_packet_limit = 1;
+            cur.bytes = 2000;
+            cur.packets = 2;
+            cur.use_time = cur.add_time;
+        }
+        rc = parsed_sa_lft(&a, "10.0.0.1", 0x1001, &lft, &cur, a_alg, 0, NULL, 0);
+        rc |= parsed_sa(&b, "10.0.0.1", 0x1002, 200, -1, 0, 0, b_alg, 0, NULL, 0);
+        rc |= add_policy(&s, &p) | add_sa(&s, &a) | add_sa(&s, &b);
+    } else if (strncmp(name, "sa-dying-notified-re", 20) == 0) {
         ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         ss_sa a = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 200, 0);
         ss_sa b = esp_sa("10.0.0.1", "10.0.0.2", 0x1002, 100, 0);
@@ -295,6 +418,9 @@ int cmd_synthetic(const char *name)
             sa_save_dying(&s, &kept, &nkept) == 0) {
             /* the dump: the same SAs read again, as on_sa makes them */
             snap_free_sas(&s);
+            if (strcmp(name, "sa-dying-notified-readded") == 0) {
+                a.add_time = 300; /* deleted and added again with the same SPI before the dump */
+            }
             rc = add_sa(&s, &a) | add_sa(&s, &b);
             if (rc == 0 && snap_index_sas(&s) == 0) {
                 sa_restore_dying(&s, kept, nkept);
@@ -305,12 +431,26 @@ int cmd_synthetic(const char *name)
         } else {
             rc = -1;
         }
+    } else if (strncmp(name, "sa-expire-", 10) == 0) {
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        ss_sa a = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, (uint64_t)time(NULL) - 100, 0);
+        ss_sa b = esp_sa("10.0.0.1", "10.0.0.2", 0x1002, (uint64_t)time(NULL) - 200, 0);
+        int user = strcmp(name, "sa-expire-from-userspace") == 0;
+        snprintf(b.aead, sizeof(b.aead), "%s", "rfc4543(gcm(aes))");
+        rc = add_policy(&s, &p) | add_sa(&s, &a) | add_sa(&s, &b);
+        if (rc == 0 && snap_index_sas(&s) == 0) {
+            rc = notify_soft_expire(&s, 0x1001, 100, user ? 0 : 50);
+        } else {
+            rc = -1;
+        }
     } else if (strncmp(name, "sa-cache-", 9) == 0) {
         ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         ss_sa a = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 200, 0);
         ss_sa b = esp_sa("10.0.0.1", "10.0.0.2", 0x1002, 100, 0);
-        snprintf(b.aead, sizeof(b.aead), "%s", "rfc4543(gcm(aes))");
-        ss_kernel_state_cache = strcmp(name, "sa-cache-6.13") == 0;
+        if (strcmp(name, "sa-cache-same-protection") != 0) {
+            snprintf(b.aead, sizeof(b.aead), "%s", "rfc4543(gcm(aes))");
+        }
+        ss_kernel_state_cache = strcmp(name, "sa-cache-6.1") != 0;
         rc = add_policy(&s, &p) | add_sa(&s, &a) | add_sa(&s, &b);
     } else if (strcmp(name, "sa-pcpu") == 0 || strcmp(name, "sa-offload-packet") == 0) {
         ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);

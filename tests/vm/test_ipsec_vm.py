@@ -729,12 +729,11 @@ def test_repeated_answers_share_their_sa_objects_until_an_sa_changes(pair: Pair)
         assert (got[name]["outbound"], got[name]["inbound"]) == (outbound, [gcm(0x2002)]), (name, got[name])
     # Both SAs of a rekey fit: xfrm_state_look_at takes the newer, and on the same add_time (1 s resolution)
     # the first in its hash chain, an order the dump does not show: so the new SA when the kernel's add times
-    # differ, else not decidable (this VM's 6.1 has no per-policy state cache).
+    # differ, else either (both AES-GCM: the protection is known, the SPI listed may not be the kernel's).
     rekey = got["rekey: new SA"]
     assert set(rekey_added) >= {0x1003, 0x1004}, rekey_added
     if rekey_added[0x1003] == rekey_added[0x1004]:
-        assert rekey["outbound"] == [], (rekey_added, rekey)
-        assert rekey["reason"].startswith("outbound: not decidable here: SAs that differ"), rekey
+        assert rekey["outbound"] in ([gcm(0x1003)], [gcm(0x1004)]), (rekey_added, rekey)
     else:
         assert rekey["outbound"] == expected_out["rekey: old SA gone"], (rekey_added, rekey)
     # An unchanged answer is the same object; an SA change never hands out a stale one.
