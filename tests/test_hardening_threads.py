@@ -389,8 +389,9 @@ def test_threads_in_three_namespaces_query_sockets_of_two() -> None:
     # Closing the two sockets frees two descriptors and nothing else may be added. The one exception is
     # numbers, not descriptors: queries of sockets from the other namespace make the backend reopen its XFRM
     # notification socket there, with the epoll instance that watches it and its request socket, and any of
-    # them may get a new number.
-    assert len(fds_after) == len(fds_before) - 2, (fds_before, fds_after)
+    # them may get a new number. It may also close, never add: the descriptors of a namespace an earlier test
+    # deleted, parked until the backend finds it spent (seen under load: 23 after 26).
+    assert len(fds_after) <= len(fds_before) - 2, (fds_before, fds_after)
     renumbered = fds_after - fds_before
     assert len(renumbered) <= 3, (fds_before, fds_after)
     assert all(is_backend_descriptor(fd) for fd in renumbered), (fds_before, fds_after)
