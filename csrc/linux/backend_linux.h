@@ -70,15 +70,18 @@
 #ifndef IPPROTO_MPTCP
 #define IPPROTO_MPTCP 262
 #endif
-/* Newer than some uapi headers: the SA's direction (kernel 6.10). */
 /* Newer than kernel 4.18's headers (manylinux_2_28 builds against those): enum members, so always defined here
  * to their uapi values; XFRM_OFFLOAD_PACKET is a macro. */
 #ifndef XFRMA_IF_ID
 #define XFRMA_IF_ID 31 /* __u32, 4.19 */
 #endif
+#ifndef IFLA_XFRM_IF_ID
+#define IFLA_XFRM_IF_ID 2 /* linux/if_link.h, an XFRM interface's if_id, 4.19 (with XFRMA_IF_ID) */
+#endif
 #ifndef XFRM_OFFLOAD_PACKET
 #define XFRM_OFFLOAD_PACKET 4 /* struct xfrm_user_offload.flags, 6.2 */
 #endif
+/* Newer than some uapi headers: the SA's direction (kernel 6.10). */
 #ifndef XFRMA_SA_DIR
 #define XFRMA_SA_DIR 33
 #endif
