@@ -763,6 +763,13 @@ static int conf_fresh(const conf_stamp *st, int64_t now)
     return st->valid && now - st->at < SS_XCHECK_INTERVAL_MS;
 }
 
+/* Mark a cached fact as read at now (conf_fresh answers for it until the interval is over). */
+static void conf_stamp_set(conf_stamp *st, int64_t now)
+{
+    st->valid = 1;
+    st->at = now;
+}
+
 /* The thread's cache of f's namespace (the least recently used one emptied for it when there is none), or
  * NULL when f's namespace is unknown. */
 static conf_ns *conf_for(const ss_flow *f)
@@ -810,8 +817,7 @@ static int conf_all(const ss_flow *f, int i, secsock_error *err)
     v = sysctl_flag(paths[i], err);
     if (v >= 0 && c != NULL) {
         c->all[i] = v;
-        c->all_at[i].valid = 1;
-        c->all_at[i].at = now;
+        conf_stamp_set(&c->all_at[i], now);
     }
     return v;
 }
@@ -879,8 +885,7 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
         i = (int)(c->next_peer++ % SS_CONF_PEERS);
         c->peers[i].key = key;
         c->peers[i].dev = ra.type == RTN_LOCAL && ra.oif > 0 ? ra.oif : -1;
-        c->peers[i].at.valid = 1;
-        c->peers[i].at.at = now;
+        conf_stamp_set(&c->peers[i].at, now);
     }
     return ra.type == RTN_LOCAL && ra.oif > 0 ? ra.oif : -1;
 }
@@ -925,8 +930,7 @@ static int conf_link(const ss_flow *f, int ifindex, int *conf, int *is_vrf, secs
         memcpy(c->devs[i].name, li.name, IFNAMSIZ); /* the name the answer came with */
         c->devs[i].conf = li.inet_conf;
         c->devs[i].is_vrf = li.is_vrf;
-        c->devs[i].at.valid = 1;
-        c->devs[i].at.at = now;
+        conf_stamp_set(&c->devs[i].at, now);
     }
     return 0;
 }
@@ -1008,8 +1012,7 @@ static int conf_links(const ss_flow *f, int *conf, secsock_error *err)
     *conf = v;
     if (c != NULL) {
         c->links_conf = v;
-        c->links_at.valid = 1;
-        c->links_at.at = now;
+        conf_stamp_set(&c->links_at, now);
     }
     return 0;
 }
@@ -1058,8 +1061,7 @@ static int conf_uid_rules(const ss_flow *f, int *any, secsock_error *err)
     *any = v;
     if (c != NULL) {
         c->rules_uid = v;
-        c->rules_at.valid = 1;
-        c->rules_at.at = now;
+        conf_stamp_set(&c->rules_at, now);
     }
     return 0;
 }
@@ -1107,8 +1109,7 @@ static int conf_out_dev(ss_flow *f, int *oif, secsock_error *err)
         i = (int)(c->next_route++ % SS_CONF_PEERS);
         c->routes[i].key = key;
         c->routes[i].oif = f->oif;
-        c->routes[i].at.valid = 1;
-        c->routes[i].at.at = now;
+        conf_stamp_set(&c->routes[i].at, now);
     }
     return 0;
 }
