@@ -883,7 +883,7 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
     }
     if (c != NULL) {
         i = (int)(c->next_peer++ % SS_CONF_PEERS);
-        c->peers[i].key = key;
+        memcpy(&c->peers[i].key, &key, sizeof(key)); /* with its padding: looked up by memcmp */
         c->peers[i].dev = ra.type == RTN_LOCAL && ra.oif > 0 ? ra.oif : -1;
         conf_stamp_set(&c->peers[i].at, now);
     }
@@ -1107,7 +1107,7 @@ static int conf_out_dev(ss_flow *f, int *oif, secsock_error *err)
     *oif = f->oif;
     if (c != NULL) {
         i = (int)(c->next_route++ % SS_CONF_PEERS);
-        c->routes[i].key = key;
+        memcpy(&c->routes[i].key, &key, sizeof(key)); /* with its padding: looked up by memcmp */
         c->routes[i].oif = f->oif;
         conf_stamp_set(&c->routes[i].at, now);
     }
