@@ -17,7 +17,6 @@ import errno
 import gc
 import os
 import socket
-import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ import pytest
 
 import secsock
 from fakes import FilenoBool, FilenoClosed, FilenoNotCallable, FilenoStr, NoFileno
+from fresh_process import run_child
 from handles import open_handles
 from secsock import SecurityProtocol
 
@@ -908,6 +908,6 @@ def test_facade_reproducers_still_run_and_pass() -> None:
     for stand-ins through secsock._extension, so a move of that seam breaks it here, not silently."""
     script = Path(__file__).resolve().parent.parent / "hardening" / "repro" / "facade.py"
     argv = [sys.executable, str(script)]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    done = run_child(argv, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("ok ") == 3, done.stdout

@@ -13,7 +13,6 @@ import importlib.util
 import json
 import socket
 import struct
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 
 import secsock
+from fresh_process import run_child
 
 ROOT = Path(__file__).resolve().parent.parent
 LINGER_RST = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
@@ -270,7 +270,7 @@ def child_storm() -> None:
 
 
 def fresh() -> str:
-    done = subprocess.run(
+    done = run_child(
         [sys.executable, __file__, "fresh"], capture_output=True, text=True, timeout=120, check=False
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("FRESH ")]
@@ -300,7 +300,7 @@ def test_notification_overrun_during_an_xfrm_storm_keeps_the_answer_right(xfrm_n
     from linux_netns import child_env
 
     argv = xfrm_ns.exec_argv(sys.executable, __file__, "storm")
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=child_env(), check=False)
+    done = run_child(argv, capture_output=True, text=True, timeout=300, env=child_env(), check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and lines, f"the storm child failed ({done.returncode}): {done.stderr}"
     results = json.loads(lines[-1][len("RESULT ") :])

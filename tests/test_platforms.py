@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import subprocess
 import sys
 import textwrap
 
 import pytest
 
 import secsock
+from fresh_process import run_child
 from secsock import _extension
 
 
@@ -58,7 +58,7 @@ def test_package_imports_without_the_extension_on_an_unsupported_platform() -> N
         print("info:", info, info.secured, info.ipsec)
         """
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    done = run_child([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "raised: [Errno" in done.stdout and "'darwin'" in done.stdout
     assert "bases: ['secsock._types', 'secsock._types', 'builtins']" in done.stdout
     assert "info: <secsock.SecurityInfo protocol=IPSEC flags=SECURED mm_sa_id=7> True None" in done.stdout
@@ -76,7 +76,7 @@ def test_a_missing_extension_on_a_supported_platform_is_not_hidden() -> None:
         import secsock
         """
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = run_child([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode != 0 and "broken install" in done.stderr
 
 

@@ -7,10 +7,11 @@ runs in a fresh interpreter, so a corrupted one cannot spoil the rest of the sui
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
+
+from fresh_process import run_child
 
 # Whatever the platform answers (UnsupportedOperation on Linux, an OSError or success on Windows), the
 # strings passed must still encode as before.
@@ -37,7 +38,7 @@ print(repr(text.encode()), repr("k".encode()), repr(b"k"), repr("".encode()))
 
 @pytest.mark.parametrize("text", ["k", "", "\u00e9", "secret"])
 def test_password_wipe_leaves_shared_bytes_alone(text: str) -> None:
-    done = subprocess.run(
+    done = run_child(
         [sys.executable, "-c", CHILD, text], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr

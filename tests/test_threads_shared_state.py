@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import random
 import socket
-import subprocess
 import sys
 import sysconfig
 import threading
@@ -25,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import secsock
+from fresh_process import run_child
 from secsock import _query
 
 THREADS = 8
@@ -158,7 +158,7 @@ def test_the_extension_does_not_claim_to_run_without_the_gil() -> None:
     Py_MOD_GIL_NOT_USED means showing that state safe first, then changing this test."""
     env = {key: value for key, value in os.environ.items() if key != "PYTHON_GIL"}
     code = "import sys, secsock; print(getattr(sys, '_is_gil_enabled', lambda: True)())"
-    done = subprocess.run(
+    done = run_child(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=True
     )
     assert done.stdout.strip() == "True", done
@@ -190,7 +190,7 @@ with client, server:
 
 
 def query_once(env: dict[str, str]) -> list[str]:
-    done = subprocess.run(
+    done = run_child(
         [sys.executable, "-c", QUERY_ONCE], capture_output=True, text=True, env=env, timeout=60, check=True
     )
     return done.stdout.splitlines()

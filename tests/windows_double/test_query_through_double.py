@@ -23,6 +23,7 @@ import pytest
 
 import secsock
 from double import ANSWER, BLOCK, ERROR, MSGSIZE, NOW, PEND, PEND_AUTO, VAR_UNCANCELLABLE, Double
+from fresh_process import run_child
 from handles import handle_count as _handle_count
 from secsock import ConnectionFlags, SecurityProtocol
 
@@ -567,7 +568,7 @@ def test_probe_json_answers_for_a_loopback_connection() -> None:
         port = listener.getsockname()[1]
         accepter = threading.Thread(target=lambda: listener.accept()[0].close())
         accepter.start()
-        done = subprocess.run(
+        done = run_child(
             [sys.executable, "-m", "secsock", "probe", "127.0.0.1", str(port), "--json"],
             stdin=subprocess.DEVNULL,
             capture_output=True,
