@@ -6,14 +6,14 @@
 #
 # Needs: vng (pip: virtme-ng), qemu-system-x86 and linux-image-amd64 (Debian), iproute2, gcc, and a Python with
 # secsock (linux backend) and pytest: $SECSOCK_VM_PYTHON, default .venv/bin/python. $PYTHONPATH is passed in.
-# Environment: SECSOCK_VM_KERNEL (default: the newest /boot/vmlinuz-*-amd64), SECSOCK_VM_TIMEOUT (s, 900),
+# Environment: SECSOCK_VM_KERNEL (default: the newest /boot/vmlinuz-*-amd64), SECSOCK_VM_TIMEOUT (s, 1800),
 # SECSOCK_VM_PYTEST_ARGS (extra pytest arguments, shell-quoted: -k "esp and not ipv6").
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 OUT=$HERE/out
 PY=${SECSOCK_VM_PYTHON:-$ROOT/.venv/bin/python}
-TIMEOUT=${SECSOCK_VM_TIMEOUT:-900}
+TIMEOUT=${SECSOCK_VM_TIMEOUT:-1800}
 
 fail() {
     echo "vm: $*" >&2
