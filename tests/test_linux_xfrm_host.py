@@ -1816,6 +1816,38 @@ def test_an_unreadable_policy_is_seen_by_a_lookup_that_starts_at_main(driver: st
 
 
 @pytest.mark.parametrize(
+    ("case", "direction", "expected"),
+    [
+        ("sec-ctx-policy", "out", (0, "SEC_CTX_UNDECIDABLE", [])),
+        ("sec-ctx-policy-behind", "out", (1, "ENCRYPTED", [0x1001])),
+        ("sec-ctx-policy-tie-older", "out", (0, "TIE_UNDECIDABLE", [])),
+        ("sec-ctx-policy-tie-newer", "out", (0, "TIE_UNDECIDABLE", [])),
+        ("sec-ctx-sa-out-newer", "out", (0, "SEC_CTX_UNDECIDABLE", [])),
+        ("sec-ctx-sa-out-older", "out", (1, "ENCRYPTED", [0x1001])),
+        ("sec-ctx-sa-out-alone", "out", (0, "SEC_CTX_UNDECIDABLE", [])),
+        ("sec-ctx-sa-in-only", "in", (0, "SEC_CTX_UNDECIDABLE", [])),
+        ("sec-ctx-sa-in-beside", "in", (1, "ENCRYPTED", [0x2001])),
+        ("sa-unreadable-out", "out", (0, "SA_KIND_UNDECIDABLE", [])),
+    ],
+)
+def test_security_labels_are_not_decidable_where_they_may_apply(
+    driver: str, case: str, direction: str, expected: tuple[int, str, list[int]]
+) -> None:
+    """XFRMA_SEC_CTX was ignored. The kernel asks the LSM whether a labeled policy may serve the flow's label
+    (xfrm_policy_match -> security_xfrm_policy_lookup) and whether a labeled SA fits the policy and flow
+    (xfrm_state_look_at -> security_xfrm_state_pol_flow_match); the flow's label is not read here. So a
+    labeled policy that could win, or a labeled outbound SA that could be the pick, was taken as surely
+    applying (ENCRYPTED, NOT_ENCRYPTING): now not decidable; a labeled policy tied with the pick is a priority
+    tie; an inbound labeled SA counts only when no unlabeled one fits. And an outbound SA the dump could not
+    read, toward the template's peer, was ignored though it may be the pick (ENCRYPTED): now not decidable.
+    Only an LSM keeps labels, so the records are built by hand as the kernel dumps them
+    (tests/linux_c/synthetic.c)."""
+    got = synthetic(driver, case)[direction]
+    protected, reason, spis = expected
+    assert (got["protected"], got["reason"], got["spis"]) == (protected, reason_code(reason), spis)
+
+
+@pytest.mark.parametrize(
     ("main", "reason"),
     [
         (("tmpl", "proto", "esp", "mode", "transport"), "no SA fits a template the policy requires"),

@@ -289,9 +289,10 @@ typedef struct {
 
 enum { SS_KNOW_YES = 1, SS_KNOW_NO = 2 }; /* ss_flow.if_id_known, dev_knowable */
 /* ss_flow.mark_doubt; SS_DOUBT_SA_ORDER: outbound SAs that answer differently, ordered by the kernel's hash chains;
- * SS_DOUBT_SOURCE: a tunnel template's source is any and the route's preferred source (not read) picks the SA */
+ * SS_DOUBT_SOURCE: a tunnel template's source is any and the route's preferred source (not read) picks the SA;
+ * SS_DOUBT_SEC_CTX: a labeled policy or SA may apply (the LSM matches labels with the flow's, not read here) */
 enum { SS_DOUBT_NONE = 0, SS_DOUBT_MARK = 1, SS_DOUBT_TIE = 2, SS_DOUBT_DEV = 3, SS_DOUBT_SA_ORDER = 4,
-       SS_DOUBT_SOURCE = 5, SS_DOUBT_SA_CACHE = 6, SS_DOUBT_SA_KIND = 7 };
+       SS_DOUBT_SOURCE = 5, SS_DOUBT_SA_CACHE = 6, SS_DOUBT_SA_KIND = 7, SS_DOUBT_SEC_CTX = 8 };
 /* Does the kernel keep a state cache per policy (6.13, 6.12-stable: xfrm_state_find's pol->state_cache_list)?
  * -1 not read yet (match.c reads uname once), else 0 or 1; the synthetic tests set it. */
 extern int ss_kernel_state_cache;

@@ -108,6 +108,25 @@ static int parse_mark_or_if_id(uint16_t type, const uint8_t *data, size_t dlen, 
     return 0;
 }
 
+/* XFRMA_SEC_CTX (struct xfrm_user_sec_ctx, then ctx_len bytes of label: copy_sec_ctx), shared by policies and
+ * SAs: only its presence is kept, since the label is matched by the LSM against the flow's, which is not read. */
+static int parse_sec_ctx(const uint8_t *data, size_t dlen, uint8_t *sec_ctx, const char **why)
+{
+    struct xfrm_user_sec_ctx uctx;
+
+    if (dlen < sizeof(uctx)) {
+        *why = "security context attribute shorter than struct xfrm_user_sec_ctx";
+        return SS_PARSE_BAD;
+    }
+    memcpy(&uctx, data, sizeof(uctx));
+    if (uctx.ctx_len > dlen - sizeof(uctx)) {
+        *why = "security context longer than its attribute";
+        return SS_PARSE_BAD;
+    }
+    *sec_ctx = 1;
+    return SS_PARSE_OK;
+}
+
 int ss_parse_policy(const void *payload, size_t len, ss_policy *out, const char **why)
 {
     struct xfrm_userpolicy_info info;
@@ -204,6 +223,11 @@ int ss_parse_policy(const void *payload, size_t len, ss_policy *out, const char 
         case XFRMA_MARK:
         case XFRMA_IF_ID:
             if (parse_mark_or_if_id(type, data, dlen, &out->mark_v, &out->mark_m, &out->if_id, why) != 0) {
+                return SS_PARSE_BAD;
+            }
+            break;
+        case XFRMA_SEC_CTX:
+            if (parse_sec_ctx(data, dlen, &out->sec_ctx, why) != SS_PARSE_OK) {
                 return SS_PARSE_BAD;
             }
             break;
@@ -369,6 +393,11 @@ static int parse_sa_at(const void *payload, size_t len, size_t fixed, ss_sa *out
             break;
         case XFRMA_SA_PCPU:
             out->pcpu = 1;
+            break;
+        case XFRMA_SEC_CTX:
+            if (parse_sec_ctx(data, dlen, &out->sec_ctx, why) != SS_PARSE_OK) {
+                return SS_PARSE_BAD;
+            }
             break;
         case XFRMA_OFFLOAD_DEV: {
             struct xfrm_user_offload off;

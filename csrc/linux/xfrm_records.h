@@ -50,6 +50,7 @@ typedef struct {
     uint32_t mark_v, mark_m;
     uint32_t if_id;
     uint8_t unreadable; /* its selector was read, the rest not: a flow it selects gets an error, not a guess */
+    uint8_t sec_ctx;    /* XFRMA_SEC_CTX: a security label, whose match with the flow's the LSM decides */
     ss_tmpl tmpl[SS_XFRM_MAX_TMPL];
 } ss_policy;
 
@@ -75,6 +76,7 @@ typedef struct {
     uint8_t expired_maybe; /* a hard limit was reached just now: the kernel may not have acted on it yet */
     uint8_t dead;    /* removed from the snapshot by a notification (a hole until the next compaction) */
     uint8_t unreadable; /* only its identity (family, proto, daddr) was read: never used, never trusted */
+    uint8_t sec_ctx;    /* XFRMA_SEC_CTX: a security label, whose match with the policy and flow the LSM decides */
     char encryption[SS_ALG_NAME];
     char integrity[SS_ALG_NAME];
     char aead[SS_ALG_NAME];

@@ -89,6 +89,8 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "multihomed SCTP association's other addresses), from and to other addresses and by other devices than "
     "the one the socket names, which the policies may treat otherwise (a host without any XFRM policy for "
     "the direction answers for all of them)",
+    "not decidable here: a policy or SA with a security label (XFRMA_SEC_CTX) may apply, and whether the "
+    "kernel's LSM (SELinux) matches its label with the flow's, which is not read here, decides",
 };
 static PyObject *reason_object(module_state *st, const secsock_result *r)
 {
