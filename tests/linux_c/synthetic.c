@@ -166,6 +166,25 @@ static void put_attr(uint8_t *buf, size_t *off, uint16_t type, const void *data,
     *off += NLA_ALIGN(NLA_HDRLEN + len);
 }
 
+/* struct xfrm_usersa_info of an ESP transport SA from src to 10.0.0.2 (reqid 7) with these lifetimes. */
+static struct xfrm_usersa_info usersa(const char *src, uint32_t spi, const struct xfrm_lifetime_cfg *lft,
+                                      const struct xfrm_lifetime_cur *cur)
+{
+    struct xfrm_usersa_info info;
+
+    memset(&info, 0, sizeof(info));
+    info.family = AF_INET;
+    inet_pton(AF_INET, src, &info.saddr);
+    inet_pton(AF_INET, "10.0.0.2", &info.id.daddr);
+    info.id.spi = htonl(spi);
+    info.id.proto = IPPROTO_ESP;
+    info.reqid = 7;
+    info.mode = XFRM_MODE_TRANSPORT;
+    info.lft = *lft;
+    info.curlft = *cur;
+    return info;
+}
+
 /* An SA as the kernel dumps it (struct xfrm_usersa_info with these lifetimes, then the attribute type with len
  * bytes of data unless type is 0), parsed by ss_parse_sa; its cipher set afterwards. */
 static int parsed_sa_lft(ss_sa *out, const char *src, uint32_t spi, const struct xfrm_lifetime_cfg *lft,
@@ -181,16 +200,7 @@ static int parsed_sa_lft(ss_sa *out, const char *src, uint32_t spi, const struct
     const char *why;
 
     memset(&msg, 0, sizeof(msg));
-    memset(&info, 0, sizeof(info));
-    info.family = AF_INET;
-    inet_pton(AF_INET, src, &info.saddr);
-    inet_pton(AF_INET, "10.0.0.2", &info.id.daddr);
-    info.id.spi = htonl(spi);
-    info.id.proto = IPPROTO_ESP;
-    info.reqid = 7;
-    info.mode = XFRM_MODE_TRANSPORT;
-    info.lft = *lft;
-    info.curlft = *cur;
+    info = usersa(src, spi, lft, cur);
     memcpy(msg.bytes, &info, sizeof(info));
     if (type != 0) {
         put_attr(msg.bytes, &fixed, type, data, len);
@@ -364,6 +374,57 @@ static int add_sa(ss_snap *s, const ss_sa *a)
     }
     s->sas[s->nsas++] = *a;
     return 0;
+}
+
+/* An SA record as the kernel dumps or announces it (struct xfrm_usersa_info from 10.0.0.1 to 10.0.0.2, then
+ * XFRMA_ALG_AEAD with an empty key). */
+typedef struct {
+    union {
+        uint8_t bytes[NLMSG_ALIGN(sizeof(struct xfrm_usersa_info)) + NLA_HDRLEN + sizeof(struct xfrm_algo_aead)];
+        uint64_t align;
+    } msg;
+    size_t len;
+} sa_record;
+
+static void make_sa_record(sa_record *r, uint32_t spi, const struct xfrm_lifetime_cfg *lft,
+                           const struct xfrm_lifetime_cur *cur, const char *aead)
+{
+    struct xfrm_usersa_info info;
+    struct xfrm_algo_aead alg;
+
+    memset(r, 0, sizeof(*r));
+    info = usersa("10.0.0.1", spi, lft, cur);
+    memcpy(r->msg.bytes, &info, sizeof(info));
+    memset(&alg, 0, sizeof(alg));
+    snprintf(alg.alg_name, sizeof(alg.alg_name), "%s", aead);
+    alg.alg_icv_len = 128;
+    r->len = NLMSG_ALIGN(sizeof(info));
+    put_attr(r->msg.bytes, &r->len, XFRMA_ALG_AEAD, &alg, sizeof(alg));
+}
+
+/* A dump of the SA table into s as dump_sas makes one: what soft-expire notifications said kept across. */
+static int redump(ss_snap *s, const sa_record *records, size_t n)
+{
+    ss_sa *kept = NULL;
+    size_t nkept = 0, i;
+    secsock_error err;
+    dump_ctx c = {s, &err};
+    int rc = 0;
+
+    if (sa_save_dying(s, &kept, &nkept) != 0) {
+        return -1;
+    }
+    snap_free_sas(s);
+    for (i = 0; i < n && rc == 0; i++) {
+        rc = on_sa(&c, XFRM_MSG_NEWSA, 0, records[i].msg.bytes, records[i].len);
+    }
+    if (rc == 0 && snap_index_sas(s) == 0) {
+        sa_restore_dying(s, kept, nkept);
+    } else {
+        rc = -1;
+    }
+    free(kept);
+    return rc;
 }
 
 int cmd_synthetic(const char *name);
@@ -579,6 +640,84 @@ int cmd_synthetic(const char *name)
                            sizeof(off));
         }
         rc |= add_policy(&s, &p) | add_sa(&s, &a);
+    } else if (strncmp(name, "sa-due-", 7) == 0) {
+        /* A (0x1001, added 102 s ago) and the older B (0x1002, 200 s ago, no limits), read by a dump: A's
+         * limit fell due 2 s ago, which xfrm_timer_handler may not have acted on yet (its hrtimer runs late). */
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        struct xfrm_lifetime_cfg lft_a, lft_b;
+        struct xfrm_lifetime_cur cur_a, cur_b;
+        sa_record dump[2];
+        int hard = strcmp(name, "sa-due-hard-2s-ago") == 0;
+        lifetimes(&lft_a, &cur_a, 102, -1, hard ? 0 : 100, 0);
+        lifetimes(&lft_b, &cur_b, 200, -1, 0, 0);
+        lft_a.hard_add_expires_seconds = hard ? 100 : 0;
+        if (strcmp(name, "sa-due-soft-bytes") == 0) {
+            lft_a.soft_add_expires_seconds = 0;
+            lft_a.soft_byte_limit = 1000; /* reached by the last packet: acted on at the next one */
+            cur_a.bytes = 1000;
+            cur_a.packets = 1;
+            cur_a.use_time = cur_a.add_time;
+        }
+        /* hard: A is GMAC, so the pick changes only if A is taken as still usable */
+        make_sa_record(&dump[0], 0x1001, &lft_a, &cur_a, hard ? "rfc4543(gcm(aes))" : "rfc4106(gcm(aes))");
+        make_sa_record(&dump[1], 0x1002, &lft_b, &cur_b, hard ? "rfc4106(gcm(aes))" : "rfc4543(gcm(aes))");
+        rc = add_policy(&s, &p) | redump(&s, dump, 2);
+        if (rc == 0) {
+            /* the tail below indexes the SAs anew */
+            free(s.saheads);
+            free(s.sanext);
+            s.saheads = s.sanext = NULL;
+        }
+    } else if (strncmp(name, "sa-update-", 10) == 0) {
+        /* The table of g.cur, as the notification reader keeps it: A (0x1001, AES-GCM, added 110 s ago) and the
+         * older B (0x1002, GMAC, 200 s ago, no limits) dumped; then an XFRM_MSG_UPDSA for A (the request as
+         * sent: the add time it gets is the request's); then a dump if the reader asks for one, which shows A
+         * with its own add time and the update's lifetimes (xfrm_state_update copies lft only). */
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        struct xfrm_lifetime_cfg lft_a, lft_b, lft_upd;
+        struct xfrm_lifetime_cur cur_a, cur_b, cur_upd;
+        sa_record dump[2], upd;
+        size_t i;
+        int stale = strncmp(name, "sa-update-while-stale", 21) == 0;
+        lifetimes(&lft_a, &cur_a, 110, -1, 0, 0);
+        lifetimes(&lft_b, &cur_b, 200, -1, 0, 0);
+        lifetimes(&lft_upd, &cur_upd, 0, -1, 0, 0);
+        if (strcmp(name, "sa-update-soft-still-due") == 0) {
+            lft_a.soft_add_expires_seconds = 100; /* dying these 10 s */
+            lft_upd.soft_add_expires_seconds = 100; /* the update leaves it due: its timer marks it again */
+        } else if (strcmp(name, "sa-update-expired") == 0) {
+            lft_a.hard_add_expires_seconds = 100; /* read as expired: due 10 s ago */
+            lft_upd.hard_add_expires_seconds = 100; /* the request's add time is now: not due in it */
+        } else if (strcmp(name, "sa-update-while-stale-extended") == 0) {
+            lft_upd.soft_add_expires_seconds = 1000; /* no longer due: the update made A live again */
+        } else if (strcmp(name, "sa-update-while-stale-still-due") == 0) {
+            lft_upd.soft_add_expires_seconds = 100; /* still due: dying again once its timer runs */
+        }
+        make_sa_record(&dump[0], 0x1001, &lft_a, &cur_a, "rfc4106(gcm(aes))");
+        make_sa_record(&dump[1], 0x1002, &lft_b, &cur_b, "rfc4543(gcm(aes))");
+        make_sa_record(&upd, 0x1001, &lft_upd, &cur_upd, "rfc4106(gcm(aes))");
+        memset(&g.cur.snap, 0, sizeof(g.cur.snap));
+        g.cur.sa_stale = 0;
+        rc = add_policy(&s, &p) | redump(&g.cur.snap, dump, 2);
+        if (rc == 0 && stale) {
+            /* The kernel's soft expire (a soft limit reached 50 s ago), then something else marks the table
+             * stale (an overrun, a flush), so the update below comes while it is. */
+            rc = notify_soft_expire(&g.cur.snap, 0x1001, 100, 50);
+            g.cur.sa_stale = 1;
+        }
+        if (rc == 0) {
+            (void)on_notify(NULL, XFRM_MSG_UPDSA, 0, upd.msg.bytes, upd.len);
+            if (g.cur.sa_stale) {
+                make_sa_record(&dump[0], 0x1001, &lft_upd, &cur_a, "rfc4106(gcm(aes))");
+                rc = redump(&g.cur.snap, dump, 2);
+            }
+        }
+        for (i = 0; rc == 0 && i < g.cur.snap.nsas; i++) {
+            if (!g.cur.snap.sas[i].dead) {
+                rc = add_sa(&s, &g.cur.snap.sas[i]);
+            }
+        }
+        snap_free_sas(&g.cur.snap);
     } else if (strcmp(name, "unreadable-under-sub-bypass") == 0) {
         ss_policy sub = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         ss_policy unreadable = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 2);
@@ -649,20 +788,15 @@ int cmd_synthetic(const char *name)
             uint64_t align;
         } msg;
         struct xfrm_usersa_info info;
+        struct xfrm_lifetime_cfg lft;
+        struct xfrm_lifetime_cur cur;
         uint8_t short_aead[16] = {0};
         size_t off = NLMSG_ALIGN(sizeof(info));
         secsock_error derr;
         dump_ctx c = {&s, &derr};
         memset(&msg, 0, sizeof(msg));
-        memset(&info, 0, sizeof(info));
-        info.family = AF_INET;
-        inet_pton(AF_INET, "10.0.0.1", &info.saddr);
-        inet_pton(AF_INET, "10.0.0.2", &info.id.daddr);
-        info.id.spi = htonl(0x1002);
-        info.id.proto = IPPROTO_ESP;
-        info.reqid = 7;
-        info.mode = XFRM_MODE_TRANSPORT;
-        info.curlft.add_time = 200;
+        lifetimes(&lft, &cur, 10, -1, 0, 0);
+        info = usersa("10.0.0.1", 0x1002, &lft, &cur);
         memcpy(msg.bytes, &info, sizeof(info));
         put_attr(msg.bytes, &off, XFRMA_ALG_AEAD, short_aead, sizeof(short_aead));
         rc = add_policy(&s, &p) | add_sa(&s, &a) | on_sa(&c, XFRM_MSG_NEWSA, 0, msg.bytes, off);
@@ -693,6 +827,11 @@ int cmd_synthetic(const char *name)
             printf("%s%u", i > 0 ? ", " : "", (unsigned)out.sas[i].spi);
         }
         printf("]}\n");
+    }
+    if (strncmp(name, "sa-due-", 7) == 0) {
+        /* When the SA table is to be read again to settle a time limit's maybe (ms from now; -1: never). */
+        printf("{\"dir\": \"recheck\", \"in_ms\": %lld}\n",
+               s.recheck_at != 0 ? (long long)(s.recheck_at - ss_clock_ms()) : -1LL);
     }
     snap_free_policies(&s);
     snap_free_sas(&s);
