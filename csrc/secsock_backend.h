@@ -144,6 +144,7 @@ enum {
     SECSOCK_REASON_SA_CACHE_UNDECIDABLE, /* 6.12+: SAs that differ fit; the policy's state cache decides */
     SECSOCK_REASON_SA_KIND_UNDECIDABLE, /* a per-CPU or packet-offload SA fits: the CPU or offload policy decides */
     SECSOCK_REASON_MULTIPATH_UNDECIDABLE, /* MPTCP subflows, SCTP paths: other addresses and devices */
+    SECSOCK_REASON_SEC_CTX_UNDECIDABLE, /* a labeled policy or SA (XFRMA_SEC_CTX) may apply: the LSM decides */
     SECSOCK_REASON_COUNT
 };
 

@@ -1752,6 +1752,43 @@ def test_outbound_sa_pick_reads_dying_as_xfrm_timer_proc_sets_it(
 
 
 @pytest.mark.parametrize(
+    ("case", "expected", "recheck"),
+    [
+        ("sa-due-soft-2s-ago", (0, "SA_ORDER_UNDECIDABLE", []), True),
+        ("sa-due-hard-2s-ago", (0, "SA_ORDER_UNDECIDABLE", []), True),
+        ("sa-due-soft-bytes", (0, "SA_ORDER_UNDECIDABLE", []), False),
+        ("sa-update-soft-still-due", (0, "SA_ORDER_UNDECIDABLE", []), None),
+        ("sa-update-expired", (0, "SA_ORDER_UNDECIDABLE", []), None),
+        ("sa-update-while-stale-extended", (1, "ENCRYPTED", [0x1001]), None),
+        ("sa-update-while-stale-still-due", (0, "SA_ORDER_UNDECIDABLE", []), None),
+    ],
+)
+def test_a_time_limit_counts_as_maybe_acted_on_while_the_kernels_timer_may_be_late(
+    driver: str, case: str, expected: tuple[int, str, list[int]], recheck: bool | None
+) -> None:
+    """xfrm_timer_handler acts on a time limit when its hrtimer runs, which may be late: a limit due 2 s ago
+    was read as acted on (an SA dying or expired for sure) though the kernel may still use it as before. And
+    an update clears km.dying and restarts the timer in 1 s (xfrm_state_update): an SA dumped just after an
+    XFRM_MSG_UPDSA was read as dying though not yet marked again; an update of an SA read as expired was
+    applied as if it replaced a larval one (the request's add time, not the SA's: ENCRYPTED); an update that
+    came while the table was stale kept a notified dying across the dump, though the update had cleared it
+    and its new lifetimes showed no soft limit reached. Now a time limit is maybe acted on for 3 s after it
+    fell due and after an update was seen (ranked both ways), an update of an expired SA reads the table
+    again, and a time limit's maybe schedules that read for when it turns sure; a byte limit's maybe does not
+    (the counters are not read per query) (tests/linux_c/synthetic.c)."""
+    result = synthetic(driver, case)
+    protected, reason, spis = expected
+    assert (result["out"]["protected"], result["out"]["reason"], result["out"]["spis"]) == (
+        protected,
+        reason_code(reason),
+        spis,
+    )
+    if recheck is not None:
+        in_ms = result["recheck"]["in_ms"]
+        assert (0 < in_ms <= 1000) if recheck else in_ms == -1, in_ms
+
+
+@pytest.mark.parametrize(
     ("case", "expected"),
     [
         ("sa-cache-6.1", (1, "ENCRYPTED", [0x1001])),
@@ -1813,6 +1850,38 @@ def test_an_unreadable_policy_is_seen_by_a_lookup_that_starts_at_main(driver: st
     kernel may treat by a policy nobody read. Now it is the unreadable-policy error."""
     out = synthetic(driver, "unreadable-under-sub-bypass")["out"]
     assert "secsock cannot read" in out["error"], out
+
+
+@pytest.mark.parametrize(
+    ("case", "direction", "expected"),
+    [
+        ("sec-ctx-policy", "out", (0, "SEC_CTX_UNDECIDABLE", [])),
+        ("sec-ctx-policy-behind", "out", (1, "ENCRYPTED", [0x1001])),
+        ("sec-ctx-policy-tie-older", "out", (0, "TIE_UNDECIDABLE", [])),
+        ("sec-ctx-policy-tie-newer", "out", (0, "TIE_UNDECIDABLE", [])),
+        ("sec-ctx-sa-out-newer", "out", (0, "SEC_CTX_UNDECIDABLE", [])),
+        ("sec-ctx-sa-out-older", "out", (1, "ENCRYPTED", [0x1001])),
+        ("sec-ctx-sa-out-alone", "out", (0, "SEC_CTX_UNDECIDABLE", [])),
+        ("sec-ctx-sa-in-only", "in", (0, "SEC_CTX_UNDECIDABLE", [])),
+        ("sec-ctx-sa-in-beside", "in", (1, "ENCRYPTED", [0x2001])),
+        ("sa-unreadable-out", "out", (0, "SA_KIND_UNDECIDABLE", [])),
+    ],
+)
+def test_security_labels_are_not_decidable_where_they_may_apply(
+    driver: str, case: str, direction: str, expected: tuple[int, str, list[int]]
+) -> None:
+    """XFRMA_SEC_CTX was ignored. The kernel asks the LSM whether a labeled policy may serve the flow's label
+    (xfrm_policy_match -> security_xfrm_policy_lookup) and whether a labeled SA fits the policy and flow
+    (xfrm_state_look_at -> security_xfrm_state_pol_flow_match); the flow's label is not read here. So a
+    labeled policy that could win, or a labeled outbound SA that could be the pick, was taken as surely
+    applying (ENCRYPTED, NOT_ENCRYPTING): now not decidable; a labeled policy tied with the pick is a priority
+    tie; an inbound labeled SA counts only when no unlabeled one fits. And an outbound SA the dump could not
+    read, toward the template's peer, was ignored though it may be the pick (ENCRYPTED): now not decidable.
+    Only an LSM keeps labels, so the records are built by hand as the kernel dumps them
+    (tests/linux_c/synthetic.c)."""
+    got = synthetic(driver, case)[direction]
+    protected, reason, spis = expected
+    assert (got["protected"], got["reason"], got["spis"]) == (protected, reason_code(reason), spis)
 
 
 @pytest.mark.parametrize(

@@ -204,6 +204,14 @@ typedef struct {
 
 #define SS_NBUCKETS 8 /* 2 directions x 2 families x 2 types */
 
+/* An SA add or update a notification showed (sa_note_seen), found again by sa_same_id: the kernel restarted the
+ * SA's timer then, so for SS_TIMER_LATE_S its time limits may not be acted on. */
+#define SS_SA_SEEN_KEPT 4
+typedef struct {
+    ss_sa sa;   /* the notification's SA (no key: ss_sa keeps none) */
+    int64_t at; /* time(NULL) when seen; 0: a free slot */
+} ss_sa_seen;
+
 typedef struct {
     size_t start, end;    /* range in snap.pols */
     uint32_t hmask;       /* heads has hmask + 1 entries */
@@ -236,6 +244,11 @@ typedef struct {
      * cross-check reads these instead of walking every record. In/out policies by direction; live SAs. */
     size_t pol_kept[2];
     size_t sa_live;
+    /* The SA adds and updates seen last (kept across dumps: what a dump reads of those SAs is settled with
+     * them), and when the SA table is read again to settle a time limit's maybe (ss_sa_settle; ss_clock_ms(),
+     * 0: none pending; snap_free_sas clears it, the dump that follows sets it again). */
+    ss_sa_seen seen[SS_SA_SEEN_KEPT];
+    int64_t recheck_at;
 } ss_snap;
 
 /* Collecting a dump. */
@@ -289,9 +302,10 @@ typedef struct {
 
 enum { SS_KNOW_YES = 1, SS_KNOW_NO = 2 }; /* ss_flow.if_id_known, dev_knowable */
 /* ss_flow.mark_doubt; SS_DOUBT_SA_ORDER: outbound SAs that answer differently, ordered by the kernel's hash chains;
- * SS_DOUBT_SOURCE: a tunnel template's source is any and the route's preferred source (not read) picks the SA */
+ * SS_DOUBT_SOURCE: a tunnel template's source is any and the route's preferred source (not read) picks the SA;
+ * SS_DOUBT_SEC_CTX: a labeled policy or SA may apply (the LSM matches labels with the flow's, not read here) */
 enum { SS_DOUBT_NONE = 0, SS_DOUBT_MARK = 1, SS_DOUBT_TIE = 2, SS_DOUBT_DEV = 3, SS_DOUBT_SA_ORDER = 4,
-       SS_DOUBT_SOURCE = 5, SS_DOUBT_SA_CACHE = 6, SS_DOUBT_SA_KIND = 7 };
+       SS_DOUBT_SOURCE = 5, SS_DOUBT_SA_CACHE = 6, SS_DOUBT_SA_KIND = 7, SS_DOUBT_SEC_CTX = 8 };
 /* Does the kernel keep a state cache per policy (6.13, 6.12-stable: xfrm_state_find's pol->state_cache_list)?
  * -1 not read yet (match.c reads uname once), else 0 or 1; the synthetic tests set it. */
 extern int ss_kernel_state_cache;
@@ -345,6 +359,13 @@ int sa_apply(ss_snap *s, int action, const ss_sa *a);
  * the caller frees; NULL when none), for sa_restore_dying to mark dying again in the new table. 0, -1 on ENOMEM. */
 int sa_save_dying(const ss_snap *s, ss_sa **out, size_t *n);
 void sa_restore_dying(ss_snap *s, const ss_sa *kept, size_t n);
+/* Remember that a notification showed an add or update of a (the oldest of SS_SA_SEEN_KEPT entries goes). */
+void sa_note_seen(ss_snap *s, const ss_sa *a, int64_t now);
+/* ss_sa_settle a (not yet in s) at now with what s saw of it, and move s->recheck_at to when that settles. */
+void sa_settle_seen(ss_snap *s, ss_sa *a, int64_t now);
+/* One SA notification (XFRMNLGRP_SA, XFRMNLGRP_EXPIRE) for s, whose SA table is stale or not: 1 applied in
+ * place, 0 nothing to apply (stale: only what a dump cannot show is kept), -1 only a new dump can be trusted. */
+int sa_notify_apply(ss_snap *s, int stale, uint16_t type, const void *payload, size_t len);
 /* Copy *p into s (the caller keeps p); may reallocate pols and leaves the policy index stale until the caller
  * reindexes (snap_index_policies_sorted). On -1 s still owns all it holds, but only a new dump can be trusted. */
 int pol_apply(ss_snap *s, int action, const ss_policy *p);

@@ -77,12 +77,13 @@ static void unreadable_error(const ss_policy *p, secsock_error *err)
 }
 
 /* Would the kernel do the same with either policy? Same action, mark and templates (the selector, priority and
- * if_id already agree where this is asked): then which of two tied policies wins decides nothing. */
+ * if_id already agree where this is asked): then which of two tied policies wins decides nothing. A labeled one
+ * never is: the LSM may skip it for the flow, and it takes other SAs (security_xfrm_state_pol_flow_match). */
 static int pol_equivalent(const ss_policy *a, const ss_policy *b)
 {
     int i;
     if (a->action != b->action || a->ntmpl != b->ntmpl || a->mark_v != b->mark_v || a->mark_m != b->mark_m ||
-        a->if_id != b->if_id || a->unreadable || b->unreadable) {
+        a->if_id != b->if_id || a->unreadable || b->unreadable || a->sec_ctx || b->sec_ctx) {
         return 0;
     }
     for (i = 0; i < a->ntmpl; i++) {
@@ -102,7 +103,7 @@ static int pol_equivalent(const ss_policy *a, const ss_policy *b)
  * give: an update to a new priority puts the policy after every policy of that priority
  * (xfrm_policy_insert_list) though it keeps its index, and 6.18 compares a fresh pos (xfrm_gen_pos) across
  * inexact candidate lists. So such a tie is not decidable here. A policy with a mark the flow may carry counts
- * too; an unreadable one is an error. 1 tie, 0 none, -1 on error.
+ * too, and a labeled one; an unreadable one is an error. 1 tie, 0 none, -1 on error.
  */
 static int tie_differs(const ss_snap *s, const ss_bucket *bk, ss_flow *f, int dir, uint32_t if_id,
                        const ss_policy *best, secsock_error *err)
@@ -262,6 +263,17 @@ static const ss_policy *lookup_from(const ss_snap *s, ss_flow *f, int dir, uint3
                     }
                     continue;
                 }
+                if (p->sec_ctx && !p->unreadable && p->if_id == if_id) {
+                    /* A security label: xfrm_policy_match asks the LSM (security_xfrm_policy_lookup) whether the
+                     * flow's label (fl->flowi_secid, the socket's or the packet's) may use it, and skips it
+                     * when not. That label is not read here: like a mark, undecidable if it could win. */
+                    if (doubt == NULL || p->priority < doubt->priority ||
+                        (p->priority == doubt->priority && p->index < doubt->index)) {
+                        doubt = p;
+                        doubt_kind = SS_DOUBT_SEC_CTX;
+                    }
+                    continue;
+                }
                 if (p->unreadable) {
                     /* It may be the policy the kernel applies: say so rather than guess (issue 14 item 2). */
                     *rc = -1;
@@ -286,7 +298,10 @@ static const ss_policy *lookup_from(const ss_snap *s, ss_flow *f, int dir, uint3
         }
         if (doubt != NULL && (best == NULL || doubt->priority < best->priority ||
                               (doubt->priority == best->priority && doubt->index < best->index))) {
-            f->mark_doubt = doubt_kind;
+            /* A labeled policy tied with the sure pick: the kernel's list order decides first (tie_differs). */
+            f->mark_doubt = doubt_kind == SS_DOUBT_SEC_CTX && best != NULL && doubt->priority == best->priority
+                                ? SS_DOUBT_TIE
+                                : doubt_kind;
             return NULL;
         }
         if (best != NULL) {
@@ -562,9 +577,10 @@ static int sel_match_seen(sel_seen *seen, unsigned pos, const ss_sa *a, ss_flow 
  * surely match, and the answer is not decidable when another candidate the kernel may consider would rank at
  * least as high (or a first-chain candidate exists while the pick comes from the second) and protects
  * differently (sa_protection_same: one of equal protection changes only the SPI the kernel uses):
- * SS_DOUBT_DEV for a selector's device, SS_DOUBT_SA_ORDER for chain order, SS_DOUBT_SOURCE for the tunnel
- * source; and on 6.12+ (SS_DOUBT_SA_CACHE) whatever its rank. Per-CPU and packet-offload SAs:
- * SS_DOUBT_SA_KIND.
+ * SS_DOUBT_DEV for a selector's device, SS_DOUBT_SEC_CTX for a security label (the LSM decides whether it
+ * matches), SS_DOUBT_SA_ORDER for chain order, SS_DOUBT_SOURCE for the tunnel source; and on 6.12+
+ * (SS_DOUBT_SA_CACHE) whatever its rank. Per-CPU and packet-offload SAs, and an unreadable SA toward the
+ * template's destination (its reqid, mode and state unknown): SS_DOUBT_SA_KIND.
  */
 static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_policy *pol, const ss_tmpl *t,
                                      const uint8_t *remote, const uint8_t *local, const dying_guess *g,
@@ -582,6 +598,10 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
         const ss_sa *a = &s->sas[j];
         int cls = sa_out_candidate(a, pol, t, remote, local), m;
 
+        if (a->unreadable && a->family == t->family && a->proto == t->proto && addr_eq(a->daddr, remote, t->family) &&
+            (t->spi == 0 || a->spi == t->spi)) {
+            kind = 1; /* an SA whose reqid, mode, selector and state were not read may be the kernel's pick */
+        }
         if (cls < 0 || cls == 2) {
             continue; /* another source's: only ever a possible candidate (below) */
         }
@@ -600,7 +620,9 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
         /* A per-CPU SA (with XFRM_POLICY_CPU_ACQUIRE the sending CPU picks), a packet-offload one (a software
          * policy skips it, an offload policy takes only such: the policy's offload is not read). */
         kind |= m != 0 && (a->pcpu || a->offload_packet);
-        if (m == 1 && (best[cls] == NULL || sa_outranks(a, best[cls], g))) {
+        /* A labeled SA: xfrm_state_look_at takes it only when the LSM matches its label with the policy's and
+         * the flow's (security_xfrm_state_pol_flow_match), which is not read here: never a sure candidate. */
+        if (m == 1 && !a->sec_ctx && (best[cls] == NULL || sa_outranks(a, best[cls], g))) {
             best[cls] = a;
         }
     }
@@ -636,11 +658,11 @@ static const ss_sa *lookup_sa_out_as(const ss_snap *s, ss_flow *f, const ss_poli
             /* From the route's source, it is in the chain the kernel walks first, whatever its rank. */
             doubt = SS_DOUBT_SOURCE;
         } else if (pick == NULL || (cls == 0 && pass == 1) || sa_ranks_at_least(a, pick, g)) {
-            /* It may be the kernel's pick instead: a maybe-matching selector (the first chain's even against a
+            /* It may be the kernel's pick instead: a maybe-matching selector or label (the first chain's even against a
              * second-chain pick, which the kernel would then not reach), or a sure one the chain order (a tie,
              * a source-any state sharing the first chain's bucket, another source's sharing the source-any
              * chain's) may put first. */
-            doubt = m == SS_SEL_MAYBE ? SS_DOUBT_DEV : SS_DOUBT_SA_ORDER;
+            doubt = a->sec_ctx ? SS_DOUBT_SEC_CTX : m == SS_SEL_MAYBE ? SS_DOUBT_DEV : SS_DOUBT_SA_ORDER;
         } else if (cache) {
             /* 6.12+: xfrm_state_find first walks pol->state_cache_list, the states it used for this policy
              * before (only a delete or the policy's end drops one): any valid candidate may be there. */
@@ -750,9 +772,11 @@ static const ss_sa *lookup_sa(const ss_snap *s, ss_flow *f, int dir, const ss_po
                 continue;
             }
         }
-        if (marked || m == SS_SEL_MAYBE) {
-            /* cleared again if an SA that surely fits is found */
-            f->mark_doubt = marked ? SS_DOUBT_MARK : SS_DOUBT_DEV;
+        if (marked || m == SS_SEL_MAYBE || a->sec_ctx) {
+            /* cleared again if an SA that surely fits is found. A labeled SA carries the peer's packets only if
+             * the LSM lets the flow's policy and socket take them (the packet's label is the SA's, matched in
+             * the policy lookup and at the socket's receive), which is not read here. */
+            f->mark_doubt = a->sec_ctx ? SS_DOUBT_SEC_CTX : marked ? SS_DOUBT_MARK : SS_DOUBT_DEV;
             continue;
         }
         if (best == NULL || sa_outranks(a, best, NULL)) {
@@ -808,6 +832,7 @@ static uint8_t doubt_reason(const ss_flow *f)
            : f->mark_doubt == SS_DOUBT_SOURCE   ? SECSOCK_REASON_TUNNEL_SOURCE_UNDECIDABLE
            : f->mark_doubt == SS_DOUBT_SA_CACHE ? SECSOCK_REASON_SA_CACHE_UNDECIDABLE
            : f->mark_doubt == SS_DOUBT_SA_KIND  ? SECSOCK_REASON_SA_KIND_UNDECIDABLE
+           : f->mark_doubt == SS_DOUBT_SEC_CTX  ? SECSOCK_REASON_SEC_CTX_UNDECIDABLE
                                                 : SECSOCK_REASON_MARK_UNDECIDABLE;
 }
 

@@ -108,6 +108,25 @@ static int parse_mark_or_if_id(uint16_t type, const uint8_t *data, size_t dlen, 
     return 0;
 }
 
+/* XFRMA_SEC_CTX (struct xfrm_user_sec_ctx, then ctx_len bytes of label: copy_sec_ctx), shared by policies and
+ * SAs: only its presence is kept, since the label is matched by the LSM against the flow's, which is not read. */
+static int parse_sec_ctx(const uint8_t *data, size_t dlen, uint8_t *sec_ctx, const char **why)
+{
+    struct xfrm_user_sec_ctx uctx;
+
+    if (dlen < sizeof(uctx)) {
+        *why = "security context attribute shorter than struct xfrm_user_sec_ctx";
+        return SS_PARSE_BAD;
+    }
+    memcpy(&uctx, data, sizeof(uctx));
+    if (uctx.ctx_len > dlen - sizeof(uctx)) {
+        *why = "security context longer than its attribute";
+        return SS_PARSE_BAD;
+    }
+    *sec_ctx = 1;
+    return SS_PARSE_OK;
+}
+
 int ss_parse_policy(const void *payload, size_t len, ss_policy *out, const char **why)
 {
     struct xfrm_userpolicy_info info;
@@ -207,6 +226,11 @@ int ss_parse_policy(const void *payload, size_t len, ss_policy *out, const char 
                 return SS_PARSE_BAD;
             }
             break;
+        case XFRMA_SEC_CTX:
+            if (parse_sec_ctx(data, dlen, &out->sec_ctx, why) != SS_PARSE_OK) {
+                return SS_PARSE_BAD;
+            }
+            break;
         default:
             break; /* attributes that do not change which flows the policy selects */
         }
@@ -231,19 +255,64 @@ static int count_limit_due(const struct xfrm_lifetime_cur *cur, uint64_t byte_li
     return cur->bytes >= byte_limit || cur->packets >= packet_limit;
 }
 
+#define SS_DUE_AGE_MAX ((int64_t)1 << 30) /* a limit due longer ago counts as due this long ago */
+
 /*
- * A time limit as xfrm_timer_proc applies it: tmo = limit + base - now in the kernel's signed time64_t (a limit
- * near 2^64 wraps to the past), base the add time or, for a use limit, use_time ?: now (never due while the SA
- * is unused). 0 not due (or no limit), 1 due this second or the last (its timer runs when the limit falls due,
- * within about a second, so whether it has yet cannot be told), 2 due long enough ago that it has.
+ * A time limit as xfrm_timer_handler applies it: tmo = limit + base - now in the kernel's signed time64_t (a
+ * limit near 2^64 wraps to the past), base the add time or, for a use limit, use_time ?: now (never due while
+ * the SA is unused). -1 not due (or no limit), else how many seconds ago it fell due (at most SS_DUE_AGE_MAX).
  */
-static int time_limit_due(uint64_t now, uint64_t base, uint64_t limit)
+static int64_t time_limit_age(uint64_t now, uint64_t base, uint64_t limit)
 {
     int64_t tmo = (int64_t)(limit + base - now);
     if (limit == 0 || tmo > 0) {
+        return -1;
+    }
+    return tmo < -SS_DUE_AGE_MAX ? SS_DUE_AGE_MAX : -tmo;
+}
+
+/* The second the earliest of two time limits fell due (ages as time_limit_age gives them), 0 when neither. */
+static int64_t time_limits_due_at(int64_t now, int64_t age_a, int64_t age_b)
+{
+    int64_t age = age_a > age_b ? age_a : age_b;
+    return age < 0 ? 0 : now - age;
+}
+
+/* 0 no reached time limit (due_at 0), 1 maybe acted on (a maybe that turns sure at *settles), 2 acted on. */
+static int time_limit_state(int64_t due_at, int64_t now, int64_t seen_at, int64_t *settles)
+{
+    int64_t sure_at;
+    if (due_at == 0) {
         return 0;
     }
-    return tmo > -2 ? 1 : 2;
+    sure_at = due_at + SS_TIMER_LATE_S;
+    if (seen_at != 0 && seen_at + SS_TIMER_LATE_S > sure_at) {
+        sure_at = seen_at + SS_TIMER_LATE_S;
+    }
+    if (now >= sure_at) {
+        return 2;
+    }
+    if (*settles == 0 || sure_at < *settles) {
+        *settles = sure_at;
+    }
+    return 1;
+}
+
+int64_t ss_sa_settle(ss_sa *a, int64_t now, int64_t seen_at)
+{
+    int64_t settles = 0;
+    int soft = time_limit_state(a->soft_due_at, now, seen_at, &settles);
+    int hard = time_limit_state(a->hard_due_at, now, seen_at, &settles);
+
+    /* XFRM_STATE_EXPIRED: xfrm_state_check_expire (hard byte and packet limits) and xfrm_timer_handler (hard add
+     * limit from add_time, hard use limit from use_time). km.dying: xfrm_state_check_expire (soft byte and packet
+     * limits) and xfrm_timer_handler (soft add and use limits); an update clears it (xfrm_state_update) until the
+     * timer it restarts runs. One that may not have been acted on yet is ranked both ways (match.c). */
+    a->expired = (uint8_t)(a->hard_count == 2 || hard == 2);
+    a->expired_maybe = (uint8_t)(!a->expired && (a->hard_count == 1 || hard == 1));
+    a->dying = (uint8_t)(a->dying_notified || a->soft_count == 2 || soft == 2);
+    a->dying_maybe = (uint8_t)(!a->dying && (a->soft_count == 1 || soft == 1));
+    return settles;
 }
 
 /* One of the SA's algorithm attributes: which structure it holds and where its name goes. */
@@ -296,7 +365,7 @@ static int parse_sa_at(const void *payload, size_t len, size_t fixed, ss_sa *out
     uint16_t type;
     const uint8_t *data;
     size_t dlen;
-    int r, soft, soft_add, soft_use, hard, hard_add, hard_use;
+    int r;
     uint64_t now = (uint64_t)time(NULL), use_base;
 
     *why = "";
@@ -324,22 +393,18 @@ static int parse_sa_at(const void *payload, size_t len, size_t fixed, ss_sa *out
         *why = "SA selector has a bad family or prefix length";
         return SS_PARSE_BAD;
     }
-    /* XFRM_STATE_EXPIRED: xfrm_state_check_expire (hard byte and packet limits) and xfrm_timer_proc (hard add
-     * limit from add_time, hard use limit from use_time); one that may not have been acted on yet is ranked
-     * both ways (expired_maybe). A wall-clock step is not modelled (the timer's XFRM_SOFT_EXPIRE fix-up). */
+    /* The limits as the kernel computes them (ss_sa_settle says what they mean now). A wall-clock step is not
+     * modelled (the timer's XFRM_SOFT_EXPIRE fix-up). */
     use_base = info.curlft.use_time != 0 ? info.curlft.use_time : now;
-    hard = count_limit_due(&info.curlft, info.lft.hard_byte_limit, info.lft.hard_packet_limit);
-    hard_add = time_limit_due(now, info.curlft.add_time, info.lft.hard_add_expires_seconds);
-    hard_use = time_limit_due(now, use_base, info.lft.hard_use_expires_seconds);
-    out->expired = (uint8_t)(hard == 2 || hard_add == 2 || hard_use == 2);
-    out->expired_maybe = (uint8_t)(!out->expired && (hard == 1 || hard_add == 1 || hard_use == 1));
-    /* km.dying: xfrm_state_check_expire (soft byte and packet limits) and xfrm_timer_proc (soft add limit from
-     * add_time; soft use limit from use_time, only once the SA was used). */
-    soft = count_limit_due(&info.curlft, info.lft.soft_byte_limit, info.lft.soft_packet_limit);
-    soft_add = time_limit_due(now, info.curlft.add_time, info.lft.soft_add_expires_seconds);
-    soft_use = time_limit_due(now, use_base, info.lft.soft_use_expires_seconds);
-    out->dying = (uint8_t)(soft == 2 || soft_add == 2 || soft_use == 2);
-    out->dying_maybe = (uint8_t)(!out->dying && (soft == 1 || soft_add == 1 || soft_use == 1));
+    out->hard_count = (uint8_t)count_limit_due(&info.curlft, info.lft.hard_byte_limit, info.lft.hard_packet_limit);
+    out->hard_due_at = time_limits_due_at((int64_t)now,
+                                          time_limit_age(now, info.curlft.add_time, info.lft.hard_add_expires_seconds),
+                                          time_limit_age(now, use_base, info.lft.hard_use_expires_seconds));
+    out->soft_count = (uint8_t)count_limit_due(&info.curlft, info.lft.soft_byte_limit, info.lft.soft_packet_limit);
+    out->soft_due_at = time_limits_due_at((int64_t)now,
+                                          time_limit_age(now, info.curlft.add_time, info.lft.soft_add_expires_seconds),
+                                          time_limit_age(now, use_base, info.lft.soft_use_expires_seconds));
+    (void)ss_sa_settle(out, (int64_t)now, 0);
 
     it.p = (const uint8_t *)payload + (fixed < len ? fixed : len);
     it.left = fixed < len ? len - fixed : 0;
@@ -369,6 +434,11 @@ static int parse_sa_at(const void *payload, size_t len, size_t fixed, ss_sa *out
             break;
         case XFRMA_SA_PCPU:
             out->pcpu = 1;
+            break;
+        case XFRMA_SEC_CTX:
+            if (parse_sec_ctx(data, dlen, &out->sec_ctx, why) != SS_PARSE_OK) {
+                return SS_PARSE_BAD;
+            }
             break;
         case XFRMA_OFFLOAD_DEV: {
             struct xfrm_user_offload off;

@@ -60,7 +60,9 @@ int on_sa(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t
     if (type != XFRM_MSG_NEWSA) {
         return 0;
     }
-    if (ss_parse_sa(payload, len, &a, &why) != SS_PARSE_OK) {
+    if (ss_parse_sa(payload, len, &a, &why) == SS_PARSE_OK) {
+        sa_settle_seen(c->s, &a, (int64_t)time(NULL)); /* an SA added or updated just now: its timer restarted */
+    } else {
         /* Not a failure of every query (issue 14 item 2): an SA of another family serves no socket; one whose
          * identity was read is kept as unreadable, so a flow it could serve is never called encrypted. */
         ss_sa id;
@@ -569,17 +571,13 @@ int on_notify(void *vctx, uint16_t type, uint16_t flags, const void *payload, si
         /* SAs come and go with every rekey: apply the change in place. Each message carries the SA's whole
          * new state (or its removal), so replaying what was queued since the subscription on top of a dump
          * converges to the kernel's table whatever the dump already held. Any doubt means a new dump. */
-        if (!g.cur.sa_stale) {
-            ss_sa a;
-            const char *why;
-            int action;
-            if (ss_parse_sa_notify(type, payload, len, &a, &action, &why) != SS_PARSE_OK ||
-                sa_apply(&g.cur.snap, action, &a) != 0) {
+        {
+            int r = sa_notify_apply(&g.cur.snap, g.cur.sa_stale, type, payload, len);
+            if (r < 0) {
                 g.cur.sa_stale = 1;
-            } else {
+            } else if (r > 0) {
                 g.sa_updates++;
             }
-            explicit_bzero(&a, sizeof(a));
         }
         break;
     default:
@@ -717,6 +715,11 @@ static void check_age_locked(int64_t now)
         g.cur.pol_stale = 1;
     }
     if (!g.cur.sa_stale && now - g.cur.sa_dumped_at >= SS_SNAPSHOT_MAX_AGE_MS) {
+        g.cur.sa_stale = 1;
+    }
+    if (!g.cur.sa_stale && g.cur.snap.recheck_at != 0 && now >= g.cur.snap.recheck_at) {
+        /* A time limit read as maybe acted on is sure by now (ss_sa_settle): read it again to settle the answer
+         * (the timer's expire message settles it too, but only if it came after our subscription). */
         g.cur.sa_stale = 1;
     }
 }

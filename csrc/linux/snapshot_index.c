@@ -30,6 +30,7 @@ void snap_free_sas(ss_snap *s)
     s->nsas = s->sacap = s->nplain = s->plaincap = 0;
     s->sahmask = 0;
     s->sa_live = 0;
+    s->recheck_at = 0; /* no SA left to settle; the seen list stays: the dump that follows reads with it */
 }
 
 static uint32_t table_size(size_t n)
@@ -323,6 +324,77 @@ void sa_restore_dying(ss_snap *s, const ss_sa *kept, size_t n)
     }
 }
 
+void sa_note_seen(ss_snap *s, const ss_sa *a, int64_t now)
+{
+    ss_sa_seen *slot = &s->seen[0];
+    size_t i;
+
+    for (i = 0; i < SS_SA_SEEN_KEPT; i++) {
+        ss_sa_seen *e = &s->seen[i];
+        if (e->at != 0 && sa_same_id(&e->sa, a)) {
+            slot = e;
+            break;
+        }
+        if (e->at < slot->at) {
+            slot = e; /* a free slot (0) or the oldest */
+        }
+    }
+    slot->sa = *a;
+    slot->at = now;
+}
+
+void sa_settle_seen(ss_snap *s, ss_sa *a, int64_t now)
+{
+    int64_t seen_at = 0, settles;
+    size_t i;
+
+    for (i = 0; i < SS_SA_SEEN_KEPT; i++) {
+        if (s->seen[i].at != 0 && sa_same_id(&s->seen[i].sa, a)) {
+            seen_at = s->seen[i].at;
+        }
+    }
+    settles = ss_sa_settle(a, now, seen_at);
+    if (settles != 0) {
+        /* In the freshness clock's terms (refresh_locked compares it): whole seconds from now on. */
+        int64_t at = ss_clock_ms() + (settles - now) * 1000;
+        if (s->recheck_at == 0 || at < s->recheck_at) {
+            s->recheck_at = at;
+        }
+    }
+}
+
+int sa_notify_apply(ss_snap *s, int stale, uint16_t type, const void *payload, size_t len)
+{
+    ss_sa a;
+    const char *why;
+    int action, r;
+    int64_t now = (int64_t)time(NULL);
+
+    if (stale && type != XFRM_MSG_NEWSA && type != XFRM_MSG_UPDSA) {
+        return 0; /* the dump to come reads it */
+    }
+    if (ss_parse_sa_notify(type, payload, len, &a, &action, &why) != SS_PARSE_OK) {
+        explicit_bzero(&a, sizeof(a));
+        return stale ? 0 : -1;
+    }
+    if (action == SS_SA_UPSERT || action == SS_SA_UPDATE) {
+        /* The kernel (re)started the SA's timer (__xfrm_state_insert, xfrm_state_update: in 1 s), and an
+         * update cleared km.dying: for a while its time limits may not be acted on, in this copy and in
+         * what a dump reads of it, even a dump for a stale table, which must not keep a notified dying. */
+        sa_note_seen(s, &a, now);
+        sa_settle_seen(s, &a, now);
+        if (stale && action == SS_SA_UPDATE) {
+            int32_t prev, j = sa_find(s, &a, &prev);
+            if (j >= 0) {
+                s->sas[j].dying_notified = 0;
+            }
+        }
+    }
+    r = stale ? 0 : sa_apply(s, action, &a) != 0 ? -1 : 1;
+    explicit_bzero(&a, sizeof(a));
+    return r;
+}
+
 /* Apply one SA notification to the snapshot's SA table: 0, or -1 when only a new dump can be trusted. */
 int sa_apply(ss_snap *s, int action, const ss_sa *a)
 {
@@ -338,9 +410,11 @@ int sa_apply(ss_snap *s, int action, const ss_sa *a)
     if (j < 0 && sa_unreadable_twin(s, a)) {
         return -1; /* maybe about an SA we could not read whole: it must not stay in the table */
     }
-    if (action == SS_SA_UPDATE && j >= 0 && sa_valid(&s->sas[j])) {
+    if (action == SS_SA_UPDATE && j >= 0 && (sa_valid(&s->sas[j]) || s->sas[j].expired)) {
         /* The kernel updates a valid SA only in part (lifetimes, selector, encapsulation) yet announces the
-         * request as sent: only a dump tells what the SA is now. A larval SA is replaced whole: apply it.
+         * request as sent: only a dump tells what the SA is now. So for one read as expired: the kernel took
+         * the update, so its timer had not yet acted (xfrm_state_update needs XFRM_STATE_VALID), and the SA
+         * keeps its add time, not the request's. A larval SA is replaced whole: apply it.
          * The update clears km.dying (xfrm_state_update): the dump must not keep a notified one. */
         s->sas[j].dying_notified = 0;
         return -1;

@@ -50,6 +50,7 @@ typedef struct {
     uint32_t mark_v, mark_m;
     uint32_t if_id;
     uint8_t unreadable; /* its selector was read, the rest not: a flow it selects gets an error, not a guess */
+    uint8_t sec_ctx;    /* XFRMA_SEC_CTX: a security label, whose match with the flow's the LSM decides */
     ss_tmpl tmpl[SS_XFRM_MAX_TMPL];
 } ss_policy;
 
@@ -66,8 +67,13 @@ typedef struct {
     uint32_t mark_v, mark_m;
     uint32_t if_id;
     uint64_t add_time;
+    /* The lifetimes as read (ss_sa_settle makes the four flags below from them): the wall-clock second the
+     * earliest reached soft (hard) time limit fell due, 0 when none is reached; the byte and packet limits as
+     * count_limit_due reads them (0 not reached, 1 reached by the last packet: acted on at the next, 2 acted on). */
+    int64_t soft_due_at, hard_due_at;
+    uint8_t soft_count, hard_count;
     uint8_t dying;   /* a soft limit was reached: the kernel prefers other SAs */
-    uint8_t dying_maybe; /* a soft time limit falls due now: the kernel's timer may not have marked it yet */
+    uint8_t dying_maybe; /* a soft limit was reached just now: the kernel may not have marked it yet */
     uint8_t dying_notified; /* made dying by a soft-expire notification: kept across dumps (sa_restore_dying) */
     uint8_t pcpu;           /* XFRMA_SA_PCPU: a per-CPU SA */
     uint8_t offload_packet; /* XFRMA_OFFLOAD_DEV with XFRM_OFFLOAD_PACKET: software policies skip it */
@@ -75,10 +81,25 @@ typedef struct {
     uint8_t expired_maybe; /* a hard limit was reached just now: the kernel may not have acted on it yet */
     uint8_t dead;    /* removed from the snapshot by a notification (a hole until the next compaction) */
     uint8_t unreadable; /* only its identity (family, proto, daddr) was read: never used, never trusted */
+    uint8_t sec_ctx;    /* XFRMA_SEC_CTX: a security label, whose match with the policy and flow the LSM decides */
     char encryption[SS_ALG_NAME];
     char integrity[SS_ALG_NAME];
     char aead[SS_ALG_NAME];
 } ss_sa;
+
+/* How long the kernel may take to act on a time limit that fell due (xfrm_timer_handler, an hrtimer that may run
+ * late), or that an add or update restarted (xfrm_state_update, __xfrm_state_insert: the timer runs again in
+ * 1 s, and km.dying is 0 until then): within this many seconds, either way. */
+#define SS_TIMER_LATE_S 3
+
+/*
+ * The SA's dying, dying_maybe, expired and expired_maybe at wall-clock second now, from its lifetimes as read
+ * (ss_parse_sa) and seen_at, the second an add or update of it was last seen (0: none): a time limit counts as
+ * maybe acted on for SS_TIMER_LATE_S after it fell due and after seen_at; a byte or packet limit as
+ * count_limit_due says. dying_notified keeps it dying. Returns the second from which a time limit's maybe turns
+ * sure (the SA table is read again then to settle the answer), 0 when none is pending.
+ */
+int64_t ss_sa_settle(ss_sa *a, int64_t now, int64_t seen_at);
 
 /* Results of the parsers. */
 enum { SS_PARSE_OK = 0, SS_PARSE_SKIP = 1, SS_PARSE_BAD = -1 };

@@ -68,8 +68,9 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "may choose per message) could not be told",
     "not decidable here: SAs that differ could each be the one the kernel picks for a template (added in the "
     "same second and as little dying, one toward any source address next to one from this flow's or from "
-    "another source, or one whose soft lifetime falls due this second), and which one it takes depends on the "
-    "order of its hash chains, which the dump does not show, or on whether its timer has run yet",
+    "another source, or one whose lifetime limit fell due, or that was updated, in the last seconds), and which one "
+    "it takes depends on the order of its hash chains, which the dump does not show, or on whether its timer has "
+    "run yet",
     "not decidable here: the device the socket sends by decides (whether the flow leaves by an XFRM "
     "interface, whose if_id policies then apply, or whether the peer is reached over loopback), and it cannot "
     "be read (a device an IPv4 UDP message's IP_PKTINFO names, an unbound UDPv6 socket's IPV6_PKTINFO, a "
@@ -89,6 +90,8 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "multihomed SCTP association's other addresses), from and to other addresses and by other devices than "
     "the one the socket names, which the policies may treat otherwise (a host without any XFRM policy for "
     "the direction answers for all of them)",
+    "not decidable here: a policy or SA with a security label (XFRMA_SEC_CTX) may apply, and whether the "
+    "kernel's LSM (SELinux) matches its label with the flow's, which is not read here, decides",
 };
 static PyObject *reason_object(module_state *st, const secsock_result *r)
 {

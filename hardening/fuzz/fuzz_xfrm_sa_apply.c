@@ -78,7 +78,8 @@ static int on_message(void *vctx, uint16_t type, uint16_t flags, const void *pay
         return 0; /* the backend marks the table stale: a dump of the unchanged truth */
     }
     m = model_find(c, &a);
-    valid_before = m >= 0 && sa_valid(&c->model[m]);
+    /* not larval: valid, or read as expired (the kernel updates such an SA in part: sa_apply dumps again) */
+    valid_before = m >= 0 && (sa_valid(&c->model[m]) || c->model[m].expired);
     /* The truth after this notification. */
     switch (action) {
     case SS_SA_UPSERT:
@@ -107,7 +108,7 @@ static int on_message(void *vctx, uint16_t type, uint16_t flags, const void *pay
         break;
     }
     if (sa_apply(&c->snap, action, &a) != 0) {
-        /* Allowed only where the backend documents it: a resync, or an update of a valid SA. */
+        /* Allowed only where the backend documents it: a resync, or an update of an SA that is not larval. */
         if (!(action == SS_SA_RESYNC || (action == SS_SA_UPDATE && valid_before))) {
             abort();
         }

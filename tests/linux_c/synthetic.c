@@ -81,6 +81,23 @@
  *                    one SA, dumped with XFRMA_SA_PCPU (a per-CPU SA: with XFRM_POLICY_CPU_ACQUIRE the CPU
  *                    decides) or with XFRMA_OFFLOAD_DEV flagged XFRM_OFFLOAD_PACKET (a software policy skips it;
  *                    an offload policy, not read here, takes only such): not decidable.
+ *   sec-ctx-policy / sec-ctx-policy-behind / sec-ctx-policy-tie-older / sec-ctx-policy-tie-newer
+ *                    out policies parsed from dumps, one labeled (XFRMA_SEC_CTX; only an LSM keeps labels, so no
+ *                    kernel here dumps one), with an AES-GCM SA. -policy: the labeled ESP policy (priority 0)
+ *                    before an unlabeled bypass (10): the LSM may skip it for the flow's label (xfrm_policy_match
+ *                    -> security_xfrm_policy_lookup): not decidable. -behind: the labeled one at 10 behind an
+ *                    unlabeled ESP one at 0: ENCRYPTED. -tie-*: both ESP at priority 0, the labeled one older or
+ *                    newer: a priority tie.
+ *   sec-ctx-sa-out-newer / sec-ctx-sa-out-older / sec-ctx-sa-out-alone
+ *                    an unlabeled out policy; an unlabeled AES-GCM SA (t100) and a labeled GMAC one, newer (t200)
+ *                    or older (t50), or the labeled one alone: xfrm_state_look_at takes it only if
+ *                    security_xfrm_state_pol_flow_match says so: newer or alone, not decidable; older, AES-GCM.
+ *   sec-ctx-sa-in-only / sec-ctx-sa-in-beside
+ *                    an unlabeled in policy; a labeled AES-GCM SA from the peer alone (not decidable) or beside an
+ *                    unlabeled one (ENCRYPTED, the unlabeled one listed).
+ *   sa-unreadable-out
+ *                    an out ESP policy, an AES-GCM SA and one toward the same peer whose dump record cannot be
+ *                    read (kept by on_sa as its identity only): it may be the pick: not decidable.
  *   unreadable-under-sub-bypass
  *                    a sub bypass (priority 0), an unreadable policy (priority 5, kept in the SUB bucket) and
  *                    a main bypass (priority 10): the sub bypass is bundled with MAIN's pick, which may be the
@@ -137,6 +154,37 @@ static ss_sa esp_sa(const char *src, const char *dst, uint32_t spi, uint64_t add
     return a;
 }
 
+/* Append a netlink attribute at buf + *off (the caller sized buf), advancing *off past its padding. */
+static void put_attr(uint8_t *buf, size_t *off, uint16_t type, const void *data, size_t len)
+{
+    struct nlattr at;
+
+    at.nla_len = (uint16_t)(NLA_HDRLEN + len);
+    at.nla_type = type;
+    memcpy(buf + *off, &at, sizeof(at));
+    memcpy(buf + *off + NLA_HDRLEN, data, len);
+    *off += NLA_ALIGN(NLA_HDRLEN + len);
+}
+
+/* struct xfrm_usersa_info of an ESP transport SA from src to 10.0.0.2 (reqid 7) with these lifetimes. */
+static struct xfrm_usersa_info usersa(const char *src, uint32_t spi, const struct xfrm_lifetime_cfg *lft,
+                                      const struct xfrm_lifetime_cur *cur)
+{
+    struct xfrm_usersa_info info;
+
+    memset(&info, 0, sizeof(info));
+    info.family = AF_INET;
+    inet_pton(AF_INET, src, &info.saddr);
+    inet_pton(AF_INET, "10.0.0.2", &info.id.daddr);
+    info.id.spi = htonl(spi);
+    info.id.proto = IPPROTO_ESP;
+    info.reqid = 7;
+    info.mode = XFRM_MODE_TRANSPORT;
+    info.lft = *lft;
+    info.curlft = *cur;
+    return info;
+}
+
 /* An SA as the kernel dumps it (struct xfrm_usersa_info with these lifetimes, then the attribute type with len
  * bytes of data unless type is 0), parsed by ss_parse_sa; its cipher set afterwards. */
 static int parsed_sa_lft(ss_sa *out, const char *src, uint32_t spi, const struct xfrm_lifetime_cfg *lft,
@@ -148,28 +196,14 @@ static int parsed_sa_lft(ss_sa *out, const char *src, uint32_t spi, const struct
         uint64_t align;
     } msg;
     struct xfrm_usersa_info info;
-    struct nlattr at;
     size_t fixed = NLMSG_ALIGN(sizeof(info));
     const char *why;
 
     memset(&msg, 0, sizeof(msg));
-    memset(&info, 0, sizeof(info));
-    info.family = AF_INET;
-    inet_pton(AF_INET, src, &info.saddr);
-    inet_pton(AF_INET, "10.0.0.2", &info.id.daddr);
-    info.id.spi = htonl(spi);
-    info.id.proto = IPPROTO_ESP;
-    info.reqid = 7;
-    info.mode = XFRM_MODE_TRANSPORT;
-    info.lft = *lft;
-    info.curlft = *cur;
+    info = usersa(src, spi, lft, cur);
     memcpy(msg.bytes, &info, sizeof(info));
     if (type != 0) {
-        at.nla_len = (uint16_t)(NLA_HDRLEN + len);
-        at.nla_type = type;
-        memcpy(msg.bytes + fixed, &at, sizeof(at));
-        memcpy(msg.bytes + fixed + NLA_HDRLEN, data, len);
-        fixed += NLA_ALIGN(NLA_HDRLEN + len);
+        put_attr(msg.bytes, &fixed, type, data, len);
     }
     if (ss_parse_sa(msg.bytes, fixed, out, &why) != SS_PARSE_OK) {
         fprintf(stderr, "parse: %s\n", why);
@@ -207,6 +241,93 @@ static int parsed_sa(ss_sa *out, const char *src, uint32_t spi, int64_t added_ag
 
     lifetimes(&lft, &cur, added_ago, used_ago, soft_add, soft_use);
     return parsed_sa_lft(out, src, spi, &lft, &cur, aead, type, data, len);
+}
+
+/* A security label as the kernel dumps it (XFRMA_SEC_CTX: copy_sec_ctx), written to out; its length. Only an
+ * LSM (SELinux) keeps labels, so no kernel here dumps one. */
+static size_t sec_ctx_attr(uint8_t *out, size_t room)
+{
+    static const char label[] = "system_u:object_r:ipsec_spd_t:s0";
+    struct xfrm_user_sec_ctx uctx;
+
+    if (room < sizeof(uctx) + sizeof(label)) {
+        return 0;
+    }
+    memset(&uctx, 0, sizeof(uctx));
+    uctx.len = (uint16_t)(sizeof(uctx) + sizeof(label));
+    uctx.exttype = XFRMA_SEC_CTX;
+    uctx.ctx_alg = 1; /* XFRM_SC_ALG_SELINUX */
+    uctx.ctx_doi = 1; /* XFRM_SC_DOI_LSM */
+    uctx.ctx_len = (uint16_t)sizeof(label);
+    memcpy(out, &uctx, sizeof(uctx));
+    memcpy(out + sizeof(uctx), label, sizeof(label));
+    return sizeof(uctx) + sizeof(label);
+}
+
+/* An ESP transport policy (reqid 7) from src to dst as the kernel dumps it, labeled (XFRMA_SEC_CTX) or not,
+ * parsed by ss_parse_policy. */
+static int parsed_policy(ss_policy *out, int dir, const char *src, const char *dst, uint32_t index,
+                         uint32_t priority, int labeled)
+{
+    union {
+        uint8_t bytes[NLMSG_ALIGN(sizeof(struct xfrm_userpolicy_info)) + 2 * NLA_HDRLEN +
+                      NLA_ALIGN(sizeof(struct xfrm_user_tmpl)) + 64];
+        uint64_t align;
+    } msg;
+    struct xfrm_userpolicy_info info;
+    struct xfrm_user_tmpl t;
+    uint8_t label[64];
+    size_t off = NLMSG_ALIGN(sizeof(info)), llen;
+    const char *why;
+
+    memset(&msg, 0, sizeof(msg));
+    memset(&info, 0, sizeof(info));
+    info.sel.family = AF_INET;
+    inet_pton(AF_INET, src, &info.sel.saddr);
+    inet_pton(AF_INET, dst, &info.sel.daddr);
+    info.sel.prefixlen_s = info.sel.prefixlen_d = 32;
+    info.lft.soft_byte_limit = info.lft.hard_byte_limit = XFRM_INF;
+    info.lft.soft_packet_limit = info.lft.hard_packet_limit = XFRM_INF;
+    info.priority = priority;
+    info.index = index;
+    info.dir = (uint8_t)dir;
+    info.action = XFRM_POLICY_ALLOW;
+    memcpy(msg.bytes, &info, sizeof(info));
+    memset(&t, 0, sizeof(t));
+    t.family = AF_INET;
+    t.id.proto = IPPROTO_ESP;
+    t.mode = XFRM_MODE_TRANSPORT;
+    t.reqid = 7;
+    t.aalgos = t.ealgos = t.calgos = ~0u;
+    put_attr(msg.bytes, &off, XFRMA_TMPL, &t, sizeof(t));
+    if (labeled) {
+        llen = sec_ctx_attr(label, sizeof(label));
+        put_attr(msg.bytes, &off, XFRMA_SEC_CTX, label, llen);
+    }
+    if (ss_parse_policy(msg.bytes, off, out, &why) != SS_PARSE_OK) {
+        fprintf(stderr, "parse: %s\n", why);
+        return -1;
+    }
+    return 0;
+}
+
+/* An ESP SA (AES-GCM unless aead says otherwise) from src to dst added at add_time, labeled or not, as parsed from
+ * the kernel's dump. */
+static int parsed_sa_at(ss_sa *out, const char *src, const char *dst, uint32_t spi, uint64_t add_time,
+                        const char *aead, int labeled)
+{
+    struct xfrm_lifetime_cfg lft;
+    struct xfrm_lifetime_cur cur;
+    uint8_t label[64];
+    size_t llen = labeled ? sec_ctx_attr(label, sizeof(label)) : 0;
+
+    lifetimes(&lft, &cur, 0, -1, 0, 0);
+    cur.add_time = add_time;
+    if (parsed_sa_lft(out, src, spi, &lft, &cur, aead, labeled ? XFRMA_SEC_CTX : 0, label, llen) != 0) {
+        return -1;
+    }
+    v4(out->daddr, dst);
+    return 0;
 }
 
 /* A soft-expire notification (XFRM_MSG_EXPIRE, hard 0) for an SA from 10.0.0.1 added added_ago seconds ago with
@@ -253,6 +374,57 @@ static int add_sa(ss_snap *s, const ss_sa *a)
     }
     s->sas[s->nsas++] = *a;
     return 0;
+}
+
+/* An SA record as the kernel dumps or announces it (struct xfrm_usersa_info from 10.0.0.1 to 10.0.0.2, then
+ * XFRMA_ALG_AEAD with an empty key). */
+typedef struct {
+    union {
+        uint8_t bytes[NLMSG_ALIGN(sizeof(struct xfrm_usersa_info)) + NLA_HDRLEN + sizeof(struct xfrm_algo_aead)];
+        uint64_t align;
+    } msg;
+    size_t len;
+} sa_record;
+
+static void make_sa_record(sa_record *r, uint32_t spi, const struct xfrm_lifetime_cfg *lft,
+                           const struct xfrm_lifetime_cur *cur, const char *aead)
+{
+    struct xfrm_usersa_info info;
+    struct xfrm_algo_aead alg;
+
+    memset(r, 0, sizeof(*r));
+    info = usersa("10.0.0.1", spi, lft, cur);
+    memcpy(r->msg.bytes, &info, sizeof(info));
+    memset(&alg, 0, sizeof(alg));
+    snprintf(alg.alg_name, sizeof(alg.alg_name), "%s", aead);
+    alg.alg_icv_len = 128;
+    r->len = NLMSG_ALIGN(sizeof(info));
+    put_attr(r->msg.bytes, &r->len, XFRMA_ALG_AEAD, &alg, sizeof(alg));
+}
+
+/* A dump of the SA table into s as dump_sas makes one: what soft-expire notifications said kept across. */
+static int redump(ss_snap *s, const sa_record *records, size_t n)
+{
+    ss_sa *kept = NULL;
+    size_t nkept = 0, i;
+    secsock_error err;
+    dump_ctx c = {s, &err};
+    int rc = 0;
+
+    if (sa_save_dying(s, &kept, &nkept) != 0) {
+        return -1;
+    }
+    snap_free_sas(s);
+    for (i = 0; i < n && rc == 0; i++) {
+        rc = on_sa(&c, XFRM_MSG_NEWSA, 0, records[i].msg.bytes, records[i].len);
+    }
+    if (rc == 0 && snap_index_sas(s) == 0) {
+        sa_restore_dying(s, kept, nkept);
+    } else {
+        rc = -1;
+    }
+    free(kept);
+    return rc;
 }
 
 int cmd_synthetic(const char *name);
@@ -468,6 +640,84 @@ int cmd_synthetic(const char *name)
                            sizeof(off));
         }
         rc |= add_policy(&s, &p) | add_sa(&s, &a);
+    } else if (strncmp(name, "sa-due-", 7) == 0) {
+        /* A (0x1001, added 102 s ago) and the older B (0x1002, 200 s ago, no limits), read by a dump: A's
+         * limit fell due 2 s ago, which xfrm_timer_handler may not have acted on yet (its hrtimer runs late). */
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        struct xfrm_lifetime_cfg lft_a, lft_b;
+        struct xfrm_lifetime_cur cur_a, cur_b;
+        sa_record dump[2];
+        int hard = strcmp(name, "sa-due-hard-2s-ago") == 0;
+        lifetimes(&lft_a, &cur_a, 102, -1, hard ? 0 : 100, 0);
+        lifetimes(&lft_b, &cur_b, 200, -1, 0, 0);
+        lft_a.hard_add_expires_seconds = hard ? 100 : 0;
+        if (strcmp(name, "sa-due-soft-bytes") == 0) {
+            lft_a.soft_add_expires_seconds = 0;
+            lft_a.soft_byte_limit = 1000; /* reached by the last packet: acted on at the next one */
+            cur_a.bytes = 1000;
+            cur_a.packets = 1;
+            cur_a.use_time = cur_a.add_time;
+        }
+        /* hard: A is GMAC, so the pick changes only if A is taken as still usable */
+        make_sa_record(&dump[0], 0x1001, &lft_a, &cur_a, hard ? "rfc4543(gcm(aes))" : "rfc4106(gcm(aes))");
+        make_sa_record(&dump[1], 0x1002, &lft_b, &cur_b, hard ? "rfc4106(gcm(aes))" : "rfc4543(gcm(aes))");
+        rc = add_policy(&s, &p) | redump(&s, dump, 2);
+        if (rc == 0) {
+            /* the tail below indexes the SAs anew */
+            free(s.saheads);
+            free(s.sanext);
+            s.saheads = s.sanext = NULL;
+        }
+    } else if (strncmp(name, "sa-update-", 10) == 0) {
+        /* The table of g.cur, as the notification reader keeps it: A (0x1001, AES-GCM, added 110 s ago) and the
+         * older B (0x1002, GMAC, 200 s ago, no limits) dumped; then an XFRM_MSG_UPDSA for A (the request as
+         * sent: the add time it gets is the request's); then a dump if the reader asks for one, which shows A
+         * with its own add time and the update's lifetimes (xfrm_state_update copies lft only). */
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        struct xfrm_lifetime_cfg lft_a, lft_b, lft_upd;
+        struct xfrm_lifetime_cur cur_a, cur_b, cur_upd;
+        sa_record dump[2], upd;
+        size_t i;
+        int stale = strncmp(name, "sa-update-while-stale", 21) == 0;
+        lifetimes(&lft_a, &cur_a, 110, -1, 0, 0);
+        lifetimes(&lft_b, &cur_b, 200, -1, 0, 0);
+        lifetimes(&lft_upd, &cur_upd, 0, -1, 0, 0);
+        if (strcmp(name, "sa-update-soft-still-due") == 0) {
+            lft_a.soft_add_expires_seconds = 100; /* dying these 10 s */
+            lft_upd.soft_add_expires_seconds = 100; /* the update leaves it due: its timer marks it again */
+        } else if (strcmp(name, "sa-update-expired") == 0) {
+            lft_a.hard_add_expires_seconds = 100; /* read as expired: due 10 s ago */
+            lft_upd.hard_add_expires_seconds = 100; /* the request's add time is now: not due in it */
+        } else if (strcmp(name, "sa-update-while-stale-extended") == 0) {
+            lft_upd.soft_add_expires_seconds = 1000; /* no longer due: the update made A live again */
+        } else if (strcmp(name, "sa-update-while-stale-still-due") == 0) {
+            lft_upd.soft_add_expires_seconds = 100; /* still due: dying again once its timer runs */
+        }
+        make_sa_record(&dump[0], 0x1001, &lft_a, &cur_a, "rfc4106(gcm(aes))");
+        make_sa_record(&dump[1], 0x1002, &lft_b, &cur_b, "rfc4543(gcm(aes))");
+        make_sa_record(&upd, 0x1001, &lft_upd, &cur_upd, "rfc4106(gcm(aes))");
+        memset(&g.cur.snap, 0, sizeof(g.cur.snap));
+        g.cur.sa_stale = 0;
+        rc = add_policy(&s, &p) | redump(&g.cur.snap, dump, 2);
+        if (rc == 0 && stale) {
+            /* The kernel's soft expire (a soft limit reached 50 s ago), then something else marks the table
+             * stale (an overrun, a flush), so the update below comes while it is. */
+            rc = notify_soft_expire(&g.cur.snap, 0x1001, 100, 50);
+            g.cur.sa_stale = 1;
+        }
+        if (rc == 0) {
+            (void)on_notify(NULL, XFRM_MSG_UPDSA, 0, upd.msg.bytes, upd.len);
+            if (g.cur.sa_stale) {
+                make_sa_record(&dump[0], 0x1001, &lft_upd, &cur_a, "rfc4106(gcm(aes))");
+                rc = redump(&g.cur.snap, dump, 2);
+            }
+        }
+        for (i = 0; rc == 0 && i < g.cur.snap.nsas; i++) {
+            if (!g.cur.snap.sas[i].dead) {
+                rc = add_sa(&s, &g.cur.snap.sas[i]);
+            }
+        }
+        snap_free_sas(&g.cur.snap);
     } else if (strcmp(name, "unreadable-under-sub-bypass") == 0) {
         ss_policy sub = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         ss_policy unreadable = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 2);
@@ -481,6 +731,75 @@ int cmd_synthetic(const char *name)
         main_bypass.ntmpl = 0;
         main_bypass.priority = 10;
         rc = add_policy(&s, &sub) | add_policy(&s, &unreadable) | add_policy(&s, &main_bypass);
+    } else if (strncmp(name, "sec-ctx-policy", 14) == 0) {
+        /* Out policies parsed from dumps: a labeled ESP one and an unlabeled one (bypass, or ESP), by case. */
+        ss_policy labeled, plain;
+        ss_sa a;
+        uint32_t labeled_prio = 0, labeled_index = 1, plain_index = 2;
+        int plain_esp = 0;
+        if (strcmp(name, "sec-ctx-policy-behind") == 0) {
+            labeled_prio = 10;
+            plain_esp = 1;
+        } else if (strcmp(name, "sec-ctx-policy-tie-older") == 0) {
+            plain_esp = 1;
+        } else if (strcmp(name, "sec-ctx-policy-tie-newer") == 0) {
+            plain_esp = 1;
+            labeled_index = 2;
+            plain_index = 1;
+        }
+        rc = parsed_policy(&labeled, XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", labeled_index, labeled_prio, 1);
+        rc |= parsed_policy(&plain, XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", plain_index, plain_esp ? 0 : 10, 0);
+        if (!plain_esp) {
+            plain.ntmpl = 0; /* a bypass */
+        }
+        rc |= parsed_sa_at(&a, "10.0.0.1", "10.0.0.2", 0x1001, 100, "rfc4106(gcm(aes))", 0);
+        rc |= add_policy(&s, &labeled) | add_policy(&s, &plain) | add_sa(&s, &a);
+    } else if (strncmp(name, "sec-ctx-sa-out-", 15) == 0) {
+        /* An unlabeled out policy; an unlabeled AES-GCM SA (t100) and a labeled GMAC one, newer or older. */
+        ss_policy p;
+        ss_sa plain, labeled;
+        int alone = strcmp(name, "sec-ctx-sa-out-alone") == 0;
+        rc = parsed_policy(&p, XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1, 0, 0);
+        rc |= parsed_sa_at(&plain, "10.0.0.1", "10.0.0.2", 0x1001, 100, "rfc4106(gcm(aes))", 0);
+        rc |= parsed_sa_at(&labeled, "10.0.0.1", "10.0.0.2", 0x1002,
+                           strcmp(name, "sec-ctx-sa-out-older") == 0 ? 50 : 200, "rfc4543(gcm(aes))", 1);
+        rc |= add_policy(&s, &p) | add_sa(&s, &labeled);
+        if (!alone) {
+            rc |= add_sa(&s, &plain);
+        }
+    } else if (strncmp(name, "sec-ctx-sa-in-", 14) == 0) {
+        /* An unlabeled in policy; a labeled AES-GCM SA from the peer, alone or beside an unlabeled one. */
+        ss_policy p;
+        ss_sa plain, labeled;
+        rc = parsed_policy(&p, XFRM_POLICY_IN, "10.0.0.2", "10.0.0.1", 1, 0, 0);
+        rc |= parsed_sa_at(&labeled, "10.0.0.2", "10.0.0.1", 0x2002, 200, "rfc4106(gcm(aes))", 1);
+        rc |= parsed_sa_at(&plain, "10.0.0.2", "10.0.0.1", 0x2001, 100, "rfc4106(gcm(aes))", 0);
+        rc |= add_policy(&s, &p) | add_sa(&s, &labeled);
+        if (strcmp(name, "sec-ctx-sa-in-beside") == 0) {
+            rc |= add_sa(&s, &plain);
+        }
+    } else if (strcmp(name, "sa-unreadable-out") == 0) {
+        /* An out ESP policy, an AES-GCM SA, and an SA toward the same peer the dump cannot read (an AEAD
+         * attribute shorter than its structure): on_sa keeps its identity only. */
+        ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
+        ss_sa a = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 100, 0);
+        union {
+            uint8_t bytes[NLMSG_ALIGN(sizeof(struct xfrm_usersa_info)) + NLA_HDRLEN + 16];
+            uint64_t align;
+        } msg;
+        struct xfrm_usersa_info info;
+        struct xfrm_lifetime_cfg lft;
+        struct xfrm_lifetime_cur cur;
+        uint8_t short_aead[16] = {0};
+        size_t off = NLMSG_ALIGN(sizeof(info));
+        secsock_error derr;
+        dump_ctx c = {&s, &derr};
+        memset(&msg, 0, sizeof(msg));
+        lifetimes(&lft, &cur, 10, -1, 0, 0);
+        info = usersa("10.0.0.1", 0x1002, &lft, &cur);
+        memcpy(msg.bytes, &info, sizeof(info));
+        put_attr(msg.bytes, &off, XFRMA_ALG_AEAD, short_aead, sizeof(short_aead));
+        rc = add_policy(&s, &p) | add_sa(&s, &a) | on_sa(&c, XFRM_MSG_NEWSA, 0, msg.bytes, off);
     } else {
         fprintf(stderr, "unknown synthetic case %s\n", name);
         return 2;
@@ -508,6 +827,11 @@ int cmd_synthetic(const char *name)
             printf("%s%u", i > 0 ? ", " : "", (unsigned)out.sas[i].spi);
         }
         printf("]}\n");
+    }
+    if (strncmp(name, "sa-due-", 7) == 0) {
+        /* When the SA table is to be read again to settle a time limit's maybe (ms from now; -1: never). */
+        printf("{\"dir\": \"recheck\", \"in_ms\": %lld}\n",
+               s.recheck_at != 0 ? (long long)(s.recheck_at - ss_clock_ms()) : -1LL);
     }
     snap_free_policies(&s);
     snap_free_sas(&s);

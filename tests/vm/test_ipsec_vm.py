@@ -1017,6 +1017,65 @@ def test_a_lost_sa_notification_is_caught_by_the_counts_or_the_maximum_age(pair:
     assert all(r["counts_agree"] for r in results)
 
 
+def reason_codes() -> dict[str, int]:
+    """SECSOCK_REASON_<name>: its value, from the enum in csrc/secsock_backend.h (the driver prints it)."""
+    header = (Path(__file__).resolve().parents[2] / "csrc" / "secsock_backend.h").read_text()
+    names = re.findall(r"SECSOCK_REASON_(\w+)", header.split("SECSOCK_REASON_NONE = 0,")[1])
+    return {name: code for code, name in enumerate(names, start=1)}
+
+
+def test_a_soft_time_limit_the_timer_acted_on_settles_by_a_read_moments_later(
+    pair: Pair, tmp_path: Path
+) -> None:
+    """xfrm_timer_handler marks an SA dying when its soft time limit falls due, and its hrtimer may run late:
+    an SA read within 3 s of that is ranked both ways (not decidable where the pick changes). The timer's
+    expire message settles it, but a reader that subscribed after the timer ran never gets one: the answer
+    stayed "not decidable" until the table's maximum age (30 s). Now the SA table is read again when the
+    maybe turns sure. Here the outbound SA A (AES-GCM, newer) reaches its soft limit 3 s after it was added;
+    once the kernel's expire message shows the timer ran, the C driver (a fresh process) asks, then 2.6 s
+    later: by then the kernel's pick is B (GMAC), the older SA that is not dying."""
+    soft, netlink_xfrm, xfrmnlgrp_expire, xfrm_msg_expire = 3, 6, 2, 0x18
+    gmac = ["aead", "rfc4543(gcm(aes))", "0x" + "14" * 20, "128"]
+    secure(pair, directions="ba")  # inbound on a: protected, so the flags show the outbound answer
+    ns = pair.a
+    out_sa = ["src", pair.addr_a, "dst", pair.addr_b, "proto", "esp"]
+    ns.ip("xfrm", "policy", "add", "src", pair.addr_a, "dst", pair.addr_b, "dir", "out",
+          "tmpl", *out_sa, "mode", "transport", "reqid", "7")  # fmt: skip
+    ns.ip("xfrm", "state", "add", *out_sa, "spi", hex(0x1003), "reqid", "7", "mode", "transport", *gmac)
+    subscribed = threading.Event()
+
+    def timer_ran() -> float:
+        """When the kernel's soft expire message for A came (its timer marked A dying just before)."""
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, netlink_xfrm) as s:
+            s.bind((0, 1 << (xfrmnlgrp_expire - 1)))
+            s.settimeout(30)
+            subscribed.set()
+            while struct.unpack_from("=IH", s.recv(65536))[1] != xfrm_msg_expire:
+                pass
+            return time.time()
+
+    watcher = ns.start_thread(timer_ran)
+    assert subscribed.wait(30), "no subscription to the kernel's expire messages"
+    # A newer by a whole second (add times are in seconds), added just after a second begins, so its add time
+    # (and the second its limit falls due) is known here.
+    time.sleep(2.05 - time.time() % 1.0)
+    added = int(time.time())
+    ns.ip("xfrm", "state", "add", *out_sa, "spi", hex(0x1001), "reqid", "7", "mode", "transport", *AEAD,
+          "limit", "time-soft", str(soft))  # fmt: skip
+    assert int(time.time()) == added, "adding the SA took into the next second: its add time is not known"
+    due = added + soft
+    ran = watcher.result(30)
+    asked = tmp_path / "asked"  # written after the driver's first answer
+    first, _, later = driver_steps(pair, [f"date +%s.%N > {asked}", "sleep 2.6"])
+    assert float(asked.read_text()) < due + 3, f"the VM was slow: asked 3 s after {due} (timer {ran})"
+    codes = reason_codes()
+    assert (first["flags"], first["out"]) == (0, []), first
+    assert first["reasons"][0] == codes["SA_ORDER_UNDECIDABLE"], first
+    assert (later["flags"], later["reasons"][0]) == (1, codes["NOT_ENCRYPTING"]), later
+    assert [(x["spi"], x["aead"]) for x in later["out"]] == [(0x1003, "rfc4543(gcm(aes))")], later
+    assert later["dumps"] > first["dumps"], "settled without reading the SA table again"
+
+
 def test_an_acquire_replaced_by_its_sa_leaves_the_counts_equal(pair: Pair) -> None:
     """An outbound packet with no SA for its policy's template makes the kernel add a larval (acquire) SA,
     unannounced to the groups secsock reads; once a re-read has it in the snapshot, the real SA's arrival
@@ -1268,9 +1327,7 @@ def test_a_vrf_master_that_takes_a_deleted_devices_index_is_read_again(pair: Pai
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     first, frozen, swapped = [json.loads(line) for line in done.stdout.splitlines()]
-    header = (Path(__file__).resolve().parents[2] / "csrc" / "secsock_backend.h").read_text()
-    names = re.findall(r"SECSOCK_REASON_(\w+)", header.split("SECSOCK_REASON_NONE = 0,")[1])
-    codes = {name: code for code, name in enumerate(names, start=1)}
+    codes = reason_codes()
     assert first["reasons"][0] == frozen["reasons"][0] == codes["NO_POLICY"], (first, frozen)
     assert swapped["reasons"][0] == codes["DEV_UNDECIDABLE"], swapped
 
