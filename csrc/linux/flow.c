@@ -384,6 +384,9 @@ static int tcp_listener_uid_differs(const ss_flow *f, secsock_error *err)
         req.sdiag_family = (uint8_t)families[i];
         req.sdiag_protocol = IPPROTO_TCP;
         req.idiag_states = 1u << 10; /* TCP_LISTEN */
+        /* Only the listeners on the socket's port: inet_diag_dump_icsk skips the others (id.idiag_sport,
+         * compared with inet_sport when set), so a host with many listeners answers with a message or two. */
+        req.id.idiag_sport = f->lport;
         if (nl_request(NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, &req, sizeof(req), on_listener, &ls,
                        "SOCK_DIAG_BY_FAMILY", err) != 0) {
             return -1;
