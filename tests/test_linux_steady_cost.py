@@ -94,12 +94,13 @@ def steady_syscalls(ns: Netns, local: str, peer: str, port: int) -> tuple[str, l
     return done.stdout.strip(), [name for name in calls if name not in NOT_THE_QUERYS]
 
 
-@pytest.mark.parametrize("where", ["remote", "local"])
-def test_a_steady_secured_query_makes_five_system_calls(ns: Netns, where: str) -> None:
-    """A connected TCP socket's steady query: SO_COOKIE, getsockname, getpeername, the notification
-    socket's poll (epoll_wait) and SO_BINDTOIFINDEX (the device the route is asked from), nothing more. It
-    made 9 toward a remote peer (and SO_DONTROUTE, fstat, IP_TOS, SO_MARK for the key of whether the peer is
-    local) and 10 toward a local one (and SIOCGIFNAME for loopback's name)."""
+@pytest.mark.parametrize(("where", "expected"), [("remote", 4), ("local", 5)], ids=["remote", "local"])
+def test_a_steady_secured_query_makes_four_or_five_system_calls(ns: Netns, where: str, expected: int) -> None:
+    """A connected TCP socket's steady query: SO_COOKIE, getsockname, getpeername and the notification
+    socket's poll (epoll_wait); toward a local peer also SO_BINDTOIFINDEX (the device the route is asked
+    from), which a peer that no local route covers does not need. It made 9 toward a remote peer
+    (SO_BINDTOIFINDEX, SO_DONTROUTE, fstat, IP_TOS, SO_MARK for the key of whether the peer is local) and 10
+    toward a local one (and SIOCGIFNAME for loopback's name)."""
     peers = Netns("steady-peer")
     try:
         if where == "remote":
@@ -117,7 +118,9 @@ def test_a_steady_secured_query_makes_five_system_calls(ns: Netns, where: str) -
         peers.close()
     assert "no ESP or AH SA protects the flow" in reason, f"not the secured path: {reason}"
     per_query = calls[: len(calls) // QUERIES]
-    assert len(calls) == 5 * QUERIES, f"{len(calls) / QUERIES} system calls a query, one query's: {per_query}"
+    assert len(calls) == expected * QUERIES, (
+        f"{len(calls) / QUERIES} system calls a query; one query's: {per_query}"
+    )
 
 
 def probe_getsockopts(ns: Netns, steps: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
@@ -187,3 +190,18 @@ def test_a_dontroute_sockets_local_peer_behind_a_rule_ahead_of_the_local_table(n
     assert "not decidable" in dontroute_result["reason"] or "cannot be told" in dontroute_result["reason"], (
         dontroute_result["reason"]
     )
+
+
+def test_an_address_that_makes_a_remote_peer_local_is_seen_after_the_interval(ns: Netns) -> None:
+    """Toward a peer that no local route covers, the device the socket sends by is not read: the local
+    table's local routes are kept with the rules for the interval (1 s), like every cached route answer.
+    W made one of the host's addresses (on lo, whose disable_xfrm/disable_policy then apply) is seen by a
+    query after the interval."""
+    policies(ns, V, W)
+    sock = {"op": "udp", "name": "s", "local": V, "peer": W, "port": 500}
+    ask = {"op": "query", "name": "s", "peer": [W, 500]}
+    add = {"op": "run", "argv": ["ip", "addr", "add", f"{W}/32", "dev", "lo"]}
+    wait = {"op": "run", "argv": ["sleep", "1.2"]}
+    before, after = reasons(ns.probe([sock, add, wait, ask]))
+    assert NO_SA in before, before
+    assert DISABLED in after, after

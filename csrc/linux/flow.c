@@ -89,8 +89,9 @@ static int flow_bound_ifindex(ss_flow *f, int *ifindex, secsock_error *err)
 typedef struct {
     int oif;           /* RTA_OIF */
     unsigned char type; /* rtm_type: RTN_LOCAL for an address of this host */
-    unsigned char tos, scope; /* rtm_tos, rtm_scope (a dump's routes: on_v4_route) */
+    unsigned char tos, scope, dst_len; /* rtm_tos, rtm_scope, rtm_dst_len (a dump's routes: on_v4_route) */
     uint32_t table;    /* RTA_TABLE, else rtm_table */
+    uint8_t dst[4];    /* an IPv4 RTA_DST (a dump's routes) */
     int has_prefsrc;   /* RTA_PREFSRC was given: rt_fill_info puts an output route's fl4->saddr when it is
                         * not the RTA_SRC asked */
     uint8_t prefsrc[4];
@@ -115,12 +116,16 @@ static int on_route(void *vctx, uint16_t type, uint16_t flags, const void *paylo
     ra->type = rtm.rtm_type;
     ra->tos = rtm.rtm_tos;
     ra->scope = rtm.rtm_scope;
+    ra->dst_len = rtm.rtm_dst_len;
     ra->table = rtm.rtm_table;
     it.p = (const uint8_t *)payload + NLMSG_ALIGN(sizeof(struct rtmsg));
     it.left = len > NLMSG_ALIGN(sizeof(struct rtmsg)) ? len - NLMSG_ALIGN(sizeof(struct rtmsg)) : 0;
     while ((r = attr_next(&it, &at, &data, &dlen)) > 0) {
         if (at == RTA_OIF && dlen >= sizeof(int)) {
             memcpy(oif, data, sizeof(int));
+        }
+        if (at == RTA_DST && rtm.rtm_family == AF_INET && dlen >= sizeof(ra->dst)) {
+            memcpy(ra->dst, data, sizeof(ra->dst));
         }
         if (at == RTA_TABLE && dlen >= sizeof(ra->table)) {
             memcpy(&ra->table, data, sizeof(ra->table));
@@ -743,12 +748,20 @@ typedef struct {
     uint8_t plain;            /* local_key_of's: no mark, uid or TOS (never equal to route_key_of's) */
 } route_key;
 
+#define SS_LOCAL_PREFIXES 32 /* the local table's local routes conf_rules keeps (an address, a loopback prefix) */
+typedef struct {
+    uint8_t addr[4];
+    uint8_t len;
+} v4_prefix;
+
 /* What the namespace's `ip rule` (both families) and IPv4 route dumps say (conf_rules_of), kept as the other
  * facts are. */
 typedef struct {
     int uid;      /* some rule has a uidrange (FRA_UID_RANGE) */
     int v4_plain; /* whether an IPv4 peer is one of the host's addresses depends on nothing of the socket's but
                    * its addresses, ports, protocol and device (local_key_of) */
+    unsigned n_local; /* v4_plain: the local table's RTN_LOCAL routes, in local[] up to SS_LOCAL_PREFIXES */
+    v4_prefix local[SS_LOCAL_PREFIXES];
 } conf_rules;
 
 typedef struct {
@@ -872,6 +885,32 @@ static int route_key_of(ss_flow *f, int hint, route_key *key, secsock_error *err
 static int conf_rules_of(const ss_flow *f, conf_rules *rules, secsock_error *err);
 
 /*
+ * While the rules and routes are plain (conf_rules.v4_plain), can any local route cover the IPv4 address?
+ * Only a route of type local makes an output route RTN_LOCAL (ip_route_output_key_hash_rcu, a peer of
+ * 0.0.0.0 apart), and then all of them are in the local table, whose rule comes first: an address none of
+ * them covers is not one of the host's whatever device the socket sends by (the route's oif only passes over
+ * routes), so that device is not read. 1 also when the table had more than the kept ones.
+ */
+static int local_route_covers(const conf_rules *rules, const uint8_t *addr)
+{
+    unsigned i;
+
+    if (rules->n_local > SS_LOCAL_PREFIXES) {
+        return 1;
+    }
+    for (i = 0; i < rules->n_local; i++) {
+        const v4_prefix *p = &rules->local[i];
+        uint32_t a, b, mask = p->len == 0 ? 0 : 0xffffffffu << (32 - p->len);
+        memcpy(&a, addr, 4);
+        memcpy(&b, p->addr, 4);
+        if (((ntohl(a) ^ ntohl(b)) & mask) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
  * The key of whether f's IPv4 peer is one of the host's addresses, asked from device hint, while the
  * namespace's rules and routes are plain (conf_rules.v4_plain): the local rule comes first and its table
  * holds every local route, none of them by TOS or scoped below link, so fib_table_lookup there finds the
@@ -911,11 +950,14 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
     int i, hint, rc;
     route_key key;
 
-    if ((rc = flow_oif_hint(f, &hint, err)) != 0) {
-        return rc == SS_DEV_UNKNOWN ? SS_DEV_UNKNOWN : 0;
-    }
     if (conf_rules_of(f, &rules, err) != 0) {
         return 0;
+    }
+    if (rules.v4_plain && !flow_v4_multicast(f) && !addr_any(f->peer, AF_INET) && !local_route_covers(&rules, f->peer)) {
+        return -1;
+    }
+    if ((rc = flow_oif_hint(f, &hint, err)) != 0) {
+        return rc == SS_DEV_UNKNOWN ? SS_DEV_UNKNOWN : 0;
     }
     if (rules.v4_plain) {
         local_key_of(f, hint, &key);
@@ -1145,6 +1187,8 @@ typedef struct {
     unsigned seen;
     int plain; /* no route has a TOS; RTN_LOCAL only in the local table, none there scoped below link */
     int too_many;
+    unsigned n_local;
+    v4_prefix local[SS_LOCAL_PREFIXES];
 } route_scan;
 
 /*
@@ -1174,13 +1218,18 @@ static int on_v4_route(void *vctx, uint16_t type, uint16_t flags, const void *pa
         (ra.table == RT_TABLE_LOCAL && ra.scope < RT_SCOPE_LINK)) {
         rs->plain = 0;
     }
+    if (ra.type == RTN_LOCAL && ra.table == RT_TABLE_LOCAL && rs->n_local++ < SS_LOCAL_PREFIXES) {
+        memcpy(rs->local[rs->n_local - 1].addr, ra.dst, sizeof(ra.dst));
+        rs->local[rs->n_local - 1].len = ra.dst_len > 32 ? 32 : ra.dst_len;
+    }
     return 0;
 }
 
-/* Are the namespace's IPv4 routes plain (route_scan)? Into *plain: 0, or -1 on error. */
-static int v4_routes_plain(int *plain, secsock_error *err)
+/* Are the namespace's IPv4 routes plain (route_scan)? Into rules' v4_plain, with the local table's local
+ * routes: 0, or -1 on error. */
+static int v4_routes_plain(conf_rules *rules, secsock_error *err)
 {
-    static const route_scan init = {0, 1, 0};
+    static const route_scan init = {0, 1, 0, 0, {{{0}, 0}}};
     route_scan rs;
     struct rtmsg rtm;
 
@@ -1193,7 +1242,9 @@ static int v4_routes_plain(int *plain, secsock_error *err)
         }
         rs.plain = 0; /* stopped by on_v4_route: not claimed */
     }
-    *plain = rs.plain;
+    rules->v4_plain = rs.plain;
+    rules->n_local = rs.n_local;
+    memcpy(rules->local, rs.local, sizeof(rules->local));
     return 0;
 }
 
@@ -1219,7 +1270,8 @@ static int conf_rules_of(const ss_flow *f, conf_rules *rules, secsock_error *err
     }
     rules->uid = rs.uid;
     rules->v4_plain = rs.v4_seen && rs.v4_plain;
-    if (rules->v4_plain && v4_routes_plain(&rules->v4_plain, err) != 0) {
+    rules->n_local = 0;
+    if (rules->v4_plain && v4_routes_plain(rules, err) != 0) {
         return -1;
     }
     if (c != NULL) {
