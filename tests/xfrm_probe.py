@@ -4,7 +4,8 @@ tests: makes sockets, asks secsock.query about them and prints one ``RESULT {jso
 STEPS_JSON is a list of steps, run in order in this one process (so later queries use the snapshot that
 earlier ones built):
   {"op": "udp", "name": N, "local": ADDR, "peer": ADDR, "port": P, "connect": bool, "sport": P, "mark": M,
-   "device": IFNAME, "unicast_if": IFNAME}  (SO_BINDTODEVICE; IPv4 IP_UNICAST_IF)
+   "tos": T, "dontroute": bool, "device": IFNAME, "unicast_if": IFNAME}  (IP_TOS; SO_DONTROUTE;
+   SO_BINDTODEVICE; IPv4 IP_UNICAST_IF)
   {"op": "query", "name": N, "peer": [ADDR, P] | null}   query a socket made earlier
   {"op": "run", "argv": [...]}                          a command (ip xfrm ...) that must succeed
   {"op": "tcp-serve", "addr": ADDR, "port": P}          accept one client, query the accepted socket,
@@ -91,6 +92,10 @@ def main() -> None:
             s = socket.socket(family_of(step["peer"]), socket.SOCK_DGRAM)
             if step.get("mark"):
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, step["mark"])
+            if step.get("tos"):
+                s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, step["tos"])
+            if step.get("dontroute"):
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_DONTROUTE, 1)
             if step.get("device"):
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, step["device"].encode())
             if step.get("unicast_if"):

@@ -89,6 +89,9 @@ static int flow_bound_ifindex(ss_flow *f, int *ifindex, secsock_error *err)
 typedef struct {
     int oif;           /* RTA_OIF */
     unsigned char type; /* rtm_type: RTN_LOCAL for an address of this host */
+    unsigned char tos, scope, dst_len; /* rtm_tos, rtm_scope, rtm_dst_len (a dump's routes: on_v4_route) */
+    uint32_t table;    /* RTA_TABLE, else rtm_table */
+    uint8_t dst[4];    /* an IPv4 RTA_DST (a dump's routes) */
     int has_prefsrc;   /* RTA_PREFSRC was given: rt_fill_info puts an output route's fl4->saddr when it is
                         * not the RTA_SRC asked */
     uint8_t prefsrc[4];
@@ -111,11 +114,21 @@ static int on_route(void *vctx, uint16_t type, uint16_t flags, const void *paylo
     }
     memcpy(&rtm, payload, sizeof(rtm));
     ra->type = rtm.rtm_type;
+    ra->tos = rtm.rtm_tos;
+    ra->scope = rtm.rtm_scope;
+    ra->dst_len = rtm.rtm_dst_len;
+    ra->table = rtm.rtm_table;
     it.p = (const uint8_t *)payload + NLMSG_ALIGN(sizeof(struct rtmsg));
     it.left = len > NLMSG_ALIGN(sizeof(struct rtmsg)) ? len - NLMSG_ALIGN(sizeof(struct rtmsg)) : 0;
     while ((r = attr_next(&it, &at, &data, &dlen)) > 0) {
         if (at == RTA_OIF && dlen >= sizeof(int)) {
             memcpy(oif, data, sizeof(int));
+        }
+        if (at == RTA_DST && rtm.rtm_family == AF_INET && dlen >= sizeof(ra->dst)) {
+            memcpy(ra->dst, data, sizeof(ra->dst));
+        }
+        if (at == RTA_TABLE && dlen >= sizeof(ra->table)) {
+            memcpy(&ra->table, data, sizeof(ra->table));
         }
         if (at == RTA_PREFSRC && rtm.rtm_family == AF_INET && dlen >= sizeof(ra->prefsrc)) {
             memcpy(ra->prefsrc, data, sizeof(ra->prefsrc));
@@ -135,31 +148,40 @@ static void add_rta(uint8_t *buf, size_t *off, uint16_t type, const void *data, 
     *off += RTA_SPACE(dlen);
 }
 
+static int conf_uid_rules(const ss_flow *f, int *any, secsock_error *err);
+
 /*
  * What the kernel's output route lookup for this socket keys on besides addresses, mark and device
  * (flowi4_init_output in ip_route_connect, udp_sendmsg, inet_csk_route_req: RT_CONN_FLAGS(sk), the protocol,
  * the ports, sk->sk_uid), all of which `ip rule` can select on (fib_rule_match: uidrange; fib4_rule_match:
  * dsfield, ipproto, sport, dport). sk_uid is the owner of the socket's sockfs inode: sock_init_data and
- * sock_graft (an accepted socket) copy it from there, sockfs_setattr (fchown) sets both, so fstat reads it.
- * Read once per query, and only when a route is asked. 0, or -1 on error.
+ * sock_graft (an accepted socket) copy it from there, sockfs_setattr (fchown) sets both, so fstat reads it;
+ * only fib_rule_match reads the flow's uid, so it is read only while some rule has a uidrange (conf_uid_rules,
+ * kept 1 s), and is 0 otherwise. Read once per query, and only when a route is asked. 0, or -1 on error.
  */
 static int flow_route_keys(ss_flow *f, secsock_error *err)
 {
     struct stat st;
-    int tos = 0;
+    int tos = 0, uid_rules;
     socklen_t len = sizeof(tos);
 
     if (f->route_keys_read) {
         return 0;
     }
-    if (fstat(f->sock, &st) != 0) {
-        return os_error(err, errno, "fstat", "reading the socket's owner (sk_uid): fstat");
+    if (conf_uid_rules(f, &uid_rules, err) != 0) {
+        return -1;
+    }
+    f->uid = 0;
+    if (uid_rules) {
+        if (fstat(f->sock, &st) != 0) {
+            return os_error(err, errno, "fstat", "reading the socket's owner (sk_uid): fstat");
+        }
+        f->uid = (uint32_t)st.st_uid;
     }
     /* An IPv4-mapped flow on an AF_INET6 socket sends with inet->tos too; ipv6_getsockopt passes SOL_IP on. */
     if (f->family == AF_INET && getsockopt(f->sock, IPPROTO_IP, IP_TOS, &tos, &len) != 0) {
         return os_error(err, errno, "getsockopt(IP_TOS)", NULL);
     }
-    f->uid = (uint32_t)st.st_uid;
     f->tos = (uint8_t)tos;
     f->route_keys_read = 1;
     return 0;
@@ -322,8 +344,6 @@ static int flow_dontroute(const ss_flow *f, secsock_error *err)
     return v != 0;
 }
 
-static int conf_uid_rules(const ss_flow *f, int *any, secsock_error *err);
-
 typedef struct {
     uint16_t lport; /* network order */
     uint32_t uid;
@@ -369,6 +389,9 @@ static int tcp_listener_uid_differs(const ss_flow *f, secsock_error *err)
         req.sdiag_family = (uint8_t)families[i];
         req.sdiag_protocol = IPPROTO_TCP;
         req.idiag_states = 1u << 10; /* TCP_LISTEN */
+        /* Only the listeners on the socket's port: inet_diag_dump_icsk skips the others (id.idiag_sport,
+         * compared with inet_sport when set), so a host with many listeners answers with a message or two. */
+        req.id.idiag_sport = f->lport;
         if (nl_request(NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, &req, sizeof(req), on_listener, &ls,
                        "SOCK_DIAG_BY_FAMILY", err) != 0) {
             return -1;
@@ -722,7 +745,24 @@ typedef struct {
     int hint; /* flow_oif_hint */
     uint16_t lport, pport;
     uint8_t tos, proto, wild; /* wild: ss_flow.local_wild, asked without RTA_SRC */
+    uint8_t plain;            /* local_key_of's: no mark, uid or TOS (never equal to route_key_of's) */
 } route_key;
+
+#define SS_LOCAL_PREFIXES 32 /* the local table's local routes conf_rules keeps (an address, a loopback prefix) */
+typedef struct {
+    uint8_t addr[4];
+    uint8_t len;
+} v4_prefix;
+
+/* What the namespace's `ip rule` (both families) and IPv4 route dumps say (conf_rules_of), kept as the other
+ * facts are. */
+typedef struct {
+    int uid;      /* some rule has a uidrange (FRA_UID_RANGE) */
+    int v4_plain; /* whether an IPv4 peer is one of the host's addresses depends on nothing of the socket's but
+                   * its addresses, ports, protocol and device (local_key_of) */
+    unsigned n_local; /* v4_plain: the local table's RTN_LOCAL routes, in local[] up to SS_LOCAL_PREFIXES */
+    v4_prefix local[SS_LOCAL_PREFIXES];
+} conf_rules;
 
 typedef struct {
     uint64_t used;   /* t_conf_tick at its last use: the least recently used is reused */
@@ -745,7 +785,7 @@ typedef struct {
     conf_stamp links_at;
     int links_conf; /* SS_LO_* set on any device but loopback (conf_links) */
     conf_stamp rules_at;
-    int rules_uid; /* some `ip rule` has a uidrange (conf_uid_rules) */
+    conf_rules rules; /* what the `ip rule` and IPv4 route dumps say (conf_rules_of) */
     struct {
         conf_stamp at;
         route_key key;
@@ -842,31 +882,88 @@ static int route_key_of(ss_flow *f, int hint, route_key *key, secsock_error *err
     return 0;
 }
 
+static int conf_rules_of(const ss_flow *f, conf_rules *rules, secsock_error *err);
+
+/*
+ * While the rules and routes are plain (conf_rules.v4_plain), can any local route cover the IPv4 address?
+ * Only a route of type local makes an output route RTN_LOCAL (ip_route_output_key_hash_rcu, a peer of
+ * 0.0.0.0 apart), and then all of them are in the local table, whose rule comes first: an address none of
+ * them covers is not one of the host's whatever device the socket sends by (the route's oif only passes over
+ * routes), so that device is not read. 1 also when the table had more than the kept ones.
+ */
+static int local_route_covers(const conf_rules *rules, const uint8_t *addr)
+{
+    unsigned i;
+
+    if (rules->n_local > SS_LOCAL_PREFIXES) {
+        return 1;
+    }
+    for (i = 0; i < rules->n_local; i++) {
+        const v4_prefix *p = &rules->local[i];
+        uint32_t a, b, mask = p->len == 0 ? 0 : 0xffffffffu << (32 - p->len);
+        memcpy(&a, addr, 4);
+        memcpy(&b, p->addr, 4);
+        if (((ntohl(a) ^ ntohl(b)) & mask) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * The key of whether f's IPv4 peer is one of the host's addresses, asked from device hint, while the
+ * namespace's rules and routes are plain (conf_rules.v4_plain): the local rule comes first and its table
+ * holds every local route, none of them by TOS or scoped below link, so fib_table_lookup there finds the
+ * same route whatever the flow's TOS and scope, and no later table holds one; and no rule reads the mark,
+ * uid or DSCP (fib_rule_match, fib4_rule_match). Mark, uid, TOS and SO_DONTROUTE (a link-scoped lookup)
+ * then cannot change the answer, and are neither read nor part of the key.
+ */
+static void local_key_of(const ss_flow *f, int hint, route_key *key)
+{
+    memset(key, 0, sizeof(*key));
+    memcpy(key->peer, f->peer, 4);
+    memcpy(key->local, f->local, 4);
+    key->hint = hint;
+    key->lport = f->lport;
+    key->pport = f->pport;
+    key->proto = (uint8_t)f->proto;
+    key->wild = (uint8_t)f->local_wild;
+    key->plain = 1;
+}
+
 /*
  * The device an IPv4 peer that is one of the host's addresses is reached by (as ss_flow.local_dev), or
  * SS_DEV_UNKNOWN, or 0 on error. The route is asked from the device the socket sends by (flow_oif_hint, as
  * resolve_oif): fib_table_lookup passes over a local route whose device is not the flow's oif, so a socket
  * bound to vb reaches vc's address by vb, not lo, and a socket bound to a VRF master looks in the VRF's table.
  * When that device cannot be read (a multicast peer's IP_MULTICAST_IF) the answer is not decidable. Kept per
- * route_key (all route_get sends: review of i14-route, item 5). An IPv4 UDP message's IP_PKTINFO device is not seen here: the socket's
- * own device is asked, as for a message without one (README).
+ * route_key (all route_get sends: review of i14-route, item 5), or per local_key_of's while the rules and
+ * routes allow it: then an SO_DONTROUTE socket's answer is decided too. An IPv4 UDP message's IP_PKTINFO
+ * device is not seen here: the socket's own device is asked, as for a message without one (README).
  */
 static int conf_local_dev(ss_flow *f, secsock_error *err)
 {
     int64_t now = ss_clock_ms();
     conf_ns *c;
+    conf_rules rules;
     route_answer ra;
     int i, hint, rc;
-
     route_key key;
 
+    if (conf_rules_of(f, &rules, err) != 0) {
+        return 0;
+    }
+    if (rules.v4_plain && !flow_v4_multicast(f) && !addr_any(f->peer, AF_INET) && !local_route_covers(&rules, f->peer)) {
+        return -1;
+    }
     if ((rc = flow_oif_hint(f, &hint, err)) != 0) {
         return rc == SS_DEV_UNKNOWN ? SS_DEV_UNKNOWN : 0;
     }
-    if ((rc = flow_route_unknowable(f, err)) != 0) {
+    if (rules.v4_plain) {
+        local_key_of(f, hint, &key);
+    } else if ((rc = flow_route_unknowable(f, err)) != 0) {
         return rc > 0 ? SS_DEV_UNKNOWN : 0;
-    }
-    if (route_key_of(f, hint, &key, err) != 0) {
+    } else if (route_key_of(f, hint, &key, err) != 0) {
         return 0;
     }
     c = conf_for(f);
@@ -905,13 +1002,16 @@ static int conf_link(const ss_flow *f, int ifindex, int *conf, int *is_vrf, secs
 
     memset(&ifr, 0, sizeof(ifr));
     if (c != NULL) {
+        /* Loopback's index is its own for the namespace's life (loopback_net_init registers it first, as
+         * LOOPBACK_IFINDEX; it is never unregistered, nor moved out: NETIF_F_NETNS_LOCAL), so no other
+         * device can take it: its name, which a rename may change, is not asked. */
         ifr.ifr_ifindex = ifindex;
-        if (ioctl(f->sock, SIOCGIFNAME, &ifr) != 0) {
+        if (ifindex != 1 && ioctl(f->sock, SIOCGIFNAME, &ifr) != 0) {
             return os_error(err, errno, "ioctl(SIOCGIFNAME)", NULL);
         }
         for (i = 0; i < SS_CONF_DEVS; i++) {
             if (conf_fresh(&c->devs[i].at, now) && c->devs[i].ifindex == ifindex &&
-                strncmp(c->devs[i].name, ifr.ifr_name, IFNAMSIZ) == 0) {
+                (ifindex == 1 || strncmp(c->devs[i].name, ifr.ifr_name, IFNAMSIZ) == 0)) {
                 *conf = c->devs[i].conf;
                 *is_vrf = c->devs[i].is_vrf;
                 return 0;
@@ -943,18 +1043,19 @@ static int conf_dev(const ss_flow *f, int ifindex, int *conf, secsock_error *err
 }
 
 /*
- * An rtnetlink dump whose callback ORs what it finds into *acc (zeroed first): 0, or -1 on error. A device or
- * rule added or removed during it (NLM_F_DUMP_INTR, nl_request's -3: veths of containers coming and going)
- * makes it inconsistent: it is asked once more before the query raises EAGAIN (review of i14-route, item 10).
+ * An rtnetlink dump whose callback fills ctx (size bytes, set to init before each try): 0, or -1 on error
+ * (err unset when fn stopped the dump, which records no error). A device, rule or route added or removed
+ * during it (NLM_F_DUMP_INTR, nl_request's -3: veths of containers coming and going) makes it inconsistent:
+ * it is asked once more before the query raises EAGAIN (review of i14-route, item 10).
  */
-static int route_dump(uint16_t type, const void *body, size_t blen, ss_nl_fn fn, int *acc, const char *call,
-                      secsock_error *err)
+static int route_dump(uint16_t type, const void *body, size_t blen, ss_nl_fn fn, void *ctx, const void *init,
+                      size_t size, const char *call, secsock_error *err)
 {
     int rc, tries;
 
     for (tries = 0;; tries++) {
-        *acc = 0;
-        rc = nl_request(NETLINK_ROUTE, type, NLM_F_DUMP, body, blen, fn, acc, call, err);
+        memcpy(ctx, init, size);
+        rc = nl_request(NETLINK_ROUTE, type, NLM_F_DUMP, body, blen, fn, ctx, call, err);
         if (rc == 0 || rc != -3 || tries > 0) {
             return rc == 0 ? 0 : -1;
         }
@@ -992,6 +1093,7 @@ static int conf_links(const ss_flow *f, int *conf, secsock_error *err)
     size_t off = NLMSG_ALIGN(sizeof(ifi));
     uint32_t ext = RTEXT_FILTER_SKIP_STATS;
     int v = 0;
+    static const int none = 0;
 
     *conf = 0;
     if (c != NULL && conf_fresh(&c->links_at, now)) {
@@ -1006,7 +1108,7 @@ static int conf_links(const ss_flow *f, int *conf, secsock_error *err)
     /* Without the counters (rtnl_fill_stats, IFLA_INET6_STATS; kernels before the flag send them anyway):
      * only the devconf is read, and the dump is a fraction of the size. */
     add_rta(body, &off, IFLA_EXT_MASK, &ext, sizeof(ext));
-    if (route_dump(RTM_GETLINK, body, off, on_link_any, &v, "RTM_GETLINK", err) != 0) {
+    if (route_dump(RTM_GETLINK, body, off, on_link_any, &v, &none, sizeof(v), "RTM_GETLINK", err) != 0) {
         return -1;
     }
     *conf = v;
@@ -1017,52 +1119,178 @@ static int conf_links(const ss_flow *f, int *conf, secsock_error *err)
     return 0;
 }
 
-/* A dump's RTM_NEWRULE: does it select on the uid (FRA_UID_RANGE, put only when set: fib_nl_fill_rule)? */
-static int on_rule_uid(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
+typedef struct {
+    int uid;        /* some rule (either family) has a uidrange */
+    int v4_seen;    /* an IPv4 rule was met: the first one is decided */
+    int v4_plain;   /* so far: the first IPv4 rule is the bare prio-0 `lookup local`, no IPv4 rule selects on
+                     * what local_key_of leaves out */
+} rule_scan;
+
+/*
+ * A dump's RTM_NEWRULE (fib_nl_fill_rule puts each selector only when set). The uid: FRA_UID_RANGE. For
+ * IPv4: fib_rule_match and fib4_rule_match compare the flow's mark (FRA_FWMARK, FRA_FWMASK), uid
+ * (FRA_UID_RANGE) and DSCP (the header's tos; FRA_DSCP and later attributes are not known here and count as
+ * selecting); the other selectors compare what local_key_of keeps (addresses, ports, protocol, device) or
+ * nothing a socket sets (iif: an output lookup's is loopback). The rules come in priority order, so the first
+ * IPv4 one is the first the kernel tries: v4_plain wants it to be the bare priority-0 rule to the local table
+ * (fib_default_rules_init's), which then answers for every host address before any other rule is met.
+ */
+static int on_rule(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
 {
-    int *uid = vctx;
+    rule_scan *rs = vctx;
+    struct fib_rule_hdr frh;
     attr_iter it;
     uint16_t at;
     const uint8_t *data;
     size_t dlen;
+    uint32_t table, prio = 0;
+    int selects = 0, first;
 
     (void)flags;
-    if (type != RTM_NEWRULE || len < NLMSG_ALIGN(sizeof(struct fib_rule_hdr))) {
+    if (type != RTM_NEWRULE || len < NLMSG_ALIGN(sizeof(frh))) {
         return 0;
     }
-    it.p = (const uint8_t *)payload + NLMSG_ALIGN(sizeof(struct fib_rule_hdr));
-    it.left = len - NLMSG_ALIGN(sizeof(struct fib_rule_hdr));
+    memcpy(&frh, payload, sizeof(frh));
+    table = frh.table;
+    first = frh.family == AF_INET && !rs->v4_seen;
+    it.p = (const uint8_t *)payload + NLMSG_ALIGN(sizeof(frh));
+    it.left = len - NLMSG_ALIGN(sizeof(frh));
     while (attr_next(&it, &at, &data, &dlen) > 0) {
-        *uid |= at == FRA_UID_RANGE;
+        rs->uid |= at == FRA_UID_RANGE;
+        selects |= at == FRA_FWMARK || at == FRA_FWMASK || at == FRA_UID_RANGE || at > FRA_DPORT_RANGE;
+        if (at == FRA_TABLE && dlen >= sizeof(table)) {
+            memcpy(&table, data, sizeof(table));
+        } else if (at == FRA_PRIORITY && dlen >= sizeof(prio)) {
+            memcpy(&prio, data, sizeof(prio));
+        } else if (first && at != FRA_PROTOCOL && at != FRA_PAD &&
+                   !(at == FRA_SUPPRESS_PREFIXLEN && dlen >= 4 && memcmp(data, "\xff\xff\xff\xff", 4) == 0)) {
+            rs->v4_plain = 0; /* the local rule selects on something, or suppresses its answer */
+        }
+    }
+    if (frh.family != AF_INET) {
+        return 0;
+    }
+    if (first) {
+        rs->v4_seen = 1;
+        rs->v4_plain = prio == 0 && table == RT_TABLE_LOCAL && frh.action == FR_ACT_TO_TBL && frh.dst_len == 0 &&
+                       frh.src_len == 0 && frh.tos == 0 && !(frh.flags & FIB_RULE_INVERT) && rs->v4_plain;
+    }
+    if (selects || frh.tos != 0) {
+        rs->v4_plain = 0;
     }
     return 0;
 }
 
-/* Does any `ip rule` of the namespace (both families) select on the uid? Into *any: 0, or -1 on error. One
- * RTM_GETRULE dump, kept as conf_links' is, retried once when interrupted. */
-static int conf_uid_rules(const ss_flow *f, int *any, secsock_error *err)
+#define SS_ROUTES_READ_MAX 4096 /* IPv4 routes conf_rules_of reads; beyond, v4_plain is not claimed */
+
+typedef struct {
+    unsigned seen;
+    int plain; /* no route has a TOS; RTN_LOCAL only in the local table, none there scoped below link */
+    int too_many;
+    unsigned n_local;
+    v4_prefix local[SS_LOCAL_PREFIXES];
+} route_scan;
+
+/*
+ * A dump's IPv4 RTM_NEWROUTE. fib_table_lookup passes over a route whose TOS (fa_dscp) is not the flow's,
+ * and over one scoped below the flow's (an SO_DONTROUTE socket asks RT_SCOPE_LINK: ip_sock_rt_scope): with a
+ * TOS route anywhere, or a local route outside the local table (which the local rule's lookup would not
+ * find, and another rule's might, by TOS or scope), or a route in the local table scoped below link, the
+ * socket's TOS or SO_DONTROUTE could change whether a peer is local (seen on 6.18: `ip route add local ADDR
+ * tos 0x10 dev lo` makes ADDR local for that TOS alone). A larger table than SS_ROUTES_READ_MAX stops the
+ * dump (a routing daemon's full table, read every second, would cost more than the getsockopt calls saved).
+ */
+static int on_v4_route(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
+{
+    route_scan *rs = vctx;
+    route_answer ra;
+
+    if (type != RTM_NEWROUTE || len < NLMSG_ALIGN(sizeof(struct rtmsg))) {
+        return 0;
+    }
+    if (++rs->seen > SS_ROUTES_READ_MAX) {
+        rs->too_many = 1;
+        return -1; /* ends the dump: nl_request closes its socket */
+    }
+    memset(&ra, 0, sizeof(ra));
+    (void)on_route(&ra, type, flags, payload, len);
+    if (ra.tos != 0 || (ra.type == RTN_LOCAL && ra.table != RT_TABLE_LOCAL) ||
+        (ra.table == RT_TABLE_LOCAL && ra.scope < RT_SCOPE_LINK)) {
+        rs->plain = 0;
+    }
+    if (ra.type == RTN_LOCAL && ra.table == RT_TABLE_LOCAL && rs->n_local++ < SS_LOCAL_PREFIXES) {
+        memcpy(rs->local[rs->n_local - 1].addr, ra.dst, sizeof(ra.dst));
+        rs->local[rs->n_local - 1].len = ra.dst_len > 32 ? 32 : ra.dst_len;
+    }
+    return 0;
+}
+
+/* Are the namespace's IPv4 routes plain (route_scan)? Into rules' v4_plain, with the local table's local
+ * routes: 0, or -1 on error. */
+static int v4_routes_plain(conf_rules *rules, secsock_error *err)
+{
+    static const route_scan init = {0, 1, 0, 0, {{{0}, 0}}};
+    route_scan rs;
+    struct rtmsg rtm;
+
+    memset(&rtm, 0, sizeof(rtm));
+    rtm.rtm_family = AF_INET;
+    if (route_dump(RTM_GETROUTE, &rtm, sizeof(rtm), on_v4_route, &rs, &init, sizeof(rs), "RTM_GETROUTE", err) !=
+        0) {
+        if (!rs.too_many) {
+            return -1;
+        }
+        rs.plain = 0; /* stopped by on_v4_route: not claimed */
+    }
+    rules->v4_plain = rs.plain;
+    rules->n_local = rs.n_local;
+    memcpy(rules->local, rs.local, sizeof(rules->local));
+    return 0;
+}
+
+/* What the namespace's rules (both families: one RTM_GETRULE dump, retried once when interrupted) and, when
+ * they allow it, its IPv4 routes say, into *rules: 0, or -1 on error. Kept as conf_links' answer is. */
+static int conf_rules_of(const ss_flow *f, conf_rules *rules, secsock_error *err)
 {
     int64_t now = ss_clock_ms();
     conf_ns *c = conf_for(f);
+    static const rule_scan init = {0, 0, 1};
     struct fib_rule_hdr frh;
-    int v = 0;
+    rule_scan rs;
 
-    *any = 0;
     if (c != NULL && conf_fresh(&c->rules_at, now)) {
-        *any = c->rules_uid;
+        *rules = c->rules;
         return 0;
     }
     g.conf_asks++;
     memset(&frh, 0, sizeof(frh));
     frh.family = AF_UNSPEC;
-    if (route_dump(RTM_GETRULE, &frh, sizeof(frh), on_rule_uid, &v, "RTM_GETRULE", err) != 0) {
+    if (route_dump(RTM_GETRULE, &frh, sizeof(frh), on_rule, &rs, &init, sizeof(rs), "RTM_GETRULE", err) != 0) {
         return -1;
     }
-    *any = v;
+    rules->uid = rs.uid;
+    rules->v4_plain = rs.v4_seen && rs.v4_plain;
+    rules->n_local = 0;
+    if (rules->v4_plain && v4_routes_plain(rules, err) != 0) {
+        return -1;
+    }
     if (c != NULL) {
-        c->rules_uid = v;
+        c->rules = *rules;
         conf_stamp_set(&c->rules_at, now);
     }
+    return 0;
+}
+
+/* Does any `ip rule` of the namespace (both families) select on the uid? Into *any: 0, or -1 on error. */
+static int conf_uid_rules(const ss_flow *f, int *any, secsock_error *err)
+{
+    conf_rules rules;
+
+    *any = 0;
+    if (conf_rules_of(f, &rules, err) != 0) {
+        return -1;
+    }
+    *any = rules.uid;
     return 0;
 }
 

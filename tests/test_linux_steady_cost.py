@@ -1,0 +1,207 @@
+"""What a steady (cached, repeated) query on the secured path costs in system calls, and that what it leaves
+out cannot change the answer (issue 14, speed). Whether an IPv4 peer is one of the host's addresses is asked
+of the routing table and kept 1 s; it is keyed without the socket's mark, owner, TOS and SO_DONTROUTE while
+the namespace's rules and routes make them irrelevant (the bare local rule first, no rule on mark, uid or
+DSCP, no TOS route, no local route outside the local table), and those are then not read at all.
+
+The host kernel has no ESP: the flows here meet policies whose templates have no SA, which takes a query
+down the same path as a secured one (every per-socket fact is read; the SAs only come from the snapshot).
+Needs root; run by tools/test.sh and CI.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from linux_netns import Netns, child_env, require_root, run
+
+pytestmark = pytest.mark.netns
+
+A, B = "10.77.0.1", "10.77.0.2"  # on lo's /24: B is one of the host's addresses
+V, W = "10.79.0.1", "10.79.0.2"  # V on the veth vc; W beyond it (a remote peer)
+QUERIES = 100
+# Memory management the interpreter may do between two queries: not the query's.
+NOT_THE_QUERYS = ("brk", "mmap", "munmap", "mremap", "madvise")
+
+# The first query reads what the later ones keep; umask marks where the steady ones begin and end.
+COUNT_QUERIES = """
+import os, socket, sys, secsock
+local, peer, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+s = socket.create_connection((peer, port), source_address=(local, 0))
+print(secsock.query(s).reason)
+os.umask(0o22)
+for _ in range(n):
+    secsock.query(s)
+os.umask(0o22)
+"""
+
+
+@pytest.fixture
+def ns() -> Iterator[Netns]:
+    require_root()
+    netns = Netns("steady")
+    try:
+        netns.ip("addr", "add", f"{A}/24", "dev", "lo")
+        netns.ip("link", "add", "vc", "type", "veth", "peer", "name", "vcp")
+        netns.ip("link", "set", "vc", "up")
+        netns.ip("addr", "add", f"{V}/24", "dev", "vc")
+        yield netns
+    finally:
+        netns.close()
+
+
+def policies(ns: Netns, local: str, peer: str, level: str = "required") -> None:
+    for src, dst, direction in ((local, peer, "out"), (peer, local, "in")):
+        ns.ip("xfrm", "policy", "add", "src", src, "dst", dst, "dir", direction,
+              "tmpl", "proto", "esp", "mode", "transport", "level", level)  # fmt: skip
+
+
+def lo_xfrm_on(ns: Netns) -> None:
+    """lo's own disable_xfrm/disable_policy off: a flow to a local peer then meets the policies."""
+    for name in ("disable_xfrm", "disable_policy"):
+        run(*ns.exec_argv("sysctl", "-qw", f"net.ipv4.conf.lo.{name}=0"))
+
+
+def listener(where: Netns, addr: str) -> socket.socket:
+    def listen() -> socket.socket:
+        s = socket.socket()
+        s.bind((addr, 0))
+        s.listen()
+        return s
+
+    return where.call(listen)
+
+
+def steady_syscalls(ns: Netns, local: str, peer: str, port: int) -> tuple[str, list[str]]:
+    """The first query's reason and the system calls QUERIES steady queries made (strace, between markers)."""
+    with tempfile.NamedTemporaryFile(prefix="secsock-strace-") as out:
+        argv = ns.exec_argv("strace", "-f", "-qq", "-o", out.name, sys.executable, "-c", COUNT_QUERIES,
+                            local, peer, str(port), str(QUERIES))  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, env=child_env(), timeout=120)
+        assert done.returncode == 0, done.stderr
+        lines = Path(out.name).read_text().splitlines()
+    marks = [i for i, line in enumerate(lines) if "umask(" in line]
+    assert len(marks) == 2, "the markers were not traced"
+    calls = [line.split(None, 1)[1].split("(", 1)[0] for line in lines[marks[0] + 1 : marks[1]]]
+    return done.stdout.strip(), [name for name in calls if name not in NOT_THE_QUERYS]
+
+
+@pytest.mark.parametrize(("where", "expected"), [("remote", 4), ("local", 5)], ids=["remote", "local"])
+def test_a_steady_secured_query_makes_four_or_five_system_calls(ns: Netns, where: str, expected: int) -> None:
+    """A connected TCP socket's steady query: SO_COOKIE, getsockname, getpeername and the notification
+    socket's poll (epoll_wait); toward a local peer also SO_BINDTOIFINDEX (the device the route is asked
+    from), which a peer that no local route covers does not need. It made 9 toward a remote peer
+    (SO_BINDTOIFINDEX, SO_DONTROUTE, fstat, IP_TOS, SO_MARK for the key of whether the peer is local) and 10
+    toward a local one (and SIOCGIFNAME for loopback's name)."""
+    peers = Netns("steady-peer")
+    try:
+        if where == "remote":
+            ns.ip("link", "set", "vcp", "netns", peers.name)
+            peers.ip("link", "set", "vcp", "up")
+            peers.ip("addr", "add", f"{W}/24", "dev", "vcp")
+            local, peer, server = V, W, listener(peers, W)
+        else:
+            lo_xfrm_on(ns)
+            local, peer, server = A, B, listener(ns, B)
+        with server:
+            policies(ns, local, peer, level="use")  # optional: the handshake needs no SA
+            reason, calls = steady_syscalls(ns, local, peer, server.getsockname()[1])
+    finally:
+        peers.close()
+    assert "no ESP or AH SA protects the flow" in reason, f"not the secured path: {reason}"
+    per_query = calls[: len(calls) // QUERIES]
+    assert len(calls) == expected * QUERIES, (
+        f"{len(calls) / QUERIES} system calls a query; one query's: {per_query}"
+    )
+
+
+def probe_getsockopts(ns: Netns, steps: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """The probe's results and the getsockopt calls it made (strace)."""
+    with tempfile.NamedTemporaryFile(prefix="secsock-strace-") as out:
+        results = ns.probe(steps, wrap=("strace", "-f", "-qq", "-e", "trace=getsockopt", "-o", out.name))
+        return results, Path(out.name).read_text()
+
+
+def reasons(results: list[dict[str, Any]]) -> list[str]:
+    return [r["reason"] for r in results]
+
+
+NO_SA = "no SA fits a template the policy requires"
+DISABLED = "disable_xfrm"  # (out) and disable_policy (in): lo's, for a peer reached over lo
+
+
+@pytest.mark.parametrize(
+    ("selector", "sockopt", "fact"),
+    [(("tos", "0x10"), {"tos": 0x10}, "IP_TOS"), (("fwmark", "1"), {"mark": 1}, "SO_MARK")],
+    ids=["tos", "fwmark"],
+)
+def test_a_rule_on_tos_or_mark_keeps_local_peer_answers_apart(
+    ns: Netns, selector: tuple[str, str], sockopt: dict[str, int], fact: str
+) -> None:
+    """With no rule on them (nor a local route outside the local table), the steady queries do not read the
+    socket's TOS or mark at all (only the first query, which asks the route, reads them). Then W is made
+    remote but through table 100, which holds a local route for it: a socket whose TOS or mark a rule sends
+    there reaches W over lo (whose disable_xfrm/disable_policy then apply), the other by vc. The two sockets'
+    answers stay apart."""
+    policies(ns, V, W)
+    plain = {"op": "udp", "name": "plain", "local": V, "peer": W, "port": 500}
+    steady = [{"op": "query", "name": "plain", "peer": [W, 500]}] * 20
+    results, traced = probe_getsockopts(ns, [plain, *steady])
+    assert all(NO_SA in reason for reason in reasons(results)), reasons(results)[0]
+    assert traced.count(fact) <= 1, f"{traced.count(fact)} reads of {fact} for 21 queries and no rule on it"
+
+    ns.ip("route", "add", "local", W, "dev", "lo", "table", "100")
+    ns.ip("rule", "add", *selector, "lookup", "100")
+    marked = {**plain, "name": "marked", **sockopt}
+    again = [{"op": "query", "name": name, "peer": [W, 500]} for name in ("plain", "marked")]
+    results, _ = probe_getsockopts(ns, [plain, marked, *again])
+    first, second, plain_again, marked_again = reasons(results)
+    assert NO_SA in first and NO_SA in plain_again, "the socket the rule does not select reaches W by vc"
+    assert DISABLED in second and DISABLED in marked_again, "the socket the rule selects reaches W over lo"
+
+
+def test_a_dontroute_sockets_local_peer_behind_a_rule_ahead_of_the_local_table(ns: Netns) -> None:
+    """An SO_DONTROUTE socket's lookups are link-scoped (ip_sock_rt_scope): fib_table_lookup passes over a
+    route via a gateway. With the local rule first, whether B is local is the local table's answer whatever
+    the scope: decided (lo's settings apply), where it was "not decidable". Behind a rule ahead of the local
+    table whose table routes B via a gateway, the plain socket reaches B by vc while the SO_DONTROUTE one
+    passes that route over and finds B in the local table: its answer is not decidable again, never the plain
+    socket's."""
+    policies(ns, A, B)
+    dontroute = {"op": "udp", "name": "dr", "local": A, "peer": B, "port": 500, "dontroute": True}
+    (result,) = ns.probe([dontroute])
+    assert DISABLED in result["reason"], result["reason"]
+
+    ns.ip("route", "add", f"{B}/32", "via", "10.79.0.9", "dev", "vc", "table", "100")
+    ns.ip("rule", "del", "pref", "0", "lookup", "local")
+    ns.ip("rule", "add", "pref", "10", "lookup", "local")
+    ns.ip("rule", "add", "pref", "5", "lookup", "100")
+    plain = {**dontroute, "name": "plain", "dontroute": False}
+    plain_result, dontroute_result = ns.probe([plain, dontroute])
+    assert NO_SA in plain_result["reason"], "the plain socket reaches B by vc, where the policies apply"
+    assert "not decidable" in dontroute_result["reason"] or "cannot be told" in dontroute_result["reason"], (
+        dontroute_result["reason"]
+    )
+
+
+def test_an_address_that_makes_a_remote_peer_local_is_seen_after_the_interval(ns: Netns) -> None:
+    """Toward a peer that no local route covers, the device the socket sends by is not read: the local
+    table's local routes are kept with the rules for the interval (1 s), like every cached route answer.
+    W made one of the host's addresses (on lo, whose disable_xfrm/disable_policy then apply) is seen by a
+    query after the interval."""
+    policies(ns, V, W)
+    sock = {"op": "udp", "name": "s", "local": V, "peer": W, "port": 500}
+    ask = {"op": "query", "name": "s", "peer": [W, 500]}
+    add = {"op": "run", "argv": ["ip", "addr", "add", f"{W}/32", "dev", "lo"]}
+    wait = {"op": "run", "argv": ["sleep", "1.2"]}
+    before, after = reasons(ns.probe([sock, add, wait, ask]))
+    assert NO_SA in before, before
+    assert DISABLED in after, after
