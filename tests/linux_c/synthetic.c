@@ -642,13 +642,15 @@ int cmd_synthetic(const char *name)
         rc |= add_policy(&s, &p) | add_sa(&s, &a);
     } else if (strncmp(name, "sa-due-", 7) == 0) {
         /* A (0x1001, added 102 s ago) and the older B (0x1002, 200 s ago, no limits), read by a dump: A's
-         * limit fell due 2 s ago, which xfrm_timer_handler may not have acted on yet (its hrtimer runs late). */
+         * limit fell due 2 s ago, which xfrm_timer_handler may not have acted on yet (its hrtimer runs late).
+         * hard-10s-ago: A added 110 s ago, its hard add limit due 10 s ago; the timer deletes an SA it expires,
+         * so a dump that still shows A shows one the timer has not acted on (a forward clock step, NEWAE). */
         ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         struct xfrm_lifetime_cfg lft_a, lft_b;
         struct xfrm_lifetime_cur cur_a, cur_b;
         sa_record dump[2];
-        int hard = strcmp(name, "sa-due-hard-2s-ago") == 0;
-        lifetimes(&lft_a, &cur_a, 102, -1, hard ? 0 : 100, 0);
+        int hard = strncmp(name, "sa-due-hard-", 12) == 0;
+        lifetimes(&lft_a, &cur_a, strcmp(name, "sa-due-hard-10s-ago") == 0 ? 110 : 102, -1, hard ? 0 : 100, 0);
         lifetimes(&lft_b, &cur_b, 200, -1, 0, 0);
         lft_a.hard_add_expires_seconds = hard ? 100 : 0;
         if (strcmp(name, "sa-due-soft-bytes") == 0) {
@@ -686,7 +688,7 @@ int cmd_synthetic(const char *name)
             lft_a.soft_add_expires_seconds = 100; /* dying these 10 s */
             lft_upd.soft_add_expires_seconds = 100; /* the update leaves it due: its timer marks it again */
         } else if (strcmp(name, "sa-update-expired") == 0) {
-            lft_a.hard_add_expires_seconds = 100; /* read as expired: due 10 s ago */
+            lft_a.hard_add_expires_seconds = 100; /* due 10 s ago: maybe expired */
             lft_upd.hard_add_expires_seconds = 100; /* the request's add time is now: not due in it */
         } else if (strcmp(name, "sa-update-while-stale-extended") == 0) {
             lft_upd.soft_add_expires_seconds = 1000; /* no longer due: the update made A live again */
