@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -1648,6 +1649,14 @@ def reason_code(name: str) -> int:
     return names.index(name)
 
 
+def reason_text(name: str) -> str:
+    """SecurityInfo.reason's text for SECSOCK_REASON_<name>, read from reason_texts in csrc/module/results.c."""
+    source = (ROOT / "csrc" / "module" / "results.c").read_text()
+    body = source.split("reason_texts[SECSOCK_REASON_COUNT] = {")[1].split("};")[0]
+    entries = re.findall(r'((?:"(?:[^"\\]|\\.)*"\s*)+),', body)
+    return ["".join(re.findall(r'"((?:[^"\\]|\\.)*)"', entry)) for entry in entries][reason_code(name)]
+
+
 def assert_out(driver: str, case: str, expected: tuple[int, str, list[int]]) -> None:
     """The synthetic case's outbound answer is (protected, reason name, SPIs)."""
     out = synthetic(driver, case)["out"]
@@ -1886,6 +1895,9 @@ def test_security_labels_are_not_decidable_where_they_may_apply(
     got = synthetic(driver, case)[direction]
     protected, reason, spis = expected
     assert (got["protected"], got["reason"], got["spis"]) == (protected, reason_code(reason), spis)
+    if case == "sa-unreadable-out":
+        # The reason's text names this cause too, not only per-CPU and packet-offload SAs.
+        assert "an SA the dump could not read" in reason_text(reason), reason_text(reason)
 
 
 @pytest.mark.parametrize(
