@@ -1771,6 +1771,8 @@ def test_outbound_sa_pick_reads_dying_as_xfrm_timer_proc_sets_it(
         ("sa-update-expired", (0, "SA_ORDER_UNDECIDABLE", []), None),
         ("sa-update-while-stale-extended", (1, "ENCRYPTED", [0x1001]), None),
         ("sa-update-while-stale-still-due", (0, "SA_ORDER_UNDECIDABLE", []), None),
+        ("sa-update-while-stale-readded", (1, "ENCRYPTED", [0x1001]), None),
+        ("sa-update-while-stale-deleted", (1, "ENCRYPTED", [0x1001]), None),
     ],
 )
 def test_a_time_limit_counts_as_maybe_acted_on_while_the_kernels_timer_may_be_late(
@@ -1787,7 +1789,9 @@ def test_a_time_limit_counts_as_maybe_acted_on_while_the_kernels_timer_may_be_la
     again, and a time limit's maybe schedules that read for when it turns sure; a byte limit's maybe does not
     (the counters are not read per query). A keyed SA's hard time limit is maybe however long ago it fell due,
     with no read scheduled: xfrm_timer_handler deletes the SA when it acts, so one a dump shows was not acted
-    on (a late timer after a forward clock step): read as expired, the older SA was answered ENCRYPTED
+    on (a late timer after a forward clock step): read as expired, the older SA was answered ENCRYPTED. An SA
+    deleted (and added again with the same SPI in the same second) while the table was stale kept its notified
+    dying across the dump, which matches by id and add time: now a delete or add clears it as an update does
     (tests/linux_c/synthetic.c)."""
     result = synthetic(driver, case)
     protected, reason, spis = expected

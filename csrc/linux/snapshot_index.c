@@ -370,7 +370,8 @@ int sa_notify_apply(ss_snap *s, int stale, uint16_t type, const void *payload, s
     int action, r;
     int64_t now = (int64_t)time(NULL);
 
-    if (stale && type != XFRM_MSG_NEWSA && type != XFRM_MSG_UPDSA) {
+    if (stale && type != XFRM_MSG_NEWSA && type != XFRM_MSG_UPDSA && type != XFRM_MSG_DELSA &&
+        type != XFRM_MSG_EXPIRE) {
         return 0; /* the dump to come reads it */
     }
     if (ss_parse_sa_notify(type, payload, len, &a, &action, &why) != SS_PARSE_OK) {
@@ -383,11 +384,13 @@ int sa_notify_apply(ss_snap *s, int stale, uint16_t type, const void *payload, s
          * what a dump reads of it, even a dump for a stale table, which must not keep a notified dying. */
         sa_note_seen(s, &a, now);
         sa_settle_seen(s, &a, now);
-        if (stale && action == SS_SA_UPDATE) {
-            int32_t prev, j = sa_find(s, &a, &prev);
-            if (j >= 0) {
-                s->sas[j].dying_notified = 0;
-            }
+    }
+    if (stale && (action == SS_SA_UPSERT || action == SS_SA_UPDATE || action == SS_SA_DELETE)) {
+        /* The state a notified dying was about is gone or updated (km.dying 0): the dump must not keep it,
+         * and sa_restore_dying would, for one deleted and added again with the same SPI in the same second. */
+        int32_t prev, j = sa_find(s, &a, &prev);
+        if (j >= 0) {
+            s->sas[j].dying_notified = 0;
         }
     }
     r = stale ? 0 : sa_apply(s, action, &a) != 0 ? -1 : 1;

@@ -681,6 +681,10 @@ int cmd_synthetic(const char *name)
         sa_record dump[2], upd;
         size_t i;
         int stale = strncmp(name, "sa-update-while-stale", 21) == 0;
+        /* -readded: instead of the update, A is deleted and added again with the same SPI in the same second
+         * (a new state, km.dying 0, the same add time); -deleted: the same, its NEWSA lost. */
+        int readded = strcmp(name, "sa-update-while-stale-readded") == 0;
+        int deleted = readded || strcmp(name, "sa-update-while-stale-deleted") == 0;
         lifetimes(&lft_a, &cur_a, 110, -1, 0, 0);
         lifetimes(&lft_b, &cur_b, 200, -1, 0, 0);
         lifetimes(&lft_upd, &cur_upd, 0, -1, 0, 0);
@@ -707,7 +711,21 @@ int cmd_synthetic(const char *name)
             rc = notify_soft_expire(&g.cur.snap, 0x1001, 100, 50);
             g.cur.sa_stale = 1;
         }
-        if (rc == 0) {
+        if (rc == 0 && deleted) {
+            struct xfrm_usersa_id id;
+            memset(&id, 0, sizeof(id));
+            inet_pton(AF_INET, "10.0.0.2", &id.daddr);
+            id.spi = htonl(0x1001);
+            id.family = AF_INET;
+            id.proto = IPPROTO_ESP;
+            (void)on_notify(NULL, XFRM_MSG_DELSA, 0, &id, sizeof(id));
+            if (readded) {
+                make_sa_record(&upd, 0x1001, &lft_upd, &cur_a, "rfc4106(gcm(aes))");
+                (void)on_notify(NULL, XFRM_MSG_NEWSA, 0, upd.msg.bytes, upd.len);
+            }
+            make_sa_record(&dump[0], 0x1001, &lft_upd, &cur_a, "rfc4106(gcm(aes))");
+            rc = redump(&g.cur.snap, dump, 2);
+        } else if (rc == 0) {
             (void)on_notify(NULL, XFRM_MSG_UPDSA, 0, upd.msg.bytes, upd.len);
             if (g.cur.sa_stale) {
                 make_sa_record(&dump[0], 0x1001, &lft_upd, &cur_a, "rfc4106(gcm(aes))");
