@@ -1219,6 +1219,15 @@ def steps(ns: Netns, driver: str, *commands: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in done.stdout.splitlines()]
 
 
+def test_the_sa_table_is_read_again_when_a_time_limits_maybe_settles(ns: Netns, driver: str) -> None:
+    """A time limit read as maybe acted on schedules a read of the SA table for when it turns sure
+    (recheck_at, ss_sa_settle); nothing tested that the read is made. The hook sets the time on the frozen
+    freshness clock: no read before it, one read once it has passed, none after (the read clears it)."""
+    results = steps(ns, driver, "@clock 0", "@recheck 500", "@clock 400", "@clock 200", "@clock 100")
+    dumps = [r["dumps"] for r in results]
+    assert dumps[1:] == [dumps[0]] * 3 + [dumps[0] + 1] * 2, dumps
+
+
 def test_a_lost_policy_notification_is_caught_by_the_counts_or_the_maximum_age(
     ns: Netns, driver: str
 ) -> None:
