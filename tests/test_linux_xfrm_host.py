@@ -24,6 +24,7 @@ import pytest
 
 import secsock
 from linux_netns import Netns, child_env, require_root, run
+from reason_enum import reason_names
 
 pytestmark = pytest.mark.netns
 
@@ -1651,15 +1652,19 @@ def synthetic(driver: str, case: str) -> dict[str, dict[str, Any]]:
 
 def reason_code(name: str) -> int:
     """SECSOCK_REASON_<name>'s value, read from the enum in csrc/secsock_backend.h (numbered from 0)."""
-    header = (ROOT / "csrc" / "secsock_backend.h").read_text()
-    body = header.split("SECSOCK_REASON_NONE = 0,")[1].split("SECSOCK_REASON_COUNT")[0]
-    lines = [line.strip() for line in body.splitlines() if line.strip().startswith("SECSOCK_REASON_")]
-    names = ["NONE"] + [line.split(",")[0].removeprefix("SECSOCK_REASON_") for line in lines]
-    return names.index(name)
+    return reason_names().index(name)
+
+
+def test_the_reason_names_are_the_enums_members_and_no_more() -> None:
+    """The VM suite read every SECSOCK_REASON_ token after NONE, the count and anything past the enum
+    included: its codes now come from the same reader as the host's, which stops at SECSOCK_REASON_COUNT."""
+    names = reason_names()
+    assert len(names) == len(set(names)) and "COUNT" not in names, names
+    assert names[0] == "NONE" and names[-1] == "SEC_CTX_UNDECIDABLE", names
 
 
 def reason_text(name: str) -> str:
-    """SecurityInfo.reason's text for SECSOCK_REASON_<name>, read from reason_texts in csrc/module/results.c."""
+    """SecurityInfo.reason's text for SECSOCK_REASON_<name>, from reason_texts in csrc/module/results.c."""
     source = (ROOT / "csrc" / "module" / "results.c").read_text()
     body = source.split("reason_texts[SECSOCK_REASON_COUNT] = {")[1].split("};")[0]
     entries = re.findall(r'((?:"(?:[^"\\]|\\.)*"\s*)+),', body)

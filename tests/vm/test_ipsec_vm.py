@@ -30,6 +30,7 @@ import pytest
 
 import secsock
 from linux_netns import Netns, require_root, run
+from reason_enum import reason_names
 from secsock import _query, _secsock
 from xfrm_probe import describe, family_of
 
@@ -1019,9 +1020,7 @@ def test_a_lost_sa_notification_is_caught_by_the_counts_or_the_maximum_age(pair:
 
 def reason_codes() -> dict[str, int]:
     """SECSOCK_REASON_<name>: its value, from the enum in csrc/secsock_backend.h (the driver prints it)."""
-    header = (Path(__file__).resolve().parents[2] / "csrc" / "secsock_backend.h").read_text()
-    names = re.findall(r"SECSOCK_REASON_(\w+)", header.split("SECSOCK_REASON_NONE = 0,")[1])
-    return {name: code for code, name in enumerate(names, start=1)}
+    return {name: code for code, name in enumerate(reason_names())}
 
 
 def test_a_soft_time_limit_the_timer_acted_on_settles_by_a_read_moments_later(
