@@ -1786,6 +1786,8 @@ def test_outbound_sa_pick_reads_dying_as_xfrm_timer_proc_sets_it(
         ("sa-update-while-stale-extended", (1, "ENCRYPTED", [0x1001]), None),
         ("sa-update-while-stale-still-due", (0, "SA_ORDER_UNDECIDABLE", []), None),
         ("sa-update-while-stale-readded", (1, "ENCRYPTED", [0x1001]), None),
+        ("sa-update-burst", (0, "SA_ORDER_UNDECIDABLE", []), None),
+        ("sa-update-burst-new", (0, "SA_ORDER_UNDECIDABLE", []), None),
         ("sa-update-while-stale-deleted", (1, "ENCRYPTED", [0x1001]), None),
     ],
 )
@@ -1805,7 +1807,10 @@ def test_a_time_limit_counts_as_maybe_acted_on_while_the_kernels_timer_may_be_la
     with no read scheduled: xfrm_timer_handler deletes the SA when it acts, so one a dump shows was not acted
     on (a late timer after a forward clock step): read as expired, the older SA was answered ENCRYPTED. An SA
     deleted (and added again with the same SPI in the same second) while the table was stale kept its notified
-    dying across the dump, which matches by id and add time: now a delete or add clears it as an update does
+    dying across the dump, which matches by id and add time: now a delete or add clears it as an update does.
+    Four adds or updates of other SAs after an update evicted its note (four kept), so the dump read the
+    updated SA's due soft limit as surely acted on: now an add is noted only with a time limit due, and a
+    note that still matters is never evicted (every SA counts as seen then, as after lost notifications)
     (tests/linux_c/synthetic.c)."""
     result = synthetic(driver, case)
     protected, reason, spis = expected

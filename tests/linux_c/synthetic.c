@@ -688,7 +688,10 @@ int cmd_synthetic(const char *name)
         lifetimes(&lft_a, &cur_a, 110, -1, 0, 0);
         lifetimes(&lft_b, &cur_b, 200, -1, 0, 0);
         lifetimes(&lft_upd, &cur_upd, 0, -1, 0, 0);
-        if (strcmp(name, "sa-update-soft-still-due") == 0) {
+        /* -burst / -burst-new: as -soft-still-due, then four other SAs updated (-burst) or added (-burst-new),
+         * none with a limit due, before the dump: more adds and updates than sa_note_seen keeps. */
+        int burst = strncmp(name, "sa-update-burst", 15) == 0;
+        if (strcmp(name, "sa-update-soft-still-due") == 0 || burst) {
             lft_a.soft_add_expires_seconds = 100; /* dying these 10 s */
             lft_upd.soft_add_expires_seconds = 100; /* the update leaves it due: its timer marks it again */
         } else if (strcmp(name, "sa-update-expired") == 0) {
@@ -727,6 +730,12 @@ int cmd_synthetic(const char *name)
             rc = redump(&g.cur.snap, dump, 2);
         } else if (rc == 0) {
             (void)on_notify(NULL, XFRM_MSG_UPDSA, 0, upd.msg.bytes, upd.len);
+            for (i = 0; burst && i < 4; i++) {
+                sa_record other;
+                make_sa_record(&other, 0x3001 + (uint32_t)i, &lft_b, &cur_upd, "rfc4106(gcm(aes))");
+                (void)on_notify(NULL, strcmp(name, "sa-update-burst-new") == 0 ? XFRM_MSG_NEWSA : XFRM_MSG_UPDSA,
+                                0, other.msg.bytes, other.len);
+            }
             if (g.cur.sa_stale) {
                 make_sa_record(&dump[0], 0x1001, &lft_upd, &cur_a, "rfc4106(gcm(aes))");
                 rc = redump(&g.cur.snap, dump, 2);
