@@ -142,7 +142,7 @@ enum {
     SECSOCK_REASON_XFRM_MAYBE_DISABLED, /* a device the flow may use has disable_xfrm/disable_policy: undecidable */
     SECSOCK_REASON_TUNNEL_SOURCE_UNDECIDABLE, /* a tunnel template's source is any: the route's source decides */
     SECSOCK_REASON_SA_CACHE_UNDECIDABLE, /* 6.12+: SAs that differ fit; the policy's state cache decides */
-    SECSOCK_REASON_SA_KIND_UNDECIDABLE, /* a per-CPU or packet-offload SA fits: the CPU or offload policy decides */
+    SECSOCK_REASON_SA_KIND_UNDECIDABLE, /* a per-CPU, packet-offload or unreadable SA fits (may be the pick) */
     SECSOCK_REASON_MULTIPATH_UNDECIDABLE, /* MPTCP subflows, SCTP paths: other addresses and devices */
     SECSOCK_REASON_SEC_CTX_UNDECIDABLE, /* a labeled policy or SA (XFRMA_SEC_CTX) may apply: the LSM decides */
     SECSOCK_REASON_COUNT

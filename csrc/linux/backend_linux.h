@@ -248,6 +248,9 @@ typedef struct {
      * them), and when the SA table is read again to settle a time limit's maybe (ss_sa_settle; ss_clock_ms(),
      * 0: none pending; snap_free_sas clears it, the dump that follows sets it again). */
     ss_sa_seen seen[SS_SA_SEEN_KEPT];
+    /* time(NULL) when an add or update may have gone unnoted (every slot still mattered, or notifications were
+     * lost: ENOBUFS, a truncated one): ss_sa_settle takes it as every SA's seen_at. 0: none. */
+    int64_t seen_all_at;
     int64_t recheck_at;
 } ss_snap;
 
@@ -359,7 +362,8 @@ int sa_apply(ss_snap *s, int action, const ss_sa *a);
  * the caller frees; NULL when none), for sa_restore_dying to mark dying again in the new table. 0, -1 on ENOMEM. */
 int sa_save_dying(const ss_snap *s, ss_sa **out, size_t *n);
 void sa_restore_dying(ss_snap *s, const ss_sa *kept, size_t n);
-/* Remember that a notification showed an add or update of a (the oldest of SS_SA_SEEN_KEPT entries goes). */
+/* Remember that a notification showed an add or update of a: in its slot, a free one or one past
+ * SS_TIMER_LATE_S; with none, the whole table counts as seen now (seen_all_at). */
 void sa_note_seen(ss_snap *s, const ss_sa *a, int64_t now);
 /* ss_sa_settle a (not yet in s) at now with what s saw of it, and move s->recheck_at to when that settles. */
 void sa_settle_seen(ss_snap *s, ss_sa *a, int64_t now);

@@ -302,12 +302,18 @@ int64_t ss_sa_settle(ss_sa *a, int64_t now, int64_t seen_at)
 {
     int64_t settles = 0;
     int soft = time_limit_state(a->soft_due_at, now, seen_at, &settles);
-    int hard = time_limit_state(a->hard_due_at, now, seen_at, &settles);
+    /* A keyed SA's hard time limit (add_time, use_time): xfrm_timer_handler deletes the SA then
+     * (__xfrm_state_delete: XFRM_STATE_DEAD, off the list a dump walks) and sends the hard expire that removes it
+     * here (sa_apply). So one that is read has not been acted on, however long ago the limit fell due (the timer
+     * runs late after a forward wall-clock step, its hrtimer being on CLOCK_BOOTTIME; XFRM_MSG_NEWAE moves
+     * add_time), and xfrm_state_look_at still takes it: maybe, never sure, with nothing to settle it but that
+     * notification. A larval one (no SPI) the timer only marks XFRM_STATE_EXPIRED, deleting it 2 s later. */
+    int hard = a->spi == 0 ? time_limit_state(a->hard_due_at, now, seen_at, &settles) : a->hard_due_at != 0;
 
-    /* XFRM_STATE_EXPIRED: xfrm_state_check_expire (hard byte and packet limits) and xfrm_timer_handler (hard add
-     * limit from add_time, hard use limit from use_time). km.dying: xfrm_state_check_expire (soft byte and packet
-     * limits) and xfrm_timer_handler (soft add and use limits); an update clears it (xfrm_state_update) until the
-     * timer it restarts runs. One that may not have been acted on yet is ranked both ways (match.c). */
+    /* XFRM_STATE_EXPIRED: xfrm_state_check_expire (hard byte and packet limits; its timer, started at once,
+     * deletes the SA). km.dying: xfrm_state_check_expire (soft byte and packet limits) and xfrm_timer_handler
+     * (soft add and use limits); an update clears it (xfrm_state_update) until the timer it restarts runs. One
+     * that may not have been acted on yet is ranked both ways (match.c). */
     a->expired = (uint8_t)(a->hard_count == 2 || hard == 2);
     a->expired_maybe = (uint8_t)(!a->expired && (a->hard_count == 1 || hard == 1));
     a->dying = (uint8_t)(a->dying_notified || a->soft_count == 2 || soft == 2);

@@ -638,6 +638,7 @@ void drain_notify_locked(void)
             g.cur.pol_stale = g.cur.sa_stale = 1;
             if (errno == ENOBUFS) {
                 g.overruns++; /* messages were lost: only a full dump can be trusted now */
+                g.cur.snap.seen_all_at = (int64_t)time(NULL); /* and an SA update among them (sa_note_seen) */
                 continue;
             }
             notify_close_locked(); /* an unexpected error: reopen on the next query */
@@ -645,6 +646,7 @@ void drain_notify_locked(void)
         }
         if ((msg.msg_flags & MSG_TRUNC) || n == 0) {
             g.cur.pol_stale = g.cur.sa_stale = 1;
+            g.cur.snap.seen_all_at = (int64_t)time(NULL);
             explicit_bzero(buf, (size_t)n); /* a truncated SA notification still holds its key (item 10) */
             continue;
         }

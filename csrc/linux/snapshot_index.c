@@ -326,18 +326,24 @@ void sa_restore_dying(ss_snap *s, const ss_sa *kept, size_t n)
 
 void sa_note_seen(ss_snap *s, const ss_sa *a, int64_t now)
 {
-    ss_sa_seen *slot = &s->seen[0];
+    ss_sa_seen *slot = NULL;
     size_t i;
 
-    for (i = 0; i < SS_SA_SEEN_KEPT; i++) {
-        ss_sa_seen *e = &s->seen[i];
-        if (e->at != 0 && sa_same_id(&e->sa, a)) {
-            slot = e;
-            break;
+    for (i = 0; i < SS_SA_SEEN_KEPT && slot == NULL; i++) {
+        if (s->seen[i].at != 0 && sa_same_id(&s->seen[i].sa, a)) {
+            slot = &s->seen[i];
         }
-        if (e->at < slot->at) {
-            slot = e; /* a free slot (0) or the oldest */
+    }
+    for (i = 0; i < SS_SA_SEEN_KEPT && slot == NULL; i++) {
+        if (s->seen[i].at == 0 || s->seen[i].at + SS_TIMER_LATE_S <= now) {
+            slot = &s->seen[i]; /* free, or too old to change what ss_sa_settle says */
         }
+    }
+    if (slot == NULL) {
+        /* A burst of adds and updates: evicting a note that still matters would read a limit as surely acted
+         * on while the timer the update restarted has not run; count every SA as seen now instead. */
+        s->seen_all_at = now;
+        return;
     }
     slot->sa = *a;
     slot->at = now;
@@ -345,11 +351,11 @@ void sa_note_seen(ss_snap *s, const ss_sa *a, int64_t now)
 
 void sa_settle_seen(ss_snap *s, ss_sa *a, int64_t now)
 {
-    int64_t seen_at = 0, settles;
+    int64_t seen_at = s->seen_all_at, settles;
     size_t i;
 
     for (i = 0; i < SS_SA_SEEN_KEPT; i++) {
-        if (s->seen[i].at != 0 && sa_same_id(&s->seen[i].sa, a)) {
+        if (s->seen[i].at > seen_at && sa_same_id(&s->seen[i].sa, a)) {
             seen_at = s->seen[i].at;
         }
     }
@@ -370,7 +376,8 @@ int sa_notify_apply(ss_snap *s, int stale, uint16_t type, const void *payload, s
     int action, r;
     int64_t now = (int64_t)time(NULL);
 
-    if (stale && type != XFRM_MSG_NEWSA && type != XFRM_MSG_UPDSA) {
+    if (stale && type != XFRM_MSG_NEWSA && type != XFRM_MSG_UPDSA && type != XFRM_MSG_DELSA &&
+        type != XFRM_MSG_EXPIRE) {
         return 0; /* the dump to come reads it */
     }
     if (ss_parse_sa_notify(type, payload, len, &a, &action, &why) != SS_PARSE_OK) {
@@ -381,13 +388,20 @@ int sa_notify_apply(ss_snap *s, int stale, uint16_t type, const void *payload, s
         /* The kernel (re)started the SA's timer (__xfrm_state_insert, xfrm_state_update: in 1 s), and an
          * update cleared km.dying: for a while its time limits may not be acted on, in this copy and in
          * what a dump reads of it, even a dump for a stale table, which must not keep a notified dying. */
-        sa_note_seen(s, &a, now);
+        /* Only what can be read wrongly needs a note: an update (its message holds the request's add time,
+         * not the SA's, so whether a limit is due cannot be told from it), an add whose time limit is due. An
+         * add's limits count from its add time, due later than the timer's first run. */
+        if (action == SS_SA_UPDATE || a.soft_due_at != 0 || a.hard_due_at != 0) {
+            sa_note_seen(s, &a, now);
+        }
         sa_settle_seen(s, &a, now);
-        if (stale && action == SS_SA_UPDATE) {
-            int32_t prev, j = sa_find(s, &a, &prev);
-            if (j >= 0) {
-                s->sas[j].dying_notified = 0;
-            }
+    }
+    if (stale && (action == SS_SA_UPSERT || action == SS_SA_UPDATE || action == SS_SA_DELETE)) {
+        /* The state a notified dying was about is gone or updated (km.dying 0): the dump must not keep it,
+         * and sa_restore_dying would, for one deleted and added again with the same SPI in the same second. */
+        int32_t prev, j = sa_find(s, &a, &prev);
+        if (j >= 0) {
+            s->sas[j].dying_notified = 0;
         }
     }
     r = stale ? 0 : sa_apply(s, action, &a) != 0 ? -1 : 1;

@@ -62,6 +62,13 @@ void ss_debug_clock_advance(int64_t ms)
     pthread_mutex_unlock(&g_lock);
 }
 
+void ss_debug_recheck_in(int64_t ms)
+{
+    pthread_mutex_lock(&g_lock);
+    g.cur.snap.recheck_at = ss_clock_ms() + ms;
+    pthread_mutex_unlock(&g_lock);
+}
+
 uint64_t ss_debug_xcheck_reloads(void)
 {
     return locked_counter(&g.xcheck_reloads);

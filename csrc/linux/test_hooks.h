@@ -21,6 +21,8 @@ void ss_debug_force_overrun(void);
 void ss_debug_drop_notifications(unsigned n);
 void ss_debug_clock_advance(int64_t ms);
 uint64_t ss_debug_xcheck_reloads(void);
+/* Schedule the read that settles a time limit's maybe (the snapshot's recheck_at) ms from the freshness clock. */
+void ss_debug_recheck_in(int64_t ms);
 /* What flow_xfrm_disabled asked the kernel (sysctl reads, route and link lookups) rather than its cache. */
 uint64_t ss_debug_conf_asks(void);
 int ss_debug_counts_agree(void); /* 1: the cross-check's running counts equal a walk of the snapshot */

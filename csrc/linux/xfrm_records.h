@@ -95,7 +95,8 @@ typedef struct {
 /*
  * The SA's dying, dying_maybe, expired and expired_maybe at wall-clock second now, from its lifetimes as read
  * (ss_parse_sa) and seen_at, the second an add or update of it was last seen (0: none): a time limit counts as
- * maybe acted on for SS_TIMER_LATE_S after it fell due and after seen_at; a byte or packet limit as
+ * maybe acted on for SS_TIMER_LATE_S after it fell due and after seen_at (a keyed SA's hard one: always, as the
+ * timer deletes the SA it acts on); a byte or packet limit as
  * count_limit_due says. dying_notified keeps it dying. Returns the second from which a time limit's maybe turns
  * sure (the SA table is read again then to settle the answer), 0 when none is pending.
  */

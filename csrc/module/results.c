@@ -84,8 +84,9 @@ static const char *const reason_texts[SECSOCK_REASON_COUNT] = {
     "not decidable here: SAs that protect differently fit a template, and from Linux 6.12 the kernel first "
     "uses an SA it cached for the policy (the one it used before, an older one after a rekey, until that SA is "
     "deleted), which the dump does not show",
-    "not decidable here: a per-CPU SA (XFRMA_SA_PCPU: the sending CPU decides) or a packet-offload SA "
-    "(XFRMA_OFFLOAD_DEV: software policies skip it, an offload policy takes only such) fits a template",
+    "not decidable here: a per-CPU SA (XFRMA_SA_PCPU: the sending CPU decides), a packet-offload SA "
+    "(XFRMA_OFFLOAD_DEV: software policies skip it, an offload policy takes only such) or an SA the dump could "
+    "not read fits a template",
     "not decidable here: the connection may carry its data over other paths (further MPTCP subflows, a "
     "multihomed SCTP association's other addresses), from and to other addresses and by other devices than "
     "the one the socket names, which the policies may treat otherwise (a host without any XFRM policy for "

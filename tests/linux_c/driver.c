@@ -15,7 +15,9 @@
  *   driver steps LOCAL_ADDR PEER_ADDR PEER_PORT CMD...       query, then after each shell CMD query again;
  *                                                            "@drop N" ignores the next N notifications and
  *                                                            "@clock MS" freezes the freshness clock and moves
- *                                                            it on (test hooks), instead of a shell command
+ *                                                            it on, "@recheck MS" schedules the SA table's
+ *                                                            settling read MS from it (test hooks), instead of
+ *                                                            a shell command
  *   driver release-cache RELEASE...                          ss_release_has_state_cache for each uname release
  *   driver synthetic CASE                                    a snapshot built in memory (synthetic.c), looked up
  *   driver netns LOCAL_ADDR PEER_ADDR PEER_PORT NS...        for each named namespace (ip netns), a thread
@@ -573,6 +575,8 @@ int main(int argc, char **argv)
                     ss_debug_drop_notifications((unsigned)atoi(argv[i] + 6));
                 } else if (strncmp(argv[i], "@clock ", 7) == 0) {
                     ss_debug_clock_advance(atoll(argv[i] + 7));
+                } else if (strncmp(argv[i], "@recheck ", 9) == 0) {
+                    ss_debug_recheck_in(atoll(argv[i] + 9));
                 } else if (system(argv[i]) != 0) {
                     fprintf(stderr, "driver: command failed: %s\n", argv[i]);
                     rc = 2;

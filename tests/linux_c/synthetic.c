@@ -642,13 +642,15 @@ int cmd_synthetic(const char *name)
         rc |= add_policy(&s, &p) | add_sa(&s, &a);
     } else if (strncmp(name, "sa-due-", 7) == 0) {
         /* A (0x1001, added 102 s ago) and the older B (0x1002, 200 s ago, no limits), read by a dump: A's
-         * limit fell due 2 s ago, which xfrm_timer_handler may not have acted on yet (its hrtimer runs late). */
+         * limit fell due 2 s ago, which xfrm_timer_handler may not have acted on yet (its hrtimer runs late).
+         * hard-10s-ago: A added 110 s ago, its hard add limit due 10 s ago; the timer deletes an SA it expires,
+         * so a dump that still shows A shows one the timer has not acted on (a forward clock step, NEWAE). */
         ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         struct xfrm_lifetime_cfg lft_a, lft_b;
         struct xfrm_lifetime_cur cur_a, cur_b;
         sa_record dump[2];
-        int hard = strcmp(name, "sa-due-hard-2s-ago") == 0;
-        lifetimes(&lft_a, &cur_a, 102, -1, hard ? 0 : 100, 0);
+        int hard = strncmp(name, "sa-due-hard-", 12) == 0;
+        lifetimes(&lft_a, &cur_a, strcmp(name, "sa-due-hard-10s-ago") == 0 ? 110 : 102, -1, hard ? 0 : 100, 0);
         lifetimes(&lft_b, &cur_b, 200, -1, 0, 0);
         lft_a.hard_add_expires_seconds = hard ? 100 : 0;
         if (strcmp(name, "sa-due-soft-bytes") == 0) {
@@ -679,14 +681,21 @@ int cmd_synthetic(const char *name)
         sa_record dump[2], upd;
         size_t i;
         int stale = strncmp(name, "sa-update-while-stale", 21) == 0;
+        /* -readded: instead of the update, A is deleted and added again with the same SPI in the same second
+         * (a new state, km.dying 0, the same add time); -deleted: the same, its NEWSA lost. */
+        int readded = strcmp(name, "sa-update-while-stale-readded") == 0;
+        int deleted = readded || strcmp(name, "sa-update-while-stale-deleted") == 0;
         lifetimes(&lft_a, &cur_a, 110, -1, 0, 0);
         lifetimes(&lft_b, &cur_b, 200, -1, 0, 0);
         lifetimes(&lft_upd, &cur_upd, 0, -1, 0, 0);
-        if (strcmp(name, "sa-update-soft-still-due") == 0) {
+        /* -burst / -burst-new: as -soft-still-due, then four other SAs updated (-burst) or added (-burst-new),
+         * none with a limit due, before the dump: more adds and updates than sa_note_seen keeps. */
+        int burst = strncmp(name, "sa-update-burst", 15) == 0;
+        if (strcmp(name, "sa-update-soft-still-due") == 0 || burst) {
             lft_a.soft_add_expires_seconds = 100; /* dying these 10 s */
             lft_upd.soft_add_expires_seconds = 100; /* the update leaves it due: its timer marks it again */
         } else if (strcmp(name, "sa-update-expired") == 0) {
-            lft_a.hard_add_expires_seconds = 100; /* read as expired: due 10 s ago */
+            lft_a.hard_add_expires_seconds = 100; /* due 10 s ago: maybe expired */
             lft_upd.hard_add_expires_seconds = 100; /* the request's add time is now: not due in it */
         } else if (strcmp(name, "sa-update-while-stale-extended") == 0) {
             lft_upd.soft_add_expires_seconds = 1000; /* no longer due: the update made A live again */
@@ -705,8 +714,28 @@ int cmd_synthetic(const char *name)
             rc = notify_soft_expire(&g.cur.snap, 0x1001, 100, 50);
             g.cur.sa_stale = 1;
         }
-        if (rc == 0) {
+        if (rc == 0 && deleted) {
+            struct xfrm_usersa_id id;
+            memset(&id, 0, sizeof(id));
+            inet_pton(AF_INET, "10.0.0.2", &id.daddr);
+            id.spi = htonl(0x1001);
+            id.family = AF_INET;
+            id.proto = IPPROTO_ESP;
+            (void)on_notify(NULL, XFRM_MSG_DELSA, 0, &id, sizeof(id));
+            if (readded) {
+                make_sa_record(&upd, 0x1001, &lft_upd, &cur_a, "rfc4106(gcm(aes))");
+                (void)on_notify(NULL, XFRM_MSG_NEWSA, 0, upd.msg.bytes, upd.len);
+            }
+            make_sa_record(&dump[0], 0x1001, &lft_upd, &cur_a, "rfc4106(gcm(aes))");
+            rc = redump(&g.cur.snap, dump, 2);
+        } else if (rc == 0) {
             (void)on_notify(NULL, XFRM_MSG_UPDSA, 0, upd.msg.bytes, upd.len);
+            for (i = 0; burst && i < 4; i++) {
+                sa_record other;
+                make_sa_record(&other, 0x3001 + (uint32_t)i, &lft_b, &cur_upd, "rfc4106(gcm(aes))");
+                (void)on_notify(NULL, strcmp(name, "sa-update-burst-new") == 0 ? XFRM_MSG_NEWSA : XFRM_MSG_UPDSA,
+                                0, other.msg.bytes, other.len);
+            }
             if (g.cur.sa_stale) {
                 make_sa_record(&dump[0], 0x1001, &lft_upd, &cur_a, "rfc4106(gcm(aes))");
                 rc = redump(&g.cur.snap, dump, 2);
