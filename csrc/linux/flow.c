@@ -914,9 +914,11 @@ static int local_route_covers(const conf_rules *rules, const uint8_t *addr)
  * The key of whether f's IPv4 peer is one of the host's addresses, asked from device hint, while the
  * namespace's rules and routes are plain (conf_rules.v4_plain): the local rule comes first and its table
  * holds every local route, none of them by TOS or scoped below link, so fib_table_lookup there finds the
- * same route whatever the flow's TOS and scope, and no later table holds one; and no rule reads the mark,
- * uid or DSCP (fib_rule_match, fib4_rule_match). Mark, uid, TOS and SO_DONTROUTE (a link-scoped lookup)
- * then cannot change the answer, and are neither read nor part of the key.
+ * same route whatever the flow's TOS, and no later table holds one; and no rule reads the mark, uid or
+ * DSCP (fib_rule_match, fib4_rule_match). Mark, uid and TOS then cannot change the answer, and are neither
+ * read nor part of the key. Its scope can: with no custom rule the local table is merged into main, and a
+ * link-scoped lookup (SO_DONTROUTE) passes over a main route via a gateway inside a local prefix and finds
+ * the prefix (conf_local_dev asks flow_dontroute).
  */
 static void local_key_of(const ss_flow *f, int hint, route_key *key)
 {
@@ -938,7 +940,7 @@ static void local_key_of(const ss_flow *f, int hint, route_key *key)
  * bound to vb reaches vc's address by vb, not lo, and a socket bound to a VRF master looks in the VRF's table.
  * When that device cannot be read (a multicast peer's IP_MULTICAST_IF) the answer is not decidable. Kept per
  * route_key (all route_get sends: review of i14-route, item 5), or per local_key_of's while the rules and
- * routes allow it: then an SO_DONTROUTE socket's answer is decided too. An IPv4 UDP message's IP_PKTINFO
+ * routes allow it; an SO_DONTROUTE socket's is not decidable toward a peer a local route covers. An IPv4 UDP message's IP_PKTINFO
  * device is not seen here: the socket's own device is asked, as for a message without one (README).
  */
 static int conf_local_dev(ss_flow *f, secsock_error *err)
@@ -960,6 +962,13 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
         return rc == SS_DEV_UNKNOWN ? SS_DEV_UNKNOWN : 0;
     }
     if (rules.v4_plain) {
+        /* With no custom rule the local table is merged into main (fib_lookup without the rules): a
+         * link-scoped lookup passes over a main route via a gateway inside a local prefix and finds the
+         * prefix, which RTM_GETROUTE does not ask (review of i14-speed3, item 1). Only toward a peer a local
+         * route covers. */
+        if ((rc = flow_dontroute(f, err)) != 0) {
+            return rc > 0 ? SS_DEV_UNKNOWN : 0;
+        }
         local_key_of(f, hint, &key);
     } else if ((rc = flow_route_unknowable(f, err)) != 0) {
         return rc > 0 ? SS_DEV_UNKNOWN : 0;
@@ -1197,7 +1206,8 @@ typedef struct {
  * TOS route anywhere, or a local route outside the local table (which the local rule's lookup would not
  * find, and another rule's might, by TOS or scope), or a route in the local table scoped below link, the
  * socket's TOS or SO_DONTROUTE could change whether a peer is local (seen on 6.18: `ip route add local ADDR
- * tos 0x10 dev lo` makes ADDR local for that TOS alone). A larger table than SS_ROUTES_READ_MAX stops the
+ * tos 0x10 dev lo` makes ADDR local for that TOS alone). A main route's scope matters too while the local
+ * table is merged into main (no custom rule): SO_DONTROUTE is read for that (conf_local_dev). A larger table than SS_ROUTES_READ_MAX stops the
  * dump (a routing daemon's full table, read every second, would cost more than the getsockopt calls saved).
  */
 static int on_v4_route(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
