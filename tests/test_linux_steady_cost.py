@@ -212,6 +212,33 @@ def test_a_dontroute_sockets_peer_in_a_local_prefix_a_gateway_route_takes_out(ns
     )
 
 
+def test_an_ipv6_query_dumps_no_ipv4_routes(ns: Netns) -> None:
+    """The IPv4 route dump tells only whether an IPv4 peer's local answer may leave the socket's settings out
+    (conf_local_dev): an IPv6 flow that reads the rules (whether one has a uidrange: its policies name a
+    device, so its route is asked) dumps no IPv4 routes (review of i14-speed3, item 3). An IPv4 one whose
+    peer may be local does, once."""
+    a6, w6 = "fd79::1", "fd79::2"
+    ns.ip("addr", "add", f"{a6}/64", "dev", "vc", "nodad")
+    ns.ip("-6", "route", "add", f"{w6}/128", "dev", "vc")
+    for src, dst, direction in ((a6, w6, "out"), (w6, a6, "in")):  # dev: the route is asked (resolve_oif)
+        ns.ip("xfrm", "policy", "add", "src", src, "dst", dst, "dev", "vc", "dir", direction,
+              "tmpl", "proto", "esp", "mode", "transport", "level", "required")  # fmt: skip
+    policies(ns, V, W)
+    trace = ("strace", "-f", "-qq", "-e", "trace=sendto")
+
+    def dumps_made(local: str, peer: str) -> int:
+        step = {"op": "tcp-syn", "local": local, "peer": peer, "port": 500}
+        with tempfile.NamedTemporaryFile(prefix="secsock-strace-") as out:
+            (result,) = ns.probe([step], wrap=(*trace, "-o", out.name))
+            assert "error" not in result, result
+            lines = Path(out.name).read_text().splitlines()
+        dumps = [line for line in lines if "NLM_F_DUMP" in line]
+        return sum("RTM_GETRULE" in line for line in dumps), sum("RTM_GETROUTE" in line for line in dumps)
+
+    assert dumps_made(a6, w6) == (1, 0)
+    assert dumps_made(V, W) == (1, 1)
+
+
 def test_an_address_that_makes_a_remote_peer_local_is_seen_after_the_interval(ns: Netns) -> None:
     """Toward a peer that no local route covers, the device the socket sends by is not read: the local
     table's local routes are kept with the rules for the interval (1 s), like every cached route answer.

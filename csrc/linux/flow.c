@@ -757,7 +757,8 @@ typedef struct {
 /* What the namespace's `ip rule` (both families) and IPv4 route dumps say (conf_rules_of), kept as the other
  * facts are. */
 typedef struct {
-    int uid;      /* some rule has a uidrange (FRA_UID_RANGE) */
+    int uid;         /* some rule has a uidrange (FRA_UID_RANGE) */
+    int rules_plain; /* the rules allow v4_plain (rule_scan); the routes are then dumped for conf_local_dev */
     int v4_plain; /* whether an IPv4 peer is one of the host's addresses depends on nothing of the socket's but
                    * its addresses, ports, protocol and device (local_key_of) */
     unsigned n_local; /* v4_plain: the local table's RTN_LOCAL routes, in local[] up to SS_LOCAL_PREFIXES */
@@ -784,7 +785,7 @@ typedef struct {
     } peers[SS_CONF_PEERS];
     conf_stamp links_at;
     int links_conf; /* SS_LO_* set on any device but loopback (conf_links) */
-    conf_stamp rules_at;
+    conf_stamp rules_at, routes_at; /* routes_at: v4_plain and local[] (read since the rules were) */
     conf_rules rules; /* what the `ip rule` and IPv4 route dumps say (conf_rules_of) */
     struct {
         conf_stamp at;
@@ -882,7 +883,7 @@ static int route_key_of(ss_flow *f, int hint, route_key *key, secsock_error *err
     return 0;
 }
 
-static int conf_rules_of(const ss_flow *f, conf_rules *rules, secsock_error *err);
+static int conf_rules_of(const ss_flow *f, int routes, conf_rules *rules, secsock_error *err);
 
 /*
  * While the rules and routes are plain (conf_rules.v4_plain), can any local route cover the IPv4 address?
@@ -952,7 +953,7 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
     int i, hint, rc;
     route_key key;
 
-    if (conf_rules_of(f, &rules, err) != 0) {
+    if (conf_rules_of(f, 1, &rules, err) != 0) {
         return 0;
     }
     if (rules.v4_plain && !flow_v4_multicast(f) && !addr_any(f->peer, AF_INET) && !local_route_covers(&rules, f->peer)) {
@@ -1262,9 +1263,11 @@ static int v4_routes_plain(conf_rules *rules, secsock_error *err)
     return 0;
 }
 
-/* What the namespace's rules (both families: one RTM_GETRULE dump, retried once when interrupted) and, when
- * they allow it, its IPv4 routes say, into *rules: 0, or -1 on error. Kept as conf_links' answer is. */
-static int conf_rules_of(const ss_flow *f, conf_rules *rules, secsock_error *err)
+/* What the namespace's rules (both families: one RTM_GETRULE dump, retried once when interrupted) say, and
+ * with routes, when they allow it, its IPv4 routes (v4_plain, local[]: only conf_local_dev needs them), into
+ * *rules: 0, or -1 on error. Kept as conf_links' answer is; in a namespace not known (conf_for) nothing is
+ * kept and the routes are not dumped: v4_plain 0, the full path (review of i14-speed3, item 3). */
+static int conf_rules_of(const ss_flow *f, int routes, conf_rules *rules, secsock_error *err)
 {
     int64_t now = ss_clock_ms();
     conf_ns *c = conf_for(f);
@@ -1274,28 +1277,34 @@ static int conf_rules_of(const ss_flow *f, conf_rules *rules, secsock_error *err
 
     if (c != NULL && conf_fresh(&c->rules_at, now)) {
         *rules = c->rules;
+    } else {
+        g.conf_asks++;
+        memset(&frh, 0, sizeof(frh));
+        frh.family = AF_UNSPEC;
+        if (route_dump(RTM_GETRULE, &frh, sizeof(frh), on_rule, &rs, &init, sizeof(rs), "RTM_GETRULE", err) != 0) {
+            return -1;
+        }
+        memset(rules, 0, sizeof(*rules));
+        rules->uid = rs.uid;
+        rules->rules_plain = rs.v4_seen && rs.v4_plain;
+        if (c != NULL) {
+            c->rules = *rules;
+            conf_stamp_set(&c->rules_at, now);
+            c->routes_at.valid = 0;
+        }
+    }
+    if (!routes || !rules->rules_plain || c == NULL || conf_fresh(&c->routes_at, now)) {
         return 0;
     }
-    g.conf_asks++;
-    memset(&frh, 0, sizeof(frh));
-    frh.family = AF_UNSPEC;
-    if (route_dump(RTM_GETRULE, &frh, sizeof(frh), on_rule, &rs, &init, sizeof(rs), "RTM_GETRULE", err) != 0) {
-        return -1;
-    }
-    rules->uid = rs.uid;
-    rules->v4_plain = rs.v4_seen && rs.v4_plain;
-    rules->n_local = 0;
-    if (rules->v4_plain && v4_routes_plain(rules, err) != 0) {
+    if (v4_routes_plain(rules, err) != 0) {
         /* Routes churning (EAGAIN twice), ENOBUFS, a timeout: the full path, as without the shortcut, and
          * the rules' answer still stands (review of i14-speed3, item 2). */
         secsock_error_clear(err);
         rules->v4_plain = 0;
         rules->n_local = 0;
     }
-    if (c != NULL) {
-        c->rules = *rules;
-        conf_stamp_set(&c->rules_at, now);
-    }
+    c->rules = *rules;
+    conf_stamp_set(&c->routes_at, now);
     return 0;
 }
 
@@ -1305,7 +1314,7 @@ static int conf_uid_rules(const ss_flow *f, int *any, secsock_error *err)
     conf_rules rules;
 
     *any = 0;
-    if (conf_rules_of(f, &rules, err) != 0) {
+    if (conf_rules_of(f, 0, &rules, err) != 0) {
         return -1;
     }
     *any = rules.uid;
