@@ -1144,6 +1144,11 @@ typedef struct {
  * nothing a socket sets (iif: an output lookup's is loopback). The rules come in priority order, so the first
  * IPv4 one is the first the kernel tries: v4_plain wants it to be the bare priority-0 rule to the local table
  * (fib_default_rules_init's), which then answers for every host address before any other rule is met.
+ * These rule conditions (no fwmark, uid or DSCP rule anywhere; the bare local rule first) are stronger than
+ * the shortcut needs: what makes it sound is the route scan (on_v4_route: no TOS route, no local route
+ * outside the local table, none there scoped below link; SO_DONTROUTE read toward a covered peer), since a
+ * later rule can only lead to tables without local routes. Do not loosen the route scan on the strength of
+ * the rule conditions (review of i14-speed3, item 5).
  */
 static int on_rule(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
 {
