@@ -763,6 +763,7 @@ typedef struct {
                    * its addresses, ports, protocol and device (local_key_of) */
     unsigned n_local; /* v4_plain: the local table's RTN_LOCAL routes, in local[] up to SS_LOCAL_PREFIXES */
     v4_prefix local[SS_LOCAL_PREFIXES];
+    int scope_matters; /* v4_plain: a route a link-scoped lookup passes over may hide a local prefix (route_scan) */
 } conf_rules;
 
 typedef struct {
@@ -885,6 +886,26 @@ static int route_key_of(ss_flow *f, int hint, route_key *key, secsock_error *err
 
 static int conf_rules_of(const ss_flow *f, int routes, conf_rules *rules, secsock_error *err);
 
+/* Does one of the n local prefixes hold prefix p (p as long or longer, and inside it)? 1 also when there were
+ * more than the SS_LOCAL_PREFIXES kept. */
+static int local_prefix_holds(const v4_prefix *local, unsigned n, const v4_prefix *p)
+{
+    unsigned i;
+
+    if (n > SS_LOCAL_PREFIXES) {
+        return 1;
+    }
+    for (i = 0; i < n; i++) {
+        uint32_t a, b, mask = local[i].len == 0 ? 0 : 0xffffffffu << (32 - local[i].len);
+        memcpy(&a, p->addr, 4);
+        memcpy(&b, local[i].addr, 4);
+        if (p->len >= local[i].len && ((ntohl(a) ^ ntohl(b)) & mask) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /*
  * While the rules and routes are plain (conf_rules.v4_plain), can any local route cover the IPv4 address?
  * Only a route of type local makes an output route RTN_LOCAL (ip_route_output_key_hash_rcu, a peer of
@@ -894,21 +915,11 @@ static int conf_rules_of(const ss_flow *f, int routes, conf_rules *rules, secsoc
  */
 static int local_route_covers(const conf_rules *rules, const uint8_t *addr)
 {
-    unsigned i;
+    v4_prefix host;
 
-    if (rules->n_local > SS_LOCAL_PREFIXES) {
-        return 1;
-    }
-    for (i = 0; i < rules->n_local; i++) {
-        const v4_prefix *p = &rules->local[i];
-        uint32_t a, b, mask = p->len == 0 ? 0 : 0xffffffffu << (32 - p->len);
-        memcpy(&a, addr, 4);
-        memcpy(&b, p->addr, 4);
-        if (((ntohl(a) ^ ntohl(b)) & mask) == 0) {
-            return 1;
-        }
-    }
-    return 0;
+    memcpy(host.addr, addr, 4);
+    host.len = 32;
+    return local_prefix_holds(rules->local, rules->n_local, &host);
 }
 
 /*
@@ -941,7 +952,8 @@ static void local_key_of(const ss_flow *f, int hint, route_key *key)
  * bound to vb reaches vc's address by vb, not lo, and a socket bound to a VRF master looks in the VRF's table.
  * When that device cannot be read (a multicast peer's IP_MULTICAST_IF) the answer is not decidable. Kept per
  * route_key (all route_get sends: review of i14-route, item 5), or per local_key_of's while the rules and
- * routes allow it; an SO_DONTROUTE socket's is not decidable toward a peer a local route covers. An IPv4 UDP message's IP_PKTINFO
+ * routes allow it; an SO_DONTROUTE socket's is not decidable toward a peer a local route covers while a route
+ * a link-scoped lookup passes over lies inside a local prefix. An IPv4 UDP message's IP_PKTINFO
  * device is not seen here: the socket's own device is asked, as for a message without one (README).
  */
 static int conf_local_dev(ss_flow *f, secsock_error *err)
@@ -965,9 +977,9 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
     if (rules.v4_plain) {
         /* With no custom rule the local table is merged into main (fib_lookup without the rules): a
          * link-scoped lookup passes over a main route via a gateway inside a local prefix and finds the
-         * prefix, which RTM_GETROUTE does not ask (review of i14-speed3, item 1). Only toward a peer a local
-         * route covers. */
-        if ((rc = flow_dontroute(f, err)) != 0) {
+         * prefix, which RTM_GETROUTE does not ask (review of i14-speed3, item 1). Read only toward a peer a
+         * local route covers, while such a route exists (v4_routes_plain). */
+        if (rules.scope_matters && (rc = flow_dontroute(f, err)) != 0) {
             return rc > 0 ? SS_DEV_UNKNOWN : 0;
         }
         local_key_of(f, hint, &key);
@@ -1146,9 +1158,9 @@ typedef struct {
  * (fib_default_rules_init's), which then answers for every host address before any other rule is met.
  * These rule conditions (no fwmark, uid or DSCP rule anywhere; the bare local rule first) are stronger than
  * the shortcut needs: what makes it sound is the route scan (on_v4_route: no TOS route, no local route
- * outside the local table, none there scoped below link; SO_DONTROUTE read toward a covered peer), since a
- * later rule can only lead to tables without local routes. Do not loosen the route scan on the strength of
- * the rule conditions (review of i14-speed3, item 5).
+ * outside the local table, none there scoped below link; SO_DONTROUTE read while a route scoped below link
+ * lies inside a local prefix), since a later rule can only lead to tables without local routes. Do not
+ * loosen the route scan on the strength of the rule conditions (review of i14-speed3, item 5).
  */
 static int on_rule(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
 {
@@ -1197,6 +1209,7 @@ static int on_rule(void *vctx, uint16_t type, uint16_t flags, const void *payloa
 }
 
 #define SS_ROUTES_READ_MAX 4096 /* IPv4 routes conf_rules_of reads; beyond, v4_plain is not claimed */
+#define SS_SKIPPED_ROUTES 64    /* routes a link-scoped lookup passes over route_scan keeps; beyond, all matter */
 
 typedef struct {
     unsigned seen;
@@ -1204,6 +1217,8 @@ typedef struct {
     int too_many;
     unsigned n_local;
     v4_prefix local[SS_LOCAL_PREFIXES];
+    unsigned n_skipped; /* routes outside the local table scoped below link, in skipped[] up to the maximum */
+    v4_prefix skipped[SS_SKIPPED_ROUTES];
 } route_scan;
 
 /*
@@ -1213,7 +1228,8 @@ typedef struct {
  * find, and another rule's might, by TOS or scope), or a route in the local table scoped below link, the
  * socket's TOS or SO_DONTROUTE could change whether a peer is local (seen on 6.18: `ip route add local ADDR
  * tos 0x10 dev lo` makes ADDR local for that TOS alone). A main route's scope matters too while the local
- * table is merged into main (no custom rule): SO_DONTROUTE is read for that (conf_local_dev). A larger table than SS_ROUTES_READ_MAX stops the
+ * table is merged into main (no custom rule): the routes scoped below link are kept for v4_routes_plain,
+ * and SO_DONTROUTE read when one lies inside a local prefix (conf_local_dev). A larger table than SS_ROUTES_READ_MAX stops the
  * dump (a routing daemon's full table, read every second, would cost more than the getsockopt calls saved).
  */
 static int on_v4_route(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
@@ -1238,16 +1254,24 @@ static int on_v4_route(void *vctx, uint16_t type, uint16_t flags, const void *pa
         memcpy(rs->local[rs->n_local - 1].addr, ra.dst, sizeof(ra.dst));
         rs->local[rs->n_local - 1].len = ra.dst_len > 32 ? 32 : ra.dst_len;
     }
+    if (ra.table != RT_TABLE_LOCAL && ra.scope < RT_SCOPE_LINK && rs->n_skipped++ < SS_SKIPPED_ROUTES) {
+        memcpy(rs->skipped[rs->n_skipped - 1].addr, ra.dst, sizeof(ra.dst));
+        rs->skipped[rs->n_skipped - 1].len = ra.dst_len > 32 ? 32 : ra.dst_len;
+    }
     return 0;
 }
 
 /* Are the namespace's IPv4 routes plain (route_scan)? Into rules' v4_plain, with the local table's local
- * routes: 0, or -1 on error. */
+ * routes and whether SO_DONTROUTE can matter: while the local table is merged into main (no custom rule) a
+ * link-scoped lookup passes over a route scoped below link and may find a local prefix behind it, which only a
+ * route as long as or longer than that prefix, inside it, can hide (fib_table_lookup: the longest prefix
+ * first). 0, or -1 on error. */
 static int v4_routes_plain(conf_rules *rules, secsock_error *err)
 {
-    static const route_scan init = {0, 1, 0, 0, {{{0}, 0}}};
+    static const route_scan init = {.plain = 1};
     route_scan rs;
     struct rtmsg rtm;
+    unsigned i;
 
     memset(&rtm, 0, sizeof(rtm));
     rtm.rtm_family = AF_INET;
@@ -1265,6 +1289,10 @@ static int v4_routes_plain(conf_rules *rules, secsock_error *err)
     rules->v4_plain = rs.plain;
     rules->n_local = rs.n_local;
     memcpy(rules->local, rs.local, sizeof(rules->local));
+    rules->scope_matters = rs.n_skipped > SS_SKIPPED_ROUTES;
+    for (i = 0; i < rs.n_skipped && i < SS_SKIPPED_ROUTES && !rules->scope_matters; i++) {
+        rules->scope_matters = local_prefix_holds(rs.local, rs.n_local, &rs.skipped[i]);
+    }
     return 0;
 }
 
