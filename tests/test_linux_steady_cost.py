@@ -2,7 +2,8 @@
 out cannot change the answer (issue 14, speed). Whether an IPv4 peer is one of the host's addresses is asked
 of the routing table and kept 1 s; it is keyed without the socket's mark, owner, TOS and SO_DONTROUTE while
 the namespace's rules and routes make them irrelevant (the bare local rule first, no rule on mark, uid or
-DSCP, no TOS route, no local route outside the local table), and those are then not read at all.
+DSCP, no TOS route, no local route outside the local table; for SO_DONTROUTE, no route via a gateway inside a
+local prefix), and those are then not read at all.
 
 The host kernel has no ESP: the flows here meet policies whose templates have no SA, which takes a query
 down the same path as a secured one (every per-socket fact is read; the SAs only come from the snapshot).
@@ -98,9 +99,10 @@ def steady_syscalls(ns: Netns, local: str, peer: str, port: int) -> tuple[str, l
 def test_a_steady_secured_query_makes_four_or_five_system_calls(ns: Netns, where: str, expected: int) -> None:
     """A connected TCP socket's steady query: SO_COOKIE, getsockname, getpeername and the notification
     socket's poll (epoll_wait); toward a local peer also SO_BINDTOIFINDEX (the device the route is asked
-    from), which a peer that no local route covers does not need. It made 9 toward a remote peer
-    (SO_BINDTOIFINDEX, SO_DONTROUTE, fstat, IP_TOS, SO_MARK for the key of whether the peer is local) and 10
-    toward a local one (and SIOCGIFNAME for loopback's name)."""
+    from), which a peer that no local route covers does not need; SO_DONTROUTE only while a route via a
+    gateway lies inside a local prefix (none here). It made 9 toward a remote peer (SO_BINDTOIFINDEX,
+    SO_DONTROUTE, fstat, IP_TOS, SO_MARK for the key of whether the peer is local) and 10 toward a local one
+    (and SIOCGIFNAME for loopback's name)."""
     peers = Netns("steady-peer")
     try:
         if where == "remote":
@@ -170,11 +172,11 @@ def test_a_rule_on_tos_or_mark_keeps_local_peer_answers_apart(
 
 def test_a_dontroute_sockets_local_peer_behind_a_rule_ahead_of_the_local_table(ns: Netns) -> None:
     """An SO_DONTROUTE socket's lookups are link-scoped (ip_sock_rt_scope): fib_table_lookup passes over a
-    route via a gateway. With the local rule first, whether B is local is the local table's answer whatever
-    the scope: decided (lo's settings apply), where it was "not decidable". Behind a rule ahead of the local
-    table whose table routes B via a gateway, the plain socket reaches B by vc while the SO_DONTROUTE one
-    passes that route over and finds B in the local table: its answer is not decidable again, never the plain
-    socket's."""
+    route via a gateway. With the local rule first and no such route inside a local prefix, whether B is
+    local is the same at any scope: decided (lo's settings apply), where it was "not decidable". Behind a rule
+    ahead of the local table whose table routes B via a gateway, the plain socket reaches B by vc while the
+    SO_DONTROUTE one passes that route over and finds B in the local table: its answer is not decidable
+    again, never the plain socket's."""
     policies(ns, A, B)
     dontroute = {"op": "udp", "name": "dr", "local": A, "peer": B, "port": 500, "dontroute": True}
     (result,) = ns.probe([dontroute])
@@ -190,6 +192,51 @@ def test_a_dontroute_sockets_local_peer_behind_a_rule_ahead_of_the_local_table(n
     assert "not decidable" in dontroute_result["reason"] or "cannot be told" in dontroute_result["reason"], (
         dontroute_result["reason"]
     )
+
+
+def test_a_dontroute_sockets_peer_in_a_local_prefix_a_gateway_route_takes_out(ns: Netns) -> None:
+    """With no custom rule the local table is merged into main (fib_lookup skips the rules): one longest
+    prefix match over both. A /25 via a gateway inside lo's local /24 takes P out by vc, but a link-scoped
+    lookup (SO_DONTROUTE: ip_sock_rt_scope) passes the gateway route over and finds the local /24: the
+    SO_DONTROUTE socket reaches P over lo (seen on 6.18), which RTM_GETROUTE cannot ask. Its answer is not
+    decidable, never the plain socket's (review of i14-speed3, item 1)."""
+    peer = "10.77.0.200"
+    ns.ip("route", "add", "10.77.0.128/25", "via", "10.79.0.9", "dev", "vc")
+    policies(ns, V, peer)
+    plain = {"op": "udp", "name": "plain", "local": V, "peer": peer, "port": 500}
+    dontroute = {**plain, "name": "dr", "dontroute": True}
+    plain_result, dontroute_result = ns.probe([plain, dontroute])
+    assert NO_SA in plain_result["reason"], "the plain socket reaches P by vc, where the policies apply"
+    assert "not decidable" in dontroute_result["reason"] or "cannot be told" in dontroute_result["reason"], (
+        dontroute_result["reason"]
+    )
+
+
+def test_an_ipv6_query_dumps_no_ipv4_routes(ns: Netns) -> None:
+    """The IPv4 route dump tells only whether an IPv4 peer's local answer may leave the socket's settings out
+    (conf_local_dev): an IPv6 flow that reads the rules (whether one has a uidrange: its policies name a
+    device, so its route is asked) dumps no IPv4 routes (review of i14-speed3, item 3). An IPv4 one whose
+    peer may be local does, once."""
+    a6, w6 = "fd79::1", "fd79::2"
+    ns.ip("addr", "add", f"{a6}/64", "dev", "vc", "nodad")
+    ns.ip("-6", "route", "add", f"{w6}/128", "dev", "vc")
+    for src, dst, direction in ((a6, w6, "out"), (w6, a6, "in")):  # dev: the route is asked (resolve_oif)
+        ns.ip("xfrm", "policy", "add", "src", src, "dst", dst, "dev", "vc", "dir", direction,
+              "tmpl", "proto", "esp", "mode", "transport", "level", "required")  # fmt: skip
+    policies(ns, V, W)
+    trace = ("strace", "-f", "-qq", "-e", "trace=sendto")
+
+    def dumps_made(local: str, peer: str) -> int:
+        step = {"op": "tcp-syn", "local": local, "peer": peer, "port": 500}
+        with tempfile.NamedTemporaryFile(prefix="secsock-strace-") as out:
+            (result,) = ns.probe([step], wrap=(*trace, "-o", out.name))
+            assert "error" not in result, result
+            lines = Path(out.name).read_text().splitlines()
+        dumps = [line for line in lines if "NLM_F_DUMP" in line]
+        return sum("RTM_GETRULE" in line for line in dumps), sum("RTM_GETROUTE" in line for line in dumps)
+
+    assert dumps_made(a6, w6) == (1, 0)
+    assert dumps_made(V, W) == (1, 1)
 
 
 def test_an_address_that_makes_a_remote_peer_local_is_seen_after_the_interval(ns: Netns) -> None:

@@ -417,6 +417,7 @@ typedef struct {
     uint64_t conf_asks;      /* flow_xfrm_disabled's sysctl reads, route and link lookups (a test hook counts) */
     /* Test hooks (test_hooks.c): notifications to ignore as if the kernel never sent them, and a clock. */
     unsigned drop_notify;
+    unsigned fail_route_dumps; /* IPv4 route dumps (v4_routes_plain) to fail as if interrupted twice */
     int clock_frozen;
     int64_t clock_ms;
     /* Other namespaces' snapshots, in no order (last_used picks the one to evict); ns_ino 0: a free slot. */

@@ -757,11 +757,13 @@ typedef struct {
 /* What the namespace's `ip rule` (both families) and IPv4 route dumps say (conf_rules_of), kept as the other
  * facts are. */
 typedef struct {
-    int uid;      /* some rule has a uidrange (FRA_UID_RANGE) */
+    int uid;         /* some rule has a uidrange (FRA_UID_RANGE) */
+    int rules_plain; /* the rules allow v4_plain (rule_scan); the routes are then dumped for conf_local_dev */
     int v4_plain; /* whether an IPv4 peer is one of the host's addresses depends on nothing of the socket's but
                    * its addresses, ports, protocol and device (local_key_of) */
     unsigned n_local; /* v4_plain: the local table's RTN_LOCAL routes, in local[] up to SS_LOCAL_PREFIXES */
     v4_prefix local[SS_LOCAL_PREFIXES];
+    int scope_matters; /* v4_plain: a route a link-scoped lookup passes over may hide a local prefix (route_scan) */
 } conf_rules;
 
 typedef struct {
@@ -784,7 +786,7 @@ typedef struct {
     } peers[SS_CONF_PEERS];
     conf_stamp links_at;
     int links_conf; /* SS_LO_* set on any device but loopback (conf_links) */
-    conf_stamp rules_at;
+    conf_stamp rules_at, routes_at; /* routes_at: v4_plain and local[] (read since the rules were) */
     conf_rules rules; /* what the `ip rule` and IPv4 route dumps say (conf_rules_of) */
     struct {
         conf_stamp at;
@@ -882,7 +884,27 @@ static int route_key_of(ss_flow *f, int hint, route_key *key, secsock_error *err
     return 0;
 }
 
-static int conf_rules_of(const ss_flow *f, conf_rules *rules, secsock_error *err);
+static int conf_rules_of(const ss_flow *f, int routes, conf_rules *rules, secsock_error *err);
+
+/* Does one of the n local prefixes hold prefix p (p as long or longer, and inside it)? 1 also when there were
+ * more than the SS_LOCAL_PREFIXES kept. */
+static int local_prefix_holds(const v4_prefix *local, unsigned n, const v4_prefix *p)
+{
+    unsigned i;
+
+    if (n > SS_LOCAL_PREFIXES) {
+        return 1;
+    }
+    for (i = 0; i < n; i++) {
+        uint32_t a, b, mask = local[i].len == 0 ? 0 : 0xffffffffu << (32 - local[i].len);
+        memcpy(&a, p->addr, 4);
+        memcpy(&b, local[i].addr, 4);
+        if (p->len >= local[i].len && ((ntohl(a) ^ ntohl(b)) & mask) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
 
 /*
  * While the rules and routes are plain (conf_rules.v4_plain), can any local route cover the IPv4 address?
@@ -893,30 +915,22 @@ static int conf_rules_of(const ss_flow *f, conf_rules *rules, secsock_error *err
  */
 static int local_route_covers(const conf_rules *rules, const uint8_t *addr)
 {
-    unsigned i;
+    v4_prefix host;
 
-    if (rules->n_local > SS_LOCAL_PREFIXES) {
-        return 1;
-    }
-    for (i = 0; i < rules->n_local; i++) {
-        const v4_prefix *p = &rules->local[i];
-        uint32_t a, b, mask = p->len == 0 ? 0 : 0xffffffffu << (32 - p->len);
-        memcpy(&a, addr, 4);
-        memcpy(&b, p->addr, 4);
-        if (((ntohl(a) ^ ntohl(b)) & mask) == 0) {
-            return 1;
-        }
-    }
-    return 0;
+    memcpy(host.addr, addr, 4);
+    host.len = 32;
+    return local_prefix_holds(rules->local, rules->n_local, &host);
 }
 
 /*
  * The key of whether f's IPv4 peer is one of the host's addresses, asked from device hint, while the
  * namespace's rules and routes are plain (conf_rules.v4_plain): the local rule comes first and its table
  * holds every local route, none of them by TOS or scoped below link, so fib_table_lookup there finds the
- * same route whatever the flow's TOS and scope, and no later table holds one; and no rule reads the mark,
- * uid or DSCP (fib_rule_match, fib4_rule_match). Mark, uid, TOS and SO_DONTROUTE (a link-scoped lookup)
- * then cannot change the answer, and are neither read nor part of the key.
+ * same route whatever the flow's TOS, and no later table holds one; and no rule reads the mark, uid or
+ * DSCP (fib_rule_match, fib4_rule_match). Mark, uid and TOS then cannot change the answer, and are neither
+ * read nor part of the key. Its scope can: with no custom rule the local table is merged into main, and a
+ * link-scoped lookup (SO_DONTROUTE) passes over a main route via a gateway inside a local prefix and finds
+ * the prefix (conf_local_dev asks flow_dontroute).
  */
 static void local_key_of(const ss_flow *f, int hint, route_key *key)
 {
@@ -938,7 +952,8 @@ static void local_key_of(const ss_flow *f, int hint, route_key *key)
  * bound to vb reaches vc's address by vb, not lo, and a socket bound to a VRF master looks in the VRF's table.
  * When that device cannot be read (a multicast peer's IP_MULTICAST_IF) the answer is not decidable. Kept per
  * route_key (all route_get sends: review of i14-route, item 5), or per local_key_of's while the rules and
- * routes allow it: then an SO_DONTROUTE socket's answer is decided too. An IPv4 UDP message's IP_PKTINFO
+ * routes allow it; an SO_DONTROUTE socket's is not decidable toward a peer a local route covers while a route
+ * a link-scoped lookup passes over lies inside a local prefix. An IPv4 UDP message's IP_PKTINFO
  * device is not seen here: the socket's own device is asked, as for a message without one (README).
  */
 static int conf_local_dev(ss_flow *f, secsock_error *err)
@@ -950,7 +965,7 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
     int i, hint, rc;
     route_key key;
 
-    if (conf_rules_of(f, &rules, err) != 0) {
+    if (conf_rules_of(f, 1, &rules, err) != 0) {
         return 0;
     }
     if (rules.v4_plain && !flow_v4_multicast(f) && !addr_any(f->peer, AF_INET) && !local_route_covers(&rules, f->peer)) {
@@ -960,6 +975,13 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
         return rc == SS_DEV_UNKNOWN ? SS_DEV_UNKNOWN : 0;
     }
     if (rules.v4_plain) {
+        /* With no custom rule the local table is merged into main (fib_lookup without the rules): a
+         * link-scoped lookup passes over a main route via a gateway inside a local prefix and finds the
+         * prefix, which RTM_GETROUTE does not ask (review of i14-speed3, item 1). Read only toward a peer a
+         * local route covers, while such a route exists (v4_routes_plain). */
+        if (rules.scope_matters && (rc = flow_dontroute(f, err)) != 0) {
+            return rc > 0 ? SS_DEV_UNKNOWN : 0;
+        }
         local_key_of(f, hint, &key);
     } else if ((rc = flow_route_unknowable(f, err)) != 0) {
         return rc > 0 ? SS_DEV_UNKNOWN : 0;
@@ -1134,6 +1156,11 @@ typedef struct {
  * nothing a socket sets (iif: an output lookup's is loopback). The rules come in priority order, so the first
  * IPv4 one is the first the kernel tries: v4_plain wants it to be the bare priority-0 rule to the local table
  * (fib_default_rules_init's), which then answers for every host address before any other rule is met.
+ * These rule conditions (no fwmark, uid or DSCP rule anywhere; the bare local rule first) are stronger than
+ * the shortcut needs: what makes it sound is the route scan (on_v4_route: no TOS route, no local route
+ * outside the local table, none there scoped below link; SO_DONTROUTE read while a route scoped below link
+ * lies inside a local prefix), since a later rule can only lead to tables without local routes. Do not
+ * loosen the route scan on the strength of the rule conditions (review of i14-speed3, item 5).
  */
 static int on_rule(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
 {
@@ -1182,6 +1209,7 @@ static int on_rule(void *vctx, uint16_t type, uint16_t flags, const void *payloa
 }
 
 #define SS_ROUTES_READ_MAX 4096 /* IPv4 routes conf_rules_of reads; beyond, v4_plain is not claimed */
+#define SS_SKIPPED_ROUTES 64    /* routes a link-scoped lookup passes over route_scan keeps; beyond, all matter */
 
 typedef struct {
     unsigned seen;
@@ -1189,6 +1217,8 @@ typedef struct {
     int too_many;
     unsigned n_local;
     v4_prefix local[SS_LOCAL_PREFIXES];
+    unsigned n_skipped; /* routes outside the local table scoped below link, in skipped[] up to the maximum */
+    v4_prefix skipped[SS_SKIPPED_ROUTES];
 } route_scan;
 
 /*
@@ -1197,7 +1227,9 @@ typedef struct {
  * TOS route anywhere, or a local route outside the local table (which the local rule's lookup would not
  * find, and another rule's might, by TOS or scope), or a route in the local table scoped below link, the
  * socket's TOS or SO_DONTROUTE could change whether a peer is local (seen on 6.18: `ip route add local ADDR
- * tos 0x10 dev lo` makes ADDR local for that TOS alone). A larger table than SS_ROUTES_READ_MAX stops the
+ * tos 0x10 dev lo` makes ADDR local for that TOS alone). A main route's scope matters too while the local
+ * table is merged into main (no custom rule): the routes scoped below link are kept for v4_routes_plain,
+ * and SO_DONTROUTE read when one lies inside a local prefix (conf_local_dev). A larger table than SS_ROUTES_READ_MAX stops the
  * dump (a routing daemon's full table, read every second, would cost more than the getsockopt calls saved).
  */
 static int on_v4_route(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
@@ -1222,19 +1254,31 @@ static int on_v4_route(void *vctx, uint16_t type, uint16_t flags, const void *pa
         memcpy(rs->local[rs->n_local - 1].addr, ra.dst, sizeof(ra.dst));
         rs->local[rs->n_local - 1].len = ra.dst_len > 32 ? 32 : ra.dst_len;
     }
+    if (ra.table != RT_TABLE_LOCAL && ra.scope < RT_SCOPE_LINK && rs->n_skipped++ < SS_SKIPPED_ROUTES) {
+        memcpy(rs->skipped[rs->n_skipped - 1].addr, ra.dst, sizeof(ra.dst));
+        rs->skipped[rs->n_skipped - 1].len = ra.dst_len > 32 ? 32 : ra.dst_len;
+    }
     return 0;
 }
 
 /* Are the namespace's IPv4 routes plain (route_scan)? Into rules' v4_plain, with the local table's local
- * routes: 0, or -1 on error. */
+ * routes and whether SO_DONTROUTE can matter: while the local table is merged into main (no custom rule) a
+ * link-scoped lookup passes over a route scoped below link and may find a local prefix behind it, which only a
+ * route as long as or longer than that prefix, inside it, can hide (fib_table_lookup: the longest prefix
+ * first). 0, or -1 on error. */
 static int v4_routes_plain(conf_rules *rules, secsock_error *err)
 {
-    static const route_scan init = {0, 1, 0, 0, {{{0}, 0}}};
+    static const route_scan init = {.plain = 1};
     route_scan rs;
     struct rtmsg rtm;
+    unsigned i;
 
     memset(&rtm, 0, sizeof(rtm));
     rtm.rtm_family = AF_INET;
+    if (g.fail_route_dumps > 0) {
+        g.fail_route_dumps--; /* test hook: as if the dump had been interrupted twice */
+        return os_error(err, EAGAIN, "RTM_GETROUTE", NULL);
+    }
     if (route_dump(RTM_GETROUTE, &rtm, sizeof(rtm), on_v4_route, &rs, &init, sizeof(rs), "RTM_GETROUTE", err) !=
         0) {
         if (!rs.too_many) {
@@ -1245,12 +1289,18 @@ static int v4_routes_plain(conf_rules *rules, secsock_error *err)
     rules->v4_plain = rs.plain;
     rules->n_local = rs.n_local;
     memcpy(rules->local, rs.local, sizeof(rules->local));
+    rules->scope_matters = rs.n_skipped > SS_SKIPPED_ROUTES;
+    for (i = 0; i < rs.n_skipped && i < SS_SKIPPED_ROUTES && !rules->scope_matters; i++) {
+        rules->scope_matters = local_prefix_holds(rs.local, rs.n_local, &rs.skipped[i]);
+    }
     return 0;
 }
 
-/* What the namespace's rules (both families: one RTM_GETRULE dump, retried once when interrupted) and, when
- * they allow it, its IPv4 routes say, into *rules: 0, or -1 on error. Kept as conf_links' answer is. */
-static int conf_rules_of(const ss_flow *f, conf_rules *rules, secsock_error *err)
+/* What the namespace's rules (both families: one RTM_GETRULE dump, retried once when interrupted) say, and
+ * with routes, when they allow it, its IPv4 routes (v4_plain, local[]: only conf_local_dev needs them), into
+ * *rules: 0, or -1 on error. Kept as conf_links' answer is; in a namespace not known (conf_for) nothing is
+ * kept and the routes are not dumped: v4_plain 0, the full path (review of i14-speed3, item 3). */
+static int conf_rules_of(const ss_flow *f, int routes, conf_rules *rules, secsock_error *err)
 {
     int64_t now = ss_clock_ms();
     conf_ns *c = conf_for(f);
@@ -1260,24 +1310,34 @@ static int conf_rules_of(const ss_flow *f, conf_rules *rules, secsock_error *err
 
     if (c != NULL && conf_fresh(&c->rules_at, now)) {
         *rules = c->rules;
+    } else {
+        g.conf_asks++;
+        memset(&frh, 0, sizeof(frh));
+        frh.family = AF_UNSPEC;
+        if (route_dump(RTM_GETRULE, &frh, sizeof(frh), on_rule, &rs, &init, sizeof(rs), "RTM_GETRULE", err) != 0) {
+            return -1;
+        }
+        memset(rules, 0, sizeof(*rules));
+        rules->uid = rs.uid;
+        rules->rules_plain = rs.v4_seen && rs.v4_plain;
+        if (c != NULL) {
+            c->rules = *rules;
+            conf_stamp_set(&c->rules_at, now);
+            c->routes_at.valid = 0;
+        }
+    }
+    if (!routes || !rules->rules_plain || c == NULL || conf_fresh(&c->routes_at, now)) {
         return 0;
     }
-    g.conf_asks++;
-    memset(&frh, 0, sizeof(frh));
-    frh.family = AF_UNSPEC;
-    if (route_dump(RTM_GETRULE, &frh, sizeof(frh), on_rule, &rs, &init, sizeof(rs), "RTM_GETRULE", err) != 0) {
-        return -1;
+    if (v4_routes_plain(rules, err) != 0) {
+        /* Routes churning (EAGAIN twice), ENOBUFS, a timeout: the full path, as without the shortcut, and
+         * the rules' answer still stands (review of i14-speed3, item 2). */
+        secsock_error_clear(err);
+        rules->v4_plain = 0;
+        rules->n_local = 0;
     }
-    rules->uid = rs.uid;
-    rules->v4_plain = rs.v4_seen && rs.v4_plain;
-    rules->n_local = 0;
-    if (rules->v4_plain && v4_routes_plain(rules, err) != 0) {
-        return -1;
-    }
-    if (c != NULL) {
-        c->rules = *rules;
-        conf_stamp_set(&c->rules_at, now);
-    }
+    c->rules = *rules;
+    conf_stamp_set(&c->routes_at, now);
     return 0;
 }
 
@@ -1287,7 +1347,7 @@ static int conf_uid_rules(const ss_flow *f, int *any, secsock_error *err)
     conf_rules rules;
 
     *any = 0;
-    if (conf_rules_of(f, &rules, err) != 0) {
+    if (conf_rules_of(f, 0, &rules, err) != 0) {
         return -1;
     }
     *any = rules.uid;

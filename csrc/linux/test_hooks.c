@@ -50,6 +50,14 @@ void ss_debug_drop_notifications(unsigned n)
     pthread_mutex_unlock(&g_lock);
 }
 
+/* Fail the next n IPv4 route dumps of v4_routes_plain, as a churning routing table does (EAGAIN twice). */
+void ss_debug_fail_route_dumps(unsigned n)
+{
+    pthread_mutex_lock(&g_lock);
+    g.fail_route_dumps = n;
+    pthread_mutex_unlock(&g_lock);
+}
+
 /* Freeze the freshness clock (ss_clock_ms) where it is, then move it on by ms: no test waits for time. */
 void ss_debug_clock_advance(int64_t ms)
 {

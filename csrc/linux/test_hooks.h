@@ -19,6 +19,8 @@ void ss_debug_force_overrun(void);
 /* Lost notifications (issue 14 item 11): ignore the next n as if never sent; freeze the freshness clock and
  * move it on by ms; the tables re-dumped because the kernel's counts differed. */
 void ss_debug_drop_notifications(unsigned n);
+/* Fail the next n IPv4 route dumps that tell whether the routes are plain (EAGAIN). */
+void ss_debug_fail_route_dumps(unsigned n);
 void ss_debug_clock_advance(int64_t ms);
 uint64_t ss_debug_xcheck_reloads(void);
 /* Schedule the read that settles a time limit's maybe (the snapshot's recheck_at) ms from the freshness clock. */

@@ -322,7 +322,8 @@ static int cmd_nscycle(int argc, char **argv, int fds_before)
 }
 
 /* A socket in each namespace (made by a thread there), then steps run by the main thread (in none of them):
- * "?NS" queries NS's socket (prints "NS {json}"), "@drop N" and "@clock MS" as in steps, "@rcvbuf BYTES" the
+ * "?NS" queries NS's socket (prints "NS {json}"), "@drop N" and "@clock MS" as in steps, "@failroutes N" the
+ * next N IPv4 route dumps fail, "@rcvbuf BYTES" the
  * notification buffer of sockets opened from then on, "@fds" prints the open descriptors, "@nosysadmin" drops
  * CAP_SYS_ADMIN (setns); anything else is a shell command (system() keeps the dropped capability dropped). */
 static int cmd_nssteps(int argc, char **argv)
@@ -353,6 +354,8 @@ static int cmd_nssteps(int argc, char **argv)
             ss_debug_drop_notifications((unsigned)atoi(argv[i] + 6));
         } else if (strncmp(argv[i], "@clock ", 7) == 0) {
             ss_debug_clock_advance(atoll(argv[i] + 7));
+        } else if (strncmp(argv[i], "@failroutes ", 12) == 0) {
+            ss_debug_fail_route_dumps((unsigned)atoi(argv[i] + 12));
         } else if (strncmp(argv[i], "@rcvbuf ", 8) == 0) {
             ss_debug_set_notify_rcvbuf(atoi(argv[i] + 8));
         } else if (strcmp(argv[i], "@nosysadmin") == 0) {
