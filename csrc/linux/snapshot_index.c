@@ -361,8 +361,16 @@ void sa_settle_seen(ss_snap *s, ss_sa *a, int64_t now)
     }
     settles = ss_sa_settle(a, now, seen_at);
     if (settles != 0) {
-        /* In the freshness clock's terms (refresh_locked compares it): whole seconds from now on. */
-        int64_t at = ss_clock_ms() + (settles - now) * 1000;
+        /* In the freshness clock's terms (refresh_locked compares it), from the wall clock's milliseconds, not
+         * `now`'s whole seconds: counted from those, the read came up to 1 s after the maybe turned sure (seen in
+         * the VM: an answer asked 0.2 s after it was still "not decidable"). 50 ms for time()'s coarse second. */
+        struct timespec wall;
+        int64_t at;
+        if (clock_gettime(CLOCK_REALTIME, &wall) != 0) {
+            wall.tv_sec = (time_t)now;
+            wall.tv_nsec = 0;
+        }
+        at = ss_clock_ms() + settles * 1000 - ((int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000) + 50;
         if (s->recheck_at == 0 || at < s->recheck_at) {
             s->recheck_at = at;
         }
