@@ -1803,6 +1803,8 @@ def test_outbound_sa_pick_reads_dying_as_xfrm_timer_proc_sets_it(
         ("sa-update-burst", (0, "SA_ORDER_UNDECIDABLE", []), None),
         ("sa-update-burst-new", (0, "SA_ORDER_UNDECIDABLE", []), None),
         ("sa-update-while-stale-deleted", (1, "ENCRYPTED", [0x1001]), None),
+        ("sa-update-lost-overrun", (0, "SA_ORDER_UNDECIDABLE", []), None),
+        ("sa-update-lost-truncated", (0, "SA_ORDER_UNDECIDABLE", []), None),
     ],
 )
 def test_a_time_limit_counts_as_maybe_acted_on_while_the_kernels_timer_may_be_late(
@@ -1824,8 +1826,10 @@ def test_a_time_limit_counts_as_maybe_acted_on_while_the_kernels_timer_may_be_la
     dying across the dump, which matches by id and add time: now a delete or add clears it as an update does.
     Four adds or updates of other SAs after an update evicted its note (four kept), so the dump read the
     updated SA's due soft limit as surely acted on: now an add is noted only with a time limit due, and a
-    note that still matters is never evicted (every SA counts as seen then, as after lost notifications)
-    (tests/linux_c/synthetic.c)."""
+    note that still matters is never evicted (every SA counts as seen then, as after lost notifications).
+    And an update lost with other notifications (the reader sees ENOBUFS, or a datagram truncated) leaves no
+    note: the whole table counts as seen then (seen_all_at), or the dump reads the due soft limit the update
+    cleared as surely acted on (tests/linux_c/synthetic.c)."""
     result = synthetic(driver, case)
     protected, reason, spis = expected
     assert (result["out"]["protected"], result["out"]["reason"], result["out"]["spis"]) == (

@@ -106,9 +106,13 @@
 #include "linux/backend_linux.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <linux/netlink.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 static void v4(uint8_t *out, const char *text)
 {
@@ -427,6 +431,72 @@ static int redump(ss_snap *s, const sa_record *records, size_t n)
     return rc;
 }
 
+/* The notification reader (drain_notify_locked) over a socket whose next read loses notifications, instead of
+ * the XFRM one: ENOBUFS (lost == 0; a NETLINK_USERSOCK socket with the smallest buffer, overrun by another's
+ * multicasts, which no privilege is needed for) or a datagram too large for its buffer (lost == 1; MSG_TRUNC,
+ * from a Unix datagram socket pair). 0 when the reader went through that path (the table stale, and for ENOBUFS
+ * an overrun counted), -1 otherwise. */
+static int drain_losing_notifications(int truncated)
+{
+    int fds[2] = {-1, -1}, saved_fd = g.cur.notify_fd, saved_ep = g.cur.notify_ep, rc = -1;
+    uint64_t overruns = g.overruns;
+
+    if (truncated) {
+        static uint8_t big[SS_NL_BUF + 4096];
+        if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, fds) != 0) {
+            return -1;
+        }
+        memset(big, 0, sizeof(big));
+        if (send(fds[1], big, sizeof(big), 0) != (ssize_t)sizeof(big)) {
+            goto out;
+        }
+    } else {
+        struct sockaddr_nl a;
+        uint8_t msg[NLMSG_HDRLEN + 1024];
+        struct nlmsghdr h;
+        int small = 1, i, group = 1;
+        fds[0] = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_USERSOCK);
+        fds[1] = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_USERSOCK);
+        if (fds[0] < 0 || fds[1] < 0 || setsockopt(fds[0], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) != 0) {
+            goto out;
+        }
+        memset(&a, 0, sizeof(a));
+        a.nl_family = AF_NETLINK;
+        if (bind(fds[0], (struct sockaddr *)&a, sizeof(a)) != 0 ||
+            setsockopt(fds[0], SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof(group)) != 0) {
+            goto out;
+        }
+        memset(msg, 0, sizeof(msg));
+        memset(&h, 0, sizeof(h));
+        h.nlmsg_len = sizeof(msg);
+        h.nlmsg_type = NLMSG_NOOP;
+        memcpy(msg, &h, sizeof(h));
+        a.nl_groups = 1u << (group - 1);
+        for (i = 0; i < 64; i++) { /* far more than the smallest buffer holds: the kernel drops and flags it */
+            /* Multicast, then unicast to port 0, which no kernel socket holds for NETLINK_USERSOCK: refused. */
+            if (sendto(fds[1], msg, sizeof(msg), 0, (struct sockaddr *)&a, sizeof(a)) != (ssize_t)sizeof(msg) &&
+                errno != ECONNREFUSED) {
+                goto out;
+            }
+        }
+    }
+    g.cur.notify_fd = fds[0];
+    g.cur.notify_ep = -1; /* poll */
+    g.cur.sa_stale = 0;
+    drain_notify_locked();
+    rc = g.cur.sa_stale && (truncated || g.overruns > overruns) ? 0 : -1;
+out:
+    g.cur.notify_fd = saved_fd;
+    g.cur.notify_ep = saved_ep;
+    if (fds[0] >= 0) {
+        close(fds[0]);
+    }
+    if (fds[1] >= 0) {
+        close(fds[1]);
+    }
+    return rc;
+}
+
 int cmd_synthetic(const char *name);
 int cmd_release_cache(int n, char **releases);
 
@@ -691,7 +761,12 @@ int cmd_synthetic(const char *name)
         /* -burst / -burst-new: as -soft-still-due, then four other SAs updated (-burst) or added (-burst-new),
          * none with a limit due, before the dump: more adds and updates than sa_note_seen keeps. */
         int burst = strncmp(name, "sa-update-burst", 15) == 0;
-        if (strcmp(name, "sa-update-soft-still-due") == 0 || burst) {
+        /* -lost-overrun / -lost-truncated: as -soft-still-due, but the update is lost (ENOBUFS, or a datagram
+         * truncated), then the dump. */
+        int lost = strcmp(name, "sa-update-lost-overrun") == 0     ? 0
+                   : strcmp(name, "sa-update-lost-truncated") == 0 ? 1
+                                                                   : -1;
+        if (strcmp(name, "sa-update-soft-still-due") == 0 || burst || lost >= 0) {
             lft_a.soft_add_expires_seconds = 100; /* dying these 10 s */
             lft_upd.soft_add_expires_seconds = 100; /* the update leaves it due: its timer marks it again */
         } else if (strcmp(name, "sa-update-expired") == 0) {
@@ -728,6 +803,15 @@ int cmd_synthetic(const char *name)
             }
             make_sa_record(&dump[0], 0x1001, &lft_upd, &cur_a, "rfc4106(gcm(aes))");
             rc = redump(&g.cur.snap, dump, 2);
+        } else if (rc == 0 && lost >= 0) {
+            /* The update lost with others (the reader sees ENOBUFS or a truncated datagram, never the UPDSA):
+             * no note of it can be kept, so the whole table counts as seen then (seen_all_at). */
+            if (drain_losing_notifications(lost) != 0) {
+                rc = -1;
+            } else {
+                make_sa_record(&dump[0], 0x1001, &lft_upd, &cur_a, "rfc4106(gcm(aes))");
+                rc = redump(&g.cur.snap, dump, 2);
+            }
         } else if (rc == 0) {
             (void)on_notify(NULL, XFRM_MSG_UPDSA, 0, upd.msg.bytes, upd.len);
             for (i = 0; burst && i < 4; i++) {
