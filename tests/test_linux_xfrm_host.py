@@ -929,6 +929,28 @@ def test_a_change_is_seen_by_the_very_next_query(ns: Netns, driver: str) -> None
     assert matched == [None, 0xF01, 0xF09, 0xF01, None]
 
 
+def test_no_ipv4_route_dump_in_a_namespace_not_known(ns: Netns, driver: str, tmp_path: Path) -> None:
+    """conf_local_dev dumps the IPv4 routes while the rules are plain, and keeps them for the namespace
+    (conf_for). In a namespace not known (f.ns.known 0: no SIOCGSKNS and no /proc) nothing keeps them, and
+    every call dumped up to 4,096 routes: now it never dumps them there and takes the full path (c07c407).
+    flow_xfrm_disabled asked three times (tests/linux_c/synthetic.c, local-dev-netns-*), the dumps counted
+    with strace: the rules read each time but no routes when not known; both once when known."""
+
+    def dumps(case: str) -> tuple[int, int]:
+        trace = tmp_path / f"{case}.strace"
+        strace = ("strace", "-f", "-qq", "-e", "trace=sendto", "-o", str(trace))
+        argv = ns.exec_argv(*strace, driver, "synthetic", case)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert len(json.loads(done.stdout)["answers"]) == 3
+        lines = [line for line in trace.read_text().splitlines() if "NLM_F_DUMP" in line]
+        return sum("RTM_GETRULE" in line for line in lines), sum("RTM_GETROUTE" in line for line in lines)
+
+    rules, routes = dumps("local-dev-netns-unknown")
+    assert rules >= 3 and routes == 0, (rules, routes)
+    assert dumps("local-dev-netns-known") == (1, 1)
+
+
 def test_notification_overrun_falls_back_to_a_full_dump(ns: Netns, driver: str) -> None:
     # A 1-byte request gives the kernel's smallest notification buffer: 300 changes overrun it.
     proc = subprocess.Popen(

@@ -81,6 +81,13 @@
  *                    one SA, dumped with XFRMA_SA_PCPU (a per-CPU SA: with XFRM_POLICY_CPU_ACQUIRE the CPU
  *                    decides) or with XFRMA_OFFLOAD_DEV flagged XFRM_OFFLOAD_PACKET (a software policy skips it;
  *                    an offload policy, not read here, takes only such): not decidable.
+ *   sa-update-lost-overrun / sa-update-lost-truncated
+ *                    as sa-update-soft-still-due, but the update is lost: the notification reader
+ *                    (drain_notify_locked) meets ENOBUFS or a truncated datagram, then the table is dumped: A's
+ *                    due soft limit is maybe acted on (the whole table seen then, seen_all_at): not decidable.
+ *   local-dev-netns-unknown / local-dev-netns-known
+ *                    not a lookup: flow_xfrm_disabled asked three times about a peer, its namespace not known or
+ *                    known; the caller counts the rule and route dumps (local_dev_calls).
  *   sec-ctx-policy / sec-ctx-policy-behind / sec-ctx-policy-tie-older / sec-ctx-policy-tie-newer
  *                    out policies parsed from dumps, one labeled (XFRMA_SEC_CTX; only an LSM keeps labels, so no
  *                    kernel here dumps one), with an AES-GCM SA. -policy: the labeled ESP policy (priority 0)
@@ -108,6 +115,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/netlink.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -510,6 +518,55 @@ int cmd_release_cache(int n, char **releases)
     return 0;
 }
 
+/* local-dev-netns-unknown / local-dev-netns-known: flow_xfrm_disabled asked three times whether a UDP socket's
+ * peer (10.77.0.1 -> 10.77.0.2:500, in the namespace the driver runs in) is one of the host's addresses
+ * (conf_local_dev, which reads the rules and, while they are plain, dumps the IPv4 routes), with the flow's
+ * namespace not known (f.ns.known 0: nothing can be kept for it, conf_for) or known (the thread's). The caller
+ * counts the dumps (strace): in a namespace not known the routes are never dumped, every call reading the rules
+ * again; in a known one both are read once and kept (c07c407). Prints {"answers": [...]} (each call's value). */
+static int local_dev_calls(const char *name)
+{
+    struct sockaddr_in peer;
+    secsock_error err;
+    int i, sock, v[3];
+
+    sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    memset(&peer, 0, sizeof(peer));
+    peer.sin_family = AF_INET;
+    peer.sin_port = htons(500);
+    inet_pton(AF_INET, "10.77.0.2", &peer.sin_addr);
+    if (sock < 0 || connect(sock, (struct sockaddr *)&peer, sizeof(peer)) != 0) {
+        if (sock >= 0) {
+            close(sock);
+        }
+        return -1;
+    }
+    pthread_mutex_lock(&g_lock); /* as eval_dir calls it */
+    for (i = 0; i < 3; i++) {
+        ss_flow f;
+        memset(&f, 0, sizeof(f));
+        f.sock = sock;
+        f.family = AF_INET;
+        f.proto = IPPROTO_UDP;
+        v4(f.local, "10.77.0.1");
+        v4(f.peer, "10.77.0.2");
+        f.lport = htons(4000);
+        f.pport = htons(500);
+        f.oif = -1;
+        f.sel_dev[0] = f.sel_dev[1] = -1;
+        f.lo_conf = SS_CONF_OUT_READ | SS_CONF_IN_READ; /* `all`'s settings read as off */
+        if (strcmp(name, "local-dev-netns-known") == 0 && thread_netns(&f.ns, NULL) != 0) {
+            f.ns.known = 0;
+        }
+        secsock_error_clear(&err);
+        v[i] = flow_xfrm_disabled(&f, XFRM_POLICY_OUT, &err);
+    }
+    pthread_mutex_unlock(&g_lock);
+    close(sock);
+    printf("{\"answers\": [%d, %d, %d]}\n", v[0], v[1], v[2]);
+    return 0;
+}
+
 int cmd_synthetic(const char *name)
 {
     ss_snap s;
@@ -530,6 +587,9 @@ int cmd_synthetic(const char *name)
     f.local_dev = -1; /* nor one for whether the peer is local (flow_xfrm_disabled) */
     ss_kernel_state_cache = 0; /* as on 6.1 (the VM's), whatever this host runs; sa-cache-* set it */
     f.lo_conf = SS_CONF_OUT_READ | SS_CONF_IN_READ; /* `all`'s settings read as off, whatever the host's */
+    if (strncmp(name, "local-dev-netns-", 16) == 0) {
+        return local_dev_calls(name);
+    }
     if (strcmp(name, "sa-dir-in-best") == 0) {
         ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         ss_sa older = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 100, 0);
