@@ -66,6 +66,10 @@
  *   sa-dying-notified-readded
  *                    the same, but the dump's A has another add_time: A was deleted and added again with the
  *                    same SPI (a new state, km.dying 0), so A is used.
+ *   sa-dying-notified-flushed / sa-dying-notified-flushed-ah
+ *                    the same as -redump, but the SA table is flushed while stale before the dump, which shows A
+ *                    again with the same add_time: added again with the same SPI in the same second, its NEWSA
+ *                    not read before the dump. A is a new state (km.dying 0): used. Only AH flushed: B used.
  *   sa-expire-from-userspace / sa-expire-from-kernel
  *                    A (newer, AES-GCM) and B (older, GMAC); then a soft-expire notification for A. From
  *                    userspace (xfrm_add_sa_expire: km_state_expired only broadcasts it, km.dying stays 0) its
@@ -708,7 +712,7 @@ int cmd_synthetic(const char *name)
         rc = parsed_sa_lft(&a, "10.0.0.1", 0x1001, &lft, &cur, a_alg, 0, NULL, 0);
         rc |= parsed_sa(&b, "10.0.0.1", 0x1002, 200, -1, 0, 0, b_alg, 0, NULL, 0);
         rc |= add_policy(&s, &p) | add_sa(&s, &a) | add_sa(&s, &b);
-    } else if (strncmp(name, "sa-dying-notified-re", 20) == 0) {
+    } else if (strncmp(name, "sa-dying-notified-re", 20) == 0 || strncmp(name, "sa-dying-notified-flush", 23) == 0) {
         ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         ss_sa a = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 200, 0);
         ss_sa b = esp_sa("10.0.0.1", "10.0.0.2", 0x1002, 100, 0);
@@ -716,7 +720,14 @@ int cmd_synthetic(const char *name)
         size_t nkept = 0;
         snprintf(b.aead, sizeof(b.aead), "%s", "rfc4543(gcm(aes))");
         rc = add_policy(&s, &p) | add_sa(&s, &a) | add_sa(&s, &b);
+        /* -flushed: then the SA table is flushed (`ip xfrm state flush`: IPSEC_PROTO_ANY) while stale, and A
+         * added again with the same SPI in the same second, its NEWSA not yet read when the table is dumped (it
+         * came after the drain, or was lost): A is a new state, not dying. -flushed-ah: only AH is flushed, A
+         * stays (and dying). */
+        struct xfrm_usersa_flush flush = {strcmp(name, "sa-dying-notified-flushed-ah") == 0 ? IPPROTO_AH : 255};
+        int flushed = strncmp(name, "sa-dying-notified-flush", 23) == 0;
         if (rc == 0 && snap_index_sas(&s) == 0 && sa_apply(&s, SS_SA_DYING, &a) == 0 &&
+            (!flushed || sa_notify_apply(&s, 1, XFRM_MSG_FLUSHSA, &flush, sizeof(flush)) == 0) &&
             sa_save_dying(&s, &kept, &nkept) == 0) {
             /* the dump: the same SAs read again, as on_sa makes them */
             snap_free_sas(&s);
