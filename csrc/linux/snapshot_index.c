@@ -388,11 +388,13 @@ int sa_notify_apply(ss_snap *s, int stale, uint16_t type, const void *payload, s
 
     if (type == XFRM_MSG_FLUSHSA) {
         /* Every SA of the flushed protocol is gone (xfrm_state_flush: xfrm_id_proto_match, 0 for all,
-         * IPSEC_PROTO_ANY for AH, ESP and IPComp), so a dying one notified is about none a dump can show. Kept, the dump that
-         * follows (stale or not, a flush reads the table again) would give it back by id and add time
-         * (sa_restore_dying) to one added again with the same SPI in the same second, whose NEWSA came
-         * after the drain, before the dump (or was lost): dying, it lost to an older SA the kernel does not
-         * prefer. Only the kernel's own IPComp tunnel states outlive a flush, which have no limits. */
+         * IPSEC_PROTO_ANY for AH, ESP and IPComp), so a dying one notified is about none a dump can show.
+         * Kept, the dump that follows (stale or not, a flush reads the table again) would give it back by id
+         * and add time (sa_restore_dying) to one added again with the same SPI in the same second, whose
+         * NEWSA came after the drain, before the dump: dying, it lost to an older SA the kernel does not
+         * prefer. Only the kernel's own IPComp tunnel states outlive a flush, which have no limits. A flush
+         * lost with other notifications (ENOBUFS) cannot be seen: then, as for a lost delete and add, a
+         * notified dying stays for an SA added again in the same second until an update of it. */
         struct xfrm_usersa_flush fl;
         size_t i;
         fl.proto = IPSEC_PROTO_ANY;
