@@ -929,6 +929,28 @@ def test_a_change_is_seen_by_the_very_next_query(ns: Netns, driver: str) -> None
     assert matched == [None, 0xF01, 0xF09, 0xF01, None]
 
 
+def test_no_ipv4_route_dump_in_a_namespace_not_known(ns: Netns, driver: str, tmp_path: Path) -> None:
+    """conf_local_dev dumps the IPv4 routes while the rules are plain, and keeps them for the namespace
+    (conf_for). In a namespace not known (f.ns.known 0: no SIOCGSKNS and no /proc) nothing keeps them, and
+    every call dumped up to 4,096 routes: now it never dumps them there and takes the full path (c07c407).
+    flow_xfrm_disabled asked three times (tests/linux_c/synthetic.c, local-dev-netns-*), the dumps counted
+    with strace: the rules read each time but no routes when not known; both once when known."""
+
+    def dumps(case: str) -> tuple[int, int]:
+        trace = tmp_path / f"{case}.strace"
+        strace = ("strace", "-f", "-qq", "-e", "trace=sendto", "-o", str(trace))
+        argv = ns.exec_argv(*strace, driver, "synthetic", case)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert len(json.loads(done.stdout)["answers"]) == 3
+        lines = [line for line in trace.read_text().splitlines() if "NLM_F_DUMP" in line]
+        return sum("RTM_GETRULE" in line for line in lines), sum("RTM_GETROUTE" in line for line in lines)
+
+    rules, routes = dumps("local-dev-netns-unknown")
+    assert rules >= 3 and routes == 0, (rules, routes)
+    assert dumps("local-dev-netns-known") == (1, 1)
+
+
 def test_notification_overrun_falls_back_to_a_full_dump(ns: Netns, driver: str) -> None:
     # A 1-byte request gives the kernel's smallest notification buffer: 300 changes overrun it.
     proc = subprocess.Popen(
@@ -1772,6 +1794,8 @@ def test_outbound_sa_pick_with_an_unknown_or_wildcard_source(
         ("sa-limit-soft-packets-passed", (1, "NOT_ENCRYPTING", [0x1002])),
         ("sa-dying-notified-redump", (1, "NOT_ENCRYPTING", [0x1002])),
         ("sa-dying-notified-readded", (1, "ENCRYPTED", [0x1001])),
+        ("sa-dying-notified-flushed", (1, "ENCRYPTED", [0x1001])),
+        ("sa-dying-notified-flushed-ah", (1, "NOT_ENCRYPTING", [0x1002])),
         ("sa-expire-from-userspace", (1, "ENCRYPTED", [0x1001])),
         ("sa-expire-from-kernel", (1, "NOT_ENCRYPTING", [0x1002])),
     ],
@@ -1784,7 +1808,9 @@ def test_outbound_sa_pick_reads_dying_as_xfrm_timer_proc_sets_it(
     newer, dying SA was named) and took an add limit that falls due this second as already acted on, though
     the timer may not have run: now the use limit counts, and when the pick changes with it, the direction is
     not decidable. And a dying state learnt from a soft-expire notification was lost at the next dump (the
-    limits do not show it): it is kept by SA id (tests/linux_c/synthetic.c)."""
+    limits do not show it): it is kept by SA id and add time; a flush of its protocol (seen while the table
+    is stale or not) forgets it, or an SA added again with the same SPI in the same second, whose NEWSA the
+    dump came before, was read as dying (tests/linux_c/synthetic.c)."""
     assert_out(driver, case, expected)
 
 
@@ -1803,6 +1829,8 @@ def test_outbound_sa_pick_reads_dying_as_xfrm_timer_proc_sets_it(
         ("sa-update-burst", (0, "SA_ORDER_UNDECIDABLE", []), None),
         ("sa-update-burst-new", (0, "SA_ORDER_UNDECIDABLE", []), None),
         ("sa-update-while-stale-deleted", (1, "ENCRYPTED", [0x1001]), None),
+        ("sa-update-lost-overrun", (0, "SA_ORDER_UNDECIDABLE", []), None),
+        ("sa-update-lost-truncated", (0, "SA_ORDER_UNDECIDABLE", []), None),
     ],
 )
 def test_a_time_limit_counts_as_maybe_acted_on_while_the_kernels_timer_may_be_late(
@@ -1824,8 +1852,10 @@ def test_a_time_limit_counts_as_maybe_acted_on_while_the_kernels_timer_may_be_la
     dying across the dump, which matches by id and add time: now a delete or add clears it as an update does.
     Four adds or updates of other SAs after an update evicted its note (four kept), so the dump read the
     updated SA's due soft limit as surely acted on: now an add is noted only with a time limit due, and a
-    note that still matters is never evicted (every SA counts as seen then, as after lost notifications)
-    (tests/linux_c/synthetic.c)."""
+    note that still matters is never evicted (every SA counts as seen then, as after lost notifications).
+    And an update lost with other notifications (the reader sees ENOBUFS, or a datagram truncated) leaves no
+    note: the whole table counts as seen then (seen_all_at), or the dump reads the due soft limit the update
+    cleared as surely acted on (tests/linux_c/synthetic.c)."""
     result = synthetic(driver, case)
     protected, reason, spis = expected
     assert (result["out"]["protected"], result["out"]["reason"], result["out"]["spis"]) == (

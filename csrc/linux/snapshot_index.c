@@ -1,6 +1,8 @@
 /* The snapshot's index: sorted policies with per-bucket hashes, the SA hash, and changes applied in place. */
 #include "backend_linux.h"
 
+#include <linux/ipsec.h> /* IPSEC_PROTO_ANY */
+
 void snap_free_policies(ss_snap *s)
 {
     int i;
@@ -384,6 +386,29 @@ int sa_notify_apply(ss_snap *s, int stale, uint16_t type, const void *payload, s
     int action, r;
     int64_t now = (int64_t)time(NULL);
 
+    if (type == XFRM_MSG_FLUSHSA) {
+        /* Every SA of the flushed protocol is gone (xfrm_state_flush: xfrm_id_proto_match, 0 for all,
+         * IPSEC_PROTO_ANY for AH, ESP and IPComp), so a dying one notified is about none a dump can show.
+         * Kept, the dump that follows (stale or not, a flush reads the table again) would give it back by id
+         * and add time (sa_restore_dying) to one added again with the same SPI in the same second, whose
+         * NEWSA came after the drain, before the dump: dying, it lost to an older SA the kernel does not
+         * prefer. Only the kernel's own IPComp tunnel states outlive a flush, which have no limits. A flush
+         * lost with other notifications (ENOBUFS) cannot be seen: then, as for a lost delete and add, a
+         * notified dying stays for an SA added again in the same second until an update of it. */
+        struct xfrm_usersa_flush fl;
+        size_t i;
+        fl.proto = IPSEC_PROTO_ANY;
+        if (payload != NULL && len >= sizeof(fl)) {
+            memcpy(&fl, payload, sizeof(fl));
+        }
+        for (i = 0; i < s->nsas; i++) {
+            uint8_t p = s->sas[i].proto;
+            if (fl.proto == 0 || p == fl.proto ||
+                (fl.proto == IPSEC_PROTO_ANY && (p == IPPROTO_AH || p == IPPROTO_ESP || p == IPPROTO_COMP))) {
+                s->sas[i].dying_notified = 0;
+            }
+        }
+    }
     if (stale && type != XFRM_MSG_NEWSA && type != XFRM_MSG_UPDSA && type != XFRM_MSG_DELSA &&
         type != XFRM_MSG_EXPIRE) {
         return 0; /* the dump to come reads it */

@@ -8,6 +8,8 @@
  *     IPv6 tunnel SA with a mark, an if_id and a direction, and an expired one;
  *   - netlink control messages: NLMSG_DONE, an acknowledgement, an error, an interrupted dump;
  *   - for the lookup target: a flow followed by a datagram of policies and SAs that protect it;
+ *   - security labels (XFRMA_SEC_CTX) on policies and SAs, well-formed and malformed (uctx.len lying, ctx_len
+ *     past the attribute, the attribute too short or running past its message), for every Linux target;
  *   - real policy notifications: the kernel's XFRMNLGRP_POLICY/EXPIRE messages for policies added, updated,
  *     deleted (by index, by selector), expired and flushed with `ip xfrm`, each on its own for
  *     xfrm_policy_notify, and in sequences of drains over a small dump for xfrm_policy_apply. What varies from
@@ -374,6 +376,258 @@ static void hand_built(void)
         put(&all, d.b, d.n);
         write_file("xfrm_lookup", "regress-unusual-records", all.b, all.n);
     }
+}
+
+/* ---- Security labels (XFRMA_SEC_CTX), parsed since 7687a43 ---- */
+
+static void frame(buf_t *in, int more, const buf_t *d);
+
+/* The ways an XFRMA_SEC_CTX attribute is written: the kernel's own (copy_sec_ctx: len = the struct and the label,
+ * ctx_len = the label's length) and malformed ones, each for a branch of parse_sec_ctx (parse.c) or of the
+ * attribute walk around it. */
+enum {
+    SC_OK,             /* as copy_sec_ctx writes it */
+    SC_EMPTY,          /* ctx_len 0, no label: still a label attribute */
+    SC_LEN_LIES,       /* uctx.len says 0xffff (it is not checked: ctx_len and the attribute's length are) */
+    SC_CTX_PAST_ATTR,  /* ctx_len runs 64 bytes past the attribute */
+    SC_CTX_HUGE,       /* ctx_len 0xffff with no label */
+    SC_SHORT,          /* the attribute holds 4 bytes, less than struct xfrm_user_sec_ctx */
+    SC_ATTR_PAST_MSG,  /* nla_len runs past the end of the message (the attribute is the message's last) */
+    SC_COUNT
+};
+static const char *const sc_names[SC_COUNT] = {"ok", "empty", "uctx-len-lies", "ctx-len-past-attr", "ctx-len-huge",
+                                               "attr-too-short", "attr-past-message"};
+
+static void sec_ctx(buf_t *b, int variant)
+{
+    static const char label[] = "system_u:object_r:ipsec_spd_t:s0"; /* an SELinux context, as a labeled IKE sets */
+    uint8_t raw[sizeof(struct xfrm_user_sec_ctx) + sizeof(label)];
+    struct xfrm_user_sec_ctx uctx;
+    size_t llen = variant == SC_EMPTY || variant == SC_CTX_HUGE ? 0 : strlen(label);
+    size_t start = b->n;
+
+    memset(&uctx, 0, sizeof(uctx));
+    uctx.exttype = XFRMA_SEC_CTX;
+    uctx.ctx_alg = XFRM_SC_ALG_SELINUX;
+    uctx.ctx_doi = XFRM_SC_DOI_LSM;
+    uctx.ctx_len = (uint16_t)llen;
+    uctx.len = (uint16_t)(sizeof(uctx) + llen);
+    if (variant == SC_LEN_LIES) {
+        uctx.len = 0xffff;
+    } else if (variant == SC_CTX_PAST_ATTR) {
+        uctx.ctx_len = (uint16_t)(llen + 64);
+    } else if (variant == SC_CTX_HUGE) {
+        uctx.ctx_len = 0xffff;
+    }
+    memcpy(raw, &uctx, sizeof(uctx));
+    memcpy(raw + sizeof(uctx), label, llen);
+    attr(b, XFRMA_SEC_CTX, raw, variant == SC_SHORT ? 4 : sizeof(uctx) + llen);
+    if (variant == SC_ATTR_PAST_MSG) {
+        struct nlattr a;
+        memcpy(&a, b->b + start, sizeof(a));
+        a.nla_len = (uint16_t)(a.nla_len + 40);
+        memcpy(b->b + start, &a, sizeof(a));
+    }
+}
+
+/* The lookup seeds' flow: 10.0.0.1:4000 -> 10.0.0.2:500 UDP (fuzz_xfrm_lookup.c's 44 bytes). */
+static void lookup_flow(buf_t *all)
+{
+    uint8_t flow[44];
+    uint16_t lport = htons(4000), pport = htons(500);
+    memset(flow, 0, sizeof(flow));
+    flow[1] = IPPROTO_UDP;
+    inet_pton(AF_INET, "10.0.0.1", flow + 2);
+    inet_pton(AF_INET, "10.0.0.2", flow + 18);
+    memcpy(flow + 34, &lport, 2);
+    memcpy(flow + 36, &pport, 2);
+    flow[42] = 1;
+    put(all, flow, sizeof(flow));
+}
+
+/* Labeled policies and SAs, well-formed and not, for every target whose parser or index may meet one: the
+ * policy and SA parsers, both notification parsers (NEWSA, UPDSA, EXPIRE; NEWPOLICY, DELPOLICY with the label
+ * outside XFRMA_POLICY), a dump datagram, the lookup (a labeled out policy, a labeled SA: not decidable,
+ * SECSOCK_REASON_SEC_CTX_UNDECIDABLE), the in-place SA and policy updates and the allocation failures. The
+ * kernel's policy notifications (xfrm_notify_policy) carry no XFRMA_SEC_CTX; the dumps, POLEXPIRE and every SA
+ * message (copy_to_user_state_extra) do. Built by hand: this host has no LSM that keeps labels. */
+static void sec_ctx_seeds(void)
+{
+    buf_t p, d, all;
+    char name[64];
+    int v;
+    uint8_t out[1 + sizeof(d.b)];
+
+    for (v = 0; v < SC_COUNT; v++) {
+        /* The parsers: an out policy and an ESP SA with the attribute last (where a lying nla_len runs out). */
+        build_policy(&p, XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1, 0x11);
+        sec_ctx(&p, v);
+        snprintf(name, sizeof(name), "sec-ctx-%s", sc_names[v]);
+        write_file("xfrm_policy", name, p.b, p.n);
+        out[0] = 0; /* NEWPOLICY */
+        memcpy(out + 1, p.b, p.n);
+        write_file("xfrm_policy_notify", name, out, 1 + p.n);
+
+        build_sa(&p, &sas[0]);
+        sec_ctx(&p, v);
+        write_file("xfrm_sa", name, p.b, p.n);
+        out[0] = 0; /* NEWSA */
+        memcpy(out + 1, p.b, p.n);
+        snprintf(name, sizeof(name), "sec-ctx-%s-type0", sc_names[v]);
+        write_file("xfrm_sa_notify", name, out, 1 + p.n);
+    }
+    /* UPDSA, and EXPIRE (struct xfrm_user_expire, then the SA's attributes), labeled. */
+    build_sa(&p, &sas[0]);
+    sec_ctx(&p, SC_OK);
+    out[0] = 1;
+    memcpy(out + 1, p.b, p.n);
+    write_file("xfrm_sa_notify", "sec-ctx-ok-type1", out, 1 + p.n);
+    {
+        struct xfrm_user_expire ue;
+        size_t fixed = NLMSG_ALIGN(sizeof(struct xfrm_usersa_info));
+        memset(&ue, 0, sizeof(ue));
+        memcpy(&ue.state, p.b, sizeof(ue.state));
+        ue.state.lft.soft_add_expires_seconds = 10; /* a soft expiry the lifetimes show */
+        ue.state.curlft.add_time = 1;
+        ue.hard = 0;
+        memset(&d, 0, sizeof(d));
+        put(&d, &ue, sizeof(ue));
+        pad4(&d);
+        put(&d, p.b + fixed, p.n - fixed);
+        out[0] = 3;
+        memcpy(out + 1, d.b, d.n);
+        write_file("xfrm_sa_notify", "sec-ctx-ok-type3", out, 1 + d.n);
+        d.n = NLMSG_ALIGN(sizeof(ue));
+        sec_ctx(&d, SC_CTX_PAST_ATTR);
+        memcpy(out + 1, d.b, d.n);
+        write_file("xfrm_sa_notify", "sec-ctx-ctx-len-past-attr-type3", out, 1 + d.n);
+    }
+    /* DELPOLICY: struct xfrm_userpolicy_id, the policy in XFRMA_POLICY, its template and the label after it
+     * (ss_parse_policy_notify puts them back together for ss_parse_policy). */
+    for (v = SC_OK; v <= SC_CTX_PAST_ATTR; v += SC_CTX_PAST_ATTR - SC_OK) {
+        struct xfrm_userpolicy_id id;
+        size_t fixed = NLMSG_ALIGN(sizeof(struct xfrm_userpolicy_info));
+        build_policy(&p, XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1, 0x11);
+        memset(&id, 0, sizeof(id));
+        id.dir = XFRM_POLICY_OUT;
+        id.index = 0x11;
+        memset(&d, 0, sizeof(d));
+        put(&d, &id, sizeof(id));
+        pad4(&d);
+        attr(&d, XFRMA_POLICY, p.b, sizeof(struct xfrm_userpolicy_info));
+        put(&d, p.b + fixed, p.n - fixed);
+        sec_ctx(&d, v);
+        out[0] = 2;
+        memcpy(out + 1, d.b, d.n);
+        snprintf(name, sizeof(name), "sec-ctx-%s-delpolicy", sc_names[v]);
+        write_file("xfrm_policy_notify", name, out, 1 + d.n);
+    }
+
+    /* A dump datagram: a labeled policy, a labeled SA, one of each whose label runs past its attribute. */
+    memset(&d, 0, sizeof(d));
+    build_policy(&p, XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1, 0x11);
+    sec_ctx(&p, SC_OK);
+    message(&d, XFRM_MSG_NEWPOLICY, NLM_F_MULTI, 9, 4343, &p);
+    build_policy(&p, XFRM_POLICY_IN, "10.0.0.2", "10.0.0.1", 1, 0x18);
+    sec_ctx(&p, SC_CTX_PAST_ATTR);
+    message(&d, XFRM_MSG_NEWPOLICY, NLM_F_MULTI, 9, 4343, &p);
+    build_sa(&p, &sas[0]);
+    sec_ctx(&p, SC_OK);
+    message(&d, XFRM_MSG_NEWSA, NLM_F_MULTI, 9, 4343, &p);
+    build_sa(&p, &sas[1]);
+    sec_ctx(&p, SC_SHORT);
+    message(&d, XFRM_MSG_NEWSA, NLM_F_MULTI, 9, 4343, &p);
+    out[0] = 1;
+    memcpy(out + 1, d.b, d.n);
+    write_file("nl_dump", "sec-ctx-dump", out, 1 + d.n);
+
+    /* The lookup: the flow's out policy labeled (its SAs not), then its out SA labeled (the policy not), then
+     * a labeled policy whose label is malformed (unreadable: an error for its flows). */
+    for (v = 0; v < 3; v++) {
+        static const char *const names[] = {"sec-ctx-policy", "sec-ctx-sa", "sec-ctx-policy-unreadable"};
+        memset(&all, 0, sizeof(all));
+        lookup_flow(&all);
+        memset(&d, 0, sizeof(d));
+        build_policy(&p, XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1, 0x11);
+        if (v != 1) {
+            sec_ctx(&p, v == 0 ? SC_OK : SC_CTX_PAST_ATTR);
+        }
+        message(&d, XFRM_MSG_NEWPOLICY, NLM_F_MULTI, 0, 0, &p);
+        build_policy(&p, XFRM_POLICY_IN, "10.0.0.2", "10.0.0.1", 1, 0x18);
+        message(&d, XFRM_MSG_NEWPOLICY, NLM_F_MULTI, 0, 0, &p);
+        build_sa(&p, &sas[0]);
+        if (v == 1) {
+            sec_ctx(&p, SC_OK);
+        }
+        message(&d, XFRM_MSG_NEWSA, NLM_F_MULTI, 0, 0, &p);
+        build_sa(&p, &sas[1]);
+        message(&d, XFRM_MSG_NEWSA, NLM_F_MULTI, 0, 0, &p);
+        put(&all, d.b, d.n);
+        write_file("xfrm_lookup", names[v], all.b, all.n);
+        if (v == 0) {
+            /* The same for the allocation failures: the 3rd allocation fails. */
+            uint8_t nth[2] = {3, 0};
+            memset(&all, 0, sizeof(all));
+            put(&all, nth, sizeof(nth));
+            put(&all, d.b, d.n);
+            write_file("xfrm_alloc_fail", "sec-ctx", all.b, all.n);
+        }
+    }
+
+    /* In-place SA updates: a dump of two SAs, the FLUSHPOLICY that ends it (fuzz_xfrm_sa_apply.c), then a
+     * labeled update of one, a labeled new SA and a malformed labeled update (a dump again). */
+    memset(&d, 0, sizeof(d));
+    build_sa(&p, &sas[0]);
+    message(&d, XFRM_MSG_NEWSA, NLM_F_MULTI, 0, 0, &p);
+    build_sa(&p, &sas[1]);
+    message(&d, XFRM_MSG_NEWSA, NLM_F_MULTI, 0, 0, &p);
+    memset(&p, 0, sizeof(p));
+    message(&d, XFRM_MSG_FLUSHPOLICY, 0, 0, 0, &p);
+    build_sa(&p, &sas[0]);
+    sec_ctx(&p, SC_OK);
+    message(&d, XFRM_MSG_UPDSA, 0, 0, 0, &p);
+    build_sa(&p, &sas[2]);
+    sec_ctx(&p, SC_EMPTY);
+    message(&d, XFRM_MSG_NEWSA, 0, 0, 0, &p);
+    build_sa(&p, &sas[1]);
+    sec_ctx(&p, SC_CTX_PAST_ATTR);
+    message(&d, XFRM_MSG_UPDSA, 0, 0, 0, &p);
+    write_file("xfrm_sa_apply", "sec-ctx-updates", d.b, d.n);
+
+    /* In-place policy updates: a dump holding a labeled policy, then a labeled one added (as no kernel sends
+     * it, but the parser reads it) and the dumped one deleted. */
+    memset(&all, 0, sizeof(all));
+    memset(&d, 0, sizeof(d));
+    build_policy(&p, XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1, 0x11);
+    sec_ctx(&p, SC_OK);
+    message(&d, XFRM_MSG_NEWPOLICY, NLM_F_MULTI, 0, 0, &p);
+    build_policy(&p, XFRM_POLICY_IN, "10.0.0.2", "10.0.0.1", 1, 0x18);
+    message(&d, XFRM_MSG_NEWPOLICY, NLM_F_MULTI, 0, 0, &p);
+    frame(&all, 0, &d);
+    memset(&d, 0, sizeof(d));
+    build_policy(&p, XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.3", 1, 0x19);
+    sec_ctx(&p, SC_OK);
+    message(&d, XFRM_MSG_NEWPOLICY, 0, 0, 0, &p);
+    frame(&all, 0, &d);
+    {
+        struct xfrm_userpolicy_id id;
+        size_t fixed = NLMSG_ALIGN(sizeof(struct xfrm_userpolicy_info));
+        build_policy(&p, XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1, 0x11);
+        memset(&id, 0, sizeof(id));
+        id.dir = XFRM_POLICY_OUT;
+        id.index = 0x11;
+        memset(&d, 0, sizeof(d));
+        put(&d, &id, sizeof(id));
+        pad4(&d);
+        attr(&d, XFRMA_POLICY, p.b, sizeof(struct xfrm_userpolicy_info));
+        put(&d, p.b + fixed, p.n - fixed);
+        sec_ctx(&d, SC_OK);
+        memcpy(&p, &d, sizeof(p));
+        memset(&d, 0, sizeof(d));
+        message(&d, XFRM_MSG_DELPOLICY, 0, 0, 0, &p);
+        frame(&all, 0, &d);
+    }
+    write_file("xfrm_policy_apply", "sec-ctx-add-delete", all.b, all.n);
 }
 
 /* A real GETPOLICY dump from the kernel, in the current network namespace. */
@@ -791,6 +1045,7 @@ int main(int argc, char **argv)
     mkdir(outdir, 0755);
     control_messages();
     hand_built();
+    sec_ctx_seeds();
     real_dump();
     real_notifications(); /* last: it flushes the namespace's policies */
     return 0;

@@ -66,6 +66,10 @@
  *   sa-dying-notified-readded
  *                    the same, but the dump's A has another add_time: A was deleted and added again with the
  *                    same SPI (a new state, km.dying 0), so A is used.
+ *   sa-dying-notified-flushed / sa-dying-notified-flushed-ah
+ *                    the same as -redump, but the SA table is flushed while stale before the dump, which shows A
+ *                    again with the same add_time: added again with the same SPI in the same second, its NEWSA
+ *                    not read before the dump. A is a new state (km.dying 0): used. Only AH flushed: B used.
  *   sa-expire-from-userspace / sa-expire-from-kernel
  *                    A (newer, AES-GCM) and B (older, GMAC); then a soft-expire notification for A. From
  *                    userspace (xfrm_add_sa_expire: km_state_expired only broadcasts it, km.dying stays 0) its
@@ -81,6 +85,13 @@
  *                    one SA, dumped with XFRMA_SA_PCPU (a per-CPU SA: with XFRM_POLICY_CPU_ACQUIRE the CPU
  *                    decides) or with XFRMA_OFFLOAD_DEV flagged XFRM_OFFLOAD_PACKET (a software policy skips it;
  *                    an offload policy, not read here, takes only such): not decidable.
+ *   sa-update-lost-overrun / sa-update-lost-truncated
+ *                    as sa-update-soft-still-due, but the update is lost: the notification reader
+ *                    (drain_notify_locked) meets ENOBUFS or a truncated datagram, then the table is dumped: A's
+ *                    due soft limit is maybe acted on (the whole table seen then, seen_all_at): not decidable.
+ *   local-dev-netns-unknown / local-dev-netns-known
+ *                    not a lookup: flow_xfrm_disabled asked three times about a peer, its namespace not known or
+ *                    known; the caller counts the rule and route dumps (local_dev_calls).
  *   sec-ctx-policy / sec-ctx-policy-behind / sec-ctx-policy-tie-older / sec-ctx-policy-tie-newer
  *                    out policies parsed from dumps, one labeled (XFRMA_SEC_CTX; only an LSM keeps labels, so no
  *                    kernel here dumps one), with an AES-GCM SA. -policy: the labeled ESP policy (priority 0)
@@ -106,9 +117,14 @@
 #include "linux/backend_linux.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <linux/netlink.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 static void v4(uint8_t *out, const char *text)
 {
@@ -427,6 +443,72 @@ static int redump(ss_snap *s, const sa_record *records, size_t n)
     return rc;
 }
 
+/* The notification reader (drain_notify_locked) over a socket whose next read loses notifications, instead of
+ * the XFRM one: ENOBUFS (lost == 0; a NETLINK_USERSOCK socket with the smallest buffer, overrun by another's
+ * multicasts, which no privilege is needed for) or a datagram too large for its buffer (lost == 1; MSG_TRUNC,
+ * from a Unix datagram socket pair). 0 when the reader went through that path (the table stale, and for ENOBUFS
+ * an overrun counted), -1 otherwise. */
+static int drain_losing_notifications(int truncated)
+{
+    int fds[2] = {-1, -1}, saved_fd = g.cur.notify_fd, saved_ep = g.cur.notify_ep, rc = -1;
+    uint64_t overruns = g.overruns;
+
+    if (truncated) {
+        static uint8_t big[SS_NL_BUF + 4096];
+        if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, fds) != 0) {
+            return -1;
+        }
+        memset(big, 0, sizeof(big));
+        if (send(fds[1], big, sizeof(big), 0) != (ssize_t)sizeof(big)) {
+            goto out;
+        }
+    } else {
+        struct sockaddr_nl a;
+        uint8_t msg[NLMSG_HDRLEN + 1024];
+        struct nlmsghdr h;
+        int small = 1, i, group = 1;
+        fds[0] = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_USERSOCK);
+        fds[1] = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_USERSOCK);
+        if (fds[0] < 0 || fds[1] < 0 || setsockopt(fds[0], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) != 0) {
+            goto out;
+        }
+        memset(&a, 0, sizeof(a));
+        a.nl_family = AF_NETLINK;
+        if (bind(fds[0], (struct sockaddr *)&a, sizeof(a)) != 0 ||
+            setsockopt(fds[0], SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof(group)) != 0) {
+            goto out;
+        }
+        memset(msg, 0, sizeof(msg));
+        memset(&h, 0, sizeof(h));
+        h.nlmsg_len = sizeof(msg);
+        h.nlmsg_type = NLMSG_NOOP;
+        memcpy(msg, &h, sizeof(h));
+        a.nl_groups = 1u << (group - 1);
+        for (i = 0; i < 64; i++) { /* far more than the smallest buffer holds: the kernel drops and flags it */
+            /* Multicast, then unicast to port 0, which no kernel socket holds for NETLINK_USERSOCK: refused. */
+            if (sendto(fds[1], msg, sizeof(msg), 0, (struct sockaddr *)&a, sizeof(a)) != (ssize_t)sizeof(msg) &&
+                errno != ECONNREFUSED) {
+                goto out;
+            }
+        }
+    }
+    g.cur.notify_fd = fds[0];
+    g.cur.notify_ep = -1; /* poll */
+    g.cur.sa_stale = 0;
+    drain_notify_locked();
+    rc = g.cur.sa_stale && (truncated || g.overruns > overruns) ? 0 : -1;
+out:
+    g.cur.notify_fd = saved_fd;
+    g.cur.notify_ep = saved_ep;
+    if (fds[0] >= 0) {
+        close(fds[0]);
+    }
+    if (fds[1] >= 0) {
+        close(fds[1]);
+    }
+    return rc;
+}
+
 int cmd_synthetic(const char *name);
 int cmd_release_cache(int n, char **releases);
 
@@ -437,6 +519,55 @@ int cmd_release_cache(int n, char **releases)
     for (i = 0; i < n; i++) {
         printf("%d\n", ss_release_has_state_cache(releases[i]));
     }
+    return 0;
+}
+
+/* local-dev-netns-unknown / local-dev-netns-known: flow_xfrm_disabled asked three times whether a UDP socket's
+ * peer (10.77.0.1 -> 10.77.0.2:500, in the namespace the driver runs in) is one of the host's addresses
+ * (conf_local_dev, which reads the rules and, while they are plain, dumps the IPv4 routes), with the flow's
+ * namespace not known (f.ns.known 0: nothing can be kept for it, conf_for) or known (the thread's). The caller
+ * counts the dumps (strace): in a namespace not known the routes are never dumped, every call reading the rules
+ * again; in a known one both are read once and kept (c07c407). Prints {"answers": [...]} (each call's value). */
+static int local_dev_calls(const char *name)
+{
+    struct sockaddr_in peer;
+    secsock_error err;
+    int i, sock, v[3];
+
+    sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    memset(&peer, 0, sizeof(peer));
+    peer.sin_family = AF_INET;
+    peer.sin_port = htons(500);
+    inet_pton(AF_INET, "10.77.0.2", &peer.sin_addr);
+    if (sock < 0 || connect(sock, (struct sockaddr *)&peer, sizeof(peer)) != 0) {
+        if (sock >= 0) {
+            close(sock);
+        }
+        return -1;
+    }
+    pthread_mutex_lock(&g_lock); /* as eval_dir calls it */
+    for (i = 0; i < 3; i++) {
+        ss_flow f;
+        memset(&f, 0, sizeof(f));
+        f.sock = sock;
+        f.family = AF_INET;
+        f.proto = IPPROTO_UDP;
+        v4(f.local, "10.77.0.1");
+        v4(f.peer, "10.77.0.2");
+        f.lport = htons(4000);
+        f.pport = htons(500);
+        f.oif = -1;
+        f.sel_dev[0] = f.sel_dev[1] = -1;
+        f.lo_conf = SS_CONF_OUT_READ | SS_CONF_IN_READ; /* `all`'s settings read as off */
+        if (strcmp(name, "local-dev-netns-known") == 0 && thread_netns(&f.ns, NULL) != 0) {
+            f.ns.known = 0;
+        }
+        secsock_error_clear(&err);
+        v[i] = flow_xfrm_disabled(&f, XFRM_POLICY_OUT, &err);
+    }
+    pthread_mutex_unlock(&g_lock);
+    close(sock);
+    printf("{\"answers\": [%d, %d, %d]}\n", v[0], v[1], v[2]);
     return 0;
 }
 
@@ -460,6 +591,9 @@ int cmd_synthetic(const char *name)
     f.local_dev = -1; /* nor one for whether the peer is local (flow_xfrm_disabled) */
     ss_kernel_state_cache = 0; /* as on 6.1 (the VM's), whatever this host runs; sa-cache-* set it */
     f.lo_conf = SS_CONF_OUT_READ | SS_CONF_IN_READ; /* `all`'s settings read as off, whatever the host's */
+    if (strncmp(name, "local-dev-netns-", 16) == 0) {
+        return local_dev_calls(name);
+    }
     if (strcmp(name, "sa-dir-in-best") == 0) {
         ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         ss_sa older = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 100, 0);
@@ -578,7 +712,7 @@ int cmd_synthetic(const char *name)
         rc = parsed_sa_lft(&a, "10.0.0.1", 0x1001, &lft, &cur, a_alg, 0, NULL, 0);
         rc |= parsed_sa(&b, "10.0.0.1", 0x1002, 200, -1, 0, 0, b_alg, 0, NULL, 0);
         rc |= add_policy(&s, &p) | add_sa(&s, &a) | add_sa(&s, &b);
-    } else if (strncmp(name, "sa-dying-notified-re", 20) == 0) {
+    } else if (strncmp(name, "sa-dying-notified-re", 20) == 0 || strncmp(name, "sa-dying-notified-flush", 23) == 0) {
         ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         ss_sa a = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 200, 0);
         ss_sa b = esp_sa("10.0.0.1", "10.0.0.2", 0x1002, 100, 0);
@@ -586,7 +720,14 @@ int cmd_synthetic(const char *name)
         size_t nkept = 0;
         snprintf(b.aead, sizeof(b.aead), "%s", "rfc4543(gcm(aes))");
         rc = add_policy(&s, &p) | add_sa(&s, &a) | add_sa(&s, &b);
+        /* -flushed: then the SA table is flushed (`ip xfrm state flush`: IPSEC_PROTO_ANY) while stale, and A
+         * added again with the same SPI in the same second, its NEWSA not yet read when the table is dumped (it
+         * came after the drain, or was lost): A is a new state, not dying. -flushed-ah: only AH is flushed, A
+         * stays (and dying). */
+        struct xfrm_usersa_flush flush = {strcmp(name, "sa-dying-notified-flushed-ah") == 0 ? IPPROTO_AH : 255};
+        int flushed = strncmp(name, "sa-dying-notified-flush", 23) == 0;
         if (rc == 0 && snap_index_sas(&s) == 0 && sa_apply(&s, SS_SA_DYING, &a) == 0 &&
+            (!flushed || sa_notify_apply(&s, 1, XFRM_MSG_FLUSHSA, &flush, sizeof(flush)) == 0) &&
             sa_save_dying(&s, &kept, &nkept) == 0) {
             /* the dump: the same SAs read again, as on_sa makes them */
             snap_free_sas(&s);
@@ -691,7 +832,12 @@ int cmd_synthetic(const char *name)
         /* -burst / -burst-new: as -soft-still-due, then four other SAs updated (-burst) or added (-burst-new),
          * none with a limit due, before the dump: more adds and updates than sa_note_seen keeps. */
         int burst = strncmp(name, "sa-update-burst", 15) == 0;
-        if (strcmp(name, "sa-update-soft-still-due") == 0 || burst) {
+        /* -lost-overrun / -lost-truncated: as -soft-still-due, but the update is lost (ENOBUFS, or a datagram
+         * truncated), then the dump. */
+        int lost = strcmp(name, "sa-update-lost-overrun") == 0     ? 0
+                   : strcmp(name, "sa-update-lost-truncated") == 0 ? 1
+                                                                   : -1;
+        if (strcmp(name, "sa-update-soft-still-due") == 0 || burst || lost >= 0) {
             lft_a.soft_add_expires_seconds = 100; /* dying these 10 s */
             lft_upd.soft_add_expires_seconds = 100; /* the update leaves it due: its timer marks it again */
         } else if (strcmp(name, "sa-update-expired") == 0) {
@@ -728,6 +874,15 @@ int cmd_synthetic(const char *name)
             }
             make_sa_record(&dump[0], 0x1001, &lft_upd, &cur_a, "rfc4106(gcm(aes))");
             rc = redump(&g.cur.snap, dump, 2);
+        } else if (rc == 0 && lost >= 0) {
+            /* The update lost with others (the reader sees ENOBUFS or a truncated datagram, never the UPDSA):
+             * no note of it can be kept, so the whole table counts as seen then (seen_all_at). */
+            if (drain_losing_notifications(lost) != 0) {
+                rc = -1;
+            } else {
+                make_sa_record(&dump[0], 0x1001, &lft_upd, &cur_a, "rfc4106(gcm(aes))");
+                rc = redump(&g.cur.snap, dump, 2);
+            }
         } else if (rc == 0) {
             (void)on_notify(NULL, XFRM_MSG_UPDSA, 0, upd.msg.bytes, upd.len);
             for (i = 0; burst && i < 4; i++) {
