@@ -59,6 +59,7 @@ if platform in backends:
                 "csrc/_secsock.c",
                 "csrc/module/errors_args.c",
                 "csrc/module/results.c",
+                "csrc/module/query_entry.c",
                 "csrc/module/pending.c",
                 "csrc/module/family.c",
                 "csrc/secsock_common.c",

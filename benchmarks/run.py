@@ -38,13 +38,14 @@ SCALES = [0, 1_000, 10_000, 100_000]
 TARGET_STEADY_RATIO = 3.0  # at 10,000 policies, no changes
 TARGET_FIRST_AFTER_CHANGE_MS = 50.0  # at 100,000 policies
 
-LOCAL, PEER = "10.55.0.1", "10.55.0.2"  # the measured flow (on lo, or --secured across the veth pair)
+LOCAL, PEER = "10.55.0.1", "10.55.0.2"  # the measured flow (on lo, or across a veth pair)
 # A second peer, whose SAs' answer lands in the same slot of the extension's cache of recent answers as the
 # measured flow's: asking for the two in turn misses every time (results.c, details_object).
 PEER2 = "10.55.0.3"
 FLOW_SPIS = (0x100, 0x101)  # the measured flow's ESP SAs: outbound, inbound
 DETAILS_CACHE = 256  # results.c's slots (module.h DETAILS_CACHE)
 ESP, TRANSPORT = 50, 0
+REMOTE_REASON = "outbound: no XFRM policy selects the flow; inbound: no XFRM policy selects the flow"
 SECURED_REASON = "outbound: protected by SAs that encrypt; inbound: protected by SAs that encrypt"
 KEY = "0x" + "11" * 20  # rfc4106(gcm(aes)) with a 128-bit ICV: 16 key bytes + 4 salt bytes
 
@@ -70,10 +71,11 @@ def colliding_spis() -> tuple[int, int]:
 # --- the worker, inside a namespace -----------------------------------------------------------------------
 
 
-def policies(n: int, secured: bool = False) -> list[Any]:
+def policies(n: int, secured: bool = False, remote: bool = False) -> list[Any]:
     """n policies that do not select the measured flow, in both directions, with a realistic spread of
     prefix lengths (mostly host pairs, some /24 and /16 subnets), plus the flow's own ESP policies (at 0
-    extra policies only when secured: on the host the 0 row is the answer without any policy)."""
+    extra policies only when secured: on the host the 0 row is the answer without any policy; never with
+    --remote, whose flow no policy selects)."""
     import xfrm_nl as x
 
     out = []
@@ -94,7 +96,7 @@ def policies(n: int, secured: bool = False) -> list[Any]:
                 esp_transport=True,
             )
         )
-    if n or secured:
+    if (n or secured) and not remote:
         for peer in (PEER, PEER2):
             for sel, direction in (
                 (x.selector(LOCAL, peer), x.XFRM_POLICY_OUT),
@@ -236,17 +238,20 @@ def esp_packets(src: str, dst: str, spi: int) -> int:
     return int(found.group(2))
 
 
-def worker(n: int, quick: bool, sas: int = 0, peer_ns: str | None = None) -> dict[str, Any]:
-    """peer_ns (--secured): the peers' namespace, joined to this one by a veth pair (see setup_peers)."""
+def worker(
+    n: int, quick: bool, sas: int = 0, peer_ns: str | None = None, remote: bool = False
+) -> dict[str, Any]:
+    """peer_ns (--secured, --remote): the peers' namespace, joined to this one by a veth pair (setup_peers);
+    with remote, no IPsec on the way: the clear answer toward a remote peer that no policy selects."""
     sys.path.insert(0, str(HERE))
     import xfrm_nl as x
 
     import secsock
 
-    secured = peer_ns is not None
-    result: dict[str, Any] = {"policies": n, "secured": secured}
+    secured = peer_ns is not None and not remote
+    result: dict[str, Any] = {"policies": n, "secured": secured, "remote_peer": peer_ns is not None}
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    if not secured:
+    if peer_ns is None:
         subprocess.run(["ip", "addr", "add", f"{LOCAL}/24", "dev", "lo"], check=True)
         subprocess.run(["ip", "addr", "add", f"{PEER}/24", "dev", "lo"], check=True)
         subprocess.run(["ip", "addr", "add", f"{PEER2}/24", "dev", "lo"], check=True)
@@ -270,7 +275,7 @@ def worker(n: int, quick: bool, sas: int = 0, peer_ns: str | None = None) -> dic
         subprocess.run(["ip", "xfrm", "state", "flush"], check=False)
 
     xs = x.XfrmSocket()
-    pols = policies(n, secured)
+    pols = policies(n, secured, remote)
     t0 = time.perf_counter()
     xs.add_policies(pols)
     result["install_s"] = time.perf_counter() - t0
@@ -279,7 +284,7 @@ def worker(n: int, quick: bool, sas: int = 0, peer_ns: str | None = None) -> dic
     listener = socket.create_server((LOCAL, 0))
     clients: list[socket.socket] = []
     peers_proc = None
-    if secured:
+    if peer_ns is not None:
         peers_proc = subprocess.Popen(
             [
                 "ip",
@@ -325,6 +330,8 @@ def worker(n: int, quick: bool, sas: int = 0, peer_ns: str | None = None) -> dic
         result["esp_packets_at_connect"] = packets
     elif info.flags:
         raise refuse(f"a row without --secured must be clear, got {info!r}")
+    elif remote and info.reason != REMOTE_REASON:
+        raise refuse(f"a --remote row must be the answer without a policy, got {info!r}")
 
     size = 50
     rounds = 60 if quick else 400
@@ -501,9 +508,10 @@ def worker(n: int, quick: bool, sas: int = 0, peer_ns: str | None = None) -> dic
 # --- the driver -------------------------------------------------------------------------------------------
 
 
-def setup_peers(ns: str, peer_ns: str) -> None:
-    """--secured: a veth pair from the measured namespace (LOCAL) to the peers' (PEER, PEER2), and the peers'
-    side of the flows' ESP: the same SAs and the mirror policies (the measured side is the worker's)."""
+def setup_peers(ns: str, peer_ns: str, esp: bool = True) -> None:
+    """--secured, --remote: a veth pair from the measured namespace (LOCAL) to the peers' (PEER, PEER2), and
+    (esp, --secured) the peers' side of the flows' ESP: the same SAs and the mirror policies (the measured
+    side is the worker's)."""
     subprocess.run(["ip", "netns", "add", peer_ns], check=True)
     for argv in (
         [
@@ -529,6 +537,8 @@ def setup_peers(ns: str, peer_ns: str) -> None:
         ["ip", "-n", peer_ns, "link", "set", "bench1", "up"],
     ):
         subprocess.run(argv, check=True)
+    if not esp:
+        return
     lines = flow_sa_lines() + peer_policy_lines()
     done = subprocess.run(
         ["ip", "-n", peer_ns, "-batch", "-"], input="\n".join(lines) + "\n", text=True, capture_output=True
@@ -537,7 +547,7 @@ def setup_peers(ns: str, peer_ns: str) -> None:
         raise refuse(f"the peers' ESP SAs or policies could not be installed (no ESP here?): {done.stderr}")
 
 
-def run_scale(n: int, quick: bool, sas: int, secured: bool = False) -> dict[str, Any]:
+def run_scale(n: int, quick: bool, sas: int, secured: bool = False, remote: bool = False) -> dict[str, Any]:
     ns = f"secsock-bench-{os.getpid()}-{n}"
     peer_ns = ns + "-peers"
     subprocess.run(["ip", "netns", "add", ns], check=True)
@@ -546,16 +556,16 @@ def run_scale(n: int, quick: bool, sas: int, secured: bool = False) -> dict[str,
         argv = ["ip", "netns", "exec", ns, sys.executable, __file__, "--worker", str(n), "--sas", str(sas)]
         if quick:
             argv.append("--quick")
-        if secured:
-            setup_peers(ns, peer_ns)
-            argv += ["--peer-ns", peer_ns]
+        if secured or remote:
+            setup_peers(ns, peer_ns, esp=secured)
+            argv += ["--peer-ns", peer_ns] + (["--remote"] if remote else [])
         done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800, check=False)
         if done.returncode != 0:
             raise SystemExit(f"benchmark worker for {n} policies failed ({done.returncode}):\n{done.stderr}")
         return dict(json.loads(done.stdout.strip().splitlines()[-1]))
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
-        if secured:
+        if secured or remote:
             subprocess.run(["ip", "netns", "del", peer_ns], check=False)
 
 
@@ -607,6 +617,12 @@ def main() -> None:
         help="real ESP across a veth pair to a second namespace; refuse to report unless every answer is "
         "SECURED|ENCRYPTED by the flow's SAs (needs a kernel with ESP and veth: the VM)",
     )
+    parser.add_argument(
+        "--remote",
+        action="store_true",
+        help="the peers in a second namespace across a veth pair, no IPsec and no policy for the flow: the "
+        "clear answer a server gives a remote peer (without it the peers are local addresses, over lo)",
+    )
     parser.add_argument("--quick", action="store_true", help="0 and 1,000 policies, fewer rounds")
     parser.add_argument(
         "--sas", type=int, default=0, help="also install this many ESP SAs (needs a kernel with ESP: the VM)"
@@ -615,8 +631,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
     if args.worker is not None:
-        print(json.dumps(worker(args.worker, args.quick, args.sas, args.peer_ns)))
+        print(json.dumps(worker(args.worker, args.quick, args.sas, args.peer_ns, args.remote)))
         return
+    if args.secured and args.remote:
+        raise SystemExit("benchmarks/run.py: --secured and --remote are two different rows; give one")
     if os.geteuid() != 0:
         raise SystemExit("benchmarks/run.py needs root: it makes network namespaces and XFRM policies")
     for tool in ("ip",):
@@ -626,7 +644,7 @@ def main() -> None:
     results = []
     for n in scales:
         print(f"... {n:,} policies", file=sys.stderr, flush=True)
-        results.append(run_scale(n, args.quick, args.sas, args.secured))
+        results.append(run_scale(n, args.quick, args.sas, args.secured, args.remote))
     print(table(results))
     by_n = {r["policies"]: r for r in results}
     targets: dict[str, Any] = {}

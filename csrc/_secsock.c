@@ -33,6 +33,9 @@ static PyMethodDef module_methods[] = {
     {"bind_results", mod_bind_results, METH_VARARGS,
      "bind_results(cls, protocols, flags, in_the_clear, decode, sa_cls, ipsec_protocols, ipsec_modes): what "
      "query_info() builds its answer from."},
+    {"bind_query", mod_bind_query, METH_VARARGS,
+     "bind_query(general, extension_namespace, debug_memo, debug_level, after_direct) -> query: secsock.query, "
+     "which answers sock alone here and calls general for the rest."},
     {"query", mod_query, METH_VARARGS,
      "query(fd, peer, token_access, ipsec2) -> raw result tuple; blocks without the GIL."},
     {"begin_query", mod_begin_query, METH_VARARGS,
@@ -132,6 +135,7 @@ static int module_exec(PyObject *module)
 static int module_traverse(PyObject *module, visitproc visit, void *arg)
 {
     module_state *st = MODULE_STATE(module);
+    int rc;
 
     if (st == NULL) {
         return 0;
@@ -140,7 +144,8 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->info_base_type);
     Py_VISIT(st->tuple_new);
     Py_VISIT(st->fileno_name);
-    return results_traverse(st, visit, arg);
+    rc = query_entry_traverse(st, visit, arg);
+    return rc != 0 ? rc : results_traverse(st, visit, arg);
 }
 
 static int module_clear(PyObject *module)
@@ -152,6 +157,7 @@ static int module_clear(PyObject *module)
     }
     /* First: from here get_state() refuses, so a finalizer the clearing below runs finds no half-cleared state. */
     Py_CLEAR(st->info_base_type);
+    query_entry_clear(st);
     results_clear(st);
     Py_CLEAR(st->pending_type); /* Pending and SecurityInfo objects still alive keep their own type */
     Py_CLEAR(st->tuple_new);

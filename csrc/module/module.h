@@ -2,6 +2,7 @@
  * The extension module's internal header: what the units of csrc/module/ and csrc/_secsock.c share, and who owns what.
  *   errors_args.c  raise_backend_error / raise_facade_error; u32_arg, parse_fd, parse_peer, parse_request
  *   results.c      result tuples; SecurityInfoBase (Info_spec); the bound tables (bind_results) and query_info
+ *   query_entry.c  secsock.query itself (bind_query makes it): sock alone answered here, the rest by the facade
  *   pending.c      PendingObject (Pending_spec): owns one secsock_pending, freed exactly once; begin_query
  *   family.c       the rest of the family's calls, and the token calls
  *   ../_secsock.c  the module table, PyModuleDef_Init and the slots: module_exec makes a module_state's types,
@@ -63,6 +64,13 @@ typedef struct {
     PyObject *reasons[SECSOCK_REASON_COUNT][SECSOCK_REASON_COUNT]; /* SecurityInfo.reason texts made so far */
     details_entry details_cache[DETAILS_CACHE]; /* made from the bound tables: emptied when they change */
     unsigned long details_generation; /* counts table changes: a miss that saw one stores nothing */
+    /* What bind_query() gave (query_entry.c says what each is for); NULL until the facade binds them. */
+    PyObject *query_general;  /* the facade's query(): every call not answered whole here */
+    PyObject *query_after;    /* the facade's upkeep hook after a direct answer */
+    PyObject *extension_dict; /* secsock._extension's namespace: "backend" there is this module unless faked */
+    PyObject *debug_memo;     /* the secsock logger's isEnabledFor memo (a dict) */
+    PyObject *debug_level;    /* logging.DEBUG, the memo's key */
+    PyObject *backend_name, *peer_name, *token_access_name, *ipsec2_name; /* interned names */
     int backend_started; /* module_exec's secsock_backend_init succeeded: module_free owes one fini */
 } module_state;
 
@@ -102,8 +110,17 @@ int results_traverse(module_state *st, visitproc visit, void *arg); /* the bound
 void results_clear(module_state *st);                                /* releases them (module_clear) */
 PyObject *mod_bind_results(PyObject *module, PyObject *args);
 PyObject *mod_query_info(PyObject *module, PyObject *args);
+int exact_int(PyObject *obj, long long *value); /* 1 and *value for an exact int that fits a long long */
+/* The SecurityInfo for sock alone (a new reference), None when sock is not plainly a socket handle (no system
+ * call made), NULL with an exception. The tables must be bound. */
+PyObject *query_plain(module_state *st, PyObject *sock);
 PyObject *mod_query_sock(PyObject *module, PyObject *sock);
 PyObject *mod_query(PyObject *module, PyObject *args);
+
+/* ---- query_entry.c ------------------------------------------------------------------------------------- */
+int query_entry_traverse(module_state *st, visitproc visit, void *arg);
+void query_entry_clear(module_state *st);
+PyObject *mod_bind_query(PyObject *module, PyObject *args);
 
 /* ---- pending.c ----------------------------------------------------------------------------------------- */
 typedef struct {

@@ -449,7 +449,7 @@ PyObject *mod_bind_results(PyObject *module, PyObject *args)
 }
 
 /* The value of an exact int (not bool, not a subclass) that fits a long long: 1, or 0 for anything else. */
-static int exact_int(PyObject *obj, long long *value)
+int exact_int(PyObject *obj, long long *value)
 {
     if (!PyLong_CheckExact(obj)) {
         return 0;
@@ -729,7 +729,7 @@ static PyObject *info_from_result(module_state *st, secsock_result *r)
  * or None, without any system call, when sock is not plainly a socket handle (the facade's general path then
  * names what is wrong). The tables must be bound.
  */
-static PyObject *query_plain(module_state *st, PyObject *sock)
+PyObject *query_plain(module_state *st, PyObject *sock)
 {
     secsock_query_request req;
     secsock_result result;

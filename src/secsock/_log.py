@@ -31,9 +31,10 @@ def _enabled_memo() -> dict[int, bool]:
 
 #: isEnabledFor's own memo of its answers by level (logging.Logger._cache, which logging empties in place
 #: whenever a level changes or logging.disable is called): a False there is exactly what isEnabledFor(DEBUG)
-#: answers, read for a fraction of the call's cost on every query (issue 14: the clear answer's speed). No
-#: entry, or True (the logger may since be disabled), asks isEnabledFor itself.
-debug_memo = _enabled_memo().get
+#: answers, read by the extension's query() (csrc/module/query_entry.c) for a fraction of the call's cost on
+#: every query (issue 14: the clear answer's speed). No entry, or True (the logger may since be disabled),
+#: asks isEnabledFor itself.
+debug_memo_dict = _enabled_memo()
 
 _UPKEEP = (
     "snapshot reload: the backend re-read the XFRM tables (%d full dumps since last logged, %d in all)",

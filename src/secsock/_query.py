@@ -7,7 +7,6 @@ import functools
 import ipaddress
 import threading
 import uuid
-from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Union
 
@@ -16,7 +15,7 @@ from ._errors import QueryTimeoutError, SocketClosedError
 from ._extension import require_backend as _require_backend
 from ._log import DEBUG as _DEBUG
 from ._log import debug_enabled as _debug_enabled
-from ._log import debug_memo as _debug_memo
+from ._log import debug_memo_dict as _debug_memo_dict
 from ._log import log_backend_upkeep as _log_backend_upkeep
 from ._types import (
     ConnectionFlags,
@@ -178,10 +177,6 @@ def _bind_results(backend: Any) -> None:
 _COMPILED = _extension.backend
 if _COMPILED is not None:
     _bind_results(_COMPILED)
-# query()'s one-call path: the extension as imported (a marker no backend is, without it) and its call.
-_DIRECT: Any = _COMPILED if _COMPILED is not None else object()
-_query_sock: Callable[[object], SecurityInfo | None] = getattr(_COMPILED, "query_sock", lambda sock: None)
-_NO_ACCESS = 0
 
 
 def _sa(item: tuple[Any, ...]) -> SecurityAssociation:
@@ -200,33 +195,33 @@ def _sa(item: tuple[Any, ...]) -> SecurityAssociation:
 def query(
     sock: SocketLike, *, peer: Peer | None = None, token_access: int = 0, ipsec2: bool = False
 ) -> SecurityInfo:
-    """Ask the system how the traffic on sock is secured (WSAQuerySocketSecurity on Windows, XFRM on Linux).
+    """Ask the system how the traffic on sock is secured; see secsock.query (documented by the extension).
 
-    sock: a connected TCP socket, or a UDP socket with ``peer=(host, port)`` naming the peer (a numeric IP
-    address in the socket's family); anything with fileno(), or a raw socket handle.
-    token_access: the access mask for the peer's access tokens (Windows; 0 asks for none).
-    ipsec2: also ask for the IPsec main-mode and quick-mode SA ids (Windows 7 and later).
-
-    Blocks (without the GIL) until the system answers; on Windows the call is synchronous (no OVERLAPPED),
-    and Ctrl+C during it is raised when it returns. Raises ValueError or TypeError for a bad argument,
-    an OSError subclass carrying the system's code (``winerror`` on Windows) when the system call fails,
-    PermissionError on Linux without CAP_NET_ADMIN, UnsupportedPlatformError elsewhere.
+    The general path: every call the extension's query does not answer whole (an argument besides sock,
+    sock not plainly a socket handle, a test's fake backend) comes here with its arguments as given. On a
+    platform without a backend it is secsock.query itself, and raises UnsupportedPlatformError.
     """
-    if _extension.backend is _DIRECT and peer is None and token_access is _NO_ACCESS and ipsec2 is False:
-        # The per-connection case, sock alone, in one call to the extension (issue 5), with one argument
-        # (issue 14: the clear answer's cost). It answers None, having made no system call, when sock is not
-        # plainly a socket handle: that takes the checks below. A 0 that is not CPython's shared small int
-        # (or False for ipsec2's default) takes them too, and gets the same answer.
-        info = _query_sock(sock)
-        if info is not None:
-            if _debug_memo(_DEBUG) is not False and _debug_enabled(_DEBUG):
-                _log_backend_upkeep(_DIRECT)
-            return info
     request = _request(sock, peer, token_access, ipsec2)
     info = _info_from_raw(_require_backend("query").query(*request))
     if _debug_enabled(_DEBUG):
         _log_backend_upkeep(_extension.backend)
     return info
+
+
+def _after_direct_query() -> None:
+    """The upkeep log after an answer the extension gave whole (it calls this unless DEBUG is off)."""
+    if _debug_enabled(_DEBUG):
+        _log_backend_upkeep(_COMPILED)
+
+
+_general_query = query
+if not TYPE_CHECKING and _COMPILED is not None:
+    # secsock.query is the extension's function (csrc/module/query_entry.c): the per-connection case, sock
+    # alone, is answered without a Python frame around it (issue 14: the answer's cost), and the rest calls
+    # the function above. Type checkers read the definition above.
+    query = _COMPILED.bind_query(
+        _general_query, vars(_extension), _debug_memo_dict, _DEBUG, _after_direct_query
+    )
 
 
 class PendingQuery:

@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from secsock._types import (
     ConnectionFlags,
@@ -61,6 +62,14 @@ def query_info(
     sock: object, peer: object, token_access: object, ipsec2: object, /
 ) -> SecurityInfo | None: ...
 def query_sock(sock: object, /) -> SecurityInfo | None: ...
+def bind_query(
+    general: Callable[..., SecurityInfo],
+    extension_namespace: dict[str, Any],
+    debug_memo: dict[int, bool],
+    debug_level: int,
+    after_direct: Callable[[], None],
+    /,
+) -> Callable[..., SecurityInfo]: ...
 def query(fd: int, peer: _RawPeer | None, token_access: int, ipsec2: bool, /) -> _RawResult: ...
 def begin_query(fd: int, peer: _RawPeer | None, token_access: int, ipsec2: bool, /) -> Pending: ...
 def close_token(handle: int, /) -> None: ...
