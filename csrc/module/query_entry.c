@@ -27,10 +27,11 @@ PyDoc_STRVAR(query_doc,
              "IP\naddress in the socket's family); anything with fileno(), or a raw socket handle.\n"
              "token_access: the access mask for the peer's access tokens (Windows; 0 asks for none).\n"
              "ipsec2: also ask for the IPsec main-mode and quick-mode SA ids (Windows 7 and later).\n\n"
-             "Returns a SecurityInfo. Blocks (without the GIL) until the system answers; on Windows the call is "
-             "synchronous\n(no OVERLAPPED), and Ctrl+C during it is raised when it returns. Raises ValueError or "
-             "TypeError for a bad\nargument, an OSError subclass carrying the system's code (``winerror`` on "
-             "Windows) when the system call\nfails, PermissionError on Linux without CAP_NET_ADMIN.");
+             "Returns a SecurityInfo. Blocks until the system answers, without the GIL whenever the answer "
+             "may wait;\non Windows the call is synchronous (no OVERLAPPED), and Ctrl+C during it is raised when "
+             "it returns.\nRaises ValueError or TypeError for a bad argument, an OSError subclass carrying the "
+             "system's code\n(``winerror`` on Windows) when the system call fails, PermissionError on Linux "
+             "without CAP_NET_ADMIN.");
 
 /* The keywords a call may carry and still be answered here: each with its default value only. */
 static int defaults_only(const module_state *st, PyObject *kwargs)
