@@ -2000,6 +2000,56 @@ def test_security_labels_are_not_decidable_where_they_may_apply(
 
 
 @pytest.mark.parametrize(
+    ("case", "redumped", "expected"),
+    [
+        ("sec-ctx-notify-new", True, (0, "SEC_CTX_UNDECIDABLE", [])),
+        ("sec-ctx-notify-upd", True, (0, "SEC_CTX_UNDECIDABLE", [])),
+        ("sec-ctx-notify-new-no-labels", False, (1, "ENCRYPTED", [0x1001])),
+        ("sec-ctx-notify-del-by-selector", False, (0, "SEC_CTX_UNDECIDABLE", [])),
+    ],
+)
+def test_a_policy_notification_never_loses_a_label(
+    driver: str, case: str, redumped: bool, expected: tuple[int, str, list[int]]
+) -> None:
+    """The kernel's policy notifications carry no label: xfrm_notify_policy (NEWPOLICY, UPDPOLICY, DELPOLICY)
+    writes the policy, its templates, type, mark and if_id, never XFRMA_SEC_CTX, which only dumps, GETPOLICY
+    replies and POLEXPIRE carry. Applied in place, a labeled policy added or updated while the snapshot was
+    fresh was kept as unlabeled, and a lookup it won answered ENCRYPTED instead of not decidable. Now, where
+    a label can exist (selinuxfs registered: only SELinux keeps labels), an add or update makes the policy
+    table stale and it is dumped again; where none can (the kernel drops the label), it is still applied in
+    place. A delete is applied in place either way: it removes by the index the message carries, so of two
+    policies that differ only in their label, deleted by selector, the other stays
+    (tests/linux_c/synthetic.c)."""
+    got = synthetic(driver, case)
+    note = got["notify"]
+    assert (note["stale"], note["applied"]) == ((1, 0) if redumped else (0, 1)), note
+    protected, reason, spis = expected
+    out = got["out"]
+    assert (out["protected"], out["reason"], out["spis"]) == (protected, reason_code(reason), spis)
+
+
+def test_labels_are_possible_exactly_where_selinuxfs_is_registered(driver: str, tmp_path: Path) -> None:
+    """Whether a policy can carry a label is read from /proc/filesystems: SELinux, the only LSM that keeps
+    XFRM labels, registers selinuxfs when it is enabled at boot; a file that cannot be read counts as yes (a
+    dump per policy change is the safe side)."""
+
+    def labels(*args: str) -> int:
+        done = subprocess.run([driver, "policy-labels", *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout)
+
+    listed = tmp_path / "filesystems"
+    listed.write_text("nodev\tsysfs\nnodev\tproc\nnodev\tselinuxfs\n\text4\n")
+    assert labels(str(listed)) == 1
+    listed.write_text("nodev\tsysfs\nnodev\tselinuxfs2\n\text4\n")
+    assert labels(str(listed)) == 0
+    assert labels(str(tmp_path / "absent")) == 1
+    registered = Path("/proc/filesystems").read_text().splitlines()
+    here = any(line.split("\t")[-1] == "selinuxfs" for line in registered)
+    assert labels() == int(here)
+
+
+@pytest.mark.parametrize(
     ("main", "reason"),
     [
         (("tmpl", "proto", "esp", "mode", "transport"), "no SA fits a template the policy requires"),

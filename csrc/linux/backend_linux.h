@@ -490,6 +490,12 @@ int snapshot_of_cookie_locked(uint64_t cookie, ss_netns *ns);
  * caller sets its identity). Allocates nothing. */
 int ns_switch_locked(const ss_netns *ns);
 int64_t ss_clock_ms(void); /* CLOCK_MONOTONIC_COARSE in ms (or the test hooks' frozen clock) */
+/* Can a policy carry a security label (an LSM keeps them: selinuxfs registered)? -1 not read yet, else 0 or 1
+ * (read once; the synthetic tests set it). Where it can, a policy add or update notification, which carries
+ * no label, makes the policy table stale instead of being applied in place (on_notify). */
+extern int ss_policy_labels;
+int ss_policy_labels_possible(void);
+int ss_policy_labels_in(const char *filesystems); /* that answer from a /proc/filesystems; 1 if unreadable */
 /* Apply one notification to g.cur.snap (sa_apply/pol_apply: may reallocate its arrays) or mark a table stale. */
 int on_notify(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len);
 void drain_notify_locked(void); /* on_notify for each queued notification; reindexes g.cur.snap's policies */

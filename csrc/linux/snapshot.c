@@ -528,6 +528,51 @@ static int open_notify(secsock_error *err)
     return 0;
 }
 
+/*
+ * Can a policy carry a security label here? Only an LSM that implements the xfrm hooks keeps one
+ * (security_xfrm_policy_alloc: SELinux alone, security/selinux/xfrm.c). Without it the kernel neither refuses
+ * nor keeps the label: the hook's default, and the stub without CONFIG_SECURITY_NETWORK_XFRM, return 0 with
+ * the policy's security left NULL, so the policy is added unlabeled and no dump shows a label. SELinux is
+ * enabled only at boot, and registers selinuxfs then (init_sel_fs), so "selinuxfs" in /proc/filesystems (the
+ * kernel's list, the same in every namespace) is read once per process. A file that cannot be read counts as
+ * yes: a wrong yes costs only a dump per policy change, a wrong no a label lost (on_notify).
+ */
+int ss_policy_labels = -1;
+
+int ss_policy_labels_in(const char *filesystems)
+{
+    FILE *fp = fopen(filesystems, "re");
+    char line[128];
+    int v;
+
+    if (fp == NULL) {
+        return 1;
+    }
+    v = 0;
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        const char *name = strrchr(line, '\t'); /* "nodev\tselinuxfs\n" */
+        if (name != NULL && strcmp(name + 1, "selinuxfs\n") == 0) {
+            v = 1;
+            break;
+        }
+    }
+    if (ferror(fp)) {
+        v = 1;
+    }
+    fclose(fp);
+    return v;
+}
+
+int ss_policy_labels_possible(void)
+{
+    int v = __atomic_load_n(&ss_policy_labels, __ATOMIC_RELAXED);
+    if (v < 0) {
+        v = ss_policy_labels_in("/proc/filesystems");
+        __atomic_store_n(&ss_policy_labels, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
 int on_notify(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
 {
     (void)vctx;
@@ -542,13 +587,20 @@ int on_notify(void *vctx, uint16_t type, uint16_t flags, const void *payload, si
     case XFRM_MSG_UPDPOLICY:
         /* Applied in place as SAs are (the same replay argument holds: each message carries the policy's
          * whole new state or its removal, in order). Each costs a move of the array: past a few in one
-         * drain, one dump is cheaper. */
+         * drain, one dump is cheaper. But not its label: xfrm_notify_policy writes the policy, its templates,
+         * type, mark and if_id, never XFRMA_SEC_CTX (a dump's dump_one_policy does). Where a label can exist
+         * (ss_policy_labels_possible) an add or update could store a labeled policy as unlabeled, so the
+         * table is dumped again instead. A delete is still applied: pol_apply removes by index and direction,
+         * and the message's XFRMA_POLICY carries the deleted policy's own index even when it was deleted by
+         * selector and label (byid 0, xfrm_policy_bysel_ctx), so the other of two policies that differ only
+         * in their label stays. */
         if (!g.cur.pol_stale) {
             ss_policy p;
             const char *why;
             int action;
             if (g.pol_applied >= SS_POL_APPLY_MAX ||
                 ss_parse_policy_notify(type, payload, len, &p, &action, &why) != SS_PARSE_OK ||
+                (action == SS_POL_UPSERT && ss_policy_labels_possible()) ||
                 pol_apply(&g.cur.snap, action, &p) != 0) {
                 g.cur.pol_stale = 1;
             } else if (action != SS_POL_NONE) {

@@ -22,6 +22,8 @@
  *                                                            command; SECSOCK_DRIVER_AT_ONCE=1 tries every query
  *                                                            at once first and says whether that answered
  *   driver release-cache RELEASE...                          ss_release_has_state_cache for each uname release
+ *   driver policy-labels [FILE]                              ss_policy_labels_in(FILE) (whether a policy can carry
+ *                                                            a security label), or ss_policy_labels_possible()
  *   driver synthetic CASE                                    a snapshot built in memory (synthetic.c), looked up
  *   driver netns LOCAL_ADDR PEER_ADDR PEER_PORT NS...        for each named namespace (ip netns), a thread
  *                                                            enters it, makes the socket and queries; then
@@ -56,6 +58,7 @@
 
 int cmd_synthetic(const char *name); /* synthetic.c */
 int cmd_release_cache(int n, char **releases); /* synthetic.c */
+int cmd_policy_labels(const char *filesystems); /* synthetic.c */
 
 static int parse_addr(const char *text, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
 {
@@ -643,6 +646,8 @@ int main(int argc, char **argv)
         rc = cmd_synthetic(argv[2]);
     } else if (strcmp(argv[1], "release-cache") == 0) {
         rc = cmd_release_cache(argc - 2, argv + 2);
+    } else if (strcmp(argv[1], "policy-labels") == 0) {
+        rc = cmd_policy_labels(argc >= 3 ? argv[2] : NULL);
     } else if (strcmp(argv[1], "overrun") == 0 && argc >= 6) {
         secsock_peer p;
         char line[16];

@@ -106,6 +106,14 @@
  *   sec-ctx-sa-in-only / sec-ctx-sa-in-beside
  *                    an unlabeled in policy; a labeled AES-GCM SA from the peer alone (not decidable) or beside an
  *                    unlabeled one (ENCRYPTED, the unlabeled one listed).
+ *   sec-ctx-notify-new / sec-ctx-notify-new-no-labels / sec-ctx-notify-upd / sec-ctx-notify-del-by-selector
+ *                    g.cur's policy table dumped, then one policy notification through on_notify as
+ *                    xfrm_notify_policy writes it (never with XFRMA_SEC_CTX), then the table dumped again if the
+ *                    reader asked. An AES-GCM SA. new: an ESP policy added before a dumped bypass, labeled where
+ *                    a label can exist (ss_policy_labels): not applied in place but dumped, not decidable;
+ *                    -no-labels: applied in place, ENCRYPTED. upd: the labeled policy updated: dumped, not
+ *                    decidable. del-by-selector: of two policies that differ only in the label, the unlabeled
+ *                    one deleted by selector: applied in place by index, the labeled one stays: not decidable.
  *   sa-unreadable-out
  *                    an out ESP policy, an AES-GCM SA and one toward the same peer whose dump record cannot be
  *                    read (kept by on_sa as its identity only): it may be the pick: not decidable.
@@ -280,23 +288,27 @@ static size_t sec_ctx_attr(uint8_t *out, size_t room)
     return sizeof(uctx) + sizeof(label);
 }
 
-/* An ESP transport policy (reqid 7) from src to dst as the kernel dumps it, labeled (XFRMA_SEC_CTX) or not,
- * parsed by ss_parse_policy. */
-static int parsed_policy(ss_policy *out, int dir, const char *src, const char *dst, uint32_t index,
-                         uint32_t priority, int labeled)
-{
+/* A policy record as the kernel writes it: struct xfrm_userpolicy_info, then an ESP transport template (reqid
+ * 7) unless bypass, then XFRMA_SEC_CTX if labeled. */
+typedef struct {
     union {
-        uint8_t bytes[NLMSG_ALIGN(sizeof(struct xfrm_userpolicy_info)) + 2 * NLA_HDRLEN +
-                      NLA_ALIGN(sizeof(struct xfrm_user_tmpl)) + 64];
+        /* room for a deletion too: struct xfrm_userpolicy_id, then the policy in XFRMA_POLICY */
+        uint8_t bytes[NLMSG_ALIGN(sizeof(struct xfrm_userpolicy_id)) + NLMSG_ALIGN(sizeof(struct xfrm_userpolicy_info)) +
+                      3 * NLA_HDRLEN + NLA_ALIGN(sizeof(struct xfrm_user_tmpl)) + 64];
         uint64_t align;
     } msg;
+    size_t len;
+} policy_record;
+
+static void make_policy_record(policy_record *r, int dir, const char *src, const char *dst, uint32_t index,
+                               uint32_t priority, int labeled, int bypass)
+{
     struct xfrm_userpolicy_info info;
     struct xfrm_user_tmpl t;
     uint8_t label[64];
-    size_t off = NLMSG_ALIGN(sizeof(info)), llen;
-    const char *why;
+    size_t llen;
 
-    memset(&msg, 0, sizeof(msg));
+    memset(r, 0, sizeof(*r));
     memset(&info, 0, sizeof(info));
     info.sel.family = AF_INET;
     inet_pton(AF_INET, src, &info.sel.saddr);
@@ -308,23 +320,83 @@ static int parsed_policy(ss_policy *out, int dir, const char *src, const char *d
     info.index = index;
     info.dir = (uint8_t)dir;
     info.action = XFRM_POLICY_ALLOW;
-    memcpy(msg.bytes, &info, sizeof(info));
-    memset(&t, 0, sizeof(t));
-    t.family = AF_INET;
-    t.id.proto = IPPROTO_ESP;
-    t.mode = XFRM_MODE_TRANSPORT;
-    t.reqid = 7;
-    t.aalgos = t.ealgos = t.calgos = ~0u;
-    put_attr(msg.bytes, &off, XFRMA_TMPL, &t, sizeof(t));
+    memcpy(r->msg.bytes, &info, sizeof(info));
+    r->len = NLMSG_ALIGN(sizeof(info));
+    if (!bypass) {
+        memset(&t, 0, sizeof(t));
+        t.family = AF_INET;
+        t.id.proto = IPPROTO_ESP;
+        t.mode = XFRM_MODE_TRANSPORT;
+        t.reqid = 7;
+        t.aalgos = t.ealgos = t.calgos = ~0u;
+        put_attr(r->msg.bytes, &r->len, XFRMA_TMPL, &t, sizeof(t));
+    }
     if (labeled) {
         llen = sec_ctx_attr(label, sizeof(label));
-        put_attr(msg.bytes, &off, XFRMA_SEC_CTX, label, llen);
+        put_attr(r->msg.bytes, &r->len, XFRMA_SEC_CTX, label, llen);
     }
-    if (ss_parse_policy(msg.bytes, off, out, &why) != SS_PARSE_OK) {
+}
+
+/* An ESP transport policy (reqid 7) from src to dst as the kernel dumps it, labeled (XFRMA_SEC_CTX) or not,
+ * parsed by ss_parse_policy. */
+static int parsed_policy(ss_policy *out, int dir, const char *src, const char *dst, uint32_t index,
+                         uint32_t priority, int labeled)
+{
+    policy_record r;
+    const char *why;
+
+    make_policy_record(&r, dir, src, dst, index, priority, labeled, 0);
+    if (ss_parse_policy(r.msg.bytes, r.len, out, &why) != SS_PARSE_OK) {
         fprintf(stderr, "parse: %s\n", why);
         return -1;
     }
     return 0;
+}
+
+/* The policy table of s read again as dump_policies reads it (on_policy for each record, then the index). */
+static int load_policies(ss_snap *s, const policy_record *records, size_t n)
+{
+    secsock_error err;
+    dump_ctx c = {s, &err};
+    size_t i;
+    int rc = 0;
+
+    snap_free_policies(s);
+    s->pol_unkept[0] = s->pol_unkept[1] = 0;
+    for (i = 0; i < n && rc == 0; i++) {
+        rc = on_policy(&c, XFRM_MSG_NEWPOLICY, 0, records[i].msg.bytes, records[i].len);
+    }
+    return rc == 0 ? snap_index_policies(s) : -1;
+}
+
+/* The XFRM_MSG_DELPOLICY xfrm_notify_policy writes for the policy of record r deleted by selector (byid 0):
+ * struct xfrm_userpolicy_id with r's selector and no index, then r's struct xfrm_userpolicy_info (its own index
+ * included) in XFRMA_POLICY, then r's other attributes but its label (never written there). */
+static void make_policy_delete(policy_record *out, const policy_record *r)
+{
+    struct xfrm_userpolicy_info info;
+    struct xfrm_userpolicy_id id;
+    size_t fixed = NLMSG_ALIGN(sizeof(info));
+    attr_iter it;
+    uint16_t at;
+    const uint8_t *data;
+    size_t dlen;
+
+    memcpy(&info, r->msg.bytes, sizeof(info));
+    memset(out, 0, sizeof(*out));
+    memset(&id, 0, sizeof(id));
+    id.sel = info.sel;
+    id.dir = info.dir;
+    memcpy(out->msg.bytes, &id, sizeof(id));
+    out->len = NLMSG_ALIGN(sizeof(id));
+    put_attr(out->msg.bytes, &out->len, XFRMA_POLICY, &info, sizeof(info));
+    it.p = r->msg.bytes + fixed;
+    it.left = r->len - fixed;
+    while (attr_next(&it, &at, &data, &dlen) > 0) {
+        if (at != XFRMA_SEC_CTX) {
+            put_attr(out->msg.bytes, &out->len, at, data, dlen);
+        }
+    }
 }
 
 /* An ESP SA (AES-GCM unless aead says otherwise) from src to dst added at add_time, labeled or not, as parsed from
@@ -511,6 +583,15 @@ out:
 
 int cmd_synthetic(const char *name);
 int cmd_release_cache(int n, char **releases);
+int cmd_policy_labels(const char *filesystems);
+
+/* driver policy-labels [FILE]: whether a policy can carry a security label, read from FILE as from
+ * /proc/filesystems (ss_policy_labels_in), or as the backend reads it (ss_policy_labels_possible). */
+int cmd_policy_labels(const char *filesystems)
+{
+    printf("%d\n", filesystems != NULL ? ss_policy_labels_in(filesystems) : ss_policy_labels_possible());
+    return 0;
+}
 
 /* driver release-cache RELEASE...: ss_release_has_state_cache's answer for each uname release, one a line. */
 int cmd_release_cache(int n, char **releases)
@@ -962,6 +1043,58 @@ int cmd_synthetic(const char *name)
         if (strcmp(name, "sec-ctx-sa-in-beside") == 0) {
             rc |= add_sa(&s, &plain);
         }
+    } else if (strncmp(name, "sec-ctx-notify-", 15) == 0) {
+        /* g.cur's policy table as the notification reader keeps it: read by a dump (labels included:
+         * dump_one_policy), then one policy notification as xfrm_notify_policy writes it (no XFRMA_SEC_CTX,
+         * whatever the policy's label) through on_notify, then, if the reader asked for one, the kernel's
+         * table dumped again. ss_policy_labels says whether a label can exist (an LSM keeps them).
+         *   -new: a bypass (priority 10) dumped; then an ESP policy (priority 0) added, labeled where a label
+         *         can exist. -new-no-labels: the same where none can (the kernel dropped the label).
+         *   -upd: the bypass and the labeled ESP policy dumped; then that policy updated (the same).
+         *   -del-by-selector: a labeled and an unlabeled ESP policy that differ only in the label (priority
+         *         5), dumped; then the unlabeled one deleted by selector (xfrm_policy_bysel_ctx, no label). */
+        int del = strcmp(name, "sec-ctx-notify-del-by-selector") == 0;
+        int upd = strcmp(name, "sec-ctx-notify-upd") == 0;
+        policy_record dump[2], after[2], note;
+        size_t ndump = 2, nafter = 2, i;
+        uint64_t applied = g.pol_updates;
+        uint16_t type = del ? XFRM_MSG_DELPOLICY : upd ? XFRM_MSG_UPDPOLICY : XFRM_MSG_NEWPOLICY;
+        int stale;
+        ss_sa a;
+        ss_policy_labels = strcmp(name, "sec-ctx-notify-new-no-labels") != 0;
+        if (del) {
+            make_policy_record(&dump[0], XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 9, 5, 1, 0);
+            make_policy_record(&dump[1], XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 17, 5, 0, 0);
+            make_policy_delete(&note, &dump[1]);
+            after[0] = dump[0];
+            nafter = 1;
+        } else {
+            make_policy_record(&dump[0], XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 9, 10, 0, 1);
+            make_policy_record(&dump[1], XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 17, 0, 1, 0);
+            ndump = upd ? 2 : 1;
+            after[0] = dump[0];
+            make_policy_record(&after[1], XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 17, 0, ss_policy_labels, 0);
+            make_policy_record(&note, XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 17, 0, 0, 0);
+        }
+        memset(&g.cur.snap, 0, sizeof(g.cur.snap));
+        g.cur.pol_stale = 0;
+        g.pol_applied = 0;
+        rc = load_policies(&g.cur.snap, dump, ndump);
+        if (rc == 0) {
+            (void)on_notify(NULL, type, 0, note.msg.bytes, note.len);
+        }
+        stale = g.cur.pol_stale;
+        if (rc == 0 && stale) {
+            rc = load_policies(&g.cur.snap, after, nafter);
+        }
+        for (i = 0; rc == 0 && i < g.cur.snap.npols; i++) {
+            rc = add_policy(&s, &g.cur.snap.pols[i]);
+        }
+        snap_free_policies(&g.cur.snap);
+        printf("{\"dir\": \"notify\", \"stale\": %d, \"applied\": %llu}\n", stale,
+               (unsigned long long)(g.pol_updates - applied));
+        rc |= parsed_sa_at(&a, "10.0.0.1", "10.0.0.2", 0x1001, 100, "rfc4106(gcm(aes))", 0);
+        rc |= add_sa(&s, &a);
     } else if (strcmp(name, "sa-unreadable-out") == 0) {
         /* An out ESP policy, an AES-GCM SA, and an SA toward the same peer the dump cannot read (an AEAD
          * attribute shorter than its structure): on_sa keeps its identity only. */
