@@ -356,6 +356,8 @@ def worker(
 
     if secured:  # unchanged over the timing
         check_secured(secsock.query(server), FLOW_SPIS, "the measured flow after timing")
+    elif remote and (secsock.query(server).flags or secsock.query(server).reason != REMOTE_REASON):
+        raise refuse("the --remote answer changed over the timing")
 
     # Cache misses: the measured flow and PEER2's connection, whose answers take turns in one slot of the
     # extension's cache, asked in turn; against getpeername() on both, interleaved the same way. Only where
@@ -590,6 +592,11 @@ def table(results: list[dict[str, Any]]) -> str:
                 f"{'':>9} answer checked before and after timing: SECURED|ENCRYPTED, SPIs "
                 f"{FLOW_SPIS[0]:#x}/{FLOW_SPIS[1]:#x}, real ESP across veth (packets out/in at the end: "
                 f"{r['esp_packets_at_end']['out']}/{r['esp_packets_at_end']['in']})"
+            )
+        elif r.get("remote_peer"):
+            rows.append(
+                f"{'':>9} answer checked before and after timing: clear, no policy selects the flow either "
+                "way, the peer across a veth pair (--remote)"
             )
         if "miss_ratio" in r:
             rows.append(

@@ -4,7 +4,8 @@
  * The extension (this file and csrc/module/, see module.h) is the only code that turns the backend seam
  * (secsock_backend.h) into Python objects. It holds no platform code: the compiled backend (csrc/windows/ or
  * csrc/linux/) does the system calls. Everything that may block (the query, waiting on a pending query,
- * freeing one that is still in flight) runs with the GIL released. Results travel to the facade (src/secsock/)
+ * freeing one that is still in flight) runs with the GIL released; a query the backend can answer at once
+ * (secsock_query_at_once: Linux's steady query) keeps it. Results travel to the facade (src/secsock/)
  * as plain tuples; the facade builds the typed objects. One exception, for the call a server makes on every
  * accepted connection: query_info() builds the facade's SecurityInfo itself, from tables the facade binds at
  * import.

@@ -225,6 +225,14 @@ int secsock_pending_free_or_leak(secsock_pending *p, secsock_error *err);
    reads, may be left as they were (Linux: clearing them was a measurable part of a clear answer). */
 int secsock_query(const secsock_query_request *req, secsock_result *out, secsock_error *err);
 
+/* The same query when it can be answered at once, with nothing to wait for, so the caller may keep holding a
+   lock of its own (the module: Python's GIL, whose release and re-acquisition cost as much as the rest of a
+   steady Linux query under the VM's emulation). 1: answered, *out whole. 0: not answered, because the answer
+   needs something that may wait (a netlink request or dump, a file, entering a namespace, another thread's
+   lock) or failed: nothing of *out is to be read; call secsock_query, without the lock, which answers or
+   gives the error. Windows answers 0 always (the query is the system call itself). */
+int secsock_query_at_once(const secsock_query_request *req, secsock_result *out);
+
 /* Close a token handle from a result (CloseHandle). 0, or -1 with err set. */
 int secsock_token_close(uint64_t handle, secsock_error *err);
 

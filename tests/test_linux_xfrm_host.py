@@ -929,6 +929,38 @@ def test_a_change_is_seen_by_the_very_next_query(ns: Netns, driver: str) -> None
     assert matched == [None, 0xF01, 0xF09, 0xF01, None]
 
 
+def test_only_a_steady_query_is_answered_at_once(ns: Netns, driver: str) -> None:
+    """secsock_query_at_once keeps the caller's lock, the GIL (issue 14, speed): it answers only a query that
+    finds the snapshot steady, and then exactly what secsock_query answers (the driver compares the two on
+    every query it answered at once, and fails otherwise); a queued change, a cross-check due or the
+    snapshot's mutex held elsewhere leave it to secsock_query, without waiting."""
+    steps = [
+        "true",  # nothing changed: at once
+        f"ip xfrm policy add src {A} dst {B} dir out priority 5 index 0xf41",  # queued: not at once
+        "true",  # applied by the full query: at once, the policy seen
+        "@clock 0",  # the freshness clock frozen where it is: still within the cross-check's second
+        "@clock 1000",  # the cross-check is due: not at once
+        "true",
+        "@held",  # the snapshot's mutex held: refused at once (no query follows)
+        "true",
+    ]
+    env = dict(os.environ, SECSOCK_DRIVER_AT_ONCE="1")
+    done = subprocess.run(
+        ns.exec_argv(driver, "steps", A, B, "500", *steps),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    said = [r["held_at_once"] if "held_at_once" in r else r["at_once"] for r in results]
+    # The first query (before any step) reads the tables: not at once.
+    assert said == [False, True, False, True, True, False, True, False, True], said
+    matched = [r["pol_out"]["index"] if r.get("pol_out") else None for r in results if "at_once" in r]
+    assert matched == [None, None, 0xF41, 0xF41, 0xF41, 0xF41, 0xF41, 0xF41]
+
+
 def test_no_ipv4_route_dump_in_a_namespace_not_known(ns: Netns, driver: str, tmp_path: Path) -> None:
     """conf_local_dev dumps the IPv4 routes while the rules are plain, and keeps them for the namespace
     (conf_for). In a namespace not known (f.ns.known 0: no SIOCGSKNS and no /proc) nothing keeps them, and

@@ -88,6 +88,31 @@ SCENARIOS = textwrap.dedent(
             secsock.query(0)
         except Exception as exc:
             say("secsock.query: %s: %s" % (type(exc).__name__, exc))
+    elif scenario.startswith("cleared-by-fileno-"):
+        # sock.fileno() is Python code run inside secsock.query: one that clears the module (m_clear) must
+        # leave the query refusing, not reading the state it cleared (outside review of i14-centry, item 1).
+        import secsock
+        from secsock import _secsock
+
+        class Clears:
+            def __init__(self, fd):
+                self.fd = fd
+
+            def fileno(self):
+                clear(_secsock)
+                return self.fd
+
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            client = socket.create_connection(listener.getsockname())
+            server = listener.accept()[0]
+            with client, server:
+                fd = server.fileno() if scenario.endswith("-socket") else -1
+                try:
+                    secsock.query(Clears(fd))
+                except Exception as exc:
+                    say("%s: %s" % (type(exc).__name__, exc))
+                else:
+                    say("answered")
     elif scenario == "exec-fails-at-each-allocation":
         import importlib.util, _testcapi
         spec = importlib.util.find_spec("secsock._secsock")
@@ -176,6 +201,13 @@ def test_every_function_of_a_cleared_module_refuses() -> None:
     assert (
         len(said) == 16 and "secsock.query" in said and set(said.values()) == {f"RuntimeError: {NOT_READY}"}
     ), said
+
+
+@pytest.mark.parametrize("fileno", ["socket", "closed"])
+def test_a_fileno_that_clears_the_module_leaves_the_query_refusing(fileno: str) -> None:
+    # "socket": fileno() returns the accepted socket's descriptor, "closed" -1 (the general path's case).
+    said = run_scenario(SCRIPT, f"cleared-by-fileno-{fileno}")
+    assert said == [f"RuntimeError: {NOT_READY}"], said
 
 
 @pytest.mark.testcapi

@@ -448,6 +448,35 @@ static inline int thread_ns_ok(const char *call, secsock_error *err)
 {
     return t_ns_check ? thread_ns_verify(call, err) : 0;
 }
+
+/*
+ * secsock_query_at_once (seam.c): while t_at_once is set the calling thread holds its caller's lock (the GIL)
+ * and must not wait. Whatever may wait (a netlink request, a file, a setns, another thread's mutex) asks
+ * ss_may_wait or ss_lock first, before it changes any state: they refuse, and t_at_once_refused makes
+ * secsock_query_at_once discard whatever the query went on to answer (some callers carry on after an error).
+ */
+extern __thread int t_at_once, t_at_once_refused;
+static inline int ss_may_wait(secsock_error *err)
+{
+    if (!t_at_once) {
+        return 0;
+    }
+    t_at_once_refused = 1;
+    return secsock_error_set(err, SECSOCK_ERR_OS, EWOULDBLOCK, 0, "secsock_query_at_once", "the answer may wait");
+}
+/* pthread_mutex_lock, or while t_at_once a trylock: 0 locked, -1 refused (held elsewhere: it may wait). */
+static inline int ss_lock(pthread_mutex_t *m)
+{
+    if (!t_at_once) {
+        pthread_mutex_lock(m);
+        return 0;
+    }
+    if (pthread_mutex_trylock(m) == 0) {
+        return 0;
+    }
+    t_at_once_refused = 1;
+    return -1;
+}
 uint64_t netns_cookie_of(int fd, int *errnum);
 void notify_close_locked(void); /* close g.cur.notify_ep and g.cur.notify_fd (set to -1) */
 void state_drop_locked(void);   /* notify_close_locked, then free both of g.cur.snap's tables */

@@ -691,7 +691,7 @@ static int sysctl_flag(const char *path, secsock_error *err)
     ssize_t n;
     int fd;
 
-    if (thread_ns_ok("open(/proc/sys/net)", err) != 0) {
+    if (ss_may_wait(err) != 0 || thread_ns_ok("open(/proc/sys/net)", err) != 0) {
         return -1;
     }
     fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -799,6 +799,17 @@ typedef struct {
 static __thread conf_ns t_conf[SS_CONF_NETNS];
 static __thread uint64_t t_conf_tick;
 
+/* A cached fact is read from the kernel: counted (a test hook reads the count), unless the query must not wait
+ * (secsock_query_at_once: refused before anything is asked or changed). 0, or -1 with err set. */
+static int conf_ask(secsock_error *err)
+{
+    if (ss_may_wait(err) != 0) {
+        return -1;
+    }
+    g.conf_asks++;
+    return 0;
+}
+
 /* Is a stamp fresh? */
 static int conf_fresh(const conf_stamp *st, int64_t now)
 {
@@ -855,7 +866,9 @@ static int conf_all(const ss_flow *f, int i, secsock_error *err)
     if (c != NULL && conf_fresh(&c->all_at[i], now)) {
         return c->all[i];
     }
-    g.conf_asks++;
+    if (conf_ask(err) != 0) {
+        return -1;
+    }
     v = sysctl_flag(paths[i], err);
     if (v >= 0 && c != NULL) {
         c->all[i] = v;
@@ -996,7 +1009,9 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
             }
         }
     }
-    g.conf_asks++;
+    if (conf_ask(err) != 0) {
+        return -1;
+    }
     if (route_get(f, f->peer, f->local, hint, &ra, err) != 0) {
         return 0;
     }
@@ -1040,7 +1055,9 @@ static int conf_link(const ss_flow *f, int ifindex, int *conf, int *is_vrf, secs
             }
         }
     }
-    g.conf_asks++;
+    if (conf_ask(err) != 0) {
+        return -1;
+    }
     if (link_get(ifindex, &li, err) != 0) {
         return -1;
     }
@@ -1122,7 +1139,9 @@ static int conf_links(const ss_flow *f, int *conf, secsock_error *err)
         *conf = c->links_conf;
         return 0;
     }
-    g.conf_asks++;
+    if (conf_ask(err) != 0) {
+        return -1;
+    }
     memset(body, 0, sizeof(body));
     memset(&ifi, 0, sizeof(ifi));
     ifi.ifi_family = AF_UNSPEC;
@@ -1311,7 +1330,9 @@ static int conf_rules_of(const ss_flow *f, int routes, conf_rules *rules, secsoc
     if (c != NULL && conf_fresh(&c->rules_at, now)) {
         *rules = c->rules;
     } else {
-        g.conf_asks++;
+        if (conf_ask(err) != 0) {
+        return -1;
+    }
         memset(&frh, 0, sizeof(frh));
         frh.family = AF_UNSPEC;
         if (route_dump(RTM_GETRULE, &frh, sizeof(frh), on_rule, &rs, &init, sizeof(rs), "RTM_GETRULE", err) != 0) {
@@ -1328,6 +1349,9 @@ static int conf_rules_of(const ss_flow *f, int routes, conf_rules *rules, secsoc
     }
     if (!routes || !rules->rules_plain || c == NULL || conf_fresh(&c->routes_at, now)) {
         return 0;
+    }
+    if (ss_may_wait(err) != 0) {
+        return -1; /* before v4_routes_plain, whose failure would be kept as the full path for a second */
     }
     if (v4_routes_plain(rules, err) != 0) {
         /* Routes churning (EAGAIN twice), ENOBUFS, a timeout: the full path, as without the shortcut, and
@@ -1388,7 +1412,9 @@ static int conf_out_dev(ss_flow *f, int *oif, secsock_error *err)
             }
         }
     }
-    g.conf_asks++;
+    if (conf_ask(err) != 0) {
+        return -1;
+    }
     if ((rc = resolve_oif(f, err)) != 0) {
         return rc == SS_DEV_UNKNOWN ? SS_XFRM_MAYBE_DISABLED : -1;
     }
@@ -1691,7 +1717,9 @@ static size_t kind_slot(uint64_t cookie)
 static int kind_cache_get(uint64_t cookie, ss_kind_entry *e)
 {
     int hit;
-    pthread_mutex_lock(&g_kind_lock);
+    if (ss_lock(&g_kind_lock) != 0) {
+        return 0; /* a miss: the query is refused anyway (ss_lock) */
+    }
     *e = g_kind_cache[kind_slot(cookie)];
     hit = e->cookie == cookie;
     if (hit) {
@@ -1703,7 +1731,9 @@ static int kind_cache_get(uint64_t cookie, ss_kind_entry *e)
 
 static void kind_cache_put(const ss_kind_entry *e)
 {
-    pthread_mutex_lock(&g_kind_lock);
+    if (ss_lock(&g_kind_lock) != 0) {
+        return; /* not kept: the query is refused anyway */
+    }
     g_kind_cache[kind_slot(e->cookie)] = *e;
     pthread_mutex_unlock(&g_kind_lock);
 }

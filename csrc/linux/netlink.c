@@ -31,8 +31,12 @@ int nl_open_request_socket(int proto, uint32_t *portid, secsock_error *err)
     struct sockaddr_nl local;
     socklen_t alen = sizeof(local);
     struct timeval tv = {5, 0};
-    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, proto);
+    int fd;
 
+    if (ss_may_wait(err) != 0) {
+        return -1;
+    }
+    fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, proto);
     if (fd < 0) {
         int e = errno;
         return proto == NETLINK_XFRM ? xfrm_os_error(err, e, "socket(AF_NETLINK, NETLINK_XFRM)")
@@ -87,6 +91,9 @@ int nl_request_on(int fd, uint32_t portid, int proto, uint16_t type, uint16_t fl
     int rc = -1, walk;
     const char *why;
 
+    if (ss_may_wait(err) != 0) {
+        return -1; /* a reply is waited for */
+    }
     buf = malloc(SS_NL_BUF);
     if (buf == NULL) {
         return secsock_error_set(err, SECSOCK_ERR_NOMEM, ENOMEM, 0, call, "out of memory for a netlink buffer");

@@ -98,7 +98,9 @@ static int query_in_netns(ss_flow *f, const ss_netns *ns, secsock_result *out, s
         return -1;
     }
     f->ns = *ns; /* flow_xfrm_disabled's cache key */
-    pthread_mutex_lock(&g_lock);
+    if (ss_lock(&g_lock) != 0) {
+        return ss_may_wait(err);
+    }
     rc = refresh_locked(ns, err);
     if (rc == 0) {
         rc = eval_dir(&g.cur.snap, f, XFRM_POLICY_OUT, &out->outbound, &vo, err);
@@ -159,7 +161,9 @@ static int query_now(const secsock_query_request *req, secsock_result *out, secs
     if (cookie != 0) {
         ss_flow f0 = f;
         int fast;
-        pthread_mutex_lock(&g_lock);
+        if (ss_lock(&g_lock) != 0) {
+            return ss_may_wait(err);
+        }
         fast = snapshot_of_cookie_locked(cookie, &sock_ns); /* the current one, or a kept one (item 12) */
         pthread_mutex_unlock(&g_lock);
         if (fast) {
@@ -173,8 +177,8 @@ static int query_now(const secsock_query_request *req, secsock_result *out, secs
                 return 0;
             }
             memset(out, 0, sizeof(*out));
-            if (!t_ns_wrong) {
-                return -1;
+            if (!t_ns_wrong || t_at_once) {
+                return -1; /* at once: entering the namespace is for secsock_query */
             }
             /* The thread is elsewhere and something had to be asked in the socket's namespace: enter it. */
             t_ns_wrong = 0;
@@ -183,6 +187,9 @@ static int query_now(const secsock_query_request *req, secsock_result *out, secs
         }
     }
     /* ENOPROTOOPT (before Linux 5.14), a different namespace, no snapshot yet: SIOCGSKNS as before. */
+    if (ss_may_wait(err) != 0) {
+        return -1;
+    }
     memset(&sock_ns, 0, sizeof(sock_ns));
     sock_nsfd = ioctl(f.sock, SIOCGSKNS);
     if (sock_nsfd < 0) {
@@ -305,6 +312,32 @@ int secsock_pending_free_or_leak(secsock_pending *p, secsock_error *err)
     secsock_error_clear(err);
     secsock_pending_free(p); /* nothing is ever in flight here */
     return 0;
+}
+
+/*
+ * The steady query, with the caller's lock (the GIL) held: the same query_now, in which whatever may wait
+ * refuses (ss_may_wait, ss_lock). What is left is the system calls that read the socket and a zero-timeout
+ * epoll_wait, then the snapshot's lookups: a query that finds its snapshot fresh, nothing queued and its
+ * cached facts within their second. Anything else (a change to apply, a table to read, a cross-check due, a
+ * namespace to enter, a mutex another thread holds, an error) answers 0, having changed nothing the full
+ * query would not, and secsock_query (without the lock) answers or says what is wrong.
+ */
+__thread int t_at_once, t_at_once_refused;
+
+int secsock_query_at_once(const secsock_query_request *req, secsock_result *out)
+{
+    secsock_error err;
+    int rc;
+
+    if (out == NULL) {
+        return 0;
+    }
+    secsock_error_clear(&err);
+    t_at_once = 1;
+    t_at_once_refused = 0;
+    rc = query_now(req, out, &err);
+    t_at_once = 0;
+    return rc == 0 && !t_at_once_refused;
 }
 
 int secsock_query(const secsock_query_request *req, secsock_result *out, secsock_error *err)

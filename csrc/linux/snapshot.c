@@ -642,29 +642,31 @@ int on_notify(void *vctx, uint16_t type, uint16_t flags, const void *payload, si
  * (g_lock guards it): most queries find nothing queued, and should not pay for a 64 KiB malloc to learn it. */
 static uint8_t g_notify_buf[SS_NL_BUF];
 
+/* Is anything queued on the notification socket (or an error, such as ENOBUFS)? Most queries find nothing:
+ * epoll (or poll) answers that more cheaply than a recvmsg. A lost notification (ENOBUFS) is a socket error,
+ * which both report (EPOLLERR, POLLERR). 0 only when nothing is. */
+static int notify_queued_locked(void)
+{
+    int r;
+
+    do {
+        if (g.cur.notify_ep >= 0) {
+            struct epoll_event ev;
+            r = epoll_wait(g.cur.notify_ep, &ev, 1, 0);
+        } else {
+            struct pollfd pfd = {g.cur.notify_fd, POLLIN, 0};
+            r = poll(&pfd, 1, 0);
+        }
+    } while (r < 0 && errno == EINTR);
+    return r != 0;
+}
+
 void drain_notify_locked(void)
 {
     uint8_t *buf = g_notify_buf;
 
-    if (g.cur.notify_fd < 0) {
+    if (g.cur.notify_fd < 0 || !notify_queued_locked()) {
         return;
-    }
-    {
-        /* Most queries find nothing queued: epoll (or poll) answers that more cheaply than a recvmsg. A lost
-         * notification (ENOBUFS) is a socket error, which both report (EPOLLERR, POLLERR). */
-        int r;
-        do {
-            if (g.cur.notify_ep >= 0) {
-                struct epoll_event ev;
-                r = epoll_wait(g.cur.notify_ep, &ev, 1, 0);
-            } else {
-                struct pollfd pfd = {g.cur.notify_fd, POLLIN, 0};
-                r = poll(&pfd, 1, 0);
-            }
-        } while (r < 0 && errno == EINTR);
-        if (r == 0) {
-            return;
-        }
     }
     g.pol_applied = 0;
     for (;;) {
@@ -852,11 +854,37 @@ static int thread_in_snapshot_ns(void)
  * Bring the snapshot up to date for the network namespace ns, which the calling thread is in (query_now sees
  * to it). Called with g_lock held.
  */
+/*
+ * refresh_locked for secsock_query_at_once: 0 when it would do nothing but look at the queue, finding it empty
+ * (the snapshot is this namespace's and whole, within its maximum age and its cross-check interval, no
+ * settling read due, nothing queued); else refused, before anything is changed but what check_age_locked
+ * marks (as refresh_locked would).
+ */
+static int refresh_at_once_locked(const ss_netns *ns, secsock_error *err)
+{
+    int64_t now;
+
+    if (g.cur.gen != g_fork_gen || !ns->known || ns->dev != g.cur.ns_dev || ns->ino != g.cur.ns_ino ||
+        g.cur.notify_fd < 0) {
+        return ss_may_wait(err);
+    }
+    now = ss_clock_ms();
+    check_age_locked(now);
+    if (g.cur.pol_stale || g.cur.sa_stale || now - g.cur.checked_at >= SS_XCHECK_INTERVAL_MS ||
+        notify_queued_locked()) {
+        return ss_may_wait(err);
+    }
+    return 0;
+}
+
 int refresh_locked(const ss_netns *ns, secsock_error *err)
 {
     uint64_t gen = g_fork_gen;
     int dumped = 0;
 
+    if (t_at_once) {
+        return refresh_at_once_locked(ns, err);
+    }
     if (g.cur.gen != gen) {
         /* After a fork the descriptors are the child's copies (the parent still reads its own): close them. */
         parked_drop_all_locked();

@@ -50,6 +50,15 @@ void ss_debug_drop_notifications(unsigned n)
     pthread_mutex_unlock(&g_lock);
 }
 
+void ss_debug_hold_snapshot_lock(int hold)
+{
+    if (hold) {
+        pthread_mutex_lock(&g_lock);
+    } else {
+        pthread_mutex_unlock(&g_lock);
+    }
+}
+
 /* Fail the next n IPv4 route dumps of v4_routes_plain, as a churning routing table does (EAGAIN twice). */
 void ss_debug_fail_route_dumps(unsigned n)
 {

@@ -74,6 +74,9 @@ typedef struct {
     int backend_started; /* module_exec's secsock_backend_init succeeded: module_free owes one fini */
 } module_state;
 
+/* What a function says of a module whose state is not ready (get_state), or was cleared while it ran. */
+#define MODULE_NOT_READY "secsock._secsock: not initialised (exec did not run) or cleared"
+
 /* The state of a module object of this extension, as the slots see it: NULL before exec allocated it. */
 #define MODULE_STATE(module) ((module_state *)PyModule_GetState(module))
 
@@ -89,7 +92,7 @@ static inline module_state *get_state(PyObject *module)
     module_state *st = MODULE_STATE(module);
 
     if (st == NULL || st->info_base_type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "secsock._secsock: not initialised (exec did not run) or cleared");
+        PyErr_SetString(PyExc_RuntimeError, MODULE_NOT_READY);
         return NULL;
     }
     return st;

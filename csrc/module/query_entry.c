@@ -27,10 +27,11 @@ PyDoc_STRVAR(query_doc,
              "IP\naddress in the socket's family); anything with fileno(), or a raw socket handle.\n"
              "token_access: the access mask for the peer's access tokens (Windows; 0 asks for none).\n"
              "ipsec2: also ask for the IPsec main-mode and quick-mode SA ids (Windows 7 and later).\n\n"
-             "Returns a SecurityInfo. Blocks (without the GIL) until the system answers; on Windows the call is "
-             "synchronous\n(no OVERLAPPED), and Ctrl+C during it is raised when it returns. Raises ValueError or "
-             "TypeError for a bad\nargument, an OSError subclass carrying the system's code (``winerror`` on "
-             "Windows) when the system call\nfails, PermissionError on Linux without CAP_NET_ADMIN.");
+             "Returns a SecurityInfo. Blocks until the system answers, without the GIL whenever the answer "
+             "may wait;\non Windows the call is synchronous (no OVERLAPPED), and Ctrl+C during it is raised when "
+             "it returns.\nRaises ValueError or TypeError for a bad argument, an OSError subclass carrying the "
+             "system's code\n(``winerror`` on Windows) when the system call fails, PermissionError on Linux "
+             "without CAP_NET_ADMIN.");
 
 /* The keywords a call may carry and still be answered here: each with its default value only. */
 static int defaults_only(const module_state *st, PyObject *kwargs)
@@ -87,17 +88,26 @@ static int after_direct_answer(const module_state *st)
     return 0;
 }
 
-static PyObject *query_entry(PyObject *module, PyObject *args, PyObject *kwargs)
+/* The module's state with its general path bound, or NULL with RuntimeError: read again after any Python code
+ * ran (sock.fileno(), the hook), which may have cleared the module (m_clear: get_state then refuses). */
+static module_state *bound_state(PyObject *module)
 {
     module_state *st = get_state(module);
+
+    if (st != NULL && st->query_general == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "secsock.query: the facade has not bound its general path");
+        return NULL;
+    }
+    return st;
+}
+
+static PyObject *query_entry(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    module_state *st = bound_state(module);
     PyObject *info, *general;
     int direct;
 
     if (st == NULL) {
-        return NULL;
-    }
-    if (st->query_general == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "secsock.query: the facade has not bound its general path");
         return NULL;
     }
     direct = st->info_class != NULL && PyTuple_Size(args) == 1 && (kwargs == NULL || defaults_only(st, kwargs));
@@ -112,6 +122,11 @@ static PyObject *query_entry(PyObject *module, PyObject *args, PyObject *kwargs)
         if (info == NULL) {
             return NULL;
         }
+        st = bound_state(module); /* sock.fileno() ran */
+        if (st == NULL) {
+            Py_DECREF(info);
+            return NULL;
+        }
         if (info != Py_None) {
             if (after_direct_answer(st) < 0) {
                 Py_DECREF(info);
@@ -121,7 +136,7 @@ static PyObject *query_entry(PyObject *module, PyObject *args, PyObject *kwargs)
         }
         Py_DECREF(info); /* not plainly a socket handle: the general path says what is wrong */
     }
-    /* A strong reference for the call: the general path may run code that rebinds (the tests do). */
+    /* A strong reference for the call: the general path may run code that rebinds it (a reload does). */
     general = st->query_general;
     Py_INCREF(general);
     info = PyObject_Call(general, args, kwargs);
@@ -167,8 +182,9 @@ static PyObject *interned(const char *name)
 
 /*
  * bind_query(general, extension_namespace, debug_memo, debug_level, after_direct) -> query: what the function
- * above checks, given by the facade at import (once per module object: a second bind would change what an
- * already published secsock.query does). Returns the new function, named query, in module "secsock".
+ * above checks, given by the facade at import. A second bind (importlib.reload of the facade) replaces the first
+ * for every function this module made, as a reload means. Returns a new function, named query, in module
+ * "secsock".
  */
 PyObject *mod_bind_query(PyObject *module, PyObject *args)
 {
@@ -186,10 +202,7 @@ PyObject *mod_bind_query(PyObject *module, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "bind_query: general and after_direct must be callable");
         return NULL;
     }
-    if (st->query_general != NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "bind_query: secsock.query is already bound for this module");
-        return NULL;
-    }
+    query_entry_clear(st); /* a second bind (importlib.reload of the facade) replaces the first */
     st->backend_name = interned("backend");
     st->peer_name = interned("peer");
     st->token_access_name = interned("token_access");

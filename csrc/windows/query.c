@@ -389,6 +389,13 @@ static void explain_refusal(const secsock_query_request *req, secsock_error *err
  * the NULL template Q1 allows for TCP without reading the socket's kind first: that getsockopt costs as much as
  * the query under Wine (issue 9 review, finding 2). The kind is read only if the system refuses.
  */
+int secsock_query_at_once(const secsock_query_request *req, secsock_result *out)
+{
+    (void)req;
+    (void)out;
+    return 0; /* WSAQuerySocketSecurity itself may wait: always without the GIL (secsock_query) */
+}
+
 int secsock_query(const secsock_query_request *req, secsock_result *out, secsock_error *err)
 {
     secsock_pending *p;

@@ -16,8 +16,11 @@
  *                                                            "@drop N" ignores the next N notifications and
  *                                                            "@clock MS" freezes the freshness clock and moves
  *                                                            it on, "@recheck MS" schedules the SA table's
- *                                                            settling read MS from it (test hooks), instead of
- *                                                            a shell command
+ *                                                            settling read MS from it (test hooks), "@held"
+ *                                                            tries the query at once with the snapshot's mutex
+ *                                                            held (no query after it), instead of a shell
+ *                                                            command; SECSOCK_DRIVER_AT_ONCE=1 tries every query
+ *                                                            at once first and says whether that answered
  *   driver release-cache RELEASE...                          ss_release_has_state_cache for each uname release
  *   driver policy-labels [FILE]                              ss_policy_labels_in(FILE) (whether a policy can carry
  *                                                            a security label), or ss_policy_labels_possible()
@@ -119,6 +122,23 @@ static void print_dir(const char *name, const secsock_direction *d)
     printf("]");
 }
 
+/* SECSOCK_DRIVER_AT_ONCE=1: each query is first tried at once (secsock_query_at_once), and the report says
+ * whether that answered ("at_once"); an answer it gave must be the one secsock_query then gives. */
+static int g_at_once = -1;
+
+static int same_direction(const secsock_direction *a, const secsock_direction *b)
+{
+    return a->count == b->count && a->count <= SECSOCK_MAX_SAS &&
+           memcmp(a->sas, b->sas, a->count * sizeof(a->sas[0])) == 0;
+}
+
+static int same_answer(const secsock_result *a, const secsock_result *b)
+{
+    return a->flags == b->flags && a->protocol == b->protocol && a->has_ipsec_detail == b->has_ipsec_detail &&
+           a->reason_out == b->reason_out && a->reason_in == b->reason_in &&
+           same_direction(&a->outbound, &b->outbound) && same_direction(&a->inbound, &b->inbound);
+}
+
 static int report(int rc, const secsock_result *r, const secsock_error *e)
 {
     if (rc != 0) {
@@ -143,11 +163,15 @@ static int report(int rc, const secsock_result *r, const secsock_error *e)
             }
         }
         printf(",\"dumps\":%llu,\"sa_updates\":%llu,\"pol_updates\":%llu,\"xcheck\":%llu,\"kept\":%u,"
-               "\"counts_agree\":%s,\"reasons\":[%u,%u],\"conf_asks\":%llu}\n",
+               "\"counts_agree\":%s,\"reasons\":[%u,%u],\"conf_asks\":%llu",
                (unsigned long long)ss_debug_dump_count(), (unsigned long long)ss_debug_sa_updates(),
                (unsigned long long)ss_debug_pol_updates(), (unsigned long long)ss_debug_xcheck_reloads(),
                ss_debug_kept_netns(), ss_debug_counts_agree() ? "true" : "false", (unsigned)r->reason_out,
                (unsigned)r->reason_in, (unsigned long long)ss_debug_conf_asks());
+        if (g_at_once >= 0) {
+            printf(",\"at_once\":%s", g_at_once ? "true" : "false");
+        }
+        printf("}\n");
     }
     fflush(stdout);
     return rc == 0 ? 0 : 3;
@@ -165,6 +189,17 @@ static int query_fd(int fd, const secsock_peer *peer)
     if (peer != NULL) {
         req.has_peer = 1;
         req.peer = *peer;
+    }
+    if (getenv("SECSOCK_DRIVER_AT_ONCE") != NULL) {
+        secsock_result first;
+        g_at_once = secsock_query_at_once(&req, &first);
+        rc = secsock_query(&req, &r, &e);
+        if (g_at_once && (rc != 0 || !same_answer(&first, &r))) {
+            printf("{\"error\":{\"kind\":0,\"errnum\":0,\"call\":\"at_once\",\"message\":\"the answer at once "
+                   "differs\"}}\n");
+            return 3;
+        }
+        return report(rc, &r, &e);
     }
     rc = secsock_query(&req, &r, &e);
     return report(rc, &r, &e);
@@ -583,6 +618,21 @@ int main(int argc, char **argv)
                     ss_debug_clock_advance(atoll(argv[i] + 7));
                 } else if (strncmp(argv[i], "@recheck ", 9) == 0) {
                     ss_debug_recheck_in(atoll(argv[i] + 9));
+                } else if (strcmp(argv[i], "@held") == 0) {
+                    /* The query at once while the snapshot's mutex is held (here by this thread, as another
+                     * query would hold it): it must refuse at once, never wait. No query follows this step. */
+                    secsock_query_request req;
+                    secsock_result held;
+                    int answered;
+                    memset(&req, 0, sizeof(req));
+                    req.sock = (secsock_fd)fd;
+                    req.has_peer = 1;
+                    req.peer = p;
+                    ss_debug_hold_snapshot_lock(1);
+                    answered = secsock_query_at_once(&req, &held);
+                    ss_debug_hold_snapshot_lock(0);
+                    printf("{\"held_at_once\":%s}\n", answered ? "true" : "false");
+                    continue;
                 } else if (system(argv[i]) != 0) {
                     fprintf(stderr, "driver: command failed: %s\n", argv[i]);
                     rc = 2;
