@@ -301,6 +301,12 @@ typedef struct {
     uint8_t tos;           /* IPv4: IP_TOS, inet->tos */
     int local_wild;        /* bound to the wildcard address: local was filled in by finish_flow, and the
                             * socket's own route lookups carry no source (route_get leaves RTA_SRC out) */
+    /* Read once per query (issue 14, speed): the clock the thread's caches of flow.c are stamped and judged
+     * by (flow_now; query_in_netns sets it from refresh_locked's read), and that cache of ns (conf_for). */
+    int64_t now;
+    int now_read;
+    struct conf_ns *conf;
+    int conf_looked;
 } ss_flow;
 
 enum { SS_KNOW_YES = 1, SS_KNOW_NO = 2 }; /* ss_flow.if_id_known, dev_knowable */
@@ -466,7 +472,7 @@ int on_notify(void *vctx, uint16_t type, uint16_t flags, const void *payload, si
 void drain_notify_locked(void); /* on_notify for each queued notification; reindexes g.cur.snap's policies */
 /* May free and rebuild g.cur.snap's tables and open g.cur.notify_fd (g owns both): pointers into g.cur.snap are
  * valid only until g_lock is released or the next refresh. */
-int refresh_locked(const ss_netns *ns, secsock_error *err);
+int refresh_locked(const ss_netns *ns, int64_t *now, secsock_error *err); /* *now: its ss_clock_ms() */
 
 /* ---- flow.c -------------------------------------------------------------------------------------------- */
 extern uint64_t g_kind_hits; /* socket facts cache hits, under g_kind_lock */

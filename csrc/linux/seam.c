@@ -89,28 +89,32 @@ int thread_netns(ss_netns *ns, int *nsfd)
     return 0;
 }
 
-static int query_in_netns(ss_flow *f, const ss_netns *ns, secsock_result *out, secsock_error *err)
+/* The part of a query under g_lock (held by the caller): the snapshot brought up to date, both directions. */
+static int query_locked(ss_flow *f, const ss_netns *ns, secsock_result *out, dir_verdict *vo, dir_verdict *vi,
+                        secsock_error *err)
 {
-    dir_verdict vo, vi;
     int rc;
 
-    if (finish_flow(f, err) != 0) {
-        return -1;
-    }
     f->ns = *ns; /* flow_xfrm_disabled's cache key */
-    pthread_mutex_lock(&g_lock);
-    rc = refresh_locked(ns, err);
+    rc = refresh_locked(ns, &f->now, err);
     if (rc == 0) {
-        rc = eval_dir(&g.cur.snap, f, XFRM_POLICY_OUT, &out->outbound, &vo, err);
+        f->now_read = 1; /* the thread's caches (flow.c) read no clock of their own */
+        rc = eval_dir(&g.cur.snap, f, XFRM_POLICY_OUT, &out->outbound, vo, err);
     }
     if (rc == 0) {
-        rc = eval_dir(&g.cur.snap, f, XFRM_POLICY_IN, &out->inbound, &vi, err);
+        rc = eval_dir(&g.cur.snap, f, XFRM_POLICY_IN, &out->inbound, vi, err);
     }
     if (rc == 0 && f->multipath) {
-        multipath_verdict(&g.cur.snap, XFRM_POLICY_OUT, &out->outbound, &vo);
-        multipath_verdict(&g.cur.snap, XFRM_POLICY_IN, &out->inbound, &vi);
+        multipath_verdict(&g.cur.snap, XFRM_POLICY_OUT, &out->outbound, vo);
+        multipath_verdict(&g.cur.snap, XFRM_POLICY_IN, &out->inbound, vi);
     }
-    pthread_mutex_unlock(&g_lock);
+    return rc;
+}
+
+/* The answer from query_locked's verdicts (after g_lock is released). */
+static int query_answer(const ss_flow *f, int rc, const dir_verdict *vo, const dir_verdict *vi, secsock_result *out,
+                        secsock_error *err)
+{
     if (rc == 0 && f->mark_errno != 0) {
         rc = os_error(err, f->mark_errno, "getsockopt(SO_MARK)", NULL);
     }
@@ -119,15 +123,29 @@ static int query_in_netns(ss_flow *f, const ss_netns *ns, secsock_result *out, s
     }
     out->protocol = SECSOCK_PROTOCOL_IPSEC;
     out->has_ipsec_detail = 1;
-    out->reason_out = vo.reason;
-    out->reason_in = vi.reason;
-    if (vo.protected_ && vi.protected_) {
+    out->reason_out = vo->reason;
+    out->reason_in = vi->reason;
+    if (vo->protected_ && vi->protected_) {
         out->flags |= SECSOCK_FLAG_SECURED;
-        if (vo.encrypted && vi.encrypted) {
+        if (vo->encrypted && vi->encrypted) {
             out->flags |= SECSOCK_FLAG_ENCRYPTED;
         }
     }
     return 0;
+}
+
+static int query_in_netns(ss_flow *f, const ss_netns *ns, secsock_result *out, secsock_error *err)
+{
+    dir_verdict vo, vi;
+    int rc;
+
+    if (finish_flow(f, err) != 0) {
+        return -1;
+    }
+    pthread_mutex_lock(&g_lock);
+    rc = query_locked(f, ns, out, &vo, &vi, err);
+    pthread_mutex_unlock(&g_lock);
+    return query_answer(f, rc, &vo, &vi, out, err);
 }
 
 /*
@@ -161,13 +179,29 @@ static int query_now(const secsock_query_request *req, secsock_result *out, secs
         int fast;
         pthread_mutex_lock(&g_lock);
         fast = snapshot_of_cookie_locked(cookie, &sock_ns); /* the current one, or a kept one (item 12) */
-        pthread_mutex_unlock(&g_lock);
         if (fast) {
             t_ns_check = 1;
             t_ns_wrong = 0;
             t_ns_dev = sock_ns.dev;
             t_ns_ino = sock_ns.ino;
-            rc = query_in_netns(&f, &sock_ns, out, err);
+        }
+        if (fast && !addr_any(f.local, f.family)) {
+            /* A socket bound to an address: finish_flow asks nothing (no source to find), so the query goes on
+             * under the lock just taken rather than releasing it and taking it again (issue 14, speed). */
+            dir_verdict vo, vi;
+            rc = finish_flow(&f, err);
+            if (rc == 0) {
+                rc = query_locked(&f, &sock_ns, out, &vo, &vi, err);
+            }
+            pthread_mutex_unlock(&g_lock);
+            rc = query_answer(&f, rc, &vo, &vi, out, err);
+        } else {
+            pthread_mutex_unlock(&g_lock);
+            if (fast) {
+                rc = query_in_netns(&f, &sock_ns, out, err);
+            }
+        }
+        if (fast) {
             t_ns_check = 0;
             if (rc == 0) {
                 return 0;
