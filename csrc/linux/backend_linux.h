@@ -134,6 +134,22 @@ static inline int prefix_match(const uint8_t *a, const uint8_t *b, unsigned plen
 {
     unsigned full = plen / 8, rest = plen % 8;
 
+    if (plen <= 128) {
+        /* Four bytes at a time (issue 14, speed): whole words, then the last one masked. Reads only the words
+         * the prefix reaches, within the 16 bytes of an address. */
+        while (plen > 0) {
+            uint32_t x, y, m = plen >= 32 ? 0xffffffffu : ~(0xffffffffu >> plen);
+            memcpy(&x, a, 4);
+            memcpy(&y, b, 4);
+            if (((ntohl(x) ^ ntohl(y)) & m) != 0) {
+                return 0;
+            }
+            a += 4;
+            b += 4;
+            plen = plen >= 32 ? plen - 32 : 0;
+        }
+        return 1;
+    }
     if (full > 0 && memcmp(a, b, full) != 0) {
         return 0;
     }
