@@ -454,9 +454,14 @@ extern uint64_t g_netns_switches;   /* the snapshot moved to another network nam
 extern uint64_t g_fork_gen;         /* bumped in every fork child */
 extern pthread_once_t g_atfork_once;
 /* The namespace check of a query's fast path (thread_ns_ok; set by query_now in seam.c). */
-extern __thread int t_ns_check, t_ns_wrong;
-extern __thread dev_t t_ns_dev;
-extern __thread ino_t t_ns_ino;
+/* One thread-local object, not four: each such variable of a shared library costs a __tls_get_addr call
+ * (issue 14, speed). */
+typedef struct {
+    int check, wrong;
+    dev_t dev;
+    ino_t ino;
+} ss_thread_ns;
+extern __thread ss_thread_ns t_ns;
 /* nl_request callbacks of a dump: append a parsed copy of the record to the dump_ctx's snapshot (grow). */
 int on_policy(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len);
 int on_sa(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len);
@@ -464,11 +469,11 @@ int on_sa(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t
 int dump_policies(ss_snap *s, secsock_error *err);
 int dump_sas(ss_snap *s, secsock_error *err);
 void atfork_register(void);
-int thread_ns_verify(const char *call, secsock_error *err); /* the stat behind thread_ns_ok's t_ns_check */
+int thread_ns_verify(const char *call, secsock_error *err); /* the stat behind thread_ns_ok's t_ns.check */
 /* 0 when the thread is known to be in the snapshot's namespace (inline: nothing to check on most calls). */
 static inline int thread_ns_ok(const char *call, secsock_error *err)
 {
-    return t_ns_check ? thread_ns_verify(call, err) : 0;
+    return t_ns.check ? thread_ns_verify(call, err) : 0;
 }
 uint64_t netns_cookie_of(int fd, int *errnum);
 void notify_close_locked(void); /* close g.cur.notify_ep and g.cur.notify_fd (set to -1) */
@@ -524,7 +529,10 @@ int build_flow(const secsock_query_request *req, ss_flow *f, secsock_error *err)
 int finish_flow(ss_flow *f, secsock_error *err);
 
 /* ---- match.c ------------------------------------------------------------------------------------------- */
-extern __thread uint32_t t_last_index[2], t_last_priority[2]; /* the last match per direction (test_hooks.c) */
+typedef struct {
+    uint32_t index[2], priority[2];
+} ss_last_match;
+extern __thread ss_last_match t_last; /* the last match per direction (test_hooks.c) */
 /* A pointer into s->pols (borrowed: valid while s is unchanged, i.e. under g_lock for g.cur.snap), or NULL. */
 const ss_policy *lookup_policy(const ss_snap *s, ss_flow *f, int dir, uint32_t if_id, int *rc,
                                secsock_error *err);

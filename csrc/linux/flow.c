@@ -767,7 +767,7 @@ typedef struct {
 } conf_rules;
 
 typedef struct conf_ns {
-    uint64_t used;   /* t_conf_tick at its last use: the least recently used is reused */
+    uint64_t used;   /* t_conf.tick at its last use: the least recently used is reused */
     uint64_t cookie; /* SO_NETNS_COOKIE, never reused (an nsfs inode is, once its namespace is gone); 0 unknown */
     dev_t dev;
     ino_t ino;
@@ -796,8 +796,11 @@ typedef struct conf_ns {
     unsigned next_dev, next_peer, next_route;
 } conf_ns;
 #define SS_CONF_NETNS 4 /* namespaces a thread keeps this for (a server may answer for sockets in several) */
-static __thread conf_ns t_conf[SS_CONF_NETNS];
-static __thread uint64_t t_conf_tick;
+typedef struct {
+    conf_ns e[SS_CONF_NETNS];
+    uint64_t tick;
+} conf_thread;
+static __thread conf_thread t_conf; /* one thread-local object, its address taken once: one __tls_get_addr */
 
 /* Is a stamp fresh? */
 static int conf_fresh(const conf_stamp *st, int64_t now)
@@ -817,6 +820,7 @@ static void conf_stamp_set(conf_stamp *st, int64_t now)
  * during it, and nothing else in the thread looks another one up meanwhile. */
 static conf_ns *conf_for(ss_flow *f)
 {
+    conf_thread *t = &t_conf;
     conf_ns *c = NULL;
     int i;
 
@@ -828,7 +832,7 @@ static conf_ns *conf_for(ss_flow *f)
         return f->conf = NULL;
     }
     for (i = 0; i < SS_CONF_NETNS; i++) {
-        conf_ns *e = &t_conf[i];
+        conf_ns *e = &t->e[i];
         if (e->used != 0 && e->cookie == f->ns_cookie && e->dev == f->ns.dev && e->ino == f->ns.ino) {
             c = e;
             break;
@@ -843,7 +847,7 @@ static conf_ns *conf_for(ss_flow *f)
         c->dev = f->ns.dev;
         c->ino = f->ns.ino;
     }
-    c->used = ++t_conf_tick;
+    c->used = ++t->tick;
     return f->conf = c;
 }
 

@@ -7,7 +7,7 @@
 #define SS_SEL_MAYBE 2 /* flow_sel_match: it may match (the device it names may be the flow's) */
 
 /* The policy the calling thread's last query matched per direction (index + 1, 0 for none): a test hook. */
-__thread uint32_t t_last_index[2], t_last_priority[2];
+__thread ss_last_match t_last;
 
 int ss_kernel_state_cache = -1;
 
@@ -863,7 +863,7 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
          * only a flow the if_id 0 lookup leaves untransformed reaches the interface (below). */
         if_id_unknown = rc == SS_DEV_UNKNOWN;
         if (if_id_unknown && dir != XFRM_POLICY_OUT) {
-            t_last_index[dir] = t_last_priority[dir] = 0;
+            t_last.index[dir] = t_last.priority[dir] = 0;
             v->reason = SECSOCK_REASON_OUT_DEV_UNDECIDABLE;
             return 0;
         }
@@ -891,8 +891,8 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
         if (!f->mark_doubt &&
             (main_pol == NULL || (main_pol->action != XFRM_POLICY_BLOCK && main_pol->ntmpl == 0))) {
             if (if_id_unknown) {
-                t_last_index[dir] = pol != NULL ? pol->index + 1 : 0;
-                t_last_priority[dir] = pol != NULL ? pol->priority : 0;
+                t_last.index[dir] = pol != NULL ? pol->index + 1 : 0;
+                t_last.priority[dir] = pol != NULL ? pol->priority : 0;
                 v->reason = SECSOCK_REASON_OUT_DEV_UNDECIDABLE;
                 return 0;
             }
@@ -905,8 +905,8 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
             }
         }
     }
-    t_last_index[dir] = pol != NULL ? pol->index + 1 : 0;
-    t_last_priority[dir] = pol != NULL ? pol->priority : 0;
+    t_last.index[dir] = pol != NULL ? pol->index + 1 : 0;
+    t_last.priority[dir] = pol != NULL ? pol->priority : 0;
     if (f->mark_doubt) {
         /* Never a guess: not protected, and the reason says the packet's mark (issue 14 item 4) or the
          * kernel's order among tied policies decides. */

@@ -180,10 +180,10 @@ static int query_now(const secsock_query_request *req, secsock_result *out, secs
         pthread_mutex_lock(&g_lock);
         fast = snapshot_of_cookie_locked(cookie, &sock_ns); /* the current one, or a kept one (item 12) */
         if (fast) {
-            t_ns_check = 1;
-            t_ns_wrong = 0;
-            t_ns_dev = sock_ns.dev;
-            t_ns_ino = sock_ns.ino;
+            t_ns.check = 1;
+            t_ns.wrong = 0;
+            t_ns.dev = sock_ns.dev;
+            t_ns.ino = sock_ns.ino;
         }
         if (fast && !addr_any(f.local, f.family)) {
             /* A socket bound to an address: finish_flow asks nothing (no source to find), so the query goes on
@@ -202,16 +202,16 @@ static int query_now(const secsock_query_request *req, secsock_result *out, secs
             }
         }
         if (fast) {
-            t_ns_check = 0;
+            t_ns.check = 0;
             if (rc == 0) {
                 return 0;
             }
             memset(out, 0, sizeof(*out));
-            if (!t_ns_wrong) {
+            if (!t_ns.wrong) {
                 return -1;
             }
             /* The thread is elsewhere and something had to be asked in the socket's namespace: enter it. */
-            t_ns_wrong = 0;
+            t_ns.wrong = 0;
             secsock_error_clear(err);
             f = f0;
         }

@@ -263,22 +263,20 @@ void atfork_register(void)
  * The fast path of a query (the socket is in the snapshot's namespace, by SO_NETNS_COOKIE) does not look at
  * the calling thread's namespace. Whatever opens a socket on the way (a dump, a route lookup, the source
  * address toward the peer) first checks here that the thread is in the snapshot's namespace; if not, it fails
- * with t_ns_wrong set, before changing anything, and the query starts again on the path that enters the
+ * with t_ns.wrong set, before changing anything, and the query starts again on the path that enters the
  * socket's namespace.
  */
-__thread int t_ns_check, t_ns_wrong;
-__thread dev_t t_ns_dev;
-__thread ino_t t_ns_ino;
+__thread ss_thread_ns t_ns;
 
 int thread_ns_verify(const char *call, secsock_error *err)
 {
     struct stat st;
 
-    if (stat("/proc/thread-self/ns/net", &st) == 0 && st.st_dev == t_ns_dev && st.st_ino == t_ns_ino) {
-        t_ns_check = 0; /* checked once per query: the thread does not move during it */
+    if (stat("/proc/thread-self/ns/net", &st) == 0 && st.st_dev == t_ns.dev && st.st_ino == t_ns.ino) {
+        t_ns.check = 0; /* checked once per query: the thread does not move during it */
         return 0;
     }
-    t_ns_wrong = 1;
+    t_ns.wrong = 1;
     return secsock_error_set(err, SECSOCK_ERR_OS, EAGAIN, 0, call,
                              "the calling thread is not in the socket's network namespace");
 }
@@ -708,7 +706,7 @@ static void snapshot_counts(const ss_snap *s, ss_counts *c)
 /*
  * The freshness bounds of a lost notification (the comment above g): a table past its maximum age is marked
  * stale; once per interval the kernel's counts are compared with the snapshot's. -1 only when the thread
- * must first enter the socket's namespace (t_ns_wrong); any other failure marks the tables stale, and the
+ * must first enter the socket's namespace (t_ns.wrong); any other failure marks the tables stale, and the
  * dump that follows answers or says what is wrong.
  */
 static void check_age_locked(int64_t now)
@@ -740,7 +738,7 @@ static int check_fresh_locked(int64_t now, secsock_error *err)
                                       "XFRM_MSG_GETSPDINFO", err) != 0) ||
         (!g.cur.sa_stale && xfrm_request(XFRM_MSG_GETSADINFO, NLM_F_ACK, &flags, sizeof(flags), on_spdinfo, &k,
                                      "XFRM_MSG_GETSADINFO", err) != 0)) {
-        if (t_ns_wrong) {
+        if (t_ns.wrong) {
             return -1;
         }
         secsock_error_clear(err);
@@ -782,16 +780,16 @@ static int check_fresh_locked(int64_t now, secsock_error *err)
 }
 
 /* Is the calling thread in the snapshot's namespace (so may open sockets for it)? Asks without failing the
- * query: t_ns_wrong is left as it was. */
+ * query: t_ns.wrong is left as it was. */
 static int thread_in_snapshot_ns(void)
 {
     secsock_error scratch;
-    int wrong = t_ns_wrong;
+    int wrong = t_ns.wrong;
 
     if (thread_ns_ok("", &scratch) == 0) {
         return 1;
     }
-    t_ns_wrong = wrong;
+    t_ns.wrong = wrong;
     return 0;
 }
 
