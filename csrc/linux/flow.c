@@ -816,21 +816,22 @@ static void conf_stamp_set(conf_stamp *st, int64_t now)
 }
 
 /* The thread's cache of f's namespace (the least recently used one emptied for it when there is none), or
- * NULL when f's namespace is unknown. Looked up once per query (f->conf): the query's namespace does not change
- * during it, and nothing else in the thread looks another one up meanwhile. */
+ * NULL when f's namespace is unknown. Looked up once per query (f->conf) once the namespace is known: f->ns is
+ * set once, by query_locked (finish_flow's route lookups come before it and find no cache, as always), and
+ * nothing else in the thread looks another namespace up meanwhile. */
 static conf_ns *conf_for(ss_flow *f)
 {
     conf_thread *t = &t_conf;
     conf_ns *c = NULL;
     int i;
 
+    if (!f->ns.known) {
+        return NULL;
+    }
     if (f->conf_looked) {
         return f->conf;
     }
     f->conf_looked = 1;
-    if (!f->ns.known) {
-        return f->conf = NULL;
-    }
     for (i = 0; i < SS_CONF_NETNS; i++) {
         conf_ns *e = &t->e[i];
         if (e->used != 0 && e->cookie == f->ns_cookie && e->dev == f->ns.dev && e->ino == f->ns.ino) {
