@@ -148,7 +148,7 @@ static void add_rta(uint8_t *buf, size_t *off, uint16_t type, const void *data, 
     *off += RTA_SPACE(dlen);
 }
 
-static int conf_uid_rules(const ss_flow *f, int *any, secsock_error *err);
+static int conf_uid_rules(ss_flow *f, int *any, secsock_error *err);
 
 /*
  * What the kernel's output route lookup for this socket keys on besides addresses, mark and device
@@ -630,7 +630,7 @@ static int link_get(int ifindex, link_info *li, secsock_error *err)
     return nl_request(NETLINK_ROUTE, RTM_GETLINK, NLM_F_ACK, &ifi, sizeof(ifi), on_link, li, "RTM_GETLINK", err);
 }
 
-static int conf_link(const ss_flow *f, int ifindex, int *conf, int *is_vrf, secsock_error *err);
+static int conf_link(ss_flow *f, int ifindex, int *conf, int *is_vrf, secsock_error *err);
 
 /* Is the socket bound to a VRF master (an l3mdev)? 1, 0, or -1 on error. Asked only where the outbound device
  * matters (a selector that names a device, an if_id), from the thread's link cache (conf_link) while fresh. */
@@ -766,8 +766,8 @@ typedef struct {
     int scope_matters; /* v4_plain: a route a link-scoped lookup passes over may hide a local prefix (route_scan) */
 } conf_rules;
 
-typedef struct {
-    uint64_t used;   /* t_conf_tick at its last use: the least recently used is reused */
+typedef struct conf_ns {
+    uint64_t used;   /* t_conf.tick at its last use: the least recently used is reused */
     uint64_t cookie; /* SO_NETNS_COOKIE, never reused (an nsfs inode is, once its namespace is gone); 0 unknown */
     dev_t dev;
     ino_t ino;
@@ -796,8 +796,11 @@ typedef struct {
     unsigned next_dev, next_peer, next_route;
 } conf_ns;
 #define SS_CONF_NETNS 4 /* namespaces a thread keeps this for (a server may answer for sockets in several) */
-static __thread conf_ns t_conf[SS_CONF_NETNS];
-static __thread uint64_t t_conf_tick;
+typedef struct {
+    conf_ns e[SS_CONF_NETNS];
+    uint64_t tick;
+} conf_thread;
+static __thread conf_thread t_conf; /* one thread-local object, its address taken once: one __tls_get_addr */
 
 /* A cached fact is read from the kernel: counted (a test hook reads the count), unless the query must not wait
  * (secsock_query_at_once: refused before anything is asked or changed). 0, or -1 with err set. */
@@ -824,17 +827,24 @@ static void conf_stamp_set(conf_stamp *st, int64_t now)
 }
 
 /* The thread's cache of f's namespace (the least recently used one emptied for it when there is none), or
- * NULL when f's namespace is unknown. */
-static conf_ns *conf_for(const ss_flow *f)
+ * NULL when f's namespace is unknown. Looked up once per query (f->conf) once the namespace is known: f->ns is
+ * set once, by query_locked (finish_flow's route lookups come before it and find no cache, as always), and
+ * nothing else in the thread looks another namespace up meanwhile. */
+static conf_ns *conf_for(ss_flow *f)
 {
+    conf_thread *t = &t_conf;
     conf_ns *c = NULL;
     int i;
 
     if (!f->ns.known) {
         return NULL;
     }
+    if (f->conf_looked) {
+        return f->conf;
+    }
+    f->conf_looked = 1;
     for (i = 0; i < SS_CONF_NETNS; i++) {
-        conf_ns *e = &t_conf[i];
+        conf_ns *e = &t->e[i];
         if (e->used != 0 && e->cookie == f->ns_cookie && e->dev == f->ns.dev && e->ino == f->ns.ino) {
             c = e;
             break;
@@ -849,17 +859,29 @@ static conf_ns *conf_for(const ss_flow *f)
         c->dev = f->ns.dev;
         c->ino = f->ns.ino;
     }
-    c->used = ++t_conf_tick;
-    return c;
+    c->used = ++t->tick;
+    return f->conf = c;
+}
+
+/* The query's clock for the thread's caches (ss_clock_ms, read once per query: query_in_netns gives it the
+ * value refresh_locked read). A fact read during the query is stamped with this earlier time, so it is kept
+ * for at most SS_XCHECK_INTERVAL_MS after it was read, never longer. */
+static int64_t flow_now(ss_flow *f)
+{
+    if (!f->now_read) {
+        f->now = ss_clock_ms();
+        f->now_read = 1;
+    }
+    return f->now;
 }
 
 /* `all`'s setting i: 1 set, 0 not, -1 on error; from the cache while fresh. */
-static int conf_all(const ss_flow *f, int i, secsock_error *err)
+static int conf_all(ss_flow *f, int i, secsock_error *err)
 {
     static const char *const paths[CONF_ALL_N] = {"/proc/sys/net/ipv4/conf/all/disable_xfrm",
                                                   "/proc/sys/net/ipv4/conf/all/disable_policy",
                                                   "/proc/sys/net/ipv6/conf/all/disable_policy"};
-    int64_t now = ss_clock_ms();
+    int64_t now = flow_now(f);
     conf_ns *c = conf_for(f);
     int v;
 
@@ -897,7 +919,7 @@ static int route_key_of(ss_flow *f, int hint, route_key *key, secsock_error *err
     return 0;
 }
 
-static int conf_rules_of(const ss_flow *f, int routes, conf_rules *rules, secsock_error *err);
+static int conf_rules_of(ss_flow *f, int routes, conf_rules *rules, secsock_error *err);
 
 /* Does one of the n local prefixes hold prefix p (p as long or longer, and inside it)? 1 also when there were
  * more than the SS_LOCAL_PREFIXES kept. */
@@ -971,7 +993,7 @@ static void local_key_of(const ss_flow *f, int hint, route_key *key)
  */
 static int conf_local_dev(ss_flow *f, secsock_error *err)
 {
-    int64_t now = ss_clock_ms();
+    int64_t now = flow_now(f);
     conf_ns *c;
     conf_rules rules;
     route_answer ra;
@@ -1029,9 +1051,9 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
  * the device's name now (SIOCGIFNAME on the socket: its namespace): `ip link add ... index N` or a device
  * moved in from another namespace may take a deleted device's index within the interval (issue 14 review 2,
  * item 11), and a VRF master must not be read as the device that had its index. */
-static int conf_link(const ss_flow *f, int ifindex, int *conf, int *is_vrf, secsock_error *err)
+static int conf_link(ss_flow *f, int ifindex, int *conf, int *is_vrf, secsock_error *err)
 {
-    int64_t now = ss_clock_ms();
+    int64_t now = flow_now(f);
     conf_ns *c = conf_for(f);
     struct ifreq ifr;
     link_info li;
@@ -1075,7 +1097,7 @@ static int conf_link(const ss_flow *f, int ifindex, int *conf, int *is_vrf, secs
 }
 
 /* The IPv4 devconf bits (SS_LO_*) of device ifindex into *conf: 0, or -1 on error. */
-static int conf_dev(const ss_flow *f, int ifindex, int *conf, secsock_error *err)
+static int conf_dev(ss_flow *f, int ifindex, int *conf, secsock_error *err)
 {
     int is_vrf;
     return conf_link(f, ifindex, conf, &is_vrf, err);
@@ -1123,9 +1145,9 @@ static int on_link_any(void *vctx, uint16_t type, uint16_t flags, const void *pa
 
 /* The SS_LO_* bits set on any device of the namespace but loopback, into *conf: 0, or -1 on error. One
  * RTM_GETLINK dump, kept as the other settings are (conf_for): a steady query asks nothing. */
-static int conf_links(const ss_flow *f, int *conf, secsock_error *err)
+static int conf_links(ss_flow *f, int *conf, secsock_error *err)
 {
-    int64_t now = ss_clock_ms();
+    int64_t now = flow_now(f);
     conf_ns *c = conf_for(f);
     uint8_t body[NLMSG_ALIGN(sizeof(struct ifinfomsg)) + RTA_SPACE(sizeof(uint32_t))];
     struct ifinfomsg ifi;
@@ -1319,9 +1341,9 @@ static int v4_routes_plain(conf_rules *rules, secsock_error *err)
  * with routes, when they allow it, its IPv4 routes (v4_plain, local[]: only conf_local_dev needs them), into
  * *rules: 0, or -1 on error. Kept as conf_links' answer is; in a namespace not known (conf_for) nothing is
  * kept and the routes are not dumped: v4_plain 0, the full path (review of i14-speed3, item 3). */
-static int conf_rules_of(const ss_flow *f, int routes, conf_rules *rules, secsock_error *err)
+static int conf_rules_of(ss_flow *f, int routes, conf_rules *rules, secsock_error *err)
 {
-    int64_t now = ss_clock_ms();
+    int64_t now = flow_now(f);
     conf_ns *c = conf_for(f);
     static const rule_scan init = {0, 0, 1};
     struct fib_rule_hdr frh;
@@ -1366,7 +1388,7 @@ static int conf_rules_of(const ss_flow *f, int routes, conf_rules *rules, secsoc
 }
 
 /* Does any `ip rule` of the namespace (both families) select on the uid? Into *any: 0, or -1 on error. */
-static int conf_uid_rules(const ss_flow *f, int *any, secsock_error *err)
+static int conf_uid_rules(ss_flow *f, int *any, secsock_error *err)
 {
     conf_rules rules;
 
@@ -1386,7 +1408,7 @@ static int conf_uid_rules(const ss_flow *f, int *any, secsock_error *err)
  */
 static int conf_out_dev(ss_flow *f, int *oif, secsock_error *err)
 {
-    int64_t now = ss_clock_ms();
+    int64_t now = flow_now(f);
     conf_ns *c;
     int hint = 0, i, rc;
     route_key key;

@@ -7,7 +7,7 @@
 #define SS_SEL_MAYBE 2 /* flow_sel_match: it may match (the device it names may be the flow's) */
 
 /* The policy the calling thread's last query matched per direction (index + 1, 0 for none): a test hook. */
-__thread uint32_t t_last_index[2], t_last_priority[2];
+__thread ss_last_match t_last;
 
 int ss_kernel_state_cache = -1;
 
@@ -34,11 +34,10 @@ static int flow_sel_match(const ss_sel *s, ss_flow *f, int dir, secsock_error *e
     const uint8_t *da = dir == XFRM_POLICY_OUT ? f->peer : f->local;
     uint16_t sp = dir == XFRM_POLICY_OUT ? f->lport : f->pport;
     uint16_t dp = dir == XFRM_POLICY_OUT ? f->pport : f->lport;
-    ss_sel t = *s;
     int dev = 0, rc;
 
-    t.ifindex = 0;
-    if (!ss_sel_match(&t, f->family, sa, da, sp, dp, f->proto, 0)) {
+    /* Everything but the device first: given the selector's own device as the flow's, that test always holds. */
+    if (!ss_sel_match(s, f->family, sa, da, sp, dp, f->proto, s->ifindex)) {
         return 0;
     }
     if (s->ifindex == 0) {
@@ -58,15 +57,13 @@ static int32_t chain_of(const ss_bucket *bk, unsigned i, const uint8_t *da, int 
     return bk->heads[pol_key_hash(bk->plens[i], masked, family) & bk->hmask];
 }
 
-/* Is p, met in that chain, a policy of its prefix length and masked destination (not a hash collision)? */
-static int in_chain(const ss_policy *p, uint8_t plen, const uint8_t *masked, int family)
+/* Is p, met in the chain of prefix length plen and destination da, a policy of that prefix length and masked
+ * destination (not a hash collision)? As comparing both addresses masked (mask_addr, which keeps at most the
+ * family's address length), without building the masks. */
+static int in_chain(const ss_policy *p, uint8_t plen, const uint8_t *da, int family)
 {
-    uint8_t pm[16];
-    if (p->sel.prefixlen_d != plen) {
-        return 0;
-    }
-    mask_addr(pm, p->sel.daddr, p->sel.prefixlen_d, family);
-    return memcmp(pm, masked, 16) == 0;
+    unsigned bits = (unsigned)addr_len(family) * 8;
+    return p->sel.prefixlen_d == plen && prefix_match(p->sel.daddr, da, plen < bits ? plen : bits);
 }
 
 /* The error for a policy secsock cannot read that may be the one the kernel applies (issue 14 item 2). */
@@ -105,22 +102,21 @@ static int pol_equivalent(const ss_policy *a, const ss_policy *b)
  * inexact candidate lists. So such a tie is not decidable here. A policy with a mark the flow may carry counts
  * too, and a labeled one; an unreadable one is an error. 1 tie, 0 none, -1 on error.
  */
-static int tie_differs(const ss_snap *s, const ss_bucket *bk, ss_flow *f, int dir, uint32_t if_id,
-                       const ss_policy *best, secsock_error *err)
+static int tie_differs(const ss_snap *s, const ss_bucket *bk, const int32_t *heads, ss_flow *f, int dir,
+                       uint32_t if_id, const ss_policy *best, secsock_error *err)
 {
     const uint8_t *da = dir == XFRM_POLICY_OUT ? f->peer : f->local;
     unsigned i;
 
     for (i = 0; i < bk->nplens; i++) {
-        uint8_t masked[16];
-        int32_t j = chain_of(bk, i, da, f->family, masked);
+        int32_t j = heads[i]; /* chain_of's, as lookup_from found them */
 
         for (; j >= 0 && s->pols[j].priority <= best->priority; j = s->pnext[j]) {
             const ss_policy *p = &s->pols[j];
             int m;
 
             if (p == best || p->priority != best->priority || (p->if_id != if_id && !p->unreadable) ||
-                (p->mark_v & ~p->mark_m) != 0 || !in_chain(p, bk->plens[i], masked, f->family)) {
+                (p->mark_v & ~p->mark_m) != 0 || !in_chain(p, bk->plens[i], da, f->family)) {
                 continue;
             }
             m = flow_sel_match(&p->sel, f, dir, err);
@@ -167,7 +163,7 @@ static int unreadable_may_win(const ss_snap *s, ss_flow *f, int dir, const ss_po
             const ss_policy *p = &s->pols[j];
             int m;
 
-            if (!p->unreadable || !in_chain(p, bk->plens[i], masked, f->family)) {
+            if (!p->unreadable || !in_chain(p, bk->plens[i], da, f->family)) {
                 continue;
             }
             if ((m = flow_sel_match(&p->sel, f, dir, err)) < 0) {
@@ -199,6 +195,7 @@ static const ss_policy *lookup_from(const ss_snap *s, ss_flow *f, int dir, uint3
         const ss_bucket *bk = &s->b[bucket_of(dir, f->family, type)];
         const ss_policy *best = NULL, *doubt = NULL;
         int doubt_kind = SS_DOUBT_MARK;
+        int32_t heads[sizeof(bk->plens)]; /* each prefix length's chain, for tie_differs */
         unsigned i;
 
         if (bk->heads == NULL || bk->end == bk->start) {
@@ -211,7 +208,7 @@ static const ss_policy *lookup_from(const ss_snap *s, ss_flow *f, int dir, uint3
         }
         for (i = 0; i < bk->nplens; i++) {
             uint8_t masked[16];
-            int32_t j = chain_of(bk, i, da, f->family, masked);
+            int32_t j = heads[i] = chain_of(bk, i, da, f->family, masked);
 
             for (; j >= 0; j = s->pnext[j]) {
                 const ss_policy *p = &s->pols[j];
@@ -221,7 +218,7 @@ static const ss_policy *lookup_from(const ss_snap *s, ss_flow *f, int dir, uint3
                                      (p->priority == best->priority && p->index > best->index))) {
                     break; /* chains run best first: nothing further can win */
                 }
-                if (!in_chain(p, bk->plens[i], masked, f->family) || (p->mark_v & ~p->mark_m) != 0) {
+                if (!in_chain(p, bk->plens[i], da, f->family) || (p->mark_v & ~p->mark_m) != 0) {
                     /* A mark value with bits outside its mask matches no packet: xfrm_policy_match compares
                      * (fl->flowi_mark & m) != v. (The kernels tried here store v masked, but the dump is what
                      * decides, and a kernel that keeps it whole must not make the answer undecidable.) */
@@ -306,7 +303,7 @@ static const ss_policy *lookup_from(const ss_snap *s, ss_flow *f, int dir, uint3
         }
         if (best != NULL) {
             /* A tied policy (a marked one included) that differs: the kernel's order decides, unknown here. */
-            int tie = tie_differs(s, bk, f, dir, if_id, best, err);
+            int tie = tie_differs(s, bk, heads, f, dir, if_id, best, err);
             if (tie != 0) {
                 if (tie < 0) {
                     *rc = -1;
@@ -866,7 +863,7 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
          * only a flow the if_id 0 lookup leaves untransformed reaches the interface (below). */
         if_id_unknown = rc == SS_DEV_UNKNOWN;
         if (if_id_unknown && dir != XFRM_POLICY_OUT) {
-            t_last_index[dir] = t_last_priority[dir] = 0;
+            t_last.index[dir] = t_last.priority[dir] = 0;
             v->reason = SECSOCK_REASON_OUT_DEV_UNDECIDABLE;
             return 0;
         }
@@ -894,8 +891,8 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
         if (!f->mark_doubt &&
             (main_pol == NULL || (main_pol->action != XFRM_POLICY_BLOCK && main_pol->ntmpl == 0))) {
             if (if_id_unknown) {
-                t_last_index[dir] = pol != NULL ? pol->index + 1 : 0;
-                t_last_priority[dir] = pol != NULL ? pol->priority : 0;
+                t_last.index[dir] = pol != NULL ? pol->index + 1 : 0;
+                t_last.priority[dir] = pol != NULL ? pol->priority : 0;
                 v->reason = SECSOCK_REASON_OUT_DEV_UNDECIDABLE;
                 return 0;
             }
@@ -908,8 +905,8 @@ int eval_dir(const ss_snap *s, ss_flow *f, int dir, secsock_direction *out, dir_
             }
         }
     }
-    t_last_index[dir] = pol != NULL ? pol->index + 1 : 0;
-    t_last_priority[dir] = pol != NULL ? pol->priority : 0;
+    t_last.index[dir] = pol != NULL ? pol->index + 1 : 0;
+    t_last.priority[dir] = pol != NULL ? pol->priority : 0;
     if (f->mark_doubt) {
         /* Never a guess: not protected, and the reason says the packet's mark (issue 14 item 4) or the
          * kernel's order among tied policies decides. */

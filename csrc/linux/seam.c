@@ -89,30 +89,32 @@ int thread_netns(ss_netns *ns, int *nsfd)
     return 0;
 }
 
-static int query_in_netns(ss_flow *f, const ss_netns *ns, secsock_result *out, secsock_error *err)
+/* The part of a query under g_lock (held by the caller): the snapshot brought up to date, both directions. */
+static int query_locked(ss_flow *f, const ss_netns *ns, secsock_result *out, dir_verdict *vo, dir_verdict *vi,
+                        secsock_error *err)
 {
-    dir_verdict vo, vi;
     int rc;
 
-    if (finish_flow(f, err) != 0) {
-        return -1;
-    }
     f->ns = *ns; /* flow_xfrm_disabled's cache key */
-    if (ss_lock(&g_lock) != 0) {
-        return ss_may_wait(err);
-    }
-    rc = refresh_locked(ns, err);
+    rc = refresh_locked(ns, &f->now, err);
     if (rc == 0) {
-        rc = eval_dir(&g.cur.snap, f, XFRM_POLICY_OUT, &out->outbound, &vo, err);
+        f->now_read = 1; /* the thread's caches (flow.c) read no clock of their own */
+        rc = eval_dir(&g.cur.snap, f, XFRM_POLICY_OUT, &out->outbound, vo, err);
     }
     if (rc == 0) {
-        rc = eval_dir(&g.cur.snap, f, XFRM_POLICY_IN, &out->inbound, &vi, err);
+        rc = eval_dir(&g.cur.snap, f, XFRM_POLICY_IN, &out->inbound, vi, err);
     }
     if (rc == 0 && f->multipath) {
-        multipath_verdict(&g.cur.snap, XFRM_POLICY_OUT, &out->outbound, &vo);
-        multipath_verdict(&g.cur.snap, XFRM_POLICY_IN, &out->inbound, &vi);
+        multipath_verdict(&g.cur.snap, XFRM_POLICY_OUT, &out->outbound, vo);
+        multipath_verdict(&g.cur.snap, XFRM_POLICY_IN, &out->inbound, vi);
     }
-    pthread_mutex_unlock(&g_lock);
+    return rc;
+}
+
+/* The answer from query_locked's verdicts (after g_lock is released). */
+static int query_answer(const ss_flow *f, int rc, const dir_verdict *vo, const dir_verdict *vi, secsock_result *out,
+                        secsock_error *err)
+{
     if (rc == 0 && f->mark_errno != 0) {
         rc = os_error(err, f->mark_errno, "getsockopt(SO_MARK)", NULL);
     }
@@ -121,15 +123,31 @@ static int query_in_netns(ss_flow *f, const ss_netns *ns, secsock_result *out, s
     }
     out->protocol = SECSOCK_PROTOCOL_IPSEC;
     out->has_ipsec_detail = 1;
-    out->reason_out = vo.reason;
-    out->reason_in = vi.reason;
-    if (vo.protected_ && vi.protected_) {
+    out->reason_out = vo->reason;
+    out->reason_in = vi->reason;
+    if (vo->protected_ && vi->protected_) {
         out->flags |= SECSOCK_FLAG_SECURED;
-        if (vo.encrypted && vi.encrypted) {
+        if (vo->encrypted && vi->encrypted) {
             out->flags |= SECSOCK_FLAG_ENCRYPTED;
         }
     }
     return 0;
+}
+
+static int query_in_netns(ss_flow *f, const ss_netns *ns, secsock_result *out, secsock_error *err)
+{
+    dir_verdict vo, vi;
+    int rc;
+
+    if (finish_flow(f, err) != 0) {
+        return -1;
+    }
+    if (ss_lock(&g_lock) != 0) {
+        return ss_may_wait(err);
+    }
+    rc = query_locked(f, ns, out, &vo, &vi, err);
+    pthread_mutex_unlock(&g_lock);
+    return query_answer(f, rc, &vo, &vi, out, err);
 }
 
 /*
@@ -165,23 +183,39 @@ static int query_now(const secsock_query_request *req, secsock_result *out, secs
             return ss_may_wait(err);
         }
         fast = snapshot_of_cookie_locked(cookie, &sock_ns); /* the current one, or a kept one (item 12) */
-        pthread_mutex_unlock(&g_lock);
         if (fast) {
-            t_ns_check = 1;
-            t_ns_wrong = 0;
-            t_ns_dev = sock_ns.dev;
-            t_ns_ino = sock_ns.ino;
-            rc = query_in_netns(&f, &sock_ns, out, err);
-            t_ns_check = 0;
+            t_ns.check = 1;
+            t_ns.wrong = 0;
+            t_ns.dev = sock_ns.dev;
+            t_ns.ino = sock_ns.ino;
+        }
+        if (fast && !addr_any(f.local, f.family)) {
+            /* A socket bound to an address: finish_flow asks nothing (no source to find), so the query goes on
+             * under the lock just taken rather than releasing it and taking it again (issue 14, speed). */
+            dir_verdict vo, vi;
+            rc = finish_flow(&f, err);
+            if (rc == 0) {
+                rc = query_locked(&f, &sock_ns, out, &vo, &vi, err);
+            }
+            pthread_mutex_unlock(&g_lock);
+            rc = query_answer(&f, rc, &vo, &vi, out, err);
+        } else {
+            pthread_mutex_unlock(&g_lock);
+            if (fast) {
+                rc = query_in_netns(&f, &sock_ns, out, err);
+            }
+        }
+        if (fast) {
+            t_ns.check = 0;
             if (rc == 0) {
                 return 0;
             }
             memset(out, 0, sizeof(*out));
-            if (!t_ns_wrong || t_at_once) {
+            if (!t_ns.wrong || t_ns.at_once) {
                 return -1; /* at once: entering the namespace is for secsock_query */
             }
             /* The thread is elsewhere and something had to be asked in the socket's namespace: enter it. */
-            t_ns_wrong = 0;
+            t_ns.wrong = 0;
             secsock_error_clear(err);
             f = f0;
         }
@@ -322,8 +356,6 @@ int secsock_pending_free_or_leak(secsock_pending *p, secsock_error *err)
  * namespace to enter, a mutex another thread holds, an error) answers 0, having changed nothing the full
  * query would not, and secsock_query (without the lock) answers or says what is wrong.
  */
-__thread int t_at_once, t_at_once_refused;
-
 int secsock_query_at_once(const secsock_query_request *req, secsock_result *out)
 {
     secsock_error err;
@@ -333,11 +365,11 @@ int secsock_query_at_once(const secsock_query_request *req, secsock_result *out)
         return 0;
     }
     secsock_error_clear(&err);
-    t_at_once = 1;
-    t_at_once_refused = 0;
+    t_ns.at_once = 1;
+    t_ns.at_once_refused = 0;
     rc = query_now(req, out, &err);
-    t_at_once = 0;
-    return rc == 0 && !t_at_once_refused;
+    t_ns.at_once = 0;
+    return rc == 0 && !t_ns.at_once_refused;
 }
 
 int secsock_query(const secsock_query_request *req, secsock_result *out, secsock_error *err)

@@ -263,22 +263,20 @@ void atfork_register(void)
  * The fast path of a query (the socket is in the snapshot's namespace, by SO_NETNS_COOKIE) does not look at
  * the calling thread's namespace. Whatever opens a socket on the way (a dump, a route lookup, the source
  * address toward the peer) first checks here that the thread is in the snapshot's namespace; if not, it fails
- * with t_ns_wrong set, before changing anything, and the query starts again on the path that enters the
+ * with t_ns.wrong set, before changing anything, and the query starts again on the path that enters the
  * socket's namespace.
  */
-__thread int t_ns_check, t_ns_wrong;
-__thread dev_t t_ns_dev;
-__thread ino_t t_ns_ino;
+__thread ss_thread_ns t_ns;
 
 int thread_ns_verify(const char *call, secsock_error *err)
 {
     struct stat st;
 
-    if (stat("/proc/thread-self/ns/net", &st) == 0 && st.st_dev == t_ns_dev && st.st_ino == t_ns_ino) {
-        t_ns_check = 0; /* checked once per query: the thread does not move during it */
+    if (stat("/proc/thread-self/ns/net", &st) == 0 && st.st_dev == t_ns.dev && st.st_ino == t_ns.ino) {
+        t_ns.check = 0; /* checked once per query: the thread does not move during it */
         return 0;
     }
-    t_ns_wrong = 1;
+    t_ns.wrong = 1;
     return secsock_error_set(err, SECSOCK_ERR_OS, EAGAIN, 0, call,
                              "the calling thread is not in the socket's network namespace");
 }
@@ -762,7 +760,7 @@ static void snapshot_counts(const ss_snap *s, ss_counts *c)
 /*
  * The freshness bounds of a lost notification (the comment above g): a table past its maximum age is marked
  * stale; once per interval the kernel's counts are compared with the snapshot's. -1 only when the thread
- * must first enter the socket's namespace (t_ns_wrong); any other failure marks the tables stale, and the
+ * must first enter the socket's namespace (t_ns.wrong); any other failure marks the tables stale, and the
  * dump that follows answers or says what is wrong.
  */
 static void check_age_locked(int64_t now)
@@ -780,9 +778,8 @@ static void check_age_locked(int64_t now)
     }
 }
 
-static int check_fresh_locked(secsock_error *err)
+static int check_fresh_locked(int64_t now, secsock_error *err)
 {
-    int64_t now = ss_clock_ms();
     ss_counts k = {-1, -1, -1}, mine;
     uint32_t flags = 0xffffffffu; /* the request body: the kernel ignores its value */
     int stale_before;
@@ -795,7 +792,7 @@ static int check_fresh_locked(secsock_error *err)
                                       "XFRM_MSG_GETSPDINFO", err) != 0) ||
         (!g.cur.sa_stale && xfrm_request(XFRM_MSG_GETSADINFO, NLM_F_ACK, &flags, sizeof(flags), on_spdinfo, &k,
                                      "XFRM_MSG_GETSADINFO", err) != 0)) {
-        if (t_ns_wrong) {
+        if (t_ns.wrong) {
             return -1;
         }
         secsock_error_clear(err);
@@ -837,16 +834,16 @@ static int check_fresh_locked(secsock_error *err)
 }
 
 /* Is the calling thread in the snapshot's namespace (so may open sockets for it)? Asks without failing the
- * query: t_ns_wrong is left as it was. */
+ * query: t_ns.wrong is left as it was. */
 static int thread_in_snapshot_ns(void)
 {
     secsock_error scratch;
-    int wrong = t_ns_wrong;
+    int wrong = t_ns.wrong;
 
     if (thread_ns_ok("", &scratch) == 0) {
         return 1;
     }
-    t_ns_wrong = wrong;
+    t_ns.wrong = wrong;
     return 0;
 }
 
@@ -860,15 +857,12 @@ static int thread_in_snapshot_ns(void)
  * settling read due, nothing queued); else refused, before anything is changed but what check_age_locked
  * marks (as refresh_locked would).
  */
-static int refresh_at_once_locked(const ss_netns *ns, secsock_error *err)
+static int refresh_at_once_locked(const ss_netns *ns, int64_t now, secsock_error *err)
 {
-    int64_t now;
-
     if (g.cur.gen != g_fork_gen || !ns->known || ns->dev != g.cur.ns_dev || ns->ino != g.cur.ns_ino ||
         g.cur.notify_fd < 0) {
         return ss_may_wait(err);
     }
-    now = ss_clock_ms();
     check_age_locked(now);
     if (g.cur.pol_stale || g.cur.sa_stale || now - g.cur.checked_at >= SS_XCHECK_INTERVAL_MS ||
         notify_queued_locked()) {
@@ -877,13 +871,15 @@ static int refresh_at_once_locked(const ss_netns *ns, secsock_error *err)
     return 0;
 }
 
-int refresh_locked(const ss_netns *ns, secsock_error *err)
+int refresh_locked(const ss_netns *ns, int64_t *now_out, secsock_error *err)
 {
     uint64_t gen = g_fork_gen;
     int dumped = 0;
+    int64_t now = ss_clock_ms(); /* the one clock read of a query that dumps nothing (issue 14, speed) */
 
-    if (t_at_once) {
-        return refresh_at_once_locked(ns, err);
+    if (t_ns.at_once) {
+        *now_out = now;
+        return refresh_at_once_locked(ns, now, err);
     }
     if (g.cur.gen != gen) {
         /* After a fork the descriptors are the child's copies (the parent still reads its own): close them. */
@@ -911,7 +907,7 @@ int refresh_locked(const ss_netns *ns, secsock_error *err)
         }
     }
     if (ns->known && g.cur.notify_fd >= 0) {
-        check_age_locked(ss_clock_ms());
+        check_age_locked(now);
         if (g.cur.pol_stale && g.cur.sa_stale && thread_in_snapshot_ns()) {
             /* Whatever is queued (up to the socket's buffer, after a long time parked) could only mark the
              * tables stale again: drop it with the socket rather than read it, and dump under a new one. A
@@ -929,7 +925,7 @@ int refresh_locked(const ss_netns *ns, secsock_error *err)
         g.cur.pol_stale = g.cur.sa_stale = 1; /* no way to tell namespaces apart: never trust a cached answer */
     }
     drain_notify_locked();
-    if (ns->known && check_fresh_locked(err) != 0) {
+    if (ns->known && check_fresh_locked(now, err) != 0) {
         return -1;
     }
     if (g.cur.pol_stale) {
@@ -937,7 +933,7 @@ int refresh_locked(const ss_netns *ns, secsock_error *err)
             return -1;
         }
         g.cur.pol_stale = 0;
-        g.cur.pol_dumped_at = ss_clock_ms();
+        g.cur.pol_dumped_at = now = ss_clock_ms();
         g.cur.xdiff.pol_set = 0;
         dumped++;
     }
@@ -946,7 +942,7 @@ int refresh_locked(const ss_netns *ns, secsock_error *err)
             return -1;
         }
         g.cur.sa_stale = 0;
-        g.cur.sa_dumped_at = ss_clock_ms();
+        g.cur.sa_dumped_at = now = ss_clock_ms();
         g.cur.xdiff.sa_set = 0;
         dumped++;
     }
@@ -956,5 +952,6 @@ int refresh_locked(const ss_netns *ns, secsock_error *err)
     if (!ns->known) {
         g.cur.pol_stale = g.cur.sa_stale = 1;
     }
+    *now_out = now;
     return 0;
 }

@@ -141,9 +141,9 @@ int ss_debug_last_match(int dir, uint32_t *index, uint32_t *priority)
     if (dir != XFRM_POLICY_IN && dir != XFRM_POLICY_OUT) {
         return 0;
     }
-    *index = t_last_index[dir] - 1;
-    *priority = t_last_priority[dir];
-    return t_last_index[dir] != 0;
+    *index = t_last.index[dir] - 1;
+    *priority = t_last.priority[dir];
+    return t_last.index[dir] != 0;
 }
 
 uint64_t ss_debug_kind_cache_hits(void)
