@@ -932,8 +932,9 @@ def test_a_change_is_seen_by_the_very_next_query(ns: Netns, driver: str) -> None
 def test_only_a_steady_query_is_answered_at_once(ns: Netns, driver: str) -> None:
     """secsock_query_at_once keeps the caller's lock, the GIL (issue 14, speed): it answers only a query that
     finds the snapshot steady, and then exactly what secsock_query answers (the driver compares the two on
-    every query it answered at once, and fails otherwise); a queued change, a cross-check due or the
-    snapshot's mutex held elsewhere leave it to secsock_query, without waiting."""
+    every query it answered at once, and fails otherwise); a queued change, a cross-check due, a cached fact
+    past its second or a mutex held elsewhere leave it to secsock_query, without waiting. The driver is built
+    with assertions, which stop it if anything that waits runs at once (outside review of i14-gil)."""
     steps = [
         "true",  # nothing changed: at once
         f"ip xfrm policy add src {A} dst {B} dir out priority 5 index 0xf41",  # queued: not at once
@@ -942,6 +943,13 @@ def test_only_a_steady_query_is_answered_at_once(ns: Netns, driver: str) -> None
         "@clock 1000",  # the cross-check is due: not at once
         "true",
         "@held",  # the snapshot's mutex held: refused at once (no query follows)
+        "@heldkind",  # the socket-facts cache's mutex held: the same
+        "true",
+        # With templates the flow's facts are read (lo's disable_xfrm, disable_policy: both peers are local)
+        f"ip xfrm policy add src {A} dst {B} proto udp dir out priority 3 index 0xf49"
+        " tmpl proto esp mode transport",
+        "true",  # the facts within their second: at once
+        "@checked 1000",  # the facts' second over, the cross-check not due: refused where they are read
         "true",
     ]
     env = dict(os.environ, SECSOCK_DRIVER_AT_ONCE="1")
@@ -956,9 +964,13 @@ def test_only_a_steady_query_is_answered_at_once(ns: Netns, driver: str) -> None
     results = [json.loads(line) for line in done.stdout.splitlines()]
     said = [r["held_at_once"] if "held_at_once" in r else r["at_once"] for r in results]
     # The first query (before any step) reads the tables: not at once.
-    assert said == [False, True, False, True, True, False, True, False, True], said
-    matched = [r["pol_out"]["index"] if r.get("pol_out") else None for r in results if "at_once" in r]
-    assert matched == [None, None, 0xF41, 0xF41, 0xF41, 0xF41, 0xF41, 0xF41]
+    T, F = True, False
+    assert said == [F, T, F, T, T, F, T, F, F, T, F, T, F, T], said
+    queries = [r for r in results if "at_once" in r]
+    matched = [r["pol_out"]["index"] if r.get("pol_out") else None for r in queries]
+    assert matched == [None, None, 0xF41, 0xF41, 0xF41, 0xF41, 0xF41, 0xF41, 0xF49, 0xF49, 0xF49, 0xF49]
+    asks = [r["conf_asks"] for r in queries]
+    assert asks[9] == asks[8] and asks[10] > asks[9] and asks[11] == asks[10], asks
 
 
 def test_no_ipv4_route_dump_in_a_namespace_not_known(ns: Netns, driver: str, tmp_path: Path) -> None:

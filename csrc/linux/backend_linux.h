@@ -461,6 +461,9 @@ typedef struct {
     dev_t dev;
     ino_t ino;
     int at_once, at_once_refused; /* secsock_query_at_once's mode, and whether something refused in it */
+    int at_once_flow;   /* the refusal was an uncached lookup of the flow's own (ss_may_wait_flow) */
+    secsock_fd skip_fd; /* the socket whose at-once attempts are skipped (secsock_query_at_once)... */
+    int skip_left;      /* ...so many more times */
 } ss_thread_ns;
 extern __thread ss_thread_ns t_ns;
 /* nl_request callbacks of a dump: append a parsed copy of the record to the dump_ctx's snapshot (grow). */
@@ -490,6 +493,15 @@ static inline int ss_may_wait(secsock_error *err)
     }
     t_ns.at_once_refused = 1;
     return secsock_error_set(err, SECSOCK_ERR_OS, EWOULDBLOCK, 0, "secsock_query_at_once", "the answer may wait");
+}
+/* ss_may_wait before a lookup no cache keeps (a netlink request past the cached facts, a source probe): the
+ * flow will need it again on its next query, so secsock_query_at_once stops trying that socket for a while. */
+static inline int ss_may_wait_flow(secsock_error *err)
+{
+    if (t_ns.at_once) {
+        t_ns.at_once_flow = 1;
+    }
+    return ss_may_wait(err);
 }
 /* pthread_mutex_lock, or while t_ns.at_once a trylock: 0 locked, -1 refused (held elsewhere: it may wait). */
 static inline int ss_lock(pthread_mutex_t *m)

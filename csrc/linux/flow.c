@@ -1,6 +1,8 @@
 /* The flow of a socket: its facts (cached per socket cookie), addresses, route interface and XFRM interface. */
 #include "backend_linux.h"
 
+#include <assert.h>
+
 #include <fcntl.h>
 #include <net/if.h>     /* struct ifreq */
 #include <linux/ip.h>   /* IPV4_DEVCONF_* */
@@ -694,6 +696,7 @@ static int sysctl_flag(const char *path, secsock_error *err)
     if (ss_may_wait(err) != 0 || thread_ns_ok("open(/proc/sys/net)", err) != 0) {
         return -1;
     }
+    assert(!t_ns.at_once);
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         /* The IPv4 settings exist on every kernel: ENOENT there means /proc/sys is not mounted (a sandbox), and
@@ -1032,7 +1035,7 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
         }
     }
     if (conf_ask(err) != 0) {
-        return -1;
+        return 0; /* refused at once: an error is 0 here (-1 says the peer is not local) */
     }
     if (route_get(f, f->peer, f->local, hint, &ra, err) != 0) {
         return 0;
@@ -1353,8 +1356,8 @@ static int conf_rules_of(ss_flow *f, int routes, conf_rules *rules, secsock_erro
         *rules = c->rules;
     } else {
         if (conf_ask(err) != 0) {
-        return -1;
-    }
+            return -1;
+        }
         memset(&frh, 0, sizeof(frh));
         frh.family = AF_UNSPEC;
         if (route_dump(RTM_GETRULE, &frh, sizeof(frh), on_rule, &rs, &init, sizeof(rs), "RTM_GETRULE", err) != 0) {
@@ -1642,9 +1645,12 @@ static int source_toward_peer(ss_flow *f, int sock_family, const uint8_t *peer16
     socklen_t len;
     int fd, bound, rc = -1, one = 1;
 
-    if (thread_ns_ok("socket", err) != 0) {
+    /* A probe socket connected toward the peer: the kernel routes it (and runs its XFRM lookup, which may send
+     * an acquire), every query, as no cache keeps the source. Never with the caller's lock held. */
+    if (ss_may_wait_flow(err) != 0 || thread_ns_ok("socket", err) != 0) {
         return -1;
     }
+    assert(!t_ns.at_once);
     fd = socket(sock_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         return os_error(err, errno, "socket", "finding the source address toward the peer: socket()");

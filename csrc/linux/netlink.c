@@ -1,6 +1,8 @@
 /* The netlink transport: one request to the kernel, each reply message fed to a callback; errno wording. */
 #include "backend_linux.h"
 
+#include <assert.h>
+
 int os_error(secsock_error *err, int errnum, const char *call, const char *what)
 {
     char buf[96];
@@ -33,9 +35,10 @@ int nl_open_request_socket(int proto, uint32_t *portid, secsock_error *err)
     struct timeval tv = {5, 0};
     int fd;
 
-    if (ss_may_wait(err) != 0) {
+    if (ss_may_wait_flow(err) != 0) {
         return -1;
     }
+    assert(!t_ns.at_once); /* nothing that waits runs with the caller's lock held (tests build with asserts) */
     fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, proto);
     if (fd < 0) {
         int e = errno;
@@ -65,8 +68,8 @@ int nl_request(int proto, uint16_t type, uint16_t flags, const void *body, size_
     uint32_t portid;
     int fd, rc;
 
-    if (thread_ns_ok(call, err) != 0) {
-        return -1;
+    if (ss_may_wait_flow(err) != 0 || thread_ns_ok(call, err) != 0) {
+        return -1; /* refused before the namespace check, which walks /proc */
     }
     fd = nl_open_request_socket(proto, &portid, err);
     if (fd < 0) {
@@ -91,9 +94,10 @@ int nl_request_on(int fd, uint32_t portid, int proto, uint16_t type, uint16_t fl
     int rc = -1, walk;
     const char *why;
 
-    if (ss_may_wait(err) != 0) {
+    if (ss_may_wait_flow(err) != 0) {
         return -1; /* a reply is waited for */
     }
+    assert(!t_ns.at_once);
     buf = malloc(SS_NL_BUF);
     if (buf == NULL) {
         return secsock_error_set(err, SECSOCK_ERR_NOMEM, ENOMEM, 0, call, "out of memory for a netlink buffer");

@@ -355,7 +355,13 @@ int secsock_pending_free_or_leak(secsock_pending *p, secsock_error *err)
  * cached facts within their second. Anything else (a change to apply, a table to read, a cross-check due, a
  * namespace to enter, a mutex another thread holds, an error) answers 0, having changed nothing the full
  * query would not, and secsock_query (without the lock) answers or says what is wrong.
+ *
+ * A flow that needs a lookup no cache keeps (ss_may_wait_flow: a wildcard-bound socket's source, a route
+ * toward an XFRM interface or a selector's device) would be refused on every query after reading the socket
+ * for nothing: its socket is not tried again at once for the thread's next SS_AT_ONCE_SKIP queries of it.
  */
+#define SS_AT_ONCE_SKIP 64
+
 int secsock_query_at_once(const secsock_query_request *req, secsock_result *out)
 {
     secsock_error err;
@@ -364,11 +370,23 @@ int secsock_query_at_once(const secsock_query_request *req, secsock_result *out)
     if (out == NULL) {
         return 0;
     }
+    if (t_ns.skip_left > 0 && t_ns.skip_fd == req->sock) {
+        t_ns.skip_left--;
+        return 0;
+    }
     secsock_error_clear(&err);
     t_ns.at_once = 1;
     t_ns.at_once_refused = 0;
+    t_ns.at_once_flow = 0;
     rc = query_now(req, out, &err);
     t_ns.at_once = 0;
+    /* What a refusal left for the full query to set again (query_now's fast path sets them; its slow one not). */
+    t_ns.check = 0;
+    t_ns.wrong = 0;
+    if (t_ns.at_once_flow) {
+        t_ns.skip_fd = req->sock;
+        t_ns.skip_left = SS_AT_ONCE_SKIP;
+    }
     return rc == 0 && !t_ns.at_once_refused;
 }
 

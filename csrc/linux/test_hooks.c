@@ -50,13 +50,22 @@ void ss_debug_drop_notifications(unsigned n)
     pthread_mutex_unlock(&g_lock);
 }
 
-void ss_debug_hold_snapshot_lock(int hold)
+void ss_debug_hold_lock(int kind, int hold)
 {
+    pthread_mutex_t *m = kind == 0 ? &g_lock : &g_kind_lock;
+
     if (hold) {
-        pthread_mutex_lock(&g_lock);
+        pthread_mutex_lock(m);
     } else {
-        pthread_mutex_unlock(&g_lock);
+        pthread_mutex_unlock(m);
     }
+}
+
+void ss_debug_mark_checked(void)
+{
+    pthread_mutex_lock(&g_lock);
+    g.cur.checked_at = ss_clock_ms();
+    pthread_mutex_unlock(&g_lock);
 }
 
 /* Fail the next n IPv4 route dumps of v4_routes_plain, as a churning routing table does (EAGAIN twice). */

@@ -21,8 +21,11 @@ void ss_debug_force_overrun(void);
 void ss_debug_drop_notifications(unsigned n);
 /* Fail the next n IPv4 route dumps that tell whether the routes are plain (EAGAIN). */
 void ss_debug_fail_route_dumps(unsigned n);
-/* Lock (1) or unlock (0) the backend's snapshot mutex from the calling thread, as another query would hold it. */
-void ss_debug_hold_snapshot_lock(int hold);
+/* Lock (1) or unlock (0) the backend's snapshot mutex (kind 0) or its socket-facts cache's (kind 1) from the
+ * calling thread, as another query would hold it. */
+void ss_debug_hold_lock(int kind, int hold);
+/* The kernel's counts as just cross-checked (g.cur.checked_at = the freshness clock's now). */
+void ss_debug_mark_checked(void);
 void ss_debug_clock_advance(int64_t ms);
 uint64_t ss_debug_xcheck_reloads(void);
 /* Schedule the read that settles a time limit's maybe (the snapshot's recheck_at) ms from the freshness clock. */

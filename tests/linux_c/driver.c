@@ -16,9 +16,10 @@
  *                                                            "@drop N" ignores the next N notifications and
  *                                                            "@clock MS" freezes the freshness clock and moves
  *                                                            it on, "@recheck MS" schedules the SA table's
- *                                                            settling read MS from it (test hooks), "@held"
- *                                                            tries the query at once with the snapshot's mutex
- *                                                            held (no query after it), instead of a shell
+ *                                                            settling read MS from it, "@checked MS" moves it on
+ *                                                            and counts as just cross-checked (test hooks), "@held"/"@heldkind"
+ *                                                            try the query at once with the snapshot's/socket
+ *                                                            cache's mutex held (no query after), instead of a shell
  *                                                            command; SECSOCK_DRIVER_AT_ONCE=1 tries every query
  *                                                            at once first and says whether that answered
  *   driver release-cache RELEASE...                          ss_release_has_state_cache for each uname release
@@ -618,9 +619,14 @@ int main(int argc, char **argv)
                     ss_debug_clock_advance(atoll(argv[i] + 7));
                 } else if (strncmp(argv[i], "@recheck ", 9) == 0) {
                     ss_debug_recheck_in(atoll(argv[i] + 9));
-                } else if (strcmp(argv[i], "@held") == 0) {
-                    /* The query at once while the snapshot's mutex is held (here by this thread, as another
-                     * query would hold it): it must refuse at once, never wait. No query follows this step. */
+                } else if (strncmp(argv[i], "@checked ", 9) == 0) {
+                    ss_debug_clock_advance(atoll(argv[i] + 9));
+                    ss_debug_mark_checked();
+                } else if (strcmp(argv[i], "@held") == 0 || strcmp(argv[i], "@heldkind") == 0) {
+                    /* The query at once while the snapshot's (or the socket-facts cache's) mutex is held, here
+                     * by this thread as another query would hold it: it must refuse at once, never wait. No
+                     * query follows this step. */
+                    int kind = strcmp(argv[i], "@heldkind") == 0;
                     secsock_query_request req;
                     secsock_result held;
                     int answered;
@@ -628,9 +634,9 @@ int main(int argc, char **argv)
                     req.sock = (secsock_fd)fd;
                     req.has_peer = 1;
                     req.peer = p;
-                    ss_debug_hold_snapshot_lock(1);
+                    ss_debug_hold_lock(kind, 1);
                     answered = secsock_query_at_once(&req, &held);
-                    ss_debug_hold_snapshot_lock(0);
+                    ss_debug_hold_lock(kind, 0);
                     printf("{\"held_at_once\":%s}\n", answered ? "true" : "false");
                     continue;
                 } else if (system(argv[i]) != 0) {
