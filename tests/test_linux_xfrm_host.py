@@ -929,6 +929,34 @@ def test_a_change_is_seen_by_the_very_next_query(ns: Netns, driver: str) -> None
     assert matched == [None, 0xF01, 0xF09, 0xF01, None]
 
 
+def test_a_wildcard_bound_sockets_steady_query_keeps_the_thread_cache(ns: Netns, driver: str) -> None:
+    """409e075: finish_flow's route lookups come before the query's namespace is known; b858093 kept that
+    conf_for miss for the whole query, so every later cached fact was read again (300 asks in 50 queries,
+    6 a query). What is left is the rules dump before the namespace is known: one a query, as before.
+    (Outside review of i14-cpath.)"""
+    for name in ("disable_xfrm", "disable_policy"):
+        run(*ns.exec_argv("sysctl", "-qw", f"net.ipv4.conf.lo.{name}=0"))
+    esp_policies(ns, A, B)
+    result = drive(ns, driver, "repeat", "50", "0.0.0.0", B, "500")
+    assert result["dumps_during"] == 0
+    assert result["conf_asks_during"] <= 50, result
+
+
+def test_an_ipv6_socket_bound_to_the_ipv4_wildcard_finds_its_source(ns: Netns, driver: str) -> None:
+    """An AF_INET6 socket bound to ::ffff:0.0.0.0 (the IPv4 wildcard) is wildcard-bound: its source is the
+    route's (A), as for 0.0.0.0. It was matched as source 0.0.0.0, so the policy for any source (0x619, an ESP
+    template: with its SAs a false SECURED) won over the kernel's pick for src A (0x611, no template). Outside
+    review of i14-cpath."""
+    ns.ip("xfrm", "policy", "add", "src", f"{A}/32", "dst", f"{B}/32", "dir", "out", "priority", "10",
+          "index", "0x611")  # fmt: skip
+    ns.ip("xfrm", "policy", "add", "src", "0.0.0.0/0", "dst", f"{B}/32", "dir", "out", "priority", "100",
+          "index", "0x619", "tmpl", "src", A, "dst", B, "proto", "esp", "mode", "tunnel")  # fmt: skip
+    for local in ("0.0.0.0", "::", "::ffff:0.0.0.0"):
+        peer = B if local == "0.0.0.0" else f"::ffff:{B}"
+        result = drive(ns, driver, "udp-peer", local, peer, "500")
+        assert result["pol_out"]["index"] == 0x611, (local, result["pol_out"])
+
+
 def test_only_a_steady_query_is_answered_at_once(ns: Netns, driver: str) -> None:
     """secsock_query_at_once keeps the caller's lock, the GIL (issue 14, speed): it answers only a query that
     finds the snapshot steady, and then exactly what secsock_query answers (the driver compares the two on

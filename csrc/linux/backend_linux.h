@@ -129,6 +129,16 @@ static inline int addr_any(const uint8_t *a, int family)
     return memcmp(a, zero16, addr_len(family)) == 0;
 }
 
+/* Is a socket's local address a wildcard: 0.0.0.0, ::, or on an AF_INET6 socket ::ffff:0.0.0.0, the IPv4
+ * wildcard the kernel also binds to (its source is then the route's, as for 0.0.0.0; outside review of
+ * i14-cpath: it was matched as source 0.0.0.0, so a policy for any source could be picked over the route's). */
+static inline int local_is_wildcard(const uint8_t *a, int family)
+{
+    static const uint8_t v4mapped_any[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0};
+
+    return addr_any(a, family) || (family == AF_INET6 && memcmp(a, v4mapped_any, 16) == 0);
+}
+
 /* The first plen bits of a and b are equal. */
 static inline int prefix_match(const uint8_t *a, const uint8_t *b, unsigned plen)
 {

@@ -867,8 +867,10 @@ static conf_ns *conf_for(ss_flow *f)
 }
 
 /* The query's clock for the thread's caches (ss_clock_ms, read once per query: query_in_netns gives it the
- * value refresh_locked read). A fact read during the query is stamped with this earlier time, so it is kept
- * for at most SS_XCHECK_INTERVAL_MS after it was read, never longer. */
+ * value refresh_locked read). A fact read during the query is stamped with this earlier time, so it is kept for
+ * at most SS_XCHECK_INTERVAL_MS after it was read; a fact is also judged fresh against this time, so one may be
+ * used up to the query's own duration (milliseconds: a cross-check, a drain) past its interval (outside review
+ * of i14-cpath, item 2: the coarse clock's tick is already 1-4 ms). */
 static int64_t flow_now(ss_flow *f)
 {
     if (!f->now_read) {
@@ -1979,7 +1981,7 @@ int finish_flow(ss_flow *f, secsock_error *err)
     int family = f->family;
 
     /* Remembered before the source is filled in: route_get asks the socket's routes without it. */
-    f->local_wild = addr_any(f->local, family);
+    f->local_wild = local_is_wildcard(f->local, family);
     if (f->local_wild && family == AF_INET6 && is_v4mapped(f->peer)) {
         f->local[10] = f->local[11] = 0xff; /* ::ffff:0.0.0.0, made 0.0.0.0 below, then asked as IPv4 */
     } else if (f->local_wild && family == AF_INET6 && source_toward_peer(f, family, f->peer, err) != 0) {

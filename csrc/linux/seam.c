@@ -189,7 +189,7 @@ static int query_now(const secsock_query_request *req, secsock_result *out, secs
             t_ns.dev = sock_ns.dev;
             t_ns.ino = sock_ns.ino;
         }
-        if (fast && !addr_any(f.local, f.family)) {
+        if (fast && !local_is_wildcard(f.local, f.family)) {
             /* A socket bound to an address: finish_flow asks nothing (no source to find), so the query goes on
              * under the lock just taken rather than releasing it and taking it again (issue 14, speed). */
             dir_verdict vo, vi;
