@@ -5,6 +5,7 @@
 # policies both ways, and run.py refuses to report unless every answer is SECURED|ENCRYPTED by the flow's SAs
 # (a flow over lo is clear: lo has disable_xfrm/disable_policy). Usage (root):
 #   [BENCH_REV=HEAD] bash benchmarks/vm.sh [run.py arguments]   default: --scales 0,1000,10000 --sas 1000 --quick
+#   BENCH_REV="REV1 REV2" [BENCH_ROUNDS=2] bash benchmarks/vm.sh ...   the builds alternating in one VM boot
 # Writes build/bench-vm/results-vm.json and prints the table. Needs vng (pip virtme-ng), qemu-system-x86 and a
 # Debian kernel in /boot (linux-image-amd64).
 set -euo pipefail
@@ -19,24 +20,44 @@ command -v qemu-system-x86_64 >/dev/null || { echo "bench vm: qemu-system-x86_64
 KERNEL=${SECSOCK_VM_KERNEL:-$(ls /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -n 1)}
 [[ -r $KERNEL ]] || { echo "bench vm: no Debian kernel in /boot (apt-get install linux-image-amd64)" >&2; exit 1; }
 # BENCH_REV=REV: measure the extension as built from that commit (on the host, outside the working tree).
-build_path=
+# BENCH_REV="REV1 REV2 ...": each, one after the other, BENCH_ROUNDS times (default 2) in one VM boot, so that
+# builds are compared under the same conditions (table.txt holds one table per run, each headed by its commit).
+build_paths=()
+names=()
 if [[ -n ${BENCH_REV:-} ]]; then
-    sha=$(git rev-parse --verify "$BENCH_REV^{commit}")
     build=$(mktemp -d /tmp/secsock-bench-vm.XXXXXX)
     trap 'rm -rf "$build"' EXIT
-    git archive "$sha" csrc src setup.py pyproject.toml README.md | tar -x -C "$build/"
-    (cd "$build" && "$ROOT/.venv/bin/python" setup.py -q build_ext --build-lib "$build/pkg" \
-        --build-temp "$build/obj" >"$build/build.log" 2>&1) || { cat "$build/build.log"; exit 1; }
-    cp "$build"/src/secsock/*.py "$build/src/secsock/py.typed" "$build/pkg/secsock/"
-    build_path="PYTHONPATH=$build/pkg SECSOCK_BENCH_COMMIT=$sha"
-    echo "bench vm: measuring ${sha:0:12}" >&2
+    for rev in $BENCH_REV; do
+        sha=$(git rev-parse --verify "$rev^{commit}")
+        mkdir -p "$build/$sha"
+        git archive "$sha" csrc src setup.py pyproject.toml README.md | tar -x -C "$build/$sha/"
+        (cd "$build/$sha" && "$ROOT/.venv/bin/python" setup.py -q build_ext --build-lib "$build/$sha/pkg" \
+            --build-temp "$build/$sha/obj" >"$build/$sha/build.log" 2>&1) || { cat "$build/$sha/build.log"; exit 1; }
+        cp "$build/$sha"/src/secsock/*.py "$build/$sha/src/secsock/py.typed" "$build/$sha/pkg/secsock/"
+        build_paths+=("PYTHONPATH=$build/$sha/pkg SECSOCK_BENCH_COMMIT=$sha")
+        names+=("${sha:0:12}")
+        echo "bench vm: measuring ${sha:0:12}" >&2
+    done
+else
+    build_paths=("")
+    names=("the working tree")
 fi
 args=("$@")
 ((${#args[@]})) || args=(--scales 0,1000,10000 --sas 1000 --quick)
+rounds=1
+((${#build_paths[@]} > 1)) && rounds=${BENCH_ROUNDS:-2}
 rm -rf "$OUT"
 mkdir -p "$OUT"
-inner="modprobe -a xfrm_user esp4 esp6 veth && cd $ROOT && PYTHONDONTWRITEBYTECODE=1 $build_path $ROOT/.venv/bin/python \
-benchmarks/run.py --secured ${args[*]} --out $OUT/results-vm.json >$OUT/table.txt 2>$OUT/stderr.txt; echo \$? >$OUT/status"
+runs=""
+for ((round = 1; round <= rounds; round++)); do
+    for i in "${!build_paths[@]}"; do
+        out=$OUT/results-vm.json
+        ((${#build_paths[@]} > 1)) && out=$OUT/results-vm-${names[$i]}-$round.json
+        runs+=" && echo '== ${names[$i]} (round $round)' >>$OUT/table.txt && PYTHONDONTWRITEBYTECODE=1 ${build_paths[$i]} \
+$ROOT/.venv/bin/python benchmarks/run.py --secured ${args[*]} --out $out >>$OUT/table.txt 2>>$OUT/stderr.txt"
+    done
+done
+inner="modprobe -a xfrm_user esp4 esp6 veth && cd $ROOT$runs; echo \$? >$OUT/status"
 timeout "${SECSOCK_VM_TIMEOUT:-1800}" "$VNG" --disable-kvm -r "$KERNEL" --memory 2G --rwdir="$OUT" -- "$inner" \
     >"$OUT/vm.log" 2>&1 || true
 cat "$OUT/table.txt" 2>/dev/null || true
