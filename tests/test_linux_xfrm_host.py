@@ -1868,6 +1868,10 @@ def test_outbound_sa_pick_with_an_unknown_or_wildcard_source(
         ("sa-dying-notified-readded", (1, "ENCRYPTED", [0x1001])),
         ("sa-dying-notified-flushed", (1, "ENCRYPTED", [0x1001])),
         ("sa-dying-notified-flushed-ah", (1, "NOT_ENCRYPTING", [0x1002])),
+        ("sa-dying-notified-flushed-esp", (1, "ENCRYPTED", [0x1001])),
+        ("sa-dying-notified-flushed-all", (1, "ENCRYPTED", [0x1001])),
+        ("sa-dying-notified-flushed-fresh", (1, "ENCRYPTED", [0x1001])),
+        ("sa-dying-notified-stale-expire", (1, "NOT_ENCRYPTING", [0x1002])),
         ("sa-expire-from-userspace", (1, "ENCRYPTED", [0x1001])),
         ("sa-expire-from-kernel", (1, "NOT_ENCRYPTING", [0x1002])),
     ],
@@ -1880,9 +1884,10 @@ def test_outbound_sa_pick_reads_dying_as_xfrm_timer_proc_sets_it(
     newer, dying SA was named) and took an add limit that falls due this second as already acted on, though
     the timer may not have run: now the use limit counts, and when the pick changes with it, the direction is
     not decidable. And a dying state learnt from a soft-expire notification was lost at the next dump (the
-    limits do not show it): it is kept by SA id and add time; a flush of its protocol (seen while the table
-    is stale or not) forgets it, or an SA added again with the same SPI in the same second, whose NEWSA the
-    dump came before, was read as dying (tests/linux_c/synthetic.c)."""
+    limits do not show it): it is kept by SA id and add time, also when the notification is read while the
+    table is stale (it was lost then); a flush of its protocol (one named, every one, or IPSEC_PROTO_ANY;
+    seen while the table is stale or not) forgets it, or an SA added again with the same SPI in the same
+    second, whose NEWSA the dump came before, was read as dying (tests/linux_c/synthetic.c)."""
     assert_out(driver, case, expected)
 
 
@@ -2084,6 +2089,8 @@ def test_labels_are_possible_exactly_where_selinuxfs_is_registered(driver: str, 
     listed.write_text("nodev\tsysfs\nnodev\tselinuxfs2\n\text4\n")
     assert labels(str(listed)) == 0
     assert labels(str(tmp_path / "absent")) == 1
+    # opened, but not readable: fgets fails (EISDIR), which counts as yes
+    assert labels(str(tmp_path)) == 1
     registered = Path("/proc/filesystems").read_text().splitlines()
     here = any(line.split("\t")[-1] == "selinuxfs" for line in registered)
     assert labels() == int(here)

@@ -437,6 +437,18 @@ int sa_notify_apply(ss_snap *s, int stale, uint16_t type, const void *payload, s
             s->sas[j].dying_notified = 0;
         }
     }
+    if (stale && action == SS_SA_DYING) {
+        /* The kernel made the SA dying (km.dying, kept until an update), which the dump to come may not show
+         * (the timer's second, a byte limit crossed): note it for sa_save_dying, as sa_apply does on a fresh
+         * table, or the expiry is lost and an SA the kernel no longer prefers is read as preferred. The note
+         * keeps the table's add time (sa_restore_dying): where the table holds an older state of the same id
+         * (deleted and added again since its dump) it comes back only if both were added in the same second.
+         * An SA the stale table does not hold (added since its dump) keeps only what the dump shows of it. */
+        int32_t prev, j = sa_find(s, &a, &prev);
+        if (j >= 0) {
+            s->sas[j].dying_notified = 1;
+        }
+    }
     r = stale ? 0 : sa_apply(s, action, &a) != 0 ? -1 : 1;
     explicit_bzero(&a, sizeof(a));
     return r;

@@ -70,6 +70,12 @@
  *                    the same as -redump, but the SA table is flushed while stale before the dump, which shows A
  *                    again with the same add_time: added again with the same SPI in the same second, its NEWSA
  *                    not read before the dump. A is a new state (km.dying 0): used. Only AH flushed: B used.
+ *   sa-dying-notified-flushed-esp / -flushed-all / -flushed-fresh
+ *                    the same flush, of ESP only, of every protocol (proto 0), or of IPSEC_PROTO_ANY read while
+ *                    the table is fresh (the flush makes it stale): A used.
+ *   sa-dying-notified-stale-expire
+ *                    the same as -redump, but A's soft expiry (from the kernel) is read while the SA table is
+ *                    stale: the dump's A says nothing of it, yet A stays dying: B used.
  *   sa-expire-from-userspace / sa-expire-from-kernel
  *                    A (newer, AES-GCM) and B (older, GMAC); then a soft-expire notification for A. From
  *                    userspace (xfrm_add_sa_expire: km_state_expired only broadcasts it, km.dying stays 0) its
@@ -418,6 +424,23 @@ static int parsed_sa_at(ss_sa *out, const char *src, const char *dst, uint32_t s
     return 0;
 }
 
+/* A soft XFRM_MSG_EXPIRE for the ESP SA spi from 10.0.0.1 to 10.0.0.2 (reqid 7), added at add_time. */
+static void soft_expire_msg(struct xfrm_user_expire *ue, uint32_t spi, uint64_t add_time, uint64_t soft_add)
+{
+    memset(ue, 0, sizeof(*ue));
+    ue->state.family = AF_INET;
+    inet_pton(AF_INET, "10.0.0.1", &ue->state.saddr);
+    inet_pton(AF_INET, "10.0.0.2", &ue->state.id.daddr);
+    ue->state.id.spi = htonl(spi);
+    ue->state.id.proto = IPPROTO_ESP;
+    ue->state.reqid = 7;
+    ue->state.mode = XFRM_MODE_TRANSPORT;
+    ue->state.lft.soft_byte_limit = ue->state.lft.hard_byte_limit = XFRM_INF;
+    ue->state.lft.soft_packet_limit = ue->state.lft.hard_packet_limit = XFRM_INF;
+    ue->state.lft.soft_add_expires_seconds = soft_add;
+    ue->state.curlft.add_time = add_time;
+}
+
 /* A soft-expire notification (XFRM_MSG_EXPIRE, hard 0) for an SA from 10.0.0.1 added added_ago seconds ago with
  * a soft add limit of soft_add seconds (0: none), applied to the snapshot as the notification reader does. */
 static int notify_soft_expire(ss_snap *s, uint32_t spi, int64_t added_ago, uint64_t soft_add)
@@ -427,18 +450,7 @@ static int notify_soft_expire(ss_snap *s, uint32_t spi, int64_t added_ago, uint6
     const char *why;
     int action;
 
-    memset(&ue, 0, sizeof(ue));
-    ue.state.family = AF_INET;
-    inet_pton(AF_INET, "10.0.0.1", &ue.state.saddr);
-    inet_pton(AF_INET, "10.0.0.2", &ue.state.id.daddr);
-    ue.state.id.spi = htonl(spi);
-    ue.state.id.proto = IPPROTO_ESP;
-    ue.state.reqid = 7;
-    ue.state.mode = XFRM_MODE_TRANSPORT;
-    ue.state.lft.soft_byte_limit = ue.state.lft.hard_byte_limit = XFRM_INF;
-    ue.state.lft.soft_packet_limit = ue.state.lft.hard_packet_limit = XFRM_INF;
-    ue.state.lft.soft_add_expires_seconds = soft_add;
-    ue.state.curlft.add_time = (uint64_t)((int64_t)time(NULL) - added_ago);
+    soft_expire_msg(&ue, spi, (uint64_t)((int64_t)time(NULL) - added_ago), soft_add);
     if (ss_parse_sa_notify(XFRM_MSG_EXPIRE, &ue, sizeof(ue), &a, &action, &why) != SS_PARSE_OK) {
         fprintf(stderr, "parse: %s\n", why);
         return -1;
@@ -793,7 +805,7 @@ int cmd_synthetic(const char *name)
         rc = parsed_sa_lft(&a, "10.0.0.1", 0x1001, &lft, &cur, a_alg, 0, NULL, 0);
         rc |= parsed_sa(&b, "10.0.0.1", 0x1002, 200, -1, 0, 0, b_alg, 0, NULL, 0);
         rc |= add_policy(&s, &p) | add_sa(&s, &a) | add_sa(&s, &b);
-    } else if (strncmp(name, "sa-dying-notified-re", 20) == 0 || strncmp(name, "sa-dying-notified-flush", 23) == 0) {
+    } else if (strncmp(name, "sa-dying-notified-", 18) == 0) {
         ss_policy p = esp_policy(XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1);
         ss_sa a = esp_sa("10.0.0.1", "10.0.0.2", 0x1001, 200, 0);
         ss_sa b = esp_sa("10.0.0.1", "10.0.0.2", 0x1002, 100, 0);
@@ -804,11 +816,28 @@ int cmd_synthetic(const char *name)
         /* -flushed: then the SA table is flushed (`ip xfrm state flush`: IPSEC_PROTO_ANY) while stale, and A
          * added again with the same SPI in the same second, its NEWSA not yet read when the table is dumped (it
          * came after the drain, or was lost): A is a new state, not dying. -flushed-ah: only AH is flushed, A
-         * stays (and dying). */
-        struct xfrm_usersa_flush flush = {strcmp(name, "sa-dying-notified-flushed-ah") == 0 ? IPPROTO_AH : 255};
+         * stays (and dying). -flushed-esp: only ESP (`ip xfrm state flush proto esp`), -flushed-all: every
+         * protocol (proto 0): A is new. -flushed-fresh: the flush (IPSEC_PROTO_ANY) is read while the table is
+         * fresh, which it makes stale (sa_notify_apply answers -1): A is new.
+         * -stale-expire: A's soft expiry (from the kernel: its soft add limit long reached) is read while the
+         * table is stale, instead of applied to a fresh one: A stays dying. */
+        int stale_expire = strcmp(name, "sa-dying-notified-stale-expire") == 0;
+        int fresh = strcmp(name, "sa-dying-notified-flushed-fresh") == 0;
         int flushed = strncmp(name, "sa-dying-notified-flush", 23) == 0;
-        if (rc == 0 && snap_index_sas(&s) == 0 && sa_apply(&s, SS_SA_DYING, &a) == 0 &&
-            (!flushed || sa_notify_apply(&s, 1, XFRM_MSG_FLUSHSA, &flush, sizeof(flush)) == 0) &&
+        struct xfrm_usersa_flush flush = {255};
+        struct xfrm_user_expire ue;
+        if (strcmp(name, "sa-dying-notified-flushed-ah") == 0) {
+            flush.proto = IPPROTO_AH;
+        } else if (strcmp(name, "sa-dying-notified-flushed-esp") == 0) {
+            flush.proto = IPPROTO_ESP;
+        } else if (strcmp(name, "sa-dying-notified-flushed-all") == 0) {
+            flush.proto = 0;
+        }
+        soft_expire_msg(&ue, 0x1001, a.add_time, 50);
+        if (rc == 0 && snap_index_sas(&s) == 0 &&
+            (stale_expire ? sa_notify_apply(&s, 1, XFRM_MSG_EXPIRE, &ue, sizeof(ue)) == 0
+                          : sa_apply(&s, SS_SA_DYING, &a) == 0) &&
+            (!flushed || sa_notify_apply(&s, !fresh, XFRM_MSG_FLUSHSA, &flush, sizeof(flush)) == (fresh ? -1 : 0)) &&
             sa_save_dying(&s, &kept, &nkept) == 0) {
             /* the dump: the same SAs read again, as on_sa makes them */
             snap_free_sas(&s);
