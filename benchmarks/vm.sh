@@ -48,16 +48,22 @@ rounds=1
 ((${#build_paths[@]} > 1)) && rounds=${BENCH_ROUNDS:-2}
 rm -rf "$OUT"
 mkdir -p "$OUT"
-runs=""
-for ((round = 1; round <= rounds; round++)); do
-    for i in "${!build_paths[@]}"; do
-        out=$OUT/results-vm.json
-        ((${#build_paths[@]} > 1)) && out=$OUT/results-vm-${names[$i]}-$round.json
-        runs+=" && echo '== ${names[$i]} (round $round)' >>$OUT/table.txt && PYTHONDONTWRITEBYTECODE=1 ${build_paths[$i]} \
-$ROOT/.venv/bin/python benchmarks/run.py --secured ${args[*]} --out $out >>$OUT/table.txt 2>>$OUT/stderr.txt"
+# The VM's command goes in a script in $OUT (the kernel's command line, which carries it, is 2 KiB at most).
+{
+    echo "set -e"
+    echo "modprobe -a xfrm_user esp4 esp6 veth"
+    echo "cd $ROOT"
+    for ((round = 1; round <= rounds; round++)); do
+        for i in "${!build_paths[@]}"; do
+            out=$OUT/results-vm.json
+            ((${#build_paths[@]} > 1)) && out=$OUT/results-vm-${names[$i]}-$round.json
+            echo "echo '== ${names[$i]} (round $round)' >>$OUT/table.txt"
+            echo "env PYTHONDONTWRITEBYTECODE=1 ${build_paths[$i]} $ROOT/.venv/bin/python benchmarks/run.py --secured \
+${args[*]} --out $out >>$OUT/table.txt 2>>$OUT/stderr.txt"
+        done
     done
-done
-inner="modprobe -a xfrm_user esp4 esp6 veth && cd $ROOT$runs; echo \$? >$OUT/status"
+} >"$OUT/inner.sh"
+inner="sh $OUT/inner.sh; echo \$? >$OUT/status"
 timeout "${SECSOCK_VM_TIMEOUT:-1800}" "$VNG" --disable-kvm -r "$KERNEL" --memory 2G --rwdir="$OUT" -- "$inner" \
     >"$OUT/vm.log" 2>&1 || true
 cat "$OUT/table.txt" 2>/dev/null || true
