@@ -957,6 +957,32 @@ def test_an_ipv6_socket_bound_to_the_ipv4_wildcard_finds_its_source(ns: Netns, d
         assert result["pol_out"]["index"] == 0x611, (local, result["pol_out"])
 
 
+def test_a_flow_needing_an_uncached_lookup_is_not_tried_at_once_again(
+    ns: Netns, driver: str, tmp_path: Path
+) -> None:
+    """A socket bound to :: finds its source by a probe on every query (source_toward_peer: no cache keeps
+    it), which an attempt at once must refuse; its next 64 queries on the thread are then not tried at once at
+    all (secsock_query_at_once's skip), rather than reading the socket twice each time. Counted with strace:
+    each attempt, at once or in full, reads the socket's SO_COOKIE once (outside review of i14-gil)."""
+    trace = tmp_path / "cookie.strace"
+    env = dict(os.environ, SECSOCK_DRIVER_AT_ONCE="1")
+    strace = ("strace", "-f", "-qq", "-e", "trace=getsockopt", "-o", str(trace))
+    done = subprocess.run(
+        ns.exec_argv(*strace, driver, "steps", "::", A6, "500", *["true"] * 5),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["at_once"] for r in results] == [False] * 6
+    cookies = sum("SO_COOKIE" in line for line in trace.read_text().splitlines())
+    # Six full queries; two attempts at once: the first (no snapshot yet: refused before the flow) and the
+    # second (refused at the probe, which starts the skip). Without the skip: twelve.
+    assert cookies == 6 + 2, cookies
+
+
 def test_only_a_steady_query_is_answered_at_once(ns: Netns, driver: str) -> None:
     """secsock_query_at_once keeps the caller's lock, the GIL (issue 14, speed): it answers only a query that
     finds the snapshot steady, and then exactly what secsock_query answers (the driver compares the two on
