@@ -430,6 +430,26 @@ static void sec_ctx(buf_t *b, int variant)
     }
 }
 
+/* Into d, a DELPOLICY's payload for the out policy 10.0.0.1 -> 10.0.0.2 (index 0x11): struct
+ * xfrm_userpolicy_id, the policy in XFRMA_POLICY, its template and the label (variant) after it, as
+ * ss_parse_policy_notify puts them back together for ss_parse_policy. p is scratch. */
+static void delpolicy_with_label(buf_t *d, buf_t *p, int variant)
+{
+    struct xfrm_userpolicy_id id;
+    size_t fixed = NLMSG_ALIGN(sizeof(struct xfrm_userpolicy_info));
+
+    build_policy(p, XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1, 0x11);
+    memset(&id, 0, sizeof(id));
+    id.dir = XFRM_POLICY_OUT;
+    id.index = 0x11;
+    memset(d, 0, sizeof(*d));
+    put(d, &id, sizeof(id));
+    pad4(d);
+    attr(d, XFRMA_POLICY, p->b, sizeof(struct xfrm_userpolicy_info));
+    put(d, p->b + fixed, p->n - fixed);
+    sec_ctx(d, variant);
+}
+
 /* The lookup seeds' flow: 10.0.0.1:4000 -> 10.0.0.2:500 UDP (fuzz_xfrm_lookup.c's 44 bytes). */
 static void lookup_flow(buf_t *all)
 {
@@ -502,21 +522,9 @@ static void sec_ctx_seeds(void)
         memcpy(out + 1, d.b, d.n);
         write_file("xfrm_sa_notify", "sec-ctx-ctx-len-past-attr-type3", out, 1 + d.n);
     }
-    /* DELPOLICY: struct xfrm_userpolicy_id, the policy in XFRMA_POLICY, its template and the label after it
-     * (ss_parse_policy_notify puts them back together for ss_parse_policy). */
+    /* DELPOLICY, the label outside XFRMA_POLICY (delpolicy_with_label). */
     for (v = SC_OK; v <= SC_CTX_PAST_ATTR; v += SC_CTX_PAST_ATTR - SC_OK) {
-        struct xfrm_userpolicy_id id;
-        size_t fixed = NLMSG_ALIGN(sizeof(struct xfrm_userpolicy_info));
-        build_policy(&p, XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1, 0x11);
-        memset(&id, 0, sizeof(id));
-        id.dir = XFRM_POLICY_OUT;
-        id.index = 0x11;
-        memset(&d, 0, sizeof(d));
-        put(&d, &id, sizeof(id));
-        pad4(&d);
-        attr(&d, XFRMA_POLICY, p.b, sizeof(struct xfrm_userpolicy_info));
-        put(&d, p.b + fixed, p.n - fixed);
-        sec_ctx(&d, v);
+        delpolicy_with_label(&d, &p, v);
         out[0] = 2;
         memcpy(out + 1, d.b, d.n);
         snprintf(name, sizeof(name), "sec-ctx-%s-delpolicy", sc_names[v]);
@@ -609,24 +617,11 @@ static void sec_ctx_seeds(void)
     sec_ctx(&p, SC_OK);
     message(&d, XFRM_MSG_NEWPOLICY, 0, 0, 0, &p);
     frame(&all, 0, &d);
-    {
-        struct xfrm_userpolicy_id id;
-        size_t fixed = NLMSG_ALIGN(sizeof(struct xfrm_userpolicy_info));
-        build_policy(&p, XFRM_POLICY_OUT, "10.0.0.1", "10.0.0.2", 1, 0x11);
-        memset(&id, 0, sizeof(id));
-        id.dir = XFRM_POLICY_OUT;
-        id.index = 0x11;
-        memset(&d, 0, sizeof(d));
-        put(&d, &id, sizeof(id));
-        pad4(&d);
-        attr(&d, XFRMA_POLICY, p.b, sizeof(struct xfrm_userpolicy_info));
-        put(&d, p.b + fixed, p.n - fixed);
-        sec_ctx(&d, SC_OK);
-        memcpy(&p, &d, sizeof(p));
-        memset(&d, 0, sizeof(d));
-        message(&d, XFRM_MSG_DELPOLICY, 0, 0, 0, &p);
-        frame(&all, 0, &d);
-    }
+    delpolicy_with_label(&d, &p, SC_OK);
+    memcpy(&p, &d, sizeof(p));
+    memset(&d, 0, sizeof(d));
+    message(&d, XFRM_MSG_DELPOLICY, 0, 0, 0, &p);
+    frame(&all, 0, &d);
     write_file("xfrm_policy_apply", "sec-ctx-add-delete", all.b, all.n);
 }
 
