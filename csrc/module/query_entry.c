@@ -174,12 +174,6 @@ void query_entry_clear(module_state *st)
     Py_CLEAR(st->ipsec2_name);
 }
 
-/* A new reference to the interned str name, or NULL. */
-static PyObject *interned(const char *name)
-{
-    return PyUnicode_InternFromString(name);
-}
-
 /*
  * bind_query(general, extension_namespace, debug_memo, debug_level, after_direct) -> query: what the function
  * above checks, given by the facade at import. A second bind (importlib.reload of the facade) replaces the first
@@ -203,10 +197,10 @@ PyObject *mod_bind_query(PyObject *module, PyObject *args)
         return NULL;
     }
     query_entry_clear(st); /* a second bind (importlib.reload of the facade) replaces the first */
-    st->backend_name = interned("backend");
-    st->peer_name = interned("peer");
-    st->token_access_name = interned("token_access");
-    st->ipsec2_name = interned("ipsec2");
+    st->backend_name = PyUnicode_InternFromString("backend");
+    st->peer_name = PyUnicode_InternFromString("peer");
+    st->token_access_name = PyUnicode_InternFromString("token_access");
+    st->ipsec2_name = PyUnicode_InternFromString("ipsec2");
     module_name = PyUnicode_FromString("secsock");
     if (st->backend_name == NULL || st->peer_name == NULL || st->token_access_name == NULL ||
         st->ipsec2_name == NULL || module_name == NULL) {
