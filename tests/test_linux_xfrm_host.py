@@ -957,6 +957,23 @@ def test_an_ipv6_socket_bound_to_the_ipv4_wildcard_finds_its_source(ns: Netns, d
         assert result["pol_out"]["index"] == 0x611, (local, result["pol_out"])
 
 
+def steps_at_once(
+    ns: Netns, driver: str, local: str, peer: str, steps: list[str], prefix: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """The driver's steps with every query tried at once first (SECSOCK_DRIVER_AT_ONCE): its JSON lines.
+    prefix runs it under another command (strace)."""
+    env = dict(os.environ, SECSOCK_DRIVER_AT_ONCE="1")
+    done = subprocess.run(
+        ns.exec_argv(*prefix, driver, "steps", local, peer, "500", *steps),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
 def test_a_flow_needing_an_uncached_lookup_is_not_tried_at_once_again(
     ns: Netns, driver: str, tmp_path: Path
 ) -> None:
@@ -965,17 +982,8 @@ def test_a_flow_needing_an_uncached_lookup_is_not_tried_at_once_again(
     all (secsock_query_at_once's skip), rather than reading the socket twice each time. Counted with strace:
     each attempt, at once or in full, reads the socket's SO_COOKIE once (outside review of i14-gil)."""
     trace = tmp_path / "cookie.strace"
-    env = dict(os.environ, SECSOCK_DRIVER_AT_ONCE="1")
     strace = ("strace", "-f", "-qq", "-e", "trace=getsockopt", "-o", str(trace))
-    done = subprocess.run(
-        ns.exec_argv(*strace, driver, "steps", "::", A6, "500", *["true"] * 5),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    results = [json.loads(line) for line in done.stdout.splitlines()]
+    results = steps_at_once(ns, driver, "::", A6, ["true"] * 5, prefix=strace)
     assert [r["at_once"] for r in results] == [False] * 6
     cookies = sum("SO_COOKIE" in line for line in trace.read_text().splitlines())
     # Six full queries; two attempts at once: the first (no snapshot yet: refused before the flow) and the
@@ -1006,16 +1014,7 @@ def test_only_a_steady_query_is_answered_at_once(ns: Netns, driver: str) -> None
         "@checked 1000",  # the facts' second over, the cross-check not due: refused where they are read
         "true",
     ]
-    env = dict(os.environ, SECSOCK_DRIVER_AT_ONCE="1")
-    done = subprocess.run(
-        ns.exec_argv(driver, "steps", A, B, "500", *steps),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    results = [json.loads(line) for line in done.stdout.splitlines()]
+    results = steps_at_once(ns, driver, A, B, steps)
     said = [r["held_at_once"] if "held_at_once" in r else r["at_once"] for r in results]
     # The first query (before any step) reads the tables: not at once.
     T, F = True, False

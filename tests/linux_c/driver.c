@@ -178,6 +178,17 @@ static int report(int rc, const secsock_result *r, const secsock_error *e)
     return rc == 0 ? 0 : 3;
 }
 
+/* The request for fd, with peer when not NULL. */
+static void request_of(int fd, const secsock_peer *peer, secsock_query_request *req)
+{
+    memset(req, 0, sizeof(*req));
+    req->sock = (secsock_fd)fd;
+    if (peer != NULL) {
+        req->has_peer = 1;
+        req->peer = *peer;
+    }
+}
+
 static int query_fd(int fd, const secsock_peer *peer)
 {
     secsock_query_request req;
@@ -185,12 +196,7 @@ static int query_fd(int fd, const secsock_peer *peer)
     secsock_error e;
     int rc;
 
-    memset(&req, 0, sizeof(req));
-    req.sock = (secsock_fd)fd;
-    if (peer != NULL) {
-        req.has_peer = 1;
-        req.peer = *peer;
-    }
+    request_of(fd, peer, &req);
     if (getenv("SECSOCK_DRIVER_AT_ONCE") != NULL) {
         secsock_result first;
         g_at_once = secsock_query_at_once(&req, &first);
@@ -587,10 +593,7 @@ int main(int argc, char **argv)
             for (i = 0; i < n && rc == 0; i++) {
                 secsock_query_request req;
                 secsock_result r;
-                memset(&req, 0, sizeof(req));
-                req.sock = (secsock_fd)fd;
-                req.has_peer = 1;
-                req.peer = p;
+                request_of(fd, &p, &req);
                 if (secsock_query(&req, &r, &e) != 0) {
                     rc = report(-1, &r, &e);
                 }
@@ -630,10 +633,7 @@ int main(int argc, char **argv)
                     secsock_query_request req;
                     secsock_result held;
                     int answered;
-                    memset(&req, 0, sizeof(req));
-                    req.sock = (secsock_fd)fd;
-                    req.has_peer = 1;
-                    req.peer = p;
+                    request_of(fd, &p, &req);
                     ss_debug_hold_lock(kind, 1);
                     answered = secsock_query_at_once(&req, &held);
                     ss_debug_hold_lock(kind, 0);
