@@ -5,6 +5,7 @@ same signature and documentation, the same answers and errors, the tests' fakes 
 
 from __future__ import annotations
 
+import ctypes
 import inspect
 import socket
 import subprocess
@@ -31,6 +32,79 @@ def test_query_is_the_extensions_function_with_the_general_paths_signature() -> 
     ]
     assert query.__doc__.startswith("Ask the system how the traffic on sock is secured")
     assert "ipsec2" in query.__doc__ and "PermissionError" in query.__doc__
+
+
+METH_VARARGS, METH_KEYWORDS, METH_O, METH_FASTCALL = 0x0001, 0x0002, 0x0008, 0x0080
+
+
+def method_flags(function: Any) -> int:
+    """The ml_flags of a builtin function's PyMethodDef: PyCFunctionObject is the object header and then
+    m_ml, and PyMethodDef is ml_name, ml_meth, then the int ml_flags (CPython 3.9 to 3.15)."""
+    method_def = ctypes.c_void_p.from_address(id(function) + object.__basicsize__).value
+    assert method_def is not None
+    return ctypes.c_int.from_address(method_def + 2 * ctypes.sizeof(ctypes.c_void_p)).value
+
+
+def test_query_takes_its_arguments_without_a_tuple_where_the_stable_abi_allows() -> None:
+    # METH_FASTCALL joined the stable ABI in 3.10 (issue 14, speed: the per-call tuple cost ~0.15x
+    # getpeername); the wheel is built for 3.9's, so the entry picks its convention from sys.hexversion.
+    assert method_flags(len) == METH_O  # the layout read above is the interpreter's
+    expected = METH_FASTCALL if sys.version_info >= (3, 10) else METH_VARARGS
+    assert method_flags(secsock.query) == expected | METH_KEYWORDS
+
+
+# Run by an interpreter told it is 3.9 before the import: the 3.9 entry (METH_VARARGS) with the real backend.
+AS_IF_39 = """
+import ctypes, socket, sys
+sys.hexversion = 0x030911F0
+import secsock
+from secsock import _query
+method_def = ctypes.c_void_p.from_address(id(secsock.query) + object.__basicsize__).value
+print(hex(ctypes.c_int.from_address(method_def + 2 * ctypes.sizeof(ctypes.c_void_p)).value))
+listener = socket.create_server(("127.0.0.1", 0))
+client = socket.create_connection(listener.getsockname())
+server = listener.accept()[0]
+taken = []
+request = _query._request
+_query._request = lambda *args: taken.append(args) or request(*args)
+answers = [secsock.query(server), secsock.query(server, peer=None, token_access=0, ipsec2=False)]
+print(len(taken), answers[0] == answers[1])
+print(secsock.query(sock=server) == answers[0], len(taken))
+_query._request = request
+before = sys.getrefcount(server)
+for _ in range(50):
+    secsock.query(server)
+    secsock.query(server, peer=None)
+    secsock.query(sock=server)
+print(sys.getrefcount(server) - before)
+for call in (lambda: secsock.query(), lambda: secsock.query(server, ipsec2=0)):
+    try:
+        call()
+    except TypeError as exc:
+        print(exc)
+"""
+
+
+@pytest.mark.net_admin
+def test_the_39_entry_answers_as_the_310_one() -> None:
+    done = subprocess.run([sys.executable, "-c", AS_IF_39], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        hex(METH_VARARGS | METH_KEYWORDS),
+        "0 True",  # sock alone, and with the defaults: answered in C, the same answer
+        "True 1",  # sock by keyword: the general path, the same answer
+        "0",  # no reference kept on either path
+        "query() missing 1 required positional argument: 'sock'",
+        "ipsec2: expected a bool, not int",
+    ], done.stdout
+
+
+@pytest.mark.parametrize("hexversion", ['"3.11"', "None"])
+def test_bind_refuses_an_unreadable_hexversion(hexversion: str) -> None:
+    script = f"import sys\nsys.hexversion = {hexversion}\nimport secsock\n"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "RuntimeError: bind_query: sys.hexversion is missing or not an int" in done.stderr, done.stderr
 
 
 @pytest.mark.net_admin
@@ -108,6 +182,9 @@ def test_the_direct_path_keeps_no_reference_to_its_argument(
     for _ in range(100):
         secsock.query(sock)
         secsock.query(sock, peer=None)
+        secsock.query(sock=sock)  # the general path, given the arguments the entry received
+        with pytest.raises(TypeError):
+            secsock.query(sock, sock)
     assert sys.getrefcount(sock) == before
 
 
