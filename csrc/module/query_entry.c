@@ -37,10 +37,9 @@ PyDoc_STRVAR(query_doc,
  * wheel is built against 3.9's, whose headers hide the flag. Its value has been 0x0080 since 3.7, and bind_query
  * gives it only to an interpreter of 3.10 or later (sys.hexversion), for which the stable ABI promises it; 3.9
  * gets METH_VARARGS. Issue 14, speed: the tuple and the tp_call path around it cost ~0.15x getpeername. */
-#ifdef METH_FASTCALL
-#define QUERY_METH_FASTCALL METH_FASTCALL
-#else
 #define QUERY_METH_FASTCALL 0x0080
+#if defined(METH_FASTCALL) && METH_FASTCALL != QUERY_METH_FASTCALL
+#error "METH_FASTCALL is not 0x0080 in these headers: the value query_entry.c assumes for the 3.9 stable ABI"
 #endif
 #define FASTCALL_SINCE 0x030A0000 /* 3.10 */
 
@@ -103,39 +102,34 @@ static module_state *bound_state(PyObject *module)
     return st;
 }
 
-/* Marks "the general path answers" (direct_answer's third outcome); never returned to Python. */
-static char general_path_marker;
-#define GENERAL_PATH ((PyObject *)&general_path_marker)
-
-/* query(sock) alone, answered here: a new reference, NULL with an exception, or GENERAL_PATH when the call is
- * the general path's (a test's fake backend, sock not plainly a socket handle). *st is read again after the
- * Python code query_plain and the hook may run. */
-static PyObject *direct_answer(PyObject *module, module_state **st, PyObject *sock)
+/* query(sock) alone, answered here: 1 with the answer in *info (a new reference), 0 when the call is the
+ * general path's (a test's fake backend, sock not plainly a socket handle), -1 with an exception. *st is read
+ * again after the Python code query_plain and the hook may run. */
+static int direct_answer(PyObject *module, module_state **st, PyObject *sock, PyObject **info)
 {
-    PyObject *info;
     int direct = backend_is_this(*st, module);
 
     if (direct <= 0) {
-        return direct < 0 ? NULL : GENERAL_PATH;
+        return direct;
     }
-    info = query_plain(*st, sock);
-    if (info == NULL) {
-        return NULL;
+    *info = query_plain(*st, sock);
+    if (*info == NULL) {
+        return -1;
     }
     *st = bound_state(module); /* sock.fileno() ran */
     if (*st == NULL) {
-        Py_DECREF(info);
-        return NULL;
+        Py_CLEAR(*info);
+        return -1;
     }
-    if (info == Py_None) {
-        Py_DECREF(info); /* not plainly a socket handle: the general path says what is wrong */
-        return GENERAL_PATH;
+    if (*info == Py_None) {
+        Py_CLEAR(*info); /* not plainly a socket handle: the general path says what is wrong */
+        return 0;
     }
     if (after_direct_answer(*st) < 0) {
-        Py_DECREF(info);
-        return NULL;
+        Py_CLEAR(*info);
+        return -1;
     }
-    return info;
+    return 1;
 }
 
 /* The general path, called with the arguments exactly as given. A strong reference for the call: it may run
@@ -154,7 +148,7 @@ static PyObject *general_answer(const module_state *st, PyObject *args, PyObject
 static PyObject *query_entry_varargs(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     module_state *st = bound_state(module);
-    PyObject *info, *key, *value;
+    PyObject *info = NULL, *key, *value;
     Py_ssize_t pos = 0;
     int direct;
 
@@ -166,9 +160,9 @@ static PyObject *query_entry_varargs(PyObject *module, PyObject *args, PyObject 
         direct = default_keyword(st, key, value);
     }
     if (direct) {
-        info = direct_answer(module, &st, PyTuple_GetItem(args, 0)); /* borrowed item: args holds it */
-        if (info != GENERAL_PATH) {
-            return info;
+        direct = direct_answer(module, &st, PyTuple_GetItem(args, 0), &info); /* borrowed: args holds it */
+        if (direct != 0) {
+            return direct > 0 ? info : NULL;
         }
     }
     return general_answer(st, args, kwargs);
@@ -210,7 +204,7 @@ done:
 static PyObject *query_entry_fast(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     module_state *st = bound_state(module);
-    PyObject *info;
+    PyObject *info = NULL;
     Py_ssize_t nkw, i;
     int direct;
 
@@ -223,9 +217,9 @@ static PyObject *query_entry_fast(PyObject *module, PyObject *const *args, Py_ss
         direct = default_keyword(st, PyTuple_GetItem(kwnames, i), args[nargs + i]);
     }
     if (direct) {
-        info = direct_answer(module, &st, args[0]); /* borrowed: the caller holds args for the call */
-        if (info != GENERAL_PATH) {
-            return info;
+        direct = direct_answer(module, &st, args[0], &info); /* borrowed: the caller holds args for the call */
+        if (direct != 0) {
+            return direct > 0 ? info : NULL;
         }
     }
     return general_answer_fast(st, args, nargs, kwnames);
@@ -236,20 +230,20 @@ static PyMethodDef query_def_varargs = {"query", (PyCFunction)(void (*)(void))qu
 static PyMethodDef query_def_fast = {"query", (PyCFunction)(void (*)(void))query_entry_fast,
                                      QUERY_METH_FASTCALL | METH_KEYWORDS, query_doc};
 
-/* The definition for the running interpreter: METH_FASTCALL where the stable ABI has it. NULL with an
- * exception when sys.hexversion cannot be read. */
+/* The definition for the running interpreter: METH_FASTCALL where the stable ABI has it (sys.hexversion
+ * 3.10 or later); METH_VARARGS, right on every version, where the version cannot be read. */
 static PyMethodDef *query_def_here(void)
 {
-    PyObject *hexversion = PySys_GetObject("hexversion"); /* borrowed */
+    PyObject *hexversion = PySys_GetObject("hexversion"); /* borrowed; sets no exception */
     unsigned long version;
 
-    if (hexversion == NULL || !PyLong_Check(hexversion)) {
-        PyErr_SetString(PyExc_RuntimeError, "bind_query: sys.hexversion is missing or not an int");
-        return NULL;
+    if (hexversion == NULL || !PyLong_CheckExact(hexversion)) {
+        return &query_def_varargs;
     }
     version = PyLong_AsUnsignedLong(hexversion);
     if (version == (unsigned long)-1 && PyErr_Occurred()) {
-        return NULL;
+        PyErr_Clear(); /* negative or too large: not a version */
+        return &query_def_varargs;
     }
     return version >= FASTCALL_SINCE ? &query_def_fast : &query_def_varargs;
 }
@@ -291,7 +285,6 @@ PyObject *mod_bind_query(PyObject *module, PyObject *args)
 {
     module_state *st = get_state(module);
     PyObject *general, *namespace, *memo, *level, *after, *module_name, *function;
-    PyMethodDef *def;
 
     if (st == NULL) {
         return NULL;
@@ -316,8 +309,7 @@ PyObject *mod_bind_query(PyObject *module, PyObject *args)
         query_entry_clear(st);
         return NULL;
     }
-    def = query_def_here();
-    function = def == NULL ? NULL : PyCFunction_NewEx(def, module, module_name); /* holds module, module_name */
+    function = PyCFunction_NewEx(query_def_here(), module, module_name); /* holds module and module_name */
     Py_DECREF(module_name);
     if (function == NULL) {
         query_entry_clear(st);
