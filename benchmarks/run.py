@@ -45,6 +45,11 @@ PEER2 = "10.55.0.3"
 FLOW_SPIS = (0x100, 0x101)  # the measured flow's ESP SAs: outbound, inbound
 DETAILS_CACHE = 256  # results.c's slots (module.h DETAILS_CACHE)
 ESP, TRANSPORT = 50, 0
+# The first query of a connection: FRESH_BATCHES batches of FRESH_BATCH new sockets (FRESH_BATCHES_QUICK with
+# --quick), half of them timed with query, half with getpeername.
+FRESH_BATCH = 50
+FRESH_BATCHES = 20
+FRESH_BATCHES_QUICK = 8
 REMOTE_REASON = "outbound: no XFRM policy selects the flow; inbound: no XFRM policy selects the flow"
 SECURED_REASON = "outbound: protected by SAs that encrypt; inbound: protected by SAs that encrypt"
 KEY = "0x" + "11" * 20  # rfc4106(gcm(aes)) with a 128-bit ICV: 16 key bytes + 4 salt bytes
@@ -106,22 +111,43 @@ def policies(n: int, secured: bool = False, remote: bool = False) -> list[Any]:
     return out
 
 
+def compiled_loop(
+    target: str,
+    iterable: str,
+    statement: str,
+    result: str,
+    namespace: dict[str, Any],
+    coroutine: bool = False,
+) -> Any:
+    """_loop(_arg, _clock): `for target in iterable: statement` timed, compiled as a user writes it (as timeit
+    does); returns `result` computed from the elapsed ns `_ns`. coroutine: an async def."""
+    source = (
+        f"{'async ' if coroutine else ''}def _loop(_arg, _clock):\n"
+        "    _t0 = _clock()\n"
+        f"    for {target} in {iterable}:\n"
+        f"        {statement}\n"
+        "    _ns = _clock() - _t0\n"
+        f"    return {result}\n"
+    )
+    scope = dict(namespace)
+    exec(compile(source, f"<timed {statement}>", "exec"), scope)
+    return scope["_loop"]
+
+
 def timed_loop(statement: str, namespace: dict[str, Any], coroutine: bool = False) -> Any:
     """loop(size) -> ns for `size` runs of `statement`, compiled into the loop as a user writes it (as timeit
     does): no lambda or call around it, so both sides of a ratio pay the same loop and nothing more. The
     garbage collector stays on (timeit turns it off), since a server runs with it. coroutine: the loop is an
     async def (loop(size) is then awaited), timed from inside it, so the event loop's scheduling is not."""
-    source = (
-        f"{'async ' if coroutine else ''}def _loop(_size, _clock):\n"
-        "    _t0 = _clock()\n"
-        "    for _ in range(_size):\n"
-        f"        {statement}\n"
-        "    return _clock() - _t0\n"
-    )
-    scope = dict(namespace)
-    exec(compile(source, f"<timed {statement}>", "exec"), scope)
-    inner = scope["_loop"]
+    inner = compiled_loop("_", "range(_arg)", statement, "_ns", namespace, coroutine)
     return lambda size: inner(size, time.perf_counter_ns)
+
+
+def timed_each(statement: str, namespace: dict[str, Any]) -> Any:
+    """loop(sockets) -> ns per socket for `statement` run once on each socket `_s`, compiled as timed_loop
+    does: the first query of a connection is timed over many new sockets, each asked once."""
+    inner = compiled_loop("_s", "_arg", statement, "_ns / len(_arg)", namespace)
+    return lambda sockets: inner(sockets, time.perf_counter_ns)
 
 
 def batch_median(loop: Any, batches: int, size: int) -> list[float]:
@@ -192,13 +218,15 @@ def sa_lines(n: int) -> list[str]:
 
 # The peers' side of --secured: in their namespace, connect one TCP socket from each peer address to the
 # listener, say so, and hold them until stdin closes.
+# argv: LISTENER:PORT FRESH ADDR...: one connection from each ADDR, then FRESH more from the first.
 PEER_CLIENTS = """
 import socket, sys
+host, port = sys.argv[1].split(":")
 socks = []
-for addr in sys.argv[2:]:
+for addr in sys.argv[3:] + [sys.argv[3]] * int(sys.argv[2]):
     s = socket.socket()
     s.bind((addr, 0))
-    s.connect((sys.argv[1].split(":")[0], int(sys.argv[1].split(":")[1])))
+    s.connect((host, int(port)))
     socks.append(s)
 print("connected", flush=True)
 sys.stdin.read()
@@ -280,8 +308,10 @@ def worker(
     xs.add_policies(pols)
     result["install_s"] = time.perf_counter() - t0
 
-    # Both connections now: the measured flow (PEER) and the cache-miss figure's (PEER2).
-    listener = socket.create_server((LOCAL, 0))
+    # Every connection now: the measured flow (PEER), the cache-miss figure's (PEER2), and the new connections
+    # (from PEER too) whose first query is timed, in batches of FRESH_BATCH.
+    fresh_count = FRESH_BATCH * (FRESH_BATCHES_QUICK if quick else FRESH_BATCHES)
+    listener = socket.create_server((LOCAL, 0), backlog=fresh_count + 8)
     clients: list[socket.socket] = []
     peers_proc = None
     if peer_ns is not None:
@@ -295,6 +325,7 @@ def worker(
                 "-c",
                 PEER_CLIENTS,
                 f"{LOCAL}:{listener.getsockname()[1]}",
+                str(fresh_count),
                 PEER,
                 PEER2,
             ],
@@ -306,12 +337,14 @@ def worker(
         if peers_proc.stdout.readline().strip() != "connected":
             raise refuse("the peers' namespace did not connect across the veth pair")
     else:
-        for addr in (PEER, PEER2):
+        for addr in [PEER, PEER2] + [PEER] * fresh_count:
             clients.append(socket.socket())
             clients[-1].bind((addr, 0))
             clients[-1].connect(listener.getsockname())
-    accepted = dict((conn.getpeername()[0], conn) for conn, _ in (listener.accept(), listener.accept()))
-    server, server2 = accepted[PEER], accepted[PEER2]
+    accepted = [listener.accept()[0] for _ in range(fresh_count + 2)]
+    from_peer = [conn for conn in accepted if conn.getpeername()[0] == PEER]
+    server, fresh = from_peer[0], from_peer[1:]
+    (server2,) = [conn for conn in accepted if conn.getpeername()[0] == PEER2]
 
     t0 = time.perf_counter()
     info = secsock.query(server)
@@ -377,6 +410,25 @@ def worker(
         result["miss_ratio"] = statistics.median(m) / statistics.median(g)
     if secured and "miss_checked" not in result:
         raise refuse("the cache-miss figure was not measured: the answers are not secured")
+
+    # The first query of a connection, what a server pays per accepted connection: the socket's type, protocol
+    # and namespace are not cached yet (three system calls more). Batches of new sockets, each used once:
+    # query and getpeername take turns batch by batch (getpeername too on sockets no call has touched).
+    fresh_query = timed_each("secsock.query(_s)", namespace)
+    fresh_getpeername = timed_each("_s.getpeername()", namespace)
+    batches = [fresh[i : i + FRESH_BATCH] for i in range(0, len(fresh), FRESH_BATCH)]
+    fq = [fresh_query(batch) for batch in batches[0::2]]
+    fg = [fresh_getpeername(batch) for batch in batches[1::2]]
+    result["fresh_query_ns"] = statistics.median(fq)
+    result["fresh_getpeername_ns"] = statistics.median(fg)
+    result["fresh_ratio"] = result["fresh_query_ns"] / result["fresh_getpeername_ns"]
+    result["fresh_connections"] = len(fresh)
+    for conn in fresh:  # each new connection's answer is the measured flow's
+        answer = secsock.query(conn)
+        if secured:
+            check_secured(answer, FLOW_SPIS, "a new connection's flow")
+        elif answer.flags or (remote and answer.reason != REMOTE_REASON):
+            raise refuse(f"a new connection's answer is not the measured flow's: {answer!r}")
 
     # The extension's own function without the facade's Python: the call query(sock) makes, query_sock since
     # 080d139 (older builds, as at_commit.sh may run them: query_info; before 2026-11-24 the raw query).
@@ -597,6 +649,12 @@ def table(results: list[dict[str, Any]]) -> str:
             rows.append(
                 f"{'':>9} answer checked before and after timing: clear, no policy selects the flow either "
                 "way, the peer across a veth pair (--remote)"
+            )
+        if "fresh_ratio" in r:
+            rows.append(
+                f"{'':>9} first query of a connection ({r['fresh_connections']} new sockets, each asked "
+                f"once): {r['fresh_query_ns']:.0f} ns, {r['fresh_ratio']:.1f}x getpeername on new sockets "
+                f"({r['fresh_getpeername_ns']:.0f} ns)"
             )
         if "miss_ratio" in r:
             rows.append(
