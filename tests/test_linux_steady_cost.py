@@ -3,7 +3,8 @@ out cannot change the answer (issue 14, speed). Whether an IPv4 peer is one of t
 of the routing table and kept 1 s; it is keyed without the socket's mark, owner, TOS and SO_DONTROUTE while
 the namespace's rules and routes make them irrelevant (the bare local rule first, no rule on mark, uid or
 DSCP, no TOS route, no local route outside the local table; for SO_DONTROUTE, no route via a gateway inside a
-local prefix), and those are then not read at all.
+local prefix), and those are then not read at all; without its ports and protocol too unless a rule reads
+them, so that new connections between two local addresses share one answer.
 
 The host kernel has no ESP: the flows here meet policies whose templates have no SA, which takes a query
 down the same path as a secured one (every per-socket fact is read; the SAs only come from the snapshot).
@@ -12,6 +13,8 @@ Needs root; run by tools/test.sh and CI.
 
 from __future__ import annotations
 
+import errno
+import json
 import socket
 import subprocess
 import sys
@@ -252,3 +255,65 @@ def test_an_address_that_makes_a_remote_peer_local_is_seen_after_the_interval(ns
     before, after = reasons(ns.probe([sock, add, wait, ask]))
     assert NO_SA in before, before
     assert DISABLED in after, after
+
+
+# New connections from local to peer, each queried once (each has its own local port); their reasons.
+NEW_CONNECTIONS = """
+import json, socket, sys, secsock
+local, peer, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+socks = [socket.create_connection((peer, port), source_address=(local, 0)) for _ in range(n)]
+print(json.dumps([secsock.query(s).reason for s in socks]))
+"""
+CONNECTIONS = 6
+
+
+@pytest.mark.parametrize(
+    ("rule", "asks"),
+    [((), 1)] + [(rule, CONNECTIONS) for rule in (("ipproto", "tcp"), ("dport", "9-10"), ("sport", "9-10"))],
+    ids=["plain", "ipproto", "dport", "sport"],
+)
+def test_new_connections_to_a_local_peer_share_its_route_unless_a_rule_reads_ports(
+    ns: Netns, rule: tuple[str, ...], asks: int
+) -> None:
+    """Whether B is local was kept keyed by the connection's ports and protocol too: every new connection
+    from A to B (a client on the same host) missed the kept answer and asked the route again (RTM_GETROUTE:
+    one per connection), which a query tried with the GIL held may not do (refused, then redone). The
+    kernel's lookup reads the ports and protocol only in a rule that selects on them (fib4_rule_match): with
+    none, the connections share one answer. A rule on ipproto, dport or sport, even one none of them
+    matches, puts them back in the key: one request per connection, as before. (Port ranges: a single port's
+    rule also carries FRA_DPORT_MASK or FRA_SPORT_MASK on 6.18, an attribute secsock does not know, which
+    takes the full path, keyed by everything the route is asked with.)"""
+    if rule:
+        ns.ip("rule", "add", "pref", "100", *rule, "lookup", "main")
+    policies(ns, A, B)  # templates: whether B is local is asked (lo's disable_xfrm then applies)
+    with listener(ns, B) as server, tempfile.NamedTemporaryFile(prefix="secsock-strace-") as out:
+        port = str(server.getsockname()[1])
+        argv = ns.exec_argv("strace", "-f", "-qq", "-e", "trace=sendto", "-o", out.name,
+                            sys.executable, "-c", NEW_CONNECTIONS, A, B, port, str(CONNECTIONS))  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, env=child_env(), timeout=120)
+        assert done.returncode == 0, done.stderr
+        lines = Path(out.name).read_text().splitlines()
+    assert all(DISABLED in reason for reason in json.loads(done.stdout)), done.stdout
+    routes = [line for line in lines if "RTM_GETROUTE" in line and "NLM_F_DUMP" not in line]
+    assert len(routes) == asks, f"{len(routes)} route requests for {CONNECTIONS} new connections"
+
+
+def test_a_rule_on_a_port_keeps_that_ports_error_apart(ns: Netns) -> None:
+    """A throw route in the local table sends P (inside lo's local /24) on to the later rules, where a
+    `prohibit` rule on TCP ports 600-601 refuses those alone (EACCES) and main sends the others by vc. With
+    ports left out of the key, a query for port 600 after one for 602 would get 602's kept answer ("not
+    local", by vc) for a flow the kernel refuses; the rule keeps them in: its error. (A socket bound to a
+    device other than the local route's misses the local table as well, but ip_route_output_key_hash_rcu
+    then makes a route by that device whatever error the rules give: no port changes its answer.)"""
+    peer = "10.77.0.9"
+    ns.ip("route", "add", "throw", peer, "table", "local", "scope", "link")  # link: the routes stay plain
+    ns.ip("route", "add", peer, "dev", "vc")
+    ns.ip("rule", "add", "pref", "100", "ipproto", "tcp", "dport", "600-601", "prohibit")
+    refused = run(*ns.exec_argv("ip", "route", "get", peer, "from", A, "ipproto", "tcp", "dport", "600"),
+                  check=False)  # fmt: skip
+    assert refused.returncode != 0 and "Permission denied" in refused.stderr, refused
+    policies(ns, A, peer)
+    syn = {"op": "tcp-syn", "local": A, "peer": peer}
+    by_vc, prohibited = ns.probe([{**syn, "port": 602}, {**syn, "port": 600}])
+    assert NO_SA in by_vc.get("reason", ""), by_vc
+    assert prohibited.get("errno") == errno.EACCES, prohibited

@@ -728,9 +728,9 @@ static int sysctl_flag(const char *path, secsock_error *err)
  * fork child's copy is the forking thread's, facts of a namespace that the key still names. The key is the
  * socket's netns cookie with the namespace's dev+ino (a new namespace may get a freed one's inode; the cookie
  * tells them apart from Linux 5.14, and on older kernels the 1 s bounds the mix-up). SS_CONF_NETNS
- * namespaces are kept; a fifth takes the least recently used one's place. Whether an address is one of the host's is the local table's answer, which
- * the socket's mark does not change (the local rule comes first and matches every mark), so the peer cache
- * is keyed by peer and local address only.
+ * namespaces are kept; a fifth takes the least recently used one's place. Whether a peer is one of the
+ * host's addresses is kept per route_key: local_key_of's while the namespace's rules and routes make the
+ * socket's other settings irrelevant, route_key_of's (all the route is asked with) otherwise.
  */
 #define SS_CONF_PEERS 16
 #define SS_CONF_DEVS 4
@@ -748,7 +748,8 @@ typedef struct {
     int hint; /* flow_oif_hint */
     uint16_t lport, pport;
     uint8_t tos, proto, wild; /* wild: ss_flow.local_wild, asked without RTA_SRC */
-    uint8_t plain;            /* local_key_of's: no mark, uid or TOS (never equal to route_key_of's) */
+    uint8_t plain;            /* local_key_of's: no mark, uid or TOS (never equal to route_key_of's), and no
+                               * ports or protocol unless a rule reads them (conf_rules.v4_l4) */
 } route_key;
 
 #define SS_LOCAL_PREFIXES 32 /* the local table's local routes conf_rules keeps (an address, a loopback prefix) */
@@ -763,7 +764,8 @@ typedef struct {
     int uid;         /* some rule has a uidrange (FRA_UID_RANGE) */
     int rules_plain; /* the rules allow v4_plain (rule_scan); the routes are then dumped for conf_local_dev */
     int v4_plain; /* whether an IPv4 peer is one of the host's addresses depends on nothing of the socket's but
-                   * its addresses, ports, protocol and device (local_key_of) */
+                   * its addresses and device, and its ports and protocol while v4_l4 (local_key_of) */
+    int v4_l4;    /* some IPv4 rule reads the protocol or ports (FRA_IP_PROTO, FRA_SPORT_RANGE, FRA_DPORT_RANGE) */
     unsigned n_local; /* v4_plain: the local table's RTN_LOCAL routes, in local[] up to SS_LOCAL_PREFIXES */
     v4_prefix local[SS_LOCAL_PREFIXES];
     int scope_matters; /* v4_plain: a route a link-scoped lookup passes over may hide a local prefix (route_scan) */
@@ -964,23 +966,35 @@ static int local_route_covers(const conf_rules *rules, const uint8_t *addr)
 
 /*
  * The key of whether f's IPv4 peer is one of the host's addresses, asked from device hint, while the
- * namespace's rules and routes are plain (conf_rules.v4_plain): the local rule comes first and its table
- * holds every local route, none of them by TOS or scoped below link, so fib_table_lookup there finds the
- * same route whatever the flow's TOS, and no later table holds one; and no rule reads the mark, uid or
- * DSCP (fib_rule_match, fib4_rule_match). Mark, uid and TOS then cannot change the answer, and are neither
- * read nor part of the key. Its scope can: with no custom rule the local table is merged into main, and a
- * link-scoped lookup (SO_DONTROUTE) passes over a main route via a gateway inside a local prefix and finds
- * the prefix (conf_local_dev asks flow_dontroute).
+ * namespace's rules and routes are plain (rules->v4_plain): the peer, the local address (and whether it is
+ * the wildcard's), the device hint, and the ports and protocol only while some IPv4 rule reads them
+ * (rules->v4_l4). The local rule comes first and its table holds every local route, none of them by TOS
+ * or scoped below link, so fib_table_lookup there finds the same route whatever the flow's TOS, and no
+ * later table holds one; and no rule reads the mark, uid or DSCP (fib_rule_match, fib4_rule_match). Mark,
+ * uid and TOS then cannot change the answer, and are neither read nor part of the key. Nor can the ports
+ * and protocol while no rule reads them: fib_table_lookup reads none (the address, TOS, scope and oif), and
+ * when the local table misses (its local route's device is not the hint's, or a throw route there) the
+ * later rules are tried, where only fib4_rule_match's ip_proto, sport and dport read them; multipath
+ * hashing on them (fib_select_path) comes after the lookup and only for a route that is not local
+ * (ip_route_output_key_hash_rcu: RTN_LOCAL goes straight to make_route), whose answer here is "not local"
+ * whichever nexthop it picks. With such a rule one port's flow may meet `prohibit` or `unreachable`, or a
+ * table with no route toward the peer, where another port's finds it not local: an error for that flow
+ * alone (unless a hint that is no VRF master makes a route by it anyway: ip_route_output_key_hash_rcu), so
+ * they are kept in the key. Its scope can change the answer: with no custom rule the local table is merged
+ * into main, and a link-scoped lookup (SO_DONTROUTE) passes over a main route via a gateway inside a local
+ * prefix and finds the prefix (conf_local_dev asks flow_dontroute).
  */
-static void local_key_of(const ss_flow *f, int hint, route_key *key)
+static void local_key_of(const ss_flow *f, const conf_rules *rules, int hint, route_key *key)
 {
     memset(key, 0, sizeof(*key));
     memcpy(key->peer, f->peer, 4);
     memcpy(key->local, f->local, 4);
     key->hint = hint;
-    key->lport = f->lport;
-    key->pport = f->pport;
-    key->proto = (uint8_t)f->proto;
+    if (rules->v4_l4) {
+        key->lport = f->lport;
+        key->pport = f->pport;
+        key->proto = (uint8_t)f->proto;
+    }
     key->wild = (uint8_t)f->local_wild;
     key->plain = 1;
 }
@@ -1022,7 +1036,7 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
         if (rules.scope_matters && (rc = flow_dontroute(f, err)) != 0) {
             return rc > 0 ? SS_DEV_UNKNOWN : 0;
         }
-        local_key_of(f, hint, &key);
+        local_key_of(f, &rules, hint, &key);
     } else if ((rc = flow_route_unknowable(f, err)) != 0) {
         return rc > 0 ? SS_DEV_UNKNOWN : 0;
     } else if (route_key_of(f, hint, &key, err) != 0) {
@@ -1191,17 +1205,21 @@ typedef struct {
     int uid;        /* some rule (either family) has a uidrange */
     int v4_seen;    /* an IPv4 rule was met: the first one is decided */
     int v4_plain;   /* so far: the first IPv4 rule is the bare prio-0 `lookup local`, no IPv4 rule selects on
-                     * what local_key_of leaves out */
+                     * what local_key_of always leaves out (mark, uid, DSCP) */
+    int v4_l4;      /* some IPv4 rule selects on the protocol or ports (local_key_of then keys by them) */
 } rule_scan;
 
 /*
  * A dump's RTM_NEWRULE (fib_nl_fill_rule puts each selector only when set). The uid: FRA_UID_RANGE. For
  * IPv4: fib_rule_match and fib4_rule_match compare the flow's mark (FRA_FWMARK, FRA_FWMASK), uid
  * (FRA_UID_RANGE) and DSCP (the header's tos; FRA_DSCP and later attributes are not known here and count as
- * selecting); the other selectors compare what local_key_of keeps (addresses, ports, protocol, device) or
- * nothing a socket sets (iif: an output lookup's is loopback). The rules come in priority order, so the first
- * IPv4 one is the first the kernel tries: v4_plain wants it to be the bare priority-0 rule to the local table
- * (fib_default_rules_init's), which then answers for every host address before any other rule is met.
+ * selecting; on 6.18 a single port's rule also carries FRA_SPORT_MASK or FRA_DPORT_MASK, later ones); the
+ * other selectors compare what local_key_of keeps (addresses, device; the protocol and ports, FRA_IP_PROTO,
+ * FRA_SPORT_RANGE and FRA_DPORT_RANGE, which v4_l4 records: fib4_rule_match reads them, and local_key_of
+ * keys by them only while some IPv4 rule has one) or nothing a socket sets (iif: an output lookup's is
+ * loopback). The rules come in priority order, so the first IPv4 one is the first the kernel tries:
+ * v4_plain wants it to be the bare priority-0 rule to the local table (fib_default_rules_init's), which
+ * then answers for every host address before any other rule is met.
  * These rule conditions (no fwmark, uid or DSCP rule anywhere; the bare local rule first) are stronger than
  * the shortcut needs: what makes it sound is the route scan (on_v4_route: no TOS route, no local route
  * outside the local table, none there scoped below link; SO_DONTROUTE read while a route scoped below link
@@ -1217,7 +1235,7 @@ static int on_rule(void *vctx, uint16_t type, uint16_t flags, const void *payloa
     const uint8_t *data;
     size_t dlen;
     uint32_t table, prio = 0;
-    int selects = 0, first;
+    int selects = 0, l4 = 0, first;
 
     (void)flags;
     if (type != RTM_NEWRULE || len < NLMSG_ALIGN(sizeof(frh))) {
@@ -1231,6 +1249,7 @@ static int on_rule(void *vctx, uint16_t type, uint16_t flags, const void *payloa
     while (attr_next(&it, &at, &data, &dlen) > 0) {
         rs->uid |= at == FRA_UID_RANGE;
         selects |= at == FRA_FWMARK || at == FRA_FWMASK || at == FRA_UID_RANGE || at > FRA_DPORT_RANGE;
+        l4 |= at == FRA_IP_PROTO || at == FRA_SPORT_RANGE || at == FRA_DPORT_RANGE;
         if (at == FRA_TABLE && dlen >= sizeof(table)) {
             memcpy(&table, data, sizeof(table));
         } else if (at == FRA_PRIORITY && dlen >= sizeof(prio)) {
@@ -1251,6 +1270,7 @@ static int on_rule(void *vctx, uint16_t type, uint16_t flags, const void *payloa
     if (selects || frh.tos != 0) {
         rs->v4_plain = 0;
     }
+    rs->v4_l4 |= l4;
     return 0;
 }
 
@@ -1350,7 +1370,7 @@ static int conf_rules_of(ss_flow *f, int routes, conf_rules *rules, secsock_erro
 {
     int64_t now = flow_now(f);
     conf_ns *c = conf_for(f);
-    static const rule_scan init = {0, 0, 1};
+    static const rule_scan init = {.v4_plain = 1};
     struct fib_rule_hdr frh;
     rule_scan rs;
 
@@ -1368,6 +1388,7 @@ static int conf_rules_of(ss_flow *f, int routes, conf_rules *rules, secsock_erro
         memset(rules, 0, sizeof(*rules));
         rules->uid = rs.uid;
         rules->rules_plain = rs.v4_seen && rs.v4_plain;
+        rules->v4_l4 = rs.v4_l4;
         if (c != NULL) {
             c->rules = *rules;
             conf_stamp_set(&c->rules_at, now);
