@@ -1017,9 +1017,13 @@ static int local_route_covers(const conf_rules *rules, const uint8_t *addr)
  * whichever nexthop it picks. With such a rule one port's flow may meet `prohibit` or `unreachable`, or a
  * table with no route toward the peer, where another port's finds it not local: an error for that flow
  * alone (unless a hint that is no VRF master makes a route by it anyway: ip_route_output_key_hash_rcu), so
- * they are kept in the key. Its scope can change the answer: with no custom rule the local table is merged
- * into main, and a link-scoped lookup (SO_DONTROUTE) passes over a main route via a gateway inside a local
- * prefix and finds the prefix (conf_local_dev asks flow_dontroute).
+ * they are kept in the key. (ip_route_output_key_hash_rcu reads the protocol before any lookup too: an oif
+ * given and IGMP make a route by that device at once, never RTN_LOCAL; not here, as route_get sends
+ * RTA_IP_PROTO for TCP and UDP only, inet_rtm_getroute defaulting to UDP and rtm_getroute_parse_ip_proto
+ * accepting TCP, UDP and ICMP: send no other protocol, nor reuse this key, without keying by the protocol.)
+ * Its scope can change the answer: with no custom rule the local table is merged into main, and a
+ * link-scoped lookup (SO_DONTROUTE) passes over a main route via a gateway inside a local prefix and finds
+ * the prefix (conf_local_dev asks flow_dontroute).
  */
 static void local_key_of(const ss_flow *f, const conf_rules *rules, int hint, route_key *key)
 {
