@@ -275,12 +275,14 @@ CONNECTIONS = 6
 
 
 @pytest.mark.parametrize(
-    ("rule", "asks"),
-    [((), 1)] + [(rule, CONNECTIONS) for rule in (("ipproto", "tcp"), ("dport", "9-10"), ("sport", "9-10"))],
-    ids=["plain", "ipproto", "dport", "sport"],
+    ("family", "rule", "asks"),
+    [((), (), 1)]
+    + [((), rule, CONNECTIONS) for rule in (("ipproto", "tcp"), ("dport", "9-10"), ("sport", "9-10"))]
+    + [(("-6",), ("ipproto", "tcp"), 1)],
+    ids=["plain", "ipproto", "dport", "sport", "ipv6-ipproto"],
 )
 def test_new_connections_to_a_local_peer_share_its_route_unless_a_rule_reads_ports(
-    ns: Netns, rule: tuple[str, ...], asks: int
+    ns: Netns, family: tuple[str, ...], rule: tuple[str, ...], asks: int
 ) -> None:
     """Whether B is local was kept keyed by the connection's ports and protocol too: every new connection
     from A to B (a client on the same host) missed the kept answer and asked the route again (RTM_GETROUTE:
@@ -289,9 +291,10 @@ def test_new_connections_to_a_local_peer_share_its_route_unless_a_rule_reads_por
     none, the connections share one answer. A rule on ipproto, dport or sport, even one none of them
     matches, puts them back in the key: one request per connection, as before. (Port ranges: a single port's
     rule also carries FRA_DPORT_MASK or FRA_SPORT_MASK on 6.18, an attribute secsock does not know, which
-    takes the full path, keyed by everything the route is asked with.)"""
+    takes the full path, keyed by everything the route is asked with.) An IPv6 rule on the protocol is not
+    met by an IPv4 lookup (fib4_rule_match reads IPv4 rules only): the connections share one answer still."""
     if rule:
-        ns.ip("rule", "add", "pref", "100", *rule, "lookup", "main")
+        ns.ip(*family, "rule", "add", "pref", "100", *rule, "lookup", "main")
     policies(ns, A, B)  # templates: whether B is local is asked (lo's disable_xfrm then applies)
     with listener(ns, B) as server, tempfile.NamedTemporaryFile(prefix="secsock-strace-") as out:
         port = str(server.getsockname()[1])
