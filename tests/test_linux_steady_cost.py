@@ -98,17 +98,24 @@ def steady_syscalls(ns: Netns, local: str, peer: str, port: int) -> tuple[str, l
     return done.stdout.strip(), [name for name in calls if name not in NOT_THE_QUERYS]
 
 
-@pytest.mark.parametrize(("where", "expected"), [("remote", 4), ("local", 5)], ids=["remote", "local"])
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [("remote", 4), ("remote-lo-route-elsewhere", 4), ("local", 5)],
+    ids=["remote", "remote-lo-route-elsewhere", "local"],
+)
 def test_a_steady_secured_query_makes_four_or_five_system_calls(ns: Netns, where: str, expected: int) -> None:
     """A connected TCP socket's steady query: SO_COOKIE, getsockname, getpeername and the notification
     socket's poll (epoll_wait); toward a local peer also SO_BINDTOIFINDEX (the device the route is asked
     from), which a peer that no local route covers does not need; SO_DONTROUTE only while a route via a
     gateway lies inside a local prefix (none here). It made 9 toward a remote peer (SO_BINDTOIFINDEX,
     SO_DONTROUTE, fstat, IP_TOS, SO_MARK for the key of whether the peer is local) and 10 toward a local one
-    (and SIOCGIFNAME for loopback's name)."""
+    (and SIOCGIFNAME for loopback's name). A route by lo to another peer (finding 3 of the review of
+    29b7b40) costs the remote peer nothing: only a peer such a route covers has its output device read."""
     peers = Netns("steady-peer")
     try:
-        if where == "remote":
+        if where == "remote-lo-route-elsewhere":
+            ns.ip("route", "add", "10.99.0.5", "dev", "lo")
+        if where.startswith("remote"):
             ns.ip("link", "set", "vcp", "netns", peers.name)
             peers.ip("link", "set", "vcp", "up")
             peers.ip("addr", "add", f"{W}/24", "dev", "vcp")
@@ -268,12 +275,14 @@ CONNECTIONS = 6
 
 
 @pytest.mark.parametrize(
-    ("rule", "asks"),
-    [((), 1)] + [(rule, CONNECTIONS) for rule in (("ipproto", "tcp"), ("dport", "9-10"), ("sport", "9-10"))],
-    ids=["plain", "ipproto", "dport", "sport"],
+    ("family", "rule", "asks"),
+    [((), (), 1)]
+    + [((), rule, CONNECTIONS) for rule in (("ipproto", "tcp"), ("dport", "9-10"), ("sport", "9-10"))]
+    + [(("-6",), ("ipproto", "tcp"), 1)],
+    ids=["plain", "ipproto", "dport", "sport", "ipv6-ipproto"],
 )
 def test_new_connections_to_a_local_peer_share_its_route_unless_a_rule_reads_ports(
-    ns: Netns, rule: tuple[str, ...], asks: int
+    ns: Netns, family: tuple[str, ...], rule: tuple[str, ...], asks: int
 ) -> None:
     """Whether B is local was kept keyed by the connection's ports and protocol too: every new connection
     from A to B (a client on the same host) missed the kept answer and asked the route again (RTM_GETROUTE:
@@ -282,9 +291,10 @@ def test_new_connections_to_a_local_peer_share_its_route_unless_a_rule_reads_por
     none, the connections share one answer. A rule on ipproto, dport or sport, even one none of them
     matches, puts them back in the key: one request per connection, as before. (Port ranges: a single port's
     rule also carries FRA_DPORT_MASK or FRA_SPORT_MASK on 6.18, an attribute secsock does not know, which
-    takes the full path, keyed by everything the route is asked with.)"""
+    takes the full path, keyed by everything the route is asked with.) An IPv6 rule on the protocol is not
+    met by an IPv4 lookup (fib4_rule_match reads IPv4 rules only): the connections share one answer still."""
     if rule:
-        ns.ip("rule", "add", "pref", "100", *rule, "lookup", "main")
+        ns.ip(*family, "rule", "add", "pref", "100", *rule, "lookup", "main")
     policies(ns, A, B)  # templates: whether B is local is asked (lo's disable_xfrm then applies)
     with listener(ns, B) as server, tempfile.NamedTemporaryFile(prefix="secsock-strace-") as out:
         port = str(server.getsockname()[1])
@@ -296,6 +306,98 @@ def test_new_connections_to_a_local_peer_share_its_route_unless_a_rule_reads_por
     assert all(DISABLED in reason for reason in json.loads(done.stdout)), done.stdout
     routes = [line for line in lines if "RTM_GETROUTE" in line and "NLM_F_DUMP" not in line]
     assert len(routes) == asks, f"{len(routes)} route requests for {CONNECTIONS} new connections"
+
+
+LO_ROUTED = "10.99.0.5"  # not one of the host's addresses, routed by lo (`ip route add ... dev lo`)
+DISABLED_BOTH_WAYS = "XFRM is disabled for the flow"
+
+
+def lo_tx_packets(ns: Netns) -> int:
+    (link,) = json.loads(ns.ip("-j", "-s", "link", "show", "lo"))
+    packets: int = link["stats64"]["tx"]["packets"]
+    return packets
+
+
+def lo_settings(ns: Netns, value: int) -> None:
+    for name in ("disable_xfrm", "disable_policy"):
+        run(*ns.exec_argv("sysctl", "-qw", f"net.ipv4.conf.lo.{name}={value}"))
+
+
+@pytest.mark.parametrize("rule", [(), ("fwmark", "1", "lookup", "100")], ids=["plain-rules", "a-mark-rule"])
+@pytest.mark.parametrize("lo_disabled", [1, 0], ids=["lo-disables-xfrm", "lo-does-not"])
+def test_a_remote_peer_routed_by_lo_follows_los_settings(
+    ns: Netns, lo_disabled: int, rule: tuple[str, ...]
+) -> None:
+    """Outside review of 29b7b40, finding 3: a peer that is not one of the host's addresses but whose route
+    leaves by lo (type unicast, dev lo) is sent as lo sends: __mkroute_output takes DST_NOXFRM from the
+    output device's disable_xfrm, and xfrm_lookup_with_ifid then looks no policy up. The kernel shows it
+    here: under a policy that requires ESP, the SYN leaves on lo in the clear with lo's disable_xfrm 1 and is
+    held (no SA) with 0. The backend counted lo's settings out for every peer not local and answered "no SA
+    fits a template" both times: with an SA, SECURED while the SYN went out in the clear. lo's
+    disable_policy then decides inbound too (what answers comes back over lo: ip_rcv_finish_core), as for a
+    local peer. With plain rules the IPv4 route dump says which peers such a route covers; with a rule on
+    the mark (the routes are then not dumped) the route asked whether the peer is local answers for the
+    output device too: one route request either way."""
+    if rule:
+        ns.ip("rule", "add", *rule)
+    ns.ip("route", "add", LO_ROUTED, "dev", "lo")
+    lo_settings(ns, lo_disabled)
+    policies(ns, V, LO_ROUTED)
+    before = lo_tx_packets(ns)
+    with tempfile.NamedTemporaryFile(prefix="secsock-strace-") as out:
+        (result,) = ns.probe([{"op": "tcp-syn", "local": V, "peer": LO_ROUTED, "port": 500}],
+                             wrap=("strace", "-f", "-qq", "-e", "trace=sendto", "-o", out.name))  # fmt: skip
+        lines = Path(out.name).read_text().splitlines()
+    sent_on_lo = lo_tx_packets(ns) - before
+    routes = [line for line in lines if "RTM_GETROUTE" in line and "NLM_F_DUMP" not in line]
+    assert len(routes) == 1, routes
+    if lo_disabled:
+        assert sent_on_lo > 0, "the kernel held the SYN: the test does not show the bypass"
+        assert result["reason"].count(DISABLED_BOTH_WAYS) == 2, result
+    else:
+        assert sent_on_lo == 0, "the SYN left on lo though XFRM applies"
+        assert result["reason"].count(NO_SA) == 2, result
+    assert not result["secured"]
+
+
+def sent_by_lo(ns: Netns, local: str, sport: int, peer: str) -> bool:
+    """Does a datagram from local:sport to peer:500 leave by lo (lo's transmit counter), as the kernel
+    routes it? (Not `ip route get`: iproute2's print_route trips AddressSanitizer, which
+    hardening/sanitize.sh preloads into everything the tests start.)"""
+
+    def send() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((local, sport))
+            s.sendto(b"x", (peer, 500))
+
+    before = lo_tx_packets(ns)
+    ns.call(send)
+    return lo_tx_packets(ns) > before
+
+
+def test_a_multipath_route_with_a_lo_nexthop_is_read_per_flow(ns: Netns) -> None:
+    """The same for a multipath route with a `dev lo` nexthop: each flow takes the nexthop the kernel's hash
+    picks (the L4 hash here, so each source port may take another), and the backend asks the route with
+    all the flow's keys. Flows hashed onto lo get lo's setting (XFRM disabled), the others the policy's
+    verdict; both kinds are met among the ports tried, each agreeing with where the kernel sends a datagram
+    of the same flow. (A is taken off lo: on 6.18, with A there, fib_select_multipath never picked lo's
+    nexthop for a flow from V.)"""
+    peer = "10.99.0.6"
+    ns.ip("addr", "del", f"{A}/24", "dev", "lo")
+    ns.ip("link", "set", "vcp", "up")  # vc has a carrier: its nexthop is alive
+    run(*ns.exec_argv("sysctl", "-qw", "net.ipv4.fib_multipath_hash_policy=1"))
+    ns.ip("route", "add", peer, "nexthop", "dev", "lo", "nexthop", "via", "10.79.0.9", "dev", "vc")
+    policies(ns, V, peer)
+    ports = range(40000, 40024)
+    steps = [{"op": "udp", "name": f"s{port}", "local": V, "sport": port, "peer": peer, "port": 500}
+             for port in ports]  # fmt: skip
+    seen = set()
+    for port, result in zip(ports, ns.probe(steps)):
+        by_lo = sent_by_lo(ns, V, port, peer)
+        seen.add(by_lo)
+        expected = DISABLED_BOTH_WAYS if by_lo else NO_SA
+        assert result["reason"].count(expected) == 2, (port, by_lo, result)
+    assert seen == {True, False}, "every port took the same nexthop: the test shows one side only"
 
 
 def test_a_rule_on_a_port_keeps_that_ports_error_apart(ns: Netns) -> None:

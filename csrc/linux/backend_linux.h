@@ -88,6 +88,9 @@
 #ifndef XFRMA_SA_PCPU
 #define XFRMA_SA_PCPU 35 /* __u32, 6.13: a per-CPU SA's CPU */
 #endif
+#ifndef RTA_NH_ID
+#define RTA_NH_ID 30 /* a route's nexthop object (linux/rtnetlink.h, 5.3) */
+#endif
 #define SS_SA_DIR_IN 1
 #define SS_SA_DIR_OUT 2
 

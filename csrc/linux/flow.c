@@ -97,7 +97,31 @@ typedef struct {
     int has_prefsrc;   /* RTA_PREFSRC was given: rt_fill_info puts an output route's fl4->saddr when it is
                         * not the RTA_SRC asked */
     uint8_t prefsrc[4];
+    int lo_nh;         /* a nexthop by loopback (RTA_OIF, or one of RTA_MULTIPATH's), or a nexthop object
+                        * (RTA_NH_ID) whose nexthops the message does not list (nexthop_compat_mode 0) */
 } route_answer;
+
+/* Does an RTA_MULTIPATH (struct rtnexthop after struct rtnexthop, each with its attributes) name loopback
+ * (LOOPBACK_IFINDEX) as a nexthop's device? A list cut short counts as naming it. */
+static int multipath_has_lo(const uint8_t *data, size_t len)
+{
+    struct rtnexthop nh;
+    size_t step;
+
+    while (len >= sizeof(nh)) {
+        memcpy(&nh, data, sizeof(nh));
+        if (nh.rtnh_len < sizeof(nh) || nh.rtnh_len > len || nh.rtnh_ifindex == 1) {
+            return 1;
+        }
+        step = (size_t)RTNH_ALIGN(nh.rtnh_len);
+        if (step >= len) {
+            break;
+        }
+        data += step;
+        len -= step;
+    }
+    return 0;
+}
 
 static int on_route(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
 {
@@ -108,7 +132,7 @@ static int on_route(void *vctx, uint16_t type, uint16_t flags, const void *paylo
     uint16_t at;
     const uint8_t *data;
     size_t dlen;
-    int r;
+    int r, listed = 0, nh_object = 0;
 
     (void)flags;
     if (type != RTM_NEWROUTE || len < sizeof(struct rtmsg)) {
@@ -125,7 +149,14 @@ static int on_route(void *vctx, uint16_t type, uint16_t flags, const void *paylo
     while ((r = attr_next(&it, &at, &data, &dlen)) > 0) {
         if (at == RTA_OIF && dlen >= sizeof(int)) {
             memcpy(oif, data, sizeof(int));
+            ra->lo_nh |= *oif == 1;
+            listed = 1;
         }
+        if (at == RTA_MULTIPATH) {
+            ra->lo_nh |= multipath_has_lo(data, dlen);
+            listed = 1;
+        }
+        nh_object |= at == RTA_NH_ID;
         if (at == RTA_DST && rtm.rtm_family == AF_INET && dlen >= sizeof(ra->dst)) {
             memcpy(ra->dst, data, sizeof(ra->dst));
         }
@@ -137,6 +168,7 @@ static int on_route(void *vctx, uint16_t type, uint16_t flags, const void *paylo
             ra->has_prefsrc = 1;
         }
     }
+    ra->lo_nh |= nh_object && !listed;
     return 0;
 }
 
@@ -769,7 +801,11 @@ typedef struct {
     unsigned n_local; /* v4_plain: the local table's RTN_LOCAL routes, in local[] up to SS_LOCAL_PREFIXES */
     v4_prefix local[SS_LOCAL_PREFIXES];
     int scope_matters; /* v4_plain: a route a link-scoped lookup passes over may hide a local prefix (route_scan) */
+    unsigned n_lo;     /* the routes of another type than local with a nexthop by loopback (route_scan), in lo[]
+                        * up to SS_LOCAL_PREFIXES; more (SS_PREFIXES_ALL) while the routes were not read */
+    v4_prefix lo[SS_LOCAL_PREFIXES];
 } conf_rules;
+#define SS_PREFIXES_ALL (SS_LOCAL_PREFIXES + 1) /* a prefix count local_prefix_holds reads as "holds all" */
 
 typedef struct conf_ns {
     uint64_t used;   /* t_conf.tick at its last use: the least recently used is reused */
@@ -788,6 +824,7 @@ typedef struct conf_ns {
         conf_stamp at;
         route_key key;
         int dev; /* as ss_flow.local_dev: -1 not local */
+        int oif; /* the route's device (resolve_oif's answer when key is route_key_of's) */
     } peers[SS_CONF_PEERS];
     conf_stamp links_at;
     int links_conf; /* SS_LO_* set on any device but loopback (conf_links) */
@@ -980,9 +1017,13 @@ static int local_route_covers(const conf_rules *rules, const uint8_t *addr)
  * whichever nexthop it picks. With such a rule one port's flow may meet `prohibit` or `unreachable`, or a
  * table with no route toward the peer, where another port's finds it not local: an error for that flow
  * alone (unless a hint that is no VRF master makes a route by it anyway: ip_route_output_key_hash_rcu), so
- * they are kept in the key. Its scope can change the answer: with no custom rule the local table is merged
- * into main, and a link-scoped lookup (SO_DONTROUTE) passes over a main route via a gateway inside a local
- * prefix and finds the prefix (conf_local_dev asks flow_dontroute).
+ * they are kept in the key. (ip_route_output_key_hash_rcu reads the protocol before any lookup too: an oif
+ * given and IGMP make a route by that device at once, never RTN_LOCAL; not here, as route_get sends
+ * RTA_IP_PROTO for TCP and UDP only, inet_rtm_getroute defaulting to UDP and rtm_getroute_parse_ip_proto
+ * accepting TCP, UDP and ICMP: send no other protocol, nor reuse this key, without keying by the protocol.)
+ * Its scope can change the answer: with no custom rule the local table is merged into main, and a
+ * link-scoped lookup (SO_DONTROUTE) passes over a main route via a gateway inside a local prefix and finds
+ * the prefix (conf_local_dev asks flow_dontroute).
  */
 static void local_key_of(const ss_flow *f, const conf_rules *rules, int hint, route_key *key)
 {
@@ -997,6 +1038,17 @@ static void local_key_of(const ss_flow *f, const conf_rules *rules, int hint, ro
     }
     key->wild = (uint8_t)f->local_wild;
     key->plain = 1;
+}
+
+/* conf_local_dev's route, asked as resolve_oif asks it (route_key_of's key: the peer, the local address, the
+ * hint, after flow_route_unknowable), answers resolve_oif too: its device is the flow's (f->oif), so that
+ * remote_xfrm_disabled's conf_out_dev asks no second time. A local_key_of key leaves out what the route may
+ * depend on for a peer that is not local (a multipath route's hash reads the ports): not kept. */
+static void local_dev_oif(ss_flow *f, const route_key *key, int oif)
+{
+    if (!key->plain && oif > 0) {
+        f->oif = oif;
+    }
 }
 
 /*
@@ -1046,6 +1098,7 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
     if (c != NULL) {
         for (i = 0; i < SS_CONF_PEERS; i++) {
             if (conf_fresh(&c->peers[i].at, now) && memcmp(&c->peers[i].key, &key, sizeof(key)) == 0) {
+                local_dev_oif(f, &key, c->peers[i].oif);
                 return c->peers[i].dev;
             }
         }
@@ -1056,10 +1109,12 @@ static int conf_local_dev(ss_flow *f, secsock_error *err)
     if (route_get(f, f->peer, f->local, hint, &ra, err) != 0) {
         return 0;
     }
+    local_dev_oif(f, &key, ra.oif);
     if (c != NULL) {
         i = (int)(c->next_peer++ % SS_CONF_PEERS);
         memcpy(&c->peers[i].key, &key, sizeof(key)); /* with its padding: looked up by memcmp */
         c->peers[i].dev = ra.type == RTN_LOCAL && ra.oif > 0 ? ra.oif : -1;
+        c->peers[i].oif = ra.oif;
         conf_stamp_set(&c->peers[i].at, now);
     }
     return ra.type == RTN_LOCAL && ra.oif > 0 ? ra.oif : -1;
@@ -1285,7 +1340,18 @@ typedef struct {
     v4_prefix local[SS_LOCAL_PREFIXES];
     unsigned n_skipped; /* routes outside the local table scoped below link, in skipped[] up to the maximum */
     v4_prefix skipped[SS_SKIPPED_ROUTES];
+    unsigned n_lo; /* routes not local with a nexthop by loopback, outside 127.0.0.0/8 (conf_rules.lo) */
+    v4_prefix lo[SS_LOCAL_PREFIXES];
 } route_scan;
+
+/* Keep route ra's prefix in list (n so far, up to max; past that only counted). */
+static void prefix_keep(v4_prefix *list, unsigned *n, unsigned max, const route_answer *ra)
+{
+    if ((*n)++ < max) {
+        memcpy(list[*n - 1].addr, ra->dst, sizeof(ra->dst));
+        list[*n - 1].len = ra->dst_len > 32 ? 32 : ra->dst_len;
+    }
+}
 
 /*
  * A dump's IPv4 RTM_NEWROUTE. fib_table_lookup passes over a route whose TOS (fa_dscp) is not the flow's,
@@ -1316,13 +1382,19 @@ static int on_v4_route(void *vctx, uint16_t type, uint16_t flags, const void *pa
         (ra.table == RT_TABLE_LOCAL && ra.scope < RT_SCOPE_LINK)) {
         rs->plain = 0;
     }
-    if (ra.type == RTN_LOCAL && ra.table == RT_TABLE_LOCAL && rs->n_local++ < SS_LOCAL_PREFIXES) {
-        memcpy(rs->local[rs->n_local - 1].addr, ra.dst, sizeof(ra.dst));
-        rs->local[rs->n_local - 1].len = ra.dst_len > 32 ? 32 : ra.dst_len;
+    if (ra.type == RTN_LOCAL && ra.table == RT_TABLE_LOCAL) {
+        prefix_keep(rs->local, &rs->n_local, SS_LOCAL_PREFIXES, &ra);
     }
-    if (ra.table != RT_TABLE_LOCAL && ra.scope < RT_SCOPE_LINK && rs->n_skipped++ < SS_SKIPPED_ROUTES) {
-        memcpy(rs->skipped[rs->n_skipped - 1].addr, ra.dst, sizeof(ra.dst));
-        rs->skipped[rs->n_skipped - 1].len = ra.dst_len > 32 ? 32 : ra.dst_len;
+    if (ra.table != RT_TABLE_LOCAL && ra.scope < RT_SCOPE_LINK) {
+        prefix_keep(rs->skipped, &rs->n_skipped, SS_SKIPPED_ROUTES, &ra);
+    }
+    /* A route to addresses that are not the host's whose nexthop is loopback (`ip route add X dev lo`, a
+     * multipath route with a `dev lo` nexthop, the broadcast route of an address on lo; an address's prefix
+     * route on lo is local: fib_add_ifaddr): __mkroute_output takes DST_NOXFRM from its output device, lo
+     * (remote_xfrm_disabled). Peers in 127.0.0.0/8 are read as local already (flow_xfrm_disabled), so lo's
+     * own routes there (broadcast 127.255.255.255) are not kept. */
+    if (ra.type != RTN_LOCAL && ra.lo_nh && !(ra.dst_len >= 8 && ra.dst[0] == 127)) {
+        prefix_keep(rs->lo, &rs->n_lo, SS_LOCAL_PREFIXES, &ra);
     }
     return 0;
 }
@@ -1351,10 +1423,13 @@ static int v4_routes_plain(conf_rules *rules, secsock_error *err)
             return -1;
         }
         rs.plain = 0; /* stopped by on_v4_route: not claimed */
+        rs.n_lo = SS_PREFIXES_ALL;
     }
     rules->v4_plain = rs.plain;
     rules->n_local = rs.n_local;
     memcpy(rules->local, rs.local, sizeof(rules->local));
+    rules->n_lo = rs.n_lo;
+    memcpy(rules->lo, rs.lo, sizeof(rules->lo));
     rules->scope_matters = rs.n_skipped > SS_SKIPPED_ROUTES;
     for (i = 0; i < rs.n_skipped && i < SS_SKIPPED_ROUTES && !rules->scope_matters; i++) {
         rules->scope_matters = local_prefix_holds(rs.local, rs.n_local, &rs.skipped[i]);
@@ -1386,6 +1461,7 @@ static int conf_rules_of(ss_flow *f, int routes, conf_rules *rules, secsock_erro
             return -1;
         }
         memset(rules, 0, sizeof(*rules));
+        rules->n_lo = SS_PREFIXES_ALL; /* until the routes are read */
         rules->uid = rs.uid;
         rules->rules_plain = rs.v4_seen && rs.v4_plain;
         rules->v4_l4 = rs.v4_l4;
@@ -1407,6 +1483,7 @@ static int conf_rules_of(ss_flow *f, int routes, conf_rules *rules, secsock_erro
         secsock_error_clear(err);
         rules->v4_plain = 0;
         rules->n_local = 0;
+        rules->n_lo = SS_PREFIXES_ALL;
     }
     c->rules = *rules;
     conf_stamp_set(&c->routes_at, now);
@@ -1477,21 +1554,69 @@ static int conf_out_dev(ss_flow *f, int *oif, secsock_error *err)
 }
 
 /*
+ * May an IPv4 route toward f's peer leave by loopback though the peer is not one of the host's addresses
+ * (`ip route add X dev lo`, a multipath route with a `dev lo` nexthop: on_v4_route)?
+ * Into *may: 1 when some such route's prefix holds the peer, or while the routes are not read (the rules not
+ * plain, a table too large, a failed dump, a namespace not known: conf_rules_of), else 0. 0, or -1 on error.
+ */
+static int lo_route_may_cover(ss_flow *f, int *may, secsock_error *err)
+{
+    conf_rules rules;
+    v4_prefix host;
+
+    *may = 1;
+    if (conf_rules_of(f, 1, &rules, err) != 0) {
+        return -1;
+    }
+    memcpy(host.addr, f->peer, 4);
+    host.len = 32;
+    *may = local_prefix_holds(rules.lo, rules.n_lo, &host);
+    return 0;
+}
+
+/*
  * An IPv4 flow to a peer elsewhere: does a device's own setting bypass XFRM? Outbound, __mkroute_output gives
- * the route DST_NOXFRM from IN_DEV_ORCONF(NOXFRM) of its output device (rt_dst_alloc), the route's answer
- * (resolve_oif), unless the socket may choose the device per message (flow_out_dev_knowable). Inbound, ip_rcv_finish_core sets IPSKB_NOPOLICY from IN_DEV_ORCONF(NOPOLICY) of the
- * device the packet ARRIVES by, which xfrm_policy_check honours and which nothing here can know for a remote
- * peer (routing is not symmetric, and any device may receive it). So: only when some device but loopback has
- * the setting (conf_links) is more asked; then outbound reads the output device's (conf_out_dev, conf_dev),
- * and inbound, or outbound by an unknown device, is SS_XFRM_MAYBE_DISABLED ("not decidable", never
- * SECURED). 1, 0, that, or -1.
+ * the route DST_NOXFRM from IN_DEV_ORCONF(NOXFRM) of its output device (rt_dst_alloc; xfrm_lookup_with_ifid
+ * then looks no policy up), the route's answer (resolve_oif), unless the socket may choose the device per
+ * message (flow_out_dev_knowable). Inbound, ip_rcv_finish_core sets IPSKB_NOPOLICY from IN_DEV_ORCONF(NOPOLICY)
+ * of the device the packet ARRIVES by, which xfrm_policy_check honours and which nothing here can know for a
+ * remote peer (routing is not symmetric, and any device may receive it). So: only when some device but
+ * loopback has the setting (conf_links) is more asked; then outbound reads the output device's
+ * (conf_out_dev, conf_dev), and inbound, or outbound by an unknown device, is SS_XFRM_MAYBE_DISABLED ("not
+ * decidable", never SECURED).
+ * Loopback apart: a route to a peer that is not the host's may still leave by lo (lo_route_may_cover), and
+ * lo has both settings by default. The packets then leave without XFRM (seen on 6.18: a plaintext SYN on lo
+ * under a required policy, blocked with lo's disable_xfrm 0), and, lo's device being IFF_LOOPBACK,
+ * __mkroute_output makes the route RTCF_LOCAL: they are delivered here (rt_dst_alloc: ip_local_deliver),
+ * and whatever answers from the peer's address comes back over lo, where ip_rcv_finish_core reads lo's
+ * disable_policy. While such a route may hold the peer, its output device is read (conf_out_dev, keyed by
+ * all the route is asked with: a multipath route's hash may read the ports), also for an IPv4 UDP socket
+ * (asked from the socket's own device, as conf_local_dev asks; a message's IP_PKTINFO is not seen, as
+ * README says), and when it is lo, lo's setting answers both ways, as for a local peer. 1, 0,
+ * SS_XFRM_MAYBE_DISABLED, or -1.
  */
 static int remote_xfrm_disabled(ss_flow *f, int out, secsock_error *err)
 {
-    int bit = out ? SS_LO_NOXFRM : SS_LO_NOPOLICY, any, conf, oif, knowable;
+    int bit = out ? SS_LO_NOXFRM : SS_LO_NOPOLICY, any, conf, oif, rc, lo_may;
 
-    if (conf_links(f, &any, err) != 0) {
+    if (conf_links(f, &any, err) != 0 || lo_route_may_cover(f, &lo_may, err) != 0) {
         return -1;
+    }
+    if (!(any & bit) && !lo_may) {
+        return 0;
+    }
+    if (lo_may) {
+        if ((rc = conf_out_dev(f, &oif, err)) != 0) {
+            return rc == SS_XFRM_MAYBE_DISABLED ? rc : -1; /* the device asked from cannot be read */
+        }
+        if (oif == 1) {
+            if (conf_dev(f, oif, &conf, err) != 0) {
+                return -1;
+            }
+            if (conf & bit) {
+                return 1;
+            }
+        }
     }
     if (!(any & bit)) {
         return 0;
@@ -1501,11 +1626,11 @@ static int remote_xfrm_disabled(ss_flow *f, int out, secsock_error *err)
     }
     /* Outbound by a device the socket may choose per message (flow_out_dev_knowable: an IPv4 UDP message's
      * IP_PKTINFO, a multicast peer's IP_MULTICAST_IF, a VRF master's slaves), any device so set may be it. */
-    if ((knowable = flow_out_dev_knowable(f, err)) <= 0) {
-        return knowable < 0 ? -1 : SS_XFRM_MAYBE_DISABLED;
+    if ((rc = flow_out_dev_knowable(f, err)) <= 0) {
+        return rc < 0 ? -1 : SS_XFRM_MAYBE_DISABLED;
     }
-    if ((knowable = conf_out_dev(f, &oif, err)) != 0) {
-        return knowable == SS_XFRM_MAYBE_DISABLED ? knowable : -1;
+    if ((rc = conf_out_dev(f, &oif, err)) != 0) {
+        return rc == SS_XFRM_MAYBE_DISABLED ? rc : -1;
     }
     if (conf_dev(f, oif, &conf, err) != 0) {
         return -1;

@@ -680,7 +680,8 @@ int cmd_synthetic(const char *name)
     f.lport = htons(4000);
     f.pport = htons(500);
     f.mark_read = 1; /* SO_MARK 0, without a socket */
-    f.oif = 1;       /* no route lookup from a synthetic flow */
+    f.oif = 2;       /* no route lookup from a synthetic flow; not lo (1), whose settings a flow that leaves by
+                      * it follows (remote_xfrm_disabled: with no namespace known, any route may be one by lo) */
     f.local_dev = -1; /* nor one for whether the peer is local (flow_xfrm_disabled) */
     ss_kernel_state_cache = 0; /* as on 6.1 (the VM's), whatever this host runs; sa-cache-* set it */
     f.lo_conf = SS_CONF_OUT_READ | SS_CONF_IN_READ; /* `all`'s settings read as off, whatever the host's */

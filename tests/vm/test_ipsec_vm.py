@@ -41,6 +41,11 @@ AH_AUTH = ["auth-trunc", "hmac(sha256)", "0x" + "44" * 32, "96"]
 ESP, AH = 50, 51
 TRANSPORT, TUNNEL = 0, 1
 PORT = 5000
+XFRM_DISABLED_BOTH_WAYS = "; ".join(  # the reason of a flow lo's (or `all`'s) settings exempt both ways
+    f"{way}: XFRM is disabled for the flow (disable_xfrm outbound, disable_policy inbound: set for "
+    "all interfaces, on the device the flow leaves by, or on loopback, which the flow runs over)"
+    for way in ("outbound", "inbound")
+)
 WEAK = (  # the reason of a protected direction whose SAs do not all encrypt
     "protected, but an SA it uses or accepts does not encrypt or cannot be read (AH, a null cipher, "
     "AES-GMAC, a cipher secsock does not know, an SA it could not parse)"
@@ -588,11 +593,41 @@ def test_loopback_flow_is_clear_where_xfrm_is_disabled(pair: Pair) -> None:
     assert "0(bytes)" in pair.a.ip("-s", "xfrm", "state"), "the kernel used the SA over lo"
     for result in (client, server):
         assert_flags(result, 0)
-        assert result["reason"] == "; ".join(
-            f"{way}: XFRM is disabled for the flow (disable_xfrm outbound, disable_policy inbound: set for "
-            "all interfaces, on the device the flow leaves by, or on loopback, which the flow runs over)"
-            for way in ("outbound", "inbound")
-        ), result
+        assert result["reason"] == XFRM_DISABLED_BOTH_WAYS, result
+
+
+def test_a_peer_routed_by_lo_is_not_secured_by_its_sas(pair: Pair) -> None:
+    """Outside review of 29b7b40, finding 3: a peer that is not one of the host's addresses but whose route
+    leaves by lo (`ip route add X dev lo`, type unicast) is sent as lo sends: the route takes DST_NOXFRM
+    from lo's disable_xfrm (__mkroute_output), so the ESP policy and its SA are never used, and the datagram
+    is delivered here in the clear (lo's route is RTCF_LOCAL). The backend counted lo's settings out for
+    every peer not local and answered SECURED from the policies and SAs of both directions."""
+    me, there = pair.addr_a, "10.99.0.5"
+    pair.a.ip("route", "add", there, "dev", "lo")
+    for src, dst, direction, spi in ((me, there, "out", "0x1001"), (there, me, "in", "0x2002")):
+        pair.a.ip("xfrm", "policy", "add", "src", src, "dst", dst, "dir", direction, "tmpl",
+                  "src", src, "dst", dst, "proto", "esp", "mode", "transport", "reqid", "7")  # fmt: skip
+        pair.a.ip("xfrm", "state", "add", "src", src, "dst", dst, "proto", "esp", "spi", spi, "reqid", "7",
+                  "mode", "transport", *AEAD)  # fmt: skip
+
+    def send() -> tuple[dict[str, Any], bytes]:
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s,
+        ):
+            receiver.bind(("0.0.0.0", PORT))
+            receiver.settimeout(15)
+            s.bind((me, 0))
+            s.connect((there, PORT))
+            s.send(b"ping")
+            data, _ = receiver.recvfrom(16)
+            return answer(s), data
+
+    result, data = pair.a.call(send)
+    assert data == b"ping", "not delivered here in the clear"
+    assert pair.a.ip("-s", "xfrm", "state").count("0(bytes)") == 2, "the kernel used an SA"
+    assert_flags(result, 0)
+    assert result["reason"] == XFRM_DISABLED_BOTH_WAYS, result
 
 
 def test_esp_inside_ah_bundle(pair: Pair) -> None:
