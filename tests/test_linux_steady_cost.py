@@ -419,3 +419,62 @@ def test_a_rule_on_a_port_keeps_that_ports_error_apart(ns: Netns) -> None:
     by_vc, prohibited = ns.probe([{**syn, "port": 602}, {**syn, "port": 600}])
     assert NO_SA in by_vc.get("reason", ""), by_vc
     assert prohibited.get("errno") == errno.EACCES, prohibited
+
+
+@pytest.mark.parametrize("lo_disabled", [1, 0], ids=["lo-disables-xfrm", "lo-does-not"])
+def test_limited_broadcast_from_an_address_on_lo_follows_los_settings(ns: Netns, lo_disabled: int) -> None:
+    """Outside review of f7d6545, item 2: 255.255.255.255 from a source address and no device leaves by the
+    device holding that address (ip_route_output_key_hash_rcu: __ip_dev_find), lo for an address on lo, and
+    takes lo's disable_xfrm (__mkroute_output); no route by lo covers the peer, so the route scan alone missed
+    it and the policy answered. The kernel shows the device: the datagram is counted on lo."""
+    lo_settings(ns, lo_disabled)
+    policies(ns, A, "255.255.255.255")
+
+    def query_and_send() -> Any:
+        import secsock
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            sock.bind((A, 0))
+            sock.connect(("255.255.255.255", 500))
+            info = secsock.query(sock)
+            before = lo_tx_packets(ns)
+            try:
+                sock.send(b"x")
+            except OSError:
+                pass  # held by the policy (no SA): nothing is sent
+            return info, lo_tx_packets(ns) - before
+
+    info, sent_on_lo = ns.call(query_and_send)
+    if lo_disabled:
+        assert sent_on_lo > 0, "the datagram did not leave by lo: the test does not show the bypass"
+        assert info.reason.count(DISABLED_BOTH_WAYS) == 2, info
+    else:
+        assert sent_on_lo == 0, "the datagram left by lo though XFRM applies"
+        assert info.reason.count(NO_SA) == 2, info
+    assert not info.secured
+
+
+def test_so_dontroute_set_after_a_kept_route_is_not_answered_from_it(ns: Netns) -> None:
+    """Outside review of f7d6545, item 3: the kept output device of a peer a route by lo covers is keyed by
+    what RTM_GETROUTE is asked with, which has no SO_DONTROUTE. A link-scoped lookup passes over the gateway
+    route and finds the route by lo; the kept answer (by vc) was given to the same socket after it set
+    SO_DONTROUTE. Now the socket's routing facts are read before the kept answers: "not decidable"."""
+    ns.ip("route", "add", "10.99.0.0/16", "dev", "lo")
+    ns.ip("route", "add", LO_ROUTED, "via", "10.79.0.9", "dev", "vc")
+    policies(ns, V, LO_ROUTED)
+
+    def query_twice() -> Any:
+        import secsock
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind((V, 0))
+            sock.connect((LO_ROUTED, 500))
+            first = secsock.query(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_DONTROUTE, 1)
+            return first, secsock.query(sock)
+
+    first, dontroute = ns.call(query_twice)
+    assert first.reason.count(NO_SA) == 2, first  # by vc, the gateway route: the policy answers
+    assert dontroute.reason.startswith("outbound: not decidable here"), dontroute
+    assert not dontroute.secured

@@ -115,12 +115,12 @@ static int multipath_has_lo(const uint8_t *data, size_t len)
         }
         step = (size_t)RTNH_ALIGN(nh.rtnh_len);
         if (step >= len) {
-            break;
+            return 0; /* the last one */
         }
         data += step;
         len -= step;
     }
-    return 0;
+    return len != 0; /* bytes left too few for a nexthop: cut short (review of f7d6545, item 5) */
 }
 
 static int on_route(void *vctx, uint16_t type, uint16_t flags, const void *payload, size_t len)
@@ -1528,6 +1528,11 @@ static int conf_out_dev(ss_flow *f, int *oif, secsock_error *err)
     if (route_key_of(f, hint, &key, err) != 0) {
         return -1;
     }
+    /* Before the kept answers too: the key holds neither SO_DONTROUTE nor the listener's owner, which
+     * resolve_oif refuses on a miss (review of f7d6545, item 3). */
+    if ((rc = flow_route_unknowable(f, err)) != 0) {
+        return rc > 0 ? SS_XFRM_MAYBE_DISABLED : -1;
+    }
     c = conf_for(f);
     if (c != NULL) {
         for (i = 0; i < SS_CONF_PEERS; i++) {
@@ -1557,10 +1562,19 @@ static int conf_out_dev(ss_flow *f, int *oif, secsock_error *err)
  * May an IPv4 route toward f's peer leave by loopback though the peer is not one of the host's addresses
  * (`ip route add X dev lo`, a multipath route with a `dev lo` nexthop: on_v4_route)?
  * Into *may: 1 when some such route's prefix holds the peer, or while the routes are not read (the rules not
- * plain, a table too large, a failed dump, a namespace not known: conf_rules_of), else 0. 0, or -1 on error.
+ * plain, a table too large, a failed dump, a namespace not known: conf_rules_of), or toward 255.255.255.255,
+ * which leaves by the device holding the source address, lo's for an address on lo (review of f7d6545, item
+ * 2); else 0. 0, or -1 on error.
+ * Not asked: whether the socket sends by lo (SO_BINDTODEVICE, IP_UNICAST_IF), for which, when no route by lo
+ * holds the peer, ip_route_output_key_hash_rcu makes one anyway ("assume the destination is on link"): that
+ * would be one more system call on every secured query (review of f7d6545, item 1). Such a route is
+ * RTCF_LOCAL (__mkroute_output: an IFF_LOOPBACK device), so the socket's packets never leave the host, and
+ * its peer can only be a local socket holding an address not the host's (IP_TRANSPARENT: CAP_NET_ADMIN or
+ * CAP_NET_RAW, which can change the XFRM state itself). README says so.
  */
 static int lo_route_may_cover(ss_flow *f, int *may, secsock_error *err)
 {
+    static const uint8_t limited_broadcast[4] = {255, 255, 255, 255};
     conf_rules rules;
     v4_prefix host;
 
@@ -1570,7 +1584,7 @@ static int lo_route_may_cover(ss_flow *f, int *may, secsock_error *err)
     }
     memcpy(host.addr, f->peer, 4);
     host.len = 32;
-    *may = local_prefix_holds(rules.lo, rules.n_lo, &host);
+    *may = local_prefix_holds(rules.lo, rules.n_lo, &host) || memcmp(f->peer, limited_broadcast, 4) == 0;
     return 0;
 }
 
