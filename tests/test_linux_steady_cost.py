@@ -32,6 +32,7 @@ pytestmark = pytest.mark.netns
 A, B = "10.77.0.1", "10.77.0.2"  # on lo's /24: B is one of the host's addresses
 V, W = "10.79.0.1", "10.79.0.2"  # V on the veth vc; W beyond it (a remote peer)
 QUERIES = 100
+IP_UNICAST_IF = 50  # linux/in.h; not in Python's socket module
 # Memory management the interpreter may do between two queries: not the query's.
 NOT_THE_QUERYS = ("brk", "mmap", "munmap", "mremap", "madvise")
 
@@ -478,3 +479,35 @@ def test_so_dontroute_set_after_a_kept_route_is_not_answered_from_it(ns: Netns) 
     assert first.reason.count(NO_SA) == 2, first  # by vc, the gateway route: the policy answers
     assert dontroute.reason.startswith("outbound: not decidable here"), dontroute
     assert not dontroute.secured
+
+
+@pytest.mark.parametrize("how", ["SO_BINDTODEVICE", "IP_UNICAST_IF"])
+def test_an_ipv4_udp_socket_sending_by_lo_to_a_remote_peer_follows_los_settings(ns: Netns, how: str) -> None:
+    """Outside review of 12e26e8, item 1: an IPv4 UDP socket that sends by lo (bound to it, or IP_UNICAST_IF)
+    toward a peer no route by lo covers gets the kernel's "assume the destination is on link" route by lo
+    (ip_route_output_key_hash_rcu), RTCF_LOCAL and with lo's disable_xfrm: the datagram goes in the clear to
+    any local socket on that port, though a policy requires ESP (no SA here: the kernel would otherwise hold
+    it). The backend answered from the policy (with an SA: SECURED). No privilege is needed for either
+    option, nor to receive. The datagram's device is lo's transmit counter."""
+    ns.ip("route", "add", "default", "via", "10.79.0.9", "dev", "vc")
+    policies(ns, V, W)
+
+    def query_and_send() -> Any:
+        import secsock
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            if how == "SO_BINDTODEVICE":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo")
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, IP_UNICAST_IF, socket.htonl(1))
+            sock.bind((V, 0))  # the policy's source (lo's own address would be chosen otherwise)
+            sock.connect((W, 500))
+            info = secsock.query(sock)
+            before = lo_tx_packets(ns)
+            sock.send(b"x")  # not held: XFRM is bypassed
+            return info, lo_tx_packets(ns) - before
+
+    info, sent_on_lo = ns.call(query_and_send)
+    assert sent_on_lo > 0, "the datagram did not leave by lo: the test does not show the bypass"
+    assert info.reason.count(DISABLED_BOTH_WAYS) == 2, info
+    assert not info.secured

@@ -1565,18 +1565,21 @@ static int conf_out_dev(ss_flow *f, int *oif, secsock_error *err)
  * plain, a table too large, a failed dump, a namespace not known: conf_rules_of), or toward 255.255.255.255,
  * which leaves by the device holding the source address, lo's for an address on lo (review of f7d6545, item
  * 2); else 0. 0, or -1 on error.
- * Not asked: whether the socket sends by lo (SO_BINDTODEVICE, IP_UNICAST_IF), for which, when no route by lo
- * holds the peer, ip_route_output_key_hash_rcu makes one anyway ("assume the destination is on link"): that
- * would be one more system call on every secured query (review of f7d6545, item 1). Such a route is
- * RTCF_LOCAL (__mkroute_output: an IFF_LOOPBACK device), so the socket's packets never leave the host, and
- * its peer can only be a local socket holding an address not the host's (IP_TRANSPARENT: CAP_NET_ADMIN or
- * CAP_NET_RAW, which can change the XFRM state itself). README says so.
+ * An IPv4 UDP socket that sends by lo (SO_BINDTODEVICE, IP_UNICAST_IF: flow_oif_hint) may too: when no route
+ * by lo holds the peer, ip_route_output_key_hash_rcu makes one anyway ("assume the destination is on link"),
+ * RTCF_LOCAL (__mkroute_output), and the datagrams, sent in the clear by lo's disable_xfrm, reach any local
+ * socket on that port, no privilege needed on either side (review of 12e26e8, item 1). A TCP socket's is not
+ * read (one more system call on every secured query): its SYN takes that route too, but the connection cannot
+ * be made unless a local IP_TRANSPARENT socket (CAP_NET_ADMIN or CAP_NET_RAW) answers from the peer's
+ * address (its SYN-ACK's source is not the host's: FLOWI_FLAG_ANYSRC), and the query of an unconnected TCP
+ * socket raises. README says so.
  */
 static int lo_route_may_cover(ss_flow *f, int *may, secsock_error *err)
 {
     static const uint8_t limited_broadcast[4] = {255, 255, 255, 255};
     conf_rules rules;
     v4_prefix host;
+    int hint = 0, rc;
 
     *may = 1;
     if (conf_rules_of(f, 1, &rules, err) != 0) {
@@ -1585,6 +1588,13 @@ static int lo_route_may_cover(ss_flow *f, int *may, secsock_error *err)
     memcpy(host.addr, f->peer, 4);
     host.len = 32;
     *may = local_prefix_holds(rules.lo, rules.n_lo, &host) || memcmp(f->peer, limited_broadcast, 4) == 0;
+    if (!*may && flow_udp(f)) {
+        /* The hint unreadable (a multicast peer's device): answered "not decidable" elsewhere. */
+        if ((rc = flow_oif_hint(f, &hint, err)) < 0) {
+            return -1;
+        }
+        *may = rc == 0 && hint == 1;
+    }
     return 0;
 }
 
