@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,12 @@ NOT_THE_QUERYS = ("brk", "mmap", "munmap", "mremap", "madvise")
 COUNT_QUERIES = """
 import os, socket, sys, secsock
 local, peer, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-s = socket.create_connection((peer, port), source_address=(local, 0))
+if sys.argv[5] == "udp":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((local, 0))
+    s.connect((peer, port))
+else:
+    s = socket.create_connection((peer, port), source_address=(local, 0))
 print(secsock.query(s).reason)
 os.umask(0o22)
 for _ in range(n):
@@ -85,11 +90,11 @@ def listener(where: Netns, addr: str) -> socket.socket:
     return where.call(listen)
 
 
-def steady_syscalls(ns: Netns, local: str, peer: str, port: int) -> tuple[str, list[str]]:
+def steady_syscalls(ns: Netns, local: str, peer: str, port: int, kind: str = "tcp") -> tuple[str, list[str]]:
     """The first query's reason and the system calls QUERIES steady queries made (strace, between markers)."""
     with tempfile.NamedTemporaryFile(prefix="secsock-strace-") as out:
         argv = ns.exec_argv("strace", "-f", "-qq", "-o", out.name, sys.executable, "-c", COUNT_QUERIES,
-                            local, peer, str(port), str(QUERIES))  # fmt: skip
+                            local, peer, str(port), str(QUERIES), kind)  # fmt: skip
         done = subprocess.run(argv, capture_output=True, text=True, env=child_env(), timeout=120)
         assert done.returncode == 0, done.stderr
         lines = Path(out.name).read_text().splitlines()
@@ -101,8 +106,8 @@ def steady_syscalls(ns: Netns, local: str, peer: str, port: int) -> tuple[str, l
 
 @pytest.mark.parametrize(
     ("where", "expected"),
-    [("remote", 4), ("remote-lo-route-elsewhere", 4), ("local", 5)],
-    ids=["remote", "remote-lo-route-elsewhere", "local"],
+    [("remote", 4), ("remote-lo-route-elsewhere", 4), ("local", 5), ("remote-udp", 6)],
+    ids=["remote", "remote-lo-route-elsewhere", "local", "remote-udp"],
 )
 def test_a_steady_secured_query_makes_four_or_five_system_calls(ns: Netns, where: str, expected: int) -> None:
     """A connected TCP socket's steady query: SO_COOKIE, getsockname, getpeername and the notification
@@ -111,7 +116,10 @@ def test_a_steady_secured_query_makes_four_or_five_system_calls(ns: Netns, where
     gateway lies inside a local prefix (none here). It made 9 toward a remote peer (SO_BINDTOIFINDEX,
     SO_DONTROUTE, fstat, IP_TOS, SO_MARK for the key of whether the peer is local) and 10 toward a local one
     (and SIOCGIFNAME for loopback's name). A route by lo to another peer (finding 3 of the review of
-    29b7b40) costs the remote peer nothing: only a peer such a route covers has its output device read."""
+    29b7b40) costs the remote peer nothing: only a peer such a route covers has its output device read.
+    A connected IPv4 UDP socket also reads the device it sends by (SO_BINDTOIFINDEX, IP_UNICAST_IF), once a
+    query: sending by lo, it would go by lo in the clear (review of 12e26e8, item 1; 7 before the value was
+    kept for the query's second direction, review of d4aba7b, item 2)."""
     peers = Netns("steady-peer")
     try:
         if where == "remote-lo-route-elsewhere":
@@ -120,13 +128,19 @@ def test_a_steady_secured_query_makes_four_or_five_system_calls(ns: Netns, where
             ns.ip("link", "set", "vcp", "netns", peers.name)
             peers.ip("link", "set", "vcp", "up")
             peers.ip("addr", "add", f"{W}/24", "dev", "vcp")
-            local, peer, server = V, W, listener(peers, W)
+            if where == "remote-udp":
+                server = peers.call(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+                server.bind((W, 0))
+            else:
+                server = listener(peers, W)
+            local, peer = V, W
         else:
             lo_xfrm_on(ns)
             local, peer, server = A, B, listener(ns, B)
         with server:
             policies(ns, local, peer, level="use")  # optional: the handshake needs no SA
-            reason, calls = steady_syscalls(ns, local, peer, server.getsockname()[1])
+            kind = "udp" if where == "remote-udp" else "tcp"
+            reason, calls = steady_syscalls(ns, local, peer, server.getsockname()[1], kind)
     finally:
         peers.close()
     assert "no ESP or AH SA protects the flow" in reason, f"not the secured path: {reason}"
@@ -422,6 +436,38 @@ def test_a_rule_on_a_port_keeps_that_ports_error_apart(ns: Netns) -> None:
     assert prohibited.get("errno") == errno.EACCES, prohibited
 
 
+def query_then_send(ns: Netns, prepare: Callable[[socket.socket], None]) -> tuple[Any, int]:
+    """In ns: a UDP socket made ready by prepare, its answer, then one datagram sent (or held by the policy)
+    and the packets lo's transmit counter gained by it: the kernel's own word on the device it took."""
+
+    def query_and_send() -> tuple[Any, int]:
+        import secsock
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            prepare(sock)
+            info = secsock.query(sock)
+            before = lo_tx_packets(ns)
+            try:
+                sock.send(b"x")
+            except OSError:
+                pass  # held by the policy (no SA): nothing is sent
+            return info, lo_tx_packets(ns) - before
+
+    return ns.call(query_and_send)
+
+
+def assert_follows_lo(info: Any, sent_on_lo: int, lo_disabled: int) -> None:
+    """lo's disable_xfrm 1: the datagram went by lo (in the clear), and the answer says XFRM is disabled both
+    ways; 0: the policy held it (no SA), and the answer is the policy's."""
+    if lo_disabled:
+        assert sent_on_lo > 0, "the datagram did not leave by lo: the test does not show the bypass"
+        assert info.reason.count(DISABLED_BOTH_WAYS) == 2, info
+    else:
+        assert sent_on_lo == 0, "the datagram left by lo though XFRM applies"
+        assert info.reason.count(NO_SA) == 2, info
+    assert not info.secured
+
+
 @pytest.mark.parametrize("lo_disabled", [1, 0], ids=["lo-disables-xfrm", "lo-does-not"])
 def test_limited_broadcast_from_an_address_on_lo_follows_los_settings(ns: Netns, lo_disabled: int) -> None:
     """Outside review of f7d6545, item 2: 255.255.255.255 from a source address and no device leaves by the
@@ -431,29 +477,12 @@ def test_limited_broadcast_from_an_address_on_lo_follows_los_settings(ns: Netns,
     lo_settings(ns, lo_disabled)
     policies(ns, A, "255.255.255.255")
 
-    def query_and_send() -> Any:
-        import secsock
+    def broadcast(sock: socket.socket) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.bind((A, 0))
+        sock.connect(("255.255.255.255", 500))
 
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-            sock.bind((A, 0))
-            sock.connect(("255.255.255.255", 500))
-            info = secsock.query(sock)
-            before = lo_tx_packets(ns)
-            try:
-                sock.send(b"x")
-            except OSError:
-                pass  # held by the policy (no SA): nothing is sent
-            return info, lo_tx_packets(ns) - before
-
-    info, sent_on_lo = ns.call(query_and_send)
-    if lo_disabled:
-        assert sent_on_lo > 0, "the datagram did not leave by lo: the test does not show the bypass"
-        assert info.reason.count(DISABLED_BOTH_WAYS) == 2, info
-    else:
-        assert sent_on_lo == 0, "the datagram left by lo though XFRM applies"
-        assert info.reason.count(NO_SA) == 2, info
-    assert not info.secured
+    assert_follows_lo(*query_then_send(ns, broadcast), lo_disabled)
 
 
 def test_so_dontroute_set_after_a_kept_route_is_not_answered_from_it(ns: Netns) -> None:
@@ -481,8 +510,11 @@ def test_so_dontroute_set_after_a_kept_route_is_not_answered_from_it(ns: Netns) 
     assert not dontroute.secured
 
 
+@pytest.mark.parametrize("lo_disabled", [1, 0], ids=["lo-disables-xfrm", "lo-does-not"])
 @pytest.mark.parametrize("how", ["SO_BINDTODEVICE", "IP_UNICAST_IF"])
-def test_an_ipv4_udp_socket_sending_by_lo_to_a_remote_peer_follows_los_settings(ns: Netns, how: str) -> None:
+def test_an_ipv4_udp_socket_sending_by_lo_to_a_remote_peer_follows_los_settings(
+    ns: Netns, how: str, lo_disabled: int
+) -> None:
     """Outside review of 12e26e8, item 1: an IPv4 UDP socket that sends by lo (bound to it, or IP_UNICAST_IF)
     toward a peer no route by lo covers gets the kernel's "assume the destination is on link" route by lo
     (ip_route_output_key_hash_rcu), RTCF_LOCAL and with lo's disable_xfrm: the datagram goes in the clear to
@@ -490,24 +522,15 @@ def test_an_ipv4_udp_socket_sending_by_lo_to_a_remote_peer_follows_los_settings(
     it). The backend answered from the policy (with an SA: SECURED). No privilege is needed for either
     option, nor to receive. The datagram's device is lo's transmit counter."""
     ns.ip("route", "add", "default", "via", "10.79.0.9", "dev", "vc")
+    lo_settings(ns, lo_disabled)
     policies(ns, V, W)
 
-    def query_and_send() -> Any:
-        import secsock
+    def by_lo(sock: socket.socket) -> None:
+        if how == "SO_BINDTODEVICE":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo")
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, IP_UNICAST_IF, socket.htonl(1))
+        sock.bind((V, 0))  # the policy's source (lo's own address would be chosen otherwise)
+        sock.connect((W, 500))
 
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            if how == "SO_BINDTODEVICE":
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo")
-            else:
-                sock.setsockopt(socket.IPPROTO_IP, IP_UNICAST_IF, socket.htonl(1))
-            sock.bind((V, 0))  # the policy's source (lo's own address would be chosen otherwise)
-            sock.connect((W, 500))
-            info = secsock.query(sock)
-            before = lo_tx_packets(ns)
-            sock.send(b"x")  # not held: XFRM is bypassed
-            return info, lo_tx_packets(ns) - before
-
-    info, sent_on_lo = ns.call(query_and_send)
-    assert sent_on_lo > 0, "the datagram did not leave by lo: the test does not show the bypass"
-    assert info.reason.count(DISABLED_BOTH_WAYS) == 2, info
-    assert not info.secured
+    assert_follows_lo(*query_then_send(ns, by_lo), lo_disabled)

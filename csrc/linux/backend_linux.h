@@ -306,6 +306,8 @@ typedef struct {
     int mark_read, mark_errno;
     int bound_ifindex;     /* SO_BINDTOIFINDEX, 0 when not bound: read by flow_bound_ifindex() on first need */
     int bif_read;
+    int unicast_if;        /* an IPv4 UDP socket's IP_UNICAST_IF, read by flow_oif_hint() on first need */
+    int uif_read;
     uint64_t ns_cookie;    /* SO_NETNS_COOKIE of the socket; 0 when the kernel cannot say */
     int has_peer_arg;      /* the caller gave peer (error messages name it) */
     int multipath;         /* 1 SCTP, 2 MPTCP: the flow read is one path of several (multipath_verdict) */

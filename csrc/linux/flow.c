@@ -351,10 +351,14 @@ static int flow_oif_hint(ss_flow *f, int *oif, secsock_error *err)
     if (*oif > 0) {
         return 0;
     }
-    if (getsockopt(f->sock, IPPROTO_IP, IP_UNICAST_IF, &ucast, &len) != 0) {
-        return os_error(err, errno, "getsockopt(IP_UNICAST_IF)", NULL);
+    if (!f->uif_read) { /* once a query: asked per direction (review of d4aba7b, item 2) */
+        if (getsockopt(f->sock, IPPROTO_IP, IP_UNICAST_IF, &ucast, &len) != 0) {
+            return os_error(err, errno, "getsockopt(IP_UNICAST_IF)", NULL);
+        }
+        f->unicast_if = (int)ntohl(ucast);
+        f->uif_read = 1;
     }
-    *oif = (int)ntohl(ucast);
+    *oif = f->unicast_if;
     return 0;
 }
 
@@ -1589,11 +1593,11 @@ static int lo_route_may_cover(ss_flow *f, int *may, secsock_error *err)
     host.len = 32;
     *may = local_prefix_holds(rules.lo, rules.n_lo, &host) || memcmp(f->peer, limited_broadcast, 4) == 0;
     if (!*may && flow_udp(f)) {
-        /* The hint unreadable (a multicast peer's device): answered "not decidable" elsewhere. */
-        if ((rc = flow_oif_hint(f, &hint, err)) < 0) {
+        /* The hint unreadable (a multicast peer's device): may, and conf_out_dev says "not decidable". */
+        if ((rc = flow_oif_hint(f, &hint, err)) == -1) {
             return -1;
         }
-        *may = rc == 0 && hint == 1;
+        *may = rc == SS_DEV_UNKNOWN || hint == 1;
     }
     return 0;
 }
