@@ -1593,7 +1593,8 @@ static int lo_route_may_cover(ss_flow *f, int *may, secsock_error *err)
     host.len = 32;
     *may = local_prefix_holds(rules.lo, rules.n_lo, &host) || memcmp(f->peer, limited_broadcast, 4) == 0;
     if (!*may && flow_udp(f)) {
-        /* The hint unreadable (a multicast peer's device): may, and conf_out_dev says "not decidable". */
+        /* The hint unreadable (a multicast peer's device): may, and conf_out_dev says "not decidable". A
+         * guard only: conf_local_dev answers such a flow "not decidable" before this is asked. */
         if ((rc = flow_oif_hint(f, &hint, err)) == -1) {
             return -1;
         }
