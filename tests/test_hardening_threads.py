@@ -244,7 +244,15 @@ def test_threads_query_close_sockets_and_tokens_without_leaks(counted_token_clos
         and measured["churn"] > 50
         and measured["tokens"] > 20
     ), report
-    assert fds_after == fds_before, f"descriptors leaked: {sorted(fds_after - fds_before)}; {report}"
+    # No descriptor may be added. The backend may renumber its own (the XFRM notification and request sockets
+    # and the epoll instance): with both tables due (check_age_locked: 30 s after their last full read, which
+    # in a long pytest process may be long before this test's first query) it drops the notification socket
+    # and dumps under a new one, and the new descriptors may take numbers the churn freed (seen under ASan:
+    # 29 and 30 became 26 and 27). It may also close, never add (a deleted namespace's, parked).
+    renumbered = fds_after - fds_before
+    leaked = f"descriptors leaked: {sorted(renumbered)} (before: {sorted(fds_before)}); {report}"
+    assert len(fds_after) <= len(fds_before), leaked
+    assert len(renumbered) <= 3 and all(is_backend_descriptor(fd) for fd in renumbered), leaked
     assert not counted_token_close, "a token handle was closed after its check"
     assert traced_growth < TRACEMALLOC_BOUND, report
     if not under_asan():
