@@ -1626,7 +1626,7 @@ static int lo_route_may_cover(ss_flow *f, int *may, secsock_error *err)
  */
 static int remote_xfrm_disabled(ss_flow *f, int out, secsock_error *err)
 {
-    int bit = out ? SS_LO_NOXFRM : SS_LO_NOPOLICY, any, conf, oif, rc, lo_may;
+    int bit = out ? SS_LO_NOXFRM : SS_LO_NOPOLICY, any, conf, oif = 0, rc, lo_may;
 
     if (conf_links(f, &any, err) != 0 || lo_route_may_cover(f, &lo_may, err) != 0) {
         return -1;
@@ -1658,7 +1658,7 @@ static int remote_xfrm_disabled(ss_flow *f, int out, secsock_error *err)
     if ((rc = flow_out_dev_knowable(f, err)) <= 0) {
         return rc < 0 ? -1 : SS_XFRM_MAYBE_DISABLED;
     }
-    if ((rc = conf_out_dev(f, &oif, err)) != 0) {
+    if (!lo_may && (rc = conf_out_dev(f, &oif, err)) != 0) { /* with lo_may, asked above */
         return rc == SS_XFRM_MAYBE_DISABLED ? rc : -1;
     }
     if (conf_dev(f, oif, &conf, err) != 0) {
